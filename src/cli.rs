@@ -1,0 +1,191 @@
+//! Command-line definitions. Parsing only; the commands live in `app`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "maas-usage",
+    version,
+    about = "Huawei Cloud MaaS usage statistics as metrics for Telegraf and the OpenTelemetry Collector",
+    long_about = "Huawei Cloud MaaS usage statistics (tokens, requests, errors) as metrics.\n\n\
+Credentials come from the environment (HW_ACCESS_KEY/HW_SECRET_KEY [+HW_SECURITY_TOKEN], or \
+HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK [+HUAWEICLOUD_SDK_SECURITY_TOKEN]) or a credentials file, \
+never from the command line.\n\n\
+Try it without a cloud account:  maas-usage demo",
+    after_help = "Exit codes: 0 success; 1 the cloud or the run failed; 2 invalid input (flags, spec, credentials)."
+)]
+pub struct Cli {
+    /// Log every call (method, URL, status, request id, timing) on stderr.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Ask once: usage totals for a time range, as a table or JSON.
+    #[command(after_help = QUERY_EXAMPLES)]
+    Query(QueryArgs),
+    /// Try it without a cloud account: the built-in simulator answers a sample run.
+    Demo(DemoArgs),
+    /// Serve the MaaS + IAM simulator on loopback (for tests and trials).
+    #[command(after_help = SIMULATOR_EXAMPLES)]
+    Simulator(SimulatorArgs),
+}
+
+const QUERY_EXAMPLES: &str = "Examples:
+  maas-usage query                                   # preset service, last 7 days
+  maas-usage query --from 2026-05-08 --to 2026-05-21 # both days included
+  maas-usage query --range this_month --service-type 4
+  maas-usage query --range last_30d --infer-type batch --format json
+  maas-usage query --api-keys key1 key2              # only these API keys
+  maas-usage query --api-keys ''                     # only the online-experience page";
+
+const SIMULATOR_EXAMPLES: &str = "Examples:
+  maas-usage simulator --listen 127.0.0.1:8080
+  maas-usage simulator --latency 50ms --rate-limit 200 --fail-ratio 0.1
+
+Then point a command at it:
+  maas-usage query --endpoint http://127.0.0.1:8080 --iam-endpoint http://127.0.0.1:8080
+
+Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it accepts the built-in demo pair,
+which `maas-usage demo` uses.";
+
+/// Where and how to reach the cloud; shared by every command that calls it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CloudArgs {
+    /// Huawei Cloud region [default: cn-southwest-2].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Project id; else HW_PROJECT_ID, HUAWEICLOUD_SDK_PROJECT_ID, else IAM discovery.
+    #[arg(long, value_name = "ID")]
+    pub project_id: Option<String>,
+    /// MaaS endpoint URL [default: https://modelarts.{region}.myhuaweicloud.com].
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// IAM endpoint URL [default: https://iam.{region}.myhuaweicloud.com].
+    #[arg(long, value_name = "URL")]
+    pub iam_endpoint: Option<String>,
+    /// Credentials file: AK and SK on two lines, one AK,SK line, or KEY=VALUE lines.
+    /// Environment variables win over it.
+    #[arg(long, value_name = "PATH")]
+    pub credentials_file: Option<PathBuf>,
+    /// PEM bundle of a private CA to trust (TLS is always verified).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// last_7d, last_14d, last_30d, last_<N>d, last_<N>h, today, yesterday, this_month,
+    /// previous_month [default: last_7d].
+    #[arg(long, value_name = "RANGE", conflicts_with_all = ["from", "to"])]
+    pub range: Option<String>,
+    /// Start: YYYY-MM-DD (local midnight) or an RFC 3339 instant.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// End: YYYY-MM-DD (that day included) or an RFC 3339 instant; capped at now.
+    #[arg(long, value_name = "DATE", requires = "from")]
+    pub to: Option<String>,
+    /// my_service (1), preset (2), custom_endpoint (4); repeat or separate with commas.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        value_delimiter = ',',
+        default_value = "preset"
+    )]
+    pub service_type: Vec<String>,
+    /// real_time or batch (batch adds completed tasks and inference count).
+    #[arg(long, value_name = "TYPE", default_value = "real_time")]
+    pub infer_type: String,
+    /// Only these API keys; '' selects calls from the online experience page. Omit for all keys.
+    #[arg(long, value_name = "KEY", num_args = 1..)]
+    pub api_keys: Option<Vec<String>>,
+    /// Only calls from these client IPs.
+    #[arg(long, value_name = "IP", num_args = 1..)]
+    pub ips: Option<Vec<String>>,
+    /// IANA time zone for calendar ranges and display [default: the OS zone].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Pretend it is this instant (RFC 3339), for reproducible output.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+    /// Also show each segment's window and the raw API answer.
+    #[arg(long)]
+    pub raw: bool,
+    /// Give up after this long, in total.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulatorArgs {
+    /// Address to listen on; port 0 picks a free one (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// The project id IAM lists for the region.
+    #[arg(long, default_value = crate::sim::DEMO_PROJECT_ID)]
+    pub project_id: String,
+    #[arg(long, default_value = crate::sim::DEMO_REGION)]
+    pub region: String,
+    /// The data clock (RFC 3339): hours after it have no data yet [default: the real time].
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Seed of the synthetic traffic.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Added before every answer, e.g. 50ms.
+    #[arg(long, value_name = "DURATION")]
+    pub latency: Option<String>,
+    /// Admit at most N requests per --rate-window; more get 429.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub rate_window: String,
+    /// Retry-After seconds sent with a 429.
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_after: Option<u64>,
+    /// Fraction (0..1) of requests answered 503.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.0)]
+    pub fail_ratio: f64,
+    /// Fraction (0..1) of answers with a cut JSON body.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.0)]
+    pub malformed_ratio: f64,
+    /// Seconds the simulator's clock is ahead (negative: behind) for X-Sdk-Date checks.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        allow_hyphen_values = true,
+        default_value_t = 0
+    )]
+    pub clock_skew: i64,
+    /// Append one JSON line per request to this file (no header values).
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// Credentials file the simulator accepts (else the environment, else the demo pair).
+    #[arg(long, value_name = "PATH")]
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Pretend it is this instant (RFC 3339), for reproducible output.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// IANA time zone for calendar ranges and display [default: the OS zone].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+}

@@ -1,0 +1,309 @@
+//! The wire format of ShowStatistics and IAM project listing: request bodies, answers, error
+//! bodies, and the exact conversion of token figures (thousands, 3 decimals) to integers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{InferType, ServiceType, Usage};
+
+/// The ShowStatistics request body. Field order is fixed so identical calls serialise to
+/// identical bytes (the plan deduplicates on them, and the signature hashes them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct StatsRequest {
+    pub service_type: u8,
+    pub infer_type: &'static str,
+    pub start_time: i64,
+    pub end_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `None` means all keys and leaves the field out: `[]` is not the same thing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ips: Option<Vec<String>>,
+}
+
+impl StatsRequest {
+    pub fn new(st: ServiceType, it: InferType, start_ms: i64, end_ms: i64) -> Self {
+        StatsRequest {
+            service_type: st.code(),
+            infer_type: it.name(),
+            start_time: start_ms,
+            end_time: end_ms,
+            timezone: None,
+            api_keys: None,
+            ips: None,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+pub const STATS_PATH_SUFFIX: &str = "maas/monitoring/show-statistics";
+
+pub fn stats_path(project_id: &str) -> String {
+    format!("/v1/{project_id}/{STATS_PATH_SUFFIX}")
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the answer is not JSON ({0})")]
+    NotJson(String),
+    #[error("the answer is not a statistics object (no total_request_count or total_token)")]
+    NotStatistics,
+    #[error("field {field}: {reason}")]
+    BadField { field: &'static str, reason: String },
+}
+
+/// Above this many thousand tokens (10^15 tokens) a figure is not believable and, beyond
+/// 2^42, no longer exact in a double: refuse it rather than emit it.
+const MAX_THOUSANDS: f64 = 1e12;
+/// Counts above this are refused for the same reason (2^53 is where doubles stop being exact).
+const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
+/// Thousands of tokens with at most 3 decimals -> exact tokens.
+///
+/// The double is printed in its shortest round-trip form (which is the decimal the server wrote,
+/// for any value below 2^42) and that decimal is shifted three places, so `2482084.98` becomes
+/// exactly 2,482,084,980 without any floating-point multiplication.
+pub fn thousands_to_tokens(v: f64) -> Result<u64, String> {
+    if !v.is_finite() {
+        return Err(format!("{v} is not a number of tokens"));
+    }
+    if v < 0.0 {
+        return Err(format!("{v} is negative"));
+    }
+    if v > MAX_THOUSANDS {
+        return Err(format!("{v:e} thousand tokens is out of range"));
+    }
+    let text = format!("{v}");
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let int: u64 = int
+        .parse()
+        .map_err(|_| format!("{v} is not a number of tokens"))?;
+    let mut thousandths = 0u64;
+    let digits: Vec<u64> = frac.bytes().map(|b| u64::from(b - b'0')).collect();
+    for i in 0..3 {
+        thousandths = thousandths * 10 + digits.get(i).copied().unwrap_or(0);
+    }
+    // More than three decimals is not what the API documents; round half up rather than refuse.
+    if digits.get(3).is_some_and(|&d| d >= 5) {
+        thousandths += 1;
+    }
+    Ok(int * 1000 + thousandths)
+}
+
+fn count(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
+    let bad = |reason: String| DecodeError::BadField { field, reason };
+    match v {
+        Value::Null => Ok(0),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                return Ok(u);
+            }
+            let f = n
+                .as_f64()
+                .ok_or_else(|| bad(format!("{n} is not a count")))?;
+            if f < 0.0 {
+                Err(bad(format!("{n} is negative")))
+            } else if f.fract() != 0.0 {
+                Err(bad(format!("{n} is not a whole number")))
+            } else if f > MAX_COUNT {
+                Err(bad(format!("{n} is out of range")))
+            } else {
+                Ok(f as u64)
+            }
+        }
+        other => Err(bad(format!("{other} is not a number"))),
+    }
+}
+
+fn tokens(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
+    match v {
+        Value::Null => Ok(0),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("{n} is not a number"))
+            .and_then(thousands_to_tokens)
+            .map_err(|reason| DecodeError::BadField { field, reason }),
+        other => Err(DecodeError::BadField {
+            field,
+            reason: format!("{other} is not a number"),
+        }),
+    }
+}
+
+/// Parses a 200 answer of ShowStatistics into exact usage.
+pub fn parse_statistics(body: &str) -> Result<Usage, DecodeError> {
+    let v: Value = serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let obj = v.as_object().ok_or(DecodeError::NotStatistics)?;
+    if !obj.contains_key("total_request_count") && !obj.contains_key("total_token") {
+        return Err(DecodeError::NotStatistics);
+    }
+    let f = |k: &str| obj.get(k).unwrap_or(&Value::Null);
+    Ok(Usage {
+        total_tokens: tokens(f("total_token"), "total_token")?,
+        prompt_tokens: tokens(f("total_prompt_token"), "total_prompt_token")?,
+        completion_tokens: tokens(f("total_completion_token"), "total_completion_token")?,
+        requests: count(f("total_request_count"), "total_request_count")?,
+        errors: count(f("total_error_count"), "total_error_count")?,
+        completed_tasks: count(f("total_completion_tasks"), "total_completion_tasks")?,
+        infer_count: count(f("total_infer_count"), "total_infer_count")?,
+    })
+}
+
+/// An error body, whichever of the three spellings the service used.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub request_id: Option<String>,
+}
+
+pub fn parse_error_body(body: &str) -> ErrorBody {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(body) else {
+        return ErrorBody::default();
+    };
+    let text = |keys: &[&str]| {
+        keys.iter().find_map(|k| match obj.get(*k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    ErrorBody {
+        code: text(&["error_code", "errorCode", "code"]),
+        message: text(&["error_msg", "errorMsg", "message"]),
+        request_id: text(&["request_id", "requestId"]),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProjectList {
+    projects: Vec<Project>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Project {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The single project id in a KeystoneListProjects answer for `region`.
+pub fn parse_projects(body: &str, region: &str) -> Result<String, String> {
+    let list: ProjectList =
+        serde_json::from_str(body).map_err(|e| format!("unexpected IAM answer: {e}"))?;
+    let matching: Vec<&Project> = list.projects.iter().filter(|p| p.name == region).collect();
+    match matching.as_slice() {
+        [p] => Ok(p.id.clone()),
+        [] => Err(format!(
+            "IAM lists no project named {region}; check the region, or set the project id (--project-id, HW_PROJECT_ID or cloud.project_id)"
+        )),
+        _ => Err(format!(
+            "IAM lists {} projects named {region}; set the project id explicitly (--project-id, HW_PROJECT_ID or cloud.project_id)",
+            matching.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn seed_example_converts_exactly() {
+        assert_eq!(thousands_to_tokens(2482084.98), Ok(2_482_084_980));
+        assert_eq!(thousands_to_tokens(0.001), Ok(1));
+        assert_eq!(thousands_to_tokens(0.0), Ok(0));
+        assert_eq!(thousands_to_tokens(24870.5), Ok(24_870_500));
+        assert_eq!(thousands_to_tokens(1.0005), Ok(1001));
+        assert!(thousands_to_tokens(-1.0).is_err());
+        assert!(thousands_to_tokens(f64::NAN).is_err());
+        assert!(thousands_to_tokens(1e300).is_err());
+    }
+
+    #[test]
+    fn body_leaves_out_unset_filters() {
+        let mut r = StatsRequest::new(ServiceType::Preset, InferType::RealTime, 1, 2);
+        assert_eq!(
+            String::from_utf8(r.to_bytes()).unwrap(),
+            r#"{"service_type":2,"infer_type":"real_time","start_time":1,"end_time":2}"#
+        );
+        r.api_keys = Some(vec![String::new()]);
+        r.timezone = Some("Asia/Shanghai".into());
+        assert_eq!(
+            String::from_utf8(r.to_bytes()).unwrap(),
+            r#"{"service_type":2,"infer_type":"real_time","start_time":1,"end_time":2,"timezone":"Asia/Shanghai","api_keys":[""]}"#
+        );
+    }
+
+    #[test]
+    fn statistics_parse_and_reject() {
+        let u = parse_statistics(r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#).unwrap();
+        assert_eq!(u.total_tokens, 2_482_084_980);
+        assert_eq!(u.prompt_tokens, 2_456_500_123);
+        assert_eq!(u.requests, 67188);
+        assert!(matches!(
+            parse_statistics("<html>"),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_statistics("{}"),
+            Err(DecodeError::NotStatistics)
+        ));
+        assert!(parse_statistics(r#"{"total_request_count":-1}"#).is_err());
+        assert!(parse_statistics(r#"{"total_request_count":1.5}"#).is_err());
+        assert!(parse_statistics(r#"{"total_token":1e300}"#).is_err());
+        assert!(parse_statistics(r#"{"total_token":"12"}"#).is_err());
+    }
+
+    #[test]
+    fn error_bodies_in_three_spellings() {
+        let e = parse_error_body(
+            r#"{"error_code":"APIGW.0301","error_msg":"bad sig","request_id":"r1"}"#,
+        );
+        assert_eq!(
+            (
+                e.code.as_deref(),
+                e.message.as_deref(),
+                e.request_id.as_deref()
+            ),
+            (Some("APIGW.0301"), Some("bad sig"), Some("r1"))
+        );
+        let e = parse_error_body(r#"{"errorCode":"X.1","errorMsg":"m"}"#);
+        assert_eq!(e.code.as_deref(), Some("X.1"));
+        let e = parse_error_body(r#"{"code":"Y","message":"n"}"#);
+        assert_eq!(e.message.as_deref(), Some("n"));
+        assert_eq!(parse_error_body("not json"), ErrorBody::default());
+    }
+
+    #[test]
+    fn projects_must_match_exactly_one() {
+        let one = r#"{"projects":[{"id":"abc","name":"cn-southwest-2"},{"id":"zzz","name":"cn-southwest-2_sub"}]}"#;
+        assert_eq!(parse_projects(one, "cn-southwest-2").unwrap(), "abc");
+        assert!(parse_projects(r#"{"projects":[]}"#, "cn-southwest-2")
+            .unwrap_err()
+            .contains("no project"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_integer_token_count_survives_the_thousands_round_trip(t in 0u64..1_000_000_000_000_000) {
+            // What the server does: integer tokens / 1000 printed with at most 3 decimals.
+            let text = format!("{}.{:03}", t / 1000, t % 1000);
+            let v: f64 = text.parse().unwrap();
+            prop_assert_eq!(thousands_to_tokens(v), Ok(t));
+        }
+
+        #[test]
+        fn statistics_parser_never_panics(s in "\\PC*") {
+            let _ = parse_statistics(&s);
+            let _ = parse_error_body(&s);
+        }
+    }
+}

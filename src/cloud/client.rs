@@ -1,0 +1,680 @@
+//! The one place that talks to the cloud: signed HTTP with ureq, retries, error decoding, IAM
+//! project discovery and ShowStatistics.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::api::{self, DecodeError};
+use super::credentials::Credentials;
+use super::sign::{self, SignInput};
+use crate::budget::{Budget, BudgetExhausted, Unlimited};
+use crate::log;
+use crate::model::Usage;
+
+/// Answers larger than this are not statistics; reading stops there.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// An endpoint URL split the way signing needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<u16>,
+    /// Path prefix without a trailing slash (usually empty).
+    pub base_path: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("`{url}` is not a usable endpoint URL: {why}");
+        let uri: ureq::http::Uri = url.trim().parse().map_err(|e| bad(&format!("{e}")))?;
+        let scheme = uri
+            .scheme_str()
+            .ok_or_else(|| bad("it needs a scheme (https://)"))?;
+        if scheme != "https" && scheme != "http" {
+            return Err(bad("the scheme must be https or http"));
+        }
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("it has no host"))?;
+        if uri.query().is_some() {
+            return Err(bad("it must not carry a query"));
+        }
+        if let Some(auth) = uri.authority() {
+            if auth.as_str().contains('@') {
+                return Err(bad("it must not carry user information"));
+            }
+        }
+        Ok(Endpoint {
+            scheme: scheme.to_string(),
+            host: host.to_string(),
+            port: uri.port_u16(),
+            base_path: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The `Host` header: `:port` only when it is not the scheme's default.
+    pub fn host_header(&self) -> String {
+        match (self.scheme.as_str(), self.port) {
+            (_, None) | ("https", Some(443)) | ("http", Some(80)) => self.host.clone(),
+            (_, Some(p)) => format!("{}:{p}", self.host),
+        }
+    }
+
+    pub fn url(&self, path: &str, query: &str) -> String {
+        let mut u = format!(
+            "{}://{}{}{}",
+            self.scheme,
+            self.host_header(),
+            self.base_path,
+            path
+        );
+        if !query.is_empty() {
+            u.push('?');
+            u.push_str(query);
+        }
+        u
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme,
+            self.host_header(),
+            self.base_path
+        )
+    }
+}
+
+pub fn default_maas_endpoint(region: &str) -> String {
+    format!("https://modelarts.{region}.myhuaweicloud.com")
+}
+
+pub fn default_iam_endpoint(region: &str) -> String {
+    format!("https://iam.{region}.myhuaweicloud.com")
+}
+
+/// Capped exponential backoff with jitter; `Retry-After` overrides it.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1-based): "equal jitter", half fixed and half
+    /// random, so retries spread out but never come back immediately. `unit` is in [0, 1).
+    pub fn backoff(&self, retry: u32, unit: f64) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16));
+        let ceiling = exp.min(self.cap);
+        let half = ceiling / 2;
+        half + half.mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+/// A small xorshift generator for jitter; jitter needs spread, not cryptography.
+fn jitter_unit() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9_7F4A_7C15);
+            (t ^ u64::from(std::process::id()).rotate_left(32)) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&Utc) - Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Call counters of one client, read for the run's self-metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub calls: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFailure {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", fmt_http(.0))]
+    Http(HttpFailure),
+    #[error("cannot reach {endpoint}: {message}")]
+    Transport { endpoint: String, message: String },
+    #[error("unusable answer from {endpoint}{}: {error}", fmt_rid(.request_id))]
+    Decode {
+        endpoint: String,
+        error: DecodeError,
+        request_id: Option<String>,
+    },
+    #[error("the run's time limit was reached before this call could finish{}", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Deadline { last: Option<Box<ApiError>> },
+    #[error("{0}")]
+    Budget(BudgetExhausted),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn fmt_rid(rid: &Option<String>) -> String {
+    rid.as_ref()
+        .map(|r| format!(" (request id {r})"))
+        .unwrap_or_default()
+}
+
+/// `HTTP 401 APIGW.0301: <message> (request id ...)`, then what to do about it.
+fn fmt_http(f: &HttpFailure) -> String {
+    let mut s = format!("HTTP {}", f.status);
+    if let Some(code) = &f.code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    s.push_str(": ");
+    s.push_str(if f.message.is_empty() {
+        "(no message)"
+    } else {
+        &f.message
+    });
+    s.push_str(&fmt_rid(&f.request_id));
+    if let Some(hint) = hint(f) {
+        s.push_str("; ");
+        s.push_str(hint);
+    }
+    s
+}
+
+fn hint(f: &HttpFailure) -> Option<&'static str> {
+    match (f.status, f.code.as_deref()) {
+        (_, Some("APIGW.0303")) => Some("check the system clock: X-Sdk-Date must be within 15 minutes of the server's time (enable NTP)"),
+        (401, _) => Some("the signature was rejected: check the AK/SK pair (and the security token for temporary credentials)"),
+        (403, _) => Some("the IAM user needs the permission modelarts:monitoring:get (and iam:projects:get for project discovery)"),
+        (429, _) => Some("throttled: the API allows 200 calls a minute per user; lower limits.requests_per_minute or run less often"),
+        (404, _) => Some("check the region, the endpoint and the project id"),
+        _ => None,
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Http(f) => Some(f.status),
+            ApiError::Deadline { last: Some(l) } => l.status(),
+            _ => None,
+        }
+    }
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Http(f) => f.code.as_deref(),
+            ApiError::Deadline { last: Some(l) } => l.code(),
+            _ => None,
+        }
+    }
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Http(f) => f.request_id.as_deref(),
+            ApiError::Decode { request_id, .. } => request_id.as_deref(),
+            ApiError::Deadline { last: Some(l) } => l.request_id(),
+            _ => None,
+        }
+    }
+}
+
+/// Client settings that do not come from credentials.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub maas: Endpoint,
+    pub iam: Endpoint,
+    /// Upper bound for one HTTP exchange; the run's deadline shortens it.
+    pub call_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// One HTTP exchange's result.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+enum Attempt {
+    Answer(Answer),
+    Transport(String),
+    TooLarge(Option<String>),
+}
+
+/// A successful ShowStatistics call.
+#[derive(Debug, Clone)]
+pub struct StatsAnswer {
+    pub usage: Usage,
+    /// The answer as received, with any secret redacted (for `--raw` and JSON output).
+    pub raw: String,
+    pub request_id: Option<String>,
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    creds: Credentials,
+    opts: ClientOptions,
+    budget: Arc<dyn Budget>,
+    pub counters: Arc<Counters>,
+}
+
+impl Client {
+    pub fn new(
+        creds: Credentials,
+        opts: ClientOptions,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, ApiError> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = ca_file {
+            tls = tls.root_certs(load_ca(path)?);
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls.build())
+            .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
+            .max_redirects(0)
+            .timeout_global(Some(opts.call_timeout))
+            .build();
+        Ok(Client {
+            agent: config.new_agent(),
+            creds,
+            opts,
+            budget: Arc::new(Unlimited),
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// One signed exchange, no retry.
+    fn exchange(
+        &self,
+        method: &str,
+        ep: &Endpoint,
+        path: &str,
+        query: &[(String, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Attempt {
+        let full_path = format!("{}{}", ep.base_path, path);
+        let host = ep.host_header();
+        let date = sign::sdk_date(Utc::now());
+        let mut headers: Vec<(String, String)> =
+            vec![("Host".into(), host), ("X-Sdk-Date".into(), date.clone())];
+        if method == "POST" {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        if let Some(token) = &self.creds.token {
+            headers.push(("X-Security-Token".into(), token.expose().to_string()));
+        }
+        let input = SignInput {
+            method,
+            path: &full_path,
+            query,
+            headers: &headers,
+            body,
+        };
+        let authorization = sign::authorization(
+            &input,
+            &date,
+            self.creds.ak.expose(),
+            self.creds.sk.expose().as_bytes(),
+        );
+        let url = ep.url(path, &sign::canonical_query(query));
+
+        let started = Instant::now();
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        for (k, v) in &headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        builder = builder.header("Authorization", authorization.as_str());
+        let result = match builder.body(body) {
+            Ok(req) => self.agent.run(
+                self.agent
+                    .configure_request(req)
+                    .timeout_global(Some(timeout))
+                    .build(),
+            ),
+            Err(e) => Err(ureq::Error::Http(e)),
+        };
+        let elapsed = started.elapsed().as_millis();
+        match result {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|s| s.trim().to_string())
+                };
+                let request_id = header("x-request-id");
+                let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
+                log::debug(&format!(
+                    "{method} {url} -> {status} (request id {}) in {elapsed} ms",
+                    request_id.as_deref().unwrap_or("-")
+                ));
+                let read = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_BODY_BYTES)
+                    .read_to_string();
+                match read {
+                    Ok(body) => Attempt::Answer(Answer {
+                        status,
+                        body,
+                        request_id,
+                        retry_after,
+                    }),
+                    Err(ureq::Error::BodyExceedsLimit(_)) => Attempt::TooLarge(request_id),
+                    Err(e) => {
+                        Attempt::Transport(format!("reading the answer failed: {}", describe(&e)))
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug(&format!(
+                    "{method} {url} -> transport error after {elapsed} ms: {}",
+                    describe(&e)
+                ));
+                Attempt::Transport(describe(&e))
+            }
+        }
+    }
+
+    /// A signed call with retries for 429, 5xx and transport errors, within `deadline`.
+    fn call(
+        &self,
+        method: &str,
+        ep: &Endpoint,
+        path: &str,
+        query: &[(String, String)],
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<Answer, ApiError> {
+        let policy = self.opts.retry;
+        let mut retry = 0u32;
+        loop {
+            if let Err(e) = self.budget.acquire(deadline) {
+                return Err(ApiError::Budget(e));
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ApiError::Deadline { last: None });
+            }
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
+            if retry > 0 {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let timeout = remaining.min(self.opts.call_timeout);
+            let (err, retry_after) = match self.exchange(method, ep, path, query, body, timeout) {
+                Attempt::Answer(a) if (200..300).contains(&a.status) => return Ok(a),
+                Attempt::Answer(a) => {
+                    if a.status == 429 {
+                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let retryable = a.status == 429 || a.status >= 500;
+                    let e = self.http_failure(&a);
+                    if !retryable {
+                        // 400/401/403 will not get better, and repeated bad signatures can lock
+                        // the access key for five minutes.
+                        return Err(e);
+                    }
+                    (e, a.retry_after)
+                }
+                Attempt::TooLarge(request_id) => {
+                    return Err(ApiError::Decode {
+                        endpoint: ep.to_string(),
+                        error: DecodeError::NotJson(format!("larger than {MAX_BODY_BYTES} bytes")),
+                        request_id,
+                    })
+                }
+                Attempt::Transport(message) => (
+                    ApiError::Transport {
+                        endpoint: ep.to_string(),
+                        message,
+                    },
+                    None,
+                ),
+            };
+            retry += 1;
+            if retry >= policy.max_attempts {
+                return Err(err);
+            }
+            let wait = retry_after.unwrap_or_else(|| policy.backoff(retry, jitter_unit()));
+            if Instant::now() + wait >= deadline {
+                return Err(ApiError::Deadline {
+                    last: Some(Box::new(err)),
+                });
+            }
+            log::debug(&format!(
+                "retry {retry} in {} ms after: {err}",
+                wait.as_millis()
+            ));
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn http_failure(&self, a: &Answer) -> ApiError {
+        let body = api::parse_error_body(&a.body);
+        let message = match body.message {
+            Some(m) => m,
+            None => a
+                .body
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string(),
+        };
+        let message = self.creds.redact(&message).replace(['\n', '\r'], " ");
+        // The gateway appends its canonical request to a signature failure: precious when
+        // debugging, noise in the one stderr line Telegraf shows, so it goes to the debug log.
+        let message = match message.split_once(", canonicalRequest:") {
+            Some((head, echo)) => {
+                log::debug(&format!(
+                    "the gateway's canonical request (| = newline):{echo}"
+                ));
+                head.to_string()
+            }
+            None => message,
+        };
+        ApiError::Http(HttpFailure {
+            status: a.status,
+            code: body.code,
+            message,
+            request_id: a.request_id.clone().or(body.request_id),
+        })
+    }
+
+    /// ShowStatistics for one pre-serialised body (the bytes signed are the bytes sent).
+    pub fn show_statistics(
+        &self,
+        project_id: &str,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<StatsAnswer, ApiError> {
+        let path = api::stats_path(project_id);
+        let a = self.call("POST", &self.opts.maas, &path, &[], body, deadline)?;
+        let raw = self.creds.redact(&a.body);
+        match api::parse_statistics(&a.body) {
+            Ok(usage) => Ok(StatsAnswer {
+                usage,
+                raw,
+                request_id: a.request_id,
+            }),
+            Err(error) => Err(ApiError::Decode {
+                endpoint: self.opts.maas.to_string(),
+                error,
+                request_id: a.request_id,
+            }),
+        }
+    }
+
+    /// KeystoneListProjects filtered by region name.
+    pub fn discover_project(&self, region: &str, deadline: Instant) -> Result<String, ApiError> {
+        let query = vec![("name".to_string(), region.to_string())];
+        let a = self.call("GET", &self.opts.iam, "/v3/projects", &query, b"", deadline)?;
+        api::parse_projects(&a.body, region).map_err(ApiError::Setup)
+    }
+}
+
+/// A transport error in a sentence, without ureq's internals.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::HostNotFound => {
+            "host not found (check the region or endpoint, and DNS)".into()
+        }
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Io(io) => format!("{io}"),
+        other => other.to_string(),
+    }
+}
+
+fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ApiError> {
+    let setup = |why: String| ApiError::Setup(format!("--ca-file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| setup(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| setup(e.to_string()))? {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c),
+            _ => continue,
+        }
+    }
+    if certs.is_empty() {
+        return Err(setup("no PEM certificate found".into()));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_and_without_port() {
+        let e = Endpoint::parse("https://modelarts.cn-southwest-2.myhuaweicloud.com").unwrap();
+        assert_eq!(
+            e.host_header(),
+            "modelarts.cn-southwest-2.myhuaweicloud.com"
+        );
+        assert_eq!(
+            e.url("/v1/x", ""),
+            "https://modelarts.cn-southwest-2.myhuaweicloud.com/v1/x"
+        );
+        let e = Endpoint::parse("http://127.0.0.1:8080/prefix/").unwrap();
+        assert_eq!(e.host_header(), "127.0.0.1:8080");
+        assert_eq!(
+            e.url("/v3/projects", "name=a"),
+            "http://127.0.0.1:8080/prefix/v3/projects?name=a"
+        );
+        assert_eq!(Endpoint::parse("https://h:443").unwrap().host_header(), "h");
+        for bad in ["ftp://h", "h", "https://", "https://u:p@h", "https://h?x=1"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(50));
+        assert_eq!(p.backoff(1, 1.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(3, 0.0), Duration::from_millis(200));
+        assert_eq!(p.backoff(9, 1.0), Duration::from_secs(1));
+        assert_eq!(p.backoff(40, 0.5), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn http_errors_read_like_the_contract() {
+        let e = ApiError::Http(HttpFailure {
+            status: 401,
+            code: Some("APIGW.0301".into()),
+            message: "Incorrect IAM authentication information".into(),
+            request_id: Some("abc".into()),
+        });
+        let s = e.to_string();
+        assert!(
+            s.starts_with(
+                "HTTP 401 APIGW.0301: Incorrect IAM authentication information (request id abc); "
+            ),
+            "{s}"
+        );
+        let e = ApiError::Http(HttpFailure {
+            status: 401,
+            code: Some("APIGW.0303".into()),
+            message: "x".into(),
+            request_id: None,
+        });
+        assert!(e.to_string().contains("check the system clock"));
+    }
+}

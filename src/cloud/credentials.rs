@@ -1,0 +1,376 @@
+//! Where AK/SK (and a security token) come from, and a type that keeps them out of output.
+//!
+//! Credentials are read from the environment or a credentials file only: never from the spec or
+//! the command line, where they would end up in git, shell history or `ps`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroize;
+
+/// A secret string: prints as `***` in `Debug` and `Display`, and its memory is zeroed on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The only way to the value, named so that every use is easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub ak: Secret,
+    pub sk: Secret,
+    pub token: Option<Secret>,
+    /// Where they came from, for messages ("HW_ACCESS_KEY/HW_SECRET_KEY", "credentials file ...").
+    pub source: String,
+}
+
+impl Credentials {
+    /// Replaces every occurrence of the AK, SK or token in `text` with `***`. Applied to anything
+    /// that came back from the server, because the gateway echoes the canonical request (with
+    /// the token, a signed header) in its 401 answers.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        let mut secrets: Vec<&str> = vec![self.ak.expose(), self.sk.expose()];
+        if let Some(t) = &self.token {
+            secrets.push(t.expose());
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in secrets {
+            if s.len() >= 4 {
+                out = out.replace(s, "***");
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("no credentials: set HW_ACCESS_KEY and HW_SECRET_KEY (or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK), or use a credentials file (--credentials-file or cloud.credentials_file)")]
+    Missing,
+    #[error("{set} is set but {unset} is not: set both (or neither)")]
+    HalfSet {
+        set: &'static str,
+        unset: &'static str,
+    },
+    #[error("cannot read credentials file {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("credentials file {path}:{line}: {reason}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// The environment pairs, in order of precedence.
+const ENV_SETS: [(&str, &str, &str); 2] = [
+    ("HW_ACCESS_KEY", "HW_SECRET_KEY", "HW_SECURITY_TOKEN"),
+    (
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    ),
+];
+
+/// Loads credentials: the first complete environment pair wins, then the file.
+/// Returns warnings (such as a file readable by others) for the caller to log.
+pub fn load(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&Path>,
+) -> Result<(Credentials, Vec<String>), CredentialsError> {
+    let get = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    for (ak_var, sk_var, token_var) in ENV_SETS {
+        match (get(ak_var), get(sk_var)) {
+            (Some(ak), Some(sk)) => {
+                let creds = Credentials {
+                    ak: Secret::new(ak),
+                    sk: Secret::new(sk),
+                    token: get(token_var).map(Secret::new),
+                    source: format!("{ak_var}/{sk_var}"),
+                };
+                return Ok((creds, Vec::new()));
+            }
+            (Some(_), None) => {
+                return Err(CredentialsError::HalfSet {
+                    set: ak_var,
+                    unset: sk_var,
+                })
+            }
+            (None, Some(_)) => {
+                return Err(CredentialsError::HalfSet {
+                    set: sk_var,
+                    unset: ak_var,
+                })
+            }
+            (None, None) => {}
+        }
+    }
+    match file {
+        Some(path) => load_file(path),
+        None => Err(CredentialsError::Missing),
+    }
+}
+
+/// Cap on a credentials file: a real one is a few hundred bytes.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+fn load_file(path: &Path) -> Result<(Credentials, Vec<String>), CredentialsError> {
+    let unreadable = |reason: String| CredentialsError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(unreadable(format!(
+            "larger than {MAX_FILE_BYTES} bytes; not a credentials file"
+        )));
+    }
+    let mut warnings = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "credentials file {} is readable by group or others (mode {:o}); run chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let creds = parse_file(&text, path)?;
+    Ok((creds, warnings))
+}
+
+fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+/// Parses the three accepted forms: `KEY=VALUE` lines, one `AK,SK` line, or AK and SK on two
+/// lines. Blank lines and `#` comments are ignored. Errors name lines, never values.
+pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsError> {
+    let malformed = |line: usize, reason: &str| CredentialsError::Malformed {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.to_string(),
+    };
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let source = format!("credentials file {}", path.display());
+    let is_assignment = |l: &str| {
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        l.split_once('=')
+            .map(|(k, _)| {
+                let k = k.trim();
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .unwrap_or(false)
+    };
+    if lines.first().is_some_and(|(_, l)| is_assignment(l)) {
+        let (mut ak, mut sk, mut token) = (None, None, None);
+        for (n, l) in &lines {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let Some((k, v)) = l.split_once('=') else {
+                return Err(malformed(*n, "expected KEY=VALUE"));
+            };
+            let v = unquote(v).to_string();
+            match k.trim() {
+                "HW_ACCESS_KEY" | "HUAWEICLOUD_SDK_AK" => ak = Some(v),
+                "HW_SECRET_KEY" | "HUAWEICLOUD_SDK_SK" => sk = Some(v),
+                "HW_SECURITY_TOKEN" | "HUAWEICLOUD_SDK_SECURITY_TOKEN" => token = Some(v),
+                "HW_PROJECT_ID" | "HUAWEICLOUD_SDK_PROJECT_ID" | "HW_REGION" => {}
+                other => {
+                    return Err(malformed(
+                        *n,
+                        &format!("unknown key {other}; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN"),
+                    ))
+                }
+            }
+        }
+        return match (ak.filter(|s| !s.is_empty()), sk.filter(|s| !s.is_empty())) {
+            (Some(ak), Some(sk)) => Ok(Credentials {
+                ak: Secret::new(ak),
+                sk: Secret::new(sk),
+                token: token.filter(|t| !t.is_empty()).map(Secret::new),
+                source,
+            }),
+            (None, _) => Err(malformed(0, "HW_ACCESS_KEY is missing")),
+            (_, None) => Err(malformed(0, "HW_SECRET_KEY is missing")),
+        };
+    }
+    match lines.as_slice() {
+        [(n, l)] => {
+            let Some((ak, sk)) = l.split_once(',') else {
+                return Err(malformed(*n, "one line must be AK,SK"));
+            };
+            let (ak, sk) = (ak.trim(), sk.trim());
+            if ak.is_empty() || sk.is_empty() || sk.contains(',') {
+                return Err(malformed(*n, "one line must be AK,SK"));
+            }
+            Ok(Credentials {
+                ak: Secret::new(ak),
+                sk: Secret::new(sk),
+                token: None,
+                source,
+            })
+        }
+        [(_, ak), (_, sk)] => Ok(Credentials {
+            ak: Secret::new(*ak),
+            sk: Secret::new(*sk),
+            token: None,
+            source,
+        }),
+        [] => Err(malformed(0, "the file is empty")),
+        [.., (n, _)] => Err(malformed(
+            *n,
+            "too many lines; use AK and SK on two lines, one AK,SK line, or KEY=VALUE lines",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("canary-sk");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let c = Credentials {
+            ak: Secret::new("AKX"),
+            sk: s,
+            token: None,
+            source: "x".into(),
+        };
+        assert!(!format!("{c:?}").contains("canary"));
+    }
+
+    #[test]
+    fn hw_variables_win_over_sdk_ones() {
+        let env = env_of(&[
+            ("HW_ACCESS_KEY", "ak1"),
+            ("HW_SECRET_KEY", "sk1"),
+            ("HUAWEICLOUD_SDK_AK", "ak2"),
+            ("HUAWEICLOUD_SDK_SK", "sk2"),
+        ]);
+        let (c, _) = load(&env, None).unwrap();
+        assert_eq!(c.ak.expose(), "ak1");
+        let env = env_of(&[
+            ("HUAWEICLOUD_SDK_AK", "ak2"),
+            ("HUAWEICLOUD_SDK_SK", "sk2"),
+            ("HUAWEICLOUD_SDK_SECURITY_TOKEN", "t"),
+        ]);
+        let (c, _) = load(&env, None).unwrap();
+        assert_eq!(c.sk.expose(), "sk2");
+        assert_eq!(c.token.as_ref().map(Secret::expose), Some("t"));
+    }
+
+    #[test]
+    fn half_set_pair_names_both_variables() {
+        let e = load(&env_of(&[("HW_ACCESS_KEY", "ak")]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HW_ACCESS_KEY is set but HW_SECRET_KEY is not"),
+            "{e}"
+        );
+        let e = load(&env_of(&[]), None).unwrap_err();
+        assert!(matches!(e, CredentialsError::Missing));
+    }
+
+    #[test]
+    fn three_file_formats() {
+        let p = Path::new("f");
+        let c = parse_file("# comment\nAKLINE\n\nSKLINE\n", p).unwrap();
+        assert_eq!((c.ak.expose(), c.sk.expose()), ("AKLINE", "SKLINE"));
+        let c = parse_file("AK1, SK1\n", p).unwrap();
+        assert_eq!((c.ak.expose(), c.sk.expose()), ("AK1", "SK1"));
+        let c = parse_file(
+            "HW_ACCESS_KEY=AK2\nexport HW_SECRET_KEY=\"SK2\"\nHW_SECURITY_TOKEN=T=2\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!((c.ak.expose(), c.sk.expose()), ("AK2", "SK2"));
+        assert_eq!(c.token.as_ref().map(Secret::expose), Some("T=2"));
+    }
+
+    #[test]
+    fn file_errors_never_show_values() {
+        let p = Path::new("f");
+        for text in [
+            "",
+            "onlyone-secretvalue",
+            "a\nb\nc-secretvalue",
+            "HW_ACCESS_KEY=x\nHW_SEKRET=secretvalue",
+        ] {
+            let e = parse_file(text, p).unwrap_err().to_string();
+            assert!(!e.contains("secretvalue"), "{e}");
+        }
+    }
+
+    #[test]
+    fn redact_replaces_every_secret() {
+        let c = Credentials {
+            ak: Secret::new("AKCANARY"),
+            sk: Secret::new("SKCANARY"),
+            token: Some(Secret::new("TOKENCANARY")),
+            source: "x".into(),
+        };
+        let r = c.redact("Access=AKCANARY x-security-token:TOKENCANARY|SKCANARY");
+        assert_eq!(r, "Access=*** x-security-token:***|***");
+    }
+}

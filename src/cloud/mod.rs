@@ -1,0 +1,125 @@
+//! Everything that knows about Huawei Cloud: signing, credentials, the HTTP client, the wire
+//! format, and the setup of a connection (credentials, endpoints, project id).
+
+pub mod api;
+pub mod client;
+pub mod credentials;
+pub mod sign;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::budget::Budget;
+use crate::collect::Executor;
+use crate::error::Error;
+use crate::log;
+use client::{ApiError, Client, ClientOptions, Endpoint, RetryPolicy, StatsAnswer};
+use credentials::Credentials;
+
+/// Where to connect and how, after flags, spec and environment were merged by the caller.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub region: String,
+    /// An explicit project id (flag or spec); the environment and IAM come after it.
+    pub project_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub iam_endpoint: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub call_timeout: Duration,
+}
+
+/// A client bound to a project.
+pub struct Connection {
+    pub client: Arc<Client>,
+    pub project_id: String,
+    pub region: String,
+}
+
+/// Reads credentials (environment first, then the file) and logs file warnings.
+pub fn load_credentials(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Credentials, Error> {
+    let (creds, warnings) = credentials::load(env, file)?;
+    for w in warnings {
+        log::warn(&w);
+    }
+    log::debug(&format!("credentials from {}", creds.source));
+    Ok(creds)
+}
+
+fn env_nonempty(env: &dyn Fn(&str) -> Option<String>, k: &str) -> Option<String> {
+    env(k)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Builds the client and settles the project id: explicit, then `HW_PROJECT_ID`, then
+/// `HUAWEICLOUD_SDK_PROJECT_ID`, then IAM discovery (which costs one call).
+pub fn connect(
+    opts: &ConnectOptions,
+    creds: Credentials,
+    budget: Arc<dyn Budget>,
+    env: &dyn Fn(&str) -> Option<String>,
+    deadline: Instant,
+) -> Result<Connection, Error> {
+    let maas_url = opts
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| client::default_maas_endpoint(&opts.region));
+    let iam_url = opts
+        .iam_endpoint
+        .clone()
+        .or_else(|| env_nonempty(env, "HUAWEICLOUD_SDK_IAM_ENDPOINT"))
+        .unwrap_or_else(|| client::default_iam_endpoint(&opts.region));
+    let maas = Endpoint::parse(&maas_url).map_err(Error::Usage)?;
+    let iam = Endpoint::parse(&iam_url).map_err(Error::Usage)?;
+    let options = ClientOptions {
+        maas,
+        iam,
+        call_timeout: opts.call_timeout,
+        retry: RetryPolicy::default(),
+    };
+    let client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    let project_id = match opts
+        .project_id
+        .clone()
+        .or_else(|| env_nonempty(env, "HW_PROJECT_ID"))
+        .or_else(|| env_nonempty(env, "HUAWEICLOUD_SDK_PROJECT_ID"))
+    {
+        Some(id) => id,
+        None => {
+            log::debug(&format!(
+                "discovering the project id of {} through IAM",
+                opts.region
+            ));
+            client.discover_project(&opts.region, deadline).map_err(|e| match e {
+                ApiError::Setup(msg) => Error::Api(ApiError::Setup(format!("project discovery: {msg}"))),
+                other => Error::Api(ApiError::Setup(format!(
+                    "project discovery failed: {other}; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id) to skip discovery"
+                ))),
+            })?
+        }
+    };
+    if !(project_id.len() == 32
+        && project_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    {
+        log::warn(&format!("project id `{project_id}` is not 32 lowercase letters and digits; the API will probably refuse it"));
+    }
+    Ok(Connection {
+        client: Arc::new(client),
+        project_id,
+        region: opts.region.clone(),
+    })
+}
+
+impl Executor for Connection {
+    fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
+        self.client
+            .show_statistics(&self.project_id, body, deadline)
+    }
+}

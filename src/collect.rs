@@ -1,0 +1,295 @@
+//! Executes a plan: calls go out on `concurrency` worker threads (the client's budget spaces
+//! them), results come back over a channel, and the run ends at its deadline or on a stop
+//! signal with whatever has arrived. Series are then assembled from their segments' answers.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cloud::client::{ApiError, StatsAnswer};
+use crate::model::Usage;
+use crate::plan::{Plan, SeriesKey};
+use crate::range::Window;
+
+/// Something that answers one ShowStatistics body; the cloud client in production, a fake in
+/// unit tests.
+pub trait Executor: Send + Sync {
+    fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError>;
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Segment {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub usage: Usage,
+    pub request_id: Option<String>,
+    pub raw: String,
+}
+
+/// A collected series: exact totals over its window.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub key: SeriesKey,
+    pub window: Window,
+    pub usage: Usage,
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub key: SeriesKey,
+    pub error: ApiError,
+}
+
+/// What the plugin reports about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunStats {
+    pub series_ok: u64,
+    pub series_failed: u64,
+    pub api_calls: u64,
+    pub api_retries: u64,
+    pub throttled: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Collected {
+    pub series: Vec<Series>,
+    pub failures: Vec<Failure>,
+    /// True when the run stopped early (deadline or signal) with calls outstanding.
+    pub cut_short: bool,
+}
+
+/// Runs every call of `plan` and assembles the series.
+pub fn collect(
+    plan: &Plan,
+    exec: Arc<dyn Executor>,
+    concurrency: usize,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Collected {
+    let n = plan.calls.len();
+    let bodies: Arc<Vec<Arc<[u8]>>> = Arc::new(plan.calls.iter().map(|c| c.body.clone()).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel::<(usize, Result<StatsAnswer, ApiError>)>();
+    for _ in 0..concurrency.clamp(1, n.max(1)) {
+        let (bodies, next, tx, exec) = (bodies.clone(), next.clone(), tx.clone(), exec.clone());
+        // Workers are detached: when the deadline or a signal ends the run, the main thread
+        // writes what it has and the process exits without waiting for calls in flight.
+        let spawned = std::thread::Builder::new()
+            .name("maas-call".into())
+            .spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() || Instant::now() >= deadline {
+                    break;
+                }
+                let r = exec.execute(&bodies[i], deadline);
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        if spawned.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+
+    let mut results: Vec<Option<Result<StatsAnswer, ApiError>>> = vec![None; n];
+    let mut received = 0;
+    while received < n {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        // Short waits so a stop signal is noticed within a fraction of a second.
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(50))) {
+            Ok((i, r)) => {
+                results[i] = Some(r);
+                received += 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let cut_short = received < n;
+
+    let mut out = Collected {
+        series: Vec::new(),
+        failures: Vec::new(),
+        cut_short,
+    };
+    for s in &plan.series {
+        let mut usage = Usage::default();
+        let mut segments = Vec::with_capacity(s.calls.len());
+        let mut failed = None;
+        for &ci in &s.calls {
+            match &results[ci] {
+                Some(Ok(a)) => {
+                    usage += a.usage;
+                    let c = &plan.calls[ci];
+                    segments.push(Segment {
+                        start_ms: c.start_ms,
+                        end_ms: c.end_ms,
+                        usage: a.usage,
+                        request_id: a.request_id.clone(),
+                        raw: a.raw.clone(),
+                    });
+                }
+                Some(Err(e)) => {
+                    failed = Some(e.clone());
+                    break;
+                }
+                None => {
+                    failed = Some(ApiError::Deadline { last: None });
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => out.series.push(Series {
+                key: s.key.clone(),
+                window: s.window,
+                usage,
+                segments,
+            }),
+            Some(error) => out.failures.push(Failure {
+                key: s.key.clone(),
+                error,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InferType, ServiceType};
+    use crate::range::RangeExpr;
+    use crate::spec::{QuerySpec, Spec};
+    use crate::zone::Zone;
+    use std::sync::Mutex;
+
+    struct Fake {
+        seen: Mutex<Vec<Vec<u8>>>,
+        fail_on: Option<usize>,
+        sleep: Duration,
+    }
+
+    impl Executor for Fake {
+        fn execute(&self, body: &[u8], _deadline: Instant) -> Result<StatsAnswer, ApiError> {
+            std::thread::sleep(self.sleep);
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(body.to_vec());
+            if Some(seen.len()) == self.fail_on {
+                return Err(ApiError::Setup("boom".into()));
+            }
+            Ok(StatsAnswer {
+                usage: Usage {
+                    total_tokens: 1000,
+                    requests: 2,
+                    ..Default::default()
+                },
+                raw: "{}".into(),
+                request_id: None,
+            })
+        }
+    }
+
+    fn plan(days: u32) -> Plan {
+        let spec = Spec {
+            queries: vec![QuerySpec {
+                name: "q".into(),
+                range: RangeExpr::LastDays(days),
+                service_types: vec![ServiceType::Preset, ServiceType::MyService],
+                infer_type: InferType::RealTime,
+                key_groups: None,
+                ips: None,
+            }],
+            ..Default::default()
+        };
+        crate::plan::build(&spec, chrono::Utc::now(), &Zone::utc()).unwrap()
+    }
+
+    #[test]
+    fn segments_are_summed_as_integers() {
+        let p = plan(75);
+        let fake = Arc::new(Fake {
+            seen: Mutex::new(vec![]),
+            fail_on: None,
+            sleep: Duration::ZERO,
+        });
+        let c = collect(
+            &p,
+            fake.clone(),
+            3,
+            Instant::now() + Duration::from_secs(5),
+            &AtomicBool::new(false),
+        );
+        assert_eq!(c.series.len(), 2);
+        assert_eq!(c.series[0].usage.total_tokens, 3000, "three segments");
+        assert_eq!(fake.seen.lock().unwrap().len(), 6);
+        assert!(!c.cut_short);
+    }
+
+    #[test]
+    fn a_failed_segment_fails_only_its_series() {
+        let p = plan(7);
+        let fake = Arc::new(Fake {
+            seen: Mutex::new(vec![]),
+            fail_on: Some(1),
+            sleep: Duration::ZERO,
+        });
+        let c = collect(
+            &p,
+            fake,
+            1,
+            Instant::now() + Duration::from_secs(5),
+            &AtomicBool::new(false),
+        );
+        assert_eq!((c.series.len(), c.failures.len()), (1, 1));
+    }
+
+    #[test]
+    fn the_deadline_ends_the_run_with_what_it_has() {
+        let p = plan(7);
+        let fake = Arc::new(Fake {
+            seen: Mutex::new(vec![]),
+            fail_on: None,
+            sleep: Duration::from_millis(300),
+        });
+        let started = Instant::now();
+        let c = collect(
+            &p,
+            fake,
+            1,
+            started + Duration::from_millis(450),
+            &AtomicBool::new(false),
+        );
+        assert!(started.elapsed() < Duration::from_millis(600));
+        assert_eq!(c.series.len(), 1);
+        assert!(matches!(c.failures[0].error, ApiError::Deadline { .. }));
+        assert!(c.cut_short);
+    }
+
+    #[test]
+    fn a_stop_signal_ends_the_run() {
+        let p = plan(7);
+        let fake = Arc::new(Fake {
+            seen: Mutex::new(vec![]),
+            fail_on: None,
+            sleep: Duration::from_secs(2),
+        });
+        let stop = AtomicBool::new(true);
+        let started = Instant::now();
+        let c = collect(&p, fake, 2, started + Duration::from_secs(10), &stop);
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert_eq!(c.failures.len(), 2);
+    }
+}

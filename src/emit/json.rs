@@ -1,0 +1,90 @@
+//! One JSON document with every series, its window, exact values and per-segment raw answers,
+//! for scripts.
+
+use serde_json::{json, Map, Value};
+
+use super::fields::{self, Value as FieldValue};
+use super::Report;
+use crate::collect::Series;
+use crate::model::InferType;
+use crate::range::fmt_rfc3339;
+
+fn usage_object(s: &Series) -> Value {
+    let mut m = Map::new();
+    for (f, v) in fields::values(&s.usage, s.key.infer_type == InferType::Batch) {
+        let v = match v {
+            FieldValue::Int(i) => json!(i),
+            FieldValue::Float(x) => json!(x),
+        };
+        m.insert(f.name.to_string(), v);
+    }
+    Value::Object(m)
+}
+
+fn series(s: &Series, report: &Report<'_>) -> Value {
+    let tz = &report.zone.tz;
+    let segments: Vec<Value> = s
+        .segments
+        .iter()
+        .map(|seg| {
+            json!({
+                "start": fmt_rfc3339(seg.start_ms, tz),
+                "end": fmt_rfc3339(seg.end_ms, tz),
+                "start_ms": seg.start_ms,
+                "end_ms": seg.end_ms,
+                "request_id": seg.request_id,
+                // The answer as the API sent it, parsed when it parses (it did, to be here).
+                "raw": serde_json::from_str::<Value>(&seg.raw).unwrap_or_else(|_| json!(seg.raw)),
+            })
+        })
+        .collect();
+    json!({
+        "query": s.key.query,
+        "service_type": s.key.service_type.name(),
+        "service_type_code": s.key.service_type.code(),
+        "infer_type": s.key.infer_type.name(),
+        "key_group": s.key.key_group,
+        "window": {
+            "start": fmt_rfc3339(s.window.start_ms, tz),
+            "end": fmt_rfc3339(s.window.end_ms, tz),
+            "start_ms": s.window.start_ms,
+            "end_ms": s.window.end_ms,
+            "seconds": s.window.len_ms() / 1000,
+            "shape": s.window.shape,
+        },
+        "values": usage_object(s),
+        "segments": segments,
+    })
+}
+
+pub fn render(report: &Report<'_>) -> String {
+    let failures: Vec<Value> = report
+        .collected
+        .failures
+        .iter()
+        .map(|f| {
+            json!({
+                "query": f.key.query,
+                "service_type": f.key.service_type.name(),
+                "infer_type": f.key.infer_type.name(),
+                "key_group": f.key.key_group,
+                "status": f.error.status(),
+                "code": f.error.code(),
+                "request_id": f.error.request_id(),
+                "error": f.error.to_string(),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "region": report.region,
+        "project_id": report.project_id,
+        "timezone": report.zone.name,
+        "generated_at": fmt_rfc3339(report.now.timestamp_millis(), &report.zone.tz),
+        "series": report.collected.series.iter().map(|s| series(s, report)).collect::<Vec<_>>(),
+        "failures": failures,
+        "collector": report.stats,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}

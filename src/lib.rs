@@ -1,0 +1,18 @@
+//! maas-usage: Huawei Cloud MaaS usage statistics as metrics.
+//!
+//! Data flows one way: spec -> plan -> collect -> emit. See the README's design notes.
+
+pub mod app;
+pub mod budget;
+pub mod cli;
+pub mod cloud;
+pub mod collect;
+pub mod emit;
+pub mod error;
+pub mod log;
+pub mod model;
+pub mod plan;
+pub mod range;
+pub mod sim;
+pub mod spec;
+pub mod zone;

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(maas_usage::app::main());
+}

@@ -1,0 +1,195 @@
+//! Domain vocabulary shared by every layer: service types, inference types and usage totals.
+
+use std::fmt;
+use std::ops::AddAssign;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// The `service_type` of ShowStatistics. The Chinese API docs list 3 for Custom Endpoint, but the
+/// live service answers `service_type must be one of [1 2 4]`, so 3 has no variant here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceType {
+    MyService,
+    Preset,
+    CustomEndpoint,
+}
+
+impl ServiceType {
+    pub const ALL: [ServiceType; 3] = [Self::MyService, Self::Preset, Self::CustomEndpoint];
+
+    pub fn code(self) -> u8 {
+        match self {
+            Self::MyService => 1,
+            Self::Preset => 2,
+            Self::CustomEndpoint => 4,
+        }
+    }
+
+    /// The name used in tags, attributes and the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MyService => "my_service",
+            Self::Preset => "preset",
+            Self::CustomEndpoint => "custom_endpoint",
+        }
+    }
+
+    /// The console's wording, used in human output.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MyService => "My Service",
+            Self::Preset => "Preset Service",
+            Self::CustomEndpoint => "Custom Endpoint",
+        }
+    }
+
+    pub fn from_code(code: i64) -> Result<Self, String> {
+        match code {
+            1 => Ok(Self::MyService),
+            2 => Ok(Self::Preset),
+            4 => Ok(Self::CustomEndpoint),
+            3 => Err(
+                "3 is not a service type; use 4 for Custom Endpoint (the API refuses 3)".into(),
+            ),
+            other => Err(format!(
+                "{other} is not a service type; use 1 (my_service), 2 (preset) or 4 (custom_endpoint)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ServiceType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Ok(code) = t.parse::<i64>() {
+            return Self::from_code(code);
+        }
+        match t.to_ascii_lowercase().replace('-', "_").as_str() {
+            "my_service" => Ok(Self::MyService),
+            "preset" => Ok(Self::Preset),
+            "custom_endpoint" => Ok(Self::CustomEndpoint),
+            _ => Err(format!(
+                "`{s}` is not a service type; use my_service (1), preset (2) or custom_endpoint (4)"
+            )),
+        }
+    }
+}
+
+/// The `infer_type` of ShowStatistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InferType {
+    #[default]
+    RealTime,
+    Batch,
+}
+
+impl InferType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RealTime => "real_time",
+            Self::Batch => "batch",
+        }
+    }
+}
+
+impl fmt::Display for InferType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for InferType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "real_time" => Ok(Self::RealTime),
+            "batch" => Ok(Self::Batch),
+            _ => Err(format!(
+                "`{s}` is not an inference type; use real_time or batch"
+            )),
+        }
+    }
+}
+
+/// Usage totals in exact units: tokens (not thousands), requests, errors.
+///
+/// Integers all the way: segments are summed here, never as floats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub total_tokens: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Batch inference only.
+    pub completed_tasks: u64,
+    /// Batch inference only.
+    pub infer_count: u64,
+}
+
+impl Usage {
+    /// errors / requests, 0 when there were no requests.
+    pub fn error_ratio(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+}
+
+impl AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        // Saturating: a sum that overflows u64 is far beyond any real account, and a
+        // panic in a monitoring plugin is worse than a clamped figure.
+        self.total_tokens = self.total_tokens.saturating_add(o.total_tokens);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.completed_tasks = self.completed_tasks.saturating_add(o.completed_tasks);
+        self.infer_count = self.infer_count.saturating_add(o.infer_count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_type_three_points_at_four() {
+        let e = "3".parse::<ServiceType>().unwrap_err();
+        assert!(e.contains("use 4 for Custom Endpoint"), "{e}");
+    }
+
+    #[test]
+    fn service_type_names_and_codes_round_trip() {
+        for st in ServiceType::ALL {
+            assert_eq!(st.name().parse::<ServiceType>().unwrap(), st);
+            assert_eq!(st.code().to_string().parse::<ServiceType>().unwrap(), st);
+        }
+        assert!("5".parse::<ServiceType>().is_err());
+        assert!("presets".parse::<ServiceType>().is_err());
+    }
+
+    #[test]
+    fn error_ratio_is_zero_without_requests() {
+        assert_eq!(Usage::default().error_ratio(), 0.0);
+        let u = Usage {
+            requests: 4,
+            errors: 1,
+            ..Default::default()
+        };
+        assert_eq!(u.error_ratio(), 0.25);
+    }
+}

@@ -1,0 +1,616 @@
+//! A MaaS + IAM simulator on loopback: the same signature check, the same answers and the same
+//! failure modes as the real service, so every path of the product is tested offline.
+//!
+//! Use it in-process (`Simulator::start`) from tests, or as `maas-usage simulator`.
+
+pub mod http;
+pub mod model;
+
+use std::collections::VecDeque;
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+
+use crate::budget::WindowLog;
+use crate::cloud::sign;
+use http::{ReadOutcome, Request};
+pub use model::Dataset;
+
+/// The credentials the demo and the simulator accept by default. Not a secret: they only open
+/// the simulator.
+pub const DEMO_AK: &str = "DEMOACCESSKEY0000001";
+pub const DEMO_SK: &str = "demo-secret-key-for-the-built-in-simulator";
+pub const DEMO_PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
+pub const DEMO_REGION: &str = "cn-southwest-2";
+
+#[derive(Clone, Debug)]
+pub struct SimCredential {
+    pub ak: String,
+    pub sk: String,
+    /// When set, requests must carry this `X-Security-Token`.
+    pub token: Option<String>,
+}
+
+/// A forced answer for the next request, for tests of one specific failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scripted {
+    /// Any status with a body and an optional `Retry-After` header value.
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    /// 200 with a JSON body cut in the middle.
+    Malformed,
+    /// 200 with an HTML body.
+    NotJson,
+    /// Declares the full length, sends half, closes.
+    CutBody,
+    /// Sends the answer one byte a second.
+    Slow,
+    /// Closes the connection without answering (with the body unread, so the peer sees a reset).
+    Reset,
+    /// A 10 MB answer.
+    Huge,
+    /// 200 with these exact bytes as body.
+    Body(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// Added before every answer.
+    pub latency: Duration,
+    /// At most this many admitted requests per `rate_window`; more get 429.
+    pub rate_limit: Option<u32>,
+    pub rate_window: Duration,
+    /// `Retry-After` seconds sent with a rate-limit 429.
+    pub retry_after: Option<u64>,
+    /// Fraction of requests answered 503.
+    pub fail_ratio: f64,
+    /// Fraction of 200 answers with a cut JSON body.
+    pub malformed_ratio: f64,
+    /// The simulator's clock minus the real one, for X-Sdk-Date checks.
+    pub clock_skew: chrono::Duration,
+    pub script: VecDeque<Scripted>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency: Duration::ZERO,
+            rate_limit: None,
+            rate_window: Duration::from_secs(60),
+            retry_after: None,
+            fail_ratio: 0.0,
+            malformed_ratio: 0.0,
+            clock_skew: chrono::Duration::zero(),
+            script: VecDeque::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub credentials: Vec<SimCredential>,
+    /// (region, project id) pairs IAM lists.
+    pub projects: Vec<(String, String)>,
+    /// The data clock: buckets exist up to this instant. `None` is the real time.
+    pub now: Option<DateTime<Utc>>,
+    pub dataset: Dataset,
+    pub faults: Faults,
+    /// Append one JSON line per request here.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            credentials: vec![SimCredential {
+                ak: DEMO_AK.into(),
+                sk: DEMO_SK.into(),
+                token: None,
+            }],
+            projects: vec![(DEMO_REGION.into(), DEMO_PROJECT_ID.into())],
+            now: None,
+            dataset: Dataset::default(),
+            faults: Faults::default(),
+            log_file: None,
+        }
+    }
+}
+
+/// One request as the simulator saw it (no header values: they may hold secrets).
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: String,
+    pub status: u16,
+    pub at: Instant,
+}
+
+struct Shared {
+    config: Mutex<SimConfig>,
+    log: Mutex<Vec<Logged>>,
+    admitted: Mutex<WindowLog>,
+    origin: Instant,
+    rng: Mutex<u64>,
+    request_seq: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Simulator {
+    /// Binds `listen` (use port 0 for any) and serves in background threads until dropped.
+    pub fn start(listen: &str, config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let seed = config.dataset.seed | 1;
+        let shared = Arc::new(Shared {
+            config: Mutex::new(config),
+            log: Mutex::new(Vec::new()),
+            admitted: Mutex::new(WindowLog::default()),
+            origin: Instant::now(),
+            rng: Mutex::new(seed),
+            request_seq: AtomicU64::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("sim-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if st.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let s = s.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("sim-conn".into())
+                        .spawn(move || serve(conn, &s));
+                }
+            })?;
+        Ok(Simulator { addr, shared, stop })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the configuration of a running simulator.
+    pub fn configure(&self, f: impl FnOnce(&mut SimConfig)) {
+        f(&mut lock(&self.shared.config));
+    }
+
+    pub fn push_script(&self, s: Scripted) {
+        lock(&self.shared.config).faults.script.push_back(s);
+    }
+
+    pub fn requests(&self) -> Vec<Logged> {
+        lock(&self.shared.log).clone()
+    }
+
+    pub fn clear_log(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// The exact answer for a selection at the simulator's data clock.
+    pub fn expected(&self, sel: &model::Selection<'_>) -> crate::model::Usage {
+        let cfg = lock(&self.shared.config);
+        let now = cfg.now.unwrap_or_else(Utc::now).timestamp_millis();
+        cfg.dataset.answer(sel, now)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// What to send back.
+struct Reply {
+    status: u16,
+    body: String,
+    headers: Vec<(String, String)>,
+    fault: Option<Scripted>,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Self {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+            fault: None,
+        }
+    }
+    fn error(status: u16, code: &str, msg: &str, rid: &str) -> Self {
+        let body = serde_json::json!({"error_code": code, "error_msg": msg, "request_id": rid})
+            .to_string();
+        Reply::json(status, body)
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_nodelay(true);
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut out = write_half;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut req = match http::read_head(&mut reader) {
+            Ok(ReadOutcome::Request(r)) => r,
+            Ok(ReadOutcome::Closed) | Err(_) => return,
+            Ok(ReadOutcome::Bad(why)) => {
+                let body = format!("{{\"error_code\":\"APIGW.0100\",\"error_msg\":\"{why}\"}}");
+                let _ = http::write_all(
+                    &mut out,
+                    &[
+                        http::head(400, "-", body.len(), &[], true),
+                        body.into_bytes(),
+                    ]
+                    .concat(),
+                );
+                return;
+            }
+        };
+        let rid = format!(
+            "{:032x}",
+            shared.request_seq.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let script = lock(&shared.config).faults.script.pop_front();
+        if script == Some(Scripted::Reset) {
+            log_request(shared, &req, 0);
+            // Dropping with the body unread makes the kernel answer with RST.
+            return;
+        }
+        if !matches!(http::read_body(&mut reader, &mut req), Ok(Ok(()))) {
+            return;
+        }
+        let latency = lock(&shared.config).faults.latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
+        let reply = match script {
+            Some(s) => scripted(s),
+            None => handle(&req, shared, &rid),
+        };
+        log_request(shared, &req, reply.status);
+        if !send(&mut out, reply, &rid) {
+            return;
+        }
+    }
+}
+
+fn scripted(s: Scripted) -> Reply {
+    match s {
+        Scripted::Status {
+            status,
+            body,
+            retry_after,
+        } => {
+            let mut r = Reply::json(status, body);
+            if let Some(ra) = retry_after {
+                r.headers.push(("Retry-After".into(), ra));
+            }
+            r
+        }
+        Scripted::Body(b) => Reply::json(200, b),
+        other => Reply {
+            status: 200,
+            body: String::new(),
+            headers: Vec::new(),
+            fault: Some(other),
+        },
+    }
+}
+
+/// Writes the reply; false when the connection must close.
+fn send(out: &mut TcpStream, reply: Reply, rid: &str) -> bool {
+    let body = match &reply.fault {
+        Some(Scripted::Malformed) => "{\"total_request_count\": 12, \"total_tok".to_string(),
+        Some(Scripted::NotJson) => "<html><body>502 Bad Gateway</body></html>".to_string(),
+        Some(Scripted::Huge) => format!("{{\"pad\":\"{}\"}}", "x".repeat(10 * 1024 * 1024)),
+        Some(Scripted::CutBody) | Some(Scripted::Slow) => model::answer_json(
+            &crate::model::Usage {
+                requests: 1,
+                ..Default::default()
+            },
+            false,
+        ),
+        _ => reply.body,
+    };
+    let bytes = body.into_bytes();
+    match reply.fault {
+        Some(Scripted::CutBody) => {
+            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, true);
+            let _ = http::write_all(out, &[head, bytes[..bytes.len() / 2].to_vec()].concat());
+            false
+        }
+        Some(Scripted::Slow) => {
+            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, true);
+            if http::write_all(out, &head).is_err() {
+                return false;
+            }
+            for b in bytes {
+                if out.write_all(&[b]).and_then(|_| out.flush()).is_err() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            false
+        }
+        _ => {
+            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, false);
+            http::write_all(out, &[head, bytes].concat()).is_ok()
+        }
+    }
+}
+
+fn log_request(shared: &Shared, req: &Request, status: u16) {
+    let entry = Logged {
+        method: req.method.clone(),
+        path: req.path.clone(),
+        query: req.query.clone(),
+        body: String::from_utf8_lossy(&req.body).into_owned(),
+        status,
+        at: Instant::now(),
+    };
+    let file = lock(&shared.config).log_file.clone();
+    if let Some(path) = file {
+        let line = serde_json::json!({
+            "time": Utc::now().to_rfc3339(),
+            "method": entry.method, "path": entry.path, "query": entry.query,
+            "body": entry.body, "status": status,
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+    lock(&shared.log).push(entry);
+}
+
+fn next_unit(shared: &Shared) -> f64 {
+    let mut s = lock(&shared.rng);
+    let mut x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (sign::decode(k), sign::decode(v))
+        })
+        .collect()
+}
+
+/// Checks the signature like the API gateway; returns the 401 reply on failure.
+fn authenticate(req: &Request, cfg: &SimConfig, rid: &str) -> Result<(), Reply> {
+    let deny = |code: &str, msg: String| Err(Reply::error(401, code, &msg, rid));
+    let Some(auth) = req
+        .header("authorization")
+        .and_then(sign::parse_authorization)
+    else {
+        return deny(
+            "APIGW.0301",
+            "Incorrect IAM authentication information: Authorization header missing or malformed"
+                .into(),
+        );
+    };
+    let Some(date) = req.header("x-sdk-date") else {
+        return deny(
+            "APIGW.0301",
+            "Incorrect IAM authentication information: X-Sdk-Date missing".into(),
+        );
+    };
+    let Ok(when) = NaiveDateTime::parse_from_str(date, sign::SDK_DATE_FORMAT) else {
+        return deny(
+            "APIGW.0301",
+            "Incorrect IAM authentication information: X-Sdk-Date malformed".into(),
+        );
+    };
+    let server_now = Utc::now() + cfg.faults.clock_skew;
+    if (server_now - when.and_utc()).num_seconds().abs() > 15 * 60 {
+        return deny("APIGW.0303", "Incorrect app authentication information: the request has expired (X-Sdk-Date is more than 15 minutes from the server time)".into());
+    }
+    let signed = &auth.signed_headers;
+    if !signed.iter().any(|h| h == "host") || !signed.iter().any(|h| h == "x-sdk-date") {
+        return deny(
+            "APIGW.0301",
+            "Incorrect IAM authentication information: host and x-sdk-date must be signed".into(),
+        );
+    }
+    let Some(cred) = cfg.credentials.iter().find(|c| c.ak == auth.access) else {
+        return deny(
+            "APIGW.0301",
+            "Incorrect IAM authentication information: unknown access key".into(),
+        );
+    };
+    if let Some(token) = &cred.token {
+        if req.header("x-security-token") != Some(token.as_str())
+            || !signed.iter().any(|h| h == "x-security-token")
+        {
+            return deny(
+                "APIGW.0301",
+                "Incorrect IAM authentication information: security token missing or invalid"
+                    .into(),
+            );
+        }
+    }
+    let headers: Vec<(String, String)> = signed
+        .iter()
+        .map(|name| (name.clone(), req.header(name).unwrap_or("").to_string()))
+        .collect();
+    let query = query_pairs(&req.query);
+    let input = sign::SignInput {
+        method: &req.method,
+        path: &req.path,
+        query: &query,
+        headers: &headers,
+        body: &req.body,
+    };
+    let (canonical, _) = sign::canonical_request(&input);
+    let expected = sign::signature(cred.sk.as_bytes(), &sign::string_to_sign(date, &canonical));
+    if !sign::constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+        // The real gateway echoes its canonical request with `|` for newlines; so does this one,
+        // which keeps the client's redaction of server messages honest.
+        return deny(
+            "APIGW.0301",
+            format!(
+                "Incorrect IAM authentication information: verify aksk signature fail, canonicalRequest: {}",
+                canonical.replace('\n', "|")
+            ),
+        );
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct StatsBody {
+    service_type: Option<i64>,
+    infer_type: Option<String>,
+    start_time: Option<i64>,
+    end_time: Option<i64>,
+    #[allow(dead_code)]
+    timezone: Option<String>,
+    api_keys: Option<Vec<String>>,
+    ips: Option<Vec<String>>,
+}
+
+fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
+    let cfg = lock(&shared.config).clone();
+    if let Err(reply) = authenticate(req, &cfg, rid) {
+        return reply;
+    }
+    if let Some(limit) = cfg.faults.rate_limit {
+        let now_ms = shared.origin.elapsed().as_millis() as u64;
+        let window_ms = cfg.faults.rate_window.as_millis() as u64;
+        if lock(&shared.admitted)
+            .try_take(now_ms, limit, window_ms)
+            .is_err()
+        {
+            let mut r = Reply::error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit, limit:{limit}"), rid);
+            if let Some(s) = cfg.faults.retry_after {
+                r.headers.push(("Retry-After".into(), s.to_string()));
+            }
+            return r;
+        }
+    }
+    if cfg.faults.fail_ratio > 0.0 && next_unit(shared) < cfg.faults.fail_ratio {
+        return Reply::error(
+            503,
+            "APIGW.0202",
+            "The service is temporarily unavailable",
+            rid,
+        );
+    }
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    match (req.method.as_str(), segments.as_slice()) {
+        ("GET", ["v3", "projects"]) => {
+            let name = query_pairs(&req.query)
+                .into_iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v);
+            let projects: Vec<serde_json::Value> = cfg
+                .projects
+                .iter()
+                .filter(|(region, _)| name.as_ref().is_none_or(|n| n == region))
+                .map(|(region, id)| serde_json::json!({"id": id, "name": region, "domain_id": "d0main1d", "enabled": true}))
+                .collect();
+            Reply::json(
+                200,
+                serde_json::json!({"projects": projects, "links": {"self": "/v3/projects"}})
+                    .to_string(),
+            )
+        }
+        ("POST", ["v1", project, "maas", "monitoring", "show-statistics"]) => {
+            if !cfg.projects.iter().any(|(_, id)| id == project) {
+                return Reply::error(404, "ModelArts.0104", "project not found", rid);
+            }
+            let mut reply = statistics(&req.body, &cfg, rid);
+            if reply.status == 200
+                && cfg.faults.malformed_ratio > 0.0
+                && next_unit(shared) < cfg.faults.malformed_ratio
+            {
+                reply.fault = Some(Scripted::Malformed);
+            }
+            reply
+        }
+        _ => Reply::error(
+            404,
+            "APIGW.0101",
+            "The API does not exist or has not been published in the environment",
+            rid,
+        ),
+    }
+}
+
+fn statistics(body: &[u8], cfg: &SimConfig, rid: &str) -> Reply {
+    let bad = |msg: &str| Reply::error(400, "ModelArts.4101", msg, rid);
+    let Ok(b) = serde_json::from_slice::<StatsBody>(body) else {
+        return bad("request body is not valid JSON");
+    };
+    let st = match b.service_type {
+        Some(st @ (1 | 2 | 4)) => st as u8,
+        None => 2,
+        Some(_) => return bad("service_type must be one of [1 2 4]"),
+    };
+    let batch = match b.infer_type.as_deref() {
+        Some("real_time") | None => false,
+        Some("batch") => true,
+        Some(_) => return bad("infer_type must be one of [real_time batch]"),
+    };
+    let (Some(start), Some(end)) = (b.start_time, b.end_time) else {
+        return bad("start_time and end_time are required");
+    };
+    if start <= 0 || start > end {
+        return bad("start_time must be > 0 and <= end_time");
+    }
+    let sel = model::Selection {
+        service_type: st,
+        batch,
+        start_ms: start,
+        end_ms: end,
+        api_keys: b.api_keys.as_deref(),
+        ips: b.ips.as_deref(),
+    };
+    let now = cfg.now.unwrap_or_else(Utc::now).timestamp_millis();
+    Reply::json(
+        200,
+        model::answer_json(&cfg.dataset.answer(&sel, now), batch),
+    )
+}

@@ -1,0 +1,95 @@
+//! The declarative spec: typed form. Loading, schema validation and located errors live in
+//! the submodules; everything downstream sees only these types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::{InferType, ServiceType};
+use crate::range::RangeExpr;
+
+pub const DEFAULT_REGION: &str = "cn-southwest-2";
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CloudSpec {
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub iam_endpoint: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuerySpec {
+    pub name: String,
+    pub range: RangeExpr,
+    pub service_types: Vec<ServiceType>,
+    pub infer_type: InferType,
+    /// `None`: all keys, one series with key group `all`.
+    pub key_groups: Option<Vec<String>>,
+    pub ips: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Influx,
+    Table,
+    Json,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "influx" => Some(Format::Influx),
+            "table" => Some(Format::Table),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSpec {
+    pub format: Format,
+    pub measurement: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            format: Format::Influx,
+            measurement: "maas_usage".into(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// The whole run; it ends by then with what it has.
+    pub timeout: Duration,
+    pub requests_per_minute: u32,
+    pub concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(25),
+            requests_per_minute: 200,
+            concurrency: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Spec {
+    pub cloud: CloudSpec,
+    pub timezone: Option<String>,
+    pub key_groups: BTreeMap<String, Vec<String>>,
+    pub queries: Vec<QuerySpec>,
+    pub output: OutputSpec,
+    pub limits: Limits,
+}
