@@ -26,10 +26,20 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Collect every series of a spec and write metrics (Telegraf exec/execd).
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Check spec files (schema and semantics); no credentials, no network.
+    #[command(after_help = VALIDATE_HELP)]
+    Validate(ValidateArgs),
+    /// Show every series and every call a spec would make; no credentials, no network.
+    Plan(PlanArgs),
+    /// Print the spec's JSON Schema (for editors and CI).
+    Schema,
     /// Ask once: usage totals for a time range, as a table or JSON.
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
-    /// Try it without a cloud account: the built-in simulator answers a sample run.
+    /// Try it without a cloud account: runs examples/spec.yaml against the built-in simulator.
     Demo(DemoArgs),
     /// Serve the MaaS + IAM simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
@@ -43,6 +53,20 @@ const QUERY_EXAMPLES: &str = "Examples:
   maas-usage query --range last_30d --infer-type batch --format json
   maas-usage query --api-keys key1 key2              # only these API keys
   maas-usage query --api-keys ''                     # only the online-experience page";
+
+const RUN_HELP: &str = "Exit codes: 0 when at least one series was collected (failed series are
+one stderr line each); 1 when nothing was collected; 2 for an invalid spec or missing credentials.
+stderr lines carry Telegraf's level prefixes (E!, W!, I!, D!).
+
+Telegraf inputs.exec:
+  commands = [[\"/usr/local/bin/maas-usage\", \"run\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]]
+  data_format = \"influx\"   timeout = \"30s\" (above limits.timeout)
+Telegraf inputs.execd (signal = \"STDIN\"):
+  command = [\"/usr/local/bin/maas-usage\", \"run\", \"--execd\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]";
+
+const VALIDATE_HELP: &str = "Examples:
+  maas-usage validate specs/                 # every *.yaml / *.yml in name order
+  maas-usage validate a.yaml b.yaml --format github";
 
 const SIMULATOR_EXAMPLES: &str = "Examples:
   maas-usage simulator --listen 127.0.0.1:8080
@@ -180,8 +204,70 @@ pub struct SimulatorArgs {
     pub credentials_file: Option<PathBuf>,
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// InfluxDB line protocol (Telegraf data_format = "influx").
+    Influx,
+    /// The human table.
+    Table,
+    /// One JSON document with every series.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Spec file or directory (every *.yaml/*.yml in it); repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// Output format [default: the spec's output.format, else influx].
+    #[arg(long, value_enum)]
+    pub format: Option<RunFormat>,
+    /// Write to FILE (replaced atomically) instead of stdout; `-` is stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Pretend it is this instant (RFC 3339), for reproducible runs.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Telegraf inputs.execd with signal = "STDIN": one collection per line read on stdin,
+    /// flushed after each; exit 0 on end of input.
+    #[arg(long)]
+    pub execd: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    /// `file:line:column: path: message` on stderr.
+    Text,
+    /// GitHub Actions annotations (`::error file=...,line=...,col=...::message`) on stdout.
+    Github,
+    /// One JSON document on stdout.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Spec files or directories.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// Plan as of this instant (RFC 3339) [default: now].
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    /// Output format [default: influx].
+    #[arg(long, value_enum)]
+    pub format: Option<RunFormat>,
     /// Pretend it is this instant (RFC 3339), for reproducible output.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,

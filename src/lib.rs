@@ -2,10 +2,10 @@
 //!
 //! Data flows one way: spec -> plan -> collect -> emit. See the README's design notes.
 
-pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod cloud;
+pub mod cmd;
 pub mod collect;
 pub mod emit;
 pub mod error;

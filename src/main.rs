@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(maas_usage::app::main());
+    std::process::exit(maas_usage::cmd::main());
 }

@@ -158,6 +158,101 @@ impl Plan {
     pub fn calls_before_dedup(&self) -> usize {
         self.series.iter().map(|s| s.calls.len()).sum()
     }
+
+    /// The plan for people: every series, every call with its window (local time and epoch
+    /// ms) and body, and which calls serve several series.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let tz = &self.zone.tz;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Plan at {} ({}): {} series, {} calls ({} before deduplication)",
+            range::fmt_local(self.now.timestamp_millis(), tz),
+            self.zone.name,
+            self.series.len(),
+            self.calls.len(),
+            self.calls_before_dedup()
+        );
+        let rows: Vec<[String; 6]> = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                [
+                    format!("{}", i + 1),
+                    s.key.query.clone(),
+                    s.key.service_type.name().to_string(),
+                    s.key.infer_type.name().to_string(),
+                    s.key.key_group.clone(),
+                    format!(
+                        "{} ~ {}  calls {}",
+                        range::fmt_local(s.window.start_ms, tz),
+                        range::fmt_local(s.window.end_ms, tz),
+                        s.calls
+                            .iter()
+                            .map(|c| (c + 1).to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                ]
+            })
+            .collect();
+        let header = [
+            "#",
+            "query",
+            "service_type",
+            "infer_type",
+            "key_group",
+            "window",
+        ]
+        .map(String::from);
+        let widths: Vec<usize> = (0..6)
+            .map(|c| {
+                rows.iter()
+                    .chain([&header])
+                    .map(|r| r[c].len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let _ = writeln!(out, "\nSeries:");
+        for r in [&header].into_iter().chain(rows.iter()) {
+            let line = (0..6)
+                .map(|c| format!("{:<w$}", r[c], w = widths[c]))
+                .collect::<Vec<_>>()
+                .join("  ");
+            let _ = writeln!(out, "  {}", line.trim_end());
+        }
+        let _ = writeln!(out, "\nCalls:");
+        for (i, c) in self.calls.iter().enumerate() {
+            let users = c
+                .used_by
+                .iter()
+                .map(|s| (s + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let shared = if c.used_by.len() > 1 {
+                " (one call, shared)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {:>3}  {} ~ {}  [{}, {})  series {users}{shared}",
+                i + 1,
+                range::fmt_local(c.start_ms, tz),
+                range::fmt_local(c.end_ms, tz),
+                c.start_ms,
+                c.end_ms
+            );
+            let _ = writeln!(out, "       {}", String::from_utf8_lossy(&c.body));
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "\nwarning: {w}");
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! names of fields and metrics come from `fields`.
 
 pub mod fields;
+pub mod influx;
 pub mod json;
 pub mod table;
 

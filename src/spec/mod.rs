@@ -2,6 +2,9 @@
 //! the submodules; everything downstream sees only these types.
 
 use std::collections::BTreeMap;
+pub mod load;
+pub mod yaml;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

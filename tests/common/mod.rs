@@ -116,3 +116,128 @@ pub fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The example spec pointed at `sim` (endpoints and a pinned project id), with `extra`
+/// replacing the limits section when given.
+pub fn example_spec_for(sim: &Simulator) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spec.yaml"))
+        .unwrap();
+    let url = sim.url();
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("  region:") {
+            out.push_str(&format!(
+                "  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\n"
+            ));
+        }
+    }
+    assert!(
+        out.contains("endpoint:"),
+        "the example spec has a cloud.region line"
+    );
+    out
+}
+
+/// Writes `text` as a spec file in a fresh directory and returns its path.
+pub fn spec_file(text: &str) -> std::path::PathBuf {
+    let p = tempdir().join("spec.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `run --spec path --now NOW` plus `args`, with the canary credentials.
+pub fn run(path: &std::path::Path, args: &[&str]) -> Output {
+    authed()
+        .arg("run")
+        .arg("--spec")
+        .arg(path)
+        .args(["--now", NOW])
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// The exact values the simulator holds for every series of `spec_text` at NOW.
+pub fn expected_series(
+    sim: &Simulator,
+    spec_text: &str,
+) -> Vec<(maas_usage::plan::SeriesKey, maas_usage::model::Usage)> {
+    use maas_usage::sim::model::Selection;
+    let spec = maas_usage::spec::load::load_str("spec.yaml", spec_text).unwrap();
+    let zone = maas_usage::zone::resolve(spec.timezone.as_deref(), &Default::default())
+        .unwrap()
+        .0;
+    let plan = maas_usage::plan::build(&spec, now(), &zone).unwrap();
+    plan.series
+        .iter()
+        .map(|s| {
+            let mut total = maas_usage::model::Usage::default();
+            for &c in &s.calls {
+                let req = &plan.calls[c].request;
+                total += sim.expected(&Selection {
+                    service_type: req.service_type,
+                    batch: req.infer_type == "batch",
+                    start_ms: req.start_time,
+                    end_ms: req.end_time,
+                    api_keys: req.api_keys.as_deref(),
+                    ips: req.ips.as_deref(),
+                });
+            }
+            (s.key.clone(), total)
+        })
+        .collect()
+}
+
+/// A parsed line-protocol line, owned.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub measurement: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub ints: std::collections::BTreeMap<String, i64>,
+    pub floats: std::collections::BTreeMap<String, f64>,
+    pub timestamp: Option<i64>,
+}
+
+impl Line {
+    pub fn tag(&self, k: &str) -> Option<&str> {
+        self.tags.get(k).map(String::as_str)
+    }
+    pub fn int(&self, k: &str) -> Option<i64> {
+        self.ints.get(k).copied()
+    }
+}
+
+/// Parses line protocol with a real parser (influxdb-line-protocol); panics on any line it
+/// refuses or any field of an unexpected type.
+pub fn parse_lp(text: &str) -> Vec<Line> {
+    use influxdb_line_protocol::FieldValue;
+    influxdb_line_protocol::parse_lines(text)
+        .map(|l| {
+            let l = l.unwrap_or_else(|e| panic!("invalid line protocol ({e}):\n{text}"));
+            let mut line = Line {
+                measurement: l.series.measurement.to_string(),
+                tags: Default::default(),
+                ints: Default::default(),
+                floats: Default::default(),
+                timestamp: l.timestamp,
+            };
+            for (k, v) in l.series.tag_set.iter().flatten() {
+                line.tags.insert(k.to_string(), v.to_string());
+            }
+            for (k, v) in &l.field_set {
+                match v {
+                    FieldValue::I64(i) => {
+                        line.ints.insert(k.to_string(), *i);
+                    }
+                    FieldValue::F64(f) => {
+                        line.floats.insert(k.to_string(), *f);
+                    }
+                    other => panic!("unexpected field type {other:?} in {text}"),
+                }
+            }
+            line
+        })
+        .collect()
+}

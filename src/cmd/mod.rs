@@ -1,0 +1,199 @@
+//! The commands: glue from parsed flags to the pipeline spec -> plan -> collect -> emit, and the
+//! one place errors become exit codes.
+
+pub mod demo;
+pub mod query;
+pub mod run;
+pub mod simulator;
+pub mod spec_cmds;
+
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+
+use crate::budget::{Budget, Limiter};
+use crate::cli::{Cli, CloudArgs, Command};
+use crate::cloud::credentials::Credentials;
+use crate::cloud::{self, ConnectOptions, Connection};
+use crate::collect::{self, Collected, RunStats};
+use crate::error::Error;
+use crate::log;
+use crate::plan::Plan;
+use crate::spec::{self, CloudSpec, Limits};
+use crate::zone::{self, OsZoneHints, Zone};
+
+/// Runs the command line and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    log::set_verbose(cli.verbose);
+    let result = match cli.command {
+        Command::Query(a) => query::query(a, None),
+        Command::Run(a) => run::run(a),
+        Command::Validate(a) => spec_cmds::validate(a),
+        Command::Plan(a) => spec_cmds::plan(a),
+        Command::Schema => spec_cmds::schema(),
+        Command::Demo(a) => demo::demo(a),
+        Command::Simulator(a) => simulator::simulator(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&e.to_string());
+            e.exit_code()
+        }
+    }
+}
+
+pub fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+pub fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, Error> {
+    match now {
+        None => Ok(Utc::now()),
+        Some(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                Error::Usage(format!(
+                    "--now `{s}` is not an RFC 3339 instant (e.g. 2026-05-21T10:00:00+08:00)"
+                ))
+            }),
+    }
+}
+
+pub fn resolve_zone(explicit: Option<&str>) -> Result<Zone, Error> {
+    let (zone, warnings) = zone::resolve(explicit, &OsZoneHints::read())?;
+    for w in warnings {
+        log::warn(&w);
+    }
+    Ok(zone)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
+pub fn write_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Runtime(format!("cannot write the output: {e}"))),
+    }
+}
+
+/// Flags over spec over defaults.
+pub fn connect_options(
+    cloud: &CloudSpec,
+    flags: &CloudArgs,
+    call_timeout: Duration,
+) -> ConnectOptions {
+    ConnectOptions {
+        region: flags
+            .region
+            .clone()
+            .or_else(|| cloud.region.clone())
+            .unwrap_or_else(|| spec::DEFAULT_REGION.to_string()),
+        project_id: flags
+            .project_id
+            .clone()
+            .or_else(|| cloud.project_id.clone()),
+        endpoint: flags.endpoint.clone().or_else(|| cloud.endpoint.clone()),
+        iam_endpoint: flags
+            .iam_endpoint
+            .clone()
+            .or_else(|| cloud.iam_endpoint.clone()),
+        credentials_file: flags
+            .credentials_file
+            .clone()
+            .or_else(|| cloud.credentials_file.clone()),
+        ca_file: flags.ca_file.clone(),
+        call_timeout,
+    }
+}
+
+/// The longest a single HTTP exchange may take; the run's deadline shortens it further.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a collection produced.
+pub struct Outcome {
+    pub collected: Collected,
+    pub stats: RunStats,
+}
+
+/// Connects (credentials, client, project id) within the run's budget and deadline.
+/// `creds` overrides the environment and file (the demo uses the simulator's pair).
+pub fn open(
+    opts: &ConnectOptions,
+    limits: &Limits,
+    deadline: Instant,
+    creds: Option<Credentials>,
+) -> Result<Connection, Error> {
+    let creds = match creds {
+        Some(c) => c,
+        None => cloud::load_credentials(&env, opts.credentials_file.as_deref())?,
+    };
+    let budget: Arc<dyn Budget> = Arc::new(Limiter::new(limits.requests_per_minute, rate_window()));
+    cloud::connect(opts, creds, budget, &env, deadline)
+}
+
+/// The request budget's window: the API's minute, with a small margin so that jitter between
+/// our clock and the gateway's never lets N+1 calls land in its window. Tests shrink it with
+/// `MAAS_USAGE_RATE_WINDOW_MS`, as they shrink the simulator's.
+pub fn rate_window() -> Duration {
+    let base = env("MAAS_USAGE_RATE_WINDOW_MS")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(60));
+    base + base / 50 + Duration::from_millis(50)
+}
+
+/// Runs the plan's calls on a connection.
+pub fn execute(
+    plan: &Plan,
+    conn: &Arc<Connection>,
+    limits: &Limits,
+    started: Instant,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Outcome {
+    let collected = collect::collect(plan, conn.clone(), limits.concurrency, deadline, stop);
+    let c = &conn.client.counters;
+    let stats = RunStats {
+        series_ok: collected.series.len() as u64,
+        series_failed: collected.failures.len() as u64,
+        api_calls: c.calls.load(std::sync::atomic::Ordering::Relaxed),
+        api_retries: c.retries.load(std::sync::atomic::Ordering::Relaxed),
+        throttled: c.throttled.load(std::sync::atomic::Ordering::Relaxed),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    Outcome { collected, stats }
+}
+
+/// One stderr line per failed series: what failed and why, in the order the contract gives.
+pub fn log_failures(collected: &Collected) {
+    for f in &collected.failures {
+        let mut line = format!(
+            "query={} service_type={} infer_type={} key_group={}",
+            f.key.query, f.key.service_type, f.key.infer_type, f.key.key_group
+        );
+        if let Some(s) = f.error.status() {
+            line.push_str(&format!(" status={s}"));
+        }
+        if let Some(c) = f.error.code() {
+            line.push_str(&format!(" code={c}"));
+        }
+        if let Some(r) = f.error.request_id() {
+            line.push_str(&format!(" request_id={r}"));
+        }
+        line.push_str(&format!(": {}", f.error));
+        log::error(&line);
+    }
+}

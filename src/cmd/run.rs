@@ -1,0 +1,200 @@
+//! `maas-usage run`: a spec kept in git drives one collection (or, under `--execd`, one per
+//! line on stdin) that feeds Telegraf.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    connect_options, execute, log_failures, open, parse_now, resolve_zone, write_stdout,
+    CALL_TIMEOUT,
+};
+use crate::cli::{CloudArgs, RunArgs, RunFormat};
+use crate::cloud::credentials::Credentials;
+use crate::cloud::Connection;
+use crate::emit::influx::InfluxOptions;
+use crate::emit::{self, Report};
+use crate::error::Error;
+use crate::log::{self, Style};
+use crate::plan;
+use crate::spec::{self, Format, Spec};
+use crate::zone::Zone;
+
+/// Set by a stop signal: the collection ends early and writes what it has.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Where the metrics go: stdout, or a file replaced atomically so a reader never sees half.
+pub struct Sink {
+    path: Option<PathBuf>,
+}
+
+impl Sink {
+    pub fn new(path: Option<PathBuf>) -> Self {
+        Sink {
+            path: path.filter(|p| p.as_os_str() != "-"),
+        }
+    }
+
+    pub fn write(&self, text: &str) -> Result<(), Error> {
+        match &self.path {
+            None => write_stdout(text),
+            Some(p) => write_atomically(p, text.as_bytes()),
+        }
+    }
+}
+
+/// Writes a temporary file beside `path` and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let fail = |e: std::io::Error| Error::Runtime(format!("cannot write {}: {e}", path.display()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}
+
+pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
+    spec::load::load(paths).map_err(|e| Error::Spec(e.to_string()))
+}
+
+/// Everything a collection needs that does not change between collections.
+struct Context {
+    spec: Spec,
+    zone: Zone,
+    conn: Arc<Connection>,
+    format: Format,
+    sink: Sink,
+    fixed_now: Option<DateTime<Utc>>,
+}
+
+pub fn run(a: RunArgs) -> Result<i32, Error> {
+    log::set_style(Style::Telegraf);
+    let spec = load_spec(&a.spec)?;
+    run_spec(spec, a.format, a.output, a.now.as_deref(), a.execd, None)
+}
+
+fn format_of(f: RunFormat) -> Format {
+    match f {
+        RunFormat::Influx => Format::Influx,
+        RunFormat::Table => Format::Table,
+        RunFormat::Json => Format::Json,
+    }
+}
+
+/// Runs a loaded spec; `creds` overrides the environment (the demo's simulator pair).
+pub fn run_spec(
+    spec: Spec,
+    format: Option<RunFormat>,
+    output: Option<PathBuf>,
+    now: Option<&str>,
+    execd: bool,
+    creds: Option<Credentials>,
+) -> Result<i32, Error> {
+    let started = Instant::now();
+    let fixed_now = now.map(|n| parse_now(Some(n))).transpose()?;
+    let zone = resolve_zone(spec.timezone.as_deref())?;
+    // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
+    // and must not cost a call.
+    plan::build(&spec, fixed_now.unwrap_or_else(Utc::now), &zone)?;
+    let opts = connect_options(&spec.cloud, &CloudArgs::default(), CALL_TIMEOUT);
+    let conn = Arc::new(open(
+        &opts,
+        &spec.limits,
+        started + spec.limits.timeout,
+        creds,
+    )?);
+    let ctx = Context {
+        format: format.map(format_of).unwrap_or(spec.output.format),
+        spec,
+        zone,
+        conn,
+        sink: Sink::new(output),
+        fixed_now,
+    };
+    if !execd {
+        return collect_once(&ctx, started);
+    }
+    // Telegraf writes a line at every interval; end of input means it is done with us.
+    let stdin = std::io::stdin();
+    let mut first = Some(started);
+    for line in stdin.lock().lines() {
+        if line.is_err() {
+            break;
+        }
+        let started = first.take().unwrap_or_else(Instant::now);
+        if let Err(e) = collect_once(&ctx, started) {
+            if matches!(e, Error::Runtime(_)) && ctx.sink.path.is_none() {
+                // stdout is gone: nobody is listening any more.
+                return Err(e);
+            }
+            log::error(&e.to_string());
+        }
+    }
+    Ok(0)
+}
+
+fn render(ctx: &Context, report: &Report<'_>) -> String {
+    match ctx.format {
+        Format::Influx => emit::influx::render(
+            report,
+            &InfluxOptions {
+                measurement: &ctx.spec.output.measurement,
+                tags: &ctx.spec.output.tags,
+            },
+        ),
+        Format::Table => emit::table::render(report, false),
+        Format::Json => emit::json::render(report),
+    }
+}
+
+/// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
+fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
+    let now = ctx.fixed_now.unwrap_or_else(Utc::now);
+    let plan = plan::build(&ctx.spec, now, &ctx.zone)?;
+    let deadline = started + ctx.spec.limits.timeout;
+    let outcome = execute(&plan, &ctx.conn, &ctx.spec.limits, started, deadline, &STOP);
+    let collected = &outcome.collected;
+    if collected.series.is_empty() {
+        if let Some(first) = collected.failures.first() {
+            log::error(&format!(
+                "no series collected (0 of {}): {}: {}",
+                plan.series.len(),
+                first.key,
+                first.error
+            ));
+        }
+    }
+    log_failures(collected);
+    if collected.cut_short {
+        log::warn(&format!(
+            "the run reached limits.timeout ({} s) with calls outstanding; raise it (and the agent's timeout) or lower the number of series",
+            ctx.spec.limits.timeout.as_secs()
+        ));
+    }
+    for w in &plan.warnings {
+        log::warn(w);
+    }
+    let report = Report {
+        collected,
+        stats: outcome.stats,
+        region: &ctx.conn.region,
+        project_id: &ctx.conn.project_id,
+        zone: &ctx.zone,
+        now: plan.now,
+    };
+    ctx.sink.write(&render(ctx, &report))?;
+    Ok(if collected.series.is_empty() { 1 } else { 0 })
+}

@@ -1,0 +1,70 @@
+//! `maas-usage simulator`: the MaaS + IAM simulator as a process.
+
+use std::time::Duration;
+
+use super::{env, parse_now, write_stdout};
+use crate::cli::SimulatorArgs;
+use crate::cloud;
+use crate::error::Error;
+use crate::log;
+use crate::range;
+use crate::sim::{SimConfig, SimCredential, Simulator};
+
+pub fn simulator(a: SimulatorArgs) -> Result<i32, Error> {
+    let mut cfg = SimConfig::default();
+    if env("HW_ACCESS_KEY").is_some()
+        || env("HUAWEICLOUD_SDK_AK").is_some()
+        || a.credentials_file.is_some()
+    {
+        let creds = cloud::load_credentials(&env, a.credentials_file.as_deref())?;
+        cfg.credentials = vec![SimCredential {
+            ak: creds.ak.expose().to_string(),
+            sk: creds.sk.expose().to_string(),
+            token: creds.token.as_ref().map(|t| t.expose().to_string()),
+        }];
+        log::info(&format!(
+            "simulator: accepting the credentials from {}",
+            creds.source
+        ));
+    } else {
+        log::info("simulator: accepting the built-in demo credentials");
+    }
+    cfg.projects = vec![(a.region.clone(), a.project_id.clone())];
+    if let Some(now) = &a.now {
+        cfg.now = Some(parse_now(Some(now))?);
+    }
+    if let Some(seed) = a.seed {
+        cfg.dataset.seed = seed;
+    }
+    let f = &mut cfg.faults;
+    if let Some(l) = &a.latency {
+        f.latency = range::parse_duration(l).map_err(Error::Usage)?;
+    }
+    f.rate_limit = a.rate_limit;
+    f.rate_window = range::parse_duration(&a.rate_window).map_err(Error::Usage)?;
+    f.retry_after = a.retry_after;
+    for (name, v) in [
+        ("--fail-ratio", a.fail_ratio),
+        ("--malformed-ratio", a.malformed_ratio),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(Error::Usage(format!("{name} must be between 0 and 1")));
+        }
+    }
+    f.fail_ratio = a.fail_ratio;
+    f.malformed_ratio = a.malformed_ratio;
+    f.clock_skew = chrono::Duration::seconds(a.clock_skew);
+    cfg.log_file = a.log.clone();
+    let sim = Simulator::start(&a.listen, cfg)
+        .map_err(|e| Error::Runtime(format!("cannot listen on {}: {e}", a.listen)))?;
+    write_stdout(&format!("{}\n", sim.url()))?;
+    log::info(&format!(
+        "simulator: MaaS and IAM on {} (region {}, project {}); stop with Ctrl-C",
+        sim.url(),
+        a.region,
+        a.project_id
+    ));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

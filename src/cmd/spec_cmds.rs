@@ -1,0 +1,110 @@
+//! `validate`, `plan` and `schema`: everything about a spec that needs neither credentials nor
+//! network, for people and for the CI of a GitOps repository.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{parse_now, resolve_zone, write_stdout};
+use crate::cli::{PlanArgs, ValidateArgs, ValidateFormat};
+use crate::error::Error;
+use crate::plan;
+use crate::spec::load::{self, SpecError, SpecErrors};
+
+pub fn schema() -> Result<i32, Error> {
+    write_stdout(load::SCHEMA)?;
+    Ok(0)
+}
+
+/// GitHub's workflow-command escaping of a message and of a property value.
+fn gh_escape(s: &str, property: bool) -> String {
+    let mut t = s
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    if property {
+        t = t.replace(':', "%3A").replace(',', "%2C");
+    }
+    t
+}
+
+fn github_line(e: &SpecError) -> String {
+    let msg = if e.path.is_empty() {
+        e.message.clone()
+    } else {
+        format!("{}: {}", e.path, e.message)
+    };
+    format!(
+        "::error file={},line={},col={},title=maas-usage spec::{}\n",
+        gh_escape(&e.file, true),
+        e.line,
+        e.column,
+        gh_escape(&msg, false)
+    )
+}
+
+pub fn validate(a: ValidateArgs) -> Result<i32, Error> {
+    let files = load::expand(&a.paths).map(|f| f.len()).unwrap_or(0);
+    let result = load::load(&a.paths).and_then(|spec| {
+        let zone =
+            resolve_zone(spec.timezone.as_deref()).map_err(|e| one_error(&a, e.to_string()))?;
+        let plan =
+            plan::build(&spec, Utc::now(), &zone).map_err(|e| one_error(&a, e.to_string()))?;
+        Ok((spec, plan))
+    });
+    match (result, a.format) {
+        (Ok((spec, plan)), ValidateFormat::Json) => {
+            let doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": plan.series.len(), "calls": plan.calls.len(), "errors": []});
+            write_stdout(&format!("{doc}\n"))?;
+            Ok(0)
+        }
+        (Ok((spec, plan)), _) => {
+            let n = |count: usize, one: &str, many: &str| {
+                format!("{count} {}", if count == 1 { one } else { many })
+            };
+            write_stdout(&format!(
+                "ok: {files} file(s), {}, {}, {} per run\n",
+                n(spec.queries.len(), "query", "queries"),
+                n(plan.series.len(), "series", "series"),
+                n(plan.calls.len(), "call", "calls")
+            ))?;
+            Ok(0)
+        }
+        (Err(errors), ValidateFormat::Text) => Err(Error::Spec(errors.to_string())),
+        (Err(errors), ValidateFormat::Github) => {
+            write_stdout(&errors.0.iter().map(github_line).collect::<String>())?;
+            Ok(2)
+        }
+        (Err(errors), ValidateFormat::Json) => {
+            write_stdout(&format!(
+                "{}\n",
+                json!({"valid": false, "errors": errors.0})
+            ))?;
+            Ok(2)
+        }
+    }
+}
+
+/// An error found after loading (zone, planning) has no position of its own.
+fn one_error(a: &ValidateArgs, message: String) -> SpecErrors {
+    let file = a
+        .paths
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    SpecErrors(vec![SpecError {
+        file,
+        line: 1,
+        column: 1,
+        path: String::new(),
+        message,
+    }])
+}
+
+pub fn plan(a: PlanArgs) -> Result<i32, Error> {
+    let spec = super::run::load_spec(&a.spec)?;
+    let zone = resolve_zone(spec.timezone.as_deref())?;
+    let now = parse_now(a.now.as_deref())?;
+    let plan = plan::build(&spec, now, &zone)?;
+    write_stdout(&plan.describe())?;
+    Ok(0)
+}

@@ -1,0 +1,209 @@
+//! InfluxDB line protocol, the contract Telegraf (`data_format = "influx"`) and InfluxDB rely on.
+//!
+//! One line per series: measurement, sorted tags, integer fields with `i`, the ratio as a float,
+//! the window end in nanoseconds as timestamp. One more line, `<measurement>_collector`, with the
+//! run's own health.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::fields::{self, Value};
+use super::Report;
+use crate::collect::{RunStats, Series};
+use crate::model::InferType;
+
+pub struct InfluxOptions<'a> {
+    pub measurement: &'a str,
+    /// Static tags from the spec.
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// Line protocol cannot carry line breaks (or, for some parsers, tabs) anywhere, and its dialects disagree on backslashes
+/// (InfluxDB 2 reads `\\` as one backslash, 1.x as two, and a trailing one escapes the
+/// separator). The spec's patterns keep both out of names and tags; this is the last line of
+/// defence for values from elsewhere (an environment-supplied project id).
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|&c| c != '\\')
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Measurement: commas and spaces are escaped.
+pub fn escape_measurement(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in sanitize(s).chars() {
+        if matches!(c, ',' | ' ') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Tag keys, tag values and field keys: commas, equals signs and spaces are escaped.
+pub fn escape_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in sanitize(s).chars() {
+        if matches!(c, ',' | '=' | ' ') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `,k=v` for every non-empty tag, keys in byte order (BTreeMap order).
+fn tag_set(tags: &BTreeMap<&str, &str>) -> String {
+    let mut s = String::new();
+    for (k, v) in tags {
+        let v = escape_key(v);
+        if !v.is_empty() {
+            let _ = write!(s, ",{}={v}", escape_key(k));
+        }
+    }
+    s
+}
+
+fn ns(ms: i64) -> i128 {
+    i128::from(ms) * 1_000_000
+}
+
+fn series_line(out: &mut String, s: &Series, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+    let mut tags: BTreeMap<&str, &str> = opts
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    tags.insert("infer_type", s.key.infer_type.name());
+    tags.insert("key_group", &s.key.key_group);
+    tags.insert("project_id", r.project_id);
+    tags.insert("query", &s.key.query);
+    tags.insert("region", r.region);
+    tags.insert("service_type", s.key.service_type.name());
+    let _ = write!(
+        out,
+        "{}{} ",
+        escape_measurement(opts.measurement),
+        tag_set(&tags)
+    );
+    let mut first = true;
+    let mut field = |out: &mut String, name: &str, value: String| {
+        let _ = write!(
+            out,
+            "{}{}={value}",
+            if first { "" } else { "," },
+            escape_key(name)
+        );
+        first = false;
+    };
+    for (f, v) in fields::values(&s.usage, s.key.infer_type == InferType::Batch) {
+        field(out, f.name, fmt_value(v));
+    }
+    field(
+        out,
+        "window_seconds",
+        format!("{}i", s.window.len_ms() / 1000),
+    );
+    let _ = writeln!(out, " {}", ns(s.window.end_ms));
+}
+
+fn fmt_value(v: Value) -> String {
+    match v {
+        Value::Int(i) => format!("{i}i"),
+        // Always finite: it is a ratio of two integers with a non-zero denominator, or 0.
+        Value::Float(x) => format!("{x}"),
+    }
+}
+
+/// The fields of the collector line, in order.
+pub fn collector_fields(s: &RunStats) -> [(&'static str, u64); 6] {
+    [
+        ("series_ok", s.series_ok),
+        ("series_failed", s.series_failed),
+        ("api_calls", s.api_calls),
+        ("api_retries", s.api_retries),
+        ("throttled", s.throttled),
+        ("duration_ms", s.duration_ms),
+    ]
+}
+
+fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+    let mut tags: BTreeMap<&str, &str> = opts
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    tags.insert("project_id", r.project_id);
+    tags.insert("region", r.region);
+    let fields = collector_fields(&r.stats)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}i"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let _ = writeln!(
+        out,
+        "{}_collector{} {fields} {}",
+        escape_measurement(opts.measurement),
+        tag_set(&tags),
+        ns(r.now.timestamp_millis())
+    );
+}
+
+pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
+    let mut out = String::new();
+    for s in &r.collected.series {
+        series_line(&mut out, s, r, opts);
+    }
+    collector_line(&mut out, r, opts);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use influxdb_line_protocol::{parse_lines, FieldValue};
+    use proptest::prelude::*;
+
+    #[test]
+    fn escaping_follows_the_spec() {
+        assert_eq!(escape_measurement("a b,c=d"), "a\\ b\\,c=d");
+        assert_eq!(escape_key("a b,c=d"), "a\\ b\\,c\\=d");
+        assert_eq!(escape_key("line\nbreak\\"), "line\\ break");
+    }
+
+    fn line_with(tag_value: &str, measurement: &str) -> String {
+        let tags = BTreeMap::from([("t", tag_value)]);
+        format!(
+            "{}{} f=1i 1",
+            escape_measurement(measurement),
+            tag_set(&tags)
+        )
+    }
+
+    proptest! {
+        /// Whatever the text, the escaped line parses, and the tag value survives unless it
+        /// carried what line protocol cannot encode (line breaks, a trailing backslash).
+        #[test]
+        fn escaped_tags_round_trip(value in "[^\\n\\r]{1,40}", measurement in "[a-zA-Z][ -~]{0,20}") {
+            let line = line_with(&value, &measurement);
+            let parsed: Vec<_> = parse_lines(&line).collect();
+            prop_assert_eq!(parsed.len(), 1);
+            let p = parsed.into_iter().next().unwrap();
+            let p = match p { Ok(p) => p, Err(e) => return Err(TestCaseError::fail(format!("{line}: {e}"))) };
+            let expected_value = sanitize(&value);
+            if !expected_value.is_empty() {
+                let tags = p.series.tag_set.as_ref().unwrap();
+                prop_assert_eq!(tags[0].1.to_string(), expected_value);
+            }
+            prop_assert_eq!(p.series.measurement.to_string(), sanitize(&measurement));
+            prop_assert!(matches!(p.field_set[0].1, FieldValue::I64(1)));
+        }
+
+        #[test]
+        fn escaping_never_emits_a_line_break(s in "(?s).{0,40}") {
+            prop_assert!(!escape_key(&s).contains('\n'));
+            prop_assert!(!escape_measurement(&s).contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Bad specs: every error located as file:line:column with its path, exit 2, no network call.
+//! Also the multi-file (GitOps) rules and the example specs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const HEAD: &str = "apiVersion: maas-usage/v1\n";
+
+/// Runs `validate` and `run` on `text`; both must exit 2 without calling the simulator.
+/// Returns validate's stderr.
+fn refused(text: &str) -> String {
+    let sim = sim();
+    // Appended, so the line numbers of `text` stay as written.
+    let with_endpoint = format!(
+        "{text}\ncloud:\n  endpoint: {}\n  iam_endpoint: {}\n",
+        sim.url(),
+        sim.url()
+    );
+    let spec_text = if text.contains("\ncloud:") {
+        text.to_string()
+    } else {
+        with_endpoint
+    };
+    let path = spec_file(&spec_text);
+    let v = bin().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(v.status.code(), Some(2), "validate: {}", stderr(&v));
+    let r = run(&path, &[]);
+    assert_eq!(r.status.code(), Some(2), "run: {}", stderr(&r));
+    assert!(stdout(&r).is_empty(), "no metrics from a bad spec");
+    assert!(sim.requests().is_empty(), "no network call for a bad spec");
+    assert_no_secret(&r);
+    let err = stderr(&v);
+    let name = path.display().to_string();
+    for line in err.lines() {
+        assert!(
+            line.starts_with(&format!("error: {name}:")),
+            "located: {line}"
+        );
+    }
+    err.replace(&name, "spec.yaml")
+}
+
+#[test]
+fn malformed_yaml() {
+    let e = refused(&format!("{HEAD}queries:\n  - name: a: b\n"));
+    assert!(e.starts_with("error: spec.yaml:3:"), "{e}");
+    assert!(
+        e.contains("invalid YAML: mapping values are not allowed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn schema_violation_and_unknown_key() {
+    let e = refused(&format!(
+        "{HEAD}queries:\n  - name: q\n    rnage: last_7d\nlimits:\n  concurrency: many\n"
+    ));
+    assert!(e.contains("spec.yaml:4:5: queries[0].rnage: unknown key `rnage`; allowed here: name, range, service_types"), "{e}");
+    assert!(
+        e.contains("spec.yaml:6:16: limits.concurrency: expected an integer, found a string"),
+        "{e}"
+    );
+}
+
+#[test]
+fn inline_secret_points_at_the_environment() {
+    let e = refused(&format!("{HEAD}cloud:\n  region: cn-southwest-2\n  ak: AKCANARY7Q2W3E4R5T6Y\n  secret_key: SKCANARYzx9cv8bn7m6l5k4j3h2g1f0d9s8a7p6o\nqueries:\n  - name: q\n"));
+    assert!(
+        e.contains("spec.yaml:4:3: cloud.ak: `ak`: secrets do not belong in the spec"),
+        "{e}"
+    );
+    assert!(e.contains("spec.yaml:5:3: cloud.secret_key:"), "{e}");
+    assert!(
+        e.contains("HW_ACCESS_KEY") && e.contains("credentials_file"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("CANARY"),
+        "the secret itself is never echoed: {e}"
+    );
+}
+
+#[test]
+fn service_type_three() {
+    let e = refused(&format!(
+        "{HEAD}queries:\n  - name: q\n    service_types: [preset, 3]\n"
+    ));
+    assert!(
+        e.contains(
+            ": queries[0].service_types[1]: 3 is not a service type; use 4 for Custom Endpoint"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_key_group_and_duplicate_names() {
+    let e = refused(&format!(
+        "{HEAD}key_groups:\n  a: [k]\nqueries:\n  - name: q\n    key_groups: [b]\n  - name: q\n"
+    ));
+    assert!(
+        e.contains(": queries[0].key_groups[0]: unknown key group `b`; defined: a"),
+        "{e}"
+    );
+    assert!(
+        e.contains(": queries[1].name: query name `q` is already used at"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_ranges_and_zone() {
+    let e = refused(&format!(
+        "{HEAD}timezone: CST\nqueries:\n  - name: q\n    range: {{from: 2026-05-32}}\n"
+    ));
+    assert!(
+        e.contains(": timezone: `CST` is not an IANA time zone name"),
+        "{e}"
+    );
+    assert!(
+        e.contains(": queries[0].range.from: `2026-05-32` is not a date"),
+        "{e}"
+    );
+}
+
+#[test]
+fn yaml_bomb_is_refused_fast() {
+    let mut y = format!("{HEAD}a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..12 {
+        let prev = format!("*a{}", i - 1);
+        y.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            [prev.as_str(); 9].join(", ")
+        ));
+    }
+    let started = Instant::now();
+    let e = refused(&y);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(e.contains("YAML bomb"), "{e}");
+}
+
+#[test]
+fn fifty_megabytes_are_refused_before_parsing() {
+    let path = tempdir().join("big.yaml");
+    let mut text = String::from(HEAD);
+    text.push_str("queries:\n");
+    let line = "  - name: q\n";
+    while text.len() < 50 * 1024 * 1024 {
+        text.push_str(&line.repeat(4096));
+    }
+    std::fs::write(&path, &text).unwrap();
+    let started = Instant::now();
+    let out = bin().arg("validate").arg(&path).output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("larger than 1024 KiB"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn all_errors_are_listed_not_just_the_first() {
+    let e = refused(&format!("{HEAD}queries:\n  - name: A\n  - name: b\n    infer_type: x\n  - name: c\n    service_types: [3]\n"));
+    assert_eq!(e.lines().count(), 3, "{e}");
+}
+
+#[test]
+fn a_directory_is_one_spec_per_team() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("00-shared.yaml"),
+        format!("{HEAD}cloud:\n  region: cn-southwest-2\noutput:\n  tags: {{env: prod}}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("team-a.yaml"), format!("{HEAD}key_groups:\n  team-a: [key-a1]\nqueries:\n  - name: team-a-7d\n    key_groups: [team-a]\n")).unwrap();
+    std::fs::write(
+        dir.join("team-b.yml"),
+        format!("{HEAD}queries:\n  - name: team-b-7d\n    key_groups: [team-a]\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a spec").unwrap();
+    let out = bin().arg("validate").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ok: 3 file(s), 2 queries, 2 series, 1 call per run\n",
+        "both queries make the same call"
+    );
+
+    std::fs::write(
+        dir.join("team-c.yaml"),
+        format!("{HEAD}cloud:\n  region: ap-southeast-1\nqueries:\n  - name: team-a-7d\n"),
+    )
+    .unwrap();
+    let out = bin().arg("validate").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(
+        e.contains("team-c.yaml:2:1: cloud: cloud is also set in"),
+        "{e}"
+    );
+    assert!(e.contains("00-shared.yaml:2:1 with other values"), "{e}");
+    assert!(
+        e.contains("team-c.yaml:5:11: queries[0].name: query name `team-a-7d` is already used at"),
+        "{e}"
+    );
+}
+
+#[test]
+fn github_and_json_formats_for_ci() {
+    let path = spec_file(&format!(
+        "{HEAD}queries:\n  - name: q\n    service_types: [3]\n"
+    ));
+    let out = bin()
+        .args(["validate", "--format", "github"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line = stdout(&out);
+    assert!(line.starts_with(&format!("::error file={},line=4,col=21,title=maas-usage spec::queries[0].service_types[0]: 3 is not a service type", path.display())), "{line}");
+    let out = bin()
+        .args(["validate", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let doc = json(&out);
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["errors"][0]["line"], 4);
+    assert_eq!(doc["errors"][0]["path"], "queries[0].service_types[0]");
+}
+
+#[test]
+fn every_example_spec_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut specs = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+                && std::fs::read_to_string(&p)
+                    .unwrap()
+                    .contains("apiVersion: maas-usage/v1")
+            {
+                specs.push(p);
+            }
+        }
+    }
+    assert!(!specs.is_empty());
+    for p in specs {
+        let out = bin().arg("validate").arg(&p).output().unwrap();
+        assert!(out.status.success(), "{}: {}", p.display(), stderr(&out));
+    }
+}
+
+#[test]
+fn schema_command_prints_the_embedded_schema() {
+    let out = bin().arg("schema").output().unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/maas-usage.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, file);
+    assert_eq!(
+        printed["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}
