@@ -208,6 +208,12 @@ pub struct SimulatorArgs {
 pub enum RunFormat {
     /// InfluxDB line protocol (Telegraf data_format = "influx").
     Influx,
+    /// Push OTLP metrics to a collector (output.otlp, OTEL_EXPORTER_OTLP_*).
+    Otlp,
+    /// OTLP/JSON, one request per line (the collector's otlpjsonfile receiver); --output appends.
+    OtlpJson,
+    /// Prometheus text for node_exporter's textfile collector.
+    Prometheus,
     /// The human table.
     Table,
     /// One JSON document with every series.
@@ -222,7 +228,7 @@ pub struct RunArgs {
     /// Output format [default: the spec's output.format, else influx].
     #[arg(long, value_enum)]
     pub format: Option<RunFormat>,
-    /// Write to FILE (replaced atomically) instead of stdout; `-` is stdout.
+    /// Write to FILE instead of stdout (`-`): replaced atomically, or appended for otlp-json.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Pretend it is this instant (RFC 3339), for reproducible runs.

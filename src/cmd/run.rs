@@ -17,9 +17,12 @@ use crate::cli::{CloudArgs, RunArgs, RunFormat};
 use crate::cloud::credentials::Credentials;
 use crate::cloud::Connection;
 use crate::emit::influx::InfluxOptions;
+use crate::emit::otlp::{OtlpOptions, ResourceEnv};
+use crate::emit::prometheus::PromOptions;
 use crate::emit::{self, Report};
 use crate::error::Error;
 use crate::log::{self, Style};
+use crate::otlp::{self, ExportConfig};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
 use crate::zone::Zone;
@@ -43,6 +46,20 @@ impl Sink {
         match &self.path {
             None => write_stdout(text),
             Some(p) => write_atomically(p, text.as_bytes()),
+        }
+    }
+
+    /// Appends whole lines (files read line by line, like the collector's otlpjsonfile).
+    pub fn append(&self, text: &str) -> Result<(), Error> {
+        use std::io::Write;
+        match &self.path {
+            None => write_stdout(text),
+            Some(p) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| Error::Runtime(format!("cannot append to {}: {e}", p.display()))),
         }
     }
 }
@@ -78,6 +95,9 @@ struct Context {
     format: Format,
     sink: Sink,
     fixed_now: Option<DateTime<Utc>>,
+    /// Set for format otlp.
+    export: Option<ExportConfig>,
+    resource: ResourceEnv,
 }
 
 pub fn run(a: RunArgs) -> Result<i32, Error> {
@@ -89,6 +109,9 @@ pub fn run(a: RunArgs) -> Result<i32, Error> {
 fn format_of(f: RunFormat) -> Format {
     match f {
         RunFormat::Influx => Format::Influx,
+        RunFormat::Otlp => Format::Otlp,
+        RunFormat::OtlpJson => Format::OtlpJson,
+        RunFormat::Prometheus => Format::Prometheus,
         RunFormat::Table => Format::Table,
         RunFormat::Json => Format::Json,
     }
@@ -109,6 +132,11 @@ pub fn run_spec(
     // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
     // and must not cost a call.
     plan::build(&spec, fixed_now.unwrap_or_else(Utc::now), &zone)?;
+    let format = format.map(format_of).unwrap_or(spec.output.format);
+    let export = match format {
+        Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &super::env).map_err(Error::Usage)?),
+        _ => None,
+    };
     let opts = connect_options(&spec.cloud, &CloudArgs::default(), CALL_TIMEOUT);
     let conn = Arc::new(open(
         &opts,
@@ -117,12 +145,14 @@ pub fn run_spec(
         creds,
     )?);
     let ctx = Context {
-        format: format.map(format_of).unwrap_or(spec.output.format),
+        export,
+        format,
         spec,
         zone,
         conn,
         sink: Sink::new(output),
         fixed_now,
+        resource: ResourceEnv::from_env(&super::env),
     };
     if !execd {
         return collect_once(&ctx, started);
@@ -146,17 +176,47 @@ pub fn run_spec(
     Ok(0)
 }
 
-fn render(ctx: &Context, report: &Report<'_>) -> String {
+/// Writes or pushes the report in the run's format.
+fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), Error> {
+    let out = &ctx.spec.output;
+    let otlp_opts = || OtlpOptions {
+        tags: &out.tags,
+        resource: &ctx.resource,
+    };
     match ctx.format {
-        Format::Influx => emit::influx::render(
+        Format::Influx => ctx.sink.write(&emit::influx::render(
             report,
             &InfluxOptions {
-                measurement: &ctx.spec.output.measurement,
-                tags: &ctx.spec.output.tags,
+                measurement: &out.measurement,
+                tags: &out.tags,
             },
-        ),
-        Format::Table => emit::table::render(report, false),
-        Format::Json => emit::json::render(report),
+        )),
+        Format::Prometheus => ctx.sink.write(&emit::prometheus::render(
+            report,
+            &PromOptions {
+                measurement: &out.measurement,
+                tags: &out.tags,
+            },
+        )),
+        Format::Table => ctx.sink.write(&emit::table::render(report, false)),
+        Format::Json => ctx.sink.write(&emit::json::render(report)),
+        Format::OtlpJson => ctx
+            .sink
+            .append(&emit::otlp::to_json_line(&emit::otlp::build(
+                report,
+                &otlp_opts(),
+            ))),
+        Format::Otlp => {
+            let Some(cfg) = &ctx.export else {
+                return Err(Error::Runtime(
+                    "internal: OTLP export not configured".into(),
+                ));
+            };
+            let req = emit::otlp::build(report, &otlp_opts());
+            otlp::export(cfg, &req, deadline)
+                .map(|_| ())
+                .map_err(|e| Error::Runtime(e.to_string()))
+        }
     }
 }
 
@@ -164,7 +224,14 @@ fn render(ctx: &Context, report: &Report<'_>) -> String {
 fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
     let now = ctx.fixed_now.unwrap_or_else(Utc::now);
     let plan = plan::build(&ctx.spec, now, &ctx.zone)?;
-    let deadline = started + ctx.spec.limits.timeout;
+    // A push needs time after the collection: it gets the last quarter of the run.
+    let timeout = ctx.spec.limits.timeout;
+    let deadline = started
+        + if ctx.format == Format::Otlp {
+            timeout * 3 / 4
+        } else {
+            timeout
+        };
     let outcome = execute(&plan, &ctx.conn, &ctx.spec.limits, started, deadline, &STOP);
     let collected = &outcome.collected;
     if collected.series.is_empty() {
@@ -195,6 +262,6 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
         zone: &ctx.zone,
         now: plan.now,
     };
-    ctx.sink.write(&render(ctx, &report))?;
+    deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
     Ok(if collected.series.is_empty() { 1 } else { 0 })
 }

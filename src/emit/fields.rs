@@ -1,12 +1,16 @@
 //! The names of the values a series carries, in one place: line-protocol fields, JSON keys,
-//! and (prefixed) OTLP and Prometheus metric names are all derived from this table.
+//! OTLP metric names (`maas.usage.` + name) and Prometheus names (`<measurement>_` + name) are
+//! all derived from these tables, and `plugin.yaml` is checked against them.
 
+use crate::collect::RunStats;
 use crate::model::Usage;
 
 /// How a field's value is typed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// An integer count over the window (tokens, requests...).
     Count,
+    /// A float ratio; always a Gauge in OTLP.
     Ratio,
 }
 
@@ -16,6 +20,9 @@ pub struct Field {
     pub kind: Kind,
     /// Only batch inference reports it.
     pub batch_only: bool,
+    /// UCUM unit, with curly annotations for counts.
+    pub unit: &'static str,
+    pub description: &'static str,
 }
 
 pub const FIELDS: &[Field] = &[
@@ -23,43 +30,83 @@ pub const FIELDS: &[Field] = &[
         name: "total_tokens",
         kind: Kind::Count,
         batch_only: false,
+        unit: "{token}",
+        description: "Total tokens in the window, as the API reports it (need not equal prompt + completion).",
     },
-    Field {
-        name: "prompt_tokens",
-        kind: Kind::Count,
-        batch_only: false,
-    },
+    Field { name: "prompt_tokens", kind: Kind::Count, batch_only: false, unit: "{token}", description: "Input (prompt) tokens in the window." },
     Field {
         name: "completion_tokens",
         kind: Kind::Count,
         batch_only: false,
+        unit: "{token}",
+        description: "Output (completion) tokens in the window.",
     },
-    Field {
-        name: "requests",
-        kind: Kind::Count,
-        batch_only: false,
-    },
-    Field {
-        name: "errors",
-        kind: Kind::Count,
-        batch_only: false,
-    },
-    Field {
-        name: "error_ratio",
-        kind: Kind::Ratio,
-        batch_only: false,
-    },
+    Field { name: "requests", kind: Kind::Count, batch_only: false, unit: "{request}", description: "Inference requests in the window." },
+    Field { name: "errors", kind: Kind::Count, batch_only: false, unit: "{error}", description: "Failed inference requests in the window." },
+    Field { name: "error_ratio", kind: Kind::Ratio, batch_only: false, unit: "1", description: "errors / requests (0 without requests)." },
     Field {
         name: "completed_tasks",
         kind: Kind::Count,
         batch_only: true,
+        unit: "{task}",
+        description: "Completed batch inference tasks in the window (batch only).",
     },
-    Field {
-        name: "infer_count",
-        kind: Kind::Count,
-        batch_only: true,
-    },
+    Field { name: "infer_count", kind: Kind::Count, batch_only: true, unit: "{inference}", description: "Batch inferences in the window (batch only)." },
 ];
+
+/// Line protocol and Prometheus also carry the window's length.
+pub const WINDOW_SECONDS: &str = "window_seconds";
+
+/// The run's self-metrics: name, unit, description.
+pub const COLLECTOR_FIELDS: &[(&str, &str, &str)] = &[
+    ("series_ok", "{series}", "Series collected in this run."),
+    (
+        "series_failed",
+        "{series}",
+        "Series that failed in this run (each is one stderr line).",
+    ),
+    (
+        "api_calls",
+        "{call}",
+        "HTTP requests sent to the API, retries and IAM discovery included.",
+    ),
+    ("api_retries", "{call}", "Of those, retries."),
+    ("throttled", "{call}", "Answers with HTTP 429."),
+    ("duration_ms", "ms", "Wall time of the run."),
+];
+
+/// The OTLP metric name of a series field.
+pub fn otlp_name(field: &str) -> String {
+    format!("maas.usage.{field}")
+}
+
+/// The OTLP metric name of a collector field.
+pub fn otlp_collector_name(field: &str) -> String {
+    format!("maas.collector.{field}")
+}
+
+/// The Prometheus name of a field (after `<measurement>_`): the field name, except where
+/// Prometheus conventions forbid it (`promtool check metrics`): no `_count` suffix outside
+/// histograms, and base units (seconds) instead of abbreviations.
+pub fn prometheus_name(field: &str) -> &str {
+    match field {
+        "infer_count" => "inferences",
+        "duration_ms" => "duration_seconds",
+        other => other,
+    }
+}
+
+/// The collector values in `COLLECTOR_FIELDS` order.
+pub fn collector_values(s: &RunStats) -> [u64; 6] {
+    [
+        s.series_ok,
+        s.series_failed,
+        s.api_calls,
+        s.api_retries,
+        s.throttled,
+        s.duration_ms,
+    ]
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value {

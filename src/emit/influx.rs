@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
-use crate::collect::{RunStats, Series};
+use crate::collect::Series;
 use crate::model::InferType;
 
 pub struct InfluxOptions<'a> {
@@ -116,18 +116,6 @@ fn fmt_value(v: Value) -> String {
     }
 }
 
-/// The fields of the collector line, in order.
-pub fn collector_fields(s: &RunStats) -> [(&'static str, u64); 6] {
-    [
-        ("series_ok", s.series_ok),
-        ("series_failed", s.series_failed),
-        ("api_calls", s.api_calls),
-        ("api_retries", s.api_retries),
-        ("throttled", s.throttled),
-        ("duration_ms", s.duration_ms),
-    ]
-}
-
 fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let mut tags: BTreeMap<&str, &str> = opts
         .tags
@@ -136,9 +124,10 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
         .collect();
     tags.insert("project_id", r.project_id);
     tags.insert("region", r.region);
-    let fields = collector_fields(&r.stats)
+    let fields = fields::COLLECTOR_FIELDS
         .iter()
-        .map(|(k, v)| format!("{k}={v}i"))
+        .zip(fields::collector_values(&r.stats))
+        .map(|((k, _, _), v)| format!("{k}={v}i"))
         .collect::<Vec<_>>()
         .join(",");
     let _ = writeln!(

@@ -4,6 +4,8 @@
 pub mod fields;
 pub mod influx;
 pub mod json;
+pub mod otlp;
+pub mod prometheus;
 pub mod table;
 
 use chrono::{DateTime, Utc};

@@ -16,6 +16,7 @@ use super::yaml::{self, Located, Pos};
 use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec, Spec};
 use crate::cloud::client::Endpoint;
 use crate::model::{InferType, ServiceType};
+use crate::otlp::{OtlpSettings, Protocol};
 use crate::range::{self, Bound, RangeExpr};
 
 /// The spec's JSON Schema, embedded so `validate` needs nothing but the binary.
@@ -392,6 +393,16 @@ struct RawOutput {
     format: Option<String>,
     measurement: Option<String>,
     tags: Option<BTreeMap<String, String>>,
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+struct RawOtlp {
+    endpoint: Option<String>,
+    protocol: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    timeout: Option<String>,
+    compression: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -615,6 +626,9 @@ fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> Output
     if let Some(m) = &o.measurement {
         out.measurement = m.clone();
     }
+    if let Some(otlp) = &o.otlp {
+        out.otlp = otlp_of(f, otlp, errors);
+    }
     for (k, v) in o.tags.iter().flatten() {
         if BUILTIN_TAGS.contains(&k.as_str()) {
             errors.push(f.key_err(
@@ -623,6 +637,38 @@ fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> Output
             ));
         } else {
             out.tags.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+fn otlp_of(f: &FileSpec, o: &RawOtlp, errors: &mut Vec<SpecError>) -> OtlpSettings {
+    let mut out = OtlpSettings {
+        endpoint: o.endpoint.clone(),
+        protocol: o.protocol.as_deref().and_then(Protocol::parse),
+        gzip: o.compression.as_deref().map(|c| c == "gzip"),
+        ..Default::default()
+    };
+    if let Some(t) = &o.timeout {
+        match range::parse_duration(t) {
+            Ok(d) if !d.is_zero() => out.timeout = Some(d),
+            Ok(_) => errors.push(f.err("/output/otlp/timeout", "must be more than zero".into())),
+            Err(e) => errors.push(f.err("/output/otlp/timeout", e)),
+        }
+    }
+    for (k, v) in o.headers.iter().flatten() {
+        let lower = k.to_ascii_lowercase();
+        if lower == "authorization"
+            || looks_secret(&lower)
+            || lower.contains("api-key")
+            || lower.contains("apikey")
+        {
+            errors.push(f.key_err(
+                &format!("/output/otlp/headers/{k}"),
+                format!("`{k}` carries a credential; the spec is kept in git, so set it in OTEL_EXPORTER_OTLP_HEADERS instead"),
+            ));
+        } else {
+            out.headers.insert(k.clone(), v.clone());
         }
     }
     out
@@ -1050,6 +1096,30 @@ mod tests {
             e[0].contains("output.tags.query: `query` is a tag every series already carries"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn otlp_settings_and_credential_headers() {
+        let spec = load_str(
+            "s.yaml",
+            &format!("{HEAD}queries: [{{name: q}}]\noutput:\n  format: otlp\n  otlp:\n    endpoint: http://c:4317\n    protocol: grpc\n    compression: gzip\n    timeout: 3s\n    headers: {{x-scope-orgid: finops}}\n"),
+        )
+        .unwrap();
+        assert_eq!(spec.output.format, Format::Otlp);
+        assert_eq!(spec.output.otlp.protocol, Some(Protocol::Grpc));
+        assert_eq!(spec.output.otlp.gzip, Some(true));
+        assert_eq!(
+            spec.output.otlp.timeout,
+            Some(std::time::Duration::from_secs(3))
+        );
+        let e = errs(&format!("{HEAD}queries: [{{name: q}}]\noutput:\n  otlp:\n    headers: {{Authorization: Bearer xyz}}\n"));
+        assert!(
+            e[0].contains(
+                "output.otlp.headers.Authorization: `Authorization` carries a credential"
+            ),
+            "{e:?}"
+        );
+        assert!(!e[0].contains("xyz"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::{InferType, ServiceType};
+use crate::otlp::OtlpSettings;
 use crate::range::RangeExpr;
 
 pub const DEFAULT_REGION: &str = "cn-southwest-2";
@@ -37,6 +38,9 @@ pub struct QuerySpec {
 pub enum Format {
     #[default]
     Influx,
+    Otlp,
+    OtlpJson,
+    Prometheus,
     Table,
     Json,
 }
@@ -45,6 +49,9 @@ impl Format {
     pub fn parse(s: &str) -> Option<Format> {
         match s {
             "influx" => Some(Format::Influx),
+            "otlp" => Some(Format::Otlp),
+            "otlp-json" => Some(Format::OtlpJson),
+            "prometheus" => Some(Format::Prometheus),
             "table" => Some(Format::Table),
             "json" => Some(Format::Json),
             _ => None,
@@ -57,6 +64,7 @@ pub struct OutputSpec {
     pub format: Format,
     pub measurement: String,
     pub tags: BTreeMap<String, String>,
+    pub otlp: OtlpSettings,
 }
 
 impl Default for OutputSpec {
@@ -65,6 +73,7 @@ impl Default for OutputSpec {
             format: Format::Influx,
             measurement: "maas_usage".into(),
             tags: BTreeMap::new(),
+            otlp: OtlpSettings::default(),
         }
     }
 }

@@ -1,0 +1,84 @@
+//! OTLP/gRPC through the generated tonic client, on a current-thread runtime made for the call
+//! (the rest of the program is synchronous).
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::Code;
+
+use super::{Accepted, AttemptError, ExportConfig};
+
+fn fatal(message: String) -> AttemptError {
+    AttemptError {
+        retryable: false,
+        retry_after: None,
+        message,
+    }
+}
+
+pub fn export(
+    cfg: &ExportConfig,
+    req: &ExportMetricsServiceRequest,
+    timeout: Duration,
+) -> Result<Accepted, AttemptError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fatal(format!("cannot start the gRPC runtime: {e}")))?;
+    rt.block_on(async {
+        let mut endpoint = Endpoint::from_shared(cfg.url.clone())
+            .map_err(|e| fatal(format!("bad gRPC endpoint {}: {e}", cfg.url)))?
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        if cfg.url.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_webpki_roots())
+                .map_err(|e| fatal(format!("TLS setup: {e}")))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| AttemptError {
+            retryable: true,
+            retry_after: None,
+            message: format!("cannot reach the collector: {e}"),
+        })?;
+        let mut client = MetricsServiceClient::new(channel);
+        if cfg.gzip {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
+        let mut request = tonic::Request::new(req.clone());
+        for (k, v) in &cfg.headers {
+            let key = MetadataKey::from_bytes(k.as_bytes())
+                .map_err(|_| fatal(format!("header `{k}` is not a valid gRPC metadata key")))?;
+            let value = MetadataValue::try_from(v.as_str())
+                .map_err(|_| fatal(format!("header `{k}` has a value gRPC cannot carry")))?;
+            request.metadata_mut().insert(key, value);
+        }
+        match client.export(request).await {
+            Ok(resp) => {
+                let partial = resp.into_inner().partial_success.unwrap_or_default();
+                Ok(Accepted {
+                    rejected: partial.rejected_data_points,
+                    message: partial.error_message,
+                })
+            }
+            Err(status) => Err(AttemptError {
+                // The codes the OTLP specification lists as retryable.
+                retryable: matches!(
+                    status.code(),
+                    Code::Unavailable
+                        | Code::ResourceExhausted
+                        | Code::Cancelled
+                        | Code::DeadlineExceeded
+                        | Code::Aborted
+                        | Code::OutOfRange
+                        | Code::DataLoss
+                ),
+                retry_after: None,
+                message: format!("gRPC {:?}: {}", status.code(), status.message()),
+            }),
+        }
+    })
+}

@@ -1,0 +1,128 @@
+//! OTLP/HTTP: `POST .../v1/metrics` with a protobuf or JSON body, optionally gzipped.
+
+use std::io::Write;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use prost::Message;
+
+use super::{Accepted, AttemptError, ExportConfig, Protocol};
+use crate::retry::parse_retry_after;
+
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP.
+#[derive(Clone, PartialEq, Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
+}
+
+fn error_message(body: &[u8], json: bool) -> String {
+    if json {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
+                return m.to_string();
+            }
+        }
+    } else if let Ok(s) = Status::decode(body) {
+        if !s.message.is_empty() {
+            return s.message;
+        }
+    }
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(300)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+pub fn export(
+    cfg: &ExportConfig,
+    req: &ExportMetricsServiceRequest,
+    timeout: Duration,
+) -> Result<Accepted, AttemptError> {
+    let json = cfg.protocol == Protocol::HttpJson;
+    let raw = if json {
+        serde_json::to_vec(req).unwrap_or_default()
+    } else {
+        req.encode_to_vec()
+    };
+    let body = if cfg.gzip { gzip(&raw) } else { raw };
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent();
+    let mut rb = agent.post(&cfg.url).header(
+        "Content-Type",
+        if json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        },
+    );
+    if cfg.gzip {
+        rb = rb.header("Content-Encoding", "gzip");
+    }
+    for (k, v) in &cfg.headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    let mut resp = match rb.send(&body[..]) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(AttemptError {
+                retryable: true,
+                retry_after: None,
+                message: format!("cannot reach the collector: {e}"),
+            })
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let answer_is_json = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    let answer = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
+        .unwrap_or_default();
+    if (200..300).contains(&status) {
+        let decoded = if answer_is_json {
+            serde_json::from_slice::<ExportMetricsServiceResponse>(&answer).ok()
+        } else {
+            ExportMetricsServiceResponse::decode(&answer[..]).ok()
+        };
+        let partial = decoded.and_then(|r| r.partial_success).unwrap_or_default();
+        return Ok(Accepted {
+            rejected: partial.rejected_data_points,
+            message: partial.error_message,
+        });
+    }
+    Err(AttemptError {
+        retryable: matches!(status, 429 | 502 | 503 | 504),
+        retry_after,
+        message: format!("HTTP {status}: {}", error_message(&answer, answer_is_json)),
+    })
+}

@@ -1,0 +1,355 @@
+//! Pushing OTLP metrics to a collector: configuration by the exporter conventions, OTLP/HTTP
+//! through ureq, OTLP/gRPC through tonic (feature `grpc`), retries per the OTLP specification.
+
+#[cfg(feature = "grpc")]
+mod grpc;
+mod http;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+
+use crate::emit::otlp::parse_kv_list;
+use crate::log;
+use crate::retry::{jitter_unit, RetryPolicy};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+    HttpJson,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.trim() {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" => Some(Protocol::HttpProtobuf),
+            "http/json" => Some(Protocol::HttpJson),
+            _ => None,
+        }
+    }
+}
+
+/// `output.otlp` of the spec; every field optional, the environment fills the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtlpSettings {
+    /// Base endpoint (`/v1/metrics` is appended for HTTP).
+    pub endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+    pub gzip: Option<bool>,
+}
+
+/// Where and how to export, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportConfig {
+    /// For HTTP the full URL (`.../v1/metrics`); for gRPC the server URL.
+    pub url: String,
+    pub protocol: Protocol,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub gzip: bool,
+}
+
+fn env_ms(v: &str, name: &str) -> Result<Duration, String> {
+    v.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("{name}={v} is not a number of milliseconds"))
+}
+
+/// Spec first, then the signal-specific variable, then the generic one, then the default.
+pub fn resolve(
+    spec: &OtlpSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ExportConfig, String> {
+    let get = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let pick = |signal: &str, generic: &str| {
+        get(signal)
+            .map(|v| (signal.to_string(), v))
+            .or_else(|| get(generic).map(|v| (generic.to_string(), v)))
+    };
+
+    let protocol = match spec.protocol {
+        Some(p) => p,
+        None => match pick(
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ) {
+            Some((name, v)) => Protocol::parse(&v)
+                .ok_or_else(|| format!("{name}={v}: use grpc, http/protobuf or http/json"))?,
+            None => Protocol::HttpProtobuf,
+        },
+    };
+    let default_base = if protocol == Protocol::Grpc {
+        "http://localhost:4317"
+    } else {
+        "http://localhost:4318"
+    };
+    let with_path = |base: &str| match protocol {
+        Protocol::Grpc => base.to_string(),
+        _ => format!("{}/v1/metrics", base.trim_end_matches('/')),
+    };
+    let url = match (
+        &spec.endpoint,
+        get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+        get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(base), _, _) => with_path(base),
+        // A signal-specific endpoint is used as is.
+        (None, Some(signal), _) => signal,
+        (None, None, Some(base)) => with_path(&base),
+        (None, None, None) => with_path(default_base),
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "OTLP endpoint `{url}` must start with http:// or https://"
+        ));
+    }
+
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for var in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    ] {
+        for (k, v) in get(var).as_deref().map(parse_kv_list).unwrap_or_default() {
+            headers.insert(k.to_ascii_lowercase(), v);
+        }
+    }
+    for (k, v) in &spec.headers {
+        headers.insert(k.to_ascii_lowercase(), v.clone());
+    }
+
+    let timeout = match spec.timeout {
+        Some(t) => t,
+        None => match pick(
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ) {
+            Some((name, v)) => env_ms(&v, &name)?,
+            None => Duration::from_secs(10),
+        },
+    };
+    let gzip = match spec.gzip {
+        Some(g) => g,
+        None => match pick(
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ) {
+            Some((_, v)) if v == "gzip" => true,
+            Some((_, v)) if v == "none" => false,
+            Some((name, v)) => return Err(format!("{name}={v}: use gzip or none")),
+            None => false,
+        },
+    };
+    Ok(ExportConfig {
+        url,
+        protocol,
+        headers: headers.into_iter().collect(),
+        timeout,
+        gzip,
+    })
+}
+
+/// A successful export; `rejected` > 0 is a partial success.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub rejected: i64,
+    pub message: String,
+}
+
+/// One attempt's failure.
+#[derive(Debug)]
+pub struct AttemptError {
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP export to {url} failed after {attempts} attempt(s): {message}")]
+pub struct ExportError {
+    pub url: String,
+    pub attempts: u32,
+    pub message: String,
+}
+
+fn attempt(
+    cfg: &ExportConfig,
+    req: &ExportMetricsServiceRequest,
+    timeout: Duration,
+) -> Result<Accepted, AttemptError> {
+    match cfg.protocol {
+        Protocol::HttpProtobuf | Protocol::HttpJson => http::export(cfg, req, timeout),
+        #[cfg(feature = "grpc")]
+        Protocol::Grpc => grpc::export(cfg, req, timeout),
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => Err(AttemptError {
+            retryable: false,
+            retry_after: None,
+            message:
+                "this build has no gRPC support (cargo feature `grpc`); use protocol http/protobuf"
+                    .into(),
+        }),
+    }
+}
+
+/// Exports with retries (429/502/503/504, gRPC UNAVAILABLE and friends) until `deadline`.
+pub fn export(
+    cfg: &ExportConfig,
+    req: &ExportMetricsServiceRequest,
+    deadline: Instant,
+) -> Result<Accepted, ExportError> {
+    let policy = RetryPolicy::default();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let fail = |message: String| ExportError {
+            url: cfg.url.clone(),
+            attempts,
+            message,
+        };
+        if remaining.is_zero() {
+            return Err(fail("no time left before the run's deadline".into()));
+        }
+        match attempt(cfg, req, remaining.min(cfg.timeout)) {
+            Ok(a) => {
+                if a.rejected > 0 {
+                    log::warn(&format!(
+                        "the collector rejected {} data point(s): {}",
+                        a.rejected,
+                        if a.message.is_empty() {
+                            "(no message)"
+                        } else {
+                            &a.message
+                        }
+                    ));
+                }
+                return Ok(a);
+            }
+            Err(e) if !e.retryable || attempts >= policy.max_attempts => {
+                return Err(fail(e.message))
+            }
+            Err(e) => {
+                let wait = e
+                    .retry_after
+                    .unwrap_or_else(|| policy.backoff(attempts, jitter_unit()));
+                if Instant::now() + wait >= deadline {
+                    return Err(fail(format!("{} (no time left to retry)", e.message)));
+                }
+                log::debug(&format!(
+                    "OTLP export retry in {} ms after: {}",
+                    wait.as_millis(),
+                    e.message
+                ));
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_http_protobuf_on_4318() {
+        let c = resolve(&OtlpSettings::default(), &env_of(&[])).unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.protocol, c.gzip),
+            (
+                "http://localhost:4318/v1/metrics",
+                Protocol::HttpProtobuf,
+                false
+            )
+        );
+        assert_eq!(c.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn signal_endpoint_is_used_as_is_and_wins_over_the_base() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://other:9999/custom",
+            ),
+        ]);
+        assert_eq!(
+            resolve(&OtlpSettings::default(), &env).unwrap().url,
+            "http://other:9999/custom"
+        );
+        let env = env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]);
+        assert_eq!(
+            resolve(&OtlpSettings::default(), &env).unwrap().url,
+            "http://collector:4318/v1/metrics"
+        );
+    }
+
+    #[test]
+    fn spec_wins_over_the_environment() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env:1/x"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "b=3"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]);
+        let c = resolve(&OtlpSettings::default(), &env).unwrap();
+        assert_eq!(c.protocol, Protocol::HttpJson);
+        assert_eq!(
+            c.headers,
+            vec![("a".into(), "1".into()), ("b".into(), "3".into())]
+        );
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert!(c.gzip);
+        let spec = OtlpSettings {
+            endpoint: Some("http://spec:4317".into()),
+            protocol: Some(Protocol::Grpc),
+            gzip: Some(false),
+            ..Default::default()
+        };
+        let c = resolve(&spec, &env).unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.protocol, c.gzip),
+            ("http://spec:4317", Protocol::Grpc, false)
+        );
+    }
+
+    #[test]
+    fn bad_environment_values_are_errors() {
+        assert!(resolve(
+            &OtlpSettings::default(),
+            &env_of(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")])
+        )
+        .is_err());
+        assert!(resolve(
+            &OtlpSettings::default(),
+            &env_of(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")])
+        )
+        .is_err());
+        assert!(resolve(
+            &OtlpSettings::default(),
+            &env_of(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")])
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! In-process OTLP receivers for the tests: HTTP (protobuf and JSON, gzip) and gRPC (tonic).
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use prost::Message;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub content_type: String,
+    pub gzip: bool,
+    pub headers: Vec<(String, String)>,
+    pub request: ExportMetricsServiceRequest,
+}
+
+/// What the receiver answers next (default: 200 with an empty response).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Status(u16, &'static str),
+    Partial(i64, &'static str),
+}
+
+pub struct HttpReceiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub script: Arc<Mutex<VecDeque<Answer>>>,
+    /// Every request that arrived, decodable or not.
+    pub hits: Arc<Mutex<u32>>,
+}
+
+impl HttpReceiver {
+    pub fn start() -> HttpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Mutex<VecDeque<Answer>>> = Arc::new(Mutex::new(VecDeque::new()));
+        let hits = Arc::new(Mutex::new(0));
+        let (r, s, h) = (received.clone(), script.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (r, s, h) = (r.clone(), s.clone(), h.clone());
+                std::thread::spawn(move || serve(conn, r, s, h));
+            }
+        });
+        HttpReceiver {
+            url,
+            received,
+            script,
+            hits,
+        }
+    }
+
+    pub fn push(&self, a: Answer) {
+        self.script.lock().unwrap().push_back(a);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    conn: std::net::TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    hits: Arc<Mutex<u32>>,
+) {
+    use maas_usage::sim::http::{read_body, read_head, ReadOutcome};
+    let mut out = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut req = match read_head(&mut reader) {
+            Ok(ReadOutcome::Request(r)) => r,
+            _ => return,
+        };
+        if !matches!(read_body(&mut reader, &mut req), Ok(Ok(()))) {
+            return;
+        }
+        *hits.lock().unwrap() += 1;
+        let gzip = req.header("content-encoding") == Some("gzip");
+        let body = if gzip {
+            let mut d = flate2::read::GzDecoder::new(&req.body[..]);
+            let mut v = Vec::new();
+            d.read_to_end(&mut v).unwrap();
+            v
+        } else {
+            req.body.clone()
+        };
+        let content_type = req.header("content-type").unwrap_or("").to_string();
+        let json = content_type.contains("json");
+        let answer = script.lock().unwrap().pop_front();
+        let (status, payload, ct) = match answer {
+            Some(Answer::Status(code, msg)) => {
+                let status_pb = encode_status(code, msg);
+                (code, status_pb, "application/x-protobuf")
+            }
+            other => {
+                let request = if json {
+                    serde_json::from_slice::<ExportMetricsServiceRequest>(&body)
+                        .expect("valid OTLP/JSON")
+                } else {
+                    ExportMetricsServiceRequest::decode(&body[..]).expect("valid OTLP protobuf")
+                };
+                received.lock().unwrap().push(Received {
+                    path: req.path.clone(),
+                    content_type: content_type.clone(),
+                    gzip,
+                    headers: req.headers.clone(),
+                    request,
+                });
+                let partial = match other {
+                    Some(Answer::Partial(n, msg)) => Some(ExportMetricsPartialSuccess {
+                        rejected_data_points: n,
+                        error_message: msg.into(),
+                    }),
+                    _ => None,
+                };
+                let resp = ExportMetricsServiceResponse {
+                    partial_success: partial,
+                };
+                if json {
+                    (200, serde_json::to_vec(&resp).unwrap(), "application/json")
+                } else {
+                    (200, resp.encode_to_vec(), "application/x-protobuf")
+                }
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+            payload.len()
+        );
+        if out
+            .write_all(head.as_bytes())
+            .and_then(|_| out.write_all(&payload))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// google.rpc.Status { code = 1 (int32), message = 2 (string) } by hand.
+fn encode_status(http: u16, msg: &str) -> Vec<u8> {
+    let mut v = vec![0x08];
+    let code = if http == 400 { 3u8 } else { 14u8 };
+    v.push(code);
+    v.push(0x12);
+    v.push(msg.len() as u8);
+    v.extend_from_slice(msg.as_bytes());
+    v
+}
+
+#[cfg(feature = "grpc")]
+pub mod grpc {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tonic::{Request, Response, Status};
+
+    /// (metadata, request) per accepted export.
+    pub type Log = Arc<Mutex<Vec<(Vec<(String, String)>, ExportMetricsServiceRequest)>>>;
+
+    pub struct GrpcReceiver {
+        pub url: String,
+        pub received: Log,
+        pub unavailable_first: Arc<AtomicU32>,
+    }
+
+    struct Svc {
+        received: Log,
+        unavailable_first: Arc<AtomicU32>,
+    }
+
+    #[tonic::async_trait]
+    impl MetricsService for Svc {
+        async fn export(
+            &self,
+            req: Request<ExportMetricsServiceRequest>,
+        ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+            if self.unavailable_first.load(Ordering::SeqCst) > 0 {
+                self.unavailable_first.fetch_sub(1, Ordering::SeqCst);
+                return Err(Status::unavailable("collector warming up"));
+            }
+            let headers = req
+                .metadata()
+                .iter()
+                .filter_map(|kv| match kv {
+                    tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                        Some((k.to_string(), v.to_str().unwrap_or("").to_string()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.received
+                .lock()
+                .unwrap()
+                .push((headers, req.into_inner()));
+            Ok(Response::new(ExportMetricsServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    impl GrpcReceiver {
+        pub fn start() -> GrpcReceiver {
+            let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            std_listener.set_nonblocking(true).unwrap();
+            let url = format!("http://{}", std_listener.local_addr().unwrap());
+            let received = Arc::new(Mutex::new(Vec::new()));
+            let unavailable_first = Arc::new(AtomicU32::new(0));
+            let svc = Svc {
+                received: received.clone(),
+                unavailable_first: unavailable_first.clone(),
+            };
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                    tonic::transport::Server::builder()
+                        .add_service(
+                            MetricsServiceServer::new(svc)
+                                .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                        )
+                        .serve_with_incoming(incoming)
+                        .await
+                        .unwrap();
+                });
+            });
+            GrpcReceiver {
+                url,
+                received,
+                unavailable_first,
+            }
+        }
+    }
+}
