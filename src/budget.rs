@@ -51,7 +51,7 @@ impl WindowLog {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the request budget ({limit} calls per {window_s} s) has no free slot before the run's deadline")]
+#[error("the request budget ({limit} calls per {window_s} s, shared by every process using this access key) has no free slot before the run's deadline; collect fewer series per run or run less often")]
 pub struct BudgetExhausted {
     pub limit: u32,
     pub window_s: u64,

@@ -100,6 +100,10 @@ pub struct CloudArgs {
     /// PEM bundle of a private CA to trust (TLS is always verified).
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// State shared between runs (request budget per access key, project id cache)
+    /// [default: $XDG_STATE_HOME/maas-usage or ~/.local/state/maas-usage].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -234,6 +238,10 @@ pub struct RunArgs {
     /// Pretend it is this instant (RFC 3339), for reproducible runs.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,
+    /// State shared between runs and processes (request budget per access key, project id
+    /// cache, period checkpoints) [default: $XDG_STATE_HOME/maas-usage or ~/.local/state/maas-usage].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Telegraf inputs.execd with signal = "STDIN": one collection per line read on stdin,
     /// flushed after each; exit 0 on end of input.
     #[arg(long)]

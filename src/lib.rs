@@ -17,4 +17,5 @@ pub mod range;
 pub mod retry;
 pub mod sim;
 pub mod spec;
+pub mod state;
 pub mod zone;

@@ -301,9 +301,29 @@ mod tests {
         }
 
         #[test]
-        fn statistics_parser_never_panics(s in "\\PC*") {
+        fn statistics_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let s = String::from_utf8_lossy(&bytes);
             let _ = parse_statistics(&s);
             let _ = parse_error_body(&s);
+        }
+
+        /// Whatever numbers an answer carries, the parser either refuses it or returns values
+        /// that are exact and in range: never a negative, a wrapped or an absurd figure.
+        #[test]
+        fn numbers_are_refused_or_exact(
+            tokens in prop_oneof![any::<f64>(), -1e6f64..1e13, Just(1e300), Just(-0.0)],
+            count in prop_oneof![any::<i64>().prop_map(|i| i as f64), any::<f64>(), Just(1.5)],
+        ) {
+            let tok = serde_json::Number::from_f64(tokens).map(|n| n.to_string()).unwrap_or_else(|| "null".into());
+            let cnt = serde_json::Number::from_f64(count).map(|n| n.to_string()).unwrap_or_else(|| "null".into());
+            let body = format!(r#"{{"total_token":{tok},"total_request_count":{cnt}}}"#);
+            if let Ok(u) = parse_statistics(&body) {
+                prop_assert!(u.total_tokens <= 1_000_000_000_000_000);
+                prop_assert!(u.requests as f64 <= 9_007_199_254_740_992.0);
+                if tokens.is_finite() && tokens >= 0.0 {
+                    prop_assert!((u.total_tokens as f64 - tokens * 1000.0).abs() <= 1.0 + tokens * 1e-9);
+                }
+            }
         }
     }
 }

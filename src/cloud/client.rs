@@ -124,15 +124,15 @@ pub struct HttpFailure {
 pub enum ApiError {
     #[error("{}", fmt_http(.0))]
     Http(HttpFailure),
-    #[error("cannot reach {endpoint}: {message}")]
+    #[error("cannot reach {endpoint}: {message}; check the endpoint, DNS, the proxy (HTTPS_PROXY, NO_PROXY) and the firewall")]
     Transport { endpoint: String, message: String },
-    #[error("unusable answer from {endpoint}{}: {error}", fmt_rid(.request_id))]
+    #[error("unusable answer from {endpoint}{}: {error}; it was not used (retry later; if it persists, report the request id to Huawei Cloud support)", fmt_rid(.request_id))]
     Decode {
         endpoint: String,
         error: DecodeError,
         request_id: Option<String>,
     },
-    #[error("the run's time limit was reached before this call could finish{}", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    #[error("the run's time limit was reached before this call could finish{}; raise limits.timeout (and the agent's timeout) or collect fewer series per run", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
     Deadline { last: Option<Box<ApiError>> },
     #[error("{0}")]
     Budget(BudgetExhausted),

@@ -14,6 +14,7 @@ use crate::budget::Budget;
 use crate::collect::Executor;
 use crate::error::Error;
 use crate::log;
+use crate::state::{self, StateDir};
 use client::{ApiError, Client, ClientOptions, Endpoint, RetryPolicy, StatsAnswer};
 use credentials::Credentials;
 
@@ -58,13 +59,18 @@ fn env_nonempty(env: &dyn Fn(&str) -> Option<String>, k: &str) -> Option<String>
 
 /// Builds the client and settles the project id: explicit, then `HW_PROJECT_ID`, then
 /// `HUAWEICLOUD_SDK_PROJECT_ID`, then IAM discovery (which costs one call).
+///
+/// With a state directory, a project id discovered in the last 24 hours for this access key and
+/// region is reused, and a fresh discovery is stored.
 pub fn connect(
     opts: &ConnectOptions,
     creds: Credentials,
     budget: Arc<dyn Budget>,
     env: &dyn Fn(&str) -> Option<String>,
     deadline: Instant,
+    state: Option<&StateDir>,
 ) -> Result<Connection, Error> {
+    let ak_key = state::ak_key(creds.ak.expose());
     let maas_url = opts
         .endpoint
         .clone()
@@ -90,18 +96,31 @@ pub fn connect(
         .or_else(|| env_nonempty(env, "HUAWEICLOUD_SDK_PROJECT_ID"))
     {
         Some(id) => id,
-        None => {
-            log::debug(&format!(
-                "discovering the project id of {} through IAM",
-                opts.region
-            ));
-            client.discover_project(&opts.region, deadline).map_err(|e| match e {
+        None => match state.and_then(|s| s.cached_project(&ak_key, &opts.region)) {
+            Some(id) => {
+                log::debug(&format!(
+                    "project id of {} from the state directory",
+                    opts.region
+                ));
+                id
+            }
+            None => {
+                log::debug(&format!(
+                    "discovering the project id of {} through IAM",
+                    opts.region
+                ));
+                let id = client.discover_project(&opts.region, deadline).map_err(|e| match e {
                 ApiError::Setup(msg) => Error::Api(ApiError::Setup(format!("project discovery: {msg}"))),
                 other => Error::Api(ApiError::Setup(format!(
                     "project discovery failed: {other}; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id) to skip discovery"
                 ))),
-            })?
-        }
+            })?;
+                if let Some(s) = state {
+                    s.store_project(&ak_key, &opts.region, &id);
+                }
+                id
+            }
+        },
     };
     if !(project_id.len() == 32
         && project_id

@@ -1,7 +1,7 @@
 //! `maas-usage demo`: the README's first command. The built-in simulator on loopback answers
 //! `examples/spec.yaml`, so a newcomer sees real output without a cloud account.
 
-use super::run::run_spec;
+use super::run::{run_spec, RunOptions};
 use crate::cli::{DemoArgs, RunFormat};
 use crate::cloud::credentials::{Credentials, Secret};
 use crate::error::Error;
@@ -44,12 +44,14 @@ pub fn demo(a: DemoArgs) -> Result<i32, Error> {
         token: None,
         source: "the built-in simulator's demo pair".into(),
     };
-    run_spec(
-        spec,
-        Some(a.format.unwrap_or(RunFormat::Influx)),
-        None,
-        a.now.as_deref(),
-        false,
-        Some(creds),
-    )
+    // The demo leaves the user's state directory alone.
+    let opts = RunOptions {
+        format: Some(a.format.unwrap_or(RunFormat::Influx)),
+        output: None,
+        now: a.now.clone(),
+        execd: false,
+        creds: Some(creds),
+        state: None,
+    };
+    run_spec(spec, opts)
 }

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::log;
 use crate::plan::Plan;
 use crate::spec::{self, CloudSpec, Limits};
+use crate::state::{self, SharedBudget, StateDir};
 use crate::zone::{self, OsZoneHints, Zone};
 
 /// Runs the command line and returns the exit code.
@@ -129,19 +130,50 @@ pub struct Outcome {
 }
 
 /// Connects (credentials, client, project id) within the run's budget and deadline.
-/// `creds` overrides the environment and file (the demo uses the simulator's pair).
+/// `creds` overrides the environment and file (the demo uses the simulator's pair); `state`
+/// shares the request budget and the project id with other processes.
 pub fn open(
     opts: &ConnectOptions,
     limits: &Limits,
     deadline: Instant,
     creds: Option<Credentials>,
+    state: Option<&StateDir>,
 ) -> Result<Connection, Error> {
     let creds = match creds {
         Some(c) => c,
         None => cloud::load_credentials(&env, opts.credentials_file.as_deref())?,
     };
-    let budget: Arc<dyn Budget> = Arc::new(Limiter::new(limits.requests_per_minute, rate_window()));
-    cloud::connect(opts, creds, budget, &env, deadline)
+    let budget: Arc<dyn Budget> = match state {
+        Some(dir) => Arc::new(SharedBudget::new(
+            dir.clone(),
+            &state::ak_key(creds.ak.expose()),
+            limits.requests_per_minute,
+            rate_window(),
+        )),
+        None => Arc::new(Limiter::new(limits.requests_per_minute, rate_window())),
+    };
+    cloud::connect(opts, creds, budget, &env, deadline, state)
+}
+
+/// The state directory from the flag or the default location; `None` (with a note) when there
+/// is none or it cannot be created, and the budget is then per process.
+pub fn open_state(flag: Option<&std::path::Path>) -> Option<StateDir> {
+    match flag
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| state::default_dir(&env))
+    {
+        None => {
+            log::debug("no state directory (neither --state-dir, XDG_STATE_HOME nor HOME): the request budget is per process");
+            None
+        }
+        Some(p) => match StateDir::open(&p) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                log::warn(&format!("{e}; the request budget is per process this time"));
+                None
+            }
+        },
+    }
 }
 
 /// The request budget's window: the API's minute, with a small margin so that jitter between

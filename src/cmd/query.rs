@@ -73,7 +73,12 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         ..Limits::default()
     };
     let opts = connect_options(&spec.cloud, &a.cloud, CALL_TIMEOUT);
-    let conn = Arc::new(open(&opts, &limits, deadline, creds)?);
+    let state = if creds.is_some() {
+        None
+    } else {
+        super::open_state(a.cloud.state_dir.as_deref())
+    };
+    let conn = Arc::new(open(&opts, &limits, deadline, creds, state.as_ref())?);
     let outcome = execute(
         &plan,
         &conn,

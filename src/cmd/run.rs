@@ -4,7 +4,10 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::Duration;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -25,10 +28,11 @@ use crate::log::{self, Style};
 use crate::otlp::{self, ExportConfig};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
+use crate::state::StateDir;
 use crate::zone::Zone;
 
 /// Set by a stop signal: the collection ends early and writes what it has.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+pub static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 /// Where the metrics go: stdout, or a file replaced atomically so a reader never sees half.
 pub struct Sink {
@@ -102,8 +106,57 @@ struct Context {
 
 pub fn run(a: RunArgs) -> Result<i32, Error> {
     log::set_style(Style::Telegraf);
+    install_stop_handler();
     let spec = load_spec(&a.spec)?;
-    run_spec(spec, a.format, a.output, a.now.as_deref(), a.execd, None)
+    let state = super::open_state(a.state_dir.as_deref());
+    let opts = RunOptions {
+        format: a.format,
+        output: a.output,
+        now: a.now,
+        execd: a.execd,
+        creds: None,
+        state,
+    };
+    run_spec(spec, opts)
+}
+
+/// How to run a loaded spec, beyond the spec itself.
+pub struct RunOptions {
+    pub format: Option<RunFormat>,
+    pub output: Option<PathBuf>,
+    pub now: Option<String>,
+    pub execd: bool,
+    /// Overrides the environment (the demo's simulator pair).
+    pub creds: Option<Credentials>,
+    pub state: Option<StateDir>,
+}
+
+/// SIGTERM is what Telegraf's exec timeout sends before SIGKILL (5 s later): the collection
+/// stops, what was collected is written, and the process exits 0, which Telegraf counts as a
+/// success. A watchdog makes sure the process is gone within a second even when the main
+/// thread is stuck in a call (project discovery); it takes the stdout lock first, so a batch
+/// being written is finished, never cut.
+pub fn install_stop_handler() {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if signal_hook::flag::register(sig, STOP.clone()).is_err() {
+            log::debug("cannot install the SIGTERM handler");
+        }
+    }
+    let _ = std::thread::Builder::new()
+        .name("stop-watchdog".into())
+        .spawn(|| {
+            while !stopping() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(900));
+            let _out = std::io::stdout().lock();
+            log::warn("stopped by a signal before the run could finish writing; exiting");
+            std::process::exit(0);
+        });
+}
+
+pub fn stopping() -> bool {
+    STOP.load(Ordering::Relaxed)
 }
 
 fn format_of(f: RunFormat) -> Format {
@@ -117,22 +170,15 @@ fn format_of(f: RunFormat) -> Format {
     }
 }
 
-/// Runs a loaded spec; `creds` overrides the environment (the demo's simulator pair).
-pub fn run_spec(
-    spec: Spec,
-    format: Option<RunFormat>,
-    output: Option<PathBuf>,
-    now: Option<&str>,
-    execd: bool,
-    creds: Option<Credentials>,
-) -> Result<i32, Error> {
+/// Runs a loaded spec once, or once per stdin line under `--execd`.
+pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
     let started = Instant::now();
-    let fixed_now = now.map(|n| parse_now(Some(n))).transpose()?;
+    let fixed_now = o.now.as_deref().map(|n| parse_now(Some(n))).transpose()?;
     let zone = resolve_zone(spec.timezone.as_deref())?;
     // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
     // and must not cost a call.
     plan::build(&spec, fixed_now.unwrap_or_else(Utc::now), &zone)?;
-    let format = format.map(format_of).unwrap_or(spec.output.format);
+    let format = o.format.map(format_of).unwrap_or(spec.output.format);
     let export = match format {
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &super::env).map_err(Error::Usage)?),
         _ => None,
@@ -142,7 +188,8 @@ pub fn run_spec(
         &opts,
         &spec.limits,
         started + spec.limits.timeout,
-        creds,
+        o.creds,
+        o.state.as_ref(),
     )?);
     let ctx = Context {
         export,
@@ -150,19 +197,32 @@ pub fn run_spec(
         spec,
         zone,
         conn,
-        sink: Sink::new(output),
+        sink: Sink::new(o.output),
         fixed_now,
         resource: ResourceEnv::from_env(&super::env),
     };
-    if !execd {
-        return collect_once(&ctx, started);
+    if !o.execd {
+        let code = collect_once(&ctx, started)?;
+        return Ok(if stopping() { 0 } else { code });
     }
-    // Telegraf writes a line at every interval; end of input means it is done with us.
-    let stdin = std::io::stdin();
+    // Telegraf writes a line at every interval; end of input means it is done with us. Lines are
+    // read on their own thread so a stop signal is noticed while waiting for the next one.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let _ = std::thread::Builder::new()
+        .name("execd-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() || tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
     let mut first = Some(started);
-    for line in stdin.lock().lines() {
-        if line.is_err() {
-            break;
+    while !stopping() {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let started = first.take().unwrap_or_else(Instant::now);
         if let Err(e) = collect_once(&ctx, started) {

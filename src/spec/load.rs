@@ -1122,6 +1122,89 @@ mod tests {
         assert!(!e[0].contains("xyz"));
     }
 
+    use proptest::prelude::*;
+
+    fn yamlish() -> impl Strategy<Value = String> {
+        let keys = prop::sample::select(vec![
+            "apiVersion",
+            "cloud",
+            "region",
+            "queries",
+            "- name",
+            "range",
+            "service_types",
+            "key_groups",
+            "output",
+            "tags",
+            "limits",
+            "timeout",
+            "from",
+            "to",
+            "ak",
+            "&a",
+            "*a",
+            "<<",
+            "?",
+            "-",
+            "",
+            "otlp",
+            "headers",
+        ]);
+        let values = prop::sample::select(vec![
+            "",
+            "maas-usage/v1",
+            "last_7d",
+            "[preset, 3]",
+            "{from: 2026-05-01}",
+            "*a",
+            "&a x",
+            "25s",
+            "-1",
+            "1e999",
+            "\"\\u0000\"",
+            "[",
+            "{",
+            "|",
+            ">",
+            "!!binary AAAA",
+            "~",
+            "null",
+            "[*a, *a, *a]",
+            "'",
+            "\t",
+        ]);
+        prop::collection::vec((0usize..6, keys, values), 0..25).prop_map(|lines| {
+            lines
+                .into_iter()
+                .map(|(indent, k, v)| format!("{}{k}: {v}\n", "  ".repeat(indent)))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the loader and always finishes quickly.
+        #[test]
+        fn loader_survives_arbitrary_text(s in "(?s).{0,400}") {
+            let started = std::time::Instant::now();
+            let _ = load_str("f.yaml", &s);
+            prop_assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+
+        /// Spec-shaped noise (keys, anchors, aliases, odd scalars) never panics either, and every
+        /// error it produces is located inside the text.
+        #[test]
+        fn loader_survives_spec_shaped_noise(s in yamlish()) {
+            if let Err(errors) = load_str("f.yaml", &s) {
+                let lines = s.lines().count().max(1) as u64;
+                for e in errors.0 {
+                    prop_assert!(e.line >= 1 && e.line <= lines + 1, "{e} outside {lines} lines");
+                }
+            }
+        }
+    }
+
     #[test]
     fn display_paths() {
         assert_eq!(

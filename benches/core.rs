@@ -1,0 +1,183 @@
+//! Throughput of the hot pure code: signing a call, and encoding a run's series in each format.
+//! `cargo bench` runs it; the numbers are in BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use maas_usage::cloud::api::StatsRequest;
+use maas_usage::cloud::sign::{self, SignInput};
+use maas_usage::collect::{Collected, RunStats, Series};
+use maas_usage::emit::influx::InfluxOptions;
+use maas_usage::emit::otlp::{OtlpOptions, ResourceEnv};
+use maas_usage::emit::prometheus::PromOptions;
+use maas_usage::emit::Report;
+use maas_usage::model::{InferType, ServiceType, Usage};
+use maas_usage::plan::SeriesKey;
+use maas_usage::range::{Shape, Window, DAY_MS};
+use maas_usage::zone::Zone;
+use prost::Message;
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench]
+fn sign_show_statistics(bencher: divan::Bencher) {
+    let body = StatsRequest::new(
+        ServiceType::Preset,
+        InferType::RealTime,
+        1_778_724_000_000,
+        1_779_328_800_000,
+    )
+    .to_bytes();
+    let headers = vec![
+        (
+            "Host".to_string(),
+            "modelarts.cn-southwest-2.myhuaweicloud.com".to_string(),
+        ),
+        ("X-Sdk-Date".to_string(), "20261122T125421Z".to_string()),
+        ("Content-Type".to_string(), "application/json".to_string()),
+    ];
+    bencher.bench(|| {
+        let input = SignInput {
+            method: "POST",
+            path: "/v1/0123456789abcdef0123456789abcdef/maas/monitoring/show-statistics",
+            query: &[],
+            headers: &headers,
+            body: divan::black_box(&body),
+        };
+        sign::authorization(&input, "20261122T125421Z", "AKEXAMPLE", b"SKEXAMPLE")
+    });
+}
+
+fn series(n: usize) -> Vec<Series> {
+    let end = 1_779_328_800_000;
+    (0..n)
+        .map(|i| Series {
+            key: SeriesKey {
+                query: format!("query-{}", i / 3),
+                service_type: ServiceType::ALL[i % 3],
+                infer_type: if i % 5 == 0 {
+                    InferType::Batch
+                } else {
+                    InferType::RealTime
+                },
+                key_group: format!("team-{}", i % 7),
+            },
+            window: Window {
+                start_ms: end - 7 * DAY_MS,
+                end_ms: end,
+                shape: if i % 2 == 0 {
+                    Shape::Rolling
+                } else {
+                    Shape::Anchored
+                },
+            },
+            usage: Usage {
+                total_tokens: 2_482_084_980 + i as u64,
+                prompt_tokens: 2_456_500_000,
+                completion_tokens: 24_870_000,
+                requests: 67_188,
+                errors: 8_002,
+                completed_tasks: 17,
+                infer_count: 67_188,
+            },
+            segments: Vec::new(),
+        })
+        .collect()
+}
+
+const N: usize = 120;
+
+fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
+    let collected = Collected {
+        series: series(N),
+        failures: Vec::new(),
+        cut_short: false,
+    };
+    let zone = Zone::utc();
+    let report = Report {
+        collected: &collected,
+        stats: RunStats::default(),
+        region: "cn-southwest-2",
+        project_id: "0123456789abcdef0123456789abcdef",
+        zone: &zone,
+        now: Utc.timestamp_millis_opt(1_779_328_800_000).unwrap(),
+    };
+    f(&report)
+}
+
+#[divan::bench]
+fn influx_120_series(bencher: divan::Bencher) {
+    let tags = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+    with_report(|r| {
+        bencher.bench(|| {
+            maas_usage::emit::influx::render(
+                r,
+                &InfluxOptions {
+                    measurement: "maas_usage",
+                    tags: &tags,
+                },
+            )
+        })
+    });
+}
+
+#[divan::bench]
+fn otlp_protobuf_120_series(bencher: divan::Bencher) {
+    let tags = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+    let resource = ResourceEnv::default();
+    with_report(|r| {
+        bencher.bench(|| {
+            maas_usage::emit::otlp::build(
+                r,
+                &OtlpOptions {
+                    tags: &tags,
+                    resource: &resource,
+                },
+            )
+            .encode_to_vec()
+        })
+    });
+}
+
+#[divan::bench]
+fn otlp_json_120_series(bencher: divan::Bencher) {
+    let tags = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+    let resource = ResourceEnv::default();
+    with_report(|r| {
+        bencher.bench(|| {
+            maas_usage::emit::otlp::to_json_line(&maas_usage::emit::otlp::build(
+                r,
+                &OtlpOptions {
+                    tags: &tags,
+                    resource: &resource,
+                },
+            ))
+        })
+    });
+}
+
+#[divan::bench]
+fn prometheus_120_series(bencher: divan::Bencher) {
+    let tags = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+    with_report(|r| {
+        bencher.bench(|| {
+            maas_usage::emit::prometheus::render(
+                r,
+                &PromOptions {
+                    measurement: "maas_usage",
+                    tags: &tags,
+                },
+            )
+        })
+    });
+}
+
+#[divan::bench]
+fn parse_statistics_answer() -> maas_usage::model::Usage {
+    maas_usage::cloud::api::parse_statistics(divan::black_box(
+        r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#,
+    ))
+    .unwrap_or_default()
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks against the simulator with 50 ms added latency, one command:
+#   scripts/bench.sh            (prints a Markdown report on stdout; BENCHMARKS.md holds one)
+# Needs: a Rust toolchain, GNU time (/usr/bin/time) for peak RSS, python3 for the arithmetic.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+LATENCY_MS=50
+cargo build --release --locked -q
+BIN=$PWD/target/release/maas-usage
+WORK=$(mktemp -d)
+trap 'kill $SIM_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+"$BIN" simulator --listen 127.0.0.1:0 --latency ${LATENCY_MS}ms >"$WORK/sim.url" 2>/dev/null &
+SIM_PID=$!
+for _ in $(seq 50); do [ -s "$WORK/sim.url" ] && break; sleep 0.1; done
+URL=$(head -1 "$WORK/sim.url")
+export HW_ACCESS_KEY=DEMOACCESSKEY0000001 HW_SECRET_KEY=demo-secret-key-for-the-built-in-simulator
+PROJECT=0123456789abcdef0123456789abcdef
+
+head() {  # $1 rpm, $2 concurrency
+  printf 'apiVersion: maas-usage/v1\ncloud:\n  endpoint: %s\n  project_id: %s\ntimezone: Asia/Shanghai\nlimits:\n  timeout: 60s\n  requests_per_minute: %s\n  concurrency: %s\nqueries:\n' "$URL" "$PROJECT" "$1" "$2"
+}
+# 1. the seeds' single query: preset service, last 7 days.
+{ head 200 4; printf '  - name: seed-7d\n    range: last_7d\n'; } >"$WORK/one.yaml"
+# 2. twenty queries, twenty distinct calls.
+{ head 200 4; for i in $(seq 1 20); do printf '  - name: q%s\n    range: last_%sd\n' "$i" "$i"; done; } >"$WORK/twenty.yaml"
+# 3. 120 series: 40 queries x 3 service types, 600 calls a minute (10/s), 8 in flight.
+{ head 600 8; for i in $(seq 1 40); do printf '  - name: q%s\n    range: last_%sh\n    service_types: [preset, my_service, custom_endpoint]\n' "$i" "$i"; done; } >"$WORK/big.yaml"
+
+echo "| scenario | series | calls planned | calls made | wall time (median of $RUNS) | ceil(calls/conc) x latency | calls / rate | wall / max(both) | wall / latency term | peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for case in "one:1:200:4" "twenty:20:200:4" "big:120:600:8"; do
+  IFS=: read -r name series rpm conc <<<"$case"
+  planned=$("$BIN" plan --spec "$WORK/$name.yaml" | sed -n 's/.*series, \([0-9]*\) calls.*/\1/p')
+  walls=(); rss=0; made=0
+  for _ in $(seq "$RUNS"); do
+    # Each run gets a fresh state directory so the budget starts empty, as for a lone process.
+    /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" run --spec "$WORK/$name.yaml" --state-dir "$WORK/state-$RANDOM$RANDOM" >"$WORK/out" 2>"$WORK/err"
+    read -r wall kb <"$WORK/time"
+    walls+=("$wall"); [ "$kb" -gt "$rss" ] && rss=$kb
+    made=$(sed -n 's/.*api_calls=\([0-9]*\)i.*/\1/p' "$WORK/out")
+  done
+  python3 - "$name" "$series" "$planned" "$made" "$rpm" "$conc" "$LATENCY_MS" "$rss" "${walls[@]}" <<'PY'
+import math, statistics, sys
+name, series, planned, made, rpm, conc, lat, rss, *walls = sys.argv[1:]
+planned, made, rpm, conc, lat, rss = int(planned), int(made), int(rpm), int(conc), int(lat), int(rss)
+wall = statistics.median(float(w) for w in walls)
+lat_term = math.ceil(planned / conc) * lat / 1000
+rate_term = planned / (rpm / 60)
+print(f"| {name} | {series} | {planned} | {made} | {wall:.3f} s | {lat_term:.3f} s | {rate_term:.3f} s | {wall / max(lat_term, rate_term):.2f} | {wall / lat_term:.2f} | {rss / 1024:.1f} MiB |")
+PY
+done
+
+echo
+start=$(date +%s%N); for _ in $(seq 100); do "$BIN" --version >/dev/null; done; end=$(date +%s%N)
+echo "- \`maas-usage --version\`: $(( (end - start) / 100 / 1000 )) µs per run (mean of 100, process start to exit)"
+echo "- release binary: $(stat -c %s "$BIN") bytes ($(numfmt --to=iec "$(stat -c %s "$BIN")"))"

@@ -1,0 +1,374 @@
+//! Faults from the simulator's switches. For each: no panic, the run ends by limits.timeout plus
+//! one second, the exit code follows the `run` contract, stdout holds only whole lines, and the
+//! first stderr line says what to do next.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use maas_usage::sim::{Scripted, Simulator};
+
+const TIMEOUT_S: u64 = 3;
+
+/// Two series (two calls), pinned project id, a 3 s run.
+fn small_spec(sim: &Simulator, concurrency: u32) -> std::path::PathBuf {
+    let url = sim.url();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\n    range: last_7d\n  - name: b\n    range: today\nlimits:\n  timeout: {TIMEOUT_S}s\n  concurrency: {concurrency}\n"
+    ))
+}
+
+struct Run {
+    out: Output,
+    took: Duration,
+}
+
+fn timed(path: &std::path::Path) -> Run {
+    let started = Instant::now();
+    let out = run(path, &[]);
+    let r = Run {
+        took: started.elapsed(),
+        out,
+    };
+    assert!(
+        r.took <= Duration::from_secs(TIMEOUT_S + 1),
+        "the run took {:?}",
+        r.took
+    );
+    assert!(!stderr(&r.out).contains("panicked"), "{}", stderr(&r.out));
+    let text = stdout(&r.out);
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "only whole lines: {text:?}"
+    );
+    parse_lp(&text);
+    r
+}
+
+fn first_err(r: &Run) -> String {
+    stderr(&r.out).lines().next().unwrap_or("").to_string()
+}
+
+fn series_lines(r: &Run) -> usize {
+    parse_lp(&stdout(&r.out))
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .count()
+}
+
+#[test]
+fn latency_spike_ends_the_run_at_its_timeout() {
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_secs(6);
+    let sim = start(cfg);
+    let r = timed(&small_spec(&sim, 2));
+    assert_eq!(r.out.status.code(), Some(1));
+    let first = first_err(&r);
+    assert!(
+        first.starts_with("E! no series collected (0 of 2)"),
+        "{first}"
+    );
+    assert!(first.contains("raise limits.timeout"), "{first}");
+    assert!(
+        stderr(&r.out).contains("W! the run reached limits.timeout"),
+        "{}",
+        stderr(&r.out)
+    );
+}
+
+#[test]
+fn a_burst_of_5xx_is_absorbed_by_retries() {
+    let sim = sim();
+    for _ in 0..3 {
+        sim.push_script(Scripted::Status {
+            status: 502,
+            body: "{}".into(),
+            retry_after: None,
+        });
+    }
+    let r = timed(&small_spec(&sim, 2));
+    assert_eq!(r.out.status.code(), Some(0), "{}", stderr(&r.out));
+    assert_eq!(series_lines(&r), 2);
+    let c = parse_lp(&stdout(&r.out)).pop().unwrap();
+    assert_eq!(c.int("api_retries"), Some(3));
+}
+
+#[test]
+fn a_5xx_storm_fails_inside_the_timeout() {
+    let mut cfg = sim_config();
+    cfg.faults.fail_ratio = 1.0;
+    let sim = start(cfg);
+    let r = timed(&small_spec(&sim, 2));
+    assert_eq!(r.out.status.code(), Some(1));
+    assert!(first_err(&r).contains("HTTP 503"), "{}", first_err(&r));
+}
+
+#[test]
+fn connection_refused_says_where_to_look() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: http://127.0.0.1:{port}\n  project_id: {PROJECT}\nqueries:\n  - name: a\nlimits:\n  timeout: {TIMEOUT_S}s\n"
+    ));
+    let r = timed(&path);
+    assert_eq!(r.out.status.code(), Some(1));
+    let first = first_err(&r);
+    assert!(
+        first.contains("cannot reach http://127.0.0.1:") && first.contains("check the endpoint"),
+        "{first}"
+    );
+}
+
+#[test]
+fn reset_and_cut_bodies_are_retried() {
+    let sim = sim();
+    sim.push_script(Scripted::Reset);
+    sim.push_script(Scripted::CutBody);
+    let r = timed(&small_spec(&sim, 1));
+    assert_eq!(r.out.status.code(), Some(0), "{}", stderr(&r.out));
+    assert_eq!(series_lines(&r), 2);
+    assert!(
+        stderr(&r.out).is_empty(),
+        "recovered silently: {}",
+        stderr(&r.out)
+    );
+}
+
+#[test]
+fn non_json_and_huge_answers_fail_their_series_only() {
+    let sim = sim();
+    sim.push_script(Scripted::NotJson);
+    sim.push_script(Scripted::Huge);
+    let r = timed(&small_spec(&sim, 1));
+    assert_eq!(
+        r.out.status.code(),
+        Some(1),
+        "both calls got a bad answer: {}",
+        stderr(&r.out)
+    );
+    let err = stderr(&r.out);
+    assert!(err.contains("not JSON"), "{err}");
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    assert!(err.contains("report the request id"), "{err}");
+
+    let sim2 = common::sim();
+    sim2.push_script(Scripted::NotJson);
+    let r = timed(&small_spec(&sim2, 1));
+    assert_eq!(r.out.status.code(), Some(0), "one series left: exit 0");
+    assert_eq!(series_lines(&r), 1);
+}
+
+#[test]
+fn one_byte_a_second_is_cut_by_the_timeout() {
+    let sim = sim();
+    sim.push_script(Scripted::Slow);
+    let r = timed(&small_spec(&sim, 2));
+    assert_eq!(
+        r.out.status.code(),
+        Some(0),
+        "the other series arrives: {}",
+        stderr(&r.out)
+    );
+    assert_eq!(series_lines(&r), 1);
+    assert!(
+        first_err(&r).starts_with("E! query=a") || first_err(&r).starts_with("E! query=b"),
+        "{}",
+        first_err(&r)
+    );
+}
+
+#[test]
+fn throttling_with_and_without_retry_after() {
+    let sim = sim();
+    sim.push_script(Scripted::Status {
+        status: 429,
+        body: r#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#.into(),
+        retry_after: Some("1".into()),
+    });
+    sim.push_script(Scripted::Status {
+        status: 429,
+        body: r#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#.into(),
+        retry_after: None,
+    });
+    let r = timed(&small_spec(&sim, 1));
+    assert_eq!(r.out.status.code(), Some(0), "{}", stderr(&r.out));
+    assert!(r.took >= Duration::from_secs(1), "Retry-After honoured");
+    let c = parse_lp(&stdout(&r.out)).pop().unwrap();
+    assert_eq!(c.int("throttled"), Some(2));
+    assert_eq!(c.int("series_ok"), Some(2));
+}
+
+#[test]
+fn retry_after_beyond_the_deadline_fails_fast() {
+    let sim = sim();
+    for _ in 0..2 {
+        sim.push_script(Scripted::Status {
+            status: 429,
+            body: "{}".into(),
+            retry_after: Some("60".into()),
+        });
+    }
+    let r = timed(&small_spec(&sim, 2));
+    assert!(
+        r.took < Duration::from_secs(2),
+        "no point waiting 60 s in a 3 s run: {:?}",
+        r.took
+    );
+    assert_eq!(r.out.status.code(), Some(1));
+    assert!(
+        first_err(&r).contains("HTTP 429") && first_err(&r).contains("200 calls a minute"),
+        "{}",
+        first_err(&r)
+    );
+}
+
+#[test]
+fn a_clock_20_minutes_off_says_check_the_clock() {
+    let mut cfg = sim_config();
+    cfg.faults.clock_skew = chrono::Duration::minutes(20);
+    let sim = start(cfg);
+    let r = timed(&small_spec(&sim, 2));
+    assert_eq!(r.out.status.code(), Some(1));
+    let first = first_err(&r);
+    assert!(
+        first.contains("APIGW.0303") && first.contains("check the system clock"),
+        "{first}"
+    );
+    assert_eq!(stats_calls(&sim).len(), 2, "401 is never retried");
+}
+
+#[test]
+fn execd_batches_stay_whole_under_faults() {
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_millis(200);
+    let sim = start(cfg);
+    sim.push_script(Scripted::Status {
+        status: 503,
+        body: "{}".into(),
+        retry_after: None,
+    });
+    sim.push_script(Scripted::NotJson);
+    let mut child = authed()
+        .args(["run", "--execd", "--spec"])
+        .arg(small_spec(&sim, 2))
+        .args(["--now", NOW])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..3 {
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        let mut batch = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0);
+            assert!(line.ends_with('\n'));
+            batch.push_str(&line);
+            if line.starts_with("maas_usage_collector") {
+                break;
+            }
+        }
+        let lines = parse_lp(&batch);
+        let c = lines.last().unwrap();
+        assert_eq!(
+            c.int("series_ok").unwrap() + c.int("series_failed").unwrap(),
+            2
+        );
+    }
+    drop(stdin);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+fn sigterm(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn sigterm_writes_what_was_collected_and_exits_0_within_a_second() {
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_millis(1200);
+    let sim = start(cfg);
+    let url = sim.url();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n  - name: b\n    range: today\n  - name: c\n    range: yesterday\nlimits:\n  timeout: 20s\n  concurrency: 1\n"
+    ));
+    let child = authed()
+        .arg("run")
+        .arg("--spec")
+        .arg(&path)
+        .args(["--now", NOW])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1800));
+    let sent = Instant::now();
+    sigterm(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "exited {:?} after SIGTERM",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = parse_lp(&stdout(&out));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .count(),
+        1,
+        "the first series made it"
+    );
+    let c = lines.last().unwrap();
+    assert_eq!(c.measurement, "maas_usage_collector");
+    assert_eq!(c.int("series_failed"), Some(2));
+}
+
+#[test]
+fn sigterm_while_stuck_in_discovery_still_exits_within_a_second() {
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_secs(10);
+    let sim = start(cfg);
+    let url = sim.url();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\nqueries:\n  - name: a\nlimits:\n  timeout: 20s\n"
+    ));
+    let child = authed()
+        .arg("run")
+        .arg("--spec")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    sigterm(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing was collected, nothing half-written"
+    );
+}

@@ -1,0 +1,243 @@
+//! Canary credentials through every subcommand and failure path: none may appear in stdout,
+//! stderr, the state directory or the committed snapshots.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use maas_usage::sim::SimCredential;
+
+fn canary_free(label: &str, text: &str) {
+    for secret in [AK, SK, TOKEN] {
+        assert!(!text.contains(secret), "{label} leaked a secret:\n{text}");
+    }
+}
+
+fn check(label: &str, o: &Output) {
+    canary_free(&format!("{label} stdout"), &stdout(o));
+    canary_free(&format!("{label} stderr"), &stderr(o));
+}
+
+fn with_token(mut c: Command) -> Command {
+    c.env("HW_SECURITY_TOKEN", TOKEN);
+    c
+}
+
+#[test]
+fn no_canary_anywhere() {
+    let mut cfg = sim_config();
+    cfg.credentials = vec![SimCredential {
+        ak: AK.into(),
+        sk: SK.into(),
+        token: Some(TOKEN.into()),
+    }];
+    let sim = start(cfg);
+    let url = sim.url();
+    let state = tempdir().join("state");
+    let st = state.to_str().unwrap();
+
+    // query: success in both formats, raw segments, verbose logging.
+    for args in [
+        vec!["-v", "--raw"],
+        vec!["--format", "json", "-v"],
+        vec!["--range", "last_45d", "--raw"],
+    ] {
+        let o = with_token(authed())
+            .args([
+                "query",
+                "--endpoint",
+                &url,
+                "--iam-endpoint",
+                &url,
+                "--now",
+                NOW,
+                "--state-dir",
+                st,
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        check(&format!("query {args:?}"), &o);
+    }
+
+    // A wrong SK: the gateway's 401 echoes its canonical request, token included.
+    let o = with_token(bin())
+        .env("HW_ACCESS_KEY", AK)
+        .env("HW_SECRET_KEY", format!("{SK}-wrong"))
+        .args([
+            "query",
+            "-v",
+            "--raw",
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--now",
+            NOW,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("x-security-token:***"),
+        "the echo is there, scrubbed: {}",
+        stderr(&o)
+    );
+    check("query with a wrong SK", &o);
+
+    // run in every format, verbose, with the state directory.
+    let spec = spec_file(&example_spec_for(&sim));
+    for format in ["influx", "json", "table", "otlp-json", "prometheus"] {
+        let o = with_token(authed())
+            .args([
+                "run",
+                "-v",
+                "--format",
+                format,
+                "--now",
+                NOW,
+                "--state-dir",
+                st,
+                "--spec",
+            ])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        check(&format!("run --format {format}"), &o);
+    }
+    let o = with_token(authed())
+        .args(["run", "--execd", "--spec"])
+        .arg(&spec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    check("run --execd", &o);
+
+    // A run that fails every call, verbosely.
+    let o = with_token(bin())
+        .env("HW_ACCESS_KEY", AK)
+        .env("HW_SECRET_KEY", "SKCANARY-wrong")
+        .args(["run", "-v", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    check("run with a wrong SK", &o);
+
+    // Inline secrets in a spec are refused without being echoed.
+    let bad = spec_file(&format!("apiVersion: maas-usage/v1\ncloud:\n  ak: {AK}\n  sk: {SK}\n  security_token: {TOKEN}\nqueries:\n  - name: q\n"));
+    for cmd in [
+        vec!["validate"],
+        vec!["plan", "--spec"],
+        vec!["run", "--spec"],
+    ] {
+        let o = authed().args(&cmd).arg(&bad).output().unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        check(&format!("{cmd:?} with an inline secret"), &o);
+    }
+    let o = authed()
+        .args(["validate", "--format", "json"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    check("validate --format json", &o);
+
+    // Credentials files: good, and malformed with the secret on the bad line.
+    let dir = tempdir();
+    let good = dir.join("good");
+    std::fs::write(
+        &good,
+        format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK}\nHW_SECURITY_TOKEN={TOKEN}\n"),
+    )
+    .unwrap();
+    let o = bin()
+        .args([
+            "query",
+            "-v",
+            "--endpoint",
+            &url,
+            "--iam-endpoint",
+            &url,
+            "--credentials-file",
+        ])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    check("query with a credentials file", &o);
+    let bad_file = dir.join("bad");
+    std::fs::write(&bad_file, format!("{AK}\n{SK}\n{TOKEN}\n")).unwrap();
+    let o = bin()
+        .args(["query", "--endpoint", &url, "--credentials-file"])
+        .arg(&bad_file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    check("query with a malformed credentials file", &o);
+
+    // Commands that need no credentials, with canaries in the environment anyway.
+    for args in [
+        vec!["plan", "--spec", spec.to_str().unwrap()],
+        vec!["schema"],
+        vec!["demo"],
+        vec!["--help"],
+        vec!["run", "--help"],
+    ] {
+        let o = with_token(authed()).args(&args).output().unwrap();
+        check(&format!("{args:?}"), &o);
+    }
+
+    // The simulator, started with the canaries as its accepted credentials.
+    let mut child = with_token(authed())
+        .args(["simulator", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("http://127.0.0.1:"), "{text}");
+    canary_free("simulator", &text);
+
+    // What was written to disk.
+    for e in std::fs::read_dir(&state).unwrap().flatten() {
+        let body = std::fs::read(e.path()).unwrap_or_default();
+        canary_free(
+            &format!("state file {:?}", e.file_name()),
+            &String::from_utf8_lossy(&body),
+        );
+    }
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for e in std::fs::read_dir(snapshots).unwrap().flatten() {
+        canary_free(
+            &format!("snapshot {:?}", e.file_name()),
+            &std::fs::read_to_string(e.path()).unwrap(),
+        );
+    }
+}

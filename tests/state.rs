@@ -1,0 +1,168 @@
+//! The state directory: one request budget for every process sharing an access key, the project
+//! id reused across runs, and state that is never fatal.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use maas_usage::sim::Simulator;
+
+/// `calls` distinct calls, pinned project id unless `discover`.
+fn spec(sim: &Simulator, calls: usize, rpm: u32, discover: bool) -> std::path::PathBuf {
+    let url = sim.url();
+    let project = if discover {
+        String::new()
+    } else {
+        format!("  project_id: {PROJECT}\n")
+    };
+    let ranges = [
+        "last_7d",
+        "today",
+        "yesterday",
+        "last_24h",
+        "last_3d",
+        "last_2d",
+        "this_month",
+        "last_12h",
+    ];
+    let queries: String = ranges[..calls]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("  - name: q{i}\n    range: {r}\n"))
+        .collect();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n{project}timezone: Asia/Shanghai\nqueries:\n{queries}limits:\n  timeout: 15s\n  requests_per_minute: {rpm}\n  concurrency: 4\n"
+    ))
+}
+
+#[test]
+fn four_concurrent_runs_share_one_budget_and_get_no_429() {
+    const N: u32 = 8;
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(N);
+    cfg.faults.rate_window = Duration::from_millis(2000);
+    let sim = start(cfg);
+    let state = tempdir().join("state");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            authed()
+                .env("MAAS_USAGE_RATE_WINDOW_MS", "2000")
+                .arg("run")
+                .arg("--spec")
+                .arg(spec(&sim, (N / 2) as usize, N, false))
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["--now", NOW])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut throttled = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let collector = parse_lp(&stdout(&out)).pop().unwrap();
+        throttled += collector.int("throttled").unwrap();
+        assert_eq!(collector.int("series_failed"), Some(0));
+    }
+    assert_eq!(throttled, 0);
+    assert_eq!(sim.requests().iter().filter(|r| r.status == 429).count(), 0);
+    assert_eq!(stats_calls(&sim).len(), 16);
+}
+
+#[test]
+fn without_the_shared_budget_the_same_load_is_throttled() {
+    // The control experiment: the test above would pass vacuously if the simulator never
+    // throttled. Per-process budgets (no state directory) overshoot the shared limit.
+    const N: u32 = 8;
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(N);
+    cfg.faults.rate_window = Duration::from_millis(2000);
+    let sim = start(cfg);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            authed()
+                .env("MAAS_USAGE_RATE_WINDOW_MS", "2000")
+                .arg("run")
+                .arg("--spec")
+                .arg(spec(&sim, (N / 2) as usize, N, false))
+                .args(["--now", NOW])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let _ = c.wait_with_output();
+    }
+    assert!(sim.requests().iter().any(|r| r.status == 429));
+}
+
+#[test]
+fn the_project_id_is_discovered_once_and_reused() {
+    let sim = sim();
+    let state = tempdir().join("state");
+    let path = spec(&sim, 1, 200, true);
+    for _ in 0..3 {
+        let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.path == "/v3/projects")
+            .count(),
+        1
+    );
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for e in std::fs::read_dir(&state).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let body = std::fs::read_to_string(e.path()).unwrap_or_default();
+        assert!(
+            !name.contains(AK) && !body.contains(AK) && !body.contains(SK),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
+    let sim = sim();
+    let state = tempdir().join("state");
+    let path = spec(&sim, 1, 200, true);
+    assert!(run(&path, &["--state-dir", state.to_str().unwrap()])
+        .status
+        .success());
+    for e in std::fs::read_dir(&state).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".json") {
+            std::fs::write(e.path(), "{{{ not json").unwrap();
+        }
+    }
+    let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("W! ignoring corrupt state file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(parse_lp(&stdout(&out)).len(), 2);
+
+    let file = tempdir().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = run(&path, &["--state-dir", file.join("sub").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("cannot create the state directory"),
+        "{}",
+        stderr(&out)
+    );
+}
