@@ -36,11 +36,17 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema,
+    /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
+    Describe(DescribeArgs),
+    /// Print a shell completion script: maas-usage completions bash > /etc/bash_completion.d/maas-usage
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): maas-usage man > /usr/local/share/man/man1/maas-usage.1
     /// Ask once: usage totals for a time range, as a table or JSON.
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
     /// Try it without a cloud account: runs examples/spec.yaml against the built-in simulator.
     Demo(DemoArgs),
+    Man,
     /// Serve the MaaS + IAM simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
@@ -288,4 +294,16 @@ pub struct DemoArgs {
     /// IANA time zone for calendar ranges and display [default: the OS zone].
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// The README's metric, self-metric and tag tables instead of the YAML.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
 }

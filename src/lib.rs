@@ -10,6 +10,7 @@ pub mod collect;
 pub mod emit;
 pub mod error;
 pub mod log;
+pub mod manifest;
 pub mod model;
 pub mod otlp;
 pub mod plan;

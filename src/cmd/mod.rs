@@ -2,6 +2,7 @@
 //! one place errors become exit codes.
 
 pub mod demo;
+pub mod packaging;
 pub mod query;
 pub mod run;
 pub mod simulator;
@@ -43,6 +44,9 @@ pub fn main() -> i32 {
         Command::Validate(a) => spec_cmds::validate(a),
         Command::Plan(a) => spec_cmds::plan(a),
         Command::Schema => spec_cmds::schema(),
+        Command::Describe(a) => packaging::describe(a),
+        Command::Completions(a) => packaging::completions(a),
+        Command::Man => packaging::man(),
         Command::Demo(a) => demo::demo(a),
         Command::Simulator(a) => simulator::simulator(a),
     };

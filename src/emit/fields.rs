@@ -54,8 +54,15 @@ pub const FIELDS: &[Field] = &[
     Field { name: "infer_count", kind: Kind::Count, batch_only: true, unit: "{inference}", description: "Batch inferences in the window (batch only)." },
 ];
 
-/// Line protocol and Prometheus also carry the window's length.
-pub const WINDOW_SECONDS: &str = "window_seconds";
+/// Line protocol and Prometheus also carry the window's length (OTLP has start and end times).
+pub const WINDOW_FIELD: Field = Field {
+    name: "window_seconds",
+    kind: Kind::Count,
+    batch_only: false,
+    unit: "s",
+    description: "Length of the series' window in seconds (line protocol and Prometheus; OTLP carries it as start and end times).",
+};
+pub const WINDOW_SECONDS: &str = WINDOW_FIELD.name;
 
 /// The run's self-metrics: name, unit, description.
 pub const COLLECTOR_FIELDS: &[(&str, &str, &str)] = &[

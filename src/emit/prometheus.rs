@@ -45,14 +45,10 @@ fn fmt_value(v: Value) -> String {
 
 pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
     let mut out = String::new();
-    let window_field = fields::Field {
-        name: fields::WINDOW_SECONDS,
-        kind: fields::Kind::Count,
-        batch_only: false,
-        unit: "s",
-        description: "Length of the series' window in seconds.",
-    };
-    for f in fields::FIELDS.iter().chain(std::iter::once(&window_field)) {
+    for f in fields::FIELDS
+        .iter()
+        .chain(std::iter::once(&fields::WINDOW_FIELD))
+    {
         let name = format!("{}_{}", opts.measurement, fields::prometheus_name(f.name));
         let mut samples = String::new();
         for s in &r.collected.series {

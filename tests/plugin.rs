@@ -1,0 +1,309 @@
+//! plugin.yaml is the single source of truth: it validates against its schema, matches the
+//! crate version and the code's tables, declares exactly what the outputs emit, and the README's
+//! metrics section is generated from it.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use maas_usage::emit::fields;
+use maas_usage::manifest;
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn manifest_validates_against_its_schema_and_the_crate_version() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/plugin.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(manifest::PLUGIN_YAML).unwrap();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = v
+        .iter_errors(&doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let m = manifest::load().unwrap();
+    assert_eq!(m.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(m.license, env!("CARGO_PKG_LICENSE"));
+    assert_eq!(m.homepage, env!("CARGO_PKG_HOMEPAGE"));
+    assert_eq!(m.spec.schema, "schemas/maas-usage.schema.json");
+    assert_eq!(m.spec.api_version, maas_usage::spec::load::API_VERSION);
+}
+
+#[test]
+fn every_path_it_names_exists_and_every_example_spec_validates() {
+    let m = manifest::load().unwrap();
+    assert!(root().join(&m.spec.schema).is_file());
+    for e in &m.spec.examples {
+        let out = bin().arg("validate").arg(root().join(e)).output().unwrap();
+        assert!(out.status.success(), "{e}: {}", stderr(&out));
+    }
+    for a in &m.agents {
+        if let Some(ex) = &a.example {
+            assert!(root().join(ex).is_file(), "{ex}");
+        }
+        assert_eq!(a.command[0], "maas-usage");
+        // The command line parses (with --help appended, so nothing runs).
+        let out = bin().args(&a.command[1..]).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{}: {}", a.name, stderr(&out));
+    }
+}
+
+#[test]
+fn the_code_tables_match_the_manifest() {
+    let m = manifest::load().unwrap();
+    let code: Vec<&fields::Field> = fields::FIELDS
+        .iter()
+        .chain(std::iter::once(&fields::WINDOW_FIELD))
+        .collect();
+    assert_eq!(m.metrics.len(), code.len());
+    for (decl, f) in m.metrics.iter().zip(code) {
+        assert_eq!(decl.field, f.name);
+        assert_eq!(decl.unit, f.unit, "{}", f.name);
+        assert_eq!(decl.description, f.description, "{}", f.name);
+        assert_eq!(decl.batch_only, f.batch_only, "{}", f.name);
+        assert_eq!(
+            decl.prometheus,
+            format!("maas_usage_{}", fields::prometheus_name(f.name))
+        );
+        if f.name != fields::WINDOW_SECONDS {
+            assert_eq!(
+                decl.otlp.as_deref(),
+                Some(fields::otlp_name(f.name).as_str())
+            );
+            assert_eq!(
+                decl.kind == "gauge",
+                f.kind == fields::Kind::Ratio,
+                "{}",
+                f.name
+            );
+            assert_eq!(
+                decl.value == "double",
+                f.kind == fields::Kind::Ratio,
+                "{}",
+                f.name
+            );
+        }
+    }
+    assert_eq!(m.collector_metrics.len(), fields::COLLECTOR_FIELDS.len());
+    for (decl, (name, unit, description)) in
+        m.collector_metrics.iter().zip(fields::COLLECTOR_FIELDS)
+    {
+        assert_eq!(
+            (
+                decl.field.as_str(),
+                decl.unit.as_str(),
+                decl.description.as_str()
+            ),
+            (*name, *unit, *description)
+        );
+        assert_eq!(decl.otlp, fields::otlp_collector_name(name));
+        assert_eq!(
+            decl.prometheus,
+            format!("maas_usage_collector_{}", fields::prometheus_name(name))
+        );
+    }
+    let tags: BTreeSet<&str> = m.attributes.iter().map(|a| a.tag.as_str()).collect();
+    let builtin: BTreeSet<&str> = maas_usage::spec::load::BUILTIN_TAGS
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(tags, builtin);
+}
+
+/// What the outputs of a run of the example spec (which has a batch query) actually carry.
+#[test]
+fn declared_equals_emitted_in_every_format() {
+    let m = manifest::load().unwrap();
+    let sim = sim();
+    let spec = spec_file(&example_spec_for(&sim));
+    let static_tags = ["env"];
+
+    // Line protocol: fields and tags.
+    let lp = parse_lp(&stdout(&run(&spec, &[])));
+    let series: Vec<_> = lp
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .collect();
+    let emitted_fields: BTreeSet<String> = series
+        .iter()
+        .flat_map(|l| l.ints.keys().chain(l.floats.keys()).cloned())
+        .collect();
+    let declared_fields: BTreeSet<String> = m.metrics.iter().map(|x| x.field.clone()).collect();
+    assert_eq!(emitted_fields, declared_fields);
+    let emitted_tags: BTreeSet<String> = series
+        .iter()
+        .flat_map(|l| l.tags.keys().cloned())
+        .filter(|t| !static_tags.contains(&t.as_str()))
+        .collect();
+    let declared_tags: BTreeSet<String> = m.attributes.iter().map(|a| a.tag.clone()).collect();
+    assert_eq!(emitted_tags, declared_tags);
+    let collector = lp
+        .iter()
+        .find(|l| l.measurement == "maas_usage_collector")
+        .unwrap();
+    let emitted_c: BTreeSet<String> = collector.ints.keys().cloned().collect();
+    let declared_c: BTreeSet<String> = m
+        .collector_metrics
+        .iter()
+        .map(|x| x.field.clone())
+        .collect();
+    assert_eq!(emitted_c, declared_c);
+
+    // OTLP: metric names, data point attributes, resource attributes.
+    let json: serde_json::Value =
+        serde_json::from_str(stdout(&run(&spec, &["--format", "otlp-json"])).trim()).unwrap();
+    let rm = &json["resourceMetrics"][0];
+    let metrics = rm["scopeMetrics"][0]["metrics"].as_array().unwrap();
+    let emitted_otlp: BTreeSet<String> = metrics
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect();
+    let declared_otlp: BTreeSet<String> = m
+        .metrics
+        .iter()
+        .filter_map(|x| x.otlp.clone())
+        .chain(m.collector_metrics.iter().map(|x| x.otlp.clone()))
+        .collect();
+    assert_eq!(emitted_otlp, declared_otlp);
+    let mut emitted_attrs = BTreeSet::new();
+    for metric in metrics
+        .iter()
+        .filter(|x| x["name"].as_str().unwrap().starts_with("maas.usage."))
+    {
+        let data = metric.get("gauge").or_else(|| metric.get("sum")).unwrap();
+        for p in data["dataPoints"].as_array().unwrap() {
+            for a in p["attributes"].as_array().unwrap() {
+                emitted_attrs.insert(a["key"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    emitted_attrs.retain(|a| !static_tags.contains(&a.as_str()));
+    let declared_attrs: BTreeSet<String> =
+        m.attributes.iter().filter_map(|a| a.otlp.clone()).collect();
+    assert_eq!(emitted_attrs, declared_attrs);
+    let resource: BTreeSet<String> = rm["resource"]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap().to_string())
+        .collect();
+    for a in m.attributes.iter().filter_map(|a| a.otlp_resource.clone()) {
+        assert!(resource.contains(&a), "{a} not on the resource");
+    }
+
+    // Prometheus: metric names.
+    let prom = stdout(&run(&spec, &["--format", "prometheus"]));
+    let emitted_prom: BTreeSet<String> = prom
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+        .map(|l| l.split(' ').nth(2).unwrap().to_string())
+        .collect();
+    let declared_prom: BTreeSet<String> = m
+        .metrics
+        .iter()
+        .map(|x| x.prometheus.clone())
+        .chain(m.collector_metrics.iter().map(|x| x.prometheus.clone()))
+        .collect();
+    assert_eq!(emitted_prom, declared_prom);
+}
+
+#[test]
+fn the_environment_variables_the_code_reads_are_declared() {
+    let m = manifest::load().unwrap();
+    let declared: BTreeSet<String> = m
+        .requires
+        .environment
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let mut read = BTreeSet::new();
+    let mut stack = vec![root().join("src")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for chunk in text.split('"').skip(1).step_by(2) {
+                let is_var = chunk.len() > 3
+                    && chunk
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                if is_var
+                    && ["HW_", "HUAWEICLOUD_", "OTEL_", "XDG_"]
+                        .iter()
+                        .any(|p| chunk.starts_with(p))
+                {
+                    read.insert(chunk.to_string());
+                }
+            }
+        }
+    }
+    // Variables with a declared family stand for it (OTEL_EXPORTER_OTLP_* and the SDK aliases).
+    let covered = |v: &str| {
+        declared.contains(v)
+            || v.starts_with("OTEL_EXPORTER_OTLP_")
+            || v == "OTEL_SERVICE_NAME"
+            || [
+                "HUAWEICLOUD_SDK_AK",
+                "HUAWEICLOUD_SDK_SK",
+                "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+                "HUAWEICLOUD_SDK_PROJECT_ID",
+                "HW_REGION",
+            ]
+            .contains(&v)
+    };
+    let missing: Vec<_> = read.iter().filter(|v| !covered(v)).collect();
+    assert!(
+        missing.is_empty(),
+        "read but not declared in plugin.yaml: {missing:?}"
+    );
+    assert!(
+        read.contains("HW_ACCESS_KEY") && read.contains("OTEL_RESOURCE_ATTRIBUTES"),
+        "the scan works: {read:?}"
+    );
+}
+
+#[test]
+fn the_readme_metrics_section_is_generated_from_the_manifest() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- metrics:begin -->\n")
+        .expect("begin marker")
+        + "<!-- metrics:begin -->\n".len();
+    let end = readme.find("<!-- metrics:end -->").expect("end marker");
+    let out = bin().args(["describe", "--markdown"]).output().unwrap();
+    assert_eq!(
+        &readme[start..end],
+        stdout(&out),
+        "README.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
+    );
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).contains("maas-usage") && stdout(&out).contains("validate"),
+            "{shell}"
+        );
+    }
+    let out = bin().arg("man").output().unwrap();
+    assert!(
+        stdout(&out).starts_with(".ie") || stdout(&out).contains(".TH maas-usage"),
+        "{}",
+        &stdout(&out)[..200.min(stdout(&out).len())]
+    );
+    let out = bin().arg("describe").output().unwrap();
+    assert_eq!(stdout(&out), manifest::PLUGIN_YAML);
+}
