@@ -27,6 +27,17 @@ impl WindowLog {
         self.taken.iter().copied()
     }
 
+    /// How many more slots can be taken by `deadline_ms`: every call made from now on falls
+    /// in the window ending at the deadline, together with the stamps still in it then.
+    pub fn free_by(&self, deadline_ms: u64, limit: u32, window_ms: u64) -> usize {
+        let busy = self
+            .taken
+            .iter()
+            .filter(|&&s| s + window_ms > deadline_ms)
+            .count();
+        (limit as usize).saturating_sub(busy)
+    }
+
     /// Takes a slot at `now_ms` if fewer than `limit` were taken in `(now - window, now]`;
     /// otherwise returns how long to wait before one frees up.
     pub fn try_take(&mut self, now_ms: u64, limit: u32, window_ms: u64) -> Result<(), u64> {
@@ -61,6 +72,11 @@ pub struct BudgetExhausted {
 pub trait Budget: Send + Sync {
     /// Blocks until a slot is free or `deadline` would pass.
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted>;
+    /// How many calls can still be made within `within` (planning uses it to take no more
+    /// period buckets than the run can afford).
+    fn available(&self, _within: Duration) -> usize {
+        usize::MAX
+    }
 }
 
 /// No limit (tests of other behaviour, the simulator's own client).
@@ -92,6 +108,16 @@ impl Limiter {
 }
 
 impl Budget for Limiter {
+    fn available(&self, within: Duration) -> usize {
+        let now_ms = self.origin.elapsed().as_millis() as u64;
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.free_by(
+            now_ms + within.as_millis() as u64,
+            self.limit,
+            self.window.as_millis() as u64,
+        )
+    }
+
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
         let window_ms = self.window.as_millis() as u64;
         loop {
@@ -130,6 +156,18 @@ mod tests {
         assert_eq!(log.try_take(999, 3, 1000), Err(1));
         assert_eq!(log.try_take(1000, 3, 1000), Ok(()));
         assert_eq!(log.try_take(1005, 3, 1000), Err(5));
+    }
+
+    #[test]
+    fn free_by_counts_what_is_still_in_the_window_at_the_deadline() {
+        let log = WindowLog::from_stamps([0, 100, 900]);
+        assert_eq!(log.free_by(500, 5, 1000), 2);
+        assert_eq!(
+            log.free_by(1050, 5, 1000),
+            3,
+            "0 has left the window by 1050"
+        );
+        assert_eq!(log.free_by(2000, 5, 1000), 5);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema,
+    /// Inspect or rewind period-mode checkpoints in the state directory.
+    #[command(subcommand)]
+    State(StateAction),
     /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
     Describe(DescribeArgs),
     /// Print a shell completion script: maas-usage completions bash > /etc/bash_completion.d/maas-usage
@@ -281,6 +284,9 @@ pub struct PlanArgs {
     /// Plan as of this instant (RFC 3339) [default: now].
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,
+    /// Where period-mode checkpoints are read from (read only) [default: as for run].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -306,4 +312,21 @@ pub struct DescribeArgs {
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateAction {
+    /// List every period series' checkpoint: the end of the last bucket delivered.
+    Show {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Forget checkpoints so their buckets are emitted again (from `backfill` back).
+    Reset {
+        /// A query name (all its series) or a full series id from `state show`; all without it.
+        #[arg(long, value_name = "NAME")]
+        series: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
 }

@@ -13,6 +13,7 @@ pub mod log;
 pub mod manifest;
 pub mod model;
 pub mod otlp;
+pub mod period;
 pub mod plan;
 pub mod range;
 pub mod retry;

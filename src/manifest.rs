@@ -79,7 +79,7 @@ pub struct Attribute {
 pub struct Metric {
     pub field: String,
     pub otlp: Option<String>,
-    pub prometheus: String,
+    pub prometheus: Option<String>,
     pub unit: String,
     pub value: String,
     #[serde(rename = "type")]
@@ -123,7 +123,10 @@ pub fn markdown(m: &Manifest) -> String {
                 .as_deref()
                 .map(code)
                 .unwrap_or_else(|| "(start and end times)".into()),
-            code(&x.prometheus),
+            x.prometheus
+                .as_deref()
+                .map(code)
+                .unwrap_or_else(|| "(not in the textfile)".into()),
             code(&x.unit),
             x.value,
             x.description

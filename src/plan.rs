@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::cloud::api::StatsRequest;
 use crate::model::{InferType, ServiceType};
-use crate::range::{self, RangeError, Window};
+use crate::period::{self, Checkpoints, Pending};
+use crate::range::{self, RangeError, RangeExpr, Shape, Window};
 use crate::spec::Spec;
 use crate::zone::Zone;
 
@@ -39,6 +40,19 @@ pub struct PlannedSeries {
     pub window: Window,
     /// Indices into `Plan::calls`, one per segment, in time order.
     pub calls: Vec<usize>,
+    /// For a period-mode bucket, the checkpoint id of its series.
+    pub period: Option<String>,
+}
+
+/// How far behind a period-mode series is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeriodStatus {
+    pub id: String,
+    /// Settled buckets not emitted yet.
+    pub pending: usize,
+    /// Of those, planned in this run.
+    pub planned: usize,
+    pub oldest_pending: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +73,7 @@ pub struct Plan {
     pub zone: Zone,
     pub now: DateTime<Utc>,
     pub warnings: Vec<String>,
+    pub periods: Vec<PeriodStatus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +96,72 @@ pub enum PlanError {
 pub const ALL_KEYS: &str = "all";
 
 pub fn build(spec: &Spec, now: DateTime<Utc>, zone: &Zone) -> Result<Plan, PlanError> {
+    build_with(
+        spec,
+        now,
+        zone,
+        &Checkpoints::new(),
+        spec.limits.requests_per_minute as usize,
+    )
+}
+
+/// One series before its calls are planned.
+struct Pre {
+    key: SeriesKey,
+    keys: Option<Vec<String>>,
+    ips: Option<Vec<String>>,
+}
+
+impl Plan {
+    /// Adds a series for `window`, one call per segment, reusing identical calls.
+    fn add(
+        &mut self,
+        by_body: &mut HashMap<Arc<[u8]>, usize>,
+        pre: &Pre,
+        window: Window,
+        period: Option<String>,
+    ) {
+        let si = self.series.len();
+        let mut calls = Vec::new();
+        for (s, e) in range::segments(window.start_ms, window.end_ms) {
+            let mut req = StatsRequest::new(pre.key.service_type, pre.key.infer_type, s, e);
+            req.timezone = Some(self.zone.name.clone());
+            req.api_keys = pre.keys.clone();
+            req.ips = pre.ips.clone();
+            let body: Arc<[u8]> = req.to_bytes().into();
+            let ci = *by_body.entry(body.clone()).or_insert_with(|| {
+                self.calls.push(PlannedCall {
+                    start_ms: s,
+                    end_ms: e,
+                    request: req,
+                    body,
+                    used_by: Vec::new(),
+                });
+                self.calls.len() - 1
+            });
+            self.calls[ci].used_by.push(si);
+            calls.push(ci);
+        }
+        self.series.push(PlannedSeries {
+            key: pre.key.clone(),
+            window,
+            calls,
+            period,
+        });
+    }
+}
+
+/// Plans every series; period-mode series get their settled, unemitted buckets after
+/// `checkpoints`, oldest first, within the run's call budget (`requests_per_minute`, less the
+/// calls of the other series and of `affordable`, what the shared budget still allows), shared
+/// round-robin so no series starves.
+pub fn build_with(
+    spec: &Spec,
+    now: DateTime<Utc>,
+    zone: &Zone,
+    checkpoints: &Checkpoints,
+    affordable: usize,
+) -> Result<Plan, PlanError> {
     // The API's resolution is the millisecond; truncating here keeps every window stable.
     let now = DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
     let mut plan = Plan {
@@ -89,17 +170,16 @@ pub fn build(spec: &Spec, now: DateTime<Utc>, zone: &Zone) -> Result<Plan, PlanE
         zone: zone.clone(),
         now,
         warnings: Vec::new(),
+        periods: Vec::new(),
     };
+    let region = spec
+        .cloud
+        .region
+        .as_deref()
+        .unwrap_or(crate::spec::DEFAULT_REGION);
     let mut by_body: HashMap<Arc<[u8]>, usize> = HashMap::new();
+    let mut periodic: Vec<(Pre, String, Pending)> = Vec::new();
     for (qi, q) in spec.queries.iter().enumerate() {
-        let window = range::resolve(&q.range, now, &zone.tz).map_err(|error| PlanError::Range {
-            index: qi,
-            query: q.name.clone(),
-            error,
-        })?;
-        if let Some(w) = range::retention_warning(&window, now) {
-            plan.warnings.push(format!("query {}: {w}", q.name));
-        }
         let groups: Vec<(String, Option<Vec<String>>)> = match &q.key_groups {
             None => vec![(ALL_KEYS.to_string(), None)],
             Some(names) => names
@@ -114,41 +194,104 @@ pub fn build(spec: &Spec, now: DateTime<Utc>, zone: &Zone) -> Result<Plan, PlanE
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let window = match &q.range {
+            RangeExpr::Period(_) => None,
+            r => {
+                let w = range::resolve(r, now, &zone.tz).map_err(|error| PlanError::Range {
+                    index: qi,
+                    query: q.name.clone(),
+                    error,
+                })?;
+                if let Some(msg) = range::retention_warning(&w, now) {
+                    plan.warnings.push(format!("query {}: {msg}", q.name));
+                }
+                Some(w)
+            }
+        };
         for st in &q.service_types {
             for (group, keys) in &groups {
-                let si = plan.series.len();
-                let mut calls = Vec::new();
-                for (s, e) in range::segments(window.start_ms, window.end_ms) {
-                    let mut req = StatsRequest::new(*st, q.infer_type, s, e);
-                    req.timezone = Some(zone.name.clone());
-                    req.api_keys = keys.clone();
-                    req.ips = q.ips.clone();
-                    let body: Arc<[u8]> = req.to_bytes().into();
-                    let ci = *by_body.entry(body.clone()).or_insert_with(|| {
-                        plan.calls.push(PlannedCall {
-                            start_ms: s,
-                            end_ms: e,
-                            request: req,
-                            body,
-                            used_by: Vec::new(),
-                        });
-                        plan.calls.len() - 1
-                    });
-                    plan.calls[ci].used_by.push(si);
-                    calls.push(ci);
-                }
-                plan.series.push(PlannedSeries {
+                let pre = Pre {
                     key: SeriesKey {
                         query: q.name.clone(),
                         service_type: *st,
                         infer_type: q.infer_type,
                         key_group: group.clone(),
                     },
-                    window,
-                    calls,
-                });
+                    keys: keys.clone(),
+                    ips: q.ips.clone(),
+                };
+                match (&q.range, window) {
+                    (RangeExpr::Period(p), _) => {
+                        let id = period::series_id(region, &pre.key);
+                        let pending = period::pending(
+                            p,
+                            &zone.tz,
+                            now.timestamp_millis(),
+                            checkpoints.get(&id).copied(),
+                        );
+                        periodic.push((pre, id, pending));
+                    }
+                    (_, Some(w)) => plan.add(&mut by_body, &pre, w, None),
+                    (_, None) => {}
+                }
             }
         }
+    }
+
+    // Round-robin over the period series, oldest bucket first, within the remaining budget.
+    let budget = (spec.limits.requests_per_minute as usize)
+        .min(affordable)
+        .saturating_sub(plan.calls.len());
+    let mut taken = vec![0usize; periodic.len()];
+    let mut left = budget;
+    let mut round = 0;
+    while left > 0 {
+        let mut any = false;
+        for (i, (_, _, pending)) in periodic.iter().enumerate() {
+            if left > 0 && round < pending.buckets.len() {
+                taken[i] += 1;
+                left -= 1;
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+        round += 1;
+    }
+    for ((pre, id, pending), n) in periodic.into_iter().zip(taken) {
+        for &(start_ms, end_ms) in &pending.buckets[..n] {
+            plan.add(
+                &mut by_body,
+                &pre,
+                Window {
+                    start_ms,
+                    end_ms,
+                    shape: Shape::Bucket,
+                },
+                Some(id.clone()),
+            );
+        }
+        if n < pending.buckets.len() {
+            plan.warnings.push(format!(
+                "{}: {} settled buckets pending; this run emits the oldest {n} (the run's call budget is limits.requests_per_minute) and the rest follow in the next runs",
+                pre.key,
+                pending.buckets.len()
+            ));
+        }
+        if pending.lost_ms > 0 {
+            plan.warnings.push(format!(
+                "{}: {:.1} hours of buckets were never emitted and are now beyond the 30-day retention: they are lost",
+                pre.key,
+                pending.lost_ms as f64 / 3_600_000.0
+            ));
+        }
+        plan.periods.push(PeriodStatus {
+            id,
+            pending: pending.buckets.len(),
+            planned: n,
+            oldest_pending: pending.buckets.first().map(|b| b.0),
+        });
     }
     Ok(plan)
 }
@@ -247,6 +390,20 @@ impl Plan {
                 c.end_ms
             );
             let _ = writeln!(out, "       {}", String::from_utf8_lossy(&c.body));
+        }
+        if !self.periods.is_empty() {
+            let _ = writeln!(out, "\nPeriod series:");
+            for p in &self.periods {
+                let oldest = p
+                    .oldest_pending
+                    .map(|ms| format!(", oldest from {}", range::fmt_local(ms, tz)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {}: {} settled buckets pending{oldest}; {} planned in this run",
+                    p.id, p.pending, p.planned
+                );
+            }
         }
         for w in &self.warnings {
             let _ = writeln!(out, "\nwarning: {w}");

@@ -27,7 +27,12 @@ pub enum RangeExpr {
     Yesterday,
     ThisMonth,
     PreviousMonth,
-    Between { from: Bound, to: Option<Bound> },
+    Between {
+        from: Bound,
+        to: Option<Bound>,
+    },
+    /// Period mode: settled buckets, planned by `period`, not resolved to one window.
+    Period(crate::period::PeriodSpec),
 }
 
 /// One end of an explicit range: a calendar day in the range's time zone, or an instant.
@@ -47,6 +52,8 @@ pub enum Shape {
     Anchored,
     /// Both ends fixed in the past (`yesterday`, `previous_month`, a closed `from`/`to`).
     Closed,
+    /// A settled period-mode bucket: emitted once, a delta in OTLP.
+    Bucket,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +87,8 @@ pub enum RangeError {
     FromInFuture(String),
     #[error("`{0}` is not an IANA time zone name; use a name like Asia/Shanghai or UTC (abbreviations such as CST are ambiguous)")]
     UnknownZone(String),
+    #[error("a period range is planned bucket by bucket, not as one window")]
+    NotAWindow,
 }
 
 impl FromStr for RangeExpr {
@@ -131,6 +140,13 @@ impl fmt::Display for RangeExpr {
                 }
                 Ok(())
             }
+            Self::Period(p) => write!(
+                f,
+                "every {} s, delay {} s, backfill {} s",
+                p.every_ms / 1000,
+                p.delay_ms / 1000,
+                p.backfill_ms / 1000
+            ),
         }
     }
 }
@@ -198,6 +214,7 @@ pub fn resolve(expr: &RangeExpr, now: DateTime<Utc>, tz: &Tz) -> Result<Window, 
         shape,
     };
     Ok(match expr {
+        RangeExpr::Period(_) => return Err(RangeError::NotAWindow),
         RangeExpr::LastDays(n) => w(now_ms - i64::from(*n) * DAY_MS, now_ms, Shape::Rolling),
         RangeExpr::LastHours(n) => w(now_ms - i64::from(*n) * HOUR_MS, now_ms, Shape::Rolling),
         RangeExpr::Today => w(ms(start_of_day(today, tz)), now_ms, Shape::Anchored),

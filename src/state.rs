@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::budget::{Budget, BudgetExhausted, WindowLog};
 use crate::cloud::sign::sha256_hex;
 use crate::log;
+use crate::period::{CheckpointFile, Checkpoints, CHECKPOINT_FILE, CHECKPOINT_LOCK};
 
 /// How long a discovered project id is trusted.
 pub const PROJECT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -150,6 +151,47 @@ impl StateDir {
     }
 }
 
+impl StateDir {
+    /// Period-mode checkpoints (series id -> end of the last delivered bucket).
+    pub fn checkpoints(&self) -> Checkpoints {
+        self.read_json::<CheckpointFile>(CHECKPOINT_FILE)
+            .map(|f| f.series)
+            .unwrap_or_default()
+    }
+
+    /// Moves checkpoints forward (never back: another process may have gone further), under
+    /// the lock, atomically.
+    pub fn advance_checkpoints(&self, updates: &Checkpoints) -> bool {
+        let _guard = self.lock(CHECKPOINT_LOCK);
+        let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
+        for (id, end) in updates {
+            let e = file.series.entry(id.clone()).or_insert(*end);
+            *e = (*e).max(*end);
+        }
+        self.write_json(CHECKPOINT_FILE, &file)
+    }
+
+    /// Removes the checkpoints whose id is `name` or whose query is `name` (all with `None`);
+    /// returns the ids removed.
+    pub fn reset_checkpoints(&self, name: Option<&str>) -> Vec<String> {
+        let _guard = self.lock(CHECKPOINT_LOCK);
+        let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
+        let matches = |id: &str| match name {
+            None => true,
+            Some(n) => id == n || id.split('/').nth(1) == Some(n),
+        };
+        let removed: Vec<String> = file
+            .series
+            .keys()
+            .filter(|id| matches(id))
+            .cloned()
+            .collect();
+        file.series.retain(|id, _| !matches(id));
+        self.write_json(CHECKPOINT_FILE, &file);
+        removed
+    }
+}
+
 const PROJECTS_FILE: &str = "projects.json";
 const PROJECTS_LOCK: &str = "projects.lock";
 
@@ -216,6 +258,16 @@ impl SharedBudget {
 }
 
 impl Budget for SharedBudget {
+    fn available(&self, within: Duration) -> usize {
+        let file: BudgetFile = self.dir.read_json(&self.file).unwrap_or_default();
+        let log = WindowLog::from_stamps(file.stamps);
+        log.free_by(
+            now_ms() + within.as_millis() as u64,
+            self.limit,
+            self.window.as_millis() as u64,
+        )
+    }
+
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
         loop {
             match self.try_take() {

@@ -6,85 +6,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::influx::{influxql, start_influxd};
 use common::*;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Influxd {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Influxd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_influxd() -> Option<Influxd> {
-    let found = Command::new("influxd")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("MAAS_USAGE_REQUIRE_INFLUXD").is_err(),
-            "influxd is required (MAAS_USAGE_REQUIRE_INFLUXD is set) but not on PATH"
-        );
-        eprintln!("skipped: influxd is not on PATH");
-        return None;
-    }
-    let dir = tempdir();
-    let (rpc, http) = (free_port(), free_port());
-    let config = format!(
-        "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
-        d = dir.display()
-    );
-    let conf = dir.join("influxdb.conf");
-    std::fs::write(&conf, config).unwrap();
-    let child = Command::new("influxd")
-        .arg("-config")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("influxd starts");
-    let db = Influxd {
-        child,
-        url: format!("http://127.0.0.1:{http}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = ureq::get(&format!("{}/ping", db.url)).call() {
-            if r.status().as_u16() == 204 {
-                return Some(db);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("influxd did not answer /ping within 20 s");
-}
-
-fn influxql(db: &Influxd, q: &str) -> Value {
-    let mut r = ureq::post(&format!("{}/query", db.url))
-        .query("db", "maas")
-        .send_form([("q", q)])
-        .unwrap();
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-}
 
 #[test]
 fn run_output_round_trips_through_influxdb() {

@@ -59,7 +59,7 @@ fn the_code_tables_match_the_manifest() {
     let m = manifest::load().unwrap();
     let code: Vec<&fields::Field> = fields::FIELDS
         .iter()
-        .chain(std::iter::once(&fields::WINDOW_FIELD))
+        .chain([&fields::WINDOW_FIELD, &fields::PERIOD_FIELD])
         .collect();
     assert_eq!(m.metrics.len(), code.len());
     for (decl, f) in m.metrics.iter().zip(code) {
@@ -67,11 +67,15 @@ fn the_code_tables_match_the_manifest() {
         assert_eq!(decl.unit, f.unit, "{}", f.name);
         assert_eq!(decl.description, f.description, "{}", f.name);
         assert_eq!(decl.batch_only, f.batch_only, "{}", f.name);
+        let in_textfile = f.name != fields::PERIOD_FIELD.name;
+        let prom = format!("maas_usage_{}", fields::prometheus_name(f.name));
         assert_eq!(
-            decl.prometheus,
-            format!("maas_usage_{}", fields::prometheus_name(f.name))
+            decl.prometheus.as_deref(),
+            in_textfile.then_some(prom.as_str()),
+            "{}",
+            f.name
         );
-        if f.name != fields::WINDOW_SECONDS {
+        if f.name != fields::WINDOW_SECONDS && f.name != fields::PERIOD_FIELD.name {
             assert_eq!(
                 decl.otlp.as_deref(),
                 Some(fields::otlp_name(f.name).as_str())
@@ -125,7 +129,17 @@ fn declared_equals_emitted_in_every_format() {
     let static_tags = ["env"];
 
     // Line protocol: fields and tags.
-    let lp = parse_lp(&stdout(&run(&spec, &[])));
+    let mut lp = parse_lp(&stdout(&run(&spec, &[])));
+    // Period mode's field comes from a period run.
+    let url = sim.url();
+    let period = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: p\n    range: {{every: 1h, backfill: 6h}}\n"
+    ));
+    let state = tempdir().join("state");
+    lp.extend(parse_lp(&stdout(&run(
+        &period,
+        &["--state-dir", state.to_str().unwrap()],
+    ))));
     let series: Vec<_> = lp
         .iter()
         .filter(|l| l.measurement == "maas_usage")
@@ -207,7 +221,7 @@ fn declared_equals_emitted_in_every_format() {
     let declared_prom: BTreeSet<String> = m
         .metrics
         .iter()
-        .map(|x| x.prometheus.clone())
+        .filter_map(|x| x.prometheus.clone())
         .chain(m.collector_metrics.iter().map(|x| x.prometheus.clone()))
         .collect();
     assert_eq!(emitted_prom, declared_prom);

@@ -276,6 +276,11 @@ impl Client {
         self
     }
 
+    /// Calls the request budget still allows within `within`.
+    pub fn available_calls(&self, within: Duration) -> usize {
+        self.budget.available(within)
+    }
+
     pub fn credentials(&self) -> &Credentials {
         &self.creds
     }

@@ -7,6 +7,7 @@ pub mod query;
 pub mod run;
 pub mod simulator;
 pub mod spec_cmds;
+pub mod state_cmd;
 
 use std::io::Write;
 use std::sync::atomic::AtomicBool;
@@ -44,6 +45,7 @@ pub fn main() -> i32 {
         Command::Validate(a) => spec_cmds::validate(a),
         Command::Plan(a) => spec_cmds::plan(a),
         Command::Schema => spec_cmds::schema(),
+        Command::State(a) => state_cmd::state(a),
         Command::Describe(a) => packaging::describe(a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man => packaging::man(),

@@ -26,7 +26,9 @@ use crate::emit::{self, Report};
 use crate::error::Error;
 use crate::log::{self, Style};
 use crate::otlp::{self, ExportConfig};
+use crate::period;
 use crate::plan;
+use crate::range::RangeExpr;
 use crate::spec::{self, Format, Spec};
 use crate::state::StateDir;
 use crate::zone::Zone;
@@ -102,6 +104,8 @@ struct Context {
     /// Set for format otlp.
     export: Option<ExportConfig>,
     resource: ResourceEnv,
+    /// Required by period mode (checkpoints).
+    state: Option<StateDir>,
 }
 
 pub fn run(a: RunArgs) -> Result<i32, Error> {
@@ -183,6 +187,22 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &super::env).map_err(Error::Usage)?),
         _ => None,
     };
+    if spec
+        .queries
+        .iter()
+        .any(|q| matches!(q.range, RangeExpr::Period(_)))
+    {
+        if o.state.is_none() {
+            return Err(Error::Usage(
+                "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
+            ));
+        }
+        if format == Format::Prometheus {
+            return Err(Error::Usage(
+                "period mode emits timestamped buckets, which the Prometheus textfile cannot carry; use influx or otlp".into(),
+            ));
+        }
+    }
     let opts = connect_options(&spec.cloud, &CloudArgs::default(), CALL_TIMEOUT);
     let conn = Arc::new(open(
         &opts,
@@ -200,6 +220,7 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
         sink: Sink::new(o.output),
         fixed_now,
         resource: ResourceEnv::from_env(&super::env),
+        state: o.state,
     };
     if !o.execd {
         let code = collect_once(&ctx, started)?;
@@ -283,7 +304,11 @@ fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), 
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
     let now = ctx.fixed_now.unwrap_or_else(Utc::now);
-    let plan = plan::build(&ctx.spec, now, &ctx.zone)?;
+    let checkpoints = ctx
+        .state
+        .as_ref()
+        .map(StateDir::checkpoints)
+        .unwrap_or_default();
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
     let deadline = started
@@ -292,7 +317,14 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
         } else {
             timeout
         };
-    let outcome = execute(&plan, &ctx.conn, &ctx.spec.limits, started, deadline, &STOP);
+    let affordable = ctx
+        .conn
+        .client
+        .available_calls(deadline.saturating_duration_since(Instant::now()));
+    let plan = plan::build_with(&ctx.spec, now, &ctx.zone, &checkpoints, affordable)?;
+    let mut outcome = execute(&plan, &ctx.conn, &ctx.spec.limits, started, deadline, &STOP);
+    let advance = period::settle(&plan, &mut outcome.collected);
+    outcome.stats.series_ok = outcome.collected.series.len() as u64;
     let collected = &outcome.collected;
     if collected.series.is_empty() {
         if let Some(first) = collected.failures.first() {
@@ -323,5 +355,23 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
         now: plan.now,
     };
     deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
-    Ok(if collected.series.is_empty() { 1 } else { 0 })
+    // Checkpoints move only after the output was written or accepted: a run that fails to
+    // deliver records nothing, and the next run sends the same buckets again.
+    if !advance.is_empty() {
+        if super::env("MAAS_USAGE_TEST_CRASH_BEFORE_CHECKPOINT").is_some() {
+            // Test hook: die between delivery and checkpoint, as a SIGKILL would.
+            std::process::abort();
+        }
+        if let Some(state) = &ctx.state {
+            state.advance_checkpoints(&advance);
+        }
+    }
+    // Nothing pending in period mode is not a failure; nothing collected out of a plan is.
+    Ok(
+        if collected.series.is_empty() && !collected.failures.is_empty() {
+            1
+        } else {
+            0
+        },
+    )
 }

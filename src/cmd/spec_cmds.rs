@@ -104,7 +104,22 @@ pub fn plan(a: PlanArgs) -> Result<i32, Error> {
     let spec = super::run::load_spec(&a.spec)?;
     let zone = resolve_zone(spec.timezone.as_deref())?;
     let now = parse_now(a.now.as_deref())?;
-    let plan = plan::build(&spec, now, &zone)?;
+    // Read-only: a plan never creates the state directory.
+    let checkpoints = a
+        .state_dir
+        .clone()
+        .or_else(|| crate::state::default_dir(&super::env))
+        .filter(|d| d.is_dir())
+        .and_then(|d| crate::state::StateDir::open(&d).ok())
+        .map(|d| d.checkpoints())
+        .unwrap_or_default();
+    let plan = plan::build_with(
+        &spec,
+        now,
+        &zone,
+        &checkpoints,
+        spec.limits.requests_per_minute as usize,
+    )?;
     write_stdout(&plan.describe())?;
     Ok(0)
 }

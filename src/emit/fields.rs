@@ -64,6 +64,16 @@ pub const WINDOW_FIELD: Field = Field {
 };
 pub const WINDOW_SECONDS: &str = WINDOW_FIELD.name;
 
+/// Period mode's buckets carry their length under this name instead (line protocol only:
+/// OTLP has start and end times, and the Prometheus textfile takes no buckets).
+pub const PERIOD_FIELD: Field = Field {
+    name: "period_seconds",
+    kind: Kind::Count,
+    batch_only: false,
+    unit: "s",
+    description: "Length of a period-mode bucket in seconds (line protocol; the point's timestamp is the bucket's end).",
+};
+
 /// The run's self-metrics: name, unit, description.
 pub const COLLECTOR_FIELDS: &[(&str, &str, &str)] = &[
     ("series_ok", "{series}", "Series collected in this run."),

@@ -11,6 +11,7 @@ use super::fields::{self, Value};
 use super::Report;
 use crate::collect::Series;
 use crate::model::InferType;
+use crate::range::Shape;
 
 pub struct InfluxOptions<'a> {
     pub measurement: &'a str,
@@ -100,11 +101,12 @@ fn series_line(out: &mut String, s: &Series, r: &Report<'_>, opts: &InfluxOption
     for (f, v) in fields::values(&s.usage, s.key.infer_type == InferType::Batch) {
         field(out, f.name, fmt_value(v));
     }
-    field(
-        out,
-        "window_seconds",
-        format!("{}i", s.window.len_ms() / 1000),
-    );
+    let length_field = if s.window.shape == Shape::Bucket {
+        fields::PERIOD_FIELD.name
+    } else {
+        fields::WINDOW_SECONDS
+    };
+    field(out, length_field, format!("{}i", s.window.len_ms() / 1000));
     let _ = writeln!(out, " {}", ns(s.window.end_ms));
 }
 

@@ -40,6 +40,7 @@ pub enum PointKind {
 pub fn kind_for(shape: Shape) -> PointKind {
     match shape {
         Shape::Anchored => PointKind::CumulativeSum,
+        Shape::Bucket => PointKind::DeltaSum,
         Shape::Rolling | Shape::Closed => PointKind::Gauge,
     }
 }

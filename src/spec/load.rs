@@ -17,6 +17,7 @@ use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec, Spec};
 use crate::cloud::client::Endpoint;
 use crate::model::{InferType, ServiceType};
 use crate::otlp::{OtlpSettings, Protocol};
+use crate::period::PeriodSpec;
 use crate::range::{self, Bound, RangeExpr};
 
 /// The spec's JSON Schema, embedded so `validate` needs nothing but the binary.
@@ -252,8 +253,12 @@ fn range_message(v: &Value) -> String {
             Err(e) => e.to_string(),
             Ok(_) => "invalid range".into(),
         },
+        Value::Object(m) if m.contains_key("every") => {
+            "a period range takes `every`, `delay` and `backfill` (durations like 1h), nothing else"
+                .into()
+        }
         Value::Object(m) if !m.contains_key("from") => {
-            "a range mapping needs `from` (and optionally `to`)".into()
+            "a range mapping needs `from` (and optionally `to`), or `every` for period mode".into()
         }
         Value::Object(_) => "a range mapping takes only `from` and `to`, both strings".into(),
         other => format!(
@@ -515,6 +520,16 @@ fn parse_range(
                 None
             }
         },
+        Some(Value::Object(m)) if m.contains_key("every") => {
+            let get = |k: &str| m.get(k).and_then(Value::as_str);
+            match PeriodSpec::parse(get("every").unwrap_or(""), get("delay"), get("backfill")) {
+                Ok(p) => Some(RangeExpr::Period(p)),
+                Err((key, message)) => {
+                    errors.push(f.err(&format!("{pointer}/{key}"), message));
+                    None
+                }
+            }
+        }
         Some(Value::Object(m)) => {
             let bound = |key: &str, errors: &mut Vec<SpecError>| -> Option<Option<Bound>> {
                 match m.get(key).and_then(Value::as_str) {
@@ -1203,6 +1218,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn period_ranges() {
+        let spec = load_str(
+            "s.yaml",
+            &format!(
+                "{HEAD}queries:\n  - name: q\n    range: {{every: 1h, delay: 90m, backfill: 2d}}\n"
+            ),
+        )
+        .unwrap();
+        assert!(
+            matches!(spec.queries[0].range, RangeExpr::Period(p) if p.every_ms == 3_600_000 && p.delay_ms == 5_400_000)
+        );
+        let e = errs(&format!(
+            "{HEAD}queries:\n  - name: q\n    range: {{every: 7m}}\n"
+        ));
+        assert!(
+            e[0].contains(
+                "queries[0].range.every: `7m` must be between 5m and 1d and divide a day"
+            ),
+            "{e:?}"
+        );
+        let e = errs(&format!(
+            "{HEAD}queries:\n  - name: q\n    range: {{every: 1h, backfill: 40d}}\n"
+        ));
+        assert!(
+            e[0].contains("queries[0].range.backfill: at most 30d"),
+            "{e:?}"
+        );
     }
 
     #[test]

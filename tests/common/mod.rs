@@ -1,6 +1,7 @@
 //! Shared harness: an in-process simulator on 127.0.0.1 and the built binary pointed at it.
 #![allow(dead_code)]
 
+pub mod influx;
 pub mod otlp;
 
 use std::process::{Command, Output, Stdio};

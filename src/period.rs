@@ -1,0 +1,328 @@
+//! Period mode: settled, aligned buckets, each emitted once.
+//!
+//! A query with `range: {every: 1h, delay: 2h, backfill: 24h}` yields, at each run, every bucket
+//! of length `every` (aligned to local midnight in the spec's zone) that has settled
+//! (`end <= now - delay`) and was not emitted before, oldest first. Which buckets were emitted
+//! is a checkpoint per series in the state directory, written only after the output was
+//! delivered. Pure functions of the spec, now, the zone and the checkpoints.
+
+use std::collections::BTreeMap;
+
+use chrono::{Days, LocalResult, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::range::{self, DAY_MS, RETENTION_MS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeriodSpec {
+    pub every_ms: i64,
+    pub delay_ms: i64,
+    pub backfill_ms: i64,
+}
+
+pub const MIN_EVERY_MS: i64 = 5 * 60_000;
+pub const DEFAULT_DELAY: &str = "2h";
+pub const DEFAULT_BACKFILL: &str = "1d";
+
+impl PeriodSpec {
+    /// Parses and checks the three durations; messages say what is allowed.
+    pub fn parse(
+        every: &str,
+        delay: Option<&str>,
+        backfill: Option<&str>,
+    ) -> Result<PeriodSpec, (&'static str, String)> {
+        let ms = |key: &'static str, s: &str| {
+            range::parse_duration(s)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|e| (key, e))
+        };
+        let every_ms = ms("every", every)?;
+        if !(MIN_EVERY_MS..=DAY_MS).contains(&every_ms) || DAY_MS % every_ms != 0 {
+            return Err((
+                "every",
+                format!("`{every}` must be between 5m and 1d and divide a day (5m, 10m, 15m, 30m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d...)"),
+            ));
+        }
+        let delay_ms = ms("delay", delay.unwrap_or(DEFAULT_DELAY))?;
+        if delay_ms >= RETENTION_MS {
+            return Err(("delay", "must be well under the 30-day retention".into()));
+        }
+        let backfill_ms = ms("backfill", backfill.unwrap_or(DEFAULT_BACKFILL))?;
+        if backfill_ms > RETENTION_MS {
+            return Err((
+                "backfill",
+                "at most 30d: MaaS keeps statistics for 30 days".into(),
+            ));
+        }
+        if backfill_ms < every_ms {
+            return Err(("backfill", format!("must be at least `every` ({every})")));
+        }
+        Ok(PeriodSpec {
+            every_ms,
+            delay_ms,
+            backfill_ms,
+        })
+    }
+}
+
+/// Bucket boundaries in `[from_ms, to_ms]`: local midnight plus multiples of `every`, in `tz`.
+/// A boundary that does not exist locally (a DST gap) is skipped; an ambiguous one (DST end)
+/// takes its first occurrence.
+pub fn boundaries(every_ms: i64, tz: &Tz, from_ms: i64, to_ms: i64) -> Vec<i64> {
+    let per_day = (DAY_MS / every_ms).max(1);
+    let date_of = |ms: i64| {
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.with_timezone(tz).date_naive())
+    };
+    let (Some(first), Some(last)) = (date_of(from_ms), date_of(to_ms)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut day = first.checked_sub_days(Days::new(1)).unwrap_or(first);
+    let end_day = last.checked_add_days(Days::new(1)).unwrap_or(last);
+    while day <= end_day {
+        for k in 0..per_day {
+            let local = day.and_time(NaiveTime::MIN) + chrono::Duration::milliseconds(k * every_ms);
+            let t = match tz.from_local_datetime(&local) {
+                LocalResult::Single(t) => t,
+                LocalResult::Ambiguous(t, _) => t,
+                LocalResult::None => continue,
+            };
+            let ms = t.timestamp_millis();
+            if ms >= from_ms && ms <= to_ms {
+                out.push(ms);
+            }
+        }
+        match day.checked_add_days(Days::new(1)) {
+            Some(d) => day = d,
+            None => break,
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What a series has to emit at `now`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Pending {
+    /// Settled buckets not emitted yet, oldest first.
+    pub buckets: Vec<(i64, i64)>,
+    /// Time that should have been emitted but is beyond the retention horizon (a forced gap).
+    pub lost_ms: i64,
+}
+
+/// The settled, unemitted buckets of a series with checkpoint `done_until` (end of the last
+/// emitted bucket), or from `now - backfill` for a fresh state.
+pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) -> Pending {
+    let settled_until = now_ms - p.delay_ms;
+    let horizon = now_ms - RETENTION_MS;
+    let mut start = done_until.unwrap_or(now_ms - p.backfill_ms);
+    let mut lost_ms = 0;
+    if start < horizon {
+        lost_ms = horizon - start;
+        start = horizon;
+    }
+    if settled_until <= start {
+        return Pending {
+            buckets: Vec::new(),
+            lost_ms,
+        };
+    }
+    let b = boundaries(p.every_ms, tz, start, settled_until);
+    Pending {
+        buckets: b.windows(2).map(|w| (w[0], w[1])).collect(),
+        lost_ms,
+    }
+}
+
+/// Checkpoints: series id -> end (ms) of the last bucket delivered.
+pub type Checkpoints = BTreeMap<String, i64>;
+
+/// The checkpoint file's shape.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    pub series: Checkpoints,
+}
+
+pub const CHECKPOINT_FILE: &str = "checkpoints.json";
+pub const CHECKPOINT_LOCK: &str = "checkpoints.lock";
+
+/// The id a series' checkpoint is kept under.
+pub fn series_id(region: &str, key: &crate::plan::SeriesKey) -> String {
+    format!(
+        "{region}/{}/{}/{}/{}",
+        key.query, key.service_type, key.infer_type, key.key_group
+    )
+}
+
+/// After a collection: per period series, the buckets delivered are the successful ones up to
+/// the first failure (later successes are held back, or the next run would skip the failed
+/// bucket or send the later ones twice). Drops the held-back ones from `collected` and returns
+/// the new checkpoints, to be written once the output is delivered.
+pub fn settle(plan: &crate::plan::Plan, collected: &mut crate::collect::Collected) -> Checkpoints {
+    use std::collections::HashSet;
+    let done: HashSet<(crate::plan::SeriesKey, i64)> = collected
+        .series
+        .iter()
+        .filter(|s| s.window.shape == crate::range::Shape::Bucket)
+        .map(|s| (s.key.clone(), s.window.start_ms))
+        .collect();
+    let mut updates = Checkpoints::new();
+    let mut blocked: HashSet<&str> = HashSet::new();
+    let mut keep: HashSet<(crate::plan::SeriesKey, i64)> = HashSet::new();
+    // Plan order is time order within a series.
+    for s in plan.series.iter() {
+        let Some(id) = s.period.as_deref() else {
+            continue;
+        };
+        if blocked.contains(id) {
+            continue;
+        }
+        let k = (s.key.clone(), s.window.start_ms);
+        if done.contains(&k) {
+            updates.insert(id.to_string(), s.window.end_ms);
+            keep.insert(k);
+        } else {
+            blocked.insert(id);
+        }
+    }
+    let before = collected.series.len();
+    collected.series.retain(|s| {
+        s.window.shape != crate::range::Shape::Bucket
+            || keep.contains(&(s.key.clone(), s.window.start_ms))
+    });
+    let held = before - collected.series.len();
+    if held > 0 {
+        crate::log::debug(&format!(
+            "{held} bucket(s) held back behind a failed one; they come again next run"
+        ));
+    }
+    updates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SH: Tz = chrono_tz::Asia::Shanghai;
+    const H: i64 = 3_600_000;
+
+    fn at(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn parse_checks_every_delay_and_backfill() {
+        let p = PeriodSpec::parse("1h", None, None).unwrap();
+        assert_eq!((p.every_ms, p.delay_ms, p.backfill_ms), (H, 2 * H, DAY_MS));
+        assert!(PeriodSpec::parse("7m", None, None).is_err());
+        assert!(PeriodSpec::parse("1m", None, None).is_err());
+        assert!(PeriodSpec::parse("2d", None, None).is_err());
+        assert!(PeriodSpec::parse("1h", None, Some("31d")).is_err());
+        assert!(PeriodSpec::parse("1d", None, Some("1h")).is_err());
+        assert!(PeriodSpec::parse("15m", Some("0s"), Some("30d")).is_ok());
+    }
+
+    #[test]
+    fn day_buckets_start_at_local_midnight() {
+        let b = boundaries(
+            DAY_MS,
+            &SH,
+            at("2026-05-19T12:00:00Z"),
+            at("2026-05-21T12:00:00Z"),
+        );
+        assert_eq!(
+            b,
+            vec![at("2026-05-19T16:00:00Z"), at("2026-05-20T16:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn only_settled_unemitted_buckets() {
+        let p = PeriodSpec::parse("1h", Some("2h"), Some("6h")).unwrap();
+        let now = at("2026-05-21T10:30:00+08:00");
+        let fresh = pending(&p, &SH, now, None);
+        assert_eq!(
+            fresh.buckets.first().unwrap().0,
+            at("2026-05-21T05:00:00+08:00")
+        );
+        assert_eq!(
+            fresh.buckets.last().unwrap().1,
+            at("2026-05-21T08:00:00+08:00")
+        );
+        assert_eq!(fresh.buckets.len(), 3);
+        let next = pending(&p, &SH, now + H, Some(at("2026-05-21T08:00:00+08:00")));
+        assert_eq!(
+            next.buckets,
+            vec![(
+                at("2026-05-21T08:00:00+08:00"),
+                at("2026-05-21T09:00:00+08:00")
+            )]
+        );
+        assert!(pending(&p, &SH, now, Some(at("2026-05-21T08:00:00+08:00")))
+            .buckets
+            .is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_past_retention_loses_only_what_is_gone() {
+        let p = PeriodSpec::parse("1d", Some("0s"), Some("1d")).unwrap();
+        let now = at("2026-05-21T00:00:00+08:00");
+        let r = pending(&p, &SH, now, Some(now - 40 * DAY_MS));
+        assert_eq!(r.lost_ms, 10 * DAY_MS);
+        assert_eq!(r.buckets.len(), 30);
+    }
+
+    #[test]
+    fn dst_days_keep_buckets_contiguous() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let b = boundaries(
+            H,
+            &ny,
+            at("2026-03-07T00:00:00Z"),
+            at("2026-03-10T00:00:00Z"),
+        );
+        for w in b.windows(2) {
+            assert!(w[1] > w[0]);
+            assert!(w[1] - w[0] <= 2 * H);
+        }
+    }
+
+    proptest! {
+        /// Across any sequence of runs that each deliver what is pending, the buckets tile the
+        /// time after the first one exactly: no overlap, no gap, none before it settled.
+        #[test]
+        fn successive_runs_tile_time(
+            every in prop::sample::select(vec![5 * 60_000i64, 15 * 60_000, H, 3 * H, 6 * H, DAY_MS]),
+            delay_h in 0i64..5,
+            steps in prop::collection::vec(1i64..400, 1..40),
+            tz in prop::sample::select(vec![Tz::UTC, SH, chrono_tz::Asia::Kathmandu]),
+        ) {
+            let p = PeriodSpec { every_ms: every, delay_ms: delay_h * H, backfill_ms: 2 * DAY_MS };
+            let mut now = at("2026-05-01T00:00:00Z");
+            let mut done: Option<i64> = None;
+            let mut all = Vec::new();
+            for s in steps {
+                now += s * 60_000;
+                let r = pending(&p, &tz, now, done);
+                for &(a, b) in &r.buckets {
+                    prop_assert!(b <= now - p.delay_ms, "emitted before it settled");
+                    prop_assert_eq!(b - a, every);
+                }
+                if let Some(&(_, end)) = r.buckets.last() {
+                    done = Some(end);
+                }
+                all.extend(r.buckets);
+            }
+            for w in all.windows(2) {
+                prop_assert_eq!(w[0].1, w[1].0, "gap or overlap");
+            }
+        }
+    }
+}

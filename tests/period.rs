@@ -1,0 +1,381 @@
+//! Period mode: a simulated day of runs every 10 minutes (some failing) delivers every hourly
+//! bucket exactly once to an OTLP receiver and at least once to a real InfluxDB, the buckets add
+//! up to the simulator's exact total for the day, and nothing is emitted before it settles.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::influx::{influxql, start_influxd, write};
+use common::otlp::{Answer, HttpReceiver};
+use common::*;
+use maas_usage::sim::model::Selection;
+use maas_usage::sim::Simulator;
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality,
+};
+
+const H: i64 = 3_600_000;
+
+fn ms(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn rfc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339()
+}
+
+fn period_spec(
+    sim: &Simulator,
+    format: &str,
+    otlp: Option<&str>,
+    backfill: &str,
+) -> std::path::PathBuf {
+    let url = sim.url();
+    let otlp = otlp
+        .map(|e| format!("  otlp:\n    endpoint: {e}\n"))
+        .unwrap_or_default();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: hourly\n    range: {{every: 1h, delay: 2h, backfill: {backfill}}}\noutput:\n  format: {format}\n{otlp}limits:\n  timeout: 10s\n"
+    ))
+}
+
+fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = authed();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg("run")
+        .arg("--spec")
+        .arg(path)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--now", &rfc(now_ms)])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influxdb() {
+    let day = ms("2026-05-20T00:00:00+08:00");
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let otlp_spec = period_spec(&sim, "otlp", Some(&rx.url), "3h");
+    let influx_spec = period_spec(&sim, "influx", None, "5h");
+    let (otlp_state, influx_state) = (tempdir().join("otlp"), tempdir().join("influx"));
+    let db = start_influxd();
+    if let Some(db) = &db {
+        influxql(db, "CREATE DATABASE maas");
+    }
+
+    // OTLP points received: bucket start -> (end, value, emitted at now).
+    let mut otlp_points: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut seen_requests = 0;
+    let mut influx_writes = 0;
+    let mut now = day;
+    let mut step = 0;
+    while now <= day + 28 * H {
+        sim.configure(|c| {
+            c.now = Some(chrono::DateTime::from_timestamp_millis(now).unwrap());
+            // Every fifth run the cloud is down for the InfluxDB pipeline's run.
+            c.faults.fail_ratio = 0.0;
+        });
+        // The collector refuses every seventh export: nothing may be recorded then.
+        let refuse = step % 7 == 3;
+        if refuse {
+            rx.push(Answer::Status(400, "collector refused"));
+        }
+        let out = run_at(&otlp_spec, &otlp_state, now, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(if refuse { 1 } else { 0 }),
+            "step {step}: {}",
+            stderr(&out)
+        );
+        let got = rx.requests();
+        for r in &got[seen_requests..] {
+            for m in &r.request.resource_metrics[0].scope_metrics[0].metrics {
+                if m.name != "maas.usage.total_tokens" {
+                    continue;
+                }
+                let Some(Data::Sum(sum)) = &m.data else {
+                    panic!("period points are Sums: {m:?}")
+                };
+                assert_eq!(
+                    sum.aggregation_temporality,
+                    AggregationTemporality::Delta as i32
+                );
+                assert!(sum.is_monotonic);
+                let mut last_start = 0;
+                for p in &sum.data_points {
+                    let (start, end) = (
+                        (p.start_time_unix_nano / 1_000_000) as i64,
+                        (p.time_unix_nano / 1_000_000) as i64,
+                    );
+                    assert!(
+                        end <= now - 2 * H,
+                        "bucket ending {} emitted at {} before it settled",
+                        rfc(end),
+                        rfc(now)
+                    );
+                    assert_eq!(end - start, H);
+                    assert!(start > last_start, "points in time order");
+                    last_start = start;
+                    let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                        panic!()
+                    };
+                    otlp_points.entry(start).or_default().push((v, now));
+                }
+            }
+        }
+        seen_requests = got.len();
+
+        let cloud_down = step % 5 == 2;
+        sim.configure(|c| c.faults.fail_ratio = if cloud_down { 1.0 } else { 0.0 });
+        let out = run_at(&influx_spec, &influx_state, now, &[]);
+        let lines = parse_lp(&stdout(&out));
+        let buckets = lines
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .count();
+        if cloud_down && buckets == 0 {
+            assert!(
+                out.status.code() == Some(1) || stderr(&out).is_empty(),
+                "{}",
+                stderr(&out)
+            );
+        }
+        for l in lines.iter().filter(|l| l.measurement == "maas_usage") {
+            assert!(
+                l.timestamp.unwrap() / 1_000_000 <= now - 2 * H,
+                "settled only"
+            );
+            assert_eq!(l.int("period_seconds"), Some(3600));
+        }
+        if let Some(db) = &db {
+            write(db, &stdout(&out));
+            influx_writes += 1;
+        }
+        now += 10 * 60_000;
+        step += 1;
+    }
+
+    // Exactly once toward OTLP for every bucket of the day, and exact totals.
+    let expected_day = sim.expected(&Selection {
+        service_type: 2,
+        batch: false,
+        start_ms: day,
+        end_ms: day + 24 * H,
+        api_keys: None,
+        ips: None,
+    });
+    let mut total = 0i64;
+    for h in 0..24 {
+        let start = day + h * H;
+        let emitted = otlp_points
+            .get(&start)
+            .unwrap_or_else(|| panic!("bucket {} never emitted", rfc(start)));
+        assert_eq!(
+            emitted.len(),
+            1,
+            "bucket {} emitted {} times",
+            rfc(start),
+            emitted.len()
+        );
+        total += emitted[0].0;
+    }
+    assert_eq!(total as u64, expected_day.total_tokens);
+    assert!(expected_day.total_tokens > 0);
+
+    // At least once toward InfluxDB, idempotent there: the day sums to the same total.
+    if let Some(db) = &db {
+        assert!(influx_writes > 100);
+        let q = format!(
+            "SELECT sum(total_tokens), count(total_tokens) FROM maas_usage WHERE time > {}ms AND time <= {}ms",
+            day,
+            day + 24 * H
+        );
+        let r = influxql(db, &q);
+        let row = &r["results"][0]["series"][0]["values"][0];
+        assert_eq!(row[1], expected_day.total_tokens, "{r}");
+        assert_eq!(row[2], 24);
+    }
+}
+
+#[test]
+fn a_kill_between_output_and_checkpoint_means_one_resend_and_no_gap() {
+    let sim = start(sim_config());
+    let spec = period_spec(&sim, "influx", None, "5h");
+    let state = tempdir().join("state");
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0 + 5 * H).unwrap()));
+    let buckets = |o: &std::process::Output| -> Vec<i64> {
+        parse_lp(&stdout(o))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .map(|l| l.timestamp.unwrap() / 1_000_000)
+            .collect()
+    };
+    // A normal run sets the checkpoint: buckets ending 06:00, 07:00, 08:00.
+    let first = run_at(&spec, &state, t0, &[]);
+    assert_eq!(buckets(&first).len(), 3, "{}", stderr(&first));
+    // Two hours later, the run is killed after writing and before recording.
+    let crashed_run = run_at(
+        &spec,
+        &state,
+        t0 + 2 * H,
+        &[("MAAS_USAGE_TEST_CRASH_BEFORE_CHECKPOINT", "1")],
+    );
+    assert!(!crashed_run.status.success(), "the hook kills the process");
+    let crashed = buckets(&crashed_run);
+    assert_eq!(crashed, vec![t0 - H, t0], "{}", stderr(&crashed_run));
+    // The next run sends them once more, then the one that settled since: no gap.
+    let next = run_at(&spec, &state, t0 + 3 * H, &[]);
+    assert_eq!(buckets(&next), vec![t0 - H, t0, t0 + H]);
+    let after = run_at(&spec, &state, t0 + 3 * H, &[]);
+    assert!(buckets(&after).is_empty(), "then nothing twice");
+    let all: Vec<i64> = [buckets(&first), buckets(&next)].concat();
+    assert!(
+        all.windows(2).all(|w| w[1] - w[0] == H),
+        "contiguous: {all:?}"
+    );
+}
+
+#[test]
+fn catching_up_stays_within_the_budget_and_says_so() {
+    let sim = start(sim_config());
+    let url = sim.url();
+    let spec = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: backlog\n    range: {{every: 1h, delay: 2h, backfill: 2d}}\n  - name: rolling\n    range: last_7d\nlimits:\n  requests_per_minute: 20\n"
+    ));
+    let state = tempdir().join("state");
+    let plan = bin()
+        .args(["plan", "--now", NOW, "--state-dir"])
+        .arg(&state)
+        .arg("--spec")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&plan)
+            .contains("cn-southwest-2/backlog/preset/real_time/all: 46 settled buckets pending"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains("19 planned in this run"),
+        "{}",
+        stdout(&plan)
+    );
+    let out = run(&spec, &["--state-dir", state.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("W! query=backlog service_type=preset infer_type=real_time key_group=all: 46 settled buckets pending; this run emits the oldest 19"), "{}", stderr(&out));
+    let lines = parse_lp(&stdout(&out));
+    let collector = lines.last().unwrap();
+    assert_eq!(
+        collector.int("api_calls"),
+        Some(20),
+        "never more than the budget"
+    );
+    let first: Vec<i64> = lines
+        .iter()
+        .filter(|l| l.tag("query") == Some("backlog"))
+        .map(|l| l.timestamp.unwrap())
+        .collect();
+    assert_eq!(first.len(), 19);
+    assert!(
+        first.windows(2).all(|w| w[0] < w[1]),
+        "oldest first, in order"
+    );
+
+    let shown = bin()
+        .args(["state", "show", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&shown).contains("cn-southwest-2/backlog/preset/real_time/all"),
+        "{}",
+        stdout(&shown)
+    );
+    let reset = bin()
+        .args(["state", "reset", "--series", "backlog", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&reset),
+        "reset cn-southwest-2/backlog/preset/real_time/all\n"
+    );
+    let missing = bin()
+        .args(["state", "reset", "--series", "nope", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn period_mode_needs_a_state_directory_and_a_timestamped_format() {
+    let sim = start(sim_config());
+    let spec = period_spec(&sim, "influx", None, "5h");
+    let out = run(&spec, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("state directory"), "{}", stderr(&out));
+    let state = tempdir().join("s");
+    let out = run(
+        &spec,
+        &[
+            "--format",
+            "prometheus",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("use influx or otlp"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn a_failed_bucket_holds_back_the_later_ones() {
+    let sim = start(sim_config());
+    let spec = period_spec(&sim, "influx", None, "5h")
+        .to_string_lossy()
+        .into_owned();
+    let spec_text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("limits:\n", "limits:\n  concurrency: 1\n");
+    let spec = spec_file(&spec_text);
+    let state = tempdir().join("state");
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    sim.push_script(maas_usage::sim::Scripted::NotJson);
+    let out = run_at(&spec, &state, t0, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the oldest bucket failed, so nothing is delivered: {}",
+        stderr(&out)
+    );
+    assert!(parse_lp(&stdout(&out))
+        .iter()
+        .all(|l| l.measurement != "maas_usage"));
+    let out = run_at(&spec, &state, t0, &[]);
+    assert_eq!(
+        parse_lp(&stdout(&out))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .count(),
+        3,
+        "all three next time"
+    );
+}
