@@ -120,24 +120,34 @@ impl Budget for Limiter {
 
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
         let window_ms = self.window.as_millis() as u64;
-        loop {
-            let now = Instant::now();
-            let now_ms = now.duration_since(self.origin).as_millis() as u64;
-            let wait = {
-                let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-                match log.try_take(now_ms, self.limit, window_ms) {
-                    Ok(()) => return Ok(()),
-                    Err(wait) => Duration::from_millis(wait),
-                }
-            };
-            if now + wait >= deadline {
-                return Err(BudgetExhausted {
-                    limit: self.limit,
-                    window_s: self.window.as_secs(),
-                });
-            }
-            std::thread::sleep(wait);
+        wait_for_slot(deadline, self.limit, self.window, || {
+            let now_ms = self.origin.elapsed().as_millis() as u64;
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            log.try_take(now_ms, self.limit, window_ms)
+        })
+    }
+}
+
+/// The waiting shared by every budget: take a slot, or sleep as long as told, unless that would
+/// pass the deadline.
+pub fn wait_for_slot(
+    deadline: Instant,
+    limit: u32,
+    window: Duration,
+    mut try_take: impl FnMut() -> Result<(), u64>,
+) -> Result<(), BudgetExhausted> {
+    loop {
+        let wait = match try_take() {
+            Ok(()) => return Ok(()),
+            Err(ms) => Duration::from_millis(ms),
+        };
+        if Instant::now() + wait >= deadline {
+            return Err(BudgetExhausted {
+                limit,
+                window_s: window.as_secs(),
+            });
         }
+        std::thread::sleep(wait);
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{Budget, BudgetExhausted, WindowLog};
+use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
 use crate::cloud::sign::sha256_hex;
 use crate::log;
 use crate::period::{CheckpointFile, Checkpoints, CHECKPOINT_FILE, CHECKPOINT_LOCK};
@@ -269,21 +269,7 @@ impl Budget for SharedBudget {
     }
 
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
-        loop {
-            match self.try_take() {
-                Ok(()) => return Ok(()),
-                Err(wait_ms) => {
-                    let wait = Duration::from_millis(wait_ms);
-                    if Instant::now() + wait >= deadline {
-                        return Err(BudgetExhausted {
-                            limit: self.limit,
-                            window_s: self.window.as_secs(),
-                        });
-                    }
-                    std::thread::sleep(wait);
-                }
-            }
-        }
+        wait_for_slot(deadline, self.limit, self.window, || self.try_take())
     }
 }
 
