@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Collect every series of a spec and write metrics (Telegraf exec/execd).
+    /// Collect every series of a spec and write metrics (Telegraf exec/execd, OTLP, ...).
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Check spec files (schema and semantics); no credentials, no network.
@@ -36,23 +36,27 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema,
-    /// Inspect or rewind period-mode checkpoints in the state directory.
-    #[command(subcommand)]
-    State(StateAction),
-    /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
-    Describe(DescribeArgs),
-    /// Print a shell completion script: maas-usage completions bash > /etc/bash_completion.d/maas-usage
-    Completions(CompletionsArgs),
-    /// Print the man page (roff): maas-usage man > /usr/local/share/man/man1/maas-usage.1
     /// Ask once: usage totals for a time range, as a table or JSON.
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
-    /// Try it without a cloud account: runs examples/spec.yaml against the built-in simulator.
+    /// Try it without a cloud account: examples/spec.yaml against the built-in simulator.
     Demo(DemoArgs),
-    Man,
+    /// Inspect or rewind period-mode checkpoints in the state directory.
+    #[command(subcommand)]
+    State(StateAction),
     /// Serve the MaaS + IAM simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
+    /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
+    Describe(DescribeArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: maas-usage completions bash > /etc/bash_completion.d/maas-usage
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    ///
+    /// Example: maas-usage man > /usr/local/share/man/man1/maas-usage.1
+    Man,
 }
 
 const QUERY_EXAMPLES: &str = "Examples:

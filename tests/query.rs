@@ -621,3 +621,41 @@ fn help_teaches() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+#[test]
+fn top_level_help_describes_every_command() {
+    let out = bin().arg("--help").output().unwrap();
+    let help = stdout(&out);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    for name in [
+        "run",
+        "validate",
+        "plan",
+        "schema",
+        "query",
+        "demo",
+        "state",
+        "simulator",
+        "describe",
+        "completions",
+        "man",
+    ] {
+        let line = commands
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{help}"));
+        assert!(
+            line.split_whitespace().count() > 2,
+            "{name} has no description: {line}"
+        );
+    }
+    assert!(
+        help.contains("maas-usage demo") && help.contains("Exit codes"),
+        "{help}"
+    );
+}

@@ -784,7 +784,7 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
                     &p,
                     format!(
                         "key group `{name}` is also defined in {} with other keys",
-                        group_at[name]
+                        group_at.get(name).map(String::as_str).unwrap_or("another file")
                     ),
                 )),
                 Some(_) => {}
