@@ -260,6 +260,11 @@ impl Client {
             .tls_config(tls.build())
             .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
             .max_redirects(0)
+            // Answers are a few hundred bytes: ureq's 128 KiB buffers per connection would be most
+            // of the process's memory with eight calls in flight.
+            .max_response_header_size(16 * 1024)
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(16 * 1024)
             .timeout_global(Some(opts.call_timeout))
             .build();
         Ok(Client {
