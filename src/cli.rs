@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::spec::Format;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "maas-usage",
@@ -221,20 +223,14 @@ pub struct SimulatorArgs {
     pub credentials_file: Option<PathBuf>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RunFormat {
-    /// InfluxDB line protocol (Telegraf data_format = "influx").
-    Influx,
-    /// Push OTLP metrics to a collector (output.otlp, OTEL_EXPORTER_OTLP_*).
-    Otlp,
-    /// OTLP/JSON, one request per line (the collector's otlpjsonfile receiver); --output appends.
-    OtlpJson,
-    /// Prometheus text for node_exporter's textfile collector.
-    Prometheus,
-    /// The human table.
-    Table,
-    /// One JSON document with every series.
-    Json,
+/// Parses `--format` for `run` and `demo` with the spec's own names.
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| {
+        format!(
+            "`{s}` is not a format; use one of: {}",
+            Format::NAMES.join(", ")
+        )
+    })
 }
 
 #[derive(Args, Debug)]
@@ -242,9 +238,12 @@ pub struct RunArgs {
     /// Spec file or directory (every *.yaml/*.yml in it); repeatable.
     #[arg(long, value_name = "PATH", required = true)]
     pub spec: Vec<PathBuf>,
-    /// Output format [default: the spec's output.format, else influx].
-    #[arg(long, value_enum)]
-    pub format: Option<RunFormat>,
+    /// Output format [default: the spec's output.format, else influx]: influx (InfluxDB line
+    /// protocol for Telegraf), otlp (push to a collector: output.otlp, OTEL_EXPORTER_OTLP_*),
+    /// otlp-json (one OTLP/JSON request per line, for the collector's otlpjsonfile receiver),
+    /// prometheus (node_exporter textfile), table (for people), json (for scripts).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    pub format: Option<Format>,
     /// Write to FILE instead of stdout (`-`): replaced atomically, or appended for otlp-json.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -295,9 +294,9 @@ pub struct PlanArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Output format [default: influx].
-    #[arg(long, value_enum)]
-    pub format: Option<RunFormat>,
+    /// Output format [default: influx]: influx, otlp-json, prometheus, table or json.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    pub format: Option<Format>,
     /// Pretend it is this instant (RFC 3339), for reproducible output.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,

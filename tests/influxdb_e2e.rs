@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::influx::{influxql, start_influxd};
+use common::influx::{influxql, start_influxd, write};
 use common::*;
 use serde_json::Value;
 
@@ -20,12 +20,7 @@ fn run_output_round_trips_through_influxdb() {
     let out = run(&spec_file(&text), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lp = stdout(&out);
-    let resp = ureq::post(&format!("{}/write", db.url))
-        .query("db", "maas")
-        .query("precision", "ns")
-        .send(lp.as_bytes())
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204, "InfluxDB accepted every line");
+    write(&db, &lp);
 
     let expected = expected_series(&sim, &text);
     let result = influxql(

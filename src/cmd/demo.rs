@@ -2,12 +2,13 @@
 //! `examples/spec.yaml`, so a newcomer sees real output without a cloud account.
 
 use super::run::{run_spec, RunOptions};
-use crate::cli::{DemoArgs, RunFormat};
+use crate::cli::DemoArgs;
 use crate::cloud::credentials::{Credentials, Secret};
 use crate::error::Error;
 use crate::log;
 use crate::sim::{self, SimConfig, Simulator};
 use crate::spec::load::load_str;
+use crate::spec::Format;
 
 pub const EXAMPLE_SPEC: &str = include_str!("../../examples/spec.yaml");
 
@@ -46,7 +47,7 @@ pub fn demo(a: DemoArgs) -> Result<i32, Error> {
     };
     // The demo leaves the user's state directory alone.
     let opts = RunOptions {
-        format: Some(a.format.unwrap_or(RunFormat::Influx)),
+        format: Some(a.format.unwrap_or(Format::Influx)),
         output: None,
         now: a.now.clone(),
         execd: false,

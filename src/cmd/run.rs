@@ -16,7 +16,7 @@ use super::{
     connect_options, execute, log_failures, open, parse_now, resolve_zone, write_stdout,
     CALL_TIMEOUT,
 };
-use crate::cli::{CloudArgs, RunArgs, RunFormat};
+use crate::cli::{CloudArgs, RunArgs};
 use crate::cloud::credentials::Credentials;
 use crate::cloud::Connection;
 use crate::emit::influx::InfluxOptions;
@@ -126,7 +126,7 @@ pub fn run(a: RunArgs) -> Result<i32, Error> {
 
 /// How to run a loaded spec, beyond the spec itself.
 pub struct RunOptions {
-    pub format: Option<RunFormat>,
+    pub format: Option<Format>,
     pub output: Option<PathBuf>,
     pub now: Option<String>,
     pub execd: bool,
@@ -163,17 +163,6 @@ pub fn stopping() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
-fn format_of(f: RunFormat) -> Format {
-    match f {
-        RunFormat::Influx => Format::Influx,
-        RunFormat::Otlp => Format::Otlp,
-        RunFormat::OtlpJson => Format::OtlpJson,
-        RunFormat::Prometheus => Format::Prometheus,
-        RunFormat::Table => Format::Table,
-        RunFormat::Json => Format::Json,
-    }
-}
-
 /// Runs a loaded spec once, or once per stdin line under `--execd`.
 pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
     let started = Instant::now();
@@ -182,7 +171,7 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
     // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
     // and must not cost a call.
     plan::build(&spec, fixed_now.unwrap_or_else(Utc::now), &zone)?;
-    let format = o.format.map(format_of).unwrap_or(spec.output.format);
+    let format = o.format.unwrap_or(spec.output.format);
     let export = match format {
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &super::env).map_err(Error::Usage)?),
         _ => None,

@@ -1007,6 +1007,17 @@ mod tests {
     }
 
     #[test]
+    fn format_names_are_the_schemas() {
+        let schema_names: Vec<&str> = schema_value()
+            .pointer("/properties/output/properties/format/enum")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(schema_names, Format::NAMES);
+        assert!(Format::NAMES.iter().all(|n| Format::parse(n).is_some()));
+    }
+
+    #[test]
     fn minimal_spec_gets_defaults() {
         let spec = load_str("s.yaml", &format!("{HEAD}queries:\n  - name: q\n")).unwrap();
         assert_eq!(spec.queries[0].range, RangeExpr::LastDays(7));

@@ -46,6 +46,10 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format by its name in the spec and on the command line.
+    pub const NAMES: [&'static str; 6] =
+        ["influx", "otlp", "otlp-json", "prometheus", "table", "json"];
+
     pub fn parse(s: &str) -> Option<Format> {
         match s {
             "influx" => Some(Format::Influx),
