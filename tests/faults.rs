@@ -316,7 +316,13 @@ fn sigterm_writes_what_was_collected_and_exits_0_within_a_second() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1800));
+    // Act once the first call is answered and the second is in flight, however slow the start.
+    let waited = Instant::now();
+    while (sim.requests().is_empty() || sim.arrivals() < 2)
+        && waited.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sent = Instant::now();
     sigterm(child.id());
     let out = child.wait_with_output().unwrap();
@@ -357,7 +363,11 @@ fn sigterm_while_stuck_in_discovery_still_exits_within_a_second() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Act once the discovery call has arrived (the handler is installed by then).
+    let waited = Instant::now();
+    while sim.arrivals() < 1 && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sent = Instant::now();
     sigterm(child.id());
     let out = child.wait_with_output().unwrap();

@@ -190,7 +190,9 @@ pub fn rate_window() -> Duration {
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(60));
-    base + base / 50 + Duration::from_millis(50)
+    // 2 % plus a quarter second: more than loopback or scheduling jitter between taking a slot
+    // and the request reaching the gateway.
+    base + base / 50 + Duration::from_millis(250)
 }
 
 /// Runs the plan's calls on a connection.

@@ -143,6 +143,8 @@ struct Shared {
     origin: Instant,
     rng: Mutex<u64>,
     request_seq: AtomicU64,
+    /// Requests whose head has been read (answered or not yet).
+    arrivals: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,6 +170,7 @@ impl Simulator {
             origin: Instant::now(),
             rng: Mutex::new(seed),
             request_seq: AtomicU64::new(0),
+            arrivals: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
@@ -207,6 +210,12 @@ impl Simulator {
 
     pub fn requests(&self) -> Vec<Logged> {
         lock(&self.shared.log).clone()
+    }
+
+    /// Requests that have arrived, including those still waiting for their answer (tests use it
+    /// to act while a call is in flight).
+    pub fn arrivals(&self) -> u64 {
+        self.shared.arrivals.load(Ordering::SeqCst)
     }
 
     pub fn clear_log(&self) {
@@ -278,6 +287,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 return;
             }
         };
+        shared.arrivals.fetch_add(1, Ordering::SeqCst);
         let rid = format!(
             "{:032x}",
             shared.request_seq.fetch_add(1, Ordering::Relaxed) + 1
