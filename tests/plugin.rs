@@ -113,7 +113,7 @@ fn the_code_tables_match_the_manifest() {
         );
     }
     let tags: BTreeSet<&str> = m.attributes.iter().map(|a| a.tag.as_str()).collect();
-    let builtin: BTreeSet<&str> = maas_usage::spec::load::BUILTIN_TAGS
+    let builtin: BTreeSet<&str> = maas_usage::emit::fields::BUILTIN_TAGS
         .iter()
         .copied()
         .collect();

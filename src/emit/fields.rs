@@ -2,8 +2,55 @@
 //! OTLP metric names (`maas.usage.` + name) and Prometheus names (`<measurement>_` + name) are
 //! all derived from these tables, and `plugin.yaml` is checked against them.
 
-use crate::collect::RunStats;
+use std::collections::BTreeMap;
+
+use crate::collect::{RunStats, Series};
 use crate::model::Usage;
+
+/// The tags every series carries (line protocol tags, Prometheus labels); static tags from the
+/// spec may not reuse them. The first four name the series (OTLP data point attributes as
+/// `maas.<tag>`), the last two name the source (OTLP resource attributes).
+pub const BUILTIN_TAGS: [&str; 6] = [
+    "query",
+    "service_type",
+    "infer_type",
+    "key_group",
+    "project_id",
+    "region",
+];
+
+/// `query`, `service_type`, `infer_type`, `key_group` of a series.
+pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
+    [
+        (BUILTIN_TAGS[0], s.key.query.as_str()),
+        (BUILTIN_TAGS[1], s.key.service_type.name()),
+        (BUILTIN_TAGS[2], s.key.infer_type.name()),
+        (BUILTIN_TAGS[3], s.key.key_group.as_str()),
+    ]
+}
+
+/// `project_id` and `region`.
+pub fn source_tags<'a>(project_id: &'a str, region: &'a str) -> [(&'static str, &'a str); 2] {
+    [(BUILTIN_TAGS[4], project_id), (BUILTIN_TAGS[5], region)]
+}
+
+/// The OTLP data point attribute of a key tag.
+pub fn otlp_attribute(tag: &str) -> String {
+    format!("maas.{tag}")
+}
+
+/// Static tags plus `extra`, sorted by key (line protocol and Prometheus both want that order).
+pub fn tag_map<'a>(
+    static_tags: &'a BTreeMap<String, String>,
+    extra: impl IntoIterator<Item = (&'static str, &'a str)>,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut m: BTreeMap<&'a str, &'a str> = static_tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    m.extend(extra.into_iter().map(|(k, v)| (k as &'a str, v)));
+    m
+}
 
 /// How a field's value is typed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -71,17 +71,12 @@ fn ns(ms: i64) -> i128 {
 }
 
 fn series_line(out: &mut String, s: &Series, r: &Report<'_>, opts: &InfluxOptions<'_>) {
-    let mut tags: BTreeMap<&str, &str> = opts
-        .tags
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    tags.insert("infer_type", s.key.infer_type.name());
-    tags.insert("key_group", &s.key.key_group);
-    tags.insert("project_id", r.project_id);
-    tags.insert("query", &s.key.query);
-    tags.insert("region", r.region);
-    tags.insert("service_type", s.key.service_type.name());
+    let tags = fields::tag_map(
+        opts.tags,
+        fields::key_tags(s)
+            .into_iter()
+            .chain(fields::source_tags(r.project_id, r.region)),
+    );
     let _ = write!(
         out,
         "{}{} ",
@@ -119,13 +114,7 @@ fn fmt_value(v: Value) -> String {
 }
 
 fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
-    let mut tags: BTreeMap<&str, &str> = opts
-        .tags
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    tags.insert("project_id", r.project_id);
-    tags.insert("region", r.region);
+    let tags = fields::tag_map(opts.tags, fields::source_tags(r.project_id, r.region));
     let fields = fields::COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))

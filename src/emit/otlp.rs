@@ -123,12 +123,10 @@ fn ns(ms: i64) -> u64 {
 }
 
 fn point(s: &Series, tags: &BTreeMap<String, String>, v: Value) -> NumberDataPoint {
-    let mut attributes = vec![
-        kv_str("maas.query", &s.key.query),
-        kv_str("maas.service_type", s.key.service_type.name()),
-        kv_str("maas.infer_type", s.key.infer_type.name()),
-        kv_str("maas.key_group", &s.key.key_group),
-    ];
+    let mut attributes: Vec<KeyValue> = fields::key_tags(s)
+        .iter()
+        .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
+        .collect();
     attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
     NumberDataPoint {
         attributes,

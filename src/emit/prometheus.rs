@@ -56,17 +56,12 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
             if f.batch_only && !batch {
                 continue;
             }
-            let mut l: BTreeMap<&str, &str> = opts
-                .tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            l.insert("infer_type", s.key.infer_type.name());
-            l.insert("key_group", &s.key.key_group);
-            l.insert("project_id", r.project_id);
-            l.insert("query", &s.key.query);
-            l.insert("region", r.region);
-            l.insert("service_type", s.key.service_type.name());
+            let l = fields::tag_map(
+                opts.tags,
+                fields::key_tags(s)
+                    .into_iter()
+                    .chain(fields::source_tags(r.project_id, r.region)),
+            );
             let v = if f.name == fields::WINDOW_SECONDS {
                 Value::Int(u64::try_from(s.window.len_ms() / 1000).unwrap_or(0))
             } else {
@@ -80,13 +75,7 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
             out.push_str(&samples);
         }
     }
-    let mut l: BTreeMap<&str, &str> = opts
-        .tags
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    l.insert("project_id", r.project_id);
-    l.insert("region", r.region);
+    let l = fields::tag_map(opts.tags, fields::source_tags(r.project_id, r.region));
     for ((field, unit, description), v) in fields::COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::yaml::{self, Located, Pos};
 use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec, Spec};
 use crate::cloud::client::Endpoint;
+use crate::emit::fields;
 use crate::model::{InferType, ServiceType};
 use crate::otlp::{OtlpSettings, Protocol};
 use crate::period::PeriodSpec;
@@ -25,15 +26,6 @@ pub const SCHEMA: &str = include_str!("../../schemas/maas-usage.schema.json");
 pub const API_VERSION: &str = "maas-usage/v1";
 /// A spec is a few kilobytes; anything past this is refused before it is parsed.
 pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
-/// Tags every series carries; static tags may not reuse them.
-pub const BUILTIN_TAGS: &[&str] = &[
-    "infer_type",
-    "key_group",
-    "project_id",
-    "query",
-    "region",
-    "service_type",
-];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SpecError {
@@ -645,7 +637,7 @@ fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> Output
         out.otlp = otlp_of(f, otlp, errors);
     }
     for (k, v) in o.tags.iter().flatten() {
-        if BUILTIN_TAGS.contains(&k.as_str()) {
+        if fields::BUILTIN_TAGS.contains(&k.as_str()) {
             errors.push(f.key_err(
                 &format!("/output/tags/{k}"),
                 format!("`{k}` is a tag every series already carries; choose another key"),
