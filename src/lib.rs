@@ -21,3 +21,18 @@ pub mod sim;
 pub mod spec;
 pub mod state;
 pub mod zone;
+
+/// Helpers for the unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::HashMap;
+
+    /// An environment of exactly these variables, in the form the crate reads it.
+    pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+}

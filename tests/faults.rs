@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -254,39 +253,16 @@ fn execd_batches_stay_whole_under_faults() {
         retry_after: None,
     });
     sim.push_script(Scripted::NotJson);
-    let mut child = authed()
-        .args(["run", "--execd", "--spec"])
-        .arg(small_spec(&sim, 2))
-        .args(["--now", NOW])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut execd = Execd::start(&small_spec(&sim, 2));
     for _ in 0..3 {
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        let mut batch = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0);
-            assert!(line.ends_with('\n'));
-            batch.push_str(&line);
-            if line.starts_with("maas_usage_collector") {
-                break;
-            }
-        }
-        let lines = parse_lp(&batch);
+        let lines = execd.collect();
         let c = lines.last().unwrap();
         assert_eq!(
             c.int("series_ok").unwrap() + c.int("series_failed").unwrap(),
             2
         );
     }
-    drop(stdin);
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(execd.finish(), Some(0));
 }
 
 fn sigterm(pid: u32) {

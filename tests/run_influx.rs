@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -197,40 +197,15 @@ fn nothing_collected_exits_1_with_the_useful_line_first() {
 fn execd_collects_once_per_line_and_exits_on_eof() {
     let sim = sim();
     let path = spec_file(&example_spec_for(&sim));
-    let mut child = authed()
-        .arg("run")
-        .arg("--execd")
-        .arg("--spec")
-        .arg(&path)
-        .args(["--now", NOW])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut execd = Execd::start(&path);
     for round in 1..=2 {
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        let mut batch = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(
-                reader.read_line(&mut line).unwrap() > 0,
-                "output ended early in round {round}"
-            );
-            batch.push_str(&line);
-            if line.starts_with("maas_usage_collector") {
-                break;
-            }
-        }
-        let lines = parse_lp(&batch);
-        assert_eq!(lines.len(), 14, "a complete batch in round {round}");
+        assert_eq!(
+            execd.collect().len(),
+            14,
+            "a complete batch in round {round}"
+        );
     }
-    drop(stdin);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(execd.finish(), Some(0));
     assert_eq!(
         sim.requests()
             .iter()

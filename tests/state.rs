@@ -38,33 +38,47 @@ fn spec(sim: &Simulator, calls: usize, rpm: u32, discover: bool) -> std::path::P
     ))
 }
 
-#[test]
-fn four_concurrent_runs_share_one_budget_and_get_no_429() {
-    const N: u32 = 8;
+/// The simulator's limit and the client's budget: N calls per 2 s window.
+const N: u32 = 8;
+const WINDOW_MS: u64 = 2000;
+
+fn throttling_sim() -> Simulator {
     let mut cfg = sim_config();
     cfg.faults.rate_limit = Some(N);
-    cfg.faults.rate_window = Duration::from_millis(2000);
-    let sim = start(cfg);
-    let state = tempdir().join("state");
+    cfg.faults.rate_window = Duration::from_millis(WINDOW_MS);
+    start(cfg)
+}
+
+/// Four runs at once, each needing N/2 calls, sharing `state` when given.
+fn four_runs(sim: &Simulator, state: Option<&std::path::Path>) -> Vec<std::process::Output> {
     let children: Vec<_> = (0..4)
         .map(|_| {
-            authed()
-                .env("MAAS_USAGE_RATE_WINDOW_MS", "2000")
+            let mut c = authed();
+            c.env("MAAS_USAGE_RATE_WINDOW_MS", WINDOW_MS.to_string())
                 .arg("run")
                 .arg("--spec")
-                .arg(spec(&sim, (N / 2) as usize, N, false))
-                .arg("--state-dir")
-                .arg(&state)
+                .arg(spec(sim, (N / 2) as usize, N, false))
                 .args(["--now", NOW])
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                .stderr(Stdio::piped());
+            if let Some(s) = state {
+                c.arg("--state-dir").arg(s);
+            }
+            c.spawn().unwrap()
         })
         .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+#[test]
+fn four_concurrent_runs_share_one_budget_and_get_no_429() {
+    let sim = throttling_sim();
+    let state = tempdir().join("state");
     let mut throttled = 0;
-    for c in children {
-        let out = c.wait_with_output().unwrap();
+    for out in four_runs(&sim, Some(&state)) {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let collector = parse_lp(&stdout(&out)).pop().unwrap();
         throttled += collector.int("throttled").unwrap();
@@ -79,28 +93,8 @@ fn four_concurrent_runs_share_one_budget_and_get_no_429() {
 fn without_the_shared_budget_the_same_load_is_throttled() {
     // The control experiment: the test above would pass vacuously if the simulator never
     // throttled. Per-process budgets (no state directory) overshoot the shared limit.
-    const N: u32 = 8;
-    let mut cfg = sim_config();
-    cfg.faults.rate_limit = Some(N);
-    cfg.faults.rate_window = Duration::from_millis(2000);
-    let sim = start(cfg);
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            authed()
-                .env("MAAS_USAGE_RATE_WINDOW_MS", "2000")
-                .arg("run")
-                .arg("--spec")
-                .arg(spec(&sim, (N / 2) as usize, N, false))
-                .args(["--now", NOW])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let _ = c.wait_with_output();
-    }
+    let sim = throttling_sim();
+    four_runs(&sim, None);
     assert!(sim.requests().iter().any(|r| r.status == 429));
 }
 

@@ -276,15 +276,7 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
+    use crate::test_support::env_of;
 
     #[test]
     fn secret_never_prints() {

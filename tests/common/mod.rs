@@ -244,3 +244,59 @@ pub fn parse_lp(text: &str) -> Vec<Line> {
         })
         .collect()
 }
+
+/// A `run --execd` process driven like Telegraf's `signal = "STDIN"`.
+pub struct Execd {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    reader: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Execd {
+    /// `run --execd --spec path --now NOW` with the canary credentials.
+    pub fn start(path: &std::path::Path) -> Execd {
+        let mut child = authed()
+            .args(["run", "--execd", "--spec"])
+            .arg(path)
+            .args(["--now", NOW])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let stdin = child.stdin.take();
+        let reader = std::io::BufReader::new(child.stdout.take().expect("stdout piped"));
+        Execd {
+            child,
+            stdin,
+            reader,
+        }
+    }
+
+    /// Writes one line and reads one batch up to its collector line; every line must be whole.
+    pub fn collect(&mut self) -> Vec<Line> {
+        use std::io::{BufRead, Write};
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        let mut batch = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "output ended inside a batch:\n{batch}"
+            );
+            assert!(line.ends_with('\n'), "a cut line: {line:?}");
+            batch.push_str(&line);
+            if line.starts_with("maas_usage_collector") {
+                return parse_lp(&batch);
+            }
+        }
+    }
+
+    /// Closes stdin (end of input) and returns the exit code.
+    pub fn finish(mut self) -> Option<i32> {
+        drop(self.stdin.take());
+        self.child.wait().unwrap().code()
+    }
+}
