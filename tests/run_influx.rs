@@ -199,10 +199,13 @@ fn execd_collects_once_per_line_and_exits_on_eof() {
     let path = spec_file(&example_spec_for(&sim));
     let mut execd = Execd::start(&path);
     for round in 1..=2 {
+        let lines = execd.collect();
+        assert_eq!(lines.len(), 14, "a complete batch in round {round}");
+        let collector = lines.last().unwrap();
         assert_eq!(
-            execd.collect().len(),
-            14,
-            "a complete batch in round {round}"
+            collector.int("api_calls"),
+            Some(12),
+            "each batch reports its own calls (round {round})"
         );
     }
     assert_eq!(execd.finish(), Some(0));

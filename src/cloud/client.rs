@@ -112,6 +112,35 @@ pub struct Counters {
     pub throttled: AtomicU64,
 }
 
+/// The counters at one moment; a collection reports the difference between two.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: u64,
+    pub retries: u64,
+    pub throttled: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CallCounts {
+        CallCounts {
+            calls: self.calls.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl CallCounts {
+    /// What happened after `earlier`.
+    pub fn since(self, earlier: CallCounts) -> CallCounts {
+        CallCounts {
+            calls: self.calls.saturating_sub(earlier.calls),
+            retries: self.retries.saturating_sub(earlier.retries),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpFailure {
     pub status: u16,

@@ -19,6 +19,7 @@ use clap::Parser;
 
 use crate::budget::{Budget, Limiter};
 use crate::cli::{Cli, CloudArgs, Command};
+use crate::cloud::client::CallCounts;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::{self, ConnectOptions, Connection};
 use crate::collect::{self, Collected, RunStats};
@@ -129,12 +130,6 @@ pub fn connect_options(
 /// The longest a single HTTP exchange may take; the run's deadline shortens it further.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a collection produced.
-pub struct Outcome {
-    pub collected: Collected,
-    pub stats: RunStats,
-}
-
 /// Connects (credentials, client, project id) within the run's budget and deadline.
 /// `creds` overrides the environment and file (the demo uses the simulator's pair); `state`
 /// shares the request budget and the project id with other processes.
@@ -200,21 +195,30 @@ pub fn execute(
     plan: &Plan,
     conn: &Arc<Connection>,
     limits: &Limits,
-    started: Instant,
     deadline: Instant,
     stop: &AtomicBool,
-) -> Outcome {
-    let collected = collect::collect(plan, conn.clone(), limits.concurrency, deadline, stop);
-    let c = &conn.client.counters;
-    let stats = RunStats {
+) -> Collected {
+    collect::collect(plan, conn.clone(), limits.concurrency, deadline, stop)
+}
+
+/// The self-metrics of a collection: its series (as delivered) and the calls made since
+/// `baseline` (the start of the process for the first collection, so IAM discovery counts; the
+/// end of the previous one under `--execd`).
+pub fn run_stats(
+    collected: &Collected,
+    conn: &Connection,
+    baseline: CallCounts,
+    started: Instant,
+) -> RunStats {
+    let calls = conn.client.counters.snapshot().since(baseline);
+    RunStats {
         series_ok: collected.series.len() as u64,
         series_failed: collected.failures.len() as u64,
-        api_calls: c.calls.load(std::sync::atomic::Ordering::Relaxed),
-        api_retries: c.retries.load(std::sync::atomic::Ordering::Relaxed),
-        throttled: c.throttled.load(std::sync::atomic::Ordering::Relaxed),
+        api_calls: calls.calls,
+        api_retries: calls.retries,
+        throttled: calls.throttled,
         duration_ms: started.elapsed().as_millis() as u64,
-    };
-    Outcome { collected, stats }
+    }
 }
 
 /// One stderr line per failed series: what failed and why, in the order the contract gives.

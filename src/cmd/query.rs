@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    connect_options, execute, log_failures, open, parse_now, resolve_zone, write_stdout,
+    connect_options, execute, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
     CALL_TIMEOUT,
 };
 use crate::cli::{QueryArgs, QueryFormat};
+use crate::cloud::client::CallCounts;
 use crate::cloud::credentials::Credentials;
 use crate::emit::{self, Report};
 use crate::error::Error;
@@ -79,18 +80,11 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         super::open_state(a.cloud.state_dir.as_deref())
     };
     let conn = Arc::new(open(&opts, &limits, deadline, creds, state.as_ref())?);
-    let outcome = execute(
-        &plan,
-        &conn,
-        &limits,
-        started,
-        deadline,
-        &AtomicBool::new(false),
-    );
-    log_failures(&outcome.collected);
+    let collected = execute(&plan, &conn, &limits, deadline, &AtomicBool::new(false));
+    log_failures(&collected);
     let report = Report {
-        collected: &outcome.collected,
-        stats: outcome.stats,
+        collected: &collected,
+        stats: run_stats(&collected, &conn, CallCounts::default(), started),
         region: &conn.region,
         project_id: &conn.project_id,
         zone: &plan.zone,
@@ -101,9 +95,5 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         QueryFormat::Json => emit::json::render(&report),
     };
     write_stdout(&text)?;
-    Ok(if outcome.collected.failures.is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(if collected.failures.is_empty() { 0 } else { 1 })
 }

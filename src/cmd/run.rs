@@ -13,10 +13,11 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    connect_options, execute, log_failures, open, parse_now, resolve_zone, write_stdout,
+    connect_options, execute, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
     CALL_TIMEOUT,
 };
 use crate::cli::{CloudArgs, RunArgs};
+use crate::cloud::client::CallCounts;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::Connection;
 use crate::emit::influx::InfluxOptions;
@@ -106,6 +107,8 @@ struct Context {
     resource: ResourceEnv,
     /// Required by period mode (checkpoints).
     state: Option<StateDir>,
+    /// Call counters at the end of the previous collection (execd reports each on its own).
+    calls_before: std::sync::Mutex<CallCounts>,
 }
 
 pub fn run(a: RunArgs) -> Result<i32, Error> {
@@ -210,6 +213,7 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
         fixed_now,
         resource: ResourceEnv::from_env(&super::env),
         state: o.state,
+        calls_before: std::sync::Mutex::new(CallCounts::default()),
     };
     if !o.execd {
         let code = collect_once(&ctx, started)?;
@@ -292,6 +296,7 @@ fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), 
 
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
+    let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.fixed_now.unwrap_or_else(Utc::now);
     let checkpoints = ctx
         .state
@@ -311,10 +316,9 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
         .client
         .available_calls(deadline.saturating_duration_since(Instant::now()));
     let plan = plan::build_with(&ctx.spec, now, &ctx.zone, &checkpoints, affordable)?;
-    let mut outcome = execute(&plan, &ctx.conn, &ctx.spec.limits, started, deadline, &STOP);
-    let advance = period::settle(&plan, &mut outcome.collected);
-    outcome.stats.series_ok = outcome.collected.series.len() as u64;
-    let collected = &outcome.collected;
+    let mut collected = execute(&plan, &ctx.conn, &ctx.spec.limits, deadline, &STOP);
+    let advance = period::settle(&plan, &mut collected);
+    let collected = &collected;
     if collected.series.is_empty() {
         if let Some(first) = collected.failures.first() {
             log::error(&format!(
@@ -337,12 +341,14 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
     }
     let report = Report {
         collected,
-        stats: outcome.stats,
+        stats: run_stats(collected, &ctx.conn, baseline, started),
         region: &ctx.conn.region,
         project_id: &ctx.conn.project_id,
         zone: &ctx.zone,
         now: plan.now,
     };
+    *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
+        ctx.conn.client.counters.snapshot();
     deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
     // Checkpoints move only after the output was written or accepted: a run that fails to
     // deliver records nothing, and the next run sends the same buckets again.
