@@ -94,9 +94,21 @@ impl StateDir {
             }
         }
     }
+}
 
+/// How hard a state write tries to survive a power cut (a crash of the process is survived
+/// either way: the rename is atomic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Before every API call: a lost budget file only means a slower next minute.
+    Cheap,
+    /// Checkpoints: losing one would re-send buckets, so the data reach the disk first.
+    Synced,
+}
+
+impl StateDir {
     /// Writes a JSON state file atomically; failures are warnings.
-    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> bool {
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T, durability: Durability) -> bool {
         let p = self.path.join(name);
         let tmp = self
             .path
@@ -106,7 +118,10 @@ impl StateDir {
             .and_then(|bytes| {
                 let mut f = File::create(&tmp)?;
                 f.write_all(&bytes)?;
-                f.sync_all()
+                if durability == Durability::Synced {
+                    f.sync_all()?;
+                }
+                Ok(())
             })
             .and_then(|_| fs::rename(&tmp, &p));
         if let Err(e) = result {
@@ -147,7 +162,7 @@ impl StateDir {
                 discovered_at_ms: now_ms(),
             },
         );
-        self.write_json(PROJECTS_FILE, &projects);
+        self.write_json(PROJECTS_FILE, &projects, Durability::Cheap);
     }
 }
 
@@ -168,7 +183,7 @@ impl StateDir {
             let e = file.series.entry(id.clone()).or_insert(*end);
             *e = (*e).max(*end);
         }
-        self.write_json(CHECKPOINT_FILE, &file)
+        self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)
     }
 
     /// Removes the checkpoints whose id is `name` or whose query is `name` (all with `None`);
@@ -187,7 +202,7 @@ impl StateDir {
             .cloned()
             .collect();
         file.series.retain(|id, _| !matches(id));
-        self.write_json(CHECKPOINT_FILE, &file);
+        self.write_json(CHECKPOINT_FILE, &file, Durability::Synced);
         removed
     }
 }
@@ -251,7 +266,8 @@ impl SharedBudget {
         let r = log.try_take(now, self.limit, window_ms);
         if r.is_ok() {
             let stamps: Vec<u64> = log.stamps().filter(|&s| s + window_ms > now).collect();
-            self.dir.write_json(&self.file, &BudgetFile { stamps });
+            self.dir
+                .write_json(&self.file, &BudgetFile { stamps }, Durability::Cheap);
         }
         r
     }
