@@ -1,8 +1,7 @@
 //! Just enough HTTP/1.1 for the simulator, written by hand so that faults (a body cut in half,
 //! one byte a second, a reset) can be produced on purpose.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, Write};
 
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -38,7 +37,7 @@ pub enum ReadOutcome {
 
 /// Reads one request head; the body is read only when `read_body` says so (a reset fault
 /// closes with the body unread, which makes the kernel send RST).
-pub fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<ReadOutcome> {
+pub fn read_head(reader: &mut impl BufRead) -> io::Result<ReadOutcome> {
     let mut line = String::new();
     let mut total = 0usize;
     if reader.read_line(&mut line)? == 0 {
@@ -79,10 +78,7 @@ pub fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<ReadOutcome> {
     Ok(ReadOutcome::Request(req))
 }
 
-pub fn read_body(
-    reader: &mut BufReader<TcpStream>,
-    req: &mut Request,
-) -> io::Result<Result<(), String>> {
+pub fn read_body(reader: &mut impl BufRead, req: &mut Request) -> io::Result<Result<(), String>> {
     let len = match req.header("content-length") {
         None => 0,
         Some(v) => match v.parse::<usize>() {
@@ -135,7 +131,7 @@ pub fn head(
     h.into_bytes()
 }
 
-pub fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+pub fn write_all(stream: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     stream.write_all(bytes)?;
     stream.flush()
 }

@@ -7,7 +7,7 @@ pub mod http;
 pub mod model;
 
 use std::collections::VecDeque;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -145,6 +145,8 @@ struct Shared {
     request_seq: AtomicU64,
     /// Requests whose head has been read (answered or not yet).
     arrivals: AtomicU64,
+    /// Connections accepted (a TLS handshake that fails still counts).
+    connections: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,6 +162,23 @@ pub struct Simulator {
 impl Simulator {
     /// Binds `listen` (use port 0 for any) and serves in background threads until dropped.
     pub fn start(listen: &str, config: SimConfig) -> std::io::Result<Simulator> {
+        Self::start_with(listen, config, None)
+    }
+
+    /// As [`Simulator::start`], serving HTTPS with `tls` (tests bring their own certificates).
+    pub fn start_tls(
+        listen: &str,
+        config: SimConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Simulator> {
+        Self::start_with(listen, config, Some(tls))
+    }
+
+    fn start_with(
+        listen: &str,
+        config: SimConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let seed = config.dataset.seed | 1;
@@ -171,6 +190,7 @@ impl Simulator {
             rng: Mutex::new(seed),
             request_seq: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
@@ -182,10 +202,21 @@ impl Simulator {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
+                    s.connections.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                    let _ = conn.set_nodelay(true);
                     let s = s.clone();
+                    let tls = tls.clone();
                     let _ = std::thread::Builder::new()
                         .name("sim-conn".into())
-                        .spawn(move || serve(conn, &s));
+                        .spawn(move || match tls {
+                            None => serve(conn, &s),
+                            Some(cfg) => {
+                                if let Ok(tls) = rustls::ServerConnection::new(cfg) {
+                                    serve(rustls::StreamOwned::new(tls, conn), &s)
+                                }
+                            }
+                        });
                 }
             })?;
         Ok(Simulator { addr, shared, stop })
@@ -216,6 +247,11 @@ impl Simulator {
     /// to act while a call is in flight).
     pub fn arrivals(&self) -> u64 {
         self.shared.arrivals.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted, whether or not a request came through them.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     pub fn clear_log(&self) {
@@ -262,13 +298,7 @@ impl Reply {
     }
 }
 
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = stream.set_nodelay(true);
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
-    let mut out = write_half;
+fn serve<S: Read + Write>(stream: S, shared: &Shared) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut req = match http::read_head(&mut reader) {
@@ -277,7 +307,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             Ok(ReadOutcome::Bad(why)) => {
                 let body = format!("{{\"error_code\":\"APIGW.0100\",\"error_msg\":\"{why}\"}}");
                 let _ = http::write_all(
-                    &mut out,
+                    reader.get_mut(),
                     &[
                         http::head(400, "-", body.len(), &[], true),
                         body.into_bytes(),
@@ -310,7 +340,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             None => handle(&req, shared, &rid),
         };
         log_request(shared, &req, reply.status);
-        if !send(&mut out, reply, &rid) {
+        if !send(reader.get_mut(), reply, &rid) {
             return;
         }
     }
@@ -340,7 +370,7 @@ fn scripted(s: Scripted) -> Reply {
 }
 
 /// Writes the reply; false when the connection must close.
-fn send(out: &mut TcpStream, reply: Reply, rid: &str) -> bool {
+fn send(out: &mut impl Write, reply: Reply, rid: &str) -> bool {
     let body = match &reply.fault {
         Some(Scripted::Malformed) => "{\"total_request_count\": 12, \"total_tok".to_string(),
         Some(Scripted::NotJson) => "<html><body>502 Bad Gateway</body></html>".to_string(),
