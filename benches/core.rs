@@ -94,6 +94,7 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
         series: series(N),
         failures: Vec::new(),
         cut_short: false,
+        stopped_by: None,
     };
     let zone = Zone::utc();
     let report = Report {

@@ -324,11 +324,16 @@ pub enum StateAction {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
-    /// Forget checkpoints so their buckets are emitted again (from `backfill` back).
+    /// Forget checkpoints so their buckets are emitted again (from `backfill` back), or with
+    /// --auth the credential rejections that keep runs from calling for five minutes.
     Reset {
         /// A query name (all its series) or a full series id from `state show`; all without it.
         #[arg(long, value_name = "NAME")]
         series: Option<String>,
+        /// Forget credential rejections instead (after fixing the credentials): the next run
+        /// calls at once instead of waiting out the five minutes.
+        #[arg(long)]
+        auth: bool,
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },

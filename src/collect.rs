@@ -2,7 +2,8 @@
 //! them), results come back over a channel, and the run ends at its deadline or on a stop
 //! signal with whatever has arrived. Series are then assembled from their segments' answers.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,24 @@ pub struct Collected {
     pub failures: Vec<Failure>,
     /// True when the run stopped early (deadline or signal) with calls outstanding.
     pub cut_short: bool,
+    /// The signal that stopped the run early, if one did.
+    pub stopped_by: Option<&'static str>,
+}
+
+/// Tells whether (and by which signal) the run was asked to stop.
+pub type StopCheck<'a> = &'a dyn Fn() -> Option<&'static str>;
+
+/// A stop check that never stops.
+pub fn never_stop() -> Option<&'static str> {
+    None
+}
+
+/// What a panic carried, in a sentence.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Runs every call of `plan` and assembles the series.
@@ -69,7 +88,7 @@ pub fn collect(
     exec: Arc<dyn Executor>,
     concurrency: usize,
     deadline: Instant,
-    stop: &AtomicBool,
+    stop: StopCheck<'_>,
 ) -> Collected {
     let n = plan.calls.len();
     let bodies: Arc<Vec<Arc<[u8]>>> = Arc::new(plan.calls.iter().map(|c| c.body.clone()).collect());
@@ -86,7 +105,9 @@ pub fn collect(
                 if i >= bodies.len() || Instant::now() >= deadline {
                     break;
                 }
-                let r = exec.execute(&bodies[i], deadline);
+                // A panic costs this call's series, reported at once, never the run.
+                let r = catch_unwind(AssertUnwindSafe(|| exec.execute(&bodies[i], deadline)))
+                    .unwrap_or_else(|p| Err(ApiError::Internal(panic_message(p.as_ref()))));
                 if tx.send((i, r)).is_err() {
                     break;
                 }
@@ -99,8 +120,10 @@ pub fn collect(
 
     let mut results: Vec<Option<Result<StatsAnswer, ApiError>>> = vec![None; n];
     let mut received = 0;
+    let mut stopped_by = None;
     while received < n {
-        if stop.load(Ordering::Relaxed) {
+        if let Some(signal) = stop() {
+            stopped_by = Some(signal);
             break;
         }
         let now = Instant::now();
@@ -123,6 +146,7 @@ pub fn collect(
         series: Vec::new(),
         failures: Vec::new(),
         cut_short,
+        stopped_by,
     };
     for s in &plan.series {
         let mut usage = Usage::default();
@@ -146,7 +170,10 @@ pub fn collect(
                     break;
                 }
                 None => {
-                    failed = Some(ApiError::Deadline { last: None });
+                    failed = Some(match stopped_by {
+                        Some(signal) => ApiError::Stopped { signal },
+                        None => ApiError::Deadline { last: None },
+                    });
                     break;
                 }
             }
@@ -230,7 +257,7 @@ mod tests {
             fake.clone(),
             3,
             Instant::now() + Duration::from_secs(5),
-            &AtomicBool::new(false),
+            &never_stop,
         );
         assert_eq!(c.series.len(), 2);
         assert_eq!(c.series[0].usage.total_tokens, 3000, "three segments");
@@ -251,45 +278,107 @@ mod tests {
             fake,
             1,
             Instant::now() + Duration::from_secs(5),
-            &AtomicBool::new(false),
+            &never_stop,
         );
         assert_eq!((c.series.len(), c.failures.len()), (1, 1));
+    }
+
+    /// Answers the first `answered` calls at once and never answers the others.
+    struct Stuck {
+        answered: usize,
+        seen: AtomicUsize,
+    }
+
+    impl Executor for Stuck {
+        fn execute(&self, _body: &[u8], _deadline: Instant) -> Result<StatsAnswer, ApiError> {
+            if self.seen.fetch_add(1, Ordering::SeqCst) >= self.answered {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+            Ok(StatsAnswer {
+                usage: Usage::default(),
+                raw: "{}".into(),
+                request_id: None,
+            })
+        }
+    }
+
+    /// Panics on its first call.
+    struct Panicky(AtomicUsize);
+
+    impl Executor for Panicky {
+        fn execute(&self, _body: &[u8], _deadline: Instant) -> Result<StatsAnswer, ApiError> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("simulated bug");
+            }
+            Ok(StatsAnswer {
+                usage: Usage::default(),
+                raw: "{}".into(),
+                request_id: None,
+            })
+        }
     }
 
     #[test]
     fn the_deadline_ends_the_run_with_what_it_has() {
         let p = plan(7);
-        let fake = Arc::new(Fake {
-            seen: Mutex::new(vec![]),
-            fail_on: None,
-            sleep: Duration::from_millis(300),
+        let stuck = Arc::new(Stuck {
+            answered: 1,
+            seen: AtomicUsize::new(0),
         });
-        let started = Instant::now();
         let c = collect(
             &p,
-            fake,
+            stuck,
             1,
-            started + Duration::from_millis(450),
-            &AtomicBool::new(false),
+            Instant::now() + Duration::from_millis(500),
+            &never_stop,
         );
-        assert!(started.elapsed() < Duration::from_millis(600));
         assert_eq!(c.series.len(), 1);
         assert!(matches!(c.failures[0].error, ApiError::Deadline { .. }));
         assert!(c.cut_short);
+        assert_eq!(c.stopped_by, None);
     }
 
     #[test]
-    fn a_stop_signal_ends_the_run() {
+    fn a_stop_signal_ends_the_run_and_is_named() {
         let p = plan(7);
-        let fake = Arc::new(Fake {
-            seen: Mutex::new(vec![]),
-            fail_on: None,
-            sleep: Duration::from_secs(2),
+        let stuck = Arc::new(Stuck {
+            answered: 0,
+            seen: AtomicUsize::new(0),
         });
-        let stop = AtomicBool::new(true);
         let started = Instant::now();
-        let c = collect(&p, fake, 2, started + Duration::from_secs(10), &stop);
-        assert!(started.elapsed() < Duration::from_millis(200));
+        let c = collect(&p, stuck, 2, started + Duration::from_secs(3600), &|| {
+            Some("SIGTERM")
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not at the deadline"
+        );
         assert_eq!(c.failures.len(), 2);
+        assert_eq!(c.stopped_by, Some("SIGTERM"));
+        let msg = c.failures[0].error.to_string();
+        assert!(msg.contains("stopped by SIGTERM"), "{msg}");
+        assert!(!msg.contains("limits.timeout"), "{msg}");
+    }
+
+    #[test]
+    fn a_panicking_call_fails_its_series_at_once() {
+        let p = plan(7);
+        let started = Instant::now();
+        let c = collect(
+            &p,
+            Arc::new(Panicky(AtomicUsize::new(0))),
+            2,
+            started + Duration::from_secs(3600),
+            &never_stop,
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not at the deadline"
+        );
+        assert_eq!((c.series.len(), c.failures.len()), (1, 1));
+        assert!(
+            matches!(&c.failures[0].error, ApiError::Internal(m) if m.contains("simulated bug"))
+        );
+        assert!(!c.cut_short);
     }
 }

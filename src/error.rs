@@ -25,6 +25,9 @@ pub enum Error {
     Api(#[from] ApiError),
     #[error("{0}")]
     Runtime(String),
+    /// stdout was closed before everything was written: nothing counts as delivered.
+    #[error("stdout was closed before the output was written; nothing was delivered")]
+    StdoutClosed,
 }
 
 impl Error {
@@ -35,7 +38,10 @@ impl Error {
             | Error::Range(_)
             | Error::Plan(_)
             | Error::Spec(_) => 2,
-            Error::Api(_) | Error::Runtime(_) => 1,
+            // A failure on this side (an untrusted certificate, a request that cannot be built)
+            // is the user's input, not the cloud's.
+            Error::Api(ApiError::Local(_)) => 2,
+            Error::Api(_) | Error::Runtime(_) | Error::StdoutClosed => 1,
         }
     }
 }

@@ -112,6 +112,9 @@ pub struct Pending {
     pub buckets: Vec<(i64, i64)>,
     /// Time that should have been emitted but is beyond the retention horizon (a forced gap).
     pub lost_ms: i64,
+    /// A checkpoint later than now (the clock went back, or a run used a future `--now`) that
+    /// was ignored: the series starts again from `now - backfill`.
+    pub future_checkpoint: Option<i64>,
 }
 
 /// The settled, unemitted buckets of a series with checkpoint `done_until` (end of the last
@@ -119,6 +122,10 @@ pub struct Pending {
 pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) -> Pending {
     let settled_until = now_ms - p.delay_ms;
     let horizon = now_ms - RETENTION_MS;
+    // A checkpoint from the future cannot be right; trusting it would stall the series until
+    // the clock catches up.
+    let future_checkpoint = done_until.filter(|&d| d > now_ms);
+    let done_until = done_until.filter(|&d| d <= now_ms);
     let mut start = done_until.unwrap_or(now_ms - p.backfill_ms);
     let mut lost_ms = 0;
     if start < horizon {
@@ -129,12 +136,14 @@ pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) ->
         return Pending {
             buckets: Vec::new(),
             lost_ms,
+            future_checkpoint,
         };
     }
     let b = boundaries(p.every_ms, tz, start, settled_until);
     Pending {
         buckets: b.windows(2).map(|w| (w[0], w[1])).collect(),
         lost_ms,
+        future_checkpoint,
     }
 }
 
@@ -277,6 +286,18 @@ mod tests {
         let r = pending(&p, &SH, now, Some(now - 40 * DAY_MS));
         assert_eq!(r.lost_ms, 10 * DAY_MS);
         assert_eq!(r.buckets.len(), 30);
+    }
+
+    #[test]
+    fn a_checkpoint_from_the_future_is_ignored_and_reported() {
+        let p = PeriodSpec::parse("1h", Some("0s"), Some("3h")).unwrap();
+        let now = at("2026-05-21T10:00:00+08:00");
+        let r = pending(&p, &SH, now, Some(now + 5 * H));
+        assert_eq!(r.future_checkpoint, Some(now + 5 * H));
+        assert_eq!(r.buckets.len(), 3, "as for a fresh series");
+        assert_eq!(r.buckets[0].0, now - 3 * H);
+        let ok = pending(&p, &SH, now, Some(now - H));
+        assert_eq!((ok.future_checkpoint, ok.buckets.len()), (None, 1));
     }
 
     #[test]

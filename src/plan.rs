@@ -279,6 +279,14 @@ pub fn build_with(
                 pending.buckets.len()
             ));
         }
+        if let Some(cp) = pending.future_checkpoint {
+            plan.warnings.push(format!(
+                "{}: its checkpoint ({}) is later than now ({}): the clock went back or a run used a future --now; the series starts again from its backfill",
+                pre.key,
+                range::fmt_local(cp, &zone.tz),
+                range::fmt_local(now.timestamp_millis(), &zone.tz)
+            ));
+        }
         if pending.lost_ms > 0 {
             plan.warnings.push(format!(
                 "{}: {:.1} hours of buckets were never emitted and are now beyond the 30-day retention: they are lost",

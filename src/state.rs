@@ -2,17 +2,19 @@
 //!
 //! - the request budget per access key (keyed by a hash of the AK, never the AK), a sliding
 //!   window of call times kept under a file lock so N concurrent runs together stay under
-//!   `requests_per_minute`;
+//!   `requests_per_minute`; when the directory cannot be used the budget falls back to one
+//!   per process of the same size, never to none;
+//! - credential rejections per credential fingerprint (see `cloud::auth`);
 //! - the discovered project id per (AK hash, region), reused for 24 hours;
-//! - period-mode checkpoints.
+//! - period-mode checkpoints, and the lock a run holds from reading them to committing them.
 //!
-//! Writes are atomic (temporary file + rename). A corrupt or unreadable file is ignored with a
-//! warning: state makes runs cheaper and politer, never possible or impossible.
+//! Writes are atomic (`files::write_atomically`). A corrupt file is ignored with a warning:
+//! state makes runs cheaper and politer, never possible or impossible.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
+use crate::cloud::auth::{Rejection, RejectionStore};
 use crate::cloud::sign::sha256_hex;
+use crate::files::{self, Access, Durability};
 use crate::log;
 use crate::period::{CheckpointFile, Checkpoints, CHECKPOINT_FILE, CHECKPOINT_LOCK};
 
@@ -48,22 +52,69 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("the state directory {path} cannot be used ({source})")]
+pub struct StateError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
 }
 
 impl StateDir {
-    /// Creates the directory (mode 0700) if needed.
-    pub fn open(path: &Path) -> Result<StateDir, String> {
-        fs::create_dir_all(path)
-            .map_err(|e| format!("cannot create the state directory {}: {e}", path.display()))?;
+    /// Creates the directory (mode 0700) if needed and proves it writable. Warns when another
+    /// user owns it or others may write to it (they could then forge checkpoints or budgets).
+    pub fn open(path: &Path) -> Result<StateDir, StateError> {
+        let fail = |source| StateError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let existed = path.exists();
+        fs::create_dir_all(path).map_err(fail)?;
+        if !fs::metadata(path).map_err(fail)?.is_dir() {
+            return Err(fail(std::io::Error::other("not a directory")));
+        }
+        // Proves the directory writable, and tells who this process is on disk.
+        let probe = tempfile::Builder::new()
+            .prefix(".maas-usage-probe-")
+            .tempfile_in(path)
+            .map_err(fail)?;
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            if !existed {
+                let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+            }
+            if let (Ok(me), Ok(dir)) = (probe.as_file().metadata(), fs::metadata(path)) {
+                if dir.uid() != me.uid() {
+                    log::warn(&format!(
+                        "the state directory {} belongs to another user (uid {}); it should belong to the user maas-usage runs as",
+                        path.display(),
+                        dir.uid()
+                    ));
+                } else if dir.permissions().mode() & 0o022 != 0 {
+                    log::warn(&format!(
+                        "the state directory {} can be written by group or others (mode {:o}); run chmod 700 {}",
+                        path.display(),
+                        dir.permissions().mode() & 0o777,
+                        path.display()
+                    ));
+                }
+            }
         }
+        drop(probe);
         Ok(StateDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// An existing directory, for reading only (`plan`): nothing is created or written.
+    pub fn existing(path: &Path) -> Option<StateDir> {
+        path.is_dir().then(|| StateDir {
             path: path.to_path_buf(),
         })
     }
@@ -72,75 +123,80 @@ impl StateDir {
         &self.path
     }
 
-    /// Reads a JSON state file; missing is `None`, corrupt is `None` with a warning.
-    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+    /// Reads a JSON state file; missing is `Ok(None)`, corrupt is `Ok(None)` with a warning
+    /// (it will be rewritten), unreadable is an error.
+    pub fn read_json_checked<T: DeserializeOwned>(&self, name: &str) -> std::io::Result<Option<T>> {
         let p = self.path.join(name);
         let text = match fs::read_to_string(&p) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                log::warn(&format!("ignoring state file {}: {e}", p.display()));
-                return None;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
         match serde_json::from_str(&text) {
-            Ok(v) => Some(v),
+            Ok(v) => Ok(Some(v)),
             Err(e) => {
                 log::warn(&format!(
                     "ignoring corrupt state file {} ({e}); it will be rewritten",
                     p.display()
                 ));
-                None
+                Ok(None)
             }
         }
     }
-}
 
-/// How hard a state write tries to survive a power cut (a crash of the process is survived
-/// either way: the rename is atomic).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Before every API call: a lost budget file only means a slower next minute.
-    Cheap,
-    /// Checkpoints: losing one would re-send buckets, so the data reach the disk first.
-    Synced,
-}
+    /// As [`StateDir::read_json_checked`], with an unreadable file a warning and `None`.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.read_json_checked(name).unwrap_or_else(|e| {
+            log::warn(&format!(
+                "ignoring state file {}: {e}",
+                self.path.join(name).display()
+            ));
+            None
+        })
+    }
 
-impl StateDir {
-    /// Writes a JSON state file atomically; failures are warnings.
-    pub fn write_json<T: Serialize>(&self, name: &str, value: &T, durability: Durability) -> bool {
-        let p = self.path.join(name);
-        let tmp = self
-            .path
-            .join(format!(".{name}.{}.tmp", std::process::id()));
-        let result = serde_json::to_vec(value)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let mut f = File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                if durability == Durability::Synced {
-                    f.sync_all()?;
-                }
-                Ok(())
-            })
-            .and_then(|_| fs::rename(&tmp, &p));
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            log::warn(&format!("cannot write state file {}: {e}", p.display()));
-            return false;
-        }
-        true
+    /// Writes a JSON state file atomically, readable by the owner only.
+    pub fn write_json<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        durability: Durability,
+    ) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        files::write_atomically(&self.path.join(name), &bytes, durability, Access::Private)
+    }
+
+    fn lock_file(&self, name: &str) -> std::io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.join(name))
     }
 
     /// An exclusive lock held while the returned file lives.
     pub fn lock(&self, name: &str) -> std::io::Result<File> {
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.path.join(name))?;
+        let f = self.lock_file(name)?;
         f.lock()?;
         Ok(f)
+    }
+
+    /// An exclusive lock, waited for until `deadline`: `Ok(None)` when another process still
+    /// holds it then.
+    pub fn lock_until(&self, name: &str, deadline: Instant) -> std::io::Result<Option<File>> {
+        let f = self.lock_file(name)?;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Some(f)),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(25)));
+        }
     }
 
     /// A project id discovered less than 24 hours ago for this AK and region.
@@ -162,7 +218,11 @@ impl StateDir {
                 discovered_at_ms: now_ms(),
             },
         );
-        self.write_json(PROJECTS_FILE, &projects, Durability::Cheap);
+        if let Err(e) = self.write_json(PROJECTS_FILE, &projects, Durability::Cheap) {
+            log::warn(&format!(
+                "cannot cache the project id in the state directory: {e}"
+            ));
+        }
     }
 }
 
@@ -174,22 +234,30 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    /// Moves checkpoints forward (never back: another process may have gone further), under
-    /// the lock, atomically.
-    pub fn advance_checkpoints(&self, updates: &Checkpoints) -> bool {
-        let _guard = self.lock(CHECKPOINT_LOCK);
+    /// The lock a period-mode run holds from reading the checkpoints to committing them, so
+    /// that overlapping runs never emit the same bucket twice. `Ok(None)`: another run holds
+    /// it past `deadline`.
+    pub fn period_lock(&self, deadline: Instant) -> std::io::Result<Option<File>> {
+        self.lock_until(PERIOD_LOCK, deadline)
+    }
+
+    /// Moves checkpoints forward (never back: another process may have gone further, except
+    /// over a checkpoint from the future, which cannot be right), under the lock, atomically
+    /// and synced.
+    pub fn advance_checkpoints(&self, updates: &Checkpoints, now_ms: i64) -> std::io::Result<()> {
+        let _guard = self.lock(CHECKPOINT_LOCK)?;
         let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
         for (id, end) in updates {
             let e = file.series.entry(id.clone()).or_insert(*end);
-            *e = (*e).max(*end);
+            *e = if *e > now_ms { *end } else { (*e).max(*end) };
         }
         self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)
     }
 
     /// Removes the checkpoints whose id is `name` or whose query is `name` (all with `None`);
     /// returns the ids removed.
-    pub fn reset_checkpoints(&self, name: Option<&str>) -> Vec<String> {
-        let _guard = self.lock(CHECKPOINT_LOCK);
+    pub fn reset_checkpoints(&self, name: Option<&str>) -> std::io::Result<Vec<String>> {
+        let _guard = self.lock(CHECKPOINT_LOCK)?;
         let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
         let matches = |id: &str| match name {
             None => true,
@@ -202,13 +270,77 @@ impl StateDir {
             .cloned()
             .collect();
         file.series.retain(|id, _| !matches(id));
-        self.write_json(CHECKPOINT_FILE, &file, Durability::Synced);
-        removed
+        self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)?;
+        Ok(removed)
+    }
+
+    /// Credential rejections still recorded (fingerprint -> rejection).
+    pub fn rejections(&self) -> BTreeMap<String, Rejection> {
+        self.read_json(AUTH_FILE).unwrap_or_default()
+    }
+
+    /// Forgets every credential rejection; returns how many there were.
+    pub fn reset_rejections(&self) -> std::io::Result<usize> {
+        let _guard = self.lock(AUTH_LOCK)?;
+        let all: BTreeMap<String, Rejection> = self.read_json(AUTH_FILE).unwrap_or_default();
+        self.write_json(
+            AUTH_FILE,
+            &BTreeMap::<String, Rejection>::new(),
+            Durability::Synced,
+        )?;
+        Ok(all.len())
+    }
+
+    fn update_rejections(&self, f: impl FnOnce(&mut BTreeMap<String, Rejection>)) {
+        let result = self.lock(AUTH_LOCK).and_then(|_guard| {
+            let mut all: BTreeMap<String, Rejection> =
+                self.read_json(AUTH_FILE).unwrap_or_default();
+            // Expired entries go, so the file stays small.
+            let now = now_ms();
+            all.retain(|_, r| r.in_force(now));
+            f(&mut all);
+            self.write_json(AUTH_FILE, &all, Durability::Synced)
+        });
+        if let Err(e) = result {
+            log::warn(&format!(
+                "cannot record the credential rejection in the state directory ({e}); other processes may try the same credentials once more"
+            ));
+        }
+    }
+}
+
+impl RejectionStore for StateDir {
+    fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
+        self.rejections().remove(fingerprint)
+    }
+
+    fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
+        self.update_rejections(|all| {
+            all.insert(fingerprint.to_string(), rejection.clone());
+        });
+    }
+
+    fn clear_rejection(&self, fingerprint: &str) {
+        if self.rejections().contains_key(fingerprint) {
+            self.update_rejections(|all| {
+                all.remove(fingerprint);
+            });
+        }
+    }
+
+    fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<Box<dyn Send>> {
+        match self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline) {
+            Ok(Some(f)) => Some(Box::new(f)),
+            Ok(None) | Err(_) => None,
+        }
     }
 }
 
 const PROJECTS_FILE: &str = "projects.json";
 const PROJECTS_LOCK: &str = "projects.lock";
+const AUTH_FILE: &str = "auth.json";
+const AUTH_LOCK: &str = "auth.lock";
+const PERIOD_LOCK: &str = "period.lock";
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct CachedProject {
@@ -223,14 +355,20 @@ struct BudgetFile {
 }
 
 /// The request budget of one access key, shared by every process using the state directory.
+///
+/// Every slot is also recorded in this process's own window, which takes over (with one
+/// warning) as soon as the directory fails: missing, read-only, full or unlockable, the budget
+/// is then per process but never gone.
 pub struct SharedBudget {
     dir: StateDir,
     file: String,
     lock_file: String,
     limit: u32,
     window: Duration,
-    /// Threads of this process queue here before taking the file lock.
-    local: Mutex<()>,
+    /// This process's slots; threads of this process queue on it before the file lock.
+    local: Mutex<WindowLog>,
+    /// The directory failed once: the local window is the budget from then on.
+    degraded: AtomicBool,
 }
 
 impl SharedBudget {
@@ -241,43 +379,67 @@ impl SharedBudget {
             lock_file: format!("budget-{ak_key}.lock"),
             limit,
             window,
-            local: Mutex::new(()),
+            local: Mutex::new(WindowLog::default()),
+            degraded: AtomicBool::new(false),
         }
     }
 
-    /// One attempt under the lock: Ok, or how long to wait.
-    fn try_take(&self) -> Result<(), u64> {
-        let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        let _lock = match self.dir.lock(&self.lock_file) {
-            Ok(f) => f,
-            Err(e) => {
-                // Without the lock there is no sharing; do not block the run over it.
-                log::debug(&format!(
-                    "state lock unavailable ({e}); the budget is not shared this time"
-                ));
-                return Ok(());
-            }
-        };
-        let now = now_ms();
+    /// One attempt on the shared file under its lock: Ok(granted or how long to wait), or the
+    /// reason the directory cannot be used.
+    fn try_take_shared(&self, now: u64) -> std::io::Result<Result<(), u64>> {
+        let _lock = self.dir.lock(&self.lock_file)?;
         let window_ms = self.window.as_millis() as u64;
-        let file: BudgetFile = self.dir.read_json(&self.file).unwrap_or_default();
+        let file: BudgetFile = self.dir.read_json_checked(&self.file)?.unwrap_or_default();
         // Stamps from the future (a clock that went back) would block forever: drop them.
         let mut log = WindowLog::from_stamps(file.stamps.into_iter().filter(|&s| s <= now + 1000));
         let r = log.try_take(now, self.limit, window_ms);
         if r.is_ok() {
             let stamps: Vec<u64> = log.stamps().filter(|&s| s + window_ms > now).collect();
             self.dir
-                .write_json(&self.file, &BudgetFile { stamps }, Durability::Cheap);
+                .write_json(&self.file, &BudgetFile { stamps }, Durability::Cheap)?;
         }
-        r
+        Ok(r)
+    }
+
+    fn try_take(&self) -> Result<(), u64> {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let window_ms = self.window.as_millis() as u64;
+        if !self.degraded.load(Ordering::Relaxed) {
+            match self.try_take_shared(now) {
+                Ok(Ok(())) => {
+                    // Within the shared grant, this process's share always fits.
+                    let _ = local.try_take(now, self.limit, window_ms);
+                    return Ok(());
+                }
+                Ok(Err(wait)) => return Err(wait),
+                Err(e) => {
+                    self.degraded.store(true, Ordering::Relaxed);
+                    log::warn(&format!(
+                        "the state directory {} cannot hold the request budget ({e}); this process keeps its own budget of {} calls per {} s",
+                        self.dir.path().display(),
+                        self.limit,
+                        self.window.as_secs()
+                    ));
+                }
+            }
+        }
+        local.try_take(now, self.limit, window_ms)
+    }
+
+    fn window_log(&self) -> WindowLog {
+        if !self.degraded.load(Ordering::Relaxed) {
+            if let Ok(Some(file)) = self.dir.read_json_checked::<BudgetFile>(&self.file) {
+                return WindowLog::from_stamps(file.stamps);
+            }
+        }
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 impl Budget for SharedBudget {
     fn available(&self, within: Duration) -> usize {
-        let file: BudgetFile = self.dir.read_json(&self.file).unwrap_or_default();
-        let log = WindowLog::from_stamps(file.stamps);
-        log.free_by(
+        self.window_log().free_by(
             now_ms() + within.as_millis() as u64,
             self.limit,
             self.window.as_millis() as u64,
@@ -287,20 +449,23 @@ impl Budget for SharedBudget {
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
         wait_for_slot(deadline, self.limit, self.window, || self.try_take())
     }
+
+    fn until_oldest_leaves(&self) -> Option<Duration> {
+        self.window_log()
+            .until_oldest_leaves(now_ms(), self.window.as_millis() as u64)
+            .map(Duration::from_millis)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "maas-usage-state-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        let _ = fs::remove_dir_all(&d);
-        d
+    /// A fresh, not yet existing directory inside a temporary one that is removed on drop.
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("state");
+        (t, p)
     }
 
     #[test]
@@ -330,7 +495,7 @@ mod tests {
     #[test]
     fn directory_is_private_and_projects_are_cached() {
         use std::os::unix::fs::PermissionsExt;
-        let p = tmp();
+        let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
@@ -352,7 +517,7 @@ mod tests {
 
     #[test]
     fn shared_budget_counts_across_instances() {
-        let p = tmp();
+        let (_t, p) = tmp();
         let a = SharedBudget::new(StateDir::open(&p).unwrap(), "k", 3, Duration::from_secs(60));
         let b = SharedBudget::new(StateDir::open(&p).unwrap(), "k", 3, Duration::from_secs(60));
         let soon = Instant::now() + Duration::from_millis(200);
@@ -365,5 +530,86 @@ mod tests {
         );
         fs::write(p.join("budget-k.json"), "garbage").unwrap();
         assert!(a.acquire(soon).is_ok(), "a corrupt budget file is ignored");
+    }
+
+    #[test]
+    fn the_budget_outlives_a_broken_state_directory() {
+        let (_t, p) = tmp();
+        let dir = StateDir::open(&p).unwrap();
+        // A directory where the budget file should be: no write can replace it (not even
+        // root's), so the shared budget fails and the process's own takes over.
+        fs::create_dir(p.join("budget-k.json")).unwrap();
+        let b = SharedBudget::new(dir, "k", 3, Duration::from_secs(60));
+        let soon = Instant::now() + Duration::from_millis(200);
+        for _ in 0..3 {
+            assert!(b.acquire(soon).is_ok());
+        }
+        assert!(
+            b.acquire(soon).is_err(),
+            "the fourth call in the window is refused by the per-process budget"
+        );
+        assert_eq!(b.available(Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn a_locked_period_lock_is_waited_for_until_the_deadline() {
+        let (_t, p) = tmp();
+        let d = StateDir::open(&p).unwrap();
+        let held = d.period_lock(Instant::now()).unwrap();
+        assert!(held.is_some());
+        // flock is per open file: a second open in the same process conflicts like another
+        // process would.
+        let other = d
+            .period_lock(Instant::now() + Duration::from_millis(100))
+            .unwrap();
+        assert!(other.is_none());
+        drop(held);
+        assert!(d.period_lock(Instant::now()).unwrap().is_some());
+    }
+
+    #[test]
+    fn checkpoints_advance_never_back_except_from_the_future() {
+        let (_t, p) = tmp();
+        let d = StateDir::open(&p).unwrap();
+        let now = 1_000_000;
+        d.advance_checkpoints(&Checkpoints::from([("a".into(), 500)]), now)
+            .unwrap();
+        d.advance_checkpoints(&Checkpoints::from([("a".into(), 400)]), now)
+            .unwrap();
+        assert_eq!(d.checkpoints()["a"], 500, "never back");
+        d.advance_checkpoints(&Checkpoints::from([("b".into(), 2_000_000)]), 3_000_000)
+            .unwrap();
+        d.advance_checkpoints(&Checkpoints::from([("b".into(), 900_000)]), now)
+            .unwrap();
+        assert_eq!(
+            d.checkpoints()["b"],
+            900_000,
+            "a checkpoint after now is replaced"
+        );
+    }
+
+    #[test]
+    fn rejections_are_shared_and_reset() {
+        let (_t, p) = tmp();
+        let d = StateDir::open(&p).unwrap();
+        let r = Rejection {
+            at_ms: now_ms(),
+            status: 401,
+            code: Some("APIGW.0301".into()),
+        };
+        d.record_rejection("f1", &r);
+        assert_eq!(StateDir::open(&p).unwrap().rejection("f1"), Some(r));
+        assert_eq!(d.rejection("f2"), None);
+        let text = fs::read_to_string(p.join(AUTH_FILE)).unwrap();
+        assert!(text.contains("f1") && !text.contains("secret"));
+        assert_eq!(d.reset_rejections().unwrap(), 1);
+        assert_eq!(d.rejection("f1"), None);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_written_is_refused() {
+        let (_t, p) = tmp();
+        fs::write(&p, "a file, not a directory").unwrap();
+        assert!(StateDir::open(&p).is_err());
     }
 }

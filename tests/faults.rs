@@ -166,6 +166,10 @@ fn non_json_and_huge_answers_fail_their_series_only() {
 #[test]
 fn one_byte_a_second_is_cut_by_the_timeout() {
     let sim = sim();
+    // The first call proves the credentials (calls wait for it); the second one is slow.
+    sim.push_script(Scripted::Body(
+        r#"{"total_request_count":1,"total_error_count":0,"total_token":1,"total_prompt_token":1,"total_completion_token":0}"#.into(),
+    ));
     sim.push_script(Scripted::Slow);
     let r = timed(&small_spec(&sim, 2));
     assert_eq!(
@@ -195,12 +199,52 @@ fn throttling_with_and_without_retry_after() {
         body: r#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#.into(),
         retry_after: None,
     });
-    let r = timed(&small_spec(&sim, 1));
-    assert_eq!(r.out.status.code(), Some(0), "{}", stderr(&r.out));
-    assert!(r.took >= Duration::from_secs(1), "Retry-After honoured");
-    let c = parse_lp(&stdout(&r.out)).pop().unwrap();
+    let url = sim.url();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n  - name: b\n    range: today\nlimits:\n  timeout: 20s\n  concurrency: 1\n"
+    ));
+    // A 2 s budget window (the API's is a minute): a 429 without Retry-After waits until the
+    // oldest call of the window ages out, instead of a few sub-second retries.
+    let started = Instant::now();
+    let out = authed()
+        .env("MAAS_USAGE_RATE_WINDOW_MS", "2000")
+        .arg("run")
+        .arg("--spec")
+        .arg(&path)
+        .args(["--now", NOW])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        took >= Duration::from_secs(2),
+        "Retry-After (1 s), then until the first call leaves the 2 s window: {took:?}"
+    );
+    let c = parse_lp(&stdout(&out)).pop().unwrap();
     assert_eq!(c.int("throttled"), Some(2));
+    assert_eq!(c.int("api_retries"), Some(2));
     assert_eq!(c.int("series_ok"), Some(2));
+}
+
+#[test]
+fn throttling_without_retry_after_and_no_time_to_wait_fails_fast() {
+    let sim = sim();
+    for _ in 0..2 {
+        sim.push_script(Scripted::Status {
+            status: 429,
+            body: "{}".into(),
+            retry_after: None,
+        });
+    }
+    // The budget's window is the API's minute: waiting it out does not fit a 3 s run.
+    let r = timed(&small_spec(&sim, 1));
+    assert_eq!(r.out.status.code(), Some(1));
+    assert!(first_err(&r).contains("HTTP 429"), "{}", stderr(&r.out));
+    assert_eq!(
+        stats_calls(&sim).len(),
+        2,
+        "no sub-second retries that burn the budget"
+    );
 }
 
 #[test]
@@ -239,7 +283,19 @@ fn a_clock_20_minutes_off_says_check_the_clock() {
         first.contains("APIGW.0303") && first.contains("check the system clock"),
         "{first}"
     );
-    assert_eq!(stats_calls(&sim).len(), 2, "401 is never retried");
+    assert_eq!(
+        stats_calls(&sim).len(),
+        1,
+        "401 is never retried, and no other call goes out with the same credentials"
+    );
+    assert!(
+        stderr(&r.out)
+            .lines()
+            .filter(|l| l.starts_with("E! query="))
+            .all(|l| l.contains("check the system clock")),
+        "every series says what to check: {}",
+        stderr(&r.out)
+    );
 }
 
 #[test]
@@ -320,6 +376,20 @@ fn sigterm_writes_what_was_collected_and_exits_0_within_a_second() {
     let c = lines.last().unwrap();
     assert_eq!(c.measurement, "maas_usage_collector");
     assert_eq!(c.int("series_failed"), Some(2));
+    // A signal is not a timeout: the run and every cut series say which signal it was.
+    let err = stderr(&out);
+    assert!(
+        err.contains("W! stopped by SIGTERM with calls outstanding"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("E! query=") && l.contains("stopped by SIGTERM"))
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(!err.contains("limits.timeout"), "{err}");
 }
 
 #[test]
@@ -357,4 +427,23 @@ fn sigterm_while_stuck_in_discovery_still_exits_within_a_second() {
         stdout(&out).is_empty(),
         "nothing was collected, nothing half-written"
     );
+}
+
+#[test]
+fn execd_batches_own_their_deadline_from_their_line() {
+    // Telegraf's first newline comes at its first tick, up to an interval after the start: the
+    // batch's time limit (3 s here) counts from that line, not from the process start.
+    let sim = sim();
+    let path = small_spec(&sim, 2);
+    let mut execd = Execd::start(&path);
+    std::thread::sleep(Duration::from_millis(4500));
+    let batch = execd.collect();
+    let c = batch.last().unwrap();
+    assert_eq!(c.int("series_ok"), Some(2), "{batch:?}");
+    assert_eq!(c.int("series_failed"), Some(0));
+    assert!(
+        c.int("duration_ms").unwrap() < 3000,
+        "the idle wait is not the batch's duration: {c:?}"
+    );
+    assert_eq!(execd.finish(), Some(0));
 }

@@ -379,3 +379,96 @@ fn a_failed_bucket_holds_back_the_later_ones() {
         "all three next time"
     );
 }
+
+fn bucket_ends(o: &std::process::Output) -> Vec<i64> {
+    parse_lp(&stdout(o))
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .map(|l| l.timestamp.unwrap() / 1_000_000)
+        .collect()
+}
+
+#[test]
+fn overlapping_runs_emit_each_bucket_once_in_total() {
+    // Cron starting while a slow run is still going: three runs at once on one state
+    // directory, then a later one. Slow answers make them overlap.
+    let mut cfg = sim_config();
+    cfg.faults.latency = std::time::Duration::from_millis(700);
+    let sim = start(cfg);
+    let spec = period_spec(&sim, "influx", None, "5h");
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    let spawn = || {
+        authed()
+            .arg("run")
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--now", &rfc(t0)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..3).map(|_| spawn()).collect();
+    let mut outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    outs.push(spawn().wait_with_output().unwrap());
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for o in &outs {
+        for end in bucket_ends(o) {
+            *seen.entry(end).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<i64, usize> = [t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]
+        .into_iter()
+        .map(|e| (e, 1))
+        .collect();
+    let errs: Vec<String> = outs.iter().map(stderr).collect();
+    assert_eq!(seen, expected, "each bucket exactly once: {errs:#?}");
+    for o in &outs {
+        assert!(
+            o.status.code() == Some(0) || stderr(o).contains("period-mode lock"),
+            "a run that got nothing says why: {}",
+            stderr(o)
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_from_the_future_is_reported_and_replaced() {
+    let sim = start(sim_config());
+    let spec = period_spec(&sim, "influx", None, "5h");
+    let state = tempdir().join("state");
+    // A run with a future --now (the real clock is earlier) leaves a checkpoint from the future.
+    let future = ms("2027-01-01T10:00:00+08:00");
+    sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(future).unwrap()));
+    let ahead = run_at(&spec, &state, future, &[]);
+    assert_eq!(bucket_ends(&ahead).len(), 3, "{}", stderr(&ahead));
+    let show = bin()
+        .args(["state", "show", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&show).contains("later than now"),
+        "state show marks it: {}",
+        stdout(&show)
+    );
+    // Back to the present: the series is not stalled until 2027, it starts from its backfill.
+    let t0 = ms(NOW);
+    sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0).unwrap()));
+    let back = run_at(&spec, &state, t0, &[]);
+    assert!(
+        stderr(&back).contains("W! query=hourly") && stderr(&back).contains("is later than now"),
+        "{}",
+        stderr(&back)
+    );
+    assert_eq!(bucket_ends(&back), vec![t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]);
+    let again = run_at(&spec, &state, t0, &[]);
+    assert!(bucket_ends(&again).is_empty(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("later than now"), "replaced");
+}

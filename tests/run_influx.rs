@@ -130,9 +130,10 @@ fn partial_failure_keeps_the_good_series_and_exits_0() {
     let sim = sim();
     let text = example_spec_for(&sim).replace("  concurrency: 4", "  concurrency: 1");
     let path = spec_file(&text);
+    // (A 401 or 403 would stop every call with the same credentials: tests/auth.rs.)
     sim.push_script(Scripted::Status {
-        status: 403,
-        body: r#"{"error_code":"ModelArts.0203","error_msg":"Insufficient permissions"}"#.into(),
+        status: 400,
+        body: r#"{"error_code":"ModelArts.4101","error_msg":"api_keys: too many keys"}"#.into(),
         retry_after: None,
     });
     let out = run(&path, &[]);
@@ -140,13 +141,10 @@ fn partial_failure_keeps_the_good_series_and_exits_0() {
     let err = stderr(&out);
     let first = err.lines().next().unwrap_or("");
     assert!(
-        first.starts_with("E! query=preset-7d service_type=preset infer_type=real_time key_group=team-a status=403 code=ModelArts.0203 request_id="),
+        first.starts_with("E! query=preset-7d service_type=preset infer_type=real_time key_group=team-a status=400 code=ModelArts.4101 request_id="),
         "{err}"
     );
-    assert!(
-        first.contains("modelarts:monitoring:get"),
-        "says what to do: {first}"
-    );
+    assert!(first.contains("too many keys"), "says what failed: {first}");
     let lines = parse_lp(&stdout(&out));
     let collector = lines.last().unwrap();
     assert_eq!(collector.int("series_failed"), Some(1));

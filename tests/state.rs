@@ -155,8 +155,68 @@ fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
     let out = run(&path, &["--state-dir", file.join("sub").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        stderr(&out).contains("cannot create the state directory"),
+        stderr(&out).contains("cannot be used")
+            && stderr(&out).contains("the request budget is per process"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn a_broken_state_directory_never_removes_the_budget() {
+    let sim = sim();
+    let path = spec(&sim, 8, 5, false);
+    for broken in ["json", "lock"] {
+        let state = tempdir().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        // A directory where the budget's file (or its lock) belongs: no write or lock can
+        // succeed there, not even root's.
+        let key = maas_usage::state::ak_key(AK);
+        std::fs::create_dir(state.join(format!("budget-{key}.{broken}"))).unwrap();
+        sim.clear_log();
+        let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+        assert_eq!(
+            stats_calls(&sim).len(),
+            5,
+            "requests_per_minute: 5 holds ({broken}): {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            stderr(&out)
+                .lines()
+                .filter(|l| l.contains("cannot hold the request budget"))
+                .count(),
+            1,
+            "one warning: {}",
+            stderr(&out)
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_state_directory_others_can_write_is_a_warning() {
+    let sim = sim();
+    let path = spec(&sim, 1, 200, false);
+    let state = tempdir().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("W! the state directory")
+            && stderr(&out).contains("can be written by group or others"),
+        "{}",
+        stderr(&out)
+    );
+    // Temporary files have random names and are gone after the run.
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".maas-usage-")),
+        "{names:?}"
     );
 }

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use super::api::{self, DecodeError};
+use super::auth::{self, AuthGate, Refusal, Rejection, RejectionStore, Verdict};
 use super::credentials::Credentials;
 use super::sign::{self, SignInput};
 use crate::budget::{Budget, BudgetExhausted, Unlimited};
@@ -19,6 +20,10 @@ use crate::retry::{jitter_unit, parse_retry_after};
 
 /// Answers larger than this are not statistics; reading stops there.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// How long to wait after a 429 without `Retry-After` when the request budget knows no better:
+/// the API's documented advice.
+pub const THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// An endpoint URL split the way signing needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +172,48 @@ pub enum ApiError {
     Budget(BudgetExhausted),
     #[error("{0}")]
     Setup(String),
+    /// Not sent: the credential was rejected less than five minutes ago.
+    #[error("{}", fmt_blocked(.0))]
+    AuthBlocked(Rejection),
+    /// Not finished: a stop signal ended the run first.
+    #[error("stopped by {signal} before this call could finish")]
+    Stopped { signal: &'static str },
+    /// A failure on this side that a retry would meet again: an input error (exit 2).
+    #[error("{0}")]
+    Local(String),
+    /// A bug: the call's thread panicked. The series fails; the rest of the run goes on.
+    #[error("internal error while calling the API ({0}); please report it")]
+    Internal(String),
+}
+
+/// `credentials were rejected at T; not retrying until T+5min ...`, then what the server said.
+fn fmt_blocked(r: &Rejection) -> String {
+    let at = |ms: u64| {
+        chrono::DateTime::<Utc>::from_timestamp_millis(ms as i64)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| ms.to_string())
+    };
+    let failure = HttpFailure {
+        status: r.status,
+        code: r.code.clone(),
+        message: String::new(),
+        request_id: None,
+    };
+    let mut s = format!(
+        "credentials were rejected at {}; not retrying until {} to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth'); the server answered HTTP {}",
+        at(r.at_ms),
+        at(r.until_ms()),
+        r.status
+    );
+    if let Some(code) = &r.code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    if let Some(h) = hint(&failure) {
+        s.push_str(": ");
+        s.push_str(h);
+    }
+    s
 }
 
 fn fmt_rid(rid: &Option<String>) -> String {
@@ -254,6 +301,9 @@ struct Answer {
 enum Attempt {
     Answer(Answer),
     Transport(String),
+    /// A failure on this side that the same request would meet again (an untrusted
+    /// certificate, a header value that cannot be sent): not retried.
+    Local(String),
     TooLarge(Option<String>),
 }
 
@@ -266,9 +316,21 @@ pub struct StatsAnswer {
     pub request_id: Option<String>,
 }
 
+/// The credentials a client signs with, and their gate; replaced whole when the credentials
+/// change (a rotated file, refreshed temporary credentials).
+struct Identity {
+    creds: Credentials,
+    gate: AuthGate,
+}
+
 pub struct Client {
     agent: ureq::Agent,
-    creds: Credentials,
+    /// A failure on this side (an untrusted certificate, say): every later call would meet it
+    /// again, so they fail at once with it instead of trying.
+    local_failure: std::sync::Mutex<Option<String>>,
+    identity: RwLock<Arc<Identity>>,
+    /// Shares rejections with other processes (the state directory).
+    rejections: Option<Arc<dyn RejectionStore>>,
     opts: ClientOptions,
     budget: Arc<dyn Budget>,
     pub counters: Arc<Counters>,
@@ -298,7 +360,12 @@ impl Client {
             .build();
         Ok(Client {
             agent: config.new_agent(),
-            creds,
+            local_failure: std::sync::Mutex::new(None),
+            identity: RwLock::new(Arc::new(Identity {
+                gate: AuthGate::new(&creds, None),
+                creds,
+            })),
+            rejections: None,
             opts,
             budget: Arc::new(Unlimited),
             counters: Arc::new(Counters::default()),
@@ -315,13 +382,64 @@ impl Client {
         self.budget.available(within)
     }
 
-    pub fn credentials(&self) -> &Credentials {
-        &self.creds
+    /// Shares credential rejections with other processes through `store`.
+    pub fn with_rejection_store(mut self, store: Arc<dyn RejectionStore>) -> Self {
+        let creds = self.identity().creds.clone();
+        *self.identity.get_mut().unwrap_or_else(|p| p.into_inner()) = Arc::new(Identity {
+            gate: AuthGate::new(&creds, Some(store.clone())),
+            creds,
+        });
+        self.rejections = Some(store);
+        self
+    }
+
+    fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Signs with `creds` from now on. The same credentials keep their gate (and what it
+    /// learnt); others start unverified.
+    pub fn set_credentials(&self, creds: Credentials) {
+        let mut slot = self.identity.write().unwrap_or_else(|p| p.into_inner());
+        if slot.gate.fingerprint() == auth::fingerprint(&creds) {
+            return;
+        }
+        *slot = Arc::new(Identity {
+            gate: AuthGate::new(&creds, self.rejections.clone()),
+            creds,
+        });
+    }
+
+    /// Where the credentials in use came from.
+    pub fn credentials_source(&self) -> String {
+        self.identity().creds.source.clone()
+    }
+
+    /// The rejection of the credentials in use, while it is in force: no signed call is made.
+    pub fn blocked(&self) -> Option<Rejection> {
+        self.identity().gate.blocked()
+    }
+
+    fn local_failure(&self) -> Option<String> {
+        self.local_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// `text` with every secret of the credentials in use replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.identity().creds.redact(text)
     }
 
     /// One signed exchange, no retry.
+    #[allow(clippy::too_many_arguments)]
     fn exchange(
         &self,
+        creds: &Credentials,
         method: &str,
         ep: &Endpoint,
         path: &str,
@@ -337,7 +455,7 @@ impl Client {
         if method == "POST" {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
-        if let Some(token) = &self.creds.token {
+        if let Some(token) = &creds.token {
             headers.push(("X-Security-Token".into(), token.expose().to_string()));
         }
         let input = SignInput {
@@ -350,8 +468,8 @@ impl Client {
         let authorization = sign::authorization(
             &input,
             &date,
-            self.creds.ak.expose(),
-            self.creds.sk.expose().as_bytes(),
+            creds.ak.expose(),
+            creds.sk.expose().as_bytes(),
         );
         let url = ep.url(path, &sign::canonical_query(query));
 
@@ -409,12 +527,18 @@ impl Client {
                     "{method} {url} -> transport error after {elapsed} ms: {}",
                     describe(&e)
                 ));
-                Attempt::Transport(describe(&e))
+                match local_failure(&e) {
+                    Some(why) => Attempt::Local(why),
+                    None => Attempt::Transport(describe(&e)),
+                }
             }
         }
     }
 
     /// A signed call with retries for 429, 5xx and transport errors, within `deadline`.
+    ///
+    /// Every attempt passes the credential gate first (see [`auth`]): a rejected credential
+    /// makes no call at all, and an unverified one probes one call at a time.
     fn call(
         &self,
         method: &str,
@@ -427,6 +551,16 @@ impl Client {
         let policy = self.opts.retry;
         let mut retry = 0u32;
         loop {
+            let id = self.identity();
+            let permit = match id.gate.enter(deadline) {
+                Ok(p) => p,
+                Err(Refusal::Rejected(r)) => return Err(ApiError::AuthBlocked(r)),
+                Err(Refusal::Deadline) => return Err(ApiError::Deadline { last: None }),
+            };
+            // Checked after the gate: a probe that failed on this side let the others through.
+            if let Some(why) = self.local_failure() {
+                return Err(ApiError::Local(why));
+            }
             if let Err(e) = self.budget.acquire(deadline) {
                 return Err(ApiError::Budget(e));
             }
@@ -439,41 +573,68 @@ impl Client {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
             let timeout = remaining.min(self.opts.call_timeout);
-            let (err, retry_after) = match self.exchange(method, ep, path, query, body, timeout) {
-                Attempt::Answer(a) if (200..300).contains(&a.status) => return Ok(a),
+            let attempt = self.exchange(&id.creds, method, ep, path, query, body, timeout);
+            let (err, wait) = match attempt {
                 Attempt::Answer(a) => {
-                    if a.status == 429 {
-                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    let verdict = Verdict::of_status(a.status);
+                    if verdict == Verdict::Accepted {
+                        permit.finish(None, verdict);
+                        return Ok(a);
                     }
-                    let retryable = a.status == 429 || a.status >= 500;
                     let e = self.http_failure(&a);
-                    if !retryable {
-                        // 400/401/403 will not get better, and repeated bad signatures can lock
-                        // the access key for five minutes.
+                    if permit.finish(e.code(), verdict).is_some() {
+                        // 401/403: no further call with these credentials (the gate now says so).
                         return Err(e);
                     }
-                    (e, a.retry_after)
+                    match a.status {
+                        429 => {
+                            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                            // Without Retry-After, wait until the oldest call of our window
+                            // ages out (the API's own advice is a minute), not a few hundred ms.
+                            let wait = a.retry_after.unwrap_or_else(|| {
+                                self.budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
+                            });
+                            (e, wait)
+                        }
+                        s if s >= 500 => {
+                            let wait = a
+                                .retry_after
+                                .unwrap_or_else(|| policy.backoff(retry + 1, jitter_unit()));
+                            (e, wait)
+                        }
+                        // Other 4xx will not get better.
+                        _ => return Err(e),
+                    }
                 }
                 Attempt::TooLarge(request_id) => {
+                    drop(permit);
                     return Err(ApiError::Decode {
                         endpoint: ep.to_string(),
                         error: DecodeError::NotJson(format!("larger than {MAX_BODY_BYTES} bytes")),
                         request_id,
-                    })
+                    });
                 }
-                Attempt::Transport(message) => (
-                    ApiError::Transport {
-                        endpoint: ep.to_string(),
-                        message,
-                    },
-                    None,
-                ),
+                Attempt::Local(message) => {
+                    *self.local_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(message.clone());
+                    drop(permit);
+                    return Err(ApiError::Local(message));
+                }
+                Attempt::Transport(message) => {
+                    drop(permit);
+                    (
+                        ApiError::Transport {
+                            endpoint: ep.to_string(),
+                            message,
+                        },
+                        policy.backoff(retry + 1, jitter_unit()),
+                    )
+                }
             };
             retry += 1;
             if retry >= policy.max_attempts {
                 return Err(err);
             }
-            let wait = retry_after.unwrap_or_else(|| policy.backoff(retry, jitter_unit()));
             if Instant::now() + wait >= deadline {
                 return Err(ApiError::Deadline {
                     last: Some(Box::new(err)),
@@ -499,7 +660,7 @@ impl Client {
                 .trim()
                 .to_string(),
         };
-        let message = self.creds.redact(&message).replace(['\n', '\r'], " ");
+        let message = self.redact(&message).replace(['\n', '\r'], " ");
         // The gateway appends its canonical request to a signature failure: precious when
         // debugging, noise in the one stderr line Telegraf shows, so it goes to the debug log.
         let message = match message.split_once(", canonicalRequest:") {
@@ -528,7 +689,7 @@ impl Client {
     ) -> Result<StatsAnswer, ApiError> {
         let path = api::stats_path(project_id);
         let a = self.call("POST", &self.opts.maas, &path, &[], body, deadline)?;
-        let raw = self.creds.redact(&a.body);
+        let raw = self.redact(&a.body);
         match api::parse_statistics(&a.body) {
             Ok(usage) => Ok(StatsAnswer {
                 usage,
@@ -548,6 +709,32 @@ impl Client {
         let query = vec![("name".to_string(), region.to_string())];
         let a = self.call("GET", &self.opts.iam, "/v3/projects", &query, b"", deadline)?;
         api::parse_projects(&a.body, region).map_err(ApiError::Setup)
+    }
+}
+
+/// A failure that comes from this side's configuration or input and would happen again on a
+/// retry: an untrusted server certificate, or a request that cannot be built (a header value
+/// with a line break or a byte-order mark, say, from a credential).
+fn local_failure(e: &ureq::Error) -> Option<String> {
+    let certificate = |r: &rustls::Error| {
+        match r {
+        rustls::Error::InvalidCertificate(why) => Some(format!(
+            "the server's TLS certificate is not trusted ({why:?}); if it is signed by a private CA, point --ca-file (or cloud.ca_file) at that CA's PEM bundle"
+        )),
+        _ => None,
+    }
+    };
+    match e {
+        ureq::Error::Rustls(r) => certificate(r),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .and_then(certificate),
+        ureq::Error::Http(h) => Some(format!(
+            "the request cannot be sent ({h}); check the credentials and endpoint for stray characters (line breaks, a byte-order mark)"
+        )),
+        ureq::Error::BadUri(u) => Some(format!("the request URL is not valid ({u})")),
+        _ => None,
     }
 }
 

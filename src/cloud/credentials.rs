@@ -273,6 +273,62 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
     }
 }
 
+/// A credentials file watched for rotation: re-read when it changed (modification time, size
+/// or inode), so a long-running process (execd) picks up new keys without a restart.
+#[derive(Debug)]
+pub struct FileWatch {
+    path: PathBuf,
+    stamp: Option<FileStamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(FileStamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode,
+    })
+}
+
+impl FileWatch {
+    /// Watches `path` as it is now (the credentials in use were read from it).
+    pub fn new(path: &Path) -> Self {
+        FileWatch {
+            path: path.to_path_buf(),
+            stamp: stamp_of(path),
+        }
+    }
+
+    /// The credentials to use from now on when the file changed since the last look, `None`
+    /// when it did not (or the environment's credentials win over it anyway).
+    pub fn reload_if_changed(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Credentials>, CredentialsError> {
+        let now = stamp_of(&self.path);
+        if now == self.stamp {
+            return Ok(None);
+        }
+        self.stamp = now;
+        let (creds, _already_warned) = load(env, Some(&self.path))?;
+        Ok(creds
+            .source
+            .starts_with("credentials file")
+            .then_some(creds))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

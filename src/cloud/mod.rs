@@ -2,6 +2,7 @@
 //! format, and the setup of a connection (credentials, endpoints, project id).
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod sign;
@@ -47,8 +48,43 @@ pub fn load_credentials(
     for w in warnings {
         log::warn(&w);
     }
+    check_sendable(&creds)?;
     log::debug(&format!("credentials from {}", creds.source));
     Ok(creds)
+}
+
+/// Credentials travel in headers (the AK in `Authorization`, the token in `X-Security-Token`)
+/// and the SK keys the signature: a line break, a byte-order mark or any other character
+/// outside printable ASCII is a copy-and-paste accident that would fail every call (or be
+/// refused by the gateway as a bad signature), so it is refused before any.
+fn check_sendable(creds: &Credentials) -> Result<(), Error> {
+    const MAX_KEY: usize = 1024;
+    const MAX_TOKEN: usize = 16 * 1024;
+    let parts = [
+        ("the access key (AK)", Some(&creds.ak), MAX_KEY),
+        ("the secret key (SK)", Some(&creds.sk), MAX_KEY),
+        ("the security token", creds.token.as_ref(), MAX_TOKEN),
+    ];
+    for (what, secret, max) in parts {
+        let Some(v) = secret.map(|s| s.expose()) else {
+            continue;
+        };
+        if let Some(pos) = v.chars().position(|c| !c.is_ascii_graphic()) {
+            return Err(Error::Usage(format!(
+                "{what} from {} has a character that cannot be sent (position {}: a line break, a space, a byte-order mark or another non-printable character); copy it again without it",
+                creds.source,
+                pos + 1
+            )));
+        }
+        if v.len() > max {
+            return Err(Error::Usage(format!(
+                "{what} from {} is {} bytes long, more than any real one ({max}); check what was pasted",
+                creds.source,
+                v.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn env_nonempty(env: &dyn Fn(&str) -> Option<String>, k: &str) -> Option<String> {
@@ -88,7 +124,13 @@ pub fn connect(
         call_timeout: opts.call_timeout,
         retry: RetryPolicy::default(),
     };
-    let client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    for ep in [&options.maas, &options.iam] {
+        warn_if_plain_http(ep, creds.token.is_some());
+    }
+    let mut client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    if let Some(s) = state {
+        client = client.with_rejection_store(std::sync::Arc::new(s.clone()));
+    }
     let project_id = match opts
         .project_id
         .clone()
@@ -111,6 +153,7 @@ pub fn connect(
                 ));
                 let id = client.discover_project(&opts.region, deadline).map_err(|e| match e {
                 ApiError::Setup(msg) => Error::Api(ApiError::Setup(format!("project discovery: {msg}"))),
+                e @ (ApiError::AuthBlocked(_) | ApiError::Local(_)) => Error::Api(e),
                 other => Error::Api(ApiError::Setup(format!(
                     "project discovery failed: {other}; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id) to skip discovery"
                 ))),
@@ -134,6 +177,25 @@ pub fn connect(
         project_id,
         region: opts.region.clone(),
     })
+}
+
+/// Signed requests over plain `http://` can be read (and a security token reused) by anyone on
+/// the path: one warning, except on loopback (the simulator, a local proxy).
+fn warn_if_plain_http(ep: &Endpoint, token: bool) {
+    if ep.scheme != "http" {
+        return;
+    }
+    let host = ep.host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        log::warn(&format!(
+            "{ep} is plain http: signed requests{} travel unencrypted; use https",
+            if token { " and the security token" } else { "" }
+        ));
+    }
 }
 
 impl Executor for Connection {

@@ -10,7 +10,6 @@ pub mod spec_cmds;
 pub mod state_cmd;
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,9 @@ use crate::cli::{Cli, CloudArgs, Command};
 use crate::cloud::client::CallCounts;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::{self, ConnectOptions, Connection};
-use crate::collect::{self, Collected, RunStats};
+use crate::collect::{Collected, RunStats};
 use crate::error::Error;
 use crate::log;
-use crate::plan::Plan;
 use crate::spec::{self, CloudSpec, Limits};
 use crate::state::{self, SharedBudget, StateDir};
 use crate::zone::{self, OsZoneHints, Zone};
@@ -40,6 +38,11 @@ pub fn main() -> i32 {
         }
     };
     log::set_verbose(cli.verbose);
+    std::panic::set_hook(Box::new(|info| {
+        log::error(&format!(
+            "internal error ({info}); please report it with the command that caused it"
+        ))
+    }));
     let result = match cli.command {
         Command::Query(a) => query::query(a, None),
         Command::Run(a) => run::run(a),
@@ -55,6 +58,11 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // `maas-usage ... | head` is not worth a message outside Telegraf, but never a success
+        // there: what was not written was not delivered.
+        Err(Error::StdoutClosed) if log::style() == log::Style::Plain => {
+            Error::StdoutClosed.exit_code()
+        }
         Err(e) => {
             log::error(&e.to_string());
             e.exit_code()
@@ -87,13 +95,16 @@ pub fn resolve_zone(explicit: Option<&str>) -> Result<Zone, Error> {
     Ok(zone)
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
+/// Writes to stdout. A closed reader or a full disk is an error: nothing counts as delivered
+/// that was not written.
 pub fn write_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::Runtime(format!("cannot write the output: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::StdoutClosed),
+        Err(e) => Err(Error::Runtime(format!(
+            "cannot write the output to stdout: {e}"
+        ))),
     }
 }
 
@@ -170,7 +181,9 @@ pub fn open_state(flag: Option<&std::path::Path>) -> Option<StateDir> {
         Some(p) => match StateDir::open(&p) {
             Ok(d) => Some(d),
             Err(e) => {
-                log::warn(&format!("{e}; the request budget is per process this time"));
+                log::warn(&format!(
+                    "{e}; the request budget is per process this time, and credential rejections are remembered by this process only"
+                ));
                 None
             }
         },
@@ -188,17 +201,6 @@ pub fn rate_window() -> Duration {
     // 2 % plus a quarter second: more than loopback or scheduling jitter between taking a slot
     // and the request reaching the gateway.
     base + base / 50 + Duration::from_millis(250)
-}
-
-/// Runs the plan's calls on a connection.
-pub fn execute(
-    plan: &Plan,
-    conn: &Arc<Connection>,
-    limits: &Limits,
-    deadline: Instant,
-    stop: &AtomicBool,
-) -> Collected {
-    collect::collect(plan, conn.clone(), limits.concurrency, deadline, stop)
 }
 
 /// The self-metrics of a collection: its series (as delivered) and the calls made since

@@ -1,11 +1,10 @@
 //! `maas-usage query`: one question from flags, answered as a table or JSON.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    connect_options, execute, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
+    connect_options, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
     CALL_TIMEOUT,
 };
 use crate::cli::{QueryArgs, QueryFormat};
@@ -80,7 +79,13 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         super::open_state(a.cloud.state_dir.as_deref())
     };
     let conn = Arc::new(open(&opts, &limits, deadline, creds, state.as_ref())?);
-    let collected = execute(&plan, &conn, &limits, deadline, &AtomicBool::new(false));
+    let collected = crate::collect::collect(
+        &plan,
+        conn.clone(),
+        limits.concurrency,
+        deadline,
+        &crate::collect::never_stop,
+    );
     log_failures(&collected);
     let report = Report {
         collected: &collected,
@@ -95,5 +100,13 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         QueryFormat::Json => emit::json::render(&report),
     };
     write_stdout(&text)?;
-    Ok(if collected.failures.is_empty() { 0 } else { 1 })
+    let local = collected
+        .failures
+        .iter()
+        .all(|f| matches!(f.error, crate::cloud::client::ApiError::Local(_)));
+    Ok(match (collected.failures.is_empty(), local) {
+        (true, _) => 0,
+        (false, true) => 2,
+        (false, false) => 1,
+    })
 }

@@ -2,9 +2,8 @@
 //! line on stdin) that feeds Telegraf.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -13,18 +12,20 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    connect_options, execute, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
+    connect_options, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
     CALL_TIMEOUT,
 };
 use crate::cli::{CloudArgs, RunArgs};
-use crate::cloud::client::CallCounts;
-use crate::cloud::credentials::Credentials;
+use crate::cloud::client::{ApiError, CallCounts};
+use crate::cloud::credentials::{Credentials, FileWatch};
 use crate::cloud::Connection;
+use crate::collect::{self, Collected};
 use crate::emit::influx::InfluxOptions;
 use crate::emit::otlp::{OtlpOptions, ResourceEnv};
 use crate::emit::prometheus::PromOptions;
 use crate::emit::{self, Report};
 use crate::error::Error;
+use crate::files::{self, Access, Durability};
 use crate::log::{self, Style};
 use crate::otlp::{self, ExportConfig};
 use crate::period;
@@ -34,8 +35,9 @@ use crate::spec::{self, Format, Spec};
 use crate::state::StateDir;
 use crate::zone::Zone;
 
-/// Set by a stop signal: the collection ends early and writes what it has.
-pub static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+/// The stop signal received (its number), 0 while none: the collection ends early and writes
+/// what it has.
+pub static STOP: LazyLock<Arc<AtomicUsize>> = LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
 
 /// Where the metrics go: stdout, or a file replaced atomically so a reader never sees half.
 pub struct Sink {
@@ -52,7 +54,10 @@ impl Sink {
     pub fn write(&self, text: &str) -> Result<(), Error> {
         match &self.path {
             None => write_stdout(text),
-            Some(p) => write_atomically(p, text.as_bytes()),
+            Some(p) => {
+                files::write_atomically(p, text.as_bytes(), Durability::Synced, Access::Shared)
+                    .map_err(|e| Error::Runtime(format!("cannot write {}: {e}", p.display())))
+            }
         }
     }
 
@@ -65,29 +70,13 @@ impl Sink {
                 .create(true)
                 .append(true)
                 .open(p)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .and_then(|mut f| {
+                    f.write_all(text.as_bytes())?;
+                    f.sync_data()
+                })
                 .map_err(|e| Error::Runtime(format!("cannot append to {}: {e}", p.display()))),
         }
     }
-}
-
-/// Writes a temporary file beside `path` and renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let fail = |e: std::io::Error| Error::Runtime(format!("cannot write {}: {e}", path.display()));
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
 }
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
@@ -109,6 +98,8 @@ struct Context {
     state: Option<StateDir>,
     /// Call counters at the end of the previous collection (execd reports each on its own).
     calls_before: std::sync::Mutex<CallCounts>,
+    /// The credentials file, re-read before a collection when it changed (execd).
+    credentials_file: Option<std::sync::Mutex<FileWatch>>,
 }
 
 pub fn run(a: RunArgs) -> Result<i32, Error> {
@@ -145,25 +136,39 @@ pub struct RunOptions {
 /// being written is finished, never cut.
 pub fn install_stop_handler() {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if signal_hook::flag::register(sig, STOP.clone()).is_err() {
+        if signal_hook::flag::register_usize(sig, STOP.clone(), sig as usize).is_err() {
             log::debug("cannot install the SIGTERM handler");
         }
     }
     let _ = std::thread::Builder::new()
         .name("stop-watchdog".into())
         .spawn(|| {
-            while !stopping() {
+            while stop_signal().is_none() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             std::thread::sleep(Duration::from_millis(900));
             let _out = std::io::stdout().lock();
-            log::warn("stopped by a signal before the run could finish writing; exiting");
+            log::warn(&format!(
+                "stopped by {} before the run could finish writing; exiting",
+                stop_signal().unwrap_or("a signal")
+            ));
             std::process::exit(0);
         });
 }
 
-pub fn stopping() -> bool {
-    STOP.load(Ordering::Relaxed)
+/// The stop signal received, by name.
+pub fn stop_signal() -> Option<&'static str> {
+    match STOP.load(Ordering::Relaxed) {
+        0 => None,
+        n if n == signal_hook::consts::SIGINT as usize => Some("SIGINT"),
+        _ => Some("SIGTERM"),
+    }
+}
+
+fn has_period(spec: &Spec) -> bool {
+    spec.queries
+        .iter()
+        .any(|q| matches!(q.range, RangeExpr::Period(_)))
 }
 
 /// Runs a loaded spec once, or once per stdin line under `--execd`.
@@ -179,11 +184,7 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &super::env).map_err(Error::Usage)?),
         _ => None,
     };
-    if spec
-        .queries
-        .iter()
-        .any(|q| matches!(q.range, RangeExpr::Period(_)))
-    {
+    if has_period(&spec) {
         if o.state.is_none() {
             return Err(Error::Usage(
                 "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
@@ -196,6 +197,11 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
         }
     }
     let opts = connect_options(&spec.cloud, &CloudArgs::default(), CALL_TIMEOUT);
+    // Under execd only the environment and the file can change; only the file can be re-read.
+    let credentials_file = match (&o.creds, o.execd, &opts.credentials_file) {
+        (None, true, Some(path)) => Some(std::sync::Mutex::new(FileWatch::new(path))),
+        _ => None,
+    };
     let conn = Arc::new(open(
         &opts,
         &spec.limits,
@@ -214,40 +220,63 @@ pub fn run_spec(spec: Spec, o: RunOptions) -> Result<i32, Error> {
         resource: ResourceEnv::from_env(&super::env),
         state: o.state,
         calls_before: std::sync::Mutex::new(CallCounts::default()),
+        credentials_file,
     };
     if !o.execd {
         let code = collect_once(&ctx, started)?;
-        return Ok(if stopping() { 0 } else { code });
+        return Ok(if stop_signal().is_some() { 0 } else { code });
     }
     // Telegraf writes a line at every interval; end of input means it is done with us. Lines are
     // read on their own thread so a stop signal is noticed while waiting for the next one.
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
     let _ = std::thread::Builder::new()
         .name("execd-stdin".into())
         .spawn(move || {
             for line in std::io::stdin().lock().lines() {
-                if line.is_err() || tx.send(()).is_err() {
+                // Each batch's time (its deadline, its duration_ms) starts when its line
+                // arrives, not when the process started or the previous batch ended.
+                if line.is_err() || tx.send(Instant::now()).is_err() {
                     break;
                 }
             }
         });
-    let mut first = Some(started);
-    while !stopping() {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(()) => {}
+    while stop_signal().is_none() {
+        let arrived = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(t) => t,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        let started = first.take().unwrap_or_else(Instant::now);
-        if let Err(e) = collect_once(&ctx, started) {
-            if matches!(e, Error::Runtime(_)) && ctx.sink.path.is_none() {
-                // stdout is gone: nobody is listening any more.
+        };
+        ctx.refresh_credentials();
+        if let Err(e) = collect_once(&ctx, arrived) {
+            if matches!(e, Error::StdoutClosed) {
+                // Nobody is listening any more.
                 return Err(e);
             }
             log::error(&e.to_string());
         }
     }
     Ok(0)
+}
+
+impl Context {
+    /// Re-reads a rotated credentials file (execd): the next calls sign with the new keys,
+    /// which are tried at once even if the old ones were rejected.
+    fn refresh_credentials(&self) {
+        let Some(watch) = &self.credentials_file else {
+            return;
+        };
+        let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
+        match watch.reload_if_changed(&super::env) {
+            Ok(Some(creds)) => {
+                log::info(&format!("re-read {} after it changed", creds.source));
+                self.conn.client.set_credentials(creds);
+            }
+            Ok(None) => {}
+            Err(e) => log::error(&format!(
+                "{e}; the previous credentials stay in use until the file is fixed"
+            )),
+        }
+    }
 }
 
 /// Writes or pushes the report in the run's format.
@@ -294,15 +323,58 @@ fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), 
     }
 }
 
+/// The period-mode lock of a collection: taken before the checkpoints are read, released after
+/// they are committed. `None` when there is nothing to lock or it could not be had (then the
+/// period series sit this collection out, and another run emits their buckets).
+fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool) {
+    let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
+        return (None, true);
+    };
+    // Half the run at most: the other series still need their time.
+    let wait_until = started + ctx.spec.limits.timeout / 2;
+    match state.period_lock(wait_until) {
+        Ok(Some(lock)) => (Some(lock), true),
+        Ok(None) => {
+            log::warn(&format!(
+                "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
+                state.path().display()
+            ));
+            (None, false)
+        }
+        Err(e) => {
+            log::warn(&format!(
+                "cannot take the period-mode lock in {} ({e}): the period series emit nothing this time",
+                state.path().display()
+            ));
+            (None, false)
+        }
+    }
+}
+
+/// The first stderr line when nothing was collected: the most useful one.
+fn log_nothing_collected(planned: usize, collected: &Collected) {
+    let Some(first) = collected.failures.first() else {
+        return;
+    };
+    match &first.error {
+        // Said once, as it is: it is about the credentials, not the series.
+        e @ ApiError::AuthBlocked(_) => log::error(&e.to_string()),
+        e => log::error(&format!(
+            "no series collected (0 of {planned}): {}: {e}",
+            first.key
+        )),
+    }
+}
+
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.fixed_now.unwrap_or_else(Utc::now);
-    let checkpoints = ctx
-        .state
-        .as_ref()
-        .map(StateDir::checkpoints)
-        .unwrap_or_default();
+    let (lock, period_ok) = period_lock(ctx, started);
+    let checkpoints = match (&ctx.state, &lock) {
+        (Some(state), Some(_)) => state.checkpoints(),
+        _ => Default::default(),
+    };
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
     let deadline = started
@@ -315,26 +387,39 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
         .conn
         .client
         .available_calls(deadline.saturating_duration_since(Instant::now()));
-    let plan = plan::build_with(&ctx.spec, now, &ctx.zone, &checkpoints, affordable)?;
-    let mut collected = execute(&plan, &ctx.conn, &ctx.spec.limits, deadline, &STOP);
+    let spec_now;
+    let spec = if period_ok {
+        &ctx.spec
+    } else {
+        let mut s = ctx.spec.clone();
+        s.queries
+            .retain(|q| !matches!(q.range, RangeExpr::Period(_)));
+        spec_now = s;
+        &spec_now
+    };
+    let plan = plan::build_with(spec, now, &ctx.zone, &checkpoints, affordable)?;
+    let mut collected = collect::collect(
+        &plan,
+        ctx.conn.clone(),
+        ctx.spec.limits.concurrency,
+        deadline,
+        &stop_signal,
+    );
     let advance = period::settle(&plan, &mut collected);
     let collected = &collected;
     if collected.series.is_empty() {
-        if let Some(first) = collected.failures.first() {
-            log::error(&format!(
-                "no series collected (0 of {}): {}: {}",
-                plan.series.len(),
-                first.key,
-                first.error
-            ));
-        }
+        log_nothing_collected(plan.series.len(), collected);
     }
     log_failures(collected);
-    if collected.cut_short {
-        log::warn(&format!(
+    match (collected.cut_short, collected.stopped_by) {
+        (true, Some(signal)) => log::warn(&format!(
+            "stopped by {signal} with calls outstanding; what was collected is written"
+        )),
+        (true, None) => log::warn(&format!(
             "the run reached limits.timeout ({} s) with calls outstanding; raise it (and the agent's timeout) or lower the number of series",
             ctx.spec.limits.timeout.as_secs()
-        ));
+        )),
+        _ => {}
     }
     for w in &plan.warnings {
         log::warn(w);
@@ -358,15 +443,29 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<i32, Error> {
             std::process::abort();
         }
         if let Some(state) = &ctx.state {
-            state.advance_checkpoints(&advance);
+            if let Err(e) = state.advance_checkpoints(&advance, plan.now.timestamp_millis()) {
+                // Delivered but not recorded: the next run sends these buckets again.
+                log::error(&format!(
+                    "the output was delivered but the checkpoints could not be recorded in {} ({e}); the next run sends the same buckets again",
+                    state.path().display()
+                ));
+            }
         }
     }
-    // Nothing pending in period mode is not a failure; nothing collected out of a plan is.
-    Ok(
-        if collected.series.is_empty() && !collected.failures.is_empty() {
-            1
-        } else {
-            0
-        },
-    )
+    drop(lock);
+    // Nothing pending in period mode is not a failure; nothing collected out of a plan is, and
+    // so is a period lock another run kept when nothing else was delivered.
+    let nothing = collected.series.is_empty() && (!collected.failures.is_empty() || !period_ok);
+    // Failures on this side (an untrusted certificate, credentials that cannot be sent) are
+    // the configuration's: exit 2 like any other input error.
+    let local = !collected.failures.is_empty()
+        && collected
+            .failures
+            .iter()
+            .all(|f| matches!(f.error, ApiError::Local(_)));
+    Ok(match (nothing, local) {
+        (true, true) => 2,
+        (true, false) => 1,
+        _ => 0,
+    })
 }

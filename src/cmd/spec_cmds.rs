@@ -109,8 +109,7 @@ pub fn plan(a: PlanArgs) -> Result<i32, Error> {
         .state_dir
         .clone()
         .or_else(|| crate::state::default_dir(&super::env))
-        .filter(|d| d.is_dir())
-        .and_then(|d| crate::state::StateDir::open(&d).ok())
+        .and_then(|d| crate::state::StateDir::existing(&d))
         .map(|d| d.checkpoints())
         .unwrap_or_default();
     let plan = plan::build_with(

@@ -1,4 +1,5 @@
-//! `maas-usage state show|reset`: period-mode checkpoints, for people.
+//! `maas-usage state show|reset`: period-mode checkpoints and credential rejections, for
+//! people.
 
 use chrono::{TimeZone, Utc};
 
@@ -18,7 +19,11 @@ fn dir(flag: Option<&std::path::Path>) -> Result<StateDir, Error> {
             path.display()
         )));
     }
-    StateDir::open(&path).map_err(Error::Runtime)
+    StateDir::open(&path).map_err(|e| Error::Runtime(e.to_string()))
+}
+
+fn io(d: &StateDir) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("cannot update {}: {e}", d.path().display()))
 }
 
 fn when(ms: i64) -> String {
@@ -37,18 +42,59 @@ pub fn state(a: StateAction) -> Result<i32, Error> {
             if cps.is_empty() {
                 out.push_str("no period-mode checkpoints\n");
             } else {
+                let now = Utc::now().timestamp_millis();
                 let w = cps.keys().map(String::len).max().unwrap_or(0);
                 out.push_str(&format!("{:<w$}  delivered up to\n", "series"));
                 for (id, end) in &cps {
-                    out.push_str(&format!("{id:<w$}  {}\n", when(*end)));
+                    let mark = if *end > now {
+                        "  (later than now: cannot be right; the next run starts this series again from its backfill)"
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!("{id:<w$}  {}{mark}\n", when(*end)));
                 }
+            }
+            let now = crate::cloud::auth::now_ms();
+            let rejected: Vec<_> = d
+                .rejections()
+                .into_iter()
+                .filter(|(_, r)| r.in_force(now))
+                .collect();
+            for (fingerprint, r) in rejected {
+                out.push_str(&format!(
+                    "credentials {fingerprint} rejected (HTTP {}) at {}; no call with them until {} (maas-usage state reset --auth)\n",
+                    r.status,
+                    when(r.at_ms as i64),
+                    when(r.until_ms() as i64)
+                ));
             }
             write_stdout(&out)?;
             Ok(0)
         }
-        StateAction::Reset { series, state_dir } => {
+        StateAction::Reset {
+            series,
+            auth: true,
+            state_dir,
+        } => {
             let d = dir(state_dir.as_deref())?;
-            let removed = d.reset_checkpoints(series.as_deref());
+            if series.is_some() {
+                return Err(Error::Usage(
+                    "--auth resets credential rejections only; reset checkpoints (--series) separately".into(),
+                ));
+            }
+            let n = d.reset_rejections().map_err(io(&d))?;
+            write_stdout(&format!(
+                "forgot {n} credential rejection(s); the next run tries its credentials again\n"
+            ))?;
+            Ok(0)
+        }
+        StateAction::Reset {
+            series,
+            auth: false,
+            state_dir,
+        } => {
+            let d = dir(state_dir.as_deref())?;
+            let removed = d.reset_checkpoints(series.as_deref()).map_err(io(&d))?;
             if removed.is_empty() && series.is_some() {
                 return Err(Error::Usage(format!(
                     "no checkpoint matches `{}`; see `maas-usage state show`",

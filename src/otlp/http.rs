@@ -63,6 +63,9 @@ pub fn export(
     let body = if cfg.gzip { gzip(&raw) } else { raw };
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // Only a 2xx from the configured endpoint is a delivery: a redirect would turn the POST
+        // into a GET carrying the headers (credentials) to wherever it points.
+        .max_redirects(0)
         .timeout_global(Some(timeout))
         .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -118,6 +121,15 @@ pub fn export(
         return Ok(Accepted {
             rejected: partial.rejected_data_points,
             message: partial.error_message,
+        });
+    }
+    if (300..400).contains(&status) {
+        return Err(AttemptError {
+            retryable: false,
+            retry_after: None,
+            message: format!(
+                "HTTP {status}: the endpoint redirects, and redirects are not followed (nothing was delivered); set the endpoint to the collector itself"
+            ),
         });
     }
     Err(AttemptError {

@@ -3,6 +3,7 @@
 
 pub mod influx;
 pub mod otlp;
+pub mod tls;
 
 use std::process::{Command, Output, Stdio};
 
@@ -255,10 +256,17 @@ pub struct Execd {
 impl Execd {
     /// `run --execd --spec path --now NOW` with the canary credentials.
     pub fn start(path: &std::path::Path) -> Execd {
-        let mut child = authed()
-            .args(["run", "--execd", "--spec"])
+        Self::start_with(path, |_| {})
+    }
+
+    /// As `start`, with `adjust` applied to the command first (environment, flags).
+    pub fn start_with(path: &std::path::Path, adjust: impl FnOnce(&mut Command)) -> Execd {
+        let mut c = authed();
+        c.args(["run", "--execd", "--spec"])
             .arg(path)
-            .args(["--now", NOW])
+            .args(["--now", NOW]);
+        adjust(&mut c);
+        let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -25,6 +25,8 @@ pub struct Received {
 pub enum Answer {
     Status(u16, &'static str),
     Partial(i64, &'static str),
+    /// 302 to this URL.
+    Redirect(String),
 }
 
 pub struct HttpReceiver {
@@ -96,11 +98,19 @@ fn serve(
         let content_type = req.header("content-type").unwrap_or("").to_string();
         let json = content_type.contains("json");
         let answer = script.lock().unwrap().pop_front();
+        if let Some(Answer::Redirect(to)) = &answer {
+            let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
+            if out.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         let (status, payload, ct) = match answer {
             Some(Answer::Status(code, msg)) => {
                 let status_pb = encode_status(code, msg);
                 (code, status_pb, "application/x-protobuf")
             }
+            Some(Answer::Redirect(_)) => unreachable!("answered above"),
             other => {
                 let request = if json {
                     serde_json::from_slice::<ExportMetricsServiceRequest>(&body)

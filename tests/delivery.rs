@@ -1,0 +1,178 @@
+//! Delivery is only what was really delivered: a closed stdout, a full disk, a redirecting or
+//! refusing collector is a failed run (exit 1) that moves no checkpoint, so the next run sends
+//! the same period buckets again.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use common::otlp::{Answer, HttpReceiver};
+use common::*;
+use maas_usage::sim::Simulator;
+
+/// Hourly buckets, settled after 2 h, 5 h of backfill: three buckets at NOW.
+fn period_spec(sim: &Simulator, output: &str) -> PathBuf {
+    let url = sim.url();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: hourly\n    range: {{every: 1h, delay: 2h, backfill: 5h}}\n{output}limits:\n  timeout: 10s\n"
+    ))
+}
+
+fn cmd(spec: &Path, state: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = authed();
+    c.arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--now", NOW])
+        .args(args);
+    c
+}
+
+fn buckets(o: &Output) -> usize {
+    parse_lp(&stdout(o))
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .count()
+}
+
+/// After a failed delivery the checkpoint has not moved: a normal run sends all three.
+fn assert_nothing_recorded(spec: &Path, state: &Path) {
+    let next = cmd(spec, state, &["--format", "influx"]).output().unwrap();
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    assert_eq!(buckets(&next), 3, "the same buckets come again");
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_delivery() {
+    let sim = sim();
+    let spec = period_spec(&sim, "");
+    let state = tempdir().join("state");
+    let mut child = cmd(&spec, &state, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before anything is written (Telegraf stopped, `| head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("E! stdout was closed before the output was written"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_recorded(&spec, &state);
+}
+
+#[test]
+fn a_full_disk_is_not_a_delivery() {
+    let sim = sim();
+    let spec = period_spec(&sim, "");
+    let state = tempdir().join("state");
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let out = cmd(&spec, &state, &[])
+        .stdout(Stdio::from(full()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cmd(&spec, &state, &["--output", "/dev/full"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write /dev/full"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(Path::new("/dev/full").exists(), "the device is still there");
+    assert_nothing_recorded(&spec, &state);
+}
+
+#[test]
+fn an_otlp_redirect_is_a_failed_export_and_is_not_followed() {
+    let sim = sim();
+    let elsewhere = HttpReceiver::start();
+    let collector = HttpReceiver::start();
+    collector.push(Answer::Redirect(format!("{}/v1/metrics", elsewhere.url)));
+    let spec = period_spec(
+        &sim,
+        &format!(
+            "output:\n  format: otlp\n  otlp:\n    endpoint: {}\n",
+            collector.url
+        ),
+    );
+    let state = tempdir().join("state");
+    let out = cmd(&spec, &state, &[])
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer collector-secret",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HTTP 302") && stderr(&out).contains("not followed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        *elsewhere.hits.lock().unwrap(),
+        0,
+        "the headers never went to the redirect's target"
+    );
+    assert_eq!(
+        *collector.hits.lock().unwrap(),
+        1,
+        "a redirect is not worth a retry"
+    );
+    assert_nothing_recorded(&spec, &state);
+}
+
+#[cfg(feature = "grpc")]
+#[test]
+fn only_an_ok_grpc_status_is_a_delivery() {
+    use common::otlp::grpc::GrpcReceiver;
+    let sim = sim();
+    let collector = GrpcReceiver::start();
+    collector
+        .unavailable_first
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let spec = period_spec(
+        &sim,
+        &format!(
+            "output:\n  format: otlp\n  otlp:\n    endpoint: {}\n    protocol: grpc\n    timeout: 500ms\n",
+            collector.url
+        ),
+    );
+    let state = tempdir().join("state");
+    let out = cmd(&spec, &state, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Unavailable"), "{}", stderr(&out));
+    assert!(collector.received.lock().unwrap().is_empty());
+    assert_nothing_recorded(&spec, &state);
+}
+
+#[test]
+fn the_checkpoint_moves_after_a_delivery_that_worked() {
+    // The counterpart of the tests above, so that they cannot pass by never recording.
+    let sim = sim();
+    let spec = period_spec(&sim, "");
+    let state = tempdir().join("state");
+    let first = cmd(&spec, &state, &[]).output().unwrap();
+    assert_eq!(buckets(&first), 3);
+    let second = cmd(&spec, &state, &[]).output().unwrap();
+    assert_eq!(buckets(&second), 0, "{}", stderr(&second));
+}
