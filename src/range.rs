@@ -104,7 +104,11 @@ impl FromStr for RangeExpr {
                 let rest = t
                     .strip_prefix("last_")
                     .ok_or_else(|| RangeError::UnknownRange(s.into()))?;
-                let (digits, unit) = rest.split_at(rest.len().saturating_sub(1));
+                // The unit is the last character, which may be more than one byte long.
+                let (digits, unit) = match rest.char_indices().next_back() {
+                    Some((i, _)) => rest.split_at(i),
+                    None => return Err(RangeError::UnknownRange(s.into())),
+                };
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(RangeError::UnknownRange(s.into()));
                 }
@@ -387,6 +391,10 @@ mod tests {
             "week",
             "last_99999999999d",
             "",
+            "last_7é",
+            "last_é",
+            "last_7日",
+            "last_🦀",
         ] {
             assert!(bad.parse::<RangeExpr>().is_err(), "{bad}");
         }
@@ -561,6 +569,18 @@ mod tests {
     }
 
     proptest! {
+        /// Parsers of user input return an error for anything they do not accept; they never
+        /// panic, whatever the bytes and wherever a multi-byte character falls.
+        #[test]
+        fn parsers_never_panic_on_any_text(s in "\\PC*", t in ".{0,40}", tail in "\\PC{0,3}") {
+            for text in [s.as_str(), t.as_str(), &format!("last_{s}"), &format!("last_7{tail}"), &format!("{t}{tail}")] {
+                let _ = text.parse::<RangeExpr>();
+                let _ = text.parse::<Bound>();
+                let _ = parse_duration(text);
+                let _ = parse_duration(&format!("7{tail}"));
+            }
+        }
+
         #[test]
         fn segments_cover_exactly(start in -1_000_000_000_000i64..2_000_000_000_000, len in 0i64..400 * DAY_MS) {
             let segs = segments(start, start + len);
