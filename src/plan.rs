@@ -354,17 +354,24 @@ impl Plan {
             .map(|c| {
                 rows.iter()
                     .chain([&header])
-                    .map(|r| r[c].len())
+                    .map(|r| r[c].chars().count())
                     .max()
                     .unwrap_or(0)
             })
             .collect();
         let _ = writeln!(out, "\nSeries:");
         for r in [&header].into_iter().chain(rows.iter()) {
-            let line = (0..6)
-                .map(|c| format!("{:<w$}", r[c], w = widths[c]))
-                .collect::<Vec<_>>()
-                .join("  ");
+            // Padded by hand: `{:<w$}` panics on widths above u16::MAX (a row with thousands
+            // of calls).
+            let mut line = String::new();
+            for c in 0..6 {
+                if c > 0 {
+                    line.push_str("  ");
+                }
+                line.push_str(&r[c]);
+                let pad = widths[c].saturating_sub(r[c].chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
             let _ = writeln!(out, "  {}", line.trim_end());
         }
         let _ = writeln!(out, "\nCalls:");
@@ -478,6 +485,23 @@ mod tests {
             build(&spec, now(), &Zone::utc()),
             Err(PlanError::UnknownKeyGroup { .. })
         ));
+    }
+
+    #[test]
+    fn describe_survives_huge_rows_and_extreme_instants() {
+        let spec = Spec {
+            queries: vec![query("q", RangeExpr::LastDays(7), None)],
+            ..Default::default()
+        };
+        let mut plan = build(&spec, now(), &Zone::utc()).unwrap();
+        // A row wider than the formatter's width limit (u16::MAX) once panicked.
+        plan.series[0].calls = vec![0; 40_000];
+        plan.calls[0].start_ms = i64::MIN;
+        plan.calls[0].end_ms = i64::MAX;
+        plan.series[0].window.start_ms = -62_135_596_800_000; // 0001-01-01
+        let text = plan.describe();
+        assert!(text.contains("calls 1,1,1"), "{}", &text[..200]);
+        assert!(text.contains(&i64::MIN.to_string()));
     }
 
     proptest! {
