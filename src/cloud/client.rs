@@ -529,7 +529,7 @@ impl Client {
         let path = api::stats_path(project_id);
         let a = self.call("POST", &self.opts.maas, &path, &[], body, deadline)?;
         let raw = self.creds.redact(&a.body);
-        match api::parse_statistics(&a.body) {
+        match api::parse_statistics(&a.body, api::request_is_batch(body)) {
             Ok(usage) => Ok(StatsAnswer {
                 usage,
                 raw,
