@@ -186,7 +186,8 @@ fn unquote(v: &str) -> &str {
 }
 
 /// Parses the three accepted forms: `KEY=VALUE` lines, one `AK,SK` line, or AK and SK on two
-/// lines. Blank lines and `#` comments are ignored. Errors name lines, never values.
+/// lines. Blank lines and `#` comments are ignored. Errors name lines and what was expected,
+/// never any text of the file (a key could be a pasted secret as well as a value).
 pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsError> {
     let malformed = |line: usize, reason: &str| CredentialsError::Malformed {
         path: path.to_path_buf(),
@@ -224,10 +225,11 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
                 "HW_SECRET_KEY" | "HUAWEICLOUD_SDK_SK" => sk = Some(v),
                 "HW_SECURITY_TOKEN" | "HUAWEICLOUD_SDK_SECURITY_TOKEN" => token = Some(v),
                 "HW_PROJECT_ID" | "HUAWEICLOUD_SDK_PROJECT_ID" | "HW_REGION" => {}
-                other => {
+                // Not even the key is shown: a secret pasted before the `=` would be echoed.
+                _ => {
                     return Err(malformed(
                         *n,
-                        &format!("unknown key {other}; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN"),
+                        "unknown key before `=`; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN (capitals, no spaces)",
                     ))
                 }
             }
@@ -348,10 +350,26 @@ mod tests {
             "onlyone-secretvalue",
             "a\nb\nc-secretvalue",
             "HW_ACCESS_KEY=x\nHW_SEKRET=secretvalue",
+            // The text before `=` is no safer than the value: a secret pasted with a space.
+            "HW_ACCESS_KEY=x\nHW_SECRET_KEY secretvalue=x",
+            "HW_ACCESS_KEY=x\nHW_SECRET_KEY secretvalue",
+            "HW_ACCESS_KEY=x\nsecretvalue=x",
+            "HW_ACCESS_KEY=x\nhw_secret_key_secretvalue=x",
+            "HW_ACCESS_KEY=x\nexport HW_SECRET_KEY\tsecretvalue=\"y\"",
+            "HW_ACCESS_KEY=x\nSECRETVALUE=y",
+            "HW_SECRET_KEY secretvalue=x",
         ] {
             let e = parse_file(text, p).unwrap_err().to_string();
-            assert!(!e.contains("secretvalue"), "{e}");
+            assert!(!e.to_lowercase().contains("secretvalue"), "{e}");
+            assert!(e.starts_with("credentials file f:"), "{e}");
         }
+        let e = parse_file("HW_ACCESS_KEY=x\nhw_secret_key=y", p)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "credentials file f:2: unknown key before `=`; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN (capitals, no spaces)"
+        );
     }
 
     #[test]
