@@ -20,6 +20,7 @@ pub mod retry;
 pub mod sim;
 pub mod spec;
 pub mod state;
+pub mod text;
 pub mod zone;
 
 /// Helpers for the unit tests.

@@ -142,3 +142,47 @@ fn a_complete_answer_passes_through_exactly() {
     assert_eq!(s.int("infer_count"), Some(120));
     assert_eq!(s.int("completed_tasks"), Some(2));
 }
+
+#[test]
+fn a_hostile_error_message_cannot_forge_lines_or_flood_stderr() {
+    let sim = sim();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: q\n    range: last_7d\n",
+        url = sim.url()
+    ));
+    let message = format!(
+        "bad request\nE! fake line\u{1b}[2J\r\u{202e}reversed\u{9b}31m{}",
+        "A".repeat(10 * 1024)
+    );
+    sim.push_script(Scripted::Status {
+        status: 400,
+        body: serde_json::json!({"error_code": "ModelArts.0001", "error_msg": message}).to_string(),
+        retry_after: None,
+    });
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // Failure messages show the start only: the point is that the whole may be huge.
+    let short: String = err.chars().take(600).collect();
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "no ESC byte reaches stderr: {short:?}"
+    );
+    assert!(!err.contains('\u{202e}') && !err.contains('\u{9b}') && !err.contains('\r'));
+    assert!(
+        err.lines().all(|l| !l.starts_with("E! fake")),
+        "no forged line: {short}"
+    );
+    let first = err.lines().next().unwrap();
+    assert!(
+        first.contains("HTTP 400 ModelArts.0001: bad request\\u{a}E! fake line\\u{1b}[2J"),
+        "{short}"
+    );
+    assert!(first.contains("AAAA…"), "cut with an ellipsis: {short}");
+    assert!(
+        err.len() < 2000,
+        "10 kB of message are capped: {} bytes",
+        err.len()
+    );
+    parse_lp(&stdout(&out));
+}

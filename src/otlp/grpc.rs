@@ -11,6 +11,7 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 use super::{Accepted, AttemptError, ExportConfig};
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 fn fatal(message: String) -> AttemptError {
     AttemptError {
@@ -77,8 +78,34 @@ pub fn export(
                         | Code::DataLoss
                 ),
                 retry_after: None,
-                message: format!("gRPC {:?}: {}", status.code(), status.message()),
+                message: status_message(&status),
             }),
         }
     })
+}
+
+/// A gRPC error status in one capped line: the message is the collector's text.
+fn status_message(status: &tonic::Status) -> String {
+    format!(
+        "gRPC {:?}: {}",
+        status.code(),
+        sanitize_remote(status.message(), REMOTE_TEXT_MAX)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages_are_one_capped_line() {
+        let s = tonic::Status::new(Code::PermissionDenied, "no\nE! fake\u{1b}[2J");
+        assert_eq!(
+            status_message(&s),
+            "gRPC PermissionDenied: no\\u{a}E! fake\\u{1b}[2J"
+        );
+        let s = tonic::Status::new(Code::Unavailable, "y".repeat(5000));
+        assert!(status_message(&s).ends_with("y…"));
+        assert!(status_message(&s).len() < 400);
+    }
 }

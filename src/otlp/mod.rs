@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use crate::emit::otlp::parse_kv_list;
 use crate::log;
 use crate::retry::{jitter_unit, RetryPolicy};
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -227,9 +228,9 @@ pub fn export(
                         "the collector rejected {} data point(s): {}",
                         a.rejected,
                         if a.message.is_empty() {
-                            "(no message)"
+                            "(no message)".to_string()
                         } else {
-                            &a.message
+                            sanitize_remote(&a.message, REMOTE_TEXT_MAX)
                         }
                     ));
                 }
