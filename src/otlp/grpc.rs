@@ -32,7 +32,12 @@ pub fn export(
         .map_err(|e| fatal(format!("cannot start the gRPC runtime: {e}")))?;
     rt.block_on(async {
         let mut endpoint = Endpoint::from_shared(cfg.url.clone())
-            .map_err(|e| fatal(format!("bad gRPC endpoint {}: {e}", cfg.url)))?
+            .map_err(|e| {
+                fatal(format!(
+                    "bad gRPC endpoint {}: {e}",
+                    super::redact_url(&cfg.url)
+                ))
+            })?
             .timeout(timeout)
             .connect_timeout(timeout);
         if cfg.url.starts_with("https://") {
