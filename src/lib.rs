@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod collect;
 pub mod emit;
 pub mod error;
+pub mod fsread;
 pub mod log;
 pub mod manifest;
 pub mod model;

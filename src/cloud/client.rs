@@ -168,6 +168,12 @@ pub enum ApiError {
     Budget(BudgetExhausted),
     #[error("{0}")]
     Setup(String),
+    /// `--ca-file` cannot be used: an input error (exit 2), found before any call.
+    #[error("--ca-file {}: {reason}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 fn fmt_rid(rid: &Option<String>) -> String {
@@ -563,18 +569,24 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
+/// Cap on a CA bundle: Mozilla's whole root store is about 250 KiB.
+const MAX_CA_BYTES: u64 = 1024 * 1024;
+
 fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ApiError> {
-    let setup = |why: String| ApiError::Setup(format!("--ca-file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| setup(e.to_string()))?;
+    let bad = |reason: String| ApiError::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = crate::fsread::read_regular(path, MAX_CA_BYTES).map_err(|e| bad(e.to_string()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| setup(e.to_string()))? {
+        match item.map_err(|e| bad(e.to_string()))? {
             ureq::tls::PemItem::Certificate(c) => certs.push(c),
             _ => continue,
         }
     }
     if certs.is_empty() {
-        return Err(setup("no PEM certificate found".into()));
+        return Err(bad("no PEM certificate found".into()));
     }
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }

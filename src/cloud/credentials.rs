@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
 
+use crate::fsread::ReadFileError;
+
 /// A secret string: prints as `***` in `Debug` and `Display`, and its memory is zeroed on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -79,7 +81,7 @@ pub enum CredentialsError {
         set: &'static str,
         unset: &'static str,
     },
-    #[error("cannot read credentials file {path}: {reason}")]
+    #[error("cannot read credentials file {} (--credentials-file or cloud.credentials_file): {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
     #[error("credentials file {path}:{line}: {reason}")]
     Malformed {
@@ -150,15 +152,15 @@ fn load_file(path: &Path) -> Result<(Credentials, Vec<String>), CredentialsError
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(unreadable(format!(
+    let bytes = crate::fsread::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadFileError::TooLarge { .. } => unreadable(format!(
             "larger than {MAX_FILE_BYTES} bytes; not a credentials file"
-        )));
-    }
+        )),
+        other => unreadable(other.to_string()),
+    })?;
     let mut warnings = Vec::new();
     #[cfg(unix)]
-    {
+    if let Ok(meta) = std::fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
@@ -170,9 +172,18 @@ fn load_file(path: &Path) -> Result<(Credentials, Vec<String>), CredentialsError
             ));
         }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-    let creds = parse_file(&text, path)?;
-    Ok((creds, warnings))
+    // Never quote the bytes: a file that is not text says so and nothing more. The copy read
+    // here is zeroed like a `Secret`.
+    let mut text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            e.into_bytes().zeroize();
+            return Err(unreadable("not UTF-8 text".into()));
+        }
+    };
+    let creds = parse_file(&text, path);
+    text.zeroize();
+    Ok((creds?, warnings))
 }
 
 fn unquote(v: &str) -> &str {

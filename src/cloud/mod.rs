@@ -88,7 +88,13 @@ pub fn connect(
         call_timeout: opts.call_timeout,
         retry: RetryPolicy::default(),
     };
-    let client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    // A bad --ca-file is an input error (exit 2), like a bad credentials file.
+    let client = Client::new(creds, options, opts.ca_file.as_deref())
+        .map_err(|e| match e {
+            ApiError::CaFile { .. } => Error::Usage(e.to_string()),
+            other => Error::Api(other),
+        })?
+        .with_budget(budget);
     let project_id = match opts
         .project_id
         .clone()
