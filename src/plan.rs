@@ -355,14 +355,21 @@ impl Plan {
                     s.key.infer_type.name().to_string(),
                     s.key.key_group.clone(),
                     format!(
-                        "{} ~ {}  calls {}",
+                        "{} ~ {}  {}",
                         range::fmt_local(s.window.start_ms, tz),
                         range::fmt_local(s.window.end_ms, tz),
-                        s.calls
-                            .iter()
-                            .map(|c| (c + 1).to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
+                        if s.calls.is_empty() {
+                            "no call (beyond the retention)".to_string()
+                        } else {
+                            format!(
+                                "calls {}",
+                                s.calls
+                                    .iter()
+                                    .map(|c| (c + 1).to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            )
+                        }
                     ),
                 ]
             })
@@ -576,6 +583,10 @@ mod tests {
         assert_eq!(plan.warnings.len(), 2);
         let text = plan.describe();
         assert!(text.contains("0 calls"), "{text}");
+        assert!(
+            text.contains("2026-02-01 00:00:00  no call (beyond the retention)"),
+            "{text}"
+        );
     }
 
     #[test]
