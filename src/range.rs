@@ -85,6 +85,8 @@ pub enum RangeError {
     FromAfterTo { from: String, to: String },
     #[error("from ({0}) is in the future")]
     FromInFuture(String),
+    #[error("to ({0}) is before 1970; MaaS keeps statistics for 30 days, and no metric can be stamped that early")]
+    ToBefore1970(String),
     #[error("`{0}` is not an IANA time zone name; use a name like Asia/Shanghai or UTC (abbreviations such as CST are ambiguous)")]
     UnknownZone(String),
     #[error("a period range is planned bucket by bucket, not as one window")]
@@ -273,6 +275,13 @@ pub fn resolve(expr: &RangeExpr, now: DateTime<Utc>, tz: &Tz) -> Result<Window, 
             }
             if start_ms > now_ms {
                 return Err(RangeError::FromInFuture(from.to_string()));
+            }
+            // A window ending before the epoch is only ever an error (and its end, the point's
+            // timestamp, would not fit the line protocol's nanoseconds before 1677).
+            if let (Some(end), Some(to)) = (to_ms, to) {
+                if end <= 0 {
+                    return Err(RangeError::ToBefore1970(to.to_string()));
+                }
             }
             match to_ms {
                 Some(end) if end < now_ms => w(start_ms, end, Shape::Closed),
@@ -506,6 +515,13 @@ mod tests {
         assert!(matches!(e, RangeError::FromAfterTo { .. }));
         let same_day = resolve(&between("2026-05-08", "2026-05-08"), now, &SH).unwrap();
         assert_eq!(same_day.len_ms(), DAY_MS);
+        let e = resolve(&between("1600-01-01", "1600-01-02"), now, &SH).unwrap_err();
+        assert_eq!(
+            e,
+            RangeError::ToBefore1970("1600-01-02".into()),
+            "an end before the epoch is refused"
+        );
+        assert!(resolve(&between("0001-01-01", "1970-01-02"), now, &SH).is_ok());
         let future = RangeExpr::Between {
             from: "2026-06-01".parse().unwrap(),
             to: None,

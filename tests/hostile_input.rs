@@ -182,3 +182,26 @@ fn query_from_year_one_is_one_call() {
     );
     assert_eq!(stats_calls(&sim).len(), 1);
 }
+
+#[test]
+fn a_window_ending_before_1970_is_a_spec_error_not_a_broken_point() {
+    let sim = sim();
+    let path = spec_file(&spec_with(
+        &sim,
+        "  - name: old\n    range: {from: 1600-01-01, to: 1600-01-02}\n",
+    ));
+    for out in [
+        bin().arg("validate").arg(&path).output().unwrap(),
+        run(&path, &[]),
+    ] {
+        assert_no_panic(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("queries[0] (old): to (1600-01-02) is before 1970"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "no point stamped in 1600");
+    }
+    assert!(sim.requests().is_empty());
+}
