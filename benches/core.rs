@@ -177,8 +177,6 @@ fn prometheus_120_series(bencher: divan::Bencher) {
 
 #[divan::bench]
 fn parse_statistics_answer() -> maas_usage::model::Usage {
-    maas_usage::cloud::api::parse_statistics(divan::black_box(
-        r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#,
-    ))
-    .unwrap_or_default()
+    let body = r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#;
+    maas_usage::cloud::api::parse_statistics(divan::black_box(body), false).unwrap_or_default()
 }

@@ -10,6 +10,7 @@ pub mod collect;
 pub mod emit;
 pub mod error;
 pub mod files;
+pub mod fsread;
 pub mod log;
 pub mod manifest;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod retry;
 pub mod sim;
 pub mod spec;
 pub mod state;
+pub mod text;
 pub mod zone;
 
 /// Helpers for the unit tests.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cloud::api::StatsRequest;
 use crate::model::{InferType, ServiceType};
 use crate::period::{self, Checkpoints, Pending};
-use crate::range::{self, RangeError, RangeExpr, Shape, Window};
+use crate::range::{self, RangeError, RangeExpr, Retained, Shape, Window};
 use crate::spec::Spec;
 use crate::zone::Zone;
 
@@ -113,17 +113,19 @@ struct Pre {
 }
 
 impl Plan {
-    /// Adds a series for `window`, one call per segment, reusing identical calls.
+    /// Adds a series for `window` with one call per segment of `segments` (none for a window
+    /// beyond the retention: it reads as zero without asking), reusing identical calls.
     fn add(
         &mut self,
         by_body: &mut HashMap<Arc<[u8]>, usize>,
         pre: &Pre,
         window: Window,
+        segments: Vec<(i64, i64)>,
         period: Option<String>,
     ) {
         let si = self.series.len();
         let mut calls = Vec::new();
-        for (s, e) in range::segments(window.start_ms, window.end_ms) {
+        for (s, e) in segments {
             let mut req = StatsRequest::new(pre.key.service_type, pre.key.infer_type, s, e);
             req.timezone = Some(self.zone.name.clone());
             req.api_keys = pre.keys.clone();
@@ -194,6 +196,8 @@ pub fn build_with(
                 })
                 .collect::<Result<_, _>>()?,
         };
+        // A window is clamped to the retention horizon: older data does not exist, and asking
+        // for it would cost calls (one per 30 days) that can only answer zero.
         let window = match &q.range {
             RangeExpr::Period(_) => None,
             r => {
@@ -202,10 +206,29 @@ pub fn build_with(
                     query: q.name.clone(),
                     error,
                 })?;
-                if let Some(msg) = range::retention_warning(&w, now) {
-                    plan.warnings.push(format!("query {}: {msg}", q.name));
-                }
-                Some(w)
+                Some(match range::retain(w, now.timestamp_millis()) {
+                    Retained::Whole(w) => (w, range::segments(w.start_ms, w.end_ms)),
+                    Retained::Clamped {
+                        window,
+                        lost_ms,
+                        horizon_ms,
+                    } => {
+                        plan.warnings.push(format!(
+                            "query {}: the first {} days of this window are older than the 30-day retention and read as zero; it is queried from {}",
+                            q.name,
+                            range::fmt_days(lost_ms),
+                            range::fmt_local(horizon_ms, &zone.tz)
+                        ));
+                        (window, range::segments(window.start_ms, window.end_ms))
+                    }
+                    Retained::Beyond => {
+                        plan.warnings.push(format!(
+                            "query {}: this window lies entirely beyond the 30-day retention and reads as zero; no call is made",
+                            q.name
+                        ));
+                        (w, Vec::new())
+                    }
+                })
             }
         };
         for st in &q.service_types {
@@ -220,7 +243,7 @@ pub fn build_with(
                     keys: keys.clone(),
                     ips: q.ips.clone(),
                 };
-                match (&q.range, window) {
+                match (&q.range, &window) {
                     (RangeExpr::Period(p), _) => {
                         let id = period::series_id(region, &pre.key);
                         let pending = period::pending(
@@ -231,7 +254,9 @@ pub fn build_with(
                         );
                         periodic.push((pre, id, pending));
                     }
-                    (_, Some(w)) => plan.add(&mut by_body, &pre, w, None),
+                    (_, Some((w, segments))) => {
+                        plan.add(&mut by_body, &pre, *w, segments.clone(), None)
+                    }
                     (_, None) => {}
                 }
             }
@@ -269,6 +294,7 @@ pub fn build_with(
                     end_ms,
                     shape: Shape::Bucket,
                 },
+                range::segments(start_ms, end_ms),
                 Some(id.clone()),
             );
         }
@@ -337,14 +363,21 @@ impl Plan {
                     s.key.infer_type.name().to_string(),
                     s.key.key_group.clone(),
                     format!(
-                        "{} ~ {}  calls {}",
+                        "{} ~ {}  {}",
                         range::fmt_local(s.window.start_ms, tz),
                         range::fmt_local(s.window.end_ms, tz),
-                        s.calls
-                            .iter()
-                            .map(|c| (c + 1).to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
+                        if s.calls.is_empty() {
+                            "no call (beyond the retention)".to_string()
+                        } else {
+                            format!(
+                                "calls {}",
+                                s.calls
+                                    .iter()
+                                    .map(|c| (c + 1).to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            )
+                        }
                     ),
                 ]
             })
@@ -362,17 +395,24 @@ impl Plan {
             .map(|c| {
                 rows.iter()
                     .chain([&header])
-                    .map(|r| r[c].len())
+                    .map(|r| r[c].chars().count())
                     .max()
                     .unwrap_or(0)
             })
             .collect();
         let _ = writeln!(out, "\nSeries:");
         for r in [&header].into_iter().chain(rows.iter()) {
-            let line = (0..6)
-                .map(|c| format!("{:<w$}", r[c], w = widths[c]))
-                .collect::<Vec<_>>()
-                .join("  ");
+            // Padded by hand: `{:<w$}` panics on widths above u16::MAX (a row with thousands
+            // of calls).
+            let mut line = String::new();
+            for c in 0..6 {
+                if c > 0 {
+                    line.push_str("  ");
+                }
+                line.push_str(&r[c]);
+                let pad = widths[c].saturating_sub(r[c].chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
             let _ = writeln!(out, "  {}", line.trim_end());
         }
         let _ = writeln!(out, "\nCalls:");
@@ -470,8 +510,12 @@ mod tests {
         spec.queries = vec![q];
         let plan = build(&spec, now(), &Zone::utc()).unwrap();
         assert_eq!(plan.series.len(), 4);
-        assert_eq!(plan.calls.len(), 8, "two segments each");
-        assert_eq!(plan.warnings.len(), 1, "45 days reach past retention");
+        assert_eq!(
+            plan.calls.len(),
+            4,
+            "one call each, clamped to the retention"
+        );
+        assert_eq!(plan.warnings.len(), 1, "one warning per query");
         let body = String::from_utf8(plan.calls[0].body.to_vec()).unwrap();
         assert!(body.contains(r#""api_keys":["k1"]"#), "{body}");
     }
@@ -488,6 +532,88 @@ mod tests {
         ));
     }
 
+    fn between(from: &str, to: Option<&str>) -> RangeExpr {
+        RangeExpr::Between {
+            from: from.parse().unwrap(),
+            to: to.map(|t| t.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_window_before_the_retention_is_queried_from_the_horizon() {
+        let zone = Zone {
+            name: "Asia/Shanghai".into(),
+            tz: chrono_tz::Asia::Shanghai,
+        };
+        let mut q = query("old", between("0001-01-01", None), None);
+        q.service_types = vec![ServiceType::Preset, ServiceType::MyService];
+        let spec = Spec {
+            queries: vec![q, query("d45", RangeExpr::LastDays(45), None)],
+            ..Default::default()
+        };
+        let plan = build(&spec, now(), &zone).unwrap();
+        let horizon = now().timestamp_millis() - range::RETENTION_MS;
+        assert_eq!(plan.calls.len(), 2, "one call per service type, shared");
+        for s in &plan.series {
+            assert_eq!(s.window.start_ms, horizon);
+            assert_eq!(s.window.end_ms, now().timestamp_millis());
+            assert_eq!(s.calls.len(), 1);
+            assert_eq!(plan.calls[s.calls[0]].start_ms, horizon);
+        }
+        assert_eq!(
+            plan.warnings,
+            vec![
+                "query old: the first 739726.4 days of this window are older than the 30-day retention and read as zero; it is queried from 2026-04-21 10:00:00".to_string(),
+                "query d45: the first 15 days of this window are older than the 30-day retention and read as zero; it is queried from 2026-04-21 10:00:00".to_string(),
+            ]
+        );
+        assert!(plan.describe().contains("2 calls (3 before deduplication)"));
+    }
+
+    #[test]
+    fn a_window_entirely_beyond_the_retention_makes_no_call() {
+        let spec = Spec {
+            queries: vec![
+                query("jan", between("2026-01-01", Some("2026-01-31")), None),
+                query("ancient", between("0001-01-01", Some("1970-01-02")), None),
+            ],
+            ..Default::default()
+        };
+        let plan = build(&spec, now(), &Zone::utc()).unwrap();
+        assert_eq!(plan.series.len(), 2);
+        assert!(plan.calls.is_empty());
+        assert!(plan.series.iter().all(|s| s.calls.is_empty()));
+        assert_eq!(plan.series[0].window.shape, Shape::Closed);
+        assert_eq!(
+            plan.warnings[0],
+            "query jan: this window lies entirely beyond the 30-day retention and reads as zero; no call is made"
+        );
+        assert_eq!(plan.warnings.len(), 2);
+        let text = plan.describe();
+        assert!(text.contains("0 calls"), "{text}");
+        assert!(
+            text.contains("2026-02-01 00:00:00  no call (beyond the retention)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn describe_survives_huge_rows_and_extreme_instants() {
+        let spec = Spec {
+            queries: vec![query("q", RangeExpr::LastDays(7), None)],
+            ..Default::default()
+        };
+        let mut plan = build(&spec, now(), &Zone::utc()).unwrap();
+        // A row wider than the formatter's width limit (u16::MAX) once panicked.
+        plan.series[0].calls = vec![0; 40_000];
+        plan.calls[0].start_ms = i64::MIN;
+        plan.calls[0].end_ms = i64::MAX;
+        plan.series[0].window.start_ms = -62_135_596_800_000; // 0001-01-01
+        let text = plan.describe();
+        assert!(text.contains("calls 1,1,1"), "{}", &text[..200]);
+        assert!(text.contains(&i64::MIN.to_string()));
+    }
+
     proptest! {
         #[test]
         fn every_series_segments_tile_its_window(days in 1u32..200, hours in 1u32..2000) {
@@ -496,7 +622,10 @@ mod tests {
                 ..Default::default()
             };
             let plan = build(&spec, now(), &Zone::utc()).unwrap();
+            let horizon = now().timestamp_millis() - range::RETENTION_MS;
             for s in &plan.series {
+                prop_assert!(s.window.start_ms >= horizon, "clamped to the retention");
+                prop_assert_eq!(s.calls.len(), 1);
                 let mut at = s.window.start_ms;
                 for &c in &s.calls {
                     let call = &plan.calls[c];

@@ -85,6 +85,8 @@ pub enum RangeError {
     FromAfterTo { from: String, to: String },
     #[error("from ({0}) is in the future")]
     FromInFuture(String),
+    #[error("to ({0}) is before 1970; MaaS keeps statistics for 30 days, and no metric can be stamped that early")]
+    ToBefore1970(String),
     #[error("`{0}` is not an IANA time zone name; use a name like Asia/Shanghai or UTC (abbreviations such as CST are ambiguous)")]
     UnknownZone(String),
     #[error("a period range is planned bucket by bucket, not as one window")]
@@ -104,7 +106,11 @@ impl FromStr for RangeExpr {
                 let rest = t
                     .strip_prefix("last_")
                     .ok_or_else(|| RangeError::UnknownRange(s.into()))?;
-                let (digits, unit) = rest.split_at(rest.len().saturating_sub(1));
+                // The unit is the last character, which may be more than one byte long.
+                let (digits, unit) = match rest.char_indices().next_back() {
+                    Some((i, _)) => rest.split_at(i),
+                    None => return Err(RangeError::UnknownRange(s.into())),
+                };
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(RangeError::UnknownRange(s.into()));
                 }
@@ -270,6 +276,13 @@ pub fn resolve(expr: &RangeExpr, now: DateTime<Utc>, tz: &Tz) -> Result<Window, 
             if start_ms > now_ms {
                 return Err(RangeError::FromInFuture(from.to_string()));
             }
+            // A window ending before the epoch is only ever an error (and its end, the point's
+            // timestamp, would not fit the line protocol's nanoseconds before 1677).
+            if let (Some(end), Some(to)) = (to_ms, to) {
+                if end <= 0 {
+                    return Err(RangeError::ToBefore1970(to.to_string()));
+                }
+            }
             match to_ms {
                 Some(end) if end < now_ms => w(start_ms, end, Shape::Closed),
                 _ => w(start_ms, now_ms, Shape::Anchored),
@@ -294,17 +307,52 @@ pub fn segments(start_ms: i64, end_ms: i64) -> Vec<(i64, i64)> {
     out
 }
 
-/// A warning when part of the window lies beyond the 30-day retention horizon.
-pub fn retention_warning(w: &Window, now: DateTime<Utc>) -> Option<String> {
-    let horizon = ms(now) - RETENTION_MS;
-    if w.start_ms >= horizon {
-        return None;
+/// A window measured against the 30-day retention horizon (`now - RETENTION_MS`): data older
+/// than the horizon no longer exists, so no call should ask for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retained {
+    /// Entirely inside the retention (or empty at or after the horizon): queried as is.
+    Whole(Window),
+    /// Starts before the horizon: queried from the horizon (`window` starts there);
+    /// `lost_ms` before it read as zero.
+    Clamped {
+        window: Window,
+        lost_ms: i64,
+        horizon_ms: i64,
+    },
+    /// Ends at or before the horizon: nothing in it exists any more, so no call is made.
+    Beyond,
+}
+
+/// Clamps `w` to the retention horizon of `now_ms`. Pure, like `resolve`.
+pub fn retain(w: Window, now_ms: i64) -> Retained {
+    let horizon_ms = now_ms.saturating_sub(RETENTION_MS);
+    if w.start_ms >= horizon_ms {
+        Retained::Whole(w)
+    } else if w.end_ms <= horizon_ms {
+        Retained::Beyond
+    } else {
+        Retained::Clamped {
+            window: Window {
+                start_ms: horizon_ms,
+                ..w
+            },
+            lost_ms: horizon_ms.saturating_sub(w.start_ms),
+            horizon_ms,
+        }
     }
-    let lost_ms = horizon.min(w.end_ms) - w.start_ms;
-    let days = lost_ms as f64 / DAY_MS as f64;
-    Some(format!(
-        "the window starts {days:.1} days before the 30-day retention horizon; MaaS keeps statistics for 30 days only, so that part counts as zero"
-    ))
+}
+
+/// A length in days for people: `15`, `15.5`; one decimal only when it is not whole.
+pub fn fmt_days(ms: i64) -> String {
+    let tenths = (ms as f64 / DAY_MS as f64 * 10.0).round();
+    if tenths == 0.0 && ms > 0 {
+        "less than 0.1".to_string()
+    } else if tenths % 10.0 == 0.0 {
+        format!("{:.0}", tenths / 10.0)
+    } else {
+        format!("{:.1}", tenths / 10.0)
+    }
 }
 
 /// `500ms`, `25s`, `2m`, `1h`, `1d` -> a duration.
@@ -387,6 +435,10 @@ mod tests {
             "week",
             "last_99999999999d",
             "",
+            "last_7é",
+            "last_é",
+            "last_7日",
+            "last_🦀",
         ] {
             assert!(bad.parse::<RangeExpr>().is_err(), "{bad}");
         }
@@ -463,6 +515,13 @@ mod tests {
         assert!(matches!(e, RangeError::FromAfterTo { .. }));
         let same_day = resolve(&between("2026-05-08", "2026-05-08"), now, &SH).unwrap();
         assert_eq!(same_day.len_ms(), DAY_MS);
+        let e = resolve(&between("1600-01-01", "1600-01-02"), now, &SH).unwrap_err();
+        assert_eq!(
+            e,
+            RangeError::ToBefore1970("1600-01-02".into()),
+            "an end before the epoch is refused"
+        );
+        assert!(resolve(&between("0001-01-01", "1970-01-02"), now, &SH).is_ok());
         let future = RangeExpr::Between {
             from: "2026-06-01".parse().unwrap(),
             to: None,
@@ -516,13 +575,55 @@ mod tests {
     }
 
     #[test]
-    fn retention_warning_only_beyond_thirty_days() {
+    fn windows_are_clamped_to_the_retention_horizon() {
         let now = at("2026-05-21T00:00:00Z");
+        let now_ms = now.timestamp_millis();
+        let horizon = now_ms - RETENTION_MS;
         let w30 = resolve(&RangeExpr::LastDays(30), now, &Tz::UTC).unwrap();
-        assert!(retention_warning(&w30, now).is_none());
+        assert_eq!(retain(w30, now_ms), Retained::Whole(w30));
         let w45 = resolve(&RangeExpr::LastDays(45), now, &Tz::UTC).unwrap();
-        let msg = retention_warning(&w45, now).unwrap();
-        assert!(msg.contains("15.0 days"), "{msg}");
+        let Retained::Clamped {
+            window,
+            lost_ms,
+            horizon_ms,
+        } = retain(w45, now_ms)
+        else {
+            panic!("45 days reach past the horizon")
+        };
+        assert_eq!((window.start_ms, window.end_ms), (horizon, now_ms));
+        assert_eq!((lost_ms, horizon_ms), (15 * DAY_MS, horizon));
+        assert_eq!(window.shape, Shape::Rolling);
+        let old = Window {
+            start_ms: horizon - 10 * DAY_MS,
+            end_ms: horizon,
+            shape: Shape::Closed,
+        };
+        assert_eq!(retain(old, now_ms), Retained::Beyond);
+        let empty_old = Window {
+            end_ms: old.start_ms,
+            ..old
+        };
+        assert_eq!(retain(empty_old, now_ms), Retained::Beyond);
+        let ancient = Window {
+            start_ms: i64::MIN,
+            end_ms: now_ms,
+            shape: Shape::Anchored,
+        };
+        assert!(matches!(
+            retain(ancient, now_ms),
+            Retained::Clamped { window, .. } if window.len_ms() == RETENTION_MS
+        ));
+        assert_eq!(retain(ancient, i64::MIN + 5), Retained::Whole(ancient));
+    }
+
+    #[test]
+    fn days_have_one_decimal_only_when_not_whole() {
+        assert_eq!(fmt_days(15 * DAY_MS), "15");
+        assert_eq!(fmt_days(15 * DAY_MS + DAY_MS / 2), "15.5");
+        assert_eq!(fmt_days(15 * DAY_MS + 60_000), "15");
+        assert_eq!(fmt_days(DAY_MS / 10), "0.1");
+        assert_eq!(fmt_days(60_000), "less than 0.1");
+        assert_eq!(fmt_days(739_000 * DAY_MS), "739000");
     }
 
     fn zones() -> impl Strategy<Value = Tz> {
@@ -561,6 +662,18 @@ mod tests {
     }
 
     proptest! {
+        /// Parsers of user input return an error for anything they do not accept; they never
+        /// panic, whatever the bytes and wherever a multi-byte character falls.
+        #[test]
+        fn parsers_never_panic_on_any_text(s in "\\PC*", t in ".{0,40}", tail in "\\PC{0,3}") {
+            for text in [s.as_str(), t.as_str(), &format!("last_{s}"), &format!("last_7{tail}"), &format!("{t}{tail}")] {
+                let _ = text.parse::<RangeExpr>();
+                let _ = text.parse::<Bound>();
+                let _ = parse_duration(text);
+                let _ = parse_duration(&format!("7{tail}"));
+            }
+        }
+
         #[test]
         fn segments_cover_exactly(start in -1_000_000_000_000i64..2_000_000_000_000, len in 0i64..400 * DAY_MS) {
             let segs = segments(start, start + len);

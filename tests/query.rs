@@ -68,35 +68,33 @@ fn seven_days_exact_totals() {
 }
 
 #[test]
-fn forty_five_days_are_two_segments_without_gap_or_overlap() {
+fn forty_five_days_are_one_call_from_the_retention_horizon() {
     let sim = sim();
     let out = query(&sim, &["--range", "last_45d", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("retention"),
+        stderr(&out).contains(
+            "warning: query query: the first 15 days of this window are older than the 30-day retention and read as zero; it is queried from 2026-04-21 10:00:00"
+        ),
         "warns about the 30-day retention: {}",
         stderr(&out)
     );
     let calls = stats_calls(&sim);
-    assert_eq!(calls.len(), 2);
-    let mut windows: Vec<(i64, i64)> = calls
-        .iter()
-        .map(|c| {
-            let b = body_of(c);
-            (
-                b["start_time"].as_i64().unwrap(),
-                b["end_time"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    windows.sort();
-    assert_eq!(windows[0].0, now_ms() - 45 * DAY_MS);
-    assert_eq!(windows[0].1, windows[1].0, "contiguous");
-    assert_eq!(windows[1].1, now_ms());
-    assert!(windows.iter().all(|(s, e)| e - s <= 30 * DAY_MS));
-    let mut expected = sim.expected(&sel(2, false, windows[0].0, windows[0].1));
-    expected += sim.expected(&sel(2, false, windows[1].0, windows[1].1));
-    assert_eq!(values(&json(&out), 0), expected);
+    assert_eq!(calls.len(), 1, "data older than 30 days is not asked for");
+    let b = body_of(&calls[0]);
+    let horizon = now_ms() - 30 * DAY_MS;
+    assert_eq!(b["start_time"].as_i64(), Some(horizon));
+    assert_eq!(b["end_time"].as_i64(), Some(now_ms()));
+    let doc = json(&out);
+    assert_eq!(doc["series"][0]["window"]["start_ms"], horizon);
+    let expected = sim.expected(&sel(2, false, horizon, now_ms()));
+    assert!(expected.requests > 0);
+    assert_eq!(values(&doc, 0), expected);
+    // The 15 days before the horizon hold nothing: the service keeps 30.
+    assert_eq!(
+        sim.expected(&sel(2, false, now_ms() - 45 * DAY_MS, horizon)),
+        Usage::default()
+    );
 }
 
 #[test]

@@ -56,6 +56,10 @@ pub enum DecodeError {
     NotStatistics,
     #[error("field {field}: {reason}")]
     BadField { field: &'static str, reason: String },
+    #[error("field {field} is missing (or null); an answer without it is incomplete")]
+    Missing { field: &'static str },
+    #[error("total_error_count ({errors}) is larger than total_request_count ({requests})")]
+    MoreErrorsThanRequests { errors: u64, requests: u64 },
 }
 
 /// Above this many thousand tokens (10^15 tokens) a figure is not believable and, beyond
@@ -96,13 +100,20 @@ pub fn thousands_to_tokens(v: f64) -> Result<u64, String> {
     Ok(int * 1000 + thousandths)
 }
 
+/// A count: a whole, non-negative number up to 2^53, whatever JSON number form it takes.
 fn count(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
     let bad = |reason: String| DecodeError::BadField { field, reason };
     match v {
-        Value::Null => Ok(0),
+        Value::Null => Err(DecodeError::Missing { field }),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
-                return Ok(u);
+                // Beyond 2^53 a count is not believable, and beyond i64 it would wrap in the
+                // line protocol.
+                return if u > MAX_COUNT as u64 {
+                    Err(bad(format!("{n} is out of range")))
+                } else {
+                    Ok(u)
+                };
             }
             let f = n
                 .as_f64()
@@ -123,7 +134,7 @@ fn count(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
 
 fn tokens(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
     match v {
-        Value::Null => Ok(0),
+        Value::Null => Err(DecodeError::Missing { field }),
         Value::Number(n) => n
             .as_f64()
             .ok_or_else(|| format!("{n} is not a number"))
@@ -136,23 +147,50 @@ fn tokens(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
     }
 }
 
-/// Parses a 200 answer of ShowStatistics into exact usage.
-pub fn parse_statistics(body: &str) -> Result<Usage, DecodeError> {
+/// Whether a ShowStatistics request body asks for batch inference (its answer then carries
+/// `total_completion_tasks` and `total_infer_count`).
+pub fn request_is_batch(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("infer_type")?.as_str().map(|t| t == "batch"))
+        .unwrap_or(false)
+}
+
+/// Parses a 200 answer of ShowStatistics into exact usage. Every figure the answer must carry
+/// is required (a missing or null one is an error, never a silent zero): the three token
+/// totals, the request and error counts, and for `batch` the completed tasks and inference
+/// count. Errors cannot outnumber requests.
+pub fn parse_statistics(body: &str, batch: bool) -> Result<Usage, DecodeError> {
     let v: Value = serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let obj = v.as_object().ok_or(DecodeError::NotStatistics)?;
     if !obj.contains_key("total_request_count") && !obj.contains_key("total_token") {
         return Err(DecodeError::NotStatistics);
     }
     let f = |k: &str| obj.get(k).unwrap_or(&Value::Null);
-    Ok(Usage {
+    let usage = Usage {
         total_tokens: tokens(f("total_token"), "total_token")?,
         prompt_tokens: tokens(f("total_prompt_token"), "total_prompt_token")?,
         completion_tokens: tokens(f("total_completion_token"), "total_completion_token")?,
         requests: count(f("total_request_count"), "total_request_count")?,
         errors: count(f("total_error_count"), "total_error_count")?,
-        completed_tasks: count(f("total_completion_tasks"), "total_completion_tasks")?,
-        infer_count: count(f("total_infer_count"), "total_infer_count")?,
-    })
+        completed_tasks: if batch {
+            count(f("total_completion_tasks"), "total_completion_tasks")?
+        } else {
+            0
+        },
+        infer_count: if batch {
+            count(f("total_infer_count"), "total_infer_count")?
+        } else {
+            0
+        },
+    };
+    if usage.errors > usage.requests {
+        return Err(DecodeError::MoreErrorsThanRequests {
+            errors: usage.errors,
+            requests: usage.requests,
+        });
+    }
+    Ok(usage)
 }
 
 /// An error body, whichever of the three spellings the service used.
@@ -242,24 +280,136 @@ mod tests {
         );
     }
 
+    /// A complete real-time answer with `field` replaced by `value` (`None`: left out).
+    fn answer_with(field: &str, value: Option<&str>) -> String {
+        let mut fields = vec![
+            ("total_request_count", "67188"),
+            ("total_error_count", "8002"),
+            ("total_token", "2482084.98"),
+            ("total_prompt_token", "2456500.123"),
+            ("total_completion_token", "24870.5"),
+            ("total_completion_tasks", "3"),
+            ("total_infer_count", "9"),
+        ];
+        fields.retain(|(k, _)| *k != field);
+        if let Some(v) = value {
+            fields.push((field, v));
+        }
+        let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", inner.join(","))
+    }
+
     #[test]
     fn statistics_parse_and_reject() {
-        let u = parse_statistics(r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#).unwrap();
+        let u = parse_statistics(r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#, false).unwrap();
         assert_eq!(u.total_tokens, 2_482_084_980);
         assert_eq!(u.prompt_tokens, 2_456_500_123);
         assert_eq!(u.requests, 67188);
         assert!(matches!(
-            parse_statistics("<html>"),
+            parse_statistics("<html>", false),
             Err(DecodeError::NotJson(_))
         ));
         assert!(matches!(
-            parse_statistics("{}"),
+            parse_statistics("{}", false),
             Err(DecodeError::NotStatistics)
         ));
-        assert!(parse_statistics(r#"{"total_request_count":-1}"#).is_err());
-        assert!(parse_statistics(r#"{"total_request_count":1.5}"#).is_err());
-        assert!(parse_statistics(r#"{"total_token":1e300}"#).is_err());
-        assert!(parse_statistics(r#"{"total_token":"12"}"#).is_err());
+        for (field, value) in [
+            ("total_request_count", "-1"),
+            ("total_request_count", "1.5"),
+            ("total_error_count", "-3"),
+            ("total_token", "1e300"),
+            ("total_token", "-0.5"),
+            ("total_token", "\"12\""),
+        ] {
+            let e = parse_statistics(&answer_with(field, Some(value)), false).unwrap_err();
+            assert!(
+                matches!(e, DecodeError::BadField { field: f, .. } if f == field),
+                "{field}={value}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_must_fit_in_a_double_and_an_i64() {
+        let two53 = 9_007_199_254_740_992u64;
+        for big in [u64::MAX, i64::MAX as u64 + 1, two53 + 1] {
+            let body = answer_with("total_request_count", Some(&big.to_string()));
+            let e = parse_statistics(&body, false).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("field total_request_count: {big} is out of range")
+            );
+        }
+        let body = answer_with("total_request_count", Some(&two53.to_string()));
+        assert_eq!(parse_statistics(&body, false).unwrap().requests, two53);
+        let e = parse_statistics(
+            &answer_with("total_infer_count", Some("18446744073709551615")),
+            true,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("total_infer_count"), "{e}");
+    }
+
+    #[test]
+    fn errors_cannot_outnumber_requests() {
+        let body = answer_with("total_error_count", Some("67189"));
+        let e = parse_statistics(&body, false).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::MoreErrorsThanRequests {
+                errors: 67189,
+                requests: 67188
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "total_error_count (67189) is larger than total_request_count (67188)"
+        );
+        let equal = answer_with("total_error_count", Some("67188"));
+        assert!(parse_statistics(&equal, false).is_ok());
+    }
+
+    #[test]
+    fn missing_or_null_figures_are_refused_not_zero() {
+        for field in [
+            "total_request_count",
+            "total_error_count",
+            "total_token",
+            "total_prompt_token",
+            "total_completion_token",
+        ] {
+            for value in [None, Some("null")] {
+                for batch in [false, true] {
+                    let e = parse_statistics(&answer_with(field, value), batch).unwrap_err();
+                    assert_eq!(e, DecodeError::Missing { field }, "{field} {value:?}");
+                    assert!(e.to_string().contains(field));
+                }
+            }
+        }
+        for field in ["total_completion_tasks", "total_infer_count"] {
+            for value in [None, Some("null")] {
+                let body = answer_with(field, value);
+                assert_eq!(
+                    parse_statistics(&body, true).unwrap_err(),
+                    DecodeError::Missing { field }
+                );
+                // A real-time answer does not carry them.
+                let u = parse_statistics(&body, false).unwrap();
+                assert_eq!((u.completed_tasks, u.infer_count), (0, 0));
+            }
+        }
+        let u = parse_statistics(&answer_with("", None), true).unwrap();
+        assert_eq!((u.completed_tasks, u.infer_count), (3, 9));
+    }
+
+    #[test]
+    fn batch_is_read_from_the_request_body() {
+        let mut r = StatsRequest::new(ServiceType::Preset, InferType::Batch, 1, 2);
+        assert!(request_is_batch(&r.to_bytes()));
+        r.infer_type = InferType::RealTime.name();
+        assert!(!request_is_batch(&r.to_bytes()));
+        assert!(!request_is_batch(b"not json"));
+        assert!(!request_is_batch(b"{\"infer_type\":7}"));
     }
 
     #[test]
@@ -303,7 +453,8 @@ mod tests {
         #[test]
         fn statistics_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let s = String::from_utf8_lossy(&bytes);
-            let _ = parse_statistics(&s);
+            let _ = parse_statistics(&s, false);
+            let _ = parse_statistics(&s, true);
             let _ = parse_error_body(&s);
         }
 
@@ -316,10 +467,14 @@ mod tests {
         ) {
             let tok = serde_json::Number::from_f64(tokens).map(|n| n.to_string()).unwrap_or_else(|| "null".into());
             let cnt = serde_json::Number::from_f64(count).map(|n| n.to_string()).unwrap_or_else(|| "null".into());
-            let body = format!(r#"{{"total_token":{tok},"total_request_count":{cnt}}}"#);
-            if let Ok(u) = parse_statistics(&body) {
+            let body = format!(r#"{{"total_token":{tok},"total_request_count":{cnt},"total_error_count":0,"total_prompt_token":0,"total_completion_token":0,"total_completion_tasks":{cnt},"total_infer_count":{cnt}}}"#);
+            if let Ok(u) = parse_statistics(&body, true) {
                 prop_assert!(u.total_tokens <= 1_000_000_000_000_000);
-                prop_assert!(u.requests as f64 <= 9_007_199_254_740_992.0);
+                prop_assert!(u.requests <= 9_007_199_254_740_992);
+                prop_assert!(i64::try_from(u.requests).is_ok() && i64::try_from(u.infer_count).is_ok());
+                if count.is_finite() && count >= 0.0 && count.fract() == 0.0 {
+                    prop_assert_eq!(u.requests as f64, count);
+                }
                 if tokens.is_finite() && tokens >= 0.0 {
                     prop_assert!((u.total_tokens as f64 - tokens * 1000.0).abs() <= 1.0 + tokens * 1e-9);
                 }

@@ -17,6 +17,7 @@ use crate::log;
 use crate::model::Usage;
 pub use crate::retry::RetryPolicy;
 use crate::retry::{jitter_unit, parse_retry_after};
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 /// Answers larger than this are not statistics; reading stops there.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -172,6 +173,12 @@ pub enum ApiError {
     Budget(BudgetExhausted),
     #[error("{0}")]
     Setup(String),
+    /// `--ca-file` cannot be used: an input error (exit 2), found before any call.
+    #[error("--ca-file {}: {reason}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     /// Not sent: the credential was rejected less than five minutes ago.
     #[error("{}", fmt_blocked(.0))]
     AuthBlocked(Rejection),
@@ -650,33 +657,29 @@ impl Client {
 
     fn http_failure(&self, a: &Answer) -> ApiError {
         let body = api::parse_error_body(&a.body);
-        let message = match body.message {
-            Some(m) => m,
-            None => a
-                .body
-                .chars()
-                .take(200)
-                .collect::<String>()
-                .trim()
-                .to_string(),
-        };
-        let message = self.redact(&message).replace(['\n', '\r'], " ");
+        // Secrets are redacted from the whole text before anything is cut, so no part of one
+        // can survive at a cut.
+        let message = self.redact(body.message.as_deref().unwrap_or(&a.body));
         // The gateway appends its canonical request to a signature failure: precious when
         // debugging, noise in the one stderr line Telegraf shows, so it goes to the debug log.
-        let message = match message.split_once(", canonicalRequest:") {
-            Some((head, echo)) => {
-                log::debug(&format!(
-                    "the gateway's canonical request (| = newline):{echo}"
-                ));
-                head.to_string()
-            }
-            None => message,
+        let (head, echo) = match message.split_once(", canonicalRequest:") {
+            Some((head, echo)) => (head, Some(echo)),
+            None => (message.as_str(), None),
         };
+        if let Some(echo) = echo {
+            log::debug(&format!(
+                "the gateway's canonical request (| = newline): {}",
+                sanitize_remote(echo, 4 * REMOTE_TEXT_MAX)
+            ));
+        }
+        // Whatever the server wrote is one capped line with its control characters escaped: it
+        // can neither flood stderr nor forge a line of its own.
+        let safe = |t: Option<String>| t.map(|t| sanitize_remote(&self.redact(&t), 64));
         ApiError::Http(HttpFailure {
             status: a.status,
-            code: body.code,
-            message,
-            request_id: a.request_id.clone().or(body.request_id),
+            code: safe(body.code),
+            message: sanitize_remote(head, REMOTE_TEXT_MAX),
+            request_id: a.request_id.clone().or(safe(body.request_id)),
         })
     }
 
@@ -690,7 +693,7 @@ impl Client {
         let path = api::stats_path(project_id);
         let a = self.call("POST", &self.opts.maas, &path, &[], body, deadline)?;
         let raw = self.redact(&a.body);
-        match api::parse_statistics(&a.body) {
+        match api::parse_statistics(&a.body, api::request_is_batch(body)) {
             Ok(usage) => Ok(StatsAnswer {
                 usage,
                 raw,
@@ -751,18 +754,24 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
+/// Cap on a CA bundle: Mozilla's whole root store is about 250 KiB.
+const MAX_CA_BYTES: u64 = 1024 * 1024;
+
 fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ApiError> {
-    let setup = |why: String| ApiError::Setup(format!("--ca-file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| setup(e.to_string()))?;
+    let bad = |reason: String| ApiError::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = crate::fsread::read_regular(path, MAX_CA_BYTES).map_err(|e| bad(e.to_string()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| setup(e.to_string()))? {
+        match item.map_err(|e| bad(e.to_string()))? {
             ureq::tls::PemItem::Certificate(c) => certs.push(c),
             _ => continue,
         }
     }
     if certs.is_empty() {
-        return Err(setup("no PEM certificate found".into()));
+        return Err(bad("no PEM certificate found".into()));
     }
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
@@ -792,6 +801,62 @@ mod tests {
         for bad in ["ftp://h", "h", "https://", "https://u:p@h", "https://h?x=1"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn client() -> Client {
+        let ep = Endpoint::parse("http://127.0.0.1:9").unwrap();
+        let creds = Credentials {
+            ak: crate::cloud::credentials::Secret::new("AKCANARY0123456789"),
+            sk: crate::cloud::credentials::Secret::new("SKCANARY-abcdefghijklmnopqrstuvwxyz"),
+            token: None,
+            source: "test".into(),
+        };
+        let opts = ClientOptions {
+            maas: ep.clone(),
+            iam: ep,
+            call_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+        };
+        Client::new(creds, opts, None).unwrap()
+    }
+
+    fn failure(status: u16, body: &str) -> HttpFailure {
+        let a = Answer {
+            status,
+            body: body.into(),
+            request_id: None,
+            retry_after: None,
+        };
+        match client().http_failure(&a) {
+            ApiError::Http(f) => f,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn server_text_is_redacted_whole_then_escaped_and_capped() {
+        // A secret straddling the cut is redacted before the cut, never shown in part.
+        let body = format!(
+            "{}SKCANARY-abcdefghijklmnopqrstuvwxyz{}",
+            "a".repeat(280),
+            "z".repeat(100)
+        );
+        let f = failure(502, &body);
+        assert!(!f.message.contains("SKCANARY"), "{}", f.message);
+        assert!(f.message.contains("a***zz"), "{}", f.message);
+        assert!(f.message.ends_with("z…"), "{}", f.message);
+        assert_eq!(f.message.chars().count(), REMOTE_TEXT_MAX + 1);
+        let f = failure(
+            400,
+            r#"{"error_code":"X.1\n","error_msg":"no\nE! fake\u001b[2J\u202e"}"#,
+        );
+        assert_eq!(f.message, r"no\u{a}E! fake\u{1b}[2J\u{202e}");
+        assert_eq!(f.code.as_deref(), Some("X.1"));
+        let f = failure(
+            401,
+            r#"{"error_code":"APIGW.0301","error_msg":"bad sig, canonicalRequest: POST|/v1|AKCANARY0123456789"}"#,
+        );
+        assert_eq!(f.message, "bad sig");
     }
 
     #[test]

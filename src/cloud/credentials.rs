@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
 
+use crate::fsread::ReadFileError;
+
 /// A secret string: prints as `***` in `Debug` and `Display`, and its memory is zeroed on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -79,7 +81,7 @@ pub enum CredentialsError {
         set: &'static str,
         unset: &'static str,
     },
-    #[error("cannot read credentials file {path}: {reason}")]
+    #[error("cannot read credentials file {} (--credentials-file or cloud.credentials_file): {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
     #[error("credentials file {path}:{line}: {reason}")]
     Malformed {
@@ -150,15 +152,15 @@ fn load_file(path: &Path) -> Result<(Credentials, Vec<String>), CredentialsError
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(unreadable(format!(
+    let bytes = crate::fsread::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadFileError::TooLarge { .. } => unreadable(format!(
             "larger than {MAX_FILE_BYTES} bytes; not a credentials file"
-        )));
-    }
+        )),
+        other => unreadable(other.to_string()),
+    })?;
     let mut warnings = Vec::new();
     #[cfg(unix)]
-    {
+    if let Ok(meta) = std::fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
@@ -170,9 +172,18 @@ fn load_file(path: &Path) -> Result<(Credentials, Vec<String>), CredentialsError
             ));
         }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-    let creds = parse_file(&text, path)?;
-    Ok((creds, warnings))
+    // Never quote the bytes: a file that is not text says so and nothing more. The copy read
+    // here is zeroed like a `Secret`.
+    let mut text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            e.into_bytes().zeroize();
+            return Err(unreadable("not UTF-8 text".into()));
+        }
+    };
+    let creds = parse_file(&text, path);
+    text.zeroize();
+    Ok((creds?, warnings))
 }
 
 fn unquote(v: &str) -> &str {
@@ -186,7 +197,8 @@ fn unquote(v: &str) -> &str {
 }
 
 /// Parses the three accepted forms: `KEY=VALUE` lines, one `AK,SK` line, or AK and SK on two
-/// lines. Blank lines and `#` comments are ignored. Errors name lines, never values.
+/// lines. Blank lines and `#` comments are ignored. Errors name lines and what was expected,
+/// never any text of the file (a key could be a pasted secret as well as a value).
 pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsError> {
     let malformed = |line: usize, reason: &str| CredentialsError::Malformed {
         path: path.to_path_buf(),
@@ -224,10 +236,11 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
                 "HW_SECRET_KEY" | "HUAWEICLOUD_SDK_SK" => sk = Some(v),
                 "HW_SECURITY_TOKEN" | "HUAWEICLOUD_SDK_SECURITY_TOKEN" => token = Some(v),
                 "HW_PROJECT_ID" | "HUAWEICLOUD_SDK_PROJECT_ID" | "HW_REGION" => {}
-                other => {
+                // Not even the key is shown: a secret pasted before the `=` would be echoed.
+                _ => {
                     return Err(malformed(
                         *n,
-                        &format!("unknown key {other}; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN"),
+                        "unknown key before `=`; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN (capitals, no spaces)",
                     ))
                 }
             }
@@ -404,10 +417,26 @@ mod tests {
             "onlyone-secretvalue",
             "a\nb\nc-secretvalue",
             "HW_ACCESS_KEY=x\nHW_SEKRET=secretvalue",
+            // The text before `=` is no safer than the value: a secret pasted with a space.
+            "HW_ACCESS_KEY=x\nHW_SECRET_KEY secretvalue=x",
+            "HW_ACCESS_KEY=x\nHW_SECRET_KEY secretvalue",
+            "HW_ACCESS_KEY=x\nsecretvalue=x",
+            "HW_ACCESS_KEY=x\nhw_secret_key_secretvalue=x",
+            "HW_ACCESS_KEY=x\nexport HW_SECRET_KEY\tsecretvalue=\"y\"",
+            "HW_ACCESS_KEY=x\nSECRETVALUE=y",
+            "HW_SECRET_KEY secretvalue=x",
         ] {
             let e = parse_file(text, p).unwrap_err().to_string();
-            assert!(!e.contains("secretvalue"), "{e}");
+            assert!(!e.to_lowercase().contains("secretvalue"), "{e}");
+            assert!(e.starts_with("credentials file f:"), "{e}");
         }
+        let e = parse_file("HW_ACCESS_KEY=x\nhw_secret_key=y", p)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "credentials file f:2: unknown key before `=`; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN (capitals, no spaces)"
+        );
     }
 
     #[test]

@@ -127,7 +127,13 @@ pub fn connect(
     for ep in [&options.maas, &options.iam] {
         warn_if_plain_http(ep, creds.token.is_some());
     }
-    let mut client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    // A bad --ca-file is an input error (exit 2), like a bad credentials file.
+    let mut client = Client::new(creds, options, opts.ca_file.as_deref())
+        .map_err(|e| match e {
+            ApiError::CaFile { .. } => Error::Usage(e.to_string()),
+            other => Error::Api(other),
+        })?
+        .with_budget(budget);
     if let Some(s) = state {
         client = client.with_rejection_store(std::sync::Arc::new(s.clone()));
     }

@@ -51,6 +51,10 @@ pub fn validate(a: ValidateArgs) -> Result<i32, Error> {
             plan::build(&spec, Utc::now(), &zone).map_err(|e| one_error(&a, e.to_string()))?;
         Ok((spec, plan))
     });
+    // What a run now would be told (such as a window beyond the 30-day retention).
+    for w in result.iter().flat_map(|(_, plan)| &plan.warnings) {
+        crate::log::warn(w);
+    }
     match (result, a.format) {
         (Ok((spec, plan)), ValidateFormat::Json) => {
             let doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": plan.series.len(), "calls": plan.calls.len(), "errors": []});

@@ -11,6 +11,7 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 use super::{Accepted, AttemptError, ExportConfig};
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 fn fatal(message: String) -> AttemptError {
     AttemptError {
@@ -31,7 +32,12 @@ pub fn export(
         .map_err(|e| fatal(format!("cannot start the gRPC runtime: {e}")))?;
     rt.block_on(async {
         let mut endpoint = Endpoint::from_shared(cfg.url.clone())
-            .map_err(|e| fatal(format!("bad gRPC endpoint {}: {e}", cfg.url)))?
+            .map_err(|e| {
+                fatal(format!(
+                    "bad gRPC endpoint {}: {e}",
+                    super::redact_url(&cfg.url)
+                ))
+            })?
             .timeout(timeout)
             .connect_timeout(timeout);
         if cfg.url.starts_with("https://") {
@@ -77,8 +83,34 @@ pub fn export(
                         | Code::DataLoss
                 ),
                 retry_after: None,
-                message: format!("gRPC {:?}: {}", status.code(), status.message()),
+                message: status_message(&status),
             }),
         }
     })
+}
+
+/// A gRPC error status in one capped line: the message is the collector's text.
+fn status_message(status: &tonic::Status) -> String {
+    format!(
+        "gRPC {:?}: {}",
+        status.code(),
+        sanitize_remote(status.message(), REMOTE_TEXT_MAX)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages_are_one_capped_line() {
+        let s = tonic::Status::new(Code::PermissionDenied, "no\nE! fake\u{1b}[2J");
+        assert_eq!(
+            status_message(&s),
+            "gRPC PermissionDenied: no\\u{a}E! fake\\u{1b}[2J"
+        );
+        let s = tonic::Status::new(Code::Unavailable, "y".repeat(5000));
+        assert!(status_message(&s).ends_with("y…"));
+        assert!(status_message(&s).len() < 400);
+    }
 }

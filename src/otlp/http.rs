@@ -10,6 +10,7 @@ use prost::Message;
 
 use super::{Accepted, AttemptError, ExportConfig, Protocol};
 use crate::retry::parse_retry_after;
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 
@@ -29,24 +30,20 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
+/// The collector's error text, from a `Status` body (JSON or protobuf) or the raw body: one
+/// capped line with control characters escaped, whatever the collector sent.
 fn error_message(body: &[u8], json: bool) -> String {
-    if json {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-            if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-                return m.to_string();
-            }
-        }
-    } else if let Ok(s) = Status::decode(body) {
-        if !s.message.is_empty() {
-            return s.message;
-        }
+    let text = if json {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+    } else {
+        Status::decode(body).ok().map(|s| s.message)
+    };
+    match text.filter(|m| !m.is_empty()) {
+        Some(m) => sanitize_remote(&m, REMOTE_TEXT_MAX),
+        None => sanitize_remote(&String::from_utf8_lossy(body), REMOTE_TEXT_MAX),
     }
-    String::from_utf8_lossy(body)
-        .chars()
-        .take(300)
-        .collect::<String>()
-        .trim()
-        .to_string()
 }
 
 pub fn export(
@@ -137,4 +134,32 @@ pub fn export(
         retry_after,
         message: format!("HTTP {status}: {}", error_message(&answer, answer_is_json)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "denied\nE! fake line\u{1b}[2J\u{202e}";
+
+    #[test]
+    fn collector_error_text_is_one_capped_line() {
+        let expected = "denied\\u{a}E! fake line\\u{1b}[2J\\u{202e}";
+        let json = serde_json::json!({"code": 3, "message": HOSTILE}).to_string();
+        assert_eq!(error_message(json.as_bytes(), true), expected);
+        let proto = Status {
+            code: 3,
+            message: HOSTILE.into(),
+        }
+        .encode_to_vec();
+        assert_eq!(error_message(&proto, false), expected);
+        assert_eq!(error_message(HOSTILE.as_bytes(), true), expected);
+        let long = format!("{HOSTILE}{}", "x".repeat(10_000));
+        let m = error_message(long.as_bytes(), false);
+        assert!(
+            m.chars().count() <= REMOTE_TEXT_MAX + 1 && m.ends_with('…'),
+            "{m}"
+        );
+        assert!(!m.contains('\n') && !m.contains('\u{1b}'));
+    }
 }

@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use crate::emit::otlp::parse_kv_list;
 use crate::log;
 use crate::retry::{jitter_unit, RetryPolicy};
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -110,7 +111,8 @@ pub fn resolve(
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!(
-            "OTLP endpoint `{url}` must start with http:// or https://"
+            "OTLP endpoint `{}` must start with http:// or https://",
+            redact_url(&url)
         ));
     }
 
@@ -176,9 +178,38 @@ pub struct AttemptError {
 #[derive(Debug, thiserror::Error)]
 #[error("OTLP export to {url} failed after {attempts} attempt(s): {message}")]
 pub struct ExportError {
+    /// The endpoint with any user information replaced by `***` (`redact_url`).
     pub url: String,
     pub attempts: u32,
+    /// With any user information of the endpoint replaced by `***`.
     pub message: String,
+}
+
+/// The user information of an endpoint URL (`user:pass` in `http://user:pass@host:4318/`):
+/// everything between the scheme (or the start) and the last `@` before any `?` or `#`.
+/// Conservative on purpose: a password with a raw `/` is still covered.
+fn userinfo(url: &str) -> Option<&str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    rest[..end].rfind('@').map(|at| &rest[..at])
+}
+
+/// `url` with its user information replaced by `***`: `http://***@collector:4318/v1/metrics`.
+pub fn redact_url(url: &str) -> String {
+    match userinfo(url) {
+        Some(info) => url.replacen(&format!("{info}@"), "***@", 1),
+        None => url.to_string(),
+    }
+}
+
+/// `text` (an error from a transport library, which may quote the URL) with the user
+/// information of `url` replaced by `***`.
+fn scrub_userinfo(text: &str, url: &str) -> String {
+    match userinfo(url) {
+        Some(info) => text.replace(&format!("{info}@"), "***@"),
+        None => text.to_string(),
+    }
 }
 
 fn attempt(
@@ -213,9 +244,9 @@ pub fn export(
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let fail = |message: String| ExportError {
-            url: cfg.url.clone(),
+            url: redact_url(&cfg.url),
             attempts,
-            message,
+            message: scrub_userinfo(&message, &cfg.url),
         };
         if remaining.is_zero() {
             return Err(fail("no time left before the run's deadline".into()));
@@ -227,9 +258,9 @@ pub fn export(
                         "the collector rejected {} data point(s): {}",
                         a.rejected,
                         if a.message.is_empty() {
-                            "(no message)"
+                            "(no message)".to_string()
                         } else {
-                            &a.message
+                            sanitize_remote(&a.message, REMOTE_TEXT_MAX)
                         }
                     ));
                 }
@@ -248,7 +279,7 @@ pub fn export(
                 log::debug(&format!(
                     "OTLP export retry in {} ms after: {}",
                     wait.as_millis(),
-                    e.message
+                    scrub_userinfo(&e.message, &cfg.url)
                 ));
                 std::thread::sleep(wait);
             }
@@ -324,6 +355,65 @@ mod tests {
             (c.url.as_str(), c.protocol, c.gzip),
             ("http://spec:4317", Protocol::Grpc, false)
         );
+    }
+
+    #[test]
+    fn user_information_in_an_endpoint_is_never_shown() {
+        for (url, shown) in [
+            (
+                "http://user:pass@collector:4318/v1/metrics",
+                "http://***@collector:4318/v1/metrics",
+            ),
+            ("https://token@collector:4317", "https://***@collector:4317"),
+            (
+                "http://u:p/a@ss@collector:4318/x",
+                "http://***@collector:4318/x",
+            ),
+            ("user:pass@collector:4318", "***@collector:4318"),
+            (
+                "http://collector:4318/v1/metrics?x=a@b",
+                "http://collector:4318/v1/metrics?x=a@b",
+            ),
+            ("http://collector:4318", "http://collector:4318"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let spec = OtlpSettings {
+            endpoint: Some("user:pass@collector:4318".into()),
+            ..Default::default()
+        };
+        let e = resolve(&spec, &env_of(&[])).unwrap_err();
+        assert!(
+            !e.contains("pass") && e.contains("***@collector:4318"),
+            "{e}"
+        );
+        assert_eq!(
+            scrub_userinfo(
+                "bad uri: http://user:pass@collector:4318/v1/metrics",
+                "http://user:pass@collector:4318"
+            ),
+            "bad uri: http://***@collector:4318/v1/metrics"
+        );
+    }
+
+    #[test]
+    fn export_errors_redact_the_endpoint() {
+        let env = env_of(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://user:s3cret-pass@127.0.0.1:1",
+        )]);
+        let cfg = resolve(&OtlpSettings::default(), &env).unwrap();
+        let req = ExportMetricsServiceRequest::default();
+        // Nothing listens on port 1: the attempt fails at once, whatever the deadline.
+        let e = export(&cfg, &req, Instant::now() + Duration::from_secs(2)).unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("http://***@127.0.0.1:1/v1/metrics"),
+            "{shown}"
+        );
+        let e = export(&cfg, &req, Instant::now()).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 
     #[test]

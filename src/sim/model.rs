@@ -214,7 +214,16 @@ mod tests {
         let mut s = sel(NOW - 7 * DAY_MS, NOW);
         s.batch = true;
         let u = d.answer(&s, NOW);
-        assert_eq!(parse_statistics(&answer_json(&u, true)).unwrap(), u);
+        assert_eq!(parse_statistics(&answer_json(&u, true), true).unwrap(), u);
+        let rt = Usage {
+            completed_tasks: 0,
+            infer_count: 0,
+            ..u
+        };
+        assert_eq!(
+            parse_statistics(&answer_json(&rt, false), false).unwrap(),
+            rt
+        );
         assert_eq!(thousands_text(2_482_084_980), "2482084.98");
         assert_eq!(thousands_text(5), "0.005");
         assert_eq!(thousands_text(7000), "7");

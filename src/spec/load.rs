@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -16,6 +15,7 @@ use super::yaml::{self, Located, Pos};
 use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec, Spec};
 use crate::cloud::client::Endpoint;
 use crate::emit::fields;
+use crate::fsread::ReadFileError;
 use crate::model::{InferType, ServiceType};
 use crate::otlp::{OtlpSettings, Protocol};
 use crate::period::PeriodSpec;
@@ -442,19 +442,17 @@ impl FileSpec {
     }
 }
 
-/// Reads a file with the size cap applied before any parsing.
+/// Reads a regular file with the size cap applied before any parsing (a FIFO or a device is
+/// refused before it is opened).
 fn read_capped(path: &Path) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut buf = Vec::new();
-    f.take(MAX_SPEC_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if buf.len() as u64 > MAX_SPEC_BYTES {
-        return Err(format!(
+    let buf = crate::fsread::read_regular(path, MAX_SPEC_BYTES).map_err(|e| match e {
+        ReadFileError::TooLarge { .. } => format!(
             "larger than {} KiB; a spec is a few kilobytes",
             MAX_SPEC_BYTES / 1024
-        ));
-    }
+        ),
+        ReadFileError::NotRegular { .. } => format!("{e}; a spec is a YAML file"),
+        other => format!("cannot read: {other}"),
+    })?;
     String::from_utf8(buf).map_err(|_| "not UTF-8 text".to_string())
 }
 

@@ -1,0 +1,88 @@
+//! Server-supplied text made safe for one stderr line: control characters escaped, length capped.
+
+/// How much of a server's message an error shows.
+pub const REMOTE_TEXT_MAX: usize = 300;
+
+/// Characters that reorder or hide text without being control characters: bidi embeddings,
+/// overrides and isolates, zero-width characters, line and paragraph separators, the BOM and
+/// the interlinear annotation marks.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// `text` trimmed, with every control character (C0 including tab, CR and LF, DEL, C1) and every
+/// invisible formatting character (such as U+202E) escaped as `\u{..}`, and cut to at most
+/// `max_chars` characters (escapes included) with `…` appended when cut. A hostile answer can
+/// then neither flood the terminal, nor rewrite it with escape sequences, nor start a line of
+/// its own (a fake `E! ` line for Telegraf).
+pub fn sanitize_remote(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    let mut used = 0usize;
+    for c in text.trim().chars() {
+        let piece = if c.is_control() || is_invisible_format(c) {
+            c.escape_unicode().to_string()
+        } else {
+            c.to_string()
+        };
+        let n = piece.chars().count();
+        if used + n > max_chars {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&piece);
+        used += n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(
+            sanitize_remote("bad\nE! fake line\u{1b}[2J\r\tx", 300),
+            "bad\\u{a}E! fake line\\u{1b}[2J\\u{d}\\u{9}x"
+        );
+        assert_eq!(
+            sanitize_remote("a\u{202E}b\u{9b}c\u{7f}d\u{2028}e", 300),
+            "a\\u{202e}b\\u{9b}c\\u{7f}d\\u{2028}e"
+        );
+        assert_eq!(
+            sanitize_remote("  plain, ünïcode 中文 ok  ", 300),
+            "plain, ünïcode 中文 ok"
+        );
+    }
+
+    #[test]
+    fn long_text_is_cut_with_an_ellipsis() {
+        let long = "x".repeat(10_000);
+        let s = sanitize_remote(&long, 300);
+        assert_eq!(s.chars().count(), 301);
+        assert!(s.ends_with("x…"));
+        assert_eq!(sanitize_remote(&"y".repeat(300), 300), "y".repeat(300));
+        // An escape is never cut in half.
+        let s = sanitize_remote(&format!("{}\u{1b}", "z".repeat(298)), 300);
+        assert_eq!(s, format!("{}…", "z".repeat(298)));
+    }
+
+    proptest! {
+        #[test]
+        fn output_is_one_short_line_of_visible_text(s in "(?s).{0,600}", max in 0usize..400) {
+            let out = sanitize_remote(&s, max);
+            prop_assert!(out.chars().count() <= max + 1);
+            prop_assert!(!out.chars().any(|c| c.is_control() || is_invisible_format(c)), "{:?}", out);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Hostile or absurd input in flags and specs: never a panic, never an absurd plan. Each case
+//! is an error with its location (exit 2, no call) or a plan the API can actually answer.
+
+mod common;
+
+use common::*;
+
+const HEAD: &str = "apiVersion: maas-usage/v1\n";
+
+/// No panic message, no backtrace.
+fn assert_no_panic(o: &std::process::Output) {
+    let err = stderr(o);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert_ne!(o.status.code(), Some(101), "{err}");
+}
+
+#[test]
+fn a_multibyte_range_unit_is_a_located_error_not_a_panic() {
+    let sim = sim();
+    let text = format!(
+        "{HEAD}cloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: q\n    range: \"last_7é\"\n",
+        url = sim.url()
+    );
+    let path = spec_file(&text);
+    let name = path.display().to_string();
+    let v = bin().arg("validate").arg(&path).output().unwrap();
+    assert_no_panic(&v);
+    assert_eq!(v.status.code(), Some(2), "{}", stderr(&v));
+    assert!(
+        stderr(&v).contains(&format!(
+            "{name}:8:12: queries[0].range: `last_7é` is not a range"
+        )),
+        "{}",
+        stderr(&v)
+    );
+    let p = bin().args(["plan", "--spec"]).arg(&path).output().unwrap();
+    assert_no_panic(&p);
+    assert_eq!(p.status.code(), Some(2), "{}", stderr(&p));
+    let r = run(&path, &[]);
+    assert_no_panic(&r);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    for range in ["last_7é", "last_é", "last_🦀", "last_7日"] {
+        let q = query(&sim, &["--range", range]);
+        assert_no_panic(&q);
+        assert_eq!(q.status.code(), Some(2), "{range}: {}", stderr(&q));
+        assert!(stderr(&q).contains("is not a range"), "{}", stderr(&q));
+    }
+    assert!(sim.requests().is_empty(), "no call for bad input");
+}
+
+fn spec_with(sim: &maas_usage::sim::Simulator, queries: &str) -> String {
+    format!(
+        "{HEAD}cloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: {ZONE}\nqueries:\n{queries}",
+        url = sim.url()
+    )
+}
+
+const ANCIENT: &str = "  - name: ancient\n    range: {from: 0001-01-01}\n";
+const JANUARY: &str = "  - name: january\n    range: {from: 2026-01-01, to: 2026-01-31}\n";
+const CLAMPED: &str = "the first 739726.4 days of this window are older than the 30-day retention and read as zero; it is queried from 2026-04-21 10:00:00";
+const BEYOND: &str =
+    "this window lies entirely beyond the 30-day retention and reads as zero; no call is made";
+
+#[test]
+fn a_window_from_year_one_is_one_call_from_the_retention_horizon() {
+    let sim = sim();
+    let text = spec_with(&sim, ANCIENT);
+    let path = spec_file(&text);
+
+    let p = bin()
+        .args(["plan", "--now", NOW, "--spec"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_no_panic(&p);
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    let plan = stdout(&p);
+    assert!(plan.contains("1 series, 1 calls"), "{plan}");
+    assert!(
+        plan.contains(&format!("warning: query ancient: {CLAMPED}")),
+        "{plan}"
+    );
+
+    let r = run(&path, &[]);
+    assert_no_panic(&r);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains(&format!("W! query ancient: {CLAMPED}")),
+        "{}",
+        stderr(&r)
+    );
+    let calls = stats_calls(&sim);
+    assert_eq!(calls.len(), 1, "not 24,665 calls");
+    let horizon = now().timestamp_millis() - maas_usage::range::RETENTION_MS;
+    assert_eq!(body_of(&calls[0])["start_time"], horizon);
+    let lines = parse_lp(&stdout(&r));
+    let expected = expected_series(&sim, &text);
+    assert_eq!(expected.len(), 1);
+    let u = &expected[0].1;
+    assert!(
+        u.requests > 0,
+        "the simulator has traffic in the last 30 days"
+    );
+    assert_eq!(lines[0].int("requests"), Some(u.requests as i64));
+    assert_eq!(lines[0].int("total_tokens"), Some(u.total_tokens as i64));
+    assert_eq!(lines[0].int("window_seconds"), Some(30 * 86_400));
+}
+
+#[test]
+fn a_window_entirely_beyond_the_retention_is_zero_without_a_call() {
+    let sim = sim();
+    let text = spec_with(&sim, JANUARY);
+    let path = spec_file(&text);
+    let r = run(&path, &[]);
+    assert_no_panic(&r);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains(&format!("W! query january: {BEYOND}")),
+        "{}",
+        stderr(&r)
+    );
+    assert!(
+        stats_calls(&sim).is_empty(),
+        "no call for data that is gone"
+    );
+    let lines = parse_lp(&stdout(&r));
+    let series: Vec<_> = lines
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .collect();
+    assert_eq!(series.len(), 1);
+    for f in ["requests", "errors", "total_tokens"] {
+        assert_eq!(series[0].int(f), Some(0), "{f}");
+    }
+    let collector = lines
+        .iter()
+        .find(|l| l.measurement == "maas_usage_collector")
+        .unwrap();
+    assert_eq!(collector.int("series_ok"), Some(1));
+    assert_eq!(collector.int("api_calls"), Some(0));
+}
+
+#[test]
+fn validate_prints_the_retention_warnings_and_exits_0() {
+    let sim = sim();
+    // Both windows are beyond (or reach beyond) the retention whatever the real now is.
+    let path = spec_file(&spec_with(&sim, &format!("{ANCIENT}{JANUARY}")));
+    let v = bin().arg("validate").arg(&path).output().unwrap();
+    assert_no_panic(&v);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    let err = stderr(&v);
+    assert!(
+        err.contains("warning: query ancient: the first ")
+            && err.contains("days of this window are older than the 30-day retention and read as zero; it is queried from "),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("warning: query january: {BEYOND}")),
+        "{err}"
+    );
+    assert!(
+        stdout(&v).starts_with("ok: 1 file(s), 2 queries, 2 series, 1 call per run"),
+        "{}",
+        stdout(&v)
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn query_from_year_one_is_one_call() {
+    let sim = sim();
+    let out = query(&sim, &["--from", "0001-01-01", "--format", "json"]);
+    assert_no_panic(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("warning: query query: {CLAMPED}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stats_calls(&sim).len(), 1);
+}
+
+#[test]
+fn a_window_ending_before_1970_is_a_spec_error_not_a_broken_point() {
+    let sim = sim();
+    let path = spec_file(&spec_with(
+        &sim,
+        "  - name: old\n    range: {from: 1600-01-01, to: 1600-01-02}\n",
+    ));
+    for out in [
+        bin().arg("validate").arg(&path).output().unwrap(),
+        run(&path, &[]),
+    ] {
+        assert_no_panic(&out);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("queries[0] (old): to (1600-01-02) is before 1970"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "no point stamped in 1600");
+    }
+    assert!(sim.requests().is_empty());
+}
