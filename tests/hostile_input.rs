@@ -205,3 +205,23 @@ fn a_window_ending_before_1970_is_a_spec_error_not_a_broken_point() {
     }
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn a_now_that_no_timestamp_can_carry_is_refused() {
+    let sim = maas_usage::sim::Simulator::start("127.0.0.1:0", sim_config()).unwrap();
+    for now in [
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2300-01-01T00:00:00Z",
+    ] {
+        let out = query(&sim, &["--now", now, "--project-id", PROJECT]);
+        assert_no_panic(&out);
+        assert_eq!(out.status.code(), Some(2), "{now}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("1970-01-01 to 2262-04-11"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(sim.requests().is_empty());
+}

@@ -75,16 +75,23 @@ pub fn env(k: &str) -> Option<String> {
 }
 
 pub fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, Error> {
-    match now {
-        None => Ok(Utc::now()),
-        Some(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                Error::Usage(format!(
-                    "--now `{s}` is not an RFC 3339 instant (e.g. 2026-05-21T10:00:00+08:00)"
-                ))
-            }),
+    let Some(s) = now else {
+        return Ok(Utc::now());
+    };
+    let t = DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Error::Usage(format!(
+                "--now `{s}` is not an RFC 3339 instant (e.g. 2026-05-21T10:00:00+08:00)"
+            ))
+        })?;
+    // Points carry nanoseconds since 1970 in an i64: 1970 to 2262 is what they can say.
+    if t.timestamp() < 0 || t.timestamp_nanos_opt().is_none() {
+        return Err(Error::Usage(format!(
+            "--now `{s}` is outside 1970-01-01 to 2262-04-11, which metric timestamps can carry"
+        )));
     }
+    Ok(t)
 }
 
 pub fn resolve_zone(explicit: Option<&str>) -> Result<Zone, Error> {
