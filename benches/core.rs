@@ -4,17 +4,18 @@
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
-use maas_usage::cloud::api::StatsRequest;
 use maas_usage::cloud::sign::{self, SignInput};
 use maas_usage::collect::{Collected, RunStats, Series};
+use maas_usage::domain::range::DAY_MS;
+use maas_usage::domain::SeriesKey;
+use maas_usage::domain::StatsRequest;
+use maas_usage::domain::{InferType, ServiceType, Usage};
+use maas_usage::domain::{Shape, Window};
 use maas_usage::emit::influx::InfluxOptions;
 use maas_usage::emit::otlp::{OtlpOptions, ResourceEnv};
 use maas_usage::emit::prometheus::PromOptions;
 use maas_usage::emit::Report;
-use maas_usage::model::{InferType, ServiceType, Usage};
-use maas_usage::plan::SeriesKey;
-use maas_usage::range::{Shape, Window, DAY_MS};
-use maas_usage::zone::Zone;
+use maas_usage::time::zone::Zone;
 use prost::Message;
 
 fn main() {
@@ -176,7 +177,7 @@ fn prometheus_120_series(bencher: divan::Bencher) {
 }
 
 #[divan::bench]
-fn parse_statistics_answer() -> maas_usage::model::Usage {
+fn parse_statistics_answer() -> maas_usage::domain::Usage {
     let body = r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#;
     maas_usage::cloud::api::parse_statistics(divan::black_box(body), false).unwrap_or_default()
 }

@@ -8,6 +8,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use crate::domain::failure::BudgetExhausted;
+
 /// Sliding-window log of the instants (ms on any monotonic scale) at which slots were taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WindowLog {
@@ -68,13 +70,6 @@ impl WindowLog {
         let idx = self.taken.len() - limit as usize;
         Err((self.taken[idx] + window_ms).saturating_sub(now_ms).max(1))
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the request budget ({limit} calls per {window_s} s, shared by every process using this access key) has no free slot before the run's deadline; collect fewer series per run or run less often")]
-pub struct BudgetExhausted {
-    pub limit: u32,
-    pub window_s: u64,
 }
 
 /// Something that hands out call slots.

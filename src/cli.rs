@@ -1,10 +1,75 @@
-//! Command-line definitions. Parsing only; the commands live in `app`.
+//! Command-line definitions: parsing only; the commands live in `cmd`. Flags shared by several
+//! commands are defined once (`CloudArgs`, `StateArgs`, `NowArg`) and flattened; enumerations
+//! list their values in help, errors and completions.
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::{InferType, ServiceType};
 use crate::spec::Format;
+
+/// Parses a value with the domain's own `FromStr` (and its messages, such as "use 4 for Custom
+/// Endpoint" for 3), while help and completions list the accepted names.
+#[derive(Clone)]
+pub struct Values<T: 'static> {
+    names: &'static [&'static str],
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Values<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        (self.parse)(&text).map_err(|why| {
+            let flag = arg.map(|a| a.to_string()).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("{flag}: {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(self.names.iter().map(PossibleValue::new)))
+    }
+}
+
+fn service_types() -> Values<ServiceType> {
+    Values {
+        names: &["my_service", "preset", "custom_endpoint", "1", "2", "4"],
+        parse: |s| s.parse(),
+    }
+}
+
+fn infer_types() -> Values<InferType> {
+    Values {
+        names: &["real_time", "batch"],
+        parse: |s| s.parse(),
+    }
+}
+
+fn formats() -> Values<Format> {
+    Values {
+        names: &Format::NAMES,
+        parse: |s| {
+            Format::parse(s).ok_or_else(|| {
+                format!(
+                    "`{s}` is not a format; use one of: {}",
+                    Format::NAMES.join(", ")
+                )
+            })
+        },
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,10 +120,10 @@ pub enum Command {
     ///
     /// Example: maas-usage completions bash > /etc/bash_completion.d/maas-usage
     Completions(CompletionsArgs),
-    /// Print the man page (roff).
+    /// Print the man page (roff), or write one per command into a directory.
     ///
-    /// Example: maas-usage man > /usr/local/share/man/man1/maas-usage.1
-    Man,
+    /// Example: maas-usage man --dir /usr/local/share/man/man1
+    Man(ManArgs),
 }
 
 const QUERY_EXAMPLES: &str = "Examples:
@@ -93,13 +158,15 @@ Then point a command at it:
 Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it accepts the built-in demo pair,
 which `maas-usage demo` uses.";
 
-/// Where and how to reach the cloud; shared by every command that calls it.
+/// Where and how to reach the cloud; shared by every command that calls it. Flags win over the
+/// spec's `cloud` section, which wins over the environment.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CloudArgs {
-    /// Huawei Cloud region [default: cn-southwest-2].
+    /// Huawei Cloud region [default: cloud.region, else cn-southwest-2].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
-    /// Project id; else HW_PROJECT_ID, HUAWEICLOUD_SDK_PROJECT_ID, else IAM discovery.
+    /// Project id; else cloud.project_id, HW_PROJECT_ID, HUAWEICLOUD_SDK_PROJECT_ID, else IAM
+    /// discovery.
     #[arg(long, value_name = "ID")]
     pub project_id: Option<String>,
     /// MaaS endpoint URL [default: https://modelarts.{region}.myhuaweicloud.com].
@@ -115,10 +182,24 @@ pub struct CloudArgs {
     /// PEM bundle of a private CA to trust (TLS is always verified).
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
-    /// State shared between runs (request budget per access key, project id cache)
+}
+
+/// The state directory; shared by the commands that keep or read state.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StateArgs {
+    /// State shared between runs and processes: request budget per access key, credential
+    /// rejections, project id cache, period checkpoints
     /// [default: $XDG_STATE_HOME/maas-usage or ~/.local/state/maas-usage].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// A pinned "now"; shared by every command that plans.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NowArg {
+    /// Pretend it is this instant (RFC 3339), for reproducible output [default: now].
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -144,12 +225,13 @@ pub struct QueryArgs {
         long,
         value_name = "TYPE",
         value_delimiter = ',',
-        default_value = "preset"
+        default_value = "preset",
+        value_parser = service_types()
     )]
-    pub service_type: Vec<String>,
+    pub service_type: Vec<ServiceType>,
     /// real_time or batch (batch adds completed tasks and inference count).
-    #[arg(long, value_name = "TYPE", default_value = "real_time")]
-    pub infer_type: String,
+    #[arg(long, value_name = "TYPE", default_value = "real_time", value_parser = infer_types())]
+    pub infer_type: InferType,
     /// Only these API keys; '' selects calls from the online experience page. Omit for all keys.
     #[arg(long, value_name = "KEY", num_args = 1..)]
     pub api_keys: Option<Vec<String>>,
@@ -159,9 +241,8 @@ pub struct QueryArgs {
     /// IANA time zone for calendar ranges and display [default: the OS zone].
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
-    /// Pretend it is this instant (RFC 3339), for reproducible output.
-    #[arg(long, value_name = "RFC3339")]
-    pub now: Option<String>,
+    #[command(flatten)]
+    pub now: NowArg,
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
     /// Also show each segment's window and the raw API answer.
@@ -172,6 +253,8 @@ pub struct QueryArgs {
     pub timeout: String,
     #[command(flatten)]
     pub cloud: CloudArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -179,11 +262,12 @@ pub struct SimulatorArgs {
     /// Address to listen on; port 0 picks a free one (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
-    /// The project id IAM lists for the region.
-    #[arg(long, default_value = crate::sim::DEMO_PROJECT_ID)]
-    pub project_id: String,
-    #[arg(long, default_value = crate::sim::DEMO_REGION)]
-    pub region: String,
+    /// The project id IAM lists for the region [default: the demo's project id].
+    #[arg(long)]
+    pub project_id: Option<String>,
+    /// The region IAM lists the project in [default: cn-southwest-2].
+    #[arg(long)]
+    pub region: Option<String>,
     /// The data clock (RFC 3339): hours after it have no data yet [default: the real time].
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,
@@ -223,16 +307,6 @@ pub struct SimulatorArgs {
     pub credentials_file: Option<PathBuf>,
 }
 
-/// Parses `--format` for `run` and `demo` with the spec's own names.
-fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| {
-        format!(
-            "`{s}` is not a format; use one of: {}",
-            Format::NAMES.join(", ")
-        )
-    })
-}
-
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Spec file or directory (every *.yaml/*.yml in it); repeatable.
@@ -242,22 +316,21 @@ pub struct RunArgs {
     /// protocol for Telegraf), otlp (push to a collector: output.otlp, OTEL_EXPORTER_OTLP_*),
     /// otlp-json (one OTLP/JSON request per line, for the collector's otlpjsonfile receiver),
     /// prometheus (node_exporter textfile), table (for people), json (for scripts).
-    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    #[arg(long, value_name = "FORMAT", value_parser = formats())]
     pub format: Option<Format>,
     /// Write to FILE instead of stdout (`-`): replaced atomically, or appended for otlp-json.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Pretend it is this instant (RFC 3339), for reproducible runs.
-    #[arg(long, value_name = "RFC3339")]
-    pub now: Option<String>,
-    /// State shared between runs and processes (request budget per access key, project id
-    /// cache, period checkpoints) [default: $XDG_STATE_HOME/maas-usage or ~/.local/state/maas-usage].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
     /// Telegraf inputs.execd with signal = "STDIN": one collection per line read on stdin,
     /// flushed after each; exit 0 on end of input.
     #[arg(long)]
     pub execd: bool,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -284,22 +357,20 @@ pub struct PlanArgs {
     /// Spec file or directory; repeatable.
     #[arg(long, value_name = "PATH", required = true)]
     pub spec: Vec<PathBuf>,
-    /// Plan as of this instant (RFC 3339) [default: now].
-    #[arg(long, value_name = "RFC3339")]
-    pub now: Option<String>,
-    /// Where period-mode checkpoints are read from (read only) [default: as for run].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub now: NowArg,
+    /// Period-mode checkpoints are read from its state directory (never written).
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Output format [default: influx]: influx, otlp-json, prometheus, table or json.
-    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    #[arg(long, value_name = "FORMAT", value_parser = formats())]
     pub format: Option<Format>,
-    /// Pretend it is this instant (RFC 3339), for reproducible output.
-    #[arg(long, value_name = "RFC3339")]
-    pub now: Option<String>,
+    #[command(flatten)]
+    pub now: NowArg,
     /// IANA time zone for calendar ranges and display [default: the OS zone].
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
@@ -313,16 +384,24 @@ pub struct DescribeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write maas-usage.1 and maas-usage-<command>.1 for every command into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum StateAction {
-    /// List every period series' checkpoint: the end of the last bucket delivered.
+    /// List every period series' checkpoint (the end of the last bucket delivered) and the
+    /// credential rejections in force.
     Show {
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Forget checkpoints so their buckets are emitted again (from `backfill` back), or with
     /// --auth the credential rejections that keep runs from calling for five minutes.
@@ -332,9 +411,9 @@ pub enum StateAction {
         series: Option<String>,
         /// Forget credential rejections instead (after fixing the credentials): the next run
         /// calls at once instead of waiting out the five minutes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "series")]
         auth: bool,
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
     },
 }

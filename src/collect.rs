@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cloud::client::{ApiError, StatsAnswer};
-use crate::model::Usage;
-use crate::plan::{Plan, SeriesKey};
-use crate::range::Window;
+use crate::domain::{ApiError, SeriesKey, Shape, StatsAnswer, Usage, Window};
+use crate::log;
+use crate::plan::Plan;
+use crate::time::period::Checkpoints;
 
 /// Something that answers one ShowStatistics body; the cloud client in production, a fake in
 /// unit tests.
@@ -194,13 +194,57 @@ pub fn collect(
     out
 }
 
+/// After a collection: per period series, the buckets delivered are the successful ones up to
+/// the first failure (later successes are held back, or the next run would skip the failed
+/// bucket or send the later ones twice). Drops the held-back ones from `collected` and returns
+/// the new checkpoints, to be written once the output is delivered.
+pub fn settle(plan: &Plan, collected: &mut Collected) -> Checkpoints {
+    use std::collections::HashSet;
+    let done: HashSet<(SeriesKey, i64)> = collected
+        .series
+        .iter()
+        .filter(|s| s.window.shape == Shape::Bucket)
+        .map(|s| (s.key.clone(), s.window.start_ms))
+        .collect();
+    let mut updates = Checkpoints::new();
+    let mut blocked: HashSet<&str> = HashSet::new();
+    let mut keep: HashSet<(SeriesKey, i64)> = HashSet::new();
+    // Plan order is time order within a series.
+    for s in plan.series.iter() {
+        let Some(id) = s.period.as_deref() else {
+            continue;
+        };
+        if blocked.contains(id) {
+            continue;
+        }
+        let k = (s.key.clone(), s.window.start_ms);
+        if done.contains(&k) {
+            updates.insert(id.to_string(), s.window.end_ms);
+            keep.insert(k);
+        } else {
+            blocked.insert(id);
+        }
+    }
+    let before = collected.series.len();
+    collected.series.retain(|s| {
+        s.window.shape != Shape::Bucket || keep.contains(&(s.key.clone(), s.window.start_ms))
+    });
+    let held = before - collected.series.len();
+    if held > 0 {
+        log::debug(&format!(
+            "{held} bucket(s) held back behind a failed one; they come again next run"
+        ));
+    }
+    updates
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InferType, ServiceType};
-    use crate::range::RangeExpr;
+    use crate::domain::RangeExpr;
+    use crate::domain::{InferType, ServiceType};
     use crate::spec::{QuerySpec, Spec};
-    use crate::zone::Zone;
+    use crate::time::zone::Zone;
     use std::sync::Mutex;
 
     struct Fake {

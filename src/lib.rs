@@ -1,29 +1,33 @@
 //! maas-usage: Huawei Cloud MaaS usage statistics as metrics.
 //!
-//! Data flows one way: spec -> plan -> collect -> emit. See the README's design notes.
+//! Layers, each importing only the ones before it (`tests/architecture.rs` checks it):
+//! utilities (`log`, `text`, `files`, `endpoint`, `retry`, `budget`) and the vocabulary
+//! (`domain`) <- `time` <- `spec` <- `plan` <- `collect`; `cloud` (depends on the vocabulary and
+//! utilities only); `emit` (results -> bytes); `deliver` (where bytes go); `state` (what
+//! processes share); `sim` (the simulator, at the edge); `cli` and `cmd` wire them together.
+//! CONTRIBUTING.md draws the picture.
 
 pub mod budget;
 pub mod cli;
 pub mod cloud;
 pub mod cmd;
 pub mod collect;
+pub mod deliver;
+pub mod domain;
 pub mod emit;
-pub mod error;
+pub mod endpoint;
+pub mod env;
 pub mod files;
 pub mod fsread;
 pub mod log;
 pub mod manifest;
-pub mod model;
-pub mod otlp;
-pub mod period;
 pub mod plan;
-pub mod range;
 pub mod retry;
 pub mod sim;
 pub mod spec;
 pub mod state;
 pub mod text;
-pub mod zone;
+pub mod time;
 
 /// Helpers for the unit tests.
 #[cfg(test)]

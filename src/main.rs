@@ -1,3 +1,3 @@
-fn main() {
-    std::process::exit(maas_usage::cmd::main());
+fn main() -> std::process::ExitCode {
+    maas_usage::cmd::main()
 }

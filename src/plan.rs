@@ -6,33 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use crate::cloud::api::StatsRequest;
-use crate::model::{InferType, ServiceType};
-use crate::period::{self, Checkpoints, Pending};
-use crate::range::{self, RangeError, RangeExpr, Retained, Shape, Window};
+use crate::domain::{RangeError, RangeExpr, SeriesKey, Shape, StatsRequest, Window, ALL_KEYS};
 use crate::spec::Spec;
-use crate::zone::Zone;
-
-/// The identity of a series: what its tags are made of.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct SeriesKey {
-    pub query: String,
-    pub service_type: ServiceType,
-    pub infer_type: InferType,
-    pub key_group: String,
-}
-
-impl std::fmt::Display for SeriesKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "query={} service_type={} infer_type={} key_group={}",
-            self.query, self.service_type, self.infer_type, self.key_group
-        )
-    }
-}
+use crate::time::period::{self, Checkpoints, Pending};
+use crate::time::zone::Zone;
+use crate::time::{self, Retained};
 
 #[derive(Clone, Debug)]
 pub struct PlannedSeries {
@@ -91,9 +70,6 @@ pub enum PlanError {
         group: String,
     },
 }
-
-/// The key group name of a series without a key filter.
-pub const ALL_KEYS: &str = "all";
 
 pub fn build(spec: &Spec, now: DateTime<Utc>, zone: &Zone) -> Result<Plan, PlanError> {
     build_with(
@@ -201,13 +177,13 @@ pub fn build_with(
         let window = match &q.range {
             RangeExpr::Period(_) => None,
             r => {
-                let w = range::resolve(r, now, &zone.tz).map_err(|error| PlanError::Range {
+                let w = time::resolve(r, now, &zone.tz).map_err(|error| PlanError::Range {
                     index: qi,
                     query: q.name.clone(),
                     error,
                 })?;
-                Some(match range::retain(w, now.timestamp_millis()) {
-                    Retained::Whole(w) => (w, range::segments(w.start_ms, w.end_ms)),
+                Some(match time::retain(w, now.timestamp_millis()) {
+                    Retained::Whole(w) => (w, time::segments(w.start_ms, w.end_ms)),
                     Retained::Clamped {
                         window,
                         lost_ms,
@@ -216,10 +192,10 @@ pub fn build_with(
                         plan.warnings.push(format!(
                             "query {}: the first {} days of this window are older than the 30-day retention and read as zero; it is queried from {}",
                             q.name,
-                            range::fmt_days(lost_ms),
-                            range::fmt_local(horizon_ms, &zone.tz)
+                            time::fmt_days(lost_ms),
+                            time::fmt_local(horizon_ms, &zone.tz)
                         ));
-                        (window, range::segments(window.start_ms, window.end_ms))
+                        (window, time::segments(window.start_ms, window.end_ms))
                     }
                     Retained::Beyond => {
                         plan.warnings.push(format!(
@@ -245,7 +221,7 @@ pub fn build_with(
                 };
                 match (&q.range, &window) {
                     (RangeExpr::Period(p), _) => {
-                        let id = period::series_id(region, &pre.key);
+                        let id = pre.key.checkpoint_id(region);
                         let pending = period::pending(
                             p,
                             &zone.tz,
@@ -294,7 +270,7 @@ pub fn build_with(
                     end_ms,
                     shape: Shape::Bucket,
                 },
-                range::segments(start_ms, end_ms),
+                time::segments(start_ms, end_ms),
                 Some(id.clone()),
             );
         }
@@ -309,8 +285,8 @@ pub fn build_with(
             plan.warnings.push(format!(
                 "{}: its checkpoint ({}) is later than now ({}): the clock went back or a run used a future --now; the series starts again from its backfill",
                 pre.key,
-                range::fmt_local(cp, &zone.tz),
-                range::fmt_local(now.timestamp_millis(), &zone.tz)
+                time::fmt_local(cp, &zone.tz),
+                time::fmt_local(now.timestamp_millis(), &zone.tz)
             ));
         }
         if pending.lost_ms > 0 {
@@ -345,7 +321,7 @@ impl Plan {
         let _ = writeln!(
             out,
             "Plan at {} ({}): {} series, {} calls ({} before deduplication)",
-            range::fmt_local(self.now.timestamp_millis(), tz),
+            time::fmt_local(self.now.timestamp_millis(), tz),
             self.zone.name,
             self.series.len(),
             self.calls.len(),
@@ -364,8 +340,8 @@ impl Plan {
                     s.key.key_group.clone(),
                     format!(
                         "{} ~ {}  {}",
-                        range::fmt_local(s.window.start_ms, tz),
-                        range::fmt_local(s.window.end_ms, tz),
+                        time::fmt_local(s.window.start_ms, tz),
+                        time::fmt_local(s.window.end_ms, tz),
                         if s.calls.is_empty() {
                             "no call (beyond the retention)".to_string()
                         } else {
@@ -432,8 +408,8 @@ impl Plan {
                 out,
                 "  {:>3}  {} ~ {}  [{}, {})  series {users}{shared}",
                 i + 1,
-                range::fmt_local(c.start_ms, tz),
-                range::fmt_local(c.end_ms, tz),
+                time::fmt_local(c.start_ms, tz),
+                time::fmt_local(c.end_ms, tz),
                 c.start_ms,
                 c.end_ms
             );
@@ -444,7 +420,7 @@ impl Plan {
             for p in &self.periods {
                 let oldest = p
                     .oldest_pending
-                    .map(|ms| format!(", oldest from {}", range::fmt_local(ms, tz)))
+                    .map(|ms| format!(", oldest from {}", time::fmt_local(ms, tz)))
                     .unwrap_or_default();
                 let _ = writeln!(
                     out,
@@ -463,7 +439,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::range::{RangeExpr, DAY_MS};
+    use crate::domain::range::DAY_MS;
+    use crate::domain::{InferType, RangeExpr, ServiceType};
     use crate::spec::QuerySpec;
     use proptest::prelude::*;
 
@@ -552,7 +529,7 @@ mod tests {
             ..Default::default()
         };
         let plan = build(&spec, now(), &zone).unwrap();
-        let horizon = now().timestamp_millis() - range::RETENTION_MS;
+        let horizon = now().timestamp_millis() - crate::domain::range::RETENTION_MS;
         assert_eq!(plan.calls.len(), 2, "one call per service type, shared");
         for s in &plan.series {
             assert_eq!(s.window.start_ms, horizon);
@@ -622,7 +599,7 @@ mod tests {
                 ..Default::default()
             };
             let plan = build(&spec, now(), &Zone::utc()).unwrap();
-            let horizon = now().timestamp_millis() - range::RETENTION_MS;
+            let horizon = now().timestamp_millis() - crate::domain::range::RETENTION_MS;
             for s in &plan.series {
                 prop_assert!(s.window.start_ms >= horizon, "clamped to the retention");
                 prop_assert_eq!(s.calls.len(), 1);

@@ -22,11 +22,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
-use crate::cloud::auth::{Rejection, RejectionStore};
-use crate::cloud::sign::sha256_hex;
+use crate::domain::failure::Rejection;
 use crate::files::{self, Access, Durability};
 use crate::log;
-use crate::period::{CheckpointFile, Checkpoints, CHECKPOINT_FILE, CHECKPOINT_LOCK};
+use crate::time::period::Checkpoints;
 
 /// How long a discovered project id is trusted.
 pub const PROJECT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -38,11 +37,6 @@ pub fn default_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
         return Some(PathBuf::from(x).join("maas-usage"));
     }
     nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state/maas-usage"))
-}
-
-/// A short, stable, one-way key for an access key.
-pub fn ak_key(ak: &str) -> String {
-    sha256_hex(ak.as_bytes())[..16].to_string()
 }
 
 fn now_ms() -> u64 {
@@ -309,18 +303,19 @@ impl StateDir {
     }
 }
 
-impl RejectionStore for StateDir {
-    fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
+/// Credential rejections, per credential fingerprint (`cloud::auth` decides what they mean).
+impl StateDir {
+    pub fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
         self.rejections().remove(fingerprint)
     }
 
-    fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
+    pub fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
         self.update_rejections(|all| {
             all.insert(fingerprint.to_string(), rejection.clone());
         });
     }
 
-    fn clear_rejection(&self, fingerprint: &str) {
+    pub fn clear_rejection(&self, fingerprint: &str) {
         if self.rejections().contains_key(fingerprint) {
             self.update_rejections(|all| {
                 all.remove(fingerprint);
@@ -328,14 +323,22 @@ impl RejectionStore for StateDir {
         }
     }
 
-    fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<Box<dyn Send>> {
-        match self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline) {
-            Ok(Some(f)) => Some(Box::new(f)),
-            Ok(None) | Err(_) => None,
-        }
+    /// The lock held while a credential's first call (its probe) is out.
+    pub fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<File> {
+        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline)
+            .ok()
+            .flatten()
     }
 }
 
+/// The checkpoint file's shape.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CheckpointFile {
+    series: Checkpoints,
+}
+
+const CHECKPOINT_FILE: &str = "checkpoints.json";
+const CHECKPOINT_LOCK: &str = "checkpoints.lock";
 const PROJECTS_FILE: &str = "projects.json";
 const PROJECTS_LOCK: &str = "projects.lock";
 const AUTH_FILE: &str = "auth.json";
@@ -482,14 +485,6 @@ mod tests {
             Some(PathBuf::from("/h/.local/state/maas-usage"))
         );
         assert_eq!(default_dir(&|_| None), None);
-    }
-
-    #[test]
-    fn ak_key_is_one_way_and_stable() {
-        let k = ak_key("AKCANARY");
-        assert_eq!(k.len(), 16);
-        assert_eq!(k, ak_key("AKCANARY"));
-        assert!(!k.contains("CANARY"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Server-supplied text made safe for one stderr line: control characters escaped, length capped.
+//! Text at the edges: server-supplied text made safe for one stderr line (control characters
+//! escaped, length capped), hex, and percent-coding (signing, query strings, `k=v` lists).
 
 /// How much of a server's message an error shows.
 pub const REMOTE_TEXT_MAX: usize = 300;
@@ -42,6 +43,65 @@ pub fn sanitize_remote(text: &str, max_chars: usize) -> String {
         used += n;
     }
     out
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Percent-encodes everything but the unreserved set `A-Za-z0-9-_.~`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push_str(&hex(&[b]).to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+/// Percent-decodes; malformed escapes are kept literally (as the SDK's `unquote` does).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let h = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = h {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits `k=v,k2=v2` (percent-decoding values) into pairs; malformed entries are skipped,
+/// as the SDKs do.
+pub fn parse_kv_list(s: &str) -> Vec<(String, String)> {
+    s.split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_string(), percent_decode(v.trim())))
+        })
+        .collect()
 }
 
 #[cfg(test)]

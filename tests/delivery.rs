@@ -93,7 +93,7 @@ fn a_full_disk_is_not_a_delivery() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("cannot write /dev/full"),
+        stderr(&out).contains("cannot write the output to /dev/full"),
         "{}",
         stderr(&out)
     );

@@ -94,7 +94,7 @@ fn a_window_from_year_one_is_one_call_from_the_retention_horizon() {
     );
     let calls = stats_calls(&sim);
     assert_eq!(calls.len(), 1, "not 24,665 calls");
-    let horizon = now().timestamp_millis() - maas_usage::range::RETENTION_MS;
+    let horizon = now().timestamp_millis() - maas_usage::domain::range::RETENTION_MS;
     assert_eq!(body_of(&calls[0])["start_time"], horizon);
     let lines = parse_lp(&stdout(&r));
     let expected = expected_series(&sim, &text);

@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use maas_usage::model::Usage;
-use maas_usage::range::DAY_MS;
+use maas_usage::domain::range::DAY_MS;
+use maas_usage::domain::Usage;
 use maas_usage::sim::model::Selection;
 use maas_usage::sim::Scripted;
 use serde_json::Value;

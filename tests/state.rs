@@ -171,7 +171,7 @@ fn a_broken_state_directory_never_removes_the_budget() {
         std::fs::create_dir_all(&state).unwrap();
         // A directory where the budget's file (or its lock) belongs: no write or lock can
         // succeed there, not even root's.
-        let key = maas_usage::state::ak_key(AK);
+        let key = maas_usage::cloud::auth::access_key_id(AK);
         std::fs::create_dir(state.join(format!("budget-{key}.{broken}"))).unwrap();
         sim.clear_log();
         let out = run(&path, &["--state-dir", state.to_str().unwrap()]);

@@ -1,65 +1,16 @@
 //! The wire format of ShowStatistics and IAM project listing: request bodies, answers, error
 //! bodies, and the exact conversion of token figures (thousands, 3 decimals) to integers.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::model::{InferType, ServiceType, Usage};
-
-/// The ShowStatistics request body. Field order is fixed so identical calls serialise to
-/// identical bytes (the plan deduplicates on them, and the signature hashes them).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct StatsRequest {
-    pub service_type: u8,
-    pub infer_type: &'static str,
-    pub start_time: i64,
-    pub end_time: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    /// `None` means all keys and leaves the field out: `[]` is not the same thing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_keys: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ips: Option<Vec<String>>,
-}
-
-impl StatsRequest {
-    pub fn new(st: ServiceType, it: InferType, start_ms: i64, end_ms: i64) -> Self {
-        StatsRequest {
-            service_type: st.code(),
-            infer_type: it.name(),
-            start_time: start_ms,
-            end_time: end_ms,
-            timezone: None,
-            api_keys: None,
-            ips: None,
-        }
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising a struct of strings and integers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
+use crate::domain::failure::DecodeError;
+use crate::domain::Usage;
 
 pub const STATS_PATH_SUFFIX: &str = "maas/monitoring/show-statistics";
 
 pub fn stats_path(project_id: &str) -> String {
     format!("/v1/{project_id}/{STATS_PATH_SUFFIX}")
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("the answer is not JSON ({0})")]
-    NotJson(String),
-    #[error("the answer is not a statistics object (no total_request_count or total_token)")]
-    NotStatistics,
-    #[error("field {field}: {reason}")]
-    BadField { field: &'static str, reason: String },
-    #[error("field {field} is missing (or null); an answer without it is incomplete")]
-    Missing { field: &'static str },
-    #[error("total_error_count ({errors}) is larger than total_request_count ({requests})")]
-    MoreErrorsThanRequests { errors: u64, requests: u64 },
 }
 
 /// Above this many thousand tokens (10^15 tokens) a figure is not believable and, beyond
@@ -251,6 +202,7 @@ pub fn parse_projects(body: &str, region: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{InferType, ServiceType, StatsRequest};
     use proptest::prelude::*;
 
     #[test]
@@ -263,21 +215,6 @@ mod tests {
         assert!(thousands_to_tokens(-1.0).is_err());
         assert!(thousands_to_tokens(f64::NAN).is_err());
         assert!(thousands_to_tokens(1e300).is_err());
-    }
-
-    #[test]
-    fn body_leaves_out_unset_filters() {
-        let mut r = StatsRequest::new(ServiceType::Preset, InferType::RealTime, 1, 2);
-        assert_eq!(
-            String::from_utf8(r.to_bytes()).unwrap(),
-            r#"{"service_type":2,"infer_type":"real_time","start_time":1,"end_time":2}"#
-        );
-        r.api_keys = Some(vec![String::new()]);
-        r.timezone = Some("Asia/Shanghai".into());
-        assert_eq!(
-            String::from_utf8(r.to_bytes()).unwrap(),
-            r#"{"service_type":2,"infer_type":"real_time","start_time":1,"end_time":2,"timezone":"Asia/Shanghai","api_keys":[""]}"#
-        );
     }
 
     /// A complete real-time answer with `field` replaced by `value` (`None`: left out).

@@ -14,35 +14,9 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use super::credentials::Credentials;
 use super::sign::sha256_hex;
-
-/// How long a rejected credential is left alone.
-pub const LOCKOUT: Duration = Duration::from_secs(5 * 60);
-
-/// A rejection as remembered: when, and what the server said (status and error code only).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
-    /// Wall-clock milliseconds since the epoch.
-    pub at_ms: u64,
-    pub status: u16,
-    #[serde(default)]
-    pub code: Option<String>,
-}
-
-impl Rejection {
-    pub fn until_ms(&self) -> u64 {
-        self.at_ms + LOCKOUT.as_millis() as u64
-    }
-
-    /// Still in force at `now_ms` (a rejection from the future, after the clock went back, is
-    /// in force until its own end: waiting is the safe side).
-    pub fn in_force(&self, now_ms: u64) -> bool {
-        now_ms < self.until_ms()
-    }
-}
+pub use crate::domain::failure::{Rejection, LOCKOUT};
 
 /// Where rejections are shared with other processes (the state directory).
 pub trait RejectionStore: Send + Sync {
@@ -54,6 +28,12 @@ pub trait RejectionStore: Send + Sync {
     /// An exclusive cross-process lock for probing `fingerprint`, waited for until `deadline`;
     /// `None` when it cannot be had (the probe is then serialised in this process only).
     fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<Box<dyn Send>>;
+}
+
+/// A short, stable, one-way key for an access key (the request budget and the project-id cache
+/// are kept per access key, never under the key itself).
+pub fn access_key_id(ak: &str) -> String {
+    sha256_hex(ak.as_bytes())[..16].to_string()
 }
 
 /// A one-way, stable name for a credential.
@@ -410,5 +390,13 @@ mod tests {
         assert!(p.probe, "still unverified, the next call probes");
         p.finish(None, Verdict::Unknown);
         assert!(gate.enter(soon()).unwrap().probe);
+    }
+
+    #[test]
+    fn access_key_ids_are_one_way_and_stable() {
+        let k = access_key_id("AKCANARY");
+        assert_eq!(k.len(), 16);
+        assert_eq!(k, access_key_id("AKCANARY"));
+        assert!(!k.contains("CANARY"));
     }
 }

@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::api::{self, DecodeError};
+use super::api;
 use super::auth::{self, AuthGate, Refusal, Rejection, RejectionStore, Verdict};
 use super::credentials::Credentials;
 use super::sign::{self, SignInput};
-use crate::budget::{Budget, BudgetExhausted, Unlimited};
+use super::ConnectError;
+use crate::budget::{Budget, Unlimited};
+use crate::domain::failure::{DecodeError, HttpFailure};
+use crate::domain::{ApiError, StatsAnswer};
+pub use crate::endpoint::Endpoint;
 use crate::log;
-use crate::model::Usage;
 pub use crate::retry::RetryPolicy;
 use crate::retry::{jitter_unit, parse_retry_after};
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
@@ -25,82 +28,6 @@ pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// How long to wait after a 429 without `Retry-After` when the request budget knows no better:
 /// the API's documented advice.
 pub const THROTTLE_WAIT: Duration = Duration::from_secs(60);
-
-/// An endpoint URL split the way signing needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub scheme: String,
-    pub host: String,
-    pub port: Option<u16>,
-    /// Path prefix without a trailing slash (usually empty).
-    pub base_path: String,
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("`{url}` is not a usable endpoint URL: {why}");
-        let uri: ureq::http::Uri = url.trim().parse().map_err(|e| bad(&format!("{e}")))?;
-        let scheme = uri
-            .scheme_str()
-            .ok_or_else(|| bad("it needs a scheme (https://)"))?;
-        if scheme != "https" && scheme != "http" {
-            return Err(bad("the scheme must be https or http"));
-        }
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("it has no host"))?;
-        if uri.query().is_some() {
-            return Err(bad("it must not carry a query"));
-        }
-        if let Some(auth) = uri.authority() {
-            if auth.as_str().contains('@') {
-                return Err(bad("it must not carry user information"));
-            }
-        }
-        Ok(Endpoint {
-            scheme: scheme.to_string(),
-            host: host.to_string(),
-            port: uri.port_u16(),
-            base_path: uri.path().trim_end_matches('/').to_string(),
-        })
-    }
-
-    /// The `Host` header: `:port` only when it is not the scheme's default.
-    pub fn host_header(&self) -> String {
-        match (self.scheme.as_str(), self.port) {
-            (_, None) | ("https", Some(443)) | ("http", Some(80)) => self.host.clone(),
-            (_, Some(p)) => format!("{}:{p}", self.host),
-        }
-    }
-
-    pub fn url(&self, path: &str, query: &str) -> String {
-        let mut u = format!(
-            "{}://{}{}{}",
-            self.scheme,
-            self.host_header(),
-            self.base_path,
-            path
-        );
-        if !query.is_empty() {
-            u.push('?');
-            u.push_str(query);
-        }
-        u
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}://{}{}",
-            self.scheme,
-            self.host_header(),
-            self.base_path
-        )
-    }
-}
 
 pub fn default_maas_endpoint(region: &str) -> String {
     format!("https://modelarts.{region}.myhuaweicloud.com")
@@ -147,145 +74,6 @@ impl CallCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpFailure {
-    pub status: u16,
-    pub code: Option<String>,
-    pub message: String,
-    pub request_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ApiError {
-    #[error("{}", fmt_http(.0))]
-    Http(HttpFailure),
-    #[error("cannot reach {endpoint}: {message}; check the endpoint, DNS, the proxy (HTTPS_PROXY, NO_PROXY) and the firewall")]
-    Transport { endpoint: String, message: String },
-    #[error("unusable answer from {endpoint}{}: {error}; it was not used (retry later; if it persists, report the request id to Huawei Cloud support)", fmt_rid(.request_id))]
-    Decode {
-        endpoint: String,
-        error: DecodeError,
-        request_id: Option<String>,
-    },
-    #[error("the run's time limit was reached before this call could finish{}; raise limits.timeout (and the agent's timeout) or collect fewer series per run", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
-    Deadline { last: Option<Box<ApiError>> },
-    #[error("{0}")]
-    Budget(BudgetExhausted),
-    #[error("{0}")]
-    Setup(String),
-    /// `--ca-file` cannot be used: an input error (exit 2), found before any call.
-    #[error("--ca-file {}: {reason}", path.display())]
-    CaFile {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    /// Not sent: the credential was rejected less than five minutes ago.
-    #[error("{}", fmt_blocked(.0))]
-    AuthBlocked(Rejection),
-    /// Not finished: a stop signal ended the run first.
-    #[error("stopped by {signal} before this call could finish")]
-    Stopped { signal: &'static str },
-    /// A failure on this side that a retry would meet again: an input error (exit 2).
-    #[error("{0}")]
-    Local(String),
-    /// A bug: the call's thread panicked. The series fails; the rest of the run goes on.
-    #[error("internal error while calling the API ({0}); please report it")]
-    Internal(String),
-}
-
-/// `credentials were rejected at T; not retrying until T+5min ...`, then what the server said.
-fn fmt_blocked(r: &Rejection) -> String {
-    let at = |ms: u64| {
-        chrono::DateTime::<Utc>::from_timestamp_millis(ms as i64)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_else(|| ms.to_string())
-    };
-    let failure = HttpFailure {
-        status: r.status,
-        code: r.code.clone(),
-        message: String::new(),
-        request_id: None,
-    };
-    let mut s = format!(
-        "credentials were rejected at {}; not retrying until {} to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth'); the server answered HTTP {}",
-        at(r.at_ms),
-        at(r.until_ms()),
-        r.status
-    );
-    if let Some(code) = &r.code {
-        s.push(' ');
-        s.push_str(code);
-    }
-    if let Some(h) = hint(&failure) {
-        s.push_str(": ");
-        s.push_str(h);
-    }
-    s
-}
-
-fn fmt_rid(rid: &Option<String>) -> String {
-    rid.as_ref()
-        .map(|r| format!(" (request id {r})"))
-        .unwrap_or_default()
-}
-
-/// `HTTP 401 APIGW.0301: <message> (request id ...)`, then what to do about it.
-fn fmt_http(f: &HttpFailure) -> String {
-    let mut s = format!("HTTP {}", f.status);
-    if let Some(code) = &f.code {
-        s.push(' ');
-        s.push_str(code);
-    }
-    s.push_str(": ");
-    s.push_str(if f.message.is_empty() {
-        "(no message)"
-    } else {
-        &f.message
-    });
-    s.push_str(&fmt_rid(&f.request_id));
-    if let Some(hint) = hint(f) {
-        s.push_str("; ");
-        s.push_str(hint);
-    }
-    s
-}
-
-fn hint(f: &HttpFailure) -> Option<&'static str> {
-    match (f.status, f.code.as_deref()) {
-        (_, Some("APIGW.0303")) => Some("check the system clock: X-Sdk-Date must be within 15 minutes of the server's time (enable NTP)"),
-        (401, _) => Some("the signature was rejected: check the AK/SK pair (and the security token for temporary credentials)"),
-        (403, _) => Some("the IAM user needs the permission modelarts:monitoring:get (and iam:projects:get for project discovery)"),
-        (429, _) => Some("throttled: the API allows 200 calls a minute per user; lower limits.requests_per_minute or run less often"),
-        (404, _) => Some("check the region, the endpoint and the project id"),
-        _ => None,
-    }
-}
-
-impl ApiError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ApiError::Http(f) => Some(f.status),
-            ApiError::Deadline { last: Some(l) } => l.status(),
-            _ => None,
-        }
-    }
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ApiError::Http(f) => f.code.as_deref(),
-            ApiError::Deadline { last: Some(l) } => l.code(),
-            _ => None,
-        }
-    }
-    pub fn request_id(&self) -> Option<&str> {
-        match self {
-            ApiError::Http(f) => f.request_id.as_deref(),
-            ApiError::Decode { request_id, .. } => request_id.as_deref(),
-            ApiError::Deadline { last: Some(l) } => l.request_id(),
-            _ => None,
-        }
-    }
-}
-
 /// Client settings that do not come from credentials.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -314,15 +102,6 @@ enum Attempt {
     TooLarge(Option<String>),
 }
 
-/// A successful ShowStatistics call.
-#[derive(Debug, Clone)]
-pub struct StatsAnswer {
-    pub usage: Usage,
-    /// The answer as received, with any secret redacted (for `--raw` and JSON output).
-    pub raw: String,
-    pub request_id: Option<String>,
-}
-
 /// The credentials a client signs with, and their gate; replaced whole when the credentials
 /// change (a rotated file, refreshed temporary credentials).
 struct Identity {
@@ -348,7 +127,7 @@ impl Client {
         creds: Credentials,
         opts: ClientOptions,
         ca_file: Option<&Path>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, ConnectError> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(path) = ca_file {
             tls = tls.root_certs(load_ca(path)?);
@@ -757,8 +536,8 @@ fn describe(e: &ureq::Error) -> String {
 /// Cap on a CA bundle: Mozilla's whole root store is about 250 KiB.
 const MAX_CA_BYTES: u64 = 1024 * 1024;
 
-fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ApiError> {
-    let bad = |reason: String| ApiError::CaFile {
+fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ConnectError> {
+    let bad = |reason: String| ConnectError::CaFile {
         path: path.to_path_buf(),
         reason,
     };
@@ -779,29 +558,6 @@ fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_parse_with_and_without_port() {
-        let e = Endpoint::parse("https://modelarts.cn-southwest-2.myhuaweicloud.com").unwrap();
-        assert_eq!(
-            e.host_header(),
-            "modelarts.cn-southwest-2.myhuaweicloud.com"
-        );
-        assert_eq!(
-            e.url("/v1/x", ""),
-            "https://modelarts.cn-southwest-2.myhuaweicloud.com/v1/x"
-        );
-        let e = Endpoint::parse("http://127.0.0.1:8080/prefix/").unwrap();
-        assert_eq!(e.host_header(), "127.0.0.1:8080");
-        assert_eq!(
-            e.url("/v3/projects", "name=a"),
-            "http://127.0.0.1:8080/prefix/v3/projects?name=a"
-        );
-        assert_eq!(Endpoint::parse("https://h:443").unwrap().host_header(), "h");
-        for bad in ["ftp://h", "h", "https://", "https://u:p@h", "https://h?x=1"] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     fn client() -> Client {
         let ep = Endpoint::parse("http://127.0.0.1:9").unwrap();

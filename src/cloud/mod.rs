@@ -1,5 +1,7 @@
 //! Everything that knows about Huawei Cloud: signing, credentials, the HTTP client, the wire
-//! format, and the setup of a connection (credentials, endpoints, project id).
+//! format, the credential gate, and the setup of a connection (credentials, endpoints, project
+//! id). It depends on the vocabulary and the utilities only; what it needs from elsewhere (a
+//! project-id cache, a place to share credential rejections) it asks for through traits.
 
 pub mod api;
 pub mod auth;
@@ -12,14 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
-use crate::collect::Executor;
-use crate::error::Error;
+use crate::domain::{ApiError, StatsAnswer};
+use crate::endpoint::{Endpoint, EndpointError};
+use crate::env::{self, Lookup};
 use crate::log;
-use crate::state::{self, StateDir};
-use client::{ApiError, Client, ClientOptions, Endpoint, RetryPolicy, StatsAnswer};
-use credentials::Credentials;
+use auth::RejectionStore;
+use client::{Client, ClientOptions, RetryPolicy};
+use credentials::{Credentials, CredentialsError};
 
-/// Where to connect and how, after flags, spec and environment were merged by the caller.
+/// Where to connect and how, resolved from flags, spec, environment and defaults.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
     pub region: String,
@@ -39,11 +42,65 @@ pub struct Connection {
     pub region: String,
 }
 
+impl Connection {
+    /// ShowStatistics for one pre-serialised body.
+    pub fn statistics(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
+        self.client
+            .show_statistics(&self.project_id, body, deadline)
+    }
+}
+
+/// A project id remembered across runs, per access key (as `auth::access_key_id`) and region.
+pub trait ProjectCache {
+    fn cached_project(&self, access_key_id: &str, region: &str) -> Option<String>;
+    fn store_project(&self, access_key_id: &str, region: &str, id: &str);
+}
+
+/// What a connection may share with other processes.
+#[derive(Default, Clone, Copy)]
+pub struct Shared<'a> {
+    pub projects: Option<&'a dyn ProjectCache>,
+    pub rejections: Option<&'a Arc<dyn RejectionStore>>,
+}
+
+/// Why no connection could be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// A credential with characters no header can carry.
+    #[error("{0}")]
+    Unsendable(String),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("--ca-file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("project discovery: {0}")]
+    Discovery(String),
+    /// The discovery call failed (the cloud, the network, or the credential gate).
+    #[error("{0}")]
+    Api(ApiError),
+}
+
+impl ConnectError {
+    /// The user's input is wrong (exit 2), as opposed to the cloud failing (exit 1).
+    pub fn is_input(&self) -> bool {
+        match self {
+            ConnectError::Credentials(_)
+            | ConnectError::Unsendable(_)
+            | ConnectError::Endpoint(_)
+            | ConnectError::CaFile { .. } => true,
+            ConnectError::Api(e) => e.is_local(),
+            ConnectError::Discovery(_) => false,
+        }
+    }
+}
+
 /// Reads credentials (environment first, then the file) and logs file warnings.
 pub fn load_credentials(
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Lookup<'_>,
     file: Option<&std::path::Path>,
-) -> Result<Credentials, Error> {
+) -> Result<Credentials, ConnectError> {
     let (creds, warnings) = credentials::load(env, file)?;
     for w in warnings {
         log::warn(&w);
@@ -57,7 +114,7 @@ pub fn load_credentials(
 /// and the SK keys the signature: a line break, a byte-order mark or any other character
 /// outside printable ASCII is a copy-and-paste accident that would fail every call (or be
 /// refused by the gateway as a bad signature), so it is refused before any.
-fn check_sendable(creds: &Credentials) -> Result<(), Error> {
+fn check_sendable(creds: &Credentials) -> Result<(), ConnectError> {
     const MAX_KEY: usize = 1024;
     const MAX_TOKEN: usize = 16 * 1024;
     let parts = [
@@ -70,14 +127,14 @@ fn check_sendable(creds: &Credentials) -> Result<(), Error> {
             continue;
         };
         if let Some(pos) = v.chars().position(|c| !c.is_ascii_graphic()) {
-            return Err(Error::Usage(format!(
+            return Err(ConnectError::Unsendable(format!(
                 "{what} from {} has a character that cannot be sent (position {}: a line break, a space, a byte-order mark or another non-printable character); copy it again without it",
                 creds.source,
                 pos + 1
             )));
         }
         if v.len() > max {
-            return Err(Error::Usage(format!(
+            return Err(ConnectError::Unsendable(format!(
                 "{what} from {} is {} bytes long, more than any real one ({max}); check what was pasted",
                 creds.source,
                 v.len()
@@ -87,26 +144,17 @@ fn check_sendable(creds: &Credentials) -> Result<(), Error> {
     Ok(())
 }
 
-fn env_nonempty(env: &dyn Fn(&str) -> Option<String>, k: &str) -> Option<String> {
-    env(k)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
 /// Builds the client and settles the project id: explicit, then `HW_PROJECT_ID`, then
-/// `HUAWEICLOUD_SDK_PROJECT_ID`, then IAM discovery (which costs one call).
-///
-/// With a state directory, a project id discovered in the last 24 hours for this access key and
-/// region is reused, and a fresh discovery is stored.
+/// `HUAWEICLOUD_SDK_PROJECT_ID`, then a cached one, then IAM discovery (which costs one call).
 pub fn connect(
     opts: &ConnectOptions,
     creds: Credentials,
     budget: Arc<dyn Budget>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Lookup<'_>,
     deadline: Instant,
-    state: Option<&StateDir>,
-) -> Result<Connection, Error> {
-    let ak_key = state::ak_key(creds.ak.expose());
+    shared: Shared<'_>,
+) -> Result<Connection, ConnectError> {
+    let key_id = auth::access_key_id(creds.ak.expose());
     let maas_url = opts
         .endpoint
         .clone()
@@ -114,62 +162,52 @@ pub fn connect(
     let iam_url = opts
         .iam_endpoint
         .clone()
-        .or_else(|| env_nonempty(env, "HUAWEICLOUD_SDK_IAM_ENDPOINT"))
+        .or_else(|| env::get(env, "HUAWEICLOUD_SDK_IAM_ENDPOINT"))
         .unwrap_or_else(|| client::default_iam_endpoint(&opts.region));
-    let maas = Endpoint::parse(&maas_url).map_err(Error::Usage)?;
-    let iam = Endpoint::parse(&iam_url).map_err(Error::Usage)?;
     let options = ClientOptions {
-        maas,
-        iam,
+        maas: Endpoint::parse(&maas_url)?,
+        iam: Endpoint::parse(&iam_url)?,
         call_timeout: opts.call_timeout,
         retry: RetryPolicy::default(),
     };
     for ep in [&options.maas, &options.iam] {
         warn_if_plain_http(ep, creds.token.is_some());
     }
-    // A bad --ca-file is an input error (exit 2), like a bad credentials file.
-    let mut client = Client::new(creds, options, opts.ca_file.as_deref())
-        .map_err(|e| match e {
-            ApiError::CaFile { .. } => Error::Usage(e.to_string()),
-            other => Error::Api(other),
-        })?
-        .with_budget(budget);
-    if let Some(s) = state {
-        client = client.with_rejection_store(std::sync::Arc::new(s.clone()));
+    let mut client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    if let Some(store) = shared.rejections {
+        client = client.with_rejection_store(store.clone());
     }
-    let project_id = match opts
+    let explicit = opts
         .project_id
         .clone()
-        .or_else(|| env_nonempty(env, "HW_PROJECT_ID"))
-        .or_else(|| env_nonempty(env, "HUAWEICLOUD_SDK_PROJECT_ID"))
-    {
+        .or_else(|| env::get(env, "HW_PROJECT_ID"))
+        .or_else(|| env::get(env, "HUAWEICLOUD_SDK_PROJECT_ID"));
+    let cached = || {
+        shared
+            .projects
+            .and_then(|c| c.cached_project(&key_id, &opts.region))
+    };
+    let project_id = match explicit.or_else(cached) {
         Some(id) => id,
-        None => match state.and_then(|s| s.cached_project(&ak_key, &opts.region)) {
-            Some(id) => {
-                log::debug(&format!(
-                    "project id of {} from the state directory",
-                    opts.region
-                ));
-                id
+        None => {
+            log::debug(&format!(
+                "discovering the project id of {} through IAM",
+                opts.region
+            ));
+            let id = client
+                .discover_project(&opts.region, deadline)
+                .map_err(|e| match e {
+                    ApiError::Setup(msg) => ConnectError::Discovery(msg),
+                    e @ (ApiError::AuthBlocked(_) | ApiError::Local(_)) => ConnectError::Api(e),
+                    other => ConnectError::Discovery(format!(
+                        "{other}; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id) to skip discovery"
+                    )),
+                })?;
+            if let Some(c) = shared.projects {
+                c.store_project(&key_id, &opts.region, &id);
             }
-            None => {
-                log::debug(&format!(
-                    "discovering the project id of {} through IAM",
-                    opts.region
-                ));
-                let id = client.discover_project(&opts.region, deadline).map_err(|e| match e {
-                ApiError::Setup(msg) => Error::Api(ApiError::Setup(format!("project discovery: {msg}"))),
-                e @ (ApiError::AuthBlocked(_) | ApiError::Local(_)) => Error::Api(e),
-                other => Error::Api(ApiError::Setup(format!(
-                    "project discovery failed: {other}; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id) to skip discovery"
-                ))),
-            })?;
-                if let Some(s) = state {
-                    s.store_project(&ak_key, &opts.region, &id);
-                }
-                id
-            }
-        },
+            id
+        }
     };
     if !(project_id.len() == 32
         && project_id
@@ -201,12 +239,5 @@ fn warn_if_plain_http(ep: &Endpoint, token: bool) {
             "{ep} is plain http: signed requests{} travel unencrypted; use https",
             if token { " and the security token" } else { "" }
         ));
-    }
-}
-
-impl Executor for Connection {
-    fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
-        self.client
-            .show_statistics(&self.project_id, body, deadline)
     }
 }

@@ -10,6 +10,9 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+pub use crate::text::hex;
+use crate::text::{percent_decode, percent_encode};
+
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const SDK_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
@@ -26,17 +29,6 @@ pub struct SignInput<'a> {
     pub body: &'a [u8],
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
@@ -46,46 +38,14 @@ pub fn sdk_date(t: DateTime<Utc>) -> String {
     t.format(SDK_DATE_FORMAT).to_string()
 }
 
-/// Percent-encodes everything but the unreserved set `A-Za-z0-9-_.~`.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push_str(&hex(&[b]).to_ascii_uppercase());
-        }
-    }
-    out
-}
-
-/// Percent-decodes; malformed escapes are kept literally (as the SDK's `unquote` does).
-pub fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let h = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(v) = h {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The path decoded, each segment re-encoded, always ending in `/`.
 pub fn canonical_uri(path: &str) -> String {
-    let decoded = decode(path);
-    let mut uri = decoded.split('/').map(encode).collect::<Vec<_>>().join("/");
+    let decoded = percent_decode(path);
+    let mut uri = decoded
+        .split('/')
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/");
     if !uri.ends_with('/') {
         uri.push('/');
     }
@@ -106,7 +66,7 @@ fn sorted_query(query: &[(String, String)]) -> Vec<(&str, &str)> {
 pub fn canonical_query(query: &[(String, String)]) -> String {
     sorted_query(query)
         .into_iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -350,9 +310,9 @@ mod tests {
 
     #[test]
     fn encode_and_decode() {
-        assert_eq!(encode("a b/c~d_e.f-g"), "a%20b%2Fc~d_e.f-g");
-        assert_eq!(encode("é"), "%C3%A9");
-        assert_eq!(decode("a%20b%2fc%zz%"), "a b/c%zz%");
+        assert_eq!(percent_encode("a b/c~d_e.f-g"), "a%20b%2Fc~d_e.f-g");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        assert_eq!(percent_decode("a%20b%2fc%zz%"), "a b/c%zz%");
         assert_eq!(canonical_uri(""), "/");
         assert_eq!(canonical_uri("/"), "/");
     }

@@ -1,10 +1,11 @@
 //! `maas-usage demo`: the README's first command. The built-in simulator on loopback answers
 //! `examples/spec.yaml`, so a newcomer sees real output without a cloud account.
 
+use super::error::{Error, Outcome};
 use super::run::{run_spec, RunOptions};
+use super::settings::{Flags, Settings};
 use crate::cli::DemoArgs;
 use crate::cloud::credentials::{Credentials, Secret};
-use crate::error::Error;
 use crate::log;
 use crate::sim::{self, SimConfig, Simulator};
 use crate::spec::load::load_str;
@@ -12,29 +13,28 @@ use crate::spec::Format;
 
 pub const EXAMPLE_SPEC: &str = include_str!("../../examples/spec.yaml");
 
-pub fn demo(a: DemoArgs) -> Result<i32, Error> {
-    let now = a
-        .now
-        .as_deref()
-        .map(|n| super::parse_now(Some(n)))
-        .transpose()?;
+pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
+    let mut spec = load_str("examples/spec.yaml", EXAMPLE_SPEC)?;
+    let flags = Flags {
+        now: Some(&a.now),
+        timezone: a.timezone.as_deref(),
+        ..Flags::default()
+    };
+    // The demo's own world: no environment (credentials, project id) and no state directory.
+    let mut settings = Settings::resolve(&spec, flags, &|_| None)?;
     let sim = Simulator::start(
         "127.0.0.1:0",
         SimConfig {
-            now,
+            now: settings.now,
             ..SimConfig::default()
         },
     )
-    .map_err(|e| Error::Runtime(format!("cannot start the simulator on loopback: {e}")))?;
-    let mut spec =
-        load_str("examples/spec.yaml", EXAMPLE_SPEC).map_err(|e| Error::Spec(e.to_string()))?;
-    spec.cloud.endpoint = Some(sim.url());
-    spec.cloud.iam_endpoint = Some(sim.url());
-    spec.cloud.project_id = None;
+    .map_err(|e| Error::System(format!("cannot start the simulator on loopback: {e}")))?;
     spec.cloud.credentials_file = None;
-    if a.timezone.is_some() {
-        spec.timezone = a.timezone.clone();
-    }
+    settings.connect.endpoint = Some(sim.url());
+    settings.connect.iam_endpoint = Some(sim.url());
+    settings.connect.project_id = None;
+    settings.connect.credentials_file = None;
     log::info(&format!(
         "demo: examples/spec.yaml against the built-in simulator on {}; no cloud account is used",
         sim.url()
@@ -45,14 +45,13 @@ pub fn demo(a: DemoArgs) -> Result<i32, Error> {
         token: None,
         source: "the built-in simulator's demo pair".into(),
     };
-    // The demo leaves the user's state directory alone.
     let opts = RunOptions {
         format: Some(a.format.unwrap_or(Format::Influx)),
         output: None,
-        now: a.now.clone(),
         execd: false,
         creds: Some(creds),
+        // The demo leaves the user's state directory alone.
         state: None,
     };
-    run_spec(spec, opts)
+    run_spec(spec, settings, opts)
 }

@@ -1,27 +1,27 @@
-//! `maas-usage query`: one question from flags, answered as a table or JSON.
+//! `maas-usage query`: one question from flags, answered as a table or JSON. It is a one-query
+//! spec built from the flags, through the same plan, collection and emitters as `run`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{
-    connect_options, log_failures, open, parse_now, resolve_zone, run_stats, write_stdout,
-    CALL_TIMEOUT,
-};
+use super::error::{Error, Outcome};
+use super::settings::{Flags, Settings};
+use super::{log_failures, outcome_of, wiring};
 use crate::cli::{QueryArgs, QueryFormat};
 use crate::cloud::client::CallCounts;
-use crate::cloud::credentials::Credentials;
+use crate::collect;
+use crate::deliver::sink::write_stdout;
+use crate::domain::{Bound, RangeExpr};
 use crate::emit::{self, Report};
-use crate::error::Error;
+use crate::env;
 use crate::log;
-use crate::model::{InferType, ServiceType};
 use crate::plan;
-use crate::range::{self, Bound, RangeExpr};
-use crate::spec::{Limits, QuerySpec, Spec};
+use crate::spec::{QuerySpec, Spec};
 
-/// `creds` overrides the environment (the demo passes the simulator's pair).
-pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
+pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let timeout = range::parse_duration(&a.timeout).map_err(Error::Usage)?;
+    let timeout = crate::domain::range::parse_duration(&a.timeout)
+        .map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
     let deadline = started + timeout;
     let range = match &a.from {
         Some(from) => RangeExpr::Between {
@@ -35,20 +35,11 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
             .parse::<RangeExpr>()?,
     };
     let mut service_types = Vec::new();
-    for s in &a.service_type {
-        let st: ServiceType = s
-            .parse()
-            .map_err(|e: String| Error::Usage(format!("--service-type: {e}")))?;
-        if !service_types.contains(&st) {
-            service_types.push(st);
+    for st in &a.service_type {
+        if !service_types.contains(st) {
+            service_types.push(*st);
         }
     }
-    let infer_type: InferType = a
-        .infer_type
-        .parse()
-        .map_err(|e: String| Error::Usage(format!("--infer-type: {e}")))?;
-    let zone = resolve_zone(a.timezone.as_deref())?;
-    let now = parse_now(a.now.as_deref())?;
 
     let mut spec = Spec::default();
     let key_groups = a.api_keys.as_ref().map(|keys| {
@@ -59,37 +50,42 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         name: "query".into(),
         range,
         service_types,
-        infer_type,
+        infer_type: a.infer_type,
         key_groups,
         ips: a.ips.clone(),
     });
-    let plan = plan::build(&spec, now, &zone)?;
+    spec.limits.timeout = timeout;
+    let flags = Flags {
+        cloud: Some(&a.cloud),
+        state: Some(&a.state),
+        now: Some(&a.now),
+        timezone: a.timezone.as_deref(),
+    };
+    let settings = Settings::resolve(&spec, flags, &env::process)?;
+    let plan = plan::build(&spec, settings.now(), &settings.zone)?;
     for w in &plan.warnings {
         log::warn(w);
     }
 
-    let limits = Limits {
-        timeout,
-        ..Limits::default()
-    };
-    let opts = connect_options(&spec.cloud, &a.cloud, CALL_TIMEOUT);
-    let state = if creds.is_some() {
-        None
-    } else {
-        super::open_state(a.cloud.state_dir.as_deref())
-    };
-    let conn = Arc::new(open(&opts, &limits, deadline, creds, state.as_ref())?);
-    let collected = crate::collect::collect(
+    let state = wiring::open_state(settings.state_dir.as_deref());
+    let conn = Arc::new(wiring::connect(
+        &settings,
+        spec.limits.requests_per_minute,
+        deadline,
+        None,
+        state.as_ref(),
+    )?);
+    let collected = collect::collect(
         &plan,
         conn.clone(),
-        limits.concurrency,
+        spec.limits.concurrency,
         deadline,
-        &crate::collect::never_stop,
+        &collect::never_stop,
     );
     log_failures(&collected);
     let report = Report {
         collected: &collected,
-        stats: run_stats(&collected, &conn, CallCounts::default(), started),
+        stats: wiring::run_stats(&collected, &conn, CallCounts::default(), started),
         region: &conn.region,
         project_id: &conn.project_id,
         zone: &plan.zone,
@@ -100,13 +96,9 @@ pub fn query(a: QueryArgs, creds: Option<Credentials>) -> Result<i32, Error> {
         QueryFormat::Json => emit::json::render(&report),
     };
     write_stdout(&text)?;
-    let local = collected
-        .failures
-        .iter()
-        .all(|f| matches!(f.error, crate::cloud::client::ApiError::Local(_)));
-    Ok(match (collected.failures.is_empty(), local) {
-        (true, _) => 0,
-        (false, true) => 2,
-        (false, false) => 1,
+    // A question with several service types is answered only when every one is.
+    Ok(match outcome_of(&collected) {
+        Outcome::Done if !collected.failures.is_empty() => Outcome::NothingCollected,
+        other => other,
     })
 }

@@ -2,21 +2,23 @@
 
 use std::time::Duration;
 
-use super::{env, parse_now, write_stdout};
+use super::error::{Error, Outcome};
+use super::parse_now;
 use crate::cli::SimulatorArgs;
 use crate::cloud;
-use crate::error::Error;
+use crate::deliver::sink::write_stdout;
+use crate::domain::range::parse_duration;
+use crate::env;
 use crate::log;
-use crate::range;
-use crate::sim::{SimConfig, SimCredential, Simulator};
+use crate::sim::{SimConfig, SimCredential, Simulator, DEMO_PROJECT_ID, DEMO_REGION};
 
-pub fn simulator(a: SimulatorArgs) -> Result<i32, Error> {
+pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     let mut cfg = SimConfig::default();
-    if env("HW_ACCESS_KEY").is_some()
-        || env("HUAWEICLOUD_SDK_AK").is_some()
+    if env::process("HW_ACCESS_KEY").is_some()
+        || env::process("HUAWEICLOUD_SDK_AK").is_some()
         || a.credentials_file.is_some()
     {
-        let creds = cloud::load_credentials(&env, a.credentials_file.as_deref())?;
+        let creds = cloud::load_credentials(&env::process, a.credentials_file.as_deref())?;
         cfg.credentials = vec![SimCredential {
             ak: creds.ak.expose().to_string(),
             sk: creds.sk.expose().to_string(),
@@ -29,7 +31,12 @@ pub fn simulator(a: SimulatorArgs) -> Result<i32, Error> {
     } else {
         log::info("simulator: accepting the built-in demo credentials");
     }
-    cfg.projects = vec![(a.region.clone(), a.project_id.clone())];
+    let region = a.region.clone().unwrap_or_else(|| DEMO_REGION.to_string());
+    let project_id = a
+        .project_id
+        .clone()
+        .unwrap_or_else(|| DEMO_PROJECT_ID.to_string());
+    cfg.projects = vec![(region.clone(), project_id.clone())];
     if let Some(now) = &a.now {
         cfg.now = Some(parse_now(Some(now))?);
     }
@@ -38,10 +45,11 @@ pub fn simulator(a: SimulatorArgs) -> Result<i32, Error> {
     }
     let f = &mut cfg.faults;
     if let Some(l) = &a.latency {
-        f.latency = range::parse_duration(l).map_err(Error::Usage)?;
+        f.latency = parse_duration(l).map_err(|e| Error::Usage(format!("--latency: {e}")))?;
     }
     f.rate_limit = a.rate_limit;
-    f.rate_window = range::parse_duration(&a.rate_window).map_err(Error::Usage)?;
+    f.rate_window =
+        parse_duration(&a.rate_window).map_err(|e| Error::Usage(format!("--rate-window: {e}")))?;
     f.retry_after = a.retry_after;
     for (name, v) in [
         ("--fail-ratio", a.fail_ratio),
@@ -56,13 +64,13 @@ pub fn simulator(a: SimulatorArgs) -> Result<i32, Error> {
     f.clock_skew = chrono::Duration::seconds(a.clock_skew);
     cfg.log_file = a.log.clone();
     let sim = Simulator::start(&a.listen, cfg)
-        .map_err(|e| Error::Runtime(format!("cannot listen on {}: {e}", a.listen)))?;
+        .map_err(|e| Error::System(format!("cannot listen on {}: {e}", a.listen)))?;
     write_stdout(&format!("{}\n", sim.url()))?;
     log::info(&format!(
         "simulator: MaaS and IAM on {} (region {}, project {}); stop with Ctrl-C",
         sim.url(),
-        a.region,
-        a.project_id
+        region,
+        project_id
     ));
     loop {
         std::thread::sleep(Duration::from_secs(3600));

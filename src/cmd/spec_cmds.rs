@@ -4,15 +4,19 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::{parse_now, resolve_zone, write_stdout};
+use super::error::{Error, Outcome};
+use super::resolve_zone;
+use super::settings::{Flags, Settings};
 use crate::cli::{PlanArgs, ValidateArgs, ValidateFormat};
-use crate::error::Error;
+use crate::deliver::sink::write_stdout;
+use crate::env;
 use crate::plan;
 use crate::spec::load::{self, SpecError, SpecErrors};
+use crate::state::StateDir;
 
-pub fn schema() -> Result<i32, Error> {
+pub fn schema() -> Result<Outcome, Error> {
     write_stdout(load::SCHEMA)?;
-    Ok(0)
+    Ok(Outcome::Done)
 }
 
 /// GitHub's workflow-command escaping of a message and of a property value.
@@ -42,7 +46,7 @@ fn github_line(e: &SpecError) -> String {
     )
 }
 
-pub fn validate(a: ValidateArgs) -> Result<i32, Error> {
+pub fn validate(a: ValidateArgs) -> Result<Outcome, Error> {
     let files = load::expand(&a.paths).map(|f| f.len()).unwrap_or(0);
     let result = load::load(&a.paths).and_then(|spec| {
         let zone =
@@ -59,7 +63,7 @@ pub fn validate(a: ValidateArgs) -> Result<i32, Error> {
         (Ok((spec, plan)), ValidateFormat::Json) => {
             let doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": plan.series.len(), "calls": plan.calls.len(), "errors": []});
             write_stdout(&format!("{doc}\n"))?;
-            Ok(0)
+            Ok(Outcome::Done)
         }
         (Ok((spec, plan)), _) => {
             let n = |count: usize, one: &str, many: &str| {
@@ -71,19 +75,19 @@ pub fn validate(a: ValidateArgs) -> Result<i32, Error> {
                 n(plan.series.len(), "series", "series"),
                 n(plan.calls.len(), "call", "calls")
             ))?;
-            Ok(0)
+            Ok(Outcome::Done)
         }
-        (Err(errors), ValidateFormat::Text) => Err(Error::Spec(errors.to_string())),
+        (Err(errors), ValidateFormat::Text) => Err(Error::Spec(errors)),
         (Err(errors), ValidateFormat::Github) => {
             write_stdout(&errors.0.iter().map(github_line).collect::<String>())?;
-            Ok(2)
+            Ok(Outcome::Invalid)
         }
         (Err(errors), ValidateFormat::Json) => {
             write_stdout(&format!(
                 "{}\n",
                 json!({"valid": false, "errors": errors.0})
             ))?;
-            Ok(2)
+            Ok(Outcome::Invalid)
         }
     }
 }
@@ -104,25 +108,28 @@ fn one_error(a: &ValidateArgs, message: String) -> SpecErrors {
     }])
 }
 
-pub fn plan(a: PlanArgs) -> Result<i32, Error> {
+pub fn plan(a: PlanArgs) -> Result<Outcome, Error> {
     let spec = super::run::load_spec(&a.spec)?;
-    let zone = resolve_zone(spec.timezone.as_deref())?;
-    let now = parse_now(a.now.as_deref())?;
+    let flags = Flags {
+        state: Some(&a.state),
+        now: Some(&a.now),
+        ..Flags::default()
+    };
+    let settings = Settings::resolve(&spec, flags, &env::process)?;
     // Read-only: a plan never creates the state directory.
-    let checkpoints = a
+    let checkpoints = settings
         .state_dir
-        .clone()
-        .or_else(|| crate::state::default_dir(&super::env))
-        .and_then(|d| crate::state::StateDir::existing(&d))
+        .as_deref()
+        .and_then(StateDir::existing)
         .map(|d| d.checkpoints())
         .unwrap_or_default();
     let plan = plan::build_with(
         &spec,
-        now,
-        &zone,
+        settings.now(),
+        &settings.zone,
         &checkpoints,
         spec.limits.requests_per_minute as usize,
     )?;
     write_stdout(&plan.describe())?;
-    Ok(0)
+    Ok(Outcome::Done)
 }

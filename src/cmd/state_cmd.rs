@@ -3,15 +3,17 @@
 
 use chrono::{TimeZone, Utc};
 
-use super::write_stdout;
-use crate::cli::StateAction;
-use crate::error::Error;
+use super::error::{Error, Outcome};
+use crate::cli::{StateAction, StateArgs};
+use crate::deliver::sink::write_stdout;
+use crate::env;
 use crate::state::{self, StateDir};
 
-fn dir(flag: Option<&std::path::Path>) -> Result<StateDir, Error> {
+fn dir(flag: &StateArgs) -> Result<StateDir, Error> {
     let path = flag
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| state::default_dir(&super::env))
+        .state_dir
+        .clone()
+        .or_else(|| state::default_dir(&env::process))
         .ok_or_else(|| Error::Usage("no state directory: pass --state-dir (or set HOME)".into()))?;
     if !path.is_dir() {
         return Err(Error::Usage(format!(
@@ -19,11 +21,11 @@ fn dir(flag: Option<&std::path::Path>) -> Result<StateDir, Error> {
             path.display()
         )));
     }
-    StateDir::open(&path).map_err(|e| Error::Runtime(e.to_string()))
+    Ok(StateDir::open(&path)?)
 }
 
 fn io(d: &StateDir) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Runtime(format!("cannot update {}: {e}", d.path().display()))
+    move |e| Error::System(format!("cannot update {}: {e}", d.path().display()))
 }
 
 fn when(ms: i64) -> String {
@@ -33,10 +35,10 @@ fn when(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-pub fn state(a: StateAction) -> Result<i32, Error> {
+pub fn state(a: StateAction) -> Result<Outcome, Error> {
     match a {
-        StateAction::Show { state_dir } => {
-            let d = dir(state_dir.as_deref())?;
+        StateAction::Show { state } => {
+            let d = dir(&state)?;
             let cps = d.checkpoints();
             let mut out = format!("state directory {}\n", d.path().display());
             if cps.is_empty() {
@@ -69,31 +71,24 @@ pub fn state(a: StateAction) -> Result<i32, Error> {
                 ));
             }
             write_stdout(&out)?;
-            Ok(0)
+            Ok(Outcome::Done)
         }
         StateAction::Reset {
-            series,
-            auth: true,
-            state_dir,
+            auth: true, state, ..
         } => {
-            let d = dir(state_dir.as_deref())?;
-            if series.is_some() {
-                return Err(Error::Usage(
-                    "--auth resets credential rejections only; reset checkpoints (--series) separately".into(),
-                ));
-            }
+            let d = dir(&state)?;
             let n = d.reset_rejections().map_err(io(&d))?;
             write_stdout(&format!(
                 "forgot {n} credential rejection(s); the next run tries its credentials again\n"
             ))?;
-            Ok(0)
+            Ok(Outcome::Done)
         }
         StateAction::Reset {
             series,
             auth: false,
-            state_dir,
+            state,
         } => {
-            let d = dir(state_dir.as_deref())?;
+            let d = dir(&state)?;
             let removed = d.reset_checkpoints(series.as_deref()).map_err(io(&d))?;
             if removed.is_empty() && series.is_some() {
                 return Err(Error::Usage(format!(
@@ -106,7 +101,7 @@ pub fn state(a: StateAction) -> Result<i32, Error> {
                 out.push_str(&format!("reset {id}\n"));
             }
             write_stdout(&out)?;
-            Ok(0)
+            Ok(Outcome::Done)
         }
     }
 }

@@ -10,8 +10,8 @@ use std::fmt::Write;
 use super::fields::{self, Value};
 use super::Report;
 use crate::collect::Series;
-use crate::model::InferType;
-use crate::range::Shape;
+use crate::domain::InferType;
+use crate::domain::Shape;
 
 pub struct InfluxOptions<'a> {
     pub measurement: &'a str,

@@ -6,8 +6,8 @@ use serde_json::{json, Map, Value};
 use super::fields::{self, Value as FieldValue};
 use super::Report;
 use crate::collect::Series;
-use crate::model::InferType;
-use crate::range::fmt_rfc3339;
+use crate::domain::InferType;
+use crate::time::fmt_rfc3339;
 
 fn usage_object(s: &Series) -> Value {
     let mut m = Map::new();

@@ -11,7 +11,7 @@ pub mod table;
 use chrono::{DateTime, Utc};
 
 use crate::collect::{Collected, RunStats};
-use crate::zone::Zone;
+use crate::time::zone::Zone;
 
 /// Everything an emitter may print.
 pub struct Report<'a> {

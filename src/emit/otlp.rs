@@ -20,8 +20,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::fields::{self, Kind, Value};
 use super::Report;
 use crate::collect::Series;
-use crate::model::InferType;
-use crate::range::Shape;
+use crate::domain::InferType;
+use crate::domain::Shape;
+use crate::text::parse_kv_list;
 
 pub const SCOPE: &str = "maas-usage";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -79,18 +80,6 @@ fn kv(key: &str, v: any_value::Value) -> KeyValue {
 
 fn kv_str(key: &str, v: &str) -> KeyValue {
     kv(key, any_value::Value::StringValue(v.to_string()))
-}
-
-/// Splits `k=v,k2=v2` (percent-decoding values) into pairs; malformed entries are skipped,
-/// as the SDKs do.
-pub fn parse_kv_list(s: &str) -> Vec<(String, String)> {
-    s.split(',')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            let k = k.trim();
-            (!k.is_empty()).then(|| (k.to_string(), crate::cloud::sign::decode(v.trim())))
-        })
-        .collect()
 }
 
 fn resource(r: &Report<'_>, env: &ResourceEnv) -> Resource {

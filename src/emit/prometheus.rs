@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
-use crate::model::InferType;
+use crate::domain::InferType;
 
 pub struct PromOptions<'a> {
     pub measurement: &'a str,

@@ -4,9 +4,9 @@ use std::fmt::Write;
 
 use super::{thousands, Report};
 use crate::collect::Series;
-use crate::model::InferType;
-use crate::plan::ALL_KEYS;
-use crate::range::fmt_local;
+use crate::domain::InferType;
+use crate::domain::ALL_KEYS;
+use crate::time::fmt_local;
 
 /// `2,482.08 M tokens`, `24.87 K tokens`, `512 tokens`; rounded half up from exact integers.
 pub fn human_tokens(t: u64) -> String {

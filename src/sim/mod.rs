@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::budget::WindowLog;
 use crate::cloud::sign;
+use crate::text::percent_decode;
 use http::{ReadOutcome, Request};
 pub use model::Dataset;
 
@@ -259,7 +260,7 @@ impl Simulator {
     }
 
     /// The exact answer for a selection at the simulator's data clock.
-    pub fn expected(&self, sel: &model::Selection<'_>) -> crate::model::Usage {
+    pub fn expected(&self, sel: &model::Selection<'_>) -> crate::domain::Usage {
         let cfg = lock(&self.shared.config);
         let now = cfg.now.unwrap_or_else(Utc::now).timestamp_millis();
         cfg.dataset.answer(sel, now)
@@ -376,7 +377,7 @@ fn send(out: &mut impl Write, reply: Reply, rid: &str) -> bool {
         Some(Scripted::NotJson) => "<html><body>502 Bad Gateway</body></html>".to_string(),
         Some(Scripted::Huge) => format!("{{\"pad\":\"{}\"}}", "x".repeat(10 * 1024 * 1024)),
         Some(Scripted::CutBody) | Some(Scripted::Slow) => model::answer_json(
-            &crate::model::Usage {
+            &crate::domain::Usage {
                 requests: 1,
                 ..Default::default()
             },
@@ -453,7 +454,7 @@ fn query_pairs(q: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (sign::decode(k), sign::decode(v))
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
 }

@@ -5,8 +5,8 @@
 //! as long as its hour is inside the 30-day retention; a window longer than 30 days is answered
 //! with zeros, as the real service does.
 
-use crate::model::Usage;
-use crate::range::{HOUR_MS, MAX_SEGMENT_MS, RETENTION_MS};
+use crate::domain::range::{HOUR_MS, MAX_SEGMENT_MS, RETENTION_MS};
+use crate::domain::Usage;
 
 /// The API keys the simulated account has; `""` is the online-experience page.
 pub const DEFAULT_KEYS: &[&str] = &["", "key-a1", "key-a2", "key-b1", "key-ci"];
@@ -155,7 +155,7 @@ pub fn answer_json(u: &Usage, batch: bool) -> String {
 mod tests {
     use super::*;
     use crate::cloud::api::parse_statistics;
-    use crate::range::DAY_MS;
+    use crate::domain::range::DAY_MS;
 
     const NOW: i64 = 1_779_321_600_000; // 2026-05-21T00:00:00Z
 

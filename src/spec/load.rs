@@ -13,13 +13,12 @@ use serde_json::Value;
 
 use super::yaml::{self, Located, Pos};
 use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec, Spec};
-use crate::cloud::client::Endpoint;
-use crate::emit::fields;
+use super::{OtlpSettings, Protocol};
+use crate::domain::names as fields;
+use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
+use crate::domain::{InferType, ServiceType};
+use crate::endpoint::Endpoint;
 use crate::fsread::ReadFileError;
-use crate::model::{InferType, ServiceType};
-use crate::otlp::{OtlpSettings, Protocol};
-use crate::period::PeriodSpec;
-use crate::range::{self, Bound, RangeExpr};
 
 /// The spec's JSON Schema, embedded so `validate` needs nothing but the binary.
 pub const SCHEMA: &str = include_str!("../../schemas/maas-usage.schema.json");
@@ -50,6 +49,8 @@ impl fmt::Display for SpecError {
 /// All errors of a load, in file order.
 #[derive(Debug, Clone, Default)]
 pub struct SpecErrors(pub Vec<SpecError>);
+
+impl std::error::Error for SpecErrors {}
 
 impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -610,7 +611,7 @@ fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) -> CloudSpe
     for (key, url) in [("endpoint", &c.endpoint), ("iam_endpoint", &c.iam_endpoint)] {
         if let Some(u) = url {
             if let Err(e) = Endpoint::parse(u) {
-                errors.push(f.err(&format!("/cloud/{key}"), e));
+                errors.push(f.err(&format!("/cloud/{key}"), e.to_string()));
             }
         }
     }
@@ -762,7 +763,7 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
             );
         }
         if let Some(tz) = &f.raw.timezone {
-            match range::parse_zone(tz) {
+            match crate::time::parse_zone(tz) {
                 Ok(_) => timezone.set(f, "/timezone", tz.clone(), "timezone", &mut errors),
                 Err(e) => errors.push(f.err("/timezone", e.to_string())),
             }

@@ -8,9 +8,8 @@ pub mod yaml;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::model::{InferType, ServiceType};
-use crate::otlp::OtlpSettings;
-use crate::range::RangeExpr;
+use crate::domain::RangeExpr;
+use crate::domain::{InferType, ServiceType};
 
 pub const DEFAULT_REGION: &str = "cn-southwest-2";
 
@@ -108,4 +107,33 @@ pub struct Spec {
     pub queries: Vec<QuerySpec>,
     pub output: OutputSpec,
     pub limits: Limits,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+    HttpJson,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.trim() {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" => Some(Protocol::HttpProtobuf),
+            "http/json" => Some(Protocol::HttpJson),
+            _ => None,
+        }
+    }
+}
+
+/// `output.otlp` of the spec; every field optional, the environment fills the rest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtlpSettings {
+    /// Base endpoint (`/v1/metrics` is appended for HTTP).
+    pub endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+    pub gzip: Option<bool>,
 }

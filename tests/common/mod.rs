@@ -167,17 +167,17 @@ pub fn run(path: &std::path::Path, args: &[&str]) -> Output {
 pub fn expected_series(
     sim: &Simulator,
     spec_text: &str,
-) -> Vec<(maas_usage::plan::SeriesKey, maas_usage::model::Usage)> {
+) -> Vec<(maas_usage::domain::SeriesKey, maas_usage::domain::Usage)> {
     use maas_usage::sim::model::Selection;
     let spec = maas_usage::spec::load::load_str("spec.yaml", spec_text).unwrap();
-    let zone = maas_usage::zone::resolve(spec.timezone.as_deref(), &Default::default())
+    let zone = maas_usage::time::zone::resolve(spec.timezone.as_deref(), &Default::default())
         .unwrap()
         .0;
     let plan = maas_usage::plan::build(&spec, now(), &zone).unwrap();
     plan.series
         .iter()
         .map(|s| {
-            let mut total = maas_usage::model::Usage::default();
+            let mut total = maas_usage::domain::Usage::default();
             for &c in &s.calls {
                 let req = &plan.calls[c].request;
                 total += sim.expected(&Selection {

@@ -1,4 +1,17 @@
-//! Domain vocabulary shared by every layer: service types, inference types and usage totals.
+//! The domain's vocabulary, shared by every layer and depending on none: service and inference
+//! types, usage totals, series and windows, range expressions, a call and its failures, and the
+//! names of tags and fields.
+
+pub mod call;
+pub mod failure;
+pub mod names;
+pub mod range;
+pub mod series;
+
+pub use call::{StatsAnswer, StatsRequest};
+pub use failure::{ApiError, HttpFailure};
+pub use range::{Bound, PeriodSpec, RangeError, RangeExpr};
+pub use series::{SeriesKey, Shape, Window, ALL_KEYS};
 
 use std::fmt;
 use std::ops::AddAssign;

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use chrono_tz::Tz;
 
-use crate::range::{parse_zone, RangeError};
+use super::parse_zone;
+use crate::domain::RangeError;
 
 /// A resolved zone with the name it was found under.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Period mode: settled, aligned buckets, each emitted once.
+//! Period mode's buckets: settled, aligned to local midnight, each emitted once.
 //!
 //! A query with `range: {every: 1h, delay: 2h, backfill: 24h}` yields, at each run, every bucket
 //! of length `every` (aligned to local midnight in the spec's zone) that has settled
@@ -10,61 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{Days, LocalResult, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 
-use crate::range::{self, DAY_MS, RETENTION_MS};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeriodSpec {
-    pub every_ms: i64,
-    pub delay_ms: i64,
-    pub backfill_ms: i64,
-}
-
-pub const MIN_EVERY_MS: i64 = 5 * 60_000;
-pub const DEFAULT_DELAY: &str = "2h";
-pub const DEFAULT_BACKFILL: &str = "1d";
-
-impl PeriodSpec {
-    /// Parses and checks the three durations; messages say what is allowed.
-    pub fn parse(
-        every: &str,
-        delay: Option<&str>,
-        backfill: Option<&str>,
-    ) -> Result<PeriodSpec, (&'static str, String)> {
-        let ms = |key: &'static str, s: &str| {
-            range::parse_duration(s)
-                .map(|d| d.as_millis() as i64)
-                .map_err(|e| (key, e))
-        };
-        let every_ms = ms("every", every)?;
-        if !(MIN_EVERY_MS..=DAY_MS).contains(&every_ms) || DAY_MS % every_ms != 0 {
-            return Err((
-                "every",
-                format!("`{every}` must be between 5m and 1d and divide a day (5m, 10m, 15m, 30m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d...)"),
-            ));
-        }
-        let delay_ms = ms("delay", delay.unwrap_or(DEFAULT_DELAY))?;
-        if delay_ms >= RETENTION_MS {
-            return Err(("delay", "must be well under the 30-day retention".into()));
-        }
-        let backfill_ms = ms("backfill", backfill.unwrap_or(DEFAULT_BACKFILL))?;
-        if backfill_ms > RETENTION_MS {
-            return Err((
-                "backfill",
-                "at most 30d: MaaS keeps statistics for 30 days".into(),
-            ));
-        }
-        if backfill_ms < every_ms {
-            return Err(("backfill", format!("must be at least `every` ({every})")));
-        }
-        Ok(PeriodSpec {
-            every_ms,
-            delay_ms,
-            backfill_ms,
-        })
-    }
-}
+use crate::domain::range::{PeriodSpec, DAY_MS, RETENTION_MS};
 
 /// Bucket boundaries in `[from_ms, to_ms]`: local midnight plus multiples of `every`, in `tz`.
 /// A boundary that does not exist locally (a DST gap) is skipped; an ambiguous one (DST end)
@@ -150,68 +97,6 @@ pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) ->
 /// Checkpoints: series id -> end (ms) of the last bucket delivered.
 pub type Checkpoints = BTreeMap<String, i64>;
 
-/// The checkpoint file's shape.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct CheckpointFile {
-    pub series: Checkpoints,
-}
-
-pub const CHECKPOINT_FILE: &str = "checkpoints.json";
-pub const CHECKPOINT_LOCK: &str = "checkpoints.lock";
-
-/// The id a series' checkpoint is kept under.
-pub fn series_id(region: &str, key: &crate::plan::SeriesKey) -> String {
-    format!(
-        "{region}/{}/{}/{}/{}",
-        key.query, key.service_type, key.infer_type, key.key_group
-    )
-}
-
-/// After a collection: per period series, the buckets delivered are the successful ones up to
-/// the first failure (later successes are held back, or the next run would skip the failed
-/// bucket or send the later ones twice). Drops the held-back ones from `collected` and returns
-/// the new checkpoints, to be written once the output is delivered.
-pub fn settle(plan: &crate::plan::Plan, collected: &mut crate::collect::Collected) -> Checkpoints {
-    use std::collections::HashSet;
-    let done: HashSet<(crate::plan::SeriesKey, i64)> = collected
-        .series
-        .iter()
-        .filter(|s| s.window.shape == crate::range::Shape::Bucket)
-        .map(|s| (s.key.clone(), s.window.start_ms))
-        .collect();
-    let mut updates = Checkpoints::new();
-    let mut blocked: HashSet<&str> = HashSet::new();
-    let mut keep: HashSet<(crate::plan::SeriesKey, i64)> = HashSet::new();
-    // Plan order is time order within a series.
-    for s in plan.series.iter() {
-        let Some(id) = s.period.as_deref() else {
-            continue;
-        };
-        if blocked.contains(id) {
-            continue;
-        }
-        let k = (s.key.clone(), s.window.start_ms);
-        if done.contains(&k) {
-            updates.insert(id.to_string(), s.window.end_ms);
-            keep.insert(k);
-        } else {
-            blocked.insert(id);
-        }
-    }
-    let before = collected.series.len();
-    collected.series.retain(|s| {
-        s.window.shape != crate::range::Shape::Bucket
-            || keep.contains(&(s.key.clone(), s.window.start_ms))
-    });
-    let held = before - collected.series.len();
-    if held > 0 {
-        crate::log::debug(&format!(
-            "{held} bucket(s) held back behind a failed one; they come again next run"
-        ));
-    }
-    updates
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,18 +109,6 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
             .timestamp_millis()
-    }
-
-    #[test]
-    fn parse_checks_every_delay_and_backfill() {
-        let p = PeriodSpec::parse("1h", None, None).unwrap();
-        assert_eq!((p.every_ms, p.delay_ms, p.backfill_ms), (H, 2 * H, DAY_MS));
-        assert!(PeriodSpec::parse("7m", None, None).is_err());
-        assert!(PeriodSpec::parse("1m", None, None).is_err());
-        assert!(PeriodSpec::parse("2d", None, None).is_err());
-        assert!(PeriodSpec::parse("1h", None, Some("31d")).is_err());
-        assert!(PeriodSpec::parse("1d", None, Some("1h")).is_err());
-        assert!(PeriodSpec::parse("15m", Some("0s"), Some("30d")).is_ok());
     }
 
     #[test]

@@ -10,39 +10,12 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
-use crate::emit::otlp::parse_kv_list;
+use crate::env::{self, Lookup};
 use crate::log;
 use crate::retry::{jitter_unit, RetryPolicy};
+use crate::spec::{OtlpSettings, Protocol};
+use crate::text::parse_kv_list;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Grpc,
-    HttpProtobuf,
-    HttpJson,
-}
-
-impl Protocol {
-    pub fn parse(s: &str) -> Option<Protocol> {
-        match s.trim() {
-            "grpc" => Some(Protocol::Grpc),
-            "http/protobuf" => Some(Protocol::HttpProtobuf),
-            "http/json" => Some(Protocol::HttpJson),
-            _ => None,
-        }
-    }
-}
-
-/// `output.otlp` of the spec; every field optional, the environment fills the rest.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct OtlpSettings {
-    /// Base endpoint (`/v1/metrics` is appended for HTTP).
-    pub endpoint: Option<String>,
-    pub protocol: Option<Protocol>,
-    pub headers: BTreeMap<String, String>,
-    pub timeout: Option<Duration>,
-    pub gzip: Option<bool>,
-}
 
 /// Where and how to export, resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,23 +28,37 @@ pub struct ExportConfig {
     pub gzip: bool,
 }
 
-fn env_ms(v: &str, name: &str) -> Result<Duration, String> {
+/// Why the exporter's configuration cannot be used (an input error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}={value}: {expected}")]
+    BadVariable {
+        var: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("OTLP endpoint `{0}` must start with http:// or https://")]
+    Scheme(String),
+}
+
+fn bad(var: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::BadVariable {
+        var: var.to_string(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn env_ms(v: &str, name: &str) -> Result<Duration, ConfigError> {
     v.trim()
         .parse::<u64>()
         .map(Duration::from_millis)
-        .map_err(|_| format!("{name}={v} is not a number of milliseconds"))
+        .map_err(|_| bad(name, v, "not a number of milliseconds"))
 }
 
 /// Spec first, then the signal-specific variable, then the generic one, then the default.
-pub fn resolve(
-    spec: &OtlpSettings,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ExportConfig, String> {
-    let get = |k: &str| {
-        env(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, ConfigError> {
+    let get = |k: &str| env::get(env, k);
     let pick = |signal: &str, generic: &str| {
         get(signal)
             .map(|v| (signal.to_string(), v))
@@ -85,7 +72,7 @@ pub fn resolve(
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ) {
             Some((name, v)) => Protocol::parse(&v)
-                .ok_or_else(|| format!("{name}={v}: use grpc, http/protobuf or http/json"))?,
+                .ok_or_else(|| bad(&name, &v, "use grpc, http/protobuf or http/json"))?,
             None => Protocol::HttpProtobuf,
         },
     };
@@ -110,10 +97,7 @@ pub fn resolve(
         (None, None, None) => with_path(default_base),
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!(
-            "OTLP endpoint `{}` must start with http:// or https://",
-            redact_url(&url)
-        ));
+        return Err(ConfigError::Scheme(redact_url(&url)));
     }
 
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -147,7 +131,7 @@ pub fn resolve(
         ) {
             Some((_, v)) if v == "gzip" => true,
             Some((_, v)) if v == "none" => false,
-            Some((name, v)) => return Err(format!("{name}={v}: use gzip or none")),
+            Some((name, v)) => return Err(bad(&name, &v, "use gzip or none")),
             None => false,
         },
     };
@@ -382,7 +366,7 @@ mod tests {
             endpoint: Some("user:pass@collector:4318".into()),
             ..Default::default()
         };
-        let e = resolve(&spec, &env_of(&[])).unwrap_err();
+        let e = resolve(&spec, &env_of(&[])).unwrap_err().to_string();
         assert!(
             !e.contains("pass") && e.contains("***@collector:4318"),
             "{e}"

@@ -1,0 +1,27 @@
+//! Test hooks: switches the integration tests use to reach states a real run reaches only by
+//! bad luck (a kill between delivery and checkpoint) or slowly (a minute-long budget window).
+//! They exist only in builds with the `test-hooks` feature, which the test suite enables;
+//! release builds read no such variable.
+
+use std::time::Duration;
+
+/// `MAAS_USAGE_RATE_WINDOW_MS`: the request budget's base window, shrunk for tests.
+pub fn rate_window() -> Option<Duration> {
+    if cfg!(feature = "test-hooks") {
+        crate::env::process("MAAS_USAGE_RATE_WINDOW_MS")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    } else {
+        None
+    }
+}
+
+/// `MAAS_USAGE_TEST_CRASH_BEFORE_CHECKPOINT`: die between delivery and the checkpoint commit,
+/// as a SIGKILL would.
+pub fn crash_before_checkpoint() {
+    if cfg!(feature = "test-hooks")
+        && crate::env::process("MAAS_USAGE_TEST_CRASH_BEFORE_CHECKPOINT").is_some()
+    {
+        std::process::abort();
+    }
+}

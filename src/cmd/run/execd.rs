@@ -1,0 +1,60 @@
+//! `run --execd`: Telegraf's `inputs.execd` with `signal = "STDIN"` writes a line at every
+//! interval; each line is one collection, whose time limit and `duration_ms` start when its line
+//! arrives. End of input means Telegraf is done with us.
+
+use std::io::BufRead;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::{collect_once, signals, Context};
+use crate::cmd::error::{Error, Outcome};
+use crate::deliver::sink::WriteError;
+use crate::log;
+
+pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
+    // Lines are read on their own thread so a stop signal is noticed while waiting for one.
+    let (tx, rx) = mpsc::channel::<Instant>();
+    let _ = std::thread::Builder::new()
+        .name("execd-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() || tx.send(Instant::now()).is_err() {
+                    break;
+                }
+            }
+        });
+    while signals::received().is_none() {
+        let arrived = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(t) => t,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        refresh_credentials(ctx);
+        match collect_once(ctx, arrived) {
+            Ok(_) => {}
+            // Nobody is listening any more.
+            Err(e @ Error::Write(WriteError::StdoutClosed)) => return Err(e),
+            Err(e) => log::error(&e.to_string()),
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// Re-reads a rotated credentials file: the next calls sign with the new keys, which are tried
+/// at once even if the old ones were rejected.
+fn refresh_credentials(ctx: &Context) {
+    let Some(watch) = &ctx.credentials_file else {
+        return;
+    };
+    let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
+    match watch.reload_if_changed(&crate::env::process) {
+        Ok(Some(creds)) => {
+            log::info(&format!("re-read {} after it changed", creds.source));
+            ctx.conn.client.set_credentials(creds);
+        }
+        Ok(None) => {}
+        Err(e) => log::error(&format!(
+            "{e}; the previous credentials stay in use until the file is fixed"
+        )),
+    }
+}

@@ -1,0 +1,275 @@
+//! `maas-usage run`: a spec kept in git drives one collection (or, under `--execd`, one per
+//! line on stdin) that feeds Telegraf, a collector or a textfile.
+//!
+//! A collection: take the period lock (period mode), read the checkpoints, plan at now, call,
+//! settle the period buckets, report failures on stderr (most useful first), deliver, and only
+//! then commit the checkpoints. Submodules: `signals` (SIGTERM/SIGINT), `execd` (the stdin
+//! loop), `deliver` (formats, sinks, the checkpoint commit).
+
+mod deliver;
+mod execd;
+pub mod signals;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::error::{Error, Outcome};
+use super::settings::{Flags, Settings};
+use super::{log_failures, outcome_of, wiring};
+use crate::cli::RunArgs;
+use crate::cloud::client::CallCounts;
+use crate::cloud::credentials::{Credentials, FileWatch};
+use crate::cloud::Connection;
+use crate::collect::{self, Collected};
+use crate::deliver::otlp::{self, ExportConfig};
+use crate::deliver::sink::Sink;
+use crate::domain::{ApiError, RangeExpr};
+use crate::emit::otlp::ResourceEnv;
+use crate::emit::Report;
+use crate::env;
+use crate::log::{self, Style};
+use crate::plan;
+use crate::spec::{self, Format, Spec};
+use crate::state::StateDir;
+
+pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
+    Ok(spec::load::load(paths)?)
+}
+
+/// Everything a collection needs that does not change between collections.
+pub(crate) struct Context {
+    spec: Spec,
+    settings: Settings,
+    conn: Arc<Connection>,
+    format: Format,
+    sink: Sink,
+    /// Set for format otlp.
+    export: Option<ExportConfig>,
+    resource: ResourceEnv,
+    /// Required by period mode (checkpoints).
+    state: Option<StateDir>,
+    /// Call counters at the end of the previous collection (execd reports each on its own).
+    calls_before: Mutex<CallCounts>,
+    /// The credentials file, re-read before a collection when it changed (execd).
+    credentials_file: Option<Mutex<FileWatch>>,
+}
+
+pub fn run(a: RunArgs) -> Result<Outcome, Error> {
+    log::set_style(Style::Telegraf);
+    signals::install();
+    let spec = load_spec(&a.spec)?;
+    let flags = Flags {
+        cloud: Some(&a.cloud),
+        state: Some(&a.state),
+        now: Some(&a.now),
+        timezone: None,
+    };
+    let settings = Settings::resolve(&spec, flags, &env::process)?;
+    let state = wiring::open_state(settings.state_dir.as_deref());
+    let opts = RunOptions {
+        format: a.format,
+        output: a.output,
+        execd: a.execd,
+        creds: None,
+        state,
+    };
+    run_spec(spec, settings, opts)
+}
+
+/// How to run a loaded spec, beyond the spec and its settings.
+pub struct RunOptions {
+    pub format: Option<Format>,
+    pub output: Option<PathBuf>,
+    pub execd: bool,
+    /// Overrides the environment (the demo's simulator pair).
+    pub creds: Option<Credentials>,
+    pub state: Option<StateDir>,
+}
+
+fn has_period(spec: &Spec) -> bool {
+    spec.queries
+        .iter()
+        .any(|q| matches!(q.range, RangeExpr::Period(_)))
+}
+
+/// Runs a loaded spec once, or once per stdin line under `--execd`.
+pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
+    // and must not cost a call.
+    plan::build(&spec, settings.now(), &settings.zone)?;
+    let format = o.format.unwrap_or(spec.output.format);
+    let export = match format {
+        Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &env::process)?),
+        _ => None,
+    };
+    if has_period(&spec) {
+        if o.state.is_none() {
+            return Err(Error::Usage(
+                "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
+            ));
+        }
+        if format == Format::Prometheus {
+            return Err(Error::Usage(
+                "period mode emits timestamped buckets, which the Prometheus textfile cannot carry; use influx or otlp".into(),
+            ));
+        }
+    }
+    // Under execd only the file can change (the environment cannot); it is re-read when it did.
+    let credentials_file = match (&o.creds, o.execd, &settings.connect.credentials_file) {
+        (None, true, Some(path)) => Some(Mutex::new(FileWatch::new(path))),
+        _ => None,
+    };
+    let conn = Arc::new(wiring::connect(
+        &settings,
+        spec.limits.requests_per_minute,
+        started + spec.limits.timeout,
+        o.creds,
+        o.state.as_ref(),
+    )?);
+    let ctx = Context {
+        export,
+        format,
+        spec,
+        settings,
+        conn,
+        sink: Sink::new(o.output),
+        resource: ResourceEnv::from_env(&env::process),
+        state: o.state,
+        calls_before: Mutex::new(CallCounts::default()),
+        credentials_file,
+    };
+    if o.execd {
+        return execd::serve(&ctx);
+    }
+    let outcome = collect_once(&ctx, started)?;
+    // Stopped by Telegraf's timeout: what was collected was written, and Telegraf keeps stdout
+    // only after a zero exit.
+    Ok(match signals::received() {
+        Some(_) => Outcome::Done,
+        None => outcome,
+    })
+}
+
+/// The period-mode lock of a collection: taken before the checkpoints are read, released after
+/// they are committed. `(None, true)` when there is nothing to lock; `(None, false)` when it
+/// could not be had (then the period series sit this collection out, and another run emits
+/// their buckets).
+fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool) {
+    let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
+        return (None, true);
+    };
+    // Half the run at most: the other series still need their time.
+    let wait_until = started + ctx.spec.limits.timeout / 2;
+    match state.period_lock(wait_until) {
+        Ok(Some(lock)) => (Some(lock), true),
+        Ok(None) => {
+            log::warn(&format!(
+                "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
+                state.path().display()
+            ));
+            (None, false)
+        }
+        Err(e) => {
+            log::warn(&format!(
+                "cannot take the period-mode lock in {} ({e}): the period series emit nothing this time",
+                state.path().display()
+            ));
+            (None, false)
+        }
+    }
+}
+
+/// The first stderr line when nothing was collected: the most useful one.
+fn log_nothing_collected(planned: usize, collected: &Collected) {
+    let Some(first) = collected.failures.first() else {
+        return;
+    };
+    match &first.error {
+        // Said once, as it is: it is about the credentials, not the series.
+        e @ ApiError::AuthBlocked(_) => log::error(&e.to_string()),
+        e => log::error(&format!(
+            "no series collected (0 of {planned}): {}: {e}",
+            first.key
+        )),
+    }
+}
+
+/// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
+fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
+    let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
+    let now = ctx.settings.now();
+    let (lock, period_ok) = period_lock(ctx, started);
+    let checkpoints = match (&ctx.state, &lock) {
+        (Some(state), Some(_)) => state.checkpoints(),
+        _ => Default::default(),
+    };
+    // A push needs time after the collection: it gets the last quarter of the run.
+    let timeout = ctx.spec.limits.timeout;
+    let deadline = started
+        + if ctx.format == Format::Otlp {
+            timeout * 3 / 4
+        } else {
+            timeout
+        };
+    let affordable = ctx
+        .conn
+        .client
+        .available_calls(deadline.saturating_duration_since(Instant::now()));
+    let without_period;
+    let spec = if period_ok {
+        &ctx.spec
+    } else {
+        let mut s = ctx.spec.clone();
+        s.queries
+            .retain(|q| !matches!(q.range, RangeExpr::Period(_)));
+        without_period = s;
+        &without_period
+    };
+    let plan = plan::build_with(spec, now, &ctx.settings.zone, &checkpoints, affordable)?;
+    let mut collected = collect::collect(
+        &plan,
+        ctx.conn.clone(),
+        ctx.spec.limits.concurrency,
+        deadline,
+        &signals::received,
+    );
+    let advance = collect::settle(&plan, &mut collected);
+    let collected = &collected;
+    if collected.series.is_empty() {
+        log_nothing_collected(plan.series.len(), collected);
+    }
+    log_failures(collected);
+    match (collected.cut_short, collected.stopped_by) {
+        (true, Some(signal)) => log::warn(&format!(
+            "stopped by {signal} with calls outstanding; what was collected is written"
+        )),
+        (true, None) => log::warn(&format!(
+            "the run reached limits.timeout ({} s) with calls outstanding; raise it (and the agent's timeout) or lower the number of series",
+            ctx.spec.limits.timeout.as_secs()
+        )),
+        _ => {}
+    }
+    for w in &plan.warnings {
+        log::warn(w);
+    }
+    let report = Report {
+        collected,
+        stats: wiring::run_stats(collected, &ctx.conn, baseline, started),
+        region: &ctx.conn.region,
+        project_id: &ctx.conn.project_id,
+        zone: &ctx.settings.zone,
+        now: plan.now,
+    };
+    *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
+        ctx.conn.client.counters.snapshot();
+    deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
+    deliver::commit(ctx, &advance, plan.now.timestamp_millis());
+    drop(lock);
+    // A period lock another run kept, when nothing else was delivered, is nothing delivered.
+    Ok(match outcome_of(collected) {
+        Outcome::Done if collected.series.is_empty() && !period_ok => Outcome::NothingCollected,
+        other => other,
+    })
+}

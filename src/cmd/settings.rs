@@ -1,0 +1,123 @@
+//! One resolution step: flags, then the spec, then the environment, then defaults, into the
+//! settings a command uses (as ripgrep turns low-level arguments into high-level ones). Nothing
+//! else merges these sources.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::error::Error;
+use crate::cli::{CloudArgs, NowArg, StateArgs};
+use crate::cloud::ConnectOptions;
+use crate::env::Lookup;
+use crate::spec::{Spec, DEFAULT_REGION};
+use crate::state;
+use crate::time::zone::Zone;
+
+/// The longest a single HTTP exchange may take; the run's deadline shortens it further.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The flags that can override a spec, as parsed.
+#[derive(Default, Clone, Copy)]
+pub struct Flags<'a> {
+    pub cloud: Option<&'a CloudArgs>,
+    pub state: Option<&'a StateArgs>,
+    pub now: Option<&'a NowArg>,
+    pub timezone: Option<&'a str>,
+}
+
+/// What a command runs with.
+pub struct Settings {
+    pub connect: ConnectOptions,
+    /// The state directory to use, if any: the flag, else `$XDG_STATE_HOME/maas-usage`, else
+    /// `~/.local/state/maas-usage`.
+    pub state_dir: Option<PathBuf>,
+    /// A pinned "now" (`--now`); `None` reads the clock at each collection.
+    pub now: Option<DateTime<Utc>>,
+    pub zone: Zone,
+}
+
+impl Settings {
+    pub fn resolve(spec: &Spec, flags: Flags<'_>, env: Lookup<'_>) -> Result<Settings, Error> {
+        let none = CloudArgs::default();
+        let f = flags.cloud.unwrap_or(&none);
+        let s = &spec.cloud;
+        let connect = ConnectOptions {
+            region: f
+                .region
+                .clone()
+                .or_else(|| s.region.clone())
+                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+            project_id: f.project_id.clone().or_else(|| s.project_id.clone()),
+            endpoint: f.endpoint.clone().or_else(|| s.endpoint.clone()),
+            iam_endpoint: f.iam_endpoint.clone().or_else(|| s.iam_endpoint.clone()),
+            credentials_file: f
+                .credentials_file
+                .clone()
+                .or_else(|| s.credentials_file.clone()),
+            ca_file: f.ca_file.clone(),
+            call_timeout: CALL_TIMEOUT,
+        };
+        let state_dir = flags
+            .state
+            .and_then(|a| a.state_dir.clone())
+            .or_else(|| state::default_dir(env));
+        let now = flags
+            .now
+            .and_then(|n| n.now.as_deref())
+            .map(|n| super::parse_now(Some(n)))
+            .transpose()?;
+        let zone = super::resolve_zone(flags.timezone.or(spec.timezone.as_deref()))?;
+        Ok(Settings {
+            connect,
+            state_dir,
+            now,
+            zone,
+        })
+    }
+
+    /// The pinned instant, or the clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or_else(Utc::now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::CloudSpec;
+    use crate::test_support::env_of;
+
+    #[test]
+    fn flags_win_over_the_spec_which_wins_over_defaults() {
+        let spec = Spec {
+            cloud: CloudSpec {
+                region: Some("spec-region".into()),
+                project_id: Some("spec-project".into()),
+                ..Default::default()
+            },
+            timezone: Some("Asia/Shanghai".into()),
+            ..Default::default()
+        };
+        let cloud = CloudArgs {
+            project_id: Some("flag-project".into()),
+            ..Default::default()
+        };
+        let flags = Flags {
+            cloud: Some(&cloud),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&spec, flags, &env_of(&[("HOME", "/home/u")])).unwrap();
+        assert_eq!(s.connect.region, "spec-region");
+        assert_eq!(s.connect.project_id.as_deref(), Some("flag-project"));
+        assert_eq!(s.zone.name, "Asia/Shanghai");
+        assert_eq!(
+            s.state_dir,
+            Some(PathBuf::from("/home/u/.local/state/maas-usage"))
+        );
+        let d = Settings::resolve(&Spec::default(), Flags::default(), &env_of(&[])).unwrap();
+        assert_eq!(d.connect.region, DEFAULT_REGION);
+        assert_eq!(d.state_dir, None);
+    }
+}

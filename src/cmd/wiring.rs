@@ -1,0 +1,138 @@
+//! Wiring the layers together: the cloud's needs (a request budget, a project-id cache, a place
+//! to share credential rejections) met by the state directory, the cloud connection as the
+//! collector's executor, and the self-metrics of a collection.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::error::Error;
+use super::settings::Settings;
+use crate::budget::{Budget, Limiter};
+use crate::cloud::auth::{access_key_id, Rejection, RejectionStore};
+use crate::cloud::client::CallCounts;
+use crate::cloud::credentials::Credentials;
+use crate::cloud::{self, Connection, ProjectCache, Shared};
+use crate::collect::{Collected, Executor, RunStats};
+use crate::domain::{ApiError, StatsAnswer};
+use crate::env;
+use crate::log;
+use crate::state::{SharedBudget, StateDir};
+
+impl Executor for Connection {
+    fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
+        self.statistics(body, deadline)
+    }
+}
+
+impl ProjectCache for StateDir {
+    fn cached_project(&self, key_id: &str, region: &str) -> Option<String> {
+        StateDir::cached_project(self, key_id, region)
+    }
+    fn store_project(&self, key_id: &str, region: &str, id: &str) {
+        StateDir::store_project(self, key_id, region, id)
+    }
+}
+
+impl RejectionStore for StateDir {
+    fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
+        StateDir::rejection(self, fingerprint)
+    }
+    fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
+        StateDir::record_rejection(self, fingerprint, rejection)
+    }
+    fn clear_rejection(&self, fingerprint: &str) {
+        StateDir::clear_rejection(self, fingerprint)
+    }
+    fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<Box<dyn Send>> {
+        StateDir::probe_lock(self, fingerprint, deadline).map(|f| Box::new(f) as Box<dyn Send>)
+    }
+}
+
+/// The state directory, created if needed; `None` (with a note) when there is none or it
+/// cannot be used, and the budget and credential rejections are then per process.
+pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
+    let Some(p) = dir else {
+        log::debug("no state directory (neither --state-dir, XDG_STATE_HOME nor HOME): the request budget is per process");
+        return None;
+    };
+    match StateDir::open(p) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            log::warn(&format!(
+                "{e}; the request budget is per process this time, and credential rejections are remembered by this process only"
+            ));
+            None
+        }
+    }
+}
+
+/// The request budget's window: the API's minute, with a small margin so that jitter between
+/// our clock and the gateway's never lets N+1 calls land in its window.
+pub fn rate_window() -> Duration {
+    let base = super::hooks::rate_window().unwrap_or(Duration::from_secs(60));
+    // 2 % plus a quarter second: more than loopback or scheduling jitter between taking a slot
+    // and the request reaching the gateway.
+    base + base / 50 + Duration::from_millis(250)
+}
+
+/// Connects (credentials, client, project id) within the run's budget and deadline. `creds`
+/// overrides the environment and file (the demo uses the simulator's pair); `state` shares the
+/// request budget, the project id and credential rejections with other processes.
+pub fn connect(
+    settings: &Settings,
+    requests_per_minute: u32,
+    deadline: Instant,
+    creds: Option<Credentials>,
+    state: Option<&StateDir>,
+) -> Result<Connection, Error> {
+    let creds = match creds {
+        Some(c) => c,
+        None => {
+            cloud::load_credentials(&env::process, settings.connect.credentials_file.as_deref())?
+        }
+    };
+    let budget: Arc<dyn Budget> = match state {
+        Some(dir) => Arc::new(SharedBudget::new(
+            dir.clone(),
+            &access_key_id(creds.ak.expose()),
+            requests_per_minute,
+            rate_window(),
+        )),
+        None => Arc::new(Limiter::new(requests_per_minute, rate_window())),
+    };
+    let rejections: Option<Arc<dyn RejectionStore>> =
+        state.map(|s| Arc::new(s.clone()) as Arc<dyn RejectionStore>);
+    let shared = Shared {
+        projects: state.map(|s| s as &dyn ProjectCache),
+        rejections: rejections.as_ref(),
+    };
+    Ok(cloud::connect(
+        &settings.connect,
+        creds,
+        budget,
+        &env::process,
+        deadline,
+        shared,
+    )?)
+}
+
+/// The self-metrics of a collection: its series (as delivered) and the calls made since
+/// `baseline` (the start of the process for the first collection, so IAM discovery counts; the
+/// end of the previous one under `--execd`).
+pub fn run_stats(
+    collected: &Collected,
+    conn: &Connection,
+    baseline: CallCounts,
+    started: Instant,
+) -> RunStats {
+    let calls = conn.client.counters.snapshot().since(baseline);
+    RunStats {
+        series_ok: collected.series.len() as u64,
+        series_failed: collected.failures.len() as u64,
+        api_calls: calls.calls,
+        api_retries: calls.retries,
+        throttled: calls.throttled,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}

@@ -1,0 +1,191 @@
+//! Why a call failed, in the words an operator needs: the HTTP status and error code, what to
+//! check, the request id for support. Every layer reports failures with these types.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+/// How long a rejected credential is left alone.
+pub const LOCKOUT: Duration = Duration::from_secs(5 * 60);
+
+/// A rejection as remembered: when, and what the server said (status and error code only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Wall-clock milliseconds since the epoch.
+    pub at_ms: u64,
+    pub status: u16,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+impl Rejection {
+    pub fn until_ms(&self) -> u64 {
+        self.at_ms + LOCKOUT.as_millis() as u64
+    }
+
+    /// Still in force at `now_ms` (a rejection from the future, after the clock went back, is
+    /// in force until its own end: waiting is the safe side).
+    pub fn in_force(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the request budget ({limit} calls per {window_s} s, shared by every process using this access key) has no free slot before the run's deadline; collect fewer series per run or run less often")]
+pub struct BudgetExhausted {
+    pub limit: u32,
+    pub window_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the answer is not JSON ({0})")]
+    NotJson(String),
+    #[error("the answer is not a statistics object (no total_request_count or total_token)")]
+    NotStatistics,
+    #[error("field {field}: {reason}")]
+    BadField { field: &'static str, reason: String },
+    #[error("field {field} is missing (or null); an answer without it is incomplete")]
+    Missing { field: &'static str },
+    #[error("total_error_count ({errors}) is larger than total_request_count ({requests})")]
+    MoreErrorsThanRequests { errors: u64, requests: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFailure {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", fmt_http(.0))]
+    Http(HttpFailure),
+    #[error("cannot reach {endpoint}: {message}; check the endpoint, DNS, the proxy (HTTPS_PROXY, NO_PROXY) and the firewall")]
+    Transport { endpoint: String, message: String },
+    #[error("unusable answer from {endpoint}{}: {error}; it was not used (retry later; if it persists, report the request id to Huawei Cloud support)", fmt_rid(.request_id))]
+    Decode {
+        endpoint: String,
+        error: DecodeError,
+        request_id: Option<String>,
+    },
+    #[error("the run's time limit was reached before this call could finish{}; raise limits.timeout (and the agent's timeout) or collect fewer series per run", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Deadline { last: Option<Box<ApiError>> },
+    #[error("{0}")]
+    Budget(BudgetExhausted),
+    #[error("{0}")]
+    Setup(String),
+    /// Not sent: the credential was rejected less than five minutes ago.
+    #[error("{}", fmt_blocked(.0))]
+    AuthBlocked(Rejection),
+    /// Not finished: a stop signal ended the run first.
+    #[error("stopped by {signal} before this call could finish")]
+    Stopped { signal: &'static str },
+    /// A failure on this side that a retry would meet again: an input error (exit 2).
+    #[error("{0}")]
+    Local(String),
+    /// A bug: the call's thread panicked. The series fails; the rest of the run goes on.
+    #[error("internal error while calling the API ({0}); please report it")]
+    Internal(String),
+}
+
+/// `credentials were rejected at T; not retrying until T+5min ...`, then what the server said.
+fn fmt_blocked(r: &Rejection) -> String {
+    let at = |ms: u64| {
+        chrono::DateTime::<Utc>::from_timestamp_millis(ms as i64)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| ms.to_string())
+    };
+    let failure = HttpFailure {
+        status: r.status,
+        code: r.code.clone(),
+        message: String::new(),
+        request_id: None,
+    };
+    let mut s = format!(
+        "credentials were rejected at {}; not retrying until {} to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth'); the server answered HTTP {}",
+        at(r.at_ms),
+        at(r.until_ms()),
+        r.status
+    );
+    if let Some(code) = &r.code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    if let Some(h) = hint(&failure) {
+        s.push_str(": ");
+        s.push_str(h);
+    }
+    s
+}
+
+fn fmt_rid(rid: &Option<String>) -> String {
+    rid.as_ref()
+        .map(|r| format!(" (request id {r})"))
+        .unwrap_or_default()
+}
+
+/// `HTTP 401 APIGW.0301: <message> (request id ...)`, then what to do about it.
+fn fmt_http(f: &HttpFailure) -> String {
+    let mut s = format!("HTTP {}", f.status);
+    if let Some(code) = &f.code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    s.push_str(": ");
+    s.push_str(if f.message.is_empty() {
+        "(no message)"
+    } else {
+        &f.message
+    });
+    s.push_str(&fmt_rid(&f.request_id));
+    if let Some(hint) = hint(f) {
+        s.push_str("; ");
+        s.push_str(hint);
+    }
+    s
+}
+
+fn hint(f: &HttpFailure) -> Option<&'static str> {
+    match (f.status, f.code.as_deref()) {
+        (_, Some("APIGW.0303")) => Some("check the system clock: X-Sdk-Date must be within 15 minutes of the server's time (enable NTP)"),
+        (401, _) => Some("the signature was rejected: check the AK/SK pair (and the security token for temporary credentials)"),
+        (403, _) => Some("the IAM user needs the permission modelarts:monitoring:get (and iam:projects:get for project discovery)"),
+        (429, _) => Some("throttled: the API allows 200 calls a minute per user; lower limits.requests_per_minute or run less often"),
+        (404, _) => Some("check the region, the endpoint and the project id"),
+        _ => None,
+    }
+}
+
+impl ApiError {
+    /// A failure on this side (configuration, input) that every retry would meet again.
+    pub fn is_local(&self) -> bool {
+        matches!(self, ApiError::Local(_))
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Http(f) => Some(f.status),
+            ApiError::Deadline { last: Some(l) } => l.status(),
+            _ => None,
+        }
+    }
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Http(f) => f.code.as_deref(),
+            ApiError::Deadline { last: Some(l) } => l.code(),
+            _ => None,
+        }
+    }
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Http(f) => f.request_id.as_deref(),
+            ApiError::Decode { request_id, .. } => request_id.as_deref(),
+            ApiError::Deadline { last: Some(l) } => l.request_id(),
+            _ => None,
+        }
+    }
+}
