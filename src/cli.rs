@@ -15,7 +15,7 @@ use crate::spec::Format;
 #[derive(Clone)]
 pub struct Values<T: 'static> {
     names: &'static [&'static str],
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, Box<dyn std::fmt::Display>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> TypedValueParser for Values<T> {
@@ -46,14 +46,20 @@ impl<T: Clone + Send + Sync + 'static> TypedValueParser for Values<T> {
 fn service_types() -> Values<ServiceType> {
     Values {
         names: &["my_service", "preset", "custom_endpoint", "1", "2", "4"],
-        parse: |s| s.parse(),
+        parse: |s| {
+            s.parse()
+                .map_err(|e| Box::new(e) as Box<dyn std::fmt::Display>)
+        },
     }
 }
 
 fn infer_types() -> Values<InferType> {
     Values {
         names: &["real_time", "batch"],
-        parse: |s| s.parse(),
+        parse: |s| {
+            s.parse()
+                .map_err(|e| Box::new(e) as Box<dyn std::fmt::Display>)
+        },
     }
 }
 
@@ -62,10 +68,10 @@ fn formats() -> Values<Format> {
         names: &Format::NAMES,
         parse: |s| {
             Format::parse(s).ok_or_else(|| {
-                format!(
+                Box::new(format!(
                     "`{s}` is not a format; use one of: {}",
                     Format::NAMES.join(", ")
-                )
+                )) as Box<dyn std::fmt::Display>
             })
         },
     }

@@ -18,7 +18,6 @@ pub mod emit;
 pub mod endpoint;
 pub mod env;
 pub mod files;
-pub mod fsread;
 pub mod log;
 pub mod manifest;
 pub mod plan;

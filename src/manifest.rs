@@ -97,9 +97,14 @@ pub struct CollectorMetric {
     pub description: String,
 }
 
+/// The embedded manifest cannot be read (a build defect the tests catch).
+#[derive(Debug, thiserror::Error)]
+#[error("plugin.yaml: {0}")]
+pub struct ManifestError(String);
+
 /// The embedded manifest.
-pub fn load() -> Result<Manifest, String> {
-    serde_saphyr::from_str(PLUGIN_YAML).map_err(|e| format!("plugin.yaml: {e}"))
+pub fn load() -> Result<Manifest, ManifestError> {
+    serde_saphyr::from_str(PLUGIN_YAML).map_err(|e| ManifestError(e.to_string()))
 }
 
 fn code(s: &str) -> String {

@@ -19,26 +19,35 @@ const MAX_THOUSANDS: f64 = 1e12;
 /// Counts above this are refused for the same reason (2^53 is where doubles stop being exact).
 const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
 
+/// Why a figure of thousands of tokens is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TokenError {
+    #[error("{0} is not a number of tokens")]
+    NotANumber(f64),
+    #[error("{0} is negative")]
+    Negative(f64),
+    #[error("{0:e} thousand tokens is out of range")]
+    OutOfRange(f64),
+}
+
 /// Thousands of tokens with at most 3 decimals -> exact tokens.
 ///
 /// The double is printed in its shortest round-trip form (which is the decimal the server wrote,
 /// for any value below 2^42) and that decimal is shifted three places, so `2482084.98` becomes
 /// exactly 2,482,084,980 without any floating-point multiplication.
-pub fn thousands_to_tokens(v: f64) -> Result<u64, String> {
+pub fn thousands_to_tokens(v: f64) -> Result<u64, TokenError> {
     if !v.is_finite() {
-        return Err(format!("{v} is not a number of tokens"));
+        return Err(TokenError::NotANumber(v));
     }
     if v < 0.0 {
-        return Err(format!("{v} is negative"));
+        return Err(TokenError::Negative(v));
     }
     if v > MAX_THOUSANDS {
-        return Err(format!("{v:e} thousand tokens is out of range"));
+        return Err(TokenError::OutOfRange(v));
     }
     let text = format!("{v}");
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let int: u64 = int
-        .parse()
-        .map_err(|_| format!("{v} is not a number of tokens"))?;
+    let int: u64 = int.parse().map_err(|_| TokenError::NotANumber(v))?;
     let mut thousandths = 0u64;
     let digits: Vec<u64> = frac.bytes().map(|b| u64::from(b - b'0')).collect();
     for i in 0..3 {
@@ -89,7 +98,7 @@ fn tokens(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
         Value::Number(n) => n
             .as_f64()
             .ok_or_else(|| format!("{n} is not a number"))
-            .and_then(thousands_to_tokens)
+            .and_then(|v| thousands_to_tokens(v).map_err(|e| e.to_string()))
             .map_err(|reason| DecodeError::BadField { field, reason }),
         other => Err(DecodeError::BadField {
             field,
@@ -182,20 +191,29 @@ struct Project {
     name: String,
 }
 
+/// Why a KeystoneListProjects answer names no single project.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectsError {
+    #[error("unexpected IAM answer: {0}")]
+    Unexpected(String),
+    #[error("IAM lists no project named {0}; check the region, or set the project id (--project-id, HW_PROJECT_ID or cloud.project_id)")]
+    None(String),
+    #[error("IAM lists {count} projects named {region}; set the project id explicitly (--project-id, HW_PROJECT_ID or cloud.project_id)")]
+    Several { count: usize, region: String },
+}
+
 /// The single project id in a KeystoneListProjects answer for `region`.
-pub fn parse_projects(body: &str, region: &str) -> Result<String, String> {
+pub fn parse_projects(body: &str, region: &str) -> Result<String, ProjectsError> {
     let list: ProjectList =
-        serde_json::from_str(body).map_err(|e| format!("unexpected IAM answer: {e}"))?;
+        serde_json::from_str(body).map_err(|e| ProjectsError::Unexpected(e.to_string()))?;
     let matching: Vec<&Project> = list.projects.iter().filter(|p| p.name == region).collect();
     match matching.as_slice() {
         [p] => Ok(p.id.clone()),
-        [] => Err(format!(
-            "IAM lists no project named {region}; check the region, or set the project id (--project-id, HW_PROJECT_ID or cloud.project_id)"
-        )),
-        _ => Err(format!(
-            "IAM lists {} projects named {region}; set the project id explicitly (--project-id, HW_PROJECT_ID or cloud.project_id)",
-            matching.len()
-        )),
+        [] => Err(ProjectsError::None(region.to_string())),
+        _ => Err(ProjectsError::Several {
+            count: matching.len(),
+            region: region.to_string(),
+        }),
     }
 }
 
@@ -375,6 +393,7 @@ mod tests {
         assert_eq!(parse_projects(one, "cn-southwest-2").unwrap(), "abc");
         assert!(parse_projects(r#"{"projects":[]}"#, "cn-southwest-2")
             .unwrap_err()
+            .to_string()
             .contains("no project"));
     }
 

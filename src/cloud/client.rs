@@ -490,7 +490,7 @@ impl Client {
     pub fn discover_project(&self, region: &str, deadline: Instant) -> Result<String, ApiError> {
         let query = vec![("name".to_string(), region.to_string())];
         let a = self.call("GET", &self.opts.iam, "/v3/projects", &query, b"", deadline)?;
-        api::parse_projects(&a.body, region).map_err(ApiError::Setup)
+        api::parse_projects(&a.body, region).map_err(|e| ApiError::Setup(e.to_string()))
     }
 }
 
@@ -541,7 +541,7 @@ fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ConnectError> {
         path: path.to_path_buf(),
         reason,
     };
-    let pem = crate::fsread::read_regular(path, MAX_CA_BYTES).map_err(|e| bad(e.to_string()))?;
+    let pem = crate::files::read_regular(path, MAX_CA_BYTES).map_err(|e| bad(e.to_string()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item.map_err(|e| bad(e.to_string()))? {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
 
-use crate::fsread::ReadFileError;
+use crate::files::ReadFileError;
 
 /// A secret string: prints as `***` in `Debug` and `Display`, and its memory is zeroed on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ fn load_file(path: &Path) -> Result<(Credentials, Vec<String>), CredentialsError
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = crate::fsread::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
+    let bytes = crate::files::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
         ReadFileError::TooLarge { .. } => unreadable(format!(
             "larger than {MAX_FILE_BYTES} bytes; not a credentials file"
         )),

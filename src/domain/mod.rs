@@ -58,20 +58,32 @@ impl ServiceType {
         }
     }
 
-    pub fn from_code(code: i64) -> Result<Self, String> {
+    pub fn from_code(code: i64) -> Result<Self, ServiceTypeError> {
         match code {
             1 => Ok(Self::MyService),
             2 => Ok(Self::Preset),
             4 => Ok(Self::CustomEndpoint),
-            3 => Err(
-                "3 is not a service type; use 4 for Custom Endpoint (the API refuses 3)".into(),
-            ),
-            other => Err(format!(
-                "{other} is not a service type; use 1 (my_service), 2 (preset) or 4 (custom_endpoint)"
-            )),
+            3 => Err(ServiceTypeError::Three),
+            other => Err(ServiceTypeError::Code(other)),
         }
     }
 }
+
+/// Not a service type the API knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceTypeError {
+    #[error("3 is not a service type; use 4 for Custom Endpoint (the API refuses 3)")]
+    Three,
+    #[error("{0} is not a service type; use 1 (my_service), 2 (preset) or 4 (custom_endpoint)")]
+    Code(i64),
+    #[error("`{0}` is not a service type; use my_service (1), preset (2) or custom_endpoint (4)")]
+    Name(String),
+}
+
+/// Not an inference type the API knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an inference type; use real_time or batch")]
+pub struct InferTypeError(pub String);
 
 impl fmt::Display for ServiceType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,8 +92,8 @@ impl fmt::Display for ServiceType {
 }
 
 impl FromStr for ServiceType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ServiceTypeError;
+    fn from_str(s: &str) -> Result<Self, ServiceTypeError> {
         let t = s.trim();
         if let Ok(code) = t.parse::<i64>() {
             return Self::from_code(code);
@@ -90,9 +102,7 @@ impl FromStr for ServiceType {
             "my_service" => Ok(Self::MyService),
             "preset" => Ok(Self::Preset),
             "custom_endpoint" => Ok(Self::CustomEndpoint),
-            _ => Err(format!(
-                "`{s}` is not a service type; use my_service (1), preset (2) or custom_endpoint (4)"
-            )),
+            _ => Err(ServiceTypeError::Name(s.to_string())),
         }
     }
 }
@@ -122,14 +132,12 @@ impl fmt::Display for InferType {
 }
 
 impl FromStr for InferType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InferTypeError;
+    fn from_str(s: &str) -> Result<Self, InferTypeError> {
         match s.trim() {
             "real_time" => Ok(Self::RealTime),
             "batch" => Ok(Self::Batch),
-            _ => Err(format!(
-                "`{s}` is not an inference type; use real_time or batch"
-            )),
+            _ => Err(InferTypeError(s.to_string())),
         }
     }
 }
@@ -181,7 +189,7 @@ mod tests {
 
     #[test]
     fn service_type_three_points_at_four() {
-        let e = "3".parse::<ServiceType>().unwrap_err();
+        let e = "3".parse::<ServiceType>().unwrap_err().to_string();
         assert!(e.contains("use 4 for Custom Endpoint"), "{e}");
     }
 

@@ -167,32 +167,39 @@ impl PeriodSpec {
         every: &str,
         delay: Option<&str>,
         backfill: Option<&str>,
-    ) -> Result<PeriodSpec, (&'static str, String)> {
+    ) -> Result<PeriodSpec, PeriodError> {
+        let fail = |key: &'static str, message: String| PeriodError { key, message };
         let ms = |key: &'static str, s: &str| {
             parse_duration(s)
                 .map(|d| d.as_millis() as i64)
-                .map_err(|e| (key, e))
+                .map_err(|e| fail(key, e.to_string()))
         };
         let every_ms = ms("every", every)?;
         if !(MIN_EVERY_MS..=DAY_MS).contains(&every_ms) || DAY_MS % every_ms != 0 {
-            return Err((
+            return Err(fail(
                 "every",
                 format!("`{every}` must be between 5m and 1d and divide a day (5m, 10m, 15m, 30m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, 1d...)"),
             ));
         }
         let delay_ms = ms("delay", delay.unwrap_or(DEFAULT_DELAY))?;
         if delay_ms >= RETENTION_MS {
-            return Err(("delay", "must be well under the 30-day retention".into()));
+            return Err(fail(
+                "delay",
+                "must be well under the 30-day retention".into(),
+            ));
         }
         let backfill_ms = ms("backfill", backfill.unwrap_or(DEFAULT_BACKFILL))?;
         if backfill_ms > RETENTION_MS {
-            return Err((
+            return Err(fail(
                 "backfill",
                 "at most 30d: MaaS keeps statistics for 30 days".into(),
             ));
         }
         if backfill_ms < every_ms {
-            return Err(("backfill", format!("must be at least `every` ({every})")));
+            return Err(fail(
+                "backfill",
+                format!("must be at least `every` ({every})"),
+            ));
         }
         Ok(PeriodSpec {
             every_ms,
@@ -202,12 +209,26 @@ impl PeriodSpec {
     }
 }
 
+/// Why a period range cannot be used: which of `every`, `delay`, `backfill`, and what is
+/// allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct PeriodError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// Not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration; use a number with ms, s, m, h or d (e.g. 25s)")]
+pub struct DurationError(pub String);
+
 /// `500ms`, `25s`, `2m`, `1h`, `1d` -> a duration.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let bad = || format!("`{s}` is not a duration; use a number with ms, s, m, h or d (e.g. 25s)");
+    let bad = || DurationError(s.to_string());
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let ms = match unit {
         "ms" => Some(n),

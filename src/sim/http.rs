@@ -78,18 +78,27 @@ pub fn read_head(reader: &mut impl BufRead) -> io::Result<ReadOutcome> {
     Ok(ReadOutcome::Request(req))
 }
 
-pub fn read_body(reader: &mut impl BufRead, req: &mut Request) -> io::Result<Result<(), String>> {
+/// A body the simulator will not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("bad or too large content-length")]
+    Length,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+pub fn read_body(reader: &mut impl BufRead, req: &mut Request) -> Result<(), BodyError> {
     let len = match req.header("content-length") {
         None => 0,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n <= MAX_BODY_BYTES => n,
-            _ => return Ok(Err("bad or too large content-length".into())),
+            _ => return Err(BodyError::Length),
         },
     };
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body)?;
     req.body = body;
-    Ok(Ok(()))
+    Ok(())
 }
 
 pub fn reason(status: u16) -> &'static str {

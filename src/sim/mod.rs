@@ -329,7 +329,7 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             // Dropping with the body unread makes the kernel answer with RST.
             return;
         }
-        if !matches!(http::read_body(&mut reader, &mut req), Ok(Ok(()))) {
+        if http::read_body(&mut reader, &mut req).is_err() {
             return;
         }
         let latency = lock(&shared.config).faults.latency;

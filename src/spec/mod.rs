@@ -2,7 +2,11 @@
 //! the submodules; everything downstream sees only these types.
 
 use std::collections::BTreeMap;
+pub mod convert;
+pub mod errors;
 pub mod load;
+pub mod merge;
+pub mod schema;
 pub mod yaml;
 
 use std::path::PathBuf;

@@ -82,7 +82,7 @@ fn serve(
             Ok(ReadOutcome::Request(r)) => r,
             _ => return,
         };
-        if !matches!(read_body(&mut reader, &mut req), Ok(Ok(()))) {
+        if read_body(&mut reader, &mut req).is_err() {
             return;
         }
         *hits.lock().unwrap() += 1;

@@ -1,0 +1,356 @@
+//! One spec file, from YAML to typed parts: parsed with positions, checked against the schema,
+//! read into raw shapes, then converted with the semantic checks the schema cannot make.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::errors::{display_path, SpecError};
+use super::schema::{looks_secret, schema_errors, validator};
+use super::yaml::{self, Located, Pos};
+use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec};
+use super::{OtlpSettings, Protocol};
+use crate::domain::names as fields;
+use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
+use crate::domain::{InferType, ServiceType};
+use crate::endpoint::Endpoint;
+
+pub use super::load::API_VERSION;
+
+// The raw shapes of a file once the schema has passed: typed conversion below cannot meet a
+// structural surprise, only semantic ones.
+#[derive(Deserialize, Default)]
+pub(super) struct RawFile {
+    #[serde(rename = "apiVersion")]
+    pub(super) _api_version: Option<String>,
+    pub(super) cloud: Option<RawCloud>,
+    pub(super) timezone: Option<String>,
+    pub(super) key_groups: Option<BTreeMap<String, Vec<String>>>,
+    pub(super) queries: Option<Vec<RawQuery>>,
+    pub(super) output: Option<RawOutput>,
+    pub(super) limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+pub(super) struct RawCloud {
+    pub(super) region: Option<String>,
+    pub(super) project_id: Option<String>,
+    pub(super) endpoint: Option<String>,
+    pub(super) iam_endpoint: Option<String>,
+    pub(super) credentials_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawQuery {
+    pub(super) name: String,
+    pub(super) range: Option<Value>,
+    pub(super) service_types: Option<Vec<Value>>,
+    pub(super) infer_type: Option<String>,
+    pub(super) key_groups: Option<Vec<String>>,
+    pub(super) ips: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+pub(super) struct RawOutput {
+    pub(super) format: Option<String>,
+    pub(super) measurement: Option<String>,
+    pub(super) tags: Option<BTreeMap<String, String>>,
+    pub(super) otlp: Option<RawOtlp>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+pub(super) struct RawOtlp {
+    pub(super) endpoint: Option<String>,
+    pub(super) protocol: Option<String>,
+    pub(super) headers: Option<BTreeMap<String, String>>,
+    pub(super) timeout: Option<String>,
+    pub(super) compression: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+pub(super) struct RawLimits {
+    pub(super) timeout: Option<String>,
+    pub(super) requests_per_minute: Option<u32>,
+    pub(super) concurrency: Option<usize>,
+}
+
+/// One file, validated and typed, with the positions needed for cross-file checks.
+pub struct FileSpec {
+    pub(super) file: String,
+    pub(super) doc: Located,
+    pub(super) raw: RawFile,
+}
+
+impl FileSpec {
+    pub(super) fn err(&self, pointer: &str, message: impl fmt::Display) -> SpecError {
+        let pos = self.doc.pos(pointer);
+        SpecError {
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.column,
+            path: display_path(pointer),
+            message: message.to_string(),
+        }
+    }
+    pub(super) fn key_err(&self, pointer: &str, message: String) -> SpecError {
+        let pos = self.doc.key_pos(pointer);
+        SpecError {
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.column,
+            path: display_path(pointer),
+            message,
+        }
+    }
+    pub(super) fn here(&self, pointer: &str) -> String {
+        format!("{}:{}", self.file, self.doc.key_pos(pointer))
+    }
+}
+
+/// Parses and schema-checks one document.
+pub fn parse_file(file: &str, text: &str) -> Result<FileSpec, Vec<SpecError>> {
+    let whole = |line, column, message: String| SpecError {
+        file: file.to_string(),
+        line,
+        column,
+        path: String::new(),
+        message,
+    };
+    let doc = yaml::parse(text).map_err(|e| {
+        let p = e.pos.unwrap_or(Pos { line: 1, column: 1 });
+        vec![whole(p.line, p.column, e.message)]
+    })?;
+    if doc.value.is_null() {
+        return Err(vec![whole(
+            1,
+            1,
+            format!("the file is empty; a spec starts with apiVersion: {API_VERSION}"),
+        )]);
+    }
+    let validator = validator().map_err(|m| vec![whole(1, 1, m.to_string())])?;
+    let mut errors = Vec::new();
+    for e in validator.iter_errors(&doc.value) {
+        schema_errors(file, &doc, &e, &mut errors);
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
+        errors.dedup();
+        return Err(errors);
+    }
+    let raw: RawFile = serde_json::from_value(doc.value.clone())
+        .map_err(|e| vec![whole(1, 1, format!("unexpected shape: {e}"))])?;
+    Ok(FileSpec {
+        file: file.to_string(),
+        doc,
+        raw,
+    })
+}
+
+pub(super) fn parse_range(
+    f: &FileSpec,
+    pointer: &str,
+    v: Option<&Value>,
+    errors: &mut Vec<SpecError>,
+) -> Option<RangeExpr> {
+    match v {
+        None => Some(RangeExpr::LastDays(7)),
+        Some(Value::String(s)) => match s.parse::<RangeExpr>() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.push(f.err(pointer, e.to_string()));
+                None
+            }
+        },
+        Some(Value::Object(m)) if m.contains_key("every") => {
+            let get = |k: &str| m.get(k).and_then(Value::as_str);
+            match PeriodSpec::parse(get("every").unwrap_or(""), get("delay"), get("backfill")) {
+                Ok(p) => Some(RangeExpr::Period(p)),
+                Err(e) => {
+                    errors.push(f.err(&format!("{pointer}/{}", e.key), e.message));
+                    None
+                }
+            }
+        }
+        Some(Value::Object(m)) => {
+            let bound = |key: &str, errors: &mut Vec<SpecError>| -> Option<Option<Bound>> {
+                match m.get(key).and_then(Value::as_str) {
+                    None => Some(None),
+                    Some(s) => match s.parse::<Bound>() {
+                        Ok(b) => Some(Some(b)),
+                        Err(e) => {
+                            errors.push(f.err(&format!("{pointer}/{key}"), e.to_string()));
+                            None
+                        }
+                    },
+                }
+            };
+            let from = bound("from", errors)?;
+            let to = bound("to", errors)?;
+            let from = from?;
+            let after = match (from, to) {
+                (Bound::Date(a), Some(Bound::Date(b))) => a > b,
+                (Bound::Instant(a), Some(Bound::Instant(b))) => a > b,
+                _ => false,
+            };
+            if after {
+                errors.push(f.err(
+                    &format!("{pointer}/to"),
+                    format!(
+                        "from ({from}) is after to ({})",
+                        to.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                ));
+                return None;
+            }
+            Some(RangeExpr::Between { from, to })
+        }
+        Some(_) => None,
+    }
+}
+
+/// Semantic checks of one file and conversion of its queries.
+pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(QuerySpec, String)> {
+    let mut out = Vec::new();
+    for (i, q) in f.raw.queries.iter().flatten().enumerate() {
+        let p = format!("/queries/{i}");
+        let range = parse_range(f, &format!("{p}/range"), q.range.as_ref(), errors);
+        let mut service_types = Vec::new();
+        for (j, v) in q.service_types.iter().flatten().enumerate() {
+            let parsed = match v {
+                Value::Number(n) => ServiceType::from_code(n.as_i64().unwrap_or(0)),
+                Value::String(s) => s.parse(),
+                other => Err(crate::domain::ServiceTypeError::Name(other.to_string())),
+            };
+            match parsed {
+                Ok(st) if service_types.contains(&st) => errors.push(f.err(
+                    &format!("{p}/service_types/{j}"),
+                    format!("{st} is listed twice (by name and by code)"),
+                )),
+                Ok(st) => service_types.push(st),
+                Err(e) => errors.push(f.err(&format!("{p}/service_types/{j}"), e.to_string())),
+            }
+        }
+        if q.service_types.is_none() {
+            service_types.push(ServiceType::Preset);
+        }
+        let infer_type = q
+            .infer_type
+            .as_deref()
+            .map(str::parse::<InferType>)
+            .transpose()
+            .unwrap_or_default()
+            .unwrap_or_default();
+        // A bad range is already an error; the query still takes part in the name checks.
+        let range = range.unwrap_or(RangeExpr::LastDays(7));
+        out.push((
+            QuerySpec {
+                name: q.name.clone(),
+                range,
+                service_types,
+                infer_type,
+                key_groups: q.key_groups.clone(),
+                ips: q.ips.clone(),
+            },
+            p,
+        ));
+    }
+    out
+}
+
+pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) -> CloudSpec {
+    for (key, url) in [("endpoint", &c.endpoint), ("iam_endpoint", &c.iam_endpoint)] {
+        if let Some(u) = url {
+            if let Err(e) = Endpoint::parse(u) {
+                errors.push(f.err(&format!("/cloud/{key}"), e.to_string()));
+            }
+        }
+    }
+    CloudSpec {
+        region: c.region.clone(),
+        project_id: c.project_id.clone(),
+        endpoint: c.endpoint.clone(),
+        iam_endpoint: c.iam_endpoint.clone(),
+        credentials_file: c.credentials_file.as_ref().map(PathBuf::from),
+    }
+}
+
+pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> OutputSpec {
+    let mut out = OutputSpec::default();
+    if let Some(fmt) = o.format.as_deref().and_then(Format::parse) {
+        out.format = fmt;
+    }
+    if let Some(m) = &o.measurement {
+        out.measurement = m.clone();
+    }
+    if let Some(otlp) = &o.otlp {
+        out.otlp = otlp_of(f, otlp, errors);
+    }
+    for (k, v) in o.tags.iter().flatten() {
+        if fields::BUILTIN_TAGS.contains(&k.as_str()) {
+            errors.push(f.key_err(
+                &format!("/output/tags/{k}"),
+                format!("`{k}` is a tag every series already carries; choose another key"),
+            ));
+        } else {
+            out.tags.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+pub(super) fn otlp_of(f: &FileSpec, o: &RawOtlp, errors: &mut Vec<SpecError>) -> OtlpSettings {
+    let mut out = OtlpSettings {
+        endpoint: o.endpoint.clone(),
+        protocol: o.protocol.as_deref().and_then(Protocol::parse),
+        gzip: o.compression.as_deref().map(|c| c == "gzip"),
+        ..Default::default()
+    };
+    if let Some(t) = &o.timeout {
+        match range::parse_duration(t) {
+            Ok(d) if !d.is_zero() => out.timeout = Some(d),
+            Ok(_) => errors.push(f.err("/output/otlp/timeout", "must be more than zero")),
+            Err(e) => errors.push(f.err("/output/otlp/timeout", e)),
+        }
+    }
+    for (k, v) in o.headers.iter().flatten() {
+        let lower = k.to_ascii_lowercase();
+        if lower == "authorization"
+            || looks_secret(&lower)
+            || lower.contains("api-key")
+            || lower.contains("apikey")
+        {
+            errors.push(f.key_err(
+                &format!("/output/otlp/headers/{k}"),
+                format!("`{k}` carries a credential; the spec is kept in git, so set it in OTEL_EXPORTER_OTLP_HEADERS instead"),
+            ));
+        } else {
+            out.headers.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+pub(super) fn limits_of(f: &FileSpec, l: &RawLimits, errors: &mut Vec<SpecError>) -> Limits {
+    let mut out = Limits::default();
+    if let Some(t) = &l.timeout {
+        match range::parse_duration(t) {
+            Ok(d) if d.is_zero() => errors.push(f.err("/limits/timeout", "must be more than zero")),
+            Ok(d) if d > std::time::Duration::from_secs(3600) => errors.push(f.err(
+                "/limits/timeout",
+                "more than an hour; a run should end well before the agent's next interval",
+            )),
+            Ok(d) => out.timeout = d,
+            Err(e) => errors.push(f.err("/limits/timeout", e)),
+        }
+    }
+    if let Some(r) = l.requests_per_minute {
+        out.requests_per_minute = r;
+    }
+    if let Some(c) = l.concurrency {
+        out.concurrency = c;
+    }
+    out
+}
