@@ -1,6 +1,6 @@
 //! plugin.yaml is the single source of truth: it validates against its schema, matches the
-//! crate version and the code's tables, declares exactly what the outputs emit, and the README's
-//! metrics section is generated from it.
+//! crate version and the code's tables, declares exactly what the outputs emit, and
+//! docs/metrics.md is generated from it.
 
 mod common;
 
@@ -287,18 +287,16 @@ fn the_environment_variables_the_code_reads_are_declared() {
 }
 
 #[test]
-fn the_readme_metrics_section_is_generated_from_the_manifest() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let start = readme
-        .find("<!-- metrics:begin -->\n")
-        .expect("begin marker")
+fn the_metrics_doc_is_generated_from_the_manifest() {
+    let doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    let start = doc.find("<!-- metrics:begin -->\n").expect("begin marker")
         + "<!-- metrics:begin -->\n".len();
-    let end = readme.find("<!-- metrics:end -->").expect("end marker");
+    let end = doc.find("<!-- metrics:end -->").expect("end marker");
     let out = bin().args(["describe", "--markdown"]).output().unwrap();
     assert_eq!(
-        &readme[start..end],
+        &doc[start..end],
         stdout(&out),
-        "README.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
+        "docs/metrics.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
     );
 }
 
