@@ -1,6 +1,6 @@
 //! plugin.yaml is the single source of truth: it validates against its schema, matches the
-//! crate version and the code's tables, declares exactly what the outputs emit, and the README's
-//! metrics section is generated from it.
+//! crate version and the code's tables, declares exactly what the outputs emit, and
+//! docs/metrics.md is generated from it.
 
 mod common;
 
@@ -287,19 +287,72 @@ fn the_environment_variables_the_code_reads_are_declared() {
 }
 
 #[test]
-fn the_readme_metrics_section_is_generated_from_the_manifest() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let start = readme
-        .find("<!-- metrics:begin -->\n")
-        .expect("begin marker")
+fn the_metrics_doc_is_generated_from_the_manifest() {
+    let doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    let start = doc.find("<!-- metrics:begin -->\n").expect("begin marker")
         + "<!-- metrics:begin -->\n".len();
-    let end = readme.find("<!-- metrics:end -->").expect("end marker");
+    let end = doc.find("<!-- metrics:end -->").expect("end marker");
     let out = bin().args(["describe", "--markdown"]).output().unwrap();
     assert_eq!(
-        &readme[start..end],
+        &doc[start..end],
         stdout(&out),
-        "README.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
+        "docs/metrics.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
     );
+}
+
+/// Every relative Markdown link in README.md, CONTRIBUTING.md and docs/*.md points at a file or
+/// directory that exists (anchors are not checked). Fenced code blocks are skipped.
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let mut files = vec![root().join("README.md"), root().join("CONTRIBUTING.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    assert!(!docs.is_empty(), "no docs/*.md");
+    files.extend(docs);
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let dir = file.parent().unwrap();
+        let mut in_code = false;
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            if in_code {
+                continue;
+            }
+            let mut rest = line;
+            while let Some(i) = rest.find("](") {
+                rest = &rest[i + 2..];
+                let Some(end) = rest.find(')') else { break };
+                let target = rest[..end].split_whitespace().next().unwrap_or("");
+                rest = &rest[end..];
+                if target.is_empty() || target.starts_with('#') || target.contains("://") {
+                    continue;
+                }
+                if target.starts_with("mailto:") {
+                    continue;
+                }
+                let path = target.split('#').next().unwrap();
+                checked += 1;
+                if !dir.join(path).exists() {
+                    broken.push(format!(
+                        "{}:{}: {target}",
+                        file.strip_prefix(root()).unwrap().display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "the scan works: {checked} links");
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
 }
 
 #[test]
