@@ -384,7 +384,7 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    /// The README's metric, self-metric and tag tables instead of the YAML.
+    /// The metric, self-metric and tag tables (docs/metrics.md) as Markdown instead of the YAML.
     #[arg(long)]
     pub markdown: bool,
 }

@@ -1,4 +1,4 @@
-//! `plugin.yaml`, the plugin's manifest, embedded: the README's metric tables are generated from
+//! `plugin.yaml`, the plugin's manifest, embedded: docs/metrics.md is generated from
 //! it (`maas-usage describe --markdown`) and the tests hold the code and its outputs to it.
 
 use serde::Deserialize;
@@ -111,7 +111,7 @@ fn code(s: &str) -> String {
     format!("`{s}`")
 }
 
-/// The Markdown tables of the README's "Metrics" section.
+/// The Markdown tables of docs/metrics.md.
 pub fn markdown(m: &Manifest) -> String {
     let mut out = String::new();
     out.push_str("| line protocol field | OTLP metric | Prometheus | unit | value | OTLP type | description |\n");

@@ -1,7 +1,8 @@
-//! Retry timing shared by every outbound protocol (the cloud API and OTLP): capped exponential
-//! backoff with jitter, and `Retry-After`.
+//! Retrying, for every outbound protocol (the cloud API and OTLP): one loop ([`run`]) with
+//! capped exponential backoff and jitter, `Retry-After` or a caller's own wait, a bounded number
+//! of attempts, and never a wait that would pass the deadline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -33,6 +34,58 @@ impl RetryPolicy {
         let ceiling = exp.min(self.cap);
         let half = ceiling / 2;
         half + half.mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+/// What one attempt says.
+pub enum Step<T, E> {
+    Done(T),
+    /// Will not get better by trying again.
+    Fatal(E),
+    /// Worth another attempt, after `wait` (`None`: the policy's backoff).
+    Retry {
+        error: E,
+        wait: Option<Duration>,
+    },
+}
+
+/// Why the retries ended without success.
+#[derive(Debug)]
+pub enum GaveUp<E> {
+    /// An attempt failed for good.
+    Fatal(E),
+    /// The last of the policy's attempts failed.
+    Attempts(E),
+    /// The next wait would have passed the deadline.
+    Deadline(E),
+}
+
+/// Runs `attempt` (given the 0-based attempt number) until it is done or gives up, sleeping
+/// between attempts as it says or as the policy's backoff does; `on_retry` hears about each
+/// wait (for a debug line).
+pub fn run<T, E>(
+    policy: &RetryPolicy,
+    deadline: Instant,
+    mut attempt: impl FnMut(u32) -> Step<T, E>,
+    mut on_retry: impl FnMut(u32, Duration, &E),
+) -> Result<T, GaveUp<E>> {
+    let mut n = 0u32;
+    loop {
+        let (error, wait) = match attempt(n) {
+            Step::Done(t) => return Ok(t),
+            Step::Fatal(e) => return Err(GaveUp::Fatal(e)),
+            Step::Retry { error, wait } => (error, wait),
+        };
+        n += 1;
+        if n >= policy.max_attempts {
+            return Err(GaveUp::Attempts(error));
+        }
+        let wait = wait.unwrap_or_else(|| policy.backoff(n, jitter_unit()));
+        if Instant::now() + wait >= deadline {
+            return Err(GaveUp::Deadline(error));
+        }
+        on_retry(n, wait, &error);
+        std::thread::sleep(wait);
     }
 }
 
@@ -85,6 +138,57 @@ mod tests {
         assert_eq!(p.backoff(3, 0.0), Duration::from_millis(200));
         assert_eq!(p.backoff(9, 1.0), Duration::from_secs(1));
         assert_eq!(p.backoff(40, 0.5), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn run_retries_then_gives_up_by_attempts_or_deadline() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let r = run(
+            &p,
+            far,
+            |n| {
+                seen.push(n);
+                if n < 2 {
+                    Step::Retry {
+                        error: n,
+                        wait: None,
+                    }
+                } else {
+                    Step::Done("ok")
+                }
+            },
+            |_, _, _| {},
+        );
+        assert!(matches!(r, Ok("ok")));
+        assert_eq!(seen, vec![0, 1, 2]);
+        let r: Result<(), _> = run(
+            &p,
+            far,
+            |n| Step::Retry {
+                error: n,
+                wait: None,
+            },
+            |_, _, _| {},
+        );
+        assert!(matches!(r, Err(GaveUp::Attempts(2))));
+        let r: Result<(), _> = run(
+            &p,
+            far,
+            |n| Step::Retry {
+                error: n,
+                wait: Some(Duration::from_secs(3600)),
+            },
+            |_, _, _| {},
+        );
+        assert!(matches!(r, Err(GaveUp::Deadline(0))), "no hour-long sleep");
+        let r: Result<(), _> = run(&p, far, |_| Step::Fatal("bad"), |_, _, _| {});
+        assert!(matches!(r, Err(GaveUp::Fatal("bad"))));
     }
 
     #[test]

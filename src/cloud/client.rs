@@ -19,7 +19,7 @@ use crate::domain::{ApiError, StatsAnswer};
 pub use crate::endpoint::Endpoint;
 use crate::log;
 pub use crate::retry::RetryPolicy;
-use crate::retry::{jitter_unit, parse_retry_after};
+use crate::retry::{self, parse_retry_after, GaveUp, Step};
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 /// Answers larger than this are not statistics; reading stops there.
@@ -334,103 +334,111 @@ impl Client {
         body: &[u8],
         deadline: Instant,
     ) -> Result<Answer, ApiError> {
-        let policy = self.opts.retry;
-        let mut retry = 0u32;
-        loop {
-            let id = self.identity();
-            let permit = match id.gate.enter(deadline) {
-                Ok(p) => p,
-                Err(Refusal::Rejected(r)) => return Err(ApiError::AuthBlocked(r)),
-                Err(Refusal::Deadline) => return Err(ApiError::Deadline { last: None }),
-            };
-            // Checked after the gate: a probe that failed on this side let the others through.
-            if let Some(why) = self.local_failure() {
-                return Err(ApiError::Local(why));
-            }
-            if let Err(e) = self.budget.acquire(deadline) {
-                return Err(ApiError::Budget(e));
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(ApiError::Deadline { last: None });
-            }
-            self.counters.calls.fetch_add(1, Ordering::Relaxed);
-            if retry > 0 {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            let timeout = remaining.min(self.opts.call_timeout);
-            let attempt = self.exchange(&id.creds, method, ep, path, query, body, timeout);
-            let (err, wait) = match attempt {
-                Attempt::Answer(a) => {
-                    let verdict = Verdict::of_status(a.status);
-                    if verdict == Verdict::Accepted {
-                        permit.finish(None, verdict);
-                        return Ok(a);
-                    }
-                    let e = self.http_failure(&a);
-                    if permit.finish(e.code(), verdict).is_some() {
-                        // 401/403: no further call with these credentials (the gate now says so).
-                        return Err(e);
-                    }
-                    match a.status {
-                        429 => {
-                            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                            // Without Retry-After, wait until the oldest call of our window
-                            // ages out (the API's own advice is a minute), not a few hundred ms.
-                            let wait = a.retry_after.unwrap_or_else(|| {
-                                self.budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
-                            });
-                            (e, wait)
+        retry::run(
+            &self.opts.retry,
+            deadline,
+            |n| self.attempt(n, method, ep, path, query, body, deadline),
+            |n, wait, err| {
+                log::debug(&format!(
+                    "retry {n} in {} ms after: {err}",
+                    wait.as_millis()
+                ))
+            },
+        )
+        .map_err(|gave_up| match gave_up {
+            GaveUp::Fatal(e) | GaveUp::Attempts(e) => e,
+            GaveUp::Deadline(e) => ApiError::Deadline {
+                last: Some(Box::new(e)),
+            },
+        })
+    }
+
+    /// One attempt of a call: the gate, the budget, the exchange, and what the answer means
+    /// for retrying.
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        n: u32,
+        method: &str,
+        ep: &Endpoint,
+        path: &str,
+        query: &[(String, String)],
+        body: &[u8],
+        deadline: Instant,
+    ) -> Step<Answer, ApiError> {
+        let id = self.identity();
+        let permit = match id.gate.enter(deadline) {
+            Ok(p) => p,
+            Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),
+            Err(Refusal::Deadline) => return Step::Fatal(ApiError::Deadline { last: None }),
+        };
+        // Checked after the gate: a probe that failed on this side let the others through.
+        if let Some(why) = self.local_failure() {
+            return Step::Fatal(ApiError::Local(why));
+        }
+        if let Err(e) = self.budget.acquire(deadline) {
+            return Step::Fatal(ApiError::Budget(e));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Step::Fatal(ApiError::Deadline { last: None });
+        }
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        if n > 0 {
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        let timeout = remaining.min(self.opts.call_timeout);
+        match self.exchange(&id.creds, method, ep, path, query, body, timeout) {
+            Attempt::Answer(a) => {
+                let verdict = Verdict::of_status(a.status);
+                if verdict == Verdict::Accepted {
+                    permit.finish(None, verdict);
+                    return Step::Done(a);
+                }
+                let e = self.http_failure(&a);
+                if permit.finish(e.code(), verdict).is_some() {
+                    // 401/403: no further call with these credentials (the gate now says so).
+                    return Step::Fatal(e);
+                }
+                match a.status {
+                    429 => {
+                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                        // Without Retry-After, wait until the oldest call of our window ages
+                        // out (the API's own advice is a minute), not a few hundred ms.
+                        let wait = a.retry_after.unwrap_or_else(|| {
+                            self.budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
+                        });
+                        Step::Retry {
+                            error: e,
+                            wait: Some(wait),
                         }
-                        s if s >= 500 => {
-                            let wait = a
-                                .retry_after
-                                .unwrap_or_else(|| policy.backoff(retry + 1, jitter_unit()));
-                            (e, wait)
-                        }
-                        // Other 4xx will not get better.
-                        _ => return Err(e),
                     }
+                    s if s >= 500 => Step::Retry {
+                        error: e,
+                        wait: a.retry_after,
+                    },
+                    // Other 4xx will not get better.
+                    _ => Step::Fatal(e),
                 }
-                Attempt::TooLarge(request_id) => {
-                    drop(permit);
-                    return Err(ApiError::Decode {
-                        endpoint: ep.to_string(),
-                        error: DecodeError::NotJson(format!("larger than {MAX_BODY_BYTES} bytes")),
-                        request_id,
-                    });
-                }
-                Attempt::Local(message) => {
-                    *self.local_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(message.clone());
-                    drop(permit);
-                    return Err(ApiError::Local(message));
-                }
-                Attempt::Transport(message) => {
-                    drop(permit);
-                    (
-                        ApiError::Transport {
-                            endpoint: ep.to_string(),
-                            message,
-                        },
-                        policy.backoff(retry + 1, jitter_unit()),
-                    )
-                }
-            };
-            retry += 1;
-            if retry >= policy.max_attempts {
-                return Err(err);
             }
-            if Instant::now() + wait >= deadline {
-                return Err(ApiError::Deadline {
-                    last: Some(Box::new(err)),
-                });
+            Attempt::TooLarge(request_id) => Step::Fatal(ApiError::Decode {
+                endpoint: ep.to_string(),
+                error: DecodeError::NotJson(format!("larger than {MAX_BODY_BYTES} bytes")),
+                request_id,
+            }),
+            Attempt::Local(message) => {
+                *self.local_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(message.clone());
+                drop(permit);
+                Step::Fatal(ApiError::Local(message))
             }
-            log::debug(&format!(
-                "retry {retry} in {} ms after: {err}",
-                wait.as_millis()
-            ));
-            std::thread::sleep(wait);
+            Attempt::Transport(message) => Step::Retry {
+                error: ApiError::Transport {
+                    endpoint: ep.to_string(),
+                    message,
+                },
+                wait: None,
+            },
         }
     }
 

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 
 use crate::env::{self, Lookup};
 use crate::log;
-use crate::retry::{jitter_unit, RetryPolicy};
+use crate::retry::{self, GaveUp, RetryPolicy, Step};
 use crate::spec::{OtlpSettings, Protocol};
 use crate::text::parse_kv_list;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
@@ -222,53 +222,54 @@ pub fn export(
     req: &ExportMetricsServiceRequest,
     deadline: Instant,
 ) -> Result<Accepted, ExportError> {
-    let policy = RetryPolicy::default();
     let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let fail = |message: String| ExportError {
-            url: redact_url(&cfg.url),
-            attempts,
-            message: scrub_userinfo(&message, &cfg.url),
-        };
-        if remaining.is_zero() {
-            return Err(fail("no time left before the run's deadline".into()));
-        }
-        match attempt(cfg, req, remaining.min(cfg.timeout)) {
-            Ok(a) => {
-                if a.rejected > 0 {
-                    log::warn(&format!(
-                        "the collector rejected {} data point(s): {}",
-                        a.rejected,
-                        if a.message.is_empty() {
-                            "(no message)".to_string()
-                        } else {
-                            sanitize_remote(&a.message, REMOTE_TEXT_MAX)
-                        }
-                    ));
-                }
-                return Ok(a);
+    let result = retry::run(
+        &RetryPolicy::default(),
+        deadline,
+        |_| {
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Step::Fatal("no time left before the run's deadline".to_string());
             }
-            Err(e) if !e.retryable || attempts >= policy.max_attempts => {
-                return Err(fail(e.message))
+            match attempt(cfg, req, remaining.min(cfg.timeout)) {
+                Ok(a) => Step::Done(a),
+                Err(e) if e.retryable => Step::Retry {
+                    error: e.message,
+                    wait: e.retry_after,
+                },
+                Err(e) => Step::Fatal(e.message),
             }
-            Err(e) => {
-                let wait = e
-                    .retry_after
-                    .unwrap_or_else(|| policy.backoff(attempts, jitter_unit()));
-                if Instant::now() + wait >= deadline {
-                    return Err(fail(format!("{} (no time left to retry)", e.message)));
-                }
-                log::debug(&format!(
-                    "OTLP export retry in {} ms after: {}",
-                    wait.as_millis(),
-                    scrub_userinfo(&e.message, &cfg.url)
-                ));
-                std::thread::sleep(wait);
+        },
+        |_, wait, message| {
+            log::debug(&format!(
+                "OTLP export retry in {} ms after: {}",
+                wait.as_millis(),
+                scrub_userinfo(message, &cfg.url)
+            ))
+        },
+    );
+    let fail = |message: String| ExportError {
+        url: redact_url(&cfg.url),
+        attempts,
+        message: scrub_userinfo(&message, &cfg.url),
+    };
+    let accepted = result.map_err(|gave_up| match gave_up {
+        GaveUp::Fatal(m) | GaveUp::Attempts(m) => fail(m),
+        GaveUp::Deadline(m) => fail(format!("{m} (no time left to retry)")),
+    })?;
+    if accepted.rejected > 0 {
+        log::warn(&format!(
+            "the collector rejected {} data point(s): {}",
+            accepted.rejected,
+            if accepted.message.is_empty() {
+                "(no message)".to_string()
+            } else {
+                sanitize_remote(&accepted.message, REMOTE_TEXT_MAX)
             }
-        }
+        ));
     }
+    Ok(accepted)
 }
 
 #[cfg(test)]
