@@ -81,6 +81,7 @@ pub struct Metric {
     pub otlp: Option<String>,
     pub prometheus: Option<String>,
     pub unit: String,
+    pub title: String,
     pub value: String,
     #[serde(rename = "type")]
     pub kind: String,

@@ -65,6 +65,7 @@ fn the_code_tables_match_the_manifest() {
     for (decl, f) in m.metrics.iter().zip(code) {
         assert_eq!(decl.field, f.name);
         assert_eq!(decl.unit, f.unit, "{}", f.name);
+        assert_eq!(decl.title, f.title, "{}", f.name);
         assert_eq!(decl.description, f.description, "{}", f.name);
         assert_eq!(decl.batch_only, f.batch_only, "{}", f.name);
         let in_textfile = f.name != fields::PERIOD_FIELD.name;

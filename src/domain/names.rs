@@ -36,6 +36,8 @@ pub struct Field {
     pub batch_only: bool,
     /// UCUM unit, with curly annotations for counts.
     pub unit: &'static str,
+    /// The label people read (the table's rows, the console's wording).
+    pub title: &'static str,
     pub description: &'static str,
 }
 
@@ -44,28 +46,28 @@ pub const FIELDS: &[Field] = &[
         name: "total_tokens",
         kind: Kind::Count,
         batch_only: false,
-        unit: "{token}",
+        unit: "{token}", title: "Total Tokens",
         description: "Total tokens in the window, as the API reports it (need not equal prompt + completion).",
     },
-    Field { name: "prompt_tokens", kind: Kind::Count, batch_only: false, unit: "{token}", description: "Input (prompt) tokens in the window." },
+    Field { name: "prompt_tokens", kind: Kind::Count, batch_only: false, unit: "{token}", title: "Prompt Tokens", description: "Input (prompt) tokens in the window." },
     Field {
         name: "completion_tokens",
         kind: Kind::Count,
         batch_only: false,
-        unit: "{token}",
+        unit: "{token}", title: "Completion Tokens",
         description: "Output (completion) tokens in the window.",
     },
-    Field { name: "requests", kind: Kind::Count, batch_only: false, unit: "{request}", description: "Inference requests in the window." },
-    Field { name: "errors", kind: Kind::Count, batch_only: false, unit: "{error}", description: "Failed inference requests in the window." },
-    Field { name: "error_ratio", kind: Kind::Ratio, batch_only: false, unit: "1", description: "errors / requests (0 without requests)." },
+    Field { name: "requests", kind: Kind::Count, batch_only: false, unit: "{request}", title: "Total Requests", description: "Inference requests in the window." },
+    Field { name: "errors", kind: Kind::Count, batch_only: false, unit: "{error}", title: "Total Errors", description: "Failed inference requests in the window." },
+    Field { name: "error_ratio", kind: Kind::Ratio, batch_only: false, unit: "1", title: "Error Rate", description: "errors / requests (0 without requests)." },
     Field {
         name: "completed_tasks",
         kind: Kind::Count,
         batch_only: true,
-        unit: "{task}",
+        unit: "{task}", title: "Completed Tasks",
         description: "Completed batch inference tasks in the window (batch only).",
     },
-    Field { name: "infer_count", kind: Kind::Count, batch_only: true, unit: "{inference}", description: "Batch inferences in the window (batch only)." },
+    Field { name: "infer_count", kind: Kind::Count, batch_only: true, unit: "{inference}", title: "Inference Count", description: "Batch inferences in the window (batch only)." },
 ];
 
 /// Line protocol and Prometheus also carry the window's length (OTLP has start and end times).
@@ -73,7 +75,7 @@ pub const WINDOW_FIELD: Field = Field {
     name: "window_seconds",
     kind: Kind::Count,
     batch_only: false,
-    unit: "s",
+    unit: "s", title: "Window",
     description: "Length of the series' window in seconds (line protocol and Prometheus; OTLP carries it as start and end times).",
 };
 pub const WINDOW_SECONDS: &str = WINDOW_FIELD.name;
@@ -84,7 +86,7 @@ pub const PERIOD_FIELD: Field = Field {
     name: "period_seconds",
     kind: Kind::Count,
     batch_only: false,
-    unit: "s",
+    unit: "s", title: "Period",
     description: "Length of a period-mode bucket in seconds (line protocol; the point's timestamp is the bucket's end).",
 };
 

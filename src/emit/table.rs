@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::fields::{self, Field, Value};
 use super::{thousands, Report};
 use crate::collect::Series;
 use crate::domain::InferType;
@@ -46,20 +47,20 @@ fn title(s: &Series, region: &str) -> String {
     )
 }
 
-fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool) {
-    let u = &s.usage;
-    let mut rows = vec![
-        ("Total Tokens", human_tokens(u.total_tokens)),
-        ("Prompt Tokens", human_tokens(u.prompt_tokens)),
-        ("Completion Tokens", human_tokens(u.completion_tokens)),
-        ("Total Requests", thousands(u.requests)),
-        ("Total Errors", thousands(u.errors)),
-        ("Error Rate", format!("{:.2}%", u.error_ratio() * 100.0)),
-    ];
-    if s.key.infer_type == InferType::Batch {
-        rows.push(("Completed Tasks", thousands(u.completed_tasks)));
-        rows.push(("Inference Count", thousands(u.infer_count)));
+/// A value as people read it: tokens scaled (K, M), counts with separators, ratios in percent.
+fn human(field: &Field, v: Value) -> String {
+    match (v, field.unit) {
+        (Value::Int(t), "{token}") => human_tokens(t),
+        (Value::Int(n), _) => thousands(n),
+        (Value::Float(r), _) => format!("{:.2}%", r * 100.0),
     }
+}
+
+fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool) {
+    // The rows are the series' fields, in the manifest's order, under their titles.
+    let rows: Vec<(&str, String)> = fields::values(&s.usage, s.key.infer_type == InferType::Batch)
+        .map(|(f, v)| (f.title, human(f, v)))
+        .collect();
     let w0 = rows
         .iter()
         .map(|r| r.0.len())
