@@ -6,26 +6,29 @@
 //! utilities only); `emit` (results -> bytes); `deliver` (where bytes go); `state` (what
 //! processes share); `sim` (the simulator, at the edge); `cli` and `cmd` wire them together.
 //! CONTRIBUTING.md draws the picture.
+//!
+//! The library exists for the binary, its tests and its benchmarks: only the modules they use
+//! are public.
 
-pub mod budget;
-pub mod cli;
+mod budget;
+mod cli;
 pub mod cloud;
 pub mod cmd;
 pub mod collect;
-pub mod deliver;
+mod deliver;
 pub mod domain;
 pub mod emit;
-pub mod endpoint;
-pub mod env;
-pub mod files;
-pub mod log;
+mod endpoint;
+mod env;
+mod files;
+mod log;
 pub mod manifest;
 pub mod plan;
-pub mod retry;
+mod retry;
 pub mod sim;
 pub mod spec;
-pub mod state;
-pub mod text;
+mod state;
+mod text;
 pub mod time;
 
 /// Helpers for the unit tests.

@@ -46,10 +46,6 @@ impl Sink {
         }
     }
 
-    pub fn is_stdout(&self) -> bool {
-        self.path.is_none()
-    }
-
     /// Replaces the file whole (synced, readable by others: node_exporter reads it).
     pub fn write(&self, text: &str) -> Result<(), WriteError> {
         match &self.path {
