@@ -293,6 +293,7 @@ mod tests {
             sk: Secret::new(sk),
             token: None,
             source: "test".into(),
+            expires_at: None,
         }
     }
 

@@ -574,6 +574,7 @@ mod tests {
             sk: crate::cloud::credentials::Secret::new("SKCANARY-abcdefghijklmnopqrstuvwxyz"),
             token: None,
             source: "test".into(),
+            expires_at: None,
         };
         let opts = ClientOptions {
             maas: ep.clone(),

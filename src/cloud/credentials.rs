@@ -49,6 +49,8 @@ pub struct Credentials {
     pub token: Option<Secret>,
     /// Where they came from, for messages ("HW_ACCESS_KEY/HW_SECRET_KEY", "credentials file ...").
     pub source: String,
+    /// When temporary credentials (an agency's, from the metadata service) stop working.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Credentials {
@@ -76,6 +78,9 @@ impl Credentials {
 pub enum CredentialsError {
     #[error("no credentials: set HW_ACCESS_KEY and HW_SECRET_KEY (or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK), or use a credentials file (--credentials-file or cloud.credentials_file)")]
     Missing,
+    /// Every source of the chain was tried; `tried` says what each one gave.
+    #[error("no credentials found; tried {}. Set HW_ACCESS_KEY and HW_SECRET_KEY, use a credentials file (--credentials-file or cloud.credentials_file), or run on an ECS/CCE node whose agency grants modelarts:monitoring:get", tried.join("; "))]
+    NoneFound { tried: Vec<String> },
     #[error("{set} is set but {unset} is not: set both (or neither)")]
     HalfSet {
         set: &'static str,
@@ -120,8 +125,19 @@ pub fn load(
                     sk: Secret::new(sk),
                     token: get(token_var).map(Secret::new),
                     source: format!("{ak_var}/{sk_var}"),
+                    expires_at: None,
                 };
-                return Ok((creds, Vec::new()));
+                // A file given explicitly but not used is worth saying: rotating it would
+                // change nothing.
+                let warnings = file
+                    .map(|p| {
+                        vec![format!(
+                            "{ak_var}/{sk_var} in the environment win over the credentials file {}, which is not read; unset them to use the file",
+                            p.display()
+                        )]
+                    })
+                    .unwrap_or_default();
+                return Ok((creds, warnings));
             }
             (Some(_), None) => {
                 return Err(CredentialsError::HalfSet {
@@ -205,6 +221,8 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
         line,
         reason: reason.to_string(),
     };
+    // A byte-order mark is what spreadsheet downloads start with; it is not part of any key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
@@ -212,6 +230,10 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .collect();
     let source = format!("credentials file {}", path.display());
+    if let Some((header_line, header)) = lines.first().filter(|(_, l)| is_csv_header(l)) {
+        return parse_csv(*header_line, header, &lines[1..], source)
+            .map_err(|(line, reason)| malformed(line, reason));
+    }
     let is_assignment = |l: &str| {
         let l = l.strip_prefix("export ").unwrap_or(l);
         l.split_once('=')
@@ -251,6 +273,7 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
                 sk: Secret::new(sk),
                 token: token.filter(|t| !t.is_empty()).map(Secret::new),
                 source,
+                expires_at: None,
             }),
             (None, _) => Err(malformed(0, "HW_ACCESS_KEY is missing")),
             (_, None) => Err(malformed(0, "HW_SECRET_KEY is missing")),
@@ -270,6 +293,7 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
                 sk: Secret::new(sk),
                 token: None,
                 source,
+                expires_at: None,
             })
         }
         [(_, ak), (_, sk)] => Ok(Credentials {
@@ -277,12 +301,69 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
             sk: Secret::new(*sk),
             token: None,
             source,
+            expires_at: None,
         }),
         [] => Err(malformed(0, "the file is empty")),
         [.., (n, _)] => Err(malformed(
             *n,
             "too many lines; use AK and SK on two lines, one AK,SK line, or KEY=VALUE lines",
         )),
+    }
+}
+
+/// The header of the console's `credentials.csv` download
+/// (`User Name,Access Key Id,Secret Access Key`), with or without quotes.
+fn is_csv_header(line: &str) -> bool {
+    let cells = csv_cells(line);
+    let has = |name: &str| cells.iter().any(|c| c.eq_ignore_ascii_case(name));
+    has("Access Key Id") && has("Secret Access Key")
+}
+
+/// The cells of one CSV line: comma-separated, each optionally in double quotes.
+fn csv_cells(line: &str) -> Vec<&str> {
+    line.split(',').map(|c| unquote(c.trim())).collect()
+}
+
+/// The console's `credentials.csv`: a header, then exactly one row (`user,AK,SK`).
+fn parse_csv(
+    header_line: usize,
+    header: &str,
+    rows: &[(usize, &str)],
+    source: String,
+) -> Result<Credentials, (usize, &'static str)> {
+    let cells = csv_cells(header);
+    let column = |name: &str| cells.iter().position(|c| c.eq_ignore_ascii_case(name));
+    let (Some(ak_col), Some(sk_col)) = (column("Access Key Id"), column("Secret Access Key"))
+    else {
+        return Err((
+            header_line,
+            "expected the columns Access Key Id and Secret Access Key",
+        ));
+    };
+    let row = match rows {
+        [row] => row,
+        [] => return Err((header_line, "a header but no row of keys under it")),
+        [_, (n, _), ..] => return Err((
+            *n,
+            "more than one row of keys; keep the one to use (a credentials.csv holds one key pair)",
+        )),
+    };
+    let values = csv_cells(row.1);
+    if values.len() != cells.len() {
+        return Err((
+            row.0,
+            "the row does not have the header's number of columns",
+        ));
+    }
+    match (values[ak_col], values[sk_col]) {
+        (ak, sk) if !ak.is_empty() && !sk.is_empty() => Ok(Credentials {
+            ak: Secret::new(ak),
+            sk: Secret::new(sk),
+            token: None,
+            source,
+            expires_at: None,
+        }),
+        _ => Err((row.0, "Access Key Id or Secret Access Key is empty")),
     }
 }
 
@@ -356,6 +437,7 @@ mod tests {
             sk: s,
             token: None,
             source: "x".into(),
+            expires_at: None,
         };
         assert!(!format!("{c:?}").contains("canary"));
     }
@@ -391,6 +473,43 @@ mod tests {
         );
         let e = load(&env_of(&[]), None).unwrap_err();
         assert!(matches!(e, CredentialsError::Missing));
+    }
+
+    #[test]
+    fn the_consoles_credentials_csv() {
+        let p = Path::new("credentials.csv");
+        for text in [
+            "User Name,Access Key Id,Secret Access Key\nalice,AKCSV,SKCSV\n",
+            "\u{feff}User Name,Access Key Id,Secret Access Key\r\nalice,AKCSV,SKCSV\r\n",
+            "\"User Name\",\"Access Key Id\",\"Secret Access Key\"\n\"alice\",\"AKCSV\",\"SKCSV\"\n",
+        ] {
+            let c = parse_file(text, p).unwrap();
+            assert_eq!((c.ak.expose(), c.sk.expose()), ("AKCSV", "SKCSV"), "{text:?}");
+        }
+        for (text, line) in [
+            ("User Name,Access Key Id,Secret Access Key\n", 1),
+            ("User Name,Access Key Id,Secret Access Key\na,AK1,SK1-secretvalue\nb,AK2,SK2-secretvalue\n", 3),
+            ("User Name,Access Key Id,Secret Access Key\na,AK1-secretvalue\n", 2),
+            ("User Name,Access Key Id,Secret Access Key\na,,SK-secretvalue\n", 2),
+        ] {
+            let e = parse_file(text, p).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(&format!(":{line}:")), "{msg}");
+            assert!(!msg.contains("secretvalue") && !msg.contains("AK1"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn an_unused_credentials_file_is_worth_a_warning() {
+        let env = env_of(&[("HW_ACCESS_KEY", "ak"), ("HW_SECRET_KEY", "sk")]);
+        let (_, w) = load(&env, Some(Path::new("/etc/maas-usage/aksk"))).unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("win over the credentials file /etc/maas-usage/aksk"),
+            "{w:?}"
+        );
+        let (_, w) = load(&env, None).unwrap();
+        assert!(w.is_empty());
     }
 
     #[test]
@@ -446,6 +565,7 @@ mod tests {
             sk: Secret::new("SKCANARY"),
             token: Some(Secret::new("TOKENCANARY")),
             source: "x".into(),
+            expires_at: None,
         };
         let r = c.redact("Access=AKCANARY x-security-token:TOKENCANARY|SKCANARY");
         assert_eq!(r, "Access=*** x-security-token:***|***");

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod credentials;
+pub mod metadata;
 pub mod sign;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub struct ConnectOptions {
     pub endpoint: Option<String>,
     pub iam_endpoint: Option<String>,
     pub credentials_file: Option<PathBuf>,
+    /// The metadata service, the chain's last resort (`None`: not asked).
+    pub metadata_endpoint: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub call_timeout: Duration,
 }
@@ -75,6 +78,8 @@ pub enum ConnectError {
     Endpoint(#[from] EndpointError),
     #[error("--ca-file {}: {reason}", path.display())]
     CaFile { path: PathBuf, reason: String },
+    #[error("the metadata service: {0}")]
+    Metadata(metadata::MetadataError),
     #[error("project discovery: {0}")]
     Discovery(String),
     /// The discovery call failed (the cloud, the network, or the credential gate).
@@ -91,23 +96,103 @@ impl ConnectError {
             | ConnectError::Endpoint(_)
             | ConnectError::CaFile { .. } => true,
             ConnectError::Api(e) => e.is_local(),
-            ConnectError::Discovery(_) => false,
+            ConnectError::Discovery(_) | ConnectError::Metadata(_) => false,
         }
     }
 }
 
-/// Reads credentials (environment first, then the file) and logs file warnings.
+/// Where the credentials in use came from, and how fresh ones are had when they change: a
+/// credentials file is re-read when it changed, an agency's temporary credentials are fetched
+/// again before they expire; the environment cannot change under a running process.
+pub enum Renewal {
+    Never,
+    File(credentials::FileWatch),
+    Metadata {
+        endpoint: String,
+        fetched_at: chrono::DateTime<chrono::Utc>,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+impl Renewal {
+    /// Fresh credentials when the source has new ones (or the old ones are about to expire),
+    /// `None` when the ones in use stay good.
+    pub fn renew(&mut self, env: Lookup<'_>) -> Result<Option<Credentials>, ConnectError> {
+        match self {
+            Renewal::Never => Ok(None),
+            Renewal::File(watch) => Ok(watch.reload_if_changed(env)?),
+            Renewal::Metadata {
+                endpoint,
+                fetched_at,
+                expires_at,
+            } => {
+                let now = chrono::Utc::now();
+                if !metadata::due(*fetched_at, *expires_at, now) {
+                    return Ok(None);
+                }
+                let creds = metadata::fetch(endpoint).map_err(ConnectError::Metadata)?;
+                *fetched_at = now;
+                *expires_at = creds.expires_at.unwrap_or(now);
+                Ok(Some(creds))
+            }
+        }
+    }
+}
+
+/// The credential chain: `HW_*` variables, then `HUAWEICLOUD_SDK_*`, then the credentials
+/// file, then (when `opts` names one) the metadata service of the instance's agency. Warnings
+/// (a file readable by others, a file the environment overrides) are logged.
 pub fn load_credentials(
     env: Lookup<'_>,
-    file: Option<&std::path::Path>,
-) -> Result<Credentials, ConnectError> {
-    let (creds, warnings) = credentials::load(env, file)?;
-    for w in warnings {
-        log::warn(&w);
-    }
+    opts: &ConnectOptions,
+) -> Result<(Credentials, Renewal), ConnectError> {
+    let file = opts.credentials_file.as_deref();
+    let (creds, renewal) = match credentials::load(env, file) {
+        Ok((creds, warnings)) => {
+            for w in warnings {
+                log::warn(&w);
+            }
+            let renewal = match file {
+                Some(path) if creds.source.starts_with("credentials file") => {
+                    Renewal::File(credentials::FileWatch::new(path))
+                }
+                _ => Renewal::Never,
+            };
+            (creds, renewal)
+        }
+        Err(CredentialsError::Missing) => {
+            let Some(endpoint) = opts.metadata_endpoint.as_deref() else {
+                return Err(CredentialsError::Missing.into());
+            };
+            let fetched_at = chrono::Utc::now();
+            match metadata::fetch(endpoint) {
+                Ok(creds) => {
+                    let expires_at = creds.expires_at.unwrap_or(fetched_at);
+                    let renewal = Renewal::Metadata {
+                        endpoint: endpoint.to_string(),
+                        fetched_at,
+                        expires_at,
+                    };
+                    (creds, renewal)
+                }
+                Err(e) => {
+                    return Err(CredentialsError::NoneFound {
+                        tried: vec![
+                            "HW_ACCESS_KEY/HW_SECRET_KEY (not set)".into(),
+                            "HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK (not set)".into(),
+                            "a credentials file (none given)".into(),
+                            format!("the metadata service: {e}"),
+                        ],
+                    }
+                    .into())
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     check_sendable(&creds)?;
     log::debug(&format!("credentials from {}", creds.source));
-    Ok(creds)
+    Ok((creds, renewal))
 }
 
 /// Credentials travel in headers (the AK in `Authorization`, the token in `X-Security-Token`)

@@ -5,9 +5,8 @@ use super::error::{Error, Outcome};
 use super::run::{run_spec, RunOptions};
 use super::settings::{Flags, Settings};
 use crate::cli::DemoArgs;
-use crate::cloud::credentials::{Credentials, Secret};
 use crate::log;
-use crate::sim::{self, SimConfig, Simulator};
+use crate::sim::{SimConfig, Simulator};
 use crate::spec::load::load_str;
 use crate::spec::Format;
 
@@ -22,10 +21,12 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     };
     // The demo's own world: no environment (credentials, project id) and no state directory.
     let mut settings = Settings::resolve(&spec, flags, &|_| None)?;
+    // Its metadata service hands out temporary credentials, as an ECS instance's agency does.
     let sim = Simulator::start(
         "127.0.0.1:0",
         SimConfig {
             now: settings.now,
+            metadata: Some(std::time::Duration::from_secs(3600)),
             ..SimConfig::default()
         },
     )
@@ -35,21 +36,17 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     settings.connect.iam_endpoint = Some(sim.url());
     settings.connect.project_id = None;
     settings.connect.credentials_file = None;
+    settings.connect.metadata_endpoint = Some(sim.url());
     log::info(&format!(
-        "demo: examples/spec.yaml against the built-in simulator on {}; no cloud account is used",
+        "demo: examples/spec.yaml against the built-in simulator on {}, with temporary credentials from its metadata service; no cloud account is used",
         sim.url()
     ));
-    let creds = Credentials {
-        ak: Secret::new(sim::DEMO_AK),
-        sk: Secret::new(sim::DEMO_SK),
-        token: None,
-        source: "the built-in simulator's demo pair".into(),
-    };
     let opts = RunOptions {
         format: Some(a.format.unwrap_or(Format::Influx)),
         output: None,
         execd: false,
-        creds: Some(creds),
+        // No environment: the demo's credentials come from the simulated agency.
+        env: &|_| None,
         // The demo leaves the user's state directory alone.
         state: None,
     };

@@ -68,13 +68,14 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     }
 
     let state = wiring::open_state(settings.state_dir.as_deref());
-    let conn = Arc::new(wiring::connect(
+    let (conn, _renewal) = wiring::connect(
         &settings,
         spec.limits.requests_per_minute,
         deadline,
-        None,
+        &env::process,
         state.as_ref(),
-    )?);
+    )?;
+    let conn = Arc::new(conn);
     let collected = collect::collect(
         &plan,
         conn.clone(),

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::error::Error;
 use crate::cli::{CloudArgs, NowArg, StateArgs};
-use crate::cloud::ConnectOptions;
-use crate::env::Lookup;
+use crate::cloud::{metadata, ConnectOptions};
+use crate::env::{self, Lookup};
 use crate::spec::{Spec, DEFAULT_REGION};
 use crate::state;
 use crate::time::zone::Zone;
@@ -56,7 +56,13 @@ impl Settings {
                 .credentials_file
                 .clone()
                 .or_else(|| s.credentials_file.clone()),
-            ca_file: f.ca_file.clone(),
+            metadata_endpoint: Some(
+                s.metadata_endpoint
+                    .clone()
+                    .or_else(|| env::get(env, "MAAS_USAGE_METADATA_ENDPOINT"))
+                    .unwrap_or_else(|| metadata::DEFAULT_ENDPOINT.to_string()),
+            ),
+            ca_file: f.ca_file.clone().or_else(|| s.ca_file.clone()),
             call_timeout: CALL_TIMEOUT,
         };
         let state_dir = flags

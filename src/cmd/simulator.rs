@@ -18,7 +18,12 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
         || env::process("HUAWEICLOUD_SDK_AK").is_some()
         || a.credentials_file.is_some()
     {
-        let creds = cloud::load_credentials(&env::process, a.credentials_file.as_deref())?;
+        let (creds, warnings) =
+            cloud::credentials::load(&env::process, a.credentials_file.as_deref())
+                .map_err(cloud::ConnectError::from)?;
+        for w in warnings {
+            log::warn(&w);
+        }
         cfg.credentials = vec![SimCredential {
             ak: creds.ak.expose().to_string(),
             sk: creds.sk.expose().to_string(),

@@ -11,11 +11,10 @@ use super::settings::Settings;
 use crate::budget::{Budget, Limiter};
 use crate::cloud::auth::{access_key_id, Rejection, RejectionStore};
 use crate::cloud::client::CallCounts;
-use crate::cloud::credentials::Credentials;
-use crate::cloud::{self, Connection, ProjectCache, Shared};
+use crate::cloud::{self, Connection, ProjectCache, Renewal, Shared};
 use crate::collect::{Collected, Executor, RunStats};
 use crate::domain::{ApiError, StatsAnswer};
-use crate::env;
+use crate::env::Lookup;
 use crate::log;
 use crate::state::{SharedBudget, StateDir};
 
@@ -76,22 +75,18 @@ pub fn rate_window() -> Duration {
     base + base / 50 + Duration::from_millis(250)
 }
 
-/// Connects (credentials, client, project id) within the run's budget and deadline. `creds`
-/// overrides the environment and file (the demo uses the simulator's pair); `state` shares the
-/// request budget, the project id and credential rejections with other processes.
+/// Connects (credentials from the chain, client, project id) within the run's budget and
+/// deadline, reading the environment through `env`; `state` shares the request budget, the
+/// project id and credential rejections with other processes. Also returns how fresh
+/// credentials are had later (a long-running process asks before each collection).
 pub fn connect(
     settings: &Settings,
     requests_per_minute: u32,
     deadline: Instant,
-    creds: Option<Credentials>,
+    env: Lookup<'_>,
     state: Option<&StateDir>,
-) -> Result<Connection, Error> {
-    let creds = match creds {
-        Some(c) => c,
-        None => {
-            cloud::load_credentials(&env::process, settings.connect.credentials_file.as_deref())?
-        }
-    };
+) -> Result<(Connection, Renewal), Error> {
+    let (creds, renewal) = cloud::load_credentials(env, &settings.connect)?;
     let budget: Arc<dyn Budget> = match state {
         Some(dir) => Arc::new(SharedBudget::new(
             dir.clone(),
@@ -107,14 +102,8 @@ pub fn connect(
         projects: state.map(|s| s as &dyn ProjectCache),
         rejections: rejections.as_ref(),
     };
-    Ok(cloud::connect(
-        &settings.connect,
-        creds,
-        budget,
-        &env::process,
-        deadline,
-        shared,
-    )?)
+    let conn = cloud::connect(&settings.connect, creds, budget, env, deadline, shared)?;
+    Ok((conn, renewal))
 }
 
 /// The self-metrics of a collection: its series (as delivered) and the calls made since

@@ -3,10 +3,11 @@
 //!
 //! Use it in-process (`Simulator::start`) from tests, or as `maas-usage simulator`.
 
+pub mod faults;
 pub mod http;
+pub mod metadata;
 pub mod model;
 
-use std::collections::VecDeque;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ use serde::Deserialize;
 use crate::budget::WindowLog;
 use crate::cloud::sign;
 use crate::text::percent_decode;
+use faults::{scripted, send};
+pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
 pub use model::Dataset;
 
@@ -38,64 +41,6 @@ pub struct SimCredential {
     pub token: Option<String>,
 }
 
-/// A forced answer for the next request, for tests of one specific failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scripted {
-    /// Any status with a body and an optional `Retry-After` header value.
-    Status {
-        status: u16,
-        body: String,
-        retry_after: Option<String>,
-    },
-    /// 200 with a JSON body cut in the middle.
-    Malformed,
-    /// 200 with an HTML body.
-    NotJson,
-    /// Declares the full length, sends half, closes.
-    CutBody,
-    /// Sends the answer one byte a second.
-    Slow,
-    /// Closes the connection without answering (with the body unread, so the peer sees a reset).
-    Reset,
-    /// A 10 MB answer.
-    Huge,
-    /// 200 with these exact bytes as body.
-    Body(String),
-}
-
-#[derive(Clone, Debug)]
-pub struct Faults {
-    /// Added before every answer.
-    pub latency: Duration,
-    /// At most this many admitted requests per `rate_window`; more get 429.
-    pub rate_limit: Option<u32>,
-    pub rate_window: Duration,
-    /// `Retry-After` seconds sent with a rate-limit 429.
-    pub retry_after: Option<u64>,
-    /// Fraction of requests answered 503.
-    pub fail_ratio: f64,
-    /// Fraction of 200 answers with a cut JSON body.
-    pub malformed_ratio: f64,
-    /// The simulator's clock minus the real one, for X-Sdk-Date checks.
-    pub clock_skew: chrono::Duration,
-    pub script: VecDeque<Scripted>,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            latency: Duration::ZERO,
-            rate_limit: None,
-            rate_window: Duration::from_secs(60),
-            retry_after: None,
-            fail_ratio: 0.0,
-            malformed_ratio: 0.0,
-            clock_skew: chrono::Duration::zero(),
-            script: VecDeque::new(),
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub credentials: Vec<SimCredential>,
@@ -107,6 +52,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Append one JSON line per request here.
     pub log_file: Option<PathBuf>,
+    /// Serve the metadata service, handing out temporary credentials valid this long.
+    pub metadata: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -122,6 +69,7 @@ impl Default for SimConfig {
             dataset: Dataset::default(),
             faults: Faults::default(),
             log_file: None,
+            metadata: None,
         }
     }
 }
@@ -148,6 +96,8 @@ struct Shared {
     arrivals: AtomicU64,
     /// Connections accepted (a TLS handshake that fails still counts).
     connections: AtomicU64,
+    /// The metadata service's temporary credentials.
+    issuer: metadata::Issuer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -192,6 +142,7 @@ impl Simulator {
             request_seq: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            issuer: metadata::Issuer::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
@@ -248,6 +199,11 @@ impl Simulator {
     /// to act while a call is in flight).
     pub fn arrivals(&self) -> u64 {
         self.shared.arrivals.load(Ordering::SeqCst)
+    }
+
+    /// Temporary credentials the metadata service handed out.
+    pub fn credentials_issued(&self) -> u64 {
+        self.shared.issuer.count()
     }
 
     /// Connections accepted, whether or not a request came through them.
@@ -347,71 +303,6 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
     }
 }
 
-fn scripted(s: Scripted) -> Reply {
-    match s {
-        Scripted::Status {
-            status,
-            body,
-            retry_after,
-        } => {
-            let mut r = Reply::json(status, body);
-            if let Some(ra) = retry_after {
-                r.headers.push(("Retry-After".into(), ra));
-            }
-            r
-        }
-        Scripted::Body(b) => Reply::json(200, b),
-        other => Reply {
-            status: 200,
-            body: String::new(),
-            headers: Vec::new(),
-            fault: Some(other),
-        },
-    }
-}
-
-/// Writes the reply; false when the connection must close.
-fn send(out: &mut impl Write, reply: Reply, rid: &str) -> bool {
-    let body = match &reply.fault {
-        Some(Scripted::Malformed) => "{\"total_request_count\": 12, \"total_tok".to_string(),
-        Some(Scripted::NotJson) => "<html><body>502 Bad Gateway</body></html>".to_string(),
-        Some(Scripted::Huge) => format!("{{\"pad\":\"{}\"}}", "x".repeat(10 * 1024 * 1024)),
-        Some(Scripted::CutBody) | Some(Scripted::Slow) => model::answer_json(
-            &crate::domain::Usage {
-                requests: 1,
-                ..Default::default()
-            },
-            false,
-        ),
-        _ => reply.body,
-    };
-    let bytes = body.into_bytes();
-    match reply.fault {
-        Some(Scripted::CutBody) => {
-            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, true);
-            let _ = http::write_all(out, &[head, bytes[..bytes.len() / 2].to_vec()].concat());
-            false
-        }
-        Some(Scripted::Slow) => {
-            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, true);
-            if http::write_all(out, &head).is_err() {
-                return false;
-            }
-            for b in bytes {
-                if out.write_all(&[b]).and_then(|_| out.flush()).is_err() {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            false
-        }
-        _ => {
-            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, false);
-            http::write_all(out, &[head, bytes].concat()).is_ok()
-        }
-    }
-}
-
 fn log_request(shared: &Shared, req: &Request, status: u16) {
     let entry = Logged {
         method: req.method.clone(),
@@ -460,7 +351,12 @@ fn query_pairs(q: &str) -> Vec<(String, String)> {
 }
 
 /// Checks the signature like the API gateway; returns the 401 reply on failure.
-fn authenticate(req: &Request, cfg: &SimConfig, rid: &str) -> Result<(), Reply> {
+fn authenticate(
+    req: &Request,
+    cfg: &SimConfig,
+    issuer: &metadata::Issuer,
+    rid: &str,
+) -> Result<(), Reply> {
     let deny = |code: &str, msg: String| Err(Reply::error(401, code, &msg, rid));
     let Some(auth) = req
         .header("authorization")
@@ -495,11 +391,24 @@ fn authenticate(req: &Request, cfg: &SimConfig, rid: &str) -> Result<(), Reply> 
             "Incorrect IAM authentication information: host and x-sdk-date must be signed".into(),
         );
     }
-    let Some(cred) = cfg.credentials.iter().find(|c| c.ak == auth.access) else {
-        return deny(
-            "APIGW.0301",
-            "Incorrect IAM authentication information: unknown access key".into(),
-        );
+    let cred = match cfg.credentials.iter().find(|c| c.ak == auth.access) {
+        Some(c) => c.clone(),
+        None => match issuer.find(&auth.access) {
+            Some((_, true)) => {
+                return deny(
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: the security token has expired"
+                        .into(),
+                )
+            }
+            Some((c, false)) => c,
+            None => {
+                return deny(
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: unknown access key".into(),
+                )
+            }
+        },
     };
     if let Some(token) = &cred.token {
         if req.header("x-security-token") != Some(token.as_str())
@@ -554,7 +463,14 @@ struct StatsBody {
 
 fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
     let cfg = lock(&shared.config).clone();
-    if let Err(reply) = authenticate(req, &cfg, rid) {
+    // The metadata service is the instance's own: unsigned.
+    if req.method == "GET" && req.path == crate::cloud::metadata::PATH {
+        return match cfg.metadata {
+            Some(lifetime) => Reply::json(200, shared.issuer.issue(lifetime)),
+            None => Reply::error(404, "NotFound", "no metadata service here", rid),
+        };
+    }
+    if let Err(reply) = authenticate(req, &cfg, &shared.issuer, rid) {
         return reply;
     }
     if let Some(limit) = cfg.faults.rate_limit {

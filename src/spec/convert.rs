@@ -41,6 +41,8 @@ pub(super) struct RawCloud {
     pub(super) endpoint: Option<String>,
     pub(super) iam_endpoint: Option<String>,
     pub(super) credentials_file: Option<String>,
+    pub(super) metadata_endpoint: Option<String>,
+    pub(super) ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -261,7 +263,11 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
 }
 
 pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) -> CloudSpec {
-    for (key, url) in [("endpoint", &c.endpoint), ("iam_endpoint", &c.iam_endpoint)] {
+    for (key, url) in [
+        ("endpoint", &c.endpoint),
+        ("iam_endpoint", &c.iam_endpoint),
+        ("metadata_endpoint", &c.metadata_endpoint),
+    ] {
         if let Some(u) = url {
             if let Err(e) = Endpoint::parse(u) {
                 errors.push(f.err(&format!("/cloud/{key}"), e.to_string()));
@@ -274,6 +280,8 @@ pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) 
         endpoint: c.endpoint.clone(),
         iam_endpoint: c.iam_endpoint.clone(),
         credentials_file: c.credentials_file.as_ref().map(PathBuf::from),
+        metadata_endpoint: c.metadata_endpoint.clone(),
+        ca_file: c.ca_file.as_ref().map(PathBuf::from),
     }
 }
 

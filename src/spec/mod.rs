@@ -24,6 +24,10 @@ pub struct CloudSpec {
     pub endpoint: Option<String>,
     pub iam_endpoint: Option<String>,
     pub credentials_file: Option<PathBuf>,
+    /// The metadata service's base URL (agency credentials), when not the default.
+    pub metadata_endpoint: Option<String>,
+    /// A private CA's PEM bundle to trust for the cloud's endpoints.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

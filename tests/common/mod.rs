@@ -53,6 +53,9 @@ pub fn bin() -> Command {
         c.env("PATH", path);
     }
     c.env("TZ", "UTC");
+    // The credential chain's last step must never leave loopback: a closed port here refuses
+    // at once (tests of the metadata service point it at their simulator).
+    c.env("MAAS_USAGE_METADATA_ENDPOINT", "http://127.0.0.1:9");
     c.stdin(Stdio::null());
     c
 }

@@ -29,7 +29,7 @@ pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        refresh_credentials(ctx);
+        renew_credentials(ctx);
         match collect_once(ctx, arrived) {
             Ok(_) => {}
             // Nobody is listening any more.
@@ -40,21 +40,19 @@ pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
-/// Re-reads a rotated credentials file: the next calls sign with the new keys, which are tried
-/// at once even if the old ones were rejected.
-fn refresh_credentials(ctx: &Context) {
-    let Some(watch) = &ctx.credentials_file else {
-        return;
-    };
-    let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
-    match watch.reload_if_changed(&crate::env::process) {
+/// Fresh credentials before a collection: a rotated credentials file is re-read, an agency's
+/// temporary credentials are fetched again before they expire. New credentials are tried at
+/// once, even if the old ones were rejected.
+fn renew_credentials(ctx: &Context) {
+    let mut renewal = ctx.renewal.lock().unwrap_or_else(|p| p.into_inner());
+    match renewal.renew(&crate::env::process) {
         Ok(Some(creds)) => {
-            log::info(&format!("re-read {} after it changed", creds.source));
+            log::info(&format!("new credentials from {}", creds.source));
             ctx.conn.client.set_credentials(creds);
         }
         Ok(None) => {}
         Err(e) => log::error(&format!(
-            "{e}; the previous credentials stay in use until the file is fixed"
+            "{e}; the credentials in use stay until fresh ones can be had"
         )),
     }
 }

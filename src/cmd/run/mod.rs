@@ -19,15 +19,14 @@ use super::settings::{Flags, Settings};
 use super::{log_failures, outcome_of, wiring};
 use crate::cli::RunArgs;
 use crate::cloud::client::CallCounts;
-use crate::cloud::credentials::{Credentials, FileWatch};
-use crate::cloud::Connection;
+use crate::cloud::{Connection, Renewal};
 use crate::collect::{self, Collected};
 use crate::deliver::otlp::{self, ExportConfig};
 use crate::deliver::sink::Sink;
 use crate::domain::{ApiError, RangeExpr};
 use crate::emit::otlp::ResourceEnv;
 use crate::emit::Report;
-use crate::env;
+use crate::env::{self, Lookup};
 use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
@@ -51,8 +50,9 @@ pub(crate) struct Context {
     state: Option<StateDir>,
     /// Call counters at the end of the previous collection (execd reports each on its own).
     calls_before: Mutex<CallCounts>,
-    /// The credentials file, re-read before a collection when it changed (execd).
-    credentials_file: Option<Mutex<FileWatch>>,
+    /// How fresh credentials are had before a collection (execd): a changed credentials file,
+    /// an agency's credentials about to expire.
+    renewal: Mutex<Renewal>,
 }
 
 pub fn run(a: RunArgs) -> Result<Outcome, Error> {
@@ -71,7 +71,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         format: a.format,
         output: a.output,
         execd: a.execd,
-        creds: None,
+        env: &env::process,
         state,
     };
     run_spec(spec, settings, opts)
@@ -82,8 +82,8 @@ pub struct RunOptions {
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
     pub execd: bool,
-    /// Overrides the environment (the demo's simulator pair).
-    pub creds: Option<Credentials>,
+    /// The environment the credential chain reads (the demo gives it an empty one).
+    pub env: Lookup<'static>,
     pub state: Option<StateDir>,
 }
 
@@ -116,18 +116,14 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
             ));
         }
     }
-    // Under execd only the file can change (the environment cannot); it is re-read when it did.
-    let credentials_file = match (&o.creds, o.execd, &settings.connect.credentials_file) {
-        (None, true, Some(path)) => Some(Mutex::new(FileWatch::new(path))),
-        _ => None,
-    };
-    let conn = Arc::new(wiring::connect(
+    let (conn, renewal) = wiring::connect(
         &settings,
         spec.limits.requests_per_minute,
         started + spec.limits.timeout,
-        o.creds,
+        o.env,
         o.state.as_ref(),
-    )?);
+    )?;
+    let conn = Arc::new(conn);
     let ctx = Context {
         export,
         format,
@@ -138,7 +134,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         resource: ResourceEnv::from_env(&env::process),
         state: o.state,
         calls_before: Mutex::new(CallCounts::default()),
-        credentials_file,
+        renewal: Mutex::new(renewal),
     };
     if o.execd {
         return execd::serve(&ctx);

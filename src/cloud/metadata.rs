@@ -1,0 +1,178 @@
+//! Temporary credentials of an ECS/CCE instance's agency, from the instance metadata service
+//! (`GET {endpoint}/openstack/latest/securitykey`): the recommended set-up, with no long-lived
+//! key on the host. They are kept in memory only and fetched again before they expire.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+
+use super::credentials::{Credentials, Secret};
+use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
+
+/// Where the metadata service answers on Huawei Cloud instances.
+pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+pub const PATH: &str = "/openstack/latest/securitykey";
+/// Hosts without the service should fail fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// Why the metadata service gave no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{endpoint} did not answer ({why})")]
+    Unreachable { endpoint: String, why: String },
+    #[error("{endpoint} answered HTTP {status}: {message}")]
+    Status {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint} answered something that is not a securitykey document ({why})")]
+    Unusable { endpoint: String, why: String },
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    credential: Credential,
+}
+
+#[derive(Deserialize)]
+struct Credential {
+    access: String,
+    secret: String,
+    securitytoken: String,
+    expires_at: String,
+}
+
+/// `2026-11-30T05:36:20.123000Z`, with or without fraction or zone (UTC then).
+fn parse_expiry(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), f).ok())
+                .map(|t| t.and_utc())
+        })
+}
+
+/// Fetches the agency's temporary credentials. `endpoint` is the service's base URL.
+pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
+    let base = endpoint.trim_end_matches('/');
+    let url = format!("{base}{PATH}");
+    // Never through a proxy (169.254.169.254 is the instance's own), never redirected.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(TIMEOUT))
+        .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent();
+    let unreachable = |why: String| MetadataError::Unreachable {
+        endpoint: base.to_string(),
+        why,
+    };
+    let mut resp = agent.get(&url).call().map_err(|e| {
+        unreachable(match e {
+            ureq::Error::Timeout(_) => "timed out".to_string(),
+            ureq::Error::ConnectionFailed => "connection failed".to_string(),
+            other => other.to_string(),
+        })
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_string()
+        .map_err(|e| unreachable(format!("reading the answer failed: {e}")))?;
+    if !(200..300).contains(&status) {
+        return Err(MetadataError::Status {
+            endpoint: base.to_string(),
+            status,
+            message: sanitize_remote(&body, REMOTE_TEXT_MAX),
+        });
+    }
+    let unusable = |why: &str| MetadataError::Unusable {
+        endpoint: base.to_string(),
+        why: why.to_string(),
+    };
+    // The answer holds the secret: nothing of it is ever quoted in an error.
+    let answer: Answer = serde_json::from_str(&body).map_err(|_| {
+        unusable("expected {\"credential\": {access, secret, securitytoken, expires_at}}")
+    })?;
+    let c = answer.credential;
+    if c.access.is_empty() || c.secret.is_empty() || c.securitytoken.is_empty() {
+        return Err(unusable("an empty access, secret or securitytoken"));
+    }
+    let expires_at =
+        parse_expiry(&c.expires_at).ok_or_else(|| unusable("expires_at is not a time"))?;
+    Ok(Credentials {
+        ak: Secret::new(c.access),
+        sk: Secret::new(c.secret),
+        token: Some(Secret::new(c.securitytoken)),
+        source: format!("the metadata service {base} (the instance's agency)"),
+        expires_at: Some(expires_at),
+    })
+}
+
+/// Whether credentials that expire at `expires_at` (fetched at `fetched_at`) should be fetched
+/// again at `now`: once less than a quarter of their life, or five minutes, is left.
+pub fn due(fetched_at: DateTime<Utc>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let life = expires_at - fetched_at;
+    let margin = (life / 4).min(chrono::Duration::minutes(5));
+    now + margin >= expires_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_times_in_the_forms_the_service_writes() {
+        let want = DateTime::parse_from_rfc3339("2026-11-30T05:36:20Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for s in [
+            "2026-11-30T05:36:20Z",
+            "2026-11-30T05:36:20.000000Z",
+            "2026-11-30T05:36:20",
+            "2026-11-30T13:36:20+08:00",
+        ] {
+            assert_eq!(parse_expiry(s), Some(want), "{s}");
+        }
+        assert_eq!(parse_expiry("tomorrow"), None);
+    }
+
+    #[test]
+    fn refreshed_before_a_quarter_of_the_life_or_five_minutes_is_left() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let day = t0 + chrono::Duration::hours(24);
+        assert!(!due(t0, day, t0 + chrono::Duration::hours(23)));
+        assert!(due(t0, day, day - chrono::Duration::minutes(4)));
+        let short = t0 + chrono::Duration::seconds(4);
+        assert!(!due(t0, short, t0 + chrono::Duration::seconds(2)));
+        assert!(due(t0, short, t0 + chrono::Duration::seconds(3)));
+    }
+
+    #[test]
+    fn a_host_without_the_service_fails_fast_and_says_where() {
+        // A port nothing listens on: refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = fetch(&format!("http://127.0.0.1:{port}")).unwrap_err();
+        assert!(matches!(e, MetadataError::Unreachable { .. }), "{e}");
+        assert!(e.to_string().contains(&port.to_string()));
+    }
+}

@@ -1,0 +1,59 @@
+//! The simulator's instance metadata service: temporary credentials of an "agency", handed out
+//! as ECS does (`GET /openstack/latest/securitykey`) and accepted by the simulator's gateway
+//! until they expire, so tests and the demo can show the credential chain's last step.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::SimCredential;
+
+/// Credentials issued so far, each with its end.
+#[derive(Default)]
+pub struct Issuer {
+    seq: AtomicU64,
+    issued: Mutex<Vec<(SimCredential, DateTime<Utc>)>>,
+}
+
+impl Issuer {
+    /// Issues a fresh credential valid for `lifetime`: the securitykey document.
+    pub fn issue(&self, lifetime: Duration) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let cred = SimCredential {
+            ak: format!("TEMPAK{n:014}"),
+            sk: format!("temporary-secret-{n:08}-of-the-simulated-agency"),
+            token: Some(format!("temporary-security-token-{n:08}")),
+        };
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
+        let body = serde_json::json!({"credential": {
+            "access": cred.ak,
+            "secret": cred.sk,
+            "securitytoken": cred.token,
+            "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }})
+        .to_string();
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((cred, expires_at));
+        body
+    }
+
+    /// The issued credential with this access key, and whether it has expired.
+    pub fn find(&self, ak: &str) -> Option<(SimCredential, bool)> {
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(c, _)| c.ak == ak)
+            .map(|(c, until)| (c.clone(), Utc::now() >= *until))
+    }
+
+    /// How many credentials were handed out.
+    pub fn count(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+}

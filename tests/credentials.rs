@@ -1,0 +1,230 @@
+//! The credential chain as Huawei Cloud users have it: the environment, then a credentials file
+//! (three hand-written forms or the console's credentials.csv), then the metadata service of an
+//! ECS/CCE instance's agency, whose temporary credentials are never printed or stored and are
+//! fetched again before they expire.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use maas_usage::sim::{SimConfig, Simulator};
+
+/// A simulator whose metadata service hands out credentials valid for `life`.
+fn agency(life: Duration) -> Simulator {
+    start(SimConfig {
+        metadata: Some(life),
+        ..sim_config()
+    })
+}
+
+fn spec_with_metadata(sim: &Simulator, extra_cloud: &str) -> std::path::PathBuf {
+    let url = sim.url();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  metadata_endpoint: {url}\n{extra_cloud}timezone: Asia/Shanghai\nqueries:\n  - name: a\n  - name: b\n    range: today\nlimits:\n  timeout: 10s\n"
+    ))
+}
+
+/// What the simulator's agency handed out: any of it in an output is a leak.
+fn assert_no_temporary_secret(o: &std::process::Output) {
+    for text in [stdout(o), stderr(o)] {
+        for secret in ["TEMPAK", "temporary-secret-", "temporary-security-token-"] {
+            assert!(
+                !text.contains(secret),
+                "a temporary credential leaked:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_agency_s_temporary_credentials_are_used_when_nothing_else_is_set() {
+    let sim = agency(Duration::from_secs(3600));
+    let spec = spec_with_metadata(&sim, "");
+    let out = bin()
+        .arg("run")
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--now", NOW, "-v"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(parse_lp(&stdout(&out)).len(), 3);
+    assert_eq!(sim.credentials_issued(), 1);
+    assert!(
+        stderr(&out).contains("credentials from the metadata service"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_temporary_secret(&out);
+    // The security token is sent, and signed.
+    assert!(stats_calls(&sim).iter().all(|c| c.status == 200));
+}
+
+#[test]
+fn the_metadata_endpoint_comes_from_the_environment_too() {
+    let sim = agency(Duration::from_secs(3600));
+    let out = bin()
+        .env("MAAS_USAGE_METADATA_ENDPOINT", sim.url())
+        .args(["query", "--endpoint", &sim.url(), "--project-id", PROJECT])
+        .args(["--now", NOW, "--timezone", ZONE])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Total Tokens"));
+    assert_eq!(sim.credentials_issued(), 1);
+    assert_no_temporary_secret(&out);
+}
+
+#[test]
+fn the_environment_wins_over_the_metadata_service() {
+    let sim = agency(Duration::from_secs(3600));
+    let spec = spec_with_metadata(&sim, "");
+    let out = run(&spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(sim.credentials_issued(), 0, "never asked");
+}
+
+#[test]
+fn a_host_without_a_metadata_service_fails_fast_listing_what_was_tried() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = bin()
+        .env(
+            "MAAS_USAGE_METADATA_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .args([
+            "query",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--project-id",
+            PROJECT,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for source in [
+        "HW_ACCESS_KEY/HW_SECRET_KEY",
+        "HUAWEICLOUD_SDK_AK",
+        "credentials file",
+        "the metadata service",
+        &port.to_string(),
+    ] {
+        assert!(err.contains(source), "names {source}: {err}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "fails fast, not after a long timeout"
+    );
+}
+
+#[test]
+fn execd_fetches_fresh_credentials_before_they_expire() {
+    // Credentials for 4 s: the second batch, 5 s later, needs new ones.
+    let sim = agency(Duration::from_secs(4));
+    let spec = spec_with_metadata(&sim, "");
+    let mut execd = Execd::start_with(&spec, |c| {
+        c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
+    });
+    let first = execd.collect();
+    assert_eq!(first.last().unwrap().int("series_ok"), Some(2));
+    std::thread::sleep(Duration::from_secs(5));
+    let second = execd.collect();
+    assert_eq!(
+        second.last().unwrap().int("series_ok"),
+        Some(2),
+        "the old token has expired: only fresh credentials work"
+    );
+    assert!(sim.credentials_issued() >= 2);
+    assert_eq!(execd.finish(), Some(0));
+    assert!(
+        sim.requests().iter().all(|r| r.status != 401),
+        "no call went out with expired credentials"
+    );
+}
+
+#[test]
+fn the_consoles_credentials_csv_is_read_as_it_is_downloaded() {
+    let sim = sim();
+    let path = tempdir().join("credentials.csv");
+    std::fs::write(
+        &path,
+        format!("\u{feff}User Name,Access Key Id,Secret Access Key\r\nmaas-reader,{AK},{SK}\r\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["query", "--endpoint", &sim.url(), "--project-id", PROJECT])
+        .args(["--now", NOW, "--timezone", ZONE, "--credentials-file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_secret(&out);
+    // Two rows is ambiguous: a located error that quotes nothing.
+    std::fs::write(
+        &path,
+        format!("User Name,Access Key Id,Secret Access Key\nA,{AK},{SK}\nB,{AK},{SK}\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .args([
+            "query",
+            "--endpoint",
+            &sim.url(),
+            "--project-id",
+            PROJECT,
+            "--credentials-file",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("credentials.csv:3:"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_secret(&out);
+}
+
+#[test]
+fn a_credentials_file_the_environment_overrides_gets_one_warning() {
+    let sim = sim();
+    let file = tempdir().join("aksk");
+    std::fs::write(&file, "AKFILE\nSKFILE\n").unwrap();
+    let out = query(
+        &sim,
+        &[
+            "--project-id",
+            PROJECT,
+            "--credentials-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("win over the credentials file"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", stderr(&out));
+    assert!(warnings[0].contains("HW_ACCESS_KEY/HW_SECRET_KEY"));
+}
+
+#[test]
+fn validate_and_plan_never_touch_the_chain() {
+    let sim = agency(Duration::from_secs(3600));
+    let spec = spec_with_metadata(&sim, "");
+    for args in [vec!["validate"], vec!["plan", "--spec"]] {
+        let out = bin().args(&args).arg(&spec).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert_eq!(sim.credentials_issued(), 0);
+    assert!(sim.requests().is_empty());
+}
