@@ -30,6 +30,7 @@ pub mod spec;
 mod state;
 mod text;
 pub mod time;
+mod tls;
 
 /// Helpers for the unit tests.
 #[cfg(test)]

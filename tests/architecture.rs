@@ -143,15 +143,15 @@ fn the_layers_are_the_documented_ones() {
     let deps = |m: &str| reachable(&g, m);
     // The vocabulary depends on nothing; the cloud only on the vocabulary and utilities.
     assert!(deps("domain").is_empty(), "domain -> {:?}", deps("domain"));
-    for lower in ["log", "text", "env", "endpoint", "retry", "files"] {
+    for lower in ["log", "text", "env", "endpoint", "retry", "files", "tls"] {
         assert!(
-            deps(lower).is_subset(&["domain".to_string()].into()),
+            deps(lower).is_subset(&["domain".to_string(), "files".to_string()].into()),
             "{lower} -> {:?}",
             deps(lower)
         );
     }
     let cloud_may: BTreeSet<String> = [
-        "domain", "budget", "retry", "log", "text", "env", "endpoint", "files",
+        "domain", "budget", "retry", "log", "text", "env", "endpoint", "files", "tls",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -133,3 +133,163 @@ fn signed_calls_over_plain_http_to_another_host_get_a_warning() {
     let out = query(&sim, &["--project-id", PROJECT]);
     assert!(!stderr(&out).contains("plain http"), "loopback is fine");
 }
+
+#[test]
+fn run_trusts_the_spec_s_ca_file() {
+    let pki = Pki::new();
+    let sim = tls_sim(&pki);
+    let url = https(&sim);
+    let spec = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  ca_file: {}\nqueries:\n  - name: a\n",
+        pki.ca_pem.display()
+    ));
+    let out = run(&spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(parse_lp(&stdout(&out)).len(), 2);
+    // --ca-file on run wins over the spec.
+    let out = run(&spec, &["--ca-file", pki.other_ca_pem.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+fn otlp_spec(sim: &Simulator, endpoint: &str, protocol: &str) -> std::path::PathBuf {
+    let url = sim.url();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\noutput:\n  format: otlp\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\nlimits:\n  timeout: 10s\n"
+    ))
+}
+
+fn otlp_run(spec: &std::path::Path, env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut c = authed();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .args(["--now", NOW])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
+    use common::otlp::HttpReceiver;
+    let pki = Pki::new();
+    let sim = sim();
+    // Trusted CA from the standard variable.
+    let collector = HttpReceiver::start_tls(pki.server());
+    let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
+    let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(collector.requests().len(), 1);
+
+    // An unknown CA: one connection, no retry, exit 2, and the message names the option.
+    let collector = HttpReceiver::start_tls(pki.server());
+    let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
+    let out = otlp_run(
+        &spec,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.other_ca_pem)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not trusted")
+            && stderr(&out).contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(*collector.connections.lock().unwrap(), 1, "not retried");
+
+    // Mutual TLS: refused without a client certificate, accepted with one.
+    let collector = HttpReceiver::start_tls(pki.mutual_server());
+    let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
+    let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(collector.requests().is_empty());
+    let out = otlp_run(
+        &spec,
+        &[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+                &pki.client_cert_pem,
+            ),
+            ("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", &pki.client_key_pem),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(collector.requests().len(), 1);
+}
+
+#[cfg(feature = "grpc")]
+#[test]
+fn otlp_grpc_over_tls_and_mutual_tls_from_the_spec() {
+    use common::otlp::grpc::GrpcReceiver;
+    let pki = Pki::new();
+    let sim = sim();
+    let collector = GrpcReceiver::start_tls(&pki, true);
+    let url = sim.url();
+    let spec = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\noutput:\n  format: otlp\n  otlp:\n    endpoint: {}\n    protocol: grpc\n    certificate: {}\n    client_certificate: {}\n    client_key: {}\nlimits:\n  timeout: 10s\n",
+        collector.url,
+        pki.ca_pem.display(),
+        pki.client_cert_pem.display(),
+        pki.client_key_pem.display()
+    ));
+    let out = run(&spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(collector.received.lock().unwrap().len(), 1);
+    // gRPC without a scheme means TLS (unless insecure): the same collector, host:port only.
+    let bare = collector.url.trim_start_matches("https://").to_string();
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(&collector.url, &format!("\"{bare}\""));
+    let out = authed()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &bare)
+        .arg("run")
+        .arg("--spec")
+        .arg(spec_file(
+            &text.replace(&format!("    endpoint: \"{bare}\"\n"), ""),
+        ))
+        .args(["--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(collector.received.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn https_proxy_and_no_proxy_are_honoured() {
+    use common::proxy::ConnectProxy;
+    let pki = Pki::new();
+    let sim = tls_sim(&pki);
+    let proxy = ConnectProxy::start(sim.addr());
+    let port = sim.addr().port();
+    // maas.test resolves nowhere: only the proxy can reach it.
+    let endpoint = format!("https://maas.test:{port}");
+    let query_via = |extra: &[(&str, &str)]| {
+        let mut c = authed();
+        c.env("HTTPS_PROXY", &proxy.url);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.args(["query", "--endpoint", &endpoint, "--project-id", PROJECT])
+            .args(["--now", NOW, "--timezone", ZONE, "--timeout", "10s"])
+            .args(["--ca-file", pki.ca_pem.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = query_via(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        proxy.tunnels.lock().unwrap().as_slice(),
+        [format!("maas.test:{port}")]
+    );
+    // NO_PROXY sends it direct, where the name does not resolve.
+    let out = query_via(&[("NO_PROXY", "maas.test")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        proxy.tunnels.lock().unwrap().len(),
+        1,
+        "not through the proxy"
+    );
+}

@@ -1,7 +1,6 @@
 //! The one place that talks to the cloud: signed HTTP with ureq, retries, error decoding, IAM
 //! project discovery and ShowStatistics.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -12,7 +11,6 @@ use super::api;
 use super::auth::{self, AuthGate, Refusal, Rejection, RejectionStore, Verdict};
 use super::credentials::Credentials;
 use super::sign::{self, SignInput};
-use super::ConnectError;
 use crate::budget::{Budget, Unlimited};
 use crate::domain::failure::{DecodeError, HttpFailure};
 use crate::domain::{ApiError, StatsAnswer};
@@ -21,6 +19,7 @@ use crate::log;
 pub use crate::retry::RetryPolicy;
 use crate::retry::{self, parse_retry_after, GaveUp, Step};
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
+use crate::tls::{self, TlsMaterial};
 
 /// Answers larger than this are not statistics; reading stops there.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -111,6 +110,8 @@ struct Identity {
 
 pub struct Client {
     agent: ureq::Agent,
+    /// The CA configured, for the message when a certificate is not trusted.
+    tls: TlsMaterial,
     /// A failure on this side (an untrusted certificate, say): every later call would meet it
     /// again, so they fail at once with it instead of trying.
     local_failure: std::sync::Mutex<Option<String>>,
@@ -123,18 +124,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(
-        creds: Credentials,
-        opts: ClientOptions,
-        ca_file: Option<&Path>,
-    ) -> Result<Self, ConnectError> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(path) = ca_file {
-            tls = tls.root_certs(load_ca(path)?);
-        }
+    /// A client for `opts`'s endpoints, trusting `tls`'s CA when it has one (else the Mozilla
+    /// roots).
+    pub fn new(creds: Credentials, opts: ClientOptions, tls: TlsMaterial) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .tls_config(tls.build())
+            .tls_config(tls.ureq())
             .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
             .max_redirects(0)
             // Answers are a few hundred bytes: ureq's 128 KiB buffers per connection would be most
@@ -144,8 +139,9 @@ impl Client {
             .output_buffer_size(16 * 1024)
             .timeout_global(Some(opts.call_timeout))
             .build();
-        Ok(Client {
+        Client {
             agent: config.new_agent(),
+            tls,
             local_failure: std::sync::Mutex::new(None),
             identity: RwLock::new(Arc::new(Identity {
                 gate: AuthGate::new(&creds, None),
@@ -155,7 +151,7 @@ impl Client {
             opts,
             budget: Arc::new(Unlimited),
             counters: Arc::new(Counters::default()),
-        })
+        }
     }
 
     pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> Self {
@@ -313,7 +309,7 @@ impl Client {
                     "{method} {url} -> transport error after {elapsed} ms: {}",
                     describe(&e)
                 ));
-                match local_failure(&e) {
+                match local_failure(&e, &self.tls) {
                     Some(why) => Attempt::Local(why),
                     None => Attempt::Transport(describe(&e)),
                 }
@@ -505,21 +501,11 @@ impl Client {
 /// A failure that comes from this side's configuration or input and would happen again on a
 /// retry: an untrusted server certificate, or a request that cannot be built (a header value
 /// with a line break or a byte-order mark, say, from a credential).
-fn local_failure(e: &ureq::Error) -> Option<String> {
-    let certificate = |r: &rustls::Error| {
-        match r {
-        rustls::Error::InvalidCertificate(why) => Some(format!(
-            "the server's TLS certificate is not trusted ({why:?}); if it is signed by a private CA, point --ca-file (or cloud.ca_file) at that CA's PEM bundle"
-        )),
-        _ => None,
+fn local_failure(e: &ureq::Error, tls: &TlsMaterial) -> Option<String> {
+    if let Some(why) = tls::untrusted_certificate(e) {
+        return Some(tls.untrusted_message(&why, "--ca-file (or cloud.ca_file)"));
     }
-    };
     match e {
-        ureq::Error::Rustls(r) => certificate(r),
-        ureq::Error::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .and_then(certificate),
         ureq::Error::Http(h) => Some(format!(
             "the request cannot be sent ({h}); check the credentials and endpoint for stray characters (line breaks, a byte-order mark)"
         )),
@@ -541,28 +527,6 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
-/// Cap on a CA bundle: Mozilla's whole root store is about 250 KiB.
-const MAX_CA_BYTES: u64 = 1024 * 1024;
-
-fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, ConnectError> {
-    let bad = |reason: String| ConnectError::CaFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = crate::files::read_regular(path, MAX_CA_BYTES).map_err(|e| bad(e.to_string()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| bad(e.to_string()))? {
-            ureq::tls::PemItem::Certificate(c) => certs.push(c),
-            _ => continue,
-        }
-    }
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate found".into()));
-    }
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,7 +546,7 @@ mod tests {
             call_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
         };
-        Client::new(creds, opts, None).unwrap()
+        Client::new(creds, opts, TlsMaterial::default())
     }
 
     fn failure(status: u16, body: &str) -> HttpFailure {

@@ -19,6 +19,7 @@ use crate::domain::{ApiError, StatsAnswer};
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::env::{self, Lookup};
 use crate::log;
+use crate::tls::{self, TlsError, TlsFiles};
 use auth::RejectionStore;
 use client::{Client, ClientOptions, RetryPolicy};
 use credentials::{Credentials, CredentialsError};
@@ -76,8 +77,8 @@ pub enum ConnectError {
     Unsendable(String),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
-    #[error("--ca-file {}: {reason}", path.display())]
-    CaFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("the metadata service: {0}")]
     Metadata(metadata::MetadataError),
     #[error("project discovery: {0}")]
@@ -94,7 +95,7 @@ impl ConnectError {
             ConnectError::Credentials(_)
             | ConnectError::Unsendable(_)
             | ConnectError::Endpoint(_)
-            | ConnectError::CaFile { .. } => true,
+            | ConnectError::Tls(_) => true,
             ConnectError::Api(e) => e.is_local(),
             ConnectError::Discovery(_) | ConnectError::Metadata(_) => false,
         }
@@ -258,7 +259,15 @@ pub fn connect(
     for ep in [&options.maas, &options.iam] {
         warn_if_plain_http(ep, creds.token.is_some());
     }
-    let mut client = Client::new(creds, options, opts.ca_file.as_deref())?.with_budget(budget);
+    let tls = TlsFiles {
+        ca: opts
+            .ca_file
+            .as_deref()
+            .map(|p| tls::named("--ca-file (or cloud.ca_file)", p)),
+        ..TlsFiles::default()
+    }
+    .load()?;
+    let mut client = Client::new(creds, options, tls).with_budget(budget);
     if let Some(store) = shared.rejections {
         client = client.with_rejection_store(store.clone());
     }

@@ -67,6 +67,7 @@ impl Error {
             | Error::Plan(_)
             | Error::ExportConfig(_) => 2,
             Error::Connect(e) if e.is_input() => 2,
+            Error::Export(e) if e.local => 2,
             Error::Connect(_)
             | Error::Export(_)
             | Error::Write(_)

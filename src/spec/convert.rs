@@ -70,6 +70,10 @@ pub(super) struct RawOtlp {
     pub(super) headers: Option<BTreeMap<String, String>>,
     pub(super) timeout: Option<String>,
     pub(super) compression: Option<String>,
+    pub(super) certificate: Option<String>,
+    pub(super) client_certificate: Option<String>,
+    pub(super) client_key: Option<String>,
+    pub(super) insecure: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -314,6 +318,10 @@ pub(super) fn otlp_of(f: &FileSpec, o: &RawOtlp, errors: &mut Vec<SpecError>) ->
         endpoint: o.endpoint.clone(),
         protocol: o.protocol.as_deref().and_then(Protocol::parse),
         gzip: o.compression.as_deref().map(|c| c == "gzip"),
+        certificate: o.certificate.as_ref().map(PathBuf::from),
+        client_certificate: o.client_certificate.as_ref().map(PathBuf::from),
+        client_key: o.client_key.as_ref().map(PathBuf::from),
+        insecure: o.insecure,
         ..Default::default()
     };
     if let Some(t) = &o.timeout {

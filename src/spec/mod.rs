@@ -144,4 +144,10 @@ pub struct OtlpSettings {
     pub headers: BTreeMap<String, String>,
     pub timeout: Option<Duration>,
     pub gzip: Option<bool>,
+    /// CA bundle, client certificate and key (paths).
+    pub certificate: Option<PathBuf>,
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// gRPC without a scheme: no TLS.
+    pub insecure: Option<bool>,
 }

@@ -3,6 +3,7 @@
 
 pub mod influx;
 pub mod otlp;
+pub mod proxy;
 pub mod tls;
 
 use std::process::{Command, Output, Stdio};

@@ -35,20 +35,45 @@ pub struct HttpReceiver {
     pub script: Arc<Mutex<VecDeque<Answer>>>,
     /// Every request that arrived, decodable or not.
     pub hits: Arc<Mutex<u32>>,
+    /// Every connection accepted (a failed TLS handshake counts).
+    pub connections: Arc<Mutex<u32>>,
 }
 
 impl HttpReceiver {
     pub fn start() -> HttpReceiver {
+        Self::start_with(None)
+    }
+
+    /// An OTLP/HTTP receiver over TLS (`https://`).
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> HttpReceiver {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> HttpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Mutex<VecDeque<Answer>>> = Arc::new(Mutex::new(VecDeque::new()));
         let hits = Arc::new(Mutex::new(0));
-        let (r, s, h) = (received.clone(), script.clone(), hits.clone());
+        let connections = Arc::new(Mutex::new(0));
+        let (r, s, h, c) = (
+            received.clone(),
+            script.clone(),
+            hits.clone(),
+            connections.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (r, s, h) = (r.clone(), s.clone(), h.clone());
-                std::thread::spawn(move || serve(conn, r, s, h));
+                *c.lock().unwrap() += 1;
+                let (r, s, h, tls) = (r.clone(), s.clone(), h.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(conn, r, s, h),
+                    Some(cfg) => {
+                        let tls = rustls::ServerConnection::new(cfg).unwrap();
+                        serve(rustls::StreamOwned::new(tls, conn), r, s, h)
+                    }
+                });
             }
         });
         HttpReceiver {
@@ -56,6 +81,7 @@ impl HttpReceiver {
             received,
             script,
             hits,
+            connections,
         }
     }
 
@@ -68,14 +94,13 @@ impl HttpReceiver {
     }
 }
 
-fn serve(
-    conn: std::net::TcpStream,
+fn serve<S: Read + Write>(
+    conn: S,
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
     hits: Arc<Mutex<u32>>,
 ) {
     use maas_usage::sim::http::{read_body, read_head, ReadOutcome};
-    let mut out = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     loop {
         let mut req = match read_head(&mut reader) {
@@ -100,7 +125,7 @@ fn serve(
         let answer = script.lock().unwrap().pop_front();
         if let Some(Answer::Redirect(to)) = &answer {
             let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
-            if out.write_all(head.as_bytes()).is_err() {
+            if reader.get_mut().write_all(head.as_bytes()).is_err() {
                 return;
             }
             continue;
@@ -146,9 +171,11 @@ fn serve(
             "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
             payload.len()
         );
+        let out = reader.get_mut();
         if out
             .write_all(head.as_bytes())
             .and_then(|_| out.write_all(&payload))
+            .and_then(|_| out.flush())
             .is_err()
         {
             return;
@@ -222,9 +249,28 @@ pub mod grpc {
 
     impl GrpcReceiver {
         pub fn start() -> GrpcReceiver {
+            Self::start_with(None)
+        }
+
+        /// Over TLS with the test PKI's server certificate; with `mutual`, a client
+        /// certificate signed by the test CA is required.
+        pub fn start_tls(pki: &crate::common::tls::Pki, mutual: bool) -> GrpcReceiver {
+            let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&pki.server_cert_pem, &pki.server_key_pem),
+            );
+            if mutual {
+                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(
+                    std::fs::read(&pki.ca_pem).unwrap(),
+                ));
+            }
+            Self::start_with(Some(tls))
+        }
+
+        fn start_with(tls: Option<tonic::transport::ServerTlsConfig>) -> GrpcReceiver {
             let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
             std_listener.set_nonblocking(true).unwrap();
-            let url = format!("http://{}", std_listener.local_addr().unwrap());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{}", std_listener.local_addr().unwrap());
             let received = Arc::new(Mutex::new(Vec::new()));
             let unavailable_first = Arc::new(AtomicU32::new(0));
             let svc = Svc {
@@ -236,7 +282,11 @@ pub mod grpc {
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                    tonic::transport::Server::builder()
+                    let mut builder = tonic::transport::Server::builder();
+                    if let Some(tls) = tls {
+                        builder = builder.tls_config(tls).unwrap();
+                    }
+                    builder
                         .add_service(
                             MetricsServiceServer::new(svc)
                                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip),

@@ -17,6 +17,9 @@ pub struct Pki {
     pub other_ca_pem: PathBuf,
     pub client_cert_pem: PathBuf,
     pub client_key_pem: PathBuf,
+    /// The server's certificate and key as PEM text (for tonic's server).
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
     server_chain: Vec<CertificateDer<'static>>,
     server_key: Vec<u8>,
     ca_der: CertificateDer<'static>,
@@ -40,7 +43,13 @@ impl Pki {
         let other = new_ca("someone else's CA");
 
         let server_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        // maas.test: a name only the tests' CONNECT proxy resolves.
+        let mut p = CertificateParams::new(vec![
+            "127.0.0.1".into(),
+            "localhost".into(),
+            "maas.test".into(),
+        ])
+        .unwrap();
         p.distinguished_name.push(DnType::CommonName, "localhost");
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server = p.signed_by(&server_key, &ca).unwrap();
@@ -62,6 +71,8 @@ impl Pki {
             other_ca_pem: write("other-ca.pem", other.pem()),
             client_cert_pem: write("client.pem", client.pem()),
             client_key_pem: write("client.key", client_key.serialize_pem()),
+            server_cert_pem: server.pem(),
+            server_key_pem: server_key.serialize_pem(),
             server_chain: vec![server.der().clone()],
             server_key: server_key.serialize_der(),
             ca_der: ca.der().clone(),

@@ -7,18 +7,29 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
-use super::{Accepted, AttemptError, ExportConfig};
+use super::{Accepted, AttemptError, ExportConfig, CA_OPTION};
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 fn fatal(message: String) -> AttemptError {
-    AttemptError {
-        retryable: false,
-        retry_after: None,
-        message,
+    AttemptError::remote(false, message)
+}
+
+/// The client's TLS: the configured CA (else the Mozilla roots) and identity.
+fn tls_config(cfg: &ExportConfig) -> ClientTlsConfig {
+    let mut tls = match &cfg.tls.ca_pem {
+        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem.as_slice())),
+        None => ClientTlsConfig::new().with_webpki_roots(),
+    };
+    if let Some(id) = &cfg.tls.identity {
+        tls = tls.identity(Identity::from_pem(
+            id.cert_pem.as_slice(),
+            id.key_pem.as_slice(),
+        ));
     }
+    tls
 }
 
 pub fn export(
@@ -42,13 +53,18 @@ pub fn export(
             .connect_timeout(timeout);
         if cfg.url.starts_with("https://") {
             endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_webpki_roots())
+                .tls_config(tls_config(cfg))
                 .map_err(|e| fatal(format!("TLS setup: {e}")))?;
         }
-        let channel = endpoint.connect().await.map_err(|e| AttemptError {
-            retryable: true,
-            retry_after: None,
-            message: format!("cannot reach the collector: {e}"),
+        let channel = endpoint.connect().await.map_err(|e| {
+            // An untrusted certificate will not be trusted on the next attempt either.
+            match crate::tls::untrusted_certificate(&e) {
+                Some(why) => AttemptError {
+                    local: true,
+                    ..fatal(cfg.tls.untrusted_message(&why, CA_OPTION))
+                },
+                None => AttemptError::remote(true, format!("cannot reach the collector: {e}")),
+            }
         })?;
         let mut client = MetricsServiceClient::new(channel);
         if cfg.gzip {
@@ -70,9 +86,9 @@ pub fn export(
                     message: partial.error_message,
                 })
             }
-            Err(status) => Err(AttemptError {
+            Err(status) => Err(AttemptError::remote(
                 // The codes the OTLP specification lists as retryable.
-                retryable: matches!(
+                matches!(
                     status.code(),
                     Code::Unavailable
                         | Code::ResourceExhausted
@@ -82,9 +98,8 @@ pub fn export(
                         | Code::OutOfRange
                         | Code::DataLoss
                 ),
-                retry_after: None,
-                message: status_message(&status),
-            }),
+                status_message(&status),
+            )),
         }
     })
 }

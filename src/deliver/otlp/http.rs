@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use prost::Message;
 
-use super::{Accepted, AttemptError, ExportConfig, Protocol};
+use super::{Accepted, AttemptError, ExportConfig, Protocol, CA_OPTION};
 use crate::retry::parse_retry_after;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
@@ -64,6 +64,7 @@ pub fn export(
         // into a GET carrying the headers (credentials) to wherever it points.
         .max_redirects(0)
         .timeout_global(Some(timeout))
+        .tls_config(cfg.tls.ureq())
         .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent();
@@ -83,13 +84,21 @@ pub fn export(
     }
     let mut resp = match rb.send(&body[..]) {
         Ok(r) => r,
-        Err(e) => {
-            return Err(AttemptError {
-                retryable: true,
-                retry_after: None,
-                message: format!("cannot reach the collector: {e}"),
-            })
-        }
+        // An untrusted certificate will not be trusted on the next attempt either.
+        Err(e) => match crate::tls::untrusted_certificate(&e) {
+            Some(why) => {
+                return Err(AttemptError {
+                    local: true,
+                    ..AttemptError::remote(false, cfg.tls.untrusted_message(&why, CA_OPTION))
+                })
+            }
+            None => {
+                return Err(AttemptError::remote(
+                    true,
+                    format!("cannot reach the collector: {e}"),
+                ))
+            }
+        },
     };
     let status = resp.status().as_u16();
     let retry_after = resp
@@ -121,18 +130,19 @@ pub fn export(
         });
     }
     if (300..400).contains(&status) {
-        return Err(AttemptError {
-            retryable: false,
-            retry_after: None,
-            message: format!(
+        return Err(AttemptError::remote(
+            false,
+            format!(
                 "HTTP {status}: the endpoint redirects, and redirects are not followed (nothing was delivered); set the endpoint to the collector itself"
             ),
-        });
+        ));
     }
     Err(AttemptError {
-        retryable: matches!(status, 429 | 502 | 503 | 504),
         retry_after,
-        message: format!("HTTP {status}: {}", error_message(&answer, answer_is_json)),
+        ..AttemptError::remote(
+            matches!(status, 429 | 502 | 503 | 504),
+            format!("HTTP {status}: {}", error_message(&answer, answer_is_json)),
+        )
     })
 }
 

@@ -16,9 +16,10 @@ use crate::retry::{self, GaveUp, RetryPolicy, Step};
 use crate::spec::{OtlpSettings, Protocol};
 use crate::text::parse_kv_list;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
+use crate::tls::{self, TlsError, TlsFiles, TlsMaterial};
 
 /// Where and how to export, resolved.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ExportConfig {
     /// For HTTP the full URL (`.../v1/metrics`); for gRPC the server URL.
     pub url: String,
@@ -26,7 +27,12 @@ pub struct ExportConfig {
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub gzip: bool,
+    /// The collector's CA and this side's identity (mutual TLS), read and checked.
+    pub tls: TlsMaterial,
 }
+
+/// Where to point people when the collector's certificate is not trusted.
+const CA_OPTION: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE (or output.otlp.certificate)";
 
 /// Why the exporter's configuration cannot be used (an input error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +45,8 @@ pub enum ConfigError {
     },
     #[error("OTLP endpoint `{0}` must start with http:// or https://")]
     Scheme(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 fn bad(var: &str, value: &str, expected: &'static str) -> ConfigError {
@@ -76,12 +84,28 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             None => Protocol::HttpProtobuf,
         },
     };
+    let insecure = match spec.insecure {
+        Some(i) => i,
+        None => match pick(
+            "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+            "OTEL_EXPORTER_OTLP_INSECURE",
+        ) {
+            Some((_, v)) if v.eq_ignore_ascii_case("true") => true,
+            Some((_, v)) if v.eq_ignore_ascii_case("false") => false,
+            Some((name, v)) => return Err(bad(&name, &v, "use true or false")),
+            None => false,
+        },
+    };
     let default_base = if protocol == Protocol::Grpc {
         "http://localhost:4317"
     } else {
         "http://localhost:4318"
     };
     let with_path = |base: &str| match protocol {
+        // gRPC without a scheme: TLS unless insecure (as the exporter specification says).
+        Protocol::Grpc if !base.contains("://") => {
+            format!("{}://{base}", if insecure { "http" } else { "https" })
+        }
         Protocol::Grpc => base.to_string(),
         _ => format!("{}/v1/metrics", base.trim_end_matches('/')),
     };
@@ -91,7 +115,9 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
         get("OTEL_EXPORTER_OTLP_ENDPOINT"),
     ) {
         (Some(base), _, _) => with_path(base),
-        // A signal-specific endpoint is used as is.
+        // A signal-specific endpoint is used as is (for gRPC, a missing scheme still means TLS
+        // unless insecure).
+        (None, Some(signal), _) if protocol == Protocol::Grpc => with_path(&signal),
         (None, Some(signal), _) => signal,
         (None, None, Some(base)) => with_path(&base),
         (None, None, None) => with_path(default_base),
@@ -135,12 +161,35 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             None => false,
         },
     };
+    let file = |spec_path: &Option<std::path::PathBuf>, key: &str, var: &str| {
+        let (signal, generic) = (
+            format!("OTEL_EXPORTER_OTLP_METRICS_{var}"),
+            format!("OTEL_EXPORTER_OTLP_{var}"),
+        );
+        match spec_path {
+            Some(p) => Some(tls::named(&format!("output.otlp.{key}"), p)),
+            None => {
+                pick(&signal, &generic).map(|(name, v)| tls::named(&name, std::path::Path::new(&v)))
+            }
+        }
+    };
+    let tls = TlsFiles {
+        ca: file(&spec.certificate, "certificate", "CERTIFICATE"),
+        client_cert: file(
+            &spec.client_certificate,
+            "client_certificate",
+            "CLIENT_CERTIFICATE",
+        ),
+        client_key: file(&spec.client_key, "client_key", "CLIENT_KEY"),
+    }
+    .load()?;
     Ok(ExportConfig {
         url,
         protocol,
         headers: headers.into_iter().collect(),
         timeout,
         gzip,
+        tls,
     })
 }
 
@@ -157,6 +206,21 @@ pub struct AttemptError {
     pub retryable: bool,
     pub retry_after: Option<Duration>,
     pub message: String,
+    /// A failure on this side (the collector's certificate is not trusted): the
+    /// configuration's, exit 2.
+    pub local: bool,
+}
+
+impl AttemptError {
+    /// An error worth another attempt (or not), not of this side's making.
+    pub fn remote(retryable: bool, message: String) -> Self {
+        AttemptError {
+            retryable,
+            retry_after: None,
+            message,
+            local: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +231,8 @@ pub struct ExportError {
     pub attempts: u32,
     /// With any user information of the endpoint replaced by `***`.
     pub message: String,
+    /// The failure was on this side (configuration): exit 2.
+    pub local: bool,
 }
 
 /// The user information of an endpoint URL (`user:pass` in `http://user:pass@host:4318/`):
@@ -206,13 +272,11 @@ fn attempt(
         #[cfg(feature = "grpc")]
         Protocol::Grpc => grpc::export(cfg, req, timeout),
         #[cfg(not(feature = "grpc"))]
-        Protocol::Grpc => Err(AttemptError {
-            retryable: false,
-            retry_after: None,
-            message:
-                "this build has no gRPC support (cargo feature `grpc`); use protocol http/protobuf"
-                    .into(),
-        }),
+        Protocol::Grpc => Err(AttemptError::remote(
+            false,
+            "this build has no gRPC support (cargo feature `grpc`); use protocol http/protobuf"
+                .into(),
+        )),
     }
 }
 
@@ -230,33 +294,37 @@ pub fn export(
             attempts += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Step::Fatal("no time left before the run's deadline".to_string());
+                return Step::Fatal(AttemptError::remote(
+                    false,
+                    "no time left before the run's deadline".into(),
+                ));
             }
             match attempt(cfg, req, remaining.min(cfg.timeout)) {
                 Ok(a) => Step::Done(a),
-                Err(e) if e.retryable => Step::Retry {
-                    error: e.message,
-                    wait: e.retry_after,
-                },
-                Err(e) => Step::Fatal(e.message),
+                Err(e) if e.retryable => {
+                    let wait = e.retry_after;
+                    Step::Retry { error: e, wait }
+                }
+                Err(e) => Step::Fatal(e),
             }
         },
-        |_, wait, message| {
+        |_, wait, e| {
             log::debug(&format!(
                 "OTLP export retry in {} ms after: {}",
                 wait.as_millis(),
-                scrub_userinfo(message, &cfg.url)
+                scrub_userinfo(&e.message, &cfg.url)
             ))
         },
     );
-    let fail = |message: String| ExportError {
+    let fail = |e: AttemptError, suffix: &str| ExportError {
         url: redact_url(&cfg.url),
         attempts,
-        message: scrub_userinfo(&message, &cfg.url),
+        message: scrub_userinfo(&format!("{}{suffix}", e.message), &cfg.url),
+        local: e.local,
     };
     let accepted = result.map_err(|gave_up| match gave_up {
-        GaveUp::Fatal(m) | GaveUp::Attempts(m) => fail(m),
-        GaveUp::Deadline(m) => fail(format!("{m} (no time left to retry)")),
+        GaveUp::Fatal(e) | GaveUp::Attempts(e) => fail(e, ""),
+        GaveUp::Deadline(e) => fail(e, " (no time left to retry)"),
     })?;
     if accepted.rejected > 0 {
         log::warn(&format!(
