@@ -1,5 +1,6 @@
 //! Bad specs: every error located as file:line:column with its path, exit 2, no network call.
-//! Also the multi-file (GitOps) rules and the example specs.
+//! Also the multi-file (GitOps) rules, the example specs, and the harness's temporary
+//! directories.
 
 mod common;
 
@@ -273,6 +274,60 @@ fn every_example_spec_is_valid() {
         let out = bin().arg("validate").arg(&p).output().unwrap();
         assert!(out.status.success(), "{}: {}", p.display(), stderr(&out));
     }
+}
+
+/// The harness's temporary directories live under target/tmp, one root per process, and the
+/// roots of finished processes of the same test binary are removed by the next process's first
+/// use. The check runs in a child process (this test binary, this test alone), so no other test
+/// thread of this process can do the removal first.
+#[test]
+fn temporary_roots_of_finished_runs_are_removed() {
+    const CHILD: &str = "MAAS_USAGE_TEST_TEMPDIR_CHILD";
+    let mine = tempdir();
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let binary = env!("CARGO_CRATE_NAME");
+    assert!(
+        mine.starts_with(base.join(temp_root_name(binary, std::process::id()))),
+        "{}",
+        mine.display()
+    );
+    // No pid reaches 4194304 (the kernel's PID_MAX_LIMIT): these processes are gone.
+    let stale = base.join(temp_root_name(binary, 4_194_305));
+    let not_ours = base.join(temp_root_name("another_test_binary", 4_194_305));
+    let not_a_pid = base.join(format!("mu-{binary}-4194305x"));
+    for d in [&stale, &not_ours, &not_a_pid] {
+        std::fs::create_dir_all(d.join("0")).unwrap();
+        std::fs::write(d.join("0/spec.yaml"), "left over").unwrap();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "temporary_roots_of_finished_runs_are_removed",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("1 passed"),
+        "the child ran the test: {}",
+        stdout(&out)
+    );
+    let stale_left = stale.exists();
+    let kept = (not_ours.exists(), not_a_pid.exists(), mine.exists());
+    for d in [&stale, &not_ours, &not_a_pid] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    assert!(!stale_left, "the root of a finished process is removed");
+    assert_eq!(
+        kept,
+        (true, true, true),
+        "another binary's root, a name that is not a root, a live process's root: kept"
+    );
 }
 
 #[test]

@@ -111,14 +111,63 @@ pub fn body_of(call: &maas_usage::sim::Logged) -> serde_json::Value {
     serde_json::from_str(&call.body).unwrap()
 }
 
-/// A fresh directory under the system temp dir.
+/// A fresh directory for one test, inside this process's root (see `temp_root`).
 pub fn tempdir() -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("maas-usage-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    let d = temp_root().join(n.to_string());
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The name of the temporary root of process `pid` of the test binary `binary`.
+pub fn temp_root_name(binary: &str, pid: u32) -> String {
+    format!("mu-{binary}-{pid}")
+}
+
+/// This process's temporary root, `<CARGO_TARGET_TMPDIR>/mu-<test binary>-<pid>/` (target/tmp:
+/// `cargo clean` removes it, nothing goes to /tmp). Made on the first use in the process, after
+/// removing the roots that finished processes of the same test binary left behind, so repeated
+/// runs keep at most the last one (handy after a failure).
+pub fn temp_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let binary = env!("CARGO_CRATE_NAME");
+        remove_stale_roots(base, binary);
+        let root = base.join(temp_root_name(binary, std::process::id()));
+        // An earlier process with the same pid.
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    })
+}
+
+/// Removes every `mu-<binary>-<pid>` directory in `base` whose process is gone (no
+/// `/proc/<pid>`). Roots of other test binaries and of live processes are left alone; without
+/// /proc nothing is removed.
+pub fn remove_stale_roots(base: &std::path::Path, binary: &str) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!("mu-{binary}-");
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if pid != std::process::id().to_string()
+            && !std::path::Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The example spec pointed at `sim` (endpoints and a pinned project id), with `extra`
