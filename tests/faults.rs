@@ -14,10 +14,15 @@ const TIMEOUT_S: u64 = 3;
 
 /// Two series (two calls), pinned project id, a 3 s run.
 fn small_spec(sim: &Simulator, concurrency: u32) -> std::path::PathBuf {
-    let url = sim.url();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\n    range: last_7d\n  - name: b\n    range: today\nlimits:\n  timeout: {TIMEOUT_S}s\n  concurrency: {concurrency}\n"
-    ))
+    fixture(
+        "faults/two-series.yaml",
+        &[
+            ("url", &sim.url()),
+            ("project", PROJECT),
+            ("timeout", &format!("{TIMEOUT_S}s")),
+            ("concurrency", &concurrency.to_string()),
+        ],
+    )
 }
 
 struct Run {
@@ -112,9 +117,14 @@ fn connection_refused_says_where_to_look() {
         .local_addr()
         .unwrap()
         .port();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: http://127.0.0.1:{port}\n  project_id: {PROJECT}\nqueries:\n  - name: a\nlimits:\n  timeout: {TIMEOUT_S}s\n"
-    ));
+    let path = fixture(
+        "faults/nothing-listens.yaml",
+        &[
+            ("url", &format!("http://127.0.0.1:{port}")),
+            ("project", PROJECT),
+            ("timeout", &format!("{TIMEOUT_S}s")),
+        ],
+    );
     let r = timed(&path);
     assert_eq!(r.out.status.code(), Some(1));
     let first = first_err(&r);
@@ -199,10 +209,10 @@ fn throttling_with_and_without_retry_after() {
         body: r#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#.into(),
         retry_after: None,
     });
-    let url = sim.url();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n  - name: b\n    range: today\nlimits:\n  timeout: 20s\n  concurrency: 1\n"
-    ));
+    let path = fixture(
+        "faults/throttled.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
     // A 2 s budget window (the API's is a minute): a 429 without Retry-After waits until the
     // oldest call of the window ages out, instead of a few sub-second retries.
     let started = Instant::now();
@@ -335,10 +345,10 @@ fn sigterm_writes_what_was_collected_and_exits_0_within_a_second() {
     let mut cfg = sim_config();
     cfg.faults.latency = Duration::from_millis(1200);
     let sim = start(cfg);
-    let url = sim.url();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n  - name: b\n    range: today\n  - name: c\n    range: yesterday\nlimits:\n  timeout: 20s\n  concurrency: 1\n"
-    ));
+    let path = fixture(
+        "faults/sigterm-mid-run.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
     let child = authed()
         .arg("run")
         .arg("--spec")
@@ -397,10 +407,7 @@ fn sigterm_while_stuck_in_discovery_still_exits_within_a_second() {
     let mut cfg = sim_config();
     cfg.faults.latency = Duration::from_secs(10);
     let sim = start(cfg);
-    let url = sim.url();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\nqueries:\n  - name: a\nlimits:\n  timeout: 20s\n"
-    ));
+    let path = fixture("faults/sigterm-in-discovery.yaml", &[("url", &sim.url())]);
     let child = authed()
         .arg("run")
         .arg("--spec")

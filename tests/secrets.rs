@@ -137,7 +137,10 @@ fn no_canary_anywhere() {
     check("run with a wrong SK", &o);
 
     // Inline secrets in a spec are refused without being echoed.
-    let bad = spec_file(&format!("apiVersion: maas-usage/v1\ncloud:\n  ak: {AK}\n  sk: {SK}\n  security_token: {TOKEN}\nqueries:\n  - name: q\n"));
+    let bad = fixture(
+        "secrets/invalid/inline-secrets.yaml",
+        &[("ak", AK), ("sk", SK), ("token", TOKEN)],
+    );
     for cmd in [
         vec!["validate"],
         vec!["plan", "--spec"],

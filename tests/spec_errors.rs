@@ -276,6 +276,83 @@ fn every_example_spec_is_valid() {
     }
 }
 
+/// Every spec fixture in tests/testdata, its placeholders filled with sample values, passes
+/// `validate`, except those under a directory named `invalid/`, which must fail it.
+#[test]
+fn every_test_fixture_is_valid_unless_meant_to_be_invalid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+    let creds = tempdir().join("aksk");
+    std::fs::write(&creds, format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK}\n")).unwrap();
+    let creds = creds.display().to_string();
+    let samples: &[(&str, &str)] = &[
+        ("url", "http://127.0.0.1:9"),
+        ("project", PROJECT),
+        ("timeout", "3s"),
+        ("concurrency", "2"),
+        ("rpm", "8"),
+        ("infer_type", "batch"),
+        ("otlp_endpoint", "http://127.0.0.1:4318"),
+        ("credentials_file", &creds),
+        ("ak", AK),
+        ("sk", SK),
+        ("token", TOKEN),
+    ];
+    let mut fixtures = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                fixtures.push(p);
+            }
+        }
+    }
+    fixtures.sort();
+    let (mut valid, mut invalid) = (0, 0);
+    for p in fixtures {
+        let name = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.ends_with(".yaml"),
+            "{name}: tests/testdata holds spec fixtures (*.yaml)"
+        );
+        let raw = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            raw.starts_with("# ") && raw.lines().nth(1).is_some_and(|l| !l.starts_with('#')),
+            "{name}: starts with a one-line comment saying what it is for"
+        );
+        let vars: Vec<(&str, &str)> = samples
+            .iter()
+            .copied()
+            .filter(|(k, _)| raw.contains(&format!("{{{{{k}}}}}")))
+            .collect();
+        let path = spec_file(&fixture_text(&name, &vars));
+        let out = bin().arg("validate").arg(&path).output().unwrap();
+        if p.components().any(|c| c.as_os_str() == "invalid") {
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{name} is meant to be invalid: {}",
+                stderr(&out)
+            );
+            assert_no_secret(&out);
+            invalid += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+            valid += 1;
+        }
+    }
+    assert!(
+        valid > 10 && invalid > 0,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
 /// The harness's temporary directories live under target/tmp, one root per process, and the
 /// roots of finished processes of the same test binary are removed by the next process's first
 /// use. The check runs in a child process (this test binary, this test alone), so no other test

@@ -170,6 +170,51 @@ pub fn remove_stale_roots(base: &std::path::Path, binary: &str) {
     }
 }
 
+/// The text of the fixture `tests/testdata/<name>` with each `{{key}}` replaced by its value.
+/// Panics on a placeholder left unfilled and on a value for a placeholder the fixture lacks.
+pub fn fixture_text(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    for (key, value) in vars {
+        let placeholder = format!("{{{{{key}}}}}");
+        assert!(
+            text.contains(&placeholder),
+            "fixture {name} has no {placeholder}"
+        );
+        text = text.replace(&placeholder, value);
+    }
+    let unfilled = unfilled_placeholders(&text);
+    assert!(
+        unfilled.is_empty(),
+        "fixture {name}: no value for {unfilled:?}"
+    );
+    text
+}
+
+/// The `{{key}}` placeholders left in `text`, in order, without duplicates.
+pub fn unfilled_placeholders(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        rest = &rest[i + 2..];
+        let end = rest.find("}}").unwrap_or(rest.len());
+        let key = format!("{{{{{}}}}}", &rest[..end]);
+        if !found.contains(&key) {
+            found.push(key);
+        }
+    }
+    found
+}
+
+/// The fixture `tests/testdata/<name>`, filled in (see `fixture_text`), as a spec file in a
+/// fresh directory.
+pub fn fixture(name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
+    spec_file(&fixture_text(name, vars))
+}
+
 /// The example spec pointed at `sim` (endpoints and a pinned project id), with `extra`
 /// replacing the limits section when given.
 pub fn example_spec_for(sim: &Simulator) -> String {
