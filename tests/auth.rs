@@ -12,14 +12,14 @@ use maas_usage::sim::Simulator;
 /// Three queries x two service types = six series, four calls in flight at most.
 fn six_series(sim: &Simulator, pinned: bool) -> PathBuf {
     let url = sim.url();
-    let project = if pinned {
-        format!("  project_id: {PROJECT}\n")
+    if pinned {
+        fixture(
+            "auth/six-series.yaml",
+            &[("url", &url), ("project", PROJECT)],
+        )
     } else {
-        String::new()
-    };
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n{project}timezone: Asia/Shanghai\nqueries:\n  - name: a\n    service_types: [preset, my_service]\n  - name: b\n    range: today\n    service_types: [preset, my_service]\n  - name: c\n    range: yesterday\n    service_types: [preset, my_service]\nlimits:\n  timeout: 10s\n  concurrency: 4\n"
-    ))
+        fixture("auth/six-series-discovered.yaml", &[("url", &url)])
+    }
 }
 
 fn rejected(sim: &Simulator) -> usize {
@@ -219,10 +219,14 @@ fn execd_rereads_a_rotated_credentials_file() {
         format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY=SKWRONG-rotation\n"),
     )
     .unwrap();
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  credentials_file: {}\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\nlimits:\n  timeout: 10s\n",
-        creds.display()
-    ));
+    let spec = fixture(
+        "auth/rotated-credentials.yaml",
+        &[
+            ("url", &url),
+            ("project", PROJECT),
+            ("credentials_file", &creds.display().to_string()),
+        ],
+    );
     let mut execd = Execd::start_with(&spec, |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
     });

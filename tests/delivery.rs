@@ -11,12 +11,15 @@ use common::otlp::{Answer, HttpReceiver};
 use common::*;
 use maas_usage::sim::Simulator;
 
-/// Hourly buckets, settled after 2 h, 5 h of backfill: three buckets at NOW.
-fn period_spec(sim: &Simulator, output: &str) -> PathBuf {
+/// Hourly buckets, settled after 2 h, 5 h of backfill: three buckets at NOW
+/// (`tests/testdata/delivery/<name>`), delivered to `otlp_endpoint` when given.
+fn period_spec(sim: &Simulator, name: &str, otlp_endpoint: Option<&str>) -> PathBuf {
     let url = sim.url();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: hourly\n    range: {{every: 1h, delay: 2h, backfill: 5h}}\n{output}limits:\n  timeout: 10s\n"
-    ))
+    let mut vars = vec![("url", url.as_str()), ("project", PROJECT)];
+    if let Some(e) = otlp_endpoint {
+        vars.push(("otlp_endpoint", e));
+    }
+    fixture(&format!("delivery/{name}"), &vars)
 }
 
 fn cmd(spec: &Path, state: &Path, args: &[&str]) -> std::process::Command {
@@ -48,7 +51,7 @@ fn assert_nothing_recorded(spec: &Path, state: &Path) {
 #[test]
 fn a_closed_stdout_is_not_a_delivery() {
     let sim = sim();
-    let spec = period_spec(&sim, "");
+    let spec = period_spec(&sim, "hourly.yaml", None);
     let state = tempdir().join("state");
     let mut child = cmd(&spec, &state, &[])
         .stdout(Stdio::piped())
@@ -70,7 +73,7 @@ fn a_closed_stdout_is_not_a_delivery() {
 #[test]
 fn a_full_disk_is_not_a_delivery() {
     let sim = sim();
-    let spec = period_spec(&sim, "");
+    let spec = period_spec(&sim, "hourly.yaml", None);
     let state = tempdir().join("state");
     let full = || {
         std::fs::OpenOptions::new()
@@ -107,13 +110,7 @@ fn an_otlp_redirect_is_a_failed_export_and_is_not_followed() {
     let elsewhere = HttpReceiver::start();
     let collector = HttpReceiver::start();
     collector.push(Answer::Redirect(format!("{}/v1/metrics", elsewhere.url)));
-    let spec = period_spec(
-        &sim,
-        &format!(
-            "output:\n  format: otlp\n  otlp:\n    endpoint: {}\n",
-            collector.url
-        ),
-    );
+    let spec = period_spec(&sim, "hourly-otlp-http.yaml", Some(&collector.url));
     let state = tempdir().join("state");
     let out = cmd(&spec, &state, &[])
         .env(
@@ -150,13 +147,7 @@ fn only_an_ok_grpc_status_is_a_delivery() {
     collector
         .unavailable_first
         .store(100, std::sync::atomic::Ordering::SeqCst);
-    let spec = period_spec(
-        &sim,
-        &format!(
-            "output:\n  format: otlp\n  otlp:\n    endpoint: {}\n    protocol: grpc\n    timeout: 500ms\n",
-            collector.url
-        ),
-    );
+    let spec = period_spec(&sim, "hourly-otlp-grpc.yaml", Some(&collector.url));
     let state = tempdir().join("state");
     let out = cmd(&spec, &state, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -169,7 +160,7 @@ fn only_an_ok_grpc_status_is_a_delivery() {
 fn the_checkpoint_moves_after_a_delivery_that_worked() {
     // The counterpart of the tests above, so that they cannot pass by never recording.
     let sim = sim();
-    let spec = period_spec(&sim, "");
+    let spec = period_spec(&sim, "hourly.yaml", None);
     let state = tempdir().join("state");
     let first = cmd(&spec, &state, &[]).output().unwrap();
     assert_eq!(buckets(&first), 3);

@@ -27,14 +27,23 @@ fn answer_with(field: &str, value: Option<&str>, batch: bool) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
+/// The one-series spec (one call) of `infer_type` pointed at `sim`.
+fn one_series(sim: &maas_usage::sim::Simulator, infer_type: &str) -> std::path::PathBuf {
+    fixture(
+        "hostile_answers/one-series.yaml",
+        &[
+            ("url", &sim.url()),
+            ("project", PROJECT),
+            ("infer_type", infer_type),
+        ],
+    )
+}
+
 /// Runs a one-series spec whose only call is answered with `body`; returns stderr.
 fn one_series_answered_with(body: String, batch: bool) -> String {
     let sim = sim();
     let infer = if batch { "batch" } else { "real_time" };
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: q\n    range: last_7d\n    infer_type: {infer}\n",
-        url = sim.url()
-    ));
+    let path = one_series(&sim, infer);
     sim.push_script(Scripted::Body(body));
     let out = run(&path, &[]);
     let err = stderr(&out);
@@ -124,10 +133,7 @@ fn a_missing_or_null_figure_is_refused_not_zero() {
 fn a_complete_answer_passes_through_exactly() {
     // The harness itself: the same body, untouched, is one collected series.
     let sim = sim();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: q\n    range: last_7d\n    infer_type: batch\n",
-        url = sim.url()
-    ));
+    let path = one_series(&sim, "batch");
     sim.push_script(Scripted::Body(answer_with("", None, true)));
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -146,10 +152,7 @@ fn a_complete_answer_passes_through_exactly() {
 #[test]
 fn a_hostile_error_message_cannot_forge_lines_or_flood_stderr() {
     let sim = sim();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: q\n    range: last_7d\n",
-        url = sim.url()
-    ));
+    let path = one_series(&sim, "real_time");
     let message = format!(
         "bad request\nE! fake line\u{1b}[2J\r\u{202e}reversed\u{9b}31m{}",
         "A".repeat(10 * 1024)

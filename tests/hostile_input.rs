@@ -51,15 +51,14 @@ fn a_multibyte_range_unit_is_a_located_error_not_a_panic() {
     assert!(sim.requests().is_empty(), "no call for bad input");
 }
 
-fn spec_with(sim: &maas_usage::sim::Simulator, queries: &str) -> String {
-    format!(
-        "{HEAD}cloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: {ZONE}\nqueries:\n{queries}",
-        url = sim.url()
+/// The text of `tests/testdata/hostile_input/<name>` pointed at `sim`.
+fn spec_with(sim: &maas_usage::sim::Simulator, name: &str) -> String {
+    fixture_text(
+        &format!("hostile_input/{name}"),
+        &[("url", &sim.url()), ("project", PROJECT)],
     )
 }
 
-const ANCIENT: &str = "  - name: ancient\n    range: {from: 0001-01-01}\n";
-const JANUARY: &str = "  - name: january\n    range: {from: 2026-01-01, to: 2026-01-31}\n";
 const CLAMPED: &str = "the first 739726.4 days of this window are older than the 30-day retention and read as zero; it is queried from 2026-04-21 10:00:00";
 const BEYOND: &str =
     "this window lies entirely beyond the 30-day retention and reads as zero; no call is made";
@@ -67,7 +66,7 @@ const BEYOND: &str =
 #[test]
 fn a_window_from_year_one_is_one_call_from_the_retention_horizon() {
     let sim = sim();
-    let text = spec_with(&sim, ANCIENT);
+    let text = spec_with(&sim, "from-year-one.yaml");
     let path = spec_file(&text);
 
     let p = bin()
@@ -112,7 +111,7 @@ fn a_window_from_year_one_is_one_call_from_the_retention_horizon() {
 #[test]
 fn a_window_entirely_beyond_the_retention_is_zero_without_a_call() {
     let sim = sim();
-    let text = spec_with(&sim, JANUARY);
+    let text = spec_with(&sim, "january.yaml");
     let path = spec_file(&text);
     let r = run(&path, &[]);
     assert_no_panic(&r);
@@ -147,7 +146,7 @@ fn a_window_entirely_beyond_the_retention_is_zero_without_a_call() {
 fn validate_prints_the_retention_warnings_and_exits_0() {
     let sim = sim();
     // Both windows are beyond (or reach beyond) the retention whatever the real now is.
-    let path = spec_file(&spec_with(&sim, &format!("{ANCIENT}{JANUARY}")));
+    let path = spec_file(&spec_with(&sim, "year-one-and-january.yaml"));
     let v = bin().arg("validate").arg(&path).output().unwrap();
     assert_no_panic(&v);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
@@ -186,10 +185,7 @@ fn query_from_year_one_is_one_call() {
 #[test]
 fn a_window_ending_before_1970_is_a_spec_error_not_a_broken_point() {
     let sim = sim();
-    let path = spec_file(&spec_with(
-        &sim,
-        "  - name: old\n    range: {from: 1600-01-01, to: 1600-01-02}\n",
-    ));
+    let path = spec_file(&spec_with(&sim, "invalid/before-1970.yaml"));
     for out in [
         bin().arg("validate").arg(&path).output().unwrap(),
         run(&path, &[]),

@@ -30,19 +30,12 @@ fn rfc(ms: i64) -> String {
         .to_rfc3339()
 }
 
-fn period_spec(
-    sim: &Simulator,
-    format: &str,
-    otlp: Option<&str>,
-    backfill: &str,
-) -> std::path::PathBuf {
+/// `tests/testdata/period/<name>` pointed at `sim`, with `vars` filled in too.
+fn period_spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
     let url = sim.url();
-    let otlp = otlp
-        .map(|e| format!("  otlp:\n    endpoint: {e}\n"))
-        .unwrap_or_default();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: hourly\n    range: {{every: 1h, delay: 2h, backfill: {backfill}}}\noutput:\n  format: {format}\n{otlp}limits:\n  timeout: 10s\n"
-    ))
+    let mut all = vec![("url", url.as_str()), ("project", PROJECT)];
+    all.extend_from_slice(vars);
+    fixture(&format!("period/{name}"), &all)
 }
 
 fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
@@ -65,8 +58,8 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
     let day = ms("2026-05-20T00:00:00+08:00");
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let otlp_spec = period_spec(&sim, "otlp", Some(&rx.url), "3h");
-    let influx_spec = period_spec(&sim, "influx", None, "5h");
+    let otlp_spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    let influx_spec = period_spec(&sim, "hourly.yaml", &[]);
     let (otlp_state, influx_state) = (tempdir().join("otlp"), tempdir().join("influx"));
     let db = start_influxd();
     if let Some(db) = &db {
@@ -210,7 +203,7 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
 #[test]
 fn a_kill_between_output_and_checkpoint_means_one_resend_and_no_gap() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "influx", None, "5h");
+    let spec = period_spec(&sim, "hourly.yaml", &[]);
     let state = tempdir().join("state");
     let t0 = ms("2026-05-21T10:00:00+08:00");
     sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0 + 5 * H).unwrap()));
@@ -249,10 +242,7 @@ fn a_kill_between_output_and_checkpoint_means_one_resend_and_no_gap() {
 #[test]
 fn catching_up_stays_within_the_budget_and_says_so() {
     let sim = start(sim_config());
-    let url = sim.url();
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: backlog\n    range: {{every: 1h, delay: 2h, backfill: 2d}}\n  - name: rolling\n    range: last_7d\nlimits:\n  requests_per_minute: 20\n"
-    ));
+    let spec = period_spec(&sim, "backlog.yaml", &[]);
     let state = tempdir().join("state");
     let plan = bin()
         .args(["plan", "--now", NOW, "--state-dir"])
@@ -323,7 +313,7 @@ fn catching_up_stays_within_the_budget_and_says_so() {
 #[test]
 fn period_mode_needs_a_state_directory_and_a_timestamped_format() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "influx", None, "5h");
+    let spec = period_spec(&sim, "hourly.yaml", &[]);
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("state directory"), "{}", stderr(&out));
@@ -349,7 +339,7 @@ fn period_mode_needs_a_state_directory_and_a_timestamped_format() {
 #[test]
 fn a_failed_bucket_holds_back_the_later_ones() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "influx", None, "5h")
+    let spec = period_spec(&sim, "hourly.yaml", &[])
         .to_string_lossy()
         .into_owned();
     let spec_text = std::fs::read_to_string(&spec)
@@ -395,7 +385,7 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     let mut cfg = sim_config();
     cfg.faults.latency = std::time::Duration::from_millis(700);
     let sim = start(cfg);
-    let spec = period_spec(&sim, "influx", None, "5h");
+    let spec = period_spec(&sim, "hourly.yaml", &[]);
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let spawn = || {
@@ -441,7 +431,7 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
 #[test]
 fn a_checkpoint_from_the_future_is_reported_and_replaced() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "influx", None, "5h");
+    let spec = period_spec(&sim, "hourly.yaml", &[]);
     let state = tempdir().join("state");
     // A run with a future --now (the real clock is earlier) leaves a checkpoint from the future.
     let future = ms("2027-01-01T10:00:00+08:00");

@@ -132,10 +132,10 @@ fn declared_equals_emitted_in_every_format() {
     // Line protocol: fields and tags.
     let mut lp = parse_lp(&stdout(&run(&spec, &[])));
     // Period mode's field comes from a period run.
-    let url = sim.url();
-    let period = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: p\n    range: {{every: 1h, backfill: 6h}}\n"
-    ));
+    let period = fixture(
+        "plugin/period.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
     let state = tempdir().join("state");
     lp.extend(parse_lp(&stdout(&run(
         &period,

@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use maas_usage::sim::SimCredential;
@@ -137,7 +137,10 @@ fn no_canary_anywhere() {
     check("run with a wrong SK", &o);
 
     // Inline secrets in a spec are refused without being echoed.
-    let bad = spec_file(&format!("apiVersion: maas-usage/v1\ncloud:\n  ak: {AK}\n  sk: {SK}\n  security_token: {TOKEN}\nqueries:\n  - name: q\n"));
+    let bad = fixture(
+        "secrets/invalid/inline-secrets.yaml",
+        &[("ak", AK), ("sk", SK), ("token", TOKEN)],
+    );
     for cmd in [
         vec!["validate"],
         vec!["plan", "--spec"],
@@ -199,30 +202,58 @@ fn no_canary_anywhere() {
         check(&format!("{args:?}"), &o);
     }
 
-    // The simulator, started with the canaries as its accepted credentials.
+    // The simulator, started with the canaries as its accepted credentials, is stopped once it
+    // has printed where it listens on stdout and on stderr, however slowly it starts.
     let mut child = with_token(authed())
         .args(["simulator", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let streams: [(&str, Box<dyn Read + Send>); 2] = [
+        ("stdout", Box::new(child.stdout.take().unwrap())),
+        ("stderr", Box::new(child.stderr.take().unwrap())),
+    ];
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|(name, stream)| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let _ = tx.send((name, line));
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    let url_on = |lines: &[(&str, String)], stream: &str| {
+        lines
+            .iter()
+            .any(|(s, l)| *s == stream && l.contains("http://127.0.0.1:"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(url_on(&lines, "stdout") && url_on(&lines, "stderr")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
     child.kill().unwrap();
     let _ = child.wait();
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    assert!(text.contains("http://127.0.0.1:"), "{text}");
+    for r in readers {
+        r.join().unwrap();
+    }
+    lines.extend(rx.try_iter());
+    let text: String = lines.iter().map(|(s, l)| format!("{s}: {l}\n")).collect();
+    assert!(
+        url_on(&lines, "stdout") && url_on(&lines, "stderr"),
+        "{text}"
+    );
     canary_free("simulator", &text);
 
     // What was written to disk.

@@ -1,5 +1,6 @@
 //! Bad specs: every error located as file:line:column with its path, exit 2, no network call.
-//! Also the multi-file (GitOps) rules and the example specs.
+//! Also the multi-file (GitOps) rules, the example specs, and the harness's temporary
+//! directories.
 
 mod common;
 
@@ -273,6 +274,137 @@ fn every_example_spec_is_valid() {
         let out = bin().arg("validate").arg(&p).output().unwrap();
         assert!(out.status.success(), "{}: {}", p.display(), stderr(&out));
     }
+}
+
+/// Every spec fixture in tests/testdata, its placeholders filled with sample values, passes
+/// `validate`, except those under a directory named `invalid/`, which must fail it.
+#[test]
+fn every_test_fixture_is_valid_unless_meant_to_be_invalid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+    let creds = tempdir().join("aksk");
+    std::fs::write(&creds, format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK}\n")).unwrap();
+    let creds = creds.display().to_string();
+    let samples: &[(&str, &str)] = &[
+        ("url", "http://127.0.0.1:9"),
+        ("project", PROJECT),
+        ("timeout", "3s"),
+        ("concurrency", "2"),
+        ("rpm", "8"),
+        ("infer_type", "batch"),
+        ("otlp_endpoint", "http://127.0.0.1:4318"),
+        ("credentials_file", &creds),
+        ("ak", AK),
+        ("sk", SK),
+        ("token", TOKEN),
+    ];
+    let mut fixtures = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                fixtures.push(p);
+            }
+        }
+    }
+    fixtures.sort();
+    let (mut valid, mut invalid) = (0, 0);
+    for p in fixtures {
+        let name = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.ends_with(".yaml"),
+            "{name}: tests/testdata holds spec fixtures (*.yaml)"
+        );
+        let raw = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            raw.starts_with("# ") && raw.lines().nth(1).is_some_and(|l| !l.starts_with('#')),
+            "{name}: starts with a one-line comment saying what it is for"
+        );
+        let vars: Vec<(&str, &str)> = samples
+            .iter()
+            .copied()
+            .filter(|(k, _)| raw.contains(&format!("{{{{{k}}}}}")))
+            .collect();
+        let path = spec_file(&fixture_text(&name, &vars));
+        let out = bin().arg("validate").arg(&path).output().unwrap();
+        if p.components().any(|c| c.as_os_str() == "invalid") {
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{name} is meant to be invalid: {}",
+                stderr(&out)
+            );
+            assert_no_secret(&out);
+            invalid += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+            valid += 1;
+        }
+    }
+    assert!(
+        valid > 10 && invalid > 0,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+/// The harness's temporary directories live under target/tmp, one root per process, and the
+/// roots of finished processes of the same test binary are removed by the next process's first
+/// use. The check runs in a child process (this test binary, this test alone), so no other test
+/// thread of this process can do the removal first.
+#[test]
+fn temporary_roots_of_finished_runs_are_removed() {
+    const CHILD: &str = "MAAS_USAGE_TEST_TEMPDIR_CHILD";
+    let mine = tempdir();
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let binary = env!("CARGO_CRATE_NAME");
+    assert!(
+        mine.starts_with(base.join(temp_root_name(binary, std::process::id()))),
+        "{}",
+        mine.display()
+    );
+    // No pid reaches 4194304 (the kernel's PID_MAX_LIMIT): these processes are gone.
+    let stale = base.join(temp_root_name(binary, 4_194_305));
+    let not_ours = base.join(temp_root_name("another_test_binary", 4_194_305));
+    let not_a_pid = base.join(format!("mu-{binary}-4194305x"));
+    for d in [&stale, &not_ours, &not_a_pid] {
+        std::fs::create_dir_all(d.join("0")).unwrap();
+        std::fs::write(d.join("0/spec.yaml"), "left over").unwrap();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "temporary_roots_of_finished_runs_are_removed",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("1 passed"),
+        "the child ran the test: {}",
+        stdout(&out)
+    );
+    let stale_left = stale.exists();
+    let kept = (not_ours.exists(), not_a_pid.exists(), mine.exists());
+    for d in [&stale, &not_ours, &not_a_pid] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    assert!(!stale_left, "the root of a finished process is removed");
+    assert_eq!(
+        kept,
+        (true, true, true),
+        "another binary's root, a name that is not a root, a live process's root: kept"
+    );
 }
 
 #[test]

@@ -10,32 +10,16 @@ use std::time::Duration;
 use common::*;
 use maas_usage::sim::Simulator;
 
-/// `calls` distinct calls, pinned project id unless `discover`.
-fn spec(sim: &Simulator, calls: usize, rpm: u32, discover: bool) -> std::path::PathBuf {
+/// `tests/testdata/state/<name>` pointed at `sim`, with its project id pinned unless the
+/// fixture discovers it, and `vars` filled in.
+fn spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
     let url = sim.url();
-    let project = if discover {
-        String::new()
-    } else {
-        format!("  project_id: {PROJECT}\n")
-    };
-    let ranges = [
-        "last_7d",
-        "today",
-        "yesterday",
-        "last_24h",
-        "last_3d",
-        "last_2d",
-        "this_month",
-        "last_12h",
-    ];
-    let queries: String = ranges[..calls]
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("  - name: q{i}\n    range: {r}\n"))
-        .collect();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n{project}timezone: Asia/Shanghai\nqueries:\n{queries}limits:\n  timeout: 15s\n  requests_per_minute: {rpm}\n  concurrency: 4\n"
-    ))
+    let mut all = vec![("url", url.as_str())];
+    if !name.ends_with("-discovered.yaml") {
+        all.push(("project", PROJECT));
+    }
+    all.extend_from_slice(vars);
+    fixture(&format!("state/{name}"), &all)
 }
 
 /// The simulator's limit and the client's budget: N calls per 2 s window.
@@ -49,7 +33,7 @@ fn throttling_sim() -> Simulator {
     start(cfg)
 }
 
-/// Four runs at once, each needing N/2 calls, sharing `state` when given.
+/// Four runs at once, each needing N/2 calls (four-queries.yaml), sharing `state` when given.
 fn four_runs(sim: &Simulator, state: Option<&std::path::Path>) -> Vec<std::process::Output> {
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -57,7 +41,7 @@ fn four_runs(sim: &Simulator, state: Option<&std::path::Path>) -> Vec<std::proce
             c.env("MAAS_USAGE_RATE_WINDOW_MS", WINDOW_MS.to_string())
                 .arg("run")
                 .arg("--spec")
-                .arg(spec(sim, (N / 2) as usize, N, false))
+                .arg(spec(sim, "four-queries.yaml", &[("rpm", &N.to_string())]))
                 .args(["--now", NOW])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -102,7 +86,7 @@ fn without_the_shared_budget_the_same_load_is_throttled() {
 fn the_project_id_is_discovered_once_and_reused() {
     let sim = sim();
     let state = tempdir().join("state");
-    let path = spec(&sim, 1, 200, true);
+    let path = spec(&sim, "one-query-discovered.yaml", &[]);
     for _ in 0..3 {
         let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -132,7 +116,7 @@ fn the_project_id_is_discovered_once_and_reused() {
 fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
     let sim = sim();
     let state = tempdir().join("state");
-    let path = spec(&sim, 1, 200, true);
+    let path = spec(&sim, "one-query-discovered.yaml", &[]);
     assert!(run(&path, &["--state-dir", state.to_str().unwrap()])
         .status
         .success());
@@ -165,7 +149,7 @@ fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
 #[test]
 fn a_broken_state_directory_never_removes_the_budget() {
     let sim = sim();
-    let path = spec(&sim, 8, 5, false);
+    let path = spec(&sim, "eight-queries.yaml", &[("rpm", "5")]);
     for broken in ["json", "lock"] {
         let state = tempdir().join("state");
         std::fs::create_dir_all(&state).unwrap();
@@ -197,7 +181,7 @@ fn a_broken_state_directory_never_removes_the_budget() {
 #[test]
 fn a_state_directory_others_can_write_is_a_warning() {
     let sim = sim();
-    let path = spec(&sim, 1, 200, false);
+    let path = spec(&sim, "one-query.yaml", &[]);
     let state = tempdir().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();

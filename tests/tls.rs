@@ -66,10 +66,10 @@ fn an_unknown_ca_fails_once_as_an_input_error() {
 fn run_with_an_untrusted_endpoint_exits_2() {
     let pki = Pki::new();
     let sim = tls_sim(&pki);
-    let url = https(&sim);
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n  - name: b\n    range: today\n"
-    ));
+    let spec = fixture(
+        "tls/two-queries.yaml",
+        &[("url", &https(&sim)), ("project", PROJECT)],
+    );
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(

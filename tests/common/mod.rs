@@ -115,14 +115,108 @@ pub fn body_of(call: &maas_usage::sim::Logged) -> serde_json::Value {
     serde_json::from_str(&call.body).unwrap()
 }
 
-/// A fresh directory under the system temp dir.
+/// A fresh directory for one test, inside this process's root (see `temp_root`).
 pub fn tempdir() -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("maas-usage-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    let d = temp_root().join(n.to_string());
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The name of the temporary root of process `pid` of the test binary `binary`.
+pub fn temp_root_name(binary: &str, pid: u32) -> String {
+    format!("mu-{binary}-{pid}")
+}
+
+/// This process's temporary root, `<CARGO_TARGET_TMPDIR>/mu-<test binary>-<pid>/` (target/tmp:
+/// `cargo clean` removes it, nothing goes to /tmp). Made on the first use in the process, after
+/// removing the roots that finished processes of the same test binary left behind, so repeated
+/// runs keep at most the last one (handy after a failure).
+pub fn temp_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let binary = env!("CARGO_CRATE_NAME");
+        remove_stale_roots(base, binary);
+        let root = base.join(temp_root_name(binary, std::process::id()));
+        // An earlier process with the same pid.
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    })
+}
+
+/// Removes every `mu-<binary>-<pid>` directory in `base` whose process is gone (no
+/// `/proc/<pid>`). Roots of other test binaries and of live processes are left alone; without
+/// /proc nothing is removed.
+pub fn remove_stale_roots(base: &std::path::Path, binary: &str) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!("mu-{binary}-");
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if pid != std::process::id().to_string()
+            && !std::path::Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The text of the fixture `tests/testdata/<name>` with each `{{key}}` replaced by its value.
+/// Panics on a placeholder left unfilled and on a value for a placeholder the fixture lacks.
+pub fn fixture_text(name: &str, vars: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    for (key, value) in vars {
+        let placeholder = format!("{{{{{key}}}}}");
+        assert!(
+            text.contains(&placeholder),
+            "fixture {name} has no {placeholder}"
+        );
+        text = text.replace(&placeholder, value);
+    }
+    let unfilled = unfilled_placeholders(&text);
+    assert!(
+        unfilled.is_empty(),
+        "fixture {name}: no value for {unfilled:?}"
+    );
+    text
+}
+
+/// The `{{key}}` placeholders left in `text`, in order, without duplicates.
+pub fn unfilled_placeholders(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        rest = &rest[i + 2..];
+        let end = rest.find("}}").unwrap_or(rest.len());
+        let key = format!("{{{{{}}}}}", &rest[..end]);
+        if !found.contains(&key) {
+            found.push(key);
+        }
+    }
+    found
+}
+
+/// The fixture `tests/testdata/<name>`, filled in (see `fixture_text`), as a spec file in a
+/// fresh directory.
+pub fn fixture(name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
+    spec_file(&fixture_text(name, vars))
 }
 
 /// The example spec pointed at `sim` (endpoints and a pinned project id), with `extra`
