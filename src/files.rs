@@ -195,15 +195,16 @@ mod tests {
         assert!(Path::new("/dev/full").exists());
     }
 
-    fn temp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("maas-usage-fsread-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&d);
-        d.join(name)
+    /// A path in a temporary directory removed when the returned guard drops.
+    fn temp(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(name);
+        (d, p)
     }
 
     #[test]
     fn regular_files_are_read_up_to_the_cap() {
-        let p = temp("small");
+        let (_d, p) = temp("small");
         std::fs::write(&p, b"12345").unwrap();
         assert_eq!(read_regular(&p, 5).unwrap(), b"12345");
         assert!(matches!(
@@ -211,14 +212,14 @@ mod tests {
             Err(ReadFileError::TooLarge { cap: 4 })
         ));
         assert!(matches!(
-            read_regular(&temp("missing"), 5),
+            read_regular(&temp("missing").1, 5),
             Err(ReadFileError::NotFound)
         ));
     }
 
     #[test]
     fn anything_else_is_refused_before_reading() {
-        let d = temp("dir");
+        let (_t, d) = temp("dir");
         let _ = std::fs::create_dir_all(&d);
         let e = read_regular(&d, 10).unwrap_err();
         assert_eq!(e.to_string(), "not a regular file but a directory");
