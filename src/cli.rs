@@ -216,8 +216,9 @@ pub enum QueryFormat {
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// last_7d, last_14d, last_30d, last_<N>d, last_<N>h, today, yesterday, this_month,
-    /// previous_month [default: last_7d].
+    /// last_7d, last_14d, last_30d, last_month (= last_30d: now-30d ~ now), last_<N>d,
+    /// last_<N>h, today, yesterday, this_month, previous_month (the calendar month before)
+    /// [default: last_7d].
     #[arg(long, value_name = "RANGE", conflicts_with_all = ["from", "to"])]
     pub range: Option<String>,
     /// Start: YYYY-MM-DD (local midnight) or an RFC 3339 instant.
@@ -254,6 +255,9 @@ pub struct QueryArgs {
     /// Also show each segment's window and the raw API answer.
     #[arg(long)]
     pub raw: bool,
+    /// Draw the table with ASCII only (box-drawing is used on a UTF-8 terminal).
+    #[arg(long)]
+    pub ascii: bool,
     /// Give up after this long, in total.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub timeout: String,
@@ -331,6 +335,9 @@ pub struct RunArgs {
     /// flushed after each; exit 0 on end of input.
     #[arg(long)]
     pub execd: bool,
+    /// With --format table: ASCII only (box-drawing is used on a UTF-8 terminal).
+    #[arg(long)]
+    pub ascii: bool,
     #[command(flatten)]
     pub now: NowArg,
     #[command(flatten)]

@@ -310,7 +310,8 @@ fn table_and_json_formats_from_run() {
     assert_eq!(doc["collector"]["series_ok"], 13);
     let out = run(&path, &["--format", "table"]);
     assert!(
-        stdout(&out).contains("MaaS My Service Usage Statistics (key group team-a)"),
+        stdout(&out)
+            .contains("MaaS My Service Usage Statistics (query preset-7d, key group team-a)"),
         "{}",
         stdout(&out)
     );

@@ -45,6 +45,7 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         format: Some(a.format.unwrap_or(Format::Influx)),
         output: None,
         execd: false,
+        ascii: false,
         // No environment: the demo's credentials come from the simulated agency.
         env: &|_| None,
         // The demo leaves the user's state directory alone.

@@ -12,11 +12,13 @@ use crate::cloud::client::CallCounts;
 use crate::collect;
 use crate::deliver::sink::write_stdout;
 use crate::domain::{Bound, RangeExpr};
+use crate::emit::table::TableStyle;
 use crate::emit::{self, Report};
 use crate::env;
 use crate::log;
 use crate::plan;
 use crate::spec::{QuerySpec, Spec};
+use std::io::IsTerminal;
 
 pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     let started = Instant::now();
@@ -93,7 +95,15 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         now: plan.now,
     };
     let text = match a.format {
-        QueryFormat::Table => emit::table::render(&report, a.raw),
+        QueryFormat::Table => {
+            let unicode =
+                TableStyle::detect(std::io::stdout().is_terminal(), &env::process, a.ascii);
+            let style = TableStyle {
+                unicode,
+                name_query: false,
+            };
+            emit::table::render(&report, a.raw, style)
+        }
         QueryFormat::Json => emit::json::render(&report),
     };
     write_stdout(&text)?;

@@ -40,7 +40,7 @@ pub enum Bound {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
-    #[error("`{0}` is not a range; use last_7d, last_14d, last_30d, last_<N>d, last_<N>h, today, yesterday, this_month or previous_month")]
+    #[error("`{0}` is not a range; use last_7d, last_14d, last_30d, last_month, last_<N>d, last_<N>h, today, yesterday, this_month or previous_month")]
     UnknownRange(String),
     #[error(
         "`{0}` is not a date; use YYYY-MM-DD or an RFC 3339 instant like 2026-05-08T00:00:00+08:00"
@@ -71,6 +71,9 @@ impl FromStr for RangeExpr {
             "yesterday" => Self::Yesterday,
             "this_month" => Self::ThisMonth,
             "previous_month" => Self::PreviousMonth,
+            // The seeds' "last 30 days / last month": now-30d ~ now, rolling (the calendar
+            // month before this one is previous_month).
+            "last_month" => Self::LastDays(30),
             _ => {
                 let rest = t
                     .strip_prefix("last_")
@@ -248,6 +251,18 @@ mod tests {
     use proptest::prelude::*;
 
     const H: i64 = HOUR_MS;
+
+    #[test]
+    fn last_month_is_the_last_30_days_not_the_calendar_month() {
+        assert_eq!(
+            "last_month".parse::<RangeExpr>().unwrap(),
+            RangeExpr::LastDays(30)
+        );
+        assert_eq!(
+            "previous_month".parse::<RangeExpr>().unwrap(),
+            RangeExpr::PreviousMonth
+        );
+    }
 
     #[test]
     fn durations_parse() {

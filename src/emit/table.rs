@@ -1,4 +1,6 @@
-//! The human table of `query` (and `run --format table`), in the layout of the original script.
+//! The human table of `query` (and `run --format table`), in the layout of the original script:
+//! box-drawing rules on a UTF-8 terminal, ASCII otherwise, and the zone named as people say it
+//! and as the API knows it (`CST, Asia/Shanghai`).
 
 use std::fmt::Write;
 
@@ -28,8 +30,63 @@ pub fn human_tokens(t: u64) -> String {
     }
 }
 
-fn title(s: &Series, region: &str) -> String {
+/// How the table is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStyle {
+    /// Box-drawing rules (`─`, `═`) instead of ASCII (`-`, `=`).
+    pub unicode: bool,
+    /// Name the query in each title (`run`, where a spec has many).
+    pub name_query: bool,
+}
+
+impl TableStyle {
+    /// Box-drawing only where it renders: stdout a terminal whose locale is UTF-8, and not
+    /// asked for ASCII.
+    pub fn detect(
+        stdout_is_terminal: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+        ascii: bool,
+    ) -> bool {
+        let utf8 = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .iter()
+            .find_map(|k| env(k).filter(|v| !v.is_empty()))
+            .map(|v| {
+                let v = v.to_ascii_lowercase();
+                v.contains("utf-8") || v.contains("utf8")
+            })
+            .unwrap_or(false);
+        stdout_is_terminal && utf8 && !ascii
+    }
+}
+
+/// `CST, Asia/Shanghai`: the abbreviation the seeds' script printed, then the IANA name (the
+/// abbreviation alone is ambiguous: CST is China, Cuba and US Central).
+fn zone_label(report: &Report<'_>, at_ms: i64) -> String {
+    use chrono::{Offset, TimeZone};
+    let tz = &report.zone.tz;
+    let abbrev = chrono::Utc
+        .timestamp_millis_opt(at_ms)
+        .single()
+        .map(|t| tz.offset_from_utc_datetime(&t.naive_utc()))
+        .map(|o| {
+            let a = o.to_string();
+            if a.is_empty() {
+                o.fix().to_string()
+            } else {
+                a
+            }
+        });
+    match abbrev {
+        Some(a) if a != report.zone.name => format!("{a}, {}", report.zone.name),
+        _ => report.zone.name.clone(),
+    }
+}
+
+fn title(s: &Series, region: &str, style: TableStyle) -> String {
     let mut extras = Vec::new();
+    if style.name_query {
+        extras.push(format!("query {}", s.key.query));
+    }
     if s.key.infer_type == InferType::Batch {
         extras.push("batch inference".to_string());
     }
@@ -56,7 +113,7 @@ fn human(field: &Field, v: Value) -> String {
     }
 }
 
-fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool) {
+fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: TableStyle) {
     // The rows are the series' fields, in the manifest's order, under their titles.
     let rows: Vec<(&str, String)> = fields::values(&s.usage, s.key.infer_type == InferType::Batch)
         .map(|(f, v)| (f.title, human(f, v)))
@@ -73,6 +130,11 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool) {
         .max()
         .unwrap_or(0)
         .max("Value".len());
+    let (thin, thick) = if style.unicode {
+        ('─', '═')
+    } else {
+        ('-', '=')
+    };
     let rule = |c: char| {
         format!(
             "+{}+{}+",
@@ -80,21 +142,21 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool) {
             c.to_string().repeat(w1 + 2)
         )
     };
-    let _ = writeln!(out, "{}", title(s, report.region));
-    let _ = writeln!(out, "{}", rule('-'));
+    let _ = writeln!(out, "{}", title(s, report.region, style));
+    let _ = writeln!(out, "{}", rule(thin));
     let _ = writeln!(out, "| {:<w0$} | {:<w1$} |", "Metric", "Value");
-    let _ = writeln!(out, "{}", rule('='));
+    let _ = writeln!(out, "{}", rule(thick));
     for (k, v) in &rows {
         let _ = writeln!(out, "| {k:<w0$} | {v:<w1$} |");
     }
-    let _ = writeln!(out, "{}", rule('-'));
+    let _ = writeln!(out, "{}", rule(thin));
     let tz = &report.zone.tz;
     let _ = writeln!(
         out,
         "Period: {} ~ {} ({})",
         fmt_local(s.window.start_ms, tz),
         fmt_local(s.window.end_ms, tz),
-        report.zone.name
+        zone_label(report, s.window.end_ms)
     );
     if raw {
         let n = s.segments.len();
@@ -114,20 +176,133 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool) {
     }
 }
 
-pub fn render(report: &Report<'_>, raw: bool) -> String {
+pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
     let mut out = String::new();
     for (i, s) in report.collected.series.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        one(&mut out, s, report, raw);
+        one(&mut out, s, report, raw, style);
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::human_tokens;
+    use super::*;
+    use crate::collect::{Collected, RunStats};
+    use crate::domain::{InferType, SeriesKey, ServiceType, Shape, Usage, Window};
+    use crate::time::zone::Zone;
+
+    /// The seeds' example: 2026-05-08 to 2026-05-21 (both days) in Shanghai.
+    fn seeds_table(style: TableStyle) -> String {
+        let start = 1_778_169_600_000; // 2026-05-08T00:00:00+08:00
+        let collected = Collected {
+            series: vec![Series {
+                key: SeriesKey {
+                    query: "seed".into(),
+                    service_type: ServiceType::Preset,
+                    infer_type: InferType::RealTime,
+                    key_group: ALL_KEYS.into(),
+                },
+                window: Window {
+                    start_ms: start,
+                    end_ms: start + 14 * 86_400_000,
+                    shape: Shape::Closed,
+                },
+                usage: Usage {
+                    total_tokens: 2_482_084_980,
+                    prompt_tokens: 2_456_500_000,
+                    completion_tokens: 24_870_000,
+                    requests: 67_188,
+                    errors: 8_002,
+                    ..Default::default()
+                },
+                segments: Vec::new(),
+            }],
+            failures: Vec::new(),
+            cut_short: false,
+            stopped_by: None,
+        };
+        let zone = Zone {
+            tz: chrono_tz::Asia::Shanghai,
+            name: "Asia/Shanghai".into(),
+        };
+        let report = Report {
+            collected: &collected,
+            stats: RunStats::default(),
+            region: "cn-southwest-2",
+            project_id: "p",
+            zone: &zone,
+            now: chrono::DateTime::from_timestamp_millis(start).unwrap(),
+        };
+        render(&report, false, style)
+    }
+
+    #[test]
+    fn the_seeds_look_on_a_utf8_terminal_ascii_elsewhere() {
+        let boxes = seeds_table(TableStyle {
+            unicode: true,
+            name_query: false,
+        });
+        let lines: Vec<&str> = boxes.lines().collect();
+        assert_eq!(
+            lines[0],
+            "MaaS Preset Service Usage Statistics - Region: cn-southwest-2"
+        );
+        assert!(
+            lines[1].starts_with("+───") && lines[3].starts_with("+═══"),
+            "{boxes}"
+        );
+        assert!(lines[4].contains("2,482.08 M tokens") && lines[9].contains("11.91%"));
+        assert_eq!(
+            lines.last().unwrap(),
+            &"Period: 2026-05-08 00:00:00 ~ 2026-05-22 00:00:00 (CST, Asia/Shanghai)"
+        );
+        // Every line of the box is as wide as the others, in characters.
+        let widths: Vec<usize> = lines[1..lines.len() - 1]
+            .iter()
+            .map(|l| l.chars().count())
+            .collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{boxes}");
+        let ascii = seeds_table(TableStyle::default());
+        assert!(ascii.is_ascii(), "{ascii}");
+        assert_eq!(
+            ascii.replace('-', "─").replace('=', "═"),
+            boxes.replace("-", "─")
+        );
+    }
+
+    #[test]
+    fn run_titles_name_the_query() {
+        let t = seeds_table(TableStyle {
+            unicode: false,
+            name_query: true,
+        });
+        assert!(
+            t.starts_with("MaaS Preset Service Usage Statistics (query seed) - Region:"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn box_drawing_only_on_a_utf8_terminal_unless_ascii_is_asked() {
+        let utf8 = |k: &str| (k == "LANG").then(|| "en_US.UTF-8".to_string());
+        let c = |k: &str| (k == "LANG").then(|| "C".to_string());
+        let c_all = |k: &str| match k {
+            "LC_ALL" => Some("C".to_string()),
+            "LANG" => Some("en_US.UTF-8".to_string()),
+            _ => None,
+        };
+        assert!(TableStyle::detect(true, &utf8, false));
+        assert!(!TableStyle::detect(false, &utf8, false), "a pipe or a file");
+        assert!(!TableStyle::detect(true, &utf8, true), "--ascii");
+        assert!(!TableStyle::detect(true, &c, false));
+        assert!(
+            !TableStyle::detect(true, &c_all, false),
+            "LC_ALL wins over LANG"
+        );
+    }
 
     #[test]
     fn token_units_like_the_console() {

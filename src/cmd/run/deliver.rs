@@ -37,7 +37,9 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
                 tags: &out.tags,
             },
         ))?,
-        Format::Table => ctx.sink.write(&emit::table::render(report, false))?,
+        Format::Table => ctx
+            .sink
+            .write(&emit::table::render(report, false, ctx.table))?,
         Format::Json => ctx.sink.write(&emit::json::render(report))?,
         Format::OtlpJson => ctx
             .sink

@@ -25,12 +25,14 @@ use crate::deliver::otlp::{self, ExportConfig};
 use crate::deliver::sink::Sink;
 use crate::domain::{ApiError, RangeExpr};
 use crate::emit::otlp::ResourceEnv;
+use crate::emit::table::TableStyle;
 use crate::emit::Report;
 use crate::env::{self, Lookup};
 use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
 use crate::state::StateDir;
+use std::io::IsTerminal;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
     Ok(spec::load::load(paths)?)
@@ -45,6 +47,8 @@ pub(crate) struct Context {
     sink: Sink,
     /// Set for format otlp.
     export: Option<ExportConfig>,
+    /// How a table is drawn (format table).
+    table: TableStyle,
     resource: ResourceEnv,
     /// Required by period mode (checkpoints).
     state: Option<StateDir>,
@@ -72,6 +76,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         output: a.output,
         execd: a.execd,
         env: &env::process,
+        ascii: a.ascii,
         state,
     };
     run_spec(spec, settings, opts)
@@ -84,6 +89,8 @@ pub struct RunOptions {
     pub execd: bool,
     /// The environment the credential chain reads (the demo gives it an empty one).
     pub env: Lookup<'static>,
+    /// `--ascii`: no box-drawing in a table.
+    pub ascii: bool,
     pub state: Option<StateDir>,
 }
 
@@ -124,7 +131,13 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         o.state.as_ref(),
     )?;
     let conn = Arc::new(conn);
+    let table = TableStyle {
+        unicode: o.output.as_ref().is_none_or(|p| p.as_os_str() == "-")
+            && TableStyle::detect(std::io::stdout().is_terminal(), &env::process, o.ascii),
+        name_query: true,
+    };
     let ctx = Context {
+        table,
         export,
         format,
         spec,
