@@ -12,9 +12,10 @@ use maas_usage::domain::StatsRequest;
 use maas_usage::domain::{InferType, ServiceType, Usage};
 use maas_usage::domain::{Shape, Window};
 use maas_usage::emit::influx::InfluxOptions;
-use maas_usage::emit::otlp::{OtlpOptions, ResourceEnv};
+use maas_usage::emit::otlp::{OtlpOptions, Temporality};
 use maas_usage::emit::prometheus::PromOptions;
-use maas_usage::emit::Report;
+use maas_usage::emit::{Origin, Report, ResourceEnv};
+use maas_usage::time::period::Totals;
 use maas_usage::time::zone::Zone;
 use prost::Message;
 
@@ -84,6 +85,7 @@ fn series(n: usize) -> Vec<Series> {
                 infer_count: 67_188,
             },
             segments: Vec::new(),
+            period: None,
         })
         .collect()
 }
@@ -98,6 +100,9 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
         stopped_by: None,
     };
     let zone = Zone::utc();
+    let origin = Origin::default();
+    let running = vec![None; N];
+    let totals = Totals::default();
     let report = Report {
         collected: &collected,
         stats: RunStats::default(),
@@ -105,6 +110,9 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
         project_id: "0123456789abcdef0123456789abcdef",
         zone: &zone,
         now: Utc.timestamp_millis_opt(1_779_328_800_000).unwrap(),
+        origin: &origin,
+        running: &running,
+        totals: &totals,
     };
     f(&report)
 }
@@ -136,6 +144,7 @@ fn otlp_protobuf_120_series(bencher: divan::Bencher) {
                 &OtlpOptions {
                     tags: &tags,
                     resource: &resource,
+                    temporality: Temporality::Cumulative,
                 },
             )
             .encode_to_vec()
@@ -154,6 +163,7 @@ fn otlp_json_120_series(bencher: divan::Bencher) {
                 &OtlpOptions {
                     tags: &tags,
                     resource: &resource,
+                    temporality: Temporality::Cumulative,
                 },
             ))
         })
@@ -163,13 +173,15 @@ fn otlp_json_120_series(bencher: divan::Bencher) {
 #[divan::bench]
 fn prometheus_120_series(bencher: divan::Bencher) {
     let tags = BTreeMap::from([("env".to_string(), "prod".to_string())]);
+    let resource = ResourceEnv::default();
     with_report(|r| {
         bencher.bench(|| {
             maas_usage::emit::prometheus::render(
                 r,
                 &PromOptions {
-                    measurement: "maas_usage",
                     tags: &tags,
+                    resource: &resource,
+                    openmetrics: false,
                 },
             )
         })

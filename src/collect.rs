@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::domain::{ApiError, SeriesKey, Shape, StatsAnswer, Usage, Window};
 use crate::log;
 use crate::plan::Plan;
-use crate::time::period::Checkpoints;
+use crate::time::period::{Checkpoints, Running, Totals};
 
 /// Something that answers one ShowStatistics body; the cloud client in production, a fake in
 /// unit tests.
@@ -37,6 +37,8 @@ pub struct Series {
     pub window: Window,
     pub usage: Usage,
     pub segments: Vec<Segment>,
+    /// For a period-mode bucket, the checkpoint id of its series.
+    pub period: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +186,7 @@ pub fn collect(
                 window: s.window,
                 usage,
                 segments,
+                period: s.period.clone(),
             }),
             Some(error) => out.failures.push(Failure {
                 key: s.key.clone(),
@@ -236,6 +239,34 @@ pub fn settle(plan: &Plan, collected: &mut Collected) -> Checkpoints {
         ));
     }
     updates
+}
+
+/// Adds each delivered bucket, in time order, to its series' running total (`stored`, from the
+/// state directory). Returns the running total as of each bucket (index-aligned with
+/// `collected.series`, `None` for other series) and every series' total after this collection.
+pub fn accumulate(collected: &Collected, stored: &Totals) -> (Vec<Option<Running>>, Totals) {
+    let mut totals = stored.clone();
+    let mut as_of = Vec::with_capacity(collected.series.len());
+    for s in &collected.series {
+        let Some(id) = s
+            .period
+            .as_deref()
+            .filter(|_| s.window.shape == Shape::Bucket)
+        else {
+            as_of.push(None);
+            continue;
+        };
+        let r = Running::add(
+            totals.get(id),
+            &s.key,
+            s.window.start_ms,
+            s.window.end_ms,
+            s.usage,
+        );
+        totals.insert(id.to_string(), r.clone());
+        as_of.push(Some(r));
+    }
+    (as_of, totals)
 }
 
 #[cfg(test)]

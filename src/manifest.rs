@@ -16,6 +16,7 @@ pub struct Manifest {
     pub agents: Vec<Agent>,
     pub requires: Requires,
     pub attributes: Vec<Attribute>,
+    pub resource: Vec<ResourceAttribute>,
     pub metrics: Vec<Metric>,
     pub collector_metrics: Vec<CollectorMetric>,
 }
@@ -72,30 +73,42 @@ pub struct Attribute {
     pub tag: String,
     pub otlp: Option<String>,
     pub otlp_resource: Option<String>,
+    pub prometheus: String,
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResourceAttribute {
+    pub otlp: String,
+    pub prometheus: String,
     pub description: String,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Metric {
     pub field: String,
+    pub title: String,
+    pub unit: String,
+    pub value: String,
+    pub batch_only: bool,
     pub otlp: Option<String>,
     pub prometheus: Option<String>,
-    pub unit: String,
-    pub title: String,
-    pub value: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub batch_only: bool,
+    pub otlp_period: Option<String>,
+    pub prometheus_period: Option<String>,
     pub description: String,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct CollectorMetric {
     pub field: String,
-    pub otlp: String,
-    pub prometheus: String,
     pub unit: String,
     pub description: String,
+    pub otlp: String,
+    pub otlp_unit: String,
+    pub outcome: Option<String>,
+    pub prometheus: Option<String>,
+    #[serde(default)]
+    pub otlp_only: bool,
 }
 
 /// The embedded manifest cannot be read (a build defect the tests catch).
@@ -112,59 +125,93 @@ fn code(s: &str) -> String {
     format!("`{s}`")
 }
 
+/// One Markdown table: its introduction, its header, its rows.
+fn table(out: &mut String, intro: &str, header: &[&str], rows: Vec<Vec<String>>) {
+    out.push_str(intro);
+    out.push_str("\n\n| ");
+    out.push_str(&header.join(" | "));
+    out.push_str(" |\n|");
+    out.push_str(&"---|".repeat(header.len()));
+    out.push('\n');
+    for r in rows {
+        out.push_str("| ");
+        out.push_str(&r.join(" | "));
+        out.push_str(" |\n");
+    }
+}
+
 /// The Markdown tables of docs/metrics.md.
 pub fn markdown(m: &Manifest) -> String {
+    let or = |x: &Option<String>, none: &str| x.as_deref().map(code).unwrap_or_else(|| none.into());
     let mut out = String::new();
-    out.push_str("| line protocol field | OTLP metric | Prometheus | unit | value | OTLP type | description |\n");
-    out.push_str("|---|---|---|---|---|---|---|\n");
-    for x in &m.metrics {
-        let kind = match x.kind.as_str() {
-            "gauge" => "Gauge",
-            _ => "Sum (cumulative) when the window ends now, else Gauge; delta Sum in period mode",
-        };
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {kind} | {} |\n",
-            code(&x.field),
-            x.otlp
-                .as_deref()
-                .map(code)
-                .unwrap_or_else(|| "(start and end times)".into()),
-            x.prometheus
-                .as_deref()
-                .map(code)
-                .unwrap_or_else(|| "(not in the textfile)".into()),
-            code(&x.unit),
-            x.value,
-            x.description
-        ));
-    }
-    out.push_str("\nSelf-metrics, one set per run (`maas_usage_collector` in line protocol, tags `project_id` and `region`; Gauges in OTLP):\n\n");
-    out.push_str("| line protocol field | OTLP metric | Prometheus | unit | description |\n");
-    out.push_str("|---|---|---|---|---|\n");
-    for x in &m.collector_metrics {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            code(&x.field),
-            code(&x.otlp),
-            code(&x.prometheus),
-            code(&x.unit),
-            x.description
-        ));
-    }
-    out.push_str("\nTags (line protocol), labels (Prometheus) and attributes (OTLP), plus the spec's `output.tags` on every series:\n\n");
-    out.push_str("| tag / label | OTLP | description |\n");
-    out.push_str("|---|---|---|\n");
-    for a in &m.attributes {
-        let otlp = match (&a.otlp, &a.otlp_resource) {
-            (Some(o), _) => format!("{} (data point)", code(o)),
-            (None, Some(r)) => format!("{} (resource)", code(r)),
-            (None, None) => String::new(),
-        };
-        out.push_str(&format!(
-            "| {} | {otlp} | {} |\n",
-            code(&a.tag),
-            a.description
-        ));
-    }
+    table(
+        &mut out,
+        "Per series. Window totals (rolling, calendar and explicit windows) are OTLP Gauges and Prometheus gauges; period-mode buckets are OTLP monotonic Sums (cumulative unless `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` says delta) and Prometheus counters (running totals since the series' first bucket):",
+        &["line protocol field", "title", "unit", "value", "OTLP Gauge", "Prometheus gauge", "OTLP Sum (period)", "Prometheus counter (period)", "description"],
+        m.metrics
+            .iter()
+            .map(|x| {
+                vec![
+                    code(&x.field),
+                    x.title.clone(),
+                    code(&x.unit),
+                    x.value.clone(),
+                    or(&x.otlp, "(start and end times)"),
+                    or(&x.prometheus, "-"),
+                    or(&x.otlp_period, "-"),
+                    or(&x.prometheus_period, "-"),
+                    x.description.clone(),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &mut out,
+        "\nSelf-metrics, one set per collection (`maas_usage_collector` in line protocol, tags `project_id` and `region`; Gauges in OTLP, sent after the data; gauges in Prometheus):",
+        &["line protocol field", "unit", "OTLP Gauge", "OTLP unit", "`maas.outcome`", "Prometheus", "description"],
+        m.collector_metrics
+            .iter()
+            .map(|x| {
+                vec![
+                    if x.otlp_only {
+                        "(OTLP only)".to_string()
+                    } else {
+                        code(&x.field)
+                    },
+                    code(&x.unit),
+                    code(&x.otlp),
+                    code(&x.otlp_unit),
+                    x.outcome.clone().unwrap_or_else(|| "-".into()),
+                    or(&x.prometheus, "-"),
+                    x.description.clone(),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &mut out,
+        "\nTags (line protocol), attributes (OTLP) and labels (Prometheus), plus the spec's `output.tags` on every series:",
+        &["tag", "OTLP", "Prometheus label", "description"],
+        m.attributes
+            .iter()
+            .map(|a| {
+                let otlp = match (&a.otlp, &a.otlp_resource) {
+                    (Some(o), _) => format!("{} (data point)", code(o)),
+                    (None, Some(r)) => format!("{} (resource)", code(r)),
+                    (None, None) => String::new(),
+                };
+                vec![code(&a.tag), otlp, code(&a.prometheus), a.description.clone()]
+            })
+            .collect(),
+    );
+    table(
+        &mut out,
+        "\nOther resource attributes (OTLP), which the Prometheus outputs carry as labels like the collector's Prometheus exporter with `resource_to_telemetry_conversion`:",
+        &["OTLP resource attribute", "Prometheus label", "description"],
+        m.resource
+            .iter()
+            .map(|r| vec![code(&r.otlp), code(&r.prometheus), r.description.clone()])
+            .collect(),
+    );
     out
 }

@@ -25,7 +25,7 @@ use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
 use crate::domain::failure::Rejection;
 use crate::files::{self, Access, Durability};
 use crate::log;
-use crate::time::period::Checkpoints;
+use crate::time::period::{Checkpoints, Totals};
 
 /// How long a discovered project id is trusted.
 pub const PROJECT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -193,15 +193,17 @@ impl StateDir {
         }
     }
 
-    /// A project id discovered less than 24 hours ago for this AK and region.
-    pub fn cached_project(&self, ak_key: &str, region: &str) -> Option<String> {
+    /// A project id (and its account's domain id) discovered less than 24 hours ago for this
+    /// AK and region.
+    pub fn cached_project(&self, ak_key: &str, region: &str) -> Option<(String, Option<String>)> {
         let projects: BTreeMap<String, CachedProject> = self.read_json(PROJECTS_FILE)?;
         let p = projects.get(&format!("{ak_key}/{region}"))?;
         let age = now_ms().saturating_sub(p.discovered_at_ms);
-        (age < PROJECT_TTL.as_millis() as u64 && !p.id.is_empty()).then(|| p.id.clone())
+        (age < PROJECT_TTL.as_millis() as u64 && !p.id.is_empty())
+            .then(|| (p.id.clone(), p.domain_id.clone()))
     }
 
-    pub fn store_project(&self, ak_key: &str, region: &str, id: &str) {
+    pub fn store_project(&self, ak_key: &str, region: &str, id: &str, domain_id: Option<&str>) {
         let _guard = self.lock(PROJECTS_LOCK);
         let mut projects: BTreeMap<String, CachedProject> =
             self.read_json(PROJECTS_FILE).unwrap_or_default();
@@ -209,6 +211,7 @@ impl StateDir {
             format!("{ak_key}/{region}"),
             CachedProject {
                 id: id.to_string(),
+                domain_id: domain_id.map(str::to_string),
                 discovered_at_ms: now_ms(),
             },
         );
@@ -228,6 +231,13 @@ impl StateDir {
             .unwrap_or_default()
     }
 
+    /// Period series' running totals (the counters' values), kept with the checkpoints.
+    pub fn totals(&self) -> Totals {
+        self.read_json::<CheckpointFile>(CHECKPOINT_FILE)
+            .map(|f| f.totals)
+            .unwrap_or_default()
+    }
+
     /// The lock a period-mode run holds from reading the checkpoints to committing them, so
     /// that overlapping runs never emit the same bucket twice. `Ok(None)`: another run holds
     /// it past `deadline`.
@@ -238,12 +248,24 @@ impl StateDir {
     /// Moves checkpoints forward (never back: another process may have gone further, except
     /// over a checkpoint from the future, which cannot be right), under the lock, atomically
     /// and synced.
-    pub fn advance_checkpoints(&self, updates: &Checkpoints, now_ms: i64) -> std::io::Result<()> {
+    /// With the checkpoints, the running totals they account for are replaced in the same
+    /// write: a counter never counts a bucket its checkpoint does not.
+    pub fn advance_checkpoints(
+        &self,
+        updates: &Checkpoints,
+        totals: &Totals,
+        now_ms: i64,
+    ) -> std::io::Result<()> {
         let _guard = self.lock(CHECKPOINT_LOCK)?;
         let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
         for (id, end) in updates {
             let e = file.series.entry(id.clone()).or_insert(*end);
             *e = if *e > now_ms { *end } else { (*e).max(*end) };
+        }
+        for (id, t) in totals {
+            if updates.contains_key(id) {
+                file.totals.insert(id.clone(), t.clone());
+            }
         }
         self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)
     }
@@ -264,6 +286,8 @@ impl StateDir {
             .cloned()
             .collect();
         file.series.retain(|id, _| !matches(id));
+        // A rewound series counts from its new first bucket: its counter resets.
+        file.totals.retain(|id, _| !matches(id));
         self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)?;
         Ok(removed)
     }
@@ -335,6 +359,8 @@ impl StateDir {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CheckpointFile {
     series: Checkpoints,
+    #[serde(default)]
+    totals: Totals,
 }
 
 const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -348,6 +374,8 @@ const PERIOD_LOCK: &str = "period.lock";
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct CachedProject {
     id: String,
+    #[serde(default)]
+    domain_id: Option<String>,
     discovered_at_ms: u64,
 }
 
@@ -497,14 +525,17 @@ mod tests {
             0o700
         );
         assert_eq!(d.cached_project("k", "r"), None);
-        d.store_project("k", "r", "0123");
-        assert_eq!(d.cached_project("k", "r").as_deref(), Some("0123"));
+        d.store_project("k", "r", "0123", Some("dom"));
+        assert_eq!(
+            d.cached_project("k", "r"),
+            Some(("0123".to_string(), Some("dom".to_string())))
+        );
         assert_eq!(d.cached_project("k", "other"), None);
         fs::write(p.join(PROJECTS_FILE), "{not json").unwrap();
         assert_eq!(d.cached_project("k", "r"), None, "corrupt is ignored");
-        d.store_project("k", "r", "0456");
+        d.store_project("k", "r", "0456", None);
         assert_eq!(
-            d.cached_project("k", "r").as_deref(),
+            d.cached_project("k", "r").map(|p| p.0).as_deref(),
             Some("0456"),
             "and rewritten"
         );
@@ -567,15 +598,23 @@ mod tests {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
         let now = 1_000_000;
-        d.advance_checkpoints(&Checkpoints::from([("a".into(), 500)]), now)
+        d.advance_checkpoints(&Checkpoints::from([("a".into(), 500)]), &Totals::new(), now)
             .unwrap();
-        d.advance_checkpoints(&Checkpoints::from([("a".into(), 400)]), now)
+        d.advance_checkpoints(&Checkpoints::from([("a".into(), 400)]), &Totals::new(), now)
             .unwrap();
         assert_eq!(d.checkpoints()["a"], 500, "never back");
-        d.advance_checkpoints(&Checkpoints::from([("b".into(), 2_000_000)]), 3_000_000)
-            .unwrap();
-        d.advance_checkpoints(&Checkpoints::from([("b".into(), 900_000)]), now)
-            .unwrap();
+        d.advance_checkpoints(
+            &Checkpoints::from([("b".into(), 2_000_000)]),
+            &Totals::new(),
+            3_000_000,
+        )
+        .unwrap();
+        d.advance_checkpoints(
+            &Checkpoints::from([("b".into(), 900_000)]),
+            &Totals::new(),
+            now,
+        )
+        .unwrap();
         assert_eq!(
             d.checkpoints()["b"],
             900_000,

@@ -110,6 +110,18 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn kv_lists_parse_like_the_sdks() {
+        assert_eq!(
+            parse_kv_list("a=1, b = x%20y ,broken,=v,c="),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "".into())
+            ]
+        );
+    }
+
+    #[test]
     fn control_and_bidi_characters_are_escaped() {
         assert_eq!(
             sanitize_remote("bad\nE! fake line\u{1b}[2J\r\tx", 300),

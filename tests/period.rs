@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::influx::{influxql, start_influxd, write};
@@ -13,7 +13,8 @@ use common::*;
 use maas_usage::sim::model::Selection;
 use maas_usage::sim::Simulator;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality,
+    metric::Data, number_data_point, AggregationTemporality, AggregationTemporality::Cumulative,
+    AggregationTemporality::Delta,
 };
 
 const H: i64 = 3_600_000;
@@ -36,6 +37,40 @@ fn period_spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path:
     let mut all = vec![("url", url.as_str()), ("project", PROJECT)];
     all.extend_from_slice(vars);
     fixture(&format!("period/{name}"), &all)
+}
+
+/// The `(start, end, value)` of each point of the monotonic Sum `name` in `r`, checked to be
+/// of `temporality` and in time order.
+fn period_points(
+    r: &common::otlp::Received,
+    name: &str,
+    temporality: AggregationTemporality,
+) -> Vec<(i64, i64, i64)> {
+    let mut out = Vec::new();
+    for m in &r.request.resource_metrics[0].scope_metrics[0].metrics {
+        if m.name != name {
+            continue;
+        }
+        let Some(Data::Sum(sum)) = &m.data else {
+            panic!("period points are Sums: {m:?}")
+        };
+        assert_eq!(sum.aggregation_temporality, temporality as i32);
+        assert!(sum.is_monotonic);
+        for p in &sum.data_points {
+            let (start, end) = (
+                (p.start_time_unix_nano / 1_000_000) as i64,
+                (p.time_unix_nano / 1_000_000) as i64,
+            );
+            if let Some(&(_, last_end, _)) = out.last() {
+                assert!(end > last_end, "points in time order");
+            }
+            let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                panic!("integer points: {p:?}")
+            };
+            out.push((start, end, v));
+        }
+    }
+    out
 }
 
 fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
@@ -66,8 +101,8 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
         influxql(db, "CREATE DATABASE maas");
     }
 
-    // OTLP points received: bucket start -> (end, value, emitted at now).
-    let mut otlp_points: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    // OTLP points received: bucket end -> (start, running total, emitted at now).
+    let mut otlp_points: BTreeMap<i64, Vec<(i64, i64, i64)>> = BTreeMap::new();
     let mut seen_requests = 0;
     let mut influx_writes = 0;
     let mut now = day;
@@ -91,39 +126,16 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
             stderr(&out)
         );
         let got = rx.requests();
+        // A refused export is not among the received (the receiver keeps what it accepted).
         for r in &got[seen_requests..] {
-            for m in &r.request.resource_metrics[0].scope_metrics[0].metrics {
-                if m.name != "maas.usage.total_tokens" {
-                    continue;
-                }
-                let Some(Data::Sum(sum)) = &m.data else {
-                    panic!("period points are Sums: {m:?}")
-                };
-                assert_eq!(
-                    sum.aggregation_temporality,
-                    AggregationTemporality::Delta as i32
+            for (start, end, v) in period_points(r, "maas.usage.period.total_tokens", Cumulative) {
+                assert!(
+                    end <= now - 2 * H,
+                    "bucket ending {} emitted at {} before it settled",
+                    rfc(end),
+                    rfc(now)
                 );
-                assert!(sum.is_monotonic);
-                let mut last_start = 0;
-                for p in &sum.data_points {
-                    let (start, end) = (
-                        (p.start_time_unix_nano / 1_000_000) as i64,
-                        (p.time_unix_nano / 1_000_000) as i64,
-                    );
-                    assert!(
-                        end <= now - 2 * H,
-                        "bucket ending {} emitted at {} before it settled",
-                        rfc(end),
-                        rfc(now)
-                    );
-                    assert_eq!(end - start, H);
-                    assert!(start > last_start, "points in time order");
-                    last_start = start;
-                    let Some(number_data_point::Value::AsInt(v)) = p.value else {
-                        panic!()
-                    };
-                    otlp_points.entry(start).or_default().push((v, now));
-                }
+                otlp_points.entry(end).or_default().push((start, v, now));
             }
         }
         seen_requests = got.len();
@@ -167,20 +179,31 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
         api_keys: None,
         ips: None,
     });
+    // Cumulative: one start for the series, the running total never falls, each bucket is the
+    // difference between its end's total and the previous end's.
+    let starts: BTreeSet<i64> = otlp_points.values().flatten().map(|p| p.0).collect();
+    assert_eq!(starts.len(), 1, "one start time for the series: {starts:?}");
+    let first_start = *starts.iter().next().unwrap();
     let mut total = 0i64;
     for h in 0..24 {
-        let start = day + h * H;
+        let end = day + (h + 1) * H;
         let emitted = otlp_points
-            .get(&start)
-            .unwrap_or_else(|| panic!("bucket {} never emitted", rfc(start)));
+            .get(&end)
+            .unwrap_or_else(|| panic!("bucket ending {} never emitted", rfc(end)));
         assert_eq!(
             emitted.len(),
             1,
-            "bucket {} emitted {} times",
-            rfc(start),
+            "bucket ending {} emitted {} times",
+            rfc(end),
             emitted.len()
         );
-        total += emitted[0].0;
+        let before = if end - H == first_start {
+            0
+        } else {
+            otlp_points[&(end - H)][0].1
+        };
+        assert!(emitted[0].1 >= before, "a cumulative total never falls");
+        total += emitted[0].1 - before;
     }
     assert_eq!(total as u64, expected_day.total_tokens);
     assert!(expected_day.total_tokens > 0);
@@ -311,29 +334,114 @@ fn catching_up_stays_within_the_budget_and_says_so() {
 }
 
 #[test]
-fn period_mode_needs_a_state_directory_and_a_timestamped_format() {
+fn period_mode_needs_a_state_directory() {
     let sim = start(sim_config());
     let spec = period_spec(&sim, "hourly.yaml", &[]);
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("state directory"), "{}", stderr(&out));
-    let state = tempdir().join("s");
-    let out = run(
-        &spec,
-        &[
-            "--format",
-            "prometheus",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("use influx or otlp"),
-        "{}",
-        stderr(&out)
-    );
     assert!(sim.requests().is_empty());
+}
+
+/// The value of the sample `name{...maas_query="hourly"...}` in a Prometheus exposition.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("maas_query=\"hourly\""))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn in_prometheus_period_buckets_are_counters_of_running_totals_across_runs() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[])).unwrap();
+    let spec = spec_file(&text.replace("format: influx", "format: prometheus"));
+    let state = tempdir().join("state");
+    let total = |from: i64, to: i64| {
+        sim.expected(&Selection {
+            service_type: 2,
+            batch: false,
+            start_ms: from,
+            end_ms: to,
+            api_keys: None,
+            ips: None,
+        })
+        .total_tokens
+    };
+    let scrape = |now: i64| {
+        sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(now).unwrap()));
+        let out = run_at(&spec, &state, now, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    // At 10:00 with 5 h of backfill and 2 h to settle: the buckets 05:00 to 08:00.
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    let first_start = ms("2026-05-21T05:00:00+08:00");
+    let first = scrape(t0);
+    assert!(
+        first.contains("# TYPE maas_usage_period_tokens_total counter"),
+        "{first}"
+    );
+    let c0 = sample(&first, "maas_usage_period_tokens_total");
+    assert_eq!(c0, total(first_start, ms("2026-05-21T08:00:00+08:00")));
+    assert!(c0 > 0);
+    promtool_check(&first);
+
+    // Two hours later, two more buckets: the counter grows by exactly them.
+    let t1 = t0 + 2 * H;
+    let second = scrape(t1);
+    let c1 = sample(&second, "maas_usage_period_tokens_total");
+    assert_eq!(c1, total(first_start, ms("2026-05-21T10:00:00+08:00")));
+    assert!(c1 > c0);
+    // Nothing new settled: the counter holds (no reset for the scraper to see).
+    let again = scrape(t1);
+    assert_eq!(sample(&again, "maas_usage_period_tokens_total"), c1);
+}
+
+#[test]
+fn the_delta_preference_sends_each_bucket_as_its_own_count() {
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    let state = tempdir().join("state");
+    let delta = [("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")];
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    for now in [t0, t0 + H] {
+        sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(now).unwrap()));
+        let out = run_at(&spec, &state, now, &delta);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let points: Vec<(i64, i64, i64)> = rx
+        .requests()
+        .iter()
+        .flat_map(|r| period_points(r, "maas.usage.period.total_tokens", Delta))
+        .collect();
+    // At 10:00, 3 h of backfill and 2 h to settle leave the bucket 07:00 to 08:00; an hour
+    // later 08:00 to 09:00 follows: each once.
+    let ends: Vec<i64> = points.iter().map(|p| p.1).collect();
+    assert_eq!(
+        ends,
+        vec![
+            ms("2026-05-21T08:00:00+08:00"),
+            ms("2026-05-21T09:00:00+08:00")
+        ]
+    );
+    for (start, end, v) in points {
+        assert_eq!(end - start, H, "a delta point spans its bucket");
+        let expected = sim.expected(&Selection {
+            service_type: 2,
+            batch: false,
+            start_ms: start,
+            end_ms: end,
+            api_keys: None,
+            ips: None,
+        });
+        assert_eq!(v as u64, expected.total_tokens);
+    }
 }
 
 #[test]

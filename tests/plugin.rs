@@ -62,66 +62,66 @@ fn the_code_tables_match_the_manifest() {
         .chain([&fields::WINDOW_FIELD, &fields::PERIOD_FIELD])
         .collect();
     assert_eq!(m.metrics.len(), code.len());
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
     for (decl, f) in m.metrics.iter().zip(code) {
         assert_eq!(decl.field, f.name);
         assert_eq!(decl.unit, f.unit, "{}", f.name);
         assert_eq!(decl.title, f.title, "{}", f.name);
         assert_eq!(decl.description, f.description, "{}", f.name);
         assert_eq!(decl.batch_only, f.batch_only, "{}", f.name);
-        let in_textfile = f.name != fields::PERIOD_FIELD.name;
-        let prom = format!("maas_usage_{}", fields::prometheus_name(f.name));
+        assert_eq!(decl.otlp, some(f.otlp), "{}", f.name);
+        assert_eq!(decl.prometheus, some(f.prometheus), "{}", f.name);
+        assert_eq!(decl.otlp_period.as_deref(), f.otlp_period, "{}", f.name);
         assert_eq!(
-            decl.prometheus.as_deref(),
-            in_textfile.then_some(prom.as_str()),
+            decl.prometheus_period.as_deref(),
+            f.prometheus_period,
             "{}",
             f.name
         );
-        if f.name != fields::WINDOW_SECONDS && f.name != fields::PERIOD_FIELD.name {
-            assert_eq!(
-                decl.otlp.as_deref(),
-                Some(fields::otlp_name(f.name).as_str())
-            );
-            assert_eq!(
-                decl.kind == "gauge",
-                f.kind == fields::Kind::Ratio,
-                "{}",
-                f.name
-            );
-            assert_eq!(
-                decl.value == "double",
-                f.kind == fields::Kind::Ratio,
-                "{}",
-                f.name
-            );
-        }
+        assert_eq!(
+            decl.value == "double",
+            f.kind == fields::Kind::Ratio,
+            "{}",
+            f.name
+        );
     }
-    assert_eq!(m.collector_metrics.len(), fields::COLLECTOR_FIELDS.len());
-    for (decl, (name, unit, description)) in
-        m.collector_metrics.iter().zip(fields::COLLECTOR_FIELDS)
-    {
+    let code_c: Vec<&fields::CollectorField> = fields::COLLECTOR_FIELDS
+        .iter()
+        .chain([&fields::EXPORT_REJECTED])
+        .collect();
+    assert_eq!(m.collector_metrics.len(), code_c.len());
+    for (decl, f) in m.collector_metrics.iter().zip(code_c) {
         assert_eq!(
             (
                 decl.field.as_str(),
                 decl.unit.as_str(),
                 decl.description.as_str()
             ),
-            (*name, *unit, *description)
+            (f.name, f.unit, f.description)
         );
-        assert_eq!(decl.otlp, fields::otlp_collector_name(name));
         assert_eq!(
-            decl.prometheus,
-            format!("maas_usage_collector_{}", fields::prometheus_name(name))
+            (decl.otlp.as_str(), decl.otlp_unit.as_str()),
+            (f.otlp, f.otlp_unit)
+        );
+        assert_eq!(decl.outcome.as_deref(), f.outcome);
+        assert_eq!(decl.otlp_only, f.name == fields::EXPORT_REJECTED.name);
+        assert_eq!(
+            decl.prometheus.as_deref(),
+            (!decl.otlp_only).then_some(f.prometheus)
         );
     }
     let tags: BTreeSet<&str> = m.attributes.iter().map(|a| a.tag.as_str()).collect();
-    let builtin: BTreeSet<&str> = maas_usage::emit::fields::BUILTIN_TAGS
-        .iter()
-        .copied()
-        .collect();
+    let builtin: BTreeSet<&str> = fields::BUILTIN_TAGS.iter().copied().collect();
     assert_eq!(tags, builtin);
+    for a in &m.attributes {
+        let otlp = a.otlp.clone().or(a.otlp_resource.clone()).unwrap();
+        assert_eq!(a.prometheus, fields::prometheus_label(&otlp), "{}", a.tag);
+    }
+    for r in &m.resource {
+        assert_eq!(r.prometheus, fields::prometheus_label(&r.otlp));
+    }
 }
 
-/// What the outputs of a run of the example spec (which has a batch query) actually carry.
 #[test]
 fn declared_equals_emitted_in_every_format() {
     let m = manifest::load().unwrap();
@@ -166,15 +166,33 @@ fn declared_equals_emitted_in_every_format() {
     let declared_c: BTreeSet<String> = m
         .collector_metrics
         .iter()
+        .filter(|x| !x.otlp_only)
         .map(|x| x.field.clone())
         .collect();
     assert_eq!(emitted_c, declared_c);
 
-    // OTLP: metric names, data point attributes, resource attributes.
-    let json: serde_json::Value =
-        serde_json::from_str(stdout(&run(&spec, &["--format", "otlp-json"])).trim()).unwrap();
+    // OTLP: metric names (window totals from the example, period counters from the period
+    // run), data point attributes, resource attributes. The collector's answer to a push
+    // (otlp_only) is not in a file: tests/run_otlp.rs sees it.
+    let otlp_of = |spec: &std::path::Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--format", "otlp-json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(stdout(&run(spec, &args)).trim()).unwrap()
+    };
+    let json = otlp_of(&spec, &[]);
+    let state2 = tempdir().join("state");
+    let period_json = otlp_of(&period, &["--state-dir", state2.to_str().unwrap()]);
+    let metrics_of = |j: &serde_json::Value| -> Vec<serde_json::Value> {
+        j["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
     let rm = &json["resourceMetrics"][0];
-    let metrics = rm["scopeMetrics"][0]["metrics"].as_array().unwrap();
+    let metrics: Vec<serde_json::Value> = metrics_of(&json)
+        .into_iter()
+        .chain(metrics_of(&period_json))
+        .collect();
     let emitted_otlp: BTreeSet<String> = metrics
         .iter()
         .map(|x| x["name"].as_str().unwrap().to_string())
@@ -182,8 +200,14 @@ fn declared_equals_emitted_in_every_format() {
     let declared_otlp: BTreeSet<String> = m
         .metrics
         .iter()
-        .filter_map(|x| x.otlp.clone())
-        .chain(m.collector_metrics.iter().map(|x| x.otlp.clone()))
+        .flat_map(|x| [x.otlp.clone(), x.otlp_period.clone()])
+        .flatten()
+        .chain(
+            m.collector_metrics
+                .iter()
+                .filter(|x| !x.otlp_only)
+                .map(|x| x.otlp.clone()),
+        )
         .collect();
     assert_eq!(emitted_otlp, declared_otlp);
     let mut emitted_attrs = BTreeSet::new();
@@ -211,9 +235,30 @@ fn declared_equals_emitted_in_every_format() {
     for a in m.attributes.iter().filter_map(|a| a.otlp_resource.clone()) {
         assert!(resource.contains(&a), "{a} not on the resource");
     }
+    let declared_resource: BTreeSet<String> = m
+        .resource
+        .iter()
+        .map(|r| r.otlp.clone())
+        .chain(m.attributes.iter().filter_map(|a| a.otlp_resource.clone()))
+        .collect();
+    assert!(
+        resource.is_subset(&declared_resource),
+        "undeclared resource attributes: {:?}",
+        resource.difference(&declared_resource).collect::<Vec<_>>()
+    );
 
-    // Prometheus: metric names.
-    let prom = stdout(&run(&spec, &["--format", "prometheus"]));
+    // Prometheus: metric names, from the same two runs.
+    let state3 = tempdir().join("state");
+    let prom = stdout(&run(&spec, &["--format", "prometheus"]))
+        + &stdout(&run(
+            &period,
+            &[
+                "--format",
+                "prometheus",
+                "--state-dir",
+                state3.to_str().unwrap(),
+            ],
+        ));
     let emitted_prom: BTreeSet<String> = prom
         .lines()
         .filter(|l| l.starts_with("# TYPE "))
@@ -222,8 +267,13 @@ fn declared_equals_emitted_in_every_format() {
     let declared_prom: BTreeSet<String> = m
         .metrics
         .iter()
-        .filter_map(|x| x.prometheus.clone())
-        .chain(m.collector_metrics.iter().map(|x| x.prometheus.clone()))
+        .flat_map(|x| [x.prometheus.clone(), x.prometheus_period.clone()])
+        .flatten()
+        .chain(
+            m.collector_metrics
+                .iter()
+                .filter_map(|x| x.prometheus.clone()),
+        )
         .collect();
     assert_eq!(emitted_prom, declared_prom);
 }

@@ -12,9 +12,7 @@ use common::otlp::{Answer, HttpReceiver};
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, NumberDataPoint,
-};
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, NumberDataPoint};
 
 /// The example spec with `output.format: otlp` and an otlp block pointing at `endpoint`.
 fn otlp_spec(sim: &maas_usage::sim::Simulator, otlp_block: &str) -> String {
@@ -47,8 +45,68 @@ fn ns(rfc3339: &str) -> u64 {
         .unwrap() as u64
 }
 
-/// Checks a request against the simulator's exact values for the example spec.
-fn check_request(
+/// The Gauge `name`'s points in `req`.
+fn gauge_points<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Vec<&'a NumberDataPoint> {
+    req.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .filter(|m| m.name == name)
+        .flat_map(|m| match m.data.as_ref().unwrap() {
+            Data::Gauge(g) => g.data_points.iter(),
+            other => panic!("{name} must be a Gauge: {other:?}"),
+        })
+        .collect()
+}
+
+/// Checks a push (the data, then the self-metrics) against the simulator's exact values for
+/// the example spec.
+fn check_push(
+    reqs: &[ExportMetricsServiceRequest],
+    sim: &maas_usage::sim::Simulator,
+    spec_text: &str,
+    service_name: &str,
+) {
+    assert_eq!(reqs.len(), 2, "the data, then the self-metrics");
+    let (data, own) = (&reqs[0], &reqs[1]);
+    assert_eq!(
+        data.resource_metrics[0].resource, own.resource_metrics[0].resource,
+        "one resource for both"
+    );
+    let names = |r: &ExportMetricsServiceRequest| -> Vec<String> {
+        r.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
+    };
+    assert!(names(data).iter().all(|n| n.starts_with("maas.usage.")));
+    assert!(names(own).iter().all(|n| n.starts_with("maas.collector.")));
+    check_data(data, sim, spec_text, service_name);
+    let expected = expected_series(sim, spec_text);
+    let series = gauge_points(own, "maas.collector.series");
+    let ok: Vec<_> = series
+        .iter()
+        .filter(|p| attr(p, "maas.outcome") == Some("ok"))
+        .collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(int(ok[0]), expected.len() as i64);
+    let failed: Vec<_> = series
+        .iter()
+        .filter(|p| attr(p, "maas.outcome") == Some("failed"))
+        .collect();
+    assert_eq!(int(failed[0]), 0);
+    let rejected = gauge_points(own, "maas.collector.export.rejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(int(rejected[0]), 0, "the collector took every point");
+    let duration = gauge_points(own, "maas.collector.duration");
+    assert!(matches!(
+        duration[0].value,
+        Some(number_data_point::Value::AsDouble(_))
+    ));
+}
+
+/// Checks the data request against the simulator's exact values for the example spec.
+fn check_data(
     req: &ExportMetricsServiceRequest,
     sim: &maas_usage::sim::Simulator,
     spec_text: &str,
@@ -73,6 +131,8 @@ fn check_request(
     assert!(res["cloud.region"].contains("cn-southwest-2"));
     assert!(res["huaweicloud.project.id"].contains(PROJECT));
     assert!(res.contains_key("service.version"));
+    assert!(res.contains_key("service.instance.id"));
+    assert!(res.contains_key("host.name"));
     let scope = &rm.scope_metrics[0];
     assert_eq!(scope.scope.as_ref().unwrap().name, "maas-usage");
     assert_eq!(
@@ -82,79 +142,57 @@ fn check_request(
 
     let expected = expected_series(sim, spec_text);
     let metrics = &scope.metrics;
-    for name in [
-        "total_tokens",
-        "prompt_tokens",
-        "completion_tokens",
-        "requests",
-        "errors",
-        "infer_count",
-        "completed_tasks",
+    for (name, full, unit) in [
+        ("total_tokens", "maas.usage.total_tokens", "{token}"),
+        ("prompt_tokens", "maas.usage.input_tokens", "{token}"),
+        ("completion_tokens", "maas.usage.output_tokens", "{token}"),
+        ("requests", "maas.usage.requests", "{request}"),
+        ("errors", "maas.usage.errors", "{error}"),
+        ("infer_count", "maas.usage.inferences", "{inference}"),
+        ("completed_tasks", "maas.usage.completed_tasks", "{task}"),
     ] {
-        let full = format!("maas.usage.{name}");
-        let unit = match name {
-            "requests" => "{request}",
-            "errors" => "{error}",
-            "infer_count" => "{inference}",
-            "completed_tasks" => "{task}",
-            _ => "{token}",
-        };
+        let ms: Vec<_> = metrics.iter().filter(|m| m.name == full).collect();
+        assert_eq!(ms.len(), 1, "{full}: one metric, one identity");
+        assert_eq!(ms[0].unit, unit, "{full}");
+        assert!(!ms[0].description.is_empty());
         let mut seen = 0;
-        for m in metrics.iter().filter(|m| m.name == full) {
-            assert_eq!(m.unit, unit, "{full}");
-            assert!(!m.description.is_empty());
-            let (points, is_sum) = match m.data.as_ref().unwrap() {
-                Data::Gauge(g) => (&g.data_points, false),
-                Data::Sum(s) => {
-                    assert_eq!(
-                        s.aggregation_temporality,
-                        AggregationTemporality::Cumulative as i32
-                    );
-                    assert!(s.is_monotonic);
-                    (&s.data_points, true)
-                }
-                other => panic!("{full}: unexpected {other:?}"),
+        for p in gauge_points(req, full) {
+            let q = attr(p, "maas.query").unwrap();
+            let (key, usage) = expected
+                .iter()
+                .find(|(k, _)| {
+                    k.query == q
+                        && Some(k.service_type.name()) == attr(p, "maas.service_type")
+                        && Some(k.key_group.as_str()) == attr(p, "maas.key_group")
+                        && Some(k.infer_type.name()) == attr(p, "maas.infer_type")
+                })
+                .unwrap_or_else(|| panic!("unexpected point {p:?}"));
+            assert_eq!(attr(p, "env"), Some("demo"));
+            let v = match name {
+                "total_tokens" => usage.total_tokens,
+                "prompt_tokens" => usage.prompt_tokens,
+                "completion_tokens" => usage.completion_tokens,
+                "requests" => usage.requests,
+                "errors" => usage.errors,
+                "infer_count" => usage.infer_count,
+                _ => usage.completed_tasks,
             };
-            for p in points {
-                let q = attr(p, "maas.query").unwrap();
-                let (key, usage) = expected
-                    .iter()
-                    .find(|(k, _)| {
-                        k.query == q
-                            && Some(k.service_type.name()) == attr(p, "maas.service_type")
-                            && Some(k.key_group.as_str()) == attr(p, "maas.key_group")
-                            && Some(k.infer_type.name()) == attr(p, "maas.infer_type")
-                    })
-                    .unwrap_or_else(|| panic!("unexpected point {p:?}"));
-                assert_eq!(attr(p, "env"), Some("demo"));
-                let anchored = matches!(q, "all-today" | "preset-today" | "batch-month");
-                assert_eq!(is_sum, anchored, "{q}: Sum exactly for anchored windows");
-                let v = match name {
-                    "total_tokens" => usage.total_tokens,
-                    "prompt_tokens" => usage.prompt_tokens,
-                    "completion_tokens" => usage.completion_tokens,
-                    "requests" => usage.requests,
-                    "errors" => usage.errors,
-                    "infer_count" => usage.infer_count,
-                    _ => usage.completed_tasks,
-                };
-                assert_eq!(int(p), v as i64, "{full} {key}");
-                let end = if q == "preset-yesterday" {
-                    ns("2026-05-21T00:00:00+08:00")
-                } else {
-                    ns(NOW)
-                };
-                assert_eq!(p.time_unix_nano, end, "{q}");
-                let start = match q {
-                    "preset-7d" => ns("2026-05-14T10:00:00+08:00"),
-                    "all-today" | "preset-today" => ns("2026-05-21T00:00:00+08:00"),
-                    "batch-month" => ns("2026-05-01T00:00:00+08:00"),
-                    "preset-yesterday" => ns("2026-05-20T00:00:00+08:00"),
-                    _ => ns("2026-05-20T10:00:00+08:00"),
-                };
-                assert_eq!(p.start_time_unix_nano, start, "{q}");
-                seen += 1;
-            }
+            assert_eq!(int(p), v as i64, "{full} {key}");
+            let end = if q == "preset-yesterday" {
+                ns("2026-05-21T00:00:00+08:00")
+            } else {
+                ns(NOW)
+            };
+            assert_eq!(p.time_unix_nano, end, "{q}");
+            let start = match q {
+                "preset-7d" => ns("2026-05-14T10:00:00+08:00"),
+                "all-today" | "preset-today" => ns("2026-05-21T00:00:00+08:00"),
+                "batch-month" => ns("2026-05-01T00:00:00+08:00"),
+                "preset-yesterday" => ns("2026-05-20T00:00:00+08:00"),
+                _ => ns("2026-05-20T10:00:00+08:00"),
+            };
+            assert_eq!(p.start_time_unix_nano, start, "{q}");
+            seen += 1;
         }
         let batch_only = matches!(name, "infer_count" | "completed_tasks");
         let want = expected
@@ -163,27 +201,18 @@ fn check_request(
             .count();
         assert_eq!(seen, want, "{full}: one point per series");
     }
-    let ratio = metrics
+    let ratio = gauge_points(req, "maas.usage.error_ratio");
+    assert!(ratio
         .iter()
-        .filter(|m| m.name == "maas.usage.error_ratio")
-        .collect::<Vec<_>>();
-    assert_eq!(ratio.len(), 1, "the ratio is always one Gauge");
-    match ratio[0].data.as_ref().unwrap() {
-        Data::Gauge(g) => assert!(g
-            .data_points
+        .all(|p| matches!(p.value, Some(number_data_point::Value::AsDouble(_)))));
+    let window = gauge_points(req, "maas.usage.window");
+    assert_eq!(window.len(), expected.len());
+    assert!(
+        window
             .iter()
-            .all(|p| matches!(p.value, Some(number_data_point::Value::AsDouble(_))))),
-        other => panic!("error_ratio must be a Gauge: {other:?}"),
-    }
-    assert_eq!(ratio[0].unit, "1");
-    let ok = metrics
-        .iter()
-        .find(|m| m.name == "maas.collector.series_ok")
-        .expect("self-metrics");
-    match ok.data.as_ref().unwrap() {
-        Data::Gauge(g) => assert_eq!(int(&g.data_points[0]), expected.len() as i64),
-        other => panic!("{other:?}"),
-    }
+            .all(|p| int(p) as u64 == (p.time_unix_nano - p.start_time_unix_nano) / 1_000_000_000),
+        "the window in seconds, from its own start and end"
+    );
 }
 
 #[test]
@@ -195,10 +224,11 @@ fn http_protobuf_push_carries_exact_values_types_and_times() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "a push writes nothing on stdout");
     let got = rx.requests();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].path, "/v1/metrics");
-    assert_eq!(got[0].content_type, "application/x-protobuf");
-    check_request(&got[0].request, &sim, &text, "maas-usage");
+    assert!(got
+        .iter()
+        .all(|r| r.path == "/v1/metrics" && r.content_type == "application/x-protobuf"));
+    let reqs: Vec<_> = got.into_iter().map(|r| r.request).collect();
+    check_push(&reqs, &sim, &text, "maas-usage");
 }
 
 #[test]
@@ -229,9 +259,9 @@ fn http_json_push_with_gzip_and_headers_from_the_environment() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let got = rx.requests();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].content_type, "application/json");
-    assert!(got[0].gzip);
+    assert!(got
+        .iter()
+        .all(|r| r.content_type == "application/json" && r.gzip));
     let h: BTreeMap<_, _> = got[0].headers.iter().cloned().collect();
     assert_eq!(
         h.get("authorization").map(String::as_str),
@@ -242,7 +272,8 @@ fn http_json_push_with_gzip_and_headers_from_the_environment() {
         Some("finops"),
         "the spec wins over the environment"
     );
-    check_request(&got[0].request, &sim, &text, "finops-maas");
+    let reqs: Vec<_> = got.iter().map(|r| r.request.clone()).collect();
+    check_push(&reqs, &sim, &text, "finops-maas");
     let res = format!("{:?}", got[0].request.resource_metrics[0].resource);
     assert!(
         res.contains("finops-maas")
@@ -264,12 +295,17 @@ fn grpc_push_retries_unavailable() {
     let out = run(&spec_file(&text), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let got = rx.received.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "one accepted export after one UNAVAILABLE");
-    assert!(got[0]
+    assert_eq!(
+        got.len(),
+        2,
+        "the data accepted after one UNAVAILABLE, then the self-metrics"
+    );
+    assert!(got.iter().all(|r| r
         .0
         .iter()
-        .any(|(k, v)| k == "x-scope-orgid" && v == "finops"));
-    check_request(&got[0].1, &sim, &text, "maas-usage");
+        .any(|(k, v)| k == "x-scope-orgid" && v == "finops")));
+    let reqs: Vec<_> = got.into_iter().map(|r| r.1).collect();
+    check_push(&reqs, &sim, &text, "maas-usage");
 }
 
 #[test]
@@ -282,8 +318,12 @@ fn collector_503_then_200_succeeds() {
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(*rx.hits.lock().unwrap(), 2);
-    assert_eq!(rx.requests().len(), 1);
+    assert_eq!(
+        *rx.hits.lock().unwrap(),
+        3,
+        "the data twice, the self-metrics once"
+    );
+    assert_eq!(rx.requests().len(), 2);
 }
 
 #[test]
@@ -330,7 +370,7 @@ fn collector_down_is_exit_1_within_the_timeout() {
 }
 
 #[test]
-fn partial_success_is_a_warning() {
+fn partial_success_is_a_warning_and_a_self_metric() {
     let sim = sim();
     let rx = HttpReceiver::start();
     rx.push(Answer::Partial(3, "3 points too old"));
@@ -344,6 +384,12 @@ fn partial_success_is_a_warning() {
         "{}",
         stderr(&out)
     );
+    // The self-metrics that follow the data say so too, where a dashboard can alert on it.
+    let got = rx.requests();
+    assert_eq!(got.len(), 2);
+    let rejected = gauge_points(&got[1].request, "maas.collector.export.rejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(int(rejected[0]), 3);
 }
 
 #[test]
@@ -355,18 +401,14 @@ fn otlp_json_lines_snapshot_and_append() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "one request per line");
     let req: ExportMetricsServiceRequest = serde_json::from_str(text.trim()).unwrap();
-    check_request(&req, &sim, &example_spec_for(&sim), "maas-usage");
+    check_data(&req, &sim, &example_spec_for(&sim), "maas-usage");
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     let p = &v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["gauge"]["dataPoints"][0];
     assert!(
         p["asInt"].is_string() && p["timeUnixNano"].is_string(),
         "64-bit integers as strings: {p}"
     );
-    assert!(
-        text.contains("\"aggregationTemporality\":2"),
-        "enums as integers"
-    );
-    insta::with_settings!({filters => vec![(r#""asInt":"\d+"\}\]\},"name":"maas.collector.duration_ms"#, "[duration]"), (r#"("name":"maas.collector.duration_ms".*?"asInt":")\d+"#, "${1}[ms]")]}, {
+    insta::with_settings!({filters => origin_filters()}, {
         insta::assert_snapshot!(text);
     });
 
@@ -396,7 +438,7 @@ fn prometheus_textfile_snapshot_promtool_and_atomic_write() {
             .any(|l| !l.starts_with('#') && l.split(' ').count() > 2),
         "no timestamps"
     );
-    insta::with_settings!({filters => vec![(r"(maas_usage_collector_duration_seconds\{[^}]*\}) [0-9.]+", "$1 [s]")]}, {
+    insta::with_settings!({filters => origin_filters()}, {
         insta::assert_snapshot!(text);
     });
 
@@ -417,25 +459,7 @@ fn prometheus_textfile_snapshot_promtool_and_atomic_write() {
         "the temporary file was renamed away: {leftovers:?}"
     );
 
-    match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-    {
-        Ok(o) => assert!(
-            o.status.success(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(_) => {
-            assert!(
-                std::env::var("MAAS_USAGE_REQUIRE_PROMTOOL").is_err(),
-                "promtool is required but not on PATH"
-            );
-            eprintln!("skipped promtool: not on PATH");
-        }
-    }
+    promtool_check(&std::fs::read_to_string(&file).unwrap());
 }
 
 #[test]

@@ -181,7 +181,11 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
     let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
     let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(collector.requests().len(), 1);
+    assert_eq!(
+        collector.requests().len(),
+        2,
+        "the data and the self-metrics"
+    );
 
     // An unknown CA: one connection, no retry, exit 2, and the message names the option.
     let collector = HttpReceiver::start_tls(pki.server());
@@ -217,7 +221,11 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(collector.requests().len(), 1);
+    assert_eq!(
+        collector.requests().len(),
+        2,
+        "the data and the self-metrics"
+    );
 }
 
 #[cfg(feature = "grpc")]
@@ -237,7 +245,11 @@ fn otlp_grpc_over_tls_and_mutual_tls_from_the_spec() {
     ));
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(collector.received.lock().unwrap().len(), 1);
+    assert_eq!(
+        collector.received.lock().unwrap().len(),
+        2,
+        "the data and the self-metrics"
+    );
     // gRPC without a scheme means TLS (unless insecure): the same collector, host:port only.
     let bare = collector.url.trim_start_matches("https://").to_string();
     let text = std::fs::read_to_string(&spec)
@@ -254,7 +266,7 @@ fn otlp_grpc_over_tls_and_mutual_tls_from_the_spec() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(collector.received.lock().unwrap().len(), 2);
+    assert_eq!(collector.received.lock().unwrap().len(), 4);
 }
 
 #[test]

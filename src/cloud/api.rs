@@ -189,6 +189,17 @@ struct Project {
     id: String,
     #[serde(default)]
     name: String,
+    /// The account (domain) the project belongs to.
+    #[serde(default)]
+    domain_id: Option<String>,
+}
+
+/// A project as IAM lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectInfo {
+    pub id: String,
+    /// The account's domain id (`cloud.account.id`), when IAM says.
+    pub domain_id: Option<String>,
 }
 
 /// Why a KeystoneListProjects answer names no single project.
@@ -203,12 +214,15 @@ pub enum ProjectsError {
 }
 
 /// The single project id in a KeystoneListProjects answer for `region`.
-pub fn parse_projects(body: &str, region: &str) -> Result<String, ProjectsError> {
+pub fn parse_projects(body: &str, region: &str) -> Result<ProjectInfo, ProjectsError> {
     let list: ProjectList =
         serde_json::from_str(body).map_err(|e| ProjectsError::Unexpected(e.to_string()))?;
     let matching: Vec<&Project> = list.projects.iter().filter(|p| p.name == region).collect();
     match matching.as_slice() {
-        [p] => Ok(p.id.clone()),
+        [p] => Ok(ProjectInfo {
+            id: p.id.clone(),
+            domain_id: p.domain_id.clone().filter(|d| !d.is_empty()),
+        }),
         [] => Err(ProjectsError::None(region.to_string())),
         _ => Err(ProjectsError::Several {
             count: matching.len(),
@@ -390,7 +404,7 @@ mod tests {
     #[test]
     fn projects_must_match_exactly_one() {
         let one = r#"{"projects":[{"id":"abc","name":"cn-southwest-2"},{"id":"zzz","name":"cn-southwest-2_sub"}]}"#;
-        assert_eq!(parse_projects(one, "cn-southwest-2").unwrap(), "abc");
+        assert_eq!(parse_projects(one, "cn-southwest-2").unwrap().id, "abc");
         assert!(parse_projects(r#"{"projects":[]}"#, "cn-southwest-2")
             .unwrap_err()
             .to_string()

@@ -491,7 +491,11 @@ impl Client {
     }
 
     /// KeystoneListProjects filtered by region name.
-    pub fn discover_project(&self, region: &str, deadline: Instant) -> Result<String, ApiError> {
+    pub fn discover_project(
+        &self,
+        region: &str,
+        deadline: Instant,
+    ) -> Result<api::ProjectInfo, ApiError> {
         let query = vec![("name".to_string(), region.to_string())];
         let a = self.call("GET", &self.opts.iam, "/v3/projects", &query, b"", deadline)?;
         api::parse_projects(&a.body, region).map_err(|e| ApiError::Setup(e.to_string()))

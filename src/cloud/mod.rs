@@ -20,6 +20,7 @@ use crate::endpoint::{Endpoint, EndpointError};
 use crate::env::{self, Lookup};
 use crate::log;
 use crate::tls::{self, TlsError, TlsFiles};
+pub use api::ProjectInfo;
 use auth::RejectionStore;
 use client::{Client, ClientOptions, RetryPolicy};
 use credentials::{Credentials, CredentialsError};
@@ -44,6 +45,8 @@ pub struct Connection {
     pub client: Arc<Client>,
     pub project_id: String,
     pub region: String,
+    /// The account's domain id, when project discovery (or its cache) told it.
+    pub account_id: Option<String>,
 }
 
 impl Connection {
@@ -56,8 +59,8 @@ impl Connection {
 
 /// A project id remembered across runs, per access key (as `auth::access_key_id`) and region.
 pub trait ProjectCache {
-    fn cached_project(&self, access_key_id: &str, region: &str) -> Option<String>;
-    fn store_project(&self, access_key_id: &str, region: &str, id: &str);
+    fn cached_project(&self, access_key_id: &str, region: &str) -> Option<ProjectInfo>;
+    fn store_project(&self, access_key_id: &str, region: &str, project: &ProjectInfo);
 }
 
 /// What a connection may share with other processes.
@@ -275,20 +278,24 @@ pub fn connect(
         .project_id
         .clone()
         .or_else(|| env::get(env, "HW_PROJECT_ID"))
-        .or_else(|| env::get(env, "HUAWEICLOUD_SDK_PROJECT_ID"));
+        .or_else(|| env::get(env, "HUAWEICLOUD_SDK_PROJECT_ID"))
+        .map(|id| ProjectInfo {
+            id,
+            domain_id: None,
+        });
     let cached = || {
         shared
             .projects
             .and_then(|c| c.cached_project(&key_id, &opts.region))
     };
-    let project_id = match explicit.or_else(cached) {
-        Some(id) => id,
+    let project = match explicit.or_else(cached) {
+        Some(p) => p,
         None => {
             log::debug(&format!(
                 "discovering the project id of {} through IAM",
                 opts.region
             ));
-            let id = client
+            let p = client
                 .discover_project(&opts.region, deadline)
                 .map_err(|e| match e {
                     ApiError::Setup(msg) => ConnectError::Discovery(msg),
@@ -298,11 +305,12 @@ pub fn connect(
                     )),
                 })?;
             if let Some(c) = shared.projects {
-                c.store_project(&key_id, &opts.region, &id);
+                c.store_project(&key_id, &opts.region, &p);
             }
-            id
+            p
         }
     };
+    let project_id = project.id;
     if !(project_id.len() == 32
         && project_id
             .bytes()
@@ -314,6 +322,7 @@ pub fn connect(
         client: Arc::new(client),
         project_id,
         region: opts.region.clone(),
+        account_id: project.domain_id,
     })
 }
 

@@ -44,6 +44,7 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     let opts = RunOptions {
         format: Some(a.format.unwrap_or(Format::Influx)),
         output: None,
+        identity: "demo".into(),
         execd: false,
         ascii: false,
         // No environment: the demo's credentials come from the simulated agency.

@@ -93,6 +93,9 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         project_id: &conn.project_id,
         zone: &plan.zone,
         now: plan.now,
+        origin: &wiring::origin("query", conn.account_id.clone()),
+        running: &[],
+        totals: &Default::default(),
     };
     let text = match a.format {
         QueryFormat::Table => {

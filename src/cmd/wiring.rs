@@ -11,12 +11,14 @@ use super::settings::Settings;
 use crate::budget::{Budget, Limiter};
 use crate::cloud::auth::{access_key_id, Rejection, RejectionStore};
 use crate::cloud::client::CallCounts;
-use crate::cloud::{self, Connection, ProjectCache, Renewal, Shared};
+use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Renewal, Shared};
 use crate::collect::{Collected, Executor, RunStats};
 use crate::domain::{ApiError, StatsAnswer};
-use crate::env::Lookup;
+use crate::emit::Origin;
+use crate::env::{self, Lookup};
 use crate::log;
 use crate::state::{SharedBudget, StateDir};
+use sha2::Digest;
 
 impl Executor for Connection {
     fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
@@ -25,11 +27,12 @@ impl Executor for Connection {
 }
 
 impl ProjectCache for StateDir {
-    fn cached_project(&self, key_id: &str, region: &str) -> Option<String> {
+    fn cached_project(&self, key_id: &str, region: &str) -> Option<ProjectInfo> {
         StateDir::cached_project(self, key_id, region)
+            .map(|(id, domain_id)| ProjectInfo { id, domain_id })
     }
-    fn store_project(&self, key_id: &str, region: &str, id: &str) {
-        StateDir::store_project(self, key_id, region, id)
+    fn store_project(&self, key_id: &str, region: &str, p: &ProjectInfo) {
+        StateDir::store_project(self, key_id, region, &p.id, p.domain_id.as_deref())
     }
 }
 
@@ -104,6 +107,35 @@ pub fn connect(
     };
     let conn = cloud::connect(&settings.connect, creds, budget, env, deadline, shared)?;
     Ok((conn, renewal))
+}
+
+/// This host's name (`host.name`): the kernel's, else `/etc/hostname`, else `HOSTNAME`.
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            crate::files::read_regular(std::path::Path::new(p), 256)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| env::get(&env::process, "HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Who reports: the host, an instance id stable per host and spec (`identity` names the
+/// spec: its files, or the command), the account when discovery told it.
+pub fn origin(identity: &str, account_id: Option<String>) -> Origin {
+    let host_name = host_name();
+    let digest = crate::text::hex(&sha2::Sha256::digest(
+        format!("{host_name}\n{identity}").as_bytes(),
+    ));
+    Origin {
+        instance_id: digest[..32].to_string(),
+        host_name,
+        account_id,
+    }
 }
 
 /// The self-metrics of a collection: its series (as delivered) and the calls made since

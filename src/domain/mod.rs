@@ -17,11 +17,11 @@ use std::fmt;
 use std::ops::AddAssign;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The `service_type` of ShowStatistics. The Chinese API docs list 3 for Custom Endpoint, but the
 /// live service answers `service_type must be one of [1 2 4]`, so 3 has no variant here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceType {
     MyService,
@@ -108,7 +108,9 @@ impl FromStr for ServiceType {
 }
 
 /// The `infer_type` of ShowStatistics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum InferType {
     #[default]
@@ -145,7 +147,7 @@ impl FromStr for InferType {
 /// Usage totals in exact units: tokens (not thousands), requests, errors.
 ///
 /// Integers all the way: segments are summed here, never as floats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub total_tokens: u64,
     pub prompt_tokens: u64,

@@ -1,10 +1,16 @@
-//! The names of the values a series carries, in one place: line-protocol fields, JSON keys,
-//! OTLP metric names (`maas.usage.` + name) and Prometheus names (`<measurement>_` + name) are
-//! all derived from these tables, and `plugin.yaml` is checked against them.
+//! The names of what the outputs carry, in one place: line-protocol fields and JSON keys, OTLP
+//! metric and attribute names, Prometheus names and labels. `plugin.yaml` declares the same
+//! and the tests hold each to the other.
+//!
+//! One identity per OTLP metric name: window totals (rolling, calendar and explicit windows)
+//! are Gauges under `maas.usage.*`; period-mode buckets are monotonic Sums under
+//! `maas.usage.period.*`, never mixed. Units are in `unit`, not in names. The Prometheus names
+//! are what the OpenTelemetry Collector's Prometheus exporter makes of the OTLP ones (dots to
+//! underscores, the unit's suffix, `_total` for monotonic sums, `_ratio` for unit `1`), so a
+//! dashboard reads the same names from the textfile, `serve` and OTLP through the collector.
 
-/// The tags every series carries (line protocol tags, Prometheus labels); static tags from the
-/// spec may not reuse them. The first four name the series (OTLP data point attributes as
-/// `maas.<tag>`), the last two name the source (OTLP resource attributes).
+/// The tags every series carries in line protocol; static tags from the spec may not reuse
+/// them. The first four name the series, the last two name the source.
 pub const BUILTIN_TAGS: [&str; 6] = [
     "query",
     "service_type",
@@ -14,9 +20,26 @@ pub const BUILTIN_TAGS: [&str; 6] = [
     "region",
 ];
 
-/// The OTLP data point attribute of a key tag.
+/// The OTLP data point attribute of a key tag (`query` -> `maas.query`).
 pub fn otlp_attribute(tag: &str) -> String {
     format!("maas.{tag}")
+}
+
+/// The OTLP resource attribute of a source tag.
+pub fn otlp_resource_attribute(tag: &str) -> &'static str {
+    match tag {
+        "project_id" => "huaweicloud.project.id",
+        _ => "cloud.region",
+    }
+}
+
+/// A Prometheus label name for an OTLP attribute: what the collector does (characters outside
+/// `[A-Za-z0-9_]` become `_`).
+pub fn prometheus_label(attribute: &str) -> String {
+    attribute
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// How a field's value is typed on the wire.
@@ -24,12 +47,13 @@ pub fn otlp_attribute(tag: &str) -> String {
 pub enum Kind {
     /// An integer count over the window (tokens, requests...).
     Count,
-    /// A float ratio; always a Gauge in OTLP.
+    /// A float ratio: a Gauge, and no period counter (it is derived from two).
     Ratio,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct Field {
+    /// The line-protocol field and JSON key.
     pub name: &'static str,
     pub kind: Kind,
     /// Only batch inference reports it.
@@ -39,6 +63,14 @@ pub struct Field {
     /// The label people read (the table's rows, the console's wording).
     pub title: &'static str,
     pub description: &'static str,
+    /// The OTLP Gauge of a window total.
+    pub otlp: &'static str,
+    /// Its Prometheus name.
+    pub prometheus: &'static str,
+    /// The OTLP monotonic Sum of period buckets (`None`: not a counter).
+    pub otlp_period: Option<&'static str>,
+    /// Its Prometheus name (a counter).
+    pub prometheus_period: Option<&'static str>,
 }
 
 pub const FIELDS: &[Field] = &[
@@ -46,85 +78,216 @@ pub const FIELDS: &[Field] = &[
         name: "total_tokens",
         kind: Kind::Count,
         batch_only: false,
-        unit: "{token}", title: "Total Tokens",
-        description: "Total tokens in the window, as the API reports it (need not equal prompt + completion).",
+        unit: "{token}",
+        title: "Total Tokens",
+        description: "Total tokens, as the API reports it (need not equal input + output).",
+        otlp: "maas.usage.total_tokens",
+        prometheus: "maas_usage_total_tokens",
+        otlp_period: Some("maas.usage.period.total_tokens"),
+        prometheus_period: Some("maas_usage_period_tokens_total"),
     },
-    Field { name: "prompt_tokens", kind: Kind::Count, batch_only: false, unit: "{token}", title: "Prompt Tokens", description: "Input (prompt) tokens in the window." },
+    Field {
+        name: "prompt_tokens",
+        kind: Kind::Count,
+        batch_only: false,
+        unit: "{token}",
+        title: "Prompt Tokens",
+        description: "Input (prompt) tokens.",
+        otlp: "maas.usage.input_tokens",
+        prometheus: "maas_usage_input_tokens",
+        otlp_period: Some("maas.usage.period.input_tokens"),
+        prometheus_period: Some("maas_usage_period_input_tokens_total"),
+    },
     Field {
         name: "completion_tokens",
         kind: Kind::Count,
         batch_only: false,
-        unit: "{token}", title: "Completion Tokens",
-        description: "Output (completion) tokens in the window.",
+        unit: "{token}",
+        title: "Completion Tokens",
+        description: "Output (completion) tokens.",
+        otlp: "maas.usage.output_tokens",
+        prometheus: "maas_usage_output_tokens",
+        otlp_period: Some("maas.usage.period.output_tokens"),
+        prometheus_period: Some("maas_usage_period_output_tokens_total"),
     },
-    Field { name: "requests", kind: Kind::Count, batch_only: false, unit: "{request}", title: "Total Requests", description: "Inference requests in the window." },
-    Field { name: "errors", kind: Kind::Count, batch_only: false, unit: "{error}", title: "Total Errors", description: "Failed inference requests in the window." },
-    Field { name: "error_ratio", kind: Kind::Ratio, batch_only: false, unit: "1", title: "Error Rate", description: "errors / requests (0 without requests)." },
+    Field {
+        name: "requests",
+        kind: Kind::Count,
+        batch_only: false,
+        unit: "{request}",
+        title: "Total Requests",
+        description: "Inference requests.",
+        otlp: "maas.usage.requests",
+        prometheus: "maas_usage_requests",
+        otlp_period: Some("maas.usage.period.requests"),
+        prometheus_period: Some("maas_usage_period_requests_total"),
+    },
+    Field {
+        name: "errors",
+        kind: Kind::Count,
+        batch_only: false,
+        unit: "{error}",
+        title: "Total Errors",
+        description: "Failed inference requests.",
+        otlp: "maas.usage.errors",
+        prometheus: "maas_usage_errors",
+        otlp_period: Some("maas.usage.period.errors"),
+        prometheus_period: Some("maas_usage_period_errors_total"),
+    },
+    Field {
+        name: "error_ratio",
+        kind: Kind::Ratio,
+        batch_only: false,
+        unit: "1",
+        title: "Error Rate",
+        description: "errors / requests (0 without requests).",
+        otlp: "maas.usage.error_ratio",
+        prometheus: "maas_usage_error_ratio",
+        otlp_period: None,
+        prometheus_period: None,
+    },
     Field {
         name: "completed_tasks",
         kind: Kind::Count,
         batch_only: true,
-        unit: "{task}", title: "Completed Tasks",
-        description: "Completed batch inference tasks in the window (batch only).",
+        unit: "{task}",
+        title: "Completed Tasks",
+        description: "Completed batch inference tasks (batch only).",
+        otlp: "maas.usage.completed_tasks",
+        prometheus: "maas_usage_completed_tasks",
+        otlp_period: Some("maas.usage.period.completed_tasks"),
+        prometheus_period: Some("maas_usage_period_completed_tasks_total"),
     },
-    Field { name: "infer_count", kind: Kind::Count, batch_only: true, unit: "{inference}", title: "Inference Count", description: "Batch inferences in the window (batch only)." },
+    Field {
+        name: "infer_count",
+        kind: Kind::Count,
+        batch_only: true,
+        unit: "{inference}",
+        title: "Inference Count",
+        description: "Batch inferences (batch only).",
+        otlp: "maas.usage.inferences",
+        prometheus: "maas_usage_inferences",
+        otlp_period: Some("maas.usage.period.inferences"),
+        prometheus_period: Some("maas_usage_period_inferences_total"),
+    },
 ];
 
-/// Line protocol and Prometheus also carry the window's length (OTLP has start and end times).
+/// The window's length: a field in line protocol, a Gauge in OTLP and Prometheus (where a
+/// point has no start time to show it).
 pub const WINDOW_FIELD: Field = Field {
     name: "window_seconds",
     kind: Kind::Count,
     batch_only: false,
-    unit: "s", title: "Window",
-    description: "Length of the series' window in seconds (line protocol and Prometheus; OTLP carries it as start and end times).",
+    unit: "s",
+    title: "Window",
+    description: "Length of the series' window.",
+    otlp: "maas.usage.window",
+    prometheus: "maas_usage_window_seconds",
+    otlp_period: None,
+    prometheus_period: None,
 };
 pub const WINDOW_SECONDS: &str = WINDOW_FIELD.name;
 
-/// Period mode's buckets carry their length under this name instead (line protocol only:
-/// OTLP has start and end times, and the Prometheus textfile takes no buckets).
+/// Period mode's buckets carry their length under this name in line protocol only (OTLP has
+/// start and end times; Prometheus counters have no buckets).
 pub const PERIOD_FIELD: Field = Field {
     name: "period_seconds",
     kind: Kind::Count,
     batch_only: false,
-    unit: "s", title: "Period",
-    description: "Length of a period-mode bucket in seconds (line protocol; the point's timestamp is the bucket's end).",
+    unit: "s",
+    title: "Period",
+    description:
+        "Length of a period-mode bucket (line protocol; the point's timestamp is the bucket's end).",
+    otlp: "",
+    prometheus: "",
+    otlp_period: None,
+    prometheus_period: None,
 };
 
-/// The run's self-metrics: name, unit, description.
-pub const COLLECTOR_FIELDS: &[(&str, &str, &str)] = &[
-    ("series_ok", "{series}", "Series collected in this run."),
-    (
-        "series_failed",
-        "{series}",
-        "Series that failed in this run (each is one stderr line).",
-    ),
-    (
-        "api_calls",
-        "{call}",
-        "HTTP requests sent to the API, retries and IAM discovery included.",
-    ),
-    ("api_retries", "{call}", "Of those, retries."),
-    ("throttled", "{call}", "Answers with HTTP 429."),
-    ("duration_ms", "ms", "Wall time of the run."),
+/// The attribute that tells the two series counts apart in OTLP and Prometheus.
+pub const OUTCOME_ATTRIBUTE: &str = "maas.outcome";
+
+/// One self-metric of a collection.
+#[derive(Clone, Copy, Debug)]
+pub struct CollectorField {
+    /// The field of the line-protocol collector line.
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub description: &'static str,
+    /// The OTLP Gauge (the two series counts share one, told apart by `outcome`).
+    pub otlp: &'static str,
+    pub otlp_unit: &'static str,
+    /// `maas.outcome` of the point, for the series counts.
+    pub outcome: Option<&'static str>,
+    pub prometheus: &'static str,
+}
+
+pub const COLLECTOR_FIELDS: &[CollectorField] = &[
+    CollectorField {
+        name: "series_ok",
+        unit: "{series}",
+        description: "Series collected in this collection.",
+        otlp: "maas.collector.series",
+        otlp_unit: "{series}",
+        outcome: Some("ok"),
+        prometheus: "maas_collector_series",
+    },
+    CollectorField {
+        name: "series_failed",
+        unit: "{series}",
+        description: "Series that failed in this collection (each is one stderr line).",
+        otlp: "maas.collector.series",
+        otlp_unit: "{series}",
+        outcome: Some("failed"),
+        prometheus: "maas_collector_series",
+    },
+    CollectorField {
+        name: "api_calls",
+        unit: "{call}",
+        description: "HTTP requests sent to the API, retries and IAM discovery included.",
+        otlp: "maas.collector.calls",
+        otlp_unit: "{call}",
+        outcome: None,
+        prometheus: "maas_collector_calls",
+    },
+    CollectorField {
+        name: "api_retries",
+        unit: "{call}",
+        description: "Of those, retries.",
+        otlp: "maas.collector.retries",
+        otlp_unit: "{call}",
+        outcome: None,
+        prometheus: "maas_collector_retries",
+    },
+    CollectorField {
+        name: "throttled",
+        unit: "{call}",
+        description: "Answers with HTTP 429.",
+        otlp: "maas.collector.throttled",
+        otlp_unit: "{call}",
+        outcome: None,
+        prometheus: "maas_collector_throttled",
+    },
+    CollectorField {
+        name: "duration_ms",
+        unit: "ms",
+        description: "Wall time of the collection.",
+        otlp: "maas.collector.duration",
+        otlp_unit: "s",
+        outcome: None,
+        prometheus: "maas_collector_duration_seconds",
+    },
 ];
 
-/// The OTLP metric name of a series field.
-pub fn otlp_name(field: &str) -> String {
-    format!("maas.usage.{field}")
-}
-
-/// The OTLP metric name of a collector field.
-pub fn otlp_collector_name(field: &str) -> String {
-    format!("maas.collector.{field}")
-}
-
-/// The Prometheus name of a field (after `<measurement>_`): the field name, except where
-/// Prometheus conventions forbid it (`promtool check metrics`): no `_count` suffix outside
-/// histograms, and base units (seconds) instead of abbreviations.
-pub fn prometheus_name(field: &str) -> &str {
-    match field {
-        "infer_count" => "inferences",
-        "duration_ms" => "duration_seconds",
-        other => other,
-    }
-}
+/// Sent after an OTLP export only: how many points of it the collector rejected (a partial
+/// success). No other output has a receiver that could reject points.
+pub const EXPORT_REJECTED: CollectorField = CollectorField {
+    name: "points_rejected",
+    unit: "{point}",
+    description:
+        "Data points of this collection's export the collector rejected (partial success).",
+    otlp: "maas.collector.export.rejected",
+    otlp_unit: "{point}",
+    outcome: None,
+    prometheus: "maas_collector_export_rejected",
+};

@@ -1,7 +1,7 @@
 //! A series and its window: what a series is called (its key and checkpoint id) and which
 //! stretch of time it covers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{InferType, ServiceType};
 
@@ -9,7 +9,7 @@ use super::{InferType, ServiceType};
 pub const ALL_KEYS: &str = "all";
 
 /// The identity of a series: what its tags are made of.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SeriesKey {
     pub query: String,
     pub service_type: ServiceType,

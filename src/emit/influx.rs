@@ -118,7 +118,7 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let fields = fields::COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
-        .map(|((k, _, _), v)| format!("{k}={v}i"))
+        .map(|(f, v)| format!("{}={v}i", f.name))
         .collect::<Vec<_>>()
         .join(",");
     let _ = writeln!(

@@ -1,5 +1,5 @@
 //! Output formats. Each is a pure function of a `Report` (plus its own options) to bytes; the
-//! names of fields and metrics come from `fields`.
+//! names of fields, metrics and labels come from `fields` (`domain::names`).
 
 pub mod fields;
 pub mod influx;
@@ -8,10 +8,47 @@ pub mod otlp;
 pub mod prometheus;
 pub mod table;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::collect::{Collected, RunStats};
+use crate::text::parse_kv_list;
+use crate::time::period::{Running, Totals};
 use crate::time::zone::Zone;
+
+/// The name every output gives the program (OTLP's scope and default `service.name`).
+pub const SCOPE: &str = "maas-usage";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Who reports: what tells the self-metrics of several agents apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// `host.name`.
+    pub host_name: String,
+    /// `service.instance.id`: stable per host and spec.
+    pub instance_id: String,
+    /// `cloud.account.id` (the Huawei Cloud domain id), when project discovery told it.
+    pub account_id: Option<String>,
+}
+
+/// Resource attributes from the environment, as the SDKs read them.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceEnv {
+    /// `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values percent-encoded).
+    pub attributes: Option<String>,
+    /// `OTEL_SERVICE_NAME`, which wins over `service.name` in the attributes.
+    pub service_name: Option<String>,
+}
+
+impl ResourceEnv {
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        ResourceEnv {
+            attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
+            service_name: env("OTEL_SERVICE_NAME"),
+        }
+    }
+}
 
 /// Everything an emitter may print.
 pub struct Report<'a> {
@@ -21,6 +58,49 @@ pub struct Report<'a> {
     pub project_id: &'a str,
     pub zone: &'a Zone,
     pub now: DateTime<Utc>,
+    pub origin: &'a Origin,
+    /// For each of `collected.series` that is a period bucket, its series' running total as of
+    /// that bucket (index-aligned; `None` for other series).
+    pub running: &'a [Option<Running>],
+    /// Every period series' running total after this collection (Prometheus counters).
+    pub totals: &'a Totals,
+}
+
+impl Report<'_> {
+    /// The resource attributes (OTLP) or source labels (Prometheus), the same in both: the
+    /// environment's attributes, then the facts of this run, which win.
+    pub fn resource(&self, env: &ResourceEnv) -> BTreeMap<String, String> {
+        let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+        attrs.insert("service.name".into(), SCOPE.into());
+        for (k, v) in env
+            .attributes
+            .as_deref()
+            .map(parse_kv_list)
+            .unwrap_or_default()
+        {
+            attrs.insert(k, v);
+        }
+        if let Some(name) = env.service_name.as_deref().filter(|s| !s.is_empty()) {
+            attrs.insert("service.name".into(), name.into());
+        }
+        attrs.insert("service.version".into(), VERSION.into());
+        attrs.insert("cloud.provider".into(), "huawei_cloud".into());
+        attrs.insert("cloud.region".into(), self.region.into());
+        attrs.insert("huaweicloud.project.id".into(), self.project_id.into());
+        if !self.origin.host_name.is_empty() {
+            attrs.insert("host.name".into(), self.origin.host_name.clone());
+        }
+        if !self.origin.instance_id.is_empty() {
+            attrs.insert(
+                "service.instance.id".into(),
+                self.origin.instance_id.clone(),
+            );
+        }
+        if let Some(a) = &self.origin.account_id {
+            attrs.insert("cloud.account.id".into(), a.clone());
+        }
+        attrs
+    }
 }
 
 /// `1234567` -> `1,234,567`.

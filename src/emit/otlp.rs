@@ -1,11 +1,11 @@
-//! OTLP metrics: the collected series as one `ExportMetricsServiceRequest`.
+//! OTLP metrics: the collected series as an `ExportMetricsServiceRequest`.
 //!
-//! One rule for names: `maas.usage.` + the line-protocol field name. A window with a fixed
-//! start whose end is now (`today`, `this_month`, an open `from`) is a cumulative, monotonic Sum:
-//! a counter that resets at the period boundary. Rolling and closed windows are Gauges. The
-//! ratio is always a Gauge. Every point carries start = window start and time = window end,
-//! which is why this is built from the proto types and not through the SDK, whose exporter
-//! stamps points with its own collection times.
+//! One identity per metric name (`domain::names`): window totals are Gauges (`maas.usage.*`),
+//! period buckets are monotonic Sums (`maas.usage.period.*`), cumulative by default (each point
+//! counts from the series' first bucket, so a resend is harmless) or delta when
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` asks for it. Every point carries the
+//! window's (or counter's) start and the window's end, which is why this is built from the
+//! proto types and not through the SDK, whose exporter stamps points with its own times.
 
 use std::collections::BTreeMap;
 
@@ -17,57 +17,26 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use super::fields::{self, Kind, Value};
-use super::Report;
+use super::fields::{self, CollectorField, Field, Value, COLLECTOR_FIELDS, EXPORT_REJECTED};
+use super::{Report, ResourceEnv, SCOPE, VERSION};
 use crate::collect::Series;
-use crate::domain::InferType;
-use crate::domain::Shape;
-use crate::text::parse_kv_list;
+use crate::domain::{InferType, Shape};
 
-pub const SCOPE: &str = "maas-usage";
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// How the points of a series are typed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PointKind {
-    Gauge,
-    /// Counts since a fixed start (resets at the period boundary).
-    CumulativeSum,
-    /// Counts of exactly `[start, time)` (period mode's settled buckets).
-    DeltaSum,
-}
-
-/// The kind a window shape calls for.
-pub fn kind_for(shape: Shape) -> PointKind {
-    match shape {
-        Shape::Anchored => PointKind::CumulativeSum,
-        Shape::Bucket => PointKind::DeltaSum,
-        Shape::Rolling | Shape::Closed => PointKind::Gauge,
-    }
-}
-
-/// Resource attributes from the environment, as the SDKs read them.
-#[derive(Clone, Debug, Default)]
-pub struct ResourceEnv {
-    /// `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values percent-encoded).
-    pub attributes: Option<String>,
-    /// `OTEL_SERVICE_NAME`, which wins over `service.name` in the attributes.
-    pub service_name: Option<String>,
-}
-
-impl ResourceEnv {
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
-        ResourceEnv {
-            attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
-            service_name: env("OTEL_SERVICE_NAME"),
-        }
-    }
+/// How period buckets are summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Temporality {
+    /// From the series' first bucket (the SDKs' default; what Prometheus wants).
+    #[default]
+    Cumulative,
+    /// Each bucket on its own.
+    Delta,
 }
 
 pub struct OtlpOptions<'a> {
     /// Static tags from the spec, as data point attributes.
     pub tags: &'a BTreeMap<String, String>,
     pub resource: &'a ResourceEnv,
+    pub temporality: Temporality,
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
@@ -83,26 +52,8 @@ fn kv_str(key: &str, v: &str) -> KeyValue {
 }
 
 fn resource(r: &Report<'_>, env: &ResourceEnv) -> Resource {
-    let mut attrs: BTreeMap<String, String> = BTreeMap::new();
-    attrs.insert("service.name".into(), SCOPE.into());
-    for (k, v) in env
-        .attributes
-        .as_deref()
-        .map(parse_kv_list)
-        .unwrap_or_default()
-    {
-        attrs.insert(k, v);
-    }
-    if let Some(name) = env.service_name.as_deref().filter(|s| !s.is_empty()) {
-        attrs.insert("service.name".into(), name.into());
-    }
-    // Facts of this run win over whatever the environment claims.
-    attrs.insert("service.version".into(), VERSION.into());
-    attrs.insert("cloud.provider".into(), "huawei_cloud".into());
-    attrs.insert("cloud.region".into(), r.region.into());
-    attrs.insert("huaweicloud.project.id".into(), r.project_id.into());
     Resource {
-        attributes: attrs.iter().map(|(k, v)| kv_str(k, v)).collect(),
+        attributes: r.resource(env).iter().map(|(k, v)| kv_str(k, v)).collect(),
         ..Default::default()
     }
 }
@@ -111,85 +62,130 @@ fn ns(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
-fn point(s: &Series, tags: &BTreeMap<String, String>, v: Value) -> NumberDataPoint {
+fn number(v: Value) -> number_data_point::Value {
+    match v {
+        // Counts are far below 2^63; saturate rather than wrap if one ever is not.
+        Value::Int(i) => number_data_point::Value::AsInt(i64::try_from(i).unwrap_or(i64::MAX)),
+        Value::Float(f) => number_data_point::Value::AsDouble(f),
+    }
+}
+
+fn series_attributes(s: &Series, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
     let mut attributes: Vec<KeyValue> = fields::key_tags(s)
         .iter()
         .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
         .collect();
     attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
+    attributes
+}
+
+fn point(attributes: Vec<KeyValue>, start_ms: i64, end_ms: i64, v: Value) -> NumberDataPoint {
     NumberDataPoint {
         attributes,
-        start_time_unix_nano: ns(s.window.start_ms),
-        time_unix_nano: ns(s.window.end_ms),
-        value: Some(match v {
-            // Counts are far below 2^63; saturate rather than wrap if one ever is not.
-            Value::Int(i) => number_data_point::Value::AsInt(i64::try_from(i).unwrap_or(i64::MAX)),
-            Value::Float(f) => number_data_point::Value::AsDouble(f),
-        }),
+        start_time_unix_nano: ns(start_ms),
+        time_unix_nano: ns(end_ms),
+        value: Some(number(v)),
         ..Default::default()
     }
 }
 
-fn metric(
-    name: String,
-    unit: &str,
-    description: &str,
-    kind: PointKind,
-    points: Vec<NumberDataPoint>,
-) -> Metric {
-    let data = match kind {
-        PointKind::Gauge => metric::Data::Gauge(Gauge {
-            data_points: points,
-        }),
-        PointKind::CumulativeSum | PointKind::DeltaSum => metric::Data::Sum(Sum {
-            data_points: points,
-            aggregation_temporality: if kind == PointKind::DeltaSum {
-                AggregationTemporality::Delta as i32
-            } else {
-                AggregationTemporality::Cumulative as i32
-            },
-            is_monotonic: true,
-        }),
-    };
+fn gauge(name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
     Metric {
-        name,
+        name: name.into(),
         description: description.into(),
         unit: unit.into(),
-        data: Some(data),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
         ..Default::default()
     }
 }
 
-/// The series' metrics, grouped by name and kind (a name may appear once as a Gauge and once
-/// as a Sum when the spec mixes rolling and anchored windows), points in series order.
-pub fn series_metrics(
-    series: &[(&Series, PointKind)],
-    tags: &BTreeMap<String, String>,
-) -> Vec<Metric> {
+fn counter(
+    name: &str,
+    unit: &str,
+    description: &str,
+    temporality: Temporality,
+    points: Vec<NumberDataPoint>,
+) -> Metric {
+    Metric {
+        name: name.into(),
+        description: description.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: match temporality {
+                Temporality::Cumulative => AggregationTemporality::Cumulative as i32,
+                Temporality::Delta => AggregationTemporality::Delta as i32,
+            },
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    }
+}
+
+fn carries(s: &Series, f: &Field) -> bool {
+    !f.batch_only || s.key.infer_type == InferType::Batch
+}
+
+/// The data: window totals as Gauges, period buckets as monotonic Sums, points in series (and
+/// so in time) order.
+pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
+    let series = &r.collected.series;
+    let is_bucket = |s: &Series| s.window.shape == Shape::Bucket;
     let mut out = Vec::new();
-    for f in fields::FIELDS {
-        let mut by_kind: BTreeMap<PointKind, Vec<NumberDataPoint>> = BTreeMap::new();
-        for (s, kind) in series {
-            let batch = s.key.infer_type == InferType::Batch;
-            if f.batch_only && !batch {
-                continue;
-            }
-            let kind = if f.kind == Kind::Ratio {
-                PointKind::Gauge
-            } else {
-                *kind
-            };
-            by_kind
-                .entry(kind)
-                .or_default()
-                .push(point(s, tags, fields::value(&s.usage, f)));
+    for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
+        let points: Vec<NumberDataPoint> = series
+            .iter()
+            .filter(|s| !is_bucket(s) && carries(s, f))
+            .map(|s| {
+                let v = if f.name == fields::WINDOW_SECONDS {
+                    Value::Int(u64::try_from(s.window.len_ms() / 1000).unwrap_or(0))
+                } else {
+                    fields::value(&s.usage, f)
+                };
+                point(
+                    series_attributes(s, opts.tags),
+                    s.window.start_ms,
+                    s.window.end_ms,
+                    v,
+                )
+            })
+            .collect();
+        if !points.is_empty() {
+            out.push(gauge(f.otlp, f.unit, f.description, points));
         }
-        for (kind, points) in by_kind {
-            out.push(metric(
-                fields::otlp_name(f.name),
+        let Some(name) = f.otlp_period else {
+            continue;
+        };
+        let points: Vec<NumberDataPoint> = series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| is_bucket(s) && carries(s, f))
+            .map(|(i, s)| {
+                let attrs = series_attributes(s, opts.tags);
+                match (opts.temporality, r.running.get(i).and_then(Option::as_ref)) {
+                    (Temporality::Cumulative, Some(total)) => point(
+                        attrs,
+                        total.start_ms,
+                        s.window.end_ms,
+                        fields::value(&total.usage, f),
+                    ),
+                    _ => point(
+                        attrs,
+                        s.window.start_ms,
+                        s.window.end_ms,
+                        fields::value(&s.usage, f),
+                    ),
+                }
+            })
+            .collect();
+        if !points.is_empty() {
+            out.push(counter(
+                name,
                 f.unit,
                 f.description,
-                kind,
+                opts.temporality,
                 points,
             ));
         }
@@ -197,29 +193,43 @@ pub fn series_metrics(
     out
 }
 
-fn collector_metrics(r: &Report<'_>, tags: &BTreeMap<String, String>) -> Vec<Metric> {
-    let t = ns(r.now.timestamp_millis());
-    fields::COLLECTOR_FIELDS
+/// The collection's self-metrics: Gauges at the run's now; with `rejected`, the points the
+/// collector rejected from the data export.
+pub fn collector_metrics(
+    r: &Report<'_>,
+    opts: &OtlpOptions<'_>,
+    rejected: Option<i64>,
+) -> Vec<Metric> {
+    let t = r.now.timestamp_millis();
+    let static_attrs =
+        || -> Vec<KeyValue> { opts.tags.iter().map(|(k, v)| kv_str(k, v)).collect() };
+    let mut by_name: Vec<(&CollectorField, Vec<NumberDataPoint>)> = Vec::new();
+    for (f, v) in COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
-        .map(|((name, unit, description), v)| {
-            let p = NumberDataPoint {
-                attributes: tags.iter().map(|(k, v)| kv_str(k, v)).collect(),
-                start_time_unix_nano: t,
-                time_unix_nano: t,
-                value: Some(number_data_point::Value::AsInt(
-                    i64::try_from(v).unwrap_or(i64::MAX),
-                )),
-                ..Default::default()
-            };
-            metric(
-                fields::otlp_collector_name(name),
-                unit,
-                description,
-                PointKind::Gauge,
-                vec![p],
-            )
-        })
+    {
+        let mut attrs = static_attrs();
+        if let Some(outcome) = f.outcome {
+            attrs.push(kv_str(fields::OUTCOME_ATTRIBUTE, outcome));
+        }
+        let value = if f.otlp_unit == "s" {
+            Value::Float(v as f64 / 1000.0)
+        } else {
+            Value::Int(v)
+        };
+        let p = point(attrs, t, t, value);
+        match by_name.iter_mut().find(|(g, _)| g.otlp == f.otlp) {
+            Some((_, points)) => points.push(p),
+            None => by_name.push((f, vec![p])),
+        }
+    }
+    if let Some(n) = rejected {
+        let v = Value::Int(u64::try_from(n).unwrap_or(0));
+        by_name.push((&EXPORT_REJECTED, vec![point(static_attrs(), t, t, v)]));
+    }
+    by_name
+        .into_iter()
+        .map(|(f, points)| gauge(f.otlp, f.otlp_unit, f.description, points))
         .collect()
 }
 
@@ -246,16 +256,11 @@ pub fn request(
     }
 }
 
-/// The request for a rolling-totals run: every series, typed by its window, plus the collector.
+/// Data and self-metrics in one request (OTLP/JSON files, which no receiver answers; a push
+/// sends the self-metrics after the data, with what the collector said of it).
 pub fn build(r: &Report<'_>, opts: &OtlpOptions<'_>) -> ExportMetricsServiceRequest {
-    let series: Vec<(&Series, PointKind)> = r
-        .collected
-        .series
-        .iter()
-        .map(|s| (s, kind_for(s.window.shape)))
-        .collect();
-    let mut metrics = series_metrics(&series, opts.tags);
-    metrics.extend(collector_metrics(r, opts.tags));
+    let mut metrics = data_metrics(r, opts);
+    metrics.extend(collector_metrics(r, opts, None));
     request(r, opts, metrics)
 }
 
@@ -264,21 +269,4 @@ pub fn to_json_line(req: &ExportMetricsServiceRequest) -> String {
     let mut s = serde_json::to_string(req).unwrap_or_default();
     s.push('\n');
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kv_lists_parse_like_the_sdks() {
-        assert_eq!(
-            parse_kv_list("a=1, b = x%20y ,broken,=v,c="),
-            vec![
-                ("a".into(), "1".into()),
-                ("b".into(), "x y".into()),
-                ("c".into(), "".into())
-            ]
-        );
-    }
 }

@@ -1,19 +1,24 @@
-//! Prometheus text exposition for node_exporter's textfile collector: HELP and TYPE lines, no
-//! timestamps (the collector refuses them), names `<measurement>_<field>`.
+//! Prometheus text exposition, for node_exporter's textfile collector and `serve`'s
+//! `/metrics`: the names and labels the OpenTelemetry Collector's Prometheus exporter gives the
+//! OTLP metrics (resource attributes as labels, as `resource_to_telemetry_conversion` does), so
+//! one dashboard reads all three paths. No timestamps (the textfile collector refuses them).
 //!
-//! Every value is a gauge here: a window total can go down (a rolling window moves, a calendar
-//! period starts over), and the textfile collector has no notion of a reset.
+//! Window totals are gauges (a rolling window moves, a calendar period starts over). Period
+//! series are counters: their running total since the series' first bucket, which only grows.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::fields::{self, Value};
-use super::Report;
-use crate::domain::InferType;
+use super::fields::{self, Field, Value, COLLECTOR_FIELDS};
+use super::{Report, ResourceEnv};
+use crate::domain::{InferType, SeriesKey, Shape};
 
 pub struct PromOptions<'a> {
-    pub measurement: &'a str,
+    /// Static tags from the spec, as labels.
     pub tags: &'a BTreeMap<String, String>,
+    pub resource: &'a ResourceEnv,
+    /// OpenMetrics text (`serve`, when the scraper asks for it) instead of the classic format.
+    pub openmetrics: bool,
 }
 
 /// Label values: backslash, double quote and line feed are escaped.
@@ -27,7 +32,7 @@ fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn labels(pairs: &BTreeMap<&str, &str>) -> String {
+fn labels(pairs: &BTreeMap<String, String>) -> String {
     let inner = pairs
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
@@ -43,57 +48,135 @@ fn fmt_value(v: Value) -> String {
     }
 }
 
+/// A family: HELP and TYPE, then its samples (nothing when it has none).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(BTreeMap<String, String>, String)>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Self {
+        Family {
+            name,
+            kind,
+            help,
+            samples: Vec::new(),
+        }
+    }
+
+    fn write(&self, out: &mut String, openmetrics: bool) {
+        if self.samples.is_empty() {
+            return;
+        }
+        // OpenMetrics names a counter family without its _total; the samples keep it.
+        let family = match (openmetrics, self.kind) {
+            (true, "counter") => self.name.trim_end_matches("_total"),
+            _ => self.name,
+        };
+        let _ = writeln!(out, "# HELP {family} {}", escape_help(self.help));
+        let _ = writeln!(out, "# TYPE {family} {}", self.kind);
+        for (l, v) in &self.samples {
+            let _ = writeln!(out, "{}{} {v}", self.name, labels(l));
+        }
+    }
+}
+
+/// The labels of a series: its key as `maas_*`, the spec's static tags, the source.
+fn series_labels(
+    key: &SeriesKey,
+    tags: &BTreeMap<String, String>,
+    source: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut l = source.clone();
+    l.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (tag, v) in [
+        ("query", key.query.as_str()),
+        ("service_type", key.service_type.name()),
+        ("infer_type", key.infer_type.name()),
+        ("key_group", key.key_group.as_str()),
+    ] {
+        l.insert(
+            fields::prometheus_label(&fields::otlp_attribute(tag)),
+            v.into(),
+        );
+    }
+    l
+}
+
+fn carries(key: &SeriesKey, f: &Field) -> bool {
+    !f.batch_only || key.infer_type == InferType::Batch
+}
+
 pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
-    let mut out = String::new();
-    for f in fields::FIELDS
-        .iter()
-        .chain(std::iter::once(&fields::WINDOW_FIELD))
-    {
-        let name = format!("{}_{}", opts.measurement, fields::prometheus_name(f.name));
-        let mut samples = String::new();
+    let source: BTreeMap<String, String> = r
+        .resource(opts.resource)
+        .into_iter()
+        .map(|(k, v)| (fields::prometheus_label(&k), v))
+        .collect();
+    let mut families = Vec::new();
+    for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
+        let mut g = Family::new(f.prometheus, "gauge", f.description);
         for s in &r.collected.series {
-            let batch = s.key.infer_type == InferType::Batch;
-            if f.batch_only && !batch {
+            if s.window.shape == Shape::Bucket || !carries(&s.key, f) {
                 continue;
             }
-            let l = fields::tag_map(
-                opts.tags,
-                fields::key_tags(s)
-                    .into_iter()
-                    .chain(fields::source_tags(r.project_id, r.region)),
-            );
             let v = if f.name == fields::WINDOW_SECONDS {
                 Value::Int(u64::try_from(s.window.len_ms() / 1000).unwrap_or(0))
             } else {
                 fields::value(&s.usage, f)
             };
-            let _ = writeln!(samples, "{name}{} {}", labels(&l), fmt_value(v));
+            g.samples
+                .push((series_labels(&s.key, opts.tags, &source), fmt_value(v)));
         }
-        if !samples.is_empty() {
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(f.description));
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            out.push_str(&samples);
+        families.push(g);
+        if let Some(name) = f.prometheus_period {
+            let mut c = Family::new(name, "counter", f.description);
+            for total in r.totals.values() {
+                if carries(&total.key, f) {
+                    c.samples.push((
+                        series_labels(&total.key, opts.tags, &source),
+                        fmt_value(fields::value(&total.usage, f)),
+                    ));
+                }
+            }
+            families.push(c);
         }
     }
-    let l = fields::tag_map(opts.tags, fields::source_tags(r.project_id, r.region));
-    for ((field, unit, description), v) in fields::COLLECTOR_FIELDS
+    for (f, v) in COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
     {
-        let name = format!(
-            "{}_collector_{}",
-            opts.measurement,
-            fields::prometheus_name(field)
-        );
+        let mut l = source.clone();
+        l.extend(opts.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(outcome) = f.outcome {
+            l.insert(
+                fields::prometheus_label(fields::OUTCOME_ATTRIBUTE),
+                outcome.into(),
+            );
+        }
         // Base units: milliseconds become seconds.
-        let value = if *unit == "ms" {
+        let value = if f.otlp_unit == "s" {
             format!("{}", v as f64 / 1000.0)
         } else {
             v.to_string()
         };
-        let _ = writeln!(out, "# HELP {name} {}", escape_help(description));
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        let _ = writeln!(out, "{name}{} {value}", labels(&l));
+        match families.iter_mut().find(|g| g.name == f.prometheus) {
+            Some(g) => g.samples.push((l, value)),
+            None => {
+                let mut g = Family::new(f.prometheus, "gauge", f.description);
+                g.samples.push((l, value));
+                families.push(g);
+            }
+        }
+    }
+    let mut out = String::new();
+    for g in &families {
+        g.write(&mut out, opts.openmetrics);
+    }
+    if opts.openmetrics {
+        out.push_str("# EOF\n");
     }
     out
 }

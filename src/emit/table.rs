@@ -219,6 +219,7 @@ mod tests {
                     ..Default::default()
                 },
                 segments: Vec::new(),
+                period: None,
             }],
             failures: Vec::new(),
             cut_short: false,
@@ -235,6 +236,9 @@ mod tests {
             project_id: "p",
             zone: &zone,
             now: chrono::DateTime::from_timestamp_millis(start).unwrap(),
+            origin: &crate::emit::Origin::default(),
+            running: &[None],
+            totals: &Default::default(),
         };
         render(&report, false, style)
     }

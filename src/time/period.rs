@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use chrono::{Days, LocalResult, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::range::{PeriodSpec, DAY_MS, RETENTION_MS};
+use crate::domain::{SeriesKey, Usage};
 
 /// Bucket boundaries in `[from_ms, to_ms]`: local midnight plus multiples of `every`, in `tz`.
 /// A boundary that does not exist locally (a DST gap) is skipped; an ambiguous one (DST end)
@@ -97,6 +100,52 @@ pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) ->
 /// Checkpoints: series id -> end (ms) of the last bucket delivered.
 pub type Checkpoints = BTreeMap<String, i64>;
 
+/// A period series' running total since its first delivered bucket: what a cumulative counter
+/// reports (OTLP with cumulative temporality, Prometheus). It starts again (a counter reset)
+/// when a bucket would overlap what it already counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    pub key: SeriesKey,
+    /// The start of the first bucket counted: the counter's start time.
+    pub start_ms: i64,
+    /// The end of the last bucket counted.
+    pub through_ms: i64,
+    pub usage: Usage,
+}
+
+impl Running {
+    /// Adds the bucket `[start_ms, end_ms)`; a bucket before what is counted starts over.
+    pub fn add(
+        previous: Option<&Running>,
+        key: &SeriesKey,
+        start_ms: i64,
+        end_ms: i64,
+        usage: Usage,
+    ) -> Running {
+        match previous {
+            Some(r) if start_ms >= r.through_ms => {
+                let mut total = r.usage;
+                total += usage;
+                Running {
+                    key: key.clone(),
+                    start_ms: r.start_ms,
+                    through_ms: end_ms,
+                    usage: total,
+                }
+            }
+            _ => Running {
+                key: key.clone(),
+                start_ms,
+                through_ms: end_ms,
+                usage,
+            },
+        }
+    }
+}
+
+/// Running totals: series id -> its counter.
+pub type Totals = BTreeMap<String, Running>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +220,35 @@ mod tests {
         assert_eq!(r.buckets[0].0, now - 3 * H);
         let ok = pending(&p, &SH, now, Some(now - H));
         assert_eq!((ok.future_checkpoint, ok.buckets.len()), (None, 1));
+    }
+
+    #[test]
+    fn running_totals_add_contiguous_buckets_and_restart_on_overlap() {
+        let key = SeriesKey {
+            query: "q".into(),
+            service_type: crate::domain::ServiceType::Preset,
+            infer_type: crate::domain::InferType::RealTime,
+            key_group: "all".into(),
+        };
+        let u = |n| Usage {
+            requests: n,
+            ..Default::default()
+        };
+        let a = Running::add(None, &key, 0, H, u(1));
+        let b = Running::add(Some(&a), &key, H, 2 * H, u(2));
+        assert_eq!((b.start_ms, b.through_ms, b.usage.requests), (0, 2 * H, 3));
+        let gap = Running::add(Some(&b), &key, 5 * H, 6 * H, u(4));
+        assert_eq!(
+            (gap.start_ms, gap.usage.requests),
+            (0, 7),
+            "a gap keeps counting"
+        );
+        let again = Running::add(Some(&gap), &key, H, 2 * H, u(5));
+        assert_eq!(
+            (again.start_ms, again.usage.requests),
+            (H, 5),
+            "an overlap resets"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod influx;
 pub mod otlp;
+pub mod prom;
 pub mod proxy;
 pub mod tls;
 
@@ -405,4 +406,68 @@ impl Execd {
         drop(self.stdin.take());
         self.child.wait().unwrap().code()
     }
+}
+
+/// `promtool check metrics` accepts `text` (skipped without promtool unless
+/// MAAS_USAGE_REQUIRE_PROMTOOL is set, as in CI).
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(_) => {
+            assert!(
+                std::env::var("MAAS_USAGE_REQUIRE_PROMTOOL").is_err(),
+                "promtool is required but not on PATH"
+            );
+            eprintln!("skipped promtool: not on PATH");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Snapshot filters for what differs between machines and runs: the host's name, the instance
+/// id derived from it and the spec's path, and the collection's duration.
+pub fn origin_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r#"host_name="[^"]*""#, r#"host_name="[host]""#),
+        (
+            r#"service_instance_id="[0-9a-f]+""#,
+            r#"service_instance_id="[instance]""#,
+        ),
+        (
+            r#"("key":"host.name","value":\{"stringValue":")[^"]*""#,
+            r#"${1}[host]""#,
+        ),
+        (
+            r#"("key":"service.instance.id","value":\{"stringValue":")[0-9a-f]+""#,
+            r#"${1}[instance]""#,
+        ),
+        (
+            r"(maas_collector_duration_seconds\{[^}]*\}) [0-9.e+-]+",
+            "$1 [s]",
+        ),
+        (
+            r#"("name":"maas.collector.duration".*?"asDouble":)[0-9.eE+-]+"#,
+            "${1}[s]",
+        ),
+    ]
 }

@@ -13,7 +13,7 @@ use crate::emit::prometheus::PromOptions;
 use crate::emit::{self, Report};
 use crate::log;
 use crate::spec::Format;
-use crate::time::period::Checkpoints;
+use crate::time::period::{Checkpoints, Totals};
 
 /// Writes or pushes the report in the run's format.
 pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), Error> {
@@ -21,6 +21,7 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
     let otlp_opts = || OtlpOptions {
         tags: &out.tags,
         resource: &ctx.resource,
+        temporality: ctx.temporality,
     };
     match ctx.format {
         Format::Influx => ctx.sink.write(&emit::influx::render(
@@ -33,8 +34,9 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
         Format::Prometheus => ctx.sink.write(&emit::prometheus::render(
             report,
             &PromOptions {
-                measurement: &out.measurement,
                 tags: &out.tags,
+                resource: &ctx.resource,
+                openmetrics: false,
             },
         ))?,
         Format::Table => ctx
@@ -51,8 +53,19 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
             let Some(cfg) = &ctx.export else {
                 return Err(Error::System("OTLP export not configured".into()));
             };
-            let req = emit::otlp::build(report, &otlp_opts());
-            otlp::export(cfg, &req, deadline)?;
+            // The data first; then the self-metrics, with what the collector said of the data.
+            let opts = otlp_opts();
+            let data = emit::otlp::request(report, &opts, emit::otlp::data_metrics(report, &opts));
+            let accepted = otlp::export(cfg, &data, deadline)?;
+            let own = emit::otlp::request(
+                report,
+                &opts,
+                emit::otlp::collector_metrics(report, &opts, Some(accepted.rejected)),
+            );
+            // The data are delivered: a failure here costs the self-metrics only.
+            if let Err(e) = otlp::export(cfg, &own, deadline) {
+                log::warn(&format!("the self-metrics were not delivered: {e}"));
+            }
         }
     }
     Ok(())
@@ -60,7 +73,7 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
 
 /// Moves the period checkpoints after a delivery: a run that failed to deliver never gets here,
 /// so the next run sends the same buckets again.
-pub fn commit(ctx: &Context, advance: &Checkpoints, now_ms: i64) {
+pub fn commit(ctx: &Context, advance: &Checkpoints, totals: &Totals, now_ms: i64) {
     if advance.is_empty() {
         return;
     }
@@ -68,7 +81,7 @@ pub fn commit(ctx: &Context, advance: &Checkpoints, now_ms: i64) {
     let Some(state) = &ctx.state else {
         return;
     };
-    if let Err(e) = state.advance_checkpoints(advance, now_ms) {
+    if let Err(e) = state.advance_checkpoints(advance, totals, now_ms) {
         // Delivered but not recorded: the next run sends these buckets again.
         log::error(&format!(
             "the output was delivered but the checkpoints could not be recorded in {} ({e}); the next run sends the same buckets again",

@@ -24,9 +24,10 @@ use crate::collect::{self, Collected};
 use crate::deliver::otlp::{self, ExportConfig};
 use crate::deliver::sink::Sink;
 use crate::domain::{ApiError, RangeExpr};
-use crate::emit::otlp::ResourceEnv;
+use crate::emit::otlp::Temporality;
 use crate::emit::table::TableStyle;
 use crate::emit::Report;
+use crate::emit::{Origin, ResourceEnv};
 use crate::env::{self, Lookup};
 use crate::log::{self, Style};
 use crate::plan;
@@ -50,6 +51,10 @@ pub(crate) struct Context {
     /// How a table is drawn (format table).
     table: TableStyle,
     resource: ResourceEnv,
+    /// How period buckets are summed in OTLP.
+    temporality: Temporality,
+    /// Who reports (resource attributes, Prometheus labels).
+    origin: Origin,
     /// Required by period mode (checkpoints).
     state: Option<StateDir>,
     /// Call counters at the end of the previous collection (execd reports each on its own).
@@ -71,9 +76,22 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
     };
     let settings = Settings::resolve(&spec, flags, &env::process)?;
     let state = wiring::open_state(settings.state_dir.as_deref());
+    // The spec is named by its files: the instance id stays while they do.
+    let identity = a
+        .spec
+        .iter()
+        .map(|p| {
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let opts = RunOptions {
         format: a.format,
         output: a.output,
+        identity,
         execd: a.execd,
         env: &env::process,
         ascii: a.ascii,
@@ -86,6 +104,8 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
 pub struct RunOptions {
     pub format: Option<Format>,
     pub output: Option<PathBuf>,
+    /// What names this spec for `service.instance.id` (its files, or the command).
+    pub identity: String,
     pub execd: bool,
     /// The environment the credential chain reads (the demo gives it an empty one).
     pub env: Lookup<'static>,
@@ -111,17 +131,10 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &env::process)?),
         _ => None,
     };
-    if has_period(&spec) {
-        if o.state.is_none() {
-            return Err(Error::Usage(
-                "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
-            ));
-        }
-        if format == Format::Prometheus {
-            return Err(Error::Usage(
-                "period mode emits timestamped buckets, which the Prometheus textfile cannot carry; use influx or otlp".into(),
-            ));
-        }
+    if has_period(&spec) && o.state.is_none() {
+        return Err(Error::Usage(
+            "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
+        ));
     }
     let (conn, renewal) = wiring::connect(
         &settings,
@@ -130,6 +143,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         o.env,
         o.state.as_ref(),
     )?;
+    let origin = wiring::origin(&o.identity, conn.account_id.clone());
     let conn = Arc::new(conn);
     let table = TableStyle {
         unicode: o.output.as_ref().is_none_or(|p| p.as_os_str() == "-")
@@ -145,6 +159,8 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         conn,
         sink: Sink::new(o.output),
         resource: ResourceEnv::from_env(&env::process),
+        temporality: otlp::temporality(&env::process),
+        origin,
         state: o.state,
         calls_before: Mutex::new(CallCounts::default()),
         renewal: Mutex::new(renewal),
@@ -210,8 +226,8 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.settings.now();
     let (lock, period_ok) = period_lock(ctx, started);
-    let checkpoints = match (&ctx.state, &lock) {
-        (Some(state), Some(_)) => state.checkpoints(),
+    let (checkpoints, stored) = match (&ctx.state, &lock) {
+        (Some(state), Some(_)) => (state.checkpoints(), state.totals()),
         _ => Default::default(),
     };
     // A push needs time after the collection: it gets the last quarter of the run.
@@ -245,6 +261,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         &signals::received,
     );
     let advance = collect::settle(&plan, &mut collected);
+    let (running, totals) = collect::accumulate(&collected, &stored);
     let collected = &collected;
     if collected.series.is_empty() {
         log_nothing_collected(plan.series.len(), collected);
@@ -270,11 +287,14 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         project_id: &ctx.conn.project_id,
         zone: &ctx.settings.zone,
         now: plan.now,
+        origin: &ctx.origin,
+        running: &running,
+        totals: &totals,
     };
     *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
         ctx.conn.client.counters.snapshot();
     deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
-    deliver::commit(ctx, &advance, plan.now.timestamp_millis());
+    deliver::commit(ctx, &advance, &totals, plan.now.timestamp_millis());
     drop(lock);
     // A period lock another run kept, when nothing else was delivered, is nothing delivered.
     Ok(match outcome_of(collected) {

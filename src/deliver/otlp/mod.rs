@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
+use crate::emit::otlp::Temporality;
 use crate::env::{self, Lookup};
 use crate::log;
 use crate::retry::{self, GaveUp, RetryPolicy, Step};
@@ -29,6 +30,29 @@ pub struct ExportConfig {
     pub gzip: bool,
     /// The collector's CA and this side's identity (mutual TLS), read and checked.
     pub tls: TlsMaterial,
+}
+
+/// An export attempt's limit when nothing says otherwise (the exporter specification's).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: `cumulative` (the default), `delta`, or
+/// `lowmemory` (delta for monotonic sums, which is all this program sums). Window totals are
+/// Gauges and have none. A value it does not know is a warning, as the SDKs treat it.
+pub fn temporality(env: Lookup<'_>) -> Temporality {
+    let var = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+    match env::get(env, var)
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("cumulative") => Temporality::Cumulative,
+        Some("delta") | Some("lowmemory") => Temporality::Delta,
+        Some(other) => {
+            log::warn(&format!(
+                "{var}={other}: use cumulative, delta or lowmemory; cumulative is used"
+            ));
+            Temporality::Cumulative
+        }
+    }
 }
 
 /// Where to point people when the collector's certificate is not trusted.
@@ -145,8 +169,12 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
             "OTEL_EXPORTER_OTLP_TIMEOUT",
         ) {
-            Some((name, v)) => env_ms(&v, &name)?,
-            None => Duration::from_secs(10),
+            // As the SDKs do: a bad value is a warning, and the default holds.
+            Some((name, v)) => env_ms(&v, &name).unwrap_or_else(|e| {
+                log::warn(&format!("{e}; the default, 10 s, is used"));
+                DEFAULT_TIMEOUT
+            }),
+            None => DEFAULT_TIMEOUT,
         },
     };
     let gzip = match spec.gzip {
@@ -470,17 +498,34 @@ mod tests {
     }
 
     #[test]
+    fn temporality_preference() {
+        let t = |v: &str| {
+            temporality(&env_of(&[(
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                v,
+            )]))
+        };
+        assert_eq!(temporality(&env_of(&[])), Temporality::Cumulative);
+        assert_eq!(t("Delta"), Temporality::Delta);
+        assert_eq!(t("lowmemory"), Temporality::Delta);
+        assert_eq!(t("cumulative"), Temporality::Cumulative);
+        assert_eq!(t("sideways"), Temporality::Cumulative);
+    }
+
+    #[test]
     fn bad_environment_values_are_errors() {
         assert!(resolve(
             &OtlpSettings::default(),
             &env_of(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")])
         )
         .is_err());
-        assert!(resolve(
+        // A bad timeout is a warning and the default, as the SDKs have it.
+        let c = resolve(
             &OtlpSettings::default(),
-            &env_of(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")])
+            &env_of(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]),
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
         assert!(resolve(
             &OtlpSettings::default(),
             &env_of(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")])
