@@ -102,6 +102,9 @@ pub enum Command {
     /// Collect every series of a spec and write metrics (Telegraf exec/execd, OTLP, ...).
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
+    /// Collect on a schedule and serve the last collection to Prometheus scrapes (/metrics).
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Check spec files (schema and semantics); no credentials, no network.
     #[command(after_help = VALIDATE_HELP)]
     Validate(ValidateArgs),
@@ -149,6 +152,21 @@ Telegraf inputs.exec:
   data_format = \"influx\"   timeout = \"30s\" (above limits.timeout)
 Telegraf inputs.execd (signal = \"STDIN\"):
   command = [\"/usr/local/bin/maas-usage\", \"run\", \"--execd\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]";
+
+const SERVE_HELP: &str =
+    "Collects at start, then every --interval (period buckets as they settle), with the same
+request budget, state directory and period lock as `run`; a scrape never calls the cloud.
+GET /metrics: the last successful collection (Prometheus text; OpenMetrics when Accept asks).
+GET /healthz: 200 while that collection is younger than two intervals, else 503.
+SIGTERM or SIGINT stops it; exit 0. stderr lines carry Telegraf's level prefixes.
+
+Prometheus:
+  scrape_configs:
+    - job_name: maas-usage
+      scrape_interval: 60s
+      static_configs: [{targets: [\"127.0.0.1:9464\"]}]
+OpenTelemetry Collector (receivers: prometheus), the same scrape_configs under
+  prometheus: {config: {scrape_configs: [...]}}";
 
 const VALIDATE_HELP: &str = "Examples:
   maas-usage validate specs/                 # every *.yaml / *.yml in name order
@@ -344,6 +362,35 @@ pub struct RunArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub cloud: CloudArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Spec file or directory (every *.yaml/*.yml in it); repeatable. Its output section is
+    /// ignored but for output.tags: the page is Prometheus text.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// Address to listen on; 0 as the port lets the system pick one (printed on stderr).
+    /// Loopback by default: put a proxy in front to expose it.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
+    /// Time between the starts of two collections (at least 1s; 60s suits the API's budget).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval)]
+    pub interval: std::time::Duration,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+fn interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::domain::range::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("the interval is at least 1s".into());
+    }
+    Ok(d)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -2,7 +2,7 @@
 //! `examples/spec.yaml`, so a newcomer sees real output without a cloud account.
 
 use super::error::{Error, Outcome};
-use super::run::{run_spec, RunOptions};
+use super::run::{run_spec, Mode, RunOptions};
 use super::settings::{Flags, Settings};
 use crate::cli::DemoArgs;
 use crate::log;
@@ -45,7 +45,7 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         format: Some(a.format.unwrap_or(Format::Influx)),
         output: None,
         identity: "demo".into(),
-        execd: false,
+        mode: Mode::Once,
         ascii: false,
         // No environment: the demo's credentials come from the simulated agency.
         env: &|_| None,

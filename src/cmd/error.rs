@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::cloud::ConnectError;
 use crate::deliver::otlp::{ConfigError, ExportError};
+use crate::deliver::scrape::BindError;
 use crate::deliver::sink::WriteError;
 use crate::domain::RangeError;
 use crate::plan::PlanError;
@@ -53,6 +54,9 @@ pub enum Error {
     Write(#[from] WriteError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// `serve` cannot listen (the port is taken, or not ours to take).
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// Something of this machine failed (a port, a file the command writes).
     #[error("{0}")]
     System(String),
@@ -72,6 +76,7 @@ impl Error {
             | Error::Export(_)
             | Error::Write(_)
             | Error::State(_)
+            | Error::Bind(_)
             | Error::System(_) => 1,
         }
     }

@@ -54,6 +54,7 @@ fn dispatch(command: Command) -> Result<Outcome, Error> {
     match command {
         Command::Query(a) => query::query(a),
         Command::Run(a) => run::run(a),
+        Command::Serve(a) => run::serve(a),
         Command::Validate(a) => spec_cmds::validate(a),
         Command::Plan(a) => spec_cmds::plan(a),
         Command::Schema => spec_cmds::schema(),

@@ -7,6 +7,7 @@ use super::Context;
 use crate::cmd::error::Error;
 use crate::cmd::hooks;
 use crate::deliver::otlp;
+use crate::deliver::scrape::Page;
 use crate::emit::influx::InfluxOptions;
 use crate::emit::otlp::OtlpOptions;
 use crate::emit::prometheus::PromOptions;
@@ -15,9 +16,31 @@ use crate::log;
 use crate::spec::Format;
 use crate::time::period::{Checkpoints, Totals};
 
-/// Writes or pushes the report in the run's format.
+/// Writes or pushes the report in the run's format; under `serve`, publishes it for scrapes
+/// when the collection succeeded (else scrapes keep the last one that did).
 pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), Error> {
     let out = &ctx.spec.output;
+    if let Some(published) = &ctx.published {
+        let c = report.collected;
+        if c.series.is_empty() && !c.failures.is_empty() {
+            return Ok(());
+        }
+        let render = |openmetrics| {
+            emit::prometheus::render(
+                report,
+                &PromOptions {
+                    tags: &out.tags,
+                    resource: &ctx.resource,
+                    openmetrics,
+                },
+            )
+        };
+        published.publish(Page {
+            text: render(false),
+            openmetrics: render(true),
+        });
+        return Ok(());
+    }
     let otlp_opts = || OtlpOptions {
         tags: &out.tags,
         resource: &ctx.resource,

@@ -29,7 +29,7 @@ pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        renew_credentials(ctx);
+        ctx.renew_credentials();
         match collect_once(ctx, arrived) {
             Ok(_) => {}
             // Nobody is listening any more.
@@ -38,21 +38,4 @@ pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
         }
     }
     Ok(Outcome::Done)
-}
-
-/// Fresh credentials before a collection: a rotated credentials file is re-read, an agency's
-/// temporary credentials are fetched again before they expire. New credentials are tried at
-/// once, even if the old ones were rejected.
-fn renew_credentials(ctx: &Context) {
-    let mut renewal = ctx.renewal.lock().unwrap_or_else(|p| p.into_inner());
-    match renewal.renew(&crate::env::process) {
-        Ok(Some(creds)) => {
-            log::info(&format!("new credentials from {}", creds.source));
-            ctx.conn.client.set_credentials(creds);
-        }
-        Ok(None) => {}
-        Err(e) => log::error(&format!(
-            "{e}; the credentials in use stay until fresh ones can be had"
-        )),
-    }
 }

@@ -1,13 +1,16 @@
-//! `maas-usage run`: a spec kept in git drives one collection (or, under `--execd`, one per
-//! line on stdin) that feeds Telegraf, a collector or a textfile.
+//! `maas-usage run` and `serve`: a spec kept in git drives one collection (or, under
+//! `--execd`, one per line on stdin; under `serve`, one per interval) that feeds Telegraf, a
+//! collector, a textfile or scrapers.
 //!
 //! A collection: take the period lock (period mode), read the checkpoints, plan at now, call,
 //! settle the period buckets, report failures on stderr (most useful first), deliver, and only
 //! then commit the checkpoints. Submodules: `signals` (SIGTERM/SIGINT), `execd` (the stdin
-//! loop), `deliver` (formats, sinks, the checkpoint commit).
+//! loop), `serve` (the schedule and the scrape endpoint), `deliver` (formats, sinks, the
+//! checkpoint commit).
 
 mod deliver;
 mod execd;
+mod serve;
 pub mod signals;
 
 use std::path::PathBuf;
@@ -17,11 +20,12 @@ use std::time::Instant;
 use super::error::{Error, Outcome};
 use super::settings::{Flags, Settings};
 use super::{log_failures, outcome_of, wiring};
-use crate::cli::RunArgs;
+use crate::cli::{CloudArgs, NowArg, RunArgs, ServeArgs, StateArgs};
 use crate::cloud::client::CallCounts;
 use crate::cloud::{Connection, Renewal};
 use crate::collect::{self, Collected};
 use crate::deliver::otlp::{self, ExportConfig};
+use crate::deliver::scrape::{Published, Server};
 use crate::deliver::sink::Sink;
 use crate::domain::{ApiError, RangeExpr};
 use crate::emit::otlp::Temporality;
@@ -62,23 +66,99 @@ pub(crate) struct Context {
     /// How fresh credentials are had before a collection (execd): a changed credentials file,
     /// an agency's credentials about to expire.
     renewal: Mutex<Renewal>,
+    /// `serve`: where a successful collection is published for scrapes (instead of `format`).
+    published: Option<Arc<Published>>,
+}
+
+impl Context {
+    /// Fresh credentials before a collection (execd, serve): a rotated credentials file is
+    /// re-read, an agency's temporary credentials are fetched again before they expire. New
+    /// credentials are tried at once, even if the old ones were rejected.
+    fn renew_credentials(&self) {
+        let mut renewal = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
+        match renewal.renew(&crate::env::process) {
+            Ok(Some(creds)) => {
+                log::info(&format!("new credentials from {}", creds.source));
+                self.conn.client.set_credentials(creds);
+            }
+            Ok(None) => {}
+            Err(e) => log::error(&format!(
+                "{e}; the credentials in use stay until fresh ones can be had"
+            )),
+        }
+    }
+}
+
+/// How many collections, on what trigger.
+pub enum Mode {
+    /// One collection, now.
+    Once,
+    /// One per line on stdin (Telegraf's execd).
+    Execd,
+    /// At start, then every interval; published to scrapes on `listen`.
+    Serve {
+        listen: std::net::SocketAddr,
+        interval: std::time::Duration,
+    },
 }
 
 pub fn run(a: RunArgs) -> Result<Outcome, Error> {
+    let (spec, settings, state) = begin(&a.spec, &a.cloud, &a.state, &a.now)?;
+    let opts = RunOptions {
+        format: a.format,
+        output: a.output,
+        identity: identity(&a.spec),
+        mode: if a.execd { Mode::Execd } else { Mode::Once },
+        env: &env::process,
+        ascii: a.ascii,
+        state,
+    };
+    run_spec(spec, settings, opts)
+}
+
+/// `maas-usage serve`: a `run` on a schedule, published to scrapes.
+pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
+    let (spec, settings, state) = begin(&a.spec, &a.cloud, &a.state, &a.now)?;
+    let opts = RunOptions {
+        format: Some(Format::Prometheus),
+        output: None,
+        identity: identity(&a.spec),
+        mode: Mode::Serve {
+            listen: a.listen,
+            interval: a.interval,
+        },
+        env: &env::process,
+        ascii: false,
+        state,
+    };
+    run_spec(spec, settings, opts)
+}
+
+/// What `run` and `serve` do first: Telegraf's log prefixes, the stop signals, the spec, its
+/// settings and the state directory.
+fn begin(
+    paths: &[PathBuf],
+    cloud: &CloudArgs,
+    state: &StateArgs,
+    now: &NowArg,
+) -> Result<(Spec, Settings, Option<StateDir>), Error> {
     log::set_style(Style::Telegraf);
     signals::install();
-    let spec = load_spec(&a.spec)?;
+    let spec = load_spec(paths)?;
     let flags = Flags {
-        cloud: Some(&a.cloud),
-        state: Some(&a.state),
-        now: Some(&a.now),
+        cloud: Some(cloud),
+        state: Some(state),
+        now: Some(now),
         timezone: None,
     };
     let settings = Settings::resolve(&spec, flags, &env::process)?;
     let state = wiring::open_state(settings.state_dir.as_deref());
-    // The spec is named by its files: the instance id stays while they do.
-    let identity = a
-        .spec
+    Ok((spec, settings, state))
+}
+
+/// The spec is named by its files: the instance id stays while they do.
+fn identity(paths: &[PathBuf]) -> String {
+    paths
         .iter()
         .map(|p| {
             std::fs::canonicalize(p)
@@ -87,17 +167,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
                 .to_string()
         })
         .collect::<Vec<_>>()
-        .join("\n");
-    let opts = RunOptions {
-        format: a.format,
-        output: a.output,
-        identity,
-        execd: a.execd,
-        env: &env::process,
-        ascii: a.ascii,
-        state,
-    };
-    run_spec(spec, settings, opts)
+        .join("\n")
 }
 
 /// How to run a loaded spec, beyond the spec and its settings.
@@ -106,7 +176,7 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     /// What names this spec for `service.instance.id` (its files, or the command).
     pub identity: String,
-    pub execd: bool,
+    pub mode: Mode,
     /// The environment the credential chain reads (the demo gives it an empty one).
     pub env: Lookup<'static>,
     /// `--ascii`: no box-drawing in a table.
@@ -120,7 +190,7 @@ fn has_period(spec: &Spec) -> bool {
         .any(|q| matches!(q.range, RangeExpr::Period(_)))
 }
 
-/// Runs a loaded spec once, or once per stdin line under `--execd`.
+/// Runs a loaded spec once, once per stdin line under `--execd`, or on `serve`'s schedule.
 pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome, Error> {
     let started = Instant::now();
     // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
@@ -129,6 +199,11 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
     let format = o.format.unwrap_or(spec.output.format);
     let export = match format {
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &env::process)?),
+        _ => None,
+    };
+    // Listen before any call: a taken port must not cost the account anything.
+    let server = match &o.mode {
+        Mode::Serve { listen, .. } => Some(Server::bind(*listen)?),
         _ => None,
     };
     if has_period(&spec) && o.state.is_none() {
@@ -164,9 +239,14 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         state: o.state,
         calls_before: Mutex::new(CallCounts::default()),
         renewal: Mutex::new(renewal),
+        published: server.as_ref().map(|_| Arc::new(Published::default())),
     };
-    if o.execd {
-        return execd::serve(&ctx);
+    match (o.mode, server) {
+        (Mode::Execd, _) => return execd::serve(&ctx),
+        (Mode::Serve { interval, .. }, Some(server)) => {
+            return serve::serve(&ctx, &server, interval)
+        }
+        _ => {}
     }
     let outcome = collect_once(&ctx, started)?;
     // Stopped by Telegraf's timeout: what was collected was written, and Telegraf keeps stdout

@@ -1,0 +1,43 @@
+//! `serve`: collections at start and then every interval, each published to the scrape
+//! endpoint when it succeeds; the endpoint answers on its own thread, so a scrape never waits
+//! for (or starts) a collection. SIGTERM or SIGINT ends both.
+
+use std::time::{Duration, Instant};
+
+use super::{collect_once, signals, Context};
+use crate::cmd::error::{Error, Outcome};
+use crate::deliver::scrape::Server;
+use crate::log;
+
+pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outcome, Error> {
+    let Some(published) = ctx.published.as_deref() else {
+        return Err(Error::System("serve without a page to publish".into()));
+    };
+    log::info(&format!("listening on http://{}", server.addr));
+    let stopped = || signals::received().is_some();
+    std::thread::scope(|s| {
+        s.spawn(|| server.serve(published, interval * 2, &stopped));
+        let mut next = Instant::now();
+        while !stopped() {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep((next - now).min(Duration::from_millis(100)));
+                continue;
+            }
+            // Fixed rate from the starts: a slow collection shortens the pause, never stacks.
+            next = now + interval;
+            ctx.renew_credentials();
+            match collect_once(ctx, now) {
+                Ok(Outcome::Done) => {}
+                Ok(_) => log::warn(
+                    "this collection delivered nothing: scrapes keep the last successful one",
+                ),
+                Err(e) => log::error(&e.to_string()),
+            }
+        }
+    });
+    if let Some(signal) = signals::received() {
+        log::info(&format!("stopped by {signal}"));
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,340 @@
+//! `maas-usage serve` end to end against the simulator: the page is the textfile (same names,
+//! labels and exact values), a scrape never calls the cloud, promtool accepts it, OpenMetrics on
+//! request, /healthz follows the last successful collection, a taken port costs no call, SIGTERM
+//! ends it with exit 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::prom;
+use common::*;
+
+/// Generous: these bound waiting for something that happens, they are not margins asserted.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Serve {
+    child: Child,
+    addr: String,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Serve {
+    fn start(spec: &std::path::Path, state: &std::path::Path, interval: &str) -> Serve {
+        let mut child = authed()
+            .args(["serve", "--listen", "127.0.0.1:0", "--interval", interval])
+            .args(["--now", NOW, "--spec"])
+            .arg(spec)
+            .arg("--state-dir")
+            .arg(state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut s = Serve {
+            child,
+            addr: String::new(),
+            stderr: rx,
+            seen: Vec::new(),
+        };
+        let line = s.wait_for_line("listening on http://");
+        s.addr = line
+            .split("listening on http://")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_string();
+        s
+    }
+
+    /// The first stderr line containing `needle` (waiting for it).
+    fn wait_for_line(&mut self, needle: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no `{needle}` on stderr; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn get(&self, path: &str, accept: Option<&str>) -> Answer {
+        http(&self.addr, "GET", path, accept)
+    }
+
+    /// Polls `path` until it answers `status`.
+    fn wait_for(&self, path: &str, status: u16) -> Answer {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let a = self.get(path, None);
+            if a.status == status {
+                return a;
+            }
+            assert!(
+                Instant::now() < until,
+                "{path} never answered {status}: {a:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status and the rest of stderr.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let until = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < until, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(out.is_empty(), "serve writes nothing on stdout: {out}");
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on its own connection.
+fn http(addr: &str, method: &str, path: &str, accept: Option<&str>) -> Answer {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
+    let sim = sim();
+    let spec = fixture(
+        "names/mixed.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let textfile = stdout(&run(
+        &spec,
+        &[
+            "--format",
+            "prometheus",
+            "--state-dir",
+            tempdir().join("other").to_str().unwrap(),
+        ],
+    ));
+    let before = sim.requests().len();
+    let serve = Serve::start(&spec, &tempdir().join("state"), "1h");
+    let metrics = serve.wait_for("/metrics", 200);
+    assert_eq!(
+        metrics.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let calls = sim.requests().len();
+    assert!(calls > before, "serve collected at start");
+
+    // A second scrape: the same page, and no call.
+    let again = serve.get("/metrics", None);
+    assert_eq!(again.body, metrics.body);
+    assert_eq!(
+        sim.requests().len(),
+        calls,
+        "a scrape never calls the cloud"
+    );
+
+    // The page is the textfile: same names, types, labels and exact values (the textfile's own
+    // values are checked against the simulator in tests/run_otlp.rs and tests/names.rs).
+    let page = prom::parse(&metrics.body);
+    let file = prom::parse(&textfile);
+    assert_eq!(page.types, file.types);
+    let without_duration = |e: &prom::Exposition| -> Vec<prom::Sample> {
+        let mut v: Vec<prom::Sample> = e
+            .samples
+            .iter()
+            .filter(|s| s.name != "maas_collector_duration_seconds")
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            format!("{}{:?}", a.name, a.labels).cmp(&format!("{}{:?}", b.name, b.labels))
+        });
+        v
+    };
+    assert_eq!(without_duration(&page), without_duration(&file));
+    assert!(page.types.contains_key("maas_usage_period_tokens_total"));
+    promtool_check(&metrics.body);
+
+    // OpenMetrics when asked: its content type, counter families without _total, # EOF.
+    let om = serve.get(
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    );
+    assert_eq!(om.status, 200);
+    assert_eq!(
+        om.header("Content-Type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
+    assert!(om
+        .body
+        .contains("# TYPE maas_usage_period_tokens counter\n"));
+    assert!(om.body.contains("\nmaas_usage_period_tokens_total{"));
+
+    let health = serve.get("/healthz", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    assert_eq!(serve.get("/nope", None).status, 404);
+    assert_eq!(http(&serve.addr, "POST", "/metrics", None).status, 405);
+    assert_eq!(sim.requests().len(), calls, "still no call");
+
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("I! stopped by SIGTERM"), "{err}");
+    assert!(!err.contains("E! "), "{err}");
+}
+
+#[test]
+fn until_a_collection_succeeds_metrics_and_healthz_say_503_then_recover() {
+    let sim = sim();
+    sim.configure(|c| c.faults.fail_ratio = 1.0);
+    let spec = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\nlimits:\n  timeout: 5s\n",
+        sim.url()
+    ));
+    let mut serve = Serve::start(&spec, &tempdir().join("state"), "1s");
+    serve.wait_for_line("W! this collection delivered nothing");
+    let m = serve.get("/metrics", None);
+    assert_eq!(m.status, 503, "{m:?}");
+    assert!(m.body.contains("no collection has succeeded yet"));
+    assert_eq!(serve.get("/healthz", None).status, 503);
+
+    // The cloud is back: the next collection is published.
+    sim.configure(|c| c.faults.fail_ratio = 0.0);
+    serve.wait_for("/healthz", 200);
+    let m = serve.get("/metrics", None);
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("maas_usage_total_tokens{"), "{}", m.body);
+
+    // Down again: scrapes keep the last page, and /healthz turns 503 once it is two intervals
+    // old.
+    sim.configure(|c| c.faults.fail_ratio = 1.0);
+    let stale = serve.wait_for("/healthz", 503);
+    assert!(stale.body.contains("old (stale after 2 s)"), "{stale:?}");
+    assert_eq!(serve.get("/metrics", None).body, m.body);
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_taken_port_is_exit_1_before_any_call() {
+    let sim = sim();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let spec = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n",
+        sim.url()
+    ));
+    let out = authed()
+        .args(["serve", "--listen", &addr, "--spec"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(tempdir().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("E! cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sim.requests().is_empty());
+    // A malformed address or a sub-second interval is a usage error.
+    for args in [["--listen", "localhost"], ["--interval", "10ms"]] {
+        let out = authed()
+            .arg("serve")
+            .args(args)
+            .arg("--spec")
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
