@@ -2,6 +2,7 @@
 # End-to-end benchmarks against the simulator with 50 ms added latency, one command:
 #   scripts/bench.sh            (prints a Markdown report on stdout; BENCHMARKS.md holds one)
 # Needs: a Rust toolchain, GNU time (/usr/bin/time) for peak RSS, python3 for the arithmetic.
+# The peak RSS column is the largest of the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,17 @@ print(f"| {name} | {series} | {planned} | {made} | {wall:.3f} s | {lat_term:.3f}
 PY
 done
 
+# Peak RSS (GNU time's maximum resident set size) of a start that does nothing and of one query
+# call: min and median of RUNS each.
+rss() {  # prints "min / median" in MiB of RUNS runs of the command
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f '%M' -o "$WORK/time" "$@" >/dev/null 2>&1
+    cat "$WORK/time"
+  done | sort -n | python3 -c 'import statistics, sys; v = [int(x) for x in sys.stdin]; print(f"{min(v) / 1024:.1f} / {statistics.median(v) / 1024:.1f} MiB")'
+}
 echo
+echo "- peak RSS, min / median of $RUNS: \`maas-usage --version\` $(rss "$BIN" --version);" \
+  "\`maas-usage query\` (one call) $(rss "$BIN" query --endpoint "$URL" --iam-endpoint "$URL" --project-id "$PROJECT" --state-dir "$WORK/state-query")"
 start=$(date +%s%N); for _ in $(seq 100); do "$BIN" --version >/dev/null; done; end=$(date +%s%N)
 echo "- \`maas-usage --version\`: $(( (end - start) / 100 / 1000 )) µs per run (mean of 100, process start to exit)"
 echo "- release binary: $(stat -c %s "$BIN") bytes ($(numfmt --to=iec "$(stat -c %s "$BIN")"))"
