@@ -148,10 +148,10 @@ one stderr line each); 1 when nothing was collected; 2 for an invalid spec or mi
 stderr lines carry Telegraf's level prefixes (E!, W!, I!, D!).
 
 Telegraf inputs.exec:
-  commands = [[\"/usr/local/bin/maas-usage\", \"run\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]]
+  commands = [[\"/usr/bin/maas-usage\", \"run\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]]
   data_format = \"influx\"   timeout = \"30s\" (above limits.timeout)
 Telegraf inputs.execd (signal = \"STDIN\"):
-  command = [\"/usr/local/bin/maas-usage\", \"run\", \"--execd\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]";
+  command = [\"/usr/bin/maas-usage\", \"run\", \"--execd\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]";
 
 const SERVE_HELP: &str =
     "Collects at start, then every --interval (period buckets as they settle), with the same

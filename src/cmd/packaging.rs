@@ -59,3 +59,56 @@ pub fn man(a: ManArgs) -> Result<Outcome, Error> {
     }
     Ok(Outcome::Done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag with a fixed set of values completes to those values, in every shell script.
+    #[test]
+    fn completions_list_the_values_of_every_enumerated_flag() {
+        let cli = Cli::command();
+        let script = |shell| {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "maas-usage", &mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        let (bash, zsh, fish) = (
+            script(clap_complete::Shell::Bash),
+            script(clap_complete::Shell::Zsh),
+            script(clap_complete::Shell::Fish),
+        );
+        let mut checked = 0;
+        for sub in cli.get_subcommands() {
+            for arg in sub
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values())
+            {
+                let values: Vec<String> = arg
+                    .get_possible_values()
+                    .iter()
+                    .filter(|v| !v.is_hide_set())
+                    .map(|v| v.get_name().to_string())
+                    .collect();
+                let (Some(long), false) = (arg.get_long(), values.is_empty()) else {
+                    continue;
+                };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let what = format!("{} --{long}", sub.get_name());
+                assert!(
+                    bash.contains(&format!("compgen -W \"{}\"", values.join(" "))),
+                    "bash: {what}"
+                );
+                for v in &values {
+                    assert!(zsh.contains(v.as_str()), "zsh: {what}: {v}");
+                    assert!(fish.contains(v.as_str()), "fish: {what}: {v}");
+                }
+                checked += 1;
+            }
+        }
+        // --format (run, query, validate, demo), --service-type, --infer-type, --range...
+        assert!(checked >= 6, "only {checked} enumerated flags found");
+    }
+}
