@@ -6,6 +6,8 @@
 //! window's exact figures are known to the tests ([`Dataset::ces_minute`],
 //! [`Dataset::model_usage`]).
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -92,11 +94,16 @@ impl Series<'_> {
     }
 }
 
+/// What a series' latency is drawn from: the hashes of its model id and of its key id (0 at the
+/// service level), computed once per series.
+fn latency_seed(model_id: &str, key: Option<&str>) -> (u64, u64) {
+    (fnv(model_id), key.map_or(0, |k| fnv(&key_id(k))))
+}
+
 /// Milliseconds of latency for a minute with requests: deterministic from the model id, the key
 /// id (or none) and the minute's number since the epoch.
-fn latency(metric: &str, model_id: &str, key: Option<&str>, minute: i64) -> Option<f64> {
-    let key_part = key.map_or(0, |k| fnv(&key_id(k)));
-    let h = mix(fnv(model_id) ^ mix(key_part ^ mix(minute as u64)));
+fn latency(metric: &str, (model, key): (u64, u64), minute: i64) -> Option<f64> {
+    let h = mix(model ^ mix(key ^ mix(minute as u64)));
     let ttft_p50 = 150.0 + (h % 400) as f64 + 0.5;
     let tpot_p50 = 20.0 + (h % 60) as f64 + 0.25;
     Some(match metric {
@@ -114,7 +121,7 @@ fn latency(metric: &str, model_id: &str, key: Option<&str>, minute: i64) -> Opti
 /// for it or the metric is unknown. A minute without any traffic has no datapoint at all; one
 /// with tokens but no requests (each hourly figure is spread on its own) has the counts and
 /// tokens, so that their sums stay exact, but no latency.
-fn value(metric: &str, u: &Usage, model_id: &str, key: Option<&str>, minute: i64) -> Option<f64> {
+fn value(metric: &str, u: &Usage, seed: (u64, u64), minute: i64) -> Option<f64> {
     if u.requests == 0 && u.total_tokens == 0 {
         return None;
     }
@@ -130,7 +137,7 @@ fn value(metric: &str, u: &Usage, model_id: &str, key: Option<&str>, minute: i64
         "req_count_5xx" => u.errors - c4,
         "req_count_429" => c4 / 2,
         _ if u.requests == 0 => return None,
-        _ => return latency(metric, model_id, key, minute),
+        _ => return latency(metric, seed, minute),
     };
     Some(count as f64)
 }
@@ -195,23 +202,14 @@ impl Dataset {
         let minute = minute_start_ms.div_euclid(MINUTE_MS);
         let parts = self.model_hour(model_id, key, minute.div_euclid(60), now_ms);
         let index = minute.rem_euclid(60) as u32;
-        value(metric, &minute_of(&parts, index), model_id, key, minute)
+        let seed = latency_seed(model_id, key);
+        value(metric, &minute_of(&parts, index), seed, minute)
     }
 
-    /// The values of `metric` of one series for each minute with a datapoint whose start is in
-    /// `[start_ms, end_ms)`, in time order.
-    fn series_minutes(
-        &self,
-        metric: &str,
-        s: Series<'_>,
-        start_ms: i64,
-        end_ms: i64,
-        now_ms: i64,
-    ) -> Vec<(i64, f64)> {
+    /// The minutes of one series with traffic whose start is in `[start_ms, end_ms)`, in time
+    /// order: (minute number since the epoch, the minute's usage).
+    fn series_traffic(&self, s: Series<'_>, start_ms: i64, end_ms: i64, now_ms: i64) -> Minutes {
         let mut out = Vec::new();
-        if unit(metric).is_none() {
-            return out;
-        }
         for hour in hours_with_data(start_ms, end_ms, now_ms) {
             let parts = self.model_hour(&s.model.id, s.key, hour, now_ms);
             if parts.is_empty() {
@@ -224,8 +222,8 @@ impl Dataset {
                     continue;
                 }
                 let u = minute_of(&parts, i);
-                if let Some(v) = value(metric, &u, &s.model.id, s.key, minute) {
-                    out.push((at, v));
+                if u.requests > 0 || u.total_tokens > 0 {
+                    out.push((minute, u));
                 }
             }
         }
@@ -254,11 +252,27 @@ fn aggregate(filter: &str, values: &[f64]) -> Value {
     json!(v)
 }
 
-/// Groups time-ordered minute values into period buckets: (bucket start, values).
-fn buckets(minutes: &[(i64, f64)], period_ms: i64) -> Vec<(i64, Vec<f64>)> {
+/// A series' minutes with traffic: (minute number since the epoch, its usage), in time order.
+type Minutes = Vec<(i64, Usage)>;
+
+/// The datapoints of `metric` in one series' minutes `traffic`, grouped into period buckets:
+/// (bucket start, values).
+fn buckets(
+    metric: &str,
+    s: Series<'_>,
+    traffic: &[(i64, Usage)],
+    period_ms: i64,
+) -> Vec<(i64, Vec<f64>)> {
     let mut out: Vec<(i64, Vec<f64>)> = Vec::new();
-    for &(at, v) in minutes {
-        let b = at.div_euclid(period_ms) * period_ms;
+    if unit(metric).is_none() {
+        return out;
+    }
+    let seed = latency_seed(&s.model.id, s.key);
+    for (minute, u) in traffic {
+        let Some(v) = value(metric, u, seed, *minute) else {
+            continue;
+        };
+        let b = (minute * MINUTE_MS).div_euclid(period_ms) * period_ms;
         match out.last_mut() {
             Some((last, values)) if *last == b => values.push(v),
             _ => out.push((b, vec![v])),
@@ -442,6 +456,8 @@ pub(super) fn batch_query(body: &[u8], data: &Dataset, now_ms: i64, rid: &str) -
     // Whole buckets: from the one holding `from` to the one holding the last instant before `to`.
     let start = from.div_euclid(period_ms).saturating_mul(period_ms);
     let end = ((to - 1).div_euclid(period_ms) * period_ms).saturating_add(period_ms);
+    // Each series' minutes are computed once, whatever the number of its metrics asked.
+    let mut traffic: HashMap<(&str, Option<&str>), Minutes> = HashMap::new();
     let answers: Vec<Value> = b
         .metrics
         .iter()
@@ -457,8 +473,10 @@ pub(super) fn batch_query(body: &[u8], data: &Dataset, now_ms: i64, rid: &str) -
             let datapoints: Vec<Value> = match series {
                 None => Vec::new(),
                 Some(s) => {
-                    let minutes = data.series_minutes(&m.metric_name, s, start, end, now_ms);
-                    buckets(&minutes, period_ms)
+                    let minutes = traffic
+                        .entry((&s.model.id, s.key))
+                        .or_insert_with(|| data.series_traffic(s, start, end, now_ms));
+                    buckets(&m.metric_name, s, minutes, period_ms)
                         .into_iter()
                         .map(|(at, values)| {
                             let mut point = serde_json::Map::new();

@@ -200,12 +200,17 @@ impl Dataset {
         if !(1..=2).contains(&service_type) {
             return None;
         }
-        let models = self.models_of(service_type);
-        if models.is_empty() {
+        let of_type = || {
+            self.models
+                .iter()
+                .filter(|m| m.service_type == service_type)
+        };
+        let n = of_type().count() as u64;
+        if n == 0 {
             return None;
         }
         let r = mix(self.seed ^ fnv(key) ^ mix(fnv(ip) ^ hour as u64));
-        models.get((r % models.len() as u64) as usize).copied()
+        of_type().nth((r % n) as usize)
     }
 
     /// The model with this id, when it is in Cloud Eye (service type 1 or 2).
