@@ -120,7 +120,7 @@ pub enum Command {
     /// Inspect or rewind period-mode checkpoints in the state directory.
     #[command(subcommand)]
     State(StateAction),
-    /// Serve the MaaS + IAM simulator on loopback (for tests and trials).
+    /// Serve the MaaS + IAM + Cloud Eye simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
     /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.

@@ -1,4 +1,4 @@
-//! `maas-usage simulator`: the MaaS + IAM simulator as a process.
+//! `maas-usage simulator`: the MaaS + IAM + Cloud Eye simulator as a process.
 
 use std::time::Duration;
 
@@ -72,10 +72,9 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
         .map_err(|e| Error::System(format!("cannot listen on {}: {e}", a.listen)))?;
     write_stdout(&format!("{}\n", sim.url()))?;
     log::info(&format!(
-        "simulator: MaaS and IAM on {} (region {}, project {}); stop with Ctrl-C",
-        sim.url(),
-        region,
-        project_id
+        "simulator: MaaS, IAM and Cloud Eye (SYS.MaaS) on {url} (region {region}, project {project_id}): \
+         point cloud.endpoint, cloud.iam_endpoint, cloud.ces_endpoint and cloud.maas_monitor_endpoint at it; stop with Ctrl-C",
+        url = sim.url(),
     ));
     loop {
         std::thread::sleep(Duration::from_secs(3600));

@@ -1,8 +1,9 @@
-//! A MaaS + IAM simulator on loopback: the same signature check, the same answers and the same
-//! failure modes as the real service, so every path of the product is tested offline.
+//! A MaaS + IAM + Cloud Eye simulator on loopback: the same signature check, the same answers and
+//! the same failure modes as the real services, so every path of the product is tested offline.
 //!
 //! Use it in-process (`Simulator::start`) from tests, or as `maas-usage simulator`.
 
+pub mod ces;
 pub mod faults;
 pub mod http;
 pub mod metadata;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use crate::budget::WindowLog;
 use crate::cloud::sign;
 use crate::text::percent_decode;
+pub use ces::CesSim;
 use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
@@ -54,6 +56,8 @@ pub struct SimConfig {
     pub log_file: Option<PathBuf>,
     /// Serve the metadata service, handing out temporary credentials valid this long.
     pub metadata: Option<Duration>,
+    /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap, the instance names' status.
+    pub ces: CesSim,
 }
 
 impl Default for SimConfig {
@@ -70,6 +74,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             log_file: None,
             metadata: None,
+            ces: CesSim::default(),
         }
     }
 }
@@ -218,9 +223,27 @@ impl Simulator {
     /// The exact answer for a selection at the simulator's data clock.
     pub fn expected(&self, sel: &model::Selection<'_>) -> crate::domain::Usage {
         let cfg = lock(&self.shared.config);
-        let now = cfg.now.unwrap_or_else(Utc::now).timestamp_millis();
-        cfg.dataset.answer(sel, now)
+        cfg.dataset.answer(sel, data_now(&cfg))
     }
+
+    /// [`Dataset::model_usage`] at the simulator's data clock: a model's (`key` None) or one
+    /// API key NAME's exact usage over the minutes starting in `[start_ms, end_ms)`.
+    pub fn model_usage(
+        &self,
+        model_id: &str,
+        key: Option<&str>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> crate::domain::Usage {
+        let cfg = lock(&self.shared.config);
+        cfg.dataset
+            .model_usage(model_id, key, start_ms, end_ms, data_now(&cfg))
+    }
+}
+
+/// The data clock in epoch milliseconds: buckets exist up to it.
+fn data_now(cfg: &SimConfig) -> i64 {
+    cfg.now.unwrap_or_else(Utc::now).timestamp_millis()
 }
 
 impl Drop for Simulator {
@@ -515,25 +538,58 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             )
         }
         ("POST", ["v1", project, "maas", "monitoring", "show-statistics"]) => {
-            if !cfg.projects.iter().any(|(_, id)| id == project) {
-                return Reply::error(404, "ModelArts.0104", "project not found", rid);
-            }
-            let mut reply = statistics(&req.body, &cfg, rid);
-            if reply.status == 200
-                && cfg.faults.malformed_ratio > 0.0
-                && next_unit(shared) < cfg.faults.malformed_ratio
-            {
-                reply.fault = Some(Scripted::Malformed);
-            }
-            reply
+            in_project(project, shared, &cfg, rid, || {
+                statistics(&req.body, &cfg, rid)
+            })
         }
-        _ => Reply::error(
-            404,
-            "APIGW.0101",
-            "The API does not exist or has not been published in the environment",
-            rid,
-        ),
+        ("GET", ["V1.0", project, "metrics"]) => in_project(project, shared, &cfg, rid, || {
+            ces::list_metrics(&req.query, &cfg.dataset, &cfg.ces, rid)
+        }),
+        ("POST", ["V1.0", project, "batch-query-metric-data"]) => {
+            in_project(project, shared, &cfg, rid, || {
+                ces::batch_query(&req.body, &cfg.dataset, data_now(&cfg), rid)
+            })
+        }
+        ("POST", ["v1", project, "maas", "monitor", "instances"]) => {
+            match ces::forced_instances_status(&cfg.ces, rid) {
+                Some(reply) => reply,
+                None => in_project(project, shared, &cfg, rid, || {
+                    ces::instances(&req.body, &cfg.dataset, rid)
+                }),
+            }
+        }
+        _ => not_published(rid),
     }
+}
+
+fn not_published(rid: &str) -> Reply {
+    Reply::error(
+        404,
+        "APIGW.0101",
+        "The API does not exist or has not been published in the environment",
+        rid,
+    )
+}
+
+/// 404 for an unknown project, else `answer()`, cut in half at the malformed ratio.
+fn in_project(
+    project: &str,
+    shared: &Shared,
+    cfg: &SimConfig,
+    rid: &str,
+    answer: impl FnOnce() -> Reply,
+) -> Reply {
+    if !cfg.projects.iter().any(|(_, id)| id == project) {
+        return Reply::error(404, "ModelArts.0104", "project not found", rid);
+    }
+    let mut reply = answer();
+    if reply.status == 200
+        && cfg.faults.malformed_ratio > 0.0
+        && next_unit(shared) < cfg.faults.malformed_ratio
+    {
+        reply.fault = Some(Scripted::Malformed);
+    }
+    reply
 }
 
 fn statistics(body: &[u8], cfg: &SimConfig, rid: &str) -> Reply {
@@ -565,9 +621,8 @@ fn statistics(body: &[u8], cfg: &SimConfig, rid: &str) -> Reply {
         api_keys: b.api_keys.as_deref(),
         ips: b.ips.as_deref(),
     };
-    let now = cfg.now.unwrap_or_else(Utc::now).timestamp_millis();
     Reply::json(
         200,
-        model::answer_json(&cfg.dataset.answer(&sel, now), batch),
+        model::answer_json(&cfg.dataset.answer(&sel, data_now(cfg)), batch),
     )
 }
