@@ -98,6 +98,7 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
         failures: Vec::new(),
         cut_short: false,
         stopped_by: None,
+        models: Default::default(),
     };
     let zone = Zone::utc();
     let origin = Origin::default();
@@ -112,6 +113,7 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
         now: Utc.timestamp_millis_opt(1_779_328_800_000).unwrap(),
         origin: &origin,
         running: &running,
+        model_running: &[],
         totals: &totals,
     };
     f(&report)

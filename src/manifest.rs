@@ -18,7 +18,34 @@ pub struct Manifest {
     pub attributes: Vec<Attribute>,
     pub resource: Vec<ResourceAttribute>,
     pub metrics: Vec<Metric>,
+    pub model_metrics: Vec<ModelMetric>,
+    pub model_attributes: Vec<ModelAttribute>,
     pub collector_metrics: Vec<CollectorMetric>,
+}
+
+/// A Cloud Eye metric (`model_metrics`).
+#[derive(Debug, Deserialize)]
+pub struct ModelMetric {
+    pub ces: String,
+    pub field: String,
+    pub title: String,
+    pub unit: String,
+    pub value: String,
+    pub aggregate: String,
+    pub otlp: String,
+    pub prometheus: String,
+    pub otlp_period: Option<String>,
+    pub prometheus_period: Option<String>,
+    pub description: String,
+}
+
+/// A tag of a Cloud Eye series (`model_attributes`).
+#[derive(Debug, Deserialize)]
+pub struct ModelAttribute {
+    pub tag: String,
+    pub otlp: String,
+    pub prometheus: String,
+    pub description: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +190,36 @@ pub fn markdown(m: &Manifest) -> String {
                     x.description.clone(),
                 ]
             })
+            .collect(),
+    );
+    table(
+        &mut out,
+        "\nPer model and per API key (`source: cloud_eye`; line protocol `maas_model_usage`). Counts are summed exactly over the window (`filter: sum`); latency is the window's highest period (`filter: max`), never summed, in ms in line protocol and seconds in OTLP and Prometheus; a period series' latency in Prometheus is its latest bucket's:",
+        &["Cloud Eye metric", "line protocol field", "unit", "value", "OTLP Gauge", "Prometheus gauge", "OTLP Sum (period)", "Prometheus counter (period)", "description"],
+        m.model_metrics
+            .iter()
+            .map(|x| {
+                vec![
+                    code(&x.ces),
+                    code(&x.field),
+                    code(&x.unit),
+                    x.value.clone(),
+                    code(&x.otlp),
+                    code(&x.prometheus),
+                    or(&x.otlp_period, "-"),
+                    or(&x.prometheus_period, "-"),
+                    x.description.clone(),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &mut out,
+        "\nTags of `maas_model_usage` (the API key's only with `breakdown: [model, api_key]`), plus `project_id`, `region` and `output.tags`:",
+        &["tag", "OTLP (data point)", "Prometheus label", "description"],
+        m.model_attributes
+            .iter()
+            .map(|a| vec![code(&a.tag), code(&a.otlp), code(&a.prometheus), a.description.clone()])
             .collect(),
     );
     table(

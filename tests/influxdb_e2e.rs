@@ -74,8 +74,23 @@ fn run_output_round_trips_through_influxdb() {
         "SELECT series_ok, series_failed, api_calls FROM maas_usage_collector",
     );
     let row = &collector["results"][0]["series"][0]["values"][0];
-    assert_eq!(row[1], expected.len());
+    assert_eq!(row[1], expected.len() + EXAMPLE_MODELS);
     assert_eq!(row[2], 0);
+
+    // Per model: integer tokens, float latency, the model as a tag.
+    let models = influxql(
+        &db,
+        "SELECT total_tokens, ttft_p99_ms, model FROM maas_model_usage",
+    );
+    let rows = models["results"][0]["series"][0]["values"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rows.len(), EXAMPLE_MODELS, "{models}");
+    for r in rows {
+        assert!(r[1].as_u64().is_some_and(|t| t > 0), "{r}");
+        assert!(r[2].as_f64().is_some_and(|t| t > 0.0), "{r}");
+        assert!(r[3].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    }
 
     // The same window written again is the same point: re-emission is idempotent.
     let again = run(&spec_file(&text), &[]);

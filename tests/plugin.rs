@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
+use maas_usage::domain::ces::CES_METRICS;
 use maas_usage::emit::fields;
 use maas_usage::manifest;
 
@@ -110,6 +111,29 @@ fn the_code_tables_match_the_manifest() {
             (!decl.otlp_only).then_some(f.prometheus)
         );
     }
+    assert_eq!(m.model_metrics.len(), CES_METRICS.len());
+    for (decl, c) in m.model_metrics.iter().zip(CES_METRICS) {
+        assert_eq!(
+            (decl.ces.as_str(), decl.field.as_str(), decl.unit.as_str()),
+            (c.ces, c.field, c.unit)
+        );
+        assert_eq!(
+            (decl.title.as_str(), decl.description.as_str()),
+            (c.title, c.description)
+        );
+        assert_eq!(decl.value == "int", c.is_count(), "{}", c.ces);
+        assert_eq!(decl.aggregate == "sum", c.is_count(), "{}", c.ces);
+        assert_eq!(decl.otlp, c.otlp_name());
+        assert_eq!(decl.prometheus, c.prometheus_name());
+        assert_eq!(decl.otlp_period, c.otlp_period_name());
+        assert_eq!(decl.prometheus_period, c.prometheus_period_name());
+    }
+    let model_tags: Vec<&str> = m.model_attributes.iter().map(|a| a.tag.as_str()).collect();
+    assert_eq!(model_tags, fields::MODEL_TAGS);
+    for a in &m.model_attributes {
+        assert_eq!(a.otlp, fields::otlp_attribute(&a.tag));
+        assert_eq!(a.prometheus, fields::prometheus_label(&a.otlp));
+    }
     let tags: BTreeSet<&str> = m.attributes.iter().map(|a| a.tag.as_str()).collect();
     let builtin: BTreeSet<&str> = fields::BUILTIN_TAGS.iter().copied().collect();
     assert_eq!(tags, builtin);
@@ -193,9 +217,11 @@ fn declared_equals_emitted_in_every_format() {
         .into_iter()
         .chain(metrics_of(&period_json))
         .collect();
+    // Cloud Eye's names are checked in declared_model_metrics_equal_emitted.
     let emitted_otlp: BTreeSet<String> = metrics
         .iter()
         .map(|x| x["name"].as_str().unwrap().to_string())
+        .filter(|n| !n.starts_with("maas.model."))
         .collect();
     let declared_otlp: BTreeSet<String> = m
         .metrics
@@ -263,6 +289,7 @@ fn declared_equals_emitted_in_every_format() {
         .lines()
         .filter(|l| l.starts_with("# TYPE "))
         .map(|l| l.split(' ').nth(2).unwrap().to_string())
+        .filter(|n| !n.starts_with("maas_model_"))
         .collect();
     let declared_prom: BTreeSet<String> = m
         .metrics
@@ -276,6 +303,154 @@ fn declared_equals_emitted_in_every_format() {
         )
         .collect();
     assert_eq!(emitted_prom, declared_prom);
+}
+
+/// Every Cloud Eye metric the simulator has, in every format: emitted == declared, restricted
+/// to those (the rest of the catalog has no source to come from in a test).
+#[test]
+fn declared_model_metrics_equal_emitted() {
+    let m = manifest::load().unwrap();
+    let sim = sim();
+    let available: BTreeSet<&str> = maas_usage::sim::ces::METRICS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    let metrics = available.iter().copied().collect::<Vec<_>>().join(", ");
+    let spec = fixture(
+        "plugin/models.yaml",
+        &[
+            ("url", &sim.url()),
+            ("project", PROJECT),
+            ("metrics", &metrics),
+        ],
+    );
+    let declared: Vec<&manifest::ModelMetric> = m
+        .model_metrics
+        .iter()
+        .filter(|x| available.contains(x.ces.as_str()))
+        .collect();
+    assert_eq!(
+        declared.len(),
+        available.len(),
+        "the catalog knows every simulated metric"
+    );
+    let state = || tempdir().join("state");
+    let run_as = |format: &str| {
+        let out = run(
+            &spec,
+            &["--format", format, "--state-dir", state().to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+
+    // Line protocol: fields and tags of maas_model_usage.
+    let lp = parse_lp(&run_as("influx"));
+    let lines: Vec<_> = lp
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect();
+    assert!(!lines.is_empty());
+    let fields: BTreeSet<String> = lines
+        .iter()
+        .flat_map(|l| l.ints.keys().chain(l.floats.keys()).cloned())
+        .filter(|f| f != "window_seconds" && f != "period_seconds")
+        .collect();
+    let declared_fields: BTreeSet<String> = declared.iter().map(|x| x.field.clone()).collect();
+    assert_eq!(fields, declared_fields);
+    for l in &lines {
+        for x in &declared {
+            let is_int = l.ints.contains_key(&x.field);
+            let is_float = l.floats.contains_key(&x.field);
+            if is_int || is_float {
+                assert_eq!(is_int, x.value == "int", "{}", x.field);
+            }
+        }
+    }
+    let tags: BTreeSet<String> = lines
+        .iter()
+        .flat_map(|l| l.tags.keys().cloned())
+        .filter(|t| !["env", "project_id", "region"].contains(&t.as_str()))
+        .collect();
+    let declared_tags: BTreeSet<String> =
+        m.model_attributes.iter().map(|a| a.tag.clone()).collect();
+    assert_eq!(tags, declared_tags);
+
+    // OTLP: Gauges for every metric, Sums for the counts of buckets; attributes.
+    let json: serde_json::Value = serde_json::from_str(run_as("otlp-json").trim()).unwrap();
+    let otlp = &json["resourceMetrics"][0]["scopeMetrics"][0]["metrics"];
+    let mut names = BTreeSet::new();
+    let mut attrs = BTreeSet::new();
+    for x in otlp.as_array().unwrap() {
+        let name = x["name"].as_str().unwrap();
+        if !name.starts_with("maas.model.") {
+            continue;
+        }
+        let kind = if x.get("sum").is_some() {
+            "sum"
+        } else {
+            "gauge"
+        };
+        names.insert(name.to_string());
+        let decl = declared
+            .iter()
+            .find(|d| d.otlp == name || d.otlp_period.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is not declared"));
+        assert_eq!(x["unit"], decl.unit.as_str(), "{name}");
+        assert_eq!(
+            kind == "sum",
+            decl.otlp_period.as_deref() == Some(name),
+            "{name}"
+        );
+        for p in x[kind]["dataPoints"].as_array().unwrap() {
+            for a in p["attributes"].as_array().unwrap() {
+                attrs.insert(a["key"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let declared_otlp: BTreeSet<String> = declared
+        .iter()
+        .flat_map(|d| [Some(d.otlp.clone()), d.otlp_period.clone()])
+        .flatten()
+        .collect();
+    assert_eq!(names, declared_otlp);
+    attrs.remove("env");
+    let declared_attrs: BTreeSet<String> =
+        m.model_attributes.iter().map(|a| a.otlp.clone()).collect();
+    assert_eq!(attrs, declared_attrs);
+
+    // Prometheus: gauges and counters, and the labels.
+    let text = run_as("prometheus");
+    promtool_check(&text);
+    let types: BTreeSet<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter(|l| l.starts_with("maas_model_"))
+        .map(|l| {
+            let (n, k) = l.split_once(' ').unwrap();
+            (n.to_string(), k.to_string())
+        })
+        .collect();
+    let declared_types: BTreeSet<(String, String)> = declared
+        .iter()
+        .flat_map(|d| {
+            [
+                Some((d.prometheus.clone(), "gauge".to_string())),
+                d.prometheus_period
+                    .clone()
+                    .map(|p| (p, "counter".to_string())),
+            ]
+        })
+        .flatten()
+        .collect();
+    assert_eq!(types, declared_types);
+    for a in &m.model_attributes {
+        assert!(
+            text.contains(&format!("{}=\"", a.prometheus)),
+            "{}",
+            a.prometheus
+        );
+    }
 }
 
 #[test]

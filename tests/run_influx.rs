@@ -40,13 +40,25 @@ fn example_spec_line_protocol_snapshot_and_exact_values() {
         stderr(&out)
     );
     let lp = stdout(&out);
-    let lines = parse_lp(&lp);
+    let all = parse_lp(&lp);
     let expected = expected_series(&sim, &text);
     assert_eq!(
-        lines.len(),
-        expected.len() + 1,
+        all.len(),
+        EXAMPLE_LINES,
         "one line per series plus the collector line"
     );
+    assert_eq!(
+        all.iter()
+            .filter(|l| l.measurement == "maas_model_usage")
+            .count(),
+        EXAMPLE_MODELS
+    );
+    assert_eq!(all.last().unwrap().measurement, "maas_usage_collector");
+    let lines: Vec<_> = all
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .collect();
+    assert_eq!(lines.len(), expected.len());
     for (line, (key, usage)) in lines.iter().zip(&expected) {
         assert_eq!(line.measurement, "maas_usage");
         assert_eq!(line.timestamp, Some(maas_usage_end_ns(&key.query)));
@@ -82,13 +94,17 @@ fn example_spec_line_protocol_snapshot_and_exact_values() {
         }
         assert!(usage.total_tokens > 0, "{key} has traffic");
     }
-    let collector = lines.last().unwrap();
+    let collector = all.last().unwrap();
     assert_eq!(collector.measurement, "maas_usage_collector");
-    assert_eq!(collector.int("series_ok"), Some(expected.len() as i64));
+    assert_eq!(
+        collector.int("series_ok"),
+        Some((expected.len() + EXAMPLE_MODELS) as i64)
+    );
     assert_eq!(collector.int("series_failed"), Some(0));
     assert_eq!(
         collector.int("api_calls"),
-        Some(stats_calls(&sim).len() as i64)
+        Some(sim.requests().len() as i64),
+        "every call the simulator saw, Cloud Eye's too"
     );
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!(lp);
@@ -170,7 +186,7 @@ fn nothing_collected_exits_1_with_the_useful_line_first() {
     let err = stderr(&out);
     let first = err.lines().next().unwrap_or("");
     assert!(
-        first.starts_with("E! no series collected (0 of 13): query="),
+        first.starts_with("E! no series collected (0 of 14): query="),
         "{err}"
     );
     assert!(
@@ -196,13 +212,20 @@ fn execd_collects_once_per_line_and_exits_on_eof() {
     let sim = sim();
     let path = spec_file(&example_spec_for(&sim));
     let mut execd = Execd::start(&path);
+    let mut seen = 0;
     for round in 1..=2 {
         let lines = execd.collect();
-        assert_eq!(lines.len(), 14, "a complete batch in round {round}");
+        assert_eq!(
+            lines.len(),
+            EXAMPLE_LINES,
+            "a complete batch in round {round}"
+        );
         let collector = lines.last().unwrap();
+        let made = sim.requests().len() - seen;
+        seen += made;
         assert_eq!(
             collector.int("api_calls"),
-            Some(12),
+            Some(made as i64),
             "each batch reports its own calls (round {round})"
         );
     }
@@ -256,7 +279,9 @@ fn rate_budget_keeps_a_big_spec_under_the_limit() {
     cfg.faults.rate_limit = Some(5);
     cfg.faults.rate_window = Duration::from_millis(1500);
     let sim = start(cfg);
-    let text = example_spec_for(&sim)
+    // The simulator's limit is one for every API; Cloud Eye's budget is its own, so its calls
+    // are left out here.
+    let text = statistics_only(&example_spec_for(&sim))
         .replace("requests_per_minute: 200", "requests_per_minute: 5")
         .replace("concurrency: 4", "concurrency: 8");
     let path = spec_file(&text);
@@ -296,7 +321,7 @@ fn output_file_is_replaced_whole() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
     let written = std::fs::read_to_string(&target).unwrap();
-    assert_eq!(parse_lp(&written).len(), 14);
+    assert_eq!(parse_lp(&written).len(), EXAMPLE_LINES);
     assert!(!written.contains("old"));
 }
 
@@ -306,8 +331,12 @@ fn table_and_json_formats_from_run() {
     let path = spec_file(&example_spec_for(&sim));
     let out = run(&path, &["--format", "json"]);
     let doc = json(&out);
-    assert_eq!(doc["series"].as_array().unwrap().len(), 13);
-    assert_eq!(doc["collector"]["series_ok"], 13);
+    assert_eq!(doc["series"].as_array().unwrap().len(), EXAMPLE_STATISTICS);
+    assert_eq!(doc["models"].as_array().unwrap().len(), EXAMPLE_MODELS);
+    assert_eq!(
+        doc["collector"]["series_ok"],
+        EXAMPLE_STATISTICS + EXAMPLE_MODELS
+    );
     let out = run(&path, &["--format", "table"]);
     assert!(
         stdout(&out)
@@ -323,8 +352,16 @@ fn demo_prints_line_protocol_without_any_credentials() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines = parse_lp(&text);
-    assert_eq!(lines.len(), 14);
+    assert_eq!(lines.len(), EXAMPLE_LINES);
     assert!(lines.iter().all(|l| !l.measurement.is_empty()));
+    // Per model too: at least two models, each with tokens.
+    let models: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .filter(|l| l.int("total_tokens").is_some_and(|t| t > 0))
+        .filter_map(|l| l.tag("model"))
+        .collect();
+    assert!(models.len() >= 2, "{models:?}");
     let out = bin()
         .args(["demo", "--now", NOW, "--format", "table"])
         .output()

@@ -79,7 +79,9 @@ fn check_push(
             .map(|m| m.name.clone())
             .collect()
     };
-    assert!(names(data).iter().all(|n| n.starts_with("maas.usage.")));
+    assert!(names(data)
+        .iter()
+        .all(|n| n.starts_with("maas.usage.") || n.starts_with("maas.model.")));
     assert!(names(own).iter().all(|n| n.starts_with("maas.collector.")));
     check_data(data, sim, spec_text, service_name);
     let expected = expected_series(sim, spec_text);
@@ -89,7 +91,7 @@ fn check_push(
         .filter(|p| attr(p, "maas.outcome") == Some("ok"))
         .collect();
     assert_eq!(ok.len(), 1);
-    assert_eq!(int(ok[0]), expected.len() as i64);
+    assert_eq!(int(ok[0]), (expected.len() + EXAMPLE_MODELS) as i64);
     let failed: Vec<_> = series
         .iter()
         .filter(|p| attr(p, "maas.outcome") == Some("failed"))

@@ -210,6 +210,11 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
         metrics.header("Content-Type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
+    assert_eq!(
+        metrics.header("Content-Length"),
+        Some(metrics.body.len().to_string().as_str()),
+        "a length, not chunks"
+    );
     let calls = sim.requests().len();
     assert!(calls > before, "serve collected at start");
 

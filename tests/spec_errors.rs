@@ -296,6 +296,7 @@ fn every_test_fixture_is_valid_unless_meant_to_be_invalid() {
         ("ak", AK),
         ("sk", SK),
         ("token", TOKEN),
+        ("metrics", "total_tokens, ttft_p99"),
     ];
     let mut fixtures = Vec::new();
     let mut stack = vec![root.clone()];

@@ -32,6 +32,10 @@ pub fn default_maas_endpoint(region: &str) -> String {
     format!("https://modelarts.{region}.myhuaweicloud.com")
 }
 
+pub fn default_ces_endpoint(region: &str) -> String {
+    format!("https://ces.{region}.myhuaweicloud.com")
+}
+
 pub fn default_iam_endpoint(region: &str) -> String {
     format!("https://iam.{region}.myhuaweicloud.com")
 }
@@ -78,6 +82,10 @@ impl CallCounts {
 pub struct ClientOptions {
     pub maas: Endpoint,
     pub iam: Endpoint,
+    /// Cloud Eye's API (`source: cloud_eye` queries).
+    pub ces: Endpoint,
+    /// The MaaS monitor's instances API (names of Cloud Eye's ids).
+    pub monitor: Endpoint,
     /// Upper bound for one HTTP exchange; the run's deadline shortens it.
     pub call_timeout: Duration,
     pub retry: RetryPolicy,
@@ -85,11 +93,50 @@ pub struct ClientOptions {
 
 /// One HTTP exchange's result.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: String,
-    request_id: Option<String>,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) body: String,
+    pub(super) request_id: Option<String>,
     retry_after: Option<Duration>,
+}
+
+/// One signed request: where, what, how large an answer may be, which budget it takes.
+#[derive(Clone, Copy)]
+pub(super) struct Call<'a> {
+    pub(super) method: &'a str,
+    pub(super) ep: &'a Endpoint,
+    pub(super) path: &'a str,
+    pub(super) query: &'a [(String, String)],
+    pub(super) body: &'a [u8],
+    pub(super) max_body: u64,
+    /// `None`: the MaaS budget.
+    pub(super) budget: Option<&'a dyn Budget>,
+}
+
+impl<'a> Call<'a> {
+    pub(super) fn post(ep: &'a Endpoint, path: &'a str, body: &'a [u8]) -> Self {
+        Call {
+            method: "POST",
+            ep,
+            path,
+            query: &[],
+            body,
+            max_body: MAX_BODY_BYTES,
+            budget: None,
+        }
+    }
+
+    pub(super) fn get(ep: &'a Endpoint, path: &'a str, query: &'a [(String, String)]) -> Self {
+        Call {
+            method: "GET",
+            ep,
+            path,
+            query,
+            body: b"",
+            max_body: MAX_BODY_BYTES,
+            budget: None,
+        }
+    }
 }
 
 enum Attempt {
@@ -118,8 +165,10 @@ pub struct Client {
     identity: RwLock<Arc<Identity>>,
     /// Shares rejections with other processes (the state directory).
     rejections: Option<Arc<dyn RejectionStore>>,
-    opts: ClientOptions,
+    pub(super) opts: ClientOptions,
     budget: Arc<dyn Budget>,
+    /// Cloud Eye's own budget (its limits are per account and separate from MaaS's).
+    pub(super) ces_budget: Arc<dyn Budget>,
     pub counters: Arc<Counters>,
 }
 
@@ -150,12 +199,18 @@ impl Client {
             rejections: None,
             opts,
             budget: Arc::new(Unlimited),
+            ces_budget: Arc::new(Unlimited),
             counters: Arc::new(Counters::default()),
         }
     }
 
     pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> Self {
         self.budget = budget;
+        self
+    }
+
+    pub fn with_ces_budget(mut self, budget: Arc<dyn Budget>) -> Self {
+        self.ces_budget = budget;
         self
     }
 
@@ -219,16 +274,16 @@ impl Client {
 
     /// One signed exchange, no retry.
     #[allow(clippy::too_many_arguments)]
-    fn exchange(
-        &self,
-        creds: &Credentials,
-        method: &str,
-        ep: &Endpoint,
-        path: &str,
-        query: &[(String, String)],
-        body: &[u8],
-        timeout: Duration,
-    ) -> Attempt {
+    fn exchange(&self, creds: &Credentials, req: &Call<'_>, timeout: Duration) -> Attempt {
+        let Call {
+            method,
+            ep,
+            path,
+            query,
+            body,
+            max_body,
+            ..
+        } = *req;
         let full_path = format!("{}{}", ep.base_path, path);
         let host = ep.host_header();
         let date = sign::sdk_date(Utc::now());
@@ -289,7 +344,7 @@ impl Client {
                 let read = resp
                     .body_mut()
                     .with_config()
-                    .limit(MAX_BODY_BYTES)
+                    .limit(max_body)
                     .read_to_string();
                 match read {
                     Ok(body) => Attempt::Answer(Answer {
@@ -321,19 +376,11 @@ impl Client {
     ///
     /// Every attempt passes the credential gate first (see [`auth`]): a rejected credential
     /// makes no call at all, and an unverified one probes one call at a time.
-    fn call(
-        &self,
-        method: &str,
-        ep: &Endpoint,
-        path: &str,
-        query: &[(String, String)],
-        body: &[u8],
-        deadline: Instant,
-    ) -> Result<Answer, ApiError> {
+    pub(super) fn call(&self, req: &Call<'_>, deadline: Instant) -> Result<Answer, ApiError> {
         retry::run(
             &self.opts.retry,
             deadline,
-            |n| self.attempt(n, method, ep, path, query, body, deadline),
+            |n| self.attempt(n, req, deadline),
             |n, wait, err| {
                 log::debug(&format!(
                     "retry {n} in {} ms after: {err}",
@@ -351,17 +398,9 @@ impl Client {
 
     /// One attempt of a call: the gate, the budget, the exchange, and what the answer means
     /// for retrying.
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &self,
-        n: u32,
-        method: &str,
-        ep: &Endpoint,
-        path: &str,
-        query: &[(String, String)],
-        body: &[u8],
-        deadline: Instant,
-    ) -> Step<Answer, ApiError> {
+    fn attempt(&self, n: u32, req: &Call<'_>, deadline: Instant) -> Step<Answer, ApiError> {
+        let budget = req.budget.unwrap_or(&*self.budget);
+        let ep = req.ep;
         let id = self.identity();
         let permit = match id.gate.enter(deadline) {
             Ok(p) => p,
@@ -372,7 +411,7 @@ impl Client {
         if let Some(why) = self.local_failure() {
             return Step::Fatal(ApiError::Local(why));
         }
-        if let Err(e) = self.budget.acquire(deadline) {
+        if let Err(e) = budget.acquire(deadline) {
             return Step::Fatal(ApiError::Budget(e));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -384,7 +423,7 @@ impl Client {
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
         }
         let timeout = remaining.min(self.opts.call_timeout);
-        match self.exchange(&id.creds, method, ep, path, query, body, timeout) {
+        match self.exchange(&id.creds, req, timeout) {
             Attempt::Answer(a) => {
                 let verdict = Verdict::of_status(a.status);
                 if verdict == Verdict::Accepted {
@@ -402,7 +441,7 @@ impl Client {
                         // Without Retry-After, wait until the oldest call of our window ages
                         // out (the API's own advice is a minute), not a few hundred ms.
                         let wait = a.retry_after.unwrap_or_else(|| {
-                            self.budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
+                            budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
                         });
                         Step::Retry {
                             error: e,
@@ -419,7 +458,7 @@ impl Client {
             }
             Attempt::TooLarge(request_id) => Step::Fatal(ApiError::Decode {
                 endpoint: ep.to_string(),
-                error: DecodeError::NotJson(format!("larger than {MAX_BODY_BYTES} bytes")),
+                error: DecodeError::NotJson(format!("larger than {} bytes", req.max_body)),
                 request_id,
             }),
             Attempt::Local(message) => {
@@ -474,7 +513,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<StatsAnswer, ApiError> {
         let path = api::stats_path(project_id);
-        let a = self.call("POST", &self.opts.maas, &path, &[], body, deadline)?;
+        let a = self.call(&Call::post(&self.opts.maas, &path, body), deadline)?;
         let raw = self.redact(&a.body);
         match api::parse_statistics(&a.body, api::request_is_batch(body)) {
             Ok(usage) => Ok(StatsAnswer {
@@ -497,7 +536,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<api::ProjectInfo, ApiError> {
         let query = vec![("name".to_string(), region.to_string())];
-        let a = self.call("GET", &self.opts.iam, "/v3/projects", &query, b"", deadline)?;
+        let a = self.call(&Call::get(&self.opts.iam, "/v3/projects", &query), deadline)?;
         api::parse_projects(&a.body, region).map_err(|e| ApiError::Setup(e.to_string()))
     }
 }
@@ -546,7 +585,9 @@ mod tests {
         };
         let opts = ClientOptions {
             maas: ep.clone(),
-            iam: ep,
+            iam: ep.clone(),
+            ces: ep.clone(),
+            monitor: ep,
             call_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
         };

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod ces;
 pub mod client;
 pub mod credentials;
 pub mod metadata;
@@ -37,6 +38,12 @@ pub struct ConnectOptions {
     /// The metadata service, the chain's last resort (`None`: not asked).
     pub metadata_endpoint: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// Cloud Eye's API; default `https://ces.{region}.myhuaweicloud.com`.
+    pub ces_endpoint: Option<String>,
+    /// The MaaS monitor's instances API; default the MaaS endpoint.
+    pub maas_monitor_endpoint: Option<String>,
+    /// Cloud Eye's own request budget per minute.
+    pub ces_requests_per_minute: u32,
     pub call_timeout: Duration,
 }
 
@@ -233,12 +240,12 @@ fn check_sendable(creds: &Credentials) -> Result<(), ConnectError> {
     Ok(())
 }
 
-/// Builds the client and settles the project id: explicit, then `HW_PROJECT_ID`, then
+/// Builds the client (with the MaaS and the Cloud Eye budgets) and settles the project id: explicit, then `HW_PROJECT_ID`, then
 /// `HUAWEICLOUD_SDK_PROJECT_ID`, then a cached one, then IAM discovery (which costs one call).
 pub fn connect(
     opts: &ConnectOptions,
     creds: Credentials,
-    budget: Arc<dyn Budget>,
+    [budget, ces_budget]: [Arc<dyn Budget>; 2],
     env: Lookup<'_>,
     deadline: Instant,
     shared: Shared<'_>,
@@ -253,13 +260,23 @@ pub fn connect(
         .clone()
         .or_else(|| env::get(env, "HUAWEICLOUD_SDK_IAM_ENDPOINT"))
         .unwrap_or_else(|| client::default_iam_endpoint(&opts.region));
+    let ces_url = opts
+        .ces_endpoint
+        .clone()
+        .unwrap_or_else(|| client::default_ces_endpoint(&opts.region));
+    let monitor_url = opts
+        .maas_monitor_endpoint
+        .clone()
+        .unwrap_or_else(|| maas_url.clone());
     let options = ClientOptions {
         maas: Endpoint::parse(&maas_url)?,
         iam: Endpoint::parse(&iam_url)?,
+        ces: Endpoint::parse(&ces_url)?,
+        monitor: Endpoint::parse(&monitor_url)?,
         call_timeout: opts.call_timeout,
         retry: RetryPolicy::default(),
     };
-    for ep in [&options.maas, &options.iam] {
+    for ep in [&options.maas, &options.iam, &options.ces, &options.monitor] {
         warn_if_plain_http(ep, creds.token.is_some());
     }
     let tls = TlsFiles {
@@ -270,7 +287,9 @@ pub fn connect(
         ..TlsFiles::default()
     }
     .load()?;
-    let mut client = Client::new(creds, options, tls).with_budget(budget);
+    let mut client = Client::new(creds, options, tls)
+        .with_budget(budget)
+        .with_ces_budget(ces_budget);
     if let Some(store) = shared.rejections {
         client = client.with_rejection_store(store.clone());
     }

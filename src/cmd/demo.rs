@@ -34,6 +34,8 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     spec.cloud.credentials_file = None;
     settings.connect.endpoint = Some(sim.url());
     settings.connect.iam_endpoint = Some(sim.url());
+    settings.connect.ces_endpoint = Some(sim.url());
+    settings.connect.maas_monitor_endpoint = Some(sim.url());
     settings.connect.project_id = None;
     settings.connect.credentials_file = None;
     settings.connect.metadata_endpoint = Some(sim.url());

@@ -97,30 +97,47 @@ pub fn resolve_zone(explicit: Option<&str>) -> Result<Zone, Error> {
     Ok(zone)
 }
 
-/// One stderr line per failed series: what failed and why, in the order the contract gives.
+/// `what status=.. code=.. request_id=..: error`, the contract's failure line.
+fn failure_line(what: String, e: &crate::domain::ApiError) -> String {
+    let mut line = what;
+    if let Some(s) = e.status() {
+        line.push_str(&format!(" status={s}"));
+    }
+    if let Some(c) = e.code() {
+        line.push_str(&format!(" code={c}"));
+    }
+    if let Some(r) = e.request_id() {
+        line.push_str(&format!(" request_id={r}"));
+    }
+    line.push_str(&format!(": {e}"));
+    line
+}
+
+/// One stderr line per failed series (and failed Cloud Eye query): what failed and why, in the
+/// order the contract gives.
 pub fn log_failures(collected: &Collected) {
     for f in &collected.failures {
-        let mut line = f.key.to_string();
-        if let Some(s) = f.error.status() {
-            line.push_str(&format!(" status={s}"));
-        }
-        if let Some(c) = f.error.code() {
-            line.push_str(&format!(" code={c}"));
-        }
-        if let Some(r) = f.error.request_id() {
-            line.push_str(&format!(" request_id={r}"));
-        }
-        line.push_str(&format!(": {}", f.error));
-        log::error(&line);
+        log::error(&failure_line(f.key.to_string(), &f.error));
+    }
+    for f in &collected.models.failures {
+        log::error(&failure_line(f.to_string(), &f.error));
     }
 }
 
 /// How a collection ended, from what it collected: nothing out of a plan is a failure, and one
 /// whose every failure was on this side is a configuration error.
 pub fn outcome_of(collected: &Collected) -> Outcome {
-    if !collected.series.is_empty() || collected.failures.is_empty() {
+    let m = &collected.models;
+    let errors = || {
+        collected
+            .failures
+            .iter()
+            .map(|f| &f.error)
+            .chain(m.failures.iter().map(|f| &f.error))
+    };
+    if !collected.series.is_empty() || !m.series.is_empty() || errors().next().is_none() {
         Outcome::Done
-    } else if collected.failures.iter().all(|f| f.error.is_local()) {
+    } else if errors().all(|e| e.is_local()) {
         Outcome::Misconfigured
     } else {
         Outcome::NothingCollected

@@ -55,6 +55,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         infer_type: a.infer_type,
         key_groups,
         ips: a.ips.clone(),
+        source: Default::default(),
     });
     spec.limits.timeout = timeout;
     let flags = Flags {
@@ -95,6 +96,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         now: plan.now,
         origin: &wiring::origin("query", conn.account_id.clone()),
         running: &[],
+        model_running: &[],
         totals: &Default::default(),
     };
     let text = match a.format {

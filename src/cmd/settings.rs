@@ -63,6 +63,9 @@ impl Settings {
                     .unwrap_or_else(|| metadata::DEFAULT_ENDPOINT.to_string()),
             ),
             ca_file: f.ca_file.clone().or_else(|| s.ca_file.clone()),
+            ces_endpoint: s.ces_endpoint.clone(),
+            maas_monitor_endpoint: s.maas_monitor_endpoint.clone(),
+            ces_requests_per_minute: spec.limits.ces_requests_per_minute,
             call_timeout: CALL_TIMEOUT,
         };
         let state_dir = flags

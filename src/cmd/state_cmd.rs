@@ -100,6 +100,11 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             for id in &removed {
                 out.push_str(&format!("reset {id}\n"));
             }
+            // A full reset also forgets Cloud Eye's cached discovery (models and keys).
+            if series.is_none() {
+                d.reset_discovery().map_err(io(&d))?;
+                out.push_str("reset the Cloud Eye discovery cache\n");
+            }
             write_stdout(&out)?;
             Ok(Outcome::Done)
         }

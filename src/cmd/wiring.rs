@@ -12,7 +12,9 @@ use crate::budget::{Budget, Limiter};
 use crate::cloud::auth::{access_key_id, Rejection, RejectionStore};
 use crate::cloud::client::CallCounts;
 use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Renewal, Shared};
+use crate::collect::models::{CloudEye, DiscoveryCache};
 use crate::collect::{Collected, Executor, RunStats};
+use crate::domain::ces::{BatchAnswer, BatchRequest, Discovered, MetricPage, Names};
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::env::{self, Lookup};
@@ -23,6 +25,53 @@ use sha2::Digest;
 impl Executor for Connection {
     fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
         self.statistics(body, deadline)
+    }
+}
+
+impl CloudEye for Connection {
+    fn list_metrics(
+        &self,
+        metric: &str,
+        marker: &str,
+        deadline: Instant,
+    ) -> Result<MetricPage, ApiError> {
+        self.client
+            .list_metrics(&self.project_id, metric, marker, deadline)
+    }
+    fn batch(&self, req: &BatchRequest, deadline: Instant) -> Result<BatchAnswer, ApiError> {
+        self.client
+            .batch_metric_data(&self.project_id, req, deadline)
+    }
+    fn instances(
+        &self,
+        start: usize,
+        into: &mut Names,
+        deadline: Instant,
+    ) -> Result<usize, ApiError> {
+        self.client
+            .monitor_instances(&self.project_id, start, into, deadline)
+    }
+}
+
+/// Cloud Eye's discovery for one region and project, kept in the state directory.
+pub struct Discoveries {
+    state: StateDir,
+    key: String,
+}
+
+pub fn discovery_cache(state: &StateDir, conn: &Connection) -> Discoveries {
+    Discoveries {
+        state: state.clone(),
+        key: format!("{}/{}", conn.region, conn.project_id),
+    }
+}
+
+impl DiscoveryCache for Discoveries {
+    fn load(&self) -> Option<Discovered> {
+        self.state.cached_discovery(&self.key)
+    }
+    fn store(&self, found: &Discovered) {
+        self.state.store_discovery(&self.key, found)
     }
 }
 
@@ -90,22 +139,34 @@ pub fn connect(
     state: Option<&StateDir>,
 ) -> Result<(Connection, Renewal), Error> {
     let (creds, renewal) = cloud::load_credentials(env, &settings.connect)?;
-    let budget: Arc<dyn Budget> = match state {
-        Some(dir) => Arc::new(SharedBudget::new(
-            dir.clone(),
-            &access_key_id(creds.ak.expose()),
-            requests_per_minute,
-            rate_window(),
-        )),
-        None => Arc::new(Limiter::new(requests_per_minute, rate_window())),
+    let ak = access_key_id(creds.ak.expose());
+    // Cloud Eye has its own limits: its calls take from a budget of their own, shared the same
+    // way under another name.
+    let budget_of = |name: String, limit: u32| -> Arc<dyn Budget> {
+        match state {
+            Some(dir) => Arc::new(SharedBudget::new(dir.clone(), &name, limit, rate_window())),
+            None => Arc::new(Limiter::new(limit, rate_window())),
+        }
     };
+    let budget = budget_of(ak.clone(), requests_per_minute);
+    let ces_budget = budget_of(
+        format!("ces-{ak}"),
+        settings.connect.ces_requests_per_minute,
+    );
     let rejections: Option<Arc<dyn RejectionStore>> =
         state.map(|s| Arc::new(s.clone()) as Arc<dyn RejectionStore>);
     let shared = Shared {
         projects: state.map(|s| s as &dyn ProjectCache),
         rejections: rejections.as_ref(),
     };
-    let conn = cloud::connect(&settings.connect, creds, budget, env, deadline, shared)?;
+    let conn = cloud::connect(
+        &settings.connect,
+        creds,
+        [budget, ces_budget],
+        env,
+        deadline,
+        shared,
+    )?;
     Ok((conn, renewal))
 }
 
@@ -149,8 +210,8 @@ pub fn run_stats(
 ) -> RunStats {
     let calls = conn.client.counters.snapshot().since(baseline);
     RunStats {
-        series_ok: collected.series.len() as u64,
-        series_failed: collected.failures.len() as u64,
+        series_ok: (collected.series.len() + collected.models.series.len()) as u64,
+        series_failed: (collected.failures.len() + collected.models.failures.len()) as u64,
         api_calls: calls.calls,
         api_retries: calls.retries,
         throttled: calls.throttled,

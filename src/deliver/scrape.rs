@@ -91,7 +91,10 @@ fn header(name: &str, value: &str) -> Option<Header> {
 }
 
 fn respond(req: Request, status: u16, content_type: &str, body: &str) {
-    let mut r = Response::from_string(body).with_status_code(status);
+    // The length is known: a Content-Length, never chunked transfer, whatever the size.
+    let mut r = Response::from_string(body)
+        .with_status_code(status)
+        .with_chunked_threshold(usize::MAX);
     if let Some(h) = header("Content-Type", content_type) {
         r = r.with_header(h);
     }

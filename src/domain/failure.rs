@@ -50,6 +50,9 @@ pub enum DecodeError {
     Missing { field: &'static str },
     #[error("total_error_count ({errors}) is larger than total_request_count ({requests})")]
     MoreErrorsThanRequests { errors: u64, requests: u64 },
+    /// A Cloud Eye or MaaS monitor answer that is JSON but not the documented shape.
+    #[error("the answer is not the documented shape: {0}")]
+    Shape(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! names of tags and fields.
 
 pub mod call;
+pub mod ces;
 pub mod failure;
 pub mod names;
 pub mod range;

@@ -20,9 +20,20 @@ pub const BUILTIN_TAGS: [&str; 6] = [
     "region",
 ];
 
-/// The OTLP data point attribute of a key tag (`query` -> `maas.query`).
+/// The line-protocol measurement of Cloud Eye (per-model) series.
+pub const MODEL_MEASUREMENT: &str = "maas_model_usage";
+
+/// The tags of a Cloud Eye series in line protocol (the last two only with the API key
+/// breakdown), plus `project_id` and `region`.
+pub const MODEL_TAGS: [&str; 5] = ["query", "model", "model_id", "api_key", "api_key_id"];
+
+/// The OTLP data point attribute of a key tag (`query` -> `maas.query`, `model_id` ->
+/// `maas.model.id`).
 pub fn otlp_attribute(tag: &str) -> String {
-    format!("maas.{tag}")
+    match tag.strip_suffix("_id") {
+        Some(base) if tag != "project_id" => format!("maas.{base}.id"),
+        _ => format!("maas.{tag}"),
+    }
 }
 
 /// The OTLP resource attribute of a source tag.
@@ -40,6 +51,37 @@ pub fn prometheus_label(attribute: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
+}
+
+/// The OpenTelemetry Collector's Prometheus name for an OTLP metric (its exporter's default
+/// translation): the name split on every character that is not a letter or a digit, the unit's
+/// word appended unless present (annotations in braces and `1` add none), `total` moved to the
+/// end of a monotonic Sum, `ratio` to the end of a Gauge of unit `1`.
+pub fn translate(otlp: &str, unit: &str, monotonic_sum: bool) -> String {
+    let mut tokens: Vec<&str> = otlp
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let word = match unit {
+        "s" => Some("seconds"),
+        "ms" => Some("milliseconds"),
+        "By" => Some("bytes"),
+        "%" => Some("percent"),
+        _ => None,
+    };
+    if let Some(w) = word {
+        if !tokens.contains(&w) {
+            tokens.push(w);
+        }
+    }
+    if monotonic_sum {
+        tokens.retain(|t| *t != "total");
+        tokens.push("total");
+    } else if unit == "1" {
+        tokens.retain(|t| *t != "ratio");
+        tokens.push("ratio");
+    }
+    tokens.join("_")
 }
 
 /// How a field's value is typed on the wire.
@@ -291,3 +333,26 @@ pub const EXPORT_REJECTED: CollectorField = CollectorField {
     outcome: None,
     prometheus: "maas_collector_export_rejected",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_prometheus_name_is_the_translation_of_its_otlp_name() {
+        for f in FIELDS.iter().chain([&WINDOW_FIELD]) {
+            assert_eq!(translate(f.otlp, f.unit, false), f.prometheus, "{}", f.name);
+            if let (Some(o), Some(p)) = (f.otlp_period, f.prometheus_period) {
+                assert_eq!(translate(o, f.unit, true), p, "{}", f.name);
+            }
+        }
+        for c in COLLECTOR_FIELDS {
+            assert_eq!(
+                translate(c.otlp, c.otlp_unit, false),
+                c.prometheus,
+                "{}",
+                c.name
+            );
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::collect::models::{Figure, ModelSeries};
 use crate::collect::{RunStats, Series};
 pub use crate::domain::names::*;
 use crate::domain::Usage;
@@ -14,6 +15,28 @@ pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
         (BUILTIN_TAGS[2], s.key.infer_type.name()),
         (BUILTIN_TAGS[3], s.key.key_group.as_str()),
     ]
+}
+
+/// `query`, `model`, `model_id`, and with the key breakdown `api_key`, `api_key_id`.
+pub fn model_tags(s: &ModelSeries) -> Vec<(&'static str, &str)> {
+    let mut t = vec![
+        (MODEL_TAGS[0], s.key.query.as_str()),
+        (MODEL_TAGS[1], s.key.model.name.as_str()),
+        (MODEL_TAGS[2], s.key.model.id.as_str()),
+    ];
+    if let Some(k) = &s.key.api_key {
+        t.push((MODEL_TAGS[3], k.name.as_str()));
+        t.push((MODEL_TAGS[4], k.id.as_str()));
+    }
+    t
+}
+
+/// A Cloud Eye figure as a value: counts as integers, latency in milliseconds.
+pub fn figure(f: Figure) -> Value {
+    match f {
+        Figure::Count(c) => Value::Int(c),
+        Figure::Millis(m) => Value::Float(m),
+    }
 }
 
 /// `project_id` and `region`.

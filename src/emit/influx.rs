@@ -1,14 +1,15 @@
 //! InfluxDB line protocol, the contract Telegraf (`data_format = "influx"`) and InfluxDB rely on.
 //!
 //! One line per series: measurement, sorted tags, integer fields with `i`, the ratio as a float,
-//! the window end in nanoseconds as timestamp. One more line, `<measurement>_collector`, with the
-//! run's own health.
+//! the window end in nanoseconds as timestamp; Cloud Eye series as `maas_model_usage` lines. One
+//! more line, `<measurement>_collector`, with the run's own health.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
+use crate::collect::models::ModelSeries;
 use crate::collect::Series;
 use crate::domain::InferType;
 use crate::domain::Shape;
@@ -130,10 +131,43 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     );
 }
 
+/// A Cloud Eye series: `maas_model_usage`, its model (and key) tags, counts as integers and
+/// latency in milliseconds as floats, the window (or bucket) end as timestamp.
+fn model_line(out: &mut String, s: &ModelSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+    let tags = fields::tag_map(
+        opts.tags,
+        fields::model_tags(s)
+            .into_iter()
+            .chain(fields::source_tags(r.project_id, r.region)),
+    );
+    let mut set: Vec<String> = s
+        .values
+        .iter()
+        .map(|(m, f)| format!("{}={}", escape_key(m.field), fmt_value(fields::figure(*f))))
+        .collect();
+    let length = if s.window.shape == Shape::Bucket {
+        fields::PERIOD_FIELD.name
+    } else {
+        fields::WINDOW_SECONDS
+    };
+    set.push(format!("{length}={}i", s.window.len_ms() / 1000));
+    let _ = writeln!(
+        out,
+        "{}{} {} {}",
+        fields::MODEL_MEASUREMENT,
+        tag_set(&tags),
+        set.join(","),
+        ns(s.window.end_ms)
+    );
+}
+
 pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
     let mut out = String::new();
     for s in &r.collected.series {
         series_line(&mut out, s, r, opts);
+    }
+    for s in &r.collected.models.series {
+        model_line(&mut out, s, r, opts);
     }
     collector_line(&mut out, r, opts);
     out

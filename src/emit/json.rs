@@ -5,8 +5,9 @@ use serde_json::{json, Map, Value};
 
 use super::fields::{self, Value as FieldValue};
 use super::Report;
+use crate::collect::models::{Figure, ModelSeries};
 use crate::collect::Series;
-use crate::domain::InferType;
+use crate::domain::{InferType, Window};
 use crate::time::fmt_rfc3339;
 
 fn usage_object(s: &Series) -> Value {
@@ -19,6 +20,17 @@ fn usage_object(s: &Series) -> Value {
         m.insert(f.name.to_string(), v);
     }
     Value::Object(m)
+}
+
+fn window(w: &Window, tz: &chrono_tz::Tz) -> Value {
+    json!({
+        "start": fmt_rfc3339(w.start_ms, tz),
+        "end": fmt_rfc3339(w.end_ms, tz),
+        "start_ms": w.start_ms,
+        "end_ms": w.end_ms,
+        "seconds": w.len_ms() / 1000,
+        "shape": w.shape,
+    })
 }
 
 fn series(s: &Series, report: &Report<'_>) -> Value {
@@ -44,16 +56,32 @@ fn series(s: &Series, report: &Report<'_>) -> Value {
         "service_type_code": s.key.service_type.code(),
         "infer_type": s.key.infer_type.name(),
         "key_group": s.key.key_group,
-        "window": {
-            "start": fmt_rfc3339(s.window.start_ms, tz),
-            "end": fmt_rfc3339(s.window.end_ms, tz),
-            "start_ms": s.window.start_ms,
-            "end_ms": s.window.end_ms,
-            "seconds": s.window.len_ms() / 1000,
-            "shape": s.window.shape,
-        },
+        "window": window(&s.window, tz),
         "values": usage_object(s),
         "segments": segments,
+    })
+}
+
+fn model_series(s: &ModelSeries, report: &Report<'_>) -> Value {
+    let tz = &report.zone.tz;
+    let mut values = Map::new();
+    for (m, f) in &s.values {
+        values.insert(
+            m.field.to_string(),
+            match f {
+                Figure::Count(c) => json!(c),
+                Figure::Millis(ms) => json!(ms),
+            },
+        );
+    }
+    json!({
+        "query": s.key.query,
+        "model": s.key.model.name,
+        "model_id": s.key.model.id,
+        "api_key": s.key.api_key.as_ref().map(|k| &k.name),
+        "api_key_id": s.key.api_key.as_ref().map(|k| &k.id),
+        "window": window(&s.window, tz),
+        "values": values,
     })
 }
 
@@ -74,6 +102,17 @@ pub fn render(report: &Report<'_>) -> String {
                 "error": f.error.to_string(),
             })
         })
+        .chain(report.collected.models.failures.iter().map(|f| {
+            json!({
+                "query": f.query,
+                "source": "cloud_eye",
+                "what": f.what,
+                "status": f.error.status(),
+                "code": f.error.code(),
+                "request_id": f.error.request_id(),
+                "error": f.error.to_string(),
+            })
+        }))
         .collect();
     let doc = json!({
         "region": report.region,
@@ -81,6 +120,7 @@ pub fn render(report: &Report<'_>) -> String {
         "timezone": report.zone.name,
         "generated_at": fmt_rfc3339(report.now.timestamp_millis(), &report.zone.tz),
         "series": report.collected.series.iter().map(|s| series(s, report)).collect::<Vec<_>>(),
+        "models": report.collected.models.series.iter().map(|s| model_series(s, report)).collect::<Vec<_>>(),
         "failures": failures,
         "collector": report.stats,
     });

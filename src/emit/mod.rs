@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::collect::{Collected, RunStats};
 use crate::text::parse_kv_list;
-use crate::time::period::{Running, Totals};
+use crate::time::period::{ModelRunning, Running, Totals};
 use crate::time::zone::Zone;
 
 /// The name every output gives the program (OTLP's scope and default `service.name`).
@@ -62,6 +62,8 @@ pub struct Report<'a> {
     /// For each of `collected.series` that is a period bucket, its series' running total as of
     /// that bucket (index-aligned; `None` for other series).
     pub running: &'a [Option<Running>],
+    /// The same for each of `collected.models.series`.
+    pub model_running: &'a [Option<ModelRunning>],
     /// Every period series' running total after this collection (Prometheus counters).
     pub totals: &'a Totals,
 }

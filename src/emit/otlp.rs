@@ -19,7 +19,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::fields::{self, CollectorField, Field, Value, COLLECTOR_FIELDS, EXPORT_REJECTED};
 use super::{Report, ResourceEnv, SCOPE, VERSION};
+use crate::collect::models::{Figure, ModelSeries};
 use crate::collect::Series;
+use crate::domain::ces::CES_METRICS;
 use crate::domain::{InferType, Shape};
 
 /// How period buckets are summed.
@@ -187,6 +189,68 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
                 f.description,
                 opts.temporality,
                 points,
+            ));
+        }
+    }
+    out.extend(model_metrics(r, opts));
+    out
+}
+
+fn model_attributes(s: &ModelSeries, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
+    let mut attributes: Vec<KeyValue> = fields::model_tags(s)
+        .iter()
+        .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
+        .collect();
+    attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
+    attributes
+}
+
+/// The Cloud Eye series: every figure of a window, and the latency of a bucket, as Gauges
+/// (`maas.model.*`, latency in seconds); the counts of period buckets as monotonic Sums
+/// (`maas.model.period.*`).
+fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
+    let series = &r.collected.models.series;
+    let mut out = Vec::new();
+    for m in CES_METRICS {
+        let mut gauges = Vec::new();
+        let mut sums = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            let Some(f) = s.figure(m.ces) else {
+                continue;
+            };
+            let attrs = model_attributes(s, opts.tags);
+            let (start, end) = (s.window.start_ms, s.window.end_ms);
+            match f {
+                Figure::Millis(ms) => {
+                    gauges.push(point(attrs, start, end, Value::Float(ms / 1000.0)))
+                }
+                Figure::Count(c) if s.window.shape != Shape::Bucket => {
+                    gauges.push(point(attrs, start, end, Value::Int(c)))
+                }
+                Figure::Count(c) => {
+                    let running = r.model_running.get(i).and_then(Option::as_ref);
+                    sums.push(match (opts.temporality, running) {
+                        (Temporality::Cumulative, Some(t)) => point(
+                            attrs,
+                            t.start_ms,
+                            end,
+                            Value::Int(t.counts.get(m.ces).copied().unwrap_or(c)),
+                        ),
+                        _ => point(attrs, start, end, Value::Int(c)),
+                    })
+                }
+            }
+        }
+        if !gauges.is_empty() {
+            out.push(gauge(&m.otlp_name(), m.unit, m.description, gauges));
+        }
+        if let (Some(name), false) = (m.otlp_period_name(), sums.is_empty()) {
+            out.push(counter(
+                &name,
+                m.unit,
+                m.description,
+                opts.temporality,
+                sums,
             ));
         }
     }

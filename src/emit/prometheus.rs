@@ -11,6 +11,8 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value, COLLECTOR_FIELDS};
 use super::{Report, ResourceEnv};
+use crate::collect::models::Figure;
+use crate::domain::ces::{ModelKey, CES_METRICS};
 use crate::domain::{InferType, SeriesKey, Shape};
 
 pub struct PromOptions<'a> {
@@ -50,16 +52,16 @@ fn fmt_value(v: Value) -> String {
 
 /// A family: HELP and TYPE, then its samples (nothing when it has none).
 struct Family {
-    name: &'static str,
+    name: String,
     kind: &'static str,
     help: &'static str,
     samples: Vec<(BTreeMap<String, String>, String)>,
 }
 
 impl Family {
-    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Self {
+    fn new(name: impl Into<String>, kind: &'static str, help: &'static str) -> Self {
         Family {
-            name,
+            name: name.into(),
             kind,
             help,
             samples: Vec::new(),
@@ -73,7 +75,7 @@ impl Family {
         // OpenMetrics names a counter family without its _total; the samples keep it.
         let family = match (openmetrics, self.kind) {
             (true, "counter") => self.name.trim_end_matches("_total"),
-            _ => self.name,
+            _ => self.name.as_str(),
         };
         let _ = writeln!(out, "# HELP {family} {}", escape_help(self.help));
         let _ = writeln!(out, "# TYPE {family} {}", self.kind);
@@ -109,6 +111,78 @@ fn carries(key: &SeriesKey, f: &Field) -> bool {
     !f.batch_only || key.infer_type == InferType::Batch
 }
 
+/// The labels of a Cloud Eye series: its model (and key) as `maas_*`, static tags, the source.
+fn model_labels(
+    key: &ModelKey,
+    tags: &BTreeMap<String, String>,
+    source: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut l = source.clone();
+    l.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut put = |tag: &str, v: &str| {
+        l.insert(
+            fields::prometheus_label(&fields::otlp_attribute(tag)),
+            v.to_string(),
+        );
+    };
+    put(fields::MODEL_TAGS[0], &key.query);
+    put(fields::MODEL_TAGS[1], &key.model.name);
+    put(fields::MODEL_TAGS[2], &key.model.id);
+    if let Some(k) = &key.api_key {
+        put(fields::MODEL_TAGS[3], &k.name);
+        put(fields::MODEL_TAGS[4], &k.id);
+    }
+    l
+}
+
+/// Cloud Eye series: every figure of a window as a gauge (latency in seconds); a period
+/// series' counts as counters of running totals, and its latency as of its latest bucket.
+fn model_families(
+    r: &Report<'_>,
+    opts: &PromOptions<'_>,
+    source: &BTreeMap<String, String>,
+) -> Vec<Family> {
+    let mut out = Vec::new();
+    for m in CES_METRICS {
+        // Keyed by labels: a later bucket's latency replaces an earlier one's.
+        let mut gauge: BTreeMap<BTreeMap<String, String>, String> = BTreeMap::new();
+        for s in &r.collected.models.series {
+            let Some(f) = s.figure(m.ces) else {
+                continue;
+            };
+            let v = match f {
+                Figure::Millis(_) | Figure::Count(_) if s.window.shape == Shape::Bucket => continue,
+                Figure::Millis(ms) => format!("{}", ms / 1000.0),
+                Figure::Count(c) => c.to_string(),
+            };
+            gauge.insert(model_labels(&s.key, opts.tags, source), v);
+        }
+        // Period series: the latency of their latest bucket, kept with the totals.
+        for t in r.totals.models.values() {
+            if let Some(ms) = t.latest.get(m.ces) {
+                gauge.insert(
+                    model_labels(&t.key, opts.tags, source),
+                    format!("{}", ms / 1000.0),
+                );
+            }
+        }
+        let mut g = Family::new(m.prometheus_name(), "gauge", m.description);
+        g.samples = gauge.into_iter().collect();
+        out.push(g);
+        if let Some(name) = m.prometheus_period_name() {
+            let mut c = Family::new(name, "counter", m.description);
+            for t in r.totals.models.values() {
+                if let Some(v) = t.counts.get(m.ces) {
+                    c.samples
+                        .push((model_labels(&t.key, opts.tags, source), v.to_string()));
+                }
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
     let source: BTreeMap<String, String> = r
         .resource(opts.resource)
@@ -133,7 +207,7 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
         families.push(g);
         if let Some(name) = f.prometheus_period {
             let mut c = Family::new(name, "counter", f.description);
-            for total in r.totals.values() {
+            for total in r.totals.series.values() {
                 if carries(&total.key, f) {
                     c.samples.push((
                         series_labels(&total.key, opts.tags, &source),
@@ -144,6 +218,7 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
             families.push(c);
         }
     }
+    families.extend(model_families(r, opts, &source));
     for (f, v) in COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))

@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value};
 use super::{thousands, Report};
+use crate::collect::models::{Figure, ModelSeries};
 use crate::collect::Series;
+use crate::domain::ces::{CesMetric, CES_METRICS};
 use crate::domain::InferType;
 use crate::domain::ALL_KEYS;
 use crate::time::fmt_local;
@@ -176,6 +178,93 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
     }
 }
 
+/// The Cloud Eye series of one query and window: a row per model (and key), a column per
+/// metric, counts exact with separators and latency in milliseconds.
+fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: TableStyle) {
+    let Some(first) = rows.first() else {
+        return;
+    };
+    let by_key = first.key.api_key.is_some();
+    let metrics: Vec<&'static CesMetric> = CES_METRICS
+        .iter()
+        .filter(|m| {
+            rows.iter()
+                .any(|r| r.values.iter().any(|(x, _)| x.ces == m.ces))
+        })
+        .collect();
+    let mut header: Vec<String> = vec!["Model".into()];
+    if by_key {
+        header.push("API key".into());
+    }
+    header.extend(metrics.iter().map(|m| m.title.to_string()));
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.key.model.name.clone()];
+            if let Some(k) = &r.key.api_key {
+                row.push(k.name.clone());
+            }
+            for m in &metrics {
+                row.push(match r.figure(m.ces) {
+                    Some(Figure::Count(c)) => thousands(c),
+                    Some(Figure::Millis(ms)) => format!("{ms:.1} ms"),
+                    None => "-".into(),
+                });
+            }
+            row
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let (thin, thick) = if style.unicode {
+        ('─', '═')
+    } else {
+        ('-', '=')
+    };
+    let rule = |c: char| {
+        let parts: Vec<String> = widths.iter().map(|w| c.to_string().repeat(w + 2)).collect();
+        format!("+{}+", parts.join("+"))
+    };
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c}{} ", " ".repeat(w - c.chars().count())))
+            .collect();
+        format!("|{}|", parts.join("|"))
+    };
+    let _ = writeln!(
+        out,
+        "MaaS usage per model{} (Cloud Eye, query {}) - Region: {}",
+        if by_key { " and API key" } else { "" },
+        first.key.query,
+        report.region
+    );
+    let _ = writeln!(out, "{}", rule(thin));
+    let _ = writeln!(out, "{}", line(&header));
+    let _ = writeln!(out, "{}", rule(thick));
+    for r in &table {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    let _ = writeln!(out, "{}", rule(thin));
+    let tz = &report.zone.tz;
+    let _ = writeln!(
+        out,
+        "Period: {} ~ {} ({}); latency is the highest period's value in the window",
+        fmt_local(first.window.start_ms, tz),
+        fmt_local(first.window.end_ms, tz),
+        zone_label(report, first.window.end_ms),
+    );
+}
+
 pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
     let mut out = String::new();
     for (i, s) in report.collected.series.iter().enumerate() {
@@ -183,6 +272,20 @@ pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
             out.push('\n');
         }
         one(&mut out, s, report, raw, style);
+    }
+    // One table per Cloud Eye query and window, in collection order.
+    let mut groups: Vec<Vec<&ModelSeries>> = Vec::new();
+    for s in &report.collected.models.series {
+        match groups.last_mut() {
+            Some(g) if g[0].key.query == s.key.query && g[0].window == s.window => g.push(s),
+            _ => groups.push(vec![s]),
+        }
+    }
+    for g in groups {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        models(&mut out, &g, report, style);
     }
     out
 }
@@ -224,6 +327,7 @@ mod tests {
             failures: Vec::new(),
             cut_short: false,
             stopped_by: None,
+            models: Default::default(),
         };
         let zone = Zone {
             tz: chrono_tz::Asia::Shanghai,
@@ -238,6 +342,7 @@ mod tests {
             now: chrono::DateTime::from_timestamp_millis(start).unwrap(),
             origin: &crate::emit::Origin::default(),
             running: &[None],
+            model_running: &[],
             totals: &Default::default(),
         };
         render(&report, false, style)

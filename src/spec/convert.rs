@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::errors::{display_path, SpecError};
 use super::schema::{looks_secret, schema_errors, validator};
 use super::yaml::{self, Located, Pos};
-use super::{CloudSpec, Format, Limits, OutputSpec, QuerySpec};
+use super::{CloudEyeQuery, CloudSpec, Format, Limits, OutputSpec, QuerySpec, Source};
 use super::{OtlpSettings, Protocol};
+use crate::domain::ces::{self, Names};
 use crate::domain::names as fields;
 use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
 use crate::domain::{InferType, ServiceType};
@@ -29,6 +30,7 @@ pub(super) struct RawFile {
     pub(super) cloud: Option<RawCloud>,
     pub(super) timezone: Option<String>,
     pub(super) key_groups: Option<BTreeMap<String, Vec<String>>>,
+    pub(super) names: Option<RawNames>,
     pub(super) queries: Option<Vec<RawQuery>>,
     pub(super) output: Option<RawOutput>,
     pub(super) limits: Option<RawLimits>,
@@ -43,6 +45,14 @@ pub(super) struct RawCloud {
     pub(super) credentials_file: Option<String>,
     pub(super) metadata_endpoint: Option<String>,
     pub(super) ca_file: Option<String>,
+    pub(super) ces_endpoint: Option<String>,
+    pub(super) maas_monitor_endpoint: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+pub(super) struct RawNames {
+    pub(super) models: Option<BTreeMap<String, String>>,
+    pub(super) api_keys: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +63,11 @@ pub(super) struct RawQuery {
     pub(super) infer_type: Option<String>,
     pub(super) key_groups: Option<Vec<String>>,
     pub(super) ips: Option<Vec<String>>,
+    pub(super) source: Option<String>,
+    pub(super) breakdown: Option<Vec<String>>,
+    pub(super) models: Option<Vec<String>>,
+    pub(super) api_keys: Option<Vec<String>>,
+    pub(super) metrics: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -81,6 +96,8 @@ pub(super) struct RawLimits {
     pub(super) timeout: Option<String>,
     pub(super) requests_per_minute: Option<u32>,
     pub(super) concurrency: Option<usize>,
+    pub(super) max_series: Option<usize>,
+    pub(super) ces_requests_per_minute: Option<u32>,
 }
 
 /// One file, validated and typed, with the positions needed for cross-file checks.
@@ -251,6 +268,7 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
             .unwrap_or_default();
         // A bad range is already an error; the query still takes part in the name checks.
         let range = range.unwrap_or(RangeExpr::LastDays(7));
+        let source = source_of(f, &p, q, errors);
         out.push((
             QuerySpec {
                 name: q.name.clone(),
@@ -259,6 +277,7 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
                 infer_type,
                 key_groups: q.key_groups.clone(),
                 ips: q.ips.clone(),
+                source,
             },
             p,
         ));
@@ -266,11 +285,85 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
     out
 }
 
+/// A query's source, with the keys that belong to the other source refused where they stand.
+fn source_of(f: &FileSpec, p: &str, q: &RawQuery, errors: &mut Vec<SpecError>) -> Source {
+    let cloud_eye = q.source.as_deref() == Some("cloud_eye");
+    let statistics_keys = [
+        ("service_types", q.service_types.is_some()),
+        ("infer_type", q.infer_type.is_some()),
+        ("key_groups", q.key_groups.is_some()),
+        ("ips", q.ips.is_some()),
+    ];
+    let cloud_eye_keys = [
+        ("breakdown", q.breakdown.is_some()),
+        ("models", q.models.is_some()),
+        ("api_keys", q.api_keys.is_some()),
+        ("metrics", q.metrics.is_some()),
+    ];
+    if !cloud_eye {
+        for (key, set) in cloud_eye_keys {
+            if set {
+                errors.push(f.key_err(
+                    &format!("{p}/{key}"),
+                    format!("`{key}` applies to `source: cloud_eye` queries (per model and API key); this query reads ShowStatistics"),
+                ));
+            }
+        }
+        return Source::Statistics;
+    }
+    for (key, set) in statistics_keys {
+        if set {
+            errors.push(f.key_err(
+                &format!("{p}/{key}"),
+                format!("`{key}` applies to ShowStatistics; Cloud Eye's SYS.MaaS holds preset and My Services, real-time inference, per model and API key (use models:, api_keys:, breakdown:)"),
+            ));
+        }
+    }
+    let breakdown = q.breakdown.clone().unwrap_or_else(|| vec!["model".into()]);
+    if breakdown.first().map(String::as_str) != Some("model") {
+        errors.push(f.err(
+            &format!("{p}/breakdown"),
+            "a breakdown starts with model: [model] or [model, api_key] (Cloud Eye keeps API keys under their model)",
+        ));
+    }
+    let by_key = breakdown.iter().any(|b| b == "api_key");
+    if q.api_keys.is_some() && !by_key {
+        errors.push(f.key_err(
+            &format!("{p}/api_keys"),
+            "filtering API keys needs `breakdown: [model, api_key]` (per-model totals cannot be split by key)".into(),
+        ));
+    }
+    let metrics = match &q.metrics {
+        None => ces::DEFAULT_METRICS
+            .iter()
+            .filter_map(|m| ces::metric(m))
+            .collect(),
+        // The schema lists the names the plugin knows.
+        Some(names) => names.iter().filter_map(|m| ces::metric(m)).collect(),
+    };
+    Source::CloudEye(CloudEyeQuery {
+        by_key,
+        models: q.models.clone(),
+        api_keys: q.api_keys.clone(),
+        metrics,
+    })
+}
+
+/// `names:` of one file.
+pub(super) fn names_of(n: &RawNames) -> Names {
+    Names {
+        models: n.models.clone().unwrap_or_default(),
+        keys: n.api_keys.clone().unwrap_or_default(),
+    }
+}
+
 pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) -> CloudSpec {
     for (key, url) in [
         ("endpoint", &c.endpoint),
         ("iam_endpoint", &c.iam_endpoint),
         ("metadata_endpoint", &c.metadata_endpoint),
+        ("ces_endpoint", &c.ces_endpoint),
+        ("maas_monitor_endpoint", &c.maas_monitor_endpoint),
     ] {
         if let Some(u) = url {
             if let Err(e) = Endpoint::parse(u) {
@@ -286,6 +379,8 @@ pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) 
         credentials_file: c.credentials_file.as_ref().map(PathBuf::from),
         metadata_endpoint: c.metadata_endpoint.clone(),
         ca_file: c.ca_file.as_ref().map(PathBuf::from),
+        ces_endpoint: c.ces_endpoint.clone(),
+        maas_monitor_endpoint: c.maas_monitor_endpoint.clone(),
     }
 }
 
@@ -301,7 +396,7 @@ pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>
         out.otlp = otlp_of(f, otlp, errors);
     }
     for (k, v) in o.tags.iter().flatten() {
-        if fields::BUILTIN_TAGS.contains(&k.as_str()) {
+        if fields::BUILTIN_TAGS.contains(&k.as_str()) || fields::MODEL_TAGS.contains(&k.as_str()) {
             errors.push(f.key_err(
                 &format!("/output/tags/{k}"),
                 format!("`{k}` is a tag every series already carries; choose another key"),
@@ -367,6 +462,12 @@ pub(super) fn limits_of(f: &FileSpec, l: &RawLimits, errors: &mut Vec<SpecError>
     }
     if let Some(c) = l.concurrency {
         out.concurrency = c;
+    }
+    if let Some(m) = l.max_series {
+        out.max_series = m;
+    }
+    if let Some(r) = l.ces_requests_per_minute {
+        out.ces_requests_per_minute = r;
     }
     out
 }

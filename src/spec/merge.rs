@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::convert::{cloud_of, limits_of, output_of, queries_of, FileSpec};
+use super::convert::{cloud_of, limits_of, names_of, output_of, queries_of, FileSpec};
 use super::errors::{SpecError, SpecErrors};
 use super::yaml;
 use super::Spec;
@@ -71,6 +71,25 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
             match crate::time::parse_zone(tz) {
                 Ok(_) => timezone.set(f, "/timezone", tz.clone(), "timezone", &mut errors),
                 Err(e) => errors.push(f.err("/timezone", e.to_string())),
+            }
+        }
+        if let Some(n) = &f.raw.names {
+            let n = names_of(n);
+            for (kind, ours, theirs) in [
+                ("models", &n.models, &mut spec.names.models),
+                ("api_keys", &n.keys, &mut spec.names.keys),
+            ] {
+                for (id, name) in ours {
+                    let p = format!("/names/{kind}/{}", yaml::escape_segment(id));
+                    match theirs.get(id) {
+                        Some(prev) if prev != name => errors.push(
+                            f.key_err(&p, format!("`{id}` is named `{prev}` in another file")),
+                        ),
+                        _ => {
+                            theirs.insert(id.clone(), name.clone());
+                        }
+                    }
+                }
             }
         }
         for (name, keys) in f.raw.key_groups.iter().flatten() {

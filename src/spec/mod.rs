@@ -12,6 +12,7 @@ pub mod yaml;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::domain::ces::{CesMetric, Names};
 use crate::domain::RangeExpr;
 use crate::domain::{InferType, ServiceType};
 
@@ -28,6 +29,10 @@ pub struct CloudSpec {
     pub metadata_endpoint: Option<String>,
     /// A private CA's PEM bundle to trust for the cloud's endpoints.
     pub ca_file: Option<PathBuf>,
+    /// Cloud Eye's API (`source: cloud_eye`), when not the region's default.
+    pub ces_endpoint: Option<String>,
+    /// The host of the MaaS monitor's instances API (names of ids), when not the MaaS endpoint.
+    pub maas_monitor_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +44,39 @@ pub struct QuerySpec {
     /// `None`: all keys, one series with key group `all`.
     pub key_groups: Option<Vec<String>>,
     pub ips: Option<Vec<String>>,
+    /// ShowStatistics (the fields above) or Cloud Eye.
+    pub source: Source,
+}
+
+/// Where a query's figures come from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Source {
+    /// ShowStatistics: exact totals per service type, inference type and key group.
+    #[default]
+    Statistics,
+    /// Cloud Eye's `SYS.MaaS`: per model, or per model and API key.
+    CloudEye(CloudEyeQuery),
+}
+
+/// A `source: cloud_eye` query's choices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudEyeQuery {
+    /// `breakdown: [model, api_key]`: one series per key under each model.
+    pub by_key: bool,
+    /// Models by name or id; `None`: all.
+    pub models: Option<Vec<String>>,
+    /// API keys by name or id (with `by_key`); `None`: all.
+    pub api_keys: Option<Vec<String>>,
+    pub metrics: Vec<&'static CesMetric>,
+}
+
+impl QuerySpec {
+    pub fn cloud_eye(&self) -> Option<&CloudEyeQuery> {
+        match &self.source {
+            Source::CloudEye(c) => Some(c),
+            Source::Statistics => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -95,6 +133,10 @@ pub struct Limits {
     pub timeout: Duration,
     pub requests_per_minute: u32,
     pub concurrency: usize,
+    /// Cloud Eye series one run may emit (the cardinality guard).
+    pub max_series: usize,
+    /// Cloud Eye's own budget per 60 s.
+    pub ces_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -103,6 +145,8 @@ impl Default for Limits {
             timeout: Duration::from_secs(25),
             requests_per_minute: 200,
             concurrency: 4,
+            max_series: 2000,
+            ces_requests_per_minute: 60,
         }
     }
 }
@@ -112,6 +156,8 @@ pub struct Spec {
     pub cloud: CloudSpec,
     pub timezone: Option<String>,
     pub key_groups: BTreeMap<String, Vec<String>>,
+    /// Names pinned for Cloud Eye's model and key ids.
+    pub names: Names,
     pub queries: Vec<QuerySpec>,
     pub output: OutputSpec,
     pub limits: Limits,

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::ces::ModelKey;
 use crate::domain::range::{PeriodSpec, DAY_MS, RETENTION_MS};
 use crate::domain::{SeriesKey, Usage};
 
@@ -143,8 +144,62 @@ impl Running {
     }
 }
 
-/// Running totals: series id -> its counter.
-pub type Totals = BTreeMap<String, Running>;
+/// A Cloud Eye period series' running totals (its counts), as `Running` is for a
+/// ShowStatistics one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRunning {
+    pub key: ModelKey,
+    pub start_ms: i64,
+    pub through_ms: i64,
+    /// Cloud Eye metric name -> its running total.
+    pub counts: BTreeMap<String, u64>,
+    /// Latency (ms) of the latest bucket, which a scrape shows between buckets.
+    #[serde(default)]
+    pub latest: BTreeMap<String, f64>,
+}
+
+impl ModelRunning {
+    /// Adds the bucket `[start_ms, end_ms)`; a bucket before what is counted starts over.
+    pub fn add(
+        previous: Option<&ModelRunning>,
+        key: &ModelKey,
+        start_ms: i64,
+        end_ms: i64,
+        counts: impl IntoIterator<Item = (String, u64)>,
+        latest: BTreeMap<String, f64>,
+    ) -> ModelRunning {
+        let (start, mut total) = match previous {
+            Some(r) if start_ms >= r.through_ms => (r.start_ms, r.counts.clone()),
+            _ => (start_ms, BTreeMap::new()),
+        };
+        for (m, c) in counts {
+            let t = total.entry(m).or_insert(0);
+            *t = t.saturating_add(c);
+        }
+        ModelRunning {
+            key: key.clone(),
+            start_ms: start,
+            through_ms: end_ms,
+            counts: total,
+            latest,
+        }
+    }
+}
+
+/// Running totals of period series, kept with the checkpoints: series id -> its counter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    #[serde(default)]
+    pub series: BTreeMap<String, Running>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelRunning>,
+}
+
+impl Totals {
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.models.is_empty()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -232,7 +232,7 @@ pub fn example_spec_for(sim: &Simulator) -> String {
         out.push('\n');
         if line.starts_with("  region:") {
             out.push_str(&format!(
-                "  endpoint: {url}\n  iam_endpoint: {url}\n  project_id: {PROJECT}\n"
+                "  endpoint: {url}\n  iam_endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\n"
             ));
         }
     }
@@ -294,7 +294,7 @@ pub fn expected_series(
 }
 
 /// A parsed line-protocol line, owned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub measurement: String,
     pub tags: std::collections::BTreeMap<String, String>,
@@ -470,4 +470,36 @@ pub fn origin_filters() -> Vec<(&'static str, &'static str)> {
             "${1}[s]",
         ),
     ]
+}
+
+/// The example spec's series: 13 from ShowStatistics, 3 from Cloud Eye (one per simulated
+/// model), and the collector line.
+pub const EXAMPLE_STATISTICS: usize = 13;
+pub const EXAMPLE_MODELS: usize = 3;
+pub const EXAMPLE_LINES: usize = EXAMPLE_STATISTICS + EXAMPLE_MODELS + 1;
+
+/// `text` without its `source: cloud_eye` queries (for tests about ShowStatistics alone).
+pub fn statistics_only(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut item: Vec<&str> = Vec::new();
+    let flush = |item: &mut Vec<&str>, out: &mut Vec<String>| {
+        if !item.iter().any(|l| l.trim() == "source: cloud_eye") {
+            out.extend(item.iter().map(|l| l.to_string()));
+        }
+        item.clear();
+    };
+    for line in text.lines() {
+        let starts_item = line.starts_with("  - ");
+        let leaves_list = !line.starts_with(' ') && !line.is_empty();
+        if starts_item || leaves_list {
+            flush(&mut item, &mut out);
+        }
+        if starts_item || !item.is_empty() {
+            item.push(line);
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    flush(&mut item, &mut out);
+    out.join("\n") + "\n"
 }

@@ -288,15 +288,25 @@ fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool)
 
 /// The first stderr line when nothing was collected: the most useful one.
 fn log_nothing_collected(planned: usize, collected: &Collected) {
-    let Some(first) = collected.failures.first() else {
+    let first = collected
+        .failures
+        .first()
+        .map(|f| (f.key.to_string(), &f.error))
+        .or_else(|| {
+            collected
+                .models
+                .failures
+                .first()
+                .map(|f| (f.to_string(), &f.error))
+        });
+    let Some((what, error)) = first else {
         return;
     };
-    match &first.error {
+    match error {
         // Said once, as it is: it is about the credentials, not the series.
         e @ ApiError::AuthBlocked(_) => log::error(&e.to_string()),
         e => log::error(&format!(
-            "no series collected (0 of {planned}): {}: {e}",
-            first.key
+            "no series collected (0 of {planned}): {what}: {e}"
         )),
     }
 }
@@ -340,11 +350,35 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         deadline,
         &signals::received,
     );
-    let advance = collect::settle(&plan, &mut collected);
-    let (running, totals) = collect::accumulate(&collected, &stored);
+    let cache = ctx
+        .state
+        .as_ref()
+        .map(|s| wiring::discovery_cache(s, &ctx.conn));
+    collected.models = collect::models::collect_models(
+        &plan.models,
+        ctx.conn.clone(),
+        &ctx.spec.names,
+        cache
+            .as_ref()
+            .map(|c| c as &dyn collect::models::DiscoveryCache),
+        &collect::models::Limits {
+            max_series: ctx.spec.limits.max_series,
+            concurrency: ctx.spec.limits.concurrency,
+        },
+        deadline,
+        &signals::received,
+    );
+    collected.cut_short |= collected.models.cut_short;
+    collected.stopped_by = collected.stopped_by.or(collected.models.stopped_by);
+    for w in &collected.models.warnings {
+        log::warn(w);
+    }
+    let mut advance = collect::settle(&plan, &mut collected);
+    advance.extend(collected.models.advance.clone());
+    let acc = collect::accumulate(&collected, &stored);
     let collected = &collected;
-    if collected.series.is_empty() {
-        log_nothing_collected(plan.series.len(), collected);
+    if collected.series.is_empty() && collected.models.series.is_empty() {
+        log_nothing_collected(plan.series.len() + plan.models.len(), collected);
     }
     log_failures(collected);
     match (collected.cut_short, collected.stopped_by) {
@@ -368,17 +402,22 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         zone: &ctx.settings.zone,
         now: plan.now,
         origin: &ctx.origin,
-        running: &running,
-        totals: &totals,
+        running: &acc.series,
+        model_running: &acc.models,
+        totals: &acc.totals,
     };
     *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
         ctx.conn.client.counters.snapshot();
     deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
-    deliver::commit(ctx, &advance, &totals, plan.now.timestamp_millis());
+    deliver::commit(ctx, &advance, &acc.totals, plan.now.timestamp_millis());
     drop(lock);
     // A period lock another run kept, when nothing else was delivered, is nothing delivered.
     Ok(match outcome_of(collected) {
-        Outcome::Done if collected.series.is_empty() && !period_ok => Outcome::NothingCollected,
+        Outcome::Done
+            if collected.series.is_empty() && collected.models.series.is_empty() && !period_ok =>
+        {
+            Outcome::NothingCollected
+        }
         other => other,
     })
 }

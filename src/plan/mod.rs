@@ -1,6 +1,11 @@
-//! Spec + now -> every series and every call, with identical calls made once.
+//! Spec + now -> every series and every call, with identical calls made once; Cloud Eye
+//! queries get their aligned windows and call spans (`models`).
 //!
 //! Pure: `plan` prints this without credentials or network, and `run` executes exactly it.
+
+pub mod models;
+
+pub use models::ModelQuery;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +58,8 @@ pub struct Plan {
     pub now: DateTime<Utc>,
     pub warnings: Vec<String>,
     pub periods: Vec<PeriodStatus>,
+    /// The Cloud Eye queries (their series are found at run time).
+    pub models: Vec<ModelQuery>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +156,7 @@ pub fn build_with(
         now,
         warnings: Vec::new(),
         periods: Vec::new(),
+        models: Vec::new(),
     };
     let region = spec
         .cloud
@@ -158,6 +166,12 @@ pub fn build_with(
     let mut by_body: HashMap<Arc<[u8]>, usize> = HashMap::new();
     let mut periodic: Vec<(Pre, String, Pending)> = Vec::new();
     for (qi, q) in spec.queries.iter().enumerate() {
+        if let Some(ce) = q.cloud_eye() {
+            let m = models::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+            plan.warnings.extend(m.warnings.iter().cloned());
+            plan.models.push(m);
+            continue;
+        }
         let groups: Vec<(String, Option<Vec<String>>)> = match &q.key_groups {
             None => vec![(ALL_KEYS.to_string(), None)],
             Some(names) => names
@@ -432,6 +446,7 @@ impl Plan {
         for w in &self.warnings {
             let _ = writeln!(out, "\nwarning: {w}");
         }
+        models::describe(&self.models, &self.zone, &mut out);
         out
     }
 }
@@ -452,6 +467,7 @@ mod tests {
             infer_type: InferType::RealTime,
             key_groups: groups.map(|g| g.into_iter().map(String::from).collect()),
             ips: None,
+            source: Default::default(),
         }
     }
 

@@ -11,6 +11,8 @@
 //! Writes are atomic (`files::write_atomically`). A corrupt file is ignored with a warning:
 //! state makes runs cheaper and politer, never possible or impossible.
 
+mod discovery;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -262,9 +264,21 @@ impl StateDir {
             let e = file.series.entry(id.clone()).or_insert(*end);
             *e = if *e > now_ms { *end } else { (*e).max(*end) };
         }
-        for (id, t) in totals {
+        for (id, t) in &totals.series {
             if updates.contains_key(id) {
-                file.totals.insert(id.clone(), t.clone());
+                file.totals.series.insert(id.clone(), t.clone());
+            }
+        }
+        // A Cloud Eye series' totals live under its query's checkpoint (`<checkpoint>/<ids>`).
+        let moved = |id: &str| {
+            updates.keys().any(|cp| {
+                id.strip_prefix(cp.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            })
+        };
+        for (id, t) in &totals.models {
+            if moved(id) {
+                file.totals.models.insert(id.clone(), t.clone());
             }
         }
         self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)
@@ -275,9 +289,18 @@ impl StateDir {
     pub fn reset_checkpoints(&self, name: Option<&str>) -> std::io::Result<Vec<String>> {
         let _guard = self.lock(CHECKPOINT_LOCK)?;
         let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
-        let matches = |id: &str| match name {
-            None => true,
-            Some(n) => id == n || id.split('/').nth(1) == Some(n),
+        // `<region>/<query>/...` for ShowStatistics series, `<region>/cloud_eye/<query>` for
+        // Cloud Eye queries (whose totals are under `<region>/cloud_eye/<query>/<ids>`).
+        let matches = |id: &str| {
+            let parts: Vec<&str> = id.split('/').collect();
+            let query = match parts.get(1) {
+                Some(&"cloud_eye") => parts.get(2),
+                other => other,
+            };
+            match name {
+                None => true,
+                Some(n) => id == n || query == Some(&n),
+            }
         };
         let removed: Vec<String> = file
             .series
@@ -287,7 +310,10 @@ impl StateDir {
             .collect();
         file.series.retain(|id, _| !matches(id));
         // A rewound series counts from its new first bucket: its counter resets.
-        file.totals.retain(|id, _| !matches(id));
+        file.totals.series.retain(|id, _| !matches(id));
+        file.totals.models.retain(|id, _| {
+            !removed.iter().any(|r| id.starts_with(&format!("{r}/"))) && !matches(id)
+        });
         self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)?;
         Ok(removed)
     }
@@ -598,20 +624,28 @@ mod tests {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
         let now = 1_000_000;
-        d.advance_checkpoints(&Checkpoints::from([("a".into(), 500)]), &Totals::new(), now)
-            .unwrap();
-        d.advance_checkpoints(&Checkpoints::from([("a".into(), 400)]), &Totals::new(), now)
-            .unwrap();
+        d.advance_checkpoints(
+            &Checkpoints::from([("a".into(), 500)]),
+            &Totals::default(),
+            now,
+        )
+        .unwrap();
+        d.advance_checkpoints(
+            &Checkpoints::from([("a".into(), 400)]),
+            &Totals::default(),
+            now,
+        )
+        .unwrap();
         assert_eq!(d.checkpoints()["a"], 500, "never back");
         d.advance_checkpoints(
             &Checkpoints::from([("b".into(), 2_000_000)]),
-            &Totals::new(),
+            &Totals::default(),
             3_000_000,
         )
         .unwrap();
         d.advance_checkpoints(
             &Checkpoints::from([("b".into(), 900_000)]),
-            &Totals::new(),
+            &Totals::default(),
             now,
         )
         .unwrap();

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod models;
+
 use crate::domain::{ApiError, SeriesKey, Shape, StatsAnswer, Usage, Window};
 use crate::log;
 use crate::plan::Plan;
-use crate::time::period::{Checkpoints, Running, Totals};
+use crate::time::period::{Checkpoints, ModelRunning, Running, Totals};
 
 /// Something that answers one ShowStatistics body; the cloud client in production, a fake in
 /// unit tests.
@@ -66,6 +68,8 @@ pub struct Collected {
     pub cut_short: bool,
     /// The signal that stopped the run early, if one did.
     pub stopped_by: Option<&'static str>,
+    /// The Cloud Eye queries' series and failures.
+    pub models: models::ModelCollected,
 }
 
 /// Tells whether (and by which signal) the run was asked to stop.
@@ -84,31 +88,46 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// Runs every call of `plan` and assembles the series.
-pub fn collect(
-    plan: &Plan,
-    exec: Arc<dyn Executor>,
+/// What a pool of calls came back with: each job's result (`None`: not back by the deadline or
+/// the stop signal), and whether (and by which signal) it was cut short.
+pub struct Pooled<R> {
+    pub results: Vec<Option<Result<R, ApiError>>>,
+    pub cut_short: bool,
+    pub stopped_by: Option<&'static str>,
+}
+
+/// One call of the pool: a job, and the run's deadline.
+pub type PoolCall<J, R> = Arc<dyn Fn(&J, Instant) -> Result<R, ApiError> + Send + Sync>;
+
+/// Runs `call` on every job on `concurrency` worker threads until the deadline or a stop
+/// signal, with whatever has arrived by then.
+pub fn pool<J, R>(
+    jobs: Arc<Vec<J>>,
+    call: PoolCall<J, R>,
     concurrency: usize,
     deadline: Instant,
     stop: StopCheck<'_>,
-) -> Collected {
-    let n = plan.calls.len();
-    let bodies: Arc<Vec<Arc<[u8]>>> = Arc::new(plan.calls.iter().map(|c| c.body.clone()).collect());
+) -> Pooled<R>
+where
+    J: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let n = jobs.len();
     let next = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = mpsc::channel::<(usize, Result<StatsAnswer, ApiError>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<R, ApiError>)>();
     for _ in 0..concurrency.clamp(1, n.max(1)) {
-        let (bodies, next, tx, exec) = (bodies.clone(), next.clone(), tx.clone(), exec.clone());
+        let (jobs, next, tx, call) = (jobs.clone(), next.clone(), tx.clone(), call.clone());
         // Workers are detached: when the deadline or a signal ends the run, the main thread
         // writes what it has and the process exits without waiting for calls in flight.
         let spawned = std::thread::Builder::new()
             .name("maas-call".into())
             .spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= bodies.len() || Instant::now() >= deadline {
+                if i >= jobs.len() || Instant::now() >= deadline {
                     break;
                 }
                 // A panic costs this call's series, reported at once, never the run.
-                let r = catch_unwind(AssertUnwindSafe(|| exec.execute(&bodies[i], deadline)))
+                let r = catch_unwind(AssertUnwindSafe(|| call(&jobs[i], deadline)))
                     .unwrap_or_else(|p| Err(ApiError::Internal(panic_message(p.as_ref()))));
                 if tx.send((i, r)).is_err() {
                     break;
@@ -120,7 +139,7 @@ pub fn collect(
     }
     drop(tx);
 
-    let mut results: Vec<Option<Result<StatsAnswer, ApiError>>> = vec![None; n];
+    let mut results: Vec<Option<Result<R, ApiError>>> = (0..n).map(|_| None).collect();
     let mut received = 0;
     let mut stopped_by = None;
     while received < n {
@@ -142,13 +161,40 @@ pub fn collect(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let cut_short = received < n;
+    Pooled {
+        results,
+        cut_short: received < n,
+        stopped_by,
+    }
+}
+
+/// Runs every call of `plan` and assembles the series.
+pub fn collect(
+    plan: &Plan,
+    exec: Arc<dyn Executor>,
+    concurrency: usize,
+    deadline: Instant,
+    stop: StopCheck<'_>,
+) -> Collected {
+    let bodies: Arc<Vec<Arc<[u8]>>> = Arc::new(plan.calls.iter().map(|c| c.body.clone()).collect());
+    let Pooled {
+        results,
+        cut_short,
+        stopped_by,
+    } = pool(
+        bodies,
+        Arc::new(move |body: &Arc<[u8]>, deadline| exec.execute(body, deadline)),
+        concurrency,
+        deadline,
+        stop,
+    );
 
     let mut out = Collected {
         series: Vec::new(),
         failures: Vec::new(),
         cut_short,
         stopped_by,
+        models: Default::default(),
     };
     for s in &plan.series {
         let mut usage = Usage::default();
@@ -241,32 +287,78 @@ pub fn settle(plan: &Plan, collected: &mut Collected) -> Checkpoints {
     updates
 }
 
+/// Running totals as of each delivered bucket (index-aligned with the collected series and
+/// Cloud Eye series, `None` for what is not a bucket), and every total after this collection.
+#[derive(Clone, Debug, Default)]
+pub struct Accumulated {
+    pub series: Vec<Option<Running>>,
+    pub models: Vec<Option<ModelRunning>>,
+    pub totals: Totals,
+}
+
 /// Adds each delivered bucket, in time order, to its series' running total (`stored`, from the
-/// state directory). Returns the running total as of each bucket (index-aligned with
-/// `collected.series`, `None` for other series) and every series' total after this collection.
-pub fn accumulate(collected: &Collected, stored: &Totals) -> (Vec<Option<Running>>, Totals) {
+/// state directory).
+pub fn accumulate(collected: &Collected, stored: &Totals) -> Accumulated {
     let mut totals = stored.clone();
-    let mut as_of = Vec::with_capacity(collected.series.len());
+    let mut series = Vec::with_capacity(collected.series.len());
     for s in &collected.series {
         let Some(id) = s
             .period
             .as_deref()
             .filter(|_| s.window.shape == Shape::Bucket)
         else {
-            as_of.push(None);
+            series.push(None);
             continue;
         };
         let r = Running::add(
-            totals.get(id),
+            totals.series.get(id),
             &s.key,
             s.window.start_ms,
             s.window.end_ms,
             s.usage,
         );
-        totals.insert(id.to_string(), r.clone());
-        as_of.push(Some(r));
+        totals.series.insert(id.to_string(), r.clone());
+        series.push(Some(r));
     }
-    (as_of, totals)
+    let mut models = Vec::with_capacity(collected.models.series.len());
+    for s in &collected.models.series {
+        let Some(cp) = s
+            .checkpoint
+            .as_deref()
+            .filter(|_| s.window.shape == Shape::Bucket)
+        else {
+            models.push(None);
+            continue;
+        };
+        let id = s.key.total_id(cp);
+        let counts = s.values.iter().filter_map(|(m, f)| match f {
+            models::Figure::Count(c) => Some((m.ces.to_string(), *c)),
+            models::Figure::Millis(_) => None,
+        });
+        let latest = s
+            .values
+            .iter()
+            .filter_map(|(m, f)| match f {
+                models::Figure::Millis(ms) => Some((m.ces.to_string(), *ms)),
+                models::Figure::Count(_) => None,
+            })
+            .collect();
+        let r = ModelRunning::add(
+            totals.models.get(&id),
+            &s.key,
+            s.window.start_ms,
+            s.window.end_ms,
+            counts,
+            latest,
+        );
+        totals.models.insert(id, r.clone());
+        models.push(Some(r));
+    }
+    Accumulated {
+        series,
+        models,
+        totals,
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +405,7 @@ mod tests {
                 infer_type: InferType::RealTime,
                 key_groups: None,
                 ips: None,
+                source: Default::default(),
             }],
             ..Default::default()
         };

@@ -1,0 +1,262 @@
+//! Cloud Eye (CES API v1) and the MaaS monitor's instances API: ListMetrics (which metric and
+//! dimension pairs exist), batch-query-metric-data (their datapoints) and the names of ids,
+//! signed and retried like every other call, within Cloud Eye's own request budget.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::client::{Call, Client};
+use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
+use crate::domain::ces::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
+use crate::domain::failure::DecodeError;
+use crate::domain::ApiError;
+
+/// A batch answer may be large (500 metric objects by hundreds of periods).
+pub const MAX_CES_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Instances per page of the monitor's API.
+pub const INSTANCES_LIMIT: usize = 100;
+
+/// `[{"name":..,"value":..}]` -> the series' dimensions; `None` for a series of other
+/// dimensions (not a model or key of SYS.MaaS).
+fn dims_of(v: &Value) -> Option<Dims> {
+    let mut model = None;
+    let mut key = None;
+    for d in v.as_array()? {
+        let name = d.get("name")?.as_str()?;
+        let value = d.get("value")?.as_str()?.to_string();
+        match name {
+            DIM_MODEL => model = Some(value),
+            DIM_KEY => key = Some(value),
+            _ => return None,
+        }
+    }
+    Some(Dims {
+        model_id: model?,
+        key_id: key,
+    })
+}
+
+fn json(body: &str) -> Result<Value, DecodeError> {
+    serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))
+}
+
+/// A ListMetrics answer.
+pub fn parse_metric_page(body: &str) -> Result<MetricPage, DecodeError> {
+    let v = json(body)?;
+    let metrics = v
+        .get("metrics")
+        .and_then(Value::as_array)
+        .ok_or_else(|| DecodeError::Shape("no `metrics` list".into()))?;
+    let mut entries = Vec::new();
+    for m in metrics {
+        let name = m
+            .get("metric_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| DecodeError::Shape("a metric without `metric_name`".into()))?;
+        if let Some(d) = m.get("dimensions").and_then(dims_of) {
+            entries.push((name.to_string(), d));
+        }
+    }
+    let meta = v.get("meta_data");
+    let marker = meta
+        .and_then(|m| m.get("marker"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let total = meta
+        .and_then(|m| m.get("total"))
+        .and_then(Value::as_u64)
+        .map(|t| t as usize);
+    Ok(MetricPage {
+        entries,
+        marker,
+        total,
+    })
+}
+
+/// A batch-query-metric-data answer: each metric object's datapoints, the value under the
+/// request's filter.
+pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError> {
+    let v = json(body)?;
+    let metrics = v
+        .get("metrics")
+        .and_then(Value::as_array)
+        .ok_or_else(|| DecodeError::Shape("no `metrics` list".into()))?;
+    let mut out = BatchAnswer::default();
+    for m in metrics {
+        let name = m
+            .get("metric_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| DecodeError::Shape("a metric without `metric_name`".into()))?;
+        let Some(dims) = m.get("dimensions").and_then(dims_of) else {
+            continue;
+        };
+        let mut points = Vec::new();
+        for p in m
+            .get("datapoints")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let ts = p.get("timestamp").and_then(Value::as_i64).ok_or_else(|| {
+                DecodeError::Shape(format!("{name}: a datapoint without a timestamp"))
+            })?;
+            // A datapoint without the filter's value has nothing to say.
+            let Some(value) = p.get(filter).and_then(Value::as_f64) else {
+                continue;
+            };
+            if !value.is_finite() {
+                return Err(DecodeError::Shape(format!(
+                    "{name}: a value that is not a number"
+                )));
+            }
+            points.push((ts, value));
+        }
+        out.series.push(((name.to_string(), dims), points));
+    }
+    Ok(out)
+}
+
+/// One page of the monitor's instances: names by id, and how many instances it held.
+pub fn parse_instances(body: &str, into: &mut Names) -> Result<usize, DecodeError> {
+    let v = json(body)?;
+    let list = v
+        .get("instances")
+        .and_then(Value::as_array)
+        .ok_or_else(|| DecodeError::Shape("no `instances` list".into()))?;
+    let pair = |o: Option<&Value>| -> Option<(String, String)> {
+        let o = o?;
+        let id = o.get("id")?.as_str()?.to_string();
+        let name = o.get("name")?.as_str()?.trim().to_string();
+        (!name.is_empty()).then_some((id, name))
+    };
+    for i in list {
+        if let Some((id, name)) = pair(i.get(DIM_MODEL)) {
+            into.models.insert(id, name);
+        }
+        if let Some((id, name)) = pair(i.get(DIM_KEY)) {
+            into.keys.insert(id, name);
+        }
+    }
+    Ok(list.len())
+}
+
+impl Client {
+    fn ces_call<'a>(&'a self, mut call: Call<'a>) -> Call<'a> {
+        call.max_body = MAX_CES_BODY_BYTES;
+        call.budget = Some(&*self.ces_budget);
+        call
+    }
+
+    fn decode(&self, endpoint: &str, error: DecodeError, request_id: Option<String>) -> ApiError {
+        ApiError::Decode {
+            endpoint: endpoint.to_string(),
+            error,
+            request_id,
+        }
+    }
+
+    /// One ListMetrics page of `SYS.MaaS` for `metric` after `marker`.
+    pub fn list_metrics(
+        &self,
+        project_id: &str,
+        metric: &str,
+        marker: &str,
+        deadline: Instant,
+    ) -> Result<MetricPage, ApiError> {
+        let path = format!("/V1.0/{project_id}/metrics");
+        let mut query = vec![
+            ("namespace".to_string(), NAMESPACE.to_string()),
+            ("metric_name".to_string(), metric.to_string()),
+            ("limit".to_string(), LIST_LIMIT.to_string()),
+            ("order".to_string(), "asc".to_string()),
+        ];
+        if !marker.is_empty() {
+            query.push(("start".to_string(), marker.to_string()));
+        }
+        let ep = &self.opts.ces;
+        let a = self.call(&self.ces_call(Call::get(ep, &path, &query)), deadline)?;
+        parse_metric_page(&a.body).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
+    }
+
+    /// One batch-query-metric-data call.
+    pub fn batch_metric_data(
+        &self,
+        project_id: &str,
+        req: &BatchRequest,
+        deadline: Instant,
+    ) -> Result<BatchAnswer, ApiError> {
+        let path = format!("/V1.0/{project_id}/batch-query-metric-data");
+        let body = req.to_bytes();
+        let ep = &self.opts.ces;
+        let a = self.call(&self.ces_call(Call::post(ep, &path, &body)), deadline)?;
+        let mut answer = parse_batch(&a.body, req.aggregate.filter())
+            .map_err(|e| self.decode(&ep.to_string(), e, a.request_id.clone()))?;
+        answer.request_id = a.request_id;
+        Ok(answer)
+    }
+
+    /// One page of the MaaS monitor's instances (names of ids), from `start`; how many it held.
+    pub fn monitor_instances(
+        &self,
+        project_id: &str,
+        start: usize,
+        into: &mut Names,
+        deadline: Instant,
+    ) -> Result<usize, ApiError> {
+        let path = format!("/v1/{project_id}/maas/monitor/instances");
+        let body = serde_json::json!({
+            "namespace": NAMESPACE,
+            "start": start,
+            "limit": INSTANCES_LIMIT,
+            "query": [{"dim_name": DIM_MODEL}, {"dim_name": DIM_KEY}],
+        })
+        .to_string();
+        let ep = &self.opts.monitor;
+        let a = self.call(&Call::post(ep, &path, body.as_bytes()), deadline)?;
+        parse_instances(&a.body, into).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_page_reads_entries_marker_and_total() {
+        let body = r#"{"metrics":[
+            {"namespace":"SYS.MaaS","metric_name":"total_tokens","unit":"tokens","dimensions":[{"name":"maas_api_id","value":"m1"}]},
+            {"namespace":"SYS.MaaS","metric_name":"total_tokens","unit":"tokens","dimensions":[{"name":"maas_api_id","value":"m1"},{"name":"maas_key_id","value":"k1"}]},
+            {"namespace":"SYS.MaaS","metric_name":"total_tokens","unit":"tokens","dimensions":[{"name":"other","value":"x"}]}
+        ],"meta_data":{"count":3,"total":7,"marker":"SYS.MaaS.total_tokens.maas_api_id:m1,maas_key_id:k1"}}"#;
+        let p = parse_metric_page(body).unwrap();
+        assert_eq!(p.entries.len(), 2, "other dimensions are not ours");
+        assert_eq!(p.entries[1].1.key_id.as_deref(), Some("k1"));
+        assert_eq!(p.total, Some(7));
+        assert!(p.marker.ends_with("k1"));
+        assert!(parse_metric_page("[]").is_err());
+        assert!(parse_metric_page("not json").is_err());
+    }
+
+    #[test]
+    fn a_batch_answer_reads_the_filters_value() {
+        let body = r#"{"metrics":[{"namespace":"SYS.MaaS","metric_name":"req_count","unit":"count",
+            "dimensions":[{"name":"maas_api_id","value":"m1"}],
+            "datapoints":[{"timestamp":3600000,"sum":12},{"timestamp":7200000,"sum":3.0},{"timestamp":10800000,"max":9}]}]}"#;
+        let a = parse_batch(body, "sum").unwrap();
+        assert_eq!(a.series[0].1, vec![(3_600_000, 12.0), (7_200_000, 3.0)]);
+        assert!(parse_batch(r#"{"metrics":[{"metric_name":"x","dimensions":[{"name":"maas_api_id","value":"m"}],"datapoints":[{"sum":1}]}]}"#, "sum").is_err());
+    }
+
+    #[test]
+    fn instances_name_models_and_keys() {
+        let mut n = Names::default();
+        let body = r#"{"instances":[{"maas_api_id":{"id":"m1","name":"DeepSeek-V3"},"maas_key_id":{"id":"k1","name":"team-a"}},{"maas_api_id":{"id":"m2","name":" "}}],"total":2}"#;
+        assert_eq!(parse_instances(body, &mut n).unwrap(), 2);
+        assert_eq!(n.models.get("m1").map(String::as_str), Some("DeepSeek-V3"));
+        assert_eq!(n.keys.get("k1").map(String::as_str), Some("team-a"));
+        assert!(!n.models.contains_key("m2"), "a blank name is no name");
+    }
+}

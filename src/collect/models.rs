@@ -1,0 +1,532 @@
+//! Cloud Eye queries, executed: discovery (ListMetrics, paged, once per metric asked for),
+//! names (pinned in the spec, else the MaaS monitor, else the ids), the cardinality guard, then
+//! batch-query-metric-data calls of at most 500 metric objects on the worker pool, and the
+//! datapoints folded into each window: counts summed as exact integers, latency as the
+//! window's highest period.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{pool, Pooled, StopCheck};
+use crate::domain::ces::{
+    Aggregate, BatchAnswer, BatchRequest, CesMetric, Dims, Discovered, MetricPage, ModelKey, Named,
+    Names, MAX_METRICS_PER_CALL,
+};
+use crate::domain::failure::DecodeError;
+use crate::domain::{ApiError, Shape, Window};
+use crate::plan::ModelQuery;
+use crate::time::period::Checkpoints;
+
+/// What the collection needs from Cloud Eye; the cloud client in production, a fake in unit
+/// tests.
+pub trait CloudEye: Send + Sync {
+    fn list_metrics(
+        &self,
+        metric: &str,
+        marker: &str,
+        deadline: Instant,
+    ) -> Result<MetricPage, ApiError>;
+    fn batch(&self, req: &BatchRequest, deadline: Instant) -> Result<BatchAnswer, ApiError>;
+    /// One page of names from `start`; how many instances it held.
+    fn instances(
+        &self,
+        start: usize,
+        into: &mut Names,
+        deadline: Instant,
+    ) -> Result<usize, ApiError>;
+}
+
+/// Where a discovery is kept between runs (the state directory); `None`: every run discovers.
+pub trait DiscoveryCache: Send + Sync {
+    fn load(&self) -> Option<Discovered>;
+    fn store(&self, found: &Discovered);
+}
+
+/// A value of one metric over a window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Figure {
+    /// Counts and tokens, summed exactly.
+    Count(u64),
+    /// Latency in milliseconds: the window's highest period.
+    Millis(f64),
+}
+
+/// A collected Cloud Eye series over one window (or period bucket).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSeries {
+    pub key: ModelKey,
+    pub window: Window,
+    /// In catalog order; a metric Cloud Eye has no figure for is absent (a count without
+    /// datapoints is 0: no traffic).
+    pub values: Vec<(&'static CesMetric, Figure)>,
+    /// Period mode: the query's checkpoint id.
+    pub checkpoint: Option<String>,
+}
+
+impl ModelSeries {
+    /// Its figure for the Cloud Eye metric `ces`, if it has one.
+    pub fn figure(&self, ces: &str) -> Option<Figure> {
+        self.values
+            .iter()
+            .find(|(m, _)| m.ces == ces)
+            .map(|(_, f)| *f)
+    }
+
+    pub fn count(&self, ces: &str) -> Option<u64> {
+        self.values.iter().find_map(|(m, f)| match f {
+            Figure::Count(c) if m.ces == ces => Some(*c),
+            _ => None,
+        })
+    }
+}
+
+/// A Cloud Eye query (or part of it) that could not be collected.
+#[derive(Clone, Debug)]
+pub struct ModelFailure {
+    pub query: String,
+    /// What failed: discovery, the cardinality guard, or a call span.
+    pub what: String,
+    pub error: ApiError,
+}
+
+impl std::fmt::Display for ModelFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query={} source=cloud_eye ({})", self.query, self.what)
+    }
+}
+
+/// Everything the Cloud Eye part of a collection produced.
+#[derive(Clone, Debug, Default)]
+pub struct ModelCollected {
+    pub series: Vec<ModelSeries>,
+    pub failures: Vec<ModelFailure>,
+    pub warnings: Vec<String>,
+    /// Period-mode queries: the end of the last bucket delivered in order.
+    pub advance: Checkpoints,
+    pub cut_short: bool,
+    pub stopped_by: Option<&'static str>,
+}
+
+/// Settings of the Cloud Eye collection.
+pub struct Limits {
+    pub max_series: usize,
+    pub concurrency: usize,
+}
+
+/// At most this many datapoints per answer: 500 objects over a long span would not fit the
+/// answer size the client accepts.
+const MAX_POINTS_PER_CALL: i64 = 100_000;
+/// A ListMetrics loop that never ends (a server that repeats its marker) stops here.
+const MAX_PAGES: usize = 1000;
+
+/// Which (metric, series) pairs exist, for each metric asked for and not already `known`.
+fn discover(
+    ce: &dyn CloudEye,
+    metrics: &BTreeSet<&'static str>,
+    known: &mut Discovered,
+    deadline: Instant,
+) -> Result<bool, ApiError> {
+    let mut changed = false;
+    for &metric in metrics {
+        if known.metrics.contains_key(metric) {
+            continue;
+        }
+        let mut found = BTreeSet::new();
+        let mut marker = String::new();
+        for _ in 0..MAX_PAGES {
+            let page = ce.list_metrics(metric, &marker, deadline)?;
+            let n = page.entries.len();
+            found.extend(
+                page.entries
+                    .into_iter()
+                    .filter(|(m, _)| m == metric)
+                    .map(|(_, d)| d),
+            );
+            let done = n == 0
+                || page.marker.is_empty()
+                || page.marker == marker
+                || page.total.is_some_and(|t| found.len() >= t);
+            marker = page.marker;
+            if done {
+                break;
+            }
+        }
+        known.metrics.insert(metric.to_string(), found);
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Names from the monitor, unless `known` has them already; a failure is one warning. Returns
+/// whether it asked (and learnt something worth keeping).
+fn names(
+    ce: &dyn CloudEye,
+    pinned: &Names,
+    known: &mut Discovered,
+    deadline: Instant,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let ids: BTreeSet<&Dims> = known.metrics.values().flatten().collect();
+    let unnamed = ids.iter().any(|d| {
+        !pinned.models.contains_key(&d.model_id)
+            || d.key_id
+                .as_ref()
+                .is_some_and(|k| !pinned.keys.contains_key(k))
+    });
+    if !unnamed || known.named {
+        return false;
+    }
+    let mut found = Names::default();
+    let mut start = 0;
+    for _ in 0..MAX_PAGES {
+        match ce.instances(start, &mut found, deadline) {
+            Ok(0) => {
+                known.names = found;
+                known.named = true;
+                return true;
+            }
+            Ok(n) => start += n,
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read model and API key names from the MaaS monitor ({e}); ids stand in for the names the spec's `names:` does not pin"
+                ));
+                return false;
+            }
+        }
+    }
+    false
+}
+
+fn named(id: &str, names: &std::collections::BTreeMap<String, String>) -> Named {
+    Named {
+        id: id.to_string(),
+        name: names.get(id).cloned().unwrap_or_else(|| id.to_string()),
+    }
+}
+
+/// A count must be a whole, non-negative number an f64 holds exactly.
+fn whole(v: f64, metric: &str) -> Result<u64, DecodeError> {
+    let r = v.round();
+    if v < 0.0 || r > 9_007_199_254_740_992.0 || (v - r).abs() > 1e-6 * r.max(1.0) {
+        return Err(DecodeError::BadField {
+            field: "datapoints",
+            reason: format!("{metric}: {v} is not a whole count"),
+        });
+    }
+    Ok(r as u64)
+}
+
+/// One batch call to make: which query, which span, which objects.
+struct Job {
+    query: usize,
+    span: (i64, i64),
+    req: BatchRequest,
+}
+
+/// Per query: its series (dims -> key) and, per window, per series, the figures so far.
+struct Acc {
+    series: BTreeMap<Dims, ModelKey>,
+    figures: Vec<BTreeMap<Dims, BTreeMap<&'static str, Figure>>>,
+    failed: Vec<bool>,
+}
+
+pub fn collect_models(
+    plan: &[ModelQuery],
+    ce: Arc<dyn CloudEye>,
+    pinned: &Names,
+    cache: Option<&dyn DiscoveryCache>,
+    limits: &Limits,
+    deadline: Instant,
+    stop: StopCheck<'_>,
+) -> ModelCollected {
+    let mut out = ModelCollected::default();
+    let active: Vec<&ModelQuery> = plan.iter().filter(|q| !q.windows.is_empty()).collect();
+    if active.is_empty() {
+        return out;
+    }
+    let asked: BTreeSet<&'static str> = active
+        .iter()
+        .flat_map(|q| q.query.metrics.iter().map(|m| m.ces))
+        .collect();
+    let mut known = cache.and_then(|c| c.load()).unwrap_or_default();
+    let discovered = match discover(&*ce, &asked, &mut known, deadline) {
+        Ok(changed) => changed,
+        Err(error) => {
+            for q in &active {
+                out.failures.push(ModelFailure {
+                    query: q.name.clone(),
+                    what: "discovery with ListMetrics".into(),
+                    error: error.clone(),
+                });
+            }
+            return out;
+        }
+    };
+    let learnt_names = names(&*ce, pinned, &mut known, deadline, &mut out.warnings);
+    if let (Some(c), true) = (cache, discovered || learnt_names) {
+        c.store(&known);
+    }
+    let available: BTreeMap<&'static str, &BTreeSet<Dims>> = asked
+        .iter()
+        .filter_map(|m| known.metrics.get(*m).map(|s| (*m, s)))
+        .collect();
+    for (m, found) in &available {
+        if found.is_empty() {
+            out.warnings.push(format!(
+                "Cloud Eye reports no `{m}` in SYS.MaaS for this project; it is left out"
+            ));
+        }
+    }
+    let all: BTreeSet<Dims> = available.values().copied().flatten().cloned().collect();
+    // The spec's names win over the monitor's.
+    let mut names = known.names.clone();
+    names.models.extend(pinned.models.clone());
+    names.keys.extend(pinned.keys.clone());
+
+    // Each query's series, within the cardinality guard.
+    let mut emitted = 0usize;
+    let mut accs: Vec<Option<Acc>> = Vec::new();
+    for q in &active {
+        let picks = |filter: &Option<Vec<String>>, id: &str, table: &BTreeMap<String, String>| {
+            filter.as_ref().is_none_or(|f| {
+                f.iter()
+                    .any(|x| x == id || table.get(id).is_some_and(|n| n == x))
+            })
+        };
+        let series: BTreeMap<Dims, ModelKey> = all
+            .iter()
+            .filter(|d| d.key_id.is_some() == q.query.by_key)
+            .filter(|d| picks(&q.query.models, &d.model_id, &names.models))
+            .filter(|d| {
+                d.key_id
+                    .as_ref()
+                    .is_none_or(|k| picks(&q.query.api_keys, k, &names.keys))
+            })
+            .map(|d| {
+                let key = ModelKey {
+                    query: q.name.clone(),
+                    model: named(&d.model_id, &names.models),
+                    api_key: d.key_id.as_ref().map(|k| named(k, &names.keys)),
+                };
+                (d.clone(), key)
+            })
+            .collect();
+        for (what, filter) in [("models", &q.query.models), ("api_keys", &q.query.api_keys)] {
+            for f in filter.iter().flatten() {
+                let matched = series.values().any(|k| match what {
+                    "models" => k.model.id == *f || k.model.name == *f,
+                    _ => k
+                        .api_key
+                        .as_ref()
+                        .is_some_and(|a| a.id == *f || a.name == *f),
+                });
+                if !matched {
+                    out.warnings.push(format!(
+                        "query {}: {what} `{f}` matches nothing Cloud Eye reports",
+                        q.name
+                    ));
+                }
+            }
+        }
+        if emitted + series.len() > limits.max_series {
+            let breakdown = if q.query.by_key {
+                "[model, api_key]"
+            } else {
+                "[model]"
+            };
+            out.failures.push(ModelFailure {
+                query: q.name.clone(),
+                what: "cardinality guard".into(),
+                error: ApiError::Local(format!(
+                    "breakdown {breakdown} gives {} series, and with the {emitted} before it that is more than limits.max_series ({}); filter it with models: or api_keys:, or raise the limit",
+                    series.len(),
+                    limits.max_series
+                )),
+            });
+            accs.push(None);
+            continue;
+        }
+        emitted += series.len();
+        accs.push(Some(Acc {
+            series,
+            figures: vec![BTreeMap::new(); q.windows.len()],
+            failed: vec![false; q.windows.len()],
+        }));
+    }
+
+    // The calls: per query, span and filter, objects in chunks an answer can carry.
+    let mut jobs = Vec::new();
+    for (qi, q) in active.iter().enumerate() {
+        let Some(acc) = &accs[qi] else {
+            continue;
+        };
+        for &(from, to) in &q.spans {
+            let periods = ((to - from) / (i64::from(q.period_s) * 1000)).max(1);
+            let per_call = (MAX_POINTS_PER_CALL / periods).clamp(1, MAX_METRICS_PER_CALL as i64);
+            for aggregate in [Aggregate::Sum, Aggregate::Max] {
+                let objects: Vec<(&'static CesMetric, Dims)> = acc
+                    .series
+                    .keys()
+                    .flat_map(|d| {
+                        q.query
+                            .metrics
+                            .iter()
+                            .filter(|m| m.aggregate == aggregate)
+                            .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
+                            .map(move |m| (*m, d.clone()))
+                    })
+                    .collect();
+                for chunk in objects.chunks(per_call as usize) {
+                    jobs.push(Job {
+                        query: qi,
+                        span: (from, to),
+                        req: BatchRequest {
+                            metrics: chunk.to_vec(),
+                            from_ms: from,
+                            to_ms: to,
+                            period_s: q.period_s,
+                            aggregate,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    let jobs = Arc::new(jobs);
+    let Pooled {
+        results,
+        cut_short,
+        stopped_by,
+    } = pool(
+        jobs.clone(),
+        Arc::new(move |j: &Job, deadline| ce.batch(&j.req, deadline)),
+        limits.concurrency,
+        deadline,
+        stop,
+    );
+    out.cut_short = cut_short;
+    out.stopped_by = stopped_by;
+
+    for (job, result) in jobs.iter().zip(results) {
+        let q = active[job.query];
+        let Some(acc) = accs[job.query].as_mut() else {
+            continue;
+        };
+        let touched = |w: &Window| w.start_ms < job.span.1 && job.span.0 < w.end_ms;
+        let failure = match result {
+            Some(Ok(answer)) => {
+                fold(q, acc, &job.req, answer)
+                    .err()
+                    .map(|error| ApiError::Decode {
+                        endpoint: "Cloud Eye".into(),
+                        error,
+                        request_id: None,
+                    })
+            }
+            Some(Err(e)) => Some(e),
+            None => Some(match stopped_by {
+                Some(signal) => ApiError::Stopped { signal },
+                None => ApiError::Deadline { last: None },
+            }),
+        };
+        if let Some(error) = failure {
+            for (wi, w) in q.windows.iter().enumerate() {
+                if touched(w) {
+                    acc.failed[wi] = true;
+                }
+            }
+            out.failures.push(ModelFailure {
+                query: q.name.clone(),
+                what: format!("span [{}, {})", job.span.0, job.span.1),
+                error,
+            });
+        }
+    }
+
+    // The series of every window whose calls all came back; in period mode, only up to the
+    // first failed bucket (later ones come again next time, after it).
+    for (qi, q) in active.iter().enumerate() {
+        let Some(acc) = &accs[qi] else {
+            continue;
+        };
+        for (wi, w) in q.windows.iter().enumerate() {
+            if acc.failed[wi] {
+                if w.shape == Shape::Bucket {
+                    break;
+                }
+                continue;
+            }
+            for (d, key) in &acc.series {
+                let got = acc.figures[wi].get(d);
+                let values = q
+                    .query
+                    .metrics
+                    .iter()
+                    .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
+                    .filter_map(|m| match got.and_then(|g| g.get(m.ces)) {
+                        Some(f) => Some((*m, *f)),
+                        None if m.is_count() => Some((*m, Figure::Count(0))),
+                        None => None,
+                    })
+                    .collect();
+                out.series.push(ModelSeries {
+                    key: key.clone(),
+                    window: *w,
+                    values,
+                    checkpoint: q.checkpoint.clone(),
+                });
+            }
+            if let Some(cp) = &q.checkpoint {
+                out.advance.insert(cp.clone(), w.end_ms);
+            }
+        }
+    }
+    out
+}
+
+/// Adds one answer's datapoints to the windows they fall in.
+fn fold(
+    q: &ModelQuery,
+    acc: &mut Acc,
+    req: &BatchRequest,
+    answer: BatchAnswer,
+) -> Result<(), DecodeError> {
+    let asked: BTreeMap<(&str, &Dims), &'static CesMetric> =
+        req.metrics.iter().map(|(m, d)| ((m.ces, d), *m)).collect();
+    for ((name, dims), points) in answer.series {
+        let Some(metric) = asked.get(&(name.as_str(), &dims)).copied() else {
+            continue;
+        };
+        for (ts, v) in points {
+            // Whole buckets come back; each belongs to the window it starts in.
+            let Some(wi) = q
+                .windows
+                .iter()
+                .position(|w| w.start_ms <= ts && ts < w.end_ms)
+            else {
+                continue;
+            };
+            let slot = acc.figures[wi]
+                .entry(dims.clone())
+                .or_default()
+                .entry(metric.ces);
+            match metric.aggregate {
+                Aggregate::Sum => {
+                    let add = whole(v, metric.ces)?;
+                    let f = slot.or_insert(Figure::Count(0));
+                    if let Figure::Count(c) = f {
+                        *c = c.saturating_add(add);
+                    }
+                }
+                Aggregate::Max => {
+                    let f = slot.or_insert(Figure::Millis(v));
+                    if let Figure::Millis(m) = f {
+                        *m = m.max(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! Cloud Eye queries: each window aligned to the CES period that fits it, and the call spans
+//! that cover it, each within what the server answers whole (it silently shortens a longer
+//! one). Which models and keys exist is only known at run time (ListMetrics), so the number
+//! of batch calls per span is too.
+
+use chrono::{DateTime, Utc};
+
+use super::PlanError;
+use crate::domain::ces::{self, PERIODS};
+use crate::domain::{RangeExpr, Shape, Window};
+use crate::spec::{CloudEyeQuery, QuerySpec};
+use crate::time::period::{self, Checkpoints};
+use crate::time::zone::Zone;
+use crate::time::{self};
+
+/// One Cloud Eye query, planned.
+#[derive(Clone, Debug)]
+pub struct ModelQuery {
+    /// Its index in the spec.
+    pub index: usize,
+    pub name: String,
+    pub query: CloudEyeQuery,
+    /// The CES period every call of this query asks for, in seconds.
+    pub period_s: u32,
+    /// What is reported: one aligned window, or the settled period buckets (oldest first).
+    pub windows: Vec<Window>,
+    /// The window as the range says it, before alignment (not for period mode).
+    pub requested: Option<Window>,
+    /// The calls' `[from, to)` spans, covering `windows`, each within the period's limit.
+    pub spans: Vec<(i64, i64)>,
+    /// Period mode: the checkpoint id of the query (all its series move together).
+    pub checkpoint: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ModelQuery {
+    /// The checkpoint of a period-mode Cloud Eye query.
+    pub fn checkpoint_id(region: &str, query: &str) -> String {
+        format!("{region}/cloud_eye/{query}")
+    }
+}
+
+const fn ms(period_s: u32) -> i64 {
+    period_s as i64 * 1000
+}
+
+fn floor(t: i64, p: i64) -> i64 {
+    t.div_euclid(p) * p
+}
+
+fn ceil(t: i64, p: i64) -> i64 {
+    -floor(-t, p)
+}
+
+/// The CES period a window is read with: hours for a window longer than a day, five minutes for
+/// a shorter one; for a window with a fixed start, the longest of those (or a minute) its start
+/// (and a fixed end) falls on, so calendar days in a zone with a half-hour offset still align.
+pub fn period_for(w: &Window) -> u32 {
+    let long = w.len_ms() > 86_400_000;
+    let candidates: &[u32] = if long { &[3600, 300, 60] } else { &[300, 60] };
+    match w.shape {
+        Shape::Rolling => candidates
+            .iter()
+            .copied()
+            .find(|&p| w.len_ms() % ms(p) == 0)
+            .unwrap_or(60),
+        _ => candidates
+            .iter()
+            .copied()
+            .find(|&p| {
+                w.start_ms % ms(p) == 0 && (w.shape != Shape::Closed || w.end_ms % ms(p) == 0)
+            })
+            .unwrap_or(60),
+    }
+}
+
+/// `w` on whole periods of `period_s`: the end moves back to a period boundary (the period in
+/// progress is not settled); a rolling window keeps its length (when it is whole periods), a
+/// fixed start moves forward to a boundary. `None` when nothing whole is left.
+pub fn align(w: &Window, period_s: u32) -> Option<Window> {
+    let p = ms(period_s);
+    let end = floor(w.end_ms, p);
+    let start = match w.shape {
+        Shape::Rolling => ceil(end - (w.end_ms - w.start_ms), p),
+        _ => ceil(w.start_ms, p),
+    };
+    (start < end).then_some(Window {
+        start_ms: start,
+        end_ms: end,
+        shape: w.shape,
+    })
+}
+
+/// `[start, end)` cut into spans one call of `period_s` answers whole.
+pub fn spans(start: i64, end: i64, period_s: u32) -> Vec<(i64, i64)> {
+    let limit = ces::span_limit_ms(period_s);
+    let mut out = Vec::new();
+    let mut s = start;
+    while s < end {
+        let e = (s + limit).min(end);
+        out.push((s, e));
+        s = e;
+    }
+    out
+}
+
+/// The longest CES period that divides every bucket (its length and its start).
+fn period_for_buckets(every_ms: i64, buckets: &[(i64, i64)]) -> u32 {
+    PERIODS
+        .iter()
+        .map(|(p, _)| *p)
+        .find(|&p| every_ms % ms(p) == 0 && buckets.iter().all(|(s, _)| s % ms(p) == 0))
+        .unwrap_or(60)
+}
+
+/// Consecutive buckets merged into spans within the period's limit.
+fn bucket_spans(buckets: &[(i64, i64)], period_s: u32) -> Vec<(i64, i64)> {
+    let limit = ces::span_limit_ms(period_s);
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &(s, e) in buckets {
+        match out.last_mut() {
+            Some(last) if last.1 == s && e - last.0 <= limit => last.1 = e,
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+pub fn plan_query(
+    index: usize,
+    q: &QuerySpec,
+    ce: &CloudEyeQuery,
+    now: DateTime<Utc>,
+    zone: &Zone,
+    region: &str,
+    checkpoints: &Checkpoints,
+) -> Result<ModelQuery, PlanError> {
+    let mut m = ModelQuery {
+        index,
+        name: q.name.clone(),
+        query: ce.clone(),
+        period_s: 60,
+        windows: Vec::new(),
+        requested: None,
+        spans: Vec::new(),
+        checkpoint: None,
+        warnings: Vec::new(),
+    };
+    if let RangeExpr::Period(p) = &q.range {
+        let id = ModelQuery::checkpoint_id(region, &q.name);
+        let pending = period::pending(
+            p,
+            &zone.tz,
+            now.timestamp_millis(),
+            checkpoints.get(&id).copied(),
+        );
+        if let Some(cp) = pending.future_checkpoint {
+            m.warnings.push(format!(
+                "query {}: its checkpoint ({}) is later than now: the clock went back or a run used a future --now; the query starts again from its backfill",
+                q.name,
+                time::fmt_local(cp, &zone.tz)
+            ));
+        }
+        m.period_s = period_for_buckets(p.every_ms, &pending.buckets);
+        m.spans = bucket_spans(&pending.buckets, m.period_s);
+        m.windows = pending
+            .buckets
+            .iter()
+            .map(|&(start_ms, end_ms)| Window {
+                start_ms,
+                end_ms,
+                shape: Shape::Bucket,
+            })
+            .collect();
+        m.checkpoint = Some(id);
+        return Ok(m);
+    }
+    let w = time::resolve(&q.range, now, &zone.tz).map_err(|error| PlanError::Range {
+        index,
+        query: q.name.clone(),
+        error,
+    })?;
+    m.requested = Some(w);
+    m.period_s = period_for(&w);
+    match align(&w, m.period_s) {
+        Some(a) => {
+            m.spans = spans(a.start_ms, a.end_ms, m.period_s);
+            m.windows = vec![a];
+        }
+        None => m.warnings.push(format!(
+            "query {}: no whole {}-second Cloud Eye period has ended in its window yet; nothing to report",
+            q.name, m.period_s
+        )),
+    }
+    Ok(m)
+}
+
+/// The Cloud Eye part of `plan`'s output.
+pub fn describe(models: &[ModelQuery], zone: &Zone, out: &mut String) {
+    use std::fmt::Write;
+    if models.is_empty() {
+        return;
+    }
+    let tz = &zone.tz;
+    let _ = writeln!(
+        out,
+        "\nCloud Eye queries (SYS.MaaS; models and keys are found at run time with ListMetrics):"
+    );
+    for m in models {
+        let breakdown = if m.query.by_key {
+            "model, api_key"
+        } else {
+            "model"
+        };
+        let metrics: Vec<&str> = m.query.metrics.iter().map(|x| x.ces).collect();
+        let _ = writeln!(
+            out,
+            "  {}: breakdown [{breakdown}], period {} s, metrics {}",
+            m.name,
+            m.period_s,
+            metrics.join(", ")
+        );
+        if let (Some(r), Some(w)) = (&m.requested, m.windows.first()) {
+            let moved = if (r.start_ms, r.end_ms) == (w.start_ms, w.end_ms) {
+                "already on whole periods".to_string()
+            } else {
+                format!(
+                    "aligned from {} ~ {}",
+                    time::fmt_local(r.start_ms, tz),
+                    time::fmt_local(r.end_ms, tz)
+                )
+            };
+            let _ = writeln!(
+                out,
+                "    window {} ~ {} ({moved})",
+                time::fmt_local(w.start_ms, tz),
+                time::fmt_local(w.end_ms, tz)
+            );
+        } else if m.checkpoint.is_some() {
+            let _ = writeln!(out, "    {} settled buckets pending", m.windows.len());
+        }
+        for (i, (s, e)) in m.spans.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    call span {}: {} ~ {}  [{s}, {e}): one batch-query-metric-data call per 500 metric objects and per filter (sum for counts, max for latency)",
+                i + 1,
+                time::fmt_local(*s, tz),
+                time::fmt_local(*e, tz)
+            );
+        }
+        for w in &m.warnings {
+            let _ = writeln!(out, "    warning: {w}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const H: i64 = 3_600_000;
+    // 2026-05-21T10:17:00Z
+    const NOW: i64 = 1_779_358_620_000;
+
+    fn w(start_ms: i64, end_ms: i64, shape: Shape) -> Window {
+        Window {
+            start_ms,
+            end_ms,
+            shape,
+        }
+    }
+
+    #[test]
+    fn rolling_windows_keep_their_length_on_whole_periods() {
+        let day = w(NOW - 24 * H, NOW, Shape::Rolling);
+        assert_eq!(period_for(&day), 300);
+        let a = align(&day, 300).unwrap();
+        assert_eq!(a.end_ms, floor(NOW, 300_000));
+        assert_eq!(a.len_ms(), 24 * H);
+        let week = w(NOW - 7 * 24 * H, NOW, Shape::Rolling);
+        assert_eq!(period_for(&week), 3600);
+        let a = align(&week, 3600).unwrap();
+        assert_eq!(a.end_ms % H, 0);
+        assert_eq!(a.len_ms(), 7 * 24 * H);
+    }
+
+    #[test]
+    fn fixed_starts_pick_a_period_they_fall_on() {
+        // Midnight in Kolkata (+05:30) is not on an hour.
+        let start = floor(NOW, 86_400_000) - 5 * H - 30 * 60_000;
+        let today = w(start, NOW, Shape::Anchored);
+        assert_eq!(period_for(&today), 300);
+        let month = w(start - 20 * 24 * H, NOW, Shape::Anchored);
+        assert_eq!(
+            period_for(&month),
+            300,
+            "a half-hour start is not on an hour"
+        );
+        let hour_start = w(floor(NOW, H) - 48 * H, NOW, Shape::Anchored);
+        assert_eq!(period_for(&hour_start), 3600);
+        let odd = w(floor(NOW, H) - 48 * H + 1000, NOW, Shape::Closed);
+        assert_eq!(period_for(&odd), 60);
+    }
+
+    #[test]
+    fn spans_stay_within_the_servers_limit() {
+        let s = spans(0, 25 * 24 * H, 3600);
+        assert_eq!(s.len(), 3);
+        assert!(s.iter().all(|(a, b)| b - a <= 10 * 24 * H));
+        assert_eq!(s.first().unwrap().0, 0);
+        assert_eq!(s.last().unwrap().1, 25 * 24 * H);
+    }
+
+    #[test]
+    fn buckets_merge_into_spans_and_pick_their_period() {
+        let buckets: Vec<(i64, i64)> = (0..30).map(|i| (i * H, (i + 1) * H)).collect();
+        assert_eq!(period_for_buckets(H, &buckets), 3600);
+        let s = bucket_spans(&buckets, 3600);
+        assert_eq!(s, vec![(0, 30 * H)]);
+        // Daily buckets at 16:00 UTC (midnight in Shanghai): 4-hour periods fit, a day does not.
+        let daily: Vec<(i64, i64)> = (0..3)
+            .map(|i| (16 * H + i * 24 * H, 16 * H + (i + 1) * 24 * H))
+            .collect();
+        assert_eq!(period_for_buckets(24 * H, &daily), 14_400);
+    }
+
+    proptest! {
+        #[test]
+        fn an_aligned_window_is_on_whole_periods_inside_the_asked_one(
+            start in 0i64..4_000_000_000_000, len in 60_000i64..40 * 86_400_000,
+            shape in prop_oneof![Just(Shape::Rolling), Just(Shape::Anchored), Just(Shape::Closed)],
+        ) {
+            let asked = w(start, start + len, shape);
+            let p = period_for(&asked);
+            if let Some(a) = align(&asked, p) {
+                prop_assert_eq!(a.start_ms % ms(p), 0);
+                prop_assert_eq!(a.end_ms % ms(p), 0);
+                prop_assert!(a.end_ms <= asked.end_ms);
+                match shape {
+                    Shape::Rolling if asked.len_ms() % ms(p) == 0 => {
+                        prop_assert_eq!(a.len_ms(), asked.len_ms())
+                    }
+                    Shape::Rolling => prop_assert!(a.len_ms() <= asked.len_ms()),
+                    _ => prop_assert!(a.start_ms >= asked.start_ms),
+                }
+                let s = spans(a.start_ms, a.end_ms, p);
+                prop_assert_eq!(s.first().map(|x| x.0), Some(a.start_ms));
+                prop_assert_eq!(s.last().map(|x| x.1), Some(a.end_ms));
+                for (x, y) in &s {
+                    prop_assert!(y - x <= ces::span_limit_ms(p));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! `source: cloud_eye` against the simulator's Cloud Eye: exact per-model and per-key integer
+//! sums, reconciliation with ShowStatistics, discovery through paged ListMetrics, windows split
+//! within the server's limits, names falling back to ids, the cardinality guard, period mode, and
+//! every output format.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use maas_usage::sim::model::{key_id, Selection, DEFAULT_MODELS};
+use maas_usage::sim::Simulator;
+
+const H: i64 = 3_600_000;
+
+fn ms(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// A spec with these queries (YAML list items) against `sim`'s MaaS and Cloud Eye.
+fn spec(sim: &Simulator, queries: &str, extra: &str) -> std::path::PathBuf {
+    let url = sim.url();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n{queries}{extra}"
+    ))
+}
+
+fn model_lines(out: &std::process::Output) -> Vec<Line> {
+    parse_lp(&stdout(out))
+        .into_iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect()
+}
+
+fn cloud_eye_calls(sim: &Simulator, path_end: &str) -> Vec<maas_usage::sim::Logged> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with(path_end))
+        .collect()
+}
+
+#[test]
+fn per_model_totals_are_exact_and_reconcile_with_show_statistics() {
+    let sim = sim();
+    // Yesterday in Shanghai: a closed, hour-aligned day.
+    let (start, end) = (
+        ms("2026-05-20T00:00:00+08:00"),
+        ms("2026-05-21T00:00:00+08:00"),
+    );
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n  - name: console\n    range: yesterday\n    service_types: [preset, my_service]\n",
+        "",
+    );
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let lines = model_lines(&out);
+    assert_eq!(lines.len(), DEFAULT_MODELS.len());
+    let mut by_model = 0i64;
+    for (id, name, _) in DEFAULT_MODELS {
+        let l = lines
+            .iter()
+            .find(|l| l.tag("model_id") == Some(id))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(l.tag("model"), Some(*name), "names from the MaaS monitor");
+        assert_eq!(l.timestamp, Some(end * 1_000_000));
+        let want = sim.model_usage(id, None, start, end);
+        assert_eq!(
+            l.int("total_tokens"),
+            Some(want.total_tokens as i64),
+            "{name}"
+        );
+        assert_eq!(l.int("prompt_tokens"), Some(want.prompt_tokens as i64));
+        assert_eq!(
+            l.int("completion_tokens"),
+            Some(want.completion_tokens as i64)
+        );
+        assert_eq!(l.int("requests"), Some(want.requests as i64));
+        assert_eq!(l.int("errors"), Some(want.errors as i64));
+        assert!(
+            l.floats.contains_key("ttft_p99_ms"),
+            "latency as a float in ms"
+        );
+        assert_eq!(l.int("window_seconds"), Some(86_400));
+        by_model += l.int("total_tokens").unwrap();
+    }
+    // The console's figure for service types 1 + 2 is the sum over models, to the token.
+    let console: i64 = parse_lp(&stdout(&out))
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .map(|l| l.int("total_tokens").unwrap())
+        .sum();
+    let expected: u64 = [1u8, 2]
+        .iter()
+        .map(|&st| {
+            sim.expected(&Selection {
+                service_type: st,
+                batch: false,
+                start_ms: start,
+                end_ms: end,
+                api_keys: None,
+                ips: None,
+            })
+            .total_tokens
+        })
+        .sum();
+    assert_eq!(console as u64, expected);
+    assert_eq!(
+        by_model, console,
+        "per-model sum = ShowStatistics for types 1 + 2"
+    );
+    assert!(by_model > 0);
+}
+
+#[test]
+fn per_key_totals_are_exact_and_filters_pick_by_name_or_id() {
+    let sim = sim();
+    let deepseek = DEFAULT_MODELS[0];
+    let path = spec(
+        &sim,
+        &format!(
+            "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    models: [{}]\n    api_keys: [key-a1, {}]\n",
+            deepseek.1,
+            key_id("key-b1")
+        ),
+        "",
+    );
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = model_lines(&out);
+    let (start, end) = (
+        ms("2026-05-20T00:00:00+08:00"),
+        ms("2026-05-21T00:00:00+08:00"),
+    );
+    let got: BTreeMap<&str, i64> = lines
+        .iter()
+        .map(|l| (l.tag("api_key").unwrap(), l.int("total_tokens").unwrap()))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for key in ["key-a1", "key-b1"] {
+        let l = lines
+            .iter()
+            .find(|l| l.tag("api_key") == Some(key))
+            .unwrap();
+        assert_eq!(l.tag("api_key_id"), Some(key_id(key).as_str()));
+        assert_eq!(l.tag("model"), Some(deepseek.1));
+        let want = sim.model_usage(deepseek.0, Some(key), start, end);
+        assert_eq!(got[key], want.total_tokens as i64, "{key}");
+        assert_eq!(l.int("requests"), Some(want.requests as i64));
+    }
+}
+
+#[test]
+fn discovery_pages_through_list_metrics_and_finds_the_same_series() {
+    let queries = "  - name: keys\n    source: cloud_eye\n    range: last_24h\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count]\n";
+    let whole = sim();
+    let a = run(&spec(&whole, queries, ""), &[]);
+    let paged = sim();
+    paged.configure(|c| c.ces.page_cap = Some(4));
+    let b = run(&spec(&paged, queries, ""), &[]);
+    assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
+    assert_eq!(model_lines(&a), model_lines(&b));
+    assert_eq!(model_lines(&b).len(), 3 * 4, "3 models x 4 named keys");
+    let pages = cloud_eye_calls(&paged, "/metrics");
+    assert!(pages.len() > 4, "paged: {} ListMetrics calls", pages.len());
+    assert!(
+        pages.iter().any(|r| r.query.contains("start=")),
+        "later pages start at the marker"
+    );
+}
+
+#[test]
+fn long_windows_are_split_within_the_servers_limit_and_stay_exact() {
+    let sim = sim();
+    // 14 days at hourly periods: the server keeps 10 days per call.
+    let path = spec(
+        &sim,
+        "  - name: fortnight\n    source: cloud_eye\n    range: last_14d\n    metrics: [total_tokens]\n",
+        "",
+    );
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let batches = cloud_eye_calls(&sim, "/batch-query-metric-data");
+    assert_eq!(batches.len(), 2, "two spans");
+    let mut covered = Vec::new();
+    for b in &batches {
+        let body: serde_json::Value = serde_json::from_str(&b.body).unwrap();
+        let (from, to) = (body["from"].as_i64().unwrap(), body["to"].as_i64().unwrap());
+        assert_eq!(body["period"], "3600");
+        assert!(to - from <= 10 * 24 * H, "within the 10-day limit");
+        covered.push((from, to));
+    }
+    covered.sort();
+    assert_eq!(covered[0].1, covered[1].0, "contiguous");
+    let (start, end) = (covered[0].0, covered[1].1);
+    assert_eq!(end - start, 14 * 24 * H);
+    for l in model_lines(&out) {
+        let id = l.tag("model_id").unwrap();
+        let want = sim.model_usage(id, None, start, end);
+        assert_eq!(
+            l.int("total_tokens"),
+            Some(want.total_tokens as i64),
+            "{id}"
+        );
+    }
+    // plan says how the window was aligned and which spans it calls.
+    let plan = bin()
+        .args(["plan", "--now", NOW, "--spec"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = stdout(&plan);
+    assert!(text.contains("period 3600 s"), "{text}");
+    assert_eq!(text.matches("call span").count(), 2, "{text}");
+}
+
+#[test]
+fn names_fall_back_to_ids_with_one_warning_and_the_spec_can_pin_them() {
+    let sim = sim();
+    sim.configure(|c| c.ces.instances_status = Some(404));
+    let (id, _, _) = DEFAULT_MODELS[1];
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n",
+        &format!("names:\n  models:\n    {id}: qwen-pinned\n"),
+    );
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("W! ").count(), 1, "{err}");
+    assert!(err.contains("ids stand in"), "{err}");
+    let lines = model_lines(&out);
+    for (mid, _, _) in DEFAULT_MODELS {
+        let l = lines
+            .iter()
+            .find(|l| l.tag("model_id") == Some(mid))
+            .unwrap();
+        let want = if *mid == id { "qwen-pinned" } else { mid };
+        assert_eq!(l.tag("model"), Some(want));
+    }
+}
+
+#[test]
+fn the_cardinality_guard_names_the_breakdown_that_exploded() {
+    let sim = sim();
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens]\n",
+        "limits:\n  max_series: 5\n",
+    );
+    let out = run(&path, &[]);
+    // The first query fits and is delivered; the second does not and says why.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = model_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l.tag("query") == Some("models")));
+    let err = stderr(&out);
+    assert!(
+        err.contains("E! query=keys source=cloud_eye (cardinality guard)")
+            && err.contains("breakdown [model, api_key] gives 12 series")
+            && err.contains("limits.max_series (5)"),
+        "{err}"
+    );
+    assert!(
+        cloud_eye_calls(&sim, "/batch-query-metric-data")
+            .iter()
+            .all(|b| !b.body.contains("maas_key_id")),
+        "nothing is asked for the refused query"
+    );
+    // Alone, the refused query is the spec's doing: exit 2.
+    let alone = spec(
+        &sim,
+        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n",
+        "limits:\n  max_series: 5\n",
+    );
+    assert_eq!(run(&alone, &[]).status.code(), Some(2));
+}
+
+#[test]
+fn a_metric_cloud_eye_does_not_report_is_a_warning_not_a_failure() {
+    let sim = sim();
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, ttft_p80]\n",
+        "",
+    );
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("W! Cloud Eye reports no `ttft_p80`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(model_lines(&out)
+        .iter()
+        .all(|l| l.int("total_tokens").is_some() && !l.floats.contains_key("ttft_p80_ms")));
+}
+
+#[test]
+fn period_buckets_come_once_in_order_with_exact_counts() {
+    let sim = sim();
+    let path = spec(
+        &sim,
+        "  - name: hourly\n    source: cloud_eye\n    range: {every: 1h, delay: 2h, backfill: 4h}\n    metrics: [total_tokens, ttft_p99]\n",
+        "",
+    );
+    let state = tempdir().join("state");
+    let at = |now: &str| {
+        sim.configure(|c| c.now = Some(chrono::DateTime::parse_from_rfc3339(now).unwrap().into()));
+        let out = authed()
+            .args(["run", "--now", now, "--spec"])
+            .arg(&path)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        model_lines(&out)
+    };
+    let first = at("2026-05-21T10:00:00+08:00");
+    let second = at("2026-05-21T10:00:00+08:00");
+    let third = at("2026-05-21T12:00:00+08:00");
+    assert!(second.is_empty(), "nothing new settled: nothing again");
+    let ends = |lines: &[Line]| {
+        let mut e: Vec<i64> = lines
+            .iter()
+            .map(|l| l.timestamp.unwrap() / 1_000_000)
+            .collect();
+        e.dedup();
+        e
+    };
+    assert_eq!(
+        ends(&first),
+        vec![
+            ms("2026-05-21T07:00:00+08:00"),
+            ms("2026-05-21T08:00:00+08:00")
+        ]
+    );
+    assert_eq!(
+        ends(&third),
+        vec![
+            ms("2026-05-21T09:00:00+08:00"),
+            ms("2026-05-21T10:00:00+08:00")
+        ]
+    );
+    for l in first.iter().chain(&third) {
+        let end = l.timestamp.unwrap() / 1_000_000;
+        let want = sim.model_usage(l.tag("model_id").unwrap(), None, end - H, end);
+        assert_eq!(l.int("total_tokens"), Some(want.total_tokens as i64));
+        assert_eq!(l.int("period_seconds"), Some(3600));
+    }
+}
+
+#[test]
+fn spec_errors_for_cloud_eye_queries_are_located() {
+    let sim = sim();
+    let path = spec(
+        &sim,
+        "  - name: bad\n    source: cloud_eye\n    service_types: [preset]\n    api_keys: [k1]\n    metrics: [tokens_per_minute]\n",
+        "",
+    );
+    let out = bin().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains(".yaml:12:15: queries[0].metrics[0]"), "{err}");
+    assert!(err.contains("queries[0].metrics[0]"), "{err}");
+    let path = spec(
+        &sim,
+        "  - name: bad\n    source: cloud_eye\n    service_types: [preset]\n    api_keys: [k1]\n",
+        "",
+    );
+    let err = stderr(&bin().arg("validate").arg(&path).output().unwrap());
+    assert!(
+        err.contains("queries[0].service_types: `service_types` applies to ShowStatistics"),
+        "{err}"
+    );
+    assert!(
+        err.contains("queries[0].api_keys: filtering API keys needs `breakdown: [model, api_key]`"),
+        "{err}"
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn every_output_format_carries_the_per_model_series() {
+    let sim = sim();
+    let path = spec(
+        &sim,
+        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    models: [DeepSeek-V3]\n    api_keys: [key-a1, key-b1]\n    metrics: [total_tokens, req_count, req_count_429, ttft_p99]\n",
+        "output:\n  tags:\n    env: demo\n",
+    );
+    let render = |format: &str| {
+        let out = run(&path, &["--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let filters = origin_filters()
+        .into_iter()
+        .chain([
+            (r"duration_ms=\d+i", "duration_ms=[ms]i"),
+            (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
+        ])
+        .collect::<Vec<_>>();
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("influx", render("influx"));
+        insta::assert_snapshot!("json", render("json"));
+        insta::assert_snapshot!("table", render("table"));
+        insta::assert_snapshot!("prometheus", render("prometheus"));
+        insta::assert_snapshot!("otlp_json", render("otlp-json"));
+    });
+}
+
+#[test]
+fn discovery_is_cached_in_the_state_directory_for_an_hour() {
+    let sim = sim();
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n",
+        "",
+    );
+    let state = tempdir().join("state");
+    let with_state = || {
+        let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        model_lines(&out)
+    };
+    let first = with_state();
+    let listed = cloud_eye_calls(&sim, "/metrics").len();
+    let named = cloud_eye_calls(&sim, "/maas/monitor/instances").len();
+    assert_eq!(listed, 2, "one ListMetrics per metric asked for");
+    assert!(named >= 1);
+    let second = with_state();
+    assert_eq!(first, second);
+    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed, "cached");
+    assert_eq!(
+        cloud_eye_calls(&sim, "/maas/monitor/instances").len(),
+        named,
+        "names cached too"
+    );
+    // A metric not asked for before is discovered (alone); a full reset forgets everything.
+    let more = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count, ttft_p99]\n",
+        "",
+    );
+    let out = run(&more, &["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 1);
+    let reset = bin()
+        .args(["state", "reset", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(stdout(&reset).contains("reset the Cloud Eye discovery cache"));
+    with_state();
+    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 3);
+}
+
+#[test]
+fn cloud_eye_calls_keep_to_their_own_budget_and_count_in_the_self_metrics() {
+    // The simulator's limit is one for every API: 4 Cloud Eye calls per window, plus the two
+    // pages of names (the MaaS monitor, on MaaS's budget), fit under 6.
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(6);
+    cfg.faults.rate_window = std::time::Duration::from_millis(1500);
+    let sim = start(cfg);
+    let path = spec(
+        &sim,
+        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count, ttft_p99]\n",
+        "limits:\n  ces_requests_per_minute: 4\n  timeout: 60s\n",
+    );
+    let out = authed()
+        .env("MAAS_USAGE_RATE_WINDOW_MS", "1500")
+        .args(["run", "--now", NOW, "--spec"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = parse_lp(&stdout(&out));
+    let collector = all.last().unwrap();
+    assert_eq!(collector.int("throttled"), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        collector.int("api_calls"),
+        Some(sim.requests().len() as i64),
+        "every Cloud Eye and monitor call counts"
+    );
+    assert_eq!(model_lines(&out).len(), 3 * 4);
+}
