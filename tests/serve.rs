@@ -26,7 +26,19 @@ struct Serve {
 
 impl Serve {
     fn start(spec: &std::path::Path, state: &std::path::Path, interval: &str) -> Serve {
-        let mut child = authed()
+        Self::start_with(spec, state, interval, |_| {})
+    }
+
+    /// As `start`, with `adjust` applied to the command first (its environment).
+    fn start_with(
+        spec: &std::path::Path,
+        state: &std::path::Path,
+        interval: &str,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Serve {
+        let mut cmd = authed();
+        adjust(&mut cmd);
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--interval", interval])
             .args(["--now", NOW, "--spec"])
             .arg(spec)
@@ -342,4 +354,39 @@ fn a_taken_port_is_exit_1_before_any_call() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn serve_picks_up_a_rotated_credentials_file_without_a_second_rejection() {
+    let sim = sim();
+    let creds = tempdir().join("aksk");
+    std::fs::write(
+        &creds,
+        format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY=SKWRONG-rotation\n"),
+    )
+    .unwrap();
+    let spec = fixture(
+        "auth/rotated-credentials.yaml",
+        &[
+            ("url", &sim.url()),
+            ("project", PROJECT),
+            ("credentials_file", &creds.display().to_string()),
+        ],
+    );
+    let mut serve = Serve::start_with(&spec, &tempdir().join("state"), "1s", |c| {
+        c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
+    });
+    serve.wait_for_line("E! ");
+    assert_eq!(serve.get("/healthz", None).status, 503);
+    // The key is rotated: the next collection signs with the new one and is published.
+    std::fs::write(&creds, format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK}\n")).unwrap();
+    serve.wait_for("/healthz", 200);
+    serve.wait_for_line("I! new credentials from");
+    let rejected = sim.requests().iter().filter(|r| r.status == 401).count();
+    assert_eq!(
+        rejected, 1,
+        "the wrong key was tried once, whatever the collections in between"
+    );
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
 }
