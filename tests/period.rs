@@ -403,6 +403,62 @@ fn in_prometheus_period_buckets_are_counters_of_running_totals_across_runs() {
 }
 
 #[test]
+fn a_shared_state_directory_shows_each_spec_only_its_own_counters() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
+        .unwrap()
+        .replace("format: influx", "format: prometheus");
+    let a = spec_file(&text);
+    let b = spec_file(&text.replace("name: hourly", "name: other"));
+    let state = tempdir().join("state");
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    let out = run_at(&b, &state, t0, &[]);
+    assert!(stdout(&out).contains("maas_query=\"other\""));
+    let out = run_at(&a, &state, t0, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("maas_query=\"hourly\""), "{text}");
+    assert!(
+        !text.contains("maas_query=\"other\""),
+        "another spec's counters are not this one's: {text}"
+    );
+}
+
+#[test]
+fn counters_stay_while_another_run_holds_the_period_lock() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
+        .unwrap()
+        .replace("format: influx", "format: prometheus")
+        .replace("timeout: 10s", "timeout: 2s");
+    let spec = spec_file(&text);
+    let state = tempdir().join("state");
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    let first = stdout(&run_at(&spec, &state, t0, &[]));
+    let before = sample(&first, "maas_usage_period_tokens_total");
+    assert!(before > 0);
+    // Another run holds the lock: no bucket is emitted, but the counter is still shown.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state.join("period.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out = run_at(&spec, &state, t0 + 2 * H, &[]);
+    drop(lock);
+    assert!(
+        stderr(&out).contains("holds the period-mode lock"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sample(&stdout(&out), "maas_usage_period_tokens_total"),
+        before,
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn the_delta_preference_sends_each_bucket_as_its_own_count() {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();

@@ -37,6 +37,7 @@ use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
 use crate::state::StateDir;
+use crate::time::period::Totals;
 use std::io::IsTerminal;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
@@ -311,15 +312,46 @@ fn log_nothing_collected(planned: usize, collected: &Collected) {
     }
 }
 
+/// The running totals of `spec`'s period queries in `region`, out of all those `totals` holds
+/// (ids are `<region>/<query>/...` and `<region>/cloud_eye/<query>/...`).
+fn own_totals(mut totals: Totals, spec: &Spec, region: &str) -> Totals {
+    let period = |cloud_eye: bool| -> Vec<&str> {
+        spec.queries
+            .iter()
+            .filter(|q| matches!(q.range, RangeExpr::Period(_)))
+            .filter(|q| q.cloud_eye().is_some() == cloud_eye)
+            .map(|q| q.name.as_str())
+            .collect()
+    };
+    let (statistics, cloud_eye) = (period(false), period(true));
+    let ours = |id: &str, names: &[&str], cloud_eye: bool| {
+        let mut parts = id.split('/');
+        let same_region = parts.next() == Some(region);
+        let source_ok = !cloud_eye || parts.next() == Some("cloud_eye");
+        same_region && source_ok && parts.next().is_some_and(|q| names.contains(&q))
+    };
+    totals.series.retain(|id, _| ours(id, &statistics, false));
+    totals.models.retain(|id, _| ours(id, &cloud_eye, true));
+    totals
+}
+
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.settings.now();
     let (lock, period_ok) = period_lock(ctx, started);
-    let (checkpoints, stored) = match (&ctx.state, &lock) {
-        (Some(state), Some(_)) => (state.checkpoints(), state.totals()),
+    let checkpoints = match (&ctx.state, &lock) {
+        (Some(state), Some(_)) => state.checkpoints(),
         _ => Default::default(),
     };
+    // The counters are read whether or not the lock was had (the file is replaced whole, so a
+    // read never sees half of it): a run that cannot emit buckets still shows its totals. Only
+    // this spec's period queries in this region: a shared state directory holds others'.
+    let stored = ctx
+        .state
+        .as_ref()
+        .map(|s| own_totals(s.totals(), &ctx.spec, &ctx.conn.region))
+        .unwrap_or_default();
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
     let deadline = started
