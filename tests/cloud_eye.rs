@@ -488,3 +488,38 @@ fn cloud_eye_calls_keep_to_their_own_budget_and_count_in_the_self_metrics() {
     );
     assert_eq!(model_lines(&out).len(), 3 * 4);
 }
+
+#[test]
+fn a_cloud_eye_permission_refusal_never_locks_the_key() {
+    let sim = sim();
+    let state = tempdir().join("state");
+    let with_state = |path: &std::path::Path| run(path, &["--state-dir", state.to_str().unwrap()]);
+    // Cloud Eye refuses (no CES policy): that query fails, saying what to grant...
+    sim.push_script(maas_usage::sim::Scripted::Status {
+        status: 403,
+        body: r#"{"error_code":"ces.0003","error_msg":"Forbidden"}"#.into(),
+        retry_after: None,
+    });
+    let models = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n",
+        "",
+    );
+    let out = with_state(&models);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("CES ReadOnlyAccess"),
+        "{}",
+        stderr(&out)
+    );
+    // ... and the key stays usable: ShowStatistics right after, from the same state.
+    let statistics = spec(&sim, "  - name: console\n    range: yesterday\n", "");
+    let out = with_state(&statistics);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("rejected"), "{}", stderr(&out));
+    // The same for a refusal of the names (best effort): a warning, and the key is fine.
+    sim.configure(|c| c.ces.instances_status = Some(403));
+    let out = with_state(&models);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(with_state(&statistics).status.code(), Some(0));
+}

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::client::{Call, Client};
 use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
 use crate::domain::ces::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
-use crate::domain::failure::DecodeError;
+use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
 
 /// A batch answer may be large (500 metric objects by hundreds of periods).
@@ -147,6 +147,8 @@ impl Client {
     fn ces_call<'a>(&'a self, mut call: Call<'a>) -> Call<'a> {
         call.max_body = MAX_CES_BODY_BYTES;
         call.budget = Some(&*self.ces_budget);
+        call.api = Api::CloudEye;
+        call.forbidden_is_permission = true;
         call
     }
 
@@ -215,7 +217,10 @@ impl Client {
         })
         .to_string();
         let ep = &self.opts.monitor;
-        let a = self.call(&Call::post(ep, &path, body.as_bytes()), deadline)?;
+        let mut call = Call::post(ep, &path, body.as_bytes());
+        // Names are best effort: a 403 there is that API's permission, not the key's.
+        call.forbidden_is_permission = true;
+        let a = self.call(&call, deadline)?;
         parse_instances(&a.body, into).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
     }
 }

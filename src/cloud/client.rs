@@ -12,7 +12,7 @@ use super::auth::{self, AuthGate, Refusal, Rejection, RejectionStore, Verdict};
 use super::credentials::Credentials;
 use super::sign::{self, SignInput};
 use crate::budget::{Budget, Unlimited};
-use crate::domain::failure::{DecodeError, HttpFailure};
+use crate::domain::failure::{Api, DecodeError, HttpFailure};
 use crate::domain::{ApiError, StatsAnswer};
 pub use crate::endpoint::Endpoint;
 use crate::log;
@@ -111,6 +111,12 @@ pub(super) struct Call<'a> {
     pub(super) max_body: u64,
     /// `None`: the MaaS budget.
     pub(super) budget: Option<&'a dyn Budget>,
+    /// The API called. A 403 from MaaS or IAM rejects the credential (see [`auth`]); one from
+    /// another API (Cloud Eye, the monitor's names) is that API's permission, and says nothing
+    /// about the key.
+    pub(super) api: Api,
+    /// A 403 is a missing permission of this API, not a rejected credential.
+    pub(super) forbidden_is_permission: bool,
 }
 
 impl<'a> Call<'a> {
@@ -123,6 +129,8 @@ impl<'a> Call<'a> {
             body,
             max_body: MAX_BODY_BYTES,
             budget: None,
+            api: Api::Maas,
+            forbidden_is_permission: false,
         }
     }
 
@@ -135,6 +143,8 @@ impl<'a> Call<'a> {
             body: b"",
             max_body: MAX_BODY_BYTES,
             budget: None,
+            api: Api::Maas,
+            forbidden_is_permission: false,
         }
     }
 }
@@ -425,12 +435,17 @@ impl Client {
         let timeout = remaining.min(self.opts.call_timeout);
         match self.exchange(&id.creds, req, timeout) {
             Attempt::Answer(a) => {
-                let verdict = Verdict::of_status(a.status);
+                let verdict = match Verdict::of_status(a.status) {
+                    Verdict::Rejected { status: 403 } if req.forbidden_is_permission => {
+                        Verdict::Unknown
+                    }
+                    v => v,
+                };
                 if verdict == Verdict::Accepted {
                     permit.finish(None, verdict);
                     return Step::Done(a);
                 }
-                let e = self.http_failure(&a);
+                let e = self.http_failure(&a, req.api);
                 if permit.finish(e.code(), verdict).is_some() {
                     // 401/403: no further call with these credentials (the gate now says so).
                     return Step::Fatal(e);
@@ -477,7 +492,7 @@ impl Client {
         }
     }
 
-    fn http_failure(&self, a: &Answer) -> ApiError {
+    fn http_failure(&self, a: &Answer, api: Api) -> ApiError {
         let body = api::parse_error_body(&a.body);
         // Secrets are redacted from the whole text before anything is cut, so no part of one
         // can survive at a cut.
@@ -502,6 +517,7 @@ impl Client {
             code: safe(body.code),
             message: sanitize_remote(head, REMOTE_TEXT_MAX),
             request_id: a.request_id.clone().or(safe(body.request_id)),
+            api,
         })
     }
 
@@ -601,7 +617,7 @@ mod tests {
             request_id: None,
             retry_after: None,
         };
-        match client().http_failure(&a) {
+        match client().http_failure(&a, Api::Maas) {
             ApiError::Http(f) => f,
             other => panic!("{other}"),
         }
@@ -640,6 +656,7 @@ mod tests {
             code: Some("APIGW.0301".into()),
             message: "Incorrect IAM authentication information".into(),
             request_id: Some("abc".into()),
+            api: Api::Maas,
         });
         let s = e.to_string();
         assert!(
@@ -653,6 +670,7 @@ mod tests {
             code: Some("APIGW.0303".into()),
             message: "x".into(),
             request_id: None,
+            api: Api::Maas,
         });
         assert!(e.to_string().contains("check the system clock"));
     }

@@ -61,6 +61,18 @@ pub struct HttpFailure {
     pub code: Option<String>,
     pub message: String,
     pub request_id: Option<String>,
+    /// Which API answered: it decides what a 403 asks for.
+    pub api: Api,
+}
+
+/// The APIs the plugin calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Api {
+    /// MaaS (ShowStatistics, the monitor's names) and IAM.
+    #[default]
+    Maas,
+    /// Cloud Eye (`source: cloud_eye`).
+    CloudEye,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,6 +119,7 @@ fn fmt_blocked(r: &Rejection) -> String {
         code: r.code.clone(),
         message: String::new(),
         request_id: None,
+        api: Api::Maas,
     };
     let mut s = format!(
         "credentials were rejected at {}; not retrying until {} to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth'); the server answered HTTP {}",
@@ -156,6 +169,7 @@ fn hint(f: &HttpFailure) -> Option<&'static str> {
     match (f.status, f.code.as_deref()) {
         (_, Some("APIGW.0303")) => Some("check the system clock: X-Sdk-Date must be within 15 minutes of the server's time (enable NTP)"),
         (401, _) => Some("the signature was rejected: check the AK/SK pair (and the security token for temporary credentials)"),
+        (403, _) if f.api == Api::CloudEye => Some("Cloud Eye refused: the IAM user (or agency) needs the CES ReadOnlyAccess policy for source: cloud_eye queries; the other series are not affected"),
         (403, _) => Some("the IAM user needs the permission modelarts:monitoring:get (and iam:projects:get for project discovery)"),
         (429, _) => Some("throttled: the API allows 200 calls a minute per user; lower limits.requests_per_minute or run less often"),
         (404, _) => Some("check the region, the endpoint and the project id"),
