@@ -523,3 +523,29 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(with_state(&statistics).status.code(), Some(0));
 }
+
+#[test]
+fn a_names_api_that_never_answers_costs_a_few_seconds_not_the_data() {
+    let sim = sim();
+    // Accepts connections (the kernel does) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n",
+        "limits:\n  timeout: 20s\n",
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "  ces_endpoint:",
+        &format!(
+            "  maas_monitor_endpoint: http://{}\n  ces_endpoint:",
+            silent.local_addr().unwrap()
+        ),
+    );
+    let out = run(&spec_file(&text), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = model_lines(&out);
+    assert_eq!(lines.len(), DEFAULT_MODELS.len());
+    assert!(lines.iter().all(|l| l.tag("model") == l.tag("model_id")));
+    assert!(stderr(&out).contains("ids stand in"), "{}", stderr(&out));
+    drop(silent);
+}

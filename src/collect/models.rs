@@ -119,6 +119,8 @@ pub struct Limits {
 const MAX_POINTS_PER_CALL: i64 = 100_000;
 /// A ListMetrics loop that never ends (a server that repeats its marker) stops here.
 const MAX_PAGES: usize = 1000;
+/// The most the names of a run may take.
+const NAMES_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which (metric, series) pairs exist, for each metric asked for and not already `known`.
 fn discover(
@@ -177,25 +179,29 @@ fn names(
     if !unnamed || known.named {
         return false;
     }
+    // Names are a nicety: they get a few seconds, never the data's time.
+    let deadline = deadline.min(Instant::now() + NAMES_TIME);
     let mut found = Names::default();
     let mut start = 0;
     for _ in 0..MAX_PAGES {
+        let before = found.models.len() + found.keys.len();
         match ce.instances(start, &mut found, deadline) {
-            Ok(0) => {
-                known.names = found;
-                known.named = true;
-                return true;
-            }
-            Ok(n) => start += n,
+            Ok(n) if n > 0 && found.models.len() + found.keys.len() > before => start += n,
+            // The end (or a server that keeps answering the same page).
+            Ok(_) => break,
             Err(e) => {
                 warnings.push(format!(
-                    "cannot read model and API key names from the MaaS monitor ({e}); ids stand in for the names the spec's `names:` does not pin"
+                    "cannot read model and API key names from the MaaS monitor ({e}); ids stand in for the names the spec's `names:` does not pin, for the next hour"
                 ));
-                return false;
+                found = Names::default();
+                break;
             }
         }
     }
-    false
+    // Kept either way: a monitor that cannot answer is not asked again until the cache expires.
+    known.names = found;
+    known.named = true;
+    true
 }
 
 fn named(id: &str, names: &std::collections::BTreeMap<String, String>) -> Named {
