@@ -549,3 +549,36 @@ fn a_names_api_that_never_answers_costs_a_few_seconds_not_the_data() {
     assert!(stderr(&out).contains("ids stand in"), "{}", stderr(&out));
     drop(silent);
 }
+
+#[test]
+fn a_month_in_a_half_hour_zone_costs_a_few_calls_and_stays_exact() {
+    let sim = sim();
+    let url = sim.url();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Kolkata\nqueries:\n  - name: month\n    source: cloud_eye\n    range: this_month\n    metrics: [total_tokens]\n"
+    ));
+    // 2026-05-21T07:30+05:30 is NOW: May's midnight in Kolkata is on a half hour.
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let batches = cloud_eye_calls(&sim, "/batch-query-metric-data");
+    assert!(batches.len() <= 6, "{} calls for a month", batches.len());
+    let spans: Vec<(i64, i64, String)> = batches
+        .iter()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(&b.body).unwrap();
+            (
+                v["from"].as_i64().unwrap(),
+                v["to"].as_i64().unwrap(),
+                v["period"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let start = ms("2026-05-01T00:00:00+05:30");
+    let end = spans.iter().map(|s| s.1).max().unwrap();
+    assert_eq!(spans.iter().map(|s| s.0).min(), Some(start), "{spans:?}");
+    assert!(spans.iter().any(|s| s.2 == "3600") && spans.iter().any(|s| s.2 == "300"));
+    for l in model_lines(&out) {
+        let want = sim.model_usage(l.tag("model_id").unwrap(), None, start, end);
+        assert_eq!(l.int("total_tokens"), Some(want.total_tokens as i64));
+    }
+}

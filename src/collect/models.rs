@@ -367,8 +367,9 @@ pub fn collect_models(
         let Some(acc) = &accs[qi] else {
             continue;
         };
-        for &(from, to) in &q.spans {
-            let periods = ((to - from) / (i64::from(q.period_s) * 1000)).max(1);
+        for sp in &q.spans {
+            let (from, to) = (sp.from, sp.to);
+            let periods = ((to - from) / (i64::from(sp.period_s) * 1000)).max(1);
             let per_call = (MAX_POINTS_PER_CALL / periods).clamp(1, MAX_METRICS_PER_CALL as i64);
             for aggregate in [Aggregate::Sum, Aggregate::Max] {
                 let objects: Vec<(&'static CesMetric, Dims)> = acc
@@ -391,7 +392,7 @@ pub fn collect_models(
                             metrics: chunk.to_vec(),
                             from_ms: from,
                             to_ms: to,
-                            period_s: q.period_s,
+                            period_s: sp.period_s,
                             aggregate,
                         },
                     });

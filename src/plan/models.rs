@@ -26,11 +26,19 @@ pub struct ModelQuery {
     pub windows: Vec<Window>,
     /// The window as the range says it, before alignment (not for period mode).
     pub requested: Option<Window>,
-    /// The calls' `[from, to)` spans, covering `windows`, each within the period's limit.
-    pub spans: Vec<(i64, i64)>,
+    /// The calls' spans, covering `windows`, each within its period's limit.
+    pub spans: Vec<Span>,
     /// Period mode: the checkpoint id of the query (all its series move together).
     pub checkpoint: Option<String>,
     pub warnings: Vec<String>,
+}
+
+/// One call span: `[from, to)` read at `period_s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub from: i64,
+    pub to: i64,
+    pub period_s: u32,
 }
 
 impl ModelQuery {
@@ -92,15 +100,34 @@ pub fn align(w: &Window, period_s: u32) -> Option<Window> {
 }
 
 /// `[start, end)` cut into spans one call of `period_s` answers whole.
-pub fn spans(start: i64, end: i64, period_s: u32) -> Vec<(i64, i64)> {
+pub fn spans(start: i64, end: i64, period_s: u32) -> Vec<Span> {
     let limit = ces::span_limit_ms(period_s);
     let mut out = Vec::new();
     let mut s = start;
     while s < end {
         let e = (s + limit).min(end);
-        out.push((s, e));
+        out.push(Span {
+            from: s,
+            to: e,
+            period_s,
+        });
         s = e;
     }
+    out
+}
+
+/// The spans of a window read at `fine`: when it is longer than a day and `fine` is shorter
+/// than an hour (a start on a half hour), the whole hours in the middle are read by the hour and
+/// only the edges at `fine`, so a month costs a few calls, not one per day.
+pub fn window_spans(start: i64, end: i64, fine: u32) -> Vec<Span> {
+    let hour = ms(3600);
+    let (a, b) = (ceil(start, hour), floor(end, hour));
+    if fine >= 3600 || end - start <= 86_400_000 || a >= b {
+        return spans(start, end, fine);
+    }
+    let mut out = spans(start, a, fine);
+    out.extend(spans(a, b, 3600));
+    out.extend(spans(b, end, fine));
     out
 }
 
@@ -114,13 +141,17 @@ fn period_for_buckets(every_ms: i64, buckets: &[(i64, i64)]) -> u32 {
 }
 
 /// Consecutive buckets merged into spans within the period's limit.
-fn bucket_spans(buckets: &[(i64, i64)], period_s: u32) -> Vec<(i64, i64)> {
+fn bucket_spans(buckets: &[(i64, i64)], period_s: u32) -> Vec<Span> {
     let limit = ces::span_limit_ms(period_s);
-    let mut out: Vec<(i64, i64)> = Vec::new();
+    let mut out: Vec<Span> = Vec::new();
     for &(s, e) in buckets {
         match out.last_mut() {
-            Some(last) if last.1 == s && e - last.0 <= limit => last.1 = e,
-            _ => out.push((s, e)),
+            Some(last) if last.to == s && e - last.from <= limit => last.to = e,
+            _ => out.push(Span {
+                from: s,
+                to: e,
+                period_s,
+            }),
         }
     }
     out
@@ -184,7 +215,7 @@ pub fn plan_query(
     m.period_s = period_for(&w);
     match align(&w, m.period_s) {
         Some(a) => {
-            m.spans = spans(a.start_ms, a.end_ms, m.period_s);
+            m.spans = window_spans(a.start_ms, a.end_ms, m.period_s);
             m.windows = vec![a];
         }
         None => m.warnings.push(format!(
@@ -239,13 +270,16 @@ pub fn describe(models: &[ModelQuery], zone: &Zone, out: &mut String) {
         } else if m.checkpoint.is_some() {
             let _ = writeln!(out, "    {} settled buckets pending", m.windows.len());
         }
-        for (i, (s, e)) in m.spans.iter().enumerate() {
+        for (i, sp) in m.spans.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "    call span {}: {} ~ {}  [{s}, {e}): one batch-query-metric-data call per 500 metric objects and per filter (sum for counts, max for latency)",
+                "    call span {}: {} ~ {}  [{}, {}) at {} s: one batch-query-metric-data call per 500 metric objects and per filter (sum for counts, max for latency)",
                 i + 1,
-                time::fmt_local(*s, tz),
-                time::fmt_local(*e, tz)
+                time::fmt_local(sp.from, tz),
+                time::fmt_local(sp.to, tz),
+                sp.from,
+                sp.to,
+                sp.period_s
             );
         }
         for w in &m.warnings {
@@ -307,9 +341,18 @@ mod tests {
     fn spans_stay_within_the_servers_limit() {
         let s = spans(0, 25 * 24 * H, 3600);
         assert_eq!(s.len(), 3);
-        assert!(s.iter().all(|(a, b)| b - a <= 10 * 24 * H));
-        assert_eq!(s.first().unwrap().0, 0);
-        assert_eq!(s.last().unwrap().1, 25 * 24 * H);
+        assert!(s.iter().all(|x| x.to - x.from <= 10 * 24 * H));
+        assert_eq!(s.first().unwrap().from, 0);
+        assert_eq!(s.last().unwrap().to, 25 * 24 * H);
+    }
+
+    #[test]
+    fn a_month_from_a_half_hour_midnight_reads_hours_in_the_middle() {
+        // Midnight in Kolkata (+05:30), twenty days, read at five minutes.
+        let start = floor(NOW, H) - 20 * 24 * H - 30 * 60_000;
+        let s = window_spans(start, floor(NOW, 300_000), 300);
+        let periods: Vec<u32> = s.iter().map(|x| x.period_s).collect();
+        assert_eq!(periods, vec![300, 3600, 3600, 300]);
     }
 
     #[test]
@@ -317,7 +360,14 @@ mod tests {
         let buckets: Vec<(i64, i64)> = (0..30).map(|i| (i * H, (i + 1) * H)).collect();
         assert_eq!(period_for_buckets(H, &buckets), 3600);
         let s = bucket_spans(&buckets, 3600);
-        assert_eq!(s, vec![(0, 30 * H)]);
+        assert_eq!(
+            s,
+            vec![Span {
+                from: 0,
+                to: 30 * H,
+                period_s: 3600
+            }]
+        );
         // Daily buckets at 16:00 UTC (midnight in Shanghai): 4-hour periods fit, a day does not.
         let daily: Vec<(i64, i64)> = (0..3)
             .map(|i| (16 * H + i * 24 * H, 16 * H + (i + 1) * 24 * H))
@@ -344,12 +394,19 @@ mod tests {
                     Shape::Rolling => prop_assert!(a.len_ms() <= asked.len_ms()),
                     _ => prop_assert!(a.start_ms >= asked.start_ms),
                 }
-                let s = spans(a.start_ms, a.end_ms, p);
-                prop_assert_eq!(s.first().map(|x| x.0), Some(a.start_ms));
-                prop_assert_eq!(s.last().map(|x| x.1), Some(a.end_ms));
-                for (x, y) in &s {
-                    prop_assert!(y - x <= ces::span_limit_ms(p));
+                let s = window_spans(a.start_ms, a.end_ms, p);
+                prop_assert_eq!(s.first().map(|x| x.from), Some(a.start_ms));
+                prop_assert_eq!(s.last().map(|x| x.to), Some(a.end_ms));
+                for (i, x) in s.iter().enumerate() {
+                    prop_assert!(x.to - x.from <= ces::span_limit_ms(x.period_s));
+                    prop_assert_eq!(x.from % ms(x.period_s), 0);
+                    prop_assert_eq!(x.to % ms(x.period_s), 0);
+                    if i > 0 {
+                        prop_assert_eq!(s[i - 1].to, x.from, "contiguous");
+                    }
                 }
+                // A month costs a handful of spans, whatever the zone's offset.
+                prop_assert!(s.len() <= 6, "{} spans", s.len());
             }
         }
     }
