@@ -288,13 +288,14 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
     assert!(!err.contains("E! "), "{err}");
 }
 
-#[test]
-fn until_a_collection_succeeds_metrics_and_healthz_say_503_then_recover() {
+/// For a spec of ShowStatistics queries and for one of Cloud Eye queries alone: nothing is
+/// published before a collection succeeds, a failed one never replaces the last good page.
+fn no_page_until_success_and_the_last_good_one_stays(queries: &str, published: &str) {
     let sim = sim();
     sim.configure(|c| c.faults.fail_ratio = 1.0);
+    let url = sim.url();
     let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\nlimits:\n  timeout: 5s\n",
-        sim.url()
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n{queries}limits:\n  timeout: 5s\n"
     ));
     let mut serve = Serve::start(&spec, &tempdir().join("state"), "1s");
     serve.wait_for_line("W! this collection delivered nothing");
@@ -308,7 +309,7 @@ fn until_a_collection_succeeds_metrics_and_healthz_say_503_then_recover() {
     serve.wait_for("/healthz", 200);
     let m = serve.get("/metrics", None);
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("maas_usage_total_tokens{"), "{}", m.body);
+    assert!(m.body.contains(published), "{}", m.body);
 
     // Down again: scrapes keep the last page, and /healthz turns 503 once it is two intervals
     // old.
@@ -318,6 +319,19 @@ fn until_a_collection_succeeds_metrics_and_healthz_say_503_then_recover() {
     assert_eq!(serve.get("/metrics", None).body, m.body);
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn until_a_collection_succeeds_metrics_and_healthz_say_503_then_recover() {
+    no_page_until_success_and_the_last_good_one_stays("  - name: a\n", "maas_usage_total_tokens{");
+}
+
+#[test]
+fn a_failed_cloud_eye_collection_never_replaces_the_last_good_page() {
+    no_page_until_success_and_the_last_good_one_stays(
+        "  - name: m\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n",
+        "maas_model_total_tokens{",
+    );
 }
 
 #[test]

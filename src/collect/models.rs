@@ -423,13 +423,8 @@ pub fn collect_models(
         let touched = |w: &Window| w.start_ms < job.span.1 && job.span.0 < w.end_ms;
         let failure = match result {
             Some(Ok(answer)) => {
-                fold(q, acc, &job.req, answer)
-                    .err()
-                    .map(|error| ApiError::Decode {
-                        endpoint: "Cloud Eye".into(),
-                        error,
-                        request_id: None,
-                    })
+                fold(q, acc, &job.req, answer, &mut out.warnings);
+                None
             }
             Some(Err(e)) => Some(e),
             None => Some(match stopped_by {
@@ -492,20 +487,28 @@ pub fn collect_models(
     out
 }
 
-/// Adds one answer's datapoints to the windows they fall in.
+/// Adds one answer's datapoints to the windows they fall in: only those of the call's own
+/// span (a server that includes the bucket at `to` must not count it twice) and once each.
+/// A value that is not a whole count is rounded, one that is not a count at all is skipped,
+/// each with a warning: one odd datapoint must not hold a period query back for good.
 fn fold(
     q: &ModelQuery,
     acc: &mut Acc,
     req: &BatchRequest,
     answer: BatchAnswer,
-) -> Result<(), DecodeError> {
+    warnings: &mut Vec<String>,
+) {
     let asked: BTreeMap<(&str, &Dims), &'static CesMetric> =
         req.metrics.iter().map(|(m, d)| ((m.ces, d), *m)).collect();
+    let mut seen: BTreeSet<(&'static str, Dims, i64)> = BTreeSet::new();
     for ((name, dims), points) in answer.series {
         let Some(metric) = asked.get(&(name.as_str(), &dims)).copied() else {
             continue;
         };
         for (ts, v) in points {
+            if ts < req.from_ms || ts >= req.to_ms || !seen.insert((metric.ces, dims.clone(), ts)) {
+                continue;
+            }
             // Whole buckets come back; each belongs to the window it starts in.
             let Some(wi) = q
                 .windows
@@ -520,7 +523,21 @@ fn fold(
                 .entry(metric.ces);
             match metric.aggregate {
                 Aggregate::Sum => {
-                    let add = whole(v, metric.ces)?;
+                    let add = match whole(v, metric.ces) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let fixed = (v.is_finite() && v >= 0.0).then(|| v.round() as u64);
+                            warnings.push(format!(
+                                "query {}: {dims}: Cloud Eye answered an odd count at {ts} ({e}); {}",
+                                q.name,
+                                match fixed {
+                                    Some(n) => format!("counted as {n}"),
+                                    None => "left out".into(),
+                                }
+                            ));
+                            fixed.unwrap_or(0)
+                        }
+                    };
                     let f = slot.or_insert(Figure::Count(0));
                     if let Figure::Count(c) = f {
                         *c = c.saturating_add(add);
@@ -535,5 +552,139 @@ fn fold(
             }
         }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ces::{metric, MetricPage};
+    use crate::plan::models::Span;
+    use crate::spec::CloudEyeQuery;
+
+    const H: i64 = 3_600_000;
+
+    /// Cloud Eye as a careless server could be: every bucket of `[from, to]`, `to` included,
+    /// each worth `value`.
+    struct Loose {
+        value: f64,
+    }
+
+    fn dims() -> Dims {
+        Dims {
+            model_id: "m1".into(),
+            key_id: None,
+        }
+    }
+
+    impl CloudEye for Loose {
+        fn list_metrics(&self, metric: &str, _: &str, _: Instant) -> Result<MetricPage, ApiError> {
+            Ok(MetricPage {
+                entries: vec![(metric.to_string(), dims())],
+                marker: String::new(),
+                total: Some(1),
+            })
+        }
+        fn batch(&self, req: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
+            let p = i64::from(req.period_s) * 1000;
+            let points: Vec<(i64, f64)> = (req.from_ms / p..=req.to_ms / p)
+                .map(|b| (b * p, self.value))
+                .collect();
+            Ok(BatchAnswer {
+                series: req
+                    .metrics
+                    .iter()
+                    .map(|(m, d)| ((m.ces.to_string(), d.clone()), points.clone()))
+                    .collect(),
+                request_id: None,
+            })
+        }
+        fn instances(&self, _: usize, _: &mut Names, _: Instant) -> Result<usize, ApiError> {
+            Ok(0)
+        }
+    }
+
+    fn buckets_query() -> ModelQuery {
+        ModelQuery {
+            index: 0,
+            name: "q".into(),
+            query: CloudEyeQuery {
+                by_key: false,
+                models: None,
+                api_keys: None,
+                metrics: vec![metric("total_tokens").unwrap()],
+            },
+            period_s: 3600,
+            windows: (0..3)
+                .map(|i| Window {
+                    start_ms: i * H,
+                    end_ms: (i + 1) * H,
+                    shape: Shape::Bucket,
+                })
+                .collect(),
+            requested: None,
+            spans: vec![
+                Span {
+                    from: 0,
+                    to: H,
+                    period_s: 3600,
+                },
+                Span {
+                    from: H,
+                    to: 3 * H,
+                    period_s: 3600,
+                },
+            ],
+            checkpoint: Some("r/cloud_eye/q".into()),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn collect_with(ce: Loose) -> ModelCollected {
+        collect_models(
+            &[buckets_query()],
+            Arc::new(ce),
+            &Names::default(),
+            None,
+            &Limits {
+                max_series: 10,
+                concurrency: 1,
+            },
+            Instant::now() + std::time::Duration::from_secs(10),
+            &crate::collect::never_stop,
+        )
+    }
+
+    #[test]
+    fn a_bucket_on_a_span_boundary_is_counted_once() {
+        let out = collect_with(Loose { value: 1.0 });
+        let counts: Vec<u64> = out
+            .series
+            .iter()
+            .map(|s| s.count("total_tokens").unwrap())
+            .collect();
+        assert_eq!(counts, vec![1, 1, 1]);
+        assert_eq!(out.advance.get("r/cloud_eye/q"), Some(&(3 * H)));
+    }
+
+    #[test]
+    fn an_odd_count_is_rounded_with_a_warning_and_holds_nothing_back() {
+        let out = collect_with(Loose { value: 2.5 });
+        assert!(out.failures.is_empty());
+        assert_eq!(out.series.len(), 3, "every bucket delivered");
+        assert!(out
+            .series
+            .iter()
+            .all(|s| s.count("total_tokens") == Some(3)));
+        assert!(
+            out.warnings.iter().any(|w| w.contains("odd count")),
+            "{:?}",
+            out.warnings
+        );
+        let bad = collect_with(Loose { value: f64::NAN });
+        assert!(bad
+            .series
+            .iter()
+            .all(|s| s.count("total_tokens") == Some(0)));
+        assert_eq!(bad.advance.get("r/cloud_eye/q"), Some(&(3 * H)));
+    }
 }

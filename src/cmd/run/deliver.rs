@@ -21,8 +21,11 @@ use crate::time::period::{Checkpoints, Totals};
 pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), Error> {
     let out = &ctx.spec.output;
     if let Some(published) = &ctx.published {
+        // Nothing collected and something failed: scrapes keep the last good page.
         let c = report.collected;
-        if c.series.is_empty() && !c.failures.is_empty() {
+        let collected = !c.series.is_empty() || !c.models.series.is_empty();
+        let failed = !c.failures.is_empty() || !c.models.failures.is_empty();
+        if !collected && failed {
             return Ok(());
         }
         let render = |openmetrics| {
