@@ -194,7 +194,7 @@ pub fn markdown(m: &Manifest) -> String {
     );
     table(
         &mut out,
-        "\nPer model and per API key (`source: cloud_eye`; line protocol `maas_model_usage`). Counts are summed exactly over the window (`filter: sum`); latency is the window's highest period (`filter: max`), never summed, in ms in line protocol and seconds in OTLP and Prometheus; a period series' latency in Prometheus is its latest bucket's:",
+        "\nPer model and per API key (`source: cloud_eye`; line protocol `maas_model_usage`). Counts are summed exactly over the window (`filter: sum`); latency is the window's highest minute (`filter: max`), never summed, in ms in line protocol and seconds in OTLP and Prometheus; a period series' latency in Prometheus is its latest bucket's:",
         &["Cloud Eye metric", "line protocol field", "unit", "value", "OTLP Gauge", "Prometheus gauge", "OTLP Sum (period)", "Prometheus counter (period)", "description"],
         m.model_metrics
             .iter()

@@ -144,6 +144,18 @@ fn the_code_tables_match_the_manifest() {
     for r in &m.resource {
         assert_eq!(r.prometheus, fields::prometheus_label(&r.otlp));
     }
+    let declared_resource: BTreeSet<&str> = m
+        .resource
+        .iter()
+        .map(|r| r.otlp.as_str())
+        .chain(
+            m.attributes
+                .iter()
+                .filter_map(|a| a.otlp_resource.as_deref()),
+        )
+        .collect();
+    let code_resource: BTreeSet<&str> = fields::RESOURCE_ATTRIBUTES.iter().copied().collect();
+    assert_eq!(declared_resource, code_resource);
 }
 
 #[test]

@@ -67,8 +67,8 @@ pub fn discovery_cache(state: &StateDir, conn: &Connection) -> Discoveries {
 }
 
 impl DiscoveryCache for Discoveries {
-    fn load(&self) -> Option<Discovered> {
-        self.state.cached_discovery(&self.key)
+    fn load(&self, max_age: std::time::Duration) -> Option<Discovered> {
+        self.state.cached_discovery(&self.key, max_age)
     }
     fn store(&self, found: &Discovered) {
         self.state.store_discovery(&self.key, found)

@@ -39,7 +39,8 @@ pub trait CloudEye: Send + Sync {
 
 /// Where a discovery is kept between runs (the state directory); `None`: every run discovers.
 pub trait DiscoveryCache: Send + Sync {
-    fn load(&self) -> Option<Discovered>;
+    /// A discovery younger than `max_age`.
+    fn load(&self, max_age: std::time::Duration) -> Option<Discovered>;
     fn store(&self, found: &Discovered);
 }
 
@@ -112,6 +113,9 @@ pub struct ModelCollected {
 pub struct Limits {
     pub max_series: usize,
     pub concurrency: usize,
+    /// How old a cached discovery may be: an hour, less when a period query settles its
+    /// buckets sooner (a new model's first bucket must not settle before it is known).
+    pub discovery_max_age: std::time::Duration,
 }
 
 /// At most this many datapoints per answer: 500 objects over a long span would not fit the
@@ -255,7 +259,9 @@ pub fn collect_models(
         .iter()
         .flat_map(|q| q.query.metrics.iter().map(|m| m.ces))
         .collect();
-    let mut known = cache.and_then(|c| c.load()).unwrap_or_default();
+    let mut known = cache
+        .and_then(|c| c.load(limits.discovery_max_age))
+        .unwrap_or_default();
     let discovered = match discover(&*ce, &asked, &mut known, deadline) {
         Ok(changed) => changed,
         Err(error) => {
@@ -648,6 +654,7 @@ mod tests {
             &Limits {
                 max_series: 10,
                 concurrency: 1,
+                discovery_max_age: std::time::Duration::from_secs(3600),
             },
             Instant::now() + std::time::Duration::from_secs(10),
             &crate::collect::never_stop,

@@ -21,7 +21,8 @@ pub const LIST_LIMIT: usize = 1000;
 pub enum Aggregate {
     /// Counts and tokens: `filter: sum`, added up exactly (integers).
     Sum,
-    /// Percentiles and averages: `filter: max`, and the window's highest period; never summed.
+    /// Percentiles and averages: `filter: max` (each period's highest minute), and the window's
+    /// highest period: the highest minute of the window; never summed.
     Max,
 }
 
@@ -122,7 +123,7 @@ pub const CES_METRICS: &[CesMetric] = &[
     count("prompt_tokens", "prompt_tokens", "input_tokens", "{token}", "Prompt Tokens", "Input (prompt) tokens."),
     count("completion_tokens", "completion_tokens", "output_tokens", "{token}", "Completion Tokens", "Output (completion) tokens."),
     count("req_count", "requests", "requests", "{request}", "Requests", "Requests."),
-    count("req_count_error", "errors", "errors", "{request}", "Errors", "Failed requests."),
+    count("req_count_error", "errors", "errors", "{error}", "Errors", "Failed requests."),
     count("req_count_2xx", "requests_2xx", "requests_2xx", "{request}", "2xx", "Requests answered 2xx."),
     count("req_count_4xx", "requests_4xx", "requests_4xx", "{request}", "4xx", "Requests answered 4xx."),
     count("req_count_5xx", "requests_5xx", "requests_5xx", "{request}", "5xx", "Requests answered 5xx."),
@@ -135,19 +136,19 @@ pub const CES_METRICS: &[CesMetric] = &[
     count("req_count_500", "requests_500", "requests_500", "{request}", "500", "Requests answered 500."),
     count("req_count_503", "requests_503", "requests_503", "{request}", "503", "Requests answered 503."),
     count("req_count_504", "requests_504", "requests_504", "{request}", "504", "Requests answered 504."),
-    latency("ttft", "ttft_ms", "TTFT", "Time to first token (streaming), highest period average."),
-    latency("ttft_p50", "ttft_p50_ms", "TTFT p50", "Time to first token, p50 (highest period)."),
-    latency("ttft_p80", "ttft_p80_ms", "TTFT p80", "Time to first token, p80 (highest period)."),
-    latency("ttft_p90", "ttft_p90_ms", "TTFT p90", "Time to first token, p90 (highest period)."),
-    latency("ttft_p99", "ttft_p99_ms", "TTFT p99", "Time to first token, p99 (highest period)."),
-    latency("ttft_max", "ttft_max_ms", "TTFT max", "Time to first token, maximum."),
-    latency("tpot", "tpot_ms", "TPOT", "Time per output token (streaming), highest period average."),
-    latency("tpot_p50", "tpot_p50_ms", "TPOT p50", "Time per output token, p50 (highest period)."),
-    latency("tpot_p80", "tpot_p80_ms", "TPOT p80", "Time per output token, p80 (highest period)."),
-    latency("tpot_p90", "tpot_p90_ms", "TPOT p90", "Time per output token, p90 (highest period)."),
-    latency("tpot_p99", "tpot_p99_ms", "TPOT p99", "Time per output token, p99 (highest period)."),
-    latency("tpot_max", "tpot_max_ms", "TPOT max", "Time per output token, maximum."),
-    latency("latency_avg", "latency_avg_ms", "Latency avg", "Request latency, highest period average."),
+    latency("ttft", "ttft_ms", "TTFT", "Time to first token (streaming), average: the highest minute of the window."),
+    latency("ttft_p50", "ttft_p50_ms", "TTFT p50", "Time to first token, p50: the highest minute of the window."),
+    latency("ttft_p80", "ttft_p80_ms", "TTFT p80", "Time to first token, p80: the highest minute of the window."),
+    latency("ttft_p90", "ttft_p90_ms", "TTFT p90", "Time to first token, p90: the highest minute of the window."),
+    latency("ttft_p99", "ttft_p99_ms", "TTFT p99", "Time to first token, p99: the highest minute of the window."),
+    latency("ttft_max", "ttft_max_ms", "TTFT max", "Time to first token, maximum of the window."),
+    latency("tpot", "tpot_ms", "TPOT", "Time per output token (streaming), average: the highest minute of the window."),
+    latency("tpot_p50", "tpot_p50_ms", "TPOT p50", "Time per output token, p50: the highest minute of the window."),
+    latency("tpot_p80", "tpot_p80_ms", "TPOT p80", "Time per output token, p80: the highest minute of the window."),
+    latency("tpot_p90", "tpot_p90_ms", "TPOT p90", "Time per output token, p90: the highest minute of the window."),
+    latency("tpot_p99", "tpot_p99_ms", "TPOT p99", "Time per output token, p99: the highest minute of the window."),
+    latency("tpot_max", "tpot_max_ms", "TPOT max", "Time per output token, maximum of the window."),
+    latency("latency_avg", "latency_avg_ms", "Latency avg", "Request latency, average: the highest minute of the window."),
 ];
 
 /// Asked for when a query names no `metrics:`: tokens, requests and their error classes, and

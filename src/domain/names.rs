@@ -27,6 +27,39 @@ pub const MODEL_MEASUREMENT: &str = "maas_model_usage";
 /// breakdown), plus `project_id` and `region`.
 pub const MODEL_TAGS: [&str; 5] = ["query", "model", "model_id", "api_key", "api_key_id"];
 
+/// The resource attributes the outputs set themselves (Prometheus carries them as labels).
+pub const RESOURCE_ATTRIBUTES: [&str; 8] = [
+    "service.name",
+    "service.version",
+    "service.instance.id",
+    "host.name",
+    "cloud.provider",
+    "cloud.region",
+    "huaweicloud.project.id",
+    "cloud.account.id",
+];
+
+/// Every tag or label name an output sets itself: a static tag reusing one would hide or
+/// duplicate it (in line protocol, OTLP or Prometheus).
+pub fn reserved_names() -> Vec<String> {
+    let mut out: Vec<String> = BUILTIN_TAGS
+        .iter()
+        .chain(MODEL_TAGS.iter())
+        .map(|t| t.to_string())
+        .collect();
+    out.extend(
+        BUILTIN_TAGS[..4]
+            .iter()
+            .chain(MODEL_TAGS.iter())
+            .map(|t| prometheus_label(&otlp_attribute(t))),
+    );
+    out.extend(RESOURCE_ATTRIBUTES.iter().map(|a| prometheus_label(a)));
+    out.push(prometheus_label(OUTCOME_ATTRIBUTE));
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The OTLP data point attribute of a key tag (`query` -> `maas.query`, `model_id` ->
 /// `maas.model.id`).
 pub fn otlp_attribute(tag: &str) -> String {

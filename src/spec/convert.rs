@@ -395,11 +395,12 @@ pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>
     if let Some(otlp) = &o.otlp {
         out.otlp = otlp_of(f, otlp, errors);
     }
+    let reserved = fields::reserved_names();
     for (k, v) in o.tags.iter().flatten() {
-        if fields::BUILTIN_TAGS.contains(&k.as_str()) || fields::MODEL_TAGS.contains(&k.as_str()) {
+        if reserved.contains(k) {
             errors.push(f.key_err(
                 &format!("/output/tags/{k}"),
-                format!("`{k}` is a tag every series already carries; choose another key"),
+                format!("`{k}` is a tag or label the outputs already set; choose another key"),
             ));
         } else {
             out.tags.insert(k.clone(), v.clone());

@@ -301,14 +301,25 @@ mod tests {
     }
 
     #[test]
-    fn builtin_tag_names_are_refused() {
-        let e = errs(&format!(
-            "{HEAD}queries: [{{name: q}}]\noutput:\n  tags: {{query: x}}\n"
-        ));
-        assert!(
-            e[0].contains("output.tags.query: `query` is a tag every series already carries"),
-            "{e:?}"
-        );
+    fn builtin_tag_and_label_names_are_refused() {
+        for key in [
+            "query",
+            "model",
+            "cloud_region",
+            "maas_model",
+            "host_name",
+            "maas_outcome",
+        ] {
+            let e = errs(&format!(
+                "{HEAD}queries: [{{name: q}}]\noutput:\n  tags: {{{key}: x}}\n"
+            ));
+            assert!(
+                e[0].contains(&format!(
+                    "output.tags.{key}: `{key}` is a tag or label the outputs already set"
+                )),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

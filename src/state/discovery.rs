@@ -24,23 +24,27 @@ struct Cached {
 }
 
 impl StateDir {
-    /// The discovery of `key` (region and project), while it is younger than the TTL.
-    pub fn cached_discovery(&self, key: &str) -> Option<Discovered> {
+    /// The discovery of `key` (region and project), while it is younger than `max_age` (at most
+    /// the TTL).
+    pub fn cached_discovery(&self, key: &str, max_age: Duration) -> Option<Discovered> {
         let all: BTreeMap<String, Cached> = self.read_json(FILE)?;
         let c = all.get(key)?;
         let age = now_ms().saturating_sub(c.at_ms);
-        (age < DISCOVERY_TTL.as_millis() as u64).then(|| c.found.clone())
+        (age < max_age.min(DISCOVERY_TTL).as_millis() as u64).then(|| c.found.clone())
     }
 
+    /// Keeps `found` for `key`. What is added to a discovery still standing (a metric asked for
+    /// the first time, names) keeps its age: the whole expires together, on time.
     pub fn store_discovery(&self, key: &str, found: &Discovered) {
         let _guard = self.lock(LOCK);
         let mut all: BTreeMap<String, Cached> = self.read_json(FILE).unwrap_or_default();
         let now = now_ms();
         all.retain(|_, c| now.saturating_sub(c.at_ms) < DISCOVERY_TTL.as_millis() as u64);
+        let at_ms = all.get(key).map(|c| c.at_ms).unwrap_or(now);
         all.insert(
             key.to_string(),
             Cached {
-                at_ms: now,
+                at_ms,
                 found: found.clone(),
             },
         );
@@ -55,5 +59,44 @@ impl StateDir {
     pub fn reset_discovery(&self) -> std::io::Result<()> {
         let _guard = self.lock(LOCK)?;
         self.write_json(FILE, &BTreeMap::<String, Cached>::new(), Durability::Cheap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ces::Dims;
+
+    fn found(metrics: &[&str]) -> Discovered {
+        let mut d = Discovered::default();
+        for m in metrics {
+            d.metrics.insert(
+                m.to_string(),
+                [Dims {
+                    model_id: "m".into(),
+                    key_id: None,
+                }]
+                .into(),
+            );
+        }
+        d
+    }
+
+    #[test]
+    fn additions_keep_the_discoverys_age_and_max_age_is_honoured() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = StateDir::open(&tmp.path().join("s")).unwrap();
+        d.store_discovery("r/p", &found(&["total_tokens"]));
+        let first: BTreeMap<String, Cached> = d.read_json(FILE).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        d.store_discovery("r/p", &found(&["total_tokens", "req_count"]));
+        let second: BTreeMap<String, Cached> = d.read_json(FILE).unwrap();
+        assert_eq!(first["r/p"].at_ms, second["r/p"].at_ms, "same age");
+        assert_eq!(second["r/p"].found.metrics.len(), 2);
+        assert!(d.cached_discovery("r/p", DISCOVERY_TTL).is_some());
+        assert!(d.cached_discovery("r/p", Duration::ZERO).is_none());
+        assert!(d.cached_discovery("other", DISCOVERY_TTL).is_none());
+        d.reset_discovery().unwrap();
+        assert!(d.cached_discovery("r/p", DISCOVERY_TTL).is_none());
     }
 }

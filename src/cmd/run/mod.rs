@@ -335,6 +335,23 @@ fn own_totals(mut totals: Totals, spec: &Spec, region: &str) -> Totals {
     totals
 }
 
+/// An hour, or less when a Cloud Eye period query settles its buckets sooner: a new model's
+/// first bucket must not settle before discovery has seen the model.
+fn discovery_max_age(spec: &Spec) -> std::time::Duration {
+    spec.queries
+        .iter()
+        .filter(|q| q.cloud_eye().is_some())
+        .filter_map(|q| match &q.range {
+            RangeExpr::Period(p) => u64::try_from(p.delay_ms).ok(),
+            _ => None,
+        })
+        .map(std::time::Duration::from_millis)
+        .fold(
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::min,
+        )
+}
+
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
@@ -396,6 +413,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         &collect::models::Limits {
             max_series: ctx.spec.limits.max_series,
             concurrency: ctx.spec.limits.concurrency,
+            discovery_max_age: discovery_max_age(&ctx.spec),
         },
         deadline,
         &signals::received,
