@@ -84,10 +84,11 @@ fn formats() -> Values<Format> {
     about = "Huawei Cloud MaaS usage statistics as metrics for Telegraf and the OpenTelemetry Collector",
     long_about = "Huawei Cloud MaaS usage statistics (tokens, requests, errors) as metrics.\n\n\
 Credentials come from the environment (HW_ACCESS_KEY/HW_SECRET_KEY [+HW_SECURITY_TOKEN], or \
-HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK [+HUAWEICLOUD_SDK_SECURITY_TOKEN]) or a credentials file, \
-never from the command line.\n\n\
+HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK [+HUAWEICLOUD_SDK_SECURITY_TOKEN]), a credentials file, \
+or the instance's agency through the metadata service, in that order; never from the command \
+line.\n\n\
 Try it without a cloud account:  maas-usage demo",
-    after_help = "Exit codes: 0 success; 1 the cloud or the run failed; 2 invalid input (flags, spec, credentials)."
+    after_help = "Exit codes: 0 success (also when only some series failed); 1 nothing collected, or the cloud or the run failed; 2 invalid input (flags, spec, credentials)."
 )]
 pub struct Cli {
     /// Log every call (method, URL, status, request id, timing) on stderr.
@@ -385,10 +386,19 @@ pub struct ServeArgs {
     pub cloud: CloudArgs,
 }
 
-fn interval(s: &str) -> Result<std::time::Duration, String> {
-    let d = crate::domain::range::parse_duration(s).map_err(|e| e.to_string())?;
-    if d < std::time::Duration::from_secs(1) {
-        return Err("the interval is at least 1s".into());
+/// Why `serve --interval` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntervalError {
+    #[error(transparent)]
+    Duration(#[from] crate::domain::range::DurationError),
+    #[error("the interval is between 1s and 1d")]
+    OutOfRange,
+}
+
+fn interval(s: &str) -> Result<std::time::Duration, IntervalError> {
+    let d = crate::domain::range::parse_duration(s)?;
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(86_400)).contains(&d) {
+        return Err(IntervalError::OutOfRange);
     }
     Ok(d)
 }

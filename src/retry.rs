@@ -81,7 +81,12 @@ pub fn run<T, E>(
             return Err(GaveUp::Attempts(error));
         }
         let wait = wait.unwrap_or_else(|| policy.backoff(n, jitter_unit()));
-        if Instant::now() + wait >= deadline {
+        // A server may say `Retry-After: 18446744073709551615`: an instant that cannot be
+        // represented lies past any deadline.
+        if Instant::now()
+            .checked_add(wait)
+            .is_none_or(|at| at >= deadline)
+        {
             return Err(GaveUp::Deadline(error));
         }
         on_retry(n, wait, &error);
@@ -189,6 +194,26 @@ mod tests {
         assert!(matches!(r, Err(GaveUp::Deadline(0))), "no hour-long sleep");
         let r: Result<(), _> = run(&p, far, |_| Step::Fatal("bad"), |_, _, _| {});
         assert!(matches!(r, Err(GaveUp::Fatal("bad"))));
+    }
+
+    #[test]
+    fn an_absurd_wait_gives_up_at_the_deadline_instead_of_overflowing() {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let mut calls = 0;
+        let out: Result<(), GaveUp<&str>> = run(
+            &RetryPolicy::default(),
+            deadline,
+            |_| {
+                calls += 1;
+                Step::Retry {
+                    error: "429",
+                    wait: parse_retry_after("18446744073709551615"),
+                }
+            },
+            |_, _, _| {},
+        );
+        assert!(matches!(out, Err(GaveUp::Deadline("429"))));
+        assert_eq!(calls, 1);
     }
 
     #[test]
