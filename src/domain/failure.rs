@@ -21,13 +21,42 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn until_ms(&self) -> u64 {
-        self.at_ms + LOCKOUT.as_millis() as u64
+        self.at_ms.saturating_add(LOCKOUT.as_millis() as u64)
     }
 
-    /// Still in force at `now_ms` (a rejection from the future, after the clock went back, is
-    /// in force until its own end: waiting is the safe side).
+    /// Still in force at `now_ms`. A rejection up to one lockout in the future (the clock
+    /// stepped back a little after it) is honoured to its own end; one dated further ahead
+    /// cannot be right (a clock far off when it was recorded, or a forged file) and is not
+    /// trusted, or it would silence a good key for as long as the date says.
     pub fn in_force(&self, now_ms: u64) -> bool {
-        now_ms < self.until_ms()
+        now_ms < self.until_ms() && self.at_ms <= now_ms.saturating_add(LOCKOUT.as_millis() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(at_ms: u64) -> Rejection {
+        Rejection {
+            at_ms,
+            status: 401,
+            code: None,
+        }
+    }
+
+    #[test]
+    fn a_rejection_holds_for_five_minutes_and_a_far_future_one_not_at_all() {
+        let now = 1_800_000_000_000;
+        let five = LOCKOUT.as_millis() as u64;
+        assert!(at(now).in_force(now));
+        assert!(at(now - five + 1).in_force(now));
+        assert!(!at(now - five).in_force(now));
+        // The clock stepped back a minute after the rejection: still honoured.
+        assert!(at(now + 60_000).in_force(now));
+        // Dated a year ahead: not a reason to silence the key for a year.
+        assert!(!at(now + 365 * 86_400_000).in_force(now));
+        assert!(!at(u64::MAX).in_force(now));
     }
 }
 
