@@ -60,6 +60,12 @@ pub enum Error {
     /// Something of this machine failed (a port, a file the command writes).
     #[error("{0}")]
     System(String),
+    /// The command line could not be parsed (clap has printed why and how to get help).
+    #[error("invalid command line")]
+    Flags,
+    /// A bug: a panic reached the top (the panic hook has said where).
+    #[error("internal error")]
+    Panicked,
 }
 
 impl Error {
@@ -69,7 +75,8 @@ impl Error {
             | Error::Spec(_)
             | Error::Range(_)
             | Error::Plan(_)
-            | Error::ExportConfig(_) => 2,
+            | Error::ExportConfig(_)
+            | Error::Flags => 2,
             Error::Connect(e) if e.is_input() => 2,
             Error::Export(e) if e.local => 2,
             Error::Connect(_)
@@ -77,14 +84,26 @@ impl Error {
             | Error::Write(_)
             | Error::State(_)
             | Error::Bind(_)
-            | Error::System(_) => 1,
+            | Error::System(_)
+            | Error::Panicked => 1,
         }
     }
 
     /// Worth a line on stderr: a closed stdout under an interactive command (`| head`) is not.
     pub fn worth_saying(&self, telegraf_style: bool) -> bool {
-        telegraf_style || !matches!(self, Error::Write(WriteError::StdoutClosed))
+        match self {
+            // Already said, by clap or by the panic hook.
+            Error::Flags | Error::Panicked => false,
+            Error::Write(WriteError::StdoutClosed) => telegraf_style,
+            _ => true,
+        }
     }
+}
+
+/// Runs a command so that a panic (a bug) ends as [`Error::Panicked`], exit 1 through
+/// [`exit_code`], instead of the runtime's 101 that no agent documents.
+pub fn guarded(command: impl FnOnce() -> Result<Outcome, Error>) -> Result<Outcome, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(command)).unwrap_or(Err(Error::Panicked))
 }
 
 /// The exit code of a command's result: the only place that picks one.
@@ -103,6 +122,16 @@ mod tests {
 
     fn code(r: Result<Outcome, Error>) -> ExitCode {
         exit_code(&r)
+    }
+
+    #[test]
+    fn a_panic_is_exit_1_and_a_bad_command_line_exit_2() {
+        let panicked = guarded(|| panic!("a bug"));
+        assert!(matches!(panicked, Err(Error::Panicked)));
+        assert_eq!(exit_code(&panicked), ExitCode::from(1));
+        assert_eq!(guarded(|| Ok(Outcome::Done)).ok(), Some(Outcome::Done));
+        assert_eq!(code(Err(Error::Flags)), ExitCode::from(2));
+        assert!(!Error::Flags.worth_saying(true) && !Error::Panicked.worth_saying(true));
     }
 
     #[test]

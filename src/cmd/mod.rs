@@ -32,7 +32,11 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // --help and --version are answers, not failures.
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return exit_code(&if e.use_stderr() {
+                Err(Error::Flags)
+            } else {
+                Ok(Outcome::Done)
+            });
         }
     };
     log::set_verbose(cli.verbose);
@@ -41,7 +45,7 @@ pub fn main() -> ExitCode {
             "internal error ({info}); please report it with the command that caused it"
         ))
     }));
-    let result = dispatch(cli.command);
+    let result = error::guarded(|| dispatch(cli.command));
     if let Err(e) = &result {
         if e.worth_saying(log::style() == log::Style::Telegraf) {
             log::error(&e.to_string());
