@@ -39,7 +39,10 @@ fn render(cmd: clap::Command) -> Result<Vec<u8>, Error> {
 pub fn man(a: ManArgs) -> Result<Outcome, Error> {
     let cli = Cli::command();
     let Some(dir) = a.dir else {
-        write_stdout(&String::from_utf8_lossy(&render(cli)?))?;
+        let top = pages(cli).into_iter().next().map(|(_, page)| page);
+        write_stdout(&String::from_utf8_lossy(&render(
+            top.unwrap_or_else(Cli::command),
+        )?))?;
         return Ok(Outcome::Done);
     };
     let write = |name: &str, bytes: Vec<u8>| {
@@ -47,22 +50,60 @@ pub fn man(a: ManArgs) -> Result<Outcome, Error> {
         std::fs::write(&path, bytes)
             .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
     };
-    write("maas-usage.1", render(cli.clone())?)?;
-    for sub in cli.get_subcommands() {
-        let name = format!("maas-usage-{}", sub.get_name());
-        // Each page is titled with the full command, as `man maas-usage-run` expects.
-        let page = sub
-            .clone()
-            .display_name(name.clone())
-            .bin_name(name.clone());
+    for (name, page) in pages(cli) {
         write(&format!("{name}.1"), render(page)?)?;
     }
     Ok(Outcome::Done)
 }
 
+/// One page per command and nested command (`maas-usage-state-reset`), each titled with the
+/// full command as `man maas-usage-state-reset` expects. `help` gets no page and is left out of
+/// every SEE ALSO: `--help` says the same.
+fn pages(cli: clap::Command) -> Vec<(String, clap::Command)> {
+    fn walk(cmd: clap::Command, name: String, out: &mut Vec<(String, clap::Command)>) {
+        let cmd = cmd
+            .disable_help_subcommand(true)
+            .display_name(name.clone())
+            .bin_name(name.clone());
+        for sub in cmd.get_subcommands() {
+            walk(sub.clone(), format!("{name}-{}", sub.get_name()), out);
+        }
+        out.push((name, cmd));
+    }
+    let mut out = Vec::new();
+    walk(cli, "maas-usage".into(), &mut out);
+    out.reverse();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every page another page refers to (SEE ALSO) is written, nested commands included.
+    #[test]
+    fn every_page_named_in_see_also_exists() {
+        use std::collections::BTreeSet;
+        let pages = pages(Cli::command());
+        let names: BTreeSet<String> = pages.iter().map(|(n, _)| n.clone()).collect();
+        assert!(names.contains("maas-usage-state-reset"), "{names:?}");
+        for (name, page) in pages {
+            let roff = String::from_utf8(render(page).unwrap())
+                .unwrap()
+                .replace("\\-", "-");
+            for word in roff.split([' ', ',', '\n']) {
+                if let Some(cited) = word
+                    .strip_suffix("(1)")
+                    .filter(|w| w.starts_with("maas-usage"))
+                {
+                    assert!(
+                        names.contains(cited),
+                        "{name} cites {cited}(1), not written"
+                    );
+                }
+            }
+        }
+    }
 
     /// Every flag with a fixed set of values completes to those values, in every shell script.
     #[test]
