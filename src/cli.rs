@@ -200,8 +200,8 @@ pub struct CloudArgs {
     /// IAM endpoint URL [default: https://iam.{region}.myhuaweicloud.com].
     #[arg(long, value_name = "URL")]
     pub iam_endpoint: Option<String>,
-    /// Credentials file: AK and SK on two lines, one AK,SK line, or KEY=VALUE lines.
-    /// Environment variables win over it.
+    /// Credentials file: AK and SK on two lines, one AK,SK line, KEY=VALUE lines, or the
+    /// console's credentials.csv download. Environment variables win over it.
     #[arg(long, value_name = "PATH")]
     pub credentials_file: Option<PathBuf>,
     /// PEM bundle of a private CA to trust (TLS is always verified).
@@ -325,7 +325,8 @@ pub struct SimulatorArgs {
         long,
         value_name = "SECONDS",
         allow_hyphen_values = true,
-        default_value_t = 0
+        default_value_t = 0,
+        value_parser = clap::value_parser!(i64).range(-31_536_000..=31_536_000)
     )]
     pub clock_skew: i64,
     /// Append one JSON line per request to this file (no header values).
@@ -436,7 +437,9 @@ pub struct PlanArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Output format [default: influx]: influx, otlp-json, prometheus, table or json.
+    /// Output format [default: influx]: influx, otlp (push to a collector at
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, by default localhost:4318), otlp-json, prometheus, table or
+    /// json.
     #[arg(long, value_name = "FORMAT", value_parser = formats())]
     pub format: Option<Format>,
     #[command(flatten)]
