@@ -88,6 +88,9 @@ pub fn build(spec: &Spec, now: DateTime<Utc>, zone: &Zone) -> Result<Plan, PlanE
     )
 }
 
+/// What a run, `plan` and `validate` say of a window that ended before the retention horizon.
+pub const BEYOND_RETENTION: &str = "this window lies entirely beyond the 30-day retention: nothing is left to read, so it makes no call and emits nothing (a zero would overwrite what was stored for it)";
+
 /// One series before its calls are planned.
 struct Pre {
     key: SeriesKey,
@@ -212,11 +215,11 @@ pub fn build_with(
                         (window, time::segments(window.start_ms, window.end_ms))
                     }
                     Retained::Beyond => {
-                        plan.warnings.push(format!(
-                            "query {}: this window lies entirely beyond the 30-day retention and reads as zero; no call is made",
-                            q.name
-                        ));
-                        (w, Vec::new())
+                        // Nothing is left to read, and a zero stamped with the window's end
+                        // would overwrite what an earlier run stored for the same window.
+                        plan.warnings
+                            .push(format!("query {}: {BEYOND_RETENTION}", q.name));
+                        continue;
                     }
                 })
             }
@@ -357,7 +360,7 @@ impl Plan {
                         time::fmt_local(s.window.start_ms, tz),
                         time::fmt_local(s.window.end_ms, tz),
                         if s.calls.is_empty() {
-                            "no call (beyond the retention)".to_string()
+                            "no call (an empty window)".to_string()
                         } else {
                             format!(
                                 "calls {}",
@@ -564,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn a_window_entirely_beyond_the_retention_makes_no_call() {
+    fn a_window_entirely_beyond_the_retention_makes_no_call_and_no_series() {
         let spec = Spec {
             queries: vec![
                 query("jan", between("2026-01-01", Some("2026-01-31")), None),
@@ -573,21 +576,17 @@ mod tests {
             ..Default::default()
         };
         let plan = build(&spec, now(), &Zone::utc()).unwrap();
-        assert_eq!(plan.series.len(), 2);
+        assert!(plan.series.is_empty());
         assert!(plan.calls.is_empty());
-        assert!(plan.series.iter().all(|s| s.calls.is_empty()));
-        assert_eq!(plan.series[0].window.shape, Shape::Closed);
         assert_eq!(
-            plan.warnings[0],
-            "query jan: this window lies entirely beyond the 30-day retention and reads as zero; no call is made"
+            plan.warnings,
+            vec![
+                format!("query jan: {BEYOND_RETENTION}"),
+                format!("query ancient: {BEYOND_RETENTION}")
+            ]
         );
-        assert_eq!(plan.warnings.len(), 2);
         let text = plan.describe();
         assert!(text.contains("0 calls"), "{text}");
-        assert!(
-            text.contains("2026-02-01 00:00:00  no call (beyond the retention)"),
-            "{text}"
-        );
     }
 
     #[test]
