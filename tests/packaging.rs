@@ -360,3 +360,69 @@ fn the_ci_installs_the_package_it_builds() {
     }
     assert!(Path::new(&root().join("scripts/package-deb.sh")).is_file());
 }
+
+/// postinst sets the credentials file's owner and mode (maas-usage, 0600: no group can read
+/// it) on the first install only, so an admin's later choice survives upgrades. Run with every
+/// system command stubbed out and the paths moved into a temporary directory.
+#[test]
+fn postinst_sets_the_credentials_mode_on_first_install_only() {
+    let dir = tempdir();
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("credentials.env"), "# template\n").unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("calls.log");
+    for cmd in [
+        "chown",
+        "chmod",
+        "getent",
+        "adduser",
+        "addgroup",
+        "dpkg-statoverride",
+        "systemctl",
+        "mkdir",
+    ] {
+        let stub = bin.join(cmd);
+        // getent finds the user (not a fresh system), dpkg-statoverride lists no override.
+        let status = if cmd == "dpkg-statoverride" { 1 } else { 0 };
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\necho \"{cmd} $*\" >> '{}'\nexit {status}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let script = read("packaging/debian/postinst")
+        .replace("/etc/maas-usage", &etc.display().to_string())
+        .replace(
+            "/var/lib/maas-usage",
+            &dir.join("state").display().to_string(),
+        );
+    let path = dir.join("postinst");
+    std::fs::write(&path, script).unwrap();
+    let calls = |args: &[&str]| {
+        let _ = std::fs::remove_file(&log);
+        let out = std::process::Command::new("sh")
+            .arg(&path)
+            .args(args)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    let creds = etc.join("credentials.env").display().to_string();
+    let first = calls(&["configure"]);
+    assert!(
+        first.contains(&format!("chown maas-usage:root {creds}"))
+            && first.contains(&format!("chmod 0600 {creds}")),
+        "{first}"
+    );
+    let upgrade = calls(&["configure", "0.1.0-1"]);
+    assert!(!upgrade.contains(&creds), "{upgrade}");
+}
