@@ -404,3 +404,51 @@ fn serve_picks_up_a_rotated_credentials_file_without_a_second_rejection() {
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A first collection that fails on this side (an untrusted certificate) is a configuration
+/// that will never work: `serve` exits 2, as `run` does, instead of serving 503 forever.
+#[test]
+fn an_untrusted_endpoint_on_the_first_collection_is_exit_2() {
+    let pki = common::tls::Pki::new();
+    let sim =
+        maas_usage::sim::Simulator::start_tls("127.0.0.1:0", sim_config(), pki.server()).unwrap();
+    let spec = fixture(
+        "tls/two-queries.yaml",
+        &[
+            ("url", &format!("https://127.0.0.1:{}", sim.addr().port())),
+            ("project", PROJECT),
+        ],
+    );
+    let mut child = authed()
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1s"])
+        .arg("--spec")
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(tempdir().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Generous: the process must end by itself; a hung serve fails here, not by a margin.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve kept running with an untrusted endpoint");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("not trusted"), "{err}");
+    assert_eq!(sim.connections(), 1, "one handshake, not one per interval");
+}

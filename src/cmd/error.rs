@@ -89,6 +89,11 @@ impl Error {
         }
     }
 
+    /// The input is wrong (exit 2): trying again will not help.
+    pub fn is_input(&self) -> bool {
+        self.code() == 2
+    }
+
     /// Worth a line on stderr: a closed stdout under an interactive command (`| head`) is not.
     pub fn worth_saying(&self, telegraf_style: bool) -> bool {
         match self {

@@ -12,6 +12,7 @@ use crate::domain::ces::{CesMetric, CES_METRICS};
 use crate::domain::InferType;
 use crate::domain::ALL_KEYS;
 use crate::time::fmt_local;
+use crate::time::zone::Zone;
 
 /// `2,482.08 M tokens`, `24.87 K tokens`, `512 tokens`; rounded half up from exact integers.
 pub fn human_tokens(t: u64) -> String {
@@ -62,25 +63,31 @@ impl TableStyle {
 }
 
 /// `CST, Asia/Shanghai`: the abbreviation the seeds' script printed, then the IANA name (the
-/// abbreviation alone is ambiguous: CST is China, Cuba and US Central).
-fn zone_label(report: &Report<'_>, at_ms: i64) -> String {
+/// abbreviation alone is ambiguous: CST is China, Cuba and US Central). A window across a
+/// daylight-saving change names both ends: `EDT/EST, America/New_York`.
+fn zone_label(zone: &Zone, start_ms: i64, end_ms: i64) -> String {
     use chrono::{Offset, TimeZone};
-    let tz = &report.zone.tz;
-    let abbrev = chrono::Utc
-        .timestamp_millis_opt(at_ms)
-        .single()
-        .map(|t| tz.offset_from_utc_datetime(&t.naive_utc()))
-        .map(|o| {
-            let a = o.to_string();
-            if a.is_empty() {
-                o.fix().to_string()
-            } else {
-                a
-            }
-        });
-    match abbrev {
-        Some(a) if a != report.zone.name => format!("{a}, {}", report.zone.name),
-        _ => report.zone.name.clone(),
+    let abbrev = |at_ms: i64| {
+        chrono::Utc
+            .timestamp_millis_opt(at_ms)
+            .single()
+            .map(|t| zone.tz.offset_from_utc_datetime(&t.naive_utc()))
+            .map(|o| {
+                let a = o.to_string();
+                if a.is_empty() {
+                    o.fix().to_string()
+                } else {
+                    a
+                }
+            })
+    };
+    let a = match (abbrev(start_ms), abbrev(end_ms)) {
+        (Some(s), Some(e)) if s != e => Some(format!("{s}/{e}")),
+        (_, e) => e,
+    };
+    match a {
+        Some(a) if a != zone.name => format!("{a}, {}", zone.name),
+        _ => zone.name.clone(),
     }
 }
 
@@ -158,7 +165,7 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
         "Period: {} ~ {} ({})",
         fmt_local(s.window.start_ms, tz),
         fmt_local(s.window.end_ms, tz),
-        zone_label(report, s.window.end_ms)
+        zone_label(report.zone, s.window.start_ms, s.window.end_ms)
     );
     if raw {
         let n = s.segments.len();
@@ -261,7 +268,7 @@ fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: T
         "Period: {} ~ {} ({}); latency is the highest period's value in the window",
         fmt_local(first.window.start_ms, tz),
         fmt_local(first.window.end_ms, tz),
-        zone_label(report, first.window.end_ms),
+        zone_label(report.zone, first.window.start_ms, first.window.end_ms),
     );
 }
 
@@ -293,6 +300,22 @@ pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_across_a_daylight_saving_change_names_both_abbreviations() {
+        let ny = Zone {
+            tz: chrono_tz::America::New_York,
+            name: "America/New_York".into(),
+        };
+        // 2026-10-30 04:00 EDT ~ 2026-11-29 03:00 EST (the change is on 1 November).
+        let (start, end) = (1_793_347_200_000, 1_795_939_200_000);
+        assert_eq!(zone_label(&ny, start, end), "EDT/EST, America/New_York");
+        assert_eq!(
+            zone_label(&ny, end - 3_600_000, end),
+            "EST, America/New_York"
+        );
+        assert_eq!(zone_label(&Zone::utc(), start, end), "UTC");
+    }
     use crate::collect::{Collected, RunStats};
     use crate::domain::{InferType, SeriesKey, ServiceType, Shape, Usage, Window};
     use crate::time::zone::Zone;

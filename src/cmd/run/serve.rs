@@ -2,6 +2,7 @@
 //! endpoint when it succeeds; the endpoint answers on its own thread, so a scrape never waits
 //! for (or starts) a collection. SIGTERM or SIGINT ends both.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{collect_once, signals, Context};
@@ -14,10 +15,15 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
         return Err(Error::System("serve without a page to publish".into()));
     };
     log::info(&format!("listening on http://{}", server.addr));
-    let stopped = || signals::received().is_some();
+    // A first collection that fails on this side (an untrusted certificate, credentials that
+    // cannot be sent) will fail the same way every interval: end as `run` would, exit 2.
+    let misconfigured = AtomicBool::new(false);
+    let mut ending = Ok(Outcome::Done);
+    let stopped = || signals::received().is_some() || misconfigured.load(Ordering::Relaxed);
     std::thread::scope(|s| {
         s.spawn(|| server.serve(published, interval * 2, &stopped));
         let mut next = Instant::now();
+        let mut first = true;
         while !stopped() {
             let now = Instant::now();
             if now < next {
@@ -27,17 +33,39 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
             // Fixed rate from the starts: a slow collection shortens the pause, never stacks.
             next = now + interval;
             ctx.renew_credentials();
-            match collect_once(ctx, now) {
-                Ok(Outcome::Done) => {}
-                Ok(_) => log::warn(
-                    "this collection delivered nothing: scrapes keep the last successful one",
-                ),
-                Err(e) => log::error(&e.to_string()),
+            let outcome = collect_once(ctx, now);
+            if std::mem::take(&mut first) {
+                match outcome {
+                    Ok(Outcome::Misconfigured | Outcome::Invalid) => {
+                        ending = Ok(Outcome::Misconfigured);
+                        misconfigured.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) if e.is_input() => {
+                        ending = Err(e);
+                        misconfigured.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                    other => report(other),
+                }
+            } else {
+                report(outcome);
             }
         }
     });
     if let Some(signal) = signals::received() {
         log::info(&format!("stopped by {signal}"));
     }
-    Ok(Outcome::Done)
+    ending
+}
+
+/// One collection's outcome, on stderr; the page keeps the last good collection.
+fn report(outcome: Result<Outcome, Error>) {
+    match outcome {
+        Ok(Outcome::Done) => {}
+        Ok(_) => {
+            log::warn("this collection delivered nothing: scrapes keep the last successful one")
+        }
+        Err(e) => log::error(&e.to_string()),
+    }
 }
