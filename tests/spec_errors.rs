@@ -127,6 +127,37 @@ fn bad_ranges_and_zone() {
     );
 }
 
+/// A period mapping the schema refuses says which key is wrong and what it allows.
+#[test]
+fn period_ranges_name_the_key_at_fault() {
+    for (range, message) in [
+        (
+            "{every: 0s}",
+            "range: every: `0s` must be between 5m and 1d",
+        ),
+        (
+            "{every: 300s}",
+            "range: `every` and `backfill` take minutes, hours or days",
+        ),
+        (
+            "{every: 1h, delay: 3}",
+            "range: delay: expected a duration like 1h, found a number",
+        ),
+        (
+            "{every: 1h, foo: 1}",
+            "range: a period range takes `every`, `delay` and `backfill` (durations like 1h), not `foo`",
+        ),
+    ] {
+        let e = refused(&format!(
+            "{HEAD}queries:\n  - name: q\n    range: {range}\n"
+        ));
+        assert!(
+            e.contains(&format!("spec.yaml:4:12: queries[0].{message}")),
+            "{range}: {e}"
+        );
+    }
+}
+
 #[test]
 fn yaml_bomb_is_refused_fast() {
     let mut y = format!("{HEAD}a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");

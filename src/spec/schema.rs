@@ -184,10 +184,7 @@ pub(super) fn range_message(v: &Value) -> String {
             Err(e) => e.to_string(),
             Ok(_) => "invalid range".into(),
         },
-        Value::Object(m) if m.contains_key("every") => {
-            "a period range takes `every`, `delay` and `backfill` (durations like 1h), nothing else"
-                .into()
-        }
+        Value::Object(m) if m.contains_key("every") => period_message(m),
         Value::Object(m) if !m.contains_key("from") => {
             "a range mapping needs `from` (and optionally `to`), or `every` for period mode".into()
         }
@@ -196,6 +193,36 @@ pub(super) fn range_message(v: &Value) -> String {
             "a range is a string like last_7d or a mapping {{from, to}}, not {}",
             type_name(other)
         ),
+    }
+}
+
+/// Why a period mapping failed the schema, naming the key at fault and what it allows.
+fn period_message(m: &serde_json::Map<String, Value>) -> String {
+    const KEYS: [&str; 3] = ["every", "delay", "backfill"];
+    if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return format!(
+            "a period range takes `every`, `delay` and `backfill` (durations like 1h), not `{}`",
+            short(&Value::String(k.clone()))
+        );
+    }
+    let text = |k: &str| m.get(k).and_then(Value::as_str);
+    if let Some(k) = KEYS
+        .iter()
+        .find(|k| m.contains_key(**k) && text(k).is_none())
+    {
+        return format!(
+            "{k}: expected a duration like 1h, found {}",
+            type_name(&m[*k])
+        );
+    }
+    let every = text("every").unwrap_or_default();
+    match crate::domain::range::PeriodSpec::parse(every, text("delay"), text("backfill")) {
+        Err(e) => e.to_string(),
+        // Durations the domain reads but the schema's units refuse (`300s`).
+        Ok(_) => {
+            "`every` and `backfill` take minutes, hours or days (5m, 1h, 1d); `delay` seconds too"
+                .into()
+        }
     }
 }
 
