@@ -1,11 +1,11 @@
 //! Spec errors: each located `file:line:column: path: message`, all of a load listed at once,
 //! kept structured until they are printed (text, GitHub annotations or JSON).
 
-use std::fmt;
-
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One error, located: `file:line:column: path: message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{file}:{line}:{column}: {}{message}", path_prefix(.path))]
 pub struct SpecError {
     pub file: String,
     pub line: u64,
@@ -15,32 +15,25 @@ pub struct SpecError {
     pub message: String,
 }
 
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)
+fn path_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
     }
 }
 
-/// All errors of a load, in file order.
-#[derive(Debug, Clone, Default)]
+/// All errors of a load, in file order, one per line.
+#[derive(Debug, Clone, Default, thiserror::Error)]
+#[error("{}", lines(.0))]
 pub struct SpecErrors(pub Vec<SpecError>);
 
-impl std::error::Error for SpecErrors {}
-
-impl fmt::Display for SpecErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
+fn lines(errors: &[SpecError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `/queries/2/service_types/0` -> `queries[2].service_types[0]`.
