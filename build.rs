@@ -1,5 +1,19 @@
-//! Link settings for the `maas-usage` executable on Linux (GNU toolchain) that keep the pages a
-//! run touches few; BENCHMARKS.md ("Memory") has the measurements behind both.
+//! Two jobs: the metric tables the emitters use, generated from plugin.yaml (as the
+//! OpenTelemetry Collector's mdatagen generates code from metadata.yaml), and link settings
+//! for the executable.
+//!
+//! ## Metric tables
+//!
+//! `plugin.yaml` declares every metric (`metrics`, `collector_metrics`, `model_metrics`); this
+//! script writes them as Rust constants into `$OUT_DIR` (`names_tables.rs`, included by
+//! `src/domain/names.rs`; `ces_tables.rs`, by `src/domain/ces.rs`), so a metric is added or
+//! renamed in the manifest alone. A manifest the generator cannot read fails the build with
+//! the reason.
+//!
+//! ## Link settings
+//!
+//! For the `maas-usage` executable on Linux (GNU toolchain), they keep the pages a run touches
+//! few; BENCHMARKS.md ("Memory") has the measurements behind both.
 //!
 //! - `-no-pie`: a position-independent executable carries ~44,000 relative relocations (1 MiB of
 //!   `.rela.dyn`, read at every start), and the dynamic loader writes every page of
@@ -21,7 +35,13 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link/hot-text.txt");
+    println!("cargo:rerun-if-changed=plugin.yaml");
     let target = |k: &str| std::env::var(k).unwrap_or_default();
+    let out_dir = PathBuf::from(target("OUT_DIR"));
+    let manifest = PathBuf::from(target("CARGO_MANIFEST_DIR")).join("plugin.yaml");
+    if let Err(e) = tables::generate(&manifest, &out_dir) {
+        panic!("plugin.yaml: {e}");
+    }
     if target("CARGO_CFG_TARGET_OS") != "linux" || target("CARGO_CFG_TARGET_ENV") != "gnu" {
         return;
     }
@@ -53,4 +73,209 @@ fn main() {
     let out = PathBuf::from(target("OUT_DIR")).join("hot-text.ld");
     std::fs::write(&out, script).expect("write hot-text.ld to OUT_DIR");
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", out.display());
+}
+
+/// The metric tables, from plugin.yaml.
+mod tables {
+    use std::fmt::Write as _;
+    use std::path::Path;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Manifest {
+        metrics: Vec<Metric>,
+        collector_metrics: Vec<CollectorMetric>,
+        model_metrics: Vec<ModelMetric>,
+    }
+
+    #[derive(Deserialize)]
+    struct Metric {
+        field: String,
+        title: String,
+        unit: String,
+        value: String,
+        batch_only: bool,
+        #[serde(default)]
+        otlp: Option<String>,
+        #[serde(default)]
+        prometheus: Option<String>,
+        #[serde(default)]
+        otlp_period: Option<String>,
+        #[serde(default)]
+        prometheus_period: Option<String>,
+        description: String,
+    }
+
+    #[derive(Deserialize)]
+    struct CollectorMetric {
+        field: String,
+        unit: String,
+        description: String,
+        otlp: String,
+        otlp_unit: String,
+        #[serde(default)]
+        outcome: Option<String>,
+        #[serde(default)]
+        prometheus: Option<String>,
+        #[serde(default)]
+        otlp_only: bool,
+    }
+
+    #[derive(Deserialize)]
+    struct ModelMetric {
+        ces: String,
+        field: String,
+        title: String,
+        unit: String,
+        aggregate: String,
+        otlp: String,
+        description: String,
+    }
+
+    /// The two fields that are not usage figures: each gets its own constant.
+    const WINDOW: &str = "window_seconds";
+    const PERIOD: &str = "period_seconds";
+    /// Sent after an OTLP export only.
+    const REJECTED: &str = "points_rejected";
+
+    pub fn generate(manifest: &Path, out_dir: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(manifest).map_err(|e| e.to_string())?;
+        let m: Manifest = serde_saphyr::from_str(&text).map_err(|e| e.to_string())?;
+        let names = names_tables(&m)?;
+        let ces = ces_tables(&m)?;
+        for (file, code) in [("names_tables.rs", names), ("ces_tables.rs", ces)] {
+            std::fs::write(out_dir.join(file), code).map_err(|e| format!("{file}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn opt(v: &Option<String>) -> String {
+        match v {
+            Some(s) => format!("Some({s:?})"),
+            None => "None".into(),
+        }
+    }
+
+    fn field(f: &Metric) -> Result<String, String> {
+        let kind = match f.value.as_str() {
+            "int" => "Kind::Count",
+            "double" => "Kind::Ratio",
+            other => {
+                return Err(format!(
+                    "metrics.{}: value `{other}` is not int or double",
+                    f.field
+                ))
+            }
+        };
+        Ok(format!(
+            "Field {{ name: {:?}, kind: {kind}, batch_only: {}, unit: {:?}, title: {:?}, \
+             description: {:?}, otlp: {:?}, prometheus: {:?}, otlp_period: {}, \
+             prometheus_period: {} }}",
+            f.field,
+            f.batch_only,
+            f.unit,
+            f.title,
+            f.description,
+            f.otlp.as_deref().unwrap_or(""),
+            f.prometheus.as_deref().unwrap_or(""),
+            opt(&f.otlp_period),
+            opt(&f.prometheus_period),
+        ))
+    }
+
+    fn collector(c: &CollectorMetric) -> String {
+        format!(
+            "CollectorField {{ name: {:?}, unit: {:?}, description: {:?}, otlp: {:?}, \
+             otlp_unit: {:?}, outcome: {}, prometheus: {:?} }}",
+            c.field,
+            c.unit,
+            c.description,
+            c.otlp,
+            c.otlp_unit,
+            opt(&c.outcome),
+            c.prometheus.as_deref().unwrap_or(""),
+        )
+    }
+
+    fn names_tables(m: &Manifest) -> Result<String, String> {
+        let mut out =
+            String::from("// Generated by build.rs from plugin.yaml: edit the manifest.\n\n");
+        let one = |name: &str| -> Result<String, String> {
+            m.metrics
+                .iter()
+                .find(|f| f.field == name)
+                .ok_or_else(|| format!("metrics: no `{name}`"))
+                .and_then(field)
+        };
+        out.push_str(
+            "/// Every usage figure, in the manifest's order.\npub const FIELDS: &[Field] = &[\n",
+        );
+        for f in m
+            .metrics
+            .iter()
+            .filter(|f| f.field != WINDOW && f.field != PERIOD)
+        {
+            let _ = writeln!(out, "    {},", field(f)?);
+        }
+        out.push_str("];\n\n");
+        let _ = writeln!(
+            out,
+            "/// The window's length: a field in line protocol, a Gauge in OTLP and Prometheus (where \
+             a\n/// point has no start time to show it).\npub const WINDOW_FIELD: Field = {};\n",
+            one(WINDOW)?
+        );
+        let _ = writeln!(
+            out,
+            "/// Period mode's buckets carry their length under this name in line protocol only \
+             (OTLP has\n/// start and end times; Prometheus counters have no buckets).\n\
+             pub const PERIOD_FIELD: Field = {};\n",
+            one(PERIOD)?
+        );
+        out.push_str("/// The self-metrics of a collection.\npub const COLLECTOR_FIELDS: &[CollectorField] = &[\n");
+        for c in m.collector_metrics.iter().filter(|c| !c.otlp_only) {
+            let _ = writeln!(out, "    {},", collector(c));
+        }
+        out.push_str("];\n\n");
+        let rejected = m
+            .collector_metrics
+            .iter()
+            .find(|c| c.field == REJECTED && c.otlp_only)
+            .ok_or_else(|| format!("collector_metrics: no otlp_only `{REJECTED}`"))?;
+        let _ = writeln!(
+            out,
+            "/// Sent after an OTLP export only: how many points of it the collector rejected (a \
+             partial\n/// success). No other output has a receiver that could reject points.\n\
+             pub const EXPORT_REJECTED: CollectorField = {};",
+            collector(rejected)
+        );
+        Ok(out)
+    }
+
+    fn ces_tables(m: &Manifest) -> Result<String, String> {
+        let mut out =
+            String::from("// Generated by build.rs from plugin.yaml: edit the manifest.\n\n");
+        out.push_str(
+            "/// Every metric the plugin knows, in output order. ListMetrics says at run time which \
+             of them\n/// the account really has.\npub const CES_METRICS: &[CesMetric] = &[\n",
+        );
+        for x in &m.model_metrics {
+            let aggregate = match x.aggregate.as_str() {
+                "sum" => "Aggregate::Sum",
+                "max" => "Aggregate::Max",
+                other => return Err(format!("model_metrics.{}: aggregate `{other}`", x.ces)),
+            };
+            let otlp = x.otlp.strip_prefix("maas.model.").ok_or_else(|| {
+                format!("model_metrics.{}: otlp must start with maas.model.", x.ces)
+            })?;
+            let _ = writeln!(
+                out,
+                "    CesMetric {{ ces: {:?}, field: {:?}, otlp: {otlp:?}, unit: {:?}, \
+                 aggregate: {aggregate}, title: {:?}, description: {:?} }},",
+                x.ces, x.field, x.unit, x.title, x.description
+            );
+        }
+        out.push_str("];\n");
+        Ok(out)
+    }
 }
