@@ -2,6 +2,8 @@
 //! endpoint when it succeeds; the endpoint answers on its own thread, so a scrape never waits
 //! for (or starts) a collection. SIGTERM or SIGINT ends both.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{collect_once, signals, Context};
@@ -10,15 +12,24 @@ use crate::deliver::scrape::Server;
 use crate::log;
 
 pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outcome, Error> {
-    let Some(published) = ctx.published.as_deref() else {
+    let Some(published) = ctx.published.clone() else {
         return Err(Error::System("serve without a page to publish".into()));
     };
     log::info(&format!("listening on http://{}", server.addr));
     let stopped = || signals::received().is_some();
+    // The endpoint could not go on (its workers would not start): no point collecting.
+    let broken: Mutex<Option<String>> = Mutex::new(None);
+    let ended = AtomicBool::new(false);
+    let over = || stopped() || ended.load(Ordering::Relaxed);
     std::thread::scope(|s| {
-        s.spawn(|| server.serve(published, interval * 2, &stopped));
+        s.spawn(|| {
+            if let Err(e) = server.serve(published, interval * 2, &over) {
+                *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+            ended.store(true, Ordering::Relaxed);
+        });
         let mut next = Instant::now();
-        while !stopped() {
+        while !over() {
             let now = Instant::now();
             if now < next {
                 std::thread::sleep((next - now).min(Duration::from_millis(100)));
@@ -35,7 +46,12 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
                 Err(e) => log::error(&e.to_string()),
             }
         }
+        // The collections are over (a signal): the endpoint stops too.
+        ended.store(true, Ordering::Relaxed);
     });
+    if let Some(why) = broken.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(Error::System(why));
+    }
     if let Some(signal) = signals::received() {
         log::info(&format!("stopped by {signal}"));
     }
