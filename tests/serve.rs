@@ -279,7 +279,20 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
     let health = serve.get("/healthz", None);
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     assert_eq!(serve.get("/nope", None).status, 404);
-    assert_eq!(http(&serve.addr, "POST", "/metrics", None).status, 405);
+    // 405 names what is allowed (RFC 9110 15.5.6), on every path.
+    for path in ["/metrics", "/nope"] {
+        let refused = http(&serve.addr, "POST", path, None);
+        assert_eq!(refused.status, 405, "{refused:?}");
+        assert_eq!(refused.header("Allow"), Some("GET, HEAD"), "{refused:?}");
+    }
+    // HEAD: the GET's headers, no body.
+    let head = http(&serve.addr, "HEAD", "/metrics", None);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(metrics.body.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty(), "{head:?}");
     assert_eq!(sim.requests().len(), calls, "still no call");
 
     let (code, err) = serve.stop();

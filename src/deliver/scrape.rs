@@ -116,7 +116,10 @@ fn wants_openmetrics(req: &Request<'_>) -> bool {
 
 fn answer(req: &Request<'_>, published: &Published, fresh_for: Duration) -> Response {
     if !matches!(req.method, "GET" | "HEAD") {
-        return Response::text(405, "only GET and HEAD\n");
+        // RFC 9110 15.5.6: a 405 says what is allowed.
+        let mut r = Response::text(405, "only GET and HEAD\n");
+        r.headers.push(("Allow", "GET, HEAD".into()));
+        return r;
     }
     let path = req.target.split('?').next().unwrap_or("");
     match path {
