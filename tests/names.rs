@@ -218,5 +218,123 @@ fn the_translation_rule_does_what_the_collector_documents() {
         prom::metric_name("maas.usage.error_ratio", "1", false, true),
         "maas_usage_error_ratio"
     );
-    assert_eq!(prom::label_name("cloud.region"), "cloud_region");
+    // Labels: otlptranslator's LabelNamer as the collector configures it by default.
+    for (key, label) in [
+        ("cloud.region", "cloud_region"),
+        ("9lives", "key_9lives"),
+        ("x.__y", "x_y"),
+        ("a__b", "a_b"),
+        ("a_", "a_"),
+        ("_foo", "key_foo"),
+        ("__foo", "key_foo"),
+        (".foo", "key_foo"),
+        ("...", "key_"),
+        ("é.x", "key_x"),
+    ] {
+        assert_eq!(prom::label_name(key).as_deref(), Ok(label), "{key}");
+    }
+    for refused in ["", "____", "__name__", "__x.y__"] {
+        assert!(prom::label_name(refused).is_err(), "{refused:?}");
+    }
+}
+
+#[test]
+fn odd_attribute_keys_become_the_collectors_labels_and_the_resource_wins_over_a_tag() {
+    let sim = sim();
+    let spec = fixture(
+        "names/odd-labels.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    // A leading digit, a dot followed by underscores, and a key the spec's tags set too.
+    let env = [("OTEL_RESOURCE_ATTRIBUTES", "9lives=a,x.__y=b,env=prod")];
+    let otlp = run_with(
+        &spec,
+        &tempdir().join("a"),
+        NOW,
+        &env,
+        &["--format", "otlp-json"],
+    );
+    let req: ExportMetricsServiceRequest = serde_json::from_str(otlp.trim()).unwrap();
+    let translated = prom::translate(&[req]);
+    let text = run_with(
+        &spec,
+        &tempdir().join("b"),
+        NOW,
+        &env,
+        &["--format", "prometheus"],
+    );
+    let textfile = prom::parse(&text);
+    let (t_types, t_samples) = comparable(&translated);
+    let (f_types, f_samples) = comparable(&textfile);
+    assert_eq!(f_types, t_types, "names and types");
+    let t_keys: BTreeSet<&String> = t_samples.keys().collect();
+    let f_keys: BTreeSet<&String> = f_samples.keys().collect();
+    assert_eq!(f_keys, t_keys, "names and labels");
+    assert_eq!(f_samples, t_samples, "values");
+    assert!(f_types.contains_key("maas_model_total_tokens"), "{text}");
+    for s in &textfile.samples {
+        let l = &s.labels;
+        assert_eq!(l.get("key_9lives").map(String::as_str), Some("a"), "{s:?}");
+        assert_eq!(l.get("x_y").map(String::as_str), Some("b"), "{s:?}");
+        assert_eq!(l.get("a_b").map(String::as_str), Some("x"), "{s:?}");
+        // The resource's env replaces the tag's, as resource_to_telemetry_conversion does.
+        assert_eq!(l.get("env").map(String::as_str), Some("prod"), "{s:?}");
+    }
+    promtool_check(&text);
+}
+
+#[test]
+fn resource_attributes_the_collector_would_drop_metrics_for_are_refused_before_any_call() {
+    let sim = sim();
+    let spec = fixture(
+        "names/odd-labels.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let state = tempdir().join("state");
+    let cases = [
+        ("c.d=1,c_d=2", "`c_d` makes the Prometheus label `c_d`, which `c.d` (also in OTEL_RESOURCE_ATTRIBUTES) makes too"),
+        ("maas.query=x", "`maas.query` makes the Prometheus label `maas_query`, which the point attribute `maas.query` makes too"),
+        ("cloud_region=x", "which the resource attribute `cloud.region` makes too"),
+        ("job=x", "which the collector itself (`job`) makes too"),
+        ("a.b=x", "`a.b` makes the Prometheus label `a_b`, which the spec's tag `a__b` makes too"),
+        ("____=x", "`____` makes the Prometheus label `____`, which the collector's prometheus exporter refuses"),
+    ];
+    for (attrs, says) in cases {
+        for command in [
+            &["run", "--format", "prometheus"][..],
+            &["serve", "--listen", "127.0.0.1:0"],
+        ] {
+            let out = authed()
+                .env("OTEL_RESOURCE_ATTRIBUTES", attrs)
+                .args(command)
+                .arg("--spec")
+                .arg(&spec)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["--now", NOW])
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{attrs} {command:?}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains("E! OTEL_RESOURCE_ATTRIBUTES: `")
+                    && stderr(&out).contains(says),
+                "{attrs}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    assert!(sim.requests().is_empty(), "no call");
+    // Formats without Prometheus labels do not mind.
+    run_with(
+        &spec,
+        &state,
+        NOW,
+        &[("OTEL_RESOURCE_ATTRIBUTES", "c.d=1,c_d=2")],
+        &["--format", "otlp-json"],
+    );
 }

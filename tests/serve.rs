@@ -1,7 +1,7 @@
 //! `maas-usage serve` end to end against the simulator: the page is the textfile (same names,
 //! labels and exact values), a scrape never calls the cloud, promtool accepts it, OpenMetrics on
 //! request, /healthz follows the last successful collection, a taken port costs no call, SIGTERM
-//! ends it with exit 0.
+//! ends it with exit 0, and no client (idle, slow, oversized, never reading) holds the endpoint.
 
 mod common;
 
@@ -279,7 +279,20 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
     let health = serve.get("/healthz", None);
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     assert_eq!(serve.get("/nope", None).status, 404);
-    assert_eq!(http(&serve.addr, "POST", "/metrics", None).status, 405);
+    // 405 names what is allowed (RFC 9110 15.5.6), on every path.
+    for path in ["/metrics", "/nope"] {
+        let refused = http(&serve.addr, "POST", path, None);
+        assert_eq!(refused.status, 405, "{refused:?}");
+        assert_eq!(refused.header("Allow"), Some("GET, HEAD"), "{refused:?}");
+    }
+    // HEAD: the GET's headers, no body.
+    let head = http(&serve.addr, "HEAD", "/metrics", None);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(metrics.body.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty(), "{head:?}");
     assert_eq!(sim.requests().len(), calls, "still no call");
 
     let (code, err) = serve.stop();
@@ -451,4 +464,143 @@ fn an_untrusted_endpoint_on_the_first_collection_is_exit_2() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("not trusted"), "{err}");
     assert_eq!(sim.connections(), 1, "one handshake, not one per interval");
+}
+
+/// A line of the serve process's /proc status (`Threads`, `VmHWM`), as a number.
+fn proc_status(serve: &Serve, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in\n{status}"))
+}
+
+/// A spec of one ShowStatistics query: a small page, served soon.
+fn small_spec(sim: &maas_usage::sim::Simulator) -> std::path::PathBuf {
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n",
+        sim.url()
+    ))
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_blocks_no_other_scrape() {
+    let sim = sim();
+    let spec = fixture(
+        "names/mixed.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let serve = Serve::start(&spec, &tempdir().join("state"), "1h");
+    let page = serve.wait_for("/metrics", 200);
+    // Many requests for a page this size are more than the socket buffers hold.
+    assert!(page.body.len() > 50_000, "{}", page.body.len());
+    let mut hog = TcpStream::connect(&serve.addr).unwrap();
+    let one = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", serve.addr);
+    hog.write_all(one.repeat(200).as_bytes()).unwrap();
+    // Let the server take up the hog (a pause to set the scene, not a margin asserted).
+    std::thread::sleep(Duration::from_secs(1));
+
+    // While it holds its connection and reads nothing, other clients are answered (a hang
+    // would fail `http` after PATIENCE).
+    let health = serve.get("/healthz", None);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let again = serve.get("/metrics", None);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, page.body);
+    drop(hog);
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn an_oversized_request_head_is_refused_with_bounded_memory() {
+    let sim = sim();
+    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    serve.wait_for("/healthz", 200);
+    let mut c = TcpStream::connect(&serve.addr).unwrap();
+    c.set_write_timeout(Some(PATIENCE)).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nX-Big: ").unwrap();
+    const OFFERED: usize = 64 << 20;
+    let chunk = vec![b'a'; 1 << 20];
+    let mut sent = 0;
+    let refused = loop {
+        if sent >= OFFERED {
+            break None;
+        }
+        match c.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) => break Some(e),
+        }
+    };
+    // The server stopped reading and closed: the write failed on the closed connection (not
+    // on our own timeout), long before the whole header was taken.
+    let e = refused.unwrap_or_else(|| panic!("the server took a {} MiB header", sent >> 20));
+    assert!(
+        !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "the server neither read nor closed: {e}"
+    );
+    // The answer, when the reset did not eat it, is 431.
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    if !answer.is_empty() {
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+    let peak_kib = proc_status(&serve, "VmHWM");
+    assert!(
+        peak_kib < 48 * 1024,
+        "serve's peak memory grew to {peak_kib} KiB"
+    );
+    assert_eq!(serve.get("/healthz", None).status, 200);
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn idle_and_slow_connections_time_out_and_connections_are_bounded() {
+    let sim = sim();
+    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    serve.wait_for("/healthz", 200);
+    let idle = TcpStream::connect(&serve.addr).unwrap();
+    let mut slow = TcpStream::connect(&serve.addr).unwrap();
+    slow.write_all(b"GET /metr").unwrap();
+    // A flood of connections that send nothing: refused or queued, never a thread each.
+    let flood: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&serve.addr).unwrap())
+        .collect();
+    // One more request after the flood: once it is answered or reset (a refused connection
+    // may be), the flood has been accepted.
+    let mut last = TcpStream::connect(&serve.addr).unwrap();
+    last.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = last.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
+    let _ = last.read_to_end(&mut Vec::new());
+    let threads = proc_status(&serve, "Threads");
+    assert!(threads < 32, "{threads} threads for 302 connections");
+
+    // The idle connection is closed without an answer, the slow one with 408, both after
+    // the head timeout (a hang fails the read after PATIENCE).
+    for (mut c, expect) in [(idle, ""), (slow, "HTTP/1.1 408 ")] {
+        c.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut got = Vec::new();
+        match c.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("still open: {e}"),
+        }
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with(expect), "{got}");
+        if expect.is_empty() {
+            assert!(got.is_empty(), "{got}");
+        }
+    }
+    drop(flood);
+    serve.wait_for("/healthz", 200);
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
 }

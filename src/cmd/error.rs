@@ -11,6 +11,7 @@ use crate::deliver::otlp::{ConfigError, ExportError};
 use crate::deliver::scrape::BindError;
 use crate::deliver::sink::WriteError;
 use crate::domain::RangeError;
+use crate::emit::LabelError;
 use crate::plan::PlanError;
 use crate::spec::load::SpecErrors;
 use crate::state::StateError;
@@ -57,6 +58,9 @@ pub enum Error {
     /// `serve` cannot listen (the port is taken, or not ours to take).
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// `OTEL_RESOURCE_ATTRIBUTES` the Prometheus outputs cannot carry.
+    #[error(transparent)]
+    Labels(#[from] LabelError),
     /// Something of this machine failed (a port, a file the command writes).
     #[error("{0}")]
     System(String),
@@ -76,6 +80,7 @@ impl Error {
             | Error::Range(_)
             | Error::Plan(_)
             | Error::ExportConfig(_)
+            | Error::Labels(_)
             | Error::Flags => 2,
             Error::Connect(e) if e.is_input() => 2,
             Error::Export(e) if e.local => 2,

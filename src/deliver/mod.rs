@@ -3,5 +3,6 @@
 //! accepted or published.
 
 pub mod otlp;
+pub mod responder;
 pub mod scrape;
 pub mod sink;

@@ -2,11 +2,12 @@
 //! and served as is to every scrape (`GET /metrics`), and `GET /healthz`, which says whether
 //! that collection is fresh. A scrape never reaches the cloud.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Method, Request, Response};
+pub use super::responder::ServeError;
+use super::responder::{self, Request, Response};
 
 /// One collection, in both text formats a scraper may ask for.
 #[derive(Clone, Debug, Default)]
@@ -48,9 +49,9 @@ pub struct BindError {
     pub why: String,
 }
 
-/// The HTTP server of `serve`.
+/// The HTTP server of `serve` (see `responder` for its bounds).
 pub struct Server {
-    http: tiny_http::Server,
+    listener: TcpListener,
     /// The address really bound (the port chosen by the system for `:0`).
     pub addr: SocketAddr,
 }
@@ -60,89 +61,88 @@ const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; c
 
 impl Server {
     pub fn bind(addr: SocketAddr) -> Result<Server, BindError> {
-        let bad = |why: String| BindError {
+        let bad = |e: std::io::Error| BindError {
             addr: addr.to_string(),
-            why,
+            why: e.to_string(),
         };
-        let http = tiny_http::Server::http(addr).map_err(|e| bad(e.to_string()))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| bad("not an IP socket".into()))?;
-        Ok(Server { http, addr })
+        let listener = TcpListener::bind(addr).map_err(bad)?;
+        let addr = listener.local_addr().map_err(bad)?;
+        Ok(Server { listener, addr })
     }
 
-    /// Answers requests until `stop` says so (checked at least every 100 ms). `/healthz` is
-    /// healthy while the last page is younger than `fresh_for`.
-    pub fn serve(&self, published: &Published, fresh_for: Duration, stop: &dyn Fn() -> bool) {
-        while !stop() {
-            match self.http.recv_timeout(Duration::from_millis(100)) {
-                Ok(Some(req)) => answer(req, published, fresh_for),
-                Ok(None) => {}
-                // The listener is gone: nothing more to serve.
-                Err(_) => return,
-            }
+    /// Answers requests until `stop` says so. `/healthz` is healthy while the last page is
+    /// younger than `fresh_for`.
+    pub fn serve(
+        &self,
+        published: Arc<Published>,
+        fresh_for: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), ServeError> {
+        let handler = move |req: &Request<'_>| answer(req, &published, fresh_for);
+        responder::serve(&self.listener, Arc::new(handler), stop)
+    }
+}
+
+/// The page in the format asked for.
+struct PageBody(Arc<Page>, bool);
+
+impl AsRef<[u8]> for PageBody {
+    fn as_ref(&self) -> &[u8] {
+        if self.1 {
+            self.0.openmetrics.as_bytes()
+        } else {
+            self.0.text.as_bytes()
         }
     }
 }
 
-fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-}
-
-fn respond(req: Request, status: u16, content_type: &str, body: &str) {
-    // The length is known: a Content-Length, never chunked transfer, whatever the size.
-    let mut r = Response::from_string(body)
-        .with_status_code(status)
-        .with_chunked_threshold(usize::MAX);
-    if let Some(h) = header("Content-Type", content_type) {
-        r = r.with_header(h);
+fn page(page: Arc<Page>, openmetrics: bool) -> Response {
+    Response {
+        status: 200,
+        content_type: if openmetrics {
+            OPENMETRICS_FORMAT
+        } else {
+            TEXT_FORMAT
+        },
+        headers: Vec::new(),
+        body: Box::new(PageBody(page, openmetrics)),
     }
-    // A scraper that went away is not our problem.
-    let _ = req.respond(r);
 }
 
-fn wants_openmetrics(req: &Request) -> bool {
-    req.headers()
-        .iter()
-        .filter(|h| h.field.equiv("Accept"))
-        .any(|h| h.value.as_str().contains("application/openmetrics-text"))
+fn wants_openmetrics(req: &Request<'_>) -> bool {
+    req.header("Accept")
+        .any(|v| v.contains("application/openmetrics-text"))
 }
 
-fn answer(req: Request, published: &Published, fresh_for: Duration) {
-    const PLAIN: &str = "text/plain; charset=utf-8";
-    if !matches!(req.method(), Method::Get | Method::Head) {
-        return respond(req, 405, PLAIN, "only GET and HEAD\n");
+fn answer(req: &Request<'_>, published: &Published, fresh_for: Duration) -> Response {
+    if !matches!(req.method, "GET" | "HEAD") {
+        // RFC 9110 15.5.6: a 405 says what is allowed.
+        let mut r = Response::text(405, "only GET and HEAD\n");
+        r.headers.push(("Allow", "GET, HEAD".into()));
+        return r;
     }
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    match path.as_str() {
+    let path = req.target.split('?').next().unwrap_or("");
+    match path {
         "/metrics" => match published.last() {
-            Some((page, _)) if wants_openmetrics(&req) => {
-                respond(req, 200, OPENMETRICS_FORMAT, &page.openmetrics)
-            }
-            Some((page, _)) => respond(req, 200, TEXT_FORMAT, &page.text),
-            None => respond(req, 503, PLAIN, "no collection has succeeded yet\n"),
+            Some((p, _)) => page(p, wants_openmetrics(req)),
+            None => Response::text(503, "no collection has succeeded yet\n"),
         },
         "/healthz" => match published.last() {
-            Some((_, age)) if age < fresh_for => respond(req, 200, PLAIN, "ok\n"),
-            Some((_, age)) => respond(
-                req,
+            Some((_, age)) if age < fresh_for => Response::text(200, "ok\n"),
+            Some((_, age)) => Response::text(
                 503,
-                PLAIN,
-                &format!(
+                format!(
                     "the last successful collection is {} s old (stale after {} s)\n",
                     age.as_secs(),
                     fresh_for.as_secs()
                 ),
             ),
-            None => respond(req, 503, PLAIN, "no collection has succeeded yet\n"),
+            None => Response::text(503, "no collection has succeeded yet\n"),
         },
-        "/" => respond(
-            req,
+        "/" => Response::text(
             200,
-            PLAIN,
             "maas-usage serve: GET /metrics (Prometheus text, or OpenMetrics by Accept), GET /healthz\n",
         ),
-        _ => respond(req, 404, PLAIN, "not found: try /metrics or /healthz\n"),
+        _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
 }

@@ -39,8 +39,8 @@ pub const RESOURCE_ATTRIBUTES: [&str; 8] = [
     "cloud.account.id",
 ];
 
-/// Every tag or label name an output sets itself: a static tag reusing one would hide or
-/// duplicate it (in line protocol, OTLP or Prometheus).
+/// Every tag or label name an output sets itself, or the collector's Prometheus exporter does: a
+/// static tag reusing one would hide or duplicate it (in line protocol, OTLP or Prometheus).
 pub fn reserved_names() -> Vec<String> {
     let mut out: Vec<String> = BUILTIN_TAGS
         .iter()
@@ -55,6 +55,7 @@ pub fn reserved_names() -> Vec<String> {
     );
     out.extend(RESOURCE_ATTRIBUTES.iter().map(|a| prometheus_label(a)));
     out.push(prometheus_label(OUTCOME_ATTRIBUTE));
+    out.extend(COLLECTOR_LABELS.iter().map(|l| l.to_string()));
     out.sort();
     out.dedup();
     out
@@ -77,13 +78,59 @@ pub fn otlp_resource_attribute(tag: &str) -> &'static str {
     }
 }
 
-/// A Prometheus label name for an OTLP attribute: what the collector does (characters outside
-/// `[A-Za-z0-9_]` become `_`).
+/// The labels the collector's Prometheus exporter adds to every series itself: the
+/// instrumentation scope, and `job` and `instance` (from `service.name` and
+/// `service.instance.id`). An attribute with one of these labels would be refused as a duplicate.
+pub const COLLECTOR_LABELS: [&str; 5] = [
+    "job",
+    "instance",
+    "otel_scope_name",
+    "otel_scope_version",
+    "otel_scope_schema_url",
+];
+
+/// A Prometheus label name for an OTLP attribute key, as the OpenTelemetry Collector's
+/// Prometheus exporter makes it by default (otlptranslator's `LabelNamer`, UTF-8 off, the
+/// `pkg.translator.prometheus.PermissiveLabelSanitization` gate off): every character outside
+/// `[A-Za-z0-9]` becomes `_` and a run of them one `_` (a key wrapped in `__` keeps the
+/// wrapper); then a leading digit gets `key_` and a leading single `_` gets `key`. See
+/// `label_refused` for the results the collector cannot use.
 pub fn prometheus_label(attribute: &str) -> String {
-    attribute
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+    let reserved = attribute.len() >= 4 && attribute.starts_with("__") && attribute.ends_with("__");
+    let inner = if reserved {
+        attribute.get(2..attribute.len() - 2).unwrap_or("")
+    } else {
+        attribute
+    };
+    let mut out = String::with_capacity(attribute.len() + 4);
+    if reserved {
+        out.push_str("__");
+    }
+    let mut after_underscore = false;
+    for c in inner.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            after_underscore = false;
+        } else if !after_underscore {
+            out.push('_');
+            after_underscore = true;
+        }
+    }
+    if reserved {
+        out.push_str("__");
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
+    } else if out.starts_with('_') && !out.starts_with("__") {
+        out.insert_str(0, "key");
+    }
+    out
+}
+
+/// A label the collector refuses, dropping the whole metric: empty or underscores only
+/// (otlptranslator's error), or with the `__` prefix Prometheus reserves (client_golang's).
+pub fn label_refused(label: &str) -> bool {
+    label.chars().all(|c| c == '_') || label.starts_with("__")
 }
 
 /// The OpenTelemetry Collector's Prometheus name for an OTLP metric (its exporter's default
@@ -175,6 +222,25 @@ pub struct CollectorField {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_the_collectors() {
+        for (key, label) in [
+            ("cloud.region", "cloud_region"),
+            ("9lives", "key_9lives"),
+            ("x.__y", "x_y"),
+            ("a__b", "a_b"),
+            ("_foo", "key_foo"),
+            ("__name__", "__name__"),
+            ("...", "key_"),
+        ] {
+            assert_eq!(prometheus_label(key), label, "{key}");
+        }
+        for refused in ["", "____", "__name__"] {
+            assert!(label_refused(&prometheus_label(refused)), "{refused:?}");
+        }
+        assert!(!label_refused("key_"));
+    }
 
     #[test]
     fn every_prometheus_name_is_the_translation_of_its_otlp_name() {

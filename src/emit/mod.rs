@@ -50,6 +50,101 @@ impl ResourceEnv {
     }
 }
 
+/// `OTEL_RESOURCE_ATTRIBUTES` the Prometheus outputs cannot carry as the collector's
+/// prometheus exporter would: it would drop every metric.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    #[error("OTEL_RESOURCE_ATTRIBUTES: `{key}` makes the Prometheus label `{label}`, which the collector's prometheus exporter refuses (dropping every metric); rename it")]
+    Refused { key: String, label: String },
+    #[error("OTEL_RESOURCE_ATTRIBUTES: `{key}` makes the Prometheus label `{label}`, which {other} makes too: the collector's prometheus exporter would refuse the duplicate (dropping every metric); rename it")]
+    Taken {
+        key: String,
+        label: String,
+        other: String,
+    },
+}
+
+/// Who makes a Prometheus label, for `ResourceEnv::check_labels`.
+enum Owner {
+    /// A resource attribute the run sets itself (its value wins over the environment's).
+    Run(String),
+    /// A point attribute the outputs set.
+    Point(String),
+    /// The collector's own label.
+    Collector,
+    /// A static tag of the spec.
+    Tag(String),
+    /// An earlier key of `OTEL_RESOURCE_ATTRIBUTES`.
+    Env(String),
+}
+
+impl Owner {
+    fn describe(&self, label: &str) -> String {
+        match self {
+            Owner::Run(k) => format!("the resource attribute `{k}`"),
+            Owner::Point(k) => format!("the point attribute `{k}`"),
+            Owner::Collector => format!("the collector itself (`{label}`)"),
+            Owner::Tag(k) => format!("the spec's tag `{k}`"),
+            Owner::Env(k) => format!("`{k}` (also in OTEL_RESOURCE_ATTRIBUTES)"),
+        }
+    }
+}
+
+impl ResourceEnv {
+    /// For the Prometheus outputs: every attribute of `OTEL_RESOURCE_ATTRIBUTES` must make a
+    /// label the collector accepts and that nothing else makes from another key, or the
+    /// collector's translation of the OTLP export (which drops such metrics) and the textfile
+    /// could not agree. The same key as a static tag is allowed: the resource's value wins, as
+    /// with `resource_to_telemetry_conversion`; those tags are returned.
+    pub fn check_labels(&self, tags: &BTreeMap<String, String>) -> Result<Vec<String>, LabelError> {
+        use fields::{label_refused, otlp_attribute, prometheus_label};
+        let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
+        for a in fields::RESOURCE_ATTRIBUTES {
+            owners.insert(prometheus_label(a), Owner::Run(a.into()));
+        }
+        let points = fields::BUILTIN_TAGS[..4]
+            .iter()
+            .chain(fields::MODEL_TAGS.iter())
+            .map(|t| otlp_attribute(t))
+            .chain([fields::OUTCOME_ATTRIBUTE.to_string()]);
+        for a in points {
+            owners.insert(prometheus_label(&a), Owner::Point(a));
+        }
+        for l in fields::COLLECTOR_LABELS {
+            owners.insert(l.into(), Owner::Collector);
+        }
+        for k in tags.keys() {
+            owners
+                .entry(prometheus_label(k))
+                .or_insert_with(|| Owner::Tag(k.clone()));
+        }
+        let mut overridden = Vec::new();
+        for (key, _) in self
+            .attributes
+            .as_deref()
+            .map(parse_kv_list)
+            .unwrap_or_default()
+        {
+            let label = prometheus_label(&key);
+            if label_refused(&label) {
+                return Err(LabelError::Refused { key, label });
+            }
+            match owners.get(&label) {
+                None => {
+                    owners.insert(label, Owner::Env(key));
+                }
+                Some(Owner::Run(k) | Owner::Env(k)) if *k == key => {}
+                Some(Owner::Tag(k)) if *k == key => overridden.push(key),
+                Some(other) => {
+                    let other = other.describe(&label);
+                    return Err(LabelError::Taken { key, label, other });
+                }
+            }
+        }
+        Ok(overridden)
+    }
+}
+
 /// Everything an emitter may print.
 pub struct Report<'a> {
     pub collected: &'a Collected,

@@ -1,7 +1,8 @@
 //! Prometheus text exposition, for node_exporter's textfile collector and `serve`'s
 //! `/metrics`: the names and labels the OpenTelemetry Collector's Prometheus exporter gives the
-//! OTLP metrics (resource attributes as labels, as `resource_to_telemetry_conversion` does), so
-//! one dashboard reads all three paths. No timestamps (the textfile collector refuses them).
+//! OTLP metrics (resource attributes as labels, over point attributes of the same key, as
+//! `resource_to_telemetry_conversion` does), less the labels it adds itself (`job`, `instance`,
+//! `otel_scope_*`), so one dashboard reads all three paths. No timestamps (the textfile collector refuses them).
 //!
 //! Window totals are gauges (a rolling window moves, a calendar period starts over). Period
 //! series are counters: their running total since the series' first bucket, which only grows.
@@ -85,14 +86,31 @@ impl Family {
     }
 }
 
+/// The spec's static tags as labels (the collector's names for them), then the source's labels
+/// over all: `resource_to_telemetry_conversion` copies the resource onto each point and a
+/// resource attribute replaces a point attribute of the same key. (Two different keys that make
+/// one label are refused before a run: the collector would drop the metric.)
+fn with_source(
+    mut point: BTreeMap<String, String>,
+    tags: &BTreeMap<String, String>,
+    source: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    for (k, v) in tags {
+        point
+            .entry(fields::prometheus_label(k))
+            .or_insert_with(|| v.clone());
+    }
+    point.extend(source.iter().map(|(k, v)| (k.clone(), v.clone())));
+    point
+}
+
 /// The labels of a series: its key as `maas_*`, the spec's static tags, the source.
 fn series_labels(
     key: &SeriesKey,
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut l = source.clone();
-    l.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut l = BTreeMap::new();
     for (tag, v) in [
         ("query", key.query.as_str()),
         ("service_type", key.service_type.name()),
@@ -104,7 +122,7 @@ fn series_labels(
             v.into(),
         );
     }
-    l
+    with_source(l, tags, source)
 }
 
 fn carries(key: &SeriesKey, f: &Field) -> bool {
@@ -117,8 +135,7 @@ fn model_labels(
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut l = source.clone();
-    l.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut l = BTreeMap::new();
     let mut put = |tag: &str, v: &str| {
         l.insert(
             fields::prometheus_label(&fields::otlp_attribute(tag)),
@@ -132,7 +149,7 @@ fn model_labels(
         put(fields::MODEL_TAGS[3], &k.name);
         put(fields::MODEL_TAGS[4], &k.id);
     }
-    l
+    with_source(l, tags, source)
 }
 
 /// Cloud Eye series: every figure of a window as a gauge (latency in seconds); a period
@@ -223,14 +240,14 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
         .iter()
         .zip(fields::collector_values(&r.stats))
     {
-        let mut l = source.clone();
-        l.extend(opts.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut l = BTreeMap::new();
         if let Some(outcome) = f.outcome {
             l.insert(
                 fields::prometheus_label(fields::OUTCOME_ATTRIBUTE),
                 outcome.into(),
             );
         }
+        let l = with_source(l, opts.tags, &source);
         // Base units: milliseconds become seconds.
         let value = if f.otlp_unit == "s" {
             format!("{}", v as f64 / 1000.0)

@@ -396,13 +396,23 @@ pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>
         out.otlp = otlp_of(f, otlp, errors);
     }
     let reserved = fields::reserved_names();
+    // Prometheus label -> the tag that makes it: two tags must not make one label (the
+    // collector would refuse the duplicate and drop every metric).
+    let mut labels: BTreeMap<String, &str> = BTreeMap::new();
     for (k, v) in o.tags.iter().flatten() {
-        if reserved.contains(k) {
+        let label = fields::prometheus_label(k);
+        if reserved.contains(k) || reserved.contains(&label) {
             errors.push(f.key_err(
                 &format!("/output/tags/{k}"),
-                format!("`{k}` is a tag or label the outputs already set; choose another key"),
+                format!("`{k}` is a tag or label the outputs already set (or the collector's Prometheus exporter does, as `{label}`); choose another key"),
+            ));
+        } else if let Some(first) = labels.get(&label) {
+            errors.push(f.key_err(
+                &format!("/output/tags/{k}"),
+                format!("`{k}` and `{first}` are both the Prometheus label `{label}`; keep one"),
             ));
         } else {
+            labels.insert(label, k);
             out.tags.insert(k.clone(), v.clone());
         }
     }

@@ -323,6 +323,29 @@ mod tests {
     }
 
     #[test]
+    fn tags_are_refused_by_the_label_the_collector_makes_of_them() {
+        // `maas__query` is the label `maas_query`; `job` is the collector's own.
+        for key in ["maas__query", "job", "otel_scope_name"] {
+            let e = errs(&format!(
+                "{HEAD}queries: [{{name: q}}]\noutput:\n  tags: {{{key}: x}}\n"
+            ));
+            assert!(
+                e[0].contains(&format!(
+                    "output.tags.{key}: `{key}` is a tag or label the outputs already set"
+                )),
+                "{e:?}"
+            );
+        }
+        let e = errs(&format!(
+            "{HEAD}queries: [{{name: q}}]\noutput:\n  tags: {{a_b: v1, a__b: v2}}\n"
+        ));
+        assert!(
+            e[0].contains("`a_b` and `a__b` are both the Prometheus label `a_b`; keep one"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn otlp_settings_and_credential_headers() {
         let spec = load_str(
             "s.yaml",

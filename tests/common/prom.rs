@@ -1,6 +1,8 @@
 //! The OpenTelemetry Collector's Prometheus translation (prometheus exporter, default settings,
-//! `resource_to_telemetry_conversion` on), written from its documented rule, and a parser for
-//! the text format: what lets the tests say the textfile, `serve` and translated OTLP agree.
+//! `resource_to_telemetry_conversion` on), written from its source (otlptranslator's
+//! `LabelNamer` as `configureLabelNamer` sets it up, `pkg/resourcetotelemetry`, the exporter's
+//! `getMetricMetadata`), and a parser for the text format: what lets the tests say the textfile,
+//! `serve` and translated OTLP agree.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -64,18 +66,64 @@ pub fn metric_name(name: &str, unit: &str, monotonic_sum: bool, gauge: bool) -> 
     tokens.join("_")
 }
 
-/// A label's name: every character outside `[A-Za-z0-9_]` becomes `_`.
-pub fn label_name(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// A label's name, as otlptranslator's `LabelNamer.Build` makes it with the collector's default
+/// configuration (UTF-8 not allowed; the `pkg.translator.prometheus.PermissiveLabelSanitization`
+/// gate off, so `PreserveMultipleUnderscores` off and `UnderscoreLabelSanitization` on): every
+/// character outside `[A-Za-z0-9]` becomes `_` and a run of them a single `_`, except that a key
+/// wrapped in `__` keeps that wrapper; then a leading digit gets `key_`, a leading single `_` gets
+/// `key`. `Err` where `Build` fails (empty, or underscores only) or where client_golang refuses
+/// the name (a reserved `__` prefix): the collector then drops the whole metric.
+pub fn label_name(key: &str) -> Result<String, String> {
+    if key.is_empty() {
+        return Err("label name is empty".into());
+    }
+    let reserved = key.len() >= 4 && key.starts_with("__") && key.ends_with("__");
+    let inner = if reserved {
+        &key[2..key.len() - 2]
+    } else {
+        key
+    };
+    let mut out = String::new();
+    if reserved {
+        out.push_str("__");
+    }
+    let mut after_underscore = false;
+    for c in inner.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            after_underscore = false;
+        } else if !after_underscore {
+            out.push('_');
+            after_underscore = true;
+        }
+    }
+    if reserved {
+        out.push_str("__");
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
+    } else if out.starts_with('_') && !out.starts_with("__") {
+        out.insert_str(0, "key");
+    }
+    if out.chars().all(|c| c == '_') {
+        return Err(format!("{key:?} normalizes to {out:?}, underscores only"));
+    }
+    if out.starts_with("__") {
+        return Err(format!("{key:?} normalizes to the reserved {out:?}"));
+    }
+    Ok(out)
 }
+
+/// The labels the collector adds to every series itself: the instrumentation scope
+/// (`getMetricMetadata`, unless `without_scope_info`), and `job` and `instance` from
+/// `service.namespace`/`service.name` and `service.instance.id`.
+pub const COLLECTOR_OWN_LABELS: [&str; 5] = [
+    "otel_scope_name",
+    "otel_scope_version",
+    "otel_scope_schema_url",
+    "job",
+    "instance",
+];
 
 fn string_value(kv: &KeyValue) -> String {
     match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -92,8 +140,16 @@ fn number(p: &NumberDataPoint) -> f64 {
     }
 }
 
+/// Adds `name` to `labels`, or fails as the collector would on a duplicate label name.
+fn put(labels: &mut BTreeMap<String, String>, name: String, value: String, metric: &str) {
+    if let Some(before) = labels.insert(name.clone(), value) {
+        panic!("{metric}: two values for label {name} (first {before:?}): the collector refuses the metric");
+    }
+}
+
 /// What the collector's Prometheus exporter would serve for `reqs` (the last point of each
-/// series wins, as it keeps the latest), without its own `job`, `instance` and `target_info`.
+/// series wins, as it keeps the latest), without `target_info` and without the labels it adds
+/// itself (`COLLECTOR_OWN_LABELS`).
 pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
     let mut out = Exposition::default();
     let mut latest: BTreeMap<(String, Vec<(String, String)>), f64> = BTreeMap::new();
@@ -103,9 +159,17 @@ pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
                 .resource
                 .iter()
                 .flat_map(|r| &r.attributes)
-                .map(|kv| (label_name(&kv.key), string_value(kv)))
+                .map(|kv| (kv.key.clone(), string_value(kv)))
                 .collect();
+            let get = |k: &str| resource.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+            // extractJob / extractInstance.
+            let job = get("service.name").map(|name| match get("service.namespace") {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.clone(),
+            });
+            let instance = get("service.instance.id").cloned();
             for sm in &rm.scope_metrics {
+                let scope = sm.scope.clone().unwrap_or_default();
                 for m in &sm.metrics {
                     let (points, monotonic_sum, gauge) = match m.data.as_ref() {
                         Some(Data::Gauge(g)) => (&g.data_points, false, true),
@@ -118,11 +182,48 @@ pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
                         assert_eq!(before, kind, "{name}: two types");
                     }
                     for p in points {
-                        let mut labels: BTreeMap<String, String> =
-                            resource.iter().cloned().collect();
-                        for kv in &p.attributes {
-                            labels.insert(label_name(&kv.key), string_value(kv));
+                        // resource_to_telemetry_conversion (pkg/resourcetotelemetry,
+                        // joinAttributeMaps): each resource attribute is copied onto the point
+                        // with PutEmpty, so it replaces a point attribute of the same key.
+                        let mut attributes: BTreeMap<String, String> = p
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), string_value(kv)))
+                            .collect();
+                        attributes.extend(resource.iter().cloned());
+                        let mut labels = BTreeMap::new();
+                        for (k, v) in attributes {
+                            let label = label_name(&k)
+                                .unwrap_or_else(|e| panic!("{name}: {e}: the collector drops it"));
+                            put(&mut labels, label, v, &name);
                         }
+                        for kv in &scope.attributes {
+                            let label = label_name(&format!("otel_scope_{}", kv.key))
+                                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                            put(&mut labels, label, string_value(kv), &name);
+                        }
+                        // getMetricMetadata: the scope, then job and instance.
+                        for (k, v) in [
+                            ("otel_scope_name", Some(scope.name.clone())),
+                            ("otel_scope_version", Some(scope.version.clone())),
+                            ("otel_scope_schema_url", Some(sm.schema_url.clone())),
+                            ("job", job.clone()),
+                            ("instance", instance.clone()),
+                        ] {
+                            if let Some(v) = v {
+                                put(&mut labels, k.to_string(), v, &name);
+                            }
+                        }
+                        // Stripped: the collector's own labels, which the textfile and `serve`
+                        // do not carry (a scrape of them gets job and instance from its target;
+                        // they have no instrumentation scope). The rest must be equal.
+                        for k in COLLECTOR_OWN_LABELS {
+                            labels.remove(k);
+                        }
+                        assert!(
+                            !labels.keys().any(|k| k.starts_with("otel_scope_")),
+                            "{name}: a scope attribute: {labels:?}"
+                        );
                         latest.insert((name.clone(), labels.into_iter().collect()), number(p));
                     }
                 }

@@ -198,6 +198,14 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
     // and must not cost a call.
     plan::build(&spec, settings.now(), &settings.zone)?;
     let format = o.format.unwrap_or(spec.output.format);
+    let resource = ResourceEnv::from_env(&env::process);
+    if format == Format::Prometheus || matches!(o.mode, Mode::Serve { .. }) {
+        for tag in resource.check_labels(&spec.output.tags)? {
+            log::warn(&format!(
+                "OTEL_RESOURCE_ATTRIBUTES sets `{tag}`, a tag of the spec too: the Prometheus label carries the resource's value, as the collector's prometheus exporter does"
+            ));
+        }
+    }
     let export = match format {
         Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &env::process)?),
         _ => None,
@@ -234,7 +242,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         settings,
         conn,
         sink: Sink::new(o.output),
-        resource: ResourceEnv::from_env(&env::process),
+        resource,
         temporality: otlp::temporality(&env::process),
         origin,
         state: o.state,

@@ -3,6 +3,7 @@
 //! for (or starts) a collection. SIGTERM or SIGINT ends both.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{collect_once, signals, Context};
@@ -11,20 +12,28 @@ use crate::deliver::scrape::Server;
 use crate::log;
 
 pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outcome, Error> {
-    let Some(published) = ctx.published.as_deref() else {
+    let Some(published) = ctx.published.clone() else {
         return Err(Error::System("serve without a page to publish".into()));
     };
     log::info(&format!("listening on http://{}", server.addr));
+    let stopped = || signals::received().is_some();
+    // The endpoint could not go on (its workers would not start): no point collecting.
+    let broken: Mutex<Option<String>> = Mutex::new(None);
+    let ended = AtomicBool::new(false);
+    let over = || stopped() || ended.load(Ordering::Relaxed);
     // A first collection that fails on this side (an untrusted certificate, credentials that
     // cannot be sent) will fail the same way every interval: end as `run` would, exit 2.
-    let misconfigured = AtomicBool::new(false);
     let mut ending = Ok(Outcome::Done);
-    let stopped = || signals::received().is_some() || misconfigured.load(Ordering::Relaxed);
     std::thread::scope(|s| {
-        s.spawn(|| server.serve(published, interval * 2, &stopped));
+        s.spawn(|| {
+            if let Err(e) = server.serve(published, interval * 2, &over) {
+                *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+            ended.store(true, Ordering::Relaxed);
+        });
         let mut next = Instant::now();
         let mut first = true;
-        while !stopped() {
+        while !over() {
             let now = Instant::now();
             if now < next {
                 std::thread::sleep((next - now).min(Duration::from_millis(100)));
@@ -38,13 +47,11 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
                 match outcome {
                     Ok(Outcome::Misconfigured | Outcome::Invalid) => {
                         ending = Ok(Outcome::Misconfigured);
-                        misconfigured.store(true, Ordering::Relaxed);
-                        continue;
+                        break;
                     }
                     Err(e) if e.is_input() => {
                         ending = Err(e);
-                        misconfigured.store(true, Ordering::Relaxed);
-                        continue;
+                        break;
                     }
                     other => report(other),
                 }
@@ -52,7 +59,13 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
                 report(outcome);
             }
         }
+        // The collections are over (a signal, or a configuration that cannot work): the
+        // endpoint stops too.
+        ended.store(true, Ordering::Relaxed);
     });
+    if let Some(why) = broken.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(Error::System(why));
+    }
     if let Some(signal) = signals::received() {
         log::info(&format!("stopped by {signal}"));
     }

@@ -1,0 +1,392 @@
+//! A small HTTP/1.1 responder on `std::net`, bounded in every direction, for `serve`'s scrape
+//! endpoint: a fixed pool of workers behind a short queue (a connection beyond both is answered
+//! `503` and closed at once), one request per connection (`Connection: close`), a request head
+//! of at most `MAX_HEAD` bytes that must arrive within `HEAD_TIMEOUT`, and an answer that must
+//! be taken within `WRITE_TIMEOUT`. A client that is slow, idle, or never reads holds one worker
+//! for a bounded time and never the others; no request makes memory grow past `MAX_HEAD`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Threads answering requests (each serves one connection at a time).
+pub const WORKERS: usize = 8;
+/// Connections accepted and waiting for a worker; one more is answered `503` and closed.
+pub const QUEUE: usize = 32;
+/// The request line and headers together, in bytes; more is `431`.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// From accept to the end of the request head; then `408` (or a silent close when nothing came).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least a queued connection gets to send its head once a worker takes it, however long it
+/// waited (a scraper sends its head at once, so it is already there).
+const HEAD_GRACE: Duration = Duration::from_secs(1);
+/// For writing the whole answer; a client that reads slower is cut off.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the answer: how long, and how much, is read and dropped before closing, so that what
+/// the client still sends does not turn the close into a reset that loses the answer.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024;
+/// How often the accepting loop looks at `stop` when nobody connects.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One request: what the handler sees.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The path and query as sent.
+    pub target: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+}
+
+impl Request<'_> {
+    /// The values of every header named `name` (case-insensitive).
+    pub fn header<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// An answer: always with a length, never chunked; the body is left out for HEAD.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// Further headers (e.g. `Allow`).
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Box<dyn AsRef<[u8]> + Send>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Box::new(body.into()),
+        }
+    }
+}
+
+/// What answers requests; shared by the workers.
+pub type Handler = dyn Fn(&Request<'_>) -> Response + Send + Sync;
+
+/// The workers could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the HTTP workers: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot accept connections on {addr}: {source}")]
+    Listener {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("every HTTP worker has stopped")]
+    NoWorkers,
+}
+
+type Job = (TcpStream, Instant);
+
+/// Accepts connections on `listener` and hands them to `WORKERS` threads until `stop` says so
+/// (checked every `POLL`). The workers are not joined: one busy with a slow client finishes on
+/// its own deadline, or ends with the process.
+pub fn serve(
+    listener: &TcpListener,
+    handler: Arc<Handler>,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), ServeError> {
+    let listener_err = |source| ServeError::Listener {
+        addr: listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(listener_err)?;
+    let (tx, rx): (SyncSender<Job>, Receiver<Job>) = mpsc::sync_channel(QUEUE);
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..WORKERS {
+        let (rx, handler) = (rx.clone(), handler.clone());
+        std::thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || work(&rx, &*handler))
+            .map_err(ServeError::Spawn)?;
+    }
+    while !stop() {
+        match listener.accept() {
+            Ok((conn, _)) => match tx.try_send((conn, Instant::now())) {
+                Ok(()) => {}
+                Err(TrySendError::Full((conn, _))) => busy(conn),
+                Err(TrySendError::Disconnected(_)) => return Err(ServeError::NoWorkers),
+            },
+            // Nobody is connecting, or a passing fault (a connection reset before it was
+            // accepted, out of descriptors): look again shortly.
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+    Ok(())
+}
+
+fn work(rx: &Mutex<Receiver<Job>>, handler: &Handler) {
+    loop {
+        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        match job {
+            Ok((conn, accepted)) => connection(conn, accepted, handler),
+            // The server stopped.
+            Err(_) => return,
+        }
+    }
+}
+
+/// No worker and no room in the queue: say so without waiting for anything, and close.
+fn busy(mut conn: TcpStream) {
+    let _ = conn.set_nonblocking(true);
+    let body = "busy: too many connections\n";
+    let _ = write!(
+        conn,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Why no request head was read.
+enum HeadError {
+    /// The client closed first, or the connection failed.
+    Gone,
+    /// The deadline passed: after some bytes (`true`) or none.
+    TimedOut(bool),
+    TooLarge,
+}
+
+fn left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+/// Where the head ends (just past its empty line), looking from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|i| {
+        if buf[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if buf[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads up to the end of the request head, at most `MAX_HEAD` bytes, by `deadline`. What
+/// follows it (a body, pipelined requests) is not read.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let Some(wait) = left(deadline) else {
+            return Err(HeadError::TimedOut(!buf.is_empty()));
+        };
+        conn.set_read_timeout(Some(wait))
+            .map_err(|_| HeadError::Gone)?;
+        let room = (MAX_HEAD - buf.len()).min(chunk.len());
+        match conn.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HeadError::Gone),
+            Ok(n) => {
+                let from = buf.len().saturating_sub(3);
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = head_end(&buf, from) {
+                    buf.truncate(end);
+                    return Ok(buf);
+                }
+                if buf.len() >= MAX_HEAD {
+                    return Err(HeadError::TooLarge);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return Err(HeadError::Gone),
+        }
+    }
+}
+
+/// The request line and headers, or the status that refuses them.
+fn parse(head: &[u8]) -> Result<Request<'_>, u16> {
+    let text = std::str::from_utf8(head).map_err(|_| 400u16)?;
+    let mut lines = text
+        .trim_start_matches(['\r', '\n'])
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let line = lines.next().ok_or(400u16)?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(400);
+    };
+    if method.is_empty() || target.is_empty() {
+        return Err(400);
+    }
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
+        return Err(if version.starts_with("HTTP/") {
+            505
+        } else {
+            400
+        });
+    }
+    let mut headers = Vec::new();
+    for l in lines.take_while(|l| !l.is_empty()) {
+        let (name, value) = l.split_once(':').ok_or(400u16)?;
+        if name.is_empty() || name.contains(|c: char| c.is_ascii_whitespace()) {
+            return Err(400);
+        }
+        headers.push((name, value.trim()));
+    }
+    Ok(Request {
+        method,
+        target,
+        headers,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Writes all of `bytes` by `deadline`, or fails.
+fn write_by(conn: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let wait = left(deadline).ok_or(ErrorKind::TimedOut)?;
+        conn.set_write_timeout(Some(wait))?;
+        match conn.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn respond(conn: &mut TcpStream, r: &Response, with_body: bool) -> std::io::Result<()> {
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let body = (*r.body).as_ref();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        body.len()
+    );
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    write_by(conn, head.as_bytes(), deadline)?;
+    if with_body {
+        write_by(conn, body, deadline)?;
+    }
+    conn.flush()
+}
+
+/// Reads and drops what the client still sends (bounded), so the close is a clean one.
+fn linger(conn: &mut TcpStream) {
+    if conn.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut chunk = [0u8; 2048];
+    while drained < LINGER_BYTES {
+        let Some(wait) = left(deadline) else { return };
+        if conn.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn connection(mut conn: TcpStream, accepted: Instant, handler: &Handler) {
+    // Accepted from a non-blocking listener: blocking, with the deadlines below.
+    if conn.set_nonblocking(false).is_err() {
+        return;
+    }
+    let _ = conn.set_nodelay(true);
+    let deadline = (accepted + HEAD_TIMEOUT).max(Instant::now() + HEAD_GRACE);
+    let refused = |status: u16, why: &str| Response::text(status, format!("{why}\n"));
+    let answered = match read_head(&mut conn, deadline) {
+        Ok(head) => match parse(&head) {
+            Ok(req) => {
+                let r = handler(&req);
+                respond(&mut conn, &r, req.method != "HEAD")
+            }
+            Err(status) => respond(&mut conn, &refused(status, reason(status)), true),
+        },
+        Err(HeadError::TooLarge) => respond(
+            &mut conn,
+            &refused(431, &format!("request head over {MAX_HEAD} bytes")),
+            true,
+        ),
+        Err(HeadError::TimedOut(true)) => {
+            respond(&mut conn, &refused(408, "request head too slow"), true)
+        }
+        Err(HeadError::TimedOut(false)) | Err(HeadError::Gone) => return,
+    };
+    if answered.is_ok() {
+        linger(&mut conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_parsed_and_malformed_ones_refused() {
+        let r = parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\naccept: text/plain\r\n\r\n")
+            .expect("a valid head");
+        assert_eq!((r.method, r.target), ("GET", "/metrics?x=1"));
+        assert_eq!(r.header("Accept").collect::<Vec<_>>(), ["text/plain"]);
+        assert!(
+            parse(b"\r\nHEAD / HTTP/1.0\n\n").is_ok(),
+            "bare LF, leading CRLF"
+        );
+        for (bad, status) in [
+            (&b"GET /\r\n\r\n"[..], 400),
+            (b"GET  / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/2.0\r\n\r\n", 505),
+            (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n", 400),
+        ] {
+            assert_eq!(parse(bad).map(|_| ()), Err(status), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_found_across_reads() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest", 0), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\n", 13), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n", 0), None);
+    }
+}
