@@ -11,6 +11,7 @@ use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
 use crate::domain::ces::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
+use crate::text::percent_encode;
 
 /// A batch answer may be large (500 metric objects by hundreds of periods).
 pub const MAX_CES_BODY_BYTES: u64 = 16 * 1024 * 1024;
@@ -168,7 +169,7 @@ impl Client {
         marker: &str,
         deadline: Instant,
     ) -> Result<MetricPage, ApiError> {
-        let path = format!("/V1.0/{project_id}/metrics");
+        let path = format!("/V1.0/{}/metrics", percent_encode(project_id));
         let mut query = vec![
             ("namespace".to_string(), NAMESPACE.to_string()),
             ("metric_name".to_string(), metric.to_string()),
@@ -190,7 +191,10 @@ impl Client {
         req: &BatchRequest,
         deadline: Instant,
     ) -> Result<BatchAnswer, ApiError> {
-        let path = format!("/V1.0/{project_id}/batch-query-metric-data");
+        let path = format!(
+            "/V1.0/{}/batch-query-metric-data",
+            percent_encode(project_id)
+        );
         let body = req.to_bytes();
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::post(ep, &path, &body)), deadline)?;
@@ -208,7 +212,7 @@ impl Client {
         into: &mut Names,
         deadline: Instant,
     ) -> Result<usize, ApiError> {
-        let path = format!("/v1/{project_id}/maas/monitor/instances");
+        let path = format!("/v1/{}/maas/monitor/instances", percent_encode(project_id));
         let body = serde_json::json!({
             "namespace": NAMESPACE,
             "start": start,
