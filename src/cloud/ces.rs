@@ -153,14 +153,6 @@ impl Client {
         call
     }
 
-    fn decode(&self, endpoint: &str, error: DecodeError, request_id: Option<String>) -> ApiError {
-        ApiError::Decode {
-            endpoint: endpoint.to_string(),
-            error,
-            request_id,
-        }
-    }
-
     /// One ListMetrics page of `SYS.MaaS` for `metric` after `marker`.
     pub fn list_metrics(
         &self,
@@ -181,7 +173,7 @@ impl Client {
         }
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::get(ep, &path, &query)), deadline)?;
-        parse_metric_page(&a.body).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
+        parse_metric_page(&a.body).map_err(|e| self.decode_failure(ep, e, a.request_id))
     }
 
     /// One batch-query-metric-data call.
@@ -199,7 +191,7 @@ impl Client {
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::post(ep, &path, &body)), deadline)?;
         let mut answer = parse_batch(&a.body, req.aggregate.filter())
-            .map_err(|e| self.decode(&ep.to_string(), e, a.request_id.clone()))?;
+            .map_err(|e| self.decode_failure(ep, e, a.request_id.clone()))?;
         answer.request_id = a.request_id;
         Ok(answer)
     }
@@ -225,7 +217,7 @@ impl Client {
         // Names are best effort: a 403 there is that API's permission, not the key's.
         call.forbidden_is_permission = true;
         let a = self.call(&call, deadline)?;
-        parse_instances(&a.body, into).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
+        parse_instances(&a.body, into).map_err(|e| self.decode_failure(ep, e, a.request_id))
     }
 }
 

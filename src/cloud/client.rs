@@ -345,7 +345,8 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .map(|s| s.trim().to_string())
                 };
-                let request_id = header("x-request-id");
+                // A header is server text too: one short, visible token at most.
+                let request_id = header("x-request-id").map(|id| sanitize_remote(&id, 64));
                 let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
                 log::debug(&format!(
                     "{method} {url} -> {status} (request id {}) in {elapsed} ms",
@@ -492,6 +493,27 @@ impl Client {
         }
     }
 
+    /// Server text made fit for an error line: the credentials in use replaced by `***` (over
+    /// the whole text, before anything is cut), control characters escaped, capped.
+    pub(super) fn remote_text(&self, text: &str) -> String {
+        sanitize_remote(&self.redact(text), REMOTE_TEXT_MAX)
+    }
+
+    /// An answer that could not be used. Whatever of it the error quotes goes through
+    /// [`Client::remote_text`], as an error body does.
+    pub(super) fn decode_failure(
+        &self,
+        ep: &Endpoint,
+        error: DecodeError,
+        request_id: Option<String>,
+    ) -> ApiError {
+        ApiError::Decode {
+            endpoint: ep.to_string(),
+            error: error.map_text(|t| self.remote_text(t)),
+            request_id,
+        }
+    }
+
     fn http_failure(&self, a: &Answer, api: Api) -> ApiError {
         let body = api::parse_error_body(&a.body);
         // Secrets are redacted from the whole text before anything is cut, so no part of one
@@ -537,11 +559,7 @@ impl Client {
                 raw,
                 request_id: a.request_id,
             }),
-            Err(error) => Err(ApiError::Decode {
-                endpoint: self.opts.maas.to_string(),
-                error,
-                request_id: a.request_id,
-            }),
+            Err(error) => Err(self.decode_failure(&self.opts.maas, error, a.request_id)),
         }
     }
 
@@ -553,7 +571,15 @@ impl Client {
     ) -> Result<api::ProjectInfo, ApiError> {
         let query = vec![("name".to_string(), region.to_string())];
         let a = self.call(&Call::get(&self.opts.iam, "/v3/projects", &query), deadline)?;
-        api::parse_projects(&a.body, region).map_err(|e| ApiError::Setup(e.to_string()))
+        api::parse_projects(&a.body, region).map_err(|e| {
+            let e = match e {
+                api::ProjectsError::Unexpected(t) => {
+                    api::ProjectsError::Unexpected(self.remote_text(&t))
+                }
+                other => other,
+            };
+            ApiError::Setup(e.to_string())
+        })
     }
 }
 
@@ -647,6 +673,31 @@ mod tests {
             r#"{"error_code":"APIGW.0301","error_msg":"bad sig, canonicalRequest: POST|/v1|AKCANARY0123456789"}"#,
         );
         assert_eq!(f.message, "bad sig");
+    }
+
+    #[test]
+    fn decode_errors_quote_the_answer_redacted_escaped_and_capped() {
+        let c = client();
+        let hostile = format!(
+            "metric AKCANARY0123456789 SKCANARY-abcdefghijklmnopqrstuvwxyz\nE! forged{}",
+            "m".repeat(5000)
+        );
+        for error in [
+            DecodeError::Shape(hostile.clone()),
+            DecodeError::NotJson(hostile.clone()),
+            DecodeError::BadField {
+                field: "total_token",
+                reason: hostile.clone(),
+            },
+        ] {
+            let text = c
+                .decode_failure(&c.opts.maas, error, Some("rid".into()))
+                .to_string();
+            assert!(!text.contains("CANARY"), "{text}");
+            assert!(text.contains("metric *** ***\\u{a}E! forged"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            assert!(text.chars().count() < 600, "{}", text.chars().count());
+        }
     }
 
     #[test]

@@ -55,6 +55,24 @@ pub enum DecodeError {
     Shape(String),
 }
 
+impl DecodeError {
+    /// The same error with `f` applied to each text that came from the answer (a parser's
+    /// message, a quoted value, a name), which can be anything the server wrote.
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> DecodeError {
+        match self {
+            DecodeError::NotJson(t) => DecodeError::NotJson(f(&t)),
+            DecodeError::BadField { field, reason } => DecodeError::BadField {
+                field,
+                reason: f(&reason),
+            },
+            DecodeError::Shape(t) => DecodeError::Shape(f(&t)),
+            other @ (DecodeError::NotStatistics
+            | DecodeError::Missing { .. }
+            | DecodeError::MoreErrorsThanRequests { .. }) => other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpFailure {
     pub status: u16,
