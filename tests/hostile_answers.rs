@@ -226,3 +226,25 @@ fn a_decode_error_quotes_the_answer_scrubbed_escaped_and_capped() {
         e.chars().count()
     );
 }
+
+/// A 200 answer that is not UTF-8 is an unusable answer of that series, said as such and not
+/// retried: the network is fine, and asking again gets the same bytes.
+#[test]
+fn an_answer_that_is_not_utf8_is_unusable_not_a_network_failure() {
+    let sim = sim();
+    let path = one_series(&sim, "real_time");
+    sim.push_script(Scripted::NotUtf8);
+    let out = run(&path, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(stats_calls(&sim).len(), 1, "not retried: {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("E! no series collected (0 of 1): query=q ")
+            && first.contains("unusable answer from")
+            && first.contains("not UTF-8 text (so not JSON)"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+    assert_no_secret(&out);
+}

@@ -95,7 +95,10 @@ pub struct ClientOptions {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) status: u16,
+    /// The body as text; bytes that are not UTF-8 are replaced (see `utf8`).
     pub(super) body: String,
+    /// The body was UTF-8 text.
+    utf8: bool,
     pub(super) request_id: Option<String>,
     retry_after: Option<Duration>,
 }
@@ -352,18 +355,23 @@ impl Client {
                     "{method} {url} -> {status} (request id {}) in {elapsed} ms",
                     request_id.as_deref().unwrap_or("-")
                 ));
-                let read = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(max_body)
-                    .read_to_string();
+                // Bytes first: an answer that is not UTF-8 is the server's, not a failure
+                // of the network (reading it as a string would say so, and be retried).
+                let read = resp.body_mut().with_config().limit(max_body).read_to_vec();
                 match read {
-                    Ok(body) => Attempt::Answer(Answer {
-                        status,
-                        body,
-                        request_id,
-                        retry_after,
-                    }),
+                    Ok(bytes) => {
+                        let (body, utf8) = match String::from_utf8(bytes) {
+                            Ok(text) => (text, true),
+                            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
+                        };
+                        Attempt::Answer(Answer {
+                            status,
+                            body,
+                            utf8,
+                            request_id,
+                            retry_after,
+                        })
+                    }
                     Err(ureq::Error::BodyExceedsLimit(_)) => Attempt::TooLarge(request_id),
                     Err(e) => {
                         Attempt::Transport(format!("reading the answer failed: {}", describe(&e)))
@@ -444,6 +452,14 @@ impl Client {
                 };
                 if verdict == Verdict::Accepted {
                     permit.finish(None, verdict);
+                    if !a.utf8 {
+                        // The same bytes would come again: the series fails, not retried.
+                        return Step::Fatal(self.decode_failure(
+                            ep,
+                            DecodeError::NotText,
+                            a.request_id,
+                        ));
+                    }
                     return Step::Done(a);
                 }
                 let e = self.http_failure(&a, req.api);
@@ -640,6 +656,7 @@ mod tests {
         let a = Answer {
             status,
             body: body.into(),
+            utf8: true,
             request_id: None,
             retry_after: None,
         };

@@ -42,6 +42,9 @@ pub struct BudgetExhausted {
 pub enum DecodeError {
     #[error("the answer is not JSON ({0})")]
     NotJson(String),
+    /// Bytes that are not UTF-8: no JSON at all, whatever they look like.
+    #[error("the answer is not UTF-8 text (so not JSON)")]
+    NotText,
     #[error("the answer is not a statistics object (no total_request_count or total_token)")]
     NotStatistics,
     #[error("field {field}: {reason}")]
@@ -66,7 +69,8 @@ impl DecodeError {
                 reason: f(&reason),
             },
             DecodeError::Shape(t) => DecodeError::Shape(f(&t)),
-            other @ (DecodeError::NotStatistics
+            other @ (DecodeError::NotText
+            | DecodeError::NotStatistics
             | DecodeError::Missing { .. }
             | DecodeError::MoreErrorsThanRequests { .. }) => other,
         }
