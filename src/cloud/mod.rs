@@ -322,8 +322,13 @@ pub fn connect(
         call_timeout: opts.call_timeout,
         retry: RetryPolicy::default(),
     };
+    // Once per host: MaaS and the monitor share one URL by default.
+    let mut warned: Vec<&str> = Vec::new();
     for ep in [&options.maas, &options.iam, &options.ces, &options.monitor] {
-        warn_if_plain_http(ep, creds.token.is_some());
+        if ep.scheme == "http" && !warned.iter().any(|h| h.eq_ignore_ascii_case(&ep.host)) {
+            warned.push(&ep.host);
+            warn_if_plain_http(ep, creds.token.is_some());
+        }
     }
     let tls = TlsFiles {
         ca: opts
