@@ -5,8 +5,29 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{url}` is not a usable endpoint URL: {why}")]
 pub struct EndpointError {
+    /// The URL as given, with any user information replaced by `***` ([`redact_url`]).
     pub url: String,
     pub why: String,
+}
+
+/// The user information of an endpoint URL (`user:pass` in `http://user:pass@host:4318/`):
+/// everything between the scheme (or the start) and the last `@` before any `?` or `#`.
+/// Conservative on purpose: a password with a raw `/` is still covered.
+pub fn userinfo(url: &str) -> Option<&str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    rest[..end].rfind('@').map(|at| &rest[..at])
+}
+
+/// `url` with its user information replaced by `***`: `http://***@collector:4318/v1/metrics`.
+/// Every URL a message shows goes through it (a URL with a password is refused, and the
+/// refusal must not show the password).
+pub fn redact_url(url: &str) -> String {
+    match userinfo(url) {
+        Some(info) => url.replacen(&format!("{info}@"), "***@", 1),
+        None => url.to_string(),
+    }
 }
 
 /// An endpoint URL split the way signing needs it.
@@ -22,7 +43,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, EndpointError> {
         let bad = |why: &str| EndpointError {
-            url: url.to_string(),
+            url: redact_url(url),
             why: why.to_string(),
         };
         let uri: ureq::http::Uri = url.trim().parse().map_err(|e| bad(&format!("{e}")))?;
@@ -113,5 +134,12 @@ mod tests {
         for bad in ["ftp://h", "h", "https://", "https://u:p@h", "https://h?x=1"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+        let e = Endpoint::parse("http://bob:pw2secret@127.0.0.1:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("pw2secret") && e.contains("`http://***@127.0.0.1:1`"),
+            "{e}"
+        );
     }
 }
