@@ -328,6 +328,10 @@ pub struct SimulatorArgs {
         default_value_t = 0
     )]
     pub clock_skew: i64,
+    /// Accept N correctly signed requests, then answer every signed request 401 APIGW.0301
+    /// (a key disabled while in use).
+    #[arg(long, value_name = "N")]
+    pub reject_signatures_after: Option<u64>,
     /// Append one JSON line per request to this file (no header values).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,

@@ -263,6 +263,12 @@ impl Client {
         });
     }
 
+    /// A new collection (an execd batch, a serve interval): the first signed call to each host
+    /// probes the credential again, alone, before the others go (see [`auth`]).
+    pub fn begin_collection(&self) {
+        self.identity().gate.new_collection();
+    }
+
     /// Where the credentials in use came from.
     pub fn credentials_source(&self) -> String {
         self.identity().creds.source.clone()
@@ -394,7 +400,8 @@ impl Client {
     /// A signed call with retries for 429, 5xx and transport errors, within `deadline`.
     ///
     /// Every attempt passes the credential gate first (see [`auth`]): a rejected credential
-    /// makes no call at all, and an unverified one probes one call at a time.
+    /// makes no call at all, and one not yet accepted by the host in this collection probes
+    /// one call at a time.
     pub(super) fn call(&self, req: &Call<'_>, deadline: Instant) -> Result<Answer, ApiError> {
         retry::run(
             &self.opts.retry,
@@ -421,7 +428,9 @@ impl Client {
         let budget = req.budget.unwrap_or(&*self.budget);
         let ep = req.ep;
         let id = self.identity();
-        let permit = match id.gate.enter(deadline) {
+        // Trust is per host: one service accepting the key says nothing about another's.
+        let host = format!("{}://{}", ep.scheme, ep.host_header());
+        let permit = match id.gate.enter(&host, deadline) {
             Ok(p) => p,
             Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),
             Err(Refusal::Deadline) => return Step::Fatal(ApiError::Deadline { last: None }),

@@ -51,6 +51,9 @@ pub struct Faults {
     pub malformed_ratio: f64,
     /// The simulator's clock minus the real one, for X-Sdk-Date checks.
     pub clock_skew: chrono::Duration,
+    /// Accept this many correctly signed requests, then answer every signed request 401
+    /// `APIGW.0301`, as the gateway does once a key is deleted or disabled.
+    pub reject_signatures_after: Option<u64>,
     pub script: VecDeque<Scripted>,
 }
 
@@ -64,6 +67,7 @@ impl Default for Faults {
             fail_ratio: 0.0,
             malformed_ratio: 0.0,
             clock_skew: chrono::Duration::zero(),
+            reject_signatures_after: None,
             script: VecDeque::new(),
         }
     }
