@@ -1,5 +1,5 @@
 //! An HTTP(S) endpoint URL, split the way signing needs it (scheme, host, port, base path) and
-//! checked the way the spec needs it (no user information, no query).
+//! checked the way the spec needs it (no user information, no query, no fragment).
 
 /// Why a URL is not a usable endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +59,10 @@ impl Endpoint {
             .ok_or_else(|| bad("it has no host"))?;
         if uri.query().is_some() {
             return Err(bad("it must not carry a query"));
+        }
+        // The parser drops a fragment: the calls would go to another path than was written.
+        if url.contains('#') {
+            return Err(bad("it must not carry a fragment (#)"));
         }
         if let Some(auth) = uri.authority() {
             if auth.as_str().contains('@') {
@@ -131,7 +135,15 @@ mod tests {
             "http://127.0.0.1:8080/prefix/v3/projects?name=a"
         );
         assert_eq!(Endpoint::parse("https://h:443").unwrap().host_header(), "h");
-        for bad in ["ftp://h", "h", "https://", "https://u:p@h", "https://h?x=1"] {
+        for bad in [
+            "ftp://h",
+            "h",
+            "https://",
+            "https://u:p@h",
+            "https://h?x=1",
+            "https://h/prefix#frag",
+            "https://h#",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
         let e = Endpoint::parse("http://bob:pw2secret@127.0.0.1:1")
