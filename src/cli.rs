@@ -329,6 +329,10 @@ pub struct SimulatorArgs {
         value_parser = clap::value_parser!(i64).range(-31_536_000..=31_536_000)
     )]
     pub clock_skew: i64,
+    /// Accept N correctly signed requests, then answer every signed request 401 APIGW.0301
+    /// (a key disabled while in use).
+    #[arg(long, value_name = "N")]
+    pub reject_signatures_after: Option<u64>,
     /// Append one JSON line per request to this file (no header values).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! A wrong key must not get the access key locked: at most one rejected signature per
-//! credential per five minutes, whatever runs (series, threads, processes) try to use it; new
-//! credentials are tried at once, and a rotated credentials file is picked up by execd.
+//! credential per five minutes, whatever runs (series, threads, processes, execd batches, serve
+//! collections) try to use it, and whichever host (IAM accepting it says nothing of MaaS);
+//! new credentials are tried at once, and a rotated credentials file is picked up by execd.
 
 mod common;
 
@@ -240,4 +241,88 @@ fn execd_rereads_a_rotated_credentials_file() {
     assert_eq!(c.int("series_ok"), Some(1), "{batch:?}");
     assert_eq!(execd.finish(), Some(0));
     assert_eq!(rejected(&sim), 1);
+}
+
+/// A simulator that accepts `n` correctly signed requests, then rejects every signature (the
+/// key was disabled while in use).
+fn revoked_after(n: u64) -> Simulator {
+    let mut cfg = sim_config();
+    cfg.faults.reject_signatures_after = Some(n);
+    start(cfg)
+}
+
+#[test]
+fn iam_accepting_the_key_does_not_let_maas_calls_out_unprobed() {
+    // IAM (its own host) accepts the key; MaaS rejects it. Four calls may be in flight, but
+    // the first one to the MaaS host goes alone.
+    let iam = sim();
+    let maas = revoked_after(0);
+    let spec = six_series(&maas, false);
+    let state = tempdir();
+    let out = bin()
+        .env("HW_ACCESS_KEY", AK)
+        .env("HW_SECRET_KEY", SK)
+        .args(["run", "--iam-endpoint", &iam.url(), "--spec"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(iam.requests().len(), 1, "the discovery call");
+    assert!(iam.requests().iter().all(|r| r.status == 200));
+    assert_eq!(rejected(&maas), 1, "{}", stderr(&out));
+    assert_eq!(maas.requests().len(), 1, "{}", stderr(&out));
+    assert_no_secret(&out);
+}
+
+#[test]
+fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_call() {
+    // The first batch's six calls are accepted; then the key is disabled.
+    let sim = revoked_after(6);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let mut execd = Execd::start_with(&spec, |c| {
+        c.arg("--state-dir").arg(&state);
+    });
+    let first = execd.collect();
+    assert_eq!(first.last().unwrap().int("series_ok"), Some(6));
+    let second = execd.collect();
+    assert_eq!(second.last().unwrap().int("series_failed"), Some(6));
+    let third = execd.collect();
+    assert_eq!(third.last().unwrap().int("series_failed"), Some(6));
+    assert_eq!(execd.finish(), Some(0));
+    assert_eq!(rejected(&sim), 1, "one probe, then the gate holds");
+    assert_eq!(sim.requests().len(), 7);
+}
+
+#[test]
+fn serve_probes_again_in_each_collection_so_a_key_disabled_between_them_costs_one_call() {
+    let sim = revoked_after(6);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let mut child = authed()
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1s"])
+        .args(["--now", NOW, "--spec"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The second collection meets the disabled key; two more follow it.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rejected(&sim) == 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(rejected(&sim), 1, "one probe, then the gate holds");
+    assert_eq!(sim.requests().len(), 7);
 }

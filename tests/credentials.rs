@@ -228,3 +228,72 @@ fn validate_and_plan_never_touch_the_chain() {
     assert_eq!(sim.credentials_issued(), 0);
     assert!(sim.requests().is_empty());
 }
+
+/// A credentials file whose form is ambiguous is a located error (the line, what was expected,
+/// no text of the file) and exit 2 before any call: read the wrong way, it would sign with a
+/// garbage key, and every rejected signature brings the key closer to being locked.
+#[test]
+fn an_ambiguous_credentials_file_is_a_located_error_before_any_call() {
+    let sim = sim();
+    let dir = tempdir();
+    for (i, (text, line, expected)) in [
+        // `AK,SK` then a KEY=VALUE line: not the two-line form with the AK `AK,SK`.
+        (
+            format!("{AK},{SK}\nHW_REGION=cn-southwest-2\n"),
+            1,
+            "expected KEY=VALUE",
+        ),
+        // A bare AK then HW_SECRET_KEY=: not the SK `HW_SECRET_KEY=...`.
+        (
+            format!("{AK}\nHW_SECRET_KEY={SK}\n"),
+            1,
+            "expected KEY=VALUE",
+        ),
+        // One key twice, by either of its names: neither silently wins.
+        (
+            format!(
+                "HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK}\n# rotated\nHUAWEICLOUD_SDK_AK={AK}2\n"
+            ),
+            4,
+            "the access key (HW_ACCESS_KEY or HUAWEICLOUD_SDK_AK) is given twice, first on line 1",
+        ),
+        (
+            format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK}\nHW_SECRET_KEY={SK}2\n"),
+            3,
+            "the secret key (HW_SECRET_KEY or HUAWEICLOUD_SDK_SK) is given twice, first on line 2",
+        ),
+        // A credentials.csv saved with semicolons: its header is not an AK.
+        (
+            format!("User Name;Access Key Id;Secret Access Key\nalice;{AK};{SK}\n"),
+            1,
+            "separated by commas",
+        ),
+        // Two lines that are not one token each.
+        (format!("{AK} {SK}\n{SK}\n"), 1, "the AK alone"),
+        (format!("{AK}\n{SK};x\n"), 2, "the SK alone"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("aksk{i}"));
+        std::fs::write(&path, &text).unwrap();
+        let out = bin()
+            .args(["query", "--endpoint", &sim.url(), "--project-id", PROJECT])
+            .args(["--now", NOW, "--timezone", ZONE, "--credentials-file"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {err}");
+        assert!(
+            err.contains(&format!("{}:{line}: ", path.display())) && err.contains(expected),
+            "case {i}: {err}"
+        );
+        assert_no_secret(&out);
+        assert!(
+            !err.contains("alice") && !err.contains("User Name"),
+            "case {i}: {err}"
+        );
+        assert!(sim.requests().is_empty(), "case {i}: no call");
+    }
+}

@@ -189,3 +189,62 @@ fn a_hostile_error_message_cannot_forge_lines_or_flood_stderr() {
     );
     parse_lp(&stdout(&out));
 }
+
+/// A 200 answer is as hostile as an error: whatever of it a decode error quotes is scrubbed of
+/// the credentials, escaped and capped like an error body.
+#[test]
+fn a_decode_error_quotes_the_answer_scrubbed_escaped_and_capped() {
+    let hostile = format!("x {AK} {SK}\nE! forged\u{1b}[2J {}", "y".repeat(5000));
+    let body = answer_with(
+        "total_request_count",
+        Some(&serde_json::Value::String(hostile).to_string()),
+        false,
+    );
+    // `one_series_answered_with` also checks that no secret reached stdout or stderr.
+    let first = one_series_answered_with(body, false);
+    assert!(first.contains("field total_request_count:"), "{first}");
+    assert!(
+        first.contains("x *** ***"),
+        "scrubbed, not cut out: {first}"
+    );
+    assert!(
+        !first.contains('\u{1b}') && first.contains("E! forged"),
+        "on the same line, escaped: {first}"
+    );
+    assert!(
+        first.chars().count() < 800,
+        "capped: {} chars",
+        first.chars().count()
+    );
+    let e = one_series_answered_with(
+        format!("{{\"total_token\": 1, \"x\": \"{}", "z".repeat(5000)),
+        false,
+    );
+    assert!(
+        e.chars().count() < 800,
+        "capped: {} chars",
+        e.chars().count()
+    );
+}
+
+/// A 200 answer that is not UTF-8 is an unusable answer of that series, said as such and not
+/// retried: the network is fine, and asking again gets the same bytes.
+#[test]
+fn an_answer_that_is_not_utf8_is_unusable_not_a_network_failure() {
+    let sim = sim();
+    let path = one_series(&sim, "real_time");
+    sim.push_script(Scripted::NotUtf8);
+    let out = run(&path, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(stats_calls(&sim).len(), 1, "not retried: {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("E! no series collected (0 of 1): query=q ")
+            && first.contains("unusable answer from")
+            && first.contains("not UTF-8 text (so not JSON)"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+    assert_no_secret(&out);
+}

@@ -219,3 +219,62 @@ fn a_now_that_no_timestamp_can_carry_is_refused() {
     }
     assert!(sim.requests().is_empty());
 }
+
+/// A project id or region from a flag or the environment goes into signed URLs: one the spec
+/// would refuse is refused the same way (exit 2, no call), so that no signature is made for a
+/// path the server would read differently (a 401, and the key refused for five minutes).
+#[test]
+fn a_project_id_or_region_that_is_not_one_is_refused_before_any_call() {
+    let sim = sim();
+    let state = tempdir();
+    let spec = fixture("auth/six-series-discovered.yaml", &[("url", &sim.url())]);
+    let run_with = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut c = authed();
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.arg("run")
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--now", NOW])
+            .args(flags)
+            .output()
+            .unwrap()
+    };
+    let bad_id = format!("{PROJECT}?x");
+    let id_flag = "--project-id (or cloud.project_id): `abc#def` is not a project id; it is 32 lowercase letters and digits";
+    let id_flag2 = format!("--project-id (or cloud.project_id): `{bad_id}` is not a project id");
+    let id_env = format!("HW_PROJECT_ID: `{bad_id}` is not a project id");
+    let id_sdk = "HUAWEICLOUD_SDK_PROJECT_ID: `../../v3/projects` is not a project id";
+    let region =
+        "--region (or cloud.region): `evil.example#` is not a region name like cn-southwest-2";
+    for (flags, env, needle) in [
+        (vec!["--project-id", "abc#def"], vec![], id_flag),
+        (vec!["--project-id", &bad_id], vec![], id_flag2.as_str()),
+        (vec![], vec![("HW_PROJECT_ID", bad_id.as_str())], &id_env),
+        (
+            vec![],
+            vec![("HUAWEICLOUD_SDK_PROJECT_ID", "../../v3/projects")],
+            id_sdk,
+        ),
+        (
+            vec!["--region", "cn-southwest-2/../x"],
+            vec![],
+            "is not a region name",
+        ),
+        (vec!["--region", "evil.example#"], vec![], region),
+    ] {
+        let out = run_with(&flags, &env);
+        assert_no_panic(&out);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?} {env:?}: {err}");
+        assert!(err.contains(needle), "{flags:?} {env:?}: {err}");
+        assert!(sim.requests().is_empty(), "{flags:?} {env:?}: no call");
+    }
+    // Nothing was recorded against the key: the next correct run goes ahead.
+    let out = run_with(&["--project-id", PROJECT], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(sim.requests().iter().all(|r| r.status == 200));
+}

@@ -272,3 +272,78 @@ fn no_canary_anywhere() {
         );
     }
 }
+
+/// A password in an endpoint URL (user information) is refused, and the refusal shows the URL
+/// with `***` in its place: from a spec (`validate`, `run`), a flag or the environment.
+#[test]
+fn a_password_in_an_endpoint_url_is_never_shown() {
+    const PASSWORD: &str = "pw2secret";
+    let url = format!("http://al:{PASSWORD}@host.example");
+    let no_password = |label: &str, o: &Output| {
+        for text in [stdout(o), stderr(o)] {
+            assert!(!text.contains(PASSWORD), "{label}: {text}");
+        }
+    };
+    for (section, key) in [
+        ("cloud", "endpoint"),
+        ("cloud", "iam_endpoint"),
+        ("cloud", "metadata_endpoint"),
+        ("cloud", "ces_endpoint"),
+        ("cloud", "maas_monitor_endpoint"),
+        ("output", "otlp"),
+    ] {
+        let body = match key {
+            "otlp" => format!("  otlp:\n    endpoint: \"{url}\"\n"),
+            _ => format!("  {key}: \"{url}\"\n"),
+        };
+        let spec = spec_file(&format!(
+            "apiVersion: maas-usage/v1\n{section}:\n{body}queries:\n  - name: a\n"
+        ));
+        for cmd in [vec!["validate"], vec!["run", "--spec"]] {
+            let o = authed().args(&cmd).arg(&spec).output().unwrap();
+            assert_eq!(o.status.code(), Some(2), "{key} {cmd:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("http://***@host.example"),
+                "{key} {cmd:?}: {}",
+                stderr(&o)
+            );
+            no_password(&format!("{key} {cmd:?}"), &o);
+        }
+    }
+    let sim = sim();
+    let spec = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  project_id: {PROJECT}\nqueries:\n  - name: a\n"
+    ));
+    for flag in ["--endpoint", "--iam-endpoint"] {
+        let bad = format!("http://bob:{PASSWORD}@127.0.0.1:1");
+        let o = authed()
+            .args(["run", flag, &bad, "--spec"])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("http://***@127.0.0.1:1"),
+            "{flag}: {}",
+            stderr(&o)
+        );
+        no_password(flag, &o);
+    }
+    // The metadata service's address from the environment, when nothing else has credentials.
+    let o = bin()
+        .env(
+            "MAAS_USAGE_METADATA_ENDPOINT",
+            format!("http://bob:{PASSWORD}@127.0.0.1:9"),
+        )
+        .args(["query", "--endpoint", &sim.url(), "--project-id", PROJECT])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("http://***@127.0.0.1:9"),
+        "{}",
+        stderr(&o)
+    );
+    no_password("the metadata endpoint", &o);
+    assert!(sim.requests().is_empty());
+}

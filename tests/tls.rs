@@ -129,6 +129,35 @@ fn signed_calls_over_plain_http_to_another_host_get_a_warning() {
         "{}",
         stderr(&out)
     );
+    // MaaS and the monitor share that URL: one host, one warning.
+    assert_eq!(
+        stderr(&out).matches("is plain http").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    // Two hosts, two warnings.
+    let out = authed()
+        .args([
+            "query",
+            "--endpoint",
+            "http://192.0.2.1:9",
+            "--iam-endpoint",
+            "http://192.0.2.2:9",
+            "--project-id",
+            PROJECT,
+            "--timeout",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(err.matches("is plain http").count(), 2, "{err}");
+    assert!(
+        err.contains("http://192.0.2.1:9 is plain http")
+            && err.contains("http://192.0.2.2:9 is plain http"),
+        "{err}"
+    );
     let sim = sim();
     let out = query(&sim, &["--project-id", PROJECT]);
     assert!(!stderr(&out).contains("plain http"), "loopback is fine");

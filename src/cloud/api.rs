@@ -6,11 +6,14 @@ use serde_json::Value;
 
 use crate::domain::failure::DecodeError;
 use crate::domain::Usage;
+use crate::text::percent_encode;
 
 pub const STATS_PATH_SUFFIX: &str = "maas/monitoring/show-statistics";
 
+/// The project id is checked before it gets here (`domain::is_project_id`); it is encoded all the
+/// same, so that no value can ever make the server read another path than was signed.
 pub fn stats_path(project_id: &str) -> String {
-    format!("/v1/{project_id}/{STATS_PATH_SUFFIX}")
+    format!("/v1/{}/{STATS_PATH_SUFFIX}", percent_encode(project_id))
 }
 
 /// Above this many thousand tokens (10^15 tokens) a figure is not believable and, beyond
@@ -266,6 +269,18 @@ mod tests {
         }
         let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}", inner.join(","))
+    }
+
+    #[test]
+    fn the_project_id_cannot_change_the_path() {
+        assert_eq!(
+            stats_path("0123456789abcdef0123456789abcdef"),
+            "/v1/0123456789abcdef0123456789abcdef/maas/monitoring/show-statistics"
+        );
+        assert_eq!(
+            stats_path("a?x#y/../z"),
+            "/v1/a%3Fx%23y%2F..%2Fz/maas/monitoring/show-statistics"
+        );
     }
 
     #[test]

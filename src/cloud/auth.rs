@@ -1,9 +1,13 @@
 //! The credential gate: keeps a wrong key from getting the access key locked.
 //!
 //! The API gateway locks an access key after a few rejected signatures in a row. So:
-//! - until a credential has been accepted once, its signed calls go out **one at a time** (a
-//!   probe), in this process and, through the store's lock, across processes sharing a state
-//!   directory: a wrong key costs one rejected call, not one per series;
+//! - trust is kept per credential **and host**, for **one collection** (a run, an execd batch,
+//!   a serve interval: [`AuthGate::new_collection`]): the first signed call to each host in
+//!   each collection goes out alone (a probe) and the others wait for its outcome. At most one
+//!   unproven call is in flight per credential, in this process and, through the store's lock,
+//!   across processes sharing a state directory. A wrong key, a key that one service accepts
+//!   and another rejects, or a key disabled between two collections costs one rejected call,
+//!   not one per call in flight;
 //! - after a 401 or 403, no signed call is made with the same credential for [`LOCKOUT`], here
 //!   and (through the store) in every other process using the same state directory; a changed
 //!   credential (another fingerprint) is tried at once.
@@ -11,6 +15,7 @@
 //! Credentials are known by a fingerprint (a truncated SHA-256 of AK, SK and token), never by
 //! their values.
 
+use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,19 +64,27 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Trust {
-    /// Not accepted yet: one probe at a time.
-    Unverified,
-    /// Accepted at least once by the server.
-    Verified,
-    Rejected(Rejection),
+struct Inner {
+    /// The credential's rejection (here or, as last seen, in the store).
+    rejected: Option<Rejection>,
+    /// The hosts that accepted the credential in this collection: calls to them go out at once.
+    verified: HashSet<String>,
+    /// A probe is in flight in this process (to whichever host).
+    probing: bool,
 }
 
-struct Inner {
-    trust: Trust,
-    /// A probe is in flight in this process.
-    probing: bool,
+impl Inner {
+    /// The rejection still in force; an expired one is forgotten.
+    fn in_force(&mut self, now: u64) -> Option<Rejection> {
+        match &self.rejected {
+            Some(r) if r.in_force(now) => Some(r.clone()),
+            Some(_) => {
+                self.rejected = None;
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// The gate of one credential.
@@ -94,7 +107,8 @@ pub enum Refusal {
 /// Permission to send one signed call; report its outcome with [`Permit::finish`].
 pub struct Permit<'a> {
     gate: &'a AuthGate,
-    probe: bool,
+    /// The host this call probes, when it is the probe.
+    probe: Option<String>,
     _cross_process: Option<Box<dyn Send>>,
 }
 
@@ -128,7 +142,8 @@ impl AuthGate {
         AuthGate {
             fingerprint: fingerprint(creds),
             inner: Mutex::new(Inner {
-                trust: Trust::Unverified,
+                rejected: None,
+                verified: HashSet::new(),
                 probing: false,
             }),
             changed: Condvar::new(),
@@ -140,22 +155,21 @@ impl AuthGate {
         &self.fingerprint
     }
 
+    /// A new collection: what the hosts said in the last one is no longer proof (the key may
+    /// have been disabled since), so the first call to each host probes again. A rejection in
+    /// force stays.
+    pub fn new_collection(&self) {
+        lock(&self.inner).verified.clear();
+    }
+
     /// The rejection in force, from this process or the store; `None` when calls may go out.
     pub fn blocked(&self) -> Option<Rejection> {
         let now = now_ms();
-        let mut inner = lock(&self.inner);
-        if let Trust::Rejected(r) = &inner.trust {
-            if r.in_force(now) {
-                return Some(r.clone());
-            }
-            inner.trust = Trust::Unverified;
+        if let Some(r) = lock(&self.inner).in_force(now) {
+            return Some(r);
         }
-        if inner.trust == Trust::Verified {
-            return None;
-        }
-        drop(inner);
         let r = self.stored(now)?;
-        lock(&self.inner).trust = Trust::Rejected(r.clone());
+        lock(&self.inner).rejected = Some(r.clone());
         Some(r)
     }
 
@@ -166,22 +180,19 @@ impl AuthGate {
             .filter(|r| r.in_force(now))
     }
 
-    /// Waits for permission to send a signed call. Verified credentials pass at once; an
-    /// unverified one waits for any probe in flight (here, then in other processes) and
-    /// becomes the probe itself.
-    pub fn enter(&self, deadline: Instant) -> Result<Permit<'_>, Refusal> {
+    /// Waits for permission to send a signed call to `host`. A host that accepted the
+    /// credential in this collection is passed at once; otherwise the call waits for any probe
+    /// in flight (here, then in other processes) and becomes the probe itself.
+    pub fn enter(&self, host: &str, deadline: Instant) -> Result<Permit<'_>, Refusal> {
         let mut inner = lock(&self.inner);
         loop {
-            if let Trust::Rejected(r) = &inner.trust {
-                if r.in_force(now_ms()) {
-                    return Err(Refusal::Rejected(r.clone()));
-                }
-                inner.trust = Trust::Unverified;
+            if let Some(r) = inner.in_force(now_ms()) {
+                return Err(Refusal::Rejected(r));
             }
-            if inner.trust == Trust::Verified {
+            if inner.verified.contains(host) {
                 return Ok(Permit {
                     gate: self,
-                    probe: false,
+                    probe: None,
                     _cross_process: None,
                 });
             }
@@ -208,22 +219,30 @@ impl AuthGate {
             .as_ref()
             .and_then(|s| s.probe_lock(&self.fingerprint, deadline));
         if let Some(r) = self.stored(now_ms()) {
-            self.settle(Trust::Rejected(r.clone()));
+            self.settle(true, Some(r.clone()), None);
             return Err(Refusal::Rejected(r));
         }
         Ok(Permit {
             gate: self,
-            probe: true,
+            probe: Some(host.to_string()),
             _cross_process: cross,
         })
     }
 
-    fn settle(&self, trust: Trust) {
+    /// Records an outcome: a rejection (which wins over any acceptance, and forgets every
+    /// host's), or a host that accepted the credential; `probe` ends the probe in flight.
+    fn settle(&self, probe: bool, rejected: Option<Rejection>, accepted_by: Option<String>) {
         let mut inner = lock(&self.inner);
-        inner.probing = false;
-        // A rejection seen by a concurrent verified call wins over a later acceptance.
-        if !matches!(inner.trust, Trust::Rejected(_)) || matches!(trust, Trust::Rejected(_)) {
-            inner.trust = trust;
+        if probe {
+            inner.probing = false;
+        }
+        if let Some(r) = rejected {
+            inner.rejected = Some(r);
+            inner.verified.clear();
+        } else if let Some(host) = accepted_by {
+            if inner.rejected.is_none() {
+                inner.verified.insert(host);
+            }
         }
         drop(inner);
         self.changed.notify_all();
@@ -232,8 +251,9 @@ impl AuthGate {
 
 impl Permit<'_> {
     /// Records what the answer says about the credential.
-    pub fn finish(self, code: Option<&str>, verdict: Verdict) -> Option<Rejection> {
+    pub fn finish(mut self, code: Option<&str>, verdict: Verdict) -> Option<Rejection> {
         let gate = self.gate;
+        let probe = self.probe.take();
         match verdict {
             Verdict::Rejected { status } => {
                 let r = Rejection {
@@ -244,21 +264,21 @@ impl Permit<'_> {
                 if let Some(s) = &gate.store {
                     s.record_rejection(&gate.fingerprint, &r);
                 }
-                gate.settle(Trust::Rejected(r.clone()));
+                gate.settle(probe.is_some(), Some(r.clone()), None);
                 Some(r)
             }
             Verdict::Accepted => {
-                if self.probe {
+                if let Some(host) = probe {
                     if let Some(s) = &gate.store {
                         s.clear_rejection(&gate.fingerprint);
                     }
-                    gate.settle(Trust::Verified);
+                    gate.settle(true, None, Some(host));
                 }
                 None
             }
             Verdict::Unknown => {
-                if self.probe {
-                    gate.settle(Trust::Unverified);
+                if probe.is_some() {
+                    gate.settle(true, None, None);
                 }
                 None
             }
@@ -269,7 +289,7 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         // A probe that ends without a verdict (a panic, an early return) frees the way.
-        if self.probe {
+        if self.probe.is_some() {
             let mut inner = lock(&self.gate.inner);
             if inner.probing {
                 inner.probing = false;
@@ -315,6 +335,8 @@ mod tests {
         }
     }
 
+    const H: &str = "https://modelarts.example";
+
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
     }
@@ -334,19 +356,19 @@ mod tests {
     fn a_rejection_closes_the_gate_here_and_in_the_store() {
         let store = Arc::new(MemStore::default());
         let gate = AuthGate::new(&creds("x"), Some(store.clone()));
-        let p = gate.enter(soon()).unwrap();
+        let p = gate.enter(H, soon()).unwrap();
         assert!(p
             .finish(Some("APIGW.0301"), Verdict::Rejected { status: 401 })
             .is_some());
-        assert!(matches!(gate.enter(soon()), Err(Refusal::Rejected(_))));
+        assert!(matches!(gate.enter(H, soon()), Err(Refusal::Rejected(_))));
         // Another process with the same credentials sees it without calling.
         let other = AuthGate::new(&creds("x"), Some(store.clone()));
         assert!(other.blocked().is_some());
-        assert!(matches!(other.enter(soon()), Err(Refusal::Rejected(_))));
+        assert!(matches!(other.enter(H, soon()), Err(Refusal::Rejected(_))));
         // Other credentials are tried at once.
         let fixed = AuthGate::new(&creds("y"), Some(store));
         assert!(fixed.blocked().is_none());
-        assert!(fixed.enter(soon()).is_ok());
+        assert!(fixed.enter(H, soon()).is_ok());
     }
 
     #[test]
@@ -360,25 +382,25 @@ mod tests {
         };
         store.record_rejection(gate.fingerprint(), &old);
         assert!(gate.blocked().is_none());
-        assert!(gate.enter(soon()).is_ok());
+        assert!(gate.enter(H, soon()).is_ok());
     }
 
     #[test]
     fn unverified_credentials_probe_one_at_a_time_then_run_free() {
         let gate = Arc::new(AuthGate::new(&creds("x"), None));
-        let probe = gate.enter(soon()).unwrap();
+        let probe = gate.enter(H, soon()).unwrap();
         // A second caller waits for the probe: with a short deadline it gives up.
         let g = gate.clone();
         let waited = std::thread::spawn(move || {
             matches!(
-                g.enter(Instant::now() + Duration::from_millis(50)),
+                g.enter(H, Instant::now() + Duration::from_millis(50)),
                 Err(Refusal::Deadline)
             )
         });
         assert!(waited.join().unwrap());
         // A blocked caller is let through once the probe is accepted.
         let g = gate.clone();
-        let t = std::thread::spawn(move || g.enter(soon()).map(|p| p.probe).ok());
+        let t = std::thread::spawn(move || g.enter(H, soon()).map(|p| p.probe.is_some()).ok());
         probe.finish(None, Verdict::Accepted);
         assert_eq!(t.join().unwrap(), Some(false), "verified: no probe");
     }
@@ -386,11 +408,58 @@ mod tests {
     #[test]
     fn a_probe_without_verdict_frees_the_way() {
         let gate = AuthGate::new(&creds("x"), None);
-        drop(gate.enter(soon()).unwrap());
-        let p = gate.enter(soon()).unwrap();
-        assert!(p.probe, "still unverified, the next call probes");
+        drop(gate.enter(H, soon()).unwrap());
+        let p = gate.enter(H, soon()).unwrap();
+        assert!(p.probe.is_some(), "still unverified, the next call probes");
         p.finish(None, Verdict::Unknown);
-        assert!(gate.enter(soon()).unwrap().probe);
+        assert!(gate.enter(H, soon()).unwrap().probe.is_some());
+    }
+
+    #[test]
+    fn trust_is_per_host_and_per_collection() {
+        let gate = Arc::new(AuthGate::new(&creds("x"), None));
+        let p = gate.enter(H, soon()).unwrap();
+        assert!(p.probe.is_some());
+        p.finish(None, Verdict::Accepted);
+        assert!(
+            gate.enter(H, soon()).unwrap().probe.is_none(),
+            "H accepted it"
+        );
+        // Another host has proven nothing: its first call probes, and alone.
+        let other = gate.enter("https://iam.example", soon()).unwrap();
+        assert!(other.probe.is_some());
+        let g = gate.clone();
+        let waited = std::thread::spawn(move || {
+            matches!(
+                g.enter(
+                    "https://ces.example",
+                    Instant::now() + Duration::from_millis(50)
+                ),
+                Err(Refusal::Deadline)
+            )
+        });
+        assert!(
+            waited.join().unwrap(),
+            "one probe at a time, whatever the host"
+        );
+        assert!(
+            gate.enter(H, soon()).unwrap().probe.is_none(),
+            "H is not held up"
+        );
+        other.finish(None, Verdict::Unknown);
+        // The next collection proves it again.
+        gate.new_collection();
+        let p = gate.enter(H, soon()).unwrap();
+        assert!(p.probe.is_some(), "a new collection probes again");
+        assert!(p
+            .finish(Some("APIGW.0301"), Verdict::Rejected { status: 401 })
+            .is_some());
+        assert!(matches!(gate.enter(H, soon()), Err(Refusal::Rejected(_))));
+        gate.new_collection();
+        assert!(
+            matches!(gate.enter(H, soon()), Err(Refusal::Rejected(_))),
+            "a rejection outlives the collection"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
 use crate::domain::ces::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
+use crate::text::percent_encode;
 
 /// A batch answer may be large (500 metric objects by hundreds of periods).
 pub const MAX_CES_BODY_BYTES: u64 = 16 * 1024 * 1024;
@@ -152,14 +153,6 @@ impl Client {
         call
     }
 
-    fn decode(&self, endpoint: &str, error: DecodeError, request_id: Option<String>) -> ApiError {
-        ApiError::Decode {
-            endpoint: endpoint.to_string(),
-            error,
-            request_id,
-        }
-    }
-
     /// One ListMetrics page of `SYS.MaaS` for `metric` after `marker`.
     pub fn list_metrics(
         &self,
@@ -168,7 +161,7 @@ impl Client {
         marker: &str,
         deadline: Instant,
     ) -> Result<MetricPage, ApiError> {
-        let path = format!("/V1.0/{project_id}/metrics");
+        let path = format!("/V1.0/{}/metrics", percent_encode(project_id));
         let mut query = vec![
             ("namespace".to_string(), NAMESPACE.to_string()),
             ("metric_name".to_string(), metric.to_string()),
@@ -180,7 +173,7 @@ impl Client {
         }
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::get(ep, &path, &query)), deadline)?;
-        parse_metric_page(&a.body).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
+        parse_metric_page(&a.body).map_err(|e| self.decode_failure(ep, e, a.request_id))
     }
 
     /// One batch-query-metric-data call.
@@ -190,12 +183,15 @@ impl Client {
         req: &BatchRequest,
         deadline: Instant,
     ) -> Result<BatchAnswer, ApiError> {
-        let path = format!("/V1.0/{project_id}/batch-query-metric-data");
+        let path = format!(
+            "/V1.0/{}/batch-query-metric-data",
+            percent_encode(project_id)
+        );
         let body = req.to_bytes();
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::post(ep, &path, &body)), deadline)?;
         let mut answer = parse_batch(&a.body, req.aggregate.filter())
-            .map_err(|e| self.decode(&ep.to_string(), e, a.request_id.clone()))?;
+            .map_err(|e| self.decode_failure(ep, e, a.request_id.clone()))?;
         answer.request_id = a.request_id;
         Ok(answer)
     }
@@ -208,7 +204,7 @@ impl Client {
         into: &mut Names,
         deadline: Instant,
     ) -> Result<usize, ApiError> {
-        let path = format!("/v1/{project_id}/maas/monitor/instances");
+        let path = format!("/v1/{}/maas/monitor/instances", percent_encode(project_id));
         let body = serde_json::json!({
             "namespace": NAMESPACE,
             "start": start,
@@ -221,7 +217,7 @@ impl Client {
         // Names are best effort: a 403 there is that API's permission, not the key's.
         call.forbidden_is_permission = true;
         let a = self.call(&call, deadline)?;
-        parse_instances(&a.body, into).map_err(|e| self.decode(&ep.to_string(), e, a.request_id))
+        parse_instances(&a.body, into).map_err(|e| self.decode_failure(ep, e, a.request_id))
     }
 }
 

@@ -95,7 +95,10 @@ pub struct ClientOptions {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) status: u16,
+    /// The body as text; bytes that are not UTF-8 are replaced (see `utf8`).
     pub(super) body: String,
+    /// The body was UTF-8 text.
+    utf8: bool,
     pub(super) request_id: Option<String>,
     retry_after: Option<Duration>,
 }
@@ -260,6 +263,12 @@ impl Client {
         });
     }
 
+    /// A new collection (an execd batch, a serve interval): the first signed call to each host
+    /// probes the credential again, alone, before the others go (see [`auth`]).
+    pub fn begin_collection(&self) {
+        self.identity().gate.new_collection();
+    }
+
     /// Where the credentials in use came from.
     pub fn credentials_source(&self) -> String {
         self.identity().creds.source.clone()
@@ -345,24 +354,30 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .map(|s| s.trim().to_string())
                 };
-                let request_id = header("x-request-id");
+                // A header is server text too: one short, visible token at most.
+                let request_id = header("x-request-id").map(|id| sanitize_remote(&id, 64));
                 let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
                 log::debug(&format!(
                     "{method} {url} -> {status} (request id {}) in {elapsed} ms",
                     request_id.as_deref().unwrap_or("-")
                 ));
-                let read = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(max_body)
-                    .read_to_string();
+                // Bytes first: an answer that is not UTF-8 is the server's, not a failure
+                // of the network (reading it as a string would say so, and be retried).
+                let read = resp.body_mut().with_config().limit(max_body).read_to_vec();
                 match read {
-                    Ok(body) => Attempt::Answer(Answer {
-                        status,
-                        body,
-                        request_id,
-                        retry_after,
-                    }),
+                    Ok(bytes) => {
+                        let (body, utf8) = match String::from_utf8(bytes) {
+                            Ok(text) => (text, true),
+                            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
+                        };
+                        Attempt::Answer(Answer {
+                            status,
+                            body,
+                            utf8,
+                            request_id,
+                            retry_after,
+                        })
+                    }
                     Err(ureq::Error::BodyExceedsLimit(_)) => Attempt::TooLarge(request_id),
                     Err(e) => {
                         Attempt::Transport(format!("reading the answer failed: {}", describe(&e)))
@@ -385,7 +400,8 @@ impl Client {
     /// A signed call with retries for 429, 5xx and transport errors, within `deadline`.
     ///
     /// Every attempt passes the credential gate first (see [`auth`]): a rejected credential
-    /// makes no call at all, and an unverified one probes one call at a time.
+    /// makes no call at all, and one not yet accepted by the host in this collection probes
+    /// one call at a time.
     pub(super) fn call(&self, req: &Call<'_>, deadline: Instant) -> Result<Answer, ApiError> {
         retry::run(
             &self.opts.retry,
@@ -412,7 +428,9 @@ impl Client {
         let budget = req.budget.unwrap_or(&*self.budget);
         let ep = req.ep;
         let id = self.identity();
-        let permit = match id.gate.enter(deadline) {
+        // Trust is per host: one service accepting the key says nothing about another's.
+        let host = format!("{}://{}", ep.scheme, ep.host_header());
+        let permit = match id.gate.enter(&host, deadline) {
             Ok(p) => p,
             Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),
             Err(Refusal::Deadline) => return Step::Fatal(ApiError::Deadline { last: None }),
@@ -443,6 +461,14 @@ impl Client {
                 };
                 if verdict == Verdict::Accepted {
                     permit.finish(None, verdict);
+                    if !a.utf8 {
+                        // The same bytes would come again: the series fails, not retried.
+                        return Step::Fatal(self.decode_failure(
+                            ep,
+                            DecodeError::NotText,
+                            a.request_id,
+                        ));
+                    }
                     return Step::Done(a);
                 }
                 let e = self.http_failure(&a, req.api);
@@ -492,6 +518,27 @@ impl Client {
         }
     }
 
+    /// Server text made fit for an error line: the credentials in use replaced by `***` (over
+    /// the whole text, before anything is cut), control characters escaped, capped.
+    pub(super) fn remote_text(&self, text: &str) -> String {
+        sanitize_remote(&self.redact(text), REMOTE_TEXT_MAX)
+    }
+
+    /// An answer that could not be used. Whatever of it the error quotes goes through
+    /// [`Client::remote_text`], as an error body does.
+    pub(super) fn decode_failure(
+        &self,
+        ep: &Endpoint,
+        error: DecodeError,
+        request_id: Option<String>,
+    ) -> ApiError {
+        ApiError::Decode {
+            endpoint: ep.to_string(),
+            error: error.map_text(|t| self.remote_text(t)),
+            request_id,
+        }
+    }
+
     fn http_failure(&self, a: &Answer, api: Api) -> ApiError {
         let body = api::parse_error_body(&a.body);
         // Secrets are redacted from the whole text before anything is cut, so no part of one
@@ -537,11 +584,7 @@ impl Client {
                 raw,
                 request_id: a.request_id,
             }),
-            Err(error) => Err(ApiError::Decode {
-                endpoint: self.opts.maas.to_string(),
-                error,
-                request_id: a.request_id,
-            }),
+            Err(error) => Err(self.decode_failure(&self.opts.maas, error, a.request_id)),
         }
     }
 
@@ -553,7 +596,15 @@ impl Client {
     ) -> Result<api::ProjectInfo, ApiError> {
         let query = vec![("name".to_string(), region.to_string())];
         let a = self.call(&Call::get(&self.opts.iam, "/v3/projects", &query), deadline)?;
-        api::parse_projects(&a.body, region).map_err(|e| ApiError::Setup(e.to_string()))
+        api::parse_projects(&a.body, region).map_err(|e| {
+            let e = match e {
+                api::ProjectsError::Unexpected(t) => {
+                    api::ProjectsError::Unexpected(self.remote_text(&t))
+                }
+                other => other,
+            };
+            ApiError::Setup(e.to_string())
+        })
     }
 }
 
@@ -614,6 +665,7 @@ mod tests {
         let a = Answer {
             status,
             body: body.into(),
+            utf8: true,
             request_id: None,
             retry_after: None,
         };
@@ -647,6 +699,31 @@ mod tests {
             r#"{"error_code":"APIGW.0301","error_msg":"bad sig, canonicalRequest: POST|/v1|AKCANARY0123456789"}"#,
         );
         assert_eq!(f.message, "bad sig");
+    }
+
+    #[test]
+    fn decode_errors_quote_the_answer_redacted_escaped_and_capped() {
+        let c = client();
+        let hostile = format!(
+            "metric AKCANARY0123456789 SKCANARY-abcdefghijklmnopqrstuvwxyz\nE! forged{}",
+            "m".repeat(5000)
+        );
+        for error in [
+            DecodeError::Shape(hostile.clone()),
+            DecodeError::NotJson(hostile.clone()),
+            DecodeError::BadField {
+                field: "total_token",
+                reason: hostile.clone(),
+            },
+        ] {
+            let text = c
+                .decode_failure(&c.opts.maas, error, Some("rid".into()))
+                .to_string();
+            assert!(!text.contains("CANARY"), "{text}");
+            assert!(text.contains("metric *** ***\\u{a}E! forged"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+            assert!(text.chars().count() < 600, "{}", text.chars().count());
+        }
     }
 
     #[test]

@@ -212,14 +212,19 @@ fn unquote(v: &str) -> &str {
     v
 }
 
-/// Parses the three accepted forms: `KEY=VALUE` lines, one `AK,SK` line, or AK and SK on two
-/// lines. Blank lines and `#` comments are ignored. Errors name lines and what was expected,
-/// never any text of the file (a key could be a pasted secret as well as a value).
+/// Parses the four accepted forms: `KEY=VALUE` lines, one `AK,SK` line, AK and SK on two lines,
+/// or the console's `credentials.csv`. Blank lines and `#` comments are ignored.
+///
+/// The form is decided strictly, from every line: a file that could be read two ways is an
+/// error, because the wrong reading signs with a garbage key (and rejected signatures get the
+/// key locked). A line with a `=` makes it the `KEY=VALUE` form, where every line must be one;
+/// the bare forms take single tokens only. Errors name lines and what was expected, never any
+/// text of the file (a key could be a pasted secret as well as a value).
 pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsError> {
-    let malformed = |line: usize, reason: &str| CredentialsError::Malformed {
+    let malformed = |(line, reason): (usize, String)| CredentialsError::Malformed {
         path: path.to_path_buf(),
         line,
-        reason: reason.to_string(),
+        reason,
     };
     // A byte-order mark is what spreadsheet downloads start with; it is not part of any key.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -230,85 +235,135 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .collect();
     let source = format!("credentials file {}", path.display());
-    if let Some((header_line, header)) = lines.first().filter(|(_, l)| is_csv_header(l)) {
-        return parse_csv(*header_line, header, &lines[1..], source)
-            .map_err(|(line, reason)| malformed(line, reason));
-    }
-    let is_assignment = |l: &str| {
-        let l = l.strip_prefix("export ").unwrap_or(l);
-        l.split_once('=')
-            .map(|(k, _)| {
-                let k = k.trim();
-                !k.is_empty()
-                    && k.bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            })
-            .unwrap_or(false)
+    let pair = |ak: &str, sk: &str| Credentials {
+        ak: Secret::new(ak),
+        sk: Secret::new(sk),
+        token: None,
+        source: source.clone(),
+        expires_at: None,
     };
-    if lines.first().is_some_and(|(_, l)| is_assignment(l)) {
-        let (mut ak, mut sk, mut token) = (None, None, None);
-        for (n, l) in &lines {
-            let l = l.strip_prefix("export ").unwrap_or(l);
-            let Some((k, v)) = l.split_once('=') else {
-                return Err(malformed(*n, "expected KEY=VALUE"));
-            };
-            let v = unquote(v).to_string();
-            match k.trim() {
-                "HW_ACCESS_KEY" | "HUAWEICLOUD_SDK_AK" => ak = Some(v),
-                "HW_SECRET_KEY" | "HUAWEICLOUD_SDK_SK" => sk = Some(v),
-                "HW_SECURITY_TOKEN" | "HUAWEICLOUD_SDK_SECURITY_TOKEN" => token = Some(v),
-                "HW_PROJECT_ID" | "HUAWEICLOUD_SDK_PROJECT_ID" | "HW_REGION" => {}
-                // Not even the key is shown: a secret pasted before the `=` would be echoed.
-                _ => {
-                    return Err(malformed(
-                        *n,
-                        "unknown key before `=`; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN (capitals, no spaces)",
-                    ))
-                }
-            }
-        }
-        return match (ak.filter(|s| !s.is_empty()), sk.filter(|s| !s.is_empty())) {
-            (Some(ak), Some(sk)) => Ok(Credentials {
-                ak: Secret::new(ak),
-                sk: Secret::new(sk),
-                token: token.filter(|t| !t.is_empty()).map(Secret::new),
-                source,
-                expires_at: None,
-            }),
-            (None, _) => Err(malformed(0, "HW_ACCESS_KEY is missing")),
-            (_, None) => Err(malformed(0, "HW_SECRET_KEY is missing")),
-        };
+    if let Some((header_line, header)) = lines.first().filter(|(_, l)| is_csv_header(l)) {
+        return parse_csv(*header_line, header, &lines[1..], source.clone())
+            .map_err(|(line, reason)| malformed((line, reason.to_string())));
+    }
+    if let Some((n, _)) = lines.first().filter(|(_, l)| looks_like_csv_header(l)) {
+        return Err(malformed((
+            *n,
+            "a credentials.csv header whose columns are not separated by commas; save it separated by commas, as the console downloads it".into(),
+        )));
+    }
+    if lines.iter().any(|(_, l)| l.contains('=')) {
+        return parse_assignments(&lines, source.clone()).map_err(malformed);
     }
     match lines.as_slice() {
         [(n, l)] => {
-            let Some((ak, sk)) = l.split_once(',') else {
-                return Err(malformed(*n, "one line must be AK,SK"));
-            };
-            let (ak, sk) = (ak.trim(), sk.trim());
-            if ak.is_empty() || sk.is_empty() || sk.contains(',') {
-                return Err(malformed(*n, "one line must be AK,SK"));
+            let cells: Vec<&str> = l.split(',').map(str::trim).collect();
+            match cells.as_slice() {
+                [ak, sk] if is_token(ak) && is_token(sk) => Ok(pair(ak, sk)),
+                _ => Err(malformed((
+                    *n,
+                    "one line must be AK,SK (two values, one comma, no spaces or `;`)".into(),
+                ))),
             }
-            Ok(Credentials {
-                ak: Secret::new(ak),
-                sk: Secret::new(sk),
-                token: None,
-                source,
-                expires_at: None,
-            })
         }
-        [(_, ak), (_, sk)] => Ok(Credentials {
-            ak: Secret::new(*ak),
-            sk: Secret::new(*sk),
-            token: None,
+        [(n1, ak), (n2, sk)] => {
+            if !is_token(ak) {
+                return Err(malformed((
+                    *n1,
+                    "expected the AK alone on this line and the SK alone on the next (no `=`, `,`, `;` or spaces)".into(),
+                )));
+            }
+            if !is_token(sk) {
+                return Err(malformed((
+                    *n2,
+                    "expected the SK alone on this line, after the AK alone on the line before (no `=`, `,`, `;` or spaces)".into(),
+                )));
+            }
+            Ok(pair(ak, sk))
+        }
+        [] => Err(malformed((0, "the file is empty".into()))),
+        [.., (n, _)] => Err(malformed((
+            *n,
+            "too many lines; use AK and SK on two lines, one AK,SK line, or KEY=VALUE lines".into(),
+        ))),
+    }
+}
+
+/// A value of a bare form: one token, nothing that belongs to another form.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '=' | ',' | ';'))
+}
+
+/// The `KEY=VALUE` form: every line an assignment of a known key, each key once (by either of
+/// its names).
+fn parse_assignments(
+    lines: &[(usize, &str)],
+    source: String,
+) -> Result<Credentials, (usize, String)> {
+    // What each is, and the line it was first given on with its value (zeroed on drop).
+    let mut slots: [(&str, Option<(usize, Secret)>); 3] = [
+        ("the access key (HW_ACCESS_KEY or HUAWEICLOUD_SDK_AK)", None),
+        ("the secret key (HW_SECRET_KEY or HUAWEICLOUD_SDK_SK)", None),
+        (
+            "the security token (HW_SECURITY_TOKEN or HUAWEICLOUD_SDK_SECURITY_TOKEN)",
+            None,
+        ),
+    ];
+    for &(n, l) in lines {
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        let Some((k, v)) = l.split_once('=') else {
+            return Err((
+                n,
+                "expected KEY=VALUE, like the other lines (HW_ACCESS_KEY=..., HW_SECRET_KEY=...); a file with KEY=VALUE lines takes nothing else".into(),
+            ));
+        };
+        let slot = match k.trim() {
+            "HW_ACCESS_KEY" | "HUAWEICLOUD_SDK_AK" => 0,
+            "HW_SECRET_KEY" | "HUAWEICLOUD_SDK_SK" => 1,
+            "HW_SECURITY_TOKEN" | "HUAWEICLOUD_SDK_SECURITY_TOKEN" => 2,
+            "HW_PROJECT_ID" | "HUAWEICLOUD_SDK_PROJECT_ID" | "HW_REGION" => continue,
+            // Not even the key is shown: a secret pasted before the `=` would be echoed.
+            _ => {
+                return Err((
+                    n,
+                    "unknown key before `=`; expected HW_ACCESS_KEY, HW_SECRET_KEY or HW_SECURITY_TOKEN (capitals, no spaces)".into(),
+                ))
+            }
+        };
+        let (what, given) = &mut slots[slot];
+        if let Some((first, _)) = given {
+            return Err((
+                n,
+                format!("{what} is given twice, first on line {first}; keep one"),
+            ));
+        }
+        *given = Some((n, Secret::new(unquote(v))));
+    }
+    let [ak, sk, token] = slots.map(|(_, v)| {
+        v.map(|(_, v)| v)
+            .filter(|v: &Secret| !v.expose().is_empty())
+    });
+    match (ak, sk) {
+        (Some(ak), Some(sk)) => Ok(Credentials {
+            ak,
+            sk,
+            token,
             source,
             expires_at: None,
         }),
-        [] => Err(malformed(0, "the file is empty")),
-        [.., (n, _)] => Err(malformed(
-            *n,
-            "too many lines; use AK and SK on two lines, one AK,SK line, or KEY=VALUE lines",
-        )),
+        (None, _) => Err((0, "HW_ACCESS_KEY is missing".into())),
+        (_, None) => Err((0, "HW_SECRET_KEY is missing".into())),
     }
+}
+
+/// A header of the console's download saved with another separator (`;` by a spreadsheet in
+/// some locales, a tab).
+fn looks_like_csv_header(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    l.contains("access key id") && l.contains("secret access key")
 }
 
 /// The header of the console's `credentials.csv` download
@@ -544,10 +599,38 @@ mod tests {
             "HW_ACCESS_KEY=x\nexport HW_SECRET_KEY\tsecretvalue=\"y\"",
             "HW_ACCESS_KEY=x\nSECRETVALUE=y",
             "HW_SECRET_KEY secretvalue=x",
+            // Ambiguous forms: each would sign with a garbage key.
+            "secretvalue,x\nHW_REGION=cn-southwest-2",
+            "secretvalue\nHW_SECRET_KEY=secretvalue",
+            "HW_ACCESS_KEY=secretvalue\nHW_SECRET_KEY=s\nHUAWEICLOUD_SDK_AK=secretvalue2",
+            "HUAWEICLOUD_SDK_SK=secretvalue\nHW_ACCESS_KEY=a\nHW_SECRET_KEY=secretvalue2",
+            "HW_ACCESS_KEY=a\nHW_SECRET_KEY=s\nHW_SECURITY_TOKEN=t\nHW_SECURITY_TOKEN=secretvalue",
+            "User Name;Access Key Id;Secret Access Key\nalice;secretvalue;secretvalue2",
+            "User Name\tAccess Key Id\tSecret Access Key\nalice\tsecretvalue\tsecretvalue2",
+            "secretvalue secretvalue2\nsecretvalue3",
+            "secretvalue\nsecretvalue;x",
+            "secretvalue;secretvalue2",
+            "secretvalue,secret value2",
         ] {
             let e = parse_file(text, p).unwrap_err().to_string();
             assert!(!e.to_lowercase().contains("secretvalue"), "{e}");
             assert!(e.starts_with("credentials file f:"), "{e}");
+        }
+        for (text, line) in [
+            ("AK,SK\nHW_REGION=cn-southwest-2", 1),
+            ("# c\nAK\nHW_SECRET_KEY=SK", 2),
+            (
+                "HW_ACCESS_KEY=X\nHW_SECRET_KEY=S\n\nHUAWEICLOUD_SDK_AK=Y",
+                4,
+            ),
+            ("User Name;Access Key Id;Secret Access Key\na;AK;SK", 1),
+            ("AK\nSK,x", 2),
+        ] {
+            let e = parse_file(text, p).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("credentials file f:{line}: ")),
+                "{text:?}: {e}"
+            );
         }
         let e = parse_file("HW_ACCESS_KEY=x\nhw_secret_key=y", p)
             .unwrap_err()

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use super::credentials::{Credentials, Secret};
+use crate::endpoint::redact_url;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
 /// Where the metadata service answers on Huawei Cloud instances.
@@ -75,7 +76,7 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
         .build()
         .new_agent();
     let unreachable = |why: String| MetadataError::Unreachable {
-        endpoint: base.to_string(),
+        endpoint: redact_url(base),
         why,
     };
     let mut resp = agent.get(&url).call().map_err(|e| {
@@ -94,13 +95,13 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
         .map_err(|e| unreachable(format!("reading the answer failed: {e}")))?;
     if !(200..300).contains(&status) {
         return Err(MetadataError::Status {
-            endpoint: base.to_string(),
+            endpoint: redact_url(base),
             status,
             message: sanitize_remote(&body, REMOTE_TEXT_MAX),
         });
     }
     let unusable = |why: &str| MetadataError::Unusable {
-        endpoint: base.to_string(),
+        endpoint: redact_url(base),
         why: why.to_string(),
     };
     // The answer holds the secret: nothing of it is ever quoted in an error.

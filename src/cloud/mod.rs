@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
-use crate::domain::{ApiError, StatsAnswer};
+use crate::domain::{self, ApiError, StatsAnswer};
 use crate::endpoint::{Endpoint, EndpointError};
 use crate::env::{self, Lookup};
 use crate::log;
+use crate::text::sanitize_remote;
 use crate::tls::{self, TlsError, TlsFiles};
 pub use api::ProjectInfo;
 use auth::RejectionStore;
@@ -87,6 +88,14 @@ pub enum ConnectError {
     Unsendable(String),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// A project id or region from a flag or the environment that the spec would refuse: it
+    /// would go into signed URLs, and the server would read another path than was signed.
+    #[error("{from}: `{value}` is not {expected}")]
+    Invalid {
+        from: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("the metadata service: {0}")]
@@ -105,6 +114,7 @@ impl ConnectError {
             ConnectError::Credentials(_)
             | ConnectError::Unsendable(_)
             | ConnectError::Endpoint(_)
+            | ConnectError::Invalid { .. }
             | ConnectError::Tls(_) => true,
             ConnectError::Api(e) => e.is_local(),
             ConnectError::Discovery(_) | ConnectError::Metadata(_) => false,
@@ -250,6 +260,42 @@ pub fn connect(
     deadline: Instant,
     shared: Shared<'_>,
 ) -> Result<Connection, ConnectError> {
+    let invalid = |from, value: &str, expected| ConnectError::Invalid {
+        from,
+        value: sanitize_remote(value, 100),
+        expected,
+    };
+    if !domain::is_region(&opts.region) {
+        return Err(invalid(
+            "--region (or cloud.region)",
+            &opts.region,
+            "a region name like cn-southwest-2",
+        ));
+    }
+    // Checked before anything is signed: the spec checks its own, these come from a flag or
+    // the environment.
+    let explicit = [
+        (
+            "--project-id (or cloud.project_id)",
+            opts.project_id.clone(),
+        ),
+        ("HW_PROJECT_ID", env::get(env, "HW_PROJECT_ID")),
+        (
+            "HUAWEICLOUD_SDK_PROJECT_ID",
+            env::get(env, "HUAWEICLOUD_SDK_PROJECT_ID"),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(from, id)| id.map(|id| (from, id)));
+    if let Some((from, id)) = &explicit {
+        if !domain::is_project_id(id) {
+            return Err(invalid(
+                from,
+                id,
+                "a project id; it is 32 lowercase letters and digits",
+            ));
+        }
+    }
     let key_id = auth::access_key_id(creds.ak.expose());
     let maas_url = opts
         .endpoint
@@ -276,8 +322,13 @@ pub fn connect(
         call_timeout: opts.call_timeout,
         retry: RetryPolicy::default(),
     };
+    // Once per host: MaaS and the monitor share one URL by default.
+    let mut warned: Vec<&str> = Vec::new();
     for ep in [&options.maas, &options.iam, &options.ces, &options.monitor] {
-        warn_if_plain_http(ep, creds.token.is_some());
+        if ep.scheme == "http" && !warned.iter().any(|h| h.eq_ignore_ascii_case(&ep.host)) {
+            warned.push(&ep.host);
+            warn_if_plain_http(ep, creds.token.is_some());
+        }
     }
     let tls = TlsFiles {
         ca: opts
@@ -293,19 +344,16 @@ pub fn connect(
     if let Some(store) = shared.rejections {
         client = client.with_rejection_store(store.clone());
     }
-    let explicit = opts
-        .project_id
-        .clone()
-        .or_else(|| env::get(env, "HW_PROJECT_ID"))
-        .or_else(|| env::get(env, "HUAWEICLOUD_SDK_PROJECT_ID"))
-        .map(|id| ProjectInfo {
-            id,
-            domain_id: None,
-        });
+    let explicit = explicit.map(|(_, id)| ProjectInfo {
+        id,
+        domain_id: None,
+    });
+    // A cached id that is not one (a hand-edited state file) is not used: discovery replaces it.
     let cached = || {
         shared
             .projects
             .and_then(|c| c.cached_project(&key_id, &opts.region))
+            .filter(|p| domain::is_project_id(&p.id))
     };
     let project = match explicit.or_else(cached) {
         Some(p) => p,
@@ -323,6 +371,11 @@ pub fn connect(
                         "{other}; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id) to skip discovery"
                     )),
                 })?;
+            if !domain::is_project_id(&p.id) {
+                return Err(ConnectError::Discovery(
+                    "IAM answered a project id that is not 32 lowercase letters and digits; set the project id (--project-id, HW_PROJECT_ID or cloud.project_id)".into(),
+                ));
+            }
             if let Some(c) = shared.projects {
                 c.store_project(&key_id, &opts.region, &p);
             }
@@ -330,13 +383,6 @@ pub fn connect(
         }
     };
     let project_id = project.id;
-    if !(project_id.len() == 32
-        && project_id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-    {
-        log::warn(&format!("project id `{project_id}` is not 32 lowercase letters and digits; the API will probably refuse it"));
-    }
     Ok(Connection {
         client: Arc::new(client),
         project_id,

@@ -67,6 +67,7 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     f.fail_ratio = a.fail_ratio;
     f.malformed_ratio = a.malformed_ratio;
     f.clock_skew = chrono::Duration::seconds(a.clock_skew);
+    f.reject_signatures_after = a.reject_signatures_after;
     cfg.log_file = a.log.clone();
     let sim = Simulator::start(&a.listen, cfg)
         .map_err(|e| Error::System(format!("cannot listen on {}: {e}", a.listen)))?;

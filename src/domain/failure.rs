@@ -71,6 +71,9 @@ pub struct BudgetExhausted {
 pub enum DecodeError {
     #[error("the answer is not JSON ({0})")]
     NotJson(String),
+    /// Bytes that are not UTF-8: no JSON at all, whatever they look like.
+    #[error("the answer is not UTF-8 text (so not JSON)")]
+    NotText,
     #[error("the answer is not a statistics object (no total_request_count or total_token)")]
     NotStatistics,
     #[error("field {field}: {reason}")]
@@ -82,6 +85,25 @@ pub enum DecodeError {
     /// A Cloud Eye or MaaS monitor answer that is JSON but not the documented shape.
     #[error("the answer is not the documented shape: {0}")]
     Shape(String),
+}
+
+impl DecodeError {
+    /// The same error with `f` applied to each text that came from the answer (a parser's
+    /// message, a quoted value, a name), which can be anything the server wrote.
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> DecodeError {
+        match self {
+            DecodeError::NotJson(t) => DecodeError::NotJson(f(&t)),
+            DecodeError::BadField { field, reason } => DecodeError::BadField {
+                field,
+                reason: f(&reason),
+            },
+            DecodeError::Shape(t) => DecodeError::Shape(f(&t)),
+            other @ (DecodeError::NotText
+            | DecodeError::NotStatistics
+            | DecodeError::Missing { .. }
+            | DecodeError::MoreErrorsThanRequests { .. }) => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -186,9 +186,80 @@ impl AddAssign for Usage {
     }
 }
 
+/// A project id as the spec takes it (`^[a-z0-9]{32}$`): it goes into every signed path, so
+/// nothing else may, from a flag, the environment, a cache or an answer.
+pub fn is_project_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// A region name as the spec takes it (`^[a-z]{2}(-[a-z]+)+-[0-9]+$`, like `cn-southwest-2`):
+/// it goes into the default endpoints' host names and IAM's query.
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let Some((number, rest)) = parts.split_last() else {
+        return false;
+    };
+    let Some((country, words)) = rest.split_first() else {
+        return false;
+    };
+    let letters = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    country.len() == 2
+        && letters(country)
+        && !words.is_empty()
+        && words.iter().all(letters)
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_ids_and_regions_are_the_spec_s() {
+        // The schema's patterns are the ones these functions implement.
+        let schema = include_str!("../../schemas/maas-usage.schema.json");
+        assert!(schema.contains(r#""pattern": "^[a-z0-9]{32}$""#));
+        assert!(schema.contains(r#""pattern": "^[a-z]{2}(-[a-z]+)+-[0-9]+$""#));
+        assert!(is_project_id("0123456789abcdef0123456789abcdef"));
+        for bad in [
+            "",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcde?",
+            "0123456789abcdef0123456789abcde#",
+            "0123456789abcdef/123456789abcdef",
+            "0123456789abcdef0123456789abcdeé",
+        ] {
+            assert!(!is_project_id(bad), "{bad}");
+        }
+        for good in [
+            "cn-southwest-2",
+            "ap-southeast-1",
+            "cn-north-4",
+            "la-south-american-10",
+        ] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in [
+            "",
+            "cn",
+            "cn-2",
+            "cn-southwest-",
+            "cn--2",
+            "cnn-southwest-2",
+            "CN-southwest-2",
+            "cn-southwest-2/x",
+            "evil.example#",
+            "cn-south west-2",
+            "cn-southwest-2a",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn service_type_three_points_at_four() {

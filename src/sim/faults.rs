@@ -32,6 +32,8 @@ pub enum Scripted {
     Huge,
     /// 200 with these exact bytes as body.
     Body(String),
+    /// 200 with a JSON-looking body that is not UTF-8 (a byte 0xFF inside a string).
+    NotUtf8,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +51,9 @@ pub struct Faults {
     pub malformed_ratio: f64,
     /// The simulator's clock minus the real one, for X-Sdk-Date checks.
     pub clock_skew: chrono::Duration,
+    /// Accept this many correctly signed requests, then answer every signed request 401
+    /// `APIGW.0301`, as the gateway does once a key is deleted or disabled.
+    pub reject_signatures_after: Option<u64>,
     pub script: VecDeque<Scripted>,
 }
 
@@ -62,6 +67,7 @@ impl Default for Faults {
             fail_ratio: 0.0,
             malformed_ratio: 0.0,
             clock_skew: chrono::Duration::zero(),
+            reject_signatures_after: None,
             script: VecDeque::new(),
         }
     }
@@ -93,6 +99,12 @@ pub(super) fn scripted(s: Scripted) -> Reply {
 /// Writes the reply; false when the connection must close.
 pub(super) fn send(out: &mut impl Write, reply: Reply, rid: &str) -> bool {
     let body = match &reply.fault {
+        Some(Scripted::NotUtf8) => {
+            let mut b = model::answer_json(&crate::domain::Usage::default(), false).into_bytes();
+            b.truncate(b.len().saturating_sub(1));
+            b.extend_from_slice(b",\"note\":\"\xff\xfe\"}");
+            return write_reply(out, reply.status, rid, &reply.headers, b);
+        }
         Some(Scripted::Malformed) => "{\"total_request_count\": 12, \"total_tok".to_string(),
         Some(Scripted::NotJson) => "<html><body>502 Bad Gateway</body></html>".to_string(),
         Some(Scripted::Huge) => format!("{{\"pad\":\"{}\"}}", "x".repeat(10 * 1024 * 1024)),
@@ -125,9 +137,18 @@ pub(super) fn send(out: &mut impl Write, reply: Reply, rid: &str) -> bool {
             }
             false
         }
-        _ => {
-            let head = http::head(reply.status, rid, bytes.len(), &reply.headers, false);
-            http::write_all(out, &[head, bytes].concat()).is_ok()
-        }
+        _ => write_reply(out, reply.status, rid, &reply.headers, bytes),
     }
+}
+
+/// A whole answer, the connection kept open; false when it must close.
+fn write_reply(
+    out: &mut impl Write,
+    status: u16,
+    rid: &str,
+    headers: &[(String, String)],
+    bytes: Vec<u8>,
+) -> bool {
+    let head = http::head(status, rid, bytes.len(), headers, false);
+    http::write_all(out, &[head, bytes].concat()).is_ok()
 }

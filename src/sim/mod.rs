@@ -101,6 +101,8 @@ struct Shared {
     arrivals: AtomicU64,
     /// Connections accepted (a TLS handshake that fails still counts).
     connections: AtomicU64,
+    /// Correctly signed requests so far (`Faults::reject_signatures_after`).
+    signed: AtomicU64,
     /// The metadata service's temporary credentials.
     issuer: metadata::Issuer,
 }
@@ -147,6 +149,7 @@ impl Simulator {
             request_seq: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            signed: AtomicU64::new(0),
             issuer: metadata::Issuer::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -495,6 +498,16 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
     }
     if let Err(reply) = authenticate(req, &cfg, &shared.issuer, rid) {
         return reply;
+    }
+    if let Some(n) = cfg.faults.reject_signatures_after {
+        if shared.signed.fetch_add(1, Ordering::SeqCst) >= n {
+            return Reply::error(
+                401,
+                "APIGW.0301",
+                "Incorrect IAM authentication information: the access key is disabled",
+                rid,
+            );
+        }
     }
     if let Some(limit) = cfg.faults.rate_limit {
         let now_ms = shared.origin.elapsed().as_millis() as u64;

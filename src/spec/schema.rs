@@ -10,6 +10,7 @@ use super::errors::{display_path, SpecError};
 use super::load::API_VERSION;
 use super::yaml::{self, Located, Pos};
 use crate::domain::{InferType, RangeExpr, ServiceType};
+use crate::endpoint::redact_url;
 
 /// The spec's JSON Schema, embedded so `validate` needs nothing but the binary.
 pub const SCHEMA: &str = include_str!("../../schemas/maas-usage.schema.json");
@@ -88,11 +89,16 @@ pub(super) fn looks_secret(key: &str) -> bool {
 
 pub(super) const SECRET_ADVICE: &str = "secrets do not belong in the spec (it is kept in git); set HW_ACCESS_KEY and HW_SECRET_KEY in the environment, or point cloud.credentials_file at a mode-600 file";
 
-pub(super) fn short(v: &Value) -> String {
-    let s = match v {
+/// A value as text: a string as it is, anything else as JSON.
+fn value_text(v: &Value) -> String {
+    match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    };
+    }
+}
+
+pub(super) fn short(v: &Value) -> String {
+    let s = value_text(v);
     if s.chars().count() > 60 {
         format!("{}...", s.chars().take(60).collect::<String>())
     } else {
@@ -126,8 +132,8 @@ pub(super) fn shape(pointer: &str) -> String {
         .join("/")
 }
 
-pub(super) fn pattern_message(pointer: &str, v: &Value) -> String {
-    let v = short(v);
+pub(super) fn pattern_message(pointer: &str, value: &Value) -> String {
+    let v = short(value);
     let sh = shape(pointer);
     let last = sh.rsplit('/').next().unwrap_or("");
     match (sh.as_str(), last) {
@@ -138,9 +144,11 @@ pub(super) fn pattern_message(pointer: &str, v: &Value) -> String {
             format!("`{v}` is not a project id; it is 32 lowercase letters and digits")
         }
         ("/cloud/region", _) => format!("`{v}` is not a region name like cn-southwest-2"),
-        (_, "endpoint" | "iam_endpoint") => {
-            format!("`{v}` is not an http(s) URL (no query, no user information)")
-        }
+        // Every endpoint key; the value is shown without its user information (a password).
+        (_, key) if key.ends_with("endpoint") => format!(
+            "`{}` is not an http(s) URL (no query, no user information)",
+            short(&Value::String(redact_url(&value_text(value))))
+        ),
         ("/limits/timeout", _) => {
             format!("`{v}` is not a duration; use a number with ms, s or m, e.g. 25s")
         }

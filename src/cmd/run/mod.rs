@@ -295,19 +295,25 @@ fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool)
     }
 }
 
-/// The first stderr line when nothing was collected: the most useful one.
+/// The first stderr line when nothing was collected: the most useful one. That is what the
+/// server answered, when it answered: with calls in flight, the probe that met a rejection need
+/// not be the first series, and the others only say the gate closed.
 fn log_nothing_collected(planned: usize, collected: &Collected) {
-    let first = collected
+    let failures = collected
         .failures
-        .first()
+        .iter()
         .map(|f| (f.key.to_string(), &f.error))
-        .or_else(|| {
+        .chain(
             collected
                 .models
                 .failures
-                .first()
-                .map(|f| (f.to_string(), &f.error))
-        });
+                .iter()
+                .map(|f| (f.to_string(), &f.error)),
+        );
+    let first = failures
+        .clone()
+        .find(|(_, e)| !matches!(e, ApiError::AuthBlocked(_)))
+        .or_else(|| failures.clone().next());
     let Some((what, error)) = first else {
         return;
     };
@@ -362,6 +368,9 @@ fn discovery_max_age(spec: &Spec) -> std::time::Duration {
 
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
+    // What the hosts said in the last collection proves nothing now: the key may have been
+    // disabled since, and four calls in flight would be four rejected signatures.
+    ctx.conn.client.begin_collection();
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.settings.now();
     let (lock, period_ok) = period_lock(ctx, started);

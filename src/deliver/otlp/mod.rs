@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
 use crate::emit::otlp::Temporality;
+pub use crate::endpoint::redact_url;
+use crate::endpoint::userinfo;
 use crate::env::{self, Lookup};
 use crate::log;
 use crate::retry::{self, GaveUp, RetryPolicy, Step};
@@ -261,24 +263,6 @@ pub struct ExportError {
     pub message: String,
     /// The failure was on this side (configuration): exit 2.
     pub local: bool,
-}
-
-/// The user information of an endpoint URL (`user:pass` in `http://user:pass@host:4318/`):
-/// everything between the scheme (or the start) and the last `@` before any `?` or `#`.
-/// Conservative on purpose: a password with a raw `/` is still covered.
-fn userinfo(url: &str) -> Option<&str> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[start..];
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    rest[..end].rfind('@').map(|at| &rest[..at])
-}
-
-/// `url` with its user information replaced by `***`: `http://***@collector:4318/v1/metrics`.
-pub fn redact_url(url: &str) -> String {
-    match userinfo(url) {
-        Some(info) => url.replacen(&format!("{info}@"), "***@", 1),
-        None => url.to_string(),
-    }
 }
 
 /// `text` (an error from a transport library, which may quote the URL) with the user
