@@ -14,6 +14,8 @@ use prost::Message;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The raw query string (after `?`), may be empty.
+    pub query: String,
     pub content_type: String,
     pub gzip: bool,
     pub headers: Vec<(String, String)>,
@@ -145,6 +147,7 @@ fn serve<S: Read + Write>(
                 };
                 received.lock().unwrap().push(Received {
                     path: req.path.clone(),
+                    query: req.query.clone(),
                     content_type: content_type.clone(),
                     gzip,
                     headers: req.headers.clone(),

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use prost::Message;
 
-use super::{Accepted, AttemptError, ExportConfig, Protocol, CA_OPTION};
+use super::{Accepted, AttemptError, ExportConfig, HeaderProblem, Protocol, CA_OPTION};
 use crate::retry::parse_retry_after;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
@@ -28,6 +28,30 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = enc.write_all(bytes);
     enc.finish().unwrap_or_default()
+}
+
+/// Why HTTP cannot carry a header, by the rules of the `http` crate ureq builds requests with.
+pub(super) fn header_problem(name: &str, value: &str) -> Option<HeaderProblem> {
+    if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Some(HeaderProblem::Name("HTTP accepts"));
+    }
+    if ureq::http::HeaderValue::from_str(value).is_err() {
+        return Some(HeaderProblem::Value("HTTP headers cannot carry"));
+    }
+    None
+}
+
+/// Whether a failed send is worth another attempt: a refused or cut connection, a timeout, a
+/// name not resolved may pass; a request that cannot be built (a header, the URL) never will,
+/// and is the configuration's.
+fn transient(e: &ureq::Error) -> bool {
+    !matches!(
+        e,
+        ureq::Error::Http(_)
+            | ureq::Error::BadUri(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::BodyExceedsLimit(_)
+    )
 }
 
 /// The collector's error text, from a `Status` body (JSON or protobuf) or the raw body: one
@@ -92,11 +116,17 @@ pub fn export(
                     ..AttemptError::remote(false, cfg.tls.untrusted_message(&why, CA_OPTION))
                 })
             }
-            None => {
+            None if transient(&e) => {
                 return Err(AttemptError::remote(
                     true,
                     format!("cannot reach the collector: {e}"),
                 ))
+            }
+            None => {
+                return Err(AttemptError {
+                    local: true,
+                    ..AttemptError::remote(false, format!("cannot send to the collector: {e}"))
+                })
             }
         },
     };
@@ -171,5 +201,20 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains('\n') && !m.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn headers_http_cannot_carry_are_named_as_such() {
+        assert!(header_problem("x-scope-orgid", "Bearer abc").is_none());
+        assert!(matches!(
+            header_problem("x a", "v"),
+            Some(HeaderProblem::Name(_))
+        ));
+        for v in ["b\nc", "a\u{1}", "a\u{7f}"] {
+            assert!(
+                matches!(header_problem("x-a", v), Some(HeaderProblem::Value(_))),
+                "{v:?}"
+            );
+        }
     }
 }
