@@ -65,17 +65,17 @@ pub fn export(
     rt.block_on(async {
         let mut endpoint = Endpoint::from_shared(cfg.url.clone())
             .map_err(|e| {
-                local(format!(
+                local(cfg.scrub(&format!(
                     "bad gRPC endpoint {}: {e}",
                     super::redact_url(&cfg.url)
-                ))
+                )))
             })?
             .timeout(timeout)
             .connect_timeout(timeout);
         if cfg.url.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(tls_config(cfg))
-                .map_err(|e| local(format!("TLS setup: {e}")))?;
+                .map_err(|e| local(cfg.scrub(&format!("TLS setup: {e}"))))?;
         }
         let channel = endpoint.connect().await.map_err(|e| {
             // An untrusted certificate will not be trusted on the next attempt either.
@@ -84,7 +84,10 @@ pub fn export(
                     local: true,
                     ..fatal(cfg.tls.untrusted_message(&why, CA_OPTION))
                 },
-                None => AttemptError::remote(true, format!("cannot reach the collector: {e}")),
+                None => AttemptError::remote(
+                    true,
+                    cfg.scrub(&format!("cannot reach the collector: {e}")),
+                ),
             }
         })?;
         let mut client = MetricsServiceClient::new(channel);
@@ -120,18 +123,19 @@ pub fn export(
                         | Code::OutOfRange
                         | Code::DataLoss
                 ),
-                status_message(&status),
+                status_message(&status, |t| cfg.scrub(t)),
             )),
         }
     })
 }
 
-/// A gRPC error status in one capped line: the message is the collector's text.
-fn status_message(status: &tonic::Status) -> String {
+/// A gRPC error status in one capped line: the message is the collector's text, with `scrub`
+/// applied to the whole of it first.
+fn status_message(status: &tonic::Status, scrub: impl Fn(&str) -> String) -> String {
     format!(
         "gRPC {:?}: {}",
         status.code(),
-        sanitize_remote(status.message(), REMOTE_TEXT_MAX)
+        sanitize_remote(&scrub(status.message()), REMOTE_TEXT_MAX)
     )
 }
 
@@ -141,6 +145,7 @@ mod tests {
 
     #[test]
     fn status_messages_are_one_capped_line() {
+        let status_message = |s: &tonic::Status| status_message(s, str::to_string);
         let s = tonic::Status::new(Code::PermissionDenied, "no\nE! fake\u{1b}[2J");
         assert_eq!(
             status_message(&s),
@@ -152,7 +157,12 @@ mod tests {
     }
 
     #[test]
-    fn headers_grpc_cannot_carry_are_named_as_such() {
+    fn status_messages_are_scrubbed_and_headers_checked() {
+        let s = tonic::Status::new(Code::Unauthenticated, "bad token SECRETVALUE");
+        assert_eq!(
+            status_message(&s, |t| t.replace("SECRETVALUE", "***")),
+            "gRPC Unauthenticated: bad token ***"
+        );
         assert!(header_problem("x-scope-orgid", "a b").is_none());
         for name in ["x a", "x-data-bin"] {
             assert!(

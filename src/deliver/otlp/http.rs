@@ -54,9 +54,10 @@ fn transient(e: &ureq::Error) -> bool {
     )
 }
 
-/// The collector's error text, from a `Status` body (JSON or protobuf) or the raw body: one
-/// capped line with control characters escaped, whatever the collector sent.
-fn error_message(body: &[u8], json: bool) -> String {
+/// The collector's error text, from a `Status` body (JSON or protobuf) or the raw body, with
+/// `scrub` applied to the whole of it first: one capped line with control characters escaped,
+/// whatever the collector sent.
+fn error_message(body: &[u8], json: bool, scrub: impl Fn(&str) -> String) -> String {
     let text = if json {
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
@@ -64,10 +65,11 @@ fn error_message(body: &[u8], json: bool) -> String {
     } else {
         Status::decode(body).ok().map(|s| s.message)
     };
-    match text.filter(|m| !m.is_empty()) {
-        Some(m) => sanitize_remote(&m, REMOTE_TEXT_MAX),
-        None => sanitize_remote(&String::from_utf8_lossy(body), REMOTE_TEXT_MAX),
-    }
+    let text = match text.filter(|m| !m.is_empty()) {
+        Some(m) => m,
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    sanitize_remote(&scrub(&text), REMOTE_TEXT_MAX)
 }
 
 pub fn export(
@@ -119,13 +121,16 @@ pub fn export(
             None if transient(&e) => {
                 return Err(AttemptError::remote(
                     true,
-                    format!("cannot reach the collector: {e}"),
+                    cfg.scrub(&format!("cannot reach the collector: {e}")),
                 ))
             }
             None => {
                 return Err(AttemptError {
                     local: true,
-                    ..AttemptError::remote(false, format!("cannot send to the collector: {e}"))
+                    ..AttemptError::remote(
+                        false,
+                        cfg.scrub(&format!("cannot send to the collector: {e}")),
+                    )
                 })
             }
         },
@@ -171,7 +176,10 @@ pub fn export(
         retry_after,
         ..AttemptError::remote(
             matches!(status, 429 | 502 | 503 | 504),
-            format!("HTTP {status}: {}", error_message(&answer, answer_is_json)),
+            format!(
+                "HTTP {status}: {}",
+                error_message(&answer, answer_is_json, |t| cfg.scrub(t))
+            ),
         )
     })
 }
@@ -185,6 +193,7 @@ mod tests {
     #[test]
     fn collector_error_text_is_one_capped_line() {
         let expected = "denied\\u{a}E! fake line\\u{1b}[2J\\u{202e}";
+        let error_message = |body: &[u8], json| error_message(body, json, str::to_string);
         let json = serde_json::json!({"code": 3, "message": HOSTILE}).to_string();
         assert_eq!(error_message(json.as_bytes(), true), expected);
         let proto = Status {
@@ -201,6 +210,13 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains('\n') && !m.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_whole_before_the_cut() {
+        let body = format!("{}SECRETVALUE", "x".repeat(REMOTE_TEXT_MAX - 5));
+        let m = error_message(body.as_bytes(), false, |t| t.replace("SECRETVALUE", "***"));
+        assert!(!m.contains("SECR"), "{m}");
     }
 
     #[test]

@@ -32,6 +32,29 @@ pub struct ExportConfig {
     pub tls: TlsMaterial,
 }
 
+impl ExportConfig {
+    /// `text` (anything a collector or a transport library said) with the endpoint's user
+    /// information and every configured header value replaced by `***`: a collector that
+    /// echoes a rejected token must not print it. A value's credential part (`abc` in
+    /// `Bearer abc`) goes too, and a password percent-encoded in the URL in both forms.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut secrets: Vec<String> = Vec::new();
+        for (_, v) in &self.headers {
+            secrets.push(v.clone());
+            secrets.extend(v.split_whitespace().skip(1).map(str::to_string));
+        }
+        if let Some(info) = userinfo(&self.url) {
+            secrets.push(info.to_string());
+            if let Some((_, password)) = info.split_once(':') {
+                secrets.push(password.to_string());
+                secrets.push(crate::text::percent_decode(password));
+            }
+        }
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        crate::text::redact(&scrub_userinfo(text, &self.url), &secrets)
+    }
+}
+
 /// An export attempt's limit when nothing says otherwise (the exporter specification's).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -436,14 +459,14 @@ pub fn export(
             log::debug(&format!(
                 "OTLP export retry in {} ms after: {}",
                 wait.as_millis(),
-                scrub_userinfo(&e.message, &cfg.url)
+                cfg.scrub(&e.message)
             ))
         },
     );
     let fail = |e: AttemptError, suffix: &str| ExportError {
         url: redact_url(&cfg.url),
         attempts,
-        message: scrub_userinfo(&format!("{}{suffix}", e.message), &cfg.url),
+        message: cfg.scrub(&format!("{}{suffix}", e.message)),
         local: e.local,
     };
     let accepted = result.map_err(|gave_up| match gave_up {
@@ -457,7 +480,7 @@ pub fn export(
             if accepted.message.is_empty() {
                 "(no message)".to_string()
             } else {
-                sanitize_remote(&accepted.message, REMOTE_TEXT_MAX)
+                sanitize_remote(&cfg.scrub(&accepted.message), REMOTE_TEXT_MAX)
             }
         ));
     }
@@ -674,6 +697,22 @@ mod tests {
         assert!(
             e.starts_with("output.otlp.headers") && e.contains("`x-a`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn header_values_and_user_information_are_scrubbed_from_remote_text() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pa%40ss@c:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer tok123,x-org=acme-prod",
+            ),
+        ]);
+        let cfg = resolve(&OtlpSettings::default(), &env).unwrap();
+        assert_eq!(
+            cfg.scrub("bad Bearer tok123; token tok123 for acme-prod via http://user:pa%40ss@c:4318 (pa@ss)"),
+            "bad ***; token *** for *** via http://***@c:4318 (***)"
         );
     }
 
