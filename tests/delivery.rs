@@ -227,3 +227,36 @@ fn an_otlp_header_or_endpoint_that_cannot_be_sent_is_an_input_error_before_any_c
     }
     assert_eq!(*collector.hits.lock().unwrap(), 0);
 }
+
+#[test]
+fn execd_stops_at_the_first_stdout_it_cannot_write() {
+    use std::io::Write;
+    let sim = sim();
+    let spec = period_spec(&sim, "hourly.yaml", None);
+    let state = tempdir().join("state");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut child = cmd(&spec, &state, &["--execd"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two intervals, then end of input: the first write already shows nobody gets the output.
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"\n\n");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("E!") && l.contains("No space left on device"))
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_nothing_recorded(&spec, &state);
+}

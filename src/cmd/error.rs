@@ -121,6 +121,12 @@ mod tests {
             ExitCode::from(1)
         );
         assert_eq!(
+            code(Err(Error::Write(WriteError::Stdout(
+                std::io::Error::other("full")
+            )))),
+            ExitCode::from(1)
+        );
+        assert_eq!(
             code(Err(Error::Connect(ConnectError::Unsendable("x".into())))),
             ExitCode::from(2),
             "credentials that cannot be sent are input"
