@@ -87,14 +87,19 @@ impl Error {
     }
 }
 
-/// The exit code of a command's result: the only place that picks one.
-pub fn exit_code(result: &Result<Outcome, Error>) -> ExitCode {
-    ExitCode::from(match result {
+/// The exit status of a command's result: the only place that picks one.
+pub fn status(result: &Result<Outcome, Error>) -> u8 {
+    match result {
         Ok(Outcome::Done) => 0,
         Ok(Outcome::NothingCollected) => 1,
         Ok(Outcome::Misconfigured | Outcome::Invalid) => 2,
         Err(e) => e.code(),
-    })
+    }
+}
+
+/// The exit code of a command's result ([`status`]).
+pub fn exit_code(result: &Result<Outcome, Error>) -> ExitCode {
+    ExitCode::from(status(result))
 }
 
 #[cfg(test)]

@@ -232,9 +232,14 @@ impl StateDir {
         Ok(f)
     }
 
-    /// An exclusive lock, waited for until `deadline`: `Ok(None)` when another process still
-    /// holds it then.
-    pub fn lock_until(&self, name: &str, deadline: Instant) -> std::io::Result<Option<File>> {
+    /// An exclusive lock, waited for until `deadline` or until `stop` says so: `Ok(None)` when
+    /// another process still holds it then.
+    pub fn lock_until(
+        &self,
+        name: &str,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<Option<File>> {
         let f = self.lock_file(name)?;
         loop {
             match f.try_lock() {
@@ -243,7 +248,7 @@ impl StateDir {
                 Err(fs::TryLockError::Error(e)) => return Err(e),
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || stop() {
                 return Ok(None);
             }
             std::thread::sleep((deadline - now).min(Duration::from_millis(25)));
@@ -306,9 +311,13 @@ impl StateDir {
 
     /// The lock a period-mode run holds from reading the checkpoints to committing them, so
     /// that overlapping runs never emit the same bucket twice. `Ok(None)`: another run holds
-    /// it past `deadline`.
-    pub fn period_lock(&self, deadline: Instant) -> std::io::Result<Option<File>> {
-        self.lock_until(PERIOD_LOCK, deadline)
+    /// it past `deadline`, or `stop` said to give up.
+    pub fn period_lock(
+        &self,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<Option<File>> {
+        self.lock_until(PERIOD_LOCK, deadline, stop)
     }
 
     /// Moves checkpoints forward (never back: another process may have gone further, except
@@ -446,7 +455,8 @@ impl StateDir {
 
     /// The lock held while a credential's first call (its probe) is out.
     pub fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<File> {
-        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline)
+        let never = || false;
+        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline, &never)
             .ok()
             .flatten()
     }
@@ -682,16 +692,23 @@ mod tests {
     fn a_locked_period_lock_is_waited_for_until_the_deadline() {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
-        let held = d.period_lock(Instant::now()).unwrap();
+        let never = || false;
+        let held = d.period_lock(Instant::now(), &never).unwrap();
         assert!(held.is_some());
         // flock is per open file: a second open in the same process conflicts like another
         // process would.
         let other = d
-            .period_lock(Instant::now() + Duration::from_millis(100))
+            .period_lock(Instant::now() + Duration::from_millis(100), &never)
             .unwrap();
         assert!(other.is_none());
+        // A stop gives up the wait at once, however far the deadline.
+        let waited = Instant::now();
+        let stopped = d
+            .period_lock(Instant::now() + Duration::from_secs(600), &|| true)
+            .unwrap();
+        assert!(stopped.is_none() && waited.elapsed() < Duration::from_secs(60));
         drop(held);
-        assert!(d.period_lock(Instant::now()).unwrap().is_some());
+        assert!(d.period_lock(Instant::now(), &never).unwrap().is_some());
     }
 
     #[test]

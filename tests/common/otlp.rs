@@ -29,6 +29,8 @@ pub enum Answer {
     Partial(i64, &'static str),
     /// 302 to this URL.
     Redirect(String),
+    /// 200 after this long (the data are received first): an export in flight.
+    Slow(std::time::Duration),
 }
 
 pub struct HttpReceiver {
@@ -153,6 +155,9 @@ fn serve<S: Read + Write>(
                     headers: req.headers.clone(),
                     request,
                 });
+                if let Some(Answer::Slow(pause)) = &other {
+                    std::thread::sleep(*pause);
+                }
                 let partial = match other {
                     Some(Answer::Partial(n, msg)) => Some(ExportMetricsPartialSuccess {
                         rejected_data_points: n,

@@ -266,15 +266,22 @@ fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool)
     let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
         return (None, true);
     };
-    // Half the run at most: the other series still need their time.
+    // Half the run at most: the other series still need their time. A stop signal ends the
+    // wait at once: the run then writes what it has.
     let wait_until = started + ctx.spec.limits.timeout / 2;
-    match state.period_lock(wait_until) {
+    match state.period_lock(wait_until, &signals::stopping) {
         Ok(Some(lock)) => (Some(lock), true),
         Ok(None) => {
-            log::warn(&format!(
-                "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
-                state.path().display()
-            ));
+            match signals::received() {
+                Some(signal) => log::warn(&format!(
+                    "stopped by {signal} while waiting for the period-mode lock of {}: the period series emit nothing this time",
+                    state.path().display()
+                )),
+                None => log::warn(&format!(
+                    "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
+                    state.path().display()
+                )),
+            }
             (None, false)
         }
         Err(e) => {
@@ -439,6 +446,9 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         deadline,
         &signals::received,
     );
+    // From here the run only settles, writes or pushes, and commits: a stop signal lets that
+    // finish (until the delivery's deadline), so what the collector has is what is recorded.
+    let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
     collected.cut_short |= collected.models.cut_short;
     collected.stopped_by = collected.stopped_by.or(collected.models.stopped_by);
     for w in &collected.models.warnings {
