@@ -1,5 +1,6 @@
-//! Text at the edges: server-supplied text made safe for one stderr line (control characters
-//! escaped, length capped), hex, and percent-coding (signing, query strings, `k=v` lists).
+//! Text at the edges: server-supplied text made safe for one stderr line (secrets redacted,
+//! control characters escaped, length capped), hex, and percent-coding (signing, query strings,
+//! `k=v` lists).
 
 /// How much of a server's message an error shows.
 pub const REMOTE_TEXT_MAX: usize = 300;
@@ -41,6 +42,27 @@ pub fn sanitize_remote(text: &str, max_chars: usize) -> String {
         }
         out.push_str(&piece);
         used += n;
+    }
+    out
+}
+
+/// The shortest secret [`redact`] replaces: a shorter one would blot out ordinary words.
+pub const REDACT_MIN_CHARS: usize = 4;
+
+/// `text` with every occurrence of each of `secrets` (of at least [`REDACT_MIN_CHARS`]
+/// characters) replaced by `***`; longest first, so a secret containing another is replaced
+/// whole. Applied to the whole of anything a server said before it is cut, so no part of a
+/// secret survives at the cut.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .copied()
+        .filter(|s| s.chars().count() >= REDACT_MIN_CHARS)
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in secrets {
+        out = out.replace(s, "***");
     }
     out
 }
@@ -135,6 +157,18 @@ mod tests {
             sanitize_remote("  plain, ünïcode 中文 ok  ", 300),
             "plain, ünïcode 中文 ok"
         );
+    }
+
+    #[test]
+    fn secrets_are_redacted_longest_first_and_short_ones_kept() {
+        assert_eq!(
+            redact(
+                "token Bearer abcd1234 and abcd1234, id 42",
+                &["Bearer abcd1234", "abcd1234", "42"]
+            ),
+            "token *** and ***, id 42"
+        );
+        assert_eq!(redact("nothing here", &[]), "nothing here");
     }
 
     #[test]

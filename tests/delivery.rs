@@ -167,3 +167,96 @@ fn the_checkpoint_moves_after_a_delivery_that_worked() {
     let second = cmd(&spec, &state, &[]).output().unwrap();
     assert_eq!(buckets(&second), 0, "{}", stderr(&second));
 }
+
+#[test]
+fn an_otlp_header_or_endpoint_that_cannot_be_sent_is_an_input_error_before_any_call() {
+    let sim = sim();
+    let collector = HttpReceiver::start();
+    let spec = period_spec(&sim, "hourly-otlp-env.yaml", None);
+    let state = tempdir().join("state");
+    const CANARY: &str = "HEADERVALUECANARY";
+    let newline = format!("x-a=b\n{CANARY}");
+    let control = format!("x-a={CANARY}\u{1}");
+    let spaced = format!("x a={CANARY}");
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.as_str());
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![endpoint, ("OTEL_EXPORTER_OTLP_HEADERS", &newline)],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            vec![endpoint, ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", &control)],
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        ),
+        (
+            vec![endpoint, ("OTEL_EXPORTER_OTLP_HEADERS", &spaced)],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            vec![
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", &newline),
+            ],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:99999")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://[::1")],
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ),
+        (
+            vec![
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:99999"),
+            ],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+    ];
+    for (env, named) in cases {
+        let out = cmd(&spec, &state, &[]).envs(env.clone()).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
+        assert!(err.contains(named), "{env:?}: {err}");
+        assert!(!err.contains(CANARY), "never a header's value: {err}");
+        assert!(!err.contains("attempt"), "no export was tried: {err}");
+        assert!(sim.requests().is_empty(), "{env:?}: a call was made");
+    }
+    assert_eq!(*collector.hits.lock().unwrap(), 0);
+}
+
+#[test]
+fn execd_stops_at_the_first_stdout_it_cannot_write() {
+    use std::io::Write;
+    let sim = sim();
+    let spec = period_spec(&sim, "hourly.yaml", None);
+    let state = tempdir().join("state");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut child = cmd(&spec, &state, &["--execd"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two intervals, then end of input: the first write already shows nobody gets the output.
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"\n\n");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("E!") && l.contains("No space left on device"))
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_nothing_recorded(&spec, &state);
+}

@@ -460,6 +460,132 @@ fn sigterm_while_stuck_in_discovery_still_exits_at_once() {
     );
 }
 
+/// Whether process `pid` has `file` open (Linux: its /proc/<pid>/fd links).
+fn has_open(pid: u32, file: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::canonicalize(file) else {
+        return false;
+    };
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == file))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigterm_while_waiting_for_the_period_lock_gives_up_the_wait_and_writes_the_rest() {
+    let sim = sim();
+    let path = fixture(
+        "faults/sigterm-in-lock-wait.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let state = tempdir().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // Another run holds the period lock (flock is per open file, so this process conflicts).
+    let lock_path = state.join("period.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let child = authed()
+        .args(["run", "--now", NOW, "--spec"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Act once the run waits for the lock (it has the file open), however slow the start.
+    let waited = Instant::now();
+    while !has_open(child.id(), &lock_path) && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        has_open(child.id(), &lock_path),
+        "the run never opened the lock"
+    );
+    let sent = Instant::now();
+    sigterm(child.id());
+    let out = child.wait_with_output().unwrap();
+    drop(lock);
+    let err = stderr(&out);
+    assert!(
+        sent.elapsed() < SIGKILL_AFTER_SIGTERM,
+        "exited {:?} after SIGTERM",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("before the run could finish writing"),
+        "{err}"
+    );
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    let lines = parse_lp(&stdout(&out));
+    assert_eq!(
+        lines.last().map(|l| l.measurement.as_str()),
+        Some("maas_usage_collector"),
+        "the run wrote what it had: {err}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.tag("query") == Some("hourly")),
+        "no period bucket without the lock"
+    );
+}
+
+#[test]
+fn sigterm_during_an_otlp_export_lets_the_export_and_its_checkpoint_finish() {
+    use common::otlp::{Answer, HttpReceiver};
+    let sim = sim();
+    let collector = HttpReceiver::start();
+    // The data export is received, then answered 3 s later: SIGTERM comes in between.
+    collector.push(Answer::Slow(Duration::from_secs(3)));
+    let vars = [
+        ("url", sim.url()),
+        ("project", PROJECT.to_string()),
+        ("otlp_endpoint", collector.url.clone()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let path = fixture("faults/sigterm-in-export.yaml", &vars);
+    let state = tempdir().join("state");
+    let start = |args: &[&str]| {
+        let mut c = authed();
+        c.args(["run", "--now", NOW, "--spec"])
+            .arg(&path)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let child = start(&[]).spawn().unwrap();
+    let waited = Instant::now();
+    while collector.requests().is_empty() && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(collector.requests().len(), 1, "the export never arrived");
+    sigterm(child.id());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("before the run could finish writing"),
+        "{err}"
+    );
+    // The collector has the buckets: the checkpoint moved, and the next run sends none again.
+    let next = start(&["--format", "influx"]).output().unwrap();
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    assert_eq!(
+        parse_lp(&stdout(&next))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .count(),
+        0,
+        "buckets sent twice: {}",
+        stdout(&next)
+    );
+}
+
 #[test]
 fn execd_batches_own_their_deadline_from_their_line() {
     // Telegraf's first newline comes at its first tick, up to an interval after the start: the

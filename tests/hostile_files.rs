@@ -1,6 +1,8 @@
-//! Hostile files where the plugin reads one: a credentials file, a CA bundle, a spec. Nothing
-//! of their contents is ever echoed, and anything that is not a regular file is refused
-//! quickly (exit 2) instead of being read forever.
+//! Hostile files where the plugin reads one: a credentials file, a CA bundle, a spec, the state
+//! directory. Nothing of their contents is ever echoed, and anything that is not a regular file
+//! is refused quickly (exit 2 for input) instead of being read forever; a planted symlink in
+//! the state directory is never followed, and a checkpoint file that cannot be read holds the
+//! period series back instead of sending their buckets again.
 
 mod common;
 
@@ -171,5 +173,113 @@ fn a_spec_that_is_not_a_regular_file_is_refused_at_once() {
             };
             assert!(err.contains(&name) && err.contains(&expected), "{err}");
         }
+    }
+}
+
+/// `run --spec <hostile_files/name> --state-dir state` against `sim`, bounded (see `bounded`).
+fn state_run(
+    sim: &maas_usage::sim::Simulator,
+    name: &str,
+    state: &std::path::Path,
+) -> std::process::Output {
+    let spec = fixture(
+        &format!("hostile_files/{name}"),
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let mut c = authed();
+    c.args(["run", "--now", NOW, "--spec"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(state);
+    bounded(c)
+}
+
+fn buckets(o: &std::process::Output) -> usize {
+    parse_lp(&stdout(o))
+        .iter()
+        .filter(|l| l.measurement == "maas_usage")
+        .count()
+}
+
+#[test]
+fn a_planted_symlink_at_a_state_lock_is_never_followed() {
+    let sim = sim();
+    for lock in ["period.lock", "checkpoints.lock"] {
+        let state = tempdir().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let victim = tempdir().join("victim");
+        std::os::unix::fs::symlink(&victim, state.join(lock)).unwrap();
+        let out = state_run(&sim, "period.yaml", &state);
+        let err = stderr(&out);
+        assert!(!victim.exists(), "{lock}: the symlink was followed: {err}");
+        assert!(err.contains(lock) && err.contains("symbolic link"), "{err}");
+    }
+}
+
+#[test]
+fn a_checkpoint_file_that_cannot_be_read_safely_holds_the_period_series_back() {
+    let sim = sim();
+    let state = tempdir().join("state");
+    let first = state_run(&sim, "period.yaml", &state);
+    assert_eq!(buckets(&first), 3, "{}", stderr(&first));
+    let checkpoints = state.join("checkpoints.json");
+    let big = tempdir().join("huge.json");
+    std::fs::write(&big, vec![b' '; 20 * 1024 * 1024]).unwrap();
+    let mut cases = not_regular_files();
+    cases.push((big, "larger than"));
+    for (path, kind) in cases {
+        std::fs::remove_file(&checkpoints).unwrap();
+        std::os::unix::fs::symlink(&path, &checkpoints).unwrap();
+        let out = state_run(&sim, "period.yaml", &state);
+        let err = stderr(&out);
+        assert_eq!(buckets(&out), 0, "{kind}: buckets sent again: {err}");
+        assert_eq!(out.status.code(), Some(1), "{kind}: {err}");
+        assert!(
+            err.lines().any(|l| l.starts_with("E! ")
+                && l.contains(&checkpoints.display().to_string())
+                && l.contains(kind)),
+            "{kind}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_budget_or_rejection_file_that_is_a_fifo_falls_back_with_one_warning() {
+    let sim = sim();
+    let state = tempdir().join("state");
+    let first = state_run(&sim, "one-query.yaml", &state);
+    assert_eq!(buckets(&first), 1, "{}", stderr(&first));
+    let budget = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("budget-") && name.ends_with(".json")
+        })
+        .expect("the first run keeps a budget file");
+    let auth = state.join("auth.json");
+    for p in [&budget, &auth] {
+        let _ = std::fs::remove_file(p);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let out = state_run(&sim, "one-query.yaml", &state);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(buckets(&out), 1, "{err}");
+    for p in [&budget, &auth] {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("W! ") && l.contains(&name))
+                .count(),
+            1,
+            "{name}: {err}"
+        );
     }
 }

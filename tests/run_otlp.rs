@@ -329,6 +329,63 @@ fn collector_503_then_200_succeeds() {
 }
 
 #[test]
+fn the_signal_path_goes_into_the_endpoint_path_never_after_its_query() {
+    let sim = sim();
+    let rx = HttpReceiver::start();
+    let spec = |block: &str| spec_file(&otlp_spec(&sim, block));
+    let via_env = spec("    protocol: http/protobuf\n");
+    for (var, endpoint, path, query) in [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("{}/?tenant=a", rx.url),
+            "/v1/metrics",
+            "tenant=a",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("{}/base?tenant=b", rx.url),
+            "/base/v1/metrics",
+            "tenant=b",
+        ),
+        // The signal's own variable is used as it is.
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            format!("{}/custom?tenant=c", rx.url),
+            "/custom",
+            "tenant=c",
+        ),
+    ] {
+        rx.received.lock().unwrap().clear();
+        let out = authed()
+            .env(var, &endpoint)
+            .arg("run")
+            .arg("--spec")
+            .arg(&via_env)
+            .args(["--now", NOW])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{endpoint}: {}", stderr(&out));
+        let got = rx.requests();
+        assert!(!got.is_empty());
+        for r in got {
+            assert_eq!(
+                (r.path.as_str(), r.query.as_str()),
+                (path, query),
+                "{endpoint}"
+            );
+        }
+    }
+    // The spec's endpoint is a base (a query is refused there).
+    rx.received.lock().unwrap().clear();
+    let in_spec = spec(&format!("    endpoint: {}/base/\n", rx.url));
+    let out = run(&in_spec, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for r in rx.requests() {
+        assert_eq!(r.path, "/base/v1/metrics");
+    }
+}
+
+#[test]
 fn collector_400_fails_without_retry_and_says_why() {
     let sim = sim();
     let rx = HttpReceiver::start();

@@ -347,3 +347,62 @@ fn a_password_in_an_endpoint_url_is_never_shown() {
     no_password("the metadata endpoint", &o);
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn otlp_secrets_never_come_back_in_the_collectors_words() {
+    use common::otlp::{Answer, HttpReceiver};
+    const HEADER: &str = "OTLPSECRETCANARY";
+    const PASSWORD: &str = "OTLPPASSCANARY";
+    let sim = sim();
+    let spec = fixture(
+        "secrets/otlp-env.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let cases = [
+        (
+            Answer::Status(401, "invalid token: Bearer OTLPSECRETCANARY"),
+            false,
+        ),
+        (
+            Answer::Status(403, "token OTLPSECRETCANARY is not allowed"),
+            false,
+        ),
+        (
+            Answer::Status(401, "user u with password OTLPPASSCANARY refused"),
+            false,
+        ),
+        (
+            Answer::Partial(1, "dropped for tenant OTLPSECRETCANARY"),
+            true,
+        ),
+    ];
+    for (answer, delivered) in cases {
+        let rx = HttpReceiver::start();
+        rx.push(answer.clone());
+        let endpoint = rx.url.replace("http://", &format!("http://u:{PASSWORD}@"));
+        let o = authed()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                format!("Authorization=Bearer {HEADER}"),
+            )
+            .args(["run", "-v", "--now", NOW, "--spec"])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(if delivered { 0 } else { 1 }),
+            "{err}"
+        );
+        assert!(
+            err.contains("***"),
+            "{answer:?}: the text is there, scrubbed: {err}"
+        );
+        for secret in [HEADER, PASSWORD] {
+            assert!(!err.contains(secret), "{answer:?}: leaked:\n{err}");
+            assert!(!stdout(&o).contains(secret));
+        }
+    }
+}

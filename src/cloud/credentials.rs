@@ -58,19 +58,11 @@ impl Credentials {
     /// that came back from the server, because the gateway echoes the canonical request (with
     /// the token, a signed header) in its 401 answers.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
         let mut secrets: Vec<&str> = vec![self.ak.expose(), self.sk.expose()];
         if let Some(t) = &self.token {
             secrets.push(t.expose());
         }
-        // Longest first, so a secret containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for s in secrets {
-            if s.len() >= 4 {
-                out = out.replace(s, "***");
-            }
-        }
-        out
+        crate::text::redact(text, &secrets)
     }
 }
 

@@ -116,14 +116,19 @@ pub fn guarded(command: impl FnOnce() -> Result<Outcome, Error>) -> Result<Outco
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(command)).unwrap_or(Err(Error::Panicked))
 }
 
-/// The exit code of a command's result: the only place that picks one.
-pub fn exit_code(result: &Result<Outcome, Error>) -> ExitCode {
-    ExitCode::from(match result {
+/// The exit status of a command's result: the only place that picks one.
+pub fn status(result: &Result<Outcome, Error>) -> u8 {
+    match result {
         Ok(Outcome::Done) => 0,
         Ok(Outcome::NothingCollected) => 1,
         Ok(Outcome::Misconfigured | Outcome::Invalid) => 2,
         Err(e) => e.code(),
-    })
+    }
+}
+
+/// The exit code of a command's result ([`status`]).
+pub fn exit_code(result: &Result<Outcome, Error>) -> ExitCode {
+    ExitCode::from(status(result))
 }
 
 #[cfg(test)]
@@ -157,6 +162,12 @@ mod tests {
         );
         assert_eq!(
             code(Err(Error::Write(WriteError::StdoutClosed))),
+            ExitCode::from(1)
+        );
+        assert_eq!(
+            code(Err(Error::Write(WriteError::Stdout(
+                std::io::Error::other("full")
+            )))),
             ExitCode::from(1)
         );
         assert_eq!(

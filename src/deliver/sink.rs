@@ -12,6 +12,9 @@ pub enum WriteError {
     /// The reader went away (EPIPE): Telegraf stopped, or `| head`.
     #[error("stdout was closed before the output was written; nothing was delivered")]
     StdoutClosed,
+    /// Stdout failed otherwise (a full disk behind a redirection, an I/O error).
+    #[error("cannot write the output to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
     #[error("cannot write the output to {target}: {source}")]
     Io {
         target: String,
@@ -27,11 +30,15 @@ pub fn write_stdout(text: &str) -> Result<(), WriteError> {
         .and_then(|_| out.flush())
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::BrokenPipe => WriteError::StdoutClosed,
-            _ => WriteError::Io {
-                target: "stdout".into(),
-                source: e,
-            },
+            _ => WriteError::Stdout(e),
         })
+}
+
+impl WriteError {
+    /// Stdout could not be written: whoever reads it (Telegraf) gets nothing from now on.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, WriteError::StdoutClosed | WriteError::Stdout(_))
+    }
 }
 
 /// Where the metrics go: stdout (`None` or `-`), or a file.

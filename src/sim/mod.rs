@@ -339,21 +339,29 @@ fn log_request(shared: &Shared, req: &Request, status: u16) {
         at: Instant::now(),
     };
     let file = lock(&shared.config).log_file.clone();
-    if let Some(path) = file {
-        let line = serde_json::json!({
+    // Each line is formatted whole first, then written in one call under the log's lock:
+    // concurrent requests never interleave their lines.
+    let line = file.as_ref().map(|_| {
+        let mut line = serde_json::json!({
             "time": Utc::now().to_rfc3339(),
             "method": entry.method, "path": entry.path, "query": entry.query,
             "body": entry.body, "status": status,
-        });
+        })
+        .to_string();
+        line.push('\n');
+        line
+    });
+    let mut log = lock(&shared.log);
+    if let (Some(path), Some(line)) = (file, line) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
         {
-            let _ = writeln!(f, "{line}");
+            let _ = f.write_all(line.as_bytes());
         }
     }
-    lock(&shared.log).push(entry);
+    log.push(entry);
 }
 
 fn next_unit(shared: &Shared) -> f64 {
@@ -638,4 +646,58 @@ fn statistics(body: &[u8], cfg: &SimConfig, rid: &str) -> Reply {
         200,
         model::answer_json(&cfg.dataset.answer(&sel, data_now(cfg)), batch),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_file_keeps_each_line_whole_under_concurrent_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl");
+        let sim = Simulator::start(
+            "127.0.0.1:0",
+            SimConfig {
+                log_file: Some(path.clone()),
+                ..SimConfig::default()
+            },
+        )
+        .unwrap();
+        let addr = sim.addr();
+        // Bodies full of characters JSON escapes: each line is written in many pieces unless
+        // it is written whole.
+        let (threads, each) = (8, 10);
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..each {
+                        let body = format!("{t}-{i}:{}", "\"\\\n".repeat(4000));
+                        let mut c = TcpStream::connect(addr).unwrap();
+                        let head = format!(
+                            "POST /log-{t}-{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        c.write_all(head.as_bytes()).unwrap();
+                        c.write_all(body.as_bytes()).unwrap();
+                        // No more requests: the simulator answers, then closes.
+                        c.shutdown(std::net::Shutdown::Write).unwrap();
+                        let mut answer = Vec::new();
+                        let _ = c.read_to_end(&mut answer);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), threads * each);
+        for l in lines {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a broken line ({e}): {}", &l[..l.len().min(200)]));
+            assert!(v["path"].as_str().unwrap().starts_with("/log-"));
+        }
+    }
 }

@@ -9,15 +9,18 @@
 //! - period-mode checkpoints, and the lock a run holds from reading them to committing them.
 //!
 //! Writes are atomic (`files::write_atomically`). A corrupt file is ignored with a warning:
-//! state makes runs cheaper and politer, never possible or impossible.
+//! state makes runs cheaper and politer, never possible or impossible. Files are read bounded
+//! (regular files only, size-capped: never a FIFO, never /dev/zero), and lock files are opened
+//! without following a symlink. The checkpoints are the exception to "ignored": when they
+//! cannot be read, the period series wait rather than send delivered buckets again.
 
 mod discovery;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -25,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
 use crate::domain::failure::Rejection;
-use crate::files::{self, Access, Durability};
+use crate::files::{self, Access, Durability, ReadFileError};
 use crate::log;
 use crate::time::period::{Checkpoints, Totals};
 
@@ -56,9 +59,23 @@ pub struct StateError {
     pub source: std::io::Error,
 }
 
+/// The most a state file may hold: far more than thousands of series' checkpoints and totals.
+pub const STATE_FILE_MAX: u64 = 16 * 1024 * 1024;
+
+/// A state file that cannot be read safely (not a regular file, too large, unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the state file {}: {source}", path.display())]
+pub struct StateFileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: ReadFileError,
+}
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
+    /// The files already warned about in this process: one warning each, however often read.
+    warned: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl StateDir {
@@ -103,32 +120,39 @@ impl StateDir {
             }
         }
         drop(probe);
-        Ok(StateDir {
+        Ok(StateDir::at(path))
+    }
+
+    fn at(path: &Path) -> StateDir {
+        StateDir {
             path: path.to_path_buf(),
-        })
+            warned: Arc::default(),
+        }
     }
 
     /// An existing directory, for reading only (`plan`): nothing is created or written.
     pub fn existing(path: &Path) -> Option<StateDir> {
-        path.is_dir().then(|| StateDir {
-            path: path.to_path_buf(),
-        })
+        path.is_dir().then(|| StateDir::at(path))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Reads a JSON state file; missing is `Ok(None)`, corrupt is `Ok(None)` with a warning
-    /// (it will be rewritten), unreadable is an error.
-    pub fn read_json_checked<T: DeserializeOwned>(&self, name: &str) -> std::io::Result<Option<T>> {
+    /// Reads a JSON state file, bounded (a regular file of at most [`STATE_FILE_MAX`] bytes);
+    /// missing is `Ok(None)`, corrupt is `Ok(None)` with a warning (it will be rewritten), one
+    /// that cannot be read safely is an error.
+    pub fn read_json_checked<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StateFileError> {
         let p = self.path.join(name);
-        let text = match fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let bytes = match files::read_regular(&p, STATE_FILE_MAX) {
+            Ok(b) => b,
+            Err(ReadFileError::NotFound) => return Ok(None),
+            Err(source) => return Err(StateFileError { path: p, source }),
         };
-        match serde_json::from_str(&text) {
+        match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
                 log::warn(&format!(
@@ -140,13 +164,18 @@ impl StateDir {
         }
     }
 
-    /// As [`StateDir::read_json_checked`], with an unreadable file a warning and `None`.
+    /// As [`StateDir::read_json_checked`], with a file that cannot be read `None` and a warning
+    /// (once per file and process).
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         self.read_json_checked(name).unwrap_or_else(|e| {
-            log::warn(&format!(
-                "ignoring state file {}: {e}",
-                self.path.join(name).display()
-            ));
+            let first = self
+                .warned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string());
+            if first {
+                log::warn(&format!("{e}; it is ignored"));
+            }
             None
         })
     }
@@ -159,15 +188,41 @@ impl StateDir {
         durability: Durability,
     ) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-        files::write_atomically(&self.path.join(name), &bytes, durability, Access::Private)
+        let path = self.path.join(name);
+        // `write_atomically` writes into a device or FIFO in place: never a state file's.
+        if fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file; it is not replaced",
+                path.display()
+            )));
+        }
+        files::write_atomically(&path, &bytes, durability, Access::Private)
     }
 
+    /// Opens (creating) the lock file `name`: never through a symlink someone planted (which
+    /// would create or lock a file elsewhere), never waiting on a FIFO, only a regular file.
     fn lock_file(&self, name: &str) -> std::io::Result<File> {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.path.join(name))
+        let path = self.path.join(name);
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        }
+        let refuse = |why: &str| std::io::Error::other(format!("{}: {why}", path.display()));
+        let file = options.open(&path).map_err(|e| {
+            let link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            if link {
+                refuse("a symbolic link, which is not followed")
+            } else {
+                std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+            }
+        })?;
+        if !file.metadata()?.is_file() {
+            return Err(refuse("not a regular file"));
+        }
+        Ok(file)
     }
 
     /// An exclusive lock held while the returned file lives.
@@ -177,9 +232,14 @@ impl StateDir {
         Ok(f)
     }
 
-    /// An exclusive lock, waited for until `deadline`: `Ok(None)` when another process still
-    /// holds it then.
-    pub fn lock_until(&self, name: &str, deadline: Instant) -> std::io::Result<Option<File>> {
+    /// An exclusive lock, waited for until `deadline` or until `stop` says so: `Ok(None)` when
+    /// another process still holds it then.
+    pub fn lock_until(
+        &self,
+        name: &str,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<Option<File>> {
         let f = self.lock_file(name)?;
         loop {
             match f.try_lock() {
@@ -188,7 +248,7 @@ impl StateDir {
                 Err(fs::TryLockError::Error(e)) => return Err(e),
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || stop() {
                 return Ok(None);
             }
             std::thread::sleep((deadline - now).min(Duration::from_millis(25)));
@@ -226,6 +286,15 @@ impl StateDir {
 }
 
 impl StateDir {
+    /// The period-mode checkpoints and the running totals they account for, or why the file
+    /// cannot be read (then emitting period buckets would send delivered ones again).
+    pub fn checkpoint_state(&self) -> Result<(Checkpoints, Totals), StateFileError> {
+        Ok(self
+            .read_json_checked::<CheckpointFile>(CHECKPOINT_FILE)?
+            .map(|f| (f.series, f.totals))
+            .unwrap_or_default())
+    }
+
     /// Period-mode checkpoints (series id -> end of the last delivered bucket).
     pub fn checkpoints(&self) -> Checkpoints {
         self.read_json::<CheckpointFile>(CHECKPOINT_FILE)
@@ -242,9 +311,13 @@ impl StateDir {
 
     /// The lock a period-mode run holds from reading the checkpoints to committing them, so
     /// that overlapping runs never emit the same bucket twice. `Ok(None)`: another run holds
-    /// it past `deadline`.
-    pub fn period_lock(&self, deadline: Instant) -> std::io::Result<Option<File>> {
-        self.lock_until(PERIOD_LOCK, deadline)
+    /// it past `deadline`, or `stop` said to give up.
+    pub fn period_lock(
+        &self,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<Option<File>> {
+        self.lock_until(PERIOD_LOCK, deadline, stop)
     }
 
     /// Moves checkpoints forward (never back: another process may have gone further, except
@@ -259,7 +332,11 @@ impl StateDir {
         now_ms: i64,
     ) -> std::io::Result<()> {
         let _guard = self.lock(CHECKPOINT_LOCK)?;
-        let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
+        // A file that cannot be read is not replaced: it may hold others' checkpoints.
+        let mut file: CheckpointFile = self
+            .read_json_checked(CHECKPOINT_FILE)
+            .map_err(std::io::Error::other)?
+            .unwrap_or_default();
         for (id, end) in updates {
             let e = file.series.entry(id.clone()).or_insert(*end);
             *e = if *e > now_ms { *end } else { (*e).max(*end) };
@@ -288,7 +365,10 @@ impl StateDir {
     /// returns the ids removed.
     pub fn reset_checkpoints(&self, name: Option<&str>) -> std::io::Result<Vec<String>> {
         let _guard = self.lock(CHECKPOINT_LOCK)?;
-        let mut file: CheckpointFile = self.read_json(CHECKPOINT_FILE).unwrap_or_default();
+        let mut file: CheckpointFile = self
+            .read_json_checked(CHECKPOINT_FILE)
+            .map_err(std::io::Error::other)?
+            .unwrap_or_default();
         // `<region>/<query>/...` for ShowStatistics series, `<region>/cloud_eye/<query>` for
         // Cloud Eye queries (whose totals are under `<region>/cloud_eye/<query>/<ids>`).
         let matches = |id: &str| {
@@ -375,7 +455,8 @@ impl StateDir {
 
     /// The lock held while a credential's first call (its probe) is out.
     pub fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<File> {
-        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline)
+        let never = || false;
+        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline, &never)
             .ok()
             .flatten()
     }
@@ -446,7 +527,11 @@ impl SharedBudget {
     fn try_take_shared(&self, now: u64) -> std::io::Result<Result<(), u64>> {
         let _lock = self.dir.lock(&self.lock_file)?;
         let window_ms = self.window.as_millis() as u64;
-        let file: BudgetFile = self.dir.read_json_checked(&self.file)?.unwrap_or_default();
+        let file: BudgetFile = self
+            .dir
+            .read_json_checked(&self.file)
+            .map_err(std::io::Error::other)?
+            .unwrap_or_default();
         // Stamps from the future (a clock that went back) would block forever: drop them.
         let mut log = WindowLog::from_stamps(file.stamps.into_iter().filter(|&s| s <= now + 1000));
         let r = log.try_take(now, self.limit, window_ms);
@@ -607,16 +692,23 @@ mod tests {
     fn a_locked_period_lock_is_waited_for_until_the_deadline() {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
-        let held = d.period_lock(Instant::now()).unwrap();
+        let never = || false;
+        let held = d.period_lock(Instant::now(), &never).unwrap();
         assert!(held.is_some());
         // flock is per open file: a second open in the same process conflicts like another
         // process would.
         let other = d
-            .period_lock(Instant::now() + Duration::from_millis(100))
+            .period_lock(Instant::now() + Duration::from_millis(100), &never)
             .unwrap();
         assert!(other.is_none());
+        // A stop gives up the wait at once, however far the deadline.
+        let waited = Instant::now();
+        let stopped = d
+            .period_lock(Instant::now() + Duration::from_secs(600), &|| true)
+            .unwrap();
+        assert!(stopped.is_none() && waited.elapsed() < Duration::from_secs(60));
         drop(held);
-        assert!(d.period_lock(Instant::now()).unwrap().is_some());
+        assert!(d.period_lock(Instant::now(), &never).unwrap().is_some());
     }
 
     #[test]
@@ -672,6 +764,43 @@ mod tests {
         assert!(text.contains("f1") && !text.contains("secret"));
         assert_eq!(d.reset_rejections().unwrap(), 1);
         assert_eq!(d.rejection("f1"), None);
+    }
+
+    #[test]
+    fn lock_files_are_never_opened_through_a_symlink_or_as_a_fifo() {
+        let (_t, p) = tmp();
+        let d = StateDir::open(&p).unwrap();
+        let victim = p.join("elsewhere");
+        std::os::unix::fs::symlink(&victim, p.join(PERIOD_LOCK)).unwrap();
+        let e = d.lock(PERIOD_LOCK).unwrap_err().to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains(PERIOD_LOCK),
+            "{e}"
+        );
+        assert!(!victim.exists());
+        let fifo = p.join(AUTH_LOCK);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert!(d.lock(AUTH_LOCK).is_err());
+    }
+
+    #[test]
+    fn unreadable_checkpoints_are_an_error_and_are_never_overwritten() {
+        let (_t, p) = tmp();
+        let d = StateDir::open(&p).unwrap();
+        fs::create_dir(p.join(CHECKPOINT_FILE)).unwrap();
+        let e = d.checkpoint_state().unwrap_err().to_string();
+        assert!(
+            e.contains(CHECKPOINT_FILE) && e.contains("a directory"),
+            "{e}"
+        );
+        assert!(d
+            .advance_checkpoints(&Checkpoints::from([("a".into(), 1)]), &Totals::default(), 2)
+            .is_err());
+        assert!(p.join(CHECKPOINT_FILE).is_dir());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use prost::Message;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The raw query string (after `?`), may be empty.
+    pub query: String,
     pub content_type: String,
     pub gzip: bool,
     pub headers: Vec<(String, String)>,
@@ -27,6 +29,8 @@ pub enum Answer {
     Partial(i64, &'static str),
     /// 302 to this URL.
     Redirect(String),
+    /// 200 after this long (the data are received first): an export in flight.
+    Slow(std::time::Duration),
 }
 
 pub struct HttpReceiver {
@@ -145,11 +149,15 @@ fn serve<S: Read + Write>(
                 };
                 received.lock().unwrap().push(Received {
                     path: req.path.clone(),
+                    query: req.query.clone(),
                     content_type: content_type.clone(),
                     gzip,
                     headers: req.headers.clone(),
                     request,
                 });
+                if let Some(Answer::Slow(pause)) = &other {
+                    std::thread::sleep(*pause);
+                }
                 let partial = match other {
                     Some(Answer::Partial(n, msg)) => Some(ExportMetricsPartialSuccess {
                         rejected_data_points: n,

@@ -1,6 +1,7 @@
 //! `run --execd`: Telegraf's `inputs.execd` with `signal = "STDIN"` writes a line at every
 //! interval; each line is one collection, whose time limit and `duration_ms` start when its line
-//! arrives. End of input means Telegraf is done with us.
+//! arrives. End of input means Telegraf is done with us; a stdout that cannot be written (closed,
+//! or a full disk behind it) means nobody gets the batches, and ends the loop (exit 1).
 
 use std::io::BufRead;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -8,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::{collect_once, signals, Context};
 use crate::cmd::error::{Error, Outcome};
-use crate::deliver::sink::WriteError;
 use crate::log;
 
 pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
@@ -32,8 +32,8 @@ pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
         ctx.renew_credentials();
         match collect_once(ctx, arrived) {
             Ok(_) => {}
-            // Nobody is listening any more.
-            Err(e @ Error::Write(WriteError::StdoutClosed)) => return Err(e),
+            // Nobody gets the output any more: stop at the first batch lost.
+            Err(Error::Write(e)) if e.is_stdout() => return Err(Error::Write(e)),
             Err(e) => log::error(&e.to_string()),
         }
     }

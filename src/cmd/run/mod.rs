@@ -37,7 +37,7 @@ use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
 use crate::state::StateDir;
-use crate::time::period::Totals;
+use crate::time::period::{Checkpoints, Totals};
 use std::io::IsTerminal;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
@@ -274,15 +274,22 @@ fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool)
     let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
         return (None, true);
     };
-    // Half the run at most: the other series still need their time.
+    // Half the run at most: the other series still need their time. A stop signal ends the
+    // wait at once: the run then writes what it has.
     let wait_until = started + ctx.spec.limits.timeout / 2;
-    match state.period_lock(wait_until) {
+    match state.period_lock(wait_until, &signals::stopping) {
         Ok(Some(lock)) => (Some(lock), true),
         Ok(None) => {
-            log::warn(&format!(
-                "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
-                state.path().display()
-            ));
+            match signals::received() {
+                Some(signal) => log::warn(&format!(
+                    "stopped by {signal} while waiting for the period-mode lock of {}: the period series emit nothing this time",
+                    state.path().display()
+                )),
+                None => log::warn(&format!(
+                    "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
+                    state.path().display()
+                )),
+            }
             (None, false)
         }
         Err(e) => {
@@ -291,6 +298,38 @@ fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool)
                 state.path().display()
             ));
             (None, false)
+        }
+    }
+}
+
+/// The checkpoints and this spec's running totals, read under the period lock. A checkpoint
+/// file that cannot be read holds the period series back (`period_ok` turns false): emitting
+/// them from their backfill would send delivered buckets again.
+fn period_state(ctx: &Context, period_ok: &mut bool) -> (Checkpoints, Totals) {
+    let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
+        return Default::default();
+    };
+    match state.checkpoint_state() {
+        // The counters are read whether or not the lock was had (the file is replaced whole,
+        // so a read never sees half of it): a run that cannot emit buckets still shows its
+        // totals. Only this spec's period queries in this region: a shared state directory
+        // holds others'.
+        Ok((checkpoints, totals)) => (
+            if *period_ok {
+                checkpoints
+            } else {
+                Checkpoints::default()
+            },
+            own_totals(totals, &ctx.spec, &ctx.conn.region),
+        ),
+        Err(e) => {
+            if *period_ok {
+                log::error(&format!(
+                    "{e}: the period series emit nothing rather than send delivered buckets again; replace the file with a regular one (removing it sends the whole backfill again)"
+                ));
+            }
+            *period_ok = false;
+            Default::default()
         }
     }
 }
@@ -373,19 +412,8 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     ctx.conn.client.begin_collection();
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.settings.now();
-    let (lock, period_ok) = period_lock(ctx, started);
-    let checkpoints = match (&ctx.state, &lock) {
-        (Some(state), Some(_)) => state.checkpoints(),
-        _ => Default::default(),
-    };
-    // The counters are read whether or not the lock was had (the file is replaced whole, so a
-    // read never sees half of it): a run that cannot emit buckets still shows its totals. Only
-    // this spec's period queries in this region: a shared state directory holds others'.
-    let stored = ctx
-        .state
-        .as_ref()
-        .map(|s| own_totals(s.totals(), &ctx.spec, &ctx.conn.region))
-        .unwrap_or_default();
+    let (lock, mut period_ok) = period_lock(ctx, started);
+    let (checkpoints, stored) = period_state(ctx, &mut period_ok);
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
     let deadline = started
@@ -435,6 +463,9 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         deadline,
         &signals::received,
     );
+    // From here the run only settles, writes or pushes, and commits: a stop signal lets that
+    // finish (until the delivery's deadline), so what the collector has is what is recorded.
+    let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
     collected.cut_short |= collected.models.cut_short;
     collected.stopped_by = collected.stopped_by.or(collected.models.stopped_by);
     for w in &collected.models.warnings {

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use prost::Message;
 
-use super::{Accepted, AttemptError, ExportConfig, Protocol, CA_OPTION};
+use super::{Accepted, AttemptError, ExportConfig, HeaderProblem, Protocol, CA_OPTION};
 use crate::retry::parse_retry_after;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
@@ -30,9 +30,34 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
-/// The collector's error text, from a `Status` body (JSON or protobuf) or the raw body: one
-/// capped line with control characters escaped, whatever the collector sent.
-fn error_message(body: &[u8], json: bool) -> String {
+/// Why HTTP cannot carry a header, by the rules of the `http` crate ureq builds requests with.
+pub(super) fn header_problem(name: &str, value: &str) -> Option<HeaderProblem> {
+    if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Some(HeaderProblem::Name("HTTP accepts"));
+    }
+    if ureq::http::HeaderValue::from_str(value).is_err() {
+        return Some(HeaderProblem::Value("HTTP headers cannot carry"));
+    }
+    None
+}
+
+/// Whether a failed send is worth another attempt: a refused or cut connection, a timeout, a
+/// name not resolved may pass; a request that cannot be built (a header, the URL) never will,
+/// and is the configuration's.
+fn transient(e: &ureq::Error) -> bool {
+    !matches!(
+        e,
+        ureq::Error::Http(_)
+            | ureq::Error::BadUri(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::BodyExceedsLimit(_)
+    )
+}
+
+/// The collector's error text, from a `Status` body (JSON or protobuf) or the raw body, with
+/// `scrub` applied to the whole of it first: one capped line with control characters escaped,
+/// whatever the collector sent.
+fn error_message(body: &[u8], json: bool, scrub: impl Fn(&str) -> String) -> String {
     let text = if json {
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
@@ -40,10 +65,11 @@ fn error_message(body: &[u8], json: bool) -> String {
     } else {
         Status::decode(body).ok().map(|s| s.message)
     };
-    match text.filter(|m| !m.is_empty()) {
-        Some(m) => sanitize_remote(&m, REMOTE_TEXT_MAX),
-        None => sanitize_remote(&String::from_utf8_lossy(body), REMOTE_TEXT_MAX),
-    }
+    let text = match text.filter(|m| !m.is_empty()) {
+        Some(m) => m,
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    sanitize_remote(&scrub(&text), REMOTE_TEXT_MAX)
 }
 
 pub fn export(
@@ -92,11 +118,20 @@ pub fn export(
                     ..AttemptError::remote(false, cfg.tls.untrusted_message(&why, CA_OPTION))
                 })
             }
-            None => {
+            None if transient(&e) => {
                 return Err(AttemptError::remote(
                     true,
-                    format!("cannot reach the collector: {e}"),
+                    cfg.scrub(&format!("cannot reach the collector: {e}")),
                 ))
+            }
+            None => {
+                return Err(AttemptError {
+                    local: true,
+                    ..AttemptError::remote(
+                        false,
+                        cfg.scrub(&format!("cannot send to the collector: {e}")),
+                    )
+                })
             }
         },
     };
@@ -141,7 +176,10 @@ pub fn export(
         retry_after,
         ..AttemptError::remote(
             matches!(status, 429 | 502 | 503 | 504),
-            format!("HTTP {status}: {}", error_message(&answer, answer_is_json)),
+            format!(
+                "HTTP {status}: {}",
+                error_message(&answer, answer_is_json, |t| cfg.scrub(t))
+            ),
         )
     })
 }
@@ -155,6 +193,7 @@ mod tests {
     #[test]
     fn collector_error_text_is_one_capped_line() {
         let expected = "denied\\u{a}E! fake line\\u{1b}[2J\\u{202e}";
+        let error_message = |body: &[u8], json| error_message(body, json, str::to_string);
         let json = serde_json::json!({"code": 3, "message": HOSTILE}).to_string();
         assert_eq!(error_message(json.as_bytes(), true), expected);
         let proto = Status {
@@ -171,5 +210,27 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains('\n') && !m.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_whole_before_the_cut() {
+        let body = format!("{}SECRETVALUE", "x".repeat(REMOTE_TEXT_MAX - 5));
+        let m = error_message(body.as_bytes(), false, |t| t.replace("SECRETVALUE", "***"));
+        assert!(!m.contains("SECR"), "{m}");
+    }
+
+    #[test]
+    fn headers_http_cannot_carry_are_named_as_such() {
+        assert!(header_problem("x-scope-orgid", "Bearer abc").is_none());
+        assert!(matches!(
+            header_problem("x a", "v"),
+            Some(HeaderProblem::Name(_))
+        ));
+        for v in ["b\nc", "a\u{1}", "a\u{7f}"] {
+            assert!(
+                matches!(header_problem("x-a", v), Some(HeaderProblem::Value(_))),
+                "{v:?}"
+            );
+        }
     }
 }

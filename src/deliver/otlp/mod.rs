@@ -34,6 +34,29 @@ pub struct ExportConfig {
     pub tls: TlsMaterial,
 }
 
+impl ExportConfig {
+    /// `text` (anything a collector or a transport library said) with the endpoint's user
+    /// information and every configured header value replaced by `***`: a collector that
+    /// echoes a rejected token must not print it. A value's credential part (`abc` in
+    /// `Bearer abc`) goes too, and a password percent-encoded in the URL in both forms.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut secrets: Vec<String> = Vec::new();
+        for (_, v) in &self.headers {
+            secrets.push(v.clone());
+            secrets.extend(v.split_whitespace().skip(1).map(str::to_string));
+        }
+        if let Some(info) = userinfo(&self.url) {
+            secrets.push(info.to_string());
+            if let Some((_, password)) = info.split_once(':') {
+                secrets.push(password.to_string());
+                secrets.push(crate::text::percent_decode(password));
+            }
+        }
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        crate::text::redact(&scrub_userinfo(text, &self.url), &secrets)
+    }
+}
+
 /// An export attempt's limit when nothing says otherwise (the exporter specification's).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,6 +94,17 @@ pub enum ConfigError {
     },
     #[error("OTLP endpoint `{0}` must start with http:// or https://")]
     Scheme(String),
+    /// `origin` is the variable or spec key that set it; `url` has its user information hidden.
+    #[error("{origin}: the OTLP endpoint `{url}` cannot be used: {why}")]
+    Endpoint {
+        origin: String,
+        url: String,
+        why: String,
+    },
+    /// A header the transport cannot carry. Its value is never shown (it is often a
+    /// credential), nor a name that is not a valid one (a mistyped entry may hold the value).
+    #[error("{origin}: {what}; nothing was sent")]
+    Header { origin: String, what: String },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -133,36 +167,54 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             format!("{}://{base}", if insecure { "http" } else { "https" })
         }
         Protocol::Grpc => base.to_string(),
-        _ => format!("{}/v1/metrics", base.trim_end_matches('/')),
+        _ => signal_url(base),
     };
-    let url = match (
+    let (origin, url) = match (
         &spec.endpoint,
         get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
         get("OTEL_EXPORTER_OTLP_ENDPOINT"),
     ) {
-        (Some(base), _, _) => with_path(base),
+        (Some(base), _, _) => ("output.otlp.endpoint", with_path(base)),
         // A signal-specific endpoint is used as is (for gRPC, a missing scheme still means TLS
         // unless insecure).
-        (None, Some(signal), _) if protocol == Protocol::Grpc => with_path(&signal),
-        (None, Some(signal), _) => signal,
-        (None, None, Some(base)) => with_path(&base),
-        (None, None, None) => with_path(default_base),
+        (None, Some(signal), _) if protocol == Protocol::Grpc => {
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", with_path(&signal))
+        }
+        (None, Some(signal), _) => ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", signal),
+        (None, None, Some(base)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", with_path(&base)),
+        (None, None, None) => ("the default endpoint", with_path(default_base)),
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(ConfigError::Scheme(redact_url(&url)));
     }
+    check_endpoint(&url).map_err(|why| ConfigError::Endpoint {
+        origin: origin.to_string(),
+        url: redact_url(&url),
+        why,
+    })?;
 
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut add = |origin: &str, k: &str, v: &str| {
+        let name = k.to_ascii_lowercase();
+        if let Some(what) = header_problem(protocol, &name, v) {
+            return Err(ConfigError::Header {
+                origin: origin.to_string(),
+                what,
+            });
+        }
+        headers.insert(name, v.to_string());
+        Ok(())
+    };
     for var in [
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
     ] {
         for (k, v) in get(var).as_deref().map(parse_kv_list).unwrap_or_default() {
-            headers.insert(k.to_ascii_lowercase(), v);
+            add(var, &k, &v)?;
         }
     }
     for (k, v) in &spec.headers {
-        headers.insert(k.to_ascii_lowercase(), v.clone());
+        add("output.otlp.headers", k, v)?;
     }
 
     let timeout = match spec.timeout {
@@ -221,6 +273,73 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
         gzip,
         tls,
     })
+}
+
+/// `base` with the signal's path, `v1/metrics`, appended to its path (query and fragment kept
+/// after it), as the exporter specification has it for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+fn signal_url(base: &str) -> String {
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[start..]
+        .find(['/', '?', '#'])
+        .map_or(base.len(), |i| start + i);
+    let path_end = base[authority_end..]
+        .find(['?', '#'])
+        .map_or(base.len(), |i| authority_end + i);
+    format!(
+        "{}{}/v1/metrics{}",
+        &base[..authority_end],
+        base[authority_end..path_end].trim_end_matches('/'),
+        &base[path_end..]
+    )
+}
+
+/// Why `url` (http or https) cannot be sent to, by the rules of the transports' own URI parser,
+/// plus a port in range: such a URL fails every attempt alike, so it is the configuration's.
+fn check_endpoint(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("it has no host".into());
+    }
+    // The port is what follows the host (after an IPv6 address's `]`).
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let after_host = match host_port.rfind(']') {
+        Some(i) => &host_port[i + 1..],
+        None => host_port.find(':').map_or("", |i| &host_port[i..]),
+    };
+    if let Some(port) = after_host.strip_prefix(':') {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err("the port must be a number from 1 to 65535".into());
+        }
+    } else if !after_host.is_empty() {
+        return Err("something other than a port follows the host".into());
+    }
+    Ok(())
+}
+
+/// Why a header cannot be carried by `protocol`, by the transport's own rules; never quotes
+/// the value, and quotes the name only when it is a valid one.
+fn header_problem(protocol: Protocol, name: &str, value: &str) -> Option<String> {
+    let problem = match protocol {
+        #[cfg(feature = "grpc")]
+        Protocol::Grpc => grpc::header_problem(name, value),
+        _ => http::header_problem(name, value),
+    }?;
+    Some(match problem {
+        HeaderProblem::Name(rule) => {
+            format!("a header name is not one {rule}; it is not shown, in case it holds a value (entries are `name=value`, separated by commas)")
+        }
+        HeaderProblem::Value(rule) => format!(
+            "the value of header `{}` holds a character {rule} (a line break or another control character); the value is not shown",
+            sanitize_remote(name, 64)
+        ),
+    })
+}
+
+/// What is wrong with a header, with the transport's rule.
+enum HeaderProblem {
+    Name(&'static str),
+    Value(&'static str),
 }
 
 /// A successful export; `rejected` > 0 is a partial success.
@@ -324,14 +443,14 @@ pub fn export(
             log::debug(&format!(
                 "OTLP export retry in {} ms after: {}",
                 wait.as_millis(),
-                scrub_userinfo(&e.message, &cfg.url)
+                cfg.scrub(&e.message)
             ))
         },
     );
     let fail = |e: AttemptError, suffix: &str| ExportError {
         url: redact_url(&cfg.url),
         attempts,
-        message: scrub_userinfo(&format!("{}{suffix}", e.message), &cfg.url),
+        message: cfg.scrub(&format!("{}{suffix}", e.message)),
         local: e.local,
     };
     let accepted = result.map_err(|gave_up| match gave_up {
@@ -345,7 +464,7 @@ pub fn export(
             if accepted.message.is_empty() {
                 "(no message)".to_string()
             } else {
-                sanitize_remote(&accepted.message, REMOTE_TEXT_MAX)
+                sanitize_remote(&cfg.scrub(&accepted.message), REMOTE_TEXT_MAX)
             }
         ));
     }
@@ -479,6 +598,106 @@ mod tests {
         );
         let e = export(&cfg, &req, Instant::now()).unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn the_signal_path_goes_into_the_path_before_any_query() {
+        for (base, url) in [
+            ("http://c:4318", "http://c:4318/v1/metrics"),
+            ("http://c:4318/", "http://c:4318/v1/metrics"),
+            ("http://c:1/?q=1", "http://c:1/v1/metrics?q=1"),
+            ("http://c:1?q=1", "http://c:1/v1/metrics?q=1"),
+            ("https://c/otlp/#f", "https://c/otlp/v1/metrics#f"),
+            (
+                "http://u:p@[::1]:4318/a?x=a@b",
+                "http://u:p@[::1]:4318/a/v1/metrics?x=a@b",
+            ),
+        ] {
+            assert_eq!(signal_url(base), url, "{base}");
+        }
+    }
+
+    #[test]
+    fn endpoints_no_attempt_could_reach_are_input_errors() {
+        for ok in [
+            "http://c:4318/v1/metrics",
+            "https://[::1]:4317",
+            "http://u:p@c/v1/metrics?q=1",
+        ] {
+            assert_eq!(check_endpoint(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://host:99999",
+            "http://host:0",
+            "http://host:",
+            "http://[::1",
+            "http://[::1]x/",
+            "http://:80",
+            "http://a b/",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:s3cret@host:99999"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://[::1"),
+        ] {
+            let e = resolve(&OtlpSettings::default(), &env_of(&[(var, value)])).unwrap_err();
+            let shown = e.to_string();
+            assert!(matches!(e, ConfigError::Endpoint { .. }), "{shown}");
+            assert!(
+                shown.starts_with(var) && !shown.contains("s3cret"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn headers_that_cannot_be_sent_are_input_errors_that_never_show_a_value() {
+        for protocol in ["http/protobuf", "grpc"] {
+            for (var, value) in [
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-a=b\nSECRETVALUE"),
+                ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-a=SECRETVALUE\u{1}"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "Authorization: Bearer SECRETVALUE=x",
+                ),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-a=%0ASECRETVALUE"),
+            ] {
+                let env = env_of(&[(var, value), ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)]);
+                let e = resolve(&OtlpSettings::default(), &env).unwrap_err();
+                let shown = e.to_string();
+                assert!(matches!(e, ConfigError::Header { .. }), "{shown}");
+                assert!(
+                    shown.starts_with(var) && !shown.contains("SECRETVALUE"),
+                    "{shown}"
+                );
+            }
+        }
+        let spec = OtlpSettings {
+            headers: BTreeMap::from([("x-a".to_string(), "b\rc".to_string())]),
+            ..Default::default()
+        };
+        let e = resolve(&spec, &env_of(&[])).unwrap_err().to_string();
+        assert!(
+            e.starts_with("output.otlp.headers") && e.contains("`x-a`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn header_values_and_user_information_are_scrubbed_from_remote_text() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pa%40ss@c:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer tok123,x-org=acme-prod",
+            ),
+        ]);
+        let cfg = resolve(&OtlpSettings::default(), &env).unwrap();
+        assert_eq!(
+            cfg.scrub("bad Bearer tok123; token tok123 for acme-prod via http://user:pa%40ss@c:4318 (pa@ss)"),
+            "bad ***; token *** for *** via http://***@c:4318 (***)"
+        );
     }
 
     #[test]
