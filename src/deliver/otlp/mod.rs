@@ -109,6 +109,15 @@ pub enum ConfigError {
     Tls(#[from] TlsError),
 }
 
+/// A variable's value it does not know: as the OpenTelemetry specification has it, a warning,
+/// and the setting is ignored (`default` is used).
+fn ignored(var: &str, value: &str, expected: &str, default: &str) {
+    log::warn(&format!(
+        "{var}={}: {expected}; it is ignored and {default} is used",
+        crate::text::sanitize_remote(value, 100)
+    ));
+}
+
 fn bad(var: &str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::BadVariable {
         var: var.to_string(),
@@ -139,8 +148,16 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ) {
-            Some((name, v)) => Protocol::parse(&v)
-                .ok_or_else(|| bad(&name, &v, "use grpc, http/protobuf or http/json"))?,
+            // Enumerations are case-insensitive (the specification's rule for all of them).
+            Some((name, v)) => Protocol::parse(&v.to_ascii_lowercase()).unwrap_or_else(|| {
+                ignored(
+                    &name,
+                    &v,
+                    "use grpc, http/protobuf or http/json",
+                    "http/protobuf",
+                );
+                Protocol::HttpProtobuf
+            }),
             None => Protocol::HttpProtobuf,
         },
     };
@@ -150,9 +167,13 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
             "OTEL_EXPORTER_OTLP_INSECURE",
         ) {
-            Some((_, v)) if v.eq_ignore_ascii_case("true") => true,
-            Some((_, v)) if v.eq_ignore_ascii_case("false") => false,
-            Some((name, v)) => return Err(bad(&name, &v, "use true or false")),
+            // Anything but `true` is false; a value that is neither warns.
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("true") => true,
+            Some((_, v)) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("false") => false,
+            Some((name, v)) => {
+                ignored(&name, &v, "use true or false", "false");
+                false
+            }
             None => false,
         },
     };
@@ -237,9 +258,12 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
             "OTEL_EXPORTER_OTLP_COMPRESSION",
         ) {
-            Some((_, v)) if v == "gzip" => true,
-            Some((_, v)) if v == "none" => false,
-            Some((name, v)) => return Err(bad(&name, &v, "use gzip or none")),
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => true,
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => false,
+            Some((name, v)) => {
+                ignored(&name, &v, "use gzip or none", "none");
+                false
+            }
             None => false,
         },
     };
@@ -716,12 +740,19 @@ mod tests {
     }
 
     #[test]
-    fn bad_environment_values_are_errors() {
-        assert!(resolve(
-            &OtlpSettings::default(),
-            &env_of(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")])
-        )
-        .is_err());
+    fn unknown_environment_values_are_ignored_and_enumerations_ignore_case() {
+        let with =
+            |k: &str, v: &str| resolve(&OtlpSettings::default(), &env_of(&[(k, v)])).unwrap();
+        assert_eq!(
+            with("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift").protocol,
+            Protocol::HttpProtobuf
+        );
+        assert_eq!(
+            with("OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC").protocol,
+            Protocol::Grpc
+        );
+        assert!(with("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP").gzip);
+        assert!(!with("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd").gzip);
         // A bad timeout is a warning and the default, as the SDKs have it.
         let c = resolve(
             &OtlpSettings::default(),
@@ -729,10 +760,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
-        assert!(resolve(
-            &OtlpSettings::default(),
-            &env_of(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")])
-        )
-        .is_err());
     }
 }
