@@ -68,3 +68,52 @@ echo "- peak RSS, min / median of $RUNS: \`maas-usage --version\` $(rss "$BIN" -
 start=$(date +%s%N); for _ in $(seq 100); do "$BIN" --version >/dev/null; done; end=$(date +%s%N)
 echo "- \`maas-usage --version\`: $(( (end - start) / 100 / 1000 )) µs per run (mean of 100, process start to exit)"
 echo "- release binary: $(stat -c %s "$BIN") bytes ($(numfmt --to=iec "$(stat -c %s "$BIN")"))"
+
+# serve: the 120-series page scraped by 8 clients at once (2,000 scrapes), then again while 6
+# clients hold connections open without sending anything: scrapes per second, latency
+# percentiles, and serve's peak RSS (VmHWM) at the end.
+"$BIN" serve --spec "$WORK/big.yaml" --state-dir "$WORK/state-serve" --listen 127.0.0.1:0 \
+  --interval 1h 2>"$WORK/serve.err" >/dev/null &
+SERVE_PID=$!
+trap 'kill $SIM_PID $SERVE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.err" && break; sleep 0.1; done
+ADDR=$(sed -n 's/.*listening on http:\/\///p' "$WORK/serve.err" | head -1)
+python3 - "$ADDR" "$SERVE_PID" <<'PY'
+import socket, statistics, sys, threading, time, urllib.request
+addr, pid = sys.argv[1], sys.argv[2]
+url = f"http://{addr}/metrics"
+while True:  # the first collection
+    try:
+        if urllib.request.urlopen(url, timeout=30).status == 200:
+            break
+    except Exception:
+        time.sleep(0.2)
+page = len(urllib.request.urlopen(url, timeout=30).read())
+
+def load(clients, per_client):
+    lat, lock = [], threading.Lock()
+    def worker():
+        for _ in range(per_client):
+            t = time.perf_counter()
+            body = urllib.request.urlopen(url, timeout=30).read()
+            assert len(body) == page
+            with lock:
+                lat.append(time.perf_counter() - t)
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    wall = time.perf_counter() - start
+    q = statistics.quantiles(lat, n=100)
+    return len(lat) / wall, q[49] * 1000, q[98] * 1000
+
+ok = load(8, 250)
+idle = [socket.create_connection(tuple(addr.rsplit(":", 1))) for _ in range(6)]
+held = load(8, 250)
+for s in idle: s.close()
+hwm = next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
+print(f"- `serve`, a {page / 1024:.0f} KiB page (120 series), 8 clients x 250 scrapes: "
+      f"{ok[0]:.0f} scrapes/s, p50 {ok[1]:.1f} ms, p99 {ok[2]:.1f} ms; with 6 idle connections "
+      f"held open meanwhile: {held[0]:.0f} scrapes/s, p50 {held[1]:.1f} ms, p99 {held[2]:.1f} ms; "
+      f"peak RSS {int(hwm) / 1024:.1f} MiB")
+PY
