@@ -271,6 +271,35 @@ fn an_ambiguous_credentials_file_is_a_located_error_before_any_call() {
         // Two lines that are not one token each.
         (format!("{AK} {SK}\n{SK}\n"), 1, "the AK alone"),
         (format!("{AK}\n{SK};x\n"), 2, "the SK alone"),
+        // Characters no key has: quotes kept, a colon for `=`, a doubled `=`, an unpaired quote,
+        // a comment after the value, old Mac line ends (one line to `lines()`).
+        (format!("\"{AK}\"\n\"{SK}\"\n"), 1, "the AK alone"),
+        (format!("\"{AK}\",\"{SK}\"\n"), 1, "one line must be AK,SK"),
+        (
+            format!("HW_ACCESS_KEY:{AK}\nHW_SECRET_KEY:{SK}\n"),
+            1,
+            "the AK alone",
+        ),
+        (
+            format!("HW_ACCESS_KEY=={AK}\nHW_SECRET_KEY={SK}\n"),
+            1,
+            "not a key",
+        ),
+        (
+            format!("HW_ACCESS_KEY=\"{AK}\nHW_SECRET_KEY={SK}\n"),
+            1,
+            "not a key",
+        ),
+        (
+            format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY={SK} # rotated\n"),
+            2,
+            "not a key",
+        ),
+        (
+            format!("HW_ACCESS_KEY={AK}\rHW_SECRET_KEY={SK}\rHW_SECRET_KEY={SK}\r"),
+            3,
+            "given twice, first on line 2",
+        ),
     ]
     .into_iter()
     .enumerate()

@@ -80,12 +80,21 @@ pub enum CredentialsError {
     },
     #[error("cannot read credentials file {} (--credentials-file or cloud.credentials_file): {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
-    #[error("credentials file {path}:{line}: {reason}")]
+    /// `line` 0: the file as a whole (a key is missing).
+    #[error("credentials file {}: {reason}", located(path, *line))]
     Malformed {
         path: PathBuf,
         line: usize,
         reason: String,
     },
+}
+
+fn located(path: &Path, line: usize) -> String {
+    if line == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}:{line}", path.display())
+    }
 }
 
 /// The environment pairs, in order of precedence.
@@ -220,8 +229,10 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
     };
     // A byte-order mark is what spreadsheet downloads start with; it is not part of any key.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Lines end in LF, CRLF or a lone CR (an old Mac editor): each is one line.
+    let text = text.replace("\r\n", "\n");
     let lines: Vec<(usize, &str)> = text
-        .lines()
+        .split(['\n', '\r'])
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
@@ -281,12 +292,20 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
     }
 }
 
-/// A value of a bare form: one token, nothing that belongs to another form.
+/// A value of a bare form: one token of the characters keys are made of (letters, digits,
+/// `+ / . _ -`), nothing that belongs to another form (`=`, `,`, `;`, `:`), no quotes.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '=' | ',' | ';'))
+    !s.is_empty() && s.chars().all(is_key_char)
+}
+
+/// What AKs, SKs and security tokens (base64 with padding) are made of.
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '.' | '_' | '-')
+}
+
+/// A `KEY=VALUE` line's value: key characters, and `=` (base64) anywhere but first.
+fn is_key_value(v: &str) -> bool {
+    !v.starts_with('=') && v.chars().all(|c| is_key_char(c) || c == '=')
 }
 
 /// The `KEY=VALUE` form: every line an assignment of a known key, each key once (by either of
@@ -332,7 +351,14 @@ fn parse_assignments(
                 format!("{what} is given twice, first on line {first}; keep one"),
             ));
         }
-        *given = Some((n, Secret::new(unquote(v))));
+        let value = unquote(v);
+        if !value.is_empty() && !is_key_value(value) {
+            return Err((
+                n,
+                format!("the value of {what} is not a key: only letters, digits and + / . _ - (no spaces, comments, unpaired quotes or leading `=`)"),
+            ));
+        }
+        *given = Some((n, Secret::new(value)));
     }
     let [ak, sk, token] = slots.map(|(_, v)| {
         v.map(|(_, v)| v)
