@@ -244,11 +244,20 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
             "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
             "OTEL_EXPORTER_OTLP_TIMEOUT",
         ) {
-            // As the SDKs do: a bad value is a warning, and the default holds.
-            Some((name, v)) => env_ms(&v, &name).unwrap_or_else(|e| {
-                log::warn(&format!("{e}; the default, 10 s, is used"));
-                DEFAULT_TIMEOUT
-            }),
+            // As the SDKs do: a bad value is a warning, and the default holds. Zero would
+            // end every attempt before it began.
+            Some((name, v)) => env_ms(&v, &name)
+                .and_then(|t| {
+                    if t.is_zero() {
+                        Err(bad(&name, &v, "zero would end every attempt at once"))
+                    } else {
+                        Ok(t)
+                    }
+                })
+                .unwrap_or_else(|e| {
+                    log::warn(&format!("{e}; the default, 10 s, is used"));
+                    DEFAULT_TIMEOUT
+                }),
             None => DEFAULT_TIMEOUT,
         },
     };
@@ -344,6 +353,37 @@ fn check_endpoint(url: &str) -> Result<(), String> {
 /// Why a header cannot be carried by `protocol`, by the transport's own rules; never quotes
 /// the value, and quotes the name only when it is a valid one.
 fn header_problem(protocol: Protocol, name: &str, value: &str) -> Option<String> {
+    // The exporter frames, types and encodes the request itself: a configured one of these
+    // would contradict it (a `content-length: 5` cut the body; each attempt failed).
+    const OWN: [&str; 11] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "content-type",
+        "content-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    if OWN.contains(&name) {
+        return Some(format!(
+            "header `{name}` is the exporter's own (framing, type or encoding of the request) and cannot be configured"
+        ));
+    }
+    // Only visible ASCII: bytes beyond it reach a collector in an encoding it may read
+    // differently (and then echo back in a form no scrub recognises).
+    if value
+        .chars()
+        .any(|c| !(c == ' ' || c == '\t' || c.is_ascii_graphic()))
+    {
+        return Some(format!(
+            "the value of header `{}` holds a character outside visible ASCII (a line break, a control character or a non-ASCII letter); the value is not shown",
+            sanitize_remote(name, 64)
+        ));
+    }
     let problem = match protocol {
         #[cfg(feature = "grpc")]
         Protocol::Grpc => grpc::header_problem(name, value),
@@ -686,6 +726,14 @@ mod tests {
                     "Authorization: Bearer SECRETVALUE=x",
                 ),
                 ("OTEL_EXPORTER_OTLP_HEADERS", "x-a=%0ASECRETVALUE"),
+                // Not ASCII: a collector may echo it re-encoded, past any scrub.
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-a=caf%C3%A9SECRETVALUE"),
+                // The exporter's own framing.
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "content-length=5,x=SECRETVALUE",
+                ),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "Transfer-Encoding=chunked"),
             ] {
                 let env = env_of(&[(var, value), ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)]);
                 let e = resolve(&OtlpSettings::default(), &env).unwrap_err();
@@ -753,7 +801,13 @@ mod tests {
         );
         assert!(with("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP").gzip);
         assert!(!with("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd").gzip);
-        // A bad timeout is a warning and the default, as the SDKs have it.
+        // A bad (or zero) timeout is a warning and the default, as the SDKs have it.
+        let zero = resolve(
+            &OtlpSettings::default(),
+            &env_of(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "0")]),
+        )
+        .unwrap();
+        assert_eq!(zero.timeout, DEFAULT_TIMEOUT);
         let c = resolve(
             &OtlpSettings::default(),
             &env_of(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]),
