@@ -125,8 +125,18 @@ fn a_ca_file_that_is_not_a_regular_file_is_refused_at_once() {
     let url = sim.url();
     let big = tempdir().join("huge.pem");
     std::fs::write(&big, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+    // Regular files that are not the JSON a run writes (emptied, cut, overwritten): read as
+    // empty, they would send the backfill's delivered buckets again.
+    let corrupt = |name: &str, bytes: &[u8]| {
+        let p = tempdir().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        (p, "not the JSON")
+    };
     let mut cases = not_regular_files();
     cases.push((big, "larger than"));
+    cases.push(corrupt("empty.json", b""));
+    cases.push(corrupt("cut.json", b"{\"series\": {\"cn-south"));
+    cases.push(corrupt("binary.json", &[0xff, 0x00, 0x7b]));
     for (path, kind) in cases {
         let mut c = authed();
         c.args([
@@ -225,8 +235,18 @@ fn a_checkpoint_file_that_cannot_be_read_safely_holds_the_period_series_back() {
     let checkpoints = state.join("checkpoints.json");
     let big = tempdir().join("huge.json");
     std::fs::write(&big, vec![b' '; 20 * 1024 * 1024]).unwrap();
+    // Regular files that are not the JSON a run writes (emptied, cut, overwritten): read as
+    // empty, they would send the backfill's delivered buckets again.
+    let corrupt = |name: &str, bytes: &[u8]| {
+        let p = tempdir().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        (p, "not the JSON")
+    };
     let mut cases = not_regular_files();
     cases.push((big, "larger than"));
+    cases.push(corrupt("empty.json", b""));
+    cases.push(corrupt("cut.json", b"{\"series\": {\"cn-south"));
+    cases.push(corrupt("binary.json", &[0xff, 0x00, 0x7b]));
     for (path, kind) in cases {
         std::fs::remove_file(&checkpoints).unwrap();
         std::os::unix::fs::symlink(&path, &checkpoints).unwrap();

@@ -39,8 +39,14 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
     match a {
         StateAction::Show { state } => {
             let d = dir(&state)?;
-            let cps = d.checkpoints();
             let mut out = format!("state directory {}\n", d.path().display());
+            // A checkpoint file a run cannot use holds the period series back: say so.
+            let cps = d.checkpoint_state().map(|(c, _)| c).unwrap_or_else(|e| {
+                out.push_str(&format!(
+                    "{e}\nperiod series emit nothing until it is fixed or replaced; `maas-usage state reset` starts over (the whole backfill is sent again)\n"
+                ));
+                Default::default()
+            });
             if cps.is_empty() {
                 out.push_str("no period-mode checkpoints\n");
             } else {

@@ -62,13 +62,22 @@ pub struct StateError {
 /// The most a state file may hold: far more than thousands of series' checkpoints and totals.
 pub const STATE_FILE_MAX: u64 = 16 * 1024 * 1024;
 
-/// A state file that cannot be read safely (not a regular file, too large, unreadable).
+/// A state file that cannot be read safely (not a regular file, too large, unreadable), or,
+/// where it matters (the checkpoints), cannot be understood.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the state file {}: {source}", path.display())]
 pub struct StateFileError {
     pub path: PathBuf,
     #[source]
-    pub source: ReadFileError,
+    pub source: StateFileProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileProblem {
+    #[error(transparent)]
+    Read(#[from] ReadFileError),
+    #[error("it is not the JSON this program writes ({0})")]
+    Corrupt(String),
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +159,12 @@ impl StateDir {
         let bytes = match files::read_regular(&p, STATE_FILE_MAX) {
             Ok(b) => b,
             Err(ReadFileError::NotFound) => return Ok(None),
-            Err(source) => return Err(StateFileError { path: p, source }),
+            Err(source) => {
+                return Err(StateFileError {
+                    path: p,
+                    source: source.into(),
+                })
+            }
         };
         match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(Some(v)),
@@ -288,11 +302,34 @@ impl StateDir {
 impl StateDir {
     /// The period-mode checkpoints and the running totals they account for, or why the file
     /// cannot be read (then emitting period buckets would send delivered ones again).
+    ///
+    /// A checkpoint file that is there but not understood is an error too, unlike other state
+    /// files: read as empty, it would send every delivered bucket of the backfill again.
     pub fn checkpoint_state(&self) -> Result<(Checkpoints, Totals), StateFileError> {
         Ok(self
-            .read_json_checked::<CheckpointFile>(CHECKPOINT_FILE)?
+            .read_checkpoints()?
             .map(|f| (f.series, f.totals))
             .unwrap_or_default())
+    }
+
+    fn read_checkpoints(&self) -> Result<Option<CheckpointFile>, StateFileError> {
+        let p = self.path.join(CHECKPOINT_FILE);
+        let bytes = match files::read_regular(&p, STATE_FILE_MAX) {
+            Ok(b) => b,
+            Err(ReadFileError::NotFound) => return Ok(None),
+            Err(source) => {
+                return Err(StateFileError {
+                    path: p,
+                    source: source.into(),
+                })
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateFileError {
+                path: p,
+                source: StateFileProblem::Corrupt(e.to_string()),
+            })
     }
 
     /// Period-mode checkpoints (series id -> end of the last delivered bucket).
@@ -332,9 +369,10 @@ impl StateDir {
         now_ms: i64,
     ) -> std::io::Result<()> {
         let _guard = self.lock(CHECKPOINT_LOCK)?;
-        // A file that cannot be read is not replaced: it may hold others' checkpoints.
+        // A file that cannot be read (or understood) is not replaced: it may hold others'
+        // checkpoints.
         let mut file: CheckpointFile = self
-            .read_json_checked(CHECKPOINT_FILE)
+            .read_checkpoints()
             .map_err(std::io::Error::other)?
             .unwrap_or_default();
         for (id, end) in updates {

@@ -325,7 +325,7 @@ fn period_state(ctx: &Context, period_ok: &mut bool) -> (Checkpoints, Totals) {
         Err(e) => {
             if *period_ok {
                 log::error(&format!(
-                    "{e}: the period series emit nothing rather than send delivered buckets again; replace the file with a regular one (removing it sends the whole backfill again)"
+                    "{e}: the period series emit nothing rather than send delivered buckets again; fix or replace the file, or start over with `maas-usage state reset` (which sends the whole backfill again)"
                 ));
             }
             *period_ok = false;
