@@ -277,6 +277,25 @@ fn iam_accepting_the_key_does_not_let_maas_calls_out_unprobed() {
     assert_no_secret(&out);
 }
 
+/// A key disabled in the middle of a collection: the calls already in flight when it happens
+/// (at most `limits.concurrency`) can be rejected; no call is sent after the first 401, and the
+/// next run sends none.
+#[test]
+fn a_key_disabled_mid_collection_costs_at_most_the_calls_in_flight() {
+    let sim = revoked_after(2);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let out = run_with(&spec, &state, SK);
+    let err = stderr(&out);
+    let first = rejected(&sim);
+    assert!((1..=4).contains(&first), "{first} rejected: {err}");
+    assert!(sim.requests().len() <= 2 + 4, "{err}");
+    // Every call sent after the first rejection went out before it was known.
+    let next = run_with(&spec, &state, SK);
+    assert_eq!(next.status.code(), Some(1), "{}", stderr(&next));
+    assert_eq!(rejected(&sim), first, "the next run sends nothing");
+}
+
 #[test]
 fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_call() {
     // The first batch's six calls are accepted; then the key is disabled.
