@@ -1,32 +1,44 @@
 //! A small HTTP/1.1 responder on `std::net`, bounded in every direction, for `serve`'s scrape
 //! endpoint: a fixed pool of workers behind a short queue (a connection beyond both is answered
 //! `503` and closed at once), one request per connection (`Connection: close`), a request head
-//! of at most `MAX_HEAD` bytes that must arrive within `HEAD_TIMEOUT`, and an answer that must
-//! be taken within `WRITE_TIMEOUT`. A client that is slow, idle, or never reads holds one worker
-//! for a bounded time and never the others; no request makes memory grow past `MAX_HEAD`.
+//! of at most `MAX_HEAD` bytes that must arrive within `HEAD_TIMEOUT` of the accept (a total
+//! deadline: bytes trickling in do not extend it), and an answer that must be taken within
+//! `WRITE_TIMEOUT`. A client that is slow, idle, or never reads holds one worker for a bounded
+//! time and never the others; a slow head holds it for `HEAD_TIMEOUT` at most, so fewer than
+//! `WORKERS` such clients delay no scrape, and more delay one by about `HEAD_TIMEOUT`. No
+//! request makes memory grow past `MAX_HEAD`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Threads answering requests (each serves one connection at a time).
-pub const WORKERS: usize = 8;
-/// Connections accepted and waiting for a worker; one more is answered `503` and closed.
+/// Threads answering requests (each serves one connection at a time). Cheap (a small stack
+/// each), and they are what a client with a slow head can hold.
+pub const WORKERS: usize = 32;
+/// Connections accepted and waiting for a worker; one more (beyond `WORKERS + QUEUE` accepted
+/// and not yet closed) is answered `503` and closed. Counted, not left to a bounded channel,
+/// so that a burst of connections is not refused while workers are idle but not yet awake.
 pub const QUEUE: usize = 32;
 /// The request line and headers together, in bytes; more is `431`.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// From accept to the end of the request head; then `408` (or a silent close when nothing came).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A scraper sends its head at once, so this only bounds clients that do not.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least a queued connection gets to send its head once a worker takes it, however long it
 /// waited (a scraper sends its head at once, so it is already there).
-const HEAD_GRACE: Duration = Duration::from_secs(1);
+const HEAD_GRACE: Duration = Duration::from_millis(250);
 /// For writing the whole answer; a client that reads slower is cut off.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the answer: how long, and how much, is read and dropped before closing, so that what
-/// the client still sends does not turn the close into a reset that loses the answer.
-const LINGER: Duration = Duration::from_secs(2);
+/// the client still sends does not turn the close into a reset that loses the answer. A client
+/// that reads its answer closes at once; one that does not costs its worker this long.
+const LINGER: Duration = Duration::from_millis(500);
+/// The same after a refusal (`400`, `408`, `431`, ...): the client is already misbehaving, so
+/// only what is in flight is drained.
+const REFUSAL_LINGER: Duration = Duration::from_millis(100);
 const LINGER_BYTES: usize = 64 * 1024;
 /// How often the accepting loop looks at `stop` when nobody connects.
 const POLL: Duration = Duration::from_millis(20);
@@ -88,7 +100,16 @@ pub enum ServeError {
     NoWorkers,
 }
 
-type Job = (TcpStream, Instant);
+type Job = (TcpStream, Instant, Open);
+
+/// One accepted connection, counted in `open` until it is closed (or its worker unwinds).
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Accepts connections on `listener` and hands them to `WORKERS` threads until `stop` says so
 /// (checked every `POLL`). The workers are not joined: one busy with a slow client finishes on
@@ -105,8 +126,9 @@ pub fn serve(
         source,
     };
     listener.set_nonblocking(true).map_err(listener_err)?;
-    let (tx, rx): (SyncSender<Job>, Receiver<Job>) = mpsc::sync_channel(QUEUE);
+    let (tx, rx): (Sender<Job>, Receiver<Job>) = mpsc::channel();
     let rx = Arc::new(Mutex::new(rx));
+    let open = Arc::new(AtomicUsize::new(0));
     for i in 0..WORKERS {
         let (rx, handler) = (rx.clone(), handler.clone());
         std::thread::Builder::new()
@@ -116,11 +138,18 @@ pub fn serve(
     }
     while !stop() {
         match listener.accept() {
-            Ok((conn, _)) => match tx.try_send((conn, Instant::now())) {
-                Ok(()) => {}
-                Err(TrySendError::Full((conn, _))) => busy(conn),
-                Err(TrySendError::Disconnected(_)) => return Err(ServeError::NoWorkers),
-            },
+            Ok((conn, _)) => {
+                // Only this thread adds to `open`, so the check cannot be raced past the cap.
+                if open.load(Ordering::Acquire) >= WORKERS + QUEUE {
+                    busy(conn);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let job = (conn, Instant::now(), Open(open.clone()));
+                if tx.send(job).is_err() {
+                    return Err(ServeError::NoWorkers);
+                }
+            }
             // Nobody is connecting, or a passing fault (a connection reset before it was
             // accepted, out of descriptors): look again shortly.
             Err(_) => std::thread::sleep(POLL),
@@ -133,7 +162,10 @@ fn work(rx: &Mutex<Receiver<Job>>, handler: &Handler) {
     loop {
         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         match job {
-            Ok((conn, accepted)) => connection(conn, accepted, handler),
+            Ok((conn, accepted, open)) => {
+                connection(conn, accepted, handler);
+                drop(open);
+            }
             // The server stopped.
             Err(_) => return,
         }
@@ -305,11 +337,11 @@ fn respond(conn: &mut TcpStream, r: &Response, with_body: bool) -> std::io::Resu
 }
 
 /// Reads and drops what the client still sends (bounded), so the close is a clean one.
-fn linger(conn: &mut TcpStream) {
+fn linger(conn: &mut TcpStream, how_long: Duration) {
     if conn.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER;
+    let deadline = Instant::now() + how_long;
     let mut drained = 0;
     let mut chunk = [0u8; 2048];
     while drained < LINGER_BYTES {
@@ -338,22 +370,26 @@ fn connection(mut conn: TcpStream, accepted: Instant, handler: &Handler) {
         Ok(head) => match parse(&head) {
             Ok(req) => {
                 let r = handler(&req);
-                respond(&mut conn, &r, req.method != "HEAD")
+                respond(&mut conn, &r, req.method != "HEAD").map(|()| LINGER)
             }
-            Err(status) => respond(&mut conn, &refused(status, reason(status)), true),
+            Err(status) => {
+                respond(&mut conn, &refused(status, reason(status)), true).map(|()| REFUSAL_LINGER)
+            }
         },
         Err(HeadError::TooLarge) => respond(
             &mut conn,
             &refused(431, &format!("request head over {MAX_HEAD} bytes")),
             true,
-        ),
+        )
+        .map(|()| REFUSAL_LINGER),
         Err(HeadError::TimedOut(true)) => {
             respond(&mut conn, &refused(408, "request head too slow"), true)
+                .map(|()| REFUSAL_LINGER)
         }
         Err(HeadError::TimedOut(false)) | Err(HeadError::Gone) => return,
     };
-    if answered.is_ok() {
-        linger(&mut conn);
+    if let Ok(how_long) = answered {
+        linger(&mut conn, how_long);
     }
 }
 
