@@ -676,3 +676,56 @@ fn slow_heads_from_many_clients_delay_no_scrape_past_a_few_seconds() {
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `request` sent as is on its own connection; the whole answer.
+fn raw(addr: &str, request: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    c.write_all(request).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn requests_are_read_as_rfc_9112_and_9110_say() {
+    let sim = sim();
+    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    serve.wait_for("/metrics", 200);
+    let addr = &serve.addr;
+    // The absolute form of a target (RFC 9112 3.2.2), as a proxy sends it.
+    let absolute = raw(
+        addr,
+        format!("GET http://{addr}/metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    );
+    assert!(absolute.starts_with("HTTP/1.1 200 "), "{absolute}");
+    assert!(absolute.contains("version=0.0.4"), "{absolute}");
+    // HTTP/1.1 without Host (RFC 9112 3.2).
+    let hostless = raw(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(hostless.starts_with("HTTP/1.1 400 "), "{hostless}");
+    // A request line too long is 414; a header too long stays 431.
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+        "a".repeat(12 << 10)
+    );
+    let long = raw(addr, long.as_bytes());
+    assert!(long.starts_with("HTTP/1.1 414 "), "{long}");
+    // Media types are case-insensitive, and q=0 means "not this one" (RFC 9110 12.5.1).
+    let om = serve.get("/metrics", Some("Application/OpenMetrics-Text"));
+    assert!(
+        om.header("Content-Type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{om:?}"
+    );
+    let text = serve.get(
+        "/metrics",
+        Some("application/openmetrics-text;q=0, text/plain"),
+    );
+    assert!(
+        text.header("Content-Type")
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{text:?}"
+    );
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

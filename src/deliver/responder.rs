@@ -8,6 +8,7 @@
 //! `WORKERS` such clients delay no scrape, and more delay one by about `HEAD_TIMEOUT`. No
 //! request makes memory grow past `MAX_HEAD`.
 
+use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +25,8 @@ pub const WORKERS: usize = 32;
 pub const QUEUE: usize = 32;
 /// The request line and headers together, in bytes; more is `431`.
 pub const MAX_HEAD: usize = 16 * 1024;
+/// The request line alone, in bytes; more is `414`.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// From accept to the end of the request head; then `408` (or a silent close when nothing came).
 /// A scraper sends its head at once, so this only bounds clients that do not.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,8 +50,9 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
-    /// The path and query as sent.
-    pub target: &'a str,
+    /// The path and query: as sent, or taken from an absolute-form target
+    /// (`http://host:port/path?query`, RFC 9112 3.2.2).
+    pub target: Cow<'a, str>,
     headers: Vec<(&'a str, &'a str)>,
 }
 
@@ -190,7 +194,8 @@ enum HeadError {
     Gone,
     /// The deadline passed: after some bytes (`true`) or none.
     TimedOut(bool),
-    TooLarge,
+    /// Over `MAX_HEAD`, or a request line over `MAX_REQUEST_LINE`: the status to refuse it.
+    TooLarge(u16),
 }
 
 fn left(deadline: Instant) -> Option<Duration> {
@@ -233,8 +238,9 @@ fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadErr
                     buf.truncate(end);
                     return Ok(buf);
                 }
-                if buf.len() >= MAX_HEAD {
-                    return Err(HeadError::TooLarge);
+                let status = too_large(&buf);
+                if buf.len() >= MAX_HEAD || (status == 414 && buf.len() > MAX_REQUEST_LINE) {
+                    return Err(HeadError::TooLarge(status));
                 }
             }
             Err(e)
@@ -255,6 +261,9 @@ fn parse(head: &[u8]) -> Result<Request<'_>, u16> {
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l));
     let line = lines.next().ok_or(400u16)?;
+    if line.len() > MAX_REQUEST_LINE {
+        return Err(414);
+    }
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -279,11 +288,49 @@ fn parse(head: &[u8]) -> Result<Request<'_>, u16> {
         }
         headers.push((name, value.trim()));
     }
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any with more than one, is 400.
+    let hosts = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .count();
+    if hosts > 1 || (hosts == 0 && version == "HTTP/1.1") {
+        return Err(400);
+    }
     Ok(Request {
         method,
-        target,
+        target: origin_form(target),
         headers,
     })
+}
+
+/// The path and query of an absolute-form target (`http://host:port/path?query`, scheme in any
+/// case); any other target as it is.
+fn origin_form(target: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Cow::Borrowed(target);
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Cow::Borrowed(target);
+    }
+    match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => Cow::Borrowed(&rest[i..]),
+        Some(i) => Cow::Owned(format!("/{}", &rest[i..])),
+        None => Cow::Borrowed("/"),
+    }
+}
+
+/// The status for a head cut off before its end: `414` while the request line has not ended,
+/// else `431`.
+fn too_large(head: &[u8]) -> u16 {
+    let start = head
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(head.len());
+    if head[start..].contains(&b'\n') {
+        431
+    } else {
+        414
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -293,6 +340,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
@@ -376,9 +424,15 @@ fn connection(mut conn: TcpStream, accepted: Instant, handler: &Handler) {
                 respond(&mut conn, &refused(status, reason(status)), true).map(|()| REFUSAL_LINGER)
             }
         },
-        Err(HeadError::TooLarge) => respond(
+        Err(HeadError::TooLarge(414)) => respond(
             &mut conn,
-            &refused(431, &format!("request head over {MAX_HEAD} bytes")),
+            &refused(414, &format!("request line over {MAX_REQUEST_LINE} bytes")),
+            true,
+        )
+        .map(|()| REFUSAL_LINGER),
+        Err(HeadError::TooLarge(status)) => respond(
+            &mut conn,
+            &refused(status, &format!("request head over {MAX_HEAD} bytes")),
             true,
         )
         .map(|()| REFUSAL_LINGER),
@@ -401,7 +455,7 @@ mod tests {
     fn heads_are_parsed_and_malformed_ones_refused() {
         let r = parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\naccept: text/plain\r\n\r\n")
             .expect("a valid head");
-        assert_eq!((r.method, r.target), ("GET", "/metrics?x=1"));
+        assert_eq!((r.method, &*r.target), ("GET", "/metrics?x=1"));
         assert_eq!(r.header("Accept").collect::<Vec<_>>(), ["text/plain"]);
         assert!(
             parse(b"\r\nHEAD / HTTP/1.0\n\n").is_ok(),
@@ -417,6 +471,53 @@ mod tests {
         ] {
             assert_eq!(parse(bad).map(|_| ()), Err(status), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_read_as_its_path_and_query() {
+        // RFC 9112 3.2.2: a server must accept the absolute form.
+        for (head, target) in [
+            (
+                &b"GET http://127.0.0.1:9464/metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                "/metrics",
+            ),
+            (
+                b"GET HTTP://h/healthz?a=b HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/healthz?a=b",
+            ),
+            (b"GET https://h:1?x HTTP/1.1\r\nHost: h\r\n\r\n", "/?x"),
+            (b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/"),
+        ] {
+            let got = parse(head).map(|r| r.target.into_owned());
+            assert_eq!(got, Ok(target.to_string()), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn an_http_1_1_request_needs_exactly_one_host() {
+        // RFC 9112 3.2: no Host, or more than one, is 400; HTTP/1.0 may leave it out.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n").map(|_| ()), Err(400));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n").map(|_| ()),
+            Err(400)
+        );
+        assert!(parse(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").is_ok());
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn an_over_long_request_line_is_414() {
+        let long = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_REQUEST_LINE)
+        );
+        assert_eq!(parse(long.as_bytes()).map(|_| ()), Err(414));
+        let fits = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(1000));
+        assert!(parse(fits.as_bytes()).is_ok());
+        // Cut off by the head cap: the line never ended (414), or a header did (431).
+        assert_eq!(too_large(&[b'a'; MAX_HEAD]), 414);
+        assert_eq!(too_large(b"\r\nGET /aaaaaaaa"), 414);
+        assert_eq!(too_large(b"GET / HTTP/1.1\r\nX: aaaaaaaa"), 431);
     }
 
     #[test]
