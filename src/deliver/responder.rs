@@ -1,32 +1,47 @@
 //! A small HTTP/1.1 responder on `std::net`, bounded in every direction, for `serve`'s scrape
 //! endpoint: a fixed pool of workers behind a short queue (a connection beyond both is answered
 //! `503` and closed at once), one request per connection (`Connection: close`), a request head
-//! of at most `MAX_HEAD` bytes that must arrive within `HEAD_TIMEOUT`, and an answer that must
-//! be taken within `WRITE_TIMEOUT`. A client that is slow, idle, or never reads holds one worker
-//! for a bounded time and never the others; no request makes memory grow past `MAX_HEAD`.
+//! of at most `MAX_HEAD` bytes that must arrive within `HEAD_TIMEOUT` of the accept (a total
+//! deadline: bytes trickling in do not extend it), and an answer that must be taken within
+//! `WRITE_TIMEOUT`. A client that is slow, idle, or never reads holds one worker for a bounded
+//! time and never the others; a slow head holds it for `HEAD_TIMEOUT` at most, so fewer than
+//! `WORKERS` such clients delay no scrape, and more delay one by about `HEAD_TIMEOUT`. No
+//! request makes memory grow past `MAX_HEAD`.
 
+use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Threads answering requests (each serves one connection at a time).
-pub const WORKERS: usize = 8;
-/// Connections accepted and waiting for a worker; one more is answered `503` and closed.
+/// Threads answering requests (each serves one connection at a time). Cheap (a small stack
+/// each), and they are what a client with a slow head can hold.
+pub const WORKERS: usize = 32;
+/// Connections accepted and waiting for a worker; one more (beyond `WORKERS + QUEUE` accepted
+/// and not yet closed) is answered `503` and closed. Counted, not left to a bounded channel,
+/// so that a burst of connections is not refused while workers are idle but not yet awake.
 pub const QUEUE: usize = 32;
 /// The request line and headers together, in bytes; more is `431`.
 pub const MAX_HEAD: usize = 16 * 1024;
+/// The request line alone, in bytes; more is `414`.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// From accept to the end of the request head; then `408` (or a silent close when nothing came).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A scraper sends its head at once, so this only bounds clients that do not.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least a queued connection gets to send its head once a worker takes it, however long it
 /// waited (a scraper sends its head at once, so it is already there).
-const HEAD_GRACE: Duration = Duration::from_secs(1);
+const HEAD_GRACE: Duration = Duration::from_millis(250);
 /// For writing the whole answer; a client that reads slower is cut off.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the answer: how long, and how much, is read and dropped before closing, so that what
-/// the client still sends does not turn the close into a reset that loses the answer.
-const LINGER: Duration = Duration::from_secs(2);
+/// the client still sends does not turn the close into a reset that loses the answer. A client
+/// that reads its answer closes at once; one that does not costs its worker this long.
+const LINGER: Duration = Duration::from_millis(500);
+/// The same after a refusal (`400`, `408`, `431`, ...): the client is already misbehaving, so
+/// only what is in flight is drained.
+const REFUSAL_LINGER: Duration = Duration::from_millis(100);
 const LINGER_BYTES: usize = 64 * 1024;
 /// How often the accepting loop looks at `stop` when nobody connects.
 const POLL: Duration = Duration::from_millis(20);
@@ -35,8 +50,9 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
-    /// The path and query as sent.
-    pub target: &'a str,
+    /// The path and query: as sent, or taken from an absolute-form target
+    /// (`http://host:port/path?query`, RFC 9112 3.2.2).
+    pub target: Cow<'a, str>,
     headers: Vec<(&'a str, &'a str)>,
 }
 
@@ -88,7 +104,16 @@ pub enum ServeError {
     NoWorkers,
 }
 
-type Job = (TcpStream, Instant);
+type Job = (TcpStream, Instant, Open);
+
+/// One accepted connection, counted in `open` until it is closed (or its worker unwinds).
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Accepts connections on `listener` and hands them to `WORKERS` threads until `stop` says so
 /// (checked every `POLL`). The workers are not joined: one busy with a slow client finishes on
@@ -105,8 +130,9 @@ pub fn serve(
         source,
     };
     listener.set_nonblocking(true).map_err(listener_err)?;
-    let (tx, rx): (SyncSender<Job>, Receiver<Job>) = mpsc::sync_channel(QUEUE);
+    let (tx, rx): (Sender<Job>, Receiver<Job>) = mpsc::channel();
     let rx = Arc::new(Mutex::new(rx));
+    let open = Arc::new(AtomicUsize::new(0));
     for i in 0..WORKERS {
         let (rx, handler) = (rx.clone(), handler.clone());
         std::thread::Builder::new()
@@ -116,11 +142,18 @@ pub fn serve(
     }
     while !stop() {
         match listener.accept() {
-            Ok((conn, _)) => match tx.try_send((conn, Instant::now())) {
-                Ok(()) => {}
-                Err(TrySendError::Full((conn, _))) => busy(conn),
-                Err(TrySendError::Disconnected(_)) => return Err(ServeError::NoWorkers),
-            },
+            Ok((conn, _)) => {
+                // Only this thread adds to `open`, so the check cannot be raced past the cap.
+                if open.load(Ordering::Acquire) >= WORKERS + QUEUE {
+                    busy(conn);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::AcqRel);
+                let job = (conn, Instant::now(), Open(open.clone()));
+                if tx.send(job).is_err() {
+                    return Err(ServeError::NoWorkers);
+                }
+            }
             // Nobody is connecting, or a passing fault (a connection reset before it was
             // accepted, out of descriptors): look again shortly.
             Err(_) => std::thread::sleep(POLL),
@@ -133,7 +166,10 @@ fn work(rx: &Mutex<Receiver<Job>>, handler: &Handler) {
     loop {
         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         match job {
-            Ok((conn, accepted)) => connection(conn, accepted, handler),
+            Ok((conn, accepted, open)) => {
+                connection(conn, accepted, handler);
+                drop(open);
+            }
             // The server stopped.
             Err(_) => return,
         }
@@ -158,7 +194,8 @@ enum HeadError {
     Gone,
     /// The deadline passed: after some bytes (`true`) or none.
     TimedOut(bool),
-    TooLarge,
+    /// Over `MAX_HEAD`, or a request line over `MAX_REQUEST_LINE`: the status to refuse it.
+    TooLarge(u16),
 }
 
 fn left(deadline: Instant) -> Option<Duration> {
@@ -201,8 +238,9 @@ fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadErr
                     buf.truncate(end);
                     return Ok(buf);
                 }
-                if buf.len() >= MAX_HEAD {
-                    return Err(HeadError::TooLarge);
+                let status = too_large(&buf);
+                if buf.len() >= MAX_HEAD || (status == 414 && buf.len() > MAX_REQUEST_LINE) {
+                    return Err(HeadError::TooLarge(status));
                 }
             }
             Err(e)
@@ -223,6 +261,9 @@ fn parse(head: &[u8]) -> Result<Request<'_>, u16> {
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l));
     let line = lines.next().ok_or(400u16)?;
+    if line.len() > MAX_REQUEST_LINE {
+        return Err(414);
+    }
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -247,11 +288,49 @@ fn parse(head: &[u8]) -> Result<Request<'_>, u16> {
         }
         headers.push((name, value.trim()));
     }
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any with more than one, is 400.
+    let hosts = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .count();
+    if hosts > 1 || (hosts == 0 && version == "HTTP/1.1") {
+        return Err(400);
+    }
     Ok(Request {
         method,
-        target,
+        target: origin_form(target),
         headers,
     })
+}
+
+/// The path and query of an absolute-form target (`http://host:port/path?query`, scheme in any
+/// case); any other target as it is.
+fn origin_form(target: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Cow::Borrowed(target);
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Cow::Borrowed(target);
+    }
+    match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => Cow::Borrowed(&rest[i..]),
+        Some(i) => Cow::Owned(format!("/{}", &rest[i..])),
+        None => Cow::Borrowed("/"),
+    }
+}
+
+/// The status for a head cut off before its end: `414` while the request line has not ended,
+/// else `431`.
+fn too_large(head: &[u8]) -> u16 {
+    let start = head
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(head.len());
+    if head[start..].contains(&b'\n') {
+        431
+    } else {
+        414
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -261,6 +340,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
@@ -305,11 +385,11 @@ fn respond(conn: &mut TcpStream, r: &Response, with_body: bool) -> std::io::Resu
 }
 
 /// Reads and drops what the client still sends (bounded), so the close is a clean one.
-fn linger(conn: &mut TcpStream) {
+fn linger(conn: &mut TcpStream, how_long: Duration) {
     if conn.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER;
+    let deadline = Instant::now() + how_long;
     let mut drained = 0;
     let mut chunk = [0u8; 2048];
     while drained < LINGER_BYTES {
@@ -338,22 +418,32 @@ fn connection(mut conn: TcpStream, accepted: Instant, handler: &Handler) {
         Ok(head) => match parse(&head) {
             Ok(req) => {
                 let r = handler(&req);
-                respond(&mut conn, &r, req.method != "HEAD")
+                respond(&mut conn, &r, req.method != "HEAD").map(|()| LINGER)
             }
-            Err(status) => respond(&mut conn, &refused(status, reason(status)), true),
+            Err(status) => {
+                respond(&mut conn, &refused(status, reason(status)), true).map(|()| REFUSAL_LINGER)
+            }
         },
-        Err(HeadError::TooLarge) => respond(
+        Err(HeadError::TooLarge(414)) => respond(
             &mut conn,
-            &refused(431, &format!("request head over {MAX_HEAD} bytes")),
+            &refused(414, &format!("request line over {MAX_REQUEST_LINE} bytes")),
             true,
-        ),
+        )
+        .map(|()| REFUSAL_LINGER),
+        Err(HeadError::TooLarge(status)) => respond(
+            &mut conn,
+            &refused(status, &format!("request head over {MAX_HEAD} bytes")),
+            true,
+        )
+        .map(|()| REFUSAL_LINGER),
         Err(HeadError::TimedOut(true)) => {
             respond(&mut conn, &refused(408, "request head too slow"), true)
+                .map(|()| REFUSAL_LINGER)
         }
         Err(HeadError::TimedOut(false)) | Err(HeadError::Gone) => return,
     };
-    if answered.is_ok() {
-        linger(&mut conn);
+    if let Ok(how_long) = answered {
+        linger(&mut conn, how_long);
     }
 }
 
@@ -365,7 +455,7 @@ mod tests {
     fn heads_are_parsed_and_malformed_ones_refused() {
         let r = parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\naccept: text/plain\r\n\r\n")
             .expect("a valid head");
-        assert_eq!((r.method, r.target), ("GET", "/metrics?x=1"));
+        assert_eq!((r.method, &*r.target), ("GET", "/metrics?x=1"));
         assert_eq!(r.header("Accept").collect::<Vec<_>>(), ["text/plain"]);
         assert!(
             parse(b"\r\nHEAD / HTTP/1.0\n\n").is_ok(),
@@ -381,6 +471,53 @@ mod tests {
         ] {
             assert_eq!(parse(bad).map(|_| ()), Err(status), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_read_as_its_path_and_query() {
+        // RFC 9112 3.2.2: a server must accept the absolute form.
+        for (head, target) in [
+            (
+                &b"GET http://127.0.0.1:9464/metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                "/metrics",
+            ),
+            (
+                b"GET HTTP://h/healthz?a=b HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/healthz?a=b",
+            ),
+            (b"GET https://h:1?x HTTP/1.1\r\nHost: h\r\n\r\n", "/?x"),
+            (b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/"),
+        ] {
+            let got = parse(head).map(|r| r.target.into_owned());
+            assert_eq!(got, Ok(target.to_string()), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn an_http_1_1_request_needs_exactly_one_host() {
+        // RFC 9112 3.2: no Host, or more than one, is 400; HTTP/1.0 may leave it out.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n").map(|_| ()), Err(400));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n").map(|_| ()),
+            Err(400)
+        );
+        assert!(parse(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").is_ok());
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn an_over_long_request_line_is_414() {
+        let long = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_REQUEST_LINE)
+        );
+        assert_eq!(parse(long.as_bytes()).map(|_| ()), Err(414));
+        let fits = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(1000));
+        assert!(parse(fits.as_bytes()).is_ok());
+        // Cut off by the head cap: the line never ended (414), or a header did (431).
+        assert_eq!(too_large(&[b'a'; MAX_HEAD]), 414);
+        assert_eq!(too_large(b"\r\nGET /aaaaaaaa"), 414);
+        assert_eq!(too_large(b"GET / HTTP/1.1\r\nX: aaaaaaaa"), 431);
     }
 
     #[test]

@@ -109,9 +109,38 @@ fn page(page: Arc<Page>, openmetrics: bool) -> Response {
     }
 }
 
-fn wants_openmetrics(req: &Request<'_>) -> bool {
-    req.header("Accept")
-        .any(|v| v.contains("application/openmetrics-text"))
+/// Whether `Accept` prefers OpenMetrics to the text format (RFC 9110 12.5.1): media types in any
+/// case, the highest `q` of each, `q=0` meaning "not this one"; a tie goes to OpenMetrics.
+fn wants_openmetrics<'a>(accept: impl Iterator<Item = &'a str>) -> bool {
+    let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+    for range in accept.flat_map(|v| v.split(',')) {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map(|(_, v)| {
+                v.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+            });
+        let q = match q {
+            None => 1.0,
+            Some(Some(q)) => q,
+            // A weight that is not one: the range is ignored.
+            Some(None) => continue,
+        };
+        if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            openmetrics = openmetrics.max(q);
+        } else if ["text/plain", "text/*", "*/*"]
+            .iter()
+            .any(|t| media.eq_ignore_ascii_case(t))
+        {
+            text = text.max(q);
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
 }
 
 fn answer(req: &Request<'_>, published: &Published, fresh_for: Duration) -> Response {
@@ -124,7 +153,7 @@ fn answer(req: &Request<'_>, published: &Published, fresh_for: Duration) -> Resp
     let path = req.target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => match published.last() {
-            Some((p, _)) => page(p, wants_openmetrics(req)),
+            Some((p, _)) => page(p, wants_openmetrics(req.header("Accept"))),
             None => Response::text(503, "no collection has succeeded yet\n"),
         },
         "/healthz" => match published.last() {
@@ -144,5 +173,35 @@ fn answer(req: &Request<'_>, published: &Published, fresh_for: Duration) -> Resp
             "maas-usage serve: GET /metrics (Prometheus text, or OpenMetrics by Accept), GET /healthz\n",
         ),
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_is_negotiated_by_media_type_and_quality() {
+        let om = |accept: &[&str]| wants_openmetrics(accept.iter().copied());
+        // Prometheus' own header.
+        assert!(om(&[
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+             application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ]));
+        assert!(om(&["Application/OpenMetrics-Text"]));
+        assert!(om(&[
+            "text/plain;q=0.5",
+            "application/openmetrics-text ; Q=0.9"
+        ]));
+        for text in [
+            &["application/openmetrics-text;q=0, text/plain"][..],
+            &["application/openmetrics-text; q=0.0"],
+            &["application/openmetrics-text;q=0.3, text/plain;q=0.5"],
+            &["text/plain", "*/*"],
+            &["application/openmetrics-textual"],
+            &[],
+        ] {
+            assert!(!om(text), "{text:?}");
+        }
     }
 }
