@@ -77,7 +77,7 @@ echo "- release binary: $(stat -c %s "$BIN") bytes ($(numfmt --to=iec "$(stat -c
 SERVE_PID=$!
 trap 'kill $SIM_PID $SERVE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.err" && break; sleep 0.1; done
-ADDR=$(sed -n 's/.*listening on http:\/\///p' "$WORK/serve.err" | head -1)
+ADDR=$(sed -n 's/.*listening on http:\/\///p' "$WORK/serve.err" | sed -n 1p)
 python3 - "$ADDR" "$SERVE_PID" <<'PY'
 import socket, statistics, sys, threading, time, urllib.request
 addr, pid = sys.argv[1], sys.argv[2]
