@@ -130,6 +130,11 @@ mod tables {
         unit: String,
         aggregate: String,
         otlp: String,
+        prometheus: String,
+        #[serde(default)]
+        otlp_period: Option<String>,
+        #[serde(default)]
+        prometheus_period: Option<String>,
         description: String,
     }
 
@@ -265,14 +270,20 @@ mod tables {
                 "max" => "Aggregate::Max",
                 other => return Err(format!("model_metrics.{}: aggregate `{other}`", x.ces)),
             };
-            let otlp = x.otlp.strip_prefix("maas.model.").ok_or_else(|| {
-                format!("model_metrics.{}: otlp must start with maas.model.", x.ces)
-            })?;
             let _ = writeln!(
                 out,
-                "    CesMetric {{ ces: {:?}, field: {:?}, otlp: {otlp:?}, unit: {:?}, \
-                 aggregate: {aggregate}, title: {:?}, description: {:?} }},",
-                x.ces, x.field, x.unit, x.title, x.description
+                "    CesMetric {{ ces: {:?}, field: {:?}, unit: {:?}, aggregate: {aggregate}, \
+                 title: {:?}, description: {:?}, otlp: {:?}, prometheus: {:?}, \
+                 otlp_period: {}, prometheus_period: {} }},",
+                x.ces,
+                x.field,
+                x.unit,
+                x.title,
+                x.description,
+                x.otlp,
+                x.prometheus,
+                opt(&x.otlp_period),
+                opt(&x.prometheus_period),
             );
         }
         out.push_str("];\n");

@@ -125,8 +125,11 @@ fn the_code_tables_match_the_manifest() {
         assert_eq!(decl.aggregate == "sum", c.is_count(), "{}", c.ces);
         assert_eq!(decl.otlp, c.otlp_name());
         assert_eq!(decl.prometheus, c.prometheus_name());
-        assert_eq!(decl.otlp_period, c.otlp_period_name());
-        assert_eq!(decl.prometheus_period, c.prometheus_period_name());
+        assert_eq!(decl.otlp_period.as_deref(), c.otlp_period_name());
+        assert_eq!(
+            decl.prometheus_period.as_deref(),
+            c.prometheus_period_name()
+        );
     }
     let model_tags: Vec<&str> = m.model_attributes.iter().map(|a| a.tag.as_str()).collect();
     assert_eq!(model_tags, fields::MODEL_TAGS);

@@ -35,20 +35,24 @@ impl Aggregate {
     }
 }
 
-/// One metric of `SYS.MaaS` the plugin can emit.
+/// One metric of `SYS.MaaS` the plugin can emit; every name as plugin.yaml declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CesMetric {
     /// Its name in Cloud Eye (and in the spec's `metrics:`).
     pub ces: &'static str,
     /// The line-protocol field (latency in milliseconds, `_ms`).
     pub field: &'static str,
-    /// The OTLP name after `maas.model.` (and `maas.model.period.` for period counts).
-    pub otlp: &'static str,
     /// OTLP unit: counts `{token}`/`{request}`/`{error}`, latency `s` (converted from ms).
     pub unit: &'static str,
     pub aggregate: Aggregate,
     pub title: &'static str,
     pub description: &'static str,
+    /// The OTLP Gauge of a window's figure, and its Prometheus name.
+    pub otlp: &'static str,
+    pub prometheus: &'static str,
+    /// The OTLP monotonic Sum of period buckets, and its Prometheus counter (counts only).
+    pub otlp_period: Option<&'static str>,
+    pub prometheus_period: Option<&'static str>,
 }
 
 impl CesMetric {
@@ -57,25 +61,23 @@ impl CesMetric {
     }
 
     /// The OTLP Gauge of a window's figure.
-    pub fn otlp_name(&self) -> String {
-        format!("maas.model.{}", self.otlp)
+    pub fn otlp_name(&self) -> &'static str {
+        self.otlp
     }
 
     /// The OTLP monotonic Sum of period buckets (counts only).
-    pub fn otlp_period_name(&self) -> Option<String> {
-        self.is_count()
-            .then(|| format!("maas.model.period.{}", self.otlp))
+    pub fn otlp_period_name(&self) -> Option<&'static str> {
+        self.otlp_period
     }
 
     /// What the collector's Prometheus exporter makes of `otlp_name` (a gauge).
-    pub fn prometheus_name(&self) -> String {
-        super::names::translate(&self.otlp_name(), self.unit, false)
+    pub fn prometheus_name(&self) -> &'static str {
+        self.prometheus
     }
 
     /// What it makes of `otlp_period_name` (a counter).
-    pub fn prometheus_period_name(&self) -> Option<String> {
-        self.otlp_period_name()
-            .map(|n| super::names::translate(&n, self.unit, true))
+    pub fn prometheus_period_name(&self) -> Option<&'static str> {
+        self.prometheus_period
     }
 }
 
@@ -270,7 +272,7 @@ mod tests {
         assert_eq!(total.otlp_name(), "maas.model.total_tokens");
         assert_eq!(total.prometheus_name(), "maas_model_total_tokens");
         assert_eq!(
-            total.prometheus_period_name().as_deref(),
+            total.prometheus_period_name(),
             Some("maas_model_period_tokens_total")
         );
         let ttft = metric("ttft_p99").unwrap();
@@ -278,7 +280,7 @@ mod tests {
         assert_eq!(ttft.otlp_period_name(), None);
         let r429 = metric("req_count_429").unwrap();
         assert_eq!(
-            r429.prometheus_period_name().as_deref(),
+            r429.prometheus_period_name(),
             Some("maas_model_period_requests_429_total")
         );
     }

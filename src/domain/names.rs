@@ -137,6 +137,7 @@ pub fn label_refused(label: &str) -> bool {
 /// translation): the name split on every character that is not a letter or a digit, the unit's
 /// word appended unless present (annotations in braces and `1` add none), `total` moved to the
 /// end of a monotonic Sum, `ratio` to the end of a Gauge of unit `1`.
+/// The plugin.yaml names are held to it by a test.
 pub fn translate(otlp: &str, unit: &str, monotonic_sum: bool) -> String {
     let mut tokens: Vec<&str> = otlp
         .split(|c: char| !c.is_ascii_alphanumeric())
@@ -257,6 +258,14 @@ mod tests {
                 "{}",
                 c.name
             );
+        }
+        for m in crate::domain::ces::CES_METRICS {
+            assert_eq!(translate(m.otlp, m.unit, false), m.prometheus, "{}", m.ces);
+            // Counts have period counters, latency none.
+            assert_eq!(m.otlp_period.is_some(), m.is_count(), "{}", m.ces);
+            if let (Some(o), Some(p)) = (m.otlp_period, m.prometheus_period) {
+                assert_eq!(translate(o, m.unit, true), p, "{}", m.ces);
+            }
         }
     }
 }

@@ -242,16 +242,10 @@ fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
             }
         }
         if !gauges.is_empty() {
-            out.push(gauge(&m.otlp_name(), m.unit, m.description, gauges));
+            out.push(gauge(m.otlp_name(), m.unit, m.description, gauges));
         }
         if let (Some(name), false) = (m.otlp_period_name(), sums.is_empty()) {
-            out.push(counter(
-                &name,
-                m.unit,
-                m.description,
-                opts.temporality,
-                sums,
-            ));
+            out.push(counter(name, m.unit, m.description, opts.temporality, sums));
         }
     }
     out

@@ -149,32 +149,45 @@ impl StateDir {
     }
 
     /// Reads a JSON state file, bounded (a regular file of at most [`STATE_FILE_MAX`] bytes);
-    /// missing is `Ok(None)`, corrupt is `Ok(None)` with a warning (it will be rewritten), one
-    /// that cannot be read safely is an error.
+    /// missing is `Ok(None)`; one that cannot be read safely, or is not JSON of `T`, is an
+    /// error.
+    fn read_json_strict<T: DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StateFileError> {
+        let path = self.path.join(name);
+        let problem = match files::read_regular(&path, STATE_FILE_MAX) {
+            Err(ReadFileError::NotFound) => return Ok(None),
+            Err(e) => StateFileProblem::Read(e),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(v) => return Ok(Some(v)),
+                Err(e) => StateFileProblem::Corrupt(e.to_string()),
+            },
+        };
+        Err(StateFileError {
+            path,
+            source: problem,
+        })
+    }
+
+    /// As [`StateDir::read_json_strict`], but corrupt is `Ok(None)` with a warning (it will be
+    /// rewritten).
     pub fn read_json_checked<T: DeserializeOwned>(
         &self,
         name: &str,
     ) -> Result<Option<T>, StateFileError> {
-        let p = self.path.join(name);
-        let bytes = match files::read_regular(&p, STATE_FILE_MAX) {
-            Ok(b) => b,
-            Err(ReadFileError::NotFound) => return Ok(None),
-            Err(source) => {
-                return Err(StateFileError {
-                    path: p,
-                    source: source.into(),
-                })
-            }
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) => {
+        match self.read_json_strict(name) {
+            Err(StateFileError {
+                path,
+                source: StateFileProblem::Corrupt(e),
+            }) => {
                 log::warn(&format!(
                     "ignoring corrupt state file {} ({e}); it will be rewritten",
-                    p.display()
+                    path.display()
                 ));
                 Ok(None)
             }
+            other => other,
         }
     }
 
@@ -313,23 +326,7 @@ impl StateDir {
     }
 
     fn read_checkpoints(&self) -> Result<Option<CheckpointFile>, StateFileError> {
-        let p = self.path.join(CHECKPOINT_FILE);
-        let bytes = match files::read_regular(&p, STATE_FILE_MAX) {
-            Ok(b) => b,
-            Err(ReadFileError::NotFound) => return Ok(None),
-            Err(source) => {
-                return Err(StateFileError {
-                    path: p,
-                    source: source.into(),
-                })
-            }
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StateFileError {
-                path: p,
-                source: StateFileProblem::Corrupt(e.to_string()),
-            })
+        self.read_json_strict(CHECKPOINT_FILE)
     }
 
     /// Period-mode checkpoints (series id -> end of the last delivered bucket).
