@@ -36,6 +36,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link/hot-text.txt");
     println!("cargo:rerun-if-changed=plugin.yaml");
+    println!("cargo:rerun-if-changed=src/manifest/model.rs");
     let target = |k: &str| std::env::var(k).unwrap_or_default();
     let out_dir = PathBuf::from(target("OUT_DIR"));
     let manifest = PathBuf::from(target("CARGO_MANIFEST_DIR")).join("plugin.yaml");
@@ -75,68 +76,17 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", out.display());
 }
 
+/// The manifest's shape, the crate's own (not every field is read here).
+#[path = "src/manifest/model.rs"]
+#[allow(dead_code)]
+mod model;
+
 /// The metric tables, from plugin.yaml.
 mod tables {
     use std::fmt::Write as _;
     use std::path::Path;
 
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    struct Manifest {
-        metrics: Vec<Metric>,
-        collector_metrics: Vec<CollectorMetric>,
-        model_metrics: Vec<ModelMetric>,
-    }
-
-    #[derive(Deserialize)]
-    struct Metric {
-        field: String,
-        title: String,
-        unit: String,
-        value: String,
-        batch_only: bool,
-        #[serde(default)]
-        otlp: Option<String>,
-        #[serde(default)]
-        prometheus: Option<String>,
-        #[serde(default)]
-        otlp_period: Option<String>,
-        #[serde(default)]
-        prometheus_period: Option<String>,
-        description: String,
-    }
-
-    #[derive(Deserialize)]
-    struct CollectorMetric {
-        field: String,
-        unit: String,
-        description: String,
-        otlp: String,
-        otlp_unit: String,
-        #[serde(default)]
-        outcome: Option<String>,
-        #[serde(default)]
-        prometheus: Option<String>,
-        #[serde(default)]
-        otlp_only: bool,
-    }
-
-    #[derive(Deserialize)]
-    struct ModelMetric {
-        ces: String,
-        field: String,
-        title: String,
-        unit: String,
-        aggregate: String,
-        otlp: String,
-        prometheus: String,
-        #[serde(default)]
-        otlp_period: Option<String>,
-        #[serde(default)]
-        prometheus_period: Option<String>,
-        description: String,
-    }
+    use super::model::{CollectorMetric, Manifest, Metric};
 
     /// The two fields that are not usage figures: each gets its own constant.
     const WINDOW: &str = "window_seconds";
