@@ -72,9 +72,12 @@ pub fn temporality(env: Lookup<'_>) -> Temporality {
         None | Some("cumulative") => Temporality::Cumulative,
         Some("delta") | Some("lowmemory") => Temporality::Delta,
         Some(other) => {
-            log::warn(&format!(
-                "{var}={other}: use cumulative, delta or lowmemory; cumulative is used"
-            ));
+            ignored(
+                var,
+                other,
+                "use cumulative, delta or lowmemory",
+                "cumulative",
+            );
             Temporality::Cumulative
         }
     }
