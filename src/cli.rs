@@ -380,7 +380,7 @@ pub struct ServeArgs {
     /// Loopback by default: put a proxy in front to expose it.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
     pub listen: std::net::SocketAddr,
-    /// Time between the starts of two collections (at least 1s; 60s suits the API's budget).
+    /// Time between the starts of two collections (1s to 1d; 60s suits the API's budget).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval)]
     pub interval: std::time::Duration,
     #[command(flatten)]

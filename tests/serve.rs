@@ -370,8 +370,12 @@ fn a_taken_port_is_exit_1_before_any_call() {
         stderr(&out)
     );
     assert!(sim.requests().is_empty());
-    // A malformed address or a sub-second interval is a usage error.
-    for args in [["--listen", "localhost"], ["--interval", "10ms"]] {
+    // A malformed address or an interval under 1s or over 1d is a usage error.
+    for args in [
+        ["--listen", "localhost"],
+        ["--interval", "10ms"],
+        ["--interval", "2d"],
+    ] {
         let out = authed()
             .arg("serve")
             .args(args)
