@@ -91,6 +91,16 @@ fn zone_label(zone: &Zone, start_ms: i64, end_ms: i64) -> String {
     }
 }
 
+/// `Period: <start> ~ <end> (<zone>)`, as the seeds' script ended its table.
+fn period_line(zone: &Zone, start_ms: i64, end_ms: i64) -> String {
+    format!(
+        "Period: {} ~ {} ({})",
+        fmt_local(start_ms, &zone.tz),
+        fmt_local(end_ms, &zone.tz),
+        zone_label(zone, start_ms, end_ms)
+    )
+}
+
 fn title(s: &Series, region: &str, style: TableStyle) -> String {
     let mut extras = Vec::new();
     if style.name_query {
@@ -162,10 +172,8 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
     let tz = &report.zone.tz;
     let _ = writeln!(
         out,
-        "Period: {} ~ {} ({})",
-        fmt_local(s.window.start_ms, tz),
-        fmt_local(s.window.end_ms, tz),
-        zone_label(report.zone, s.window.start_ms, s.window.end_ms)
+        "{}",
+        period_line(report.zone, s.window.start_ms, s.window.end_ms)
     );
     if raw {
         let n = s.segments.len();
@@ -262,13 +270,10 @@ fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: T
         let _ = writeln!(out, "{}", line(r));
     }
     let _ = writeln!(out, "{}", rule(thin));
-    let tz = &report.zone.tz;
     let _ = writeln!(
         out,
-        "Period: {} ~ {} ({}); latency is the highest period's value in the window",
-        fmt_local(first.window.start_ms, tz),
-        fmt_local(first.window.end_ms, tz),
-        zone_label(report.zone, first.window.start_ms, first.window.end_ms),
+        "{}; latency is the highest period's value in the window",
+        period_line(report.zone, first.window.start_ms, first.window.end_ms)
     );
 }
 
