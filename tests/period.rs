@@ -592,8 +592,77 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     }
 }
 
+/// The points of every period series the receiver has, by bucket end.
+fn otlp_bucket_ends(rx: &HttpReceiver) -> BTreeMap<i64, usize> {
+    let mut ends = BTreeMap::new();
+    for r in rx.requests() {
+        for (_, end, _) in period_points(&r, "maas.usage.period.total_tokens", Cumulative) {
+            *ends.entry(end).or_default() += 1;
+        }
+    }
+    ends
+}
+
 #[test]
-fn a_checkpoint_from_the_future_is_reported_and_replaced() {
+fn a_clock_stepped_back_sends_no_bucket_twice() {
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    let first = run_at(&spec, &state, t0, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let series = otlp_bucket_ends(&rx)[&(t0 - 2 * H)];
+    // The clock goes back three hours, beyond the 2 h delay.
+    let back = run_at(&spec, &state, t0 - 3 * H, &[]);
+    let err = stderr(&back);
+    assert_eq!(back.status.code(), Some(0), "{err}");
+    let once: BTreeMap<i64, usize> = [(t0 - 2 * H, series)].into();
+    assert_eq!(otlp_bucket_ends(&rx), once, "nothing sent again: {err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("W! ") && l.contains("clock"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one W! line says so: {err}");
+    assert!(warned[0].contains("never"), "{}", warned[0]);
+    // Then forward again: only what settled since, and nothing twice.
+    let next = run_at(&spec, &state, t0 + H, &[]);
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let expected: BTreeMap<i64, usize> = [(t0 - 2 * H, series), (t0 - H, series)].into();
+    assert_eq!(otlp_bucket_ends(&rx), expected, "{err}");
+}
+
+#[test]
+fn a_clock_stepped_back_never_inflates_a_prometheus_counter() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[])).unwrap();
+    let spec = spec_file(&text.replace("format: influx", "format: prometheus"));
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    let counter = |now: i64| {
+        let out = run_at(&spec, &state, now, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        sample(&stdout(&out), "maas_usage_period_tokens_total")
+    };
+    let c0 = counter(t0);
+    assert!(c0 > 0);
+    // Three hours back: a reset of the counter would make increase() count it all again.
+    assert_eq!(counter(t0 - 3 * H), c0, "nothing counted again");
+    let bucket = sim
+        .expected(&Selection {
+            service_type: 2,
+            batch: false,
+            start_ms: t0 - 2 * H,
+            end_ms: t0 - H,
+            api_keys: None,
+            ips: None,
+        })
+        .total_tokens;
+    assert_eq!(counter(t0 + H), c0 + bucket, "then only the new bucket");
+}
+
+#[test]
+fn a_checkpoint_from_the_future_holds_its_series_until_the_clock_passes_it_or_a_reset() {
     let sim = start(sim_config());
     let spec = period_spec(&sim, "hourly.yaml", &[]);
     let state = tempdir().join("state");
@@ -612,17 +681,26 @@ fn a_checkpoint_from_the_future_is_reported_and_replaced() {
         "state show marks it: {}",
         stdout(&show)
     );
-    // Back to the present: the series is not stalled until 2027, it starts from its backfill.
+    // Back to the present: nothing is sent again, and the warning says how to start over.
     let t0 = ms(NOW);
     sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0).unwrap()));
     let back = run_at(&spec, &state, t0, &[]);
+    assert!(bucket_ends(&back).is_empty(), "{}", stderr(&back));
     assert!(
-        stderr(&back).contains("W! query=hourly") && stderr(&back).contains("is later than now"),
+        stderr(&back).contains("W! ") && stderr(&back).contains("maas-usage state reset"),
         "{}",
         stderr(&back)
     );
-    assert_eq!(bucket_ends(&back), vec![t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]);
+    let reset = bin()
+        .args(["state", "reset", "--series", "hourly", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
     let again = run_at(&spec, &state, t0, &[]);
-    assert!(bucket_ends(&again).is_empty(), "{}", stderr(&again));
-    assert!(!stderr(&again).contains("later than now"), "replaced");
+    assert_eq!(
+        bucket_ends(&again),
+        vec![t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]
+    );
+    assert!(!stderr(&again).contains("clock"), "{}", stderr(&again));
 }

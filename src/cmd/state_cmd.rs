@@ -55,7 +55,7 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
                 out.push_str(&format!("{:<w$}  delivered up to\n", "series"));
                 for (id, end) in &cps {
                     let mark = if *end > now {
-                        "  (later than now: cannot be right; the next run starts this series again from its backfill)"
+                        "  (later than now: the clock went back, or a run used a later --now; the series emits nothing until the clock passes it, or `maas-usage state reset --series` starts it over)"
                     } else {
                         ""
                     };

@@ -99,7 +99,7 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
 
 /// Moves the period checkpoints after a delivery: a run that failed to deliver never gets here,
 /// so the next run sends the same buckets again.
-pub fn commit(ctx: &Context, advance: &Checkpoints, totals: &Totals, now_ms: i64) {
+pub fn commit(ctx: &Context, advance: &Checkpoints, totals: &Totals) {
     if advance.is_empty() {
         return;
     }
@@ -107,7 +107,7 @@ pub fn commit(ctx: &Context, advance: &Checkpoints, totals: &Totals, now_ms: i64
     let Some(state) = &ctx.state else {
         return;
     };
-    if let Err(e) = state.advance_checkpoints(advance, totals, now_ms) {
+    if let Err(e) = state.advance_checkpoints(advance, totals) {
         // Delivered but not recorded: the next run sends these buckets again.
         log::error(&format!(
             "the output was delivered but the checkpoints could not be recorded in {} ({e}); the next run sends the same buckets again",

@@ -507,7 +507,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
         ctx.conn.client.counters.snapshot();
     deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
-    deliver::commit(ctx, &advance, &acc.totals, plan.now.timestamp_millis());
+    deliver::commit(ctx, &advance, &acc.totals);
     drop(lock);
     // A period lock another run kept, when nothing else was delivered, is nothing delivered.
     Ok(match outcome_of(collected) {
