@@ -472,24 +472,62 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+const STATE_RESET_HELP: &str = "Period checkpoints belong to a destination: the output a run's buckets go to,
+named by its format and target (stdout, an --output file, an OTLP endpoint, serve's listen
+address) or by the spec's output.destination. `maas-usage state show` lists them by id.
+
+Examples:
+  maas-usage state reset --destination otlp-1a2b3c4d5e6f  # that destination starts over from the backfill
+  maas-usage state reset --series hourly                  # the query hourly, in every destination
+  maas-usage state reset --destination influx-stdout --series hourly
+  maas-usage state reset                                  # every checkpoint, and Cloud Eye's discovery cache
+  maas-usage state reset --auth                           # credential rejections, after fixing the key";
+
+const STATE_ADOPT_HELP: &str =
+    "Versions up to 0.1 kept one checkpoints.json for every output. While it holds
+checkpoints of a spec's series, a destination that has not taken them over holds its period
+series back (its runs say so in an E! line, with its id). Adopt them when that version sent its
+buckets to this destination: nothing is sent twice (if several outputs shared the directory,
+buckets that version gave another one are not sent here either). Or start the destination from
+its backfill instead: maas-usage state reset --destination ID. Each destination decides once;
+checkpoints.json can be deleted when every one has.
+
+Example:
+  maas-usage state adopt --destination otlp-1a2b3c4d5e6f --state-dir /var/lib/maas-usage";
+
 #[derive(Subcommand, Debug)]
 pub enum StateAction {
-    /// List every period series' checkpoint (the end of the last bucket delivered) and the
-    /// credential rejections in force.
+    /// List every period-mode destination with its checkpoints (the end of the last bucket
+    /// delivered to it, per series), and the credential rejections in force.
     Show {
         #[command(flatten)]
         state: StateArgs,
     },
     /// Forget checkpoints so their buckets are emitted again (from `backfill` back), or with
     /// --auth the credential rejections that keep runs from calling for five minutes.
+    #[command(after_help = STATE_RESET_HELP)]
     Reset {
+        /// Only this destination's checkpoints (an id from `state show`, such as
+        /// influx-stdout or otlp-1a2b3c4d5e6f); every destination's without it.
+        #[arg(long, value_name = "ID")]
+        destination: Option<String>,
         /// A query name (all its series) or a full series id from `state show`; all without it.
         #[arg(long, value_name = "NAME")]
         series: Option<String>,
         /// Forget credential rejections instead (after fixing the credentials): the next run
         /// calls at once instead of waiting out the five minutes.
-        #[arg(long, conflicts_with = "series")]
+        #[arg(long, conflicts_with_all = ["series", "destination"])]
         auth: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Let a destination go on from the checkpoints of an earlier version (checkpoints.json),
+    /// which did not record the output they were for.
+    #[command(after_help = STATE_ADOPT_HELP)]
+    Adopt {
+        /// The destination, as its runs' E! line or `state show` names it.
+        #[arg(long, value_name = "ID")]
+        destination: String,
         #[command(flatten)]
         state: StateArgs,
     },

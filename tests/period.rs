@@ -323,7 +323,7 @@ fn catching_up_stays_within_the_budget_and_says_so() {
         .unwrap();
     assert_eq!(
         stdout(&reset),
-        "reset cn-southwest-2/backlog/preset/real_time/all\n"
+        "reset cn-southwest-2/backlog/preset/real_time/all (influx-stdout)\n"
     );
     let missing = bin()
         .args(["state", "reset", "--series", "nope", "--state-dir"])
@@ -437,10 +437,11 @@ fn counters_stay_while_another_run_holds_the_period_lock() {
     let first = stdout(&run_at(&spec, &state, t0, &[]));
     let before = sample(&first, "maas_usage_period_tokens_total");
     assert!(before > 0);
-    // Another run holds the lock: no bucket is emitted, but the counter is still shown.
+    // Another run holds the destination's lock: no bucket is emitted, but the counter is still
+    // shown.
     let lock = std::fs::OpenOptions::new()
         .write(true)
-        .open(state.join("period.lock"))
+        .open(state.join("period-prometheus-stdout.lock"))
         .unwrap();
     lock.lock().unwrap();
     let out = run_at(&spec, &state, t0 + 2 * H, &[]);
@@ -592,6 +593,26 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     }
 }
 
+/// `command` as on a full disk: no file may grow (RLIMIT_FSIZE 0, which binds root too), and a
+/// write that would fails with EFBIG instead of raising SIGXFSZ (ignored, as exec keeps it).
+fn on_a_full_disk(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only makes two async-signal-safe system calls.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &none) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The points of every period series the receiver has, by bucket end.
 fn otlp_bucket_ends(rx: &HttpReceiver) -> BTreeMap<i64, usize> {
     let mut ends = BTreeMap::new();
@@ -601,6 +622,70 @@ fn otlp_bucket_ends(rx: &HttpReceiver) -> BTreeMap<i64, usize> {
         }
     }
     ends
+}
+
+#[test]
+fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1() {
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    // A full disk: the checkpoints cannot be written, so no bucket may go out (it would go
+    // out again at every run).
+    for _ in 0..3 {
+        let mut c = authed();
+        on_a_full_disk(&mut c);
+        let out = c
+            .arg("run")
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--now", &rfc(t0)])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(otlp_bucket_ends(&rx), BTreeMap::new(), "{err}");
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.lines().any(|l| l.starts_with("E! ")
+                && l.contains("checkpoints")
+                && l.contains(&state.display().to_string())),
+            "{err}"
+        );
+    }
+    // Room again: the buckets go out, once.
+    for _ in 0..2 {
+        let out = run_at(&spec, &state, t0, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let sent = otlp_bucket_ends(&rx);
+    assert_eq!(sent.keys().copied().collect::<Vec<_>>(), vec![t0 - 2 * H]);
+    assert!(sent.values().all(|&n| n > 0));
+    let once = sent.clone();
+    // A state directory that cannot be written at all (read-only; root ignores modes, so for
+    // root one below a regular file, which no one can create).
+    let blocked = tempdir().join("ro");
+    std::fs::create_dir_all(&blocked).unwrap();
+    let unusable = if unsafe { libc::geteuid() } == 0 {
+        std::fs::write(blocked.join("file"), "").unwrap();
+        blocked.join("file").join("state")
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&blocked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        blocked.join("state")
+    };
+    let out = run_at(&spec, &unusable, t0 + H, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("E! ")
+            && l.contains("period series")
+            && l.contains(&unusable.display().to_string())),
+        "{err}"
+    );
+    assert_eq!(otlp_bucket_ends(&rx), once, "{err}");
 }
 
 #[test]

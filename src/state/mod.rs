@@ -14,7 +14,7 @@
 //! without following a symlink. The checkpoints are the exception to "ignored": when they
 //! cannot be read, the period series wait rather than send delivered buckets again.
 
-mod checkpoints;
+pub mod checkpoints;
 mod discovery;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -615,10 +615,10 @@ mod tests {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
         let victim = p.join("elsewhere");
-        std::os::unix::fs::symlink(&victim, p.join(checkpoints::PERIOD_LOCK)).unwrap();
-        let e = d.lock(checkpoints::PERIOD_LOCK).unwrap_err().to_string();
+        std::os::unix::fs::symlink(&victim, p.join("period-x.lock")).unwrap();
+        let e = d.lock("period-x.lock").unwrap_err().to_string();
         assert!(
-            e.contains("symbolic link") && e.contains(checkpoints::PERIOD_LOCK),
+            e.contains("symbolic link") && e.contains("period-x.lock"),
             "{e}"
         );
         assert!(!victim.exists());
