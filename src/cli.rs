@@ -156,7 +156,8 @@ Telegraf inputs.execd (signal = \"STDIN\"):
 
 const SERVE_HELP: &str =
     "Collects at start, then every --interval (period buckets as they settle), with the same
-request budget, state directory and period lock as `run`; a scrape never calls the cloud.
+request budget and state directory as `run`; its period checkpoints are its own, so a `run` on
+the same state directory still gets every bucket. A scrape never calls the cloud.
 GET /metrics: the last successful collection (Prometheus text; OpenMetrics when Accept asks).
 GET /healthz: 200 while that collection is younger than two intervals, else 503.
 SIGTERM or SIGINT stops it; exit 0. stderr lines carry Telegraf's level prefixes.
@@ -434,7 +435,8 @@ pub struct PlanArgs {
     pub spec: Vec<PathBuf>,
     #[command(flatten)]
     pub now: NowArg,
-    /// Period-mode checkpoints are read from its state directory (never written).
+    /// Period-mode checkpoints are read from its state directory (never written): those of the
+    /// spec's own output (output.format to stdout, or its OTLP endpoint).
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -472,16 +474,17 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-const STATE_RESET_HELP: &str = "Period checkpoints belong to a destination: the output a run's buckets go to,
+const STATE_RESET_HELP: &str =
+    "Period checkpoints belong to a destination: the output a run's buckets go to,
 named by its format and target (stdout, an --output file, an OTLP endpoint, serve's listen
 address) or by the spec's output.destination. `maas-usage state show` lists them by id.
 
 Examples:
-  maas-usage state reset --destination otlp-1a2b3c4d5e6f  # that destination starts over from the backfill
-  maas-usage state reset --series hourly                  # the query hourly, in every destination
+  maas-usage state reset --destination otlp-1a2b3c4d5e6f  # it starts again from the backfill
+  maas-usage state reset --series hourly   # the query hourly, in every destination
   maas-usage state reset --destination influx-stdout --series hourly
-  maas-usage state reset                                  # every checkpoint, and Cloud Eye's discovery cache
-  maas-usage state reset --auth                           # credential rejections, after fixing the key";
+  maas-usage state reset                   # everything, and Cloud Eye's discovery cache
+  maas-usage state reset --auth            # credential rejections, after fixing the key";
 
 const STATE_ADOPT_HELP: &str =
     "Versions up to 0.1 kept one checkpoints.json for every output. While it holds

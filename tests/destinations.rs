@@ -32,18 +32,6 @@ fn spec(sim: &Simulator, rx: &HttpReceiver) -> PathBuf {
     )
 }
 
-fn ms(s: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap()
-        .timestamp_millis()
-}
-
-fn rfc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339()
-}
-
 /// `run` of `spec` on `state` at `now`, with `args` (`--format otlp`).
 fn run_at(spec: &Path, state: &Path, now: i64, args: &[&str]) -> Output {
     authed()

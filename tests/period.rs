@@ -19,18 +19,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 const H: i64 = 3_600_000;
 
-fn ms(s: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap()
-        .timestamp_millis()
-}
-
-fn rfc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339()
-}
-
 /// `tests/testdata/period/<name>` pointed at `sim`, with `vars` filled in too.
 fn period_spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
     let url = sim.url();
@@ -73,19 +61,24 @@ fn period_points(
     out
 }
 
-fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
+/// `run` of `path` on `state` at `now_ms`, with the canary credentials.
+fn run_command(path: &Path, state: &Path, now_ms: i64) -> std::process::Command {
     let mut c = authed();
-    for (k, v) in env {
-        c.env(k, v);
-    }
     c.arg("run")
         .arg("--spec")
         .arg(path)
         .arg("--state-dir")
         .arg(state)
-        .args(["--now", &rfc(now_ms)])
-        .output()
-        .unwrap()
+        .args(["--now", &rfc(now_ms)]);
+    c
+}
+
+fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = run_command(path, state, now_ms);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
 }
 
 #[test]
@@ -554,13 +547,7 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let spawn = || {
-        authed()
-            .arg("run")
-            .arg("--spec")
-            .arg(&spec)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--now", &rfc(t0)])
+        run_command(&spec, &state, t0)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -624,27 +611,30 @@ fn otlp_bucket_ends(rx: &HttpReceiver) -> BTreeMap<i64, usize> {
     ends
 }
 
-#[test]
-fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1() {
+/// The simulator, an OTLP receiver, `hourly-otlp.yaml` pushing to it, and a fresh state
+/// directory.
+fn otlp_period() -> (
+    Simulator,
+    HttpReceiver,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
     let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
-    let state = tempdir().join("state");
+    (sim, rx, spec, tempdir().join("state"))
+}
+
+#[test]
+fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1() {
+    let (_sim, rx, spec, state) = otlp_period();
     let t0 = ms(NOW);
     // A full disk: the checkpoints cannot be written, so no bucket may go out (it would go
     // out again at every run).
     for _ in 0..3 {
-        let mut c = authed();
+        let mut c = run_command(&spec, &state, t0);
         on_a_full_disk(&mut c);
-        let out = c
-            .arg("run")
-            .arg("--spec")
-            .arg(&spec)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--now", &rfc(t0)])
-            .output()
-            .unwrap();
+        let out = c.output().unwrap();
         let err = stderr(&out);
         assert_eq!(otlp_bucket_ends(&rx), BTreeMap::new(), "{err}");
         assert_eq!(out.status.code(), Some(1), "{err}");
@@ -690,10 +680,7 @@ fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1(
 
 #[test]
 fn a_clock_stepped_back_sends_no_bucket_twice() {
-    let sim = start(sim_config());
-    let rx = HttpReceiver::start();
-    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
-    let state = tempdir().join("state");
+    let (_sim, rx, spec, state) = otlp_period();
     let t0 = ms(NOW);
     let first = run_at(&spec, &state, t0, &[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));

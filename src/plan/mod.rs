@@ -316,15 +316,20 @@ pub fn build_with(
             oldest_pending: pending.buckets.first().map(|b| b.0),
         });
     }
-    if let Some((what, cp)) = ahead.iter().max_by_key(|a| a.1) {
-        plan.warnings.push(format!(
-            "checkpoints later than now ({}) hold {} period series (the latest: {what}, {}): the clock went back, or an earlier run used a later --now. A checkpoint never moves back, so they emit nothing until the clock passes it, and no bucket is sent or counted twice; `maas-usage state reset --series NAME` starts one over from its backfill (sending it again)",
-            time::fmt_local(now.timestamp_millis(), &zone.tz),
-            ahead.len(),
-            time::fmt_local(*cp, &zone.tz)
-        ));
-    }
+    plan.warnings.extend(ahead_warning(&ahead, now, zone));
     Ok(plan)
+}
+
+/// One warning for every period series whose checkpoint (`ahead`: what, and the checkpoint) is
+/// later than now.
+fn ahead_warning(ahead: &[(String, i64)], now: DateTime<Utc>, zone: &Zone) -> Option<String> {
+    let (what, cp) = ahead.iter().max_by_key(|a| a.1)?;
+    Some(format!(
+        "checkpoints later than now ({}) hold {} period series (the latest: {what}, {}): the clock went back, or an earlier run used a later --now. A checkpoint never moves back, so they emit nothing until the clock passes it, and no bucket is sent or counted twice; `maas-usage state reset --series NAME` starts one over from its backfill (sending it again)",
+        time::fmt_local(now.timestamp_millis(), &zone.tz),
+        ahead.len(),
+        time::fmt_local(*cp, &zone.tz)
+    ))
 }
 
 impl Plan {

@@ -424,15 +424,8 @@ const OLD_LOCK: &str = "checkpoints.lock";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use crate::state::tests::tmp;
     use std::time::Duration;
-
-    /// A fresh, not yet existing directory inside a temporary one that is removed on drop.
-    fn tmp() -> (tempfile::TempDir, PathBuf) {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("state");
-        (t, p)
-    }
 
     #[test]
     fn a_locked_period_lock_is_waited_for_until_the_deadline() {

@@ -508,7 +508,7 @@ mod tests {
     use super::*;
 
     /// A fresh, not yet existing directory inside a temporary one that is removed on drop.
-    fn tmp() -> (tempfile::TempDir, PathBuf) {
+    pub(super) fn tmp() -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("state");
         (t, p)

@@ -398,23 +398,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     }
     let (acc, prepared) = settle(ctx, &plan, &mut collected, &mut period);
     let collected = &collected;
-    if collected.series.is_empty() && collected.models.series.is_empty() {
-        log_nothing_collected(plan.series.len() + plan.models.len(), collected);
-    }
-    log_failures(collected);
-    match (collected.cut_short, collected.stopped_by) {
-        (true, Some(signal)) => log::warn(&format!(
-            "stopped by {signal} with calls outstanding; what was collected is written"
-        )),
-        (true, None) => log::warn(&format!(
-            "the run reached limits.timeout ({} s) with calls outstanding; raise it (and the agent's timeout) or lower the number of series",
-            ctx.spec.limits.timeout.as_secs()
-        )),
-        _ => {}
-    }
-    for w in &plan.warnings {
-        log::warn(w);
-    }
+    log_collection(ctx, &plan, collected);
     let report = Report {
         collected,
         stats: wiring::run_stats(collected, &ctx.conn, baseline, started),
@@ -440,6 +424,28 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         Outcome::Done if nothing && !period.ok => Outcome::NothingCollected,
         other => other,
     })
+}
+
+/// What stderr says of a collection: why nothing was collected (the most useful line first),
+/// each failure, calls cut short, the plan's warnings.
+fn log_collection(ctx: &Context, plan: &plan::Plan, collected: &Collected) {
+    if collected.series.is_empty() && collected.models.series.is_empty() {
+        log_nothing_collected(plan.series.len() + plan.models.len(), collected);
+    }
+    log_failures(collected);
+    match (collected.cut_short, collected.stopped_by) {
+        (true, Some(signal)) => log::warn(&format!(
+            "stopped by {signal} with calls outstanding; what was collected is written"
+        )),
+        (true, None) => log::warn(&format!(
+            "the run reached limits.timeout ({} s) with calls outstanding; raise it (and the agent's timeout) or lower the number of series",
+            ctx.spec.limits.timeout.as_secs()
+        )),
+        _ => {}
+    }
+    for w in &plan.warnings {
+        log::warn(w);
+    }
 }
 
 /// Settles the period buckets and writes their commit before anything goes out; when it
