@@ -1,7 +1,8 @@
 //! Period checkpoints belong to a destination: `serve`, a line-protocol run and an OTLP run
 //! sharing one spec and one state directory (as the packaged systemd units do) each get every
 //! settled bucket once; `state show` lists the destinations and `state reset --destination`
-//! rewinds one; a checkpoint file of a version that did not record its destination holds the
+//! rewinds one; a destination named by `output.destination` keeps its checkpoints when its
+//! target changes; a checkpoint file of a version that did not record its destination holds the
 //! period series back until it is adopted or reset, never sending a bucket twice or skipping one.
 
 mod common;
@@ -298,4 +299,38 @@ fn an_old_checkpoint_file_holds_the_period_series_back_until_adopted_or_reset() 
         .filter(|l| l.tag("query") == Some("other"))
         .count();
     assert_eq!(other_buckets, all, "{}", stderr(&other));
+}
+
+#[test]
+fn a_named_destination_keeps_its_checkpoints_when_its_target_changes() {
+    let sim = sim();
+    let rx = HttpReceiver::start();
+    let text = std::fs::read_to_string(spec(&sim, &rx)).unwrap().replace(
+        "  format: influx\n",
+        "  format: influx\n  destination: tsdb\n",
+    );
+    let spec = spec_file(&text);
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    let written = |name: &str| {
+        let file = tempdir().join(name);
+        let out = run_at(&spec, &state, t0, &["--output", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        parse_lp(&std::fs::read_to_string(&file).unwrap())
+            .iter()
+            .filter(|l| l.int("period_seconds").is_some())
+            .count()
+    };
+    assert!(written("a.lp") > 0);
+    assert_eq!(written("b.lp"), 0, "another file, the same destination");
+    assert_eq!(destinations(&state), vec!["influx-tsdb".to_string()]);
+    // A name that cannot name a file is refused where it is written.
+    let bad = spec_file(&text.replace("destination: tsdb", "destination: ../x"));
+    let out = bin().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(":12:16: output.destination: `../x` is not a destination name"),
+        "{}",
+        stderr(&out)
+    );
 }
