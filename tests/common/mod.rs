@@ -460,10 +460,6 @@ pub fn origin_filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r#"host_name="[^"]*""#, r#"host_name="[host]""#),
         (
-            r#"service_instance_id="[0-9a-f]+""#,
-            r#"service_instance_id="[instance]""#,
-        ),
-        (
             r#"("key":"host.name","value":\{"stringValue":")[^"]*""#,
             r#"${1}[host]""#,
         ),

@@ -199,9 +199,11 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
     let format = o.format.unwrap_or(spec.output.format);
     let resource = ResourceEnv::from_env(&env::process);
     if format == Format::Prometheus || matches!(o.mode, Mode::Serve { .. }) {
-        for tag in resource.check_labels(&spec.output.tags)? {
+        for m in resource.check_labels()? {
             log::warn(&format!(
-                "OTEL_RESOURCE_ATTRIBUTES sets `{tag}`, a tag of the spec too: the Prometheus label carries the resource's value, as the collector's prometheus exporter does"
+                "OTEL_RESOURCE_ATTRIBUTES: {} make one target_info label `{}`: its value is theirs joined with `;`, as the collector's prometheus exporter does; rename one",
+                m.keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and "),
+                m.label
             ));
         }
     }
