@@ -118,6 +118,20 @@ pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
     }
 }
 
+/// Says where `--simulator` sends the calls, and that nothing of a real account goes there.
+pub fn say_simulator(settings: &Settings) {
+    if let Some(url) = &settings.simulator {
+        log::info(&format!(
+            "--simulator: every call goes to {url} (MaaS, IAM, Cloud Eye, the MaaS monitor, metadata), signed with the credentials its metadata service hands out; no credentials are read from the environment or a file{state}",
+            state = match &settings.state_dir {
+                Some(d) => format!(", and the state directory is {}", d.display()),
+                None => ", and no state directory is used".into(),
+            },
+            url = crate::endpoint::redact_url(url),
+        ));
+    }
+}
+
 /// The request budget's window: the API's minute, with a small margin so that jitter between
 /// our clock and the gateway's never lets N+1 calls land in its window.
 pub fn rate_window() -> Duration {

@@ -5,6 +5,7 @@ pub mod influx;
 pub mod otlp;
 pub mod prom;
 pub mod proxy;
+pub mod serving;
 pub mod tls;
 
 use std::process::{Command, Output, Stdio};

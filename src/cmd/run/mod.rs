@@ -115,7 +115,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         output: a.output,
         identity: identity(&a.spec),
         mode: if a.execd { Mode::Execd } else { Mode::Once },
-        env: &env::process,
+        env: settings.credential_env(),
         ascii: a.ascii,
         state,
     };
@@ -133,7 +133,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
             listen: a.listen,
             interval: a.interval,
         },
-        env: &env::process,
+        env: settings.credential_env(),
         ascii: false,
         state,
     };
@@ -158,6 +158,7 @@ fn begin(
         timezone: None,
     };
     let settings = Settings::resolve(&spec, flags, &env::process)?;
+    wiring::say_simulator(&settings);
     let state = wiring::open_state(settings.state_dir.as_deref());
     Ok((spec, settings, state))
 }
@@ -217,9 +218,11 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         _ => None,
     };
     if period::has_period(&spec) && o.state.is_none() && settings.state_dir.is_none() {
-        return Err(Error::Usage(
-            "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
-        ));
+        return Err(Error::Usage(match settings.simulator {
+            // The default one holds the real runs' checkpoints.
+            Some(_) => "period mode keeps its checkpoints in the state directory: with --simulator, name one with --state-dir".into(),
+            None => "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
+        }));
     }
     let (conn, renewal) = wiring::connect(
         &settings,
