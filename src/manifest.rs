@@ -113,8 +113,14 @@ pub fn markdown(m: &Manifest) -> String {
             })
             .collect(),
     );
+    label_tables(m, &mut out);
+    out
+}
+
+/// The tags, attributes and labels of docs/metrics.md: the data points', then the resource's.
+fn label_tables(m: &Manifest, out: &mut String) {
     table(
-        &mut out,
+        out,
         "\nTags (line protocol), data point attributes (OTLP) and labels (Prometheus), plus the spec's `output.tags` on every series:",
         &["tag", "OTLP", "Prometheus label", "description"],
         m.attributes
@@ -130,7 +136,7 @@ pub fn markdown(m: &Manifest) -> String {
             .collect(),
     );
     table(
-        &mut out,
+        out,
         "\nResource attributes (OTLP). Prometheus carries them on one `target_info` series (gauge, value 1), never on the data series, as the collector's Prometheus exporter does by default; it makes `job` and `instance` of two of them (a scrape of the textfile or `serve` gets those from its target). Join them in PromQL: `maas_usage_total_tokens * on(job, instance) group_left(host_name) target_info`.",
         &["OTLP resource attribute", "Prometheus label", "description"],
         m.resource
@@ -144,5 +150,4 @@ pub fn markdown(m: &Manifest) -> String {
             })
             .collect(),
     );
-    out
 }
