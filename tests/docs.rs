@@ -244,6 +244,15 @@ fn the_sample_matcher_takes_abridged_samples_and_only_those() {
     );
 }
 
+/// `at.key`, or `key` at the top.
+fn child(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    }
+}
+
 /// Every property path of the schema (`cloud.region`, `queries[].range.every`), following
 /// `$ref`, array items and the alternatives of `oneOf`; maps with free keys stop there.
 fn schema_paths(
@@ -260,11 +269,7 @@ fn schema_paths(
     };
     if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
         for (k, v) in props {
-            let path = if at.is_empty() {
-                k.clone()
-            } else {
-                format!("{at}.{k}")
-            };
+            let path = child(at, k);
             out.insert(path.clone());
             schema_paths(schema, v, &path, out);
         }
@@ -295,11 +300,7 @@ fn value_paths(
     match v {
         serde_json::Value::Object(m) if !free.contains(at) => {
             for (k, v) in m {
-                let path = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
+                let path = child(at, k);
                 out.insert(path.clone());
                 value_paths(v, &path, free, out);
             }

@@ -153,11 +153,15 @@ fn serve_with_simulator_publishes_and_period_mode_wants_an_explicit_state_direct
     let period = spec_file(
         "apiVersion: maas-usage/v1\nqueries:\n  - name: hourly\n    range: {every: 1h, delay: 2h, backfill: 5h}\n",
     );
-    let out = production(&home)
-        .args(["run", "--simulator", &recorder.url, "--now", NOW, "--spec"])
-        .arg(&period)
-        .output()
-        .unwrap();
+    let run = |extra: &[&std::ffi::OsStr]| {
+        production(&home)
+            .args(["run", "--simulator", &recorder.url, "--now", NOW, "--spec"])
+            .arg(&period)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("with --simulator, name one with --state-dir"),
@@ -165,13 +169,7 @@ fn serve_with_simulator_publishes_and_period_mode_wants_an_explicit_state_direct
         stderr(&out)
     );
     let state = tempdir().join("state");
-    let out = production(&home)
-        .args(["run", "--simulator", &recorder.url, "--now", NOW, "--spec"])
-        .arg(&period)
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let out = run(&["--state-dir".as_ref(), state.as_os_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         parse_lp(&stdout(&out))

@@ -15,18 +15,26 @@ pub struct ConnectProxy {
 
 impl ConnectProxy {
     pub fn start(to: SocketAddr) -> ConnectProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let tunnels = Arc::new(Mutex::new(Vec::new()));
         let seen = tunnels.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let seen = seen.clone();
-                std::thread::spawn(move || tunnel(client, to, &seen));
-            }
-        });
+        let url = accept_each(move |client| tunnel(client, to, &seen));
         ConnectProxy { url, tunnels }
     }
+}
+
+/// Listens on a free loopback port and hands every connection to `handle` on a thread of its
+/// own; the listener's URL.
+fn accept_each(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = Arc::new(handle);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let handle = handle.clone();
+            std::thread::spawn(move || handle(client));
+        }
+    });
+    url
 }
 
 fn tunnel(client: TcpStream, to: SocketAddr, seen: &Mutex<Vec<String>>) {
@@ -79,16 +87,9 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start(to: SocketAddr) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let sent = Arc::new(Mutex::new(Vec::new()));
         let keep = sent.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let keep = keep.clone();
-                std::thread::spawn(move || relay(client, to, &keep));
-            }
-        });
+        let url = accept_each(move |client| relay(client, to, &keep));
         Recorder { url, sent }
     }
 
