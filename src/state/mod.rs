@@ -15,6 +15,7 @@
 //! cannot be read, the period series wait rather than send delivered buckets again.
 
 mod discovery;
+mod gate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -27,7 +28,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
-use crate::domain::failure::Rejection;
 use crate::files::{self, Access, Durability, ReadFileError};
 use crate::log;
 use crate::time::period::{Checkpoints, Totals};
@@ -432,69 +432,6 @@ impl StateDir {
         self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)?;
         Ok(removed)
     }
-
-    /// Credential rejections still recorded (fingerprint -> rejection).
-    pub fn rejections(&self) -> BTreeMap<String, Rejection> {
-        self.read_json(AUTH_FILE).unwrap_or_default()
-    }
-
-    /// Forgets every credential rejection; returns how many there were.
-    pub fn reset_rejections(&self) -> std::io::Result<usize> {
-        let _guard = self.lock(AUTH_LOCK)?;
-        let all: BTreeMap<String, Rejection> = self.read_json(AUTH_FILE).unwrap_or_default();
-        self.write_json(
-            AUTH_FILE,
-            &BTreeMap::<String, Rejection>::new(),
-            Durability::Synced,
-        )?;
-        Ok(all.len())
-    }
-
-    fn update_rejections(&self, f: impl FnOnce(&mut BTreeMap<String, Rejection>)) {
-        let result = self.lock(AUTH_LOCK).and_then(|_guard| {
-            let mut all: BTreeMap<String, Rejection> =
-                self.read_json(AUTH_FILE).unwrap_or_default();
-            // Expired entries go, so the file stays small.
-            let now = now_ms();
-            all.retain(|_, r| r.in_force(now));
-            f(&mut all);
-            self.write_json(AUTH_FILE, &all, Durability::Synced)
-        });
-        if let Err(e) = result {
-            log::warn(&format!(
-                "cannot record the credential rejection in the state directory ({e}); other processes may try the same credentials once more"
-            ));
-        }
-    }
-}
-
-/// Credential rejections, per credential fingerprint (`cloud::auth` decides what they mean).
-impl StateDir {
-    pub fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
-        self.rejections().remove(fingerprint)
-    }
-
-    pub fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
-        self.update_rejections(|all| {
-            all.insert(fingerprint.to_string(), rejection.clone());
-        });
-    }
-
-    pub fn clear_rejection(&self, fingerprint: &str) {
-        if self.rejections().contains_key(fingerprint) {
-            self.update_rejections(|all| {
-                all.remove(fingerprint);
-            });
-        }
-    }
-
-    /// The lock held while a credential's first call (its probe) is out.
-    pub fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<File> {
-        let never = || false;
-        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline, &never)
-            .ok()
-            .flatten()
-    }
 }
 
 /// The checkpoint file's shape.
@@ -509,8 +446,6 @@ const CHECKPOINT_FILE: &str = "checkpoints.json";
 const CHECKPOINT_LOCK: &str = "checkpoints.lock";
 const PROJECTS_FILE: &str = "projects.json";
 const PROJECTS_LOCK: &str = "projects.lock";
-const AUTH_FILE: &str = "auth.json";
-const AUTH_LOCK: &str = "auth.lock";
 const PERIOD_LOCK: &str = "period.lock";
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -784,24 +719,6 @@ mod tests {
     }
 
     #[test]
-    fn rejections_are_shared_and_reset() {
-        let (_t, p) = tmp();
-        let d = StateDir::open(&p).unwrap();
-        let r = Rejection {
-            at_ms: now_ms(),
-            status: 401,
-            code: Some("APIGW.0301".into()),
-        };
-        d.record_rejection("f1", &r);
-        assert_eq!(StateDir::open(&p).unwrap().rejection("f1"), Some(r));
-        assert_eq!(d.rejection("f2"), None);
-        let text = fs::read_to_string(p.join(AUTH_FILE)).unwrap();
-        assert!(text.contains("f1") && !text.contains("secret"));
-        assert_eq!(d.reset_rejections().unwrap(), 1);
-        assert_eq!(d.rejection("f1"), None);
-    }
-
-    #[test]
     fn lock_files_are_never_opened_through_a_symlink_or_as_a_fifo() {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
@@ -813,13 +730,13 @@ mod tests {
             "{e}"
         );
         assert!(!victim.exists());
-        let fifo = p.join(AUTH_LOCK);
+        let fifo = p.join(gate::AUTH_LOCK);
         assert!(std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap()
             .success());
-        assert!(d.lock(AUTH_LOCK).is_err());
+        assert!(d.lock(gate::AUTH_LOCK).is_err());
     }
 
     #[test]
