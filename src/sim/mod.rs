@@ -56,6 +56,9 @@ pub struct SimConfig {
     pub log_file: Option<PathBuf>,
     /// Serve the metadata service, handing out temporary credentials valid this long.
     pub metadata: Option<Duration>,
+    /// The metadata service hands out the same credentials again until they near their end (as
+    /// ECS does), instead of fresh ones (a new temporary AK) at every fetch.
+    pub metadata_reuse: bool,
     /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap, the instance names' status.
     pub ces: CesSim,
 }
@@ -74,6 +77,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             log_file: None,
             metadata: None,
+            metadata_reuse: false,
             ces: CesSim::default(),
         }
     }
@@ -87,6 +91,9 @@ pub struct Logged {
     pub query: String,
     pub body: String,
     pub status: u16,
+    /// When its head was read.
+    pub arrived: Instant,
+    /// When it was answered.
     pub at: Instant,
 }
 
@@ -209,9 +216,14 @@ impl Simulator {
         self.shared.arrivals.load(Ordering::SeqCst)
     }
 
-    /// Temporary credentials the metadata service handed out.
+    /// Temporary credentials the metadata service handed out (distinct ones).
     pub fn credentials_issued(&self) -> u64 {
         self.shared.issuer.count()
+    }
+
+    /// Answers the metadata service gave (the same credentials again count each time).
+    pub fn metadata_fetches(&self) -> u64 {
+        self.shared.issuer.fetches()
     }
 
     /// Connections accepted, whether or not a request came through them.
@@ -301,13 +313,14 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             }
         };
         shared.arrivals.fetch_add(1, Ordering::SeqCst);
+        let arrived = Instant::now();
         let rid = format!(
             "{:032x}",
             shared.request_seq.fetch_add(1, Ordering::Relaxed) + 1
         );
         let script = lock(&shared.config).faults.script.pop_front();
         if script == Some(Scripted::Reset) {
-            log_request(shared, &req, 0);
+            log_request(shared, &req, 0, arrived);
             // Dropping with the body unread makes the kernel answer with RST.
             return;
         }
@@ -322,15 +335,16 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             Some(s) => scripted(s),
             None => handle(&req, shared, &rid),
         };
-        log_request(shared, &req, reply.status);
+        log_request(shared, &req, reply.status, arrived);
         if !send(reader.get_mut(), reply, &rid) {
             return;
         }
     }
 }
 
-fn log_request(shared: &Shared, req: &Request, status: u16) {
+fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant) {
     let entry = Logged {
+        arrived,
         method: req.method.clone(),
         path: req.path.clone(),
         query: req.query.clone(),
@@ -500,7 +514,7 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
     // The metadata service is the instance's own: unsigned.
     if req.method == "GET" && req.path == crate::cloud::metadata::PATH {
         return match cfg.metadata {
-            Some(lifetime) => Reply::json(200, shared.issuer.issue(lifetime)),
+            Some(lifetime) => Reply::json(200, shared.issuer.issue(lifetime, cfg.metadata_reuse)),
             None => Reply::error(404, "NotFound", "no metadata service here", rid),
         };
     }

@@ -58,8 +58,19 @@ pub fn bin() -> Command {
     // The credential chain's last step must never leave loopback: a closed port here refuses
     // at once (tests of the metadata service point it at their simulator).
     c.env("MAAS_USAGE_METADATA_ENDPOINT", "http://127.0.0.1:9");
+    // Where credential rejections go when the state directory cannot take them: a fresh one
+    // per command, so no test sees another's (tests that share one across runs set it).
+    c.env("XDG_RUNTIME_DIR", runtime_dir());
     c.stdin(Stdio::null());
     c
+}
+
+/// A fresh private directory (mode 0700, as `XDG_RUNTIME_DIR` must be).
+pub fn runtime_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempdir();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
 }
 
 /// The binary with the canary credentials in the environment.
@@ -405,6 +416,17 @@ impl Execd {
     pub fn finish(mut self) -> Option<i32> {
         drop(self.stdin.take());
         self.child.wait().unwrap().code()
+    }
+
+    /// As `finish`, with what the process wrote on stderr.
+    pub fn finish_with_stderr(mut self) -> (Option<i32>, String) {
+        use std::io::Read;
+        drop(self.stdin.take());
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        (self.child.wait().unwrap().code(), err)
     }
 }
 
