@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::api;
-use super::auth::{self, AuthGate, Refusal, Rejection, RejectionStore, Verdict};
+use super::auth::{self, AuthGate, GateStore, Refusal, Verdict};
 use super::credentials::Credentials;
 use super::sign::{self, SignInput};
 use crate::budget::{Budget, Unlimited};
@@ -161,11 +161,12 @@ enum Attempt {
     TooLarge(Option<String>),
 }
 
-/// The credentials a client signs with, and their gate; replaced whole when the credentials
-/// change (a rotated file, refreshed temporary credentials).
+/// The credentials a client signs with, and their gate; replaced when the credentials change
+/// (a rotated file, refreshed temporary credentials), the gate with them unless they are the
+/// same credential to it (an agency's next temporary key).
 struct Identity {
     creds: Credentials,
-    gate: AuthGate,
+    gate: Arc<AuthGate>,
 }
 
 pub struct Client {
@@ -176,8 +177,8 @@ pub struct Client {
     /// again, so they fail at once with it instead of trying.
     local_failure: std::sync::Mutex<Option<String>>,
     identity: RwLock<Arc<Identity>>,
-    /// Shares rejections with other processes (the state directory).
-    rejections: Option<Arc<dyn RejectionStore>>,
+    /// Shares the gate's records with other processes (the state directory).
+    gate_store: Option<Arc<dyn GateStore>>,
     pub(super) opts: ClientOptions,
     budget: Arc<dyn Budget>,
     /// Cloud Eye's own budget (its limits are per account and separate from MaaS's).
@@ -206,10 +207,10 @@ impl Client {
             tls,
             local_failure: std::sync::Mutex::new(None),
             identity: RwLock::new(Arc::new(Identity {
-                gate: AuthGate::new(&creds, None),
+                gate: Arc::new(AuthGate::new(auth::gate_key(&creds), None)),
                 creds,
             })),
-            rejections: None,
+            gate_store: None,
             opts,
             budget: Arc::new(Unlimited),
             ces_budget: Arc::new(Unlimited),
@@ -232,14 +233,14 @@ impl Client {
         self.budget.available(within)
     }
 
-    /// Shares credential rejections with other processes through `store`.
-    pub fn with_rejection_store(mut self, store: Arc<dyn RejectionStore>) -> Self {
+    /// Shares the credential gate's records with other processes through `store`.
+    pub fn with_gate_store(mut self, store: Arc<dyn GateStore>) -> Self {
         let creds = self.identity().creds.clone();
         *self.identity.get_mut().unwrap_or_else(|p| p.into_inner()) = Arc::new(Identity {
-            gate: AuthGate::new(&creds, Some(store.clone())),
+            gate: Arc::new(AuthGate::new(auth::gate_key(&creds), Some(store.clone()))),
             creds,
         });
-        self.rejections = Some(store);
+        self.gate_store = Some(store);
         self
     }
 
@@ -250,17 +251,21 @@ impl Client {
             .clone()
     }
 
-    /// Signs with `creds` from now on. The same credentials keep their gate (and what it
-    /// learnt); others start unverified.
-    pub fn set_credentials(&self, creds: Credentials) {
+    /// Signs with `creds` from now on; `false` when they are the ones in use already. The same
+    /// credential to the gate (the same key, or the same agency's next temporary key) keeps its
+    /// gate and what it learnt; another starts unverified.
+    pub fn set_credentials(&self, creds: Credentials) -> bool {
         let mut slot = self.identity.write().unwrap_or_else(|p| p.into_inner());
-        if slot.gate.fingerprint() == auth::fingerprint(&creds) {
-            return;
+        if auth::fingerprint(&slot.creds) == auth::fingerprint(&creds) {
+            return false;
         }
-        *slot = Arc::new(Identity {
-            gate: AuthGate::new(&creds, self.rejections.clone()),
-            creds,
-        });
+        let key = auth::gate_key(&creds);
+        let gate = match slot.gate.key() == key {
+            true => slot.gate.clone(),
+            false => Arc::new(AuthGate::new(key, self.gate_store.clone())),
+        };
+        *slot = Arc::new(Identity { gate, creds });
+        true
     }
 
     /// A new collection (an execd batch, a serve interval): the first signed call to each host
@@ -272,11 +277,6 @@ impl Client {
     /// Where the credentials in use came from.
     pub fn credentials_source(&self) -> String {
         self.identity().creds.source.clone()
-    }
-
-    /// The rejection of the credentials in use, while it is in force: no signed call is made.
-    pub fn blocked(&self) -> Option<Rejection> {
-        self.identity().gate.blocked()
     }
 
     fn local_failure(&self) -> Option<String> {
@@ -433,6 +433,7 @@ impl Client {
         let permit = match id.gate.enter(&host, deadline) {
             Ok(p) => p,
             Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),
+            Err(Refusal::Unguarded(why)) => return Step::Fatal(ApiError::Unguarded(why)),
             Err(Refusal::Deadline) => return Step::Fatal(ApiError::Deadline { last: None }),
         };
         // Checked after the gate: a probe that failed on this side let the others through.
@@ -649,6 +650,7 @@ mod tests {
             token: None,
             source: "test".into(),
             expires_at: None,
+            agency: None,
         };
         let opts = ClientOptions {
             maas: ep.clone(),

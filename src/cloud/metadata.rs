@@ -120,6 +120,7 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
         token: Some(Secret::new(c.securitytoken)),
         source: format!("the metadata service {base} (the instance's agency)"),
         expires_at: Some(expires_at),
+        agency: Some(redact_url(base)),
     })
 }
 

@@ -77,6 +77,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         deadline,
         &env::process,
         state.as_ref(),
+        Some(wiring::gate_store(state.as_ref())),
     )?;
     let conn = Arc::new(conn);
     let collected = collect::collect(

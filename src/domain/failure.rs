@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 /// How long a rejected credential is left alone.
 pub const LOCKOUT: Duration = Duration::from_secs(5 * 60);
 
+/// How long a host's acceptance of a credential spares the next collections their lone first
+/// call (the probe). No longer than [`LOCKOUT`]: an acceptance older than a rejection has
+/// expired by the time the rejection has.
+pub const ACCEPTED_FOR: Duration = LOCKOUT;
+
 /// A rejection as remembered: when, and what the server said (status and error code only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -61,7 +66,7 @@ mod tests {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the request budget ({limit} calls per {window_s} s, shared by every process using this access key) has no free slot before the run's deadline; collect fewer series per run or run less often")]
+#[error("the request budget ({limit} calls per {window_s} s, shared by every process using the same IAM user or agency) has no free slot before the run's deadline; collect fewer series per run or run less often")]
 pub struct BudgetExhausted {
     pub limit: u32,
     pub window_s: u64,
@@ -147,6 +152,10 @@ pub enum ApiError {
     /// Not sent: the credential was rejected less than five minutes ago.
     #[error("{}", fmt_blocked(.0))]
     AuthBlocked(Rejection),
+    /// Not sent: the credential gate cannot vouch for the call (its records cannot be read,
+    /// or an outcome could not be recorded anywhere). The text says why and what to do.
+    #[error("{0}")]
+    Unguarded(String),
     /// Not finished: a stop signal ended the run first.
     #[error("stopped by {signal} before this call could finish")]
     Stopped { signal: &'static str },

@@ -1,21 +1,27 @@
 //! The state directory: what several processes sharing one access key must agree on.
 //!
-//! - the request budget per access key (keyed by a hash of the AK, never the AK), a sliding
-//!   window of call times kept under a file lock so N concurrent runs together stay under
-//!   `requests_per_minute`; when the directory cannot be used the budget falls back to one
-//!   per process of the same size, never to none;
-//! - credential rejections per credential fingerprint (see `cloud::auth`);
-//! - the discovered project id per (AK hash, region), reused for 24 hours;
+//! - the request budget per IAM user or agency (keyed by a one-way id: `cloud::auth::
+//!   principal_id`, never the AK), a sliding window of call times kept under a file lock so N
+//!   concurrent runs together stay under `requests_per_minute`; when the directory cannot be
+//!   used the budget falls back to one per process of the same size, never to none; budget
+//!   files nobody used for a day are removed (`housekeeping`);
+//! - the credential gate's records (`gate`; `runtime` when the directory cannot take them);
+//! - the discovered project id per (principal, region), reused for 24 hours;
 //! - period-mode checkpoints, and the lock a run holds from reading them to committing them.
 //!
 //! Writes are atomic (`files::write_atomically`). A corrupt file is ignored with a warning:
 //! state makes runs cheaper and politer, never possible or impossible. Files are read bounded
 //! (regular files only, size-capped: never a FIFO, never /dev/zero), and lock files are opened
-//! without following a symlink. The checkpoints are the exception to "ignored": when they
-//! cannot be read, the period series wait rather than send delivered buckets again.
+//! without following a symlink. The checkpoints and the credential gate's records are the
+//! exceptions to "ignored": when the checkpoints cannot be read, the period series wait rather
+//! than send delivered buckets again; when the gate's records cannot, no signed call is made.
 
 mod discovery;
 mod gate;
+mod housekeeping;
+mod runtime;
+
+pub use gate::GateFiles;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -283,21 +289,29 @@ impl StateDir {
     }
 
     /// A project id (and its account's domain id) discovered less than 24 hours ago for this
-    /// AK and region.
-    pub fn cached_project(&self, ak_key: &str, region: &str) -> Option<(String, Option<String>)> {
+    /// principal (IAM user or agency) and region.
+    pub fn cached_project(
+        &self,
+        principal: &str,
+        region: &str,
+    ) -> Option<(String, Option<String>)> {
         let projects: BTreeMap<String, CachedProject> = self.read_json(PROJECTS_FILE)?;
-        let p = projects.get(&format!("{ak_key}/{region}"))?;
+        let p = projects.get(&format!("{principal}/{region}"))?;
         let age = now_ms().saturating_sub(p.discovered_at_ms);
         (age < PROJECT_TTL.as_millis() as u64 && !p.id.is_empty())
             .then(|| (p.id.clone(), p.domain_id.clone()))
     }
 
-    pub fn store_project(&self, ak_key: &str, region: &str, id: &str, domain_id: Option<&str>) {
+    pub fn store_project(&self, principal: &str, region: &str, id: &str, domain_id: Option<&str>) {
         let _guard = self.lock(PROJECTS_LOCK);
         let mut projects: BTreeMap<String, CachedProject> =
             self.read_json(PROJECTS_FILE).unwrap_or_default();
+        // Expired ids go, so the file does not keep one per key ever seen.
+        let now = now_ms();
+        projects
+            .retain(|_, p| now.saturating_sub(p.discovered_at_ms) < PROJECT_TTL.as_millis() as u64);
         projects.insert(
-            format!("{ak_key}/{region}"),
+            format!("{principal}/{region}"),
             CachedProject {
                 id: id.to_string(),
                 domain_id: domain_id.map(str::to_string),
@@ -462,7 +476,8 @@ struct BudgetFile {
     stamps: Vec<u64>,
 }
 
-/// The request budget of one access key, shared by every process using the state directory.
+/// The request budget of one principal (IAM user or agency), shared by every process using
+/// the state directory.
 ///
 /// Every slot is also recorded in this process's own window, which takes over (with one
 /// warning) as soon as the directory fails: missing, read-only, full or unlockable, the budget
@@ -480,11 +495,11 @@ pub struct SharedBudget {
 }
 
 impl SharedBudget {
-    pub fn new(dir: StateDir, ak_key: &str, limit: u32, window: Duration) -> Self {
+    pub fn new(dir: StateDir, principal: &str, limit: u32, window: Duration) -> Self {
         SharedBudget {
             dir,
-            file: format!("budget-{ak_key}.json"),
-            lock_file: format!("budget-{ak_key}.lock"),
+            file: format!("budget-{principal}.json"),
+            lock_file: format!("budget-{principal}.lock"),
             limit,
             window,
             local: Mutex::new(WindowLog::default()),

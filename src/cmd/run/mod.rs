@@ -113,6 +113,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         env: &env::process,
         ascii: a.ascii,
         state,
+        share_gate: true,
     };
     run_spec(spec, settings, opts)
 }
@@ -131,6 +132,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
         env: &env::process,
         ascii: false,
         state,
+        share_gate: true,
     };
     run_spec(spec, settings, opts)
 }
@@ -183,6 +185,9 @@ pub struct RunOptions {
     /// `--ascii`: no box-drawing in a table.
     pub ascii: bool,
     pub state: Option<StateDir>,
+    /// The credential gate's records are shared with other processes (the state directory,
+    /// else the per-user runtime directory); the demo keeps them in the process.
+    pub share_gate: bool,
 }
 
 fn has_period(spec: &Spec) -> bool {
@@ -226,6 +231,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         started + spec.limits.timeout,
         o.env,
         o.state.as_ref(),
+        o.share_gate.then(|| wiring::gate_store(o.state.as_ref())),
     )?;
     let origin = wiring::origin(&o.identity, conn.account_id.clone());
     let conn = Arc::new(conn);
@@ -351,18 +357,23 @@ fn log_nothing_collected(planned: usize, collected: &Collected) {
         );
     let first = failures
         .clone()
-        .find(|(_, e)| !matches!(e, ApiError::AuthBlocked(_)))
+        .find(|(_, e)| !about_the_credentials(e))
         .or_else(|| failures.clone().next());
     let Some((what, error)) = first else {
         return;
     };
     match error {
         // Said once, as it is: it is about the credentials, not the series.
-        e @ ApiError::AuthBlocked(_) => log::error(&e.to_string()),
+        e if about_the_credentials(e) => log::error(&e.to_string()),
         e => log::error(&format!(
             "no series collected (0 of {planned}): {what}: {e}"
         )),
     }
+}
+
+/// A call not sent because of the credentials (rejected) or their gate.
+fn about_the_credentials(e: &ApiError) -> bool {
+    matches!(e, ApiError::AuthBlocked(_) | ApiError::Unguarded(_))
 }
 
 /// The running totals of `spec`'s period queries in `region`, out of all those `totals` holds
