@@ -430,6 +430,14 @@ impl Client {
         let id = self.identity();
         // Trust is per host: one service accepting the key says nothing about another's.
         let host = format!("{}://{}", ep.scheme, ep.host_header());
+        // Expired temporary credentials would be a certain rejection: never signed with.
+        if let Some(at) = id.creds.expires_at.filter(|at| *at <= Utc::now()) {
+            return Step::Fatal(ApiError::Expired(format!(
+                "the temporary credentials from {} expired at {} and fresh ones could not be had; no call is signed with them (each would be a rejected signature); check the metadata service and this host's clock",
+                id.creds.source,
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
         let permit = match id.gate.enter(&host, deadline) {
             Ok(p) => p,
             Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),

@@ -198,6 +198,9 @@ pub fn load_credentials(
                     };
                     (creds, renewal)
                 }
+                // A service that is there and failing is the cloud's failure (exit 1), not
+                // credentials left unconfigured.
+                Err(e) if e.is_outage() => return Err(ConnectError::Metadata(e)),
                 Err(e) => {
                     return Err(CredentialsError::NoneFound {
                         tried: vec![

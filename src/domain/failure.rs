@@ -156,6 +156,10 @@ pub enum ApiError {
     /// or an outcome could not be recorded anywhere). The text says why and what to do.
     #[error("{0}")]
     Unguarded(String),
+    /// Not sent: the temporary credentials in use have expired, and fresh ones could not be
+    /// had. The text says when and from where.
+    #[error("{0}")]
+    Expired(String),
     /// Not finished: a stop signal ended the run first.
     #[error("stopped by {signal} before this call could finish")]
     Stopped { signal: &'static str },

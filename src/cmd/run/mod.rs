@@ -79,12 +79,14 @@ impl Context {
         let mut renewal = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
         match renewal.renew(&crate::env::process) {
             Ok(Some(creds)) => {
-                log::info(&format!("new credentials from {}", creds.source));
-                self.conn.client.set_credentials(creds);
+                let source = creds.source.clone();
+                if self.conn.client.set_credentials(creds) {
+                    log::info(&format!("new credentials from {source}"));
+                }
             }
             Ok(None) => {}
             Err(e) => log::error(&format!(
-                "{e}; the credentials in use stay until fresh ones can be had"
+                "{e}; the credentials in use stay until fresh ones can be had (once expired, they sign nothing)"
             )),
         }
     }
@@ -371,9 +373,12 @@ fn log_nothing_collected(planned: usize, collected: &Collected) {
     }
 }
 
-/// A call not sent because of the credentials (rejected) or their gate.
+/// A call not sent because of the credentials (rejected, expired) or their gate.
 fn about_the_credentials(e: &ApiError) -> bool {
-    matches!(e, ApiError::AuthBlocked(_) | ApiError::Unguarded(_))
+    matches!(
+        e,
+        ApiError::AuthBlocked(_) | ApiError::Unguarded(_) | ApiError::Expired(_)
+    )
 }
 
 /// The running totals of `spec`'s period queries in `region`, out of all those `totals` holds
