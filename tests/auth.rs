@@ -28,17 +28,9 @@ fn rejected(sim: &Simulator) -> usize {
 }
 
 fn run_with(spec: &Path, state: &Path, sk: &str) -> std::process::Output {
-    bin()
-        .env("HW_ACCESS_KEY", AK)
-        .env("HW_SECRET_KEY", sk)
-        .arg("run")
-        .arg("--spec")
-        .arg(spec)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--now", NOW])
-        .output()
-        .unwrap()
+    let mut c = bin();
+    c.env("HW_ACCESS_KEY", AK).env("HW_SECRET_KEY", sk);
+    run_in_state(c, spec, state).output().unwrap()
 }
 
 /// Moves every time recorded in `state`'s `auth.json` (rejections, acceptances) `minutes` into
@@ -145,12 +137,7 @@ fn the_rejection_expires_after_five_minutes_or_on_reset() {
         "{}",
         stdout(&show)
     );
-    let reset = bin()
-        .args(["state", "reset", "--auth", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    reset_auth(&state);
     run_with(&spec, &state, wrong);
     assert_eq!(
         rejected(&sim),
@@ -407,14 +394,7 @@ fn run_sharing(
     for (k, v) in extra {
         c.env(k, v);
     }
-    c.arg("run")
-        .arg("--spec")
-        .arg(spec)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--now", NOW])
-        .output()
-        .unwrap()
+    run_in_state(c, spec, state).output().unwrap()
 }
 
 /// A state directory that cannot record a rejection is no reason to forget it: the per-user
@@ -458,13 +438,10 @@ fn with_nowhere_to_record_a_rejection_no_signed_call_is_made() {
             &file,
             &[("TMPDIR", file.as_path())],
         );
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(
-            err.lines().any(|l| l.starts_with("E! ")
-                && l.contains("no signed call")
-                && l.contains("fix the state directory")),
-            "{err}"
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_error_line(
+            &stderr(&out),
+            &["no signed call", "fix the state directory"],
         );
     }
     assert_eq!(sim.requests().len(), 0);
@@ -573,22 +550,14 @@ fn a_corrupt_rejection_store_blocks_every_credential_until_it_is_reset() {
         std::fs::write(&auth, corrupt(&text)).unwrap();
         for sk in [wrong, SK] {
             let out = run_with(&spec, &state, sk);
-            let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(1), "{case}: {err}");
-            assert!(
-                err.lines().any(|l| l.starts_with("E! ")
-                    && l.contains("auth.json")
-                    && l.contains("maas-usage state reset --auth")),
-                "{case}: {err}"
+            assert_eq!(out.status.code(), Some(1), "{case}: {}", stderr(&out));
+            assert_error_line(
+                &stderr(&out),
+                &["auth.json", "maas-usage state reset --auth"],
             );
         }
         assert_eq!(sim.requests().len(), 1, "{case}: no call after the first");
-        let reset = bin()
-            .args(["state", "reset", "--auth", "--state-dir"])
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+        reset_auth(&state);
         let fixed = run_with(&spec, &state, SK);
         assert_eq!(fixed.status.code(), Some(0), "{case}: {}", stderr(&fixed));
     }
@@ -605,16 +574,9 @@ fn an_agency_rejected_once_is_not_tried_again_with_its_next_temporary_key() {
     let spec = six_series(&sim, true);
     let state = tempdir();
     for _ in 0..3 {
-        let out = bin()
-            .env("MAAS_USAGE_METADATA_ENDPOINT", sim.url())
-            .arg("run")
-            .arg("--spec")
-            .arg(&spec)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--now", NOW])
-            .output()
-            .unwrap();
+        let mut agency = bin();
+        agency.env("MAAS_USAGE_METADATA_ENDPOINT", sim.url());
+        let out = run_in_state(agency, &spec, &state).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     }
     assert_eq!(sim.credentials_issued(), 3, "a fresh key every run");
@@ -661,12 +623,7 @@ fn a_recent_acceptance_skips_the_lone_probe_until_it_expires_and_a_rejection_win
     assert_eq!(blocked.status.code(), Some(1), "{}", stderr(&blocked));
     assert!(sim.requests().is_empty());
     // A reset forgets both: the next run probes again, and the one after need not.
-    let reset = bin()
-        .args(["state", "reset", "--auth", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    reset_auth(&state);
     assert_eq!(run_ok("after the reset"), 1);
     assert_eq!(run_ok("then"), 4);
 

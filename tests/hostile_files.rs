@@ -297,19 +297,9 @@ fn a_budget_file_that_is_a_fifo_falls_back_with_one_warning_and_a_rejection_file
     let out = state_run(&sim, "one-query.yaml", &state);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.lines().any(|l| l.starts_with("E! ")
-            && l.contains("auth.json")
-            && l.contains("maas-usage state reset --auth")),
-        "{err}"
-    );
+    assert_error_line(&err, &["auth.json", "maas-usage state reset --auth"]);
     assert!(sim.requests().is_empty(), "{err}");
-    let reset = bin()
-        .args(["state", "reset", "--auth", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    reset_auth(&state);
     assert!(std::fs::metadata(&auth).unwrap().is_file());
     let out = state_run(&sim, "one-query.yaml", &state);
     assert_eq!(buckets(&out), 1, "{}", stderr(&out));

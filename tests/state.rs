@@ -220,16 +220,9 @@ fn an_agency_is_one_budget_and_one_project_id_whatever_temporary_key_it_hands_ou
     let path = spec(&sim, "eight-queries-discovered.yaml", &[("rpm", "5")]);
     let state = tempdir().join("state");
     for n in 0..3 {
-        let out = bin()
-            .env("MAAS_USAGE_METADATA_ENDPOINT", sim.url())
-            .arg("run")
-            .arg("--spec")
-            .arg(&path)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--now", NOW])
-            .output()
-            .unwrap();
+        let mut agency = bin();
+        agency.env("MAAS_USAGE_METADATA_ENDPOINT", sim.url());
+        let out = run_in_state(agency, &path, &state).output().unwrap();
         // The first run spends the budget; the next two find none left.
         let want = if n == 0 { 0 } else { 1 };
         assert_eq!(out.status.code(), Some(want), "{}", stderr(&out));

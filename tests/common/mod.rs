@@ -273,6 +273,36 @@ pub fn run(path: &std::path::Path, args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// `c` made to run `run --spec spec --state-dir state --now NOW`.
+pub fn run_in_state(mut c: Command, spec: &std::path::Path, state: &std::path::Path) -> Command {
+    c.arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--now", NOW]);
+    c
+}
+
+/// `maas-usage state reset --auth` on `state`, which must succeed.
+pub fn reset_auth(state: &std::path::Path) {
+    let reset = bin()
+        .args(["state", "reset", "--auth", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+}
+
+/// Fails unless some `E! ` line of `err` holds every one of `parts`.
+pub fn assert_error_line(err: &str, parts: &[&str]) {
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("E! ") && parts.iter().all(|p| l.contains(p))),
+        "no E! line with {parts:?}:\n{err}"
+    );
+}
+
 /// The exact values the simulator holds for every series of `spec_text` at NOW.
 pub fn expected_series(
     sim: &Simulator,
