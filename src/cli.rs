@@ -156,7 +156,8 @@ Telegraf inputs.execd (signal = \"STDIN\"):
 
 const SERVE_HELP: &str =
     "Collects at start, then every --interval (period buckets as they settle), with the same
-request budget, state directory and period lock as `run`; a scrape never calls the cloud.
+request budget and state directory as `run`; its period checkpoints are its own, so a `run` on
+the same state directory still gets every bucket. A scrape never calls the cloud.
 GET /metrics: the last successful collection (Prometheus text; OpenMetrics when Accept asks).
 GET /healthz: 200 while that collection is younger than two intervals, else 503.
 SIGTERM or SIGINT stops it; exit 0. stderr lines carry Telegraf's level prefixes.
@@ -434,7 +435,8 @@ pub struct PlanArgs {
     pub spec: Vec<PathBuf>,
     #[command(flatten)]
     pub now: NowArg,
-    /// Period-mode checkpoints are read from its state directory (never written).
+    /// Period-mode checkpoints are read from its state directory (never written): those of the
+    /// spec's own output (output.format to stdout, or its OTLP endpoint).
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -472,25 +474,64 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+const STATE_RESET_HELP: &str =
+    "Period checkpoints belong to a destination: the output a run's buckets go to,
+named by its format and target (stdout, an --output file, an OTLP endpoint, serve's listen
+address) or by the spec's output.destination. `maas-usage state show` lists them by id.
+
+Examples:
+  maas-usage state reset --destination otlp-1a2b3c4d5e6f  # it starts again from the backfill
+  maas-usage state reset --series hourly   # the query hourly, in every destination
+  maas-usage state reset --destination influx-stdout --series hourly
+  maas-usage state reset                   # everything, and Cloud Eye's discovery cache
+  maas-usage state reset --auth            # credential rejections, after fixing the key";
+
+const STATE_ADOPT_HELP: &str =
+    "Versions up to 0.1 kept one checkpoints.json for every output. While it holds
+checkpoints of a spec's series, a destination that has not taken them over holds its period
+series back (its runs say so in an E! line, with its id). Adopt them when that version sent its
+buckets to this destination: nothing is sent twice (if several outputs shared the directory,
+buckets that version gave another one are not sent here either). Or start the destination from
+its backfill instead: maas-usage state reset --destination ID. Each destination decides once;
+checkpoints.json can be deleted when every one has.
+
+Example:
+  maas-usage state adopt --destination otlp-1a2b3c4d5e6f --state-dir /var/lib/maas-usage";
+
 #[derive(Subcommand, Debug)]
 pub enum StateAction {
-    /// List every period series' checkpoint (the end of the last bucket delivered) and the
-    /// credential rejections in force.
+    /// List every period-mode destination with its checkpoints (the end of the last bucket
+    /// delivered to it, per series), and the credential rejections in force.
     Show {
         #[command(flatten)]
         state: StateArgs,
     },
     /// Forget checkpoints so their buckets are emitted again (from `backfill` back), or with
     /// --auth the credential rejections that keep runs from calling for five minutes.
+    #[command(after_help = STATE_RESET_HELP)]
     Reset {
+        /// Only this destination's checkpoints (an id from `state show`, such as
+        /// influx-stdout or otlp-1a2b3c4d5e6f); every destination's without it.
+        #[arg(long, value_name = "ID")]
+        destination: Option<String>,
         /// A query name (all its series) or a full series id from `state show`; all without it.
         #[arg(long, value_name = "NAME")]
         series: Option<String>,
         /// Forget credential rejections instead (after fixing the credentials; those in the
         /// per-user runtime directory too): the next run calls at once instead of waiting out
         /// the five minutes. Also forgets records that cannot be read, which block every call.
-        #[arg(long, conflicts_with = "series")]
+        #[arg(long, conflicts_with_all = ["series", "destination"])]
         auth: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Let a destination go on from the checkpoints of an earlier version (checkpoints.json),
+    /// which did not record the output they were for.
+    #[command(after_help = STATE_ADOPT_HELP)]
+    Adopt {
+        /// The destination, as its runs' E! line or `state show` names it.
+        #[arg(long, value_name = "ID")]
+        destination: String,
         #[command(flatten)]
         state: StateArgs,
     },

@@ -482,8 +482,9 @@ fn sigterm_while_waiting_for_the_period_lock_gives_up_the_wait_and_writes_the_re
     );
     let state = tempdir().join("state");
     std::fs::create_dir_all(&state).unwrap();
-    // Another run holds the period lock (flock is per open file, so this process conflicts).
-    let lock_path = state.join("period.lock");
+    // Another run holds the destination's period lock (flock is per open file, so this process
+    // conflicts).
+    let lock_path = state.join("period-influx-stdout.lock");
     let lock = std::fs::File::create(&lock_path).unwrap();
     lock.lock().unwrap();
     let child = authed()
@@ -573,17 +574,17 @@ fn sigterm_during_an_otlp_export_lets_the_export_and_its_checkpoint_finish() {
         "{err}"
     );
     // The collector has the buckets: the checkpoint moved, and the next run sends none again.
-    let next = start(&["--format", "influx"]).output().unwrap();
+    let before = collector.requests().len();
+    let next = start(&[]).output().unwrap();
     assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
-    assert_eq!(
-        parse_lp(&stdout(&next))
-            .iter()
-            .filter(|l| l.measurement == "maas_usage")
-            .count(),
-        0,
-        "buckets sent twice: {}",
-        stdout(&next)
-    );
+    let again: usize = collector.requests()[before..]
+        .iter()
+        .flat_map(|r| &r.request.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(|m| m.name.starts_with("maas.usage.period."))
+        .count();
+    assert_eq!(again, 0, "buckets sent twice: {}", stderr(&next));
 }
 
 #[test]

@@ -205,16 +205,16 @@ fn buckets(o: &std::process::Output) -> usize {
 #[test]
 fn a_planted_symlink_at_a_state_lock_is_never_followed() {
     let sim = sim();
-    for lock in ["period.lock", "checkpoints.lock"] {
-        let state = tempdir().join("state");
-        std::fs::create_dir_all(&state).unwrap();
-        let victim = tempdir().join("victim");
-        std::os::unix::fs::symlink(&victim, state.join(lock)).unwrap();
-        let out = state_run(&sim, "period.yaml", &state);
-        let err = stderr(&out);
-        assert!(!victim.exists(), "{lock}: the symlink was followed: {err}");
-        assert!(err.contains(lock) && err.contains("symbolic link"), "{err}");
-    }
+    // The lock of the destination the run writes to (line protocol on stdout).
+    let lock = "period-influx-stdout.lock";
+    let state = tempdir().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let victim = tempdir().join("victim");
+    std::os::unix::fs::symlink(&victim, state.join(lock)).unwrap();
+    let out = state_run(&sim, "period.yaml", &state);
+    let err = stderr(&out);
+    assert!(!victim.exists(), "{lock}: the symlink was followed: {err}");
+    assert!(err.contains(lock) && err.contains("symbolic link"), "{err}");
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn a_checkpoint_file_that_cannot_be_read_safely_holds_the_period_series_back() {
     let state = tempdir().join("state");
     let first = state_run(&sim, "period.yaml", &state);
     assert_eq!(buckets(&first), 3, "{}", stderr(&first));
-    let checkpoints = state.join("checkpoints.json");
+    let checkpoints = state.join("checkpoints-influx-stdout.json");
     let big = tempdir().join("huge.json");
     std::fs::write(&big, vec![b' '; 20 * 1024 * 1024]).unwrap();
     // Regular files that are not the JSON a run writes (emptied, cut, overwritten): read as

@@ -19,18 +19,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 const H: i64 = 3_600_000;
 
-fn ms(s: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap()
-        .timestamp_millis()
-}
-
-fn rfc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339()
-}
-
 /// `tests/testdata/period/<name>` pointed at `sim`, with `vars` filled in too.
 fn period_spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
     let url = sim.url();
@@ -73,19 +61,24 @@ fn period_points(
     out
 }
 
-fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
+/// `run` of `path` on `state` at `now_ms`, with the canary credentials.
+fn run_command(path: &Path, state: &Path, now_ms: i64) -> std::process::Command {
     let mut c = authed();
-    for (k, v) in env {
-        c.env(k, v);
-    }
     c.arg("run")
         .arg("--spec")
         .arg(path)
         .arg("--state-dir")
         .arg(state)
-        .args(["--now", &rfc(now_ms)])
-        .output()
-        .unwrap()
+        .args(["--now", &rfc(now_ms)]);
+    c
+}
+
+fn run_at(path: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = run_command(path, state, now_ms);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
 }
 
 #[test]
@@ -323,7 +316,7 @@ fn catching_up_stays_within_the_budget_and_says_so() {
         .unwrap();
     assert_eq!(
         stdout(&reset),
-        "reset cn-southwest-2/backlog/preset/real_time/all\n"
+        "reset cn-southwest-2/backlog/preset/real_time/all (influx-stdout)\n"
     );
     let missing = bin()
         .args(["state", "reset", "--series", "nope", "--state-dir"])
@@ -437,10 +430,11 @@ fn counters_stay_while_another_run_holds_the_period_lock() {
     let first = stdout(&run_at(&spec, &state, t0, &[]));
     let before = sample(&first, "maas_usage_period_tokens_total");
     assert!(before > 0);
-    // Another run holds the lock: no bucket is emitted, but the counter is still shown.
+    // Another run holds the destination's lock: no bucket is emitted, but the counter is still
+    // shown.
     let lock = std::fs::OpenOptions::new()
         .write(true)
-        .open(state.join("period.lock"))
+        .open(state.join("period-prometheus-stdout.lock"))
         .unwrap();
     lock.lock().unwrap();
     let out = run_at(&spec, &state, t0 + 2 * H, &[]);
@@ -553,13 +547,7 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let spawn = || {
-        authed()
-            .arg("run")
-            .arg("--spec")
-            .arg(&spec)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--now", &rfc(t0)])
+        run_command(&spec, &state, t0)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -592,8 +580,161 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     }
 }
 
+/// `command` as on a full disk: no file may grow (RLIMIT_FSIZE 0, which binds root too), and a
+/// write that would fails with EFBIG instead of raising SIGXFSZ (ignored, as exec keeps it).
+fn on_a_full_disk(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only makes two async-signal-safe system calls.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &none) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The points of every period series the receiver has, by bucket end.
+fn otlp_bucket_ends(rx: &HttpReceiver) -> BTreeMap<i64, usize> {
+    let mut ends = BTreeMap::new();
+    for r in rx.requests() {
+        for (_, end, _) in period_points(&r, "maas.usage.period.total_tokens", Cumulative) {
+            *ends.entry(end).or_default() += 1;
+        }
+    }
+    ends
+}
+
+/// The simulator, an OTLP receiver, `hourly-otlp.yaml` pushing to it, and a fresh state
+/// directory.
+fn otlp_period() -> (
+    Simulator,
+    HttpReceiver,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    (sim, rx, spec, tempdir().join("state"))
+}
+
 #[test]
-fn a_checkpoint_from_the_future_is_reported_and_replaced() {
+fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1() {
+    let (_sim, rx, spec, state) = otlp_period();
+    let t0 = ms(NOW);
+    // A full disk: the checkpoints cannot be written, so no bucket may go out (it would go
+    // out again at every run).
+    for _ in 0..3 {
+        let mut c = run_command(&spec, &state, t0);
+        on_a_full_disk(&mut c);
+        let out = c.output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(otlp_bucket_ends(&rx), BTreeMap::new(), "{err}");
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.lines().any(|l| l.starts_with("E! ")
+                && l.contains("checkpoints")
+                && l.contains(&state.display().to_string())),
+            "{err}"
+        );
+    }
+    // Room again: the buckets go out, once.
+    for _ in 0..2 {
+        let out = run_at(&spec, &state, t0, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let sent = otlp_bucket_ends(&rx);
+    assert_eq!(sent.keys().copied().collect::<Vec<_>>(), vec![t0 - 2 * H]);
+    assert!(sent.values().all(|&n| n > 0));
+    let once = sent.clone();
+    // A state directory that cannot be written at all (read-only; root ignores modes, so for
+    // root one below a regular file, which no one can create).
+    let blocked = tempdir().join("ro");
+    std::fs::create_dir_all(&blocked).unwrap();
+    let unusable = if unsafe { libc::geteuid() } == 0 {
+        std::fs::write(blocked.join("file"), "").unwrap();
+        blocked.join("file").join("state")
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&blocked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        blocked.join("state")
+    };
+    let out = run_at(&spec, &unusable, t0 + H, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("E! ")
+            && l.contains("period series")
+            && l.contains(&unusable.display().to_string())),
+        "{err}"
+    );
+    assert_eq!(otlp_bucket_ends(&rx), once, "{err}");
+}
+
+#[test]
+fn a_clock_stepped_back_sends_no_bucket_twice() {
+    let (_sim, rx, spec, state) = otlp_period();
+    let t0 = ms(NOW);
+    let first = run_at(&spec, &state, t0, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let series = otlp_bucket_ends(&rx)[&(t0 - 2 * H)];
+    // The clock goes back three hours, beyond the 2 h delay.
+    let back = run_at(&spec, &state, t0 - 3 * H, &[]);
+    let err = stderr(&back);
+    assert_eq!(back.status.code(), Some(0), "{err}");
+    let once: BTreeMap<i64, usize> = [(t0 - 2 * H, series)].into();
+    assert_eq!(otlp_bucket_ends(&rx), once, "nothing sent again: {err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("W! ") && l.contains("clock"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one W! line says so: {err}");
+    assert!(warned[0].contains("never"), "{}", warned[0]);
+    // Then forward again: only what settled since, and nothing twice.
+    let next = run_at(&spec, &state, t0 + H, &[]);
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let expected: BTreeMap<i64, usize> = [(t0 - 2 * H, series), (t0 - H, series)].into();
+    assert_eq!(otlp_bucket_ends(&rx), expected, "{err}");
+}
+
+#[test]
+fn a_clock_stepped_back_never_inflates_a_prometheus_counter() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[])).unwrap();
+    let spec = spec_file(&text.replace("format: influx", "format: prometheus"));
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    let counter = |now: i64| {
+        let out = run_at(&spec, &state, now, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        sample(&stdout(&out), "maas_usage_period_tokens_total")
+    };
+    let c0 = counter(t0);
+    assert!(c0 > 0);
+    // Three hours back: a reset of the counter would make increase() count it all again.
+    assert_eq!(counter(t0 - 3 * H), c0, "nothing counted again");
+    let bucket = sim
+        .expected(&Selection {
+            service_type: 2,
+            batch: false,
+            start_ms: t0 - 2 * H,
+            end_ms: t0 - H,
+            api_keys: None,
+            ips: None,
+        })
+        .total_tokens;
+    assert_eq!(counter(t0 + H), c0 + bucket, "then only the new bucket");
+}
+
+#[test]
+fn a_checkpoint_from_the_future_holds_its_series_until_the_clock_passes_it_or_a_reset() {
     let sim = start(sim_config());
     let spec = period_spec(&sim, "hourly.yaml", &[]);
     let state = tempdir().join("state");
@@ -612,17 +753,26 @@ fn a_checkpoint_from_the_future_is_reported_and_replaced() {
         "state show marks it: {}",
         stdout(&show)
     );
-    // Back to the present: the series is not stalled until 2027, it starts from its backfill.
+    // Back to the present: nothing is sent again, and the warning says how to start over.
     let t0 = ms(NOW);
     sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0).unwrap()));
     let back = run_at(&spec, &state, t0, &[]);
+    assert!(bucket_ends(&back).is_empty(), "{}", stderr(&back));
     assert!(
-        stderr(&back).contains("W! query=hourly") && stderr(&back).contains("is later than now"),
+        stderr(&back).contains("W! ") && stderr(&back).contains("maas-usage state reset"),
         "{}",
         stderr(&back)
     );
-    assert_eq!(bucket_ends(&back), vec![t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]);
+    let reset = bin()
+        .args(["state", "reset", "--series", "hourly", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
     let again = run_at(&spec, &state, t0, &[]);
-    assert!(bucket_ends(&again).is_empty(), "{}", stderr(&again));
-    assert!(!stderr(&again).contains("later than now"), "replaced");
+    assert_eq!(
+        bucket_ends(&again),
+        vec![t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]
+    );
+    assert!(!stderr(&again).contains("clock"), "{}", stderr(&again));
 }

@@ -26,6 +26,9 @@ pub enum Outcome {
     /// Nothing was collected, and every failure was on this side (an untrusted certificate,
     /// credentials that cannot be sent): the configuration is wrong.
     Misconfigured,
+    /// The period series were held back for a reason only the operator can resolve (their
+    /// checkpoints cannot be recorded or read, or need adopting); an `E!` line said which.
+    PeriodHeld,
     /// The input was checked and found wrong, and said so in the form asked for (`validate
     /// --format github|json` on stdout).
     Invalid,
@@ -120,7 +123,7 @@ pub fn guarded(command: impl FnOnce() -> Result<Outcome, Error>) -> Result<Outco
 pub fn status(result: &Result<Outcome, Error>) -> u8 {
     match result {
         Ok(Outcome::Done) => 0,
-        Ok(Outcome::NothingCollected) => 1,
+        Ok(Outcome::NothingCollected | Outcome::PeriodHeld) => 1,
         Ok(Outcome::Misconfigured | Outcome::Invalid) => 2,
         Err(e) => e.code(),
     }
@@ -153,6 +156,7 @@ mod tests {
     fn outcomes_and_errors_map_to_0_1_2() {
         assert_eq!(code(Ok(Outcome::Done)), ExitCode::from(0));
         assert_eq!(code(Ok(Outcome::NothingCollected)), ExitCode::from(1));
+        assert_eq!(code(Ok(Outcome::PeriodHeld)), ExitCode::from(1));
         assert_eq!(code(Ok(Outcome::Misconfigured)), ExitCode::from(2));
         assert_eq!(code(Ok(Outcome::Invalid)), ExitCode::from(2));
         assert_eq!(code(Err(Error::Usage("x".into()))), ExitCode::from(2));

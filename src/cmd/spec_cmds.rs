@@ -117,12 +117,13 @@ pub fn plan(a: PlanArgs) -> Result<Outcome, Error> {
     };
     let settings = Settings::resolve(&spec, flags, &env::process)?;
     // Read-only: a plan never creates the state directory.
-    let checkpoints = settings
-        .state_dir
-        .as_deref()
-        .and_then(StateDir::existing)
-        .map(|d| d.checkpoints())
-        .unwrap_or_default();
+    let checkpoints = match settings.state_dir.as_deref().and_then(StateDir::existing) {
+        Some(d) => {
+            let destination = super::run::spec_destination(&spec, &env::process)?;
+            super::run::planned(&d, &spec, &destination, &settings.connect.region)
+        }
+        None => Default::default(),
+    };
     let plan = plan::build_with(
         &spec,
         settings.now(),

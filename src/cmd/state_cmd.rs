@@ -1,5 +1,5 @@
-//! `maas-usage state show|reset`: period-mode checkpoints and credential rejections, for
-//! people.
+//! `maas-usage state show|reset|adopt`: period-mode checkpoints per destination and credential
+//! rejections, for people.
 
 use chrono::{TimeZone, Utc};
 
@@ -8,7 +8,9 @@ use super::wiring;
 use crate::cli::{StateAction, StateArgs};
 use crate::deliver::sink::write_stdout;
 use crate::env;
+use crate::state::checkpoints::{CheckpointError, OLD_FILE};
 use crate::state::{self, StateDir};
+use crate::time::period::Checkpoints;
 
 fn dir(flag: &StateArgs) -> Result<StateDir, Error> {
     let path = flag
@@ -36,33 +38,84 @@ fn when(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// One destination's checkpoints (or the old file's), for `state show`.
+fn show_checkpoints(out: &mut String, cps: &Checkpoints, now: i64) {
+    let w = cps
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("series".len());
+    out.push_str(&format!("  {:<w$}  delivered up to\n", "series"));
+    for (id, end) in cps {
+        let mark = if *end > now {
+            "  (later than now: the clock went back, or a run used a later --now; the series emits nothing until the clock passes it, or `maas-usage state reset --series` starts it over)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  {id:<w$}  {}{mark}\n", when(*end)));
+    }
+}
+
+/// `state show`: every destination with its checkpoints, the old file, the rejections.
+fn show(d: &StateDir) -> String {
+    let mut out = format!("state directory {}\n", d.path().display());
+    let now = Utc::now().timestamp_millis();
+    let destinations = d.destinations();
+    for (id, file) in &destinations {
+        match file {
+            Ok(file) => {
+                let file = file.clone().unwrap_or_default();
+                let describe = file
+                    .destination
+                    .as_ref()
+                    .map(|d| d.describe.as_str())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("(no run since it was reset or adopted)");
+                out.push_str(&format!("destination {id}: {describe}\n"));
+                if file.series.is_empty() {
+                    out.push_str("  no checkpoints: its next run starts from the backfill\n");
+                } else {
+                    show_checkpoints(&mut out, &file.series, now);
+                }
+            }
+            // A checkpoint file a run cannot use holds the period series back: say so.
+            Err(e) => out.push_str(&format!(
+                "destination {id}: {e}\n  its period series emit nothing until it is fixed or replaced; `maas-usage state reset --destination {id}` starts it over (its whole backfill is sent again)\n"
+            )),
+        }
+    }
+    match d.old_checkpoints() {
+        Ok(None) => {}
+        Ok(Some(old)) => {
+            out.push_str(&format!(
+                "{OLD_FILE}: checkpoints of an earlier version, for no destination in particular; a destination that has not adopted or reset them holds back the period series they name (see `maas-usage state adopt --help`)\n"
+            ));
+            show_checkpoints(&mut out, &old.series, now);
+        }
+        Err(e) => out.push_str(&format!(
+            "{e}\n  a destination that has not adopted or reset it holds its period series back\n"
+        )),
+    }
+    if destinations.is_empty() && !out.contains(OLD_FILE) {
+        out.push_str("no period-mode checkpoints\n");
+    }
+    out
+}
+
+fn checkpoint_error(d: &StateDir, e: CheckpointError) -> Error {
+    if e.is_input() {
+        Error::Usage(e.to_string())
+    } else {
+        Error::System(format!("cannot update {}: {e}", d.path().display()))
+    }
+}
+
 pub fn state(a: StateAction) -> Result<Outcome, Error> {
     match a {
         StateAction::Show { state } => {
             let d = dir(&state)?;
-            let mut out = format!("state directory {}\n", d.path().display());
-            // A checkpoint file a run cannot use holds the period series back: say so.
-            let cps = d.checkpoint_state().map(|(c, _)| c).unwrap_or_else(|e| {
-                out.push_str(&format!(
-                    "{e}\nperiod series emit nothing until it is fixed or replaced; `maas-usage state reset` starts over (the whole backfill is sent again)\n"
-                ));
-                Default::default()
-            });
-            if cps.is_empty() {
-                out.push_str("no period-mode checkpoints\n");
-            } else {
-                let now = Utc::now().timestamp_millis();
-                let w = cps.keys().map(String::len).max().unwrap_or(0);
-                out.push_str(&format!("{:<w$}  delivered up to\n", "series"));
-                for (id, end) in &cps {
-                    let mark = if *end > now {
-                        "  (later than now: cannot be right; the next run starts this series again from its backfill)"
-                    } else {
-                        ""
-                    };
-                    out.push_str(&format!("{id:<w$}  {}{mark}\n", when(*end)));
-                }
-            }
+            let mut out = show(&d);
             // With the runtime directory's records: those made while this one could not.
             match wiring::gate_store_files(&d).rejections() {
                 Ok(rejected) => {
@@ -93,28 +146,35 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             Ok(Outcome::Done)
         }
         StateAction::Reset {
+            destination,
             series,
             auth: false,
             state,
         } => {
             let d = dir(&state)?;
-            let removed = d.reset_checkpoints(series.as_deref()).map_err(io(&d))?;
-            if removed.is_empty() && series.is_some() {
-                return Err(Error::Usage(format!(
-                    "no checkpoint matches `{}`; see `maas-usage state show`",
-                    series.unwrap_or_default()
-                )));
-            }
+            let done = d
+                .reset_checkpoints(destination.as_deref(), series.as_deref())
+                .map_err(|e| checkpoint_error(&d, e))?;
             let mut out = String::new();
-            for id in &removed {
-                out.push_str(&format!("reset {id}\n"));
+            for line in &done {
+                out.push_str(&format!("{line}\n"));
             }
             // A full reset also forgets Cloud Eye's cached discovery (models and keys).
-            if series.is_none() {
+            if series.is_none() && destination.is_none() {
                 d.reset_discovery().map_err(io(&d))?;
                 out.push_str("reset the Cloud Eye discovery cache\n");
             }
             write_stdout(&out)?;
+            Ok(Outcome::Done)
+        }
+        StateAction::Adopt { destination, state } => {
+            let d = dir(&state)?;
+            let n = d
+                .adopt_old_checkpoints(&destination)
+                .map_err(|e| checkpoint_error(&d, e))?;
+            write_stdout(&format!(
+                "destination {destination} goes on from {n} checkpoint(s) of {OLD_FILE}; other destinations that used this directory decide for themselves (adopt or reset), and the file can be deleted once all have\n"
+            ))?;
             Ok(Outcome::Done)
         }
     }

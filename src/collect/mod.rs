@@ -287,6 +287,17 @@ pub fn settle(plan: &Plan, collected: &mut Collected) -> Checkpoints {
     updates
 }
 
+/// Drops every period bucket from `collected`: their checkpoints cannot be recorded, and sent,
+/// they would be sent again at every run.
+pub fn drop_buckets(collected: &mut Collected) {
+    collected.series.retain(|s| s.window.shape != Shape::Bucket);
+    collected
+        .models
+        .series
+        .retain(|s| s.window.shape != Shape::Bucket);
+    collected.models.advance.clear();
+}
+
 /// Running totals as of each delivered bucket (index-aligned with the collected series and
 /// Cloud Eye series, `None` for what is not a bucket), and every total after this collection.
 #[derive(Clone, Debug, Default)]

@@ -168,9 +168,12 @@ pub fn build_with(
         .unwrap_or(crate::spec::DEFAULT_REGION);
     let mut by_body: HashMap<Arc<[u8]>, usize> = HashMap::new();
     let mut periodic: Vec<(Pre, String, Pending)> = Vec::new();
+    // Series whose checkpoint is later than now: what, and the checkpoint.
+    let mut ahead: Vec<(String, i64)> = Vec::new();
     for (qi, q) in spec.queries.iter().enumerate() {
         if let Some(ce) = q.cloud_eye() {
-            let m = models::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+            let (m, cp) = models::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+            ahead.extend(cp.map(|cp| (format!("query {}", q.name), cp)));
             plan.warnings.extend(m.warnings.iter().cloned());
             plan.models.push(m);
             continue;
@@ -298,14 +301,7 @@ pub fn build_with(
                 pending.buckets.len()
             ));
         }
-        if let Some(cp) = pending.future_checkpoint {
-            plan.warnings.push(format!(
-                "{}: its checkpoint ({}) is later than now ({}): the clock went back or a run used a future --now; the series starts again from its backfill",
-                pre.key,
-                time::fmt_local(cp, &zone.tz),
-                time::fmt_local(now.timestamp_millis(), &zone.tz)
-            ));
-        }
+        ahead.extend(pending.ahead.map(|cp| (pre.key.to_string(), cp)));
         if pending.lost_ms > 0 {
             plan.warnings.push(format!(
                 "{}: {:.1} hours of buckets were never emitted and are now beyond the 30-day retention: they are lost",
@@ -320,7 +316,20 @@ pub fn build_with(
             oldest_pending: pending.buckets.first().map(|b| b.0),
         });
     }
+    plan.warnings.extend(ahead_warning(&ahead, now, zone));
     Ok(plan)
+}
+
+/// One warning for every period series whose checkpoint (`ahead`: what, and the checkpoint) is
+/// later than now.
+fn ahead_warning(ahead: &[(String, i64)], now: DateTime<Utc>, zone: &Zone) -> Option<String> {
+    let (what, cp) = ahead.iter().max_by_key(|a| a.1)?;
+    Some(format!(
+        "checkpoints later than now ({}) hold {} period series (the latest: {what}, {}): the clock went back, or an earlier run used a later --now. A checkpoint never moves back, so they emit nothing until the clock passes it, and no bucket is sent or counted twice; `maas-usage state reset --series NAME` starts one over from its backfill (sending it again)",
+        time::fmt_local(now.timestamp_millis(), &zone.tz),
+        ahead.len(),
+        time::fmt_local(*cp, &zone.tz)
+    ))
 }
 
 impl Plan {

@@ -157,6 +157,8 @@ fn bucket_spans(buckets: &[(i64, i64)], period_s: u32) -> Vec<Span> {
     out
 }
 
+/// A Cloud Eye query's plan, and in period mode its checkpoint when it is later than now (the
+/// clock went back: it holds, and the query emits nothing until the clock passes it).
 pub fn plan_query(
     index: usize,
     q: &QuerySpec,
@@ -165,7 +167,7 @@ pub fn plan_query(
     zone: &Zone,
     region: &str,
     checkpoints: &Checkpoints,
-) -> Result<ModelQuery, PlanError> {
+) -> Result<(ModelQuery, Option<i64>), PlanError> {
     let mut m = ModelQuery {
         index,
         name: q.name.clone(),
@@ -185,13 +187,6 @@ pub fn plan_query(
             now.timestamp_millis(),
             checkpoints.get(&id).copied(),
         );
-        if let Some(cp) = pending.future_checkpoint {
-            m.warnings.push(format!(
-                "query {}: its checkpoint ({}) is later than now: the clock went back or a run used a future --now; the query starts again from its backfill",
-                q.name,
-                time::fmt_local(cp, &zone.tz)
-            ));
-        }
         m.period_s = period_for_buckets(p.every_ms, &pending.buckets);
         m.spans = bucket_spans(&pending.buckets, m.period_s);
         m.windows = pending
@@ -204,7 +199,7 @@ pub fn plan_query(
             })
             .collect();
         m.checkpoint = Some(id);
-        return Ok(m);
+        return Ok((m, pending.ahead));
     }
     let w = time::resolve(&q.range, now, &zone.tz).map_err(|error| PlanError::Range {
         index,
@@ -223,7 +218,7 @@ pub fn plan_query(
             q.name, m.period_s
         )),
     }
-    Ok(m)
+    Ok((m, None))
 }
 
 /// The Cloud Eye part of `plan`'s output.

@@ -76,6 +76,7 @@ pub(super) struct RawOutput {
     pub(super) measurement: Option<String>,
     pub(super) tags: Option<BTreeMap<String, String>>,
     pub(super) otlp: Option<RawOtlp>,
+    pub(super) destination: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -395,6 +396,7 @@ pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>
     if let Some(otlp) = &o.otlp {
         out.otlp = otlp_of(f, otlp, errors);
     }
+    out.destination = o.destination.clone();
     let reserved = fields::reserved_names();
     // Prometheus label -> the tag that makes it: two tags must not make one label (the
     // collector would refuse the duplicate and drop every metric).

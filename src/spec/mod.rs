@@ -79,6 +79,7 @@ impl QuerySpec {
     }
 }
 
+/// The output formats, in the order of [`Format::NAMES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Format {
     #[default]
@@ -95,16 +96,22 @@ impl Format {
     pub const NAMES: [&'static str; 6] =
         ["influx", "otlp", "otlp-json", "prometheus", "table", "json"];
 
+    const ALL: [Format; 6] = [
+        Format::Influx,
+        Format::Otlp,
+        Format::OtlpJson,
+        Format::Prometheus,
+        Format::Table,
+        Format::Json,
+    ];
+
+    /// Its name in the spec and on the command line.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
     pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "influx" => Some(Format::Influx),
-            "otlp" => Some(Format::Otlp),
-            "otlp-json" => Some(Format::OtlpJson),
-            "prometheus" => Some(Format::Prometheus),
-            "table" => Some(Format::Table),
-            "json" => Some(Format::Json),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|f| f.name() == s)
     }
 }
 
@@ -114,6 +121,8 @@ pub struct OutputSpec {
     pub measurement: String,
     pub tags: BTreeMap<String, String>,
     pub otlp: OtlpSettings,
+    /// `output.destination`: the name of where the period buckets go (their checkpoints').
+    pub destination: Option<String>,
 }
 
 impl Default for OutputSpec {
@@ -123,6 +132,7 @@ impl Default for OutputSpec {
             measurement: "maas_usage".into(),
             tags: BTreeMap::new(),
             otlp: OtlpSettings::default(),
+            destination: None,
         }
     }
 }
@@ -196,4 +206,20 @@ pub struct OtlpSettings {
     pub client_key: Option<PathBuf>,
     /// gRPC without a scheme: no TLS.
     pub insecure: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_is_read_back_from_its_name() {
+        for f in Format::ALL {
+            assert_eq!(Format::parse(f.name()), Some(f));
+        }
+        for n in Format::NAMES {
+            assert_eq!(Format::parse(n).map(Format::name), Some(n));
+        }
+        assert_eq!(Format::parse("nope"), None);
+    }
 }

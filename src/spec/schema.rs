@@ -155,6 +155,9 @@ pub(super) fn pattern_message(pointer: &str, value: &Value) -> String {
         ("/output/measurement", _) => format!(
             "`{v}` is not a measurement name; start with a letter, then letters, digits and _"
         ),
+        ("/output/destination", _) => format!(
+            "`{v}` is not a destination name; use letters, digits, _, . and - (at most 64), starting with a letter or digit"
+        ),
         _ if sh.starts_with("/output/tags/") => {
             "a tag value must be non-empty, on one line, and without backslashes".to_string()
         }

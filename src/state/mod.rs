@@ -7,7 +7,8 @@
 //!   files nobody used for a day are removed (`housekeeping`);
 //! - the credential gate's records (`gate`; `runtime` when the directory cannot take them);
 //! - the discovered project id per (principal, region), reused for 24 hours;
-//! - period-mode checkpoints, and the lock a run holds from reading them to committing them.
+//! - period-mode checkpoints per destination (`checkpoints`), and the lock a run holds from
+//!   reading a destination's checkpoints to committing them.
 //!
 //! Writes are atomic (`files::write_atomically`). A corrupt file is ignored with a warning:
 //! state makes runs cheaper and politer, never possible or impossible. Files are read bounded
@@ -16,6 +17,7 @@
 //! exceptions to "ignored": when the checkpoints cannot be read, the period series wait rather
 //! than send delivered buckets again; when the gate's records cannot, no signed call is made.
 
+pub mod checkpoints;
 mod discovery;
 mod gate;
 mod housekeeping;
@@ -36,7 +38,6 @@ use serde::{Deserialize, Serialize};
 use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
 use crate::files::{self, Access, Durability, ReadFileError};
 use crate::log;
-use crate::time::period::{Checkpoints, Totals};
 
 /// How long a discovered project id is trusted.
 pub const PROJECT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -326,141 +327,8 @@ impl StateDir {
     }
 }
 
-impl StateDir {
-    /// The period-mode checkpoints and the running totals they account for, or why the file
-    /// cannot be read (then emitting period buckets would send delivered ones again).
-    ///
-    /// A checkpoint file that is there but not understood is an error too, unlike other state
-    /// files: read as empty, it would send every delivered bucket of the backfill again.
-    pub fn checkpoint_state(&self) -> Result<(Checkpoints, Totals), StateFileError> {
-        Ok(self
-            .read_checkpoints()?
-            .map(|f| (f.series, f.totals))
-            .unwrap_or_default())
-    }
-
-    fn read_checkpoints(&self) -> Result<Option<CheckpointFile>, StateFileError> {
-        self.read_json_strict(CHECKPOINT_FILE)
-    }
-
-    /// Period-mode checkpoints (series id -> end of the last delivered bucket).
-    pub fn checkpoints(&self) -> Checkpoints {
-        self.read_json::<CheckpointFile>(CHECKPOINT_FILE)
-            .map(|f| f.series)
-            .unwrap_or_default()
-    }
-
-    /// Period series' running totals (the counters' values), kept with the checkpoints.
-    pub fn totals(&self) -> Totals {
-        self.read_json::<CheckpointFile>(CHECKPOINT_FILE)
-            .map(|f| f.totals)
-            .unwrap_or_default()
-    }
-
-    /// The lock a period-mode run holds from reading the checkpoints to committing them, so
-    /// that overlapping runs never emit the same bucket twice. `Ok(None)`: another run holds
-    /// it past `deadline`, or `stop` said to give up.
-    pub fn period_lock(
-        &self,
-        deadline: Instant,
-        stop: &dyn Fn() -> bool,
-    ) -> std::io::Result<Option<File>> {
-        self.lock_until(PERIOD_LOCK, deadline, stop)
-    }
-
-    /// Moves checkpoints forward (never back: another process may have gone further, except
-    /// over a checkpoint from the future, which cannot be right), under the lock, atomically
-    /// and synced.
-    /// With the checkpoints, the running totals they account for are replaced in the same
-    /// write: a counter never counts a bucket its checkpoint does not.
-    pub fn advance_checkpoints(
-        &self,
-        updates: &Checkpoints,
-        totals: &Totals,
-        now_ms: i64,
-    ) -> std::io::Result<()> {
-        let _guard = self.lock(CHECKPOINT_LOCK)?;
-        // A file that cannot be read (or understood) is not replaced: it may hold others'
-        // checkpoints.
-        let mut file: CheckpointFile = self
-            .read_checkpoints()
-            .map_err(std::io::Error::other)?
-            .unwrap_or_default();
-        for (id, end) in updates {
-            let e = file.series.entry(id.clone()).or_insert(*end);
-            *e = if *e > now_ms { *end } else { (*e).max(*end) };
-        }
-        for (id, t) in &totals.series {
-            if updates.contains_key(id) {
-                file.totals.series.insert(id.clone(), t.clone());
-            }
-        }
-        // A Cloud Eye series' totals live under its query's checkpoint (`<checkpoint>/<ids>`).
-        let moved = |id: &str| {
-            updates.keys().any(|cp| {
-                id.strip_prefix(cp.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-            })
-        };
-        for (id, t) in &totals.models {
-            if moved(id) {
-                file.totals.models.insert(id.clone(), t.clone());
-            }
-        }
-        self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)
-    }
-
-    /// Removes the checkpoints whose id is `name` or whose query is `name` (all with `None`);
-    /// returns the ids removed.
-    pub fn reset_checkpoints(&self, name: Option<&str>) -> std::io::Result<Vec<String>> {
-        let _guard = self.lock(CHECKPOINT_LOCK)?;
-        let mut file: CheckpointFile = self
-            .read_json_checked(CHECKPOINT_FILE)
-            .map_err(std::io::Error::other)?
-            .unwrap_or_default();
-        // `<region>/<query>/...` for ShowStatistics series, `<region>/cloud_eye/<query>` for
-        // Cloud Eye queries (whose totals are under `<region>/cloud_eye/<query>/<ids>`).
-        let matches = |id: &str| {
-            let parts: Vec<&str> = id.split('/').collect();
-            let query = match parts.get(1) {
-                Some(&"cloud_eye") => parts.get(2),
-                other => other,
-            };
-            match name {
-                None => true,
-                Some(n) => id == n || query == Some(&n),
-            }
-        };
-        let removed: Vec<String> = file
-            .series
-            .keys()
-            .filter(|id| matches(id))
-            .cloned()
-            .collect();
-        file.series.retain(|id, _| !matches(id));
-        // A rewound series counts from its new first bucket: its counter resets.
-        file.totals.series.retain(|id, _| !matches(id));
-        file.totals.models.retain(|id, _| {
-            !removed.iter().any(|r| id.starts_with(&format!("{r}/"))) && !matches(id)
-        });
-        self.write_json(CHECKPOINT_FILE, &file, Durability::Synced)?;
-        Ok(removed)
-    }
-}
-
-/// The checkpoint file's shape.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct CheckpointFile {
-    series: Checkpoints,
-    #[serde(default)]
-    totals: Totals,
-}
-
-const CHECKPOINT_FILE: &str = "checkpoints.json";
-const CHECKPOINT_LOCK: &str = "checkpoints.lock";
 const PROJECTS_FILE: &str = "projects.json";
 const PROJECTS_LOCK: &str = "projects.lock";
-const PERIOD_LOCK: &str = "period.lock";
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct CachedProject {
@@ -589,7 +457,7 @@ mod tests {
     use super::*;
 
     /// A fresh, not yet existing directory inside a temporary one that is removed on drop.
-    fn tmp() -> (tempfile::TempDir, PathBuf) {
+    pub(super) fn tmp() -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("state");
         (t, p)
@@ -674,74 +542,14 @@ mod tests {
     }
 
     #[test]
-    fn a_locked_period_lock_is_waited_for_until_the_deadline() {
-        let (_t, p) = tmp();
-        let d = StateDir::open(&p).unwrap();
-        let never = || false;
-        let held = d.period_lock(Instant::now(), &never).unwrap();
-        assert!(held.is_some());
-        // flock is per open file: a second open in the same process conflicts like another
-        // process would.
-        let other = d
-            .period_lock(Instant::now() + Duration::from_millis(100), &never)
-            .unwrap();
-        assert!(other.is_none());
-        // A stop gives up the wait at once, however far the deadline.
-        let waited = Instant::now();
-        let stopped = d
-            .period_lock(Instant::now() + Duration::from_secs(600), &|| true)
-            .unwrap();
-        assert!(stopped.is_none() && waited.elapsed() < Duration::from_secs(60));
-        drop(held);
-        assert!(d.period_lock(Instant::now(), &never).unwrap().is_some());
-    }
-
-    #[test]
-    fn checkpoints_advance_never_back_except_from_the_future() {
-        let (_t, p) = tmp();
-        let d = StateDir::open(&p).unwrap();
-        let now = 1_000_000;
-        d.advance_checkpoints(
-            &Checkpoints::from([("a".into(), 500)]),
-            &Totals::default(),
-            now,
-        )
-        .unwrap();
-        d.advance_checkpoints(
-            &Checkpoints::from([("a".into(), 400)]),
-            &Totals::default(),
-            now,
-        )
-        .unwrap();
-        assert_eq!(d.checkpoints()["a"], 500, "never back");
-        d.advance_checkpoints(
-            &Checkpoints::from([("b".into(), 2_000_000)]),
-            &Totals::default(),
-            3_000_000,
-        )
-        .unwrap();
-        d.advance_checkpoints(
-            &Checkpoints::from([("b".into(), 900_000)]),
-            &Totals::default(),
-            now,
-        )
-        .unwrap();
-        assert_eq!(
-            d.checkpoints()["b"],
-            900_000,
-            "a checkpoint after now is replaced"
-        );
-    }
-
-    #[test]
     fn lock_files_are_never_opened_through_a_symlink_or_as_a_fifo() {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
         let victim = p.join("elsewhere");
-        std::os::unix::fs::symlink(&victim, p.join(PERIOD_LOCK)).unwrap();
-        let e = d.lock(PERIOD_LOCK).unwrap_err().to_string();
+        std::os::unix::fs::symlink(&victim, p.join("period-x.lock")).unwrap();
+        let e = d.lock("period-x.lock").unwrap_err().to_string();
         assert!(
-            e.contains("symbolic link") && e.contains(PERIOD_LOCK),
+            e.contains("symbolic link") && e.contains("period-x.lock"),
             "{e}"
         );
         assert!(!victim.exists());
@@ -752,22 +560,6 @@ mod tests {
             .unwrap()
             .success());
         assert!(d.lock(gate::AUTH_LOCK).is_err());
-    }
-
-    #[test]
-    fn unreadable_checkpoints_are_an_error_and_are_never_overwritten() {
-        let (_t, p) = tmp();
-        let d = StateDir::open(&p).unwrap();
-        fs::create_dir(p.join(CHECKPOINT_FILE)).unwrap();
-        let e = d.checkpoint_state().unwrap_err().to_string();
-        assert!(
-            e.contains(CHECKPOINT_FILE) && e.contains("a directory"),
-            "{e}"
-        );
-        assert!(d
-            .advance_checkpoints(&Checkpoints::from([("a".into(), 1)]), &Totals::default(), 2)
-            .is_err());
-        assert!(p.join(CHECKPOINT_FILE).is_dir());
     }
 
     #[test]

@@ -63,9 +63,10 @@ pub struct Pending {
     pub buckets: Vec<(i64, i64)>,
     /// Time that should have been emitted but is beyond the retention horizon (a forced gap).
     pub lost_ms: i64,
-    /// A checkpoint later than now (the clock went back, or a run used a future `--now`) that
-    /// was ignored: the series starts again from `now - backfill`.
-    pub future_checkpoint: Option<i64>,
+    /// A checkpoint later than now (the clock went back, or a run used a later `--now`). It
+    /// holds: the series emits nothing until the clock passes it, since a bucket delivered is
+    /// never delivered, nor counted, again.
+    pub ahead: Option<i64>,
 }
 
 /// The settled, unemitted buckets of a series with checkpoint `done_until` (end of the last
@@ -73,10 +74,9 @@ pub struct Pending {
 pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) -> Pending {
     let settled_until = now_ms - p.delay_ms;
     let horizon = now_ms - RETENTION_MS;
-    // A checkpoint from the future cannot be right; trusting it would stall the series until
-    // the clock catches up.
-    let future_checkpoint = done_until.filter(|&d| d > now_ms);
-    let done_until = done_until.filter(|&d| d <= now_ms);
+    // A checkpoint never moves back: one later than now (the clock went back) holds the series
+    // until the clock passes it, rather than send (and count) its backfill again.
+    let ahead = done_until.filter(|&d| d > now_ms);
     let mut start = done_until.unwrap_or(now_ms - p.backfill_ms);
     let mut lost_ms = 0;
     if start < horizon {
@@ -87,14 +87,14 @@ pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) ->
         return Pending {
             buckets: Vec::new(),
             lost_ms,
-            future_checkpoint,
+            ahead,
         };
     }
     let b = boundaries(p.every_ms, tz, start, settled_until);
     Pending {
         buckets: b.windows(2).map(|w| (w[0], w[1])).collect(),
         lost_ms,
-        future_checkpoint,
+        ahead,
     }
 }
 
@@ -102,8 +102,8 @@ pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) ->
 pub type Checkpoints = BTreeMap<String, i64>;
 
 /// A period series' running total since its first delivered bucket: what a cumulative counter
-/// reports (OTLP with cumulative temporality, Prometheus). It starts again (a counter reset)
-/// when a bucket would overlap what it already counts.
+/// reports (OTLP with cumulative temporality, Prometheus). A bucket is counted once: one that
+/// would overlap what it already counts leaves it as it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Running {
     pub key: SeriesKey,
@@ -115,7 +115,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Adds the bucket `[start_ms, end_ms)`; a bucket before what is counted starts over.
+    /// Adds the bucket `[start_ms, end_ms)`; a bucket that overlaps what is counted is not
+    /// counted again.
     pub fn add(
         previous: Option<&Running>,
         key: &SeriesKey,
@@ -124,7 +125,8 @@ impl Running {
         usage: Usage,
     ) -> Running {
         match previous {
-            Some(r) if start_ms >= r.through_ms => {
+            Some(r) if start_ms < r.through_ms => r.clone(),
+            Some(r) => {
                 let mut total = r.usage;
                 total += usage;
                 Running {
@@ -134,7 +136,7 @@ impl Running {
                     usage: total,
                 }
             }
-            _ => Running {
+            None => Running {
                 key: key.clone(),
                 start_ms,
                 through_ms: end_ms,
@@ -159,7 +161,8 @@ pub struct ModelRunning {
 }
 
 impl ModelRunning {
-    /// Adds the bucket `[start_ms, end_ms)`; a bucket before what is counted starts over.
+    /// Adds the bucket `[start_ms, end_ms)`; a bucket that overlaps what is counted is not
+    /// counted again.
     pub fn add(
         previous: Option<&ModelRunning>,
         key: &ModelKey,
@@ -169,8 +172,9 @@ impl ModelRunning {
         latest: BTreeMap<String, f64>,
     ) -> ModelRunning {
         let (start, mut total) = match previous {
-            Some(r) if start_ms >= r.through_ms => (r.start_ms, r.counts.clone()),
-            _ => (start_ms, BTreeMap::new()),
+            Some(r) if start_ms < r.through_ms => return r.clone(),
+            Some(r) => (r.start_ms, r.counts.clone()),
+            None => (start_ms, BTreeMap::new()),
         };
         for (m, c) in counts {
             let t = total.entry(m).or_insert(0);
@@ -266,19 +270,23 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_from_the_future_is_ignored_and_reported() {
+    fn a_checkpoint_from_the_future_holds_and_is_reported() {
         let p = PeriodSpec::parse("1h", Some("0s"), Some("3h")).unwrap();
         let now = at("2026-05-21T10:00:00+08:00");
         let r = pending(&p, &SH, now, Some(now + 5 * H));
-        assert_eq!(r.future_checkpoint, Some(now + 5 * H));
-        assert_eq!(r.buckets.len(), 3, "as for a fresh series");
-        assert_eq!(r.buckets[0].0, now - 3 * H);
+        assert_eq!(r.ahead, Some(now + 5 * H));
+        assert!(r.buckets.is_empty(), "nothing before it, ever again");
+        let later = pending(&p, &SH, now + 6 * H, Some(now + 5 * H));
+        assert_eq!(
+            (later.ahead, later.buckets),
+            (None, vec![(now + 5 * H, now + 6 * H)])
+        );
         let ok = pending(&p, &SH, now, Some(now - H));
-        assert_eq!((ok.future_checkpoint, ok.buckets.len()), (None, 1));
+        assert_eq!((ok.ahead, ok.buckets.len()), (None, 1));
     }
 
     #[test]
-    fn running_totals_add_contiguous_buckets_and_restart_on_overlap() {
+    fn running_totals_add_contiguous_buckets_and_count_an_overlap_never_again() {
         let key = SeriesKey {
             query: "q".into(),
             service_type: crate::domain::ServiceType::Preset,
@@ -299,11 +307,7 @@ mod tests {
             "a gap keeps counting"
         );
         let again = Running::add(Some(&gap), &key, H, 2 * H, u(5));
-        assert_eq!(
-            (again.start_ms, again.usage.requests),
-            (H, 5),
-            "an overlap resets"
-        );
+        assert_eq!(again, gap, "an overlap is not counted again, nor reset");
     }
 
     #[test]
@@ -322,6 +326,32 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever buckets come (in order, repeated, overlapping, with gaps), a running total
+        /// never falls and keeps its start: a counter made of it never resets, and no bucket
+        /// is counted twice.
+        #[test]
+        fn a_running_total_never_falls(
+            buckets in prop::collection::vec((0i64..48, 1i64..4, 0u64..1000), 1..30),
+        ) {
+            let key = SeriesKey {
+                query: "q".into(),
+                service_type: crate::domain::ServiceType::Preset,
+                infer_type: crate::domain::InferType::RealTime,
+                key_group: "all".into(),
+            };
+            let mut total: Option<Running> = None;
+            for (start_h, len_h, n) in buckets {
+                let usage = Usage { requests: n, ..Default::default() };
+                let next = Running::add(total.as_ref(), &key, start_h * H, (start_h + len_h) * H, usage);
+                if let Some(t) = &total {
+                    prop_assert!(next.usage.requests >= t.usage.requests);
+                    prop_assert_eq!(next.start_ms, t.start_ms);
+                    prop_assert!(next.through_ms >= t.through_ms);
+                }
+                total = Some(next);
+            }
+        }
+
         /// Across any sequence of runs that each deliver what is pending, the buckets tile the
         /// time after the first one exactly: no overlap, no gap, none before it settled.
         #[test]

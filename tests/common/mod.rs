@@ -21,6 +21,16 @@ pub const PROJECT: &str = DEMO_PROJECT_ID;
 pub const NOW: &str = "2026-05-21T10:00:00+08:00";
 pub const ZONE: &str = "Asia/Shanghai";
 
+/// Epoch milliseconds of an RFC 3339 instant.
+pub fn ms(s: &str) -> i64 {
+    DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+}
+
+/// The RFC 3339 instant of epoch milliseconds (for `--now`).
+pub fn rfc(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339()
+}
+
 pub fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(NOW)
         .unwrap()

@@ -14,7 +14,7 @@ use crate::emit::prometheus::PromOptions;
 use crate::emit::{self, Report};
 use crate::log;
 use crate::spec::Format;
-use crate::time::period::{Checkpoints, Totals};
+use crate::state::checkpoints::PreparedCheckpoints;
 
 /// Writes or pushes the report in the run's format; under `serve`, publishes it for scrapes
 /// when the collection succeeded (else scrapes keep the last one that did).
@@ -97,21 +97,21 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
     Ok(())
 }
 
-/// Moves the period checkpoints after a delivery: a run that failed to deliver never gets here,
-/// so the next run sends the same buckets again.
-pub fn commit(ctx: &Context, advance: &Checkpoints, totals: &Totals, now_ms: i64) {
-    if advance.is_empty() {
-        return;
-    }
-    hooks::crash_before_checkpoint();
-    let Some(state) = &ctx.state else {
+/// Puts the period checkpoints prepared before the delivery in place, after it: a run that
+/// failed to deliver never gets here, so the next run sends the same buckets again.
+pub fn commit(ctx: &Context, prepared: Option<PreparedCheckpoints>) {
+    let Some(prepared) = prepared else {
         return;
     };
-    if let Err(e) = state.advance_checkpoints(advance, totals, now_ms) {
+    hooks::crash_before_checkpoint();
+    if let Err(e) = prepared.commit() {
         // Delivered but not recorded: the next run sends these buckets again.
         log::error(&format!(
             "the output was delivered but the checkpoints could not be recorded in {} ({e}); the next run sends the same buckets again",
-            state.path().display()
+            ctx.state
+                .as_ref()
+                .map(|s| s.path().display().to_string())
+                .unwrap_or_default()
         ));
     }
 }

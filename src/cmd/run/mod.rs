@@ -10,8 +10,11 @@
 
 mod deliver;
 mod execd;
+mod period;
 mod serve;
 pub mod signals;
+
+pub use period::{planned, spec_destination};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,8 +39,8 @@ use crate::env::{self, Lookup};
 use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
+use crate::state::checkpoints::{Destination, PreparedCheckpoints};
 use crate::state::StateDir;
-use crate::time::period::{Checkpoints, Totals};
 use std::io::IsTerminal;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
@@ -62,6 +65,8 @@ pub(crate) struct Context {
     origin: Origin,
     /// Required by period mode (checkpoints).
     state: Option<StateDir>,
+    /// Where the period buckets go: whose checkpoints and running totals they are.
+    destination: Destination,
     /// Call counters at the end of the previous collection (execd reports each on its own).
     calls_before: Mutex<CallCounts>,
     /// How fresh credentials are had before a collection (execd): a changed credentials file,
@@ -192,12 +197,6 @@ pub struct RunOptions {
     pub share_gate: bool,
 }
 
-fn has_period(spec: &Spec) -> bool {
-    spec.queries
-        .iter()
-        .any(|q| matches!(q.range, RangeExpr::Period(_)))
-}
-
 /// Runs a loaded spec once, once per stdin line under `--execd`, or on `serve`'s schedule.
 pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome, Error> {
     let started = Instant::now();
@@ -222,7 +221,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         Mode::Serve { listen, .. } => Some(Server::bind(*listen)?),
         _ => None,
     };
-    if has_period(&spec) && o.state.is_none() {
+    if period::has_period(&spec) && o.state.is_none() && settings.state_dir.is_none() {
         return Err(Error::Usage(
             "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
         ));
@@ -242,7 +241,19 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
             && TableStyle::detect(std::io::stdout().is_terminal(), &env::process, o.ascii),
         name_query: true,
     };
+    let destination = period::destination(
+        match &o.mode {
+            Mode::Serve { listen, .. } => period::Output::Serve(*listen),
+            _ => period::Output::Run {
+                format,
+                path: o.output.as_deref(),
+                url: export.as_ref().map(|e| e.url.as_str()),
+            },
+        },
+        spec.output.destination.as_deref(),
+    );
     let ctx = Context {
+        destination,
         table,
         export,
         format,
@@ -272,74 +283,6 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         Some(_) => Outcome::Done,
         None => outcome,
     })
-}
-
-/// The period-mode lock of a collection: taken before the checkpoints are read, released after
-/// they are committed. `(None, true)` when there is nothing to lock; `(None, false)` when it
-/// could not be had (then the period series sit this collection out, and another run emits
-/// their buckets).
-fn period_lock(ctx: &Context, started: Instant) -> (Option<std::fs::File>, bool) {
-    let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
-        return (None, true);
-    };
-    // Half the run at most: the other series still need their time. A stop signal ends the
-    // wait at once: the run then writes what it has.
-    let wait_until = started + ctx.spec.limits.timeout / 2;
-    match state.period_lock(wait_until, &signals::stopping) {
-        Ok(Some(lock)) => (Some(lock), true),
-        Ok(None) => {
-            match signals::received() {
-                Some(signal) => log::warn(&format!(
-                    "stopped by {signal} while waiting for the period-mode lock of {}: the period series emit nothing this time",
-                    state.path().display()
-                )),
-                None => log::warn(&format!(
-                    "another run holds the period-mode lock of {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
-                    state.path().display()
-                )),
-            }
-            (None, false)
-        }
-        Err(e) => {
-            log::warn(&format!(
-                "cannot take the period-mode lock in {} ({e}): the period series emit nothing this time",
-                state.path().display()
-            ));
-            (None, false)
-        }
-    }
-}
-
-/// The checkpoints and this spec's running totals, read under the period lock. A checkpoint
-/// file that cannot be read holds the period series back (`period_ok` turns false): emitting
-/// them from their backfill would send delivered buckets again.
-fn period_state(ctx: &Context, period_ok: &mut bool) -> (Checkpoints, Totals) {
-    let Some(state) = ctx.state.as_ref().filter(|_| has_period(&ctx.spec)) else {
-        return Default::default();
-    };
-    match state.checkpoint_state() {
-        // The counters are read whether or not the lock was had (the file is replaced whole,
-        // so a read never sees half of it): a run that cannot emit buckets still shows its
-        // totals. Only this spec's period queries in this region: a shared state directory
-        // holds others'.
-        Ok((checkpoints, totals)) => (
-            if *period_ok {
-                checkpoints
-            } else {
-                Checkpoints::default()
-            },
-            own_totals(totals, &ctx.spec, &ctx.conn.region),
-        ),
-        Err(e) => {
-            if *period_ok {
-                log::error(&format!(
-                    "{e}: the period series emit nothing rather than send delivered buckets again; fix or replace the file, or start over with `maas-usage state reset` (which sends the whole backfill again)"
-                ));
-            }
-            *period_ok = false;
-            Default::default()
-        }
-    }
 }
 
 /// The first stderr line when nothing was collected: the most useful one. That is what the
@@ -381,29 +324,6 @@ fn about_the_credentials(e: &ApiError) -> bool {
     )
 }
 
-/// The running totals of `spec`'s period queries in `region`, out of all those `totals` holds
-/// (ids are `<region>/<query>/...` and `<region>/cloud_eye/<query>/...`).
-fn own_totals(mut totals: Totals, spec: &Spec, region: &str) -> Totals {
-    let period = |cloud_eye: bool| -> Vec<&str> {
-        spec.queries
-            .iter()
-            .filter(|q| matches!(q.range, RangeExpr::Period(_)))
-            .filter(|q| q.cloud_eye().is_some() == cloud_eye)
-            .map(|q| q.name.as_str())
-            .collect()
-    };
-    let (statistics, cloud_eye) = (period(false), period(true));
-    let ours = |id: &str, names: &[&str], cloud_eye: bool| {
-        let mut parts = id.split('/');
-        let same_region = parts.next() == Some(region);
-        let source_ok = !cloud_eye || parts.next() == Some("cloud_eye");
-        same_region && source_ok && parts.next().is_some_and(|q| names.contains(&q))
-    };
-    totals.series.retain(|id, _| ours(id, &statistics, false));
-    totals.models.retain(|id, _| ours(id, &cloud_eye, true));
-    totals
-}
-
 /// An hour, or less when a Cloud Eye period query settles its buckets sooner: a new model's
 /// first bucket must not settle before discovery has seen the model.
 fn discovery_max_age(spec: &Spec) -> std::time::Duration {
@@ -428,8 +348,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     ctx.conn.client.begin_collection();
     let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
     let now = ctx.settings.now();
-    let (lock, mut period_ok) = period_lock(ctx, started);
-    let (checkpoints, stored) = period_state(ctx, &mut period_ok);
+    let mut period = period::begin(ctx, started);
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
     let deadline = started
@@ -443,7 +362,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         .client
         .available_calls(deadline.saturating_duration_since(Instant::now()));
     let without_period;
-    let spec = if period_ok {
+    let spec = if period.ok {
         &ctx.spec
     } else {
         let mut s = ctx.spec.clone();
@@ -452,7 +371,13 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         without_period = s;
         &without_period
     };
-    let plan = plan::build_with(spec, now, &ctx.settings.zone, &checkpoints, affordable)?;
+    let plan = plan::build_with(
+        spec,
+        now,
+        &ctx.settings.zone,
+        &period.checkpoints,
+        affordable,
+    )?;
     let mut collected = collect::collect(
         &plan,
         ctx.conn.clone(),
@@ -487,10 +412,39 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     for w in &collected.models.warnings {
         log::warn(w);
     }
-    let mut advance = collect::settle(&plan, &mut collected);
-    advance.extend(collected.models.advance.clone());
-    let acc = collect::accumulate(&collected, &stored);
+    let (acc, prepared) = settle(ctx, &plan, &mut collected, &mut period);
     let collected = &collected;
+    log_collection(ctx, &plan, collected);
+    let report = Report {
+        collected,
+        stats: wiring::run_stats(collected, &ctx.conn, baseline, started),
+        region: &ctx.conn.region,
+        project_id: &ctx.conn.project_id,
+        zone: &ctx.settings.zone,
+        now: plan.now,
+        origin: &ctx.origin,
+        running: &acc.series,
+        model_running: &acc.models,
+        totals: &acc.totals,
+    };
+    *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
+        ctx.conn.client.counters.snapshot();
+    deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
+    deliver::commit(ctx, prepared);
+    let nothing = collected.series.is_empty() && collected.models.series.is_empty();
+    Ok(match outcome_of(collected) {
+        // Period series held back until the operator acts: said in an E! line, and exit 1.
+        Outcome::Done if period.held => Outcome::PeriodHeld,
+        // A period lock another run kept, when nothing else was delivered, is nothing
+        // delivered.
+        Outcome::Done if nothing && !period.ok => Outcome::NothingCollected,
+        other => other,
+    })
+}
+
+/// What stderr says of a collection: why nothing was collected (the most useful line first),
+/// each failure, calls cut short, the plan's warnings.
+fn log_collection(ctx: &Context, plan: &plan::Plan, collected: &Collected) {
     if collected.series.is_empty() && collected.models.series.is_empty() {
         log_nothing_collected(plan.series.len() + plan.models.len(), collected);
     }
@@ -508,30 +462,25 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     for w in &plan.warnings {
         log::warn(w);
     }
-    let report = Report {
-        collected,
-        stats: wiring::run_stats(collected, &ctx.conn, baseline, started),
-        region: &ctx.conn.region,
-        project_id: &ctx.conn.project_id,
-        zone: &ctx.settings.zone,
-        now: plan.now,
-        origin: &ctx.origin,
-        running: &acc.series,
-        model_running: &acc.models,
-        totals: &acc.totals,
-    };
-    *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
-        ctx.conn.client.counters.snapshot();
-    deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
-    deliver::commit(ctx, &advance, &acc.totals, plan.now.timestamp_millis());
-    drop(lock);
-    // A period lock another run kept, when nothing else was delivered, is nothing delivered.
-    Ok(match outcome_of(collected) {
-        Outcome::Done
-            if collected.series.is_empty() && collected.models.series.is_empty() && !period_ok =>
-        {
-            Outcome::NothingCollected
+}
+
+/// Settles the period buckets and writes their commit before anything goes out; when it
+/// cannot be written, the buckets are held back (dropped from `collected`: sent, they would be
+/// sent again at every run) and the running totals stay as recorded.
+fn settle(
+    ctx: &Context,
+    plan: &plan::Plan,
+    collected: &mut Collected,
+    period: &mut period::Period,
+) -> (collect::Accumulated, Option<PreparedCheckpoints>) {
+    let mut advance = collect::settle(plan, collected);
+    advance.extend(collected.models.advance.clone());
+    let acc = collect::accumulate(collected, &period.stored);
+    match period.prepare(ctx, &advance, &acc.totals) {
+        Ok(prepared) => (acc, prepared),
+        Err(()) => {
+            collect::drop_buckets(collected);
+            (collect::accumulate(collected, &period.stored), None)
         }
-        other => other,
-    })
+    }
 }

@@ -75,7 +75,8 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
 /// One collection's outcome, on stderr; the page keeps the last good collection.
 fn report(outcome: Result<Outcome, Error>) {
     match outcome {
-        Ok(Outcome::Done) => {}
+        // Held period series were said in an E! line; the rest was published.
+        Ok(Outcome::Done | Outcome::PeriodHeld) => {}
         Ok(_) => {
             log::warn("this collection delivered nothing: scrapes keep the last successful one")
         }

@@ -136,14 +136,19 @@ fn env_ms(v: &str, name: &str) -> Result<Duration, ConfigError> {
         .map_err(|_| bad(name, v, "not a number of milliseconds"))
 }
 
-/// Spec first, then the signal-specific variable, then the generic one, then the default.
-pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, ConfigError> {
+/// The value of the signal-specific variable `signal`, else of the generic one, with its name.
+fn pick(env: Lookup<'_>, signal: &str, generic: &str) -> Option<(String, String)> {
+    env::get(env, signal)
+        .map(|v| (signal.to_string(), v))
+        .or_else(|| env::get(env, generic).map(|v| (generic.to_string(), v)))
+}
+
+/// The protocol and the URL the metrics go to (for HTTP with `/v1/metrics`): spec first, then
+/// the signal-specific variable, then the generic one, then the default. Reads nothing else
+/// (no header, no certificate): the period checkpoints' destination is named by it.
+pub fn endpoint(spec: &OtlpSettings, env: Lookup<'_>) -> Result<(Protocol, String), ConfigError> {
     let get = |k: &str| env::get(env, k);
-    let pick = |signal: &str, generic: &str| {
-        get(signal)
-            .map(|v| (signal.to_string(), v))
-            .or_else(|| get(generic).map(|v| (generic.to_string(), v)))
-    };
+    let pick = |signal: &str, generic: &str| pick(env, signal, generic);
 
     let protocol = match spec.protocol {
         Some(p) => p,
@@ -216,6 +221,14 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
         url: redact_url(&url),
         why,
     })?;
+    Ok((protocol, url))
+}
+
+/// Spec first, then the signal-specific variable, then the generic one, then the default.
+pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, ConfigError> {
+    let get = |k: &str| env::get(env, k);
+    let pick = |signal: &str, generic: &str| pick(env, signal, generic);
+    let (protocol, url) = endpoint(spec, env)?;
 
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut add = |origin: &str, k: &str, v: &str| {
