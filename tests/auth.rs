@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -419,6 +420,42 @@ fn a_state_directory_that_cannot_record_rejections_leaves_them_to_the_runtime_di
         }
         assert_eq!(rejected(&sim), 1, "{}: three runs", state.display());
     }
+}
+
+/// A period spec on a state directory that cannot be opened: its period series are held back
+/// (their checkpoints could not be recorded: `E!`, exit 1) while the credential gate's records
+/// go to the runtime directory, so three runs with a wrong key still make one rejected call,
+/// and with the right key the window query is delivered.
+#[test]
+fn a_period_spec_on_an_unusable_state_directory_holds_its_period_series_and_keeps_the_lockout() {
+    let sim = sim();
+    let spec = fixture(
+        "auth/period-and-window.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let file = tempdir().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let runtime = runtime_dir();
+    for sk in ["SKWRONG-period", "SKWRONG-period", "SKWRONG-period", SK] {
+        let out = run_sharing(&spec, &file, sk, &runtime, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_error_line(&err, &["period series", &file.display().to_string()]);
+        assert_no_secret(&out);
+        let queries: BTreeSet<String> = parse_lp(&stdout(&out))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .filter_map(|l| l.tag("query").map(str::to_string))
+            .collect();
+        let expected: &[&str] = if sk == SK { &["today"] } else { &[] };
+        assert_eq!(
+            queries,
+            expected.iter().map(|q| q.to_string()).collect(),
+            "{err}"
+        );
+    }
+    assert_eq!(rejected(&sim), 1, "three runs with the wrong key");
+    assert!(runtime.join("maas-usage/auth.json").is_file());
 }
 
 /// With nowhere to record a rejection (the state directory, `XDG_RUNTIME_DIR` and the temporary
