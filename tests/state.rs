@@ -287,6 +287,15 @@ fn state_files_nobody_used_for_a_day_are_removed() {
     }
     aged("budget-fedcba9876543210.json", Duration::from_secs(3600));
     aged("notes.json", 2 * day);
+    // A destination whose runs stopped for a while keeps its checkpoints: removed, they would
+    // send its whole backfill again.
+    let destination = [
+        "checkpoints-otlp-1a2b3c4d5e6f.json",
+        "period-otlp-1a2b3c4d5e6f.lock",
+    ];
+    for name in destination {
+        aged(name, 2 * day);
+    }
     let second = run(&path, &["--state-dir", state.to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     let after = names();
@@ -297,6 +306,7 @@ fn state_files_nobody_used_for_a_day_are_removed() {
         .iter()
         .map(String::as_str)
         .chain(["budget-fedcba9876543210.json", "notes.json"])
+        .chain(destination)
     {
         assert!(after.contains(name), "{name} was removed: {after:?}");
     }

@@ -88,6 +88,12 @@ mod tests {
             "auth-probe-ab.json",
             "checkpoints.json",
             "period.lock",
+            // A destination's checkpoints and period lock, whatever its name.
+            "checkpoints-otlp-1a2b3c4d5e6f.json",
+            "period-otlp-1a2b3c4d5e6f.lock",
+            "checkpoints-influx-budget-x.json",
+            "period-influx-budget-x.lock",
+            ".checkpoints-influx-stdout.json~a1B2c3.tmp",
             "projects.json",
             "budget-ab.json.tmp",
         ] {
