@@ -2,7 +2,9 @@
 //! names (pinned in the spec, else the MaaS monitor, else the ids), the cardinality guard, then
 //! batch-query-metric-data calls of at most 500 metric objects on the worker pool, and the
 //! datapoints folded into each window: counts summed as exact integers, latency as the
-//! window's highest period.
+//! window's highest period (each datapoint judged by [`datapoints`]).
+
+mod datapoints;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,10 +15,10 @@ use crate::domain::ces::{
     Aggregate, BatchAnswer, BatchRequest, CesMetric, Dims, Discovered, MetricPage, ModelKey, Named,
     Names, MAX_METRICS_PER_CALL,
 };
-use crate::domain::failure::DecodeError;
 use crate::domain::{ApiError, Shape, Window};
 use crate::plan::ModelQuery;
 use crate::time::period::Checkpoints;
+use datapoints::{LeftOut, Point, Refused};
 
 /// What the collection needs from Cloud Eye; the cloud client in production, a fake in unit
 /// tests.
@@ -215,18 +217,6 @@ fn named(id: &str, names: &std::collections::BTreeMap<String, String>) -> Named 
     }
 }
 
-/// A count must be a whole, non-negative number an f64 holds exactly.
-fn whole(v: f64, metric: &str) -> Result<u64, DecodeError> {
-    let r = v.round();
-    if v < 0.0 || r > 9_007_199_254_740_992.0 || (v - r).abs() > 1e-6 * r.max(1.0) {
-        return Err(DecodeError::BadField {
-            field: "datapoints",
-            reason: format!("{metric}: {v} is not a whole count"),
-        });
-    }
-    Ok(r as u64)
-}
-
 /// One batch call to make: which query, which span, which objects.
 struct Job {
     query: usize,
@@ -234,11 +224,13 @@ struct Job {
     req: BatchRequest,
 }
 
-/// Per query: its series (dims -> key) and, per window, per series, the figures so far.
+/// Per query: its series (dims -> key) and, per window, per series, the figures so far, and
+/// the series whose counts Cloud Eye answered wrong.
 struct Acc {
     series: BTreeMap<Dims, ModelKey>,
     figures: Vec<BTreeMap<Dims, BTreeMap<&'static str, Figure>>>,
     failed: Vec<bool>,
+    refused: Vec<BTreeMap<Dims, Refused>>,
 }
 
 pub fn collect_models(
@@ -364,6 +356,7 @@ pub fn collect_models(
             series,
             figures: vec![BTreeMap::new(); q.windows.len()],
             failed: vec![false; q.windows.len()],
+            refused: vec![BTreeMap::new(); q.windows.len()],
         }));
     }
 
@@ -421,6 +414,7 @@ pub fn collect_models(
     out.cut_short = cut_short;
     out.stopped_by = stopped_by;
 
+    let mut left_out = LeftOut::default();
     for (job, result) in jobs.iter().zip(results) {
         let q = active[job.query];
         let Some(acc) = accs[job.query].as_mut() else {
@@ -429,7 +423,7 @@ pub fn collect_models(
         let touched = |w: &Window| w.start_ms < job.span.1 && job.span.0 < w.end_ms;
         let failure = match result {
             Some(Ok(answer)) => {
-                fold(q, acc, &job.req, answer, &mut out.warnings);
+                fold(q, acc, &job.req, answer, &mut left_out);
                 None
             }
             Some(Err(e)) => Some(e),
@@ -452,8 +446,11 @@ pub fn collect_models(
         }
     }
 
-    // The series of every window whose calls all came back; in period mode, only up to the
-    // first failed bucket (later ones come again next time, after it).
+    out.warnings.extend(left_out.warnings());
+
+    // The series of every window whose calls all came back, less those with a count Cloud Eye
+    // cannot have; in period mode, only up to the first failed bucket (later ones come again
+    // next time, after it).
     for (qi, q) in active.iter().enumerate() {
         let Some(acc) = &accs[qi] else {
             continue;
@@ -465,7 +462,21 @@ pub fn collect_models(
                 }
                 continue;
             }
+            let refused = &acc.refused[wi];
+            if w.shape == Shape::Bucket && !refused.is_empty() {
+                out.failures
+                    .push(bucket_refused(q, &acc.series, refused, w));
+                break;
+            }
             for (d, key) in &acc.series {
+                if let Some(r) = refused.get(d) {
+                    out.failures.push(ModelFailure {
+                        query: q.name.clone(),
+                        what: series_name(key),
+                        error: r.error(r.reason()),
+                    });
+                    continue;
+                }
                 let got = acc.figures[wi].get(d);
                 let values = q
                     .query
@@ -493,21 +504,63 @@ pub fn collect_models(
     out
 }
 
+/// `model=...` and, with the key breakdown, `api_key=...`: a series in a failure line.
+fn series_name(key: &ModelKey) -> String {
+    match &key.api_key {
+        Some(k) => format!("model={} api_key={}", key.model.name, k.name),
+        None => format!("model={}", key.model.name),
+    }
+}
+
+/// A bucket in which some series' counts were refused: it fails whole, as a failed call
+/// would (its other series cannot be sent without moving the query's checkpoint past it).
+fn bucket_refused(
+    q: &ModelQuery,
+    series: &BTreeMap<Dims, ModelKey>,
+    refused: &BTreeMap<Dims, Refused>,
+    w: &Window,
+) -> ModelFailure {
+    let utc = |ms| crate::time::fmt_rfc3339(ms, &chrono_tz::UTC);
+    let (dims, first) = refused.iter().next().expect("called with a refused series");
+    let name = series
+        .get(dims)
+        .map(series_name)
+        .unwrap_or_else(|| dims.to_string());
+    let reason = match refused.len() {
+        1 => format!("{name}: {}", first.reason()),
+        n => format!("{n} series, the first {name}: {}", first.reason()),
+    };
+    ModelFailure {
+        query: q.name.clone(),
+        what: format!(
+            "bucket {} to {}; it and the later ones wait for Cloud Eye to answer right",
+            utc(w.start_ms),
+            utc(w.end_ms)
+        ),
+        error: first.error(reason),
+    }
+}
+
 /// Adds one answer's datapoints to the windows they fall in: only those of the call's own
 /// span (a server that includes the bucket at `to` must not count it twice) and once each.
-/// A value that is not a whole count is rounded, one that is not a count at all is skipped,
-/// each with a warning: one odd datapoint must not hold a period query back for good.
+/// A count Cloud Eye cannot have fails its series in that window (never rounded or clamped);
+/// a latency that is not one is left out (and said once per query, metric and cause).
 fn fold(
     q: &ModelQuery,
     acc: &mut Acc,
     req: &BatchRequest,
     answer: BatchAnswer,
-    warnings: &mut Vec<String>,
+    left_out: &mut LeftOut,
 ) {
     let asked: BTreeMap<(&str, &Dims), &'static CesMetric> =
         req.metrics.iter().map(|(m, d)| ((m.ces, d), *m)).collect();
+    let BatchAnswer {
+        series,
+        request_id,
+        endpoint,
+    } = answer;
     let mut seen: BTreeSet<(&'static str, Dims, i64)> = BTreeSet::new();
-    for ((name, dims), points) in answer.series {
+    for ((name, dims), points) in series {
         let Some(metric) = asked.get(&(name.as_str(), &dims)).copied() else {
             continue;
         };
@@ -523,38 +576,44 @@ fn fold(
             else {
                 continue;
             };
+            let point = |why| Point {
+                metric: metric.ces,
+                at_ms: ts,
+                value: v,
+                why,
+            };
             let slot = acc.figures[wi]
                 .entry(dims.clone())
                 .or_default()
                 .entry(metric.ces);
             match metric.aggregate {
                 Aggregate::Sum => {
-                    let add = match whole(v, metric.ces) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            let fixed = (v.is_finite() && v >= 0.0).then(|| v.round() as u64);
-                            warnings.push(format!(
-                                "query {}: {dims}: Cloud Eye answered an odd count at {ts} ({e}); {}",
-                                q.name,
-                                match fixed {
-                                    Some(n) => format!("counted as {n}"),
-                                    None => "left out".into(),
-                                }
-                            ));
-                            fixed.unwrap_or(0)
-                        }
-                    };
                     let f = slot.or_insert(Figure::Count(0));
-                    if let Figure::Count(c) = f {
-                        *c = c.saturating_add(add);
+                    let Figure::Count(c) = f else { continue };
+                    match datapoints::count(v).and_then(|n| datapoints::add(*c, n)) {
+                        Ok(sum) => *c = sum,
+                        Err(why) => {
+                            acc.refused[wi]
+                                .entry(dims.clone())
+                                .or_insert_with(|| Refused {
+                                    first: point(why),
+                                    points: 0,
+                                    endpoint: endpoint.clone(),
+                                    request_id: request_id.clone(),
+                                })
+                                .points += 1;
+                        }
                     }
                 }
-                Aggregate::Max => {
-                    let f = slot.or_insert(Figure::Millis(v));
-                    if let Figure::Millis(m) = f {
-                        *m = m.max(v);
+                Aggregate::Max => match datapoints::latency(v) {
+                    Ok(v) => {
+                        let f = slot.or_insert(Figure::Millis(v));
+                        if let Figure::Millis(m) = f {
+                            *m = m.max(v);
+                        }
                     }
-                }
+                    Err(why) => left_out.add(&q.name, &dims, point(why)),
+                },
             }
         }
     }
@@ -602,6 +661,7 @@ mod tests {
                     .map(|(m, d)| ((m.ces.to_string(), d.clone()), points.clone()))
                     .collect(),
                 request_id: None,
+                endpoint: "https://ces.test".into(),
             })
         }
         fn instances(&self, _: usize, _: &mut Names, _: Instant) -> Result<usize, ApiError> {
@@ -674,24 +734,28 @@ mod tests {
     }
 
     #[test]
-    fn an_odd_count_is_rounded_with_a_warning_and_holds_nothing_back() {
-        let out = collect_with(Loose { value: 2.5 });
-        assert!(out.failures.is_empty());
-        assert_eq!(out.series.len(), 3, "every bucket delivered");
-        assert!(out
-            .series
-            .iter()
-            .all(|s| s.count("total_tokens") == Some(3)));
-        assert!(
-            out.warnings.iter().any(|w| w.contains("odd count")),
-            "{:?}",
-            out.warnings
-        );
-        let bad = collect_with(Loose { value: f64::NAN });
-        assert!(bad
-            .series
-            .iter()
-            .all(|s| s.count("total_tokens") == Some(0)));
-        assert_eq!(bad.advance.get("r/cloud_eye/q"), Some(&(3 * H)));
+    fn a_count_cloud_eye_cannot_have_holds_its_bucket_back_and_is_never_rounded() {
+        for (value, why) in [
+            (2.5, "is 2.5, not a whole number"),
+            (-5.0, "is -5, negative"),
+            (f64::NAN, "is not a number"),
+            (u64::MAX as f64, "over 10^15"),
+        ] {
+            let out = collect_with(Loose { value });
+            assert!(out.series.is_empty(), "{value}: nothing rounded or clamped");
+            assert_eq!(out.advance.get("r/cloud_eye/q"), None, "{value}: held back");
+            assert_eq!(out.failures.len(), 1, "{value}: {:?}", out.failures);
+            let f = &out.failures[0];
+            assert!(f
+                .what
+                .starts_with("bucket 1970-01-01T00:00:00Z to 1970-01-01T01:00:00Z"));
+            let e = f.error.to_string();
+            assert!(
+                e.contains("unusable answer from https://ces.test")
+                    && e.contains("model=m1: total_tokens at 1970-01-01T00:00:00Z")
+                    && e.contains(why),
+                "{e}"
+            );
+        }
     }
 }
