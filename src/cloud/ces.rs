@@ -74,6 +74,7 @@ pub fn parse_metric_page(body: &str) -> Result<MetricPage, DecodeError> {
         entries,
         marker,
         total,
+        ..MetricPage::default()
     })
 }
 
@@ -170,7 +171,11 @@ impl Client {
         }
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::get(ep, &path, &query)), deadline)?;
-        parse_metric_page(&a.body).map_err(|e| self.decode_failure(ep, e, a.request_id))
+        let mut page = parse_metric_page(&a.body)
+            .map_err(|e| self.decode_failure(ep, e, a.request_id.clone()))?;
+        page.endpoint = ep.to_string();
+        page.request_id = a.request_id;
+        Ok(page)
     }
 
     /// One batch-query-metric-data call.

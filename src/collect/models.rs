@@ -15,6 +15,7 @@ use crate::domain::ces::{
     Aggregate, BatchAnswer, BatchRequest, CesMetric, Dims, Discovered, MetricPage, ModelKey, Named,
     Names, MAX_METRICS_PER_CALL,
 };
+use crate::domain::failure::DecodeError;
 use crate::domain::{ApiError, Shape, Window};
 use crate::plan::ModelQuery;
 use crate::time::period::Checkpoints;
@@ -123,28 +124,42 @@ pub struct Limits {
 /// At most this many datapoints per answer: 500 objects over a long span would not fit the
 /// answer size the client accepts.
 const MAX_POINTS_PER_CALL: i64 = 100_000;
-/// A ListMetrics loop that never ends (a server that repeats its marker) stops here.
+/// A ListMetrics paging that never ends (fresh markers, fresh entries forever) stops here.
 const MAX_PAGES: usize = 1000;
 /// The most the names of a run may take.
 const NAMES_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What discovery did: whether it learnt anything, and which metrics' paging broke off (their
+/// series are partial: used for this run, never cached).
+#[derive(Default)]
+struct Discovery {
+    changed: bool,
+    partial: BTreeSet<&'static str>,
+}
+
 /// Which (metric, series) pairs exist, for each metric asked for and not already `known`.
+/// Paging stops at the end (an empty page or marker, the total reached, the marker sent coming
+/// back) and also when it loops: a page that brings nothing new, or a marker seen before (A, B,
+/// A...). A loop is one warning, and the metric's series are what was found (a failure when
+/// that is nothing): never the whole Cloud Eye budget spent on the same pages.
 fn discover(
     ce: &dyn CloudEye,
     metrics: &BTreeSet<&'static str>,
     known: &mut Discovered,
     deadline: Instant,
-) -> Result<bool, ApiError> {
-    let mut changed = false;
+    warnings: &mut Vec<String>,
+) -> Result<Discovery, ApiError> {
+    let mut out = Discovery::default();
     for &metric in metrics {
         if known.metrics.contains_key(metric) {
             continue;
         }
         let mut found = BTreeSet::new();
         let mut marker = String::new();
+        let mut sent = BTreeSet::new();
         for _ in 0..MAX_PAGES {
             let page = ce.list_metrics(metric, &marker, deadline)?;
-            let n = page.entries.len();
+            let (n, before) = (page.entries.len(), found.len());
             found.extend(
                 page.entries
                     .into_iter()
@@ -153,17 +168,43 @@ fn discover(
             );
             let done = n == 0
                 || page.marker.is_empty()
-                || page.marker == marker
-                || page.total.is_some_and(|t| found.len() >= t);
-            marker = page.marker;
+                || page.total.is_some_and(|t| found.len() >= t)
+                || (page.marker == marker && found.len() > before);
             if done {
                 break;
             }
+            if found.len() == before || !sent.insert(page.marker.clone()) {
+                let why = if found.len() == before {
+                    "a page with nothing new"
+                } else {
+                    "a marker it had given before"
+                };
+                if found.is_empty() {
+                    return Err(ApiError::Decode {
+                        endpoint: page.endpoint,
+                        error: DecodeError::Shape(format!(
+                            "ListMetrics for `{metric}` answered {why} before any series: its paging loops"
+                        )),
+                        request_id: page.request_id,
+                    });
+                }
+                let of = page
+                    .total
+                    .map(|t| format!(" of the {t} it counts"))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "ListMetrics for `{metric}` answered {why} (its paging loops): discovery stops at {} series{of}, so models or keys may be missing from this run; it is not cached, the next run asks again",
+                    found.len()
+                ));
+                out.partial.insert(metric);
+                break;
+            }
+            marker = page.marker;
         }
         known.metrics.insert(metric.to_string(), found);
-        changed = true;
+        out.changed = true;
     }
-    Ok(changed)
+    Ok(out)
 }
 
 /// Names from the monitor, unless `known` has them already; a failure is one warning. Returns
@@ -254,8 +295,8 @@ pub fn collect_models(
     let mut known = cache
         .and_then(|c| c.load(limits.discovery_max_age))
         .unwrap_or_default();
-    let discovered = match discover(&*ce, &asked, &mut known, deadline) {
-        Ok(changed) => changed,
+    let discovered = match discover(&*ce, &asked, &mut known, deadline, &mut out.warnings) {
+        Ok(d) => d,
         Err(error) => {
             for q in &active {
                 out.failures.push(ModelFailure {
@@ -268,8 +309,12 @@ pub fn collect_models(
         }
     };
     let learnt_names = names(&*ce, pinned, &mut known, deadline, &mut out.warnings);
-    if let (Some(c), true) = (cache, discovered || learnt_names) {
-        c.store(&known);
+    if let (Some(c), true) = (cache, discovered.changed || learnt_names) {
+        let mut whole = known.clone();
+        whole
+            .metrics
+            .retain(|m, _| !discovered.partial.contains(m.as_str()));
+        c.store(&whole);
     }
     let available: BTreeMap<&'static str, &BTreeSet<Dims>> = asked
         .iter()
@@ -645,8 +690,8 @@ mod tests {
         fn list_metrics(&self, metric: &str, _: &str, _: Instant) -> Result<MetricPage, ApiError> {
             Ok(MetricPage {
                 entries: vec![(metric.to_string(), dims())],
-                marker: String::new(),
                 total: Some(1),
+                ..MetricPage::default()
             })
         }
         fn batch(&self, req: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
@@ -757,5 +802,89 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// ListMetrics as a looping server answers it: page `i` after the marker `markers[i - 1]`,
+    /// with the entries `entries(i)` and the marker `markers[i]`.
+    struct Looping {
+        markers: Vec<&'static str>,
+        entries: fn(usize) -> Vec<(String, Dims)>,
+        calls: std::sync::Mutex<usize>,
+    }
+
+    impl CloudEye for Looping {
+        fn list_metrics(&self, _: &str, marker: &str, _: Instant) -> Result<MetricPage, ApiError> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            let i = *calls - 1;
+            assert!(i < 10, "the loop was not stopped (sent {marker:?})");
+            Ok(MetricPage {
+                entries: (self.entries)(i),
+                marker: self.markers[i % self.markers.len()].to_string(),
+                total: None,
+                ..MetricPage::default()
+            })
+        }
+        fn batch(&self, _: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
+            unreachable!()
+        }
+        fn instances(&self, _: usize, _: &mut Names, _: Instant) -> Result<usize, ApiError> {
+            Ok(0)
+        }
+    }
+
+    fn discovered(l: &Looping) -> (Result<Discovery, ApiError>, Vec<String>, Discovered) {
+        let (mut known, mut warnings) = (Discovered::default(), Vec::new());
+        let asked = BTreeSet::from(["total_tokens"]);
+        let d = discover(l, &asked, &mut known, Instant::now(), &mut warnings);
+        (d, warnings, known)
+    }
+
+    #[test]
+    fn discovery_stops_at_a_marker_given_before_or_a_page_with_nothing_new() {
+        let fresh = |i: usize| {
+            vec![(
+                "total_tokens".to_string(),
+                Dims {
+                    model_id: format!("m{i}"),
+                    key_id: None,
+                },
+            )]
+        };
+        // Fresh entries on every page, markers A, B, A: stopped when A comes back.
+        let l = Looping {
+            markers: vec!["A", "B"],
+            entries: fresh,
+            calls: Default::default(),
+        };
+        let (d, warnings, known) = discovered(&l);
+        assert_eq!(*l.calls.lock().unwrap(), 3);
+        assert!(d.unwrap().partial.contains("total_tokens"));
+        assert_eq!(
+            known.metrics["total_tokens"].len(),
+            3,
+            "what was found is kept"
+        );
+        assert!(
+            warnings[0].contains("a marker it had given before"),
+            "{warnings:?}"
+        );
+        // Nothing of the metric asked, ever: a failure, not "Cloud Eye reports none".
+        let l = Looping {
+            markers: vec!["A", "B", "C"],
+            entries: |_| {
+                vec![(
+                    "other".to_string(),
+                    Dims {
+                        model_id: "x".into(),
+                        key_id: None,
+                    },
+                )]
+            },
+            calls: Default::default(),
+        };
+        let (d, _, _) = discovered(&l);
+        assert_eq!(*l.calls.lock().unwrap(), 1);
+        assert!(d.is_err_and(|e| e.to_string().contains("its paging loops")));
     }
 }

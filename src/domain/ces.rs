@@ -178,6 +178,9 @@ pub struct MetricPage {
     pub marker: String,
     /// Entries matching the query in all pages, when the server says.
     pub total: Option<usize>,
+    /// Who answered, and the request id (for a failure about the paging).
+    pub endpoint: String,
+    pub request_id: Option<String>,
 }
 
 /// One batch-query-metric-data call.
