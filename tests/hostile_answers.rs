@@ -398,3 +398,108 @@ fn a_bad_cloud_eye_count_holds_its_period_buckets_back() {
         assert_eq!(b.int("total_tokens"), Some(want.total_tokens as i64));
     }
 }
+
+/// Server text reaches stderr only through the one sanitizer: a model named with escape codes,
+/// a bell, a carriage return, a line break and a bidi override (by the MaaS monitor) can neither
+/// rewrite the terminal nor start a forged `E!` line; and thousands of bad datapoints make one
+/// line per failed series, not one per datapoint.
+#[test]
+fn hostile_names_and_bad_datapoints_can_neither_forge_nor_flood_stderr() {
+    let mut cfg = sim_config();
+    cfg.dataset.models[0].name = "evil\u{1b}[2J\u{7}\r\nE! forged line\u{202e}".into();
+    cfg.ces.forged = Some(maas_usage::sim::Forged {
+        model_id: DEFAULT_MODELS[0].0.into(),
+        filter: "sum".into(),
+        value: serde_json::json!(2.5),
+    });
+    let keys = cfg.dataset.keys.iter().filter(|k| !k.is_empty()).count();
+    let sim = start(cfg);
+    let path = fixture(
+        "hostile_answers/keys.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let out = run(&path, &[]);
+    let err = stderr(&out);
+    let short: String = err.chars().take(2000).collect();
+    assert_eq!(out.status.code(), Some(0), "the other models: {short}");
+    for byte in [0x1b, b'\r', 0x07] {
+        assert!(
+            !out.stderr.contains(&byte),
+            "no byte {byte:#x} reaches stderr: {short:?}"
+        );
+    }
+    assert!(!err.contains('\u{202e}'), "{short:?}");
+    for line in err.lines() {
+        assert!(
+            ["E! ", "W! ", "I! ", "D! "]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "every line has its level: {line:?}"
+        );
+        assert!(!line.starts_with("E! forged"), "{short}");
+    }
+    // One line per series of the bad model (one per API key), none per datapoint.
+    let failed: Vec<&str> = err.lines().filter(|l| l.starts_with("E! ")).collect();
+    assert_eq!(failed.len(), keys, "{short}");
+    assert!(
+        err.lines().count() <= keys + 2,
+        "{} lines: {short}",
+        err.lines().count()
+    );
+    assert!(
+        failed[0].contains("model=evil\\u{1b}[2J\\u{7}\\u{d}\\u{a}E! forged line\\u{202e}"),
+        "escaped where it stands: {}",
+        failed[0]
+    );
+}
+
+/// Thousands of latency datapoints that are not latencies (negative) are left out, said on one
+/// `W!` line per metric with how many there were: the series keeps its counts, not the figure.
+#[test]
+fn bad_latency_datapoints_are_left_out_with_one_warning_per_metric() {
+    let sim = forging("max", serde_json::json!(-1));
+    let path = fixture(
+        "hostile_answers/keys.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let out = run(&path, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let latency = [
+        "ttft_p50",
+        "ttft_p99",
+        "tpot_p50",
+        "tpot_p99",
+        "latency_avg",
+    ];
+    let warned: Vec<&str> = err.lines().filter(|l| l.starts_with("W! ")).collect();
+    assert_eq!(warned.len(), latency.len(), "{err}");
+    for (w, metric) in warned.iter().zip([
+        "latency_avg",
+        "tpot_p50",
+        "tpot_p99",
+        "ttft_p50",
+        "ttft_p99",
+    ]) {
+        let n: usize = w
+            .split("Cloud Eye answered ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{w}"));
+        assert!(n > 100, "counted, not one line each: {w}");
+        assert!(
+            w.starts_with(&format!("W! query keys: Cloud Eye answered {n} `{metric}` datapoint(s) that are negative; they are left out")),
+            "{w}"
+        );
+    }
+    assert!(!err.contains("E! "), "{err}");
+    for l in parse_lp(&stdout(&out))
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+    {
+        let bad = l.tag("model_id") == Some(DEFAULT_MODELS[0].0);
+        assert_eq!(l.floats.contains_key("ttft_p99_ms"), !bad, "{l:?}");
+        assert!(l.int("total_tokens").is_some(), "the counts stay: {l:?}");
+    }
+}
