@@ -403,6 +403,7 @@ fn every_output_format_carries_the_per_model_series() {
             (r"duration_ms=\d+i", "duration_ms=[ms]i"),
             (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
         ])
+        .chain(last_success_filters())
         .collect::<Vec<_>>();
     insta::with_settings!({filters => filters}, {
         insta::assert_snapshot!("influx", render("influx"));
