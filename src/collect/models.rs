@@ -493,60 +493,68 @@ pub fn collect_models(
 
     out.warnings.extend(left_out.warnings());
 
-    // The series of every window whose calls all came back, less those with a count Cloud Eye
-    // cannot have; in period mode, only up to the first failed bucket (later ones come again
-    // next time, after it).
-    for (qi, q) in active.iter().enumerate() {
-        let Some(acc) = &accs[qi] else {
-            continue;
-        };
-        for (wi, w) in q.windows.iter().enumerate() {
-            if acc.failed[wi] {
-                if w.shape == Shape::Bucket {
-                    break;
-                }
-                continue;
-            }
-            let refused = &acc.refused[wi];
-            if w.shape == Shape::Bucket && !refused.is_empty() {
-                out.failures
-                    .push(bucket_refused(q, &acc.series, refused, w));
-                break;
-            }
-            for (d, key) in &acc.series {
-                if let Some(r) = refused.get(d) {
-                    out.failures.push(ModelFailure {
-                        query: q.name.clone(),
-                        what: series_name(key),
-                        error: r.error(r.reason()),
-                    });
-                    continue;
-                }
-                let got = acc.figures[wi].get(d);
-                let values = q
-                    .query
-                    .metrics
-                    .iter()
-                    .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
-                    .filter_map(|m| match got.and_then(|g| g.get(m.ces)) {
-                        Some(f) => Some((*m, *f)),
-                        None if m.is_count() => Some((*m, Figure::Count(0))),
-                        None => None,
-                    })
-                    .collect();
-                out.series.push(ModelSeries {
-                    key: key.clone(),
-                    window: *w,
-                    values,
-                    checkpoint: q.checkpoint.clone(),
-                });
-            }
-            if let Some(cp) = &q.checkpoint {
-                out.advance.insert(cp.clone(), w.end_ms);
-            }
+    for (q, acc) in active.iter().zip(&accs) {
+        if let Some(acc) = acc {
+            settle(q, acc, &available, &mut out);
         }
     }
     out
+}
+
+/// The series of every window of `q` whose calls all came back, less those with a count Cloud
+/// Eye cannot have; in period mode, only up to the first failed bucket (later ones come again
+/// next time, after it).
+fn settle(
+    q: &ModelQuery,
+    acc: &Acc,
+    available: &BTreeMap<&'static str, &BTreeSet<Dims>>,
+    out: &mut ModelCollected,
+) {
+    for (wi, w) in q.windows.iter().enumerate() {
+        if acc.failed[wi] {
+            if w.shape == Shape::Bucket {
+                break;
+            }
+            continue;
+        }
+        let refused = &acc.refused[wi];
+        if w.shape == Shape::Bucket && !refused.is_empty() {
+            out.failures
+                .push(bucket_refused(q, &acc.series, refused, w));
+            break;
+        }
+        for (d, key) in &acc.series {
+            if let Some(r) = refused.get(d) {
+                out.failures.push(ModelFailure {
+                    query: q.name.clone(),
+                    what: series_name(key),
+                    error: r.error(r.reason()),
+                });
+                continue;
+            }
+            let got = acc.figures[wi].get(d);
+            let values = q
+                .query
+                .metrics
+                .iter()
+                .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
+                .filter_map(|m| match got.and_then(|g| g.get(m.ces)) {
+                    Some(f) => Some((*m, *f)),
+                    None if m.is_count() => Some((*m, Figure::Count(0))),
+                    None => None,
+                })
+                .collect();
+            out.series.push(ModelSeries {
+                key: key.clone(),
+                window: *w,
+                values,
+                checkpoint: q.checkpoint.clone(),
+            });
+        }
+        if let Some(cp) = &q.checkpoint {
+            out.advance.insert(cp.clone(), w.end_ms);
+        }
+    }
 }
 
 /// `model=...` and, with the key breakdown, `api_key=...`: a series in a failure line.
