@@ -621,7 +621,8 @@ fn completions_and_man_page() {
 }
 
 /// The README's demo excerpt is what `demo --now 2026-05-21T10:00:00+08:00` prints: every line
-/// shown (project id abridged, `duration_ms` aside) is a line of the real output.
+/// shown (project id abridged, `duration_ms` and `last_success_ms` aside) is a line of the real
+/// output.
 #[test]
 fn the_readme_demo_excerpt_is_what_demo_prints() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
@@ -636,9 +637,11 @@ fn the_readme_demo_excerpt_is_what_demo_prints() {
     assert!(out.status.success(), "{}", stderr(&out));
     let duration = |l: &str| {
         let mut l = l.replace("0123456789abcdef0123456789abcdef", "0123...cdef");
-        if let Some(at) = l.find("duration_ms=").map(|at| at + "duration_ms=".len()) {
-            let end = l[at..].find('i').map_or(l.len(), |e| at + e);
-            l.replace_range(at..end, "");
+        for field in ["duration_ms=", "last_success_ms="] {
+            if let Some(at) = l.find(field).map(|at| at + field.len()) {
+                let end = l[at..].find('i').map_or(l.len(), |e| at + e);
+                l.replace_range(at..end, "");
+            }
         }
         l
     };

@@ -24,10 +24,6 @@ use crate::tls::{self, TlsMaterial};
 /// Answers larger than this are not statistics; reading stops there.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-/// How long to wait after a 429 without `Retry-After` when the request budget knows no better:
-/// the API's documented advice.
-pub const THROTTLE_WAIT: Duration = Duration::from_secs(60);
-
 pub fn default_maas_endpoint(region: &str) -> String {
     format!("https://modelarts.{region}.myhuaweicloud.com")
 }
@@ -419,6 +415,10 @@ impl Client {
             GaveUp::Deadline(e) => ApiError::Deadline {
                 last: Some(Box::new(e)),
             },
+            GaveUp::TooLate { error, wait } => ApiError::WaitTooLong {
+                last: Box::new(error),
+                wait_s: wait.as_secs(),
+            },
         })
     }
 
@@ -488,14 +488,15 @@ impl Client {
                 match a.status {
                     429 => {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                        // Without Retry-After, wait until the oldest call of our window ages
-                        // out (the API's own advice is a minute), not a few hundred ms.
-                        let wait = a.retry_after.unwrap_or_else(|| {
-                            budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
-                        });
-                        Step::Retry {
-                            error: e,
-                            wait: Some(wait),
+                        // The server's window is its own (a few seconds, a minute): without
+                        // Retry-After, back off and try again while the deadline allows, each
+                        // attempt taking its slot of the budget.
+                        match a.retry_after {
+                            Some(wait) => Step::Retry {
+                                error: e,
+                                wait: Some(wait),
+                            },
+                            None => Step::Throttled(e),
                         }
                     }
                     s if s >= 500 => Step::Retry {

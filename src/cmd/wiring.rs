@@ -239,5 +239,8 @@ pub fn run_stats(
         api_retries: calls.retries,
         throttled: calls.throttled,
         duration_ms: started.elapsed().as_millis() as u64,
+        // The process's memory of its collections fills these in.
+        last_success_ms: 0,
+        consecutive_failures: 0,
     }
 }

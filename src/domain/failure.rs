@@ -145,6 +145,9 @@ pub enum ApiError {
     },
     #[error("the run's time limit was reached before this call could finish{}; raise limits.timeout (and the agent's timeout) or collect fewer series per run", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
     Deadline { last: Option<Box<ApiError>> },
+    /// Not retried: the server asked for a wait (`Retry-After`) that ends after the deadline.
+    #[error("{last}; not retried, as the server asked for a wait (Retry-After: {wait_s} s) that ends after the run's time limit")]
+    WaitTooLong { last: Box<ApiError>, wait_s: u64 },
     #[error("{0}")]
     Budget(BudgetExhausted),
     #[error("{0}")]
@@ -250,14 +253,18 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Http(f) => Some(f.status),
-            ApiError::Deadline { last: Some(l) } => l.status(),
+            ApiError::Deadline { last: Some(l) } | ApiError::WaitTooLong { last: l, .. } => {
+                l.status()
+            }
             _ => None,
         }
     }
     pub fn code(&self) -> Option<&str> {
         match self {
             ApiError::Http(f) => f.code.as_deref(),
-            ApiError::Deadline { last: Some(l) } => l.code(),
+            ApiError::Deadline { last: Some(l) } | ApiError::WaitTooLong { last: l, .. } => {
+                l.code()
+            }
             _ => None,
         }
     }
@@ -265,7 +272,9 @@ impl ApiError {
         match self {
             ApiError::Http(f) => f.request_id.as_deref(),
             ApiError::Decode { request_id, .. } => request_id.as_deref(),
-            ApiError::Deadline { last: Some(l) } => l.request_id(),
+            ApiError::Deadline { last: Some(l) } | ApiError::WaitTooLong { last: l, .. } => {
+                l.request_id()
+            }
             _ => None,
         }
     }

@@ -200,7 +200,22 @@ fn model_families(
     out
 }
 
+/// A page in its two parts: the data (series, running totals) and the collection's
+/// self-metrics, which end the page (with `# EOF` in OpenMetrics). A page is the one followed
+/// by the other; `serve` keeps the data of the last successful collection and refreshes the
+/// self-metrics after every collection.
+pub struct Parts {
+    pub data: String,
+    pub own: String,
+}
+
 pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
+    let Parts { mut data, own } = render_parts(r, opts);
+    data.push_str(&own);
+    data
+}
+
+pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
     let source: BTreeMap<String, String> = r
         .resource(opts.resource)
         .into_iter()
@@ -236,6 +251,30 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
         }
     }
     families.extend(model_families(r, opts, &source));
+    let write = |families: &[Family]| {
+        let mut out = String::new();
+        for g in families {
+            g.write(&mut out, opts.openmetrics);
+        }
+        out
+    };
+    let mut own = write(&collector_families(r, opts, &source));
+    if opts.openmetrics {
+        own.push_str("# EOF\n");
+    }
+    Parts {
+        data: write(&families),
+        own,
+    }
+}
+
+/// The collection's self-metrics, as gauges (milliseconds become seconds).
+fn collector_families(
+    r: &Report<'_>,
+    opts: &PromOptions<'_>,
+    source: &BTreeMap<String, String>,
+) -> Vec<Family> {
+    let mut families: Vec<Family> = Vec::new();
     for (f, v) in COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
@@ -247,7 +286,7 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
                 outcome.into(),
             );
         }
-        let l = with_source(l, opts.tags, &source);
+        let l = with_source(l, opts.tags, source);
         // Base units: milliseconds become seconds.
         let value = if f.otlp_unit == "s" {
             format!("{}", v as f64 / 1000.0)
@@ -263,14 +302,7 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
             }
         }
     }
-    let mut out = String::new();
-    for g in &families {
-        g.write(&mut out, opts.openmetrics);
-    }
-    if opts.openmetrics {
-        out.push_str("# EOF\n");
-    }
-    out
+    families
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::budget::WindowLog;
 use crate::cloud::sign;
 use crate::text::percent_decode;
-pub use ces::CesSim;
+pub use ces::{CesSim, Forged};
 use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
@@ -59,7 +59,8 @@ pub struct SimConfig {
     /// The metadata service hands out the same credentials again until they near their end (as
     /// ECS does), instead of fresh ones (a new temporary AK) at every fetch.
     pub metadata_reuse: bool,
-    /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap, the instance names' status.
+    /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap and looping markers, forged
+    /// datapoints, the instance names' status.
     pub ces: CesSim,
 }
 
@@ -582,7 +583,7 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
         }),
         ("POST", ["V1.0", project, "batch-query-metric-data"]) => {
             in_project(project, shared, &cfg, rid, || {
-                ces::batch_query(&req.body, &cfg.dataset, data_now(&cfg), rid)
+                ces::batch_query(&req.body, &cfg.dataset, &cfg.ces, data_now(&cfg), rid)
             })
         }
         ("POST", ["v1", project, "maas", "monitor", "instances"]) => {

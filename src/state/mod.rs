@@ -444,12 +444,6 @@ impl Budget for SharedBudget {
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
         wait_for_slot(deadline, self.limit, self.window, || self.try_take())
     }
-
-    fn until_oldest_leaves(&self) -> Option<Duration> {
-        self.window_log()
-            .until_oldest_leaves(now_ms(), self.window.as_millis() as u64)
-            .map(Duration::from_millis)
-    }
 }
 
 #[cfg(test)]

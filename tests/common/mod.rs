@@ -531,6 +531,25 @@ pub fn origin_filters() -> Vec<(&'static str, &'static str)> {
             r#"("name":"maas.collector.duration".*?"asDouble":)[0-9.eE+-]+"#,
             "${1}[s]",
         ),
+        (
+            r"(maas_collector_last_success_timestamp_seconds\{[^}]*\}) [0-9.e+-]+",
+            "$1 [unix s]",
+        ),
+        (
+            r#"("name":"maas.collector.last_success_timestamp".*?"asDouble":)[0-9.eE+-]+"#,
+            "${1}[unix s]",
+        ),
+    ]
+}
+
+/// The collection's start in line protocol and JSON: the wall clock, whatever `--now` says.
+pub fn last_success_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"last_success_ms=\d+i", "last_success_ms=[unix ms]i"),
+        (
+            r#""last_success_ms": \d+"#,
+            r#""last_success_ms": "[unix ms]""#,
+        ),
     ]
 }
 
