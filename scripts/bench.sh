@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks against the simulator with 50 ms added latency, one command:
 #   scripts/bench.sh            (prints a Markdown report on stdout; BENCHMARKS.md holds one)
+#   scripts/bench.sh serve      (the serve benchmark alone)
 # Needs: a Rust toolchain, GNU time (/usr/bin/time) for peak RSS, python3 for the arithmetic.
 # The peak RSS column is the largest of the runs.
 set -euo pipefail
@@ -30,6 +31,7 @@ head() {  # $1 rpm, $2 concurrency
 # 3. 120 series: 40 queries x 3 service types, 600 calls a minute (10/s), 8 in flight.
 { head 600 8; for i in $(seq 1 40); do printf '  - name: q%s\n    range: last_%sh\n    service_types: [preset, my_service, custom_endpoint]\n' "$i" "$i"; done; } >"$WORK/big.yaml"
 
+if [ "${1:-}" != serve ]; then
 echo "| scenario | series | calls planned | calls made | wall time (median of $RUNS) | ceil(calls/conc) x latency | calls / rate | wall / max(both) | wall / latency term | peak RSS |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for case in "one:1:200:4" "twenty:20:200:4" "big:120:600:8"; do
@@ -68,35 +70,50 @@ echo "- peak RSS, min / median of $RUNS: \`maas-usage --version\` $(rss "$BIN" -
 start=$(date +%s%N); for _ in $(seq 100); do "$BIN" --version >/dev/null; done; end=$(date +%s%N)
 echo "- \`maas-usage --version\`: $(( (end - start) / 100 / 1000 )) µs per run (mean of 100, process start to exit)"
 echo "- release binary: $(stat -c %s "$BIN") bytes ($(numfmt --to=iec "$(stat -c %s "$BIN")"))"
+fi
+
+# 4. about 1 MB of page for serve: 134 queries x 3 service types (402 calls within 600 a minute).
+{ head 600 8; for i in $(seq 1 134); do printf '  - name: q%s\n    range: last_%sh\n    service_types: [preset, my_service, custom_endpoint]\n' "$i" "$i"; done; } >"$WORK/huge.yaml"
 
 # serve: the 120-series page scraped by 8 clients at once (2,000 scrapes), then again while 6
-# clients hold connections open without sending anything: scrapes per second, latency
-# percentiles, and serve's peak RSS (VmHWM) at the end.
-"$BIN" serve --spec "$WORK/big.yaml" --state-dir "$WORK/state-serve" --listen 127.0.0.1:0 \
-  --interval 1h 2>"$WORK/serve.err" >/dev/null &
-SERVE_PID=$!
-trap 'kill $SIM_PID $SERVE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.err" && break; sleep 0.1; done
-ADDR=$(sed -n 's/.*listening on http:\/\///p' "$WORK/serve.err" | sed -n 1p)
-python3 - "$ADDR" "$SERVE_PID" <<'PY'
+# clients hold connections open without sending anything, then by one client alone, one scrape
+# after the other (what a lone Prometheus sees): scrapes per second, latency percentiles, and
+# serve's peak RSS (VmHWM) at the end; then the ~1 MB page by one client alone.
+serve_bench() {  # $1 spec, $2 what to measure (load | alone)
+  "$BIN" serve --spec "$1" --state-dir "$WORK/state-serve-$RANDOM" --listen 127.0.0.1:0 \
+    --interval 1h 2>"$WORK/serve.err" >/dev/null &
+  SERVE_PID=$!
+  trap 'kill $SIM_PID $SERVE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.err" && break; sleep 0.1; done
+  ADDR=$(sed -n 's/.*listening on http:\/\///p' "$WORK/serve.err" | sed -n 1p)
+  python3 - "$ADDR" "$SERVE_PID" "$2" <<'PY'
 import socket, statistics, sys, threading, time, urllib.request
-addr, pid = sys.argv[1], sys.argv[2]
+addr, pid, what = sys.argv[1], sys.argv[2], sys.argv[3]
 url = f"http://{addr}/metrics"
 while True:  # the first collection
     try:
-        if urllib.request.urlopen(url, timeout=30).status == 200:
+        if urllib.request.urlopen(url, timeout=60).status == 200:
             break
     except Exception:
         time.sleep(0.2)
 page = len(urllib.request.urlopen(url, timeout=30).read())
+host, port = addr.rsplit(":", 1)
+
+def scrape():
+    """One GET on its own connection, read to the end (as Prometheus does)."""
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(f"GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n".encode())
+        got = 0
+        while chunk := s.recv(1 << 16):
+            got += len(chunk)
+    assert got > page, got
 
 def load(clients, per_client):
     lat, lock = [], threading.Lock()
     def worker():
         for _ in range(per_client):
             t = time.perf_counter()
-            body = urllib.request.urlopen(url, timeout=30).read()
-            assert len(body) == page
+            scrape()
             with lock:
                 lat.append(time.perf_counter() - t)
     threads = [threading.Thread(target=worker) for _ in range(clients)]
@@ -107,13 +124,34 @@ def load(clients, per_client):
     q = statistics.quantiles(lat, n=100)
     return len(lat) / wall, q[49] * 1000, q[98] * 1000
 
-ok = load(8, 250)
-idle = [socket.create_connection(tuple(addr.rsplit(":", 1))) for _ in range(6)]
-held = load(8, 250)
-for s in idle: s.close()
-hwm = next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
-print(f"- `serve`, a {page / 1024:.0f} KiB page (120 series), 8 clients x 250 scrapes: "
-      f"{ok[0]:.0f} scrapes/s, p50 {ok[1]:.1f} ms, p99 {ok[2]:.1f} ms; with 6 idle connections "
-      f"held open meanwhile: {held[0]:.0f} scrapes/s, p50 {held[1]:.1f} ms, p99 {held[2]:.1f} ms; "
-      f"peak RSS {int(hwm) / 1024:.1f} MiB")
+def copy_ms():
+    """What copying the page costs in this process: the floor a scrape cannot beat."""
+    data = b"x" * page
+    t = time.perf_counter()
+    for _ in range(100):
+        bytearray(data)
+    return (time.perf_counter() - t) * 10
+
+if what == "load":
+    ok = load(8, 250)
+    idle = [socket.create_connection((host, int(port))) for _ in range(6)]
+    held = load(8, 250)
+    for s in idle: s.close()
+    alone = load(1, 500)
+    hwm = next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
+    print(f"- `serve`, a {page / 1024:.0f} KiB page (120 series), 8 clients x 250 scrapes: "
+          f"{ok[0]:.0f} scrapes/s, p50 {ok[1]:.1f} ms, p99 {ok[2]:.1f} ms; with 6 idle connections "
+          f"held open meanwhile: {held[0]:.0f} scrapes/s, p50 {held[1]:.1f} ms, p99 {held[2]:.1f} ms; "
+          f"one client alone, 500 scrapes one after the other: {alone[0]:.0f} scrapes/s, "
+          f"p50 {alone[1]:.1f} ms, p99 {alone[2]:.1f} ms; peak RSS {int(hwm) / 1024:.1f} MiB")
+else:
+    alone = load(1, 200)
+    print(f"- `serve`, a {page / 1024:.0f} KiB page (402 series), one client alone, 200 scrapes: "
+          f"{alone[0]:.0f} scrapes/s, p50 {alone[1]:.1f} ms, p99 {alone[2]:.1f} ms "
+          f"(copying the page once in the client: {copy_ms():.2f} ms)")
 PY
+  kill "$SERVE_PID" 2>/dev/null || true
+  wait "$SERVE_PID" 2>/dev/null || true
+}
+serve_bench "$WORK/big.yaml" load
+serve_bench "$WORK/huge.yaml" alone

@@ -40,15 +40,6 @@ impl WindowLog {
         (limit as usize).saturating_sub(busy)
     }
 
-    /// How long until the oldest slot still in the window at `now_ms` leaves it; `None` when
-    /// the window is empty.
-    pub fn until_oldest_leaves(&self, now_ms: u64, window_ms: u64) -> Option<u64> {
-        self.taken
-            .iter()
-            .find(|&&s| s + window_ms > now_ms)
-            .map(|&s| s + window_ms - now_ms)
-    }
-
     /// Takes a slot at `now_ms` if fewer than `limit` were taken in `(now - window, now]`;
     /// otherwise returns how long to wait before one frees up.
     pub fn try_take(&mut self, now_ms: u64, limit: u32, window_ms: u64) -> Result<(), u64> {
@@ -80,11 +71,6 @@ pub trait Budget: Send + Sync {
     /// period buckets than the run can afford).
     fn available(&self, _within: Duration) -> usize {
         usize::MAX
-    }
-    /// After a 429 without `Retry-After`: how long until the oldest call of the window ages
-    /// out, when the budget knows.
-    fn until_oldest_leaves(&self) -> Option<Duration> {
-        None
     }
 }
 
@@ -125,13 +111,6 @@ impl Budget for Limiter {
             self.limit,
             self.window.as_millis() as u64,
         )
-    }
-
-    fn until_oldest_leaves(&self) -> Option<Duration> {
-        let now_ms = self.origin.elapsed().as_millis() as u64;
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.until_oldest_leaves(now_ms, self.window.as_millis() as u64)
-            .map(Duration::from_millis)
     }
 
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
@@ -194,14 +173,6 @@ mod tests {
             "0 has left the window by 1050"
         );
         assert_eq!(log.free_by(2000, 5, 1000), 5);
-    }
-
-    #[test]
-    fn until_oldest_leaves_counts_from_the_oldest_stamp_in_the_window() {
-        let log = WindowLog::from_stamps([0, 100, 900]);
-        assert_eq!(log.until_oldest_leaves(500, 1000), Some(500));
-        assert_eq!(log.until_oldest_leaves(1050, 1000), Some(50), "0 has left");
-        assert_eq!(log.until_oldest_leaves(5000, 1000), None);
     }
 
     #[test]

@@ -227,8 +227,8 @@ pub struct CloudArgs {
 /// The state directory; shared by the commands that keep or read state.
 #[derive(Args, Debug, Clone, Default)]
 pub struct StateArgs {
-    /// State shared between runs and processes: request budget per access key, credential
-    /// rejections, project id cache, period checkpoints
+    /// State shared between runs and processes: request budget per IAM user or agency,
+    /// credential rejections, project id cache, period checkpoints
     /// [default: $XDG_STATE_HOME/maas-usage or ~/.local/state/maas-usage].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -550,8 +550,9 @@ pub enum StateAction {
         /// A query name (all its series) or a full series id from `state show`; all without it.
         #[arg(long, value_name = "NAME")]
         series: Option<String>,
-        /// Forget credential rejections instead (after fixing the credentials): the next run
-        /// calls at once instead of waiting out the five minutes.
+        /// Forget credential rejections instead (after fixing the credentials; those in the
+        /// per-user runtime directory too): the next run calls at once instead of waiting out
+        /// the five minutes. Also forgets records that cannot be read, which block every call.
         #[arg(long, conflicts_with_all = ["series", "destination"])]
         auth: bool,
         #[command(flatten)]

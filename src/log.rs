@@ -1,10 +1,13 @@
 //! Diagnostics on stderr. stdout belongs to metrics.
 //!
 //! Under Telegraf (`run`) every line starts with a level prefix (`E! `, `W! `, `I! `, `D! `) so
-//! `log_stderr` files it at the right level; interactive commands say `error:`/`warning:`.
+//! `log_stderr` files it at the right level; interactive commands say `error:`/`warning:`. Every
+//! message is escaped into one line here, so no text a server sent can forge a line.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
@@ -57,15 +60,32 @@ pub fn prefix(level: Level) -> &'static str {
     }
 }
 
-/// Writes one line per line of `msg` (a multi-line message keeps its level on every line).
+/// The longest line written (escapes included); more is cut with `…`.
+pub const LINE_MAX_CHARS: usize = 4096;
+
+/// Writes `msg` as one line. Whatever it holds, server text included, goes through the one
+/// sanitizer ([`text::one_line`]): a control character (a line break, a carriage return, an
+/// escape sequence) or an invisible formatting character is escaped, so no message can start a
+/// line of its own, forge another level's prefix or rewrite the terminal, and a line is capped.
+/// A message meant as several lines is written with [`lines`].
 pub fn emit(level: Level, msg: &str) {
+    lines(level, [msg])
+}
+
+/// Writes each of `msgs` as one line, each with the level's prefix, as [`emit`] does.
+pub fn lines<'a>(level: Level, msgs: impl IntoIterator<Item = &'a str>) {
     if level == Level::Debug && !verbose() {
         return;
     }
     let mut err = std::io::stderr().lock();
-    for line in msg.lines() {
+    for msg in msgs {
         // A closed stderr is nothing to die for.
-        let _ = writeln!(err, "{}{}", prefix(level), line);
+        let _ = writeln!(
+            err,
+            "{}{}",
+            prefix(level),
+            text::one_line(msg, LINE_MAX_CHARS)
+        );
     }
 }
 

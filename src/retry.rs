@@ -1,6 +1,7 @@
 //! Retrying, for every outbound protocol (the cloud API and OTLP): one loop ([`run`]) with
 //! capped exponential backoff and jitter, `Retry-After` or a caller's own wait, a bounded number
-//! of attempts, and never a wait that would pass the deadline.
+//! of attempts (a throttled call without a `Retry-After`: as many as the deadline allows), and
+//! never a wait that would pass the deadline.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,10 @@ pub enum Step<T, E> {
         error: E,
         wait: Option<Duration>,
     },
+    /// Throttled without being told for how long (a 429 without `Retry-After`): "later", not
+    /// "broken". Tried again after the policy's backoff for as long as the deadline allows,
+    /// not only the policy's number of attempts.
+    Throttled(E),
 }
 
 /// Why the retries ended without success.
@@ -56,8 +61,11 @@ pub enum GaveUp<E> {
     Fatal(E),
     /// The last of the policy's attempts failed.
     Attempts(E),
-    /// The next wait would have passed the deadline.
+    /// No time left: the next backoff would have passed the deadline.
     Deadline(E),
+    /// The server asked for a wait (`Retry-After`) that ends after the deadline: it was not the
+    /// time limit that ended the retries, but what the server asked for.
+    TooLate { error: E, wait: Duration },
 }
 
 /// Runs `attempt` (given the 0-based attempt number) until it is done or gives up, sleeping
@@ -71,23 +79,27 @@ pub fn run<T, E>(
 ) -> Result<T, GaveUp<E>> {
     let mut n = 0u32;
     loop {
-        let (error, wait) = match attempt(n) {
+        let (error, told, counted) = match attempt(n) {
             Step::Done(t) => return Ok(t),
             Step::Fatal(e) => return Err(GaveUp::Fatal(e)),
-            Step::Retry { error, wait } => (error, wait),
+            Step::Retry { error, wait } => (error, wait, true),
+            Step::Throttled(error) => (error, None, false),
         };
-        n += 1;
-        if n >= policy.max_attempts {
+        n = n.saturating_add(1);
+        if counted && n >= policy.max_attempts {
             return Err(GaveUp::Attempts(error));
         }
-        let wait = wait.unwrap_or_else(|| policy.backoff(n, jitter_unit()));
+        let wait = told.unwrap_or_else(|| policy.backoff(n, jitter_unit()));
         // A server may say `Retry-After: 18446744073709551615`: an instant that cannot be
         // represented lies past any deadline.
         if Instant::now()
             .checked_add(wait)
             .is_none_or(|at| at >= deadline)
         {
-            return Err(GaveUp::Deadline(error));
+            return Err(match told {
+                Some(wait) => GaveUp::TooLate { error, wait },
+                None => GaveUp::Deadline(error),
+            });
         }
         on_retry(n, wait, &error);
         std::thread::sleep(wait);
@@ -191,7 +203,10 @@ mod tests {
             },
             |_, _, _| {},
         );
-        assert!(matches!(r, Err(GaveUp::Deadline(0))), "no hour-long sleep");
+        assert!(
+            matches!(r, Err(GaveUp::TooLate { error: 0, .. })),
+            "no hour-long sleep, and not the deadline's doing"
+        );
         let r: Result<(), _> = run(&p, far, |_| Step::Fatal("bad"), |_, _, _| {});
         assert!(matches!(r, Err(GaveUp::Fatal("bad"))));
     }
@@ -212,8 +227,44 @@ mod tests {
             },
             |_, _, _| {},
         );
-        assert!(matches!(out, Err(GaveUp::Deadline("429"))));
+        assert!(matches!(out, Err(GaveUp::TooLate { error: "429", .. })));
         assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn a_throttled_call_is_retried_with_backoff_until_the_deadline() {
+        let p = RetryPolicy {
+            max_attempts: 2,
+            base: Duration::from_millis(2),
+            cap: Duration::from_millis(16),
+        };
+        let mut waits = Vec::new();
+        let r: Result<&str, _> = run(
+            &p,
+            Instant::now() + Duration::from_secs(60),
+            |n| {
+                if n < 6 {
+                    Step::Throttled(n)
+                } else {
+                    Step::Done("ok")
+                }
+            },
+            |_, wait, _| waits.push(wait),
+        );
+        assert!(matches!(r, Ok("ok")), "past max_attempts (2)");
+        assert_eq!(waits.len(), 6);
+        for (i, w) in waits.iter().enumerate() {
+            let ceiling = Duration::from_millis(2 << i).min(p.cap);
+            assert!(*w >= ceiling / 2 && *w <= ceiling, "{i}: {w:?}");
+        }
+        // Throttled to the end: the deadline, said as such.
+        let r: Result<(), _> = run(
+            &p,
+            Instant::now() + Duration::from_millis(50),
+            Step::Throttled,
+            |_, _, _| {},
+        );
+        assert!(matches!(r, Err(GaveUp::Deadline(_))));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Text at the edges: server-supplied text made safe for one stderr line (secrets redacted,
-//! control characters escaped, length capped), hex, and percent-coding (signing, query strings,
-//! `k=v` lists).
+//! control characters escaped, length capped; the log applies the same escaping to every line it
+//! writes), hex, and percent-coding (signing, query strings, `k=v` lists).
 
 /// How much of a server's message an error shows.
 pub const REMOTE_TEXT_MAX: usize = 300;
@@ -27,9 +27,15 @@ fn is_invisible_format(c: char) -> bool {
 /// then neither flood the terminal, nor rewrite it with escape sequences, nor start a line of
 /// its own (a fake `E! ` line for Telegraf).
 pub fn sanitize_remote(text: &str, max_chars: usize) -> String {
+    one_line(text.trim(), max_chars)
+}
+
+/// `text` as one visible line, escaped and cut as [`sanitize_remote`] does, without trimming:
+/// what the log writes of every message, whatever server text it quotes.
+pub fn one_line(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     let mut used = 0usize;
-    for c in text.trim().chars() {
+    for c in text.chars() {
         let piece = if c.is_control() || is_invisible_format(c) {
             c.escape_unicode().to_string()
         } else {

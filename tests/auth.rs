@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -28,17 +29,27 @@ fn rejected(sim: &Simulator) -> usize {
 }
 
 fn run_with(spec: &Path, state: &Path, sk: &str) -> std::process::Output {
-    bin()
-        .env("HW_ACCESS_KEY", AK)
-        .env("HW_SECRET_KEY", sk)
-        .arg("run")
-        .arg("--spec")
-        .arg(spec)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--now", NOW])
-        .output()
-        .unwrap()
+    let mut c = bin();
+    c.env("HW_ACCESS_KEY", AK).env("HW_SECRET_KEY", sk);
+    run_in_state(c, spec, state).output().unwrap()
+}
+
+/// Moves every time recorded in `state`'s `auth.json` (rejections, acceptances) `minutes` into
+/// the past, as if it had been recorded that long ago.
+fn age_records(state: &Path, minutes: u64) {
+    let auth = state.join("auth.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&auth).unwrap()).unwrap();
+    let back = |v: &mut serde_json::Value| *v = (v.as_u64().unwrap() - minutes * 60_000).into();
+    if let Some(rejections) = doc.get_mut("rejections").and_then(|r| r.as_object_mut()) {
+        rejections.values_mut().for_each(|r| back(&mut r["at_ms"]));
+    }
+    if let Some(accepted) = doc.get_mut("accepted").and_then(|a| a.as_object_mut()) {
+        for hosts in accepted.values_mut() {
+            hosts.as_object_mut().unwrap().values_mut().for_each(back);
+        }
+    }
+    std::fs::write(&auth, doc.to_string()).unwrap();
 }
 
 fn first_line(o: &std::process::Output) -> String {
@@ -127,12 +138,7 @@ fn the_rejection_expires_after_five_minutes_or_on_reset() {
         "{}",
         stdout(&show)
     );
-    let reset = bin()
-        .args(["state", "reset", "--auth", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    reset_auth(&state);
     run_with(&spec, &state, wrong);
     assert_eq!(
         rejected(&sim),
@@ -141,14 +147,7 @@ fn the_rejection_expires_after_five_minutes_or_on_reset() {
     );
 
     // Six minutes later (the record says so) it is tried again, once.
-    let auth = state.join("auth.json");
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&auth).unwrap()).unwrap();
-    for (_, r) in doc.as_object_mut().unwrap() {
-        let at = r["at_ms"].as_u64().unwrap();
-        r["at_ms"] = (at - 6 * 60 * 1000).into();
-    }
-    std::fs::write(&auth, doc.to_string()).unwrap();
+    age_records(&state, 6);
     run_with(&spec, &state, wrong);
     assert_eq!(rejected(&sim), 3);
     run_with(&spec, &state, wrong);
@@ -298,7 +297,8 @@ fn a_key_disabled_mid_collection_costs_at_most_the_calls_in_flight() {
 
 #[test]
 fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_call() {
-    // The first batch's six calls are accepted; then the key is disabled.
+    // The first batch's six calls are accepted; then the key is disabled, and the acceptance
+    // is older than a few minutes (the record says so) when the next batch comes.
     let sim = revoked_after(6);
     let spec = six_series(&sim, true);
     let state = tempdir();
@@ -307,6 +307,7 @@ fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_
     });
     let first = execd.collect();
     assert_eq!(first.last().unwrap().int("series_ok"), Some(6));
+    age_records(&state, 10);
     let second = execd.collect();
     assert_eq!(second.last().unwrap().int("series_failed"), Some(6));
     let third = execd.collect();
@@ -316,8 +317,35 @@ fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_
     assert_eq!(sim.requests().len(), 7);
 }
 
+/// A key that the host accepted minutes ago and that was disabled since meets the next
+/// collection's first calls unprobed: at most the calls in flight (`limits.concurrency`) are
+/// rejected, as for a key disabled in the middle of a collection, and none after.
 #[test]
-fn serve_probes_again_in_each_collection_so_a_key_disabled_between_them_costs_one_call() {
+fn execd_a_key_accepted_minutes_ago_and_disabled_since_costs_at_most_the_calls_in_flight() {
+    let sim = revoked_after(6);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let mut execd = Execd::start_with(&spec, |c| {
+        c.arg("--state-dir").arg(&state);
+    });
+    let first = execd.collect();
+    assert_eq!(first.last().unwrap().int("series_ok"), Some(6));
+    for _ in 0..2 {
+        let next = execd.collect();
+        assert_eq!(next.last().unwrap().int("series_failed"), Some(6));
+    }
+    assert_eq!(execd.finish(), Some(0));
+    let n = rejected(&sim);
+    assert!((1..=4).contains(&n), "{n} rejected");
+    assert_eq!(
+        sim.requests().len(),
+        6 + n,
+        "nothing after the first rejection"
+    );
+}
+
+#[test]
+fn serve_a_key_disabled_between_collections_costs_at_most_the_calls_in_flight_then_nothing() {
     let sim = revoked_after(6);
     let spec = six_series(&sim, true);
     let state = tempdir();
@@ -342,6 +370,301 @@ fn serve_probes_again_in_each_collection_so_a_key_disabled_between_them_costs_on
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert_eq!(rejected(&sim), 1, "one probe, then the gate holds");
-    assert_eq!(sim.requests().len(), 7);
+    let n = rejected(&sim);
+    assert!((1..=4).contains(&n), "{n} rejected");
+    assert_eq!(
+        sim.requests().len(),
+        6 + n,
+        "nothing after the first rejection"
+    );
+}
+
+/// `run_with`, with `runtime` as the per-user runtime directory (where rejections go when the
+/// state directory cannot take them) and `extra` environment.
+fn run_sharing(
+    spec: &Path,
+    state: &Path,
+    sk: &str,
+    runtime: &Path,
+    extra: &[(&str, &Path)],
+) -> std::process::Output {
+    let mut c = bin();
+    c.env("HW_ACCESS_KEY", AK)
+        .env("HW_SECRET_KEY", sk)
+        .env("XDG_RUNTIME_DIR", runtime);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    run_in_state(c, spec, state).output().unwrap()
+}
+
+/// A state directory that cannot record a rejection is no reason to forget it: the per-user
+/// runtime directory keeps it. Broken two ways that hold for root too: the state directory's
+/// path is a regular file (it cannot be opened), or the rejections' lock is a directory (it
+/// opens, and cannot record).
+#[test]
+fn a_state_directory_that_cannot_record_rejections_leaves_them_to_the_runtime_directory() {
+    let sim = sim();
+    let spec = six_series(&sim, true);
+    let file = tempdir().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let unlockable = tempdir().join("state");
+    std::fs::create_dir_all(unlockable.join("auth.lock")).unwrap();
+    for state in [file, unlockable] {
+        sim.clear_log();
+        let runtime = runtime_dir();
+        for _ in 0..3 {
+            let out = run_sharing(&spec, &state, "SKWRONG-broken-state", &runtime, &[]);
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            assert_no_secret(&out);
+        }
+        assert_eq!(rejected(&sim), 1, "{}: three runs", state.display());
+    }
+}
+
+/// A period spec on a state directory that cannot be opened: its period series are held back
+/// (their checkpoints could not be recorded: `E!`, exit 1) while the credential gate's records
+/// go to the runtime directory, so three runs with a wrong key still make one rejected call,
+/// and with the right key the window query is delivered.
+#[test]
+fn a_period_spec_on_an_unusable_state_directory_holds_its_period_series_and_keeps_the_lockout() {
+    let sim = sim();
+    let spec = fixture(
+        "auth/period-and-window.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let file = tempdir().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let runtime = runtime_dir();
+    for sk in ["SKWRONG-period", "SKWRONG-period", "SKWRONG-period", SK] {
+        let out = run_sharing(&spec, &file, sk, &runtime, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_error_line(&err, &["period series", &file.display().to_string()]);
+        assert_no_secret(&out);
+        let queries: BTreeSet<String> = parse_lp(&stdout(&out))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .filter_map(|l| l.tag("query").map(str::to_string))
+            .collect();
+        let expected: &[&str] = if sk == SK { &["today"] } else { &[] };
+        assert_eq!(
+            queries,
+            expected.iter().map(|q| q.to_string()).collect(),
+            "{err}"
+        );
+    }
+    assert_eq!(rejected(&sim), 1, "three runs with the wrong key");
+    assert!(runtime.join("maas-usage/auth.json").is_file());
+}
+
+/// With nowhere to record a rejection (the state directory, `XDG_RUNTIME_DIR` and the temporary
+/// directory all unusable), one rejected call per run could lock the key: no signed call is
+/// made, and the run says why.
+#[test]
+fn with_nowhere_to_record_a_rejection_no_signed_call_is_made() {
+    let sim = sim();
+    let spec = six_series(&sim, true);
+    let file = tempdir().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for _ in 0..3 {
+        let out = run_sharing(
+            &spec,
+            &file,
+            "SKWRONG-nowhere",
+            &file,
+            &[("TMPDIR", file.as_path())],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_error_line(
+            &stderr(&out),
+            &["no signed call", "fix the state directory"],
+        );
+    }
+    assert_eq!(sim.requests().len(), 0);
+}
+
+/// The credentials' key in the state directory's records (a fingerprint of AK, SK and token).
+fn fingerprint_of(sk: &str) -> String {
+    use maas_usage::cloud::credentials::{Credentials, Secret};
+    maas_usage::cloud::auth::fingerprint(&Credentials {
+        ak: Secret::new(AK),
+        sk: Secret::new(sk),
+        token: None,
+        source: "test".into(),
+        expires_at: None,
+        agency: None,
+    })
+}
+
+/// Records a rejection of `sk` now in `state`'s `auth.json`, as another process's 401 would.
+fn record_rejection(state: &Path, sk: &str) {
+    let auth = state.join("auth.json");
+    let mut doc: serde_json::Value = std::fs::read_to_string(&auth)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let entry = serde_json::json!({"at_ms": now, "status": 401, "code": "APIGW.0301"});
+    match doc.get_mut("rejections") {
+        Some(r) => r[fingerprint_of(sk)] = entry,
+        None => doc[fingerprint_of(sk)] = entry,
+    }
+    let tmp = state.join(".auth.json.test");
+    std::fs::write(&tmp, doc.to_string()).unwrap();
+    std::fs::rename(&tmp, &auth).unwrap();
+}
+
+/// IAM (slow) accepts a probe; while it is out, another process records MaaS's 401 for the same
+/// credentials. The acceptance is older than that rejection and must not erase it: the run
+/// sends nothing to MaaS.
+#[test]
+fn an_accepted_probe_never_erases_a_rejection_recorded_while_it_was_out() {
+    let mut cfg = sim_config();
+    cfg.faults.latency = std::time::Duration::from_secs(2);
+    let iam = start(cfg);
+    let maas = revoked_after(0);
+    let spec = six_series(&maas, false);
+    let state = tempdir();
+    let child = authed()
+        .args(["run", "--iam-endpoint", &iam.url(), "--spec"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--now", NOW])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while iam.arrivals() == 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(iam.arrivals(), 1, "the discovery probe is out");
+    record_rejection(&state, SK);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(iam.requests()[0].status, 200);
+    assert_eq!(
+        maas.requests().len(),
+        0,
+        "the rejection still holds: {}",
+        stderr(&out)
+    );
+}
+
+/// A rejection store that cannot be understood (cut, or one entry that is not a rejection) has
+/// lost what it held: every credential counts as rejected until it is reset, and the run says
+/// how to reset it.
+#[test]
+fn a_corrupt_rejection_store_blocks_every_credential_until_it_is_reset() {
+    let sim = sim();
+    let spec = six_series(&sim, true);
+    let wrong = "SKWRONG-corrupt-store";
+    type Corrupt = fn(&str) -> String;
+    let cases: [(&str, Corrupt); 2] = [
+        ("cut", |text| text[..text.len() / 2].to_string()),
+        ("one bad entry", |text| {
+            let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+            let bad = serde_json::json!({"at_ms": "yesterday", "status": 401});
+            match doc.get_mut("rejections") {
+                Some(r) => r["0123456789abcdef"] = bad,
+                None => doc["0123456789abcdef"] = bad,
+            }
+            doc.to_string()
+        }),
+    ];
+    for (case, corrupt) in cases {
+        sim.clear_log();
+        let state = tempdir();
+        run_with(&spec, &state, wrong);
+        assert_eq!(rejected(&sim), 1, "{case}");
+        let auth = state.join("auth.json");
+        let text = std::fs::read_to_string(&auth).unwrap();
+        std::fs::write(&auth, corrupt(&text)).unwrap();
+        for sk in [wrong, SK] {
+            let out = run_with(&spec, &state, sk);
+            assert_eq!(out.status.code(), Some(1), "{case}: {}", stderr(&out));
+            assert_error_line(
+                &stderr(&out),
+                &["auth.json", "maas-usage state reset --auth"],
+            );
+        }
+        assert_eq!(sim.requests().len(), 1, "{case}: no call after the first");
+        reset_auth(&state);
+        let fixed = run_with(&spec, &state, SK);
+        assert_eq!(fixed.status.code(), Some(0), "{case}: {}", stderr(&fixed));
+    }
+}
+
+/// An agency's temporary credentials (a fresh AK at every fetch here) are one credential to the
+/// gate: its rejection holds for the next temporary key too.
+#[test]
+fn an_agency_rejected_once_is_not_tried_again_with_its_next_temporary_key() {
+    let mut cfg = sim_config();
+    cfg.metadata = Some(std::time::Duration::from_secs(3600));
+    cfg.faults.reject_signatures_after = Some(0);
+    let sim = start(cfg);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    for _ in 0..3 {
+        let mut agency = bin();
+        agency.env("MAAS_USAGE_METADATA_ENDPOINT", sim.url());
+        let out = run_in_state(agency, &spec, &state).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    }
+    assert_eq!(sim.credentials_issued(), 3, "a fresh key every run");
+    assert_eq!(rejected(&sim), 1);
+}
+
+/// The calls of one run (its part of the log) that reached the server before its first answer:
+/// 1 when the first call went out alone (a probe).
+fn sent_before_the_first_answer(sim: &Simulator) -> usize {
+    let log = sim.requests();
+    let first = log.iter().map(|r| r.at).min().expect("a call");
+    log.iter().filter(|r| r.arrived < first).count()
+}
+
+/// The lone first call (a probe) is skipped when the same host accepted the same credentials
+/// minutes ago: a key disabled since costs at most the calls in flight, as one disabled in the
+/// middle of a collection does. The acceptance expires; a rejection wins over it, and a reset
+/// forgets it.
+#[test]
+fn a_recent_acceptance_skips_the_lone_probe_until_it_expires_and_a_rejection_wins() {
+    let mut cfg = sim_config();
+    // Answers take a second: calls sent together all reach the server before the first answer.
+    cfg.faults.latency = std::time::Duration::from_secs(1);
+    let sim = start(cfg);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let run_ok = |what: &str| {
+        sim.clear_log();
+        let out = run_with(&spec, &state, SK);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+        sent_before_the_first_answer(&sim)
+    };
+    assert_eq!(run_ok("first"), 1, "the first run probes");
+    assert_eq!(
+        run_ok("second"),
+        4,
+        "accepted a moment ago: four calls at once"
+    );
+
+    // A rejection recorded since wins over the acceptance: nothing is sent.
+    record_rejection(&state, SK);
+    sim.clear_log();
+    let blocked = run_with(&spec, &state, SK);
+    assert_eq!(blocked.status.code(), Some(1), "{}", stderr(&blocked));
+    assert!(sim.requests().is_empty());
+    // A reset forgets both: the next run probes again, and the one after need not.
+    reset_auth(&state);
+    assert_eq!(run_ok("after the reset"), 1);
+    assert_eq!(run_ok("then"), 4);
+
+    // An acceptance older than a few minutes is no proof: the next run probes.
+    age_records(&state, 10);
+    assert_eq!(run_ok("ten minutes later"), 1);
 }

@@ -403,6 +403,7 @@ fn every_output_format_carries_the_per_model_series() {
             (r"duration_ms=\d+i", "duration_ms=[ms]i"),
             (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
         ])
+        .chain(last_success_filters())
         .collect::<Vec<_>>();
     insta::with_settings!({filters => filters}, {
         insta::assert_snapshot!("influx", render("influx"));
@@ -581,4 +582,44 @@ fn a_month_in_a_half_hour_zone_costs_a_few_calls_and_stays_exact() {
         let want = sim.model_usage(l.tag("model_id").unwrap(), None, start, end);
         assert_eq!(l.int("total_tokens"), Some(want.total_tokens as i64));
     }
+}
+
+/// A ListMetrics whose markers loop (A, B, A, B...) costs a couple of pages per metric, not the
+/// Cloud Eye budget: discovery stops at the first page that brings nothing new, says so on one
+/// `W!` line per metric, and goes on with what it found.
+#[test]
+fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() {
+    let mut cfg = sim_config();
+    cfg.ces.looping_markers = true;
+    cfg.ces.page_cap = Some(2);
+    let sim = start(cfg);
+    let path = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n",
+        "limits:\n  timeout: 10s\n",
+    );
+    let state = tempdir().join("state");
+    let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    let err = stderr(&out);
+    let pages = cloud_eye_calls(&sim, "/metrics").len();
+    assert_eq!(pages, 2 * 2, "two pages per metric, not the budget: {err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("W! ") && l.contains("ListMetrics"))
+        .collect();
+    assert_eq!(warned.len(), 2, "one line per metric: {err}");
+    for w in &warned {
+        assert!(
+            w.contains("nothing new") && w.contains("may be missing"),
+            "{w}"
+        );
+    }
+    assert!(!err.contains("E! "), "{err}");
+    assert!(!model_lines(&out).is_empty(), "what was found is collected");
+    // A partial discovery is not cached as the whole: the next run looks again.
+    sim.clear_log();
+    let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), 2 * 2);
 }

@@ -326,3 +326,119 @@ fn an_ambiguous_credentials_file_is_a_located_error_before_any_call() {
         assert!(sim.requests().is_empty(), "case {i}: no call");
     }
 }
+
+/// A spec whose credentials come from the metadata service at `metadata` (data from `sim`).
+fn spec_with_metadata_at(sim: &Simulator, metadata: &str) -> std::path::PathBuf {
+    let url = sim.url();
+    spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  metadata_endpoint: {metadata}\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\nlimits:\n  timeout: 20s\n"
+    ))
+}
+
+fn run_on_metadata(spec: &std::path::Path) -> std::process::Output {
+    bin()
+        .arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .args(["--now", NOW])
+        .output()
+        .unwrap()
+}
+
+/// A metadata service that is there but fails (a 500, an answer that never comes) is the
+/// cloud's failure, exit 1 like any other; only a host without one (nothing listens) means no
+/// credentials were configured, exit 2.
+#[test]
+fn a_failing_metadata_service_is_the_cloud_s_failure_not_the_input_s() {
+    let sim = agency(Duration::from_secs(3600));
+    sim.push_script(maas_usage::sim::Scripted::Status {
+        status: 500,
+        body: "internal error".into(),
+        retry_after: None,
+    });
+    let out = run_on_metadata(&spec_with_metadata(&sim, ""));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("HTTP 500"), "{}", stderr(&out));
+
+    // Connected, and no answer: the fetch times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let out = run_on_metadata(&spec_with_metadata_at(&sim, &format!("http://{addr}")));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    drop(held.join());
+    assert!(sim.requests().iter().all(|r| r.status != 401));
+}
+
+/// Temporary credentials past their `expires_at` would be a certain rejection: never signed
+/// with, whether the service hands them out expired or a renewal fails after they expired.
+#[test]
+fn temporary_credentials_past_their_expiry_are_never_signed_with() {
+    let sim = agency(Duration::ZERO);
+    let out = run_on_metadata(&spec_with_metadata(&sim, ""));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("expired"), "{err}");
+    assert_no_temporary_secret(&out);
+    let signed = |sim: &Simulator| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path != maas_usage::cloud::metadata::PATH)
+            .count()
+    };
+    assert_eq!(signed(&sim), 0, "{err}");
+
+    // In a long-running process: fresh credentials cannot be had once these expired.
+    let life = Duration::from_secs(3);
+    let sim = agency(life);
+    let spec = spec_with_metadata(&sim, "");
+    let mut execd = Execd::start_with(&spec, |c| {
+        c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
+    });
+    assert_eq!(execd.collect().last().unwrap().int("series_ok"), Some(2));
+    let before = signed(&sim);
+    // Whatever was fetched by now expires within `life`.
+    std::thread::sleep(life + Duration::from_millis(500));
+    sim.push_script(maas_usage::sim::Scripted::Status {
+        status: 500,
+        body: "internal error".into(),
+        retry_after: None,
+    });
+    let second = execd.collect();
+    assert_eq!(second.last().unwrap().int("series_failed"), Some(2));
+    let (code, err) = execd.finish_with_stderr();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(signed(&sim), before, "nothing signed with them: {err}");
+    assert!(sim.requests().iter().all(|r| r.status != 401), "{err}");
+}
+
+/// A renewal that brings the same credentials again (a metadata service that hands out the same
+/// ones until they near their end, as ECS does) changes nothing and logs nothing.
+#[test]
+fn the_same_credentials_fetched_again_are_not_new_credentials() {
+    let sim = start(SimConfig {
+        metadata: Some(Duration::from_secs(4)),
+        metadata_reuse: true,
+        ..sim_config()
+    });
+    let spec = spec_with_metadata(&sim, "");
+    let mut execd = Execd::start_with(&spec, |c| {
+        c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
+    });
+    // Batches until a renewal brought the same credentials again.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while sim.metadata_fetches() <= sim.credentials_issued() && std::time::Instant::now() < until {
+        let batch = execd.collect();
+        assert_eq!(batch.last().unwrap().int("series_ok"), Some(2));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(sim.metadata_fetches() > sim.credentials_issued());
+    let (code, err) = execd.finish_with_stderr();
+    assert_eq!(code, Some(0), "{err}");
+    let announced = err
+        .lines()
+        .filter(|l| l.contains("new credentials"))
+        .count() as u64;
+    assert_eq!(announced, sim.credentials_issued() - 1, "{err}");
+}

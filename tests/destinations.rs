@@ -1,9 +1,10 @@
 //! Period checkpoints belong to a destination: `serve`, a line-protocol run and an OTLP run
 //! sharing one spec and one state directory (as the packaged systemd units do) each get every
-//! settled bucket once; `state show` lists the destinations and `state reset --destination`
-//! rewinds one; a destination named by `output.destination` keeps its checkpoints when its
-//! target changes; a checkpoint file of a version that did not record its destination holds the
-//! period series back until it is adopted or reset, never sending a bucket twice or skipping one.
+//! settled bucket once; `state show` lists the destinations (then the credential gate's
+//! records, of the runtime directory too) and `state reset --destination` rewinds one; a
+//! destination named by `output.destination` keeps its checkpoints when its target changes; a
+//! checkpoint file of a version that did not record its destination holds the period series
+//! back until it is adopted or reset, never sending a bucket twice or skipping one.
 
 mod common;
 
@@ -285,4 +286,81 @@ fn a_named_destination_keeps_its_checkpoints_when_its_target_changes() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `state show` lists each destination with its checkpoints and then the credential gate's
+/// records of both places: a rejection the state directory could not take is in the runtime
+/// directory (and shown only with it), and records that cannot be read are said to block every
+/// signed call, the destinations still listed.
+#[test]
+fn state_show_lists_the_destinations_and_the_gate_s_records_of_both_places() {
+    let sim = sim();
+    let rx = HttpReceiver::start();
+    let spec = spec(&sim, &rx);
+    let state = tempdir().join("state");
+    let first = run_at(&spec, &state, ms(NOW), &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    // The rejections' lock a directory: the state directory cannot record a rejection.
+    std::fs::remove_file(state.join("auth.lock")).unwrap();
+    std::fs::create_dir(state.join("auth.lock")).unwrap();
+    let runtime = runtime_dir();
+    let wrong = bin()
+        .env("HW_ACCESS_KEY", AK)
+        .env("HW_SECRET_KEY", "SKWRONG-show")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .arg("run")
+        .arg("--spec")
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--now", &rfc(ms(NOW) + H)])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    let show = |runtime: &Path| {
+        let out = bin()
+            .env("XDG_RUNTIME_DIR", runtime)
+            .args(["state", "show", "--state-dir"])
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let listed = |shown: &str| {
+        shown.contains("destination influx-stdout: influx stdout")
+            && shown.contains("/hourly/preset/real_time/all")
+    };
+    let shown = show(&runtime);
+    assert!(listed(&shown), "{shown}");
+    assert!(shown.contains("rejected (HTTP 401)"), "{shown}");
+    let elsewhere = show(&runtime_dir());
+    assert!(
+        listed(&elsewhere) && !elsewhere.contains("rejected"),
+        "{elsewhere}"
+    );
+    // Records that cannot be read (cut) block every credential; show says so.
+    std::fs::write(state.join("auth.json"), r#"{"rejections":{"#).unwrap();
+    let shown = show(&runtime);
+    assert!(listed(&shown), "{shown}");
+    assert!(
+        shown.contains("auth.json")
+            && shown
+                .contains("no signed call is made with any credentials until it is fixed or reset"),
+        "{shown}"
+    );
+    // `state reset --auth` forgets the gate's records only: with a destination or a series it
+    // is refused (exit 2), and the checkpoints stay.
+    for with in [["--destination", "influx-stdout"], ["--series", "hourly"]] {
+        let mut args = vec!["reset", "--auth"];
+        args.extend(with);
+        let refused = state_cmd(&state, &args);
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("cannot be used with"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    assert!(listed(&show(&runtime)));
 }

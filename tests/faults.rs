@@ -232,11 +232,9 @@ fn throttling_with_and_without_retry_after() {
         "faults/throttled.yaml",
         &[("url", &sim.url()), ("project", PROJECT)],
     );
-    // A 2 s budget window (the API's is a minute): a 429 without Retry-After waits until the
-    // oldest call of the window ages out, instead of a few sub-second retries.
+    // Retry-After (1 s) is honoured; without it, a backoff of a fraction of a second.
     let started = Instant::now();
     let out = authed()
-        .env("MAAS_USAGE_RATE_WINDOW_MS", "2000")
         .arg("run")
         .arg("--spec")
         .arg(&path)
@@ -246,8 +244,8 @@ fn throttling_with_and_without_retry_after() {
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        took >= Duration::from_secs(2),
-        "Retry-After (1 s), then until the first call leaves the 2 s window: {took:?}"
+        took >= Duration::from_secs(1),
+        "Retry-After (1 s) is honoured: {took:?}"
     );
     let c = parse_lp(&stdout(&out)).pop().unwrap();
     assert_eq!(c.int("throttled"), Some(2));
@@ -255,25 +253,42 @@ fn throttling_with_and_without_retry_after() {
     assert_eq!(c.int("series_ok"), Some(2));
 }
 
+/// A server that throttles over a window of its own (here 1 call per 3 s) and sends no
+/// `Retry-After`: the client backs off (capped exponential, jittered) and tries again within the
+/// run's deadline, instead of waiting for its own 60 s budget window, which no run has.
 #[test]
-fn throttling_without_retry_after_and_no_time_to_wait_fails_fast() {
-    let sim = sim();
-    for _ in 0..2 {
-        sim.push_script(Scripted::Status {
-            status: 429,
-            body: "{}".into(),
-            retry_after: None,
-        });
-    }
-    // The budget's window is the API's minute: waiting it out does not fit a 3 s run.
-    let r = timed(&small_spec(&sim, 1));
-    assert_eq!(r.out.status.code(), Some(1));
-    assert!(first_err(&r).contains("HTTP 429"), "{}", stderr(&r.out));
-    assert_eq!(
-        stats_calls(&sim).len(),
-        2,
-        "no sub-second retries that burn the budget"
+fn a_429_without_retry_after_backs_off_and_retries_within_the_deadline() {
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(1);
+    cfg.faults.rate_window = Duration::from_secs(3);
+    let sim = start(cfg);
+    let r = timed_within(&two_series(&sim, 2, 20), 20);
+    let err = stderr(&r.out);
+    assert_eq!(r.out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("E! ") && !err.contains("time limit"), "{err}");
+    let c = parse_lp(&stdout(&r.out)).pop().unwrap();
+    assert_eq!(c.int("series_ok"), Some(2), "{err}");
+    assert!(c.int("throttled") >= Some(1), "{c:?}");
+    assert_eq!(c.int("api_retries"), c.int("throttled"), "{c:?}");
+}
+
+/// Throttled to the end: the run ends by its deadline, says it was the time limit and what the
+/// server last said, and its backoff kept the attempts few.
+#[test]
+fn throttled_until_the_deadline_backs_off_and_says_it_was_the_time_limit() {
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(0);
+    let sim = start(cfg);
+    let r = timed(&small_spec(&sim, 2));
+    assert_eq!(r.out.status.code(), Some(1), "{}", stderr(&r.out));
+    let first = first_err(&r);
+    assert!(
+        first.contains("time limit") && first.contains("HTTP 429"),
+        "{first}"
     );
+    // 125 ms doubling (with jitter, at least half of it): at most 5 attempts per series in 3 s.
+    let calls = stats_calls(&sim).len();
+    assert!((4..=10).contains(&calls), "{calls} calls");
 }
 
 #[test]
@@ -295,10 +310,15 @@ fn retry_after_beyond_the_deadline_fails_fast() {
         r.took
     );
     assert_eq!(r.out.status.code(), Some(1));
+    let first = first_err(&r);
     assert!(
-        first_err(&r).contains("HTTP 429") && first_err(&r).contains("200 calls a minute"),
-        "{}",
-        first_err(&r)
+        first.contains("HTTP 429") && first.contains("200 calls a minute"),
+        "{first}"
+    );
+    // It was not the time limit: the server asked for more time than the run had.
+    assert!(
+        !first.contains("time limit was reached") && first.contains("Retry-After: 60 s"),
+        "{first}"
     );
 }
 

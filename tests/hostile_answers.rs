@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use maas_usage::sim::model::DEFAULT_MODELS;
 use maas_usage::sim::Scripted;
 
 /// A complete answer with `field` replaced by `value` (`None`: left out).
@@ -247,4 +248,258 @@ fn an_answer_that_is_not_utf8_is_unusable_not_a_network_failure() {
     );
     assert!(!err.contains("cannot reach"), "{err}");
     assert_no_secret(&out);
+}
+
+/// A simulator whose Cloud Eye answers `value` for every `filter` datapoint of the first model.
+fn forging(filter: &str, value: serde_json::Value) -> maas_usage::sim::Simulator {
+    let mut cfg = sim_config();
+    cfg.ces.forged = Some(maas_usage::sim::Forged {
+        model_id: DEFAULT_MODELS[0].0.into(),
+        filter: filter.into(),
+        value,
+    });
+    start(cfg)
+}
+
+fn models_spec(sim: &maas_usage::sim::Simulator, metrics: &str) -> std::path::PathBuf {
+    fixture(
+        "hostile_answers/models.yaml",
+        &[
+            ("url", &sim.url()),
+            ("project", PROJECT),
+            ("metrics", metrics),
+        ],
+    )
+}
+
+fn ms(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Cloud Eye counts that are not whole numbers from 0 to 10^15 fail their series with one clear
+/// `E!` line: nothing is rounded, clamped or wrapped, and the other models stay exact.
+#[test]
+fn a_cloud_eye_count_out_of_range_fails_its_series_instead_of_being_clamped() {
+    let (bad_id, bad_name, _) = DEFAULT_MODELS[0];
+    let yesterday = (
+        ms("2026-05-20T00:00:00+08:00"),
+        ms("2026-05-21T00:00:00+08:00"),
+    );
+    for (value, why) in [
+        (serde_json::json!(u64::MAX), "over 10^15"),
+        (serde_json::json!(1e16), "over 10^15"),
+        (serde_json::json!(-5), "negative"),
+        (serde_json::json!(2.5), "not a whole number"),
+        (serde_json::json!("12"), "not a number"),
+    ] {
+        let sim = forging("sum", value.clone());
+        let out = run(&models_spec(&sim, "total_tokens, ttft_p99"), &[]);
+        let (text, err) = (stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(0), "{value}: partial: {err}");
+        let lines = parse_lp(&text);
+        let models: Vec<&Line> = lines
+            .iter()
+            .filter(|l| l.measurement == "maas_model_usage")
+            .collect();
+        assert!(
+            models.iter().all(|l| l.tag("model_id") != Some(bad_id)),
+            "{value}: the series with the bad count is not emitted:\n{text}"
+        );
+        assert_eq!(models.len(), DEFAULT_MODELS.len() - 1, "{value}: {text}");
+        for l in &models {
+            let id = l.tag("model_id").unwrap();
+            let want = sim.model_usage(id, None, yesterday.0, yesterday.1);
+            assert_eq!(
+                l.int("total_tokens"),
+                Some(want.total_tokens as i64),
+                "{id}"
+            );
+        }
+        assert!(!text.contains("18446744073709551615"), "{text}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("E! ")).collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{value}: one line for the one series: {err}"
+        );
+        let e = errors[0];
+        assert!(
+            e.starts_with("E! query=models source=cloud_eye (")
+                && e.contains(&format!("model={bad_name}"))
+                && e.contains("total_tokens")
+                && e.contains(why),
+            "{value}: {e}"
+        );
+        assert!(!err.contains("counted as"), "{err}");
+        let collector = lines
+            .iter()
+            .find(|l| l.measurement == "maas_usage_collector")
+            .unwrap();
+        assert_eq!(collector.int("series_failed"), Some(1), "{value}");
+    }
+    // The same answer in OTLP: no point at all, let alone i64::MAX.
+    let sim = forging("sum", serde_json::json!(u64::MAX));
+    let out = run(
+        &models_spec(&sim, "total_tokens"),
+        &["--format", "otlp-json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("9223372036854775807"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// In period mode a bad count holds its bucket (and the later ones) back, like a failed call:
+/// nothing clamped is sent, and the buckets come, exact, once Cloud Eye answers right.
+#[test]
+fn a_bad_cloud_eye_count_holds_its_period_buckets_back() {
+    let sim = forging("sum", serde_json::json!(2.5));
+    let path = fixture(
+        "hostile_answers/models-hourly.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let state = tempdir().join("state");
+    let with_state = || run(&path, &["--state-dir", state.to_str().unwrap()]);
+    let out = with_state();
+    let err = stderr(&out);
+    assert!(
+        parse_lp(&stdout(&out))
+            .iter()
+            .all(|l| l.measurement != "maas_model_usage"),
+        "no bucket while one is bad: {}",
+        stdout(&out)
+    );
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("E! query=hourly source=cloud_eye (bucket "))
+        .collect();
+    assert_eq!(failed.len(), 1, "one line for the bucket: {err}");
+    assert!(
+        failed[0].contains("model=DeepSeek-V3: total_tokens at ")
+            && failed[0].contains("is 2.5, not a whole number"),
+        "{err}"
+    );
+    sim.configure(|c| c.ces.forged = None);
+    let out = with_state();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let buckets: Vec<Line> = parse_lp(&stdout(&out))
+        .into_iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect();
+    // 04:00 to 08:00 settled (backfill 6 h, delay 2 h): four hours per model.
+    assert_eq!(buckets.len(), 4 * DEFAULT_MODELS.len(), "{}", stdout(&out));
+    for b in &buckets {
+        let end = b.timestamp.unwrap() / 1_000_000;
+        let want = sim.model_usage(b.tag("model_id").unwrap(), None, end - 3_600_000, end);
+        assert_eq!(b.int("total_tokens"), Some(want.total_tokens as i64));
+    }
+}
+
+/// Server text reaches stderr only through the one sanitizer: a model named with escape codes,
+/// a bell, a carriage return, a line break and a bidi override (by the MaaS monitor) can neither
+/// rewrite the terminal nor start a forged `E!` line; and thousands of bad datapoints make one
+/// line per failed series, not one per datapoint.
+#[test]
+fn hostile_names_and_bad_datapoints_can_neither_forge_nor_flood_stderr() {
+    let mut cfg = sim_config();
+    cfg.dataset.models[0].name = "evil\u{1b}[2J\u{7}\r\nE! forged line\u{202e}".into();
+    cfg.ces.forged = Some(maas_usage::sim::Forged {
+        model_id: DEFAULT_MODELS[0].0.into(),
+        filter: "sum".into(),
+        value: serde_json::json!(2.5),
+    });
+    let keys = cfg.dataset.keys.iter().filter(|k| !k.is_empty()).count();
+    let sim = start(cfg);
+    let path = fixture(
+        "hostile_answers/keys.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let out = run(&path, &[]);
+    let err = stderr(&out);
+    let short: String = err.chars().take(2000).collect();
+    assert_eq!(out.status.code(), Some(0), "the other models: {short}");
+    for byte in [0x1b, b'\r', 0x07] {
+        assert!(
+            !out.stderr.contains(&byte),
+            "no byte {byte:#x} reaches stderr: {short:?}"
+        );
+    }
+    assert!(!err.contains('\u{202e}'), "{short:?}");
+    for line in err.lines() {
+        assert!(
+            ["E! ", "W! ", "I! ", "D! "]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "every line has its level: {line:?}"
+        );
+        assert!(!line.starts_with("E! forged"), "{short}");
+    }
+    // One line per series of the bad model (one per API key), none per datapoint.
+    let failed: Vec<&str> = err.lines().filter(|l| l.starts_with("E! ")).collect();
+    assert_eq!(failed.len(), keys, "{short}");
+    assert!(
+        err.lines().count() <= keys + 2,
+        "{} lines: {short}",
+        err.lines().count()
+    );
+    assert!(
+        failed[0].contains("model=evil\\u{1b}[2J\\u{7}\\u{d}\\u{a}E! forged line\\u{202e}"),
+        "escaped where it stands: {}",
+        failed[0]
+    );
+}
+
+/// Thousands of latency datapoints that are not latencies (negative) are left out, said on one
+/// `W!` line per metric with how many there were: the series keeps its counts, not the figure.
+#[test]
+fn bad_latency_datapoints_are_left_out_with_one_warning_per_metric() {
+    let sim = forging("max", serde_json::json!(-1));
+    let path = fixture(
+        "hostile_answers/keys.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let out = run(&path, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let latency = [
+        "ttft_p50",
+        "ttft_p99",
+        "tpot_p50",
+        "tpot_p99",
+        "latency_avg",
+    ];
+    let warned: Vec<&str> = err.lines().filter(|l| l.starts_with("W! ")).collect();
+    assert_eq!(warned.len(), latency.len(), "{err}");
+    for (w, metric) in warned.iter().zip([
+        "latency_avg",
+        "tpot_p50",
+        "tpot_p99",
+        "ttft_p50",
+        "ttft_p99",
+    ]) {
+        let n: usize = w
+            .split("Cloud Eye answered ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{w}"));
+        assert!(n > 100, "counted, not one line each: {w}");
+        assert!(
+            w.starts_with(&format!("W! query keys: Cloud Eye answered {n} `{metric}` datapoint(s) that are negative; they are left out")),
+            "{w}"
+        );
+    }
+    assert!(!err.contains("E! "), "{err}");
+    for l in parse_lp(&stdout(&out))
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+    {
+        let bad = l.tag("model_id") == Some(DEFAULT_MODELS[0].0);
+        assert_eq!(l.floats.contains_key("ttft_p99_ms"), !bad, "{l:?}");
+        assert!(l.int("total_tokens").is_some(), "the counts stay: {l:?}");
+    }
 }

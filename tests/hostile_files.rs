@@ -1,8 +1,9 @@
 //! Hostile files where the plugin reads one: a credentials file, a CA bundle, a spec, the state
 //! directory. Nothing of their contents is ever echoed, and anything that is not a regular file
 //! is refused quickly (exit 2 for input) instead of being read forever; a planted symlink in
-//! the state directory is never followed, and a checkpoint file that cannot be read holds the
-//! period series back instead of sending their buckets again.
+//! the state directory is never followed, a checkpoint file that cannot be read holds the
+//! period series back instead of sending their buckets again, and a credential-rejection file
+//! that cannot be read lets no signed call out.
 
 mod common;
 
@@ -255,7 +256,7 @@ fn a_checkpoint_file_that_cannot_be_read_safely_holds_the_period_series_back() {
 }
 
 #[test]
-fn a_budget_or_rejection_file_that_is_a_fifo_falls_back_with_one_warning() {
+fn a_budget_file_that_is_a_fifo_falls_back_with_one_warning_and_a_rejection_file_blocks_calls() {
     let sim = sim();
     let state = tempdir().join("state");
     let first = state_run(&sim, "one-query.yaml", &state);
@@ -269,27 +270,37 @@ fn a_budget_or_rejection_file_that_is_a_fifo_falls_back_with_one_warning() {
             name.starts_with("budget-") && name.ends_with(".json")
         })
         .expect("the first run keeps a budget file");
-    let auth = state.join("auth.json");
-    for p in [&budget, &auth] {
+    let fifo = |p: &std::path::Path| {
         let _ = std::fs::remove_file(p);
         assert!(std::process::Command::new("mkfifo")
             .arg(p)
             .status()
             .unwrap()
             .success());
-    }
+    };
+    fifo(&budget);
     let out = state_run(&sim, "one-query.yaml", &state);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(buckets(&out), 1, "{err}");
-    for p in [&budget, &auth] {
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(
-            err.lines()
-                .filter(|l| l.starts_with("W! ") && l.contains(&name))
-                .count(),
-            1,
-            "{name}: {err}"
-        );
-    }
+    let name = budget.file_name().unwrap().to_string_lossy().into_owned();
+    let warnings = err
+        .lines()
+        .filter(|l| l.starts_with("W! ") && l.contains(&name));
+    assert_eq!(warnings.count(), 1, "{name}: {err}");
+
+    // The credential gate's records are never read as empty: what they held is lost, so no
+    // signed call is made until the file is replaced (`state reset --auth` does).
+    let auth = state.join("auth.json");
+    fifo(&auth);
+    sim.clear_log();
+    let out = state_run(&sim, "one-query.yaml", &state);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_error_line(&err, &["auth.json", "maas-usage state reset --auth"]);
+    assert!(sim.requests().is_empty(), "{err}");
+    reset_auth(&state);
+    assert!(std::fs::metadata(&auth).unwrap().is_file());
+    let out = state_run(&sim, "one-query.yaml", &state);
+    assert_eq!(buckets(&out), 1, "{}", stderr(&out));
 }

@@ -133,15 +133,20 @@ fn an_unknown_temporality_preference_warns_and_keeps_cumulative() {
     );
 }
 
-/// Names, types, labels and values, with the collection's own duration (which differs between
-/// two collections) left out of the values.
+/// Names, types, labels and values, with the collection's own duration and start (which differ
+/// between two collections) left out of the values.
 fn comparable(e: &Exposition) -> (BTreeMap<String, String>, BTreeMap<String, f64>) {
     let samples = e
         .samples
         .iter()
         .map(|s| {
             let key = format!("{}{:?}", s.name, s.labels);
-            let v = if s.name == "maas_collector_duration_seconds" {
+            let v = if [
+                "maas_collector_duration_seconds",
+                "maas_collector_last_success_timestamp_seconds",
+            ]
+            .contains(&s.name.as_str())
+            {
                 0.0
             } else {
                 s.value
@@ -203,6 +208,8 @@ fn the_textfile_is_the_collectors_translation_of_the_otlp_export() {
         "maas_usage_error_ratio",
         "maas_usage_window_seconds",
         "maas_collector_duration_seconds",
+        "maas_collector_last_success_timestamp_seconds",
+        "maas_collector_consecutive_failures",
         "target_info",
     ] {
         assert!(textfile.types.contains_key(name), "{name}");

@@ -295,6 +295,31 @@ fn the_units_command_lines_use_flags_the_binary_accepts() {
     assert!(checked >= 2, "{checked} command lines checked");
 }
 
+/// When the state directory cannot record a credential rejection, the per-user runtime
+/// directory does; under `PrivateTmp=` each unit's /tmp is its own and gone after a run, so the
+/// units name one runtime directory that outlives their runs.
+#[test]
+fn every_unit_shares_a_runtime_directory_that_outlives_its_runs() {
+    let mut units = 0;
+    for entry in std::fs::read_dir(root().join("packaging/systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "service") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for want in [
+            "RuntimeDirectory=maas-usage",
+            "RuntimeDirectoryPreserve=yes",
+            "Environment=XDG_RUNTIME_DIR=/run/maas-usage",
+        ] {
+            assert!(lines.contains(&want), "{}: no {want}", path.display());
+        }
+        units += 1;
+    }
+    assert!(units >= 2, "{units} units checked");
+}
+
 #[test]
 fn the_units_pass_systemd_analyze_verify() {
     if std::process::Command::new("systemd-analyze")

@@ -580,19 +580,20 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     }
 }
 
-/// `command` as on a full disk: no file may grow (RLIMIT_FSIZE 0, which binds root too), and a
-/// write that would fails with EFBIG instead of raising SIGXFSZ (ignored, as exec keeps it).
-fn on_a_full_disk(command: &mut std::process::Command) {
+/// `command` as on a full disk: no file may grow past `room` bytes (RLIMIT_FSIZE, which binds
+/// root too), and a write that would fails with EFBIG instead of raising SIGXFSZ (ignored, as
+/// exec keeps it). It binds every file system alike, the runtime directory's too.
+fn on_a_full_disk(command: &mut std::process::Command, room: u64) {
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec the closure only makes two async-signal-safe system calls.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
+            let limit = libc::rlimit {
+                rlim_cur: room,
+                rlim_max: room,
             };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &none) != 0 {
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -627,24 +628,31 @@ fn otlp_period() -> (
 
 #[test]
 fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1() {
-    let (_sim, rx, spec, state) = otlp_period();
+    let (sim, rx, spec, state) = otlp_period();
     let t0 = ms(NOW);
-    // A full disk: the checkpoints cannot be written, so no bucket may go out (it would go
-    // out again at every run).
+    // Every file system full: nothing can record a credential rejection either (neither the
+    // state directory nor the runtime directory), so no signed call goes out at all.
+    let mut c = run_command(&spec, &state, t0);
+    on_a_full_disk(&mut c, 0);
+    let out = c.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_error_line(&err, &["no signed call", &state.display().to_string()]);
+    assert_eq!(sim.requests().len(), 0, "{err}");
+    assert_eq!(otlp_bucket_ends(&rx), BTreeMap::new(), "{err}");
+    // A disk with room for the small records (the credential gate's, about 100 bytes, and the
+    // budget's) but not for the checkpoints (over 500 bytes): the calls go out, the checkpoints
+    // cannot be written, so no bucket may go out (it would go out again at every run).
     for _ in 0..3 {
         let mut c = run_command(&spec, &state, t0);
-        on_a_full_disk(&mut c);
+        on_a_full_disk(&mut c, 256);
         let out = c.output().unwrap();
         let err = stderr(&out);
         assert_eq!(otlp_bucket_ends(&rx), BTreeMap::new(), "{err}");
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(
-            err.lines().any(|l| l.starts_with("E! ")
-                && l.contains("checkpoints")
-                && l.contains(&state.display().to_string())),
-            "{err}"
-        );
+        assert_error_line(&err, &["checkpoints", &state.display().to_string()]);
     }
+    assert!(!sim.requests().is_empty(), "the collection itself went out");
     // Room again: the buckets go out, once.
     for _ in 0..2 {
         let out = run_at(&spec, &state, t0, &[]);
@@ -669,12 +677,7 @@ fn a_state_directory_that_cannot_record_checkpoints_sends_no_bucket_and_exits_1(
     let out = run_at(&spec, &unusable, t0 + H, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.lines().any(|l| l.starts_with("E! ")
-            && l.contains("period series")
-            && l.contains(&unusable.display().to_string())),
-        "{err}"
-    );
+    assert_error_line(&err, &["period series", &unusable.display().to_string()]);
     assert_eq!(otlp_bucket_ends(&rx), once, "{err}");
 }
 

@@ -601,7 +601,9 @@ fn json_snapshot() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    insta::with_settings!({filters => vec![(r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#)]}, {
+    let mut filters = vec![(r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#)];
+    filters.extend(last_success_filters());
+    insta::with_settings!({filters => filters}, {
         insta::assert_snapshot!(stdout(&out));
     });
 }

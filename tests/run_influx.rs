@@ -24,7 +24,9 @@ fn maas_usage_end_ns(query: &str) -> i64 {
 }
 
 fn filters() -> Vec<(&'static str, &'static str)> {
-    vec![(r"duration_ms=\d+i", "duration_ms=[ms]i")]
+    let mut f = vec![(r"duration_ms=\d+i", "duration_ms=[ms]i")];
+    f.extend(last_success_filters());
+    f
 }
 
 #[test]
@@ -239,6 +241,54 @@ fn execd_collects_once_per_line_and_exits_on_eof() {
         "project id pinned"
     );
     assert_eq!(stats_calls(&sim).len(), 24, "12 calls per round");
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The collector line says when the process last succeeded and how many collections failed in
+/// a row since: across the batches of `--execd`, and for a run, the run itself (or 0 and 1).
+#[test]
+fn the_collector_line_carries_the_last_success_and_the_failures_since() {
+    let sim = sim();
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\nlimits:\n  timeout: 5s\n",
+        sim.url()
+    ));
+    let collector = |lines: &[Line]| -> (i64, i64) {
+        let c = lines.last().unwrap();
+        assert_eq!(c.measurement, "maas_usage_collector");
+        (
+            c.int("last_success_ms").unwrap(),
+            c.int("consecutive_failures").unwrap(),
+        )
+    };
+    // A run: its own start when it succeeded, else 0 and 1.
+    let before = unix_ms();
+    let (at, failures) = collector(&parse_lp(&stdout(&run(&path, &[]))));
+    assert!((before..=unix_ms()).contains(&at), "{at}");
+    assert_eq!(failures, 0);
+    sim.configure(|c| c.faults.fail_ratio = 1.0);
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(collector(&parse_lp(&stdout(&out))), (0, 1));
+
+    // execd: the first batch fails (nothing yet), the second succeeds, two more fail.
+    let mut execd = Execd::start(&path);
+    assert_eq!(collector(&execd.collect()), (0, 1));
+    sim.configure(|c| c.faults.fail_ratio = 0.0);
+    let before = unix_ms();
+    let (success, failures) = collector(&execd.collect());
+    assert!((before..=unix_ms()).contains(&success), "{success}");
+    assert_eq!(failures, 0);
+    sim.configure(|c| c.faults.fail_ratio = 1.0);
+    assert_eq!(collector(&execd.collect()), (success, 1));
+    assert_eq!(collector(&execd.collect()), (success, 2));
+    assert_eq!(execd.finish(), Some(0));
 }
 
 #[test]

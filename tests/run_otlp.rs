@@ -526,10 +526,12 @@ fn json_snapshot_of_run() {
     let sim = sim();
     let out = run(&spec_file(&example_spec_for(&sim)), &["--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    insta::with_settings!({filters => vec![
+    let mut filters = vec![
         (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
         (r#""request_id": "[0-9a-f]{32}""#, r#""request_id": "[id]""#),
-    ]}, {
+    ];
+    filters.extend(last_success_filters());
+    insta::with_settings!({filters => filters}, {
         insta::assert_snapshot!(stdout(&out));
     });
 }

@@ -63,7 +63,10 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
         let mut v: Vec<prom::Sample> = e
             .samples
             .iter()
-            .filter(|s| s.name != "maas_collector_duration_seconds")
+            .filter(|s| {
+                s.name != "maas_collector_duration_seconds"
+                    && s.name != "maas_collector_last_success_timestamp_seconds"
+            })
             .cloned()
             .collect();
         v.sort_by(|a, b| {
@@ -116,8 +119,18 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
     assert!(!err.contains("E! "), "{err}");
 }
 
+/// The data of a page: its samples but the self-metrics.
+fn data_of(page: &str) -> Vec<prom::Sample> {
+    prom::parse(page)
+        .samples
+        .into_iter()
+        .filter(|s| !s.name.starts_with("maas_collector_"))
+        .collect()
+}
+
 /// For a spec of ShowStatistics queries and for one of Cloud Eye queries alone: nothing is
-/// published before a collection succeeds, a failed one never replaces the last good page.
+/// published before a collection succeeds, a failed one never replaces the last good page's
+/// data (only its self-metrics).
 fn no_page_until_success_and_the_last_good_one_stays(queries: &str, published: &str) {
     let sim = sim();
     sim.configure(|c| c.faults.fail_ratio = 1.0);
@@ -144,7 +157,7 @@ fn no_page_until_success_and_the_last_good_one_stays(queries: &str, published: &
     sim.configure(|c| c.faults.fail_ratio = 1.0);
     let stale = serve.wait_for("/healthz", 503);
     assert!(stale.body.contains("old (stale after 2 s)"), "{stale:?}");
-    assert_eq!(serve.get("/metrics", None).body, m.body);
+    assert_eq!(data_of(&serve.get("/metrics", None).body), data_of(&m.body));
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }
@@ -545,6 +558,96 @@ fn requests_are_read_as_rfc_9112_and_9110_say() {
             .is_some_and(|t| t.starts_with("text/plain")),
         "{text:?}"
     );
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// The value of the one sample `name{labels ⊇ with}` of a page, if it has one.
+fn sample(page: &prom::Exposition, name: &str, with: &[(&str, &str)]) -> Option<f64> {
+    page.samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && with
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A page kept from an earlier collection says so on the page itself: its self-metrics follow
+/// every collection (a failed one's failed series, the failed collections in a row), and
+/// `maas_collector_last_success_timestamp_seconds` stays at the last success, so
+/// `time() - maas_collector_last_success_timestamp_seconds` alerts on a stale page.
+#[test]
+fn a_stale_page_says_when_its_last_success_was_and_counts_the_failures_since() {
+    let sim = sim();
+    let started = unix_now();
+    let mut serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1s");
+    let good = prom::parse(&serve.wait_for("/metrics", 200).body);
+    let last = "maas_collector_last_success_timestamp_seconds";
+    let failures = "maas_collector_consecutive_failures";
+    let success = sample(&good, last, &[]).expect("the page carries its success time");
+    assert!(
+        (started.floor()..=unix_now().ceil()).contains(&success),
+        "{success} is when it ran"
+    );
+    assert_eq!(sample(&good, failures, &[]), Some(0.0));
+    let tokens = |p: &prom::Exposition| sample(p, "maas_usage_total_tokens", &[]);
+    assert!(tokens(&good).is_some());
+
+    // The cloud dies: the data stay, the self-metrics say the collections fail.
+    sim.configure(|c| c.faults.fail_ratio = 1.0);
+    serve.wait_for_line("W! this collection delivered nothing");
+    let until = Instant::now() + PATIENCE;
+    let stale = loop {
+        let p = prom::parse(&serve.get("/metrics", None).body);
+        if sample(&p, failures, &[]).is_some_and(|n| n >= 2.0) {
+            break p;
+        }
+        assert!(Instant::now() < until, "the page never counted a failure");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        sample(&stale, last, &[]),
+        Some(success),
+        "still the last success"
+    );
+    assert!(
+        sample(
+            &stale,
+            "maas_collector_series",
+            &[("maas_outcome", "failed")]
+        ) >= Some(1.0),
+        "the failed collection's failed series"
+    );
+    assert_eq!(
+        tokens(&stale),
+        tokens(&good),
+        "the data are the last good ones"
+    );
+    serve.wait_for("/healthz", 503);
+    promtool_check(&serve.get("/metrics", None).body);
+
+    // Back: a new success time, no failure in a row.
+    sim.configure(|c| c.faults.fail_ratio = 0.0);
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let p = prom::parse(&serve.get("/metrics", None).body);
+        if sample(&p, failures, &[]) == Some(0.0) {
+            assert!(sample(&p, last, &[]) > Some(success));
+            break;
+        }
+        assert!(Instant::now() < until, "the page never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }

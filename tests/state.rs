@@ -1,5 +1,6 @@
-//! The state directory: one request budget for every process sharing an access key, the project
-//! id reused across runs, and state that is never fatal.
+//! The state directory: one request budget for every process sharing an IAM user or agency
+//! (whatever temporary keys an agency hands out), the project id reused across runs, state that
+//! is never fatal, and files nobody used for a day removed.
 
 mod common;
 
@@ -120,8 +121,11 @@ fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
     assert!(run(&path, &["--state-dir", state.to_str().unwrap()])
         .status
         .success());
+    // All but the credential gate's records, whose loss blocks every call instead
+    // (auth.rs: a_corrupt_rejection_store_blocks_every_credential_until_it_is_reset).
     for e in std::fs::read_dir(&state).unwrap().flatten() {
-        if e.file_name().to_string_lossy().ends_with(".json") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && name != "auth.json" {
             std::fs::write(e.path(), "{{{ not json").unwrap();
         }
     }
@@ -203,4 +207,107 @@ fn a_state_directory_others_can_write_is_a_warning() {
         names.iter().all(|n| !n.starts_with(".maas-usage-")),
         "{names:?}"
     );
+}
+
+/// An agency's temporary credentials (here a fresh AK at every fetch, the worst case) are one
+/// identity to the API: the runs share one request budget and one discovered project id, and
+/// leave one budget file, not one per temporary key.
+#[test]
+fn an_agency_is_one_budget_and_one_project_id_whatever_temporary_key_it_hands_out() {
+    let mut cfg = sim_config();
+    cfg.metadata = Some(Duration::from_secs(3600));
+    let sim = start(cfg);
+    let path = spec(&sim, "eight-queries-discovered.yaml", &[("rpm", "5")]);
+    let state = tempdir().join("state");
+    for n in 0..3 {
+        let mut agency = bin();
+        agency.env("MAAS_USAGE_METADATA_ENDPOINT", sim.url());
+        let out = run_in_state(agency, &path, &state).output().unwrap();
+        // The first run spends the budget; the next two find none left.
+        let want = if n == 0 { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "{}", stderr(&out));
+    }
+    assert_eq!(sim.credentials_issued(), 3, "a fresh key every run");
+    let signed: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != maas_usage::cloud::metadata::PATH)
+        .collect();
+    assert_eq!(
+        signed.iter().filter(|r| r.path == "/v3/projects").count(),
+        1,
+        "the project id is discovered once"
+    );
+    assert_eq!(
+        signed.len(),
+        5,
+        "requests_per_minute: 5 holds across the three runs"
+    );
+    let budgets: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("budget-") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(budgets.len(), 1, "{budgets:?}");
+}
+
+/// Budget files, their locks and probe locks that nobody used for a day are removed (a key
+/// rotated away, a temporary key of old); the ones in use, and any other file, stay.
+#[test]
+fn state_files_nobody_used_for_a_day_are_removed() {
+    let sim = sim();
+    let path = spec(&sim, "one-query.yaml", &[]);
+    let state = tempdir().join("state");
+    let first = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let names = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let own = names();
+    let aged = |name: &str, age: Duration| {
+        let p = state.join(name);
+        std::fs::write(&p, "{}").unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+    };
+    let day = Duration::from_secs(24 * 3600);
+    let stale = [
+        "budget-0123456789abcdef.json",
+        "budget-0123456789abcdef.lock",
+        "budget-ces-0123456789abcdef.json",
+        "auth-probe-0123456789abcdef.lock",
+    ];
+    for name in stale {
+        aged(name, 2 * day);
+    }
+    aged("budget-fedcba9876543210.json", Duration::from_secs(3600));
+    aged("notes.json", 2 * day);
+    // A destination whose runs stopped for a while keeps its checkpoints: removed, they would
+    // send its whole backfill again.
+    let destination = [
+        "checkpoints-otlp-1a2b3c4d5e6f.json",
+        "period-otlp-1a2b3c4d5e6f.lock",
+    ];
+    for name in destination {
+        aged(name, 2 * day);
+    }
+    let second = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let after = names();
+    for name in stale {
+        assert!(!after.contains(name), "{name} stays: {after:?}");
+    }
+    for name in own
+        .iter()
+        .map(String::as_str)
+        .chain(["budget-fedcba9876543210.json", "notes.json"])
+        .chain(destination)
+    {
+        assert!(after.contains(name), "{name} was removed: {after:?}");
+    }
 }

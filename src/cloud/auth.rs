@@ -8,37 +8,75 @@
 //!   across processes sharing a state directory. A wrong key, a key that one service accepts
 //!   and another rejects, or a key disabled between two collections costs one rejected call,
 //!   not one per call in flight;
+//! - the probe is skipped when the store says the same host accepted the same credential less
+//!   than [`ACCEPTED_FOR`] ago, and no rejection came after: a key disabled since then meets at
+//!   most the calls in flight, as a key disabled in the middle of a collection does;
 //! - after a 401 or 403, no signed call is made with the same credential for [`LOCKOUT`], here
 //!   and (through the store) in every other process using the same state directory; a changed
-//!   credential (another fingerprint) is tried at once.
+//!   credential (another key) is tried at once. An acceptance never erases a rejection recorded
+//!   after its call was sent;
+//! - the gate never fails open: records that cannot be read count as a rejection now, and
+//!   before a probe the store must prove it can record the outcome, or no call is sent.
 //!
-//! Credentials are known by a fingerprint (a truncated SHA-256 of AK, SK and token), never by
-//! their values.
+//! Credentials are known by a key: a permanent key's fingerprint (a truncated SHA-256 of AK, SK
+//! and token), an agency's id (all its temporary keys are one credential); never by their
+//! values.
 
 use std::collections::HashSet;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::credentials::Credentials;
 use super::sign::sha256_hex;
-pub use crate::domain::failure::{Rejection, LOCKOUT};
+pub use crate::domain::failure::{Rejection, ACCEPTED_FOR, LOCKOUT};
+use crate::log;
 
-/// Where rejections are shared with other processes (the state directory).
-pub trait RejectionStore: Send + Sync {
-    /// The rejection recorded for `fingerprint`, if any.
-    fn rejection(&self, fingerprint: &str) -> Option<Rejection>;
-    fn record_rejection(&self, fingerprint: &str, rejection: &Rejection);
-    /// Forgets the rejection of `fingerprint` (the credential was accepted since).
-    fn clear_rejection(&self, fingerprint: &str);
-    /// An exclusive cross-process lock for probing `fingerprint`, waited for until `deadline`;
-    /// `None` when it cannot be had (the probe is then serialised in this process only).
-    fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<Box<dyn Send>>;
+/// Where the gate's records are shared with other processes (the state directory, and the
+/// per-user runtime directory when that cannot take a write).
+pub trait GateStore: Send + Sync {
+    /// The rejection recorded for `key`, in force or not; `Err` (why) when the records cannot
+    /// be read, which the gate takes as a rejection now: what they held is lost.
+    fn rejection(&self, key: &str) -> Result<Option<Rejection>, String>;
+    /// When a call of `key` that `host` accepted was sent (ms since the epoch), if recorded.
+    fn accepted(&self, key: &str, host: &str) -> Option<u64>;
+    /// Records a rejection, which forgets every acceptance of `key`; `Err` (why) when it could
+    /// be recorded nowhere.
+    fn record_rejection(&self, key: &str, rejection: &Rejection) -> Result<(), String>;
+    /// Records that `host` accepted a call of `key` sent at `sent_ms`. A rejection of `key` is
+    /// forgotten only if it is older than that call; one as new or newer keeps the acceptance
+    /// from being recorded.
+    fn record_acceptance(&self, key: &str, host: &str, sent_ms: u64);
+    /// Proves, before a probe, that its outcome can be recorded: `Err` (why) when it cannot.
+    fn writable(&self) -> Result<(), String>;
+    /// An exclusive cross-process lock for probing `key`, waited for until `deadline`; `None`
+    /// when it cannot be had (the probe is then serialised in this process only).
+    fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>>;
 }
 
-/// A short, stable, one-way key for an access key (the request budget and the project-id cache
-/// are kept per access key, never under the key itself).
+/// A short, stable, one-way key for an access key.
 pub fn access_key_id(ak: &str) -> String {
     sha256_hex(ak.as_bytes())[..16].to_string()
+}
+
+/// Who the API's limits count, as a short one-way id: the IAM user of a permanent key (its AK,
+/// hashed), or the agency whose temporary credentials a metadata service hands out (one id per
+/// metadata service, whatever temporary AK it hands out). Request budgets and the project-id
+/// cache are kept under it.
+pub fn principal_id(creds: &Credentials) -> String {
+    match &creds.agency {
+        Some(endpoint) => sha256_hex(format!("agency\n{endpoint}").as_bytes())[..16].to_string(),
+        None => access_key_id(creds.ak.expose()),
+    }
+}
+
+/// The key the gate keeps a credential's records under: an agency's id (fresh temporary keys of
+/// the same agency are no reason to try again), else the credential's [`fingerprint`] (a
+/// changed SK or token is tried at once).
+pub fn gate_key(creds: &Credentials) -> String {
+    match creds.agency {
+        Some(_) => principal_id(creds),
+        None => fingerprint(creds),
+    }
 }
 
 /// A one-way, stable name for a credential.
@@ -67,8 +105,11 @@ pub fn now_ms() -> u64 {
 struct Inner {
     /// The credential's rejection (here or, as last seen, in the store).
     rejected: Option<Rejection>,
-    /// The hosts that accepted the credential in this collection: calls to them go out at once.
+    /// The hosts whose calls go out at once in this collection: they accepted the credential in
+    /// it, or (by the store) less than [`ACCEPTED_FOR`] ago.
     verified: HashSet<String>,
+    /// The hosts whose acceptance was recorded in this collection (once each is enough).
+    recorded: HashSet<String>,
     /// A probe is in flight in this process (to whichever host).
     probing: bool,
 }
@@ -89,10 +130,10 @@ impl Inner {
 
 /// The gate of one credential.
 pub struct AuthGate {
-    fingerprint: String,
+    key: String,
     inner: Mutex<Inner>,
     changed: Condvar,
-    store: Option<std::sync::Arc<dyn RejectionStore>>,
+    store: Option<Arc<dyn GateStore>>,
 }
 
 /// Why a signed call was not sent.
@@ -100,6 +141,9 @@ pub struct AuthGate {
 pub enum Refusal {
     /// The credential was rejected less than [`LOCKOUT`] ago.
     Rejected(Rejection),
+    /// The gate cannot vouch for the call: its records cannot be read, or the outcome could be
+    /// recorded nowhere. The text says why and what to do.
+    Unguarded(String),
     /// Another call is probing the credential and did not finish before the deadline.
     Deadline,
 }
@@ -107,8 +151,11 @@ pub enum Refusal {
 /// Permission to send one signed call; report its outcome with [`Permit::finish`].
 pub struct Permit<'a> {
     gate: &'a AuthGate,
-    /// The host this call probes, when it is the probe.
-    probe: Option<String>,
+    host: String,
+    /// This call is the probe of `host`.
+    probe: bool,
+    /// When the gate let it through (ms since the epoch): no later than it was sent.
+    sent_ms: u64,
     _cross_process: Option<Box<dyn Send>>,
 }
 
@@ -137,13 +184,30 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The records could not be read: what they held is lost, so every credential counts as
+/// rejected until they are fixed or reset.
+fn unreadable(why: String) -> Refusal {
+    Refusal::Unguarded(format!(
+        "{why}: the credential rejections it held are lost, so every credential counts as rejected and no signed call is made until it is fixed or reset (maas-usage state reset --auth)"
+    ))
+}
+
+/// No place can record a rejection: without a record every run could cost one.
+fn unrecordable(why: String) -> Refusal {
+    Refusal::Unguarded(format!(
+        "no signed call is made: a credential rejection could be recorded nowhere ({why}), and without a record every run could cost one more rejected signature and get the key locked; fix the state directory"
+    ))
+}
+
 impl AuthGate {
-    pub fn new(creds: &Credentials, store: Option<std::sync::Arc<dyn RejectionStore>>) -> Self {
+    /// The gate of the credential known by `key` ([`gate_key`]).
+    pub fn new(key: String, store: Option<Arc<dyn GateStore>>) -> Self {
         AuthGate {
-            fingerprint: fingerprint(creds),
+            key,
             inner: Mutex::new(Inner {
                 rejected: None,
                 verified: HashSet::new(),
+                recorded: HashSet::new(),
                 probing: false,
             }),
             changed: Condvar::new(),
@@ -151,38 +215,23 @@ impl AuthGate {
         }
     }
 
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// A new collection: what the hosts said in the last one is no longer proof (the key may
-    /// have been disabled since), so the first call to each host probes again. A rejection in
-    /// force stays.
+    /// have been disabled since), so the first call to each host probes again, unless the
+    /// store says it accepted the credential minutes ago. A rejection in force stays.
     pub fn new_collection(&self) {
-        lock(&self.inner).verified.clear();
-    }
-
-    /// The rejection in force, from this process or the store; `None` when calls may go out.
-    pub fn blocked(&self) -> Option<Rejection> {
-        let now = now_ms();
-        if let Some(r) = lock(&self.inner).in_force(now) {
-            return Some(r);
-        }
-        let r = self.stored(now)?;
-        lock(&self.inner).rejected = Some(r.clone());
-        Some(r)
-    }
-
-    fn stored(&self, now: u64) -> Option<Rejection> {
-        self.store
-            .as_ref()?
-            .rejection(&self.fingerprint)
-            .filter(|r| r.in_force(now))
+        let mut inner = lock(&self.inner);
+        inner.verified.clear();
+        inner.recorded.clear();
     }
 
     /// Waits for permission to send a signed call to `host`. A host that accepted the
     /// credential in this collection is passed at once; otherwise the call waits for any probe
-    /// in flight (here, then in other processes) and becomes the probe itself.
+    /// in flight (here, then in other processes), and becomes the probe itself unless the
+    /// store says the host accepted the credential less than [`ACCEPTED_FOR`] ago.
     pub fn enter(&self, host: &str, deadline: Instant) -> Result<Permit<'_>, Refusal> {
         let mut inner = lock(&self.inner);
         loop {
@@ -190,11 +239,7 @@ impl AuthGate {
                 return Err(Refusal::Rejected(r));
             }
             if inner.verified.contains(host) {
-                return Ok(Permit {
-                    gate: self,
-                    probe: None,
-                    _cross_process: None,
-                });
+                return Ok(self.permit(host, false, None));
             }
             if !inner.probing {
                 break;
@@ -217,20 +262,60 @@ impl AuthGate {
         let cross = self
             .store
             .as_ref()
-            .and_then(|s| s.probe_lock(&self.fingerprint, deadline));
-        if let Some(r) = self.stored(now_ms()) {
-            self.settle(true, Some(r.clone()), None);
-            return Err(Refusal::Rejected(r));
+            .and_then(|s| s.probe_lock(&self.key, deadline));
+        match self.consult(host) {
+            Err(refusal) => {
+                let rejected = match &refusal {
+                    Refusal::Rejected(r) => Some(r.clone()),
+                    _ => None,
+                };
+                self.settle(true, rejected, None);
+                Err(refusal)
+            }
+            Ok(true) => {
+                // Accepted minutes ago: no probe; calls to this host go out at once.
+                self.settle(true, None, Some(host.to_string()));
+                match lock(&self.inner).in_force(now_ms()) {
+                    Some(r) => Err(Refusal::Rejected(r)),
+                    None => Ok(self.permit(host, false, None)),
+                }
+            }
+            Ok(false) => Ok(self.permit(host, true, cross)),
         }
-        Ok(Permit {
-            gate: self,
-            probe: Some(host.to_string()),
-            _cross_process: cross,
-        })
     }
 
-    /// Records an outcome: a rejection (which wins over any acceptance, and forgets every
-    /// host's), or a host that accepted the credential; `probe` ends the probe in flight.
+    fn permit(&self, host: &str, probe: bool, cross: Option<Box<dyn Send>>) -> Permit<'_> {
+        Permit {
+            gate: self,
+            host: host.to_string(),
+            probe,
+            sent_ms: now_ms(),
+            _cross_process: cross,
+        }
+    }
+
+    /// What the store says before a probe: a rejection in force (or records that cannot be
+    /// read) refuses; a store that cannot record the outcome refuses; `Ok(true)` when `host`
+    /// accepted the credential recently, with no rejection since.
+    fn consult(&self, host: &str) -> Result<bool, Refusal> {
+        let Some(store) = &self.store else {
+            return Ok(false);
+        };
+        let now = now_ms();
+        let rejection = store.rejection(&self.key).map_err(unreadable)?;
+        if let Some(r) = rejection.as_ref().filter(|r| r.in_force(now)) {
+            return Err(Refusal::Rejected(r.clone()));
+        }
+        store.writable().map_err(unrecordable)?;
+        Ok(store.accepted(&self.key, host).is_some_and(|at| {
+            let recent = at <= now && now - at < ACCEPTED_FOR.as_millis() as u64;
+            recent && rejection.as_ref().is_none_or(|r| at > r.at_ms)
+        }))
+    }
+
+    /// Records an outcome in this process: a rejection (which wins over any acceptance, and
+    /// forgets every host's), or a host that accepted the credential; `probe` ends the probe in
+    /// flight.
     fn settle(&self, probe: bool, rejected: Option<Rejection>, accepted_by: Option<String>) {
         let mut inner = lock(&self.inner);
         if probe {
@@ -250,10 +335,10 @@ impl AuthGate {
 }
 
 impl Permit<'_> {
-    /// Records what the answer says about the credential.
+    /// Records what the answer says about the credential; returns the rejection it met.
     pub fn finish(mut self, code: Option<&str>, verdict: Verdict) -> Option<Rejection> {
         let gate = self.gate;
-        let probe = self.probe.take();
+        let probe = std::mem::take(&mut self.probe);
         match verdict {
             Verdict::Rejected { status } => {
                 let r = Rejection {
@@ -261,23 +346,32 @@ impl Permit<'_> {
                     status,
                     code: code.map(str::to_string),
                 };
-                if let Some(s) = &gate.store {
-                    s.record_rejection(&gate.fingerprint, &r);
+                if let Some(Err(why)) = gate
+                    .store
+                    .as_ref()
+                    .map(|s| s.record_rejection(&gate.key, &r))
+                {
+                    // This process keeps it; the next run would not know.
+                    log::error(&format!(
+                        "the credential rejection could be recorded nowhere ({why}): the next run may try the same credentials once more; fix the state directory"
+                    ));
                 }
-                gate.settle(probe.is_some(), Some(r.clone()), None);
+                gate.settle(probe, Some(r.clone()), None);
                 Some(r)
             }
             Verdict::Accepted => {
-                if let Some(host) = probe {
-                    if let Some(s) = &gate.store {
-                        s.clear_rejection(&gate.fingerprint);
-                    }
-                    gate.settle(true, None, Some(host));
+                if probe {
+                    gate.settle(true, None, Some(self.host.clone()));
+                }
+                // Once per host and collection: the next collections may skip their probe.
+                let first = lock(&gate.inner).recorded.insert(self.host.clone());
+                if let (true, Some(s)) = (first, &gate.store) {
+                    s.record_acceptance(&gate.key, &self.host, self.sent_ms);
                 }
                 None
             }
             Verdict::Unknown => {
-                if probe.is_some() {
+                if probe {
                     gate.settle(true, None, None);
                 }
                 None
@@ -289,7 +383,7 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         // A probe that ends without a verdict (a panic, an early return) frees the way.
-        if self.probe.is_some() {
+        if self.probe {
             let mut inner = lock(&self.gate.inner);
             if inner.probing {
                 inner.probing = false;
@@ -305,7 +399,6 @@ mod tests {
     use super::*;
     use crate::cloud::credentials::Secret;
     use std::collections::HashMap;
-    use std::sync::Arc;
 
     fn creds(sk: &str) -> Credentials {
         Credentials {
@@ -314,21 +407,59 @@ mod tests {
             token: None,
             source: "test".into(),
             expires_at: None,
+            agency: None,
         }
     }
 
-    #[derive(Default)]
-    struct MemStore(Mutex<HashMap<String, Rejection>>);
+    fn gate(sk: &str, store: Option<Arc<MemStore>>) -> AuthGate {
+        AuthGate::new(gate_key(&creds(sk)), store.map(|s| s as Arc<dyn GateStore>))
+    }
 
-    impl RejectionStore for MemStore {
-        fn rejection(&self, f: &str) -> Option<Rejection> {
-            self.0.lock().unwrap().get(f).cloned()
+    /// The store's rules, in memory.
+    #[derive(Default)]
+    struct MemStore {
+        rejections: Mutex<HashMap<String, Rejection>>,
+        accepted: Mutex<HashMap<(String, String), u64>>,
+        /// `rejection` fails (records that cannot be read).
+        unreadable: bool,
+        /// `writable` and `record_rejection` fail (nowhere to record).
+        unwritable: bool,
+    }
+
+    impl GateStore for MemStore {
+        fn rejection(&self, f: &str) -> Result<Option<Rejection>, String> {
+            if self.unreadable {
+                return Err("cannot read auth.json".into());
+            }
+            Ok(self.rejections.lock().unwrap().get(f).cloned())
         }
-        fn record_rejection(&self, f: &str, r: &Rejection) {
-            self.0.lock().unwrap().insert(f.into(), r.clone());
+        fn accepted(&self, f: &str, host: &str) -> Option<u64> {
+            let key = (f.to_string(), host.to_string());
+            self.accepted.lock().unwrap().get(&key).copied()
         }
-        fn clear_rejection(&self, f: &str) {
-            self.0.lock().unwrap().remove(f);
+        fn record_rejection(&self, f: &str, r: &Rejection) -> Result<(), String> {
+            self.writable()?;
+            self.rejections.lock().unwrap().insert(f.into(), r.clone());
+            self.accepted.lock().unwrap().retain(|(k, _), _| k != f);
+            Ok(())
+        }
+        fn record_acceptance(&self, f: &str, host: &str, sent_ms: u64) {
+            let mut rejections = self.rejections.lock().unwrap();
+            match rejections.get(f) {
+                Some(r) if r.at_ms >= sent_ms => return,
+                Some(_) => {
+                    rejections.remove(f);
+                }
+                None => {}
+            }
+            let key = (f.to_string(), host.to_string());
+            self.accepted.lock().unwrap().insert(key, sent_ms);
+        }
+        fn writable(&self) -> Result<(), String> {
+            match self.unwritable {
+                true => Err("read-only".into()),
+                false => Ok(()),
+            }
         }
         fn probe_lock(&self, _: &str, _: Instant) -> Option<Box<dyn Send>> {
             None
@@ -339,6 +470,10 @@ mod tests {
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
+    }
+
+    fn rejected(p: Permit<'_>) -> Option<Rejection> {
+        p.finish(Some("APIGW.0301"), Verdict::Rejected { status: 401 })
     }
 
     #[test]
@@ -353,41 +488,149 @@ mod tests {
     }
 
     #[test]
+    fn an_agency_is_one_principal_and_one_credential_whatever_its_temporary_key() {
+        let temporary = |ak: &str, endpoint: &str| Credentials {
+            ak: Secret::new(ak),
+            token: Some(Secret::new(format!("token-of-{ak}"))),
+            agency: Some(endpoint.to_string()),
+            ..creds("temporary-sk")
+        };
+        let (a, b) = (
+            temporary("TEMPAK1", "http://169.254.169.254"),
+            temporary("TEMPAK2", "http://169.254.169.254"),
+        );
+        assert_eq!(principal_id(&a), principal_id(&b));
+        assert_eq!(gate_key(&a), gate_key(&b));
+        let other = temporary("TEMPAK1", "http://127.0.0.1:8080");
+        assert_ne!(principal_id(&a), principal_id(&other));
+        // A permanent key: its AK for the limits, all of it for the gate.
+        let (k, l) = (creds("SK1"), creds("SK2"));
+        assert_eq!(principal_id(&k), access_key_id("AK"));
+        assert_eq!(principal_id(&k), principal_id(&l));
+        assert_ne!(gate_key(&k), gate_key(&l));
+        for id in [principal_id(&a), gate_key(&a), gate_key(&k)] {
+            assert!(id.len() == 16 && !id.contains("TEMPAK") && !id.contains("169"));
+        }
+    }
+
+    #[test]
     fn a_rejection_closes_the_gate_here_and_in_the_store() {
         let store = Arc::new(MemStore::default());
-        let gate = AuthGate::new(&creds("x"), Some(store.clone()));
-        let p = gate.enter(H, soon()).unwrap();
-        assert!(p
-            .finish(Some("APIGW.0301"), Verdict::Rejected { status: 401 })
-            .is_some());
-        assert!(matches!(gate.enter(H, soon()), Err(Refusal::Rejected(_))));
+        let gate1 = gate("x", Some(store.clone()));
+        assert!(rejected(gate1.enter(H, soon()).unwrap()).is_some());
+        assert!(matches!(gate1.enter(H, soon()), Err(Refusal::Rejected(_))));
         // Another process with the same credentials sees it without calling.
-        let other = AuthGate::new(&creds("x"), Some(store.clone()));
-        assert!(other.blocked().is_some());
+        let other = gate("x", Some(store.clone()));
         assert!(matches!(other.enter(H, soon()), Err(Refusal::Rejected(_))));
         // Other credentials are tried at once.
-        let fixed = AuthGate::new(&creds("y"), Some(store));
-        assert!(fixed.blocked().is_none());
+        let fixed = gate("y", Some(store));
         assert!(fixed.enter(H, soon()).is_ok());
     }
 
     #[test]
     fn a_rejection_expires_after_the_lockout() {
         let store = Arc::new(MemStore::default());
-        let gate = AuthGate::new(&creds("x"), Some(store.clone()));
+        let g = gate("x", Some(store.clone()));
         let old = Rejection {
             at_ms: now_ms() - LOCKOUT.as_millis() as u64 - 1,
             status: 401,
             code: None,
         };
-        store.record_rejection(gate.fingerprint(), &old);
-        assert!(gate.blocked().is_none());
-        assert!(gate.enter(H, soon()).is_ok());
+        store.record_rejection(g.key(), &old).unwrap();
+        assert!(g.enter(H, soon()).is_ok());
+    }
+
+    #[test]
+    fn records_that_cannot_be_read_or_written_let_no_call_out() {
+        let unreadable = Arc::new(MemStore {
+            unreadable: true,
+            ..MemStore::default()
+        });
+        let g = gate("x", Some(unreadable));
+        match g.enter(H, soon()) {
+            Err(Refusal::Unguarded(why)) => {
+                assert!(why.contains("maas-usage state reset --auth"), "{why}")
+            }
+            _ => panic!("an unreadable store must refuse"),
+        }
+        let unwritable = Arc::new(MemStore {
+            unwritable: true,
+            ..MemStore::default()
+        });
+        let g = gate("x", Some(unwritable));
+        match g.enter(H, soon()) {
+            Err(Refusal::Unguarded(why)) => assert!(why.contains("no signed call"), "{why}"),
+            _ => panic!("a store that cannot record must refuse"),
+        }
+        // Neither is a rejection remembered in this process: fixed, the store lets calls out.
+        assert!(!lock(&g.inner).probing && lock(&g.inner).rejected.is_none());
+    }
+
+    #[test]
+    fn an_acceptance_never_erases_a_rejection_recorded_after_its_call_was_sent() {
+        let store = Arc::new(MemStore::default());
+        let g = gate("x", Some(store.clone()));
+        let probe = g.enter("https://iam.example", soon()).unwrap();
+        // Another process's rejection, after the probe went out.
+        let newer = Rejection {
+            at_ms: now_ms() + 1,
+            status: 401,
+            code: None,
+        };
+        store.record_rejection(g.key(), &newer).unwrap();
+        probe.finish(None, Verdict::Accepted);
+        assert_eq!(store.rejection(g.key()).unwrap(), Some(newer));
+        assert!(matches!(g.enter(H, soon()), Err(Refusal::Rejected(_))));
+    }
+
+    #[test]
+    fn a_recent_acceptance_spares_the_probe_until_it_expires_and_a_rejection_wins() {
+        let store = Arc::new(MemStore::default());
+        let first = gate("x", Some(store.clone()));
+        let p = first.enter(H, soon()).unwrap();
+        assert!(p.probe);
+        p.finish(None, Verdict::Accepted);
+        // The next process (or collection) skips the probe to that host only.
+        let next = gate("x", Some(store.clone()));
+        assert!(!next.enter(H, soon()).unwrap().probe);
+        assert!(next.enter("https://ces.example", soon()).unwrap().probe);
+        // Expired: probed again.
+        let key = (first.key().to_string(), H.to_string());
+        let old = now_ms() - ACCEPTED_FOR.as_millis() as u64 - 1;
+        store.accepted.lock().unwrap().insert(key.clone(), old);
+        assert!(
+            gate("x", Some(store.clone()))
+                .enter(H, soon())
+                .unwrap()
+                .probe
+        );
+        // A rejection wins over an older acceptance: in force, it refuses; out of force (a
+        // record dated far ahead, not trusted to silence the key), the next call still probes.
+        store.accepted.lock().unwrap().insert(key, now_ms() - 1000);
+        let recorded = |at_ms| {
+            let r = Rejection {
+                at_ms,
+                status: 401,
+                code: None,
+            };
+            let k = first.key().to_string();
+            store.rejections.lock().unwrap().insert(k, r);
+        };
+        recorded(now_ms());
+        let g = gate("x", Some(store.clone()));
+        assert!(matches!(g.enter(H, soon()), Err(Refusal::Rejected(_))));
+        recorded(now_ms() + 2 * LOCKOUT.as_millis() as u64);
+        assert!(
+            gate("x", Some(store.clone()))
+                .enter(H, soon())
+                .unwrap()
+                .probe
+        );
     }
 
     #[test]
     fn unverified_credentials_probe_one_at_a_time_then_run_free() {
-        let gate = Arc::new(AuthGate::new(&creds("x"), None));
+        let gate = Arc::new(gate("x", None));
         let probe = gate.enter(H, soon()).unwrap();
         // A second caller waits for the probe: with a short deadline it gives up.
         let g = gate.clone();
@@ -400,34 +643,31 @@ mod tests {
         assert!(waited.join().unwrap());
         // A blocked caller is let through once the probe is accepted.
         let g = gate.clone();
-        let t = std::thread::spawn(move || g.enter(H, soon()).map(|p| p.probe.is_some()).ok());
+        let t = std::thread::spawn(move || g.enter(H, soon()).map(|p| p.probe).ok());
         probe.finish(None, Verdict::Accepted);
         assert_eq!(t.join().unwrap(), Some(false), "verified: no probe");
     }
 
     #[test]
     fn a_probe_without_verdict_frees_the_way() {
-        let gate = AuthGate::new(&creds("x"), None);
+        let gate = gate("x", None);
         drop(gate.enter(H, soon()).unwrap());
         let p = gate.enter(H, soon()).unwrap();
-        assert!(p.probe.is_some(), "still unverified, the next call probes");
+        assert!(p.probe, "still unverified, the next call probes");
         p.finish(None, Verdict::Unknown);
-        assert!(gate.enter(H, soon()).unwrap().probe.is_some());
+        assert!(gate.enter(H, soon()).unwrap().probe);
     }
 
     #[test]
     fn trust_is_per_host_and_per_collection() {
-        let gate = Arc::new(AuthGate::new(&creds("x"), None));
+        let gate = Arc::new(gate("x", None));
         let p = gate.enter(H, soon()).unwrap();
-        assert!(p.probe.is_some());
+        assert!(p.probe);
         p.finish(None, Verdict::Accepted);
-        assert!(
-            gate.enter(H, soon()).unwrap().probe.is_none(),
-            "H accepted it"
-        );
+        assert!(!gate.enter(H, soon()).unwrap().probe, "H accepted it");
         // Another host has proven nothing: its first call probes, and alone.
         let other = gate.enter("https://iam.example", soon()).unwrap();
-        assert!(other.probe.is_some());
+        assert!(other.probe);
         let g = gate.clone();
         let waited = std::thread::spawn(move || {
             matches!(
@@ -442,18 +682,13 @@ mod tests {
             waited.join().unwrap(),
             "one probe at a time, whatever the host"
         );
-        assert!(
-            gate.enter(H, soon()).unwrap().probe.is_none(),
-            "H is not held up"
-        );
+        assert!(!gate.enter(H, soon()).unwrap().probe, "H is not held up");
         other.finish(None, Verdict::Unknown);
         // The next collection proves it again.
         gate.new_collection();
         let p = gate.enter(H, soon()).unwrap();
-        assert!(p.probe.is_some(), "a new collection probes again");
-        assert!(p
-            .finish(Some("APIGW.0301"), Verdict::Rejected { status: 401 })
-            .is_some());
+        assert!(p.probe, "a new collection probes again");
+        assert!(rejected(p).is_some());
         assert!(matches!(gate.enter(H, soon()), Err(Refusal::Rejected(_))));
         gate.new_collection();
         assert!(

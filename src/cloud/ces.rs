@@ -74,6 +74,7 @@ pub fn parse_metric_page(body: &str) -> Result<MetricPage, DecodeError> {
         entries,
         marker,
         total,
+        ..MetricPage::default()
     })
 }
 
@@ -104,15 +105,12 @@ pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError>
             let ts = p.get("timestamp").and_then(Value::as_i64).ok_or_else(|| {
                 DecodeError::Shape(format!("{name}: a datapoint without a timestamp"))
             })?;
-            // A datapoint without the filter's value has nothing to say.
-            let Some(value) = p.get(filter).and_then(Value::as_f64) else {
-                continue;
+            // A datapoint without the filter's value has nothing to say; one whose value is not
+            // a number says something wrong, which the collection judges (NaN).
+            let value = match p.get(filter) {
+                None | Some(Value::Null) => continue,
+                Some(v) => v.as_f64().unwrap_or(f64::NAN),
             };
-            if !value.is_finite() {
-                return Err(DecodeError::Shape(format!(
-                    "{name}: a value that is not a number"
-                )));
-            }
             points.push((ts, value));
         }
         out.series.push(((name.to_string(), dims), points));
@@ -173,7 +171,11 @@ impl Client {
         }
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::get(ep, &path, &query)), deadline)?;
-        parse_metric_page(&a.body).map_err(|e| self.decode_failure(ep, e, a.request_id))
+        let mut page = parse_metric_page(&a.body)
+            .map_err(|e| self.decode_failure(ep, e, a.request_id.clone()))?;
+        page.endpoint = ep.to_string();
+        page.request_id = a.request_id;
+        Ok(page)
     }
 
     /// One batch-query-metric-data call.
@@ -193,6 +195,7 @@ impl Client {
         let mut answer = parse_batch(&a.body, req.aggregate.filter())
             .map_err(|e| self.decode_failure(ep, e, a.request_id.clone()))?;
         answer.request_id = a.request_id;
+        answer.endpoint = ep.to_string();
         Ok(answer)
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::api;
-use super::auth::{self, AuthGate, Refusal, Rejection, RejectionStore, Verdict};
+use super::auth::{self, AuthGate, GateStore, Refusal, Verdict};
 use super::credentials::Credentials;
 use super::sign::{self, SignInput};
 use crate::budget::{Budget, Unlimited};
@@ -23,10 +23,6 @@ use crate::tls::{self, TlsMaterial};
 
 /// Answers larger than this are not statistics; reading stops there.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
-
-/// How long to wait after a 429 without `Retry-After` when the request budget knows no better:
-/// the API's documented advice.
-pub const THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 pub fn default_maas_endpoint(region: &str) -> String {
     format!("https://modelarts.{region}.myhuaweicloud.com")
@@ -161,11 +157,12 @@ enum Attempt {
     TooLarge(Option<String>),
 }
 
-/// The credentials a client signs with, and their gate; replaced whole when the credentials
-/// change (a rotated file, refreshed temporary credentials).
+/// The credentials a client signs with, and their gate; replaced when the credentials change
+/// (a rotated file, refreshed temporary credentials), the gate with them unless they are the
+/// same credential to it (an agency's next temporary key).
 struct Identity {
     creds: Credentials,
-    gate: AuthGate,
+    gate: Arc<AuthGate>,
 }
 
 pub struct Client {
@@ -176,8 +173,8 @@ pub struct Client {
     /// again, so they fail at once with it instead of trying.
     local_failure: std::sync::Mutex<Option<String>>,
     identity: RwLock<Arc<Identity>>,
-    /// Shares rejections with other processes (the state directory).
-    rejections: Option<Arc<dyn RejectionStore>>,
+    /// Shares the gate's records with other processes (the state directory).
+    gate_store: Option<Arc<dyn GateStore>>,
     pub(super) opts: ClientOptions,
     budget: Arc<dyn Budget>,
     /// Cloud Eye's own budget (its limits are per account and separate from MaaS's).
@@ -206,10 +203,10 @@ impl Client {
             tls,
             local_failure: std::sync::Mutex::new(None),
             identity: RwLock::new(Arc::new(Identity {
-                gate: AuthGate::new(&creds, None),
+                gate: Arc::new(AuthGate::new(auth::gate_key(&creds), None)),
                 creds,
             })),
-            rejections: None,
+            gate_store: None,
             opts,
             budget: Arc::new(Unlimited),
             ces_budget: Arc::new(Unlimited),
@@ -232,14 +229,14 @@ impl Client {
         self.budget.available(within)
     }
 
-    /// Shares credential rejections with other processes through `store`.
-    pub fn with_rejection_store(mut self, store: Arc<dyn RejectionStore>) -> Self {
+    /// Shares the credential gate's records with other processes through `store`.
+    pub fn with_gate_store(mut self, store: Arc<dyn GateStore>) -> Self {
         let creds = self.identity().creds.clone();
         *self.identity.get_mut().unwrap_or_else(|p| p.into_inner()) = Arc::new(Identity {
-            gate: AuthGate::new(&creds, Some(store.clone())),
+            gate: Arc::new(AuthGate::new(auth::gate_key(&creds), Some(store.clone()))),
             creds,
         });
-        self.rejections = Some(store);
+        self.gate_store = Some(store);
         self
     }
 
@@ -250,17 +247,21 @@ impl Client {
             .clone()
     }
 
-    /// Signs with `creds` from now on. The same credentials keep their gate (and what it
-    /// learnt); others start unverified.
-    pub fn set_credentials(&self, creds: Credentials) {
+    /// Signs with `creds` from now on; `false` when they are the ones in use already. The same
+    /// credential to the gate (the same key, or the same agency's next temporary key) keeps its
+    /// gate and what it learnt; another starts unverified.
+    pub fn set_credentials(&self, creds: Credentials) -> bool {
         let mut slot = self.identity.write().unwrap_or_else(|p| p.into_inner());
-        if slot.gate.fingerprint() == auth::fingerprint(&creds) {
-            return;
+        if auth::fingerprint(&slot.creds) == auth::fingerprint(&creds) {
+            return false;
         }
-        *slot = Arc::new(Identity {
-            gate: AuthGate::new(&creds, self.rejections.clone()),
-            creds,
-        });
+        let key = auth::gate_key(&creds);
+        let gate = match slot.gate.key() == key {
+            true => slot.gate.clone(),
+            false => Arc::new(AuthGate::new(key, self.gate_store.clone())),
+        };
+        *slot = Arc::new(Identity { gate, creds });
+        true
     }
 
     /// A new collection (an execd batch, a serve interval): the first signed call to each host
@@ -272,11 +273,6 @@ impl Client {
     /// Where the credentials in use came from.
     pub fn credentials_source(&self) -> String {
         self.identity().creds.source.clone()
-    }
-
-    /// The rejection of the credentials in use, while it is in force: no signed call is made.
-    pub fn blocked(&self) -> Option<Rejection> {
-        self.identity().gate.blocked()
     }
 
     fn local_failure(&self) -> Option<String> {
@@ -419,6 +415,10 @@ impl Client {
             GaveUp::Deadline(e) => ApiError::Deadline {
                 last: Some(Box::new(e)),
             },
+            GaveUp::TooLate { error, wait } => ApiError::WaitTooLong {
+                last: Box::new(error),
+                wait_s: wait.as_secs(),
+            },
         })
     }
 
@@ -430,9 +430,18 @@ impl Client {
         let id = self.identity();
         // Trust is per host: one service accepting the key says nothing about another's.
         let host = format!("{}://{}", ep.scheme, ep.host_header());
+        // Expired temporary credentials would be a certain rejection: never signed with.
+        if let Some(at) = id.creds.expires_at.filter(|at| *at <= Utc::now()) {
+            return Step::Fatal(ApiError::Expired(format!(
+                "the temporary credentials from {} expired at {} and fresh ones could not be had; no call is signed with them (each would be a rejected signature); check the metadata service and this host's clock",
+                id.creds.source,
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
         let permit = match id.gate.enter(&host, deadline) {
             Ok(p) => p,
             Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),
+            Err(Refusal::Unguarded(why)) => return Step::Fatal(ApiError::Unguarded(why)),
             Err(Refusal::Deadline) => return Step::Fatal(ApiError::Deadline { last: None }),
         };
         // Checked after the gate: a probe that failed on this side let the others through.
@@ -479,14 +488,15 @@ impl Client {
                 match a.status {
                     429 => {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                        // Without Retry-After, wait until the oldest call of our window ages
-                        // out (the API's own advice is a minute), not a few hundred ms.
-                        let wait = a.retry_after.unwrap_or_else(|| {
-                            budget.until_oldest_leaves().unwrap_or(THROTTLE_WAIT)
-                        });
-                        Step::Retry {
-                            error: e,
-                            wait: Some(wait),
+                        // The server's window is its own (a few seconds, a minute): without
+                        // Retry-After, back off and try again while the deadline allows, each
+                        // attempt taking its slot of the budget.
+                        match a.retry_after {
+                            Some(wait) => Step::Retry {
+                                error: e,
+                                wait: Some(wait),
+                            },
+                            None => Step::Throttled(e),
                         }
                     }
                     s if s >= 500 => Step::Retry {
@@ -649,6 +659,7 @@ mod tests {
             token: None,
             source: "test".into(),
             expires_at: None,
+            agency: None,
         };
         let opts = ClientOptions {
             maas: ep.clone(),

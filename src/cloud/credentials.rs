@@ -51,6 +51,9 @@ pub struct Credentials {
     pub source: String,
     /// When temporary credentials (an agency's, from the metadata service) stop working.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The metadata service (its URL, redacted) whose agency these temporary credentials are:
+    /// the API counts the agency, whatever temporary AK it hands out (see `auth::principal_id`).
+    pub agency: Option<String>,
 }
 
 impl Credentials {
@@ -127,6 +130,7 @@ pub fn load(
                     token: get(token_var).map(Secret::new),
                     source: format!("{ak_var}/{sk_var}"),
                     expires_at: None,
+                    agency: None,
                 };
                 // A file given explicitly but not used is worth saying: rotating it would
                 // change nothing.
@@ -244,6 +248,7 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Credentials, CredentialsErr
         token: None,
         source: source.clone(),
         expires_at: None,
+        agency: None,
     };
     if let Some((header_line, header)) = lines.first().filter(|(_, l)| is_csv_header(l)) {
         return parse_csv(*header_line, header, &lines[1..], source.clone())
@@ -371,6 +376,7 @@ fn parse_assignments(
             token,
             source,
             expires_at: None,
+            agency: None,
         }),
         (None, _) => Err((0, "HW_ACCESS_KEY is missing".into())),
         (_, None) => Err((0, "HW_SECRET_KEY is missing".into())),
@@ -435,6 +441,7 @@ fn parse_csv(
             token: None,
             source,
             expires_at: None,
+            agency: None,
         }),
         _ => Err((row.0, "Access Key Id or Secret Access Key is empty")),
     }
@@ -511,6 +518,7 @@ mod tests {
             token: None,
             source: "x".into(),
             expires_at: None,
+            agency: None,
         };
         assert!(!format!("{c:?}").contains("canary"));
     }
@@ -667,6 +675,7 @@ mod tests {
             token: Some(Secret::new("TOKENCANARY")),
             source: "x".into(),
             expires_at: None,
+            agency: None,
         };
         let r = c.redact("Access=AKCANARY x-security-token:TOKENCANARY|SKCANARY");
         assert_eq!(r, "Access=*** x-security-token:***|***");

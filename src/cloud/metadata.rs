@@ -22,8 +22,13 @@ const MAX_ANSWER: u64 = 64 * 1024;
 /// Why the metadata service gave no credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
+    /// Nothing answers there (refused, no route within the connect timeout): a host without
+    /// the service.
     #[error("{endpoint} did not answer ({why})")]
     Unreachable { endpoint: String, why: String },
+    /// Connected, and then no answer came (a timeout, a reset): the service is failing.
+    #[error("{endpoint} failed to answer ({why})")]
+    Failed { endpoint: String, why: String },
     #[error("{endpoint} answered HTTP {status}: {message}")]
     Status {
         endpoint: String,
@@ -32,6 +37,23 @@ pub enum MetadataError {
     },
     #[error("{endpoint} answered something that is not a securitykey document ({why})")]
     Unusable { endpoint: String, why: String },
+    /// Credentials already past their end: every call signed with them would be rejected.
+    #[error(
+        "{endpoint} handed out credentials that expired at {at}; check this host's clock (NTP)"
+    )]
+    Expired { endpoint: String, at: String },
+}
+
+impl MetadataError {
+    /// The service is there and failing (a 5xx or 429, no answer after connecting, expired
+    /// credentials): the cloud's failure, not a sign that no credentials were configured.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            MetadataError::Failed { .. } | MetadataError::Expired { .. } => true,
+            MetadataError::Status { status, .. } => *status >= 500 || *status == 429,
+            MetadataError::Unreachable { .. } | MetadataError::Unusable { .. } => false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,16 +97,37 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
         .user_agent(concat!("maas-usage/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent();
-    let unreachable = |why: String| MetadataError::Unreachable {
-        endpoint: redact_url(base),
-        why,
-    };
+    let endpoint = redact_url(base);
     let mut resp = agent.get(&url).call().map_err(|e| {
-        unreachable(match e {
-            ureq::Error::Timeout(_) => "timed out".to_string(),
-            ureq::Error::ConnectionFailed => "connection failed".to_string(),
-            other => other.to_string(),
-        })
+        let endpoint = endpoint.clone();
+        match e {
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+                MetadataError::Unreachable {
+                    endpoint,
+                    why: "timed out connecting".into(),
+                }
+            }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                MetadataError::Unreachable {
+                    endpoint,
+                    why: "connection failed".into(),
+                }
+            }
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                MetadataError::Unreachable {
+                    endpoint,
+                    why: io.to_string(),
+                }
+            }
+            ureq::Error::Timeout(_) => MetadataError::Failed {
+                endpoint,
+                why: "timed out".into(),
+            },
+            other => MetadataError::Failed {
+                endpoint,
+                why: other.to_string(),
+            },
+        }
     })?;
     let status = resp.status().as_u16();
     let body = resp
@@ -92,16 +135,19 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
         .with_config()
         .limit(MAX_ANSWER)
         .read_to_string()
-        .map_err(|e| unreachable(format!("reading the answer failed: {e}")))?;
+        .map_err(|e| MetadataError::Failed {
+            endpoint: endpoint.clone(),
+            why: format!("reading the answer failed: {e}"),
+        })?;
     if !(200..300).contains(&status) {
         return Err(MetadataError::Status {
-            endpoint: redact_url(base),
+            endpoint: endpoint.clone(),
             status,
             message: sanitize_remote(&body, REMOTE_TEXT_MAX),
         });
     }
     let unusable = |why: &str| MetadataError::Unusable {
-        endpoint: redact_url(base),
+        endpoint: endpoint.clone(),
         why: why.to_string(),
     };
     // The answer holds the secret: nothing of it is ever quoted in an error.
@@ -114,12 +160,19 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
     }
     let expires_at =
         parse_expiry(&c.expires_at).ok_or_else(|| unusable("expires_at is not a time"))?;
+    if expires_at <= Utc::now() {
+        return Err(MetadataError::Expired {
+            endpoint: endpoint.clone(),
+            at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+    }
     Ok(Credentials {
         ak: Secret::new(c.access),
         sk: Secret::new(c.secret),
         token: Some(Secret::new(c.securitytoken)),
         source: format!("the metadata service {base} (the instance's agency)"),
         expires_at: Some(expires_at),
+        agency: Some(endpoint),
     })
 }
 
@@ -162,6 +215,24 @@ mod tests {
         let short = t0 + chrono::Duration::seconds(4);
         assert!(!due(t0, short, t0 + chrono::Duration::seconds(2)));
         assert!(due(t0, short, t0 + chrono::Duration::seconds(3)));
+    }
+
+    #[test]
+    fn a_service_that_is_there_and_failing_is_an_outage_not_missing_credentials() {
+        let status = |status| MetadataError::Status {
+            endpoint: "e".into(),
+            status,
+            message: String::new(),
+        };
+        assert!(status(500).is_outage() && status(503).is_outage() && status(429).is_outage());
+        assert!(!status(404).is_outage() && !status(401).is_outage());
+        let (endpoint, why) = ("e".to_string(), "x".to_string());
+        assert!(MetadataError::Failed {
+            endpoint: endpoint.clone(),
+            why: why.clone()
+        }
+        .is_outage());
+        assert!(!MetadataError::Unreachable { endpoint, why }.is_outage());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::log;
 use crate::text::sanitize_remote;
 use crate::tls::{self, TlsError, TlsFiles};
 pub use api::ProjectInfo;
-use auth::RejectionStore;
+use auth::GateStore;
 use client::{Client, ClientOptions, RetryPolicy};
 use credentials::{Credentials, CredentialsError};
 
@@ -65,17 +65,19 @@ impl Connection {
     }
 }
 
-/// A project id remembered across runs, per access key (as `auth::access_key_id`) and region.
+/// A project id remembered across runs, per IAM user or agency (as `auth::principal_id`) and
+/// region.
 pub trait ProjectCache {
-    fn cached_project(&self, access_key_id: &str, region: &str) -> Option<ProjectInfo>;
-    fn store_project(&self, access_key_id: &str, region: &str, project: &ProjectInfo);
+    fn cached_project(&self, principal_id: &str, region: &str) -> Option<ProjectInfo>;
+    fn store_project(&self, principal_id: &str, region: &str, project: &ProjectInfo);
 }
 
 /// What a connection may share with other processes.
 #[derive(Default, Clone, Copy)]
 pub struct Shared<'a> {
     pub projects: Option<&'a dyn ProjectCache>,
-    pub rejections: Option<&'a Arc<dyn RejectionStore>>,
+    /// The credential gate's records.
+    pub gate: Option<&'a Arc<dyn GateStore>>,
 }
 
 /// Why no connection could be set up.
@@ -196,6 +198,9 @@ pub fn load_credentials(
                     };
                     (creds, renewal)
                 }
+                // A service that is there and failing is the cloud's failure (exit 1), not
+                // credentials left unconfigured.
+                Err(e) if e.is_outage() => return Err(ConnectError::Metadata(e)),
                 Err(e) => {
                     return Err(CredentialsError::NoneFound {
                         tried: vec![
@@ -296,7 +301,7 @@ pub fn connect(
             ));
         }
     }
-    let key_id = auth::access_key_id(creds.ak.expose());
+    let principal = auth::principal_id(&creds);
     let maas_url = opts
         .endpoint
         .clone()
@@ -341,8 +346,8 @@ pub fn connect(
     let mut client = Client::new(creds, options, tls)
         .with_budget(budget)
         .with_ces_budget(ces_budget);
-    if let Some(store) = shared.rejections {
-        client = client.with_rejection_store(store.clone());
+    if let Some(store) = shared.gate {
+        client = client.with_gate_store(store.clone());
     }
     let explicit = explicit.map(|(_, id)| ProjectInfo {
         id,
@@ -352,7 +357,7 @@ pub fn connect(
     let cached = || {
         shared
             .projects
-            .and_then(|c| c.cached_project(&key_id, &opts.region))
+            .and_then(|c| c.cached_project(&principal, &opts.region))
             .filter(|p| domain::is_project_id(&p.id))
     };
     let project = match explicit.or_else(cached) {
@@ -377,7 +382,7 @@ pub fn connect(
                 ));
             }
             if let Some(c) = shared.projects {
-                c.store_project(&key_id, &opts.region, &p);
+                c.store_project(&principal, &opts.region, &p);
             }
             p
         }

@@ -66,8 +66,10 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         ascii: false,
         // No environment: the demo's credentials come from the simulated agency.
         env: &|_| None,
-        // The demo leaves the user's state directory alone.
+        // The demo leaves the user's state directory alone, and its simulated agency's
+        // records stay in the process.
         state: None,
+        share_gate: false,
     };
     run_spec(spec, settings, opts)
 }

@@ -76,6 +76,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Its stderr lines: one per spec error, else one.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Error::Spec(errors) => errors.0.iter().map(ToString::to_string).collect(),
+            e => vec![e.to_string()],
+        }
+    }
+
     fn code(&self) -> u8 {
         match self {
             Error::Usage(_)

@@ -48,7 +48,7 @@ pub fn main() -> ExitCode {
     let result = error::guarded(|| dispatch(cli.command));
     if let Err(e) = &result {
         if e.worth_saying(log::style() == log::Style::Telegraf) {
-            log::error(&e.to_string());
+            log::lines(log::Level::Error, e.lines().iter().map(String::as_str));
         }
     }
     exit_code(&result)

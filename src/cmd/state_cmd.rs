@@ -4,6 +4,7 @@
 use chrono::{TimeZone, Utc};
 
 use super::error::{Error, Outcome};
+use super::wiring;
 use crate::cli::{StateAction, StateArgs};
 use crate::deliver::sink::write_stdout;
 use crate::env;
@@ -115,19 +116,21 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
         StateAction::Show { state } => {
             let d = dir(&state)?;
             let mut out = show(&d);
-            let now = crate::cloud::auth::now_ms();
-            let rejected: Vec<_> = d
-                .rejections()
-                .into_iter()
-                .filter(|(_, r)| r.in_force(now))
-                .collect();
-            for (fingerprint, r) in rejected {
-                out.push_str(&format!(
-                    "credentials {fingerprint} rejected (HTTP {}) at {}; no call with them until {} (maas-usage state reset --auth)\n",
-                    r.status,
-                    when(r.at_ms as i64),
-                    when(r.until_ms() as i64)
-                ));
+            // With the runtime directory's records: those made while this one could not.
+            match wiring::gate_store_files(&d).rejections() {
+                Ok(rejected) => {
+                    for (key, r) in rejected {
+                        out.push_str(&format!(
+                            "credentials {key} rejected (HTTP {}) at {}; no call with them until {} (maas-usage state reset --auth)\n",
+                            r.status,
+                            when(r.at_ms as i64),
+                            when(r.until_ms() as i64)
+                        ));
+                    }
+                }
+                Err(e) => out.push_str(&format!(
+                    "{e}\nno signed call is made with any credentials until it is fixed or reset (maas-usage state reset --auth)\n"
+                )),
             }
             write_stdout(&out)?;
             Ok(Outcome::Done)
@@ -136,7 +139,7 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             auth: true, state, ..
         } => {
             let d = dir(&state)?;
-            let n = d.reset_rejections().map_err(io(&d))?;
+            let n = wiring::gate_store_files(&d).reset().map_err(io(&d))?;
             write_stdout(&format!(
                 "forgot {n} credential rejection(s); the next run tries its credentials again\n"
             ))?;

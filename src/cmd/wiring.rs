@@ -1,5 +1,5 @@
 //! Wiring the layers together: the cloud's needs (a request budget, a project-id cache, a place
-//! to share credential rejections) met by the state directory, the cloud connection as the
+//! to share the credential gate's records) met by the state directory, the cloud connection as the
 //! collector's executor, and the self-metrics of a collection.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::error::Error;
 use super::settings::Settings;
 use crate::budget::{Budget, Limiter};
-use crate::cloud::auth::{access_key_id, Rejection, RejectionStore};
+use crate::cloud::auth::{principal_id, GateStore, Rejection};
 use crate::cloud::client::CallCounts;
 use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Renewal, Shared};
 use crate::collect::models::{CloudEye, DiscoveryCache};
@@ -19,7 +19,7 @@ use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::env::{self, Lookup};
 use crate::log;
-use crate::state::{SharedBudget, StateDir};
+use crate::state::{GateFiles, SharedBudget, StateDir};
 use sha2::Digest;
 
 impl Executor for Connection {
@@ -76,32 +76,39 @@ impl DiscoveryCache for Discoveries {
 }
 
 impl ProjectCache for StateDir {
-    fn cached_project(&self, key_id: &str, region: &str) -> Option<ProjectInfo> {
-        StateDir::cached_project(self, key_id, region)
+    fn cached_project(&self, principal: &str, region: &str) -> Option<ProjectInfo> {
+        StateDir::cached_project(self, principal, region)
             .map(|(id, domain_id)| ProjectInfo { id, domain_id })
     }
-    fn store_project(&self, key_id: &str, region: &str, p: &ProjectInfo) {
-        StateDir::store_project(self, key_id, region, &p.id, p.domain_id.as_deref())
+    fn store_project(&self, principal: &str, region: &str, p: &ProjectInfo) {
+        StateDir::store_project(self, principal, region, &p.id, p.domain_id.as_deref())
     }
 }
 
-impl RejectionStore for StateDir {
-    fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
-        StateDir::rejection(self, fingerprint)
+impl GateStore for GateFiles {
+    fn rejection(&self, key: &str) -> Result<Option<Rejection>, String> {
+        GateFiles::rejection(self, key)
     }
-    fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
-        StateDir::record_rejection(self, fingerprint, rejection)
+    fn accepted(&self, key: &str, host: &str) -> Option<u64> {
+        GateFiles::accepted(self, key, host)
     }
-    fn clear_rejection(&self, fingerprint: &str) {
-        StateDir::clear_rejection(self, fingerprint)
+    fn record_rejection(&self, key: &str, rejection: &Rejection) -> Result<(), String> {
+        GateFiles::record_rejection(self, key, rejection)
     }
-    fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<Box<dyn Send>> {
-        StateDir::probe_lock(self, fingerprint, deadline).map(|f| Box::new(f) as Box<dyn Send>)
+    fn record_acceptance(&self, key: &str, host: &str, sent_ms: u64) {
+        GateFiles::record_acceptance(self, key, host, sent_ms)
+    }
+    fn writable(&self) -> Result<(), String> {
+        GateFiles::writable(self)
+    }
+    fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>> {
+        GateFiles::probe_lock(self, key, deadline).map(|f| Box::new(f) as Box<dyn Send>)
     }
 }
 
 /// The state directory, created if needed; `None` (with a note) when there is none or it
-/// cannot be used, and the budget and credential rejections are then per process.
+/// cannot be used: the budget is then per process, and credential rejections go to the
+/// per-user runtime directory.
 pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
     let Some(p) = dir else {
         log::debug("no state directory (neither --state-dir, XDG_STATE_HOME nor HOME): the request budget is per process");
@@ -111,7 +118,7 @@ pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
         Ok(d) => Some(d),
         Err(e) => {
             log::warn(&format!(
-                "{e}; the request budget is per process this time, and credential rejections are remembered by this process only"
+                "{e}; the request budget is per process this time, and credential rejections are recorded in the per-user runtime directory"
             ));
             None
         }
@@ -132,6 +139,17 @@ pub fn say_simulator(settings: &Settings) {
     }
 }
 
+/// Where the credential gate keeps its records for other processes: `state`, with the per-user
+/// runtime directory (`XDG_RUNTIME_DIR`, else the temporary directory) behind it.
+pub fn gate_store(state: Option<&StateDir>) -> Arc<dyn GateStore> {
+    Arc::new(GateFiles::new(state.cloned(), &env::process))
+}
+
+/// The credential gate's records of `state` and of the runtime directory (`state show|reset`).
+pub fn gate_store_files(state: &StateDir) -> GateFiles {
+    GateFiles::new(Some(state.clone()), &env::process)
+}
+
 /// The request budget's window: the API's minute, with a small margin so that jitter between
 /// our clock and the gateway's never lets N+1 calls land in its window.
 pub fn rate_window() -> Duration {
@@ -142,18 +160,25 @@ pub fn rate_window() -> Duration {
 }
 
 /// Connects (credentials from the chain, client, project id) within the run's budget and
-/// deadline, reading the environment through `env`; `state` shares the request budget, the
-/// project id and credential rejections with other processes. Also returns how fresh
-/// credentials are had later (a long-running process asks before each collection).
+/// deadline, reading the environment through `env`; `state` shares the request budget and the
+/// project id with other processes, `gate` the credential gate's records (`None`: this process
+/// only). Also returns how fresh credentials are had later (a long-running process asks before
+/// each collection).
 pub fn connect(
     settings: &Settings,
     requests_per_minute: u32,
     deadline: Instant,
     env: Lookup<'_>,
     state: Option<&StateDir>,
+    gate: Option<Arc<dyn GateStore>>,
 ) -> Result<(Connection, Renewal), Error> {
     let (creds, renewal) = cloud::load_credentials(env, &settings.connect)?;
-    let ak = access_key_id(creds.ak.expose());
+    if let Some(dir) = state {
+        dir.remove_unused();
+    }
+    // Keyed by who the API counts: an agency's budget stays one whatever temporary key it
+    // hands out.
+    let principal = principal_id(&creds);
     // Cloud Eye has its own limits: its calls take from a budget of their own, shared the same
     // way under another name.
     let budget_of = |name: String, limit: u32| -> Arc<dyn Budget> {
@@ -162,16 +187,14 @@ pub fn connect(
             None => Arc::new(Limiter::new(limit, rate_window())),
         }
     };
-    let budget = budget_of(ak.clone(), requests_per_minute);
+    let budget = budget_of(principal.clone(), requests_per_minute);
     let ces_budget = budget_of(
-        format!("ces-{ak}"),
+        format!("ces-{principal}"),
         settings.connect.ces_requests_per_minute,
     );
-    let rejections: Option<Arc<dyn RejectionStore>> =
-        state.map(|s| Arc::new(s.clone()) as Arc<dyn RejectionStore>);
     let shared = Shared {
         projects: state.map(|s| s as &dyn ProjectCache),
-        rejections: rejections.as_ref(),
+        gate: gate.as_ref(),
     };
     let conn = cloud::connect(
         &settings.connect,
@@ -230,5 +253,8 @@ pub fn run_stats(
         api_retries: calls.retries,
         throttled: calls.throttled,
         duration_ms: started.elapsed().as_millis() as u64,
+        // The process's memory of its collections fills these in.
+        last_success_ms: 0,
+        consecutive_failures: 0,
     }
 }

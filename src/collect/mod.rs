@@ -58,6 +58,10 @@ pub struct RunStats {
     pub api_retries: u64,
     pub throttled: u64,
     pub duration_ms: u64,
+    /// When the process's last successful collection started (Unix ms; 0: none yet).
+    pub last_success_ms: u64,
+    /// Failed collections in a row, this one included (0 when it succeeded).
+    pub consecutive_failures: u64,
 }
 
 #[derive(Clone, Debug)]

@@ -2,7 +2,9 @@
 //! names (pinned in the spec, else the MaaS monitor, else the ids), the cardinality guard, then
 //! batch-query-metric-data calls of at most 500 metric objects on the worker pool, and the
 //! datapoints folded into each window: counts summed as exact integers, latency as the
-//! window's highest period.
+//! window's highest period (each datapoint judged by [`datapoints`]).
+
+mod datapoints;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::domain::failure::DecodeError;
 use crate::domain::{ApiError, Shape, Window};
 use crate::plan::ModelQuery;
 use crate::time::period::Checkpoints;
+use datapoints::{LeftOut, Point, Refused};
 
 /// What the collection needs from Cloud Eye; the cloud client in production, a fake in unit
 /// tests.
@@ -121,28 +124,42 @@ pub struct Limits {
 /// At most this many datapoints per answer: 500 objects over a long span would not fit the
 /// answer size the client accepts.
 const MAX_POINTS_PER_CALL: i64 = 100_000;
-/// A ListMetrics loop that never ends (a server that repeats its marker) stops here.
+/// A ListMetrics paging that never ends (fresh markers, fresh entries forever) stops here.
 const MAX_PAGES: usize = 1000;
 /// The most the names of a run may take.
 const NAMES_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// What discovery did: whether it learnt anything, and which metrics' paging broke off (their
+/// series are partial: used for this run, never cached).
+#[derive(Default)]
+struct Discovery {
+    changed: bool,
+    partial: BTreeSet<&'static str>,
+}
+
 /// Which (metric, series) pairs exist, for each metric asked for and not already `known`.
+/// Paging stops at the end (an empty page or marker, the total reached, the marker sent coming
+/// back) and also when it loops: a page that brings nothing new, or a marker seen before (A, B,
+/// A...). A loop is one warning, and the metric's series are what was found (a failure when
+/// that is nothing): never the whole Cloud Eye budget spent on the same pages.
 fn discover(
     ce: &dyn CloudEye,
     metrics: &BTreeSet<&'static str>,
     known: &mut Discovered,
     deadline: Instant,
-) -> Result<bool, ApiError> {
-    let mut changed = false;
+    warnings: &mut Vec<String>,
+) -> Result<Discovery, ApiError> {
+    let mut out = Discovery::default();
     for &metric in metrics {
         if known.metrics.contains_key(metric) {
             continue;
         }
         let mut found = BTreeSet::new();
         let mut marker = String::new();
+        let mut sent = BTreeSet::new();
         for _ in 0..MAX_PAGES {
             let page = ce.list_metrics(metric, &marker, deadline)?;
-            let n = page.entries.len();
+            let (n, before) = (page.entries.len(), found.len());
             found.extend(
                 page.entries
                     .into_iter()
@@ -151,17 +168,43 @@ fn discover(
             );
             let done = n == 0
                 || page.marker.is_empty()
-                || page.marker == marker
-                || page.total.is_some_and(|t| found.len() >= t);
-            marker = page.marker;
+                || page.total.is_some_and(|t| found.len() >= t)
+                || (page.marker == marker && found.len() > before);
             if done {
                 break;
             }
+            if found.len() == before || !sent.insert(page.marker.clone()) {
+                let why = if found.len() == before {
+                    "a page with nothing new"
+                } else {
+                    "a marker it had given before"
+                };
+                if found.is_empty() {
+                    return Err(ApiError::Decode {
+                        endpoint: page.endpoint,
+                        error: DecodeError::Shape(format!(
+                            "ListMetrics for `{metric}` answered {why} before any series: its paging loops"
+                        )),
+                        request_id: page.request_id,
+                    });
+                }
+                let of = page
+                    .total
+                    .map(|t| format!(" of the {t} it counts"))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "ListMetrics for `{metric}` answered {why} (its paging loops): discovery stops at {} series{of}, so models or keys may be missing from this run; it is not cached, the next run asks again",
+                    found.len()
+                ));
+                out.partial.insert(metric);
+                break;
+            }
+            marker = page.marker;
         }
         known.metrics.insert(metric.to_string(), found);
-        changed = true;
+        out.changed = true;
     }
-    Ok(changed)
+    Ok(out)
 }
 
 /// Names from the monitor, unless `known` has them already; a failure is one warning. Returns
@@ -215,18 +258,6 @@ fn named(id: &str, names: &std::collections::BTreeMap<String, String>) -> Named 
     }
 }
 
-/// A count must be a whole, non-negative number an f64 holds exactly.
-fn whole(v: f64, metric: &str) -> Result<u64, DecodeError> {
-    let r = v.round();
-    if v < 0.0 || r > 9_007_199_254_740_992.0 || (v - r).abs() > 1e-6 * r.max(1.0) {
-        return Err(DecodeError::BadField {
-            field: "datapoints",
-            reason: format!("{metric}: {v} is not a whole count"),
-        });
-    }
-    Ok(r as u64)
-}
-
 /// One batch call to make: which query, which span, which objects.
 struct Job {
     query: usize,
@@ -234,11 +265,13 @@ struct Job {
     req: BatchRequest,
 }
 
-/// Per query: its series (dims -> key) and, per window, per series, the figures so far.
+/// Per query: its series (dims -> key) and, per window, per series, the figures so far, and
+/// the series whose counts Cloud Eye answered wrong.
 struct Acc {
     series: BTreeMap<Dims, ModelKey>,
     figures: Vec<BTreeMap<Dims, BTreeMap<&'static str, Figure>>>,
     failed: Vec<bool>,
+    refused: Vec<BTreeMap<Dims, Refused>>,
 }
 
 pub fn collect_models(
@@ -262,8 +295,8 @@ pub fn collect_models(
     let mut known = cache
         .and_then(|c| c.load(limits.discovery_max_age))
         .unwrap_or_default();
-    let discovered = match discover(&*ce, &asked, &mut known, deadline) {
-        Ok(changed) => changed,
+    let discovered = match discover(&*ce, &asked, &mut known, deadline, &mut out.warnings) {
+        Ok(d) => d,
         Err(error) => {
             for q in &active {
                 out.failures.push(ModelFailure {
@@ -276,8 +309,12 @@ pub fn collect_models(
         }
     };
     let learnt_names = names(&*ce, pinned, &mut known, deadline, &mut out.warnings);
-    if let (Some(c), true) = (cache, discovered || learnt_names) {
-        c.store(&known);
+    if let (Some(c), true) = (cache, discovered.changed || learnt_names) {
+        let mut whole = known.clone();
+        whole
+            .metrics
+            .retain(|m, _| !discovered.partial.contains(m.as_str()));
+        c.store(&whole);
     }
     let available: BTreeMap<&'static str, &BTreeSet<Dims>> = asked
         .iter()
@@ -364,6 +401,7 @@ pub fn collect_models(
             series,
             figures: vec![BTreeMap::new(); q.windows.len()],
             failed: vec![false; q.windows.len()],
+            refused: vec![BTreeMap::new(); q.windows.len()],
         }));
     }
 
@@ -421,6 +459,7 @@ pub fn collect_models(
     out.cut_short = cut_short;
     out.stopped_by = stopped_by;
 
+    let mut left_out = LeftOut::default();
     for (job, result) in jobs.iter().zip(results) {
         let q = active[job.query];
         let Some(acc) = accs[job.query].as_mut() else {
@@ -429,7 +468,7 @@ pub fn collect_models(
         let touched = |w: &Window| w.start_ms < job.span.1 && job.span.0 < w.end_ms;
         let failure = match result {
             Some(Ok(answer)) => {
-                fold(q, acc, &job.req, answer, &mut out.warnings);
+                fold(q, acc, &job.req, answer, &mut left_out);
                 None
             }
             Some(Err(e)) => Some(e),
@@ -452,62 +491,129 @@ pub fn collect_models(
         }
     }
 
-    // The series of every window whose calls all came back; in period mode, only up to the
-    // first failed bucket (later ones come again next time, after it).
-    for (qi, q) in active.iter().enumerate() {
-        let Some(acc) = &accs[qi] else {
-            continue;
-        };
-        for (wi, w) in q.windows.iter().enumerate() {
-            if acc.failed[wi] {
-                if w.shape == Shape::Bucket {
-                    break;
-                }
-                continue;
-            }
-            for (d, key) in &acc.series {
-                let got = acc.figures[wi].get(d);
-                let values = q
-                    .query
-                    .metrics
-                    .iter()
-                    .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
-                    .filter_map(|m| match got.and_then(|g| g.get(m.ces)) {
-                        Some(f) => Some((*m, *f)),
-                        None if m.is_count() => Some((*m, Figure::Count(0))),
-                        None => None,
-                    })
-                    .collect();
-                out.series.push(ModelSeries {
-                    key: key.clone(),
-                    window: *w,
-                    values,
-                    checkpoint: q.checkpoint.clone(),
-                });
-            }
-            if let Some(cp) = &q.checkpoint {
-                out.advance.insert(cp.clone(), w.end_ms);
-            }
+    out.warnings.extend(left_out.warnings());
+
+    for (q, acc) in active.iter().zip(&accs) {
+        if let Some(acc) = acc {
+            settle(q, acc, &available, &mut out);
         }
     }
     out
 }
 
+/// The series of every window of `q` whose calls all came back, less those with a count Cloud
+/// Eye cannot have; in period mode, only up to the first failed bucket (later ones come again
+/// next time, after it).
+fn settle(
+    q: &ModelQuery,
+    acc: &Acc,
+    available: &BTreeMap<&'static str, &BTreeSet<Dims>>,
+    out: &mut ModelCollected,
+) {
+    for (wi, w) in q.windows.iter().enumerate() {
+        if acc.failed[wi] {
+            if w.shape == Shape::Bucket {
+                break;
+            }
+            continue;
+        }
+        let refused = &acc.refused[wi];
+        if w.shape == Shape::Bucket && !refused.is_empty() {
+            out.failures
+                .push(bucket_refused(q, &acc.series, refused, w));
+            break;
+        }
+        for (d, key) in &acc.series {
+            if let Some(r) = refused.get(d) {
+                out.failures.push(ModelFailure {
+                    query: q.name.clone(),
+                    what: series_name(key),
+                    error: r.error(r.reason()),
+                });
+                continue;
+            }
+            let got = acc.figures[wi].get(d);
+            let values = q
+                .query
+                .metrics
+                .iter()
+                .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
+                .filter_map(|m| match got.and_then(|g| g.get(m.ces)) {
+                    Some(f) => Some((*m, *f)),
+                    None if m.is_count() => Some((*m, Figure::Count(0))),
+                    None => None,
+                })
+                .collect();
+            out.series.push(ModelSeries {
+                key: key.clone(),
+                window: *w,
+                values,
+                checkpoint: q.checkpoint.clone(),
+            });
+        }
+        if let Some(cp) = &q.checkpoint {
+            out.advance.insert(cp.clone(), w.end_ms);
+        }
+    }
+}
+
+/// `model=...` and, with the key breakdown, `api_key=...`: a series in a failure line.
+fn series_name(key: &ModelKey) -> String {
+    match &key.api_key {
+        Some(k) => format!("model={} api_key={}", key.model.name, k.name),
+        None => format!("model={}", key.model.name),
+    }
+}
+
+/// A bucket in which some series' counts were refused: it fails whole, as a failed call
+/// would (its other series cannot be sent without moving the query's checkpoint past it).
+fn bucket_refused(
+    q: &ModelQuery,
+    series: &BTreeMap<Dims, ModelKey>,
+    refused: &BTreeMap<Dims, Refused>,
+    w: &Window,
+) -> ModelFailure {
+    let utc = |ms| crate::time::fmt_rfc3339(ms, &chrono_tz::UTC);
+    let (dims, first) = refused.iter().next().expect("called with a refused series");
+    let name = series
+        .get(dims)
+        .map(series_name)
+        .unwrap_or_else(|| dims.to_string());
+    let reason = match refused.len() {
+        1 => format!("{name}: {}", first.reason()),
+        n => format!("{n} series, the first {name}: {}", first.reason()),
+    };
+    ModelFailure {
+        query: q.name.clone(),
+        what: format!(
+            "bucket {} to {}; it and the later ones wait for Cloud Eye to answer right",
+            utc(w.start_ms),
+            utc(w.end_ms)
+        ),
+        error: first.error(reason),
+    }
+}
+
 /// Adds one answer's datapoints to the windows they fall in: only those of the call's own
 /// span (a server that includes the bucket at `to` must not count it twice) and once each.
-/// A value that is not a whole count is rounded, one that is not a count at all is skipped,
-/// each with a warning: one odd datapoint must not hold a period query back for good.
+/// A count Cloud Eye cannot have fails its series in that window (never rounded or clamped);
+/// a latency that is not one is left out (and said once per query, metric and cause).
 fn fold(
     q: &ModelQuery,
     acc: &mut Acc,
     req: &BatchRequest,
     answer: BatchAnswer,
-    warnings: &mut Vec<String>,
+    left_out: &mut LeftOut,
 ) {
     let asked: BTreeMap<(&str, &Dims), &'static CesMetric> =
         req.metrics.iter().map(|(m, d)| ((m.ces, d), *m)).collect();
+    let BatchAnswer {
+        series,
+        request_id,
+        endpoint,
+    } = answer;
     let mut seen: BTreeSet<(&'static str, Dims, i64)> = BTreeSet::new();
-    for ((name, dims), points) in answer.series {
+    for ((name, dims), points) in series {
         let Some(metric) = asked.get(&(name.as_str(), &dims)).copied() else {
             continue;
         };
@@ -523,38 +629,44 @@ fn fold(
             else {
                 continue;
             };
+            let point = |why| Point {
+                metric: metric.ces,
+                at_ms: ts,
+                value: v,
+                why,
+            };
             let slot = acc.figures[wi]
                 .entry(dims.clone())
                 .or_default()
                 .entry(metric.ces);
             match metric.aggregate {
                 Aggregate::Sum => {
-                    let add = match whole(v, metric.ces) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            let fixed = (v.is_finite() && v >= 0.0).then(|| v.round() as u64);
-                            warnings.push(format!(
-                                "query {}: {dims}: Cloud Eye answered an odd count at {ts} ({e}); {}",
-                                q.name,
-                                match fixed {
-                                    Some(n) => format!("counted as {n}"),
-                                    None => "left out".into(),
-                                }
-                            ));
-                            fixed.unwrap_or(0)
-                        }
-                    };
                     let f = slot.or_insert(Figure::Count(0));
-                    if let Figure::Count(c) = f {
-                        *c = c.saturating_add(add);
+                    let Figure::Count(c) = f else { continue };
+                    match datapoints::count(v).and_then(|n| datapoints::add(*c, n)) {
+                        Ok(sum) => *c = sum,
+                        Err(why) => {
+                            acc.refused[wi]
+                                .entry(dims.clone())
+                                .or_insert_with(|| Refused {
+                                    first: point(why),
+                                    points: 0,
+                                    endpoint: endpoint.clone(),
+                                    request_id: request_id.clone(),
+                                })
+                                .points += 1;
+                        }
                     }
                 }
-                Aggregate::Max => {
-                    let f = slot.or_insert(Figure::Millis(v));
-                    if let Figure::Millis(m) = f {
-                        *m = m.max(v);
+                Aggregate::Max => match datapoints::latency(v) {
+                    Ok(v) => {
+                        let f = slot.or_insert(Figure::Millis(v));
+                        if let Figure::Millis(m) = f {
+                            *m = m.max(v);
+                        }
                     }
-                }
+                    Err(why) => left_out.add(&q.name, &dims, point(why)),
+                },
             }
         }
     }
@@ -586,8 +698,8 @@ mod tests {
         fn list_metrics(&self, metric: &str, _: &str, _: Instant) -> Result<MetricPage, ApiError> {
             Ok(MetricPage {
                 entries: vec![(metric.to_string(), dims())],
-                marker: String::new(),
                 total: Some(1),
+                ..MetricPage::default()
             })
         }
         fn batch(&self, req: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
@@ -602,6 +714,7 @@ mod tests {
                     .map(|(m, d)| ((m.ces.to_string(), d.clone()), points.clone()))
                     .collect(),
                 request_id: None,
+                endpoint: "https://ces.test".into(),
             })
         }
         fn instances(&self, _: usize, _: &mut Names, _: Instant) -> Result<usize, ApiError> {
@@ -674,24 +787,112 @@ mod tests {
     }
 
     #[test]
-    fn an_odd_count_is_rounded_with_a_warning_and_holds_nothing_back() {
-        let out = collect_with(Loose { value: 2.5 });
-        assert!(out.failures.is_empty());
-        assert_eq!(out.series.len(), 3, "every bucket delivered");
-        assert!(out
-            .series
-            .iter()
-            .all(|s| s.count("total_tokens") == Some(3)));
-        assert!(
-            out.warnings.iter().any(|w| w.contains("odd count")),
-            "{:?}",
-            out.warnings
+    fn a_count_cloud_eye_cannot_have_holds_its_bucket_back_and_is_never_rounded() {
+        for (value, why) in [
+            (2.5, "is 2.5, not a whole number"),
+            (-5.0, "is -5, negative"),
+            (f64::NAN, "is not a number"),
+            (u64::MAX as f64, "over 10^15"),
+        ] {
+            let out = collect_with(Loose { value });
+            assert!(out.series.is_empty(), "{value}: nothing rounded or clamped");
+            assert_eq!(out.advance.get("r/cloud_eye/q"), None, "{value}: held back");
+            assert_eq!(out.failures.len(), 1, "{value}: {:?}", out.failures);
+            let f = &out.failures[0];
+            assert!(f
+                .what
+                .starts_with("bucket 1970-01-01T00:00:00Z to 1970-01-01T01:00:00Z"));
+            let e = f.error.to_string();
+            assert!(
+                e.contains("unusable answer from https://ces.test")
+                    && e.contains("model=m1: total_tokens at 1970-01-01T00:00:00Z")
+                    && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+
+    /// ListMetrics as a looping server answers it: page `i` after the marker `markers[i - 1]`,
+    /// with the entries `entries(i)` and the marker `markers[i]`.
+    struct Looping {
+        markers: Vec<&'static str>,
+        entries: fn(usize) -> Vec<(String, Dims)>,
+        calls: std::sync::Mutex<usize>,
+    }
+
+    impl CloudEye for Looping {
+        fn list_metrics(&self, _: &str, marker: &str, _: Instant) -> Result<MetricPage, ApiError> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            let i = *calls - 1;
+            assert!(i < 10, "the loop was not stopped (sent {marker:?})");
+            Ok(MetricPage {
+                entries: (self.entries)(i),
+                marker: self.markers[i % self.markers.len()].to_string(),
+                total: None,
+                ..MetricPage::default()
+            })
+        }
+        fn batch(&self, _: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
+            unreachable!()
+        }
+        fn instances(&self, _: usize, _: &mut Names, _: Instant) -> Result<usize, ApiError> {
+            Ok(0)
+        }
+    }
+
+    fn discovered(l: &Looping) -> (Result<Discovery, ApiError>, Vec<String>, Discovered) {
+        let (mut known, mut warnings) = (Discovered::default(), Vec::new());
+        let asked = BTreeSet::from(["total_tokens"]);
+        let d = discover(l, &asked, &mut known, Instant::now(), &mut warnings);
+        (d, warnings, known)
+    }
+
+    #[test]
+    fn discovery_stops_at_a_marker_given_before_or_a_page_with_nothing_new() {
+        let fresh = |i: usize| {
+            vec![(
+                "total_tokens".to_string(),
+                Dims {
+                    model_id: format!("m{i}"),
+                    key_id: None,
+                },
+            )]
+        };
+        // Fresh entries on every page, markers A, B, A: stopped when A comes back.
+        let l = Looping {
+            markers: vec!["A", "B"],
+            entries: fresh,
+            calls: Default::default(),
+        };
+        let (d, warnings, known) = discovered(&l);
+        assert_eq!(*l.calls.lock().unwrap(), 3);
+        assert!(d.unwrap().partial.contains("total_tokens"));
+        assert_eq!(
+            known.metrics["total_tokens"].len(),
+            3,
+            "what was found is kept"
         );
-        let bad = collect_with(Loose { value: f64::NAN });
-        assert!(bad
-            .series
-            .iter()
-            .all(|s| s.count("total_tokens") == Some(0)));
-        assert_eq!(bad.advance.get("r/cloud_eye/q"), Some(&(3 * H)));
+        assert!(
+            warnings[0].contains("a marker it had given before"),
+            "{warnings:?}"
+        );
+        // Nothing of the metric asked, ever: a failure, not "Cloud Eye reports none".
+        let l = Looping {
+            markers: vec!["A", "B", "C"],
+            entries: |_| {
+                vec![(
+                    "other".to_string(),
+                    Dims {
+                        model_id: "x".into(),
+                        key_id: None,
+                    },
+                )]
+            },
+            calls: Default::default(),
+        };
+        let (d, _, _) = discovered(&l);
+        assert_eq!(*l.calls.lock().unwrap(), 1);
+        assert!(d.is_err_and(|e| e.to_string().contains("its paging loops")));
     }
 }

@@ -16,6 +16,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
 /// Threads answering requests (each serves one connection at a time). Cheap (a small stack
 /// each), and they are what a client with a slow head can hold.
 pub const WORKERS: usize = 32;
@@ -43,8 +45,12 @@ const LINGER: Duration = Duration::from_millis(500);
 /// only what is in flight is drained.
 const REFUSAL_LINGER: Duration = Duration::from_millis(100);
 const LINGER_BYTES: usize = 64 * 1024;
-/// How often the accepting loop looks at `stop` when nobody connects.
-const POLL: Duration = Duration::from_millis(20);
+/// How long the accepting loop waits for a connection before it looks at `stop` again. A
+/// connection wakes it at once (poll(2)), so this only bounds how late a shutdown is noticed.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// After a failed accept (a connection reset before it was accepted, out of descriptors): a
+/// pause, so that a fault that persists does not spin the thread.
+const ACCEPT_FAULT_PAUSE: Duration = Duration::from_millis(10);
 
 /// One request: what the handler sees.
 #[derive(Debug)]
@@ -116,8 +122,9 @@ impl Drop for Open {
 }
 
 /// Accepts connections on `listener` and hands them to `WORKERS` threads until `stop` says so
-/// (checked every `POLL`). The workers are not joined: one busy with a slow client finishes on
-/// its own deadline, or ends with the process.
+/// (checked at least every `STOP_CHECK`; a connection is accepted as soon as it arrives). The
+/// workers are not joined: one busy with a slow client finishes on its own deadline, or ends
+/// with the process.
 pub fn serve(
     listener: &TcpListener,
     handler: Arc<Handler>,
@@ -141,6 +148,9 @@ pub fn serve(
             .map_err(ServeError::Spawn)?;
     }
     while !stop() {
+        if !wait_for_connection(listener, STOP_CHECK) {
+            continue;
+        }
         match listener.accept() {
             Ok((conn, _)) => {
                 // Only this thread adds to `open`, so the check cannot be raced past the cap.
@@ -154,12 +164,24 @@ pub fn serve(
                     return Err(ServeError::NoWorkers);
                 }
             }
-            // Nobody is connecting, or a passing fault (a connection reset before it was
-            // accepted, out of descriptors): look again shortly.
-            Err(_) => std::thread::sleep(POLL),
+            // Gone before it was taken (another wake-up had it, or it was reset).
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            // A passing fault (a connection reset before it was accepted, out of descriptors).
+            Err(_) => std::thread::sleep(ACCEPT_FAULT_PAUSE),
         }
     }
     Ok(())
+}
+
+/// Whether `listener` has a connection to accept, waiting for one up to `timeout` (poll(2)).
+fn wait_for_connection(listener: &TcpListener, timeout: Duration) -> bool {
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    // An error (EINTR from a signal) is no connection: the caller looks at `stop` first.
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }
 
 fn work(rx: &Mutex<Receiver<Job>>, handler: &Handler) {

@@ -1,6 +1,7 @@
 //! `serve`'s pull endpoint: the last successful collection, rendered once when it is published
-//! and served as is to every scrape (`GET /metrics`), and `GET /healthz`, which says whether
-//! that collection is fresh. A scrape never reaches the cloud.
+//! (and its self-metrics after every collection) and served as is to every scrape
+//! (`GET /metrics`), and `GET /healthz`, which says whether that collection is fresh. A scrape
+//! never reaches the cloud.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
@@ -18,26 +19,57 @@ pub struct Page {
     pub openmetrics: String,
 }
 
-/// The page scrapes see, and when it was published.
+/// The page scrapes see: the data of the last successful collection, followed by the
+/// self-metrics of the latest collection, successful or not (so a kept page says it is kept).
 #[derive(Debug, Default)]
 pub struct Published {
-    last: Mutex<Option<(Arc<Page>, Instant)>>,
+    last: Mutex<Option<Kept>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    /// The data part of the last successful collection.
+    data: Page,
+    /// When that collection was published.
+    at: Instant,
+    /// `data` followed by the latest self-metrics.
+    page: Arc<Page>,
+}
+
+/// `data` followed by `own`, in each format.
+fn joined(data: &Page, own: &Page) -> Arc<Page> {
+    Arc::new(Page {
+        text: format!("{}{}", data.text, own.text),
+        openmetrics: format!("{}{}", data.openmetrics, own.openmetrics),
+    })
 }
 
 impl Published {
-    /// Replaces what scrapes see.
-    pub fn publish(&self, page: Page) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Arc::new(page), Instant::now()));
+    /// A successful collection: its data and self-metrics replace the page.
+    pub fn publish(&self, data: Page, own: Page) {
+        let page = joined(&data, &own);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Kept {
+            data,
+            at: Instant::now(),
+            page,
+        });
     }
 
-    /// The last page and its age.
+    /// A failed collection: the data stay those of the last success (and so does its age),
+    /// the self-metrics become this collection's. Before any success there is no page.
+    pub fn refresh(&self, own: Page) {
+        if let Some(kept) = self.last.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            kept.page = joined(&kept.data, &own);
+        }
+    }
+
+    /// The page, and the age of the last successful collection.
     pub fn last(&self) -> Option<(Arc<Page>, Duration)> {
         self.last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|(page, at)| (page.clone(), at.elapsed()))
+            .map(|k| (k.page.clone(), k.at.elapsed()))
     }
 }
 

@@ -178,6 +178,9 @@ pub struct MetricPage {
     pub marker: String,
     /// Entries matching the query in all pages, when the server says.
     pub total: Option<usize>,
+    /// Who answered, and the request id (for a failure about the paging).
+    pub endpoint: String,
+    pub request_id: Option<String>,
 }
 
 /// One batch-query-metric-data call.
@@ -213,14 +216,22 @@ impl BatchRequest {
     }
 }
 
-/// The datapoints of one metric object: `(bucket start ms, value)`.
+/// The datapoints of one metric object: `(bucket start ms, value)`; `NaN` for a value that is
+/// not a number at all (a string, `true`...).
 pub type Datapoints = Vec<(i64, f64)>;
+
+/// The largest count (tokens, requests) believed: 10^15. No account has that many tokens in a
+/// window; beyond it lie figures that wrap in line protocol, lose digits in a double or clamp
+/// in OTLP.
+pub const MAX_COUNT: u64 = 1_000_000_000_000_000;
 
 /// A batch answer: for each metric object of the request, in order, its datapoints.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchAnswer {
     pub series: Vec<((String, Dims), Datapoints)>,
     pub request_id: Option<String>,
+    /// Who answered (for a failure that quotes the answer).
+    pub endpoint: String,
 }
 
 /// The human names of ids (the MaaS monitor's instances API), best effort.

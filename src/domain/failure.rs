@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 /// How long a rejected credential is left alone.
 pub const LOCKOUT: Duration = Duration::from_secs(5 * 60);
 
+/// How long a host's acceptance of a credential spares the next collections their lone first
+/// call (the probe). No longer than [`LOCKOUT`]: an acceptance older than a rejection has
+/// expired by the time the rejection has.
+pub const ACCEPTED_FOR: Duration = LOCKOUT;
+
 /// A rejection as remembered: when, and what the server said (status and error code only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -61,7 +66,7 @@ mod tests {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the request budget ({limit} calls per {window_s} s, shared by every process using this access key) has no free slot before the run's deadline; collect fewer series per run or run less often")]
+#[error("the request budget ({limit} calls per {window_s} s, shared by every process using the same IAM user or agency) has no free slot before the run's deadline; collect fewer series per run or run less often")]
 pub struct BudgetExhausted {
     pub limit: u32,
     pub window_s: u64,
@@ -140,6 +145,9 @@ pub enum ApiError {
     },
     #[error("the run's time limit was reached before this call could finish{}; raise limits.timeout (and the agent's timeout) or collect fewer series per run", .last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
     Deadline { last: Option<Box<ApiError>> },
+    /// Not retried: the server asked for a wait (`Retry-After`) that ends after the deadline.
+    #[error("{last}; not retried, as the server asked for a wait (Retry-After: {wait_s} s) that ends after the run's time limit")]
+    WaitTooLong { last: Box<ApiError>, wait_s: u64 },
     #[error("{0}")]
     Budget(BudgetExhausted),
     #[error("{0}")]
@@ -147,6 +155,14 @@ pub enum ApiError {
     /// Not sent: the credential was rejected less than five minutes ago.
     #[error("{}", fmt_blocked(.0))]
     AuthBlocked(Rejection),
+    /// Not sent: the credential gate cannot vouch for the call (its records cannot be read,
+    /// or an outcome could not be recorded anywhere). The text says why and what to do.
+    #[error("{0}")]
+    Unguarded(String),
+    /// Not sent: the temporary credentials in use have expired, and fresh ones could not be
+    /// had. The text says when and from where.
+    #[error("{0}")]
+    Expired(String),
     /// Not finished: a stop signal ended the run first.
     #[error("stopped by {signal} before this call could finish")]
     Stopped { signal: &'static str },
@@ -237,14 +253,18 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Http(f) => Some(f.status),
-            ApiError::Deadline { last: Some(l) } => l.status(),
+            ApiError::Deadline { last: Some(l) } | ApiError::WaitTooLong { last: l, .. } => {
+                l.status()
+            }
             _ => None,
         }
     }
     pub fn code(&self) -> Option<&str> {
         match self {
             ApiError::Http(f) => f.code.as_deref(),
-            ApiError::Deadline { last: Some(l) } => l.code(),
+            ApiError::Deadline { last: Some(l) } | ApiError::WaitTooLong { last: l, .. } => {
+                l.code()
+            }
             _ => None,
         }
     }
@@ -252,7 +272,9 @@ impl ApiError {
         match self {
             ApiError::Http(f) => f.request_id.as_deref(),
             ApiError::Decode { request_id, .. } => request_id.as_deref(),
-            ApiError::Deadline { last: Some(l) } => l.request_id(),
+            ApiError::Deadline { last: Some(l) } | ApiError::WaitTooLong { last: l, .. } => {
+                l.request_id()
+            }
             _ => None,
         }
     }

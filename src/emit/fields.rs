@@ -58,7 +58,7 @@ pub fn tag_map<'a>(
 }
 
 /// The collector values in `COLLECTOR_FIELDS` order.
-pub fn collector_values(s: &RunStats) -> [u64; 6] {
+pub fn collector_values(s: &RunStats) -> [u64; 8] {
     [
         s.series_ok,
         s.series_failed,
@@ -66,6 +66,8 @@ pub fn collector_values(s: &RunStats) -> [u64; 6] {
         s.api_retries,
         s.throttled,
         s.duration_ms,
+        s.last_success_ms,
+        s.consecutive_failures,
     ]
 }
 

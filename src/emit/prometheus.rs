@@ -239,7 +239,22 @@ fn model_families(
     out
 }
 
+/// A page in its two parts: the data (series, running totals) and the collection's
+/// self-metrics, which end the page (with `# EOF` in OpenMetrics). A page is the one followed
+/// by the other; `serve` keeps the data of the last successful collection and refreshes the
+/// self-metrics after every collection.
+pub struct Parts {
+    pub data: String,
+    pub own: String,
+}
+
 pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
+    let Parts { mut data, own } = render_parts(r, opts);
+    data.push_str(&own);
+    data
+}
+
+pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
     // The source's labels on every data series: the point attributes `cloud.region` and
     // `huaweicloud.project.id`.
     let source: BTreeMap<String, String> = fields::source_tags(r.project_id, r.region)
@@ -285,6 +300,26 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
         }
     }
     families.extend(model_families(r, opts, &source));
+    let write = |families: &[Family]| {
+        let mut out = String::new();
+        for g in families {
+            g.write(&mut out, opts.openmetrics);
+        }
+        out
+    };
+    let mut own = write(&collector_families(r, opts));
+    if opts.openmetrics {
+        own.push_str("# EOF\n");
+    }
+    Parts {
+        data: write(&families),
+        own,
+    }
+}
+
+/// The collection's self-metrics, as gauges (milliseconds become seconds).
+fn collector_families(r: &Report<'_>, opts: &PromOptions<'_>) -> Vec<Family> {
+    let mut families: Vec<Family> = Vec::new();
     for (f, v) in COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
@@ -312,14 +347,7 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
             }
         }
     }
-    let mut out = String::new();
-    for g in &families {
-        g.write(&mut out, opts.openmetrics);
-    }
-    if opts.openmetrics {
-        out.push_str("# EOF\n");
-    }
-    out
+    families
 }
 
 #[cfg(test)]

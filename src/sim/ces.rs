@@ -61,6 +61,23 @@ pub struct CesSim {
     pub page_cap: Option<usize>,
     /// When set (and not 200), the instance-names path answers this status.
     pub instances_status: Option<u16>,
+    /// ListMetrics ignores `start` and answers its first page again and again, with a marker
+    /// that alternates between two values (a server whose paging loops: A, B, A, B...).
+    pub looping_markers: bool,
+    /// BatchListMetricData answers this value for every datapoint of one model's series under
+    /// one filter (a broken or hostile Cloud Eye).
+    pub forged: Option<Forged>,
+}
+
+/// A value BatchListMetricData answers instead of the real one ([`CesSim::forged`]).
+#[derive(Clone, Debug)]
+pub struct Forged {
+    /// The model (`maas_api_id`) whose series (service level and keys) answer it.
+    pub model_id: String,
+    /// Under which filter (`sum` for counts, `max` for latency).
+    pub filter: String,
+    /// Any JSON: a negative, fractional or huge number, a string...
+    pub value: Value,
 }
 
 /// The unit ListMetrics and BatchListMetricData report for a metric the simulator has.
@@ -310,6 +327,10 @@ pub(super) fn forced_instances_status(ces: &CesSim, rid: &str) -> Option<Reply> 
     }
 }
 
+/// The two markers of [`CesSim::looping_markers`].
+const LOOP_A: &str = "SYS.MaaS.loop.a";
+const LOOP_B: &str = "SYS.MaaS.loop.b";
+
 fn bad(msg: &str, rid: &str) -> Reply {
     Reply::error(400, "ces.0014", msg, rid)
 }
@@ -368,7 +389,9 @@ pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CesSim, rid: &str)
     let marker = |(rendered, metric, _): &(String, &str, Series<'_>)| {
         format!("{NAMESPACE}.{metric}.{rendered}")
     };
-    let first = match param("start").filter(|s| !s.is_empty()) {
+    let start = param("start").filter(|s| !s.is_empty());
+    let first = match start {
+        _ if ces.looping_markers => 0,
         None => 0,
         Some(start) => match entries.iter().position(|e| marker(e) == start) {
             Some(i) => i + 1,
@@ -377,6 +400,11 @@ pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CesSim, rid: &str)
     };
     let size = ces.page_cap.map_or(limit, |cap| cap.min(limit));
     let page = &entries[first..entries.len().min(first.saturating_add(size))];
+    let next = match (ces.looping_markers, start) {
+        (true, Some(LOOP_A)) => LOOP_B.to_string(),
+        (true, _) => LOOP_A.to_string(),
+        (false, _) => page.last().map(marker).unwrap_or_default(),
+    };
     let metrics: Vec<Value> = page
         .iter()
         .map(|(_, metric, s)| {
@@ -393,7 +421,7 @@ pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CesSim, rid: &str)
         "meta_data": {
             "count": page.len(),
             "total": entries.len(),
-            "marker": page.last().map(marker).unwrap_or_default(),
+            "marker": next,
         },
     });
     Reply::json(200, body.to_string())
@@ -423,7 +451,13 @@ struct Dimension {
 }
 
 /// BatchListMetricData: `POST /V1.0/{project_id}/batch-query-metric-data`.
-pub(super) fn batch_query(body: &[u8], data: &Dataset, now_ms: i64, rid: &str) -> Reply {
+pub(super) fn batch_query(
+    body: &[u8],
+    data: &Dataset,
+    ces: &CesSim,
+    now_ms: i64,
+    rid: &str,
+) -> Reply {
     let b = match serde_json::from_slice::<BatchBody>(body) {
         Ok(b) => b,
         Err(e) => return bad(&format!("request body is not valid: {e}"), rid),
@@ -476,12 +510,20 @@ pub(super) fn batch_query(body: &[u8], data: &Dataset, now_ms: i64, rid: &str) -
                     let minutes = traffic
                         .entry((&s.model.id, s.key))
                         .or_insert_with(|| data.series_traffic(s, start, end, now_ms));
+                    let forged = ces
+                        .forged
+                        .as_ref()
+                        .filter(|f| f.model_id == s.model.id && f.filter == b.filter);
                     buckets(&m.metric_name, s, minutes, period_ms)
                         .into_iter()
                         .map(|(at, values)| {
                             let mut point = serde_json::Map::new();
                             point.insert("timestamp".into(), json!(at));
-                            point.insert(b.filter.clone(), aggregate(&b.filter, &values));
+                            let value = match forged {
+                                Some(f) => f.value.clone(),
+                                None => aggregate(&b.filter, &values),
+                            };
+                            point.insert(b.filter.clone(), value);
                             Value::Object(point)
                         })
                         .collect()

@@ -14,12 +14,30 @@ use super::SimCredential;
 #[derive(Default)]
 pub struct Issuer {
     seq: AtomicU64,
+    fetches: AtomicU64,
     issued: Mutex<Vec<(SimCredential, DateTime<Utc>)>>,
 }
 
 impl Issuer {
-    /// Issues a fresh credential valid for `lifetime`: the securitykey document.
-    pub fn issue(&self, lifetime: Duration) -> String {
+    /// The securitykey document: a fresh credential valid for `lifetime`, or with `reuse` the
+    /// last one again while an eighth of its life is left (ECS hands out new ones near the end).
+    pub fn issue(&self, lifetime: Duration, reuse: bool) -> String {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let last = self
+            .issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .cloned();
+        match last {
+            Some((cred, until)) if reuse && Utc::now() + lifetime / 8 < until => {
+                document(&cred, until)
+            }
+            _ => self.issue_fresh(lifetime),
+        }
+    }
+
+    fn issue_fresh(&self, lifetime: Duration) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let cred = SimCredential {
             ak: format!("TEMPAK{n:014}"),
@@ -28,13 +46,7 @@ impl Issuer {
         };
         let expires_at =
             Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
-        let body = serde_json::json!({"credential": {
-            "access": cred.ak,
-            "secret": cred.sk,
-            "securitytoken": cred.token,
-            "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        }})
-        .to_string();
+        let body = document(&cred, expires_at);
         self.issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -52,8 +64,23 @@ impl Issuer {
             .map(|(c, until)| (c.clone(), Utc::now() >= *until))
     }
 
-    /// How many credentials were handed out.
+    /// How many distinct credentials were handed out.
     pub fn count(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)
     }
+
+    /// How many answers were given.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+}
+
+fn document(cred: &SimCredential, expires_at: DateTime<Utc>) -> String {
+    serde_json::json!({"credential": {
+        "access": cred.ak,
+        "secret": cred.sk,
+        "securitytoken": cred.token,
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    }})
+    .to_string()
 }

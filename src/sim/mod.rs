@@ -22,7 +22,7 @@ use serde::Deserialize;
 use crate::budget::WindowLog;
 use crate::cloud::sign;
 use crate::text::percent_decode;
-pub use ces::CesSim;
+pub use ces::{CesSim, Forged};
 use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
@@ -56,7 +56,11 @@ pub struct SimConfig {
     pub log_file: Option<PathBuf>,
     /// Serve the metadata service, handing out temporary credentials valid this long.
     pub metadata: Option<Duration>,
-    /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap, the instance names' status.
+    /// The metadata service hands out the same credentials again until they near their end (as
+    /// ECS does), instead of fresh ones (a new temporary AK) at every fetch.
+    pub metadata_reuse: bool,
+    /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap and looping markers, forged
+    /// datapoints, the instance names' status.
     pub ces: CesSim,
 }
 
@@ -74,6 +78,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             log_file: None,
             metadata: None,
+            metadata_reuse: false,
             ces: CesSim::default(),
         }
     }
@@ -87,6 +92,9 @@ pub struct Logged {
     pub query: String,
     pub body: String,
     pub status: u16,
+    /// When its head was read.
+    pub arrived: Instant,
+    /// When it was answered.
     pub at: Instant,
 }
 
@@ -209,9 +217,14 @@ impl Simulator {
         self.shared.arrivals.load(Ordering::SeqCst)
     }
 
-    /// Temporary credentials the metadata service handed out.
+    /// Temporary credentials the metadata service handed out (distinct ones).
     pub fn credentials_issued(&self) -> u64 {
         self.shared.issuer.count()
+    }
+
+    /// Answers the metadata service gave (the same credentials again count each time).
+    pub fn metadata_fetches(&self) -> u64 {
+        self.shared.issuer.fetches()
     }
 
     /// Connections accepted, whether or not a request came through them.
@@ -301,13 +314,14 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             }
         };
         shared.arrivals.fetch_add(1, Ordering::SeqCst);
+        let arrived = Instant::now();
         let rid = format!(
             "{:032x}",
             shared.request_seq.fetch_add(1, Ordering::Relaxed) + 1
         );
         let script = lock(&shared.config).faults.script.pop_front();
         if script == Some(Scripted::Reset) {
-            log_request(shared, &req, 0);
+            log_request(shared, &req, 0, arrived);
             // Dropping with the body unread makes the kernel answer with RST.
             return;
         }
@@ -322,15 +336,16 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             Some(s) => scripted(s),
             None => handle(&req, shared, &rid),
         };
-        log_request(shared, &req, reply.status);
+        log_request(shared, &req, reply.status, arrived);
         if !send(reader.get_mut(), reply, &rid) {
             return;
         }
     }
 }
 
-fn log_request(shared: &Shared, req: &Request, status: u16) {
+fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant) {
     let entry = Logged {
+        arrived,
         method: req.method.clone(),
         path: req.path.clone(),
         query: req.query.clone(),
@@ -500,7 +515,7 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
     // The metadata service is the instance's own: unsigned.
     if req.method == "GET" && req.path == crate::cloud::metadata::PATH {
         return match cfg.metadata {
-            Some(lifetime) => Reply::json(200, shared.issuer.issue(lifetime)),
+            Some(lifetime) => Reply::json(200, shared.issuer.issue(lifetime, cfg.metadata_reuse)),
             None => Reply::error(404, "NotFound", "no metadata service here", rid),
         };
     }
@@ -568,7 +583,7 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
         }),
         ("POST", ["V1.0", project, "batch-query-metric-data"]) => {
             in_project(project, shared, &cfg, rid, || {
-                ces::batch_query(&req.body, &cfg.dataset, data_now(&cfg), rid)
+                ces::batch_query(&req.body, &cfg.dataset, &cfg.ces, data_now(&cfg), rid)
             })
         }
         ("POST", ["v1", project, "maas", "monitor", "instances"]) => {

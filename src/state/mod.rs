@@ -1,21 +1,29 @@
 //! The state directory: what several processes sharing one access key must agree on.
 //!
-//! - the request budget per access key (keyed by a hash of the AK, never the AK), a sliding
-//!   window of call times kept under a file lock so N concurrent runs together stay under
-//!   `requests_per_minute`; when the directory cannot be used the budget falls back to one
-//!   per process of the same size, never to none;
-//! - credential rejections per credential fingerprint (see `cloud::auth`);
-//! - the discovered project id per (AK hash, region), reused for 24 hours;
-//! - period-mode checkpoints, and the lock a run holds from reading them to committing them.
+//! - the request budget per IAM user or agency (keyed by a one-way id: `cloud::auth::
+//!   principal_id`, never the AK), a sliding window of call times kept under a file lock so N
+//!   concurrent runs together stay under `requests_per_minute`; when the directory cannot be
+//!   used the budget falls back to one per process of the same size, never to none; budget
+//!   files nobody used for a day are removed (`housekeeping`);
+//! - the credential gate's records (`gate`; `runtime` when the directory cannot take them);
+//! - the discovered project id per (principal, region), reused for 24 hours;
+//! - period-mode checkpoints per destination (`checkpoints`), and the lock a run holds from
+//!   reading a destination's checkpoints to committing them.
 //!
 //! Writes are atomic (`files::write_atomically`). A corrupt file is ignored with a warning:
 //! state makes runs cheaper and politer, never possible or impossible. Files are read bounded
 //! (regular files only, size-capped: never a FIFO, never /dev/zero), and lock files are opened
-//! without following a symlink. The checkpoints are the exception to "ignored": when they
-//! cannot be read, the period series wait rather than send delivered buckets again.
+//! without following a symlink. The checkpoints and the credential gate's records are the
+//! exceptions to "ignored": when the checkpoints cannot be read, the period series wait rather
+//! than send delivered buckets again; when the gate's records cannot, no signed call is made.
 
 pub mod checkpoints;
 mod discovery;
+mod gate;
+mod housekeeping;
+mod runtime;
+
+pub use gate::GateFiles;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -28,7 +36,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{wait_for_slot, Budget, BudgetExhausted, WindowLog};
-use crate::domain::failure::Rejection;
 use crate::files::{self, Access, Durability, ReadFileError};
 use crate::log;
 
@@ -283,21 +290,29 @@ impl StateDir {
     }
 
     /// A project id (and its account's domain id) discovered less than 24 hours ago for this
-    /// AK and region.
-    pub fn cached_project(&self, ak_key: &str, region: &str) -> Option<(String, Option<String>)> {
+    /// principal (IAM user or agency) and region.
+    pub fn cached_project(
+        &self,
+        principal: &str,
+        region: &str,
+    ) -> Option<(String, Option<String>)> {
         let projects: BTreeMap<String, CachedProject> = self.read_json(PROJECTS_FILE)?;
-        let p = projects.get(&format!("{ak_key}/{region}"))?;
+        let p = projects.get(&format!("{principal}/{region}"))?;
         let age = now_ms().saturating_sub(p.discovered_at_ms);
         (age < PROJECT_TTL.as_millis() as u64 && !p.id.is_empty())
             .then(|| (p.id.clone(), p.domain_id.clone()))
     }
 
-    pub fn store_project(&self, ak_key: &str, region: &str, id: &str, domain_id: Option<&str>) {
+    pub fn store_project(&self, principal: &str, region: &str, id: &str, domain_id: Option<&str>) {
         let _guard = self.lock(PROJECTS_LOCK);
         let mut projects: BTreeMap<String, CachedProject> =
             self.read_json(PROJECTS_FILE).unwrap_or_default();
+        // Expired ids go, so the file does not keep one per key ever seen.
+        let now = now_ms();
+        projects
+            .retain(|_, p| now.saturating_sub(p.discovered_at_ms) < PROJECT_TTL.as_millis() as u64);
         projects.insert(
-            format!("{ak_key}/{region}"),
+            format!("{principal}/{region}"),
             CachedProject {
                 id: id.to_string(),
                 domain_id: domain_id.map(str::to_string),
@@ -312,75 +327,8 @@ impl StateDir {
     }
 }
 
-impl StateDir {
-    /// Credential rejections still recorded (fingerprint -> rejection).
-    pub fn rejections(&self) -> BTreeMap<String, Rejection> {
-        self.read_json(AUTH_FILE).unwrap_or_default()
-    }
-
-    /// Forgets every credential rejection; returns how many there were.
-    pub fn reset_rejections(&self) -> std::io::Result<usize> {
-        let _guard = self.lock(AUTH_LOCK)?;
-        let all: BTreeMap<String, Rejection> = self.read_json(AUTH_FILE).unwrap_or_default();
-        self.write_json(
-            AUTH_FILE,
-            &BTreeMap::<String, Rejection>::new(),
-            Durability::Synced,
-        )?;
-        Ok(all.len())
-    }
-
-    fn update_rejections(&self, f: impl FnOnce(&mut BTreeMap<String, Rejection>)) {
-        let result = self.lock(AUTH_LOCK).and_then(|_guard| {
-            let mut all: BTreeMap<String, Rejection> =
-                self.read_json(AUTH_FILE).unwrap_or_default();
-            // Expired entries go, so the file stays small.
-            let now = now_ms();
-            all.retain(|_, r| r.in_force(now));
-            f(&mut all);
-            self.write_json(AUTH_FILE, &all, Durability::Synced)
-        });
-        if let Err(e) = result {
-            log::warn(&format!(
-                "cannot record the credential rejection in the state directory ({e}); other processes may try the same credentials once more"
-            ));
-        }
-    }
-}
-
-/// Credential rejections, per credential fingerprint (`cloud::auth` decides what they mean).
-impl StateDir {
-    pub fn rejection(&self, fingerprint: &str) -> Option<Rejection> {
-        self.rejections().remove(fingerprint)
-    }
-
-    pub fn record_rejection(&self, fingerprint: &str, rejection: &Rejection) {
-        self.update_rejections(|all| {
-            all.insert(fingerprint.to_string(), rejection.clone());
-        });
-    }
-
-    pub fn clear_rejection(&self, fingerprint: &str) {
-        if self.rejections().contains_key(fingerprint) {
-            self.update_rejections(|all| {
-                all.remove(fingerprint);
-            });
-        }
-    }
-
-    /// The lock held while a credential's first call (its probe) is out.
-    pub fn probe_lock(&self, fingerprint: &str, deadline: Instant) -> Option<File> {
-        let never = || false;
-        self.lock_until(&format!("auth-probe-{fingerprint}.lock"), deadline, &never)
-            .ok()
-            .flatten()
-    }
-}
-
 const PROJECTS_FILE: &str = "projects.json";
 const PROJECTS_LOCK: &str = "projects.lock";
-const AUTH_FILE: &str = "auth.json";
-const AUTH_LOCK: &str = "auth.lock";
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct CachedProject {
@@ -396,7 +344,8 @@ struct BudgetFile {
     stamps: Vec<u64>,
 }
 
-/// The request budget of one access key, shared by every process using the state directory.
+/// The request budget of one principal (IAM user or agency), shared by every process using
+/// the state directory.
 ///
 /// Every slot is also recorded in this process's own window, which takes over (with one
 /// warning) as soon as the directory fails: missing, read-only, full or unlockable, the budget
@@ -414,11 +363,11 @@ pub struct SharedBudget {
 }
 
 impl SharedBudget {
-    pub fn new(dir: StateDir, ak_key: &str, limit: u32, window: Duration) -> Self {
+    pub fn new(dir: StateDir, principal: &str, limit: u32, window: Duration) -> Self {
         SharedBudget {
             dir,
-            file: format!("budget-{ak_key}.json"),
-            lock_file: format!("budget-{ak_key}.lock"),
+            file: format!("budget-{principal}.json"),
+            lock_file: format!("budget-{principal}.lock"),
             limit,
             window,
             local: Mutex::new(WindowLog::default()),
@@ -494,12 +443,6 @@ impl Budget for SharedBudget {
 
     fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
         wait_for_slot(deadline, self.limit, self.window, || self.try_take())
-    }
-
-    fn until_oldest_leaves(&self) -> Option<Duration> {
-        self.window_log()
-            .until_oldest_leaves(now_ms(), self.window.as_millis() as u64)
-            .map(Duration::from_millis)
     }
 }
 
@@ -593,24 +536,6 @@ mod tests {
     }
 
     #[test]
-    fn rejections_are_shared_and_reset() {
-        let (_t, p) = tmp();
-        let d = StateDir::open(&p).unwrap();
-        let r = Rejection {
-            at_ms: now_ms(),
-            status: 401,
-            code: Some("APIGW.0301".into()),
-        };
-        d.record_rejection("f1", &r);
-        assert_eq!(StateDir::open(&p).unwrap().rejection("f1"), Some(r));
-        assert_eq!(d.rejection("f2"), None);
-        let text = fs::read_to_string(p.join(AUTH_FILE)).unwrap();
-        assert!(text.contains("f1") && !text.contains("secret"));
-        assert_eq!(d.reset_rejections().unwrap(), 1);
-        assert_eq!(d.rejection("f1"), None);
-    }
-
-    #[test]
     fn lock_files_are_never_opened_through_a_symlink_or_as_a_fifo() {
         let (_t, p) = tmp();
         let d = StateDir::open(&p).unwrap();
@@ -622,13 +547,13 @@ mod tests {
             "{e}"
         );
         assert!(!victim.exists());
-        let fifo = p.join(AUTH_LOCK);
+        let fifo = p.join(gate::AUTH_LOCK);
         assert!(std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap()
             .success());
-        assert!(d.lock(AUTH_LOCK).is_err());
+        assert!(d.lock(gate::AUTH_LOCK).is_err());
     }
 
     #[test]

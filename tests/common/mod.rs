@@ -69,8 +69,19 @@ pub fn bin() -> Command {
     // The credential chain's last step must never leave loopback: a closed port here refuses
     // at once (tests of the metadata service point it at their simulator).
     c.env("MAAS_USAGE_METADATA_ENDPOINT", "http://127.0.0.1:9");
+    // Where credential rejections go when the state directory cannot take them: a fresh one
+    // per command, so no test sees another's (tests that share one across runs set it).
+    c.env("XDG_RUNTIME_DIR", runtime_dir());
     c.stdin(Stdio::null());
     c
+}
+
+/// A fresh private directory (mode 0700, as `XDG_RUNTIME_DIR` must be).
+pub fn runtime_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempdir();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
 }
 
 /// The binary with the canary credentials in the environment.
@@ -273,6 +284,36 @@ pub fn run(path: &std::path::Path, args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// `c` made to run `run --spec spec --state-dir state --now NOW`.
+pub fn run_in_state(mut c: Command, spec: &std::path::Path, state: &std::path::Path) -> Command {
+    c.arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--now", NOW]);
+    c
+}
+
+/// `maas-usage state reset --auth` on `state`, which must succeed.
+pub fn reset_auth(state: &std::path::Path) {
+    let reset = bin()
+        .args(["state", "reset", "--auth", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+}
+
+/// Fails unless some `E! ` line of `err` holds every one of `parts`.
+pub fn assert_error_line(err: &str, parts: &[&str]) {
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("E! ") && parts.iter().all(|p| l.contains(p))),
+        "no E! line with {parts:?}:\n{err}"
+    );
+}
+
 /// The exact values the simulator holds for every series of `spec_text` at NOW.
 pub fn expected_series(
     sim: &Simulator,
@@ -417,6 +458,17 @@ impl Execd {
         drop(self.stdin.take());
         self.child.wait().unwrap().code()
     }
+
+    /// As `finish`, with what the process wrote on stderr.
+    pub fn finish_with_stderr(mut self) -> (Option<i32>, String) {
+        use std::io::Read;
+        drop(self.stdin.take());
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        (self.child.wait().unwrap().code(), err)
+    }
 }
 
 /// `promtool check metrics` accepts `text` (skipped without promtool unless
@@ -475,6 +527,25 @@ pub fn origin_filters() -> Vec<(&'static str, &'static str)> {
         (
             r#"("name":"maas.collector.duration".*?"asDouble":)[0-9.eE+-]+"#,
             "${1}[s]",
+        ),
+        (
+            r"(maas_collector_last_success_timestamp_seconds\{[^}]*\}) [0-9.e+-]+",
+            "$1 [unix s]",
+        ),
+        (
+            r#"("name":"maas.collector.last_success_timestamp".*?"asDouble":)[0-9.eE+-]+"#,
+            "${1}[unix s]",
+        ),
+    ]
+}
+
+/// The collection's start in line protocol and JSON: the wall clock, whatever `--now` says.
+pub fn last_success_filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"last_success_ms=\d+i", "last_success_ms=[unix ms]i"),
+        (
+            r#""last_success_ms": \d+"#,
+            r#""last_success_ms": "[unix ms]""#,
         ),
     ]
 }

@@ -17,19 +17,17 @@ use crate::spec::Format;
 use crate::state::checkpoints::PreparedCheckpoints;
 
 /// Writes or pushes the report in the run's format; under `serve`, publishes it for scrapes
-/// when the collection succeeded (else scrapes keep the last one that did).
-pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<(), Error> {
+/// when the collection succeeded (`ok`), else only its self-metrics, after the last good data.
+pub fn deliver(
+    ctx: &Context,
+    report: &Report<'_>,
+    ok: bool,
+    deadline: Instant,
+) -> Result<(), Error> {
     let out = &ctx.spec.output;
     if let Some(published) = &ctx.published {
-        // Nothing collected and something failed: scrapes keep the last good page.
-        let c = report.collected;
-        let collected = !c.series.is_empty() || !c.models.series.is_empty();
-        let failed = !c.failures.is_empty() || !c.models.failures.is_empty();
-        if !collected && failed {
-            return Ok(());
-        }
         let render = |openmetrics| {
-            emit::prometheus::render(
+            emit::prometheus::render_parts(
                 report,
                 &PromOptions {
                     tags: &out.tags,
@@ -38,10 +36,21 @@ pub fn deliver(ctx: &Context, report: &Report<'_>, deadline: Instant) -> Result<
                 },
             )
         };
-        published.publish(Page {
-            text: render(false),
-            openmetrics: render(true),
-        });
+        let (text, openmetrics) = (render(false), render(true));
+        let own = Page {
+            text: text.own,
+            openmetrics: openmetrics.own,
+        };
+        match ok {
+            true => published.publish(
+                Page {
+                    text: text.data,
+                    openmetrics: openmetrics.data,
+                },
+                own,
+            ),
+            false => published.refresh(own),
+        }
         return Ok(());
     }
     let otlp_opts = || OtlpOptions {

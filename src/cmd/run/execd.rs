@@ -34,7 +34,7 @@ pub fn serve(ctx: &Context) -> Result<Outcome, Error> {
             Ok(_) => {}
             // Nobody gets the output any more: stop at the first batch lost.
             Err(Error::Write(e)) if e.is_stdout() => return Err(Error::Write(e)),
-            Err(e) => log::error(&e.to_string()),
+            Err(e) => log::lines(log::Level::Error, e.lines().iter().map(String::as_str)),
         }
     }
     Ok(Outcome::Done)

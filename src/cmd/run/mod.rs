@@ -74,6 +74,33 @@ pub(crate) struct Context {
     renewal: Mutex<Renewal>,
     /// `serve`: where a successful collection is published for scrapes (instead of `format`).
     published: Option<Arc<Published>>,
+    /// The last success and the failures since, across this process's collections.
+    health: Mutex<Health>,
+}
+
+/// What a process remembers of its collections, for the self-metrics: when the last
+/// successful one started, and how many failed in a row since.
+#[derive(Debug, Default)]
+struct Health {
+    last_success_ms: u64,
+    consecutive_failures: u64,
+}
+
+impl Health {
+    /// Records a collection that started at `started` and succeeded or not; returns (the last
+    /// success in Unix ms, the failures in a row), this collection included.
+    fn record(&mut self, ok: bool, started: Instant) -> (u64, u64) {
+        if ok {
+            let at = std::time::SystemTime::now()
+                .checked_sub(started.elapsed())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            self.last_success_ms = at.map_or(0, |d| d.as_millis() as u64);
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+        }
+        (self.last_success_ms, self.consecutive_failures)
+    }
 }
 
 impl Context {
@@ -84,12 +111,14 @@ impl Context {
         let mut renewal = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
         match renewal.renew(&crate::env::process) {
             Ok(Some(creds)) => {
-                log::info(&format!("new credentials from {}", creds.source));
-                self.conn.client.set_credentials(creds);
+                let source = creds.source.clone();
+                if self.conn.client.set_credentials(creds) {
+                    log::info(&format!("new credentials from {source}"));
+                }
             }
             Ok(None) => {}
             Err(e) => log::error(&format!(
-                "{e}; the credentials in use stay until fresh ones can be had"
+                "{e}; the credentials in use stay until fresh ones can be had (once expired, they sign nothing)"
             )),
         }
     }
@@ -118,6 +147,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         env: settings.credential_env(),
         ascii: a.ascii,
         state,
+        share_gate: true,
     };
     run_spec(spec, settings, opts)
 }
@@ -136,6 +166,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
         env: settings.credential_env(),
         ascii: false,
         state,
+        share_gate: true,
     };
     run_spec(spec, settings, opts)
 }
@@ -189,6 +220,9 @@ pub struct RunOptions {
     /// `--ascii`: no box-drawing in a table.
     pub ascii: bool,
     pub state: Option<StateDir>,
+    /// The credential gate's records are shared with other processes (the state directory,
+    /// else the per-user runtime directory); the demo keeps them in the process.
+    pub share_gate: bool,
 }
 
 /// Runs a loaded spec once, once per stdin line under `--execd`, or on `serve`'s schedule.
@@ -230,6 +264,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         started + spec.limits.timeout,
         o.env,
         o.state.as_ref(),
+        o.share_gate.then(|| wiring::gate_store(o.state.as_ref())),
     )?;
     let origin = wiring::origin(&o.identity, conn.account_id.clone());
     let conn = Arc::new(conn);
@@ -265,6 +300,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         calls_before: Mutex::new(CallCounts::default()),
         renewal: Mutex::new(renewal),
         published: server.as_ref().map(|_| Arc::new(Published::default())),
+        health: Mutex::new(Health::default()),
     };
     match (o.mode, server) {
         (Mode::Execd, _) => return execd::serve(&ctx),
@@ -299,18 +335,26 @@ fn log_nothing_collected(planned: usize, collected: &Collected) {
         );
     let first = failures
         .clone()
-        .find(|(_, e)| !matches!(e, ApiError::AuthBlocked(_)))
+        .find(|(_, e)| !about_the_credentials(e))
         .or_else(|| failures.clone().next());
     let Some((what, error)) = first else {
         return;
     };
     match error {
         // Said once, as it is: it is about the credentials, not the series.
-        e @ ApiError::AuthBlocked(_) => log::error(&e.to_string()),
+        e if about_the_credentials(e) => log::error(&e.to_string()),
         e => log::error(&format!(
             "no series collected (0 of {planned}): {what}: {e}"
         )),
     }
+}
+
+/// A call not sent because of the credentials (rejected, expired) or their gate.
+fn about_the_credentials(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::AuthBlocked(_) | ApiError::Unguarded(_) | ApiError::Expired(_)
+    )
 }
 
 /// An hour, or less when a Cloud Eye period query settles its buckets sooner: a new model's
@@ -404,9 +448,27 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     let (acc, prepared) = settle(ctx, &plan, &mut collected, &mut period);
     let collected = &collected;
     log_collection(ctx, &plan, collected);
+    let nothing = collected.series.is_empty() && collected.models.series.is_empty();
+    let outcome = match outcome_of(collected) {
+        // Period series held back until the operator acts: said in an E! line, and exit 1.
+        Outcome::Done if period.held => Outcome::PeriodHeld,
+        // A period lock another run kept, when nothing else was delivered, is nothing
+        // delivered.
+        Outcome::Done if nothing && !period.ok => Outcome::NothingCollected,
+        other => other,
+    };
+    // For the page and the self-metrics, a collection succeeded when it delivered fresh data
+    // (period series held back while the others came count: their E! says why).
+    let ok = outcome == Outcome::Done || (outcome == Outcome::PeriodHeld && !nothing);
+    let mut stats = wiring::run_stats(collected, &ctx.conn, baseline, started);
+    (stats.last_success_ms, stats.consecutive_failures) = ctx
+        .health
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .record(ok, started);
     let report = Report {
         collected,
-        stats: wiring::run_stats(collected, &ctx.conn, baseline, started),
+        stats,
         region: &ctx.conn.region,
         project_id: &ctx.conn.project_id,
         zone: &ctx.settings.zone,
@@ -418,17 +480,9 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     };
     *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
         ctx.conn.client.counters.snapshot();
-    deliver::deliver(ctx, &report, started + ctx.spec.limits.timeout)?;
+    deliver::deliver(ctx, &report, ok, started + ctx.spec.limits.timeout)?;
     deliver::commit(ctx, prepared);
-    let nothing = collected.series.is_empty() && collected.models.series.is_empty();
-    Ok(match outcome_of(collected) {
-        // Period series held back until the operator acts: said in an E! line, and exit 1.
-        Outcome::Done if period.held => Outcome::PeriodHeld,
-        // A period lock another run kept, when nothing else was delivered, is nothing
-        // delivered.
-        Outcome::Done if nothing && !period.ok => Outcome::NothingCollected,
-        other => other,
-    })
+    Ok(outcome)
 }
 
 /// What stderr says of a collection: why nothing was collected (the most useful line first),

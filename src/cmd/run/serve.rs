@@ -80,6 +80,6 @@ fn report(outcome: Result<Outcome, Error>) {
         Ok(_) => {
             log::warn("this collection delivered nothing: scrapes keep the last successful one")
         }
-        Err(e) => log::error(&e.to_string()),
+        Err(e) => log::lines(log::Level::Error, e.lines().iter().map(String::as_str)),
     }
 }

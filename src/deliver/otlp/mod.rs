@@ -536,6 +536,13 @@ pub fn export(
     let accepted = result.map_err(|gave_up| match gave_up {
         GaveUp::Fatal(e) | GaveUp::Attempts(e) => fail(e, ""),
         GaveUp::Deadline(e) => fail(e, " (no time left to retry)"),
+        GaveUp::TooLate { error, wait } => fail(
+            error,
+            &format!(
+                " (not retried: the collector asked to wait {} s, past the export's deadline)",
+                wait.as_secs()
+            ),
+        ),
     })?;
     if accepted.rejected > 0 {
         log::warn(&format!(
