@@ -215,7 +215,8 @@ pub struct CloudArgs {
     /// service) to the simulator at URL (`maas-usage simulator`), signed with the temporary
     /// credentials its metadata service hands out. Nothing of a real account is used: no
     /// credentials are read from the environment or a file, the project id comes from the
-    /// simulator's IAM (unless --project-id), and the state directory is --state-dir's only.
+    /// simulator's IAM (unless --project-id), the state directory is --state-dir's only, and
+    /// the credential gate's records stay in the process.
     #[arg(
         long,
         value_name = "URL",

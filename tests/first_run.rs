@@ -2,7 +2,8 @@
 //! `simulator --print-spec` prints a spec for itself that runs as it is, and `--simulator URL`
 //! points `run`, `serve` and `query` at a simulator with nothing of a real account: no
 //! credentials from the environment or a file (only those the simulator's metadata service
-//! hands out), no pinned project, no real endpoint, and not the default state directory.
+//! hands out), no pinned project, no real endpoint, not the default state directory, and not
+//! the runtime directory where a real run's credential gate may keep its records.
 
 mod common;
 
@@ -44,12 +45,19 @@ fn production_spec() -> (PathBuf, String) {
 }
 
 /// The binary in a production environment: the canary credentials, a security token and a
-/// pinned project, and a HOME whose default state directory a real run would use.
+/// pinned project, a HOME whose default state directory a real run would use, and a runtime
+/// directory (`<home>/run`) where a real run's credential gate keeps its records when the state
+/// directory cannot.
 fn production(home: &Path) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = home.join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut c = authed();
     c.env("HW_SECURITY_TOKEN", TOKEN)
         .env("HW_PROJECT_ID", ENV_PROJECT)
-        .env("HOME", home);
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", runtime);
     c
 }
 
@@ -68,6 +76,12 @@ fn assert_nothing_real(recorder: &Recorder, home: &Path) {
     assert!(
         !home.join(".local").exists(),
         "the default state directory is left alone"
+    );
+    // The real runs' credential rejections can be there: the simulator's gate stays in the
+    // process, neither reading nor writing them.
+    assert!(
+        !home.join("run/maas-usage").exists(),
+        "the runtime directory is left alone"
     );
 }
 

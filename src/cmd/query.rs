@@ -78,7 +78,9 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         deadline,
         settings.credential_env(),
         state.as_ref(),
-        Some(wiring::gate_store(state.as_ref())),
+        settings
+            .shares_gate()
+            .then(|| wiring::gate_store(state.as_ref())),
     )?;
     let conn = Arc::new(conn);
     let collected = collect::collect(

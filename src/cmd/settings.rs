@@ -119,6 +119,14 @@ impl Settings {
         }
     }
 
+    /// Whether the credential gate's records are shared with other processes (the state
+    /// directory, with the per-user runtime directory behind it). Not under `--simulator`: the
+    /// runtime directory holds the real runs' rejections, which a simulated run neither reads
+    /// nor adds to; its gate stays in the process, as the demo's does.
+    pub fn shares_gate(&self) -> bool {
+        self.simulator.is_none()
+    }
+
     /// The pinned instant, or the clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.now.unwrap_or_else(Utc::now)

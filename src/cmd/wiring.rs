@@ -129,7 +129,7 @@ pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
 pub fn say_simulator(settings: &Settings) {
     if let Some(url) = &settings.simulator {
         log::info(&format!(
-            "--simulator: every call goes to {url} (MaaS, IAM, Cloud Eye, the MaaS monitor, metadata), signed with the credentials its metadata service hands out; no credentials are read from the environment or a file{state}",
+            "--simulator: every call goes to {url} (MaaS, IAM, Cloud Eye, the MaaS monitor, metadata), signed with the credentials its metadata service hands out; no credentials are read from the environment or a file, the credential gate's records stay in this process{state}",
             state = match &settings.state_dir {
                 Some(d) => format!(", and the state directory is {}", d.display()),
                 None => ", and no state directory is used".into(),

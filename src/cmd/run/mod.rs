@@ -147,7 +147,7 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         env: settings.credential_env(),
         ascii: a.ascii,
         state,
-        share_gate: true,
+        share_gate: settings.shares_gate(),
     };
     run_spec(spec, settings, opts)
 }
@@ -166,7 +166,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
         env: settings.credential_env(),
         ascii: false,
         state,
-        share_gate: true,
+        share_gate: settings.shares_gate(),
     };
     run_spec(spec, settings, opts)
 }
