@@ -8,6 +8,7 @@ pub mod faults;
 pub mod http;
 pub mod metadata;
 pub mod model;
+pub mod scale;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,6 +28,7 @@ use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
 pub use model::Dataset;
+pub use scale::Size;
 
 /// The credentials the demo and the simulator accept by default. Not a secret: they only open
 /// the simulator.
