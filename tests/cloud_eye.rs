@@ -663,16 +663,9 @@ fn a_sized_simulator_serves_every_model_and_key_with_exact_sums() {
         );
         assert_eq!(l.tag("api_key_id"), Some(key_id(key).as_str()));
         let want = data.model_usage(model_id, Some(key), start, end, now);
-        assert_eq!(
-            l.int("total_tokens"),
-            Some(want.total_tokens as i64),
-            "{model_id} {key}"
-        );
-        assert_eq!(
-            l.int("requests"),
-            Some(want.requests as i64),
-            "{model_id} {key}"
-        );
+        let got = (l.int("total_tokens"), l.int("requests"));
+        let exact = (want.total_tokens as i64, want.requests as i64);
+        assert_eq!(got, (Some(exact.0), Some(exact.1)), "{model_id} {key}");
         pairs.insert((model_id, key), want.requests);
     }
     assert_eq!(keys.len(), 7 * 3);

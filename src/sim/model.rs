@@ -441,6 +441,30 @@ mod tests {
     }
 
     #[test]
+    fn a_sized_account_reconciles_like_the_demo() {
+        let d = Dataset::sized(crate::sim::Size {
+            models: 7,
+            keys: 3,
+            ips: 5,
+        });
+        let (start, end) = (NOW - DAY_MS - 2 * HOUR_MS, NOW - 2 * HOUR_MS);
+        for st in [1u8, 2] {
+            let mut sum = Usage::default();
+            for m in d.models_of(st) {
+                let whole = d.model_usage(&m.id, None, start, end, NOW);
+                assert!(whole.requests > 0, "{} has traffic", m.name);
+                let mut parts = Usage::default();
+                for k in &d.keys {
+                    parts += d.model_usage(&m.id, Some(k), start, end, NOW);
+                }
+                assert_eq!(whole, parts, "{}: its keys add up", m.name);
+                sum += whole;
+            }
+            assert_eq!(sum, d.answer(&rt(st, start, end), NOW), "service type {st}");
+        }
+    }
+
+    #[test]
     fn the_keys_and_the_online_experience_share_add_up_to_the_model() {
         let d = Dataset::default();
         let (start, end) = (NOW - 3 * DAY_MS, NOW);

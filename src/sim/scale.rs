@@ -176,39 +176,4 @@ mod tests {
         assert_eq!(d.models[3].name, "Qwen3-30B-A3B-003");
         assert_eq!(d.models[5].name, "my-qwq-32b-005");
     }
-
-    #[test]
-    fn a_sized_account_reconciles_like_the_demo() {
-        use crate::domain::range::{DAY_MS, HOUR_MS};
-        use crate::domain::Usage;
-        const NOW: i64 = 1_779_321_600_000; // 2026-05-21T00:00:00Z
-        let d = Dataset::sized(Size {
-            models: 7,
-            keys: 3,
-            ips: 5,
-        });
-        let (start, end) = (NOW - DAY_MS - 2 * HOUR_MS, NOW - 2 * HOUR_MS);
-        for st in [1u8, 2] {
-            let mut sum = Usage::default();
-            for m in d.models_of(st) {
-                let whole = d.model_usage(&m.id, None, start, end, NOW);
-                assert!(whole.requests > 0, "{} has traffic", m.name);
-                let mut parts = Usage::default();
-                for k in &d.keys {
-                    parts += d.model_usage(&m.id, Some(k), start, end, NOW);
-                }
-                assert_eq!(whole, parts, "{}: its keys add up", m.name);
-                sum += whole;
-            }
-            let sel = crate::sim::model::Selection {
-                service_type: st,
-                batch: false,
-                start_ms: start,
-                end_ms: end,
-                api_keys: None,
-                ips: None,
-            };
-            assert_eq!(sum, d.answer(&sel, NOW), "service type {st}");
-        }
-    }
 }
