@@ -5,7 +5,7 @@
 
 use super::model::{fnv, mix, Dataset, SimModel, DEFAULT_IPS, DEFAULT_KEYS, DEFAULT_MODELS};
 
-/// The most models, keys or IPs a simulated account may have.
+/// The most models, keys or IPs `maas-usage simulator` accepts (the bound of its flags).
 pub const MAX_SIZE: usize = 1000;
 
 /// How many of each the simulated account has. The default is the demo account: 3 models, 4
