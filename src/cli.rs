@@ -178,6 +178,7 @@ const VALIDATE_HELP: &str = "Examples:
 const SIMULATOR_EXAMPLES: &str = "Examples:
   maas-usage simulator --listen 127.0.0.1:8080
   maas-usage simulator --latency 50ms --rate-limit 200 --fail-ratio 0.1
+  maas-usage simulator --models 100 --keys 20 --ips 400   # an organisation's Cloud Eye
   maas-usage simulator --listen 127.0.0.1:8080 --print-spec > sim.yaml
 
 Then point a command at it (--simulator: every endpoint, and only the credentials its metadata
@@ -319,6 +320,20 @@ pub struct SimulatorArgs {
     /// Seed of the synthetic traffic.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Model services in Cloud Eye (SYS.MaaS): the demo's three first, then generated ones with
+    /// real-looking ids and names, one in three a My Service [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub models: Option<u16>,
+    /// Named API keys, each with a Cloud Eye series per model: the demo's four first, then
+    /// generated ones [default: 4]. The online-experience page's share comes on top, in the
+    /// models' totals only.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub keys: Option<u16>,
+    /// Client IPs the traffic comes from [default: 3]. Each hour of a key and IP goes to one
+    /// model of its service type: with N models, 4 x N IPs give nearly every model-and-key
+    /// series traffic in every hour.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub ips: Option<u16>,
     /// Added before every answer, e.g. 50ms.
     #[arg(long, value_name = "DURATION")]
     pub latency: Option<String>,

@@ -10,7 +10,9 @@ use crate::deliver::sink::write_stdout;
 use crate::domain::range::parse_duration;
 use crate::env;
 use crate::log;
-use crate::sim::{SimConfig, SimCredential, Simulator, DEMO_PROJECT_ID, DEMO_REGION};
+use crate::sim::{
+    Dataset, SimConfig, SimCredential, Simulator, Size, DEMO_PROJECT_ID, DEMO_REGION,
+};
 
 pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     let mut cfg = SimConfig::default();
@@ -45,6 +47,12 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     if let Some(now) = &a.now {
         cfg.now = Some(parse_now(Some(now))?);
     }
+    let size = Size::default();
+    cfg.dataset = Dataset::sized(Size {
+        models: a.models.map_or(size.models, usize::from),
+        keys: a.keys.map_or(size.keys, usize::from),
+        ips: a.ips.map_or(size.ips, usize::from),
+    });
     if let Some(seed) = a.seed {
         cfg.dataset.seed = seed;
     }
