@@ -1,7 +1,7 @@
 //! Answers the API should never give: absurd, inconsistent or incomplete statistics. Each one
 //! fails its series with a clear stderr line; none becomes a zero or a wrapped number.
 
-mod common;
+use crate::common;
 
 use common::*;
 use maas_usage::sim::model::DEFAULT_MODELS;

@@ -2,7 +2,7 @@
 //! (whatever temporary keys an agency hands out), the project id reused across runs, state that
 //! is never fatal, and files nobody used for a day removed.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! refusing collector is a failed run (exit 1) that moves no checkpoint, so the next run sends
 //! the same period buckets again.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

@@ -2,7 +2,7 @@
 //! crate version and the code's tables, declares exactly what the outputs emit, and
 //! docs/metrics.md is generated from it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -6,7 +6,7 @@
 //! checkpoint file of a version that did not record its destination holds the period series
 //! back until it is adopted or reset, never sending a bucket twice or skipping one.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

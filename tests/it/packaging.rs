@@ -4,7 +4,7 @@
 //! parse with the built binary, and `systemd-analyze verify` accepts the units where it is
 //! installed.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `maas-usage query` against the simulator: exact totals, segmentation, filters, discovery,
 //! errors and retries.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! request, /healthz follows the last successful collection, a taken port costs no call, SIGTERM
 //! ends it with exit 0, and no client (idle, slow, oversized, never reading) holds the endpoint.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

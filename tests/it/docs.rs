@@ -4,7 +4,7 @@
 //! simulator whose clock is the command's `--now`, for `{simulator}`), so drift fails here.
 //! docs/spec.md's "every key" block has every key of the spec's schema, and validates.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! Runs when `influxd` is on PATH. `.ci/run` installs Debian's `influxdb` and sets
 //! `MAAS_USAGE_REQUIRE_INFLUXD=1`, which turns "influxd missing" into a failure.
 
-mod common;
+use crate::common;
 
 use common::influx::{influxql, start_influxd, write};
 use common::*;

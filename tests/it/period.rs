@@ -2,7 +2,7 @@
 //! bucket exactly once to an OTLP receiver and at least once to a real InfluxDB, the buckets add
 //! up to the simulator's exact total for the day, and nothing is emitted before it settles.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

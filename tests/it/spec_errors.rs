@@ -2,7 +2,7 @@
 //! Also the multi-file (GitOps) rules, the example specs, and the harness's temporary
 //! directories.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -413,7 +413,7 @@ fn temporary_roots_of_finished_runs_are_removed() {
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "temporary_roots_of_finished_runs_are_removed",
+            "spec_errors::temporary_roots_of_finished_runs_are_removed",
             "--exact",
             "--test-threads=1",
         ])

@@ -1,7 +1,7 @@
 //! Canary credentials through every subcommand and failure path: none may appear in stdout,
 //! stderr, the state directory or the committed snapshots.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, Read};
 use std::process::{Command, Output, Stdio};
@@ -264,7 +264,7 @@ fn no_canary_anywhere() {
             &String::from_utf8_lossy(&body),
         );
     }
-    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots");
     for e in std::fs::read_dir(snapshots).unwrap().flatten() {
         canary_free(
             &format!("snapshot {:?}", e.file_name()),

@@ -2,7 +2,7 @@
 //! or take what starting a process costs on a busy machine), the exit code follows the `run`
 //! contract, stdout holds only whole lines, and the first stderr line says what to do next.
 
-mod common;
+use crate::common;
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};

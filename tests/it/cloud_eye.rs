@@ -3,7 +3,7 @@
 //! within the server's limits, names falling back to ids, the cardinality guard, period mode, and
 //! every output format.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@
 //! period series back instead of sending their buckets again, and a credential-rejection file
 //! that cannot be read lets no signed call out.
 
-mod common;
+use crate::common;
 
 use common::*;
 

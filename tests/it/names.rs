@@ -3,7 +3,7 @@
 //! collector's translation of the OTLP export (its prometheus exporter with default settings:
 //! the resource on one `target_info` series, never on the data series).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! one fails once (no retry) as an input error naming the CA option; credentials that cannot be
 //! sent are refused before any call.
 
-mod common;
+use crate::common;
 
 use common::tls::Pki;
 use common::*;

@@ -1,7 +1,7 @@
 //! OTLP push (HTTP protobuf/JSON, gRPC), OTLP/JSON lines, Prometheus textfile and JSON output
 //! of `run`, checked against in-process receivers and the simulator's exact totals.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! ECS/CCE instance's agency, whose temporary credentials are never printed or stored and are
 //! fetched again before they expire.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

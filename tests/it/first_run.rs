@@ -5,7 +5,7 @@
 //! hands out), no pinned project, no real endpoint, not the default state directory, and not
 //! the runtime directory where a real run's credential gate may keep its records.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `maas-usage run` for Telegraf: line protocol, exact values, partial failure, execd, rate
 //! budget, and the plan.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Stdio;

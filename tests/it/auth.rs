@@ -3,7 +3,7 @@
 //! collections) try to use it, and whichever host (IAM accepting it says nothing of MaaS);
 //! new credentials are tried at once, and a rotated credentials file is picked up by execd.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

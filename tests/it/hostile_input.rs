@@ -1,7 +1,7 @@
 //! Hostile or absurd input in flags and specs: never a panic, never an absurd plan. Each case
 //! is an error with its location (exit 2, no call) or a plan the API can actually answer.
 
-mod common;
+use crate::common;
 
 use common::*;
 

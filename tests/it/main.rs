@@ -1,0 +1,31 @@
+//! The integration tests, one binary (as ripgrep's): a module per user-visible behaviour, each
+//! opening with a comment that states the behaviour it proves, and the shared harness in
+//! `common`. One binary is linked once and runs every test on one pool of threads.
+
+mod common;
+
+mod architecture;
+mod auth;
+mod cloud_eye;
+mod credentials;
+mod delivery;
+mod destinations;
+mod docs;
+mod faults;
+mod first_run;
+mod hostile_answers;
+mod hostile_files;
+mod hostile_input;
+mod influxdb_e2e;
+mod names;
+mod packaging;
+mod period;
+mod plugin;
+mod query;
+mod run_influx;
+mod run_otlp;
+mod secrets;
+mod serve;
+mod spec_errors;
+mod state;
+mod tls;
