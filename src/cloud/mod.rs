@@ -25,7 +25,7 @@ use crate::tls::{self, TlsError, TlsFiles};
 pub use api::ProjectInfo;
 use auth::GateStore;
 use client::{Client, ClientOptions, RetryPolicy};
-use credentials::{Credentials, CredentialsError};
+use credentials::{CredentialChain, Credentials, CredentialsError};
 
 /// Where to connect and how, resolved from flags, spec, environment and defaults.
 #[derive(Clone, Debug)]
@@ -100,8 +100,6 @@ pub enum ConnectError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("the metadata service: {0}")]
-    Metadata(metadata::MetadataError),
     #[error("project discovery: {0}")]
     Discovery(String),
     /// The discovery call failed (the cloud, the network, or the credential gate).
@@ -113,112 +111,37 @@ impl ConnectError {
     /// The user's input is wrong (exit 2), as opposed to the cloud failing (exit 1).
     pub fn is_input(&self) -> bool {
         match self {
-            ConnectError::Credentials(_)
-            | ConnectError::Unsendable(_)
+            ConnectError::Credentials(e) => e.is_input(),
+            ConnectError::Unsendable(_)
             | ConnectError::Endpoint(_)
             | ConnectError::Invalid { .. }
             | ConnectError::Tls(_) => true,
             ConnectError::Api(e) => e.is_local(),
-            ConnectError::Discovery(_) | ConnectError::Metadata(_) => false,
+            ConnectError::Discovery(_) => false,
         }
     }
 }
 
-/// Where the credentials in use came from, and how fresh ones are had when they change: a
-/// credentials file is re-read when it changed, an agency's temporary credentials are fetched
-/// again before they expire; the environment cannot change under a running process.
-pub enum Renewal {
-    Never,
-    File(credentials::FileWatch),
-    Metadata {
-        endpoint: String,
-        fetched_at: chrono::DateTime<chrono::Utc>,
-        expires_at: chrono::DateTime<chrono::Utc>,
-    },
+/// The credential chain of `opts` (see [`CredentialChain::standard`]), reading the
+/// environment through `env`.
+pub fn credential_chain(env: Lookup<'_>, opts: &ConnectOptions) -> CredentialChain {
+    CredentialChain::standard(
+        |name| env::get(env, name),
+        opts.credentials_file.clone(),
+        opts.metadata_endpoint.clone(),
+    )
 }
 
-impl Renewal {
-    /// Fresh credentials when the source has new ones (or the old ones are about to expire),
-    /// `None` when the ones in use stay good.
-    pub fn renew(&mut self, env: Lookup<'_>) -> Result<Option<Credentials>, ConnectError> {
-        match self {
-            Renewal::Never => Ok(None),
-            Renewal::File(watch) => Ok(watch.reload_if_changed(env)?),
-            Renewal::Metadata {
-                endpoint,
-                fetched_at,
-                expires_at,
-            } => {
-                let now = chrono::Utc::now();
-                if !metadata::due(*fetched_at, *expires_at, now) {
-                    return Ok(None);
-                }
-                let creds = metadata::fetch(endpoint).map_err(ConnectError::Metadata)?;
-                *fetched_at = now;
-                *expires_at = creds.expires_at.unwrap_or(now);
-                Ok(Some(creds))
-            }
-        }
+/// Credentials from the chain (its warnings, such as a file readable by others or a file the
+/// environment overrides, are logged), checked that they can be sent.
+pub fn load_credentials(chain: &CredentialChain) -> Result<Credentials, ConnectError> {
+    let (creds, warnings) = chain.load()?;
+    for w in warnings {
+        log::warn(&w);
     }
-}
-
-/// The credential chain: `HW_*` variables, then `HUAWEICLOUD_SDK_*`, then the credentials
-/// file, then (when `opts` names one) the metadata service of the instance's agency. Warnings
-/// (a file readable by others, a file the environment overrides) are logged.
-pub fn load_credentials(
-    env: Lookup<'_>,
-    opts: &ConnectOptions,
-) -> Result<(Credentials, Renewal), ConnectError> {
-    let file = opts.credentials_file.as_deref();
-    let (creds, renewal) = match credentials::load(env, file) {
-        Ok((creds, warnings)) => {
-            for w in warnings {
-                log::warn(&w);
-            }
-            let renewal = match file {
-                Some(path) if creds.source.starts_with("credentials file") => {
-                    Renewal::File(credentials::FileWatch::new(path))
-                }
-                _ => Renewal::Never,
-            };
-            (creds, renewal)
-        }
-        Err(CredentialsError::Missing) => {
-            let Some(endpoint) = opts.metadata_endpoint.as_deref() else {
-                return Err(CredentialsError::Missing.into());
-            };
-            let fetched_at = chrono::Utc::now();
-            match metadata::fetch(endpoint) {
-                Ok(creds) => {
-                    let expires_at = creds.expires_at.unwrap_or(fetched_at);
-                    let renewal = Renewal::Metadata {
-                        endpoint: endpoint.to_string(),
-                        fetched_at,
-                        expires_at,
-                    };
-                    (creds, renewal)
-                }
-                // A service that is there and failing is the cloud's failure (exit 1), not
-                // credentials left unconfigured.
-                Err(e) if e.is_outage() => return Err(ConnectError::Metadata(e)),
-                Err(e) => {
-                    return Err(CredentialsError::NoneFound {
-                        tried: vec![
-                            "HW_ACCESS_KEY/HW_SECRET_KEY (not set)".into(),
-                            "HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK (not set)".into(),
-                            "a credentials file (none given)".into(),
-                            format!("the metadata service: {e}"),
-                        ],
-                    }
-                    .into())
-                }
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
     check_sendable(&creds)?;
     log::debug(&format!("credentials from {}", creds.source));
-    Ok((creds, renewal))
+    Ok(creds)
 }
 
 /// Credentials travel in headers (the AK in `Authorization`, the token in `X-Security-Token`)

@@ -71,7 +71,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     }
 
     let state = wiring::open_state(settings.state_dir.as_deref());
-    let (conn, _renewal) = wiring::connect(
+    let (conn, _credentials) = wiring::connect(
         &settings,
         spec.limits.requests_per_minute,
         deadline,

@@ -18,9 +18,13 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
         || env::process("HUAWEICLOUD_SDK_AK").is_some()
         || a.credentials_file.is_some()
     {
-        let (creds, warnings) =
-            cloud::credentials::load(&env::process, a.credentials_file.as_deref())
-                .map_err(cloud::ConnectError::from)?;
+        let (creds, warnings) = cloud::credentials::CredentialChain::standard(
+            |name| env::get(&env::process, name),
+            a.credentials_file.clone(),
+            None,
+        )
+        .load()
+        .map_err(cloud::ConnectError::from)?;
         for w in warnings {
             log::warn(&w);
         }

@@ -11,7 +11,8 @@ use super::settings::Settings;
 use crate::budget::{Budget, Limiter};
 use crate::cloud::auth::{principal_id, GateStore, Rejection};
 use crate::cloud::client::CallCounts;
-use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Renewal, Shared};
+use crate::cloud::credentials::CredentialChain;
+use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Shared};
 use crate::collect::models::{CloudEye, DiscoveryCache};
 use crate::collect::{Collected, Executor, RunStats};
 use crate::domain::ces::{BatchAnswer, BatchRequest, Discovered, MetricPage, Names};
@@ -148,8 +149,8 @@ pub fn rate_window() -> Duration {
 /// Connects (credentials from the chain, client, project id) within the run's budget and
 /// deadline, reading the environment through `env`; `state` shares the request budget and the
 /// project id with other processes, `gate` the credential gate's records (`None`: this process
-/// only). Also returns how fresh credentials are had later (a long-running process asks before
-/// each collection).
+/// only). Also returns the credential chain, whose provider in use renews the credentials (a
+/// long-running process asks before each collection).
 pub fn connect(
     settings: &Settings,
     requests_per_minute: u32,
@@ -157,8 +158,9 @@ pub fn connect(
     env: Lookup<'_>,
     state: Option<&StateDir>,
     gate: Option<Arc<dyn GateStore>>,
-) -> Result<(Connection, Renewal), Error> {
-    let (creds, renewal) = cloud::load_credentials(env, &settings.connect)?;
+) -> Result<(Connection, CredentialChain), Error> {
+    let chain = cloud::credential_chain(env, &settings.connect);
+    let creds = cloud::load_credentials(&chain)?;
     if let Some(dir) = state {
         dir.remove_unused();
     }
@@ -190,7 +192,7 @@ pub fn connect(
         deadline,
         shared,
     )?;
-    Ok((conn, renewal))
+    Ok((conn, chain))
 }
 
 /// This host's name (`host.name`): the kernel's, else `/etc/hostname`, else `HOSTNAME`.

@@ -25,7 +25,8 @@ use super::settings::{Flags, Settings};
 use super::{log_failures, outcome_of, wiring};
 use crate::cli::{CloudArgs, NowArg, RunArgs, ServeArgs, StateArgs};
 use crate::cloud::client::CallCounts;
-use crate::cloud::{Connection, Renewal};
+use crate::cloud::credentials::CredentialChain;
+use crate::cloud::Connection;
 use crate::collect::{self, Collected};
 use crate::deliver::otlp::{self, ExportConfig};
 use crate::deliver::scrape::{Published, Server};
@@ -69,9 +70,9 @@ pub(crate) struct Context {
     destination: Destination,
     /// Call counters at the end of the previous collection (execd reports each on its own).
     calls_before: Mutex<CallCounts>,
-    /// How fresh credentials are had before a collection (execd): a changed credentials file,
-    /// an agency's credentials about to expire.
-    renewal: Mutex<Renewal>,
+    /// Where the credentials come from; its provider in use renews them before a collection
+    /// (execd, serve): a changed credentials file, an agency's credentials about to expire.
+    credentials: CredentialChain,
     /// `serve`: where a successful collection is published for scrapes (instead of `format`).
     published: Option<Arc<Published>>,
     /// The last success and the failures since, across this process's collections.
@@ -108,8 +109,7 @@ impl Context {
     /// re-read, an agency's temporary credentials are fetched again before they expire. New
     /// credentials are tried at once, even if the old ones were rejected.
     fn renew_credentials(&self) {
-        let mut renewal = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
-        match renewal.renew(&crate::env::process) {
+        match self.credentials.renew() {
             Ok(Some(creds)) => {
                 let source = creds.source.clone();
                 if self.conn.client.set_credentials(creds) {
@@ -253,7 +253,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
             "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
         ));
     }
-    let (conn, renewal) = wiring::connect(
+    let (conn, credentials) = wiring::connect(
         &settings,
         spec.limits.requests_per_minute,
         started + spec.limits.timeout,
@@ -293,7 +293,7 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         origin,
         state: o.state,
         calls_before: Mutex::new(CallCounts::default()),
-        renewal: Mutex::new(renewal),
+        credentials,
         published: server.as_ref().map(|_| Arc::new(Published::default())),
         health: Mutex::new(Health::default()),
     };
