@@ -4,27 +4,16 @@ use std::time::Duration;
 
 use super::error::{Error, Outcome};
 use super::parse_now;
+use super::settings::simulator_credentials;
 use crate::cli::SimulatorArgs;
-use crate::cloud;
 use crate::deliver::sink::write_stdout;
 use crate::domain::range::parse_duration;
-use crate::env;
 use crate::log;
 use crate::sim::{SimConfig, SimCredential, Simulator, DEMO_PROJECT_ID, DEMO_REGION};
 
 pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     let mut cfg = SimConfig::default();
-    if env::process("HW_ACCESS_KEY").is_some()
-        || env::process("HUAWEICLOUD_SDK_AK").is_some()
-        || a.credentials_file.is_some()
-    {
-        let (creds, warnings) = cloud::credentials::CredentialChain::standard(
-            |name| env::get(&env::process, name),
-            a.credentials_file.clone(),
-            None,
-        )
-        .load()
-        .map_err(cloud::ConnectError::from)?;
+    if let Some((creds, warnings)) = simulator_credentials(a.credentials_file.clone())? {
         for w in warnings {
             log::warn(&w);
         }

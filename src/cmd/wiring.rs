@@ -7,20 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::Error;
-use super::settings::Settings;
 use crate::budget::{Budget, Limiter};
 use crate::cloud::auth::{principal_id, GateStore, Rejection};
 use crate::cloud::client::CallCounts;
-use crate::cloud::credentials::CredentialChain;
-use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Shared};
+use crate::cloud::{CloudSettings, Connection, ProjectCache, ProjectInfo, Shared};
 use crate::collect::models::{CloudEye, DiscoveryCache};
 use crate::collect::{Collected, Executor, RunStats};
 use crate::domain::ces::{BatchAnswer, BatchRequest, Discovered, MetricPage, Names};
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
-use crate::env::{self, Lookup};
 use crate::log;
-use crate::state::{GateFiles, SharedBudget, StateDir};
+use crate::state::{GateFiles, RuntimeDir, SharedBudget, StateDir};
 use sha2::Digest;
 
 impl Executor for Connection {
@@ -127,14 +124,9 @@ pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
 }
 
 /// Where the credential gate keeps its records for other processes: `state`, with the per-user
-/// runtime directory (`XDG_RUNTIME_DIR`, else the temporary directory) behind it.
-pub fn gate_store(state: Option<&StateDir>) -> Arc<dyn GateStore> {
-    Arc::new(GateFiles::new(state.cloned(), &env::process))
-}
-
-/// The credential gate's records of `state` and of the runtime directory (`state show|reset`).
-pub fn gate_store_files(state: &StateDir) -> GateFiles {
-    GateFiles::new(Some(state.clone()), &env::process)
+/// runtime directory `runtime` behind it.
+pub fn gate_store(state: Option<&StateDir>, runtime: &RuntimeDir) -> Arc<dyn GateStore> {
+    Arc::new(GateFiles::new(state.cloned(), runtime.clone()))
 }
 
 /// The request budget's window: the API's minute, with a small margin so that jitter between
@@ -146,21 +138,16 @@ pub fn rate_window() -> Duration {
     base + base / 50 + Duration::from_millis(250)
 }
 
-/// Connects (credentials from the chain, client, project id) within the run's budget and
-/// deadline, reading the environment through `env`; `state` shares the request budget and the
-/// project id with other processes, `gate` the credential gate's records (`None`: this process
-/// only). Also returns the credential chain, whose provider in use renews the credentials (a
-/// long-running process asks before each collection).
+/// Connects to `cloud` (credentials from its chain, client, project id) within its budget and
+/// the run's deadline; `state` shares the request budget and the project id with other
+/// processes, `gate` the credential gate's records (`None`: this process only).
 pub fn connect(
-    settings: &Settings,
-    requests_per_minute: u32,
+    cloud: &CloudSettings,
     deadline: Instant,
-    env: Lookup<'_>,
     state: Option<&StateDir>,
     gate: Option<Arc<dyn GateStore>>,
-) -> Result<(Connection, CredentialChain), Error> {
-    let chain = cloud::credential_chain(env, &settings.connect);
-    let creds = cloud::load_credentials(&chain)?;
+) -> Result<Connection, Error> {
+    let creds = crate::cloud::load_credentials(&cloud.credentials)?;
     if let Some(dir) = state {
         dir.remove_unused();
     }
@@ -175,51 +162,33 @@ pub fn connect(
             None => Arc::new(Limiter::new(limit, rate_window())),
         }
     };
-    let budget = budget_of(principal.clone(), requests_per_minute);
+    let budget = budget_of(principal.clone(), cloud.limits.requests_per_minute);
     let ces_budget = budget_of(
         format!("ces-{principal}"),
-        settings.connect.ces_requests_per_minute,
+        cloud.limits.ces_requests_per_minute,
     );
     let shared = Shared {
         projects: state.map(|s| s as &dyn ProjectCache),
         gate: gate.as_ref(),
     };
-    let conn = cloud::connect(
-        &settings.connect,
+    Ok(crate::cloud::connect(
+        cloud,
         creds,
         [budget, ces_budget],
-        env,
         deadline,
         shared,
-    )?;
-    Ok((conn, chain))
+    )?)
 }
 
-/// This host's name (`host.name`): the kernel's, else `/etc/hostname`, else `HOSTNAME`.
-pub fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| {
-            crate::files::read_regular(std::path::Path::new(p), 256)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| env::get(&env::process, "HOSTNAME"))
-        .unwrap_or_default()
-}
-
-/// Who reports: the host, an instance id stable per host and spec (`identity` names the
-/// spec: its files, or the command), the account when discovery told it.
-pub fn origin(identity: &str, account_id: Option<String>) -> Origin {
-    let host_name = host_name();
+/// Who reports: the host `host_name`, an instance id stable per host and spec (`identity`
+/// names the spec: its files, or the command), the account when discovery told it.
+pub fn origin(host_name: &str, identity: &str, account_id: Option<String>) -> Origin {
     let digest = crate::text::hex(&sha2::Sha256::digest(
         format!("{host_name}\n{identity}").as_bytes(),
     ));
     Origin {
         instance_id: digest[..32].to_string(),
-        host_name,
+        host_name: host_name.to_string(),
         account_id,
     }
 }

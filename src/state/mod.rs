@@ -24,6 +24,7 @@ mod housekeeping;
 mod runtime;
 
 pub use gate::GateFiles;
+pub use runtime::RuntimeDir;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};

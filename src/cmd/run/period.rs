@@ -8,9 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{signals, Context};
-use crate::deliver::otlp;
 use crate::domain::RangeExpr;
-use crate::env::Lookup;
 use crate::log;
 use crate::spec::{Format, Spec};
 use crate::state::checkpoints::{
@@ -70,20 +68,17 @@ fn absolute(p: &Path) -> String {
     .to_string()
 }
 
-/// The destination `plan` reads the checkpoints of: the spec's own output, to stdout.
-pub fn spec_destination(spec: &Spec, env: Lookup<'_>) -> Result<Destination, otlp::ConfigError> {
-    let url = match spec.output.format {
-        Format::Otlp => Some(otlp::endpoint(&spec.output.otlp, env)?.1),
-        _ => None,
-    };
-    Ok(destination(
+/// The destination `plan` reads the checkpoints of: the spec's own output, to stdout (format
+/// otlp: to `otlp_url`).
+pub fn spec_destination(spec: &Spec, otlp_url: Option<&str>) -> Destination {
+    destination(
         Output::Run {
             format: spec.output.format,
             path: None,
-            url: url.as_deref(),
+            url: otlp_url,
         },
         spec.output.destination.as_deref(),
-    ))
+    )
 }
 
 pub fn has_period(spec: &Spec) -> bool {
@@ -247,7 +242,8 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
         log::error(&format!(
             "the state directory {} cannot be used (see above): the period series emit nothing, since their checkpoints could not be recorded and every run would send them again; make it writable by this user",
             ctx.settings
-                .state_dir
+                .state
+                .dir
                 .as_deref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
