@@ -47,7 +47,7 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         ascii: false,
         // The demo leaves the user's state directory alone, and its simulated agency's
         // records stay in the process.
-        state: None,
+        store: super::wiring::open_store(&settings.state),
     };
     run_spec(spec, settings, opts)
 }

@@ -69,13 +69,8 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         log::warn(w);
     }
 
-    let state = wiring::open_state(settings.state.dir.as_deref());
-    let conn = wiring::connect(
-        settings.cloud(),
-        deadline,
-        state.as_ref(),
-        Some(wiring::gate_store(state.as_ref(), &settings.state.runtime)),
-    )?;
+    let store = wiring::open_store(&settings.state);
+    let conn = wiring::connect(settings.cloud(), deadline, &*store)?;
     let conn = Arc::new(conn);
     let collected = collect::collect(
         &plan,

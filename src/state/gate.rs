@@ -266,6 +266,27 @@ impl GateFiles {
     }
 }
 
+impl crate::cloud::auth::GateStore for GateFiles {
+    fn rejection(&self, key: &str) -> Result<Option<Rejection>, String> {
+        GateFiles::rejection(self, key)
+    }
+    fn accepted(&self, key: &str, host: &str) -> Option<u64> {
+        GateFiles::accepted(self, key, host)
+    }
+    fn record_rejection(&self, key: &str, rejection: &Rejection) -> Result<(), String> {
+        GateFiles::record_rejection(self, key, rejection)
+    }
+    fn record_acceptance(&self, key: &str, host: &str, sent_ms: u64) {
+        GateFiles::record_acceptance(self, key, host, sent_ms)
+    }
+    fn writable(&self) -> Result<(), String> {
+        GateFiles::writable(self)
+    }
+    fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>> {
+        GateFiles::probe_lock(self, key, deadline).map(|f| Box::new(f) as Box<dyn Send>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

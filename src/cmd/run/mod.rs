@@ -38,8 +38,9 @@ use crate::emit::{Origin, ResourceEnv};
 use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
-use crate::state::checkpoints::{Destination, PreparedCheckpoints};
-use crate::state::StateDir;
+use crate::state::checkpoints::Destination;
+use crate::state::store::PreparedCommit;
+use crate::state::StateStore;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
     Ok(spec::load::load(paths)?)
@@ -61,8 +62,9 @@ pub(crate) struct Context {
     temporality: Temporality,
     /// Who reports (resource attributes, Prometheus labels).
     origin: Origin,
-    /// Required by period mode (checkpoints).
-    state: Option<StateDir>,
+    /// What is shared with other processes: budgets, the credential gate's records, caches,
+    /// and the checkpoints period mode requires.
+    store: Arc<dyn StateStore>,
     /// Where the period buckets go: whose checkpoints and running totals they are.
     destination: Destination,
     /// Call counters at the end of the previous collection (execd reports each on its own).
@@ -133,13 +135,13 @@ pub enum Mode {
 
 pub fn run(a: RunArgs) -> Result<Outcome, Error> {
     let output = OutputFlags { format: a.format };
-    let (spec, settings, state) = begin(&a.spec, &a.cloud, &a.state, &a.now, output)?;
+    let (spec, settings, store) = begin(&a.spec, &a.cloud, &a.state, &a.now, output)?;
     let opts = RunOptions {
         output: a.output,
         identity: identity(&a.spec),
         mode: if a.execd { Mode::Execd } else { Mode::Once },
         ascii: a.ascii,
-        state,
+        store,
     };
     run_spec(spec, settings, opts)
 }
@@ -149,7 +151,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
     let output = OutputFlags {
         format: Some(Format::Prometheus),
     };
-    let (spec, settings, state) = begin(&a.spec, &a.cloud, &a.state, &a.now, output)?;
+    let (spec, settings, store) = begin(&a.spec, &a.cloud, &a.state, &a.now, output)?;
     let opts = RunOptions {
         output: None,
         identity: identity(&a.spec),
@@ -158,20 +160,20 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
             interval: a.interval,
         },
         ascii: false,
-        state,
+        store,
     };
     run_spec(spec, settings, opts)
 }
 
 /// What `run` and `serve` do first: Telegraf's log prefixes, the stop signals, the spec, its
-/// settings and the state directory.
+/// settings and the state store they chose.
 fn begin(
     paths: &[PathBuf],
     cloud: &CloudArgs,
     state: &StateArgs,
     now: &NowArg,
     output: OutputFlags,
-) -> Result<(Spec, Settings, Option<StateDir>), Error> {
+) -> Result<(Spec, Settings, Arc<dyn StateStore>), Error> {
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
@@ -183,8 +185,8 @@ fn begin(
         output: Some(output),
     };
     let settings = Settings::from_process(&spec, flags)?;
-    let state = wiring::open_state(settings.state.dir.as_deref());
-    Ok((spec, settings, state))
+    let store = wiring::open_store(&settings.state);
+    Ok((spec, settings, store))
 }
 
 /// The spec is named by its files: the instance id stays while they do.
@@ -209,7 +211,8 @@ pub struct RunOptions {
     pub mode: Mode,
     /// `--ascii`: no box-drawing in a table.
     pub ascii: bool,
-    pub state: Option<StateDir>,
+    /// The state store the settings chose (`wiring::open_store`).
+    pub store: Arc<dyn StateStore>,
 }
 
 /// Runs a loaded spec once, once per stdin line under `--execd`, or on `serve`'s schedule.
@@ -229,20 +232,13 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
         Mode::Serve { listen, .. } => Some(Server::bind(*listen)?),
         _ => None,
     };
-    if period::has_period(&spec) && o.state.is_none() && settings.state.dir.is_none() {
+    let store = o.store;
+    if period::has_period(&spec) && store.checkpoints().is_none() && settings.state.dir.is_none() {
         return Err(Error::Usage(
             "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
         ));
     }
-    let conn = wiring::connect(
-        settings.cloud(),
-        started + spec.limits.timeout,
-        o.state.as_ref(),
-        settings
-            .state
-            .share_gate
-            .then(|| wiring::gate_store(o.state.as_ref(), &settings.state.runtime)),
-    )?;
+    let conn = wiring::connect(settings.cloud(), started + spec.limits.timeout, &*store)?;
     let origin = wiring::origin(&settings.host_name, &o.identity, conn.account_id.clone());
     let conn = Arc::new(conn);
     let table = TableStyle {
@@ -274,7 +270,7 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
         resource: output.resource,
         temporality: output.temporality,
         origin,
-        state: o.state,
+        store,
         calls_before: Mutex::new(CallCounts::default()),
         published: server.as_ref().map(|_| Arc::new(Published::default())),
         health: Mutex::new(Health::default()),
@@ -395,10 +391,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         deadline,
         &signals::received,
     );
-    let cache = ctx
-        .state
-        .as_ref()
-        .map(|s| wiring::discovery_cache(s, &ctx.conn));
+    let cache = wiring::discovery_cache(&ctx.store, &ctx.conn);
     collected.models = collect::models::collect_models(
         &plan.models,
         ctx.conn.clone(),
@@ -492,7 +485,7 @@ fn settle(
     plan: &plan::Plan,
     collected: &mut Collected,
     period: &mut period::Period,
-) -> (collect::Accumulated, Option<PreparedCheckpoints>) {
+) -> (collect::Accumulated, Option<Box<dyn PreparedCommit>>) {
     let mut advance = collect::settle(plan, collected);
     advance.extend(collected.models.advance.clone());
     let acc = collect::accumulate(collected, &period.stored);

@@ -67,18 +67,26 @@ pub struct Settings {
     pub host_name: String,
 }
 
-/// Where state shared between runs and processes is kept.
+/// Where state shared between runs and processes is kept: the choice of the state store.
 #[derive(Clone, Debug)]
 pub struct StateSettings {
+    pub engine: Engine,
     /// The state directory, if any: the flag, else `$XDG_STATE_HOME/maas-usage`, else
     /// `~/.local/state/maas-usage`.
     pub dir: Option<PathBuf>,
     /// Where the credential gate's records go when the state directory cannot take them
     /// (`XDG_RUNTIME_DIR`, else `TMPDIR`, else `/tmp`).
     pub runtime: RuntimeDir,
-    /// The credential gate's records are shared with other processes; the demo keeps them in
-    /// the process.
-    pub share_gate: bool,
+}
+
+/// Which implementation of the state interface (`state::StateStore`) a command uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The state directory `dir` (when there is one that can be used), with the runtime
+    /// directory behind it for the credential gate's records.
+    Directory,
+    /// Nothing shared beyond the process (the demo).
+    Process,
 }
 
 impl StateSettings {
@@ -88,7 +96,7 @@ impl StateSettings {
                 .and_then(|a| a.state_dir.clone())
                 .or_else(|| state::default_dir(env)),
             runtime: RuntimeDir::from_env(env),
-            share_gate: true,
+            engine: Engine::Directory,
         }
     }
 
@@ -162,7 +170,7 @@ impl Settings {
             cloud.credentials = CredentialChain::new(vec![Box::new(MetadataProvider::new(url))]);
         }
         self.state.dir = None;
-        self.state.share_gate = false;
+        self.state.engine = Engine::Process;
     }
 }
 
@@ -366,6 +374,6 @@ mod tests {
             ["the metadata service http://127.0.0.1:1"]
         );
         assert_eq!(s.state.dir, None);
-        assert!(!s.state.share_gate);
+        assert_eq!(s.state.engine, Engine::Process);
     }
 }
