@@ -64,6 +64,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         output: None,
     };
     let settings = Settings::from_process(&spec, flags)?;
+    wiring::say_simulator(&settings);
     let plan = plan::build(&spec, settings.now(), &settings.zone)?;
     for w in &plan.warnings {
         log::warn(w);

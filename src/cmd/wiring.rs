@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::Error;
-use super::settings::{Engine, StateSettings};
+use super::settings::{Settings, StateSettings};
 use crate::cloud::auth::principal_id;
 use crate::cloud::client::CallCounts;
 use crate::cloud::{CloudSettings, Connection, Shared};
@@ -17,7 +17,7 @@ use crate::domain::ces::{BatchAnswer, BatchRequest, Discovered, MetricPage, Name
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::log;
-use crate::state::{DirectoryStore, ProcessStore, StateDir, StateStore};
+use crate::state::{DirectoryStore, StateDir, StateStore};
 use sha2::Digest;
 
 impl Executor for Connection {
@@ -78,16 +78,14 @@ impl DiscoveryCache for Discoveries {
 }
 
 /// The state store the settings chose: the state directory (created if needed), with the
-/// runtime directory behind it for the credential gate's records; without one (there is none,
-/// or it cannot be used: said in a note) the budget is per process. The demo's shares nothing.
+/// runtime directory behind it for the credential gate's records (unless the gate keeps them
+/// in the process); without one (there is none, or it cannot be used: said in a note) the
+/// budget is per process.
 pub fn open_store(settings: &StateSettings) -> Arc<dyn StateStore> {
-    match settings.engine {
-        Engine::Process => Arc::new(ProcessStore),
-        Engine::Directory => Arc::new(DirectoryStore::new(
-            open_state(settings.dir.as_deref()),
-            settings.runtime.clone(),
-        )),
-    }
+    Arc::new(DirectoryStore::new(
+        open_state(settings.dir.as_deref()),
+        settings.share_gate.then(|| settings.runtime.clone()),
+    ))
 }
 
 /// The state directory, created if needed; `None` (with a note) when there is none or it
@@ -105,6 +103,20 @@ fn open_state(dir: Option<&Path>) -> Option<StateDir> {
             ));
             None
         }
+    }
+}
+
+/// Says where `--simulator` sends the calls, and that nothing of a real account goes there.
+pub fn say_simulator(settings: &Settings) {
+    if let Some(url) = &settings.simulator {
+        log::info(&format!(
+            "--simulator: every call goes to {url} (MaaS, IAM, Cloud Eye, the MaaS monitor, metadata), signed with the credentials its metadata service hands out; no credentials are read from the environment or a file, the credential gate's records stay in this process{state}",
+            state = match &settings.state.dir {
+                Some(d) => format!(", and the state directory is {}", d.display()),
+                None => ", and no state directory is used".into(),
+            },
+            url = crate::endpoint::redact_url(url),
+        ));
     }
 }
 

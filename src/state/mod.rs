@@ -28,7 +28,7 @@ pub mod store;
 
 pub use gate::GateFiles;
 pub use runtime::RuntimeDir;
-pub use store::{DirectoryStore, ProcessStore, StateStore};
+pub use store::{DirectoryStore, StateStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};

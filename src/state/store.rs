@@ -1,9 +1,8 @@
 //! The state interface: what processes sharing a key, a destination or a cache agree on, behind
 //! one value ([`StateStore`]) a command opens from its settings. Collection and the cloud see
 //! only these traits (and the cloud's own, [`GateStore`] and [`ProjectCache`], which a store
-//! implements); the state directory ([`DirectoryStore`]) is the first implementation, one that
-//! shares nothing ([`ProcessStore`], the demo's) the second, and a coordination engine for a
-//! fleet can be a third without touching collection or cloud code.
+//! implements); the state directory ([`DirectoryStore`]) is the first implementation, and a
+//! coordination engine for a fleet can be a second without touching collection or cloud code.
 //!
 //! The contract every implementation keeps (the tests at the end hold the directory to it):
 //! - **budgets never fail open**: a budget is shared by every process using the store, and when
@@ -108,15 +107,16 @@ pub trait CollectionStore: Send + Sync {}
 /// directory behind it for the credential gate's records.
 pub struct DirectoryStore {
     dir: Option<StateDir>,
-    gate: Arc<GateFiles>,
+    gate: Option<Arc<GateFiles>>,
 }
 
 impl DirectoryStore {
-    /// `dir` (`None`: there is none, or it cannot be used: budgets are then per process and
-    /// nothing else is kept but the gate's records, in the runtime directory).
-    pub fn new(dir: Option<StateDir>, runtime: RuntimeDir) -> DirectoryStore {
+    /// `dir` (`None`: there is none, or it cannot be used: budgets are then per process and no
+    /// cache or checkpoint is kept), with the gate's records there and in the runtime directory
+    /// `runtime` (`None`: they stay in the process, as the demo's and a simulated run's do).
+    pub fn new(dir: Option<StateDir>, runtime: Option<RuntimeDir>) -> DirectoryStore {
         DirectoryStore {
-            gate: Arc::new(GateFiles::new(dir.clone(), runtime)),
+            gate: runtime.map(|r| Arc::new(GateFiles::new(dir.clone(), r))),
             dir,
         }
     }
@@ -133,7 +133,7 @@ impl StateStore for DirectoryStore {
         }
     }
     fn gate(&self) -> Option<Arc<dyn GateStore>> {
-        Some(self.gate.clone())
+        self.gate.clone().map(|g| g as Arc<dyn GateStore>)
     }
     fn projects(&self) -> Option<&dyn ProjectCache> {
         self.dir.as_ref().map(|d| d as &dyn ProjectCache)
@@ -148,31 +148,6 @@ impl StateStore for DirectoryStore {
         if let Some(dir) = &self.dir {
             dir.remove_unused();
         }
-    }
-}
-
-/// Nothing shared with other processes (the demo, which leaves the user's state alone): a
-/// budget per process, the gate's records in the process, no cache, no checkpoints.
-pub struct ProcessStore;
-
-impl StateStore for ProcessStore {
-    fn location(&self) -> Option<String> {
-        None
-    }
-    fn budget(&self, _name: &str, limit: u32, window: Duration) -> Arc<dyn Budget> {
-        Arc::new(Limiter::new(limit, window))
-    }
-    fn gate(&self) -> Option<Arc<dyn GateStore>> {
-        None
-    }
-    fn projects(&self) -> Option<&dyn ProjectCache> {
-        None
-    }
-    fn discovery(&self) -> Option<&dyn DiscoveryStore> {
-        None
-    }
-    fn checkpoints(&self) -> Option<&dyn CheckpointStore> {
-        None
     }
 }
 
@@ -361,7 +336,7 @@ mod tests {
         fs::create_dir_all(&run).unwrap();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| run.display().to_string());
         let dir = StateDir::open(&t.join("state")).unwrap();
-        DirectoryStore::new(Some(dir), RuntimeDir::from_env(&env))
+        DirectoryStore::new(Some(dir), Some(RuntimeDir::from_env(&env)))
     }
 
     #[test]
@@ -387,8 +362,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let run = t.path().to_path_buf();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| run.display().to_string());
-        let none = DirectoryStore::new(None, RuntimeDir::from_env(&env));
-        let demo = ProcessStore;
+        let none = DirectoryStore::new(None, Some(RuntimeDir::from_env(&env)));
+        let demo = DirectoryStore::new(None, None);
         for store in [&none as &dyn StateStore, &demo] {
             assert!(store.location().is_none() && store.projects().is_none());
             assert!(store.discovery().is_none() && store.checkpoints().is_none());

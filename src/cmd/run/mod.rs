@@ -185,6 +185,7 @@ fn begin(
         output: Some(output),
     };
     let settings = Settings::from_process(&spec, flags)?;
+    wiring::say_simulator(&settings);
     let store = wiring::open_store(&settings.state);
     Ok((spec, settings, store))
 }
@@ -234,9 +235,11 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
     };
     let store = o.store;
     if period::has_period(&spec) && store.checkpoints().is_none() && settings.state.dir.is_none() {
-        return Err(Error::Usage(
-            "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
-        ));
+        return Err(Error::Usage(match settings.simulator {
+            // The default one holds the real runs' checkpoints.
+            Some(_) => "period mode keeps its checkpoints in the state directory: with --simulator, name one with --state-dir".into(),
+            None => "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
+        }));
     }
     let conn = wiring::connect(settings.cloud(), started + spec.limits.timeout, &*store)?;
     let origin = wiring::origin(&settings.host_name, &o.identity, conn.account_id.clone());

@@ -20,9 +20,7 @@ use chrono::{DateTime, Utc};
 
 use super::error::Error;
 use crate::cli::{CloudArgs, NowArg, StateArgs};
-use crate::cloud::credentials::CredentialChain;
-use crate::cloud::metadata::MetadataProvider;
-use crate::cloud::{CloudSettings, Endpoints};
+use crate::cloud::CloudSettings;
 use crate::deliver::otlp;
 use crate::emit::table::TableStyle;
 use crate::env::{self, Lookup};
@@ -65,50 +63,51 @@ pub struct Settings {
     pub utf8_terminal: bool,
     /// This host's name (`host.name`): the kernel's, else `/etc/hostname`, else `HOSTNAME`.
     pub host_name: String,
+    /// `--simulator URL`: every endpoint is the simulator's, no credentials are read but those
+    /// its metadata service hands out, and nothing of the real runs' state is used.
+    pub simulator: Option<String>,
 }
 
-/// Where state shared between runs and processes is kept: the choice of the state store.
+/// Where state shared between runs and processes is kept: the choice of the state store
+/// (`state::StateStore`), today the state directory's (`state::DirectoryStore`).
 #[derive(Clone, Debug)]
 pub struct StateSettings {
-    pub engine: Engine,
     /// The state directory, if any: the flag, else `$XDG_STATE_HOME/maas-usage`, else
     /// `~/.local/state/maas-usage`.
     pub dir: Option<PathBuf>,
     /// Where the credential gate's records go when the state directory cannot take them
     /// (`XDG_RUNTIME_DIR`, else `TMPDIR`, else `/tmp`).
     pub runtime: RuntimeDir,
-}
-
-/// Which implementation of the state interface (`state::StateStore`) a command uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// The state directory `dir` (when there is one that can be used), with the runtime
-    /// directory behind it for the credential gate's records.
-    Directory,
-    /// Nothing shared beyond the process (the demo).
-    Process,
+    /// The credential gate's records are shared with other processes (the state directory,
+    /// the runtime directory behind it). Not by the demo or under `--simulator`: the runtime
+    /// directory holds the real runs' rejections, which a simulated run neither reads nor adds
+    /// to; its gate keeps them in the process.
+    pub share_gate: bool,
 }
 
 impl StateSettings {
-    pub fn resolve(flags: Option<&StateArgs>, env: Lookup<'_>) -> StateSettings {
+    /// `real`: the run is against a real account (not `--simulator`), which alone uses the
+    /// default state directory and shares the gate's records.
+    pub fn resolve(flags: Option<&StateArgs>, real: bool, env: Lookup<'_>) -> StateSettings {
         StateSettings {
             dir: flags
                 .and_then(|a| a.state_dir.clone())
-                .or_else(|| state::default_dir(env)),
+                .or_else(|| real.then(|| state::default_dir(env)).flatten()),
             runtime: RuntimeDir::from_env(env),
-            engine: Engine::Directory,
+            share_gate: real,
         }
     }
 
     /// As the process's environment says (`state show|reset|adopt`).
     pub fn from_process(flags: &StateArgs) -> StateSettings {
-        StateSettings::resolve(Some(flags), &env::process)
+        StateSettings::resolve(Some(flags), true, &env::process)
     }
 }
 
 impl Settings {
     pub fn resolve(spec: &Spec, flags: Flags<'_>, env: Lookup<'_>) -> Result<Settings, Error> {
-        let state = StateSettings::resolve(flags.state, env);
+        let simulator = flags.cloud.and_then(|c| c.simulator.clone());
+        let state = StateSettings::resolve(flags.state, simulator.is_none(), env);
         let now = flags
             .now
             .and_then(|n| n.now.as_deref())
@@ -141,6 +140,7 @@ impl Settings {
                 false,
             ),
             host_name: host_name(env),
+            simulator,
         })
     }
 
@@ -160,17 +160,15 @@ impl Settings {
     }
 
     /// The demo's own world, around its simulator at `url`: every endpoint there, credentials
-    /// from its metadata service only (none of the environment's), the project discovered,
-    /// nothing shared with other processes (no state directory, the credential gate's records
-    /// in the process). The zone and the output stay as resolved.
+    /// from its metadata service only (none of the environment's or a file's), the project
+    /// discovered, nothing shared with other processes (no state directory, the credential
+    /// gate's records in the process). The zone and the output stay as resolved.
     pub fn demo(&mut self, url: &str) {
-        for cloud in &mut self.clouds {
-            cloud.endpoints = Endpoints::all(url);
-            cloud.project_id = None;
-            cloud.credentials = CredentialChain::new(vec![Box::new(MetadataProvider::new(url))]);
+        for c in &mut self.clouds {
+            (c.project_id, c.endpoints, c.credentials) = cloud::simulated(url, None);
         }
         self.state.dir = None;
-        self.state.engine = Engine::Process;
+        self.state.share_gate = false;
     }
 }
 
@@ -367,13 +365,74 @@ mod tests {
         let mut s = Settings::resolve(&Spec::default(), Flags::default(), &env).unwrap();
         s.demo("http://127.0.0.1:1");
         let c = s.cloud();
-        assert_eq!(c.endpoints, Endpoints::all("http://127.0.0.1:1"));
+        assert_eq!(
+            c.endpoints,
+            crate::cloud::Endpoints::all("http://127.0.0.1:1")
+        );
         assert_eq!(c.project_id, None);
         assert_eq!(
-            c.credentials.names(),
-            ["the metadata service http://127.0.0.1:1"]
+            c.credentials.names().last().map(String::as_str),
+            Some("the metadata service http://127.0.0.1:1")
         );
+        let e = c.credentials.load().unwrap_err().to_string();
+        assert!(e.contains("HW_ACCESS_KEY/HW_SECRET_KEY (not set)"), "{e}");
         assert_eq!(s.state.dir, None);
-        assert_eq!(s.state.engine, Engine::Process);
+        assert!(!s.state.share_gate);
+    }
+
+    #[test]
+    fn under_simulator_nothing_of_a_real_account_is_read() {
+        let env = env_of(&[
+            ("HOME", "/home/u"),
+            ("HW_PROJECT_ID", "hw-project"),
+            ("HW_ACCESS_KEY", "AK"),
+            ("HW_SECRET_KEY", "SK"),
+        ]);
+        let spec = Spec {
+            cloud: CloudSpec {
+                project_id: Some("spec-project".into()),
+                credentials_file: Some("/etc/aksk".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut cloud = CloudArgs {
+            simulator: Some("http://127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let flags = Flags {
+            cloud: Some(&cloud),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&spec, flags, &env).unwrap();
+        let c = s.cloud();
+        assert_eq!(
+            c.endpoints,
+            crate::cloud::Endpoints::all("http://127.0.0.1:1")
+        );
+        assert_eq!(
+            c.project_id, None,
+            "neither the spec's nor the environment's"
+        );
+        assert_eq!(c.credentials.names()[2], "a credentials file");
+        assert_eq!(
+            (s.state.dir.as_ref(), s.state.share_gate),
+            (None, false),
+            "not the real runs' state"
+        );
+        cloud.project_id = Some("flag-project".into());
+        let state = StateArgs {
+            state_dir: Some("/tmp/sim-state".into()),
+        };
+        let flags = Flags {
+            cloud: Some(&cloud),
+            state: Some(&state),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&spec, flags, &env).unwrap();
+        let p = s.cloud().project_id.clone().unwrap();
+        assert_eq!(p.id, "flag-project");
+        assert_eq!(s.state.dir, Some(PathBuf::from("/tmp/sim-state")));
+        assert_eq!(s.simulator.as_deref(), Some("http://127.0.0.1:1"));
     }
 }

@@ -37,9 +37,11 @@ pub(super) fn resolve(
     let format = flags.format.unwrap_or(spec.output.format);
     let resource = ResourceEnv::from_env(env);
     if format == Format::Prometheus {
-        for tag in resource.check_labels(&spec.output.tags)? {
+        for m in resource.check_labels()? {
             log::warn(&format!(
-                "OTEL_RESOURCE_ATTRIBUTES sets `{tag}`, a tag of the spec too: the Prometheus label carries the resource's value, as the collector's prometheus exporter does"
+                "OTEL_RESOURCE_ATTRIBUTES: {} make one target_info label `{}`: its value is theirs joined with `;`, as the collector's prometheus exporter does; rename one",
+                m.keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and "),
+                m.label
             ));
         }
     }
