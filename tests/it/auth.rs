@@ -13,15 +13,12 @@ use maas_usage::sim::Simulator;
 
 /// Three queries x two service types = six series, four calls in flight at most.
 fn six_series(sim: &Simulator, pinned: bool) -> PathBuf {
-    let url = sim.url();
-    if pinned {
-        fixture(
-            "auth/six-series.yaml",
-            &[("url", &url), ("project", PROJECT)],
-        )
+    let name = if pinned {
+        "auth/six-series.yaml"
     } else {
-        fixture("auth/six-series-discovered.yaml", &[("url", &url)])
-    }
+        "auth/six-series-discovered.yaml"
+    };
+    fixture_for(sim, name, &[])
 }
 
 fn rejected(sim: &Simulator) -> usize {
@@ -211,7 +208,6 @@ fn a_forbidden_answer_closes_the_gate_as_well() {
 #[test]
 fn execd_rereads_a_rotated_credentials_file() {
     let sim = sim();
-    let url = sim.url();
     let dir = tempdir();
     let creds = dir.join("aksk");
     std::fs::write(
@@ -219,13 +215,10 @@ fn execd_rereads_a_rotated_credentials_file() {
         format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY=SKWRONG-rotation\n"),
     )
     .unwrap();
-    let spec = fixture(
+    let spec = fixture_for(
+        &sim,
         "auth/rotated-credentials.yaml",
-        &[
-            ("url", &url),
-            ("project", PROJECT),
-            ("credentials_file", &creds.display().to_string()),
-        ],
+        &[("credentials_file", &creds.display().to_string())],
     );
     let mut execd = Execd::start_with(&spec, |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
@@ -429,10 +422,7 @@ fn a_state_directory_that_cannot_record_rejections_leaves_them_to_the_runtime_di
 #[test]
 fn a_period_spec_on_an_unusable_state_directory_holds_its_period_series_and_keeps_the_lockout() {
     let sim = sim();
-    let spec = fixture(
-        "auth/period-and-window.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "auth/period-and-window.yaml", &[]);
     let file = tempdir().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let runtime = runtime_dir();

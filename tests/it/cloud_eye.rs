@@ -20,14 +20,6 @@ fn ms(s: &str) -> i64 {
         .timestamp_millis()
 }
 
-/// A spec with these queries (YAML list items) against `sim`'s MaaS and Cloud Eye.
-fn spec(sim: &Simulator, queries: &str, extra: &str) -> std::path::PathBuf {
-    let url = sim.url();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n{queries}{extra}"
-    ))
-}
-
 fn model_lines(out: &std::process::Output) -> Vec<Line> {
     parse_lp(&stdout(out))
         .into_iter()
@@ -50,11 +42,10 @@ fn per_model_totals_are_exact_and_reconcile_with_show_statistics() {
         ms("2026-05-20T00:00:00+08:00"),
         ms("2026-05-21T00:00:00+08:00"),
     );
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n  - name: console\n    range: yesterday\n    service_types: [preset, my_service]\n",
-        "",
-    );
+    let path = spec_for(&sim)
+        .query("name: models, source: cloud_eye, range: yesterday")
+        .query("name: console, range: yesterday, service_types: [preset, my_service]")
+        .write();
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
@@ -120,15 +111,13 @@ fn per_model_totals_are_exact_and_reconcile_with_show_statistics() {
 fn per_key_totals_are_exact_and_filters_pick_by_name_or_id() {
     let sim = sim();
     let deepseek = DEFAULT_MODELS[0];
-    let path = spec(
-        &sim,
-        &format!(
-            "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    models: [{}]\n    api_keys: [key-a1, {}]\n",
+    let path = spec_for(&sim)
+        .query(&format!(
+            "name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], models: [{}], api_keys: [key-a1, {}]",
             deepseek.1,
             key_id("key-b1")
-        ),
-        "",
-    );
+        ))
+        .write();
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = model_lines(&out);
@@ -156,12 +145,12 @@ fn per_key_totals_are_exact_and_filters_pick_by_name_or_id() {
 
 #[test]
 fn discovery_pages_through_list_metrics_and_finds_the_same_series() {
-    let queries = "  - name: keys\n    source: cloud_eye\n    range: last_24h\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count]\n";
+    let keys = "name: keys, source: cloud_eye, range: last_24h, breakdown: [model, api_key], metrics: [total_tokens, req_count]";
     let whole = sim();
-    let a = run(&spec(&whole, queries, ""), &[]);
+    let a = run(&spec_for(&whole).query(keys).write(), &[]);
     let paged = sim();
     paged.configure(|c| c.ces.page_cap = Some(4));
-    let b = run(&spec(&paged, queries, ""), &[]);
+    let b = run(&spec_for(&paged).query(keys).write(), &[]);
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
     assert_eq!(model_lines(&a), model_lines(&b));
     assert_eq!(model_lines(&b).len(), 3 * 4, "3 models x 4 named keys");
@@ -177,11 +166,9 @@ fn discovery_pages_through_list_metrics_and_finds_the_same_series() {
 fn long_windows_are_split_within_the_servers_limit_and_stay_exact() {
     let sim = sim();
     // 14 days at hourly periods: the server keeps 10 days per call.
-    let path = spec(
-        &sim,
-        "  - name: fortnight\n    source: cloud_eye\n    range: last_14d\n    metrics: [total_tokens]\n",
-        "",
-    );
+    let path = spec_for(&sim)
+        .query("name: fortnight, source: cloud_eye, range: last_14d, metrics: [total_tokens]")
+        .write();
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let batches = cloud_eye_calls(&sim, "/batch-query-metric-data");
@@ -223,11 +210,10 @@ fn names_fall_back_to_ids_with_one_warning_and_the_spec_can_pin_them() {
     let sim = sim();
     sim.configure(|c| c.ces.instances_status = Some(404));
     let (id, _, _) = DEFAULT_MODELS[1];
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n",
-        &format!("names:\n  models:\n    {id}: qwen-pinned\n"),
-    );
+    let path = spec_for(&sim)
+        .query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens]")
+        .section("names", &format!("models: {{{id}: qwen-pinned}}"))
+        .write();
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
@@ -247,11 +233,7 @@ fn names_fall_back_to_ids_with_one_warning_and_the_spec_can_pin_them() {
 #[test]
 fn the_cardinality_guard_names_the_breakdown_that_exploded() {
     let sim = sim();
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens]\n",
-        "limits:\n  max_series: 5\n",
-    );
+    let path = spec_for(&sim).query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens]").query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], metrics: [total_tokens]").limits("max_series: 5").write();
     let out = run(&path, &[]);
     // The first query fits and is delivered; the second does not and says why.
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -272,22 +254,21 @@ fn the_cardinality_guard_names_the_breakdown_that_exploded() {
         "nothing is asked for the refused query"
     );
     // Alone, the refused query is the spec's doing: exit 2.
-    let alone = spec(
-        &sim,
-        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n",
-        "limits:\n  max_series: 5\n",
-    );
+    let alone = spec_for(&sim)
+        .query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key]")
+        .limits("max_series: 5")
+        .write();
     assert_eq!(run(&alone, &[]).status.code(), Some(2));
 }
 
 #[test]
 fn a_metric_cloud_eye_does_not_report_is_a_warning_not_a_failure() {
     let sim = sim();
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, ttft_p80]\n",
-        "",
-    );
+    let path = spec_for(&sim)
+        .query(
+            "name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, ttft_p80]",
+        )
+        .write();
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -303,11 +284,7 @@ fn a_metric_cloud_eye_does_not_report_is_a_warning_not_a_failure() {
 #[test]
 fn period_buckets_come_once_in_order_with_exact_counts() {
     let sim = sim();
-    let path = spec(
-        &sim,
-        "  - name: hourly\n    source: cloud_eye\n    range: {every: 1h, delay: 2h, backfill: 4h}\n    metrics: [total_tokens, ttft_p99]\n",
-        "",
-    );
+    let path = spec_for(&sim).query("name: hourly, source: cloud_eye, range: {every: 1h, delay: 2h, backfill: 4h}, metrics: [total_tokens, ttft_p99]").write();
     let state = tempdir().join("state");
     let at = |now: &str| {
         sim.configure(|c| c.now = Some(chrono::DateTime::parse_from_rfc3339(now).unwrap().into()));
@@ -358,21 +335,18 @@ fn period_buckets_come_once_in_order_with_exact_counts() {
 #[test]
 fn spec_errors_for_cloud_eye_queries_are_located() {
     let sim = sim();
-    let path = spec(
-        &sim,
-        "  - name: bad\n    source: cloud_eye\n    service_types: [preset]\n    api_keys: [k1]\n    metrics: [tokens_per_minute]\n",
-        "",
-    );
+    // Block style: the error's line and column are asserted.
+    let path = spec_for(&sim)
+        .queries("  - name: bad\n    source: cloud_eye\n    service_types: [preset]\n    api_keys: [k1]\n    metrics: [tokens_per_minute]\n")
+        .write();
     let out = bin().arg("validate").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains(".yaml:12:15: queries[0].metrics[0]"), "{err}");
     assert!(err.contains("queries[0].metrics[0]"), "{err}");
-    let path = spec(
-        &sim,
-        "  - name: bad\n    source: cloud_eye\n    service_types: [preset]\n    api_keys: [k1]\n",
-        "",
-    );
+    let path = spec_for(&sim)
+        .query("name: bad, source: cloud_eye, service_types: [preset], api_keys: [k1]")
+        .write();
     let err = stderr(&bin().arg("validate").arg(&path).output().unwrap());
     assert!(
         err.contains("queries[0].service_types: `service_types` applies to ShowStatistics"),
@@ -388,11 +362,7 @@ fn spec_errors_for_cloud_eye_queries_are_located() {
 #[test]
 fn every_output_format_carries_the_per_model_series() {
     let sim = sim();
-    let path = spec(
-        &sim,
-        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    models: [DeepSeek-V3]\n    api_keys: [key-a1, key-b1]\n    metrics: [total_tokens, req_count, req_count_429, ttft_p99]\n",
-        "output:\n  tags:\n    env: demo\n",
-    );
+    let path = spec_for(&sim).query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], models: [DeepSeek-V3], api_keys: [key-a1, key-b1], metrics: [total_tokens, req_count, req_count_429, ttft_p99]").output("tags: {env: demo}").write();
     let render = |format: &str| {
         let out = run(&path, &["--format", format]);
         assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
@@ -418,11 +388,11 @@ fn every_output_format_carries_the_per_model_series() {
 #[test]
 fn discovery_is_cached_in_the_state_directory_for_an_hour() {
     let sim = sim();
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n",
-        "",
-    );
+    let path = spec_for(&sim)
+        .query(
+            "name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count]",
+        )
+        .write();
     let state = tempdir().join("state");
     let with_state = || {
         let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
@@ -443,11 +413,7 @@ fn discovery_is_cached_in_the_state_directory_for_an_hour() {
         "names cached too"
     );
     // A metric not asked for before is discovered (alone); a full reset forgets everything.
-    let more = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count, ttft_p99]\n",
-        "",
-    );
+    let more = spec_for(&sim).query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count, ttft_p99]").write();
     let out = run(&more, &["--state-dir", state.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 1);
@@ -468,11 +434,7 @@ fn cloud_eye_calls_keep_to_their_own_budget_and_count_in_the_self_metrics() {
     cfg.faults.rate_limit = Some(6);
     cfg.faults.rate_window = std::time::Duration::from_millis(1500);
     let sim = start(cfg);
-    let path = spec(
-        &sim,
-        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count, ttft_p99]\n",
-        "limits:\n  ces_requests_per_minute: 4\n  timeout: 60s\n",
-    );
+    let path = spec_for(&sim).query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], metrics: [total_tokens, req_count, ttft_p99]").limits("ces_requests_per_minute: 4, timeout: 60s").write();
     let out = authed()
         .env("MAAS_USAGE_RATE_WINDOW_MS", "1500")
         .args(["run", "--now", NOW, "--spec"])
@@ -502,11 +464,9 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
         body: r#"{"error_code":"ces.0003","error_msg":"Forbidden"}"#.into(),
         retry_after: None,
     });
-    let models = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n",
-        "",
-    );
+    let models = spec_for(&sim)
+        .query("name: models, source: cloud_eye, range: yesterday")
+        .write();
     let out = with_state(&models);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -515,7 +475,9 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
         stderr(&out)
     );
     // ... and the key stays usable: ShowStatistics right after, from the same state.
-    let statistics = spec(&sim, "  - name: console\n    range: yesterday\n", "");
+    let statistics = spec_for(&sim)
+        .query("name: console, range: yesterday")
+        .write();
     let out = with_state(&statistics);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rejected"), "{}", stderr(&out));
@@ -531,11 +493,10 @@ fn a_names_api_that_never_answers_costs_a_few_seconds_not_the_data() {
     let sim = sim();
     // Accepts connections (the kernel does) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens]\n",
-        "limits:\n  timeout: 20s\n",
-    );
+    let path = spec_for(&sim)
+        .query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens]")
+        .limits("timeout: 20s")
+        .write();
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "  ces_endpoint:",
         &format!(
@@ -555,10 +516,10 @@ fn a_names_api_that_never_answers_costs_a_few_seconds_not_the_data() {
 #[test]
 fn a_month_in_a_half_hour_zone_costs_a_few_calls_and_stays_exact() {
     let sim = sim();
-    let url = sim.url();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Kolkata\nqueries:\n  - name: month\n    source: cloud_eye\n    range: this_month\n    metrics: [total_tokens]\n"
-    ));
+    let path = spec_for(&sim)
+        .timezone("Asia/Kolkata")
+        .query("name: month, source: cloud_eye, range: this_month, metrics: [total_tokens]")
+        .write();
     // 2026-05-21T07:30+05:30 is NOW: May's midnight in Kolkata is on a half hour.
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -594,11 +555,12 @@ fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() 
     cfg.ces.looping_markers = true;
     cfg.ces.page_cap = Some(2);
     let sim = start(cfg);
-    let path = spec(
-        &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n",
-        "limits:\n  timeout: 10s\n",
-    );
+    let path = spec_for(&sim)
+        .query(
+            "name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count]",
+        )
+        .limits("timeout: 10s")
+        .write();
     let state = tempdir().join("state");
     let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
     let err = stderr(&out);
@@ -635,10 +597,10 @@ fn a_sized_simulator_serves_every_model_and_key_with_exact_sums() {
     };
     let sim = SimProcess::start(&["--models", "7", "--keys", "3", "--ips", "14", "--now", NOW]);
     let data = Dataset::sized(size);
-    let url = &sim.url;
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count]\n  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n"
-    ));
+    let path = spec_at(&sim.url)
+        .query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], metrics: [total_tokens, req_count]")
+        .query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count]")
+        .write();
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));

@@ -18,13 +18,6 @@ fn agency(life: Duration) -> Simulator {
     })
 }
 
-fn spec_with_metadata(sim: &Simulator, extra_cloud: &str) -> std::path::PathBuf {
-    let url = sim.url();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  metadata_endpoint: {url}\n{extra_cloud}timezone: Asia/Shanghai\nqueries:\n  - name: a\n  - name: b\n    range: today\nlimits:\n  timeout: 10s\n"
-    ))
-}
-
 /// What the simulator's agency handed out: any of it in an output is a leak.
 fn assert_no_temporary_secret(o: &std::process::Output) {
     for text in [stdout(o), stderr(o)] {
@@ -40,7 +33,7 @@ fn assert_no_temporary_secret(o: &std::process::Output) {
 #[test]
 fn an_agency_s_temporary_credentials_are_used_when_nothing_else_is_set() {
     let sim = agency(Duration::from_secs(3600));
-    let spec = spec_with_metadata(&sim, "");
+    let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     let out = bin()
         .arg("run")
         .arg("--spec")
@@ -79,7 +72,7 @@ fn the_metadata_endpoint_comes_from_the_environment_too() {
 #[test]
 fn the_environment_wins_over_the_metadata_service() {
     let sim = agency(Duration::from_secs(3600));
-    let spec = spec_with_metadata(&sim, "");
+    let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(sim.credentials_issued(), 0, "never asked");
@@ -128,7 +121,7 @@ fn a_host_without_a_metadata_service_fails_fast_listing_what_was_tried() {
 fn execd_fetches_fresh_credentials_before_they_expire() {
     // Credentials for 4 s: the second batch, 5 s later, needs new ones.
     let sim = agency(Duration::from_secs(4));
-    let spec = spec_with_metadata(&sim, "");
+    let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     let mut execd = Execd::start_with(&spec, |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
     });
@@ -220,7 +213,7 @@ fn a_credentials_file_the_environment_overrides_gets_one_warning() {
 #[test]
 fn validate_and_plan_never_touch_the_chain() {
     let sim = agency(Duration::from_secs(3600));
-    let spec = spec_with_metadata(&sim, "");
+    let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     for args in [vec!["validate"], vec!["plan", "--spec"]] {
         let out = bin().args(&args).arg(&spec).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -327,14 +320,6 @@ fn an_ambiguous_credentials_file_is_a_located_error_before_any_call() {
     }
 }
 
-/// A spec whose credentials come from the metadata service at `metadata` (data from `sim`).
-fn spec_with_metadata_at(sim: &Simulator, metadata: &str) -> std::path::PathBuf {
-    let url = sim.url();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  metadata_endpoint: {metadata}\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\nlimits:\n  timeout: 20s\n"
-    ))
-}
-
 fn run_on_metadata(spec: &std::path::Path) -> std::process::Output {
     bin()
         .arg("run")
@@ -356,7 +341,7 @@ fn a_failing_metadata_service_is_the_cloud_s_failure_not_the_input_s() {
         body: "internal error".into(),
         retry_after: None,
     });
-    let out = run_on_metadata(&spec_with_metadata(&sim, ""));
+    let out = run_on_metadata(&fixture_for(&sim, "credentials/metadata.yaml", &[]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("HTTP 500"), "{}", stderr(&out));
 
@@ -364,7 +349,12 @@ fn a_failing_metadata_service_is_the_cloud_s_failure_not_the_input_s() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap();
     let held = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
-    let out = run_on_metadata(&spec_with_metadata_at(&sim, &format!("http://{addr}")));
+    let out = run_on_metadata(
+        &spec_for(&sim)
+            .cloud(&format!("metadata_endpoint: http://{addr}"))
+            .limits("timeout: 20s")
+            .write(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
     drop(held.join());
@@ -376,7 +366,7 @@ fn a_failing_metadata_service_is_the_cloud_s_failure_not_the_input_s() {
 #[test]
 fn temporary_credentials_past_their_expiry_are_never_signed_with() {
     let sim = agency(Duration::ZERO);
-    let out = run_on_metadata(&spec_with_metadata(&sim, ""));
+    let out = run_on_metadata(&fixture_for(&sim, "credentials/metadata.yaml", &[]));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("expired"), "{err}");
@@ -392,7 +382,7 @@ fn temporary_credentials_past_their_expiry_are_never_signed_with() {
     // In a long-running process: fresh credentials cannot be had once these expired.
     let life = Duration::from_secs(3);
     let sim = agency(life);
-    let spec = spec_with_metadata(&sim, "");
+    let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     let mut execd = Execd::start_with(&spec, |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
     });
@@ -422,7 +412,7 @@ fn the_same_credentials_fetched_again_are_not_new_credentials() {
         metadata_reuse: true,
         ..sim_config()
     });
-    let spec = spec_with_metadata(&sim, "");
+    let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     let mut execd = Execd::start_with(&spec, |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
     });

@@ -4,23 +4,11 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 
 use common::otlp::{Answer, HttpReceiver};
 use common::*;
-use maas_usage::sim::Simulator;
-
-/// Hourly buckets, settled after 2 h, 5 h of backfill: three buckets at NOW
-/// (`tests/testdata/delivery/<name>`), delivered to `otlp_endpoint` when given.
-fn period_spec(sim: &Simulator, name: &str, otlp_endpoint: Option<&str>) -> PathBuf {
-    let url = sim.url();
-    let mut vars = vec![("url", url.as_str()), ("project", PROJECT)];
-    if let Some(e) = otlp_endpoint {
-        vars.push(("otlp_endpoint", e));
-    }
-    fixture(&format!("delivery/{name}"), &vars)
-}
 
 fn cmd(spec: &Path, state: &Path, args: &[&str]) -> std::process::Command {
     let mut c = authed();
@@ -51,7 +39,7 @@ fn assert_nothing_recorded(spec: &Path, state: &Path) {
 #[test]
 fn a_closed_stdout_is_not_a_delivery() {
     let sim = sim();
-    let spec = period_spec(&sim, "hourly.yaml", None);
+    let spec = fixture_for(&sim, "delivery/hourly.yaml", &[]);
     let state = tempdir().join("state");
     let mut child = cmd(&spec, &state, &[])
         .stdout(Stdio::piped())
@@ -73,7 +61,7 @@ fn a_closed_stdout_is_not_a_delivery() {
 #[test]
 fn a_full_disk_is_not_a_delivery() {
     let sim = sim();
-    let spec = period_spec(&sim, "hourly.yaml", None);
+    let spec = fixture_for(&sim, "delivery/hourly.yaml", &[]);
     let state = tempdir().join("state");
     let full = || {
         std::fs::OpenOptions::new()
@@ -110,7 +98,11 @@ fn an_otlp_redirect_is_a_failed_export_and_is_not_followed() {
     let elsewhere = HttpReceiver::start();
     let collector = HttpReceiver::start();
     collector.push(Answer::Redirect(format!("{}/v1/metrics", elsewhere.url)));
-    let spec = period_spec(&sim, "hourly-otlp-http.yaml", Some(&collector.url));
+    let spec = fixture_for(
+        &sim,
+        "delivery/hourly-otlp-http.yaml",
+        &[("otlp_endpoint", &collector.url)],
+    );
     let state = tempdir().join("state");
     let out = cmd(&spec, &state, &[])
         .env(
@@ -147,7 +139,11 @@ fn only_an_ok_grpc_status_is_a_delivery() {
     collector
         .unavailable_first
         .store(100, std::sync::atomic::Ordering::SeqCst);
-    let spec = period_spec(&sim, "hourly-otlp-grpc.yaml", Some(&collector.url));
+    let spec = fixture_for(
+        &sim,
+        "delivery/hourly-otlp-grpc.yaml",
+        &[("otlp_endpoint", &collector.url)],
+    );
     let state = tempdir().join("state");
     let out = cmd(&spec, &state, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -160,7 +156,7 @@ fn only_an_ok_grpc_status_is_a_delivery() {
 fn the_checkpoint_moves_after_a_delivery_that_worked() {
     // The counterpart of the tests above, so that they cannot pass by never recording.
     let sim = sim();
-    let spec = period_spec(&sim, "hourly.yaml", None);
+    let spec = fixture_for(&sim, "delivery/hourly.yaml", &[]);
     let state = tempdir().join("state");
     let first = cmd(&spec, &state, &[]).output().unwrap();
     assert_eq!(buckets(&first), 3);
@@ -172,7 +168,7 @@ fn the_checkpoint_moves_after_a_delivery_that_worked() {
 fn an_otlp_header_or_endpoint_that_cannot_be_sent_is_an_input_error_before_any_call() {
     let sim = sim();
     let collector = HttpReceiver::start();
-    let spec = period_spec(&sim, "hourly-otlp-env.yaml", None);
+    let spec = fixture_for(&sim, "delivery/hourly-otlp-env.yaml", &[]);
     let state = tempdir().join("state");
     const CANARY: &str = "HEADERVALUECANARY";
     let newline = format!("x-a=b\n{CANARY}");
@@ -232,7 +228,7 @@ fn an_otlp_header_or_endpoint_that_cannot_be_sent_is_an_input_error_before_any_c
 fn execd_stops_at_the_first_stdout_it_cannot_write() {
     use std::io::Write;
     let sim = sim();
-    let spec = period_spec(&sim, "hourly.yaml", None);
+    let spec = fixture_for(&sim, "delivery/hourly.yaml", &[]);
     let state = tempdir().join("state");
     let full = std::fs::OpenOptions::new()
         .write(true)

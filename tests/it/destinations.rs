@@ -8,26 +8,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use common::otlp::HttpReceiver;
 use common::serving::Serve;
 use common::*;
-use maas_usage::sim::Simulator;
 
 const H: i64 = 3_600_000;
-
-fn spec(sim: &Simulator, rx: &HttpReceiver) -> PathBuf {
-    fixture(
-        "destinations/hourly.yaml",
-        &[
-            ("url", &sim.url()),
-            ("project", PROJECT),
-            ("otlp_endpoint", &rx.url),
-        ],
-    )
-}
 
 /// `run` of `spec` on `state` at `now`, with `args` (`--format otlp`).
 fn run_at(spec: &Path, state: &Path, now: i64, args: &[&str]) -> Output {
@@ -102,7 +90,11 @@ fn serve_once(spec: &Path, state: &Path) -> Option<i32> {
 fn serve_and_runs_sharing_a_spec_and_a_state_directory_each_get_every_bucket_once() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let spec = spec(&sim, &rx);
+    let spec = fixture_for(
+        &sim,
+        "destinations/hourly.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    );
     let t0 = ms(NOW);
     // What a line-protocol run gets on a state directory of its own.
     let fresh = run_at(&spec, &tempdir().join("alone"), t0, &[]);
@@ -184,7 +176,11 @@ fn make_old_file(state: &Path) {
 fn an_old_checkpoint_file_holds_the_period_series_back_until_adopted_or_reset() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let spec = spec(&sim, &rx);
+    let spec = fixture_for(
+        &sim,
+        "destinations/hourly.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    );
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let first = run_at(&spec, &state, t0, &[]);
@@ -258,7 +254,12 @@ fn an_old_checkpoint_file_holds_the_period_series_back_until_adopted_or_reset() 
 fn a_named_destination_keeps_its_checkpoints_when_its_target_changes() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let text = std::fs::read_to_string(spec(&sim, &rx)).unwrap().replace(
+    let text = fixture_text_for(
+        &sim,
+        "destinations/hourly.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    )
+    .replace(
         "  format: influx\n",
         "  format: influx\n  destination: tsdb\n",
     );
@@ -296,7 +297,11 @@ fn a_named_destination_keeps_its_checkpoints_when_its_target_changes() {
 fn state_show_lists_the_destinations_and_the_gate_s_records_of_both_places() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let spec = spec(&sim, &rx);
+    let spec = fixture_for(
+        &sim,
+        "destinations/hourly.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    );
     let state = tempdir().join("state");
     let first = run_at(&spec, &state, ms(NOW), &[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));

@@ -28,11 +28,10 @@ fn small_spec(sim: &Simulator, concurrency: u32) -> std::path::PathBuf {
 
 /// Two series (two calls), pinned project id, a `timeout_s` run.
 fn two_series(sim: &Simulator, concurrency: u32, timeout_s: u64) -> std::path::PathBuf {
-    fixture(
+    fixture_for(
+        sim,
         "faults/two-series.yaml",
         &[
-            ("url", &sim.url()),
-            ("project", PROJECT),
             ("timeout", &format!("{timeout_s}s")),
             ("concurrency", &concurrency.to_string()),
         ],
@@ -136,13 +135,10 @@ fn connection_refused_says_where_to_look() {
         .local_addr()
         .unwrap()
         .port();
-    let path = fixture(
+    let path = fixture_at(
+        &format!("http://127.0.0.1:{port}"),
         "faults/nothing-listens.yaml",
-        &[
-            ("url", &format!("http://127.0.0.1:{port}")),
-            ("project", PROJECT),
-            ("timeout", &format!("{TIMEOUT_S}s")),
-        ],
+        &[("timeout", &format!("{TIMEOUT_S}s"))],
     );
     let r = timed(&path);
     assert_eq!(r.out.status.code(), Some(1));
@@ -228,10 +224,7 @@ fn throttling_with_and_without_retry_after() {
         body: r#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#.into(),
         retry_after: None,
     });
-    let path = fixture(
-        "faults/throttled.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let path = fixture_for(&sim, "faults/throttled.yaml", &[]);
     // Retry-After (1 s) is honoured; without it, a backoff of a fraction of a second.
     let started = Instant::now();
     let out = authed()
@@ -386,10 +379,7 @@ fn sigterm_writes_what_was_collected_and_exits_0_without_waiting_for_the_calls()
     let mut cfg = sim_config();
     cfg.faults.latency = Duration::from_millis(1200);
     let sim = start(cfg);
-    let path = fixture(
-        "faults/sigterm-mid-run.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let path = fixture_for(&sim, "faults/sigterm-mid-run.yaml", &[]);
     let child = authed()
         .arg("run")
         .arg("--spec")
@@ -450,7 +440,7 @@ fn sigterm_while_stuck_in_discovery_still_exits_at_once() {
     let mut cfg = sim_config();
     cfg.faults.latency = Duration::from_secs(10);
     let sim = start(cfg);
-    let path = fixture("faults/sigterm-in-discovery.yaml", &[("url", &sim.url())]);
+    let path = fixture_for(&sim, "faults/sigterm-in-discovery.yaml", &[]);
     let child = authed()
         .arg("run")
         .arg("--spec")
@@ -496,10 +486,7 @@ fn has_open(pid: u32, file: &std::path::Path) -> bool {
 #[test]
 fn sigterm_while_waiting_for_the_period_lock_gives_up_the_wait_and_writes_the_rest() {
     let sim = sim();
-    let path = fixture(
-        "faults/sigterm-in-lock-wait.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let path = fixture_for(&sim, "faults/sigterm-in-lock-wait.yaml", &[]);
     let state = tempdir().join("state");
     std::fs::create_dir_all(&state).unwrap();
     // Another run holds the destination's period lock (flock is per open file, so this process
@@ -560,13 +547,11 @@ fn sigterm_during_an_otlp_export_lets_the_export_and_its_checkpoint_finish() {
     let collector = HttpReceiver::start();
     // The data export is received, then answered 3 s later: SIGTERM comes in between.
     collector.push(Answer::Slow(Duration::from_secs(3)));
-    let vars = [
-        ("url", sim.url()),
-        ("project", PROJECT.to_string()),
-        ("otlp_endpoint", collector.url.clone()),
-    ];
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let path = fixture("faults/sigterm-in-export.yaml", &vars);
+    let path = fixture_for(
+        &sim,
+        "faults/sigterm-in-export.yaml",
+        &[("otlp_endpoint", &collector.url)],
+    );
     let state = tempdir().join("state");
     let start = |args: &[&str]| {
         let mut c = authed();

@@ -30,13 +30,10 @@ fn answer_with(field: &str, value: Option<&str>, batch: bool) -> String {
 
 /// The one-series spec (one call) of `infer_type` pointed at `sim`.
 fn one_series(sim: &maas_usage::sim::Simulator, infer_type: &str) -> std::path::PathBuf {
-    fixture(
+    fixture_for(
+        sim,
         "hostile_answers/one-series.yaml",
-        &[
-            ("url", &sim.url()),
-            ("project", PROJECT),
-            ("infer_type", infer_type),
-        ],
+        &[("infer_type", infer_type)],
     )
 }
 
@@ -261,17 +258,6 @@ fn forging(filter: &str, value: serde_json::Value) -> maas_usage::sim::Simulator
     start(cfg)
 }
 
-fn models_spec(sim: &maas_usage::sim::Simulator, metrics: &str) -> std::path::PathBuf {
-    fixture(
-        "hostile_answers/models.yaml",
-        &[
-            ("url", &sim.url()),
-            ("project", PROJECT),
-            ("metrics", metrics),
-        ],
-    )
-}
-
 fn ms(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s)
         .unwrap()
@@ -295,7 +281,14 @@ fn a_cloud_eye_count_out_of_range_fails_its_series_instead_of_being_clamped() {
         (serde_json::json!("12"), "not a number"),
     ] {
         let sim = forging("sum", value.clone());
-        let out = run(&models_spec(&sim, "total_tokens, ttft_p99"), &[]);
+        let out = run(
+            &fixture_for(
+                &sim,
+                "hostile_answers/models.yaml",
+                &[("metrics", "total_tokens, ttft_p99")],
+            ),
+            &[],
+        );
         let (text, err) = (stdout(&out), stderr(&out));
         assert_eq!(out.status.code(), Some(0), "{value}: partial: {err}");
         let lines = parse_lp(&text);
@@ -342,7 +335,11 @@ fn a_cloud_eye_count_out_of_range_fails_its_series_instead_of_being_clamped() {
     // The same answer in OTLP: no point at all, let alone i64::MAX.
     let sim = forging("sum", serde_json::json!(u64::MAX));
     let out = run(
-        &models_spec(&sim, "total_tokens"),
+        &fixture_for(
+            &sim,
+            "hostile_answers/models.yaml",
+            &[("metrics", "total_tokens")],
+        ),
         &["--format", "otlp-json"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -358,10 +355,7 @@ fn a_cloud_eye_count_out_of_range_fails_its_series_instead_of_being_clamped() {
 #[test]
 fn a_bad_cloud_eye_count_holds_its_period_buckets_back() {
     let sim = forging("sum", serde_json::json!(2.5));
-    let path = fixture(
-        "hostile_answers/models-hourly.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let path = fixture_for(&sim, "hostile_answers/models-hourly.yaml", &[]);
     let state = tempdir().join("state");
     let with_state = || run(&path, &["--state-dir", state.to_str().unwrap()]);
     let out = with_state();
@@ -414,10 +408,7 @@ fn hostile_names_and_bad_datapoints_can_neither_forge_nor_flood_stderr() {
     });
     let keys = cfg.dataset.keys.iter().filter(|k| !k.is_empty()).count();
     let sim = start(cfg);
-    let path = fixture(
-        "hostile_answers/keys.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let path = fixture_for(&sim, "hostile_answers/keys.yaml", &[]);
     let out = run(&path, &[]);
     let err = stderr(&out);
     let short: String = err.chars().take(2000).collect();
@@ -458,10 +449,7 @@ fn hostile_names_and_bad_datapoints_can_neither_forge_nor_flood_stderr() {
 #[test]
 fn bad_latency_datapoints_are_left_out_with_one_warning_per_metric() {
     let sim = forging("max", serde_json::json!(-1));
-    let path = fixture(
-        "hostile_answers/keys.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let path = fixture_for(&sim, "hostile_answers/keys.yaml", &[]);
     let out = run(&path, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");

@@ -183,10 +183,7 @@ fn state_run(
     name: &str,
     state: &std::path::Path,
 ) -> std::process::Output {
-    let spec = fixture(
-        &format!("hostile_files/{name}"),
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(sim, &format!("hostile_files/{name}"), &[]);
     let mut c = authed();
     c.args(["run", "--now", NOW, "--spec"])
         .arg(&spec)

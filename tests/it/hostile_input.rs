@@ -51,21 +51,13 @@ fn a_multibyte_range_unit_is_a_located_error_not_a_panic() {
     assert!(sim.requests().is_empty(), "no call for bad input");
 }
 
-/// The text of `tests/testdata/hostile_input/<name>` pointed at `sim`.
-fn spec_with(sim: &maas_usage::sim::Simulator, name: &str) -> String {
-    fixture_text(
-        &format!("hostile_input/{name}"),
-        &[("url", &sim.url()), ("project", PROJECT)],
-    )
-}
-
 const CLAMPED: &str = "the first 739726.4 days of this window are older than the 30-day retention and read as zero; it is queried from 2026-04-21 10:00:00";
 const BEYOND: &str = maas_usage::plan::BEYOND_RETENTION;
 
 #[test]
 fn a_window_from_year_one_is_one_call_from_the_retention_horizon() {
     let sim = sim();
-    let text = spec_with(&sim, "from-year-one.yaml");
+    let text = fixture_text_for(&sim, "hostile_input/from-year-one.yaml", &[]);
     let path = spec_file(&text);
 
     let p = bin()
@@ -110,7 +102,7 @@ fn a_window_from_year_one_is_one_call_from_the_retention_horizon() {
 #[test]
 fn a_window_entirely_beyond_the_retention_emits_nothing_and_makes_no_call() {
     let sim = sim();
-    let text = spec_with(&sim, "january.yaml");
+    let text = fixture_text_for(&sim, "hostile_input/january.yaml", &[]);
     let path = spec_file(&text);
     let r = run(&path, &[]);
     assert_no_panic(&r);
@@ -144,7 +136,11 @@ fn a_window_entirely_beyond_the_retention_emits_nothing_and_makes_no_call() {
 fn validate_prints_the_retention_warnings_and_exits_0() {
     let sim = sim();
     // Both windows are beyond (or reach beyond) the retention whatever the real now is.
-    let path = spec_file(&spec_with(&sim, "year-one-and-january.yaml"));
+    let path = spec_file(&fixture_text_for(
+        &sim,
+        "hostile_input/year-one-and-january.yaml",
+        &[],
+    ));
     let v = bin().arg("validate").arg(&path).output().unwrap();
     assert_no_panic(&v);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
@@ -183,7 +179,11 @@ fn query_from_year_one_is_one_call() {
 #[test]
 fn a_window_ending_before_1970_is_a_spec_error_not_a_broken_point() {
     let sim = sim();
-    let path = spec_file(&spec_with(&sim, "invalid/before-1970.yaml"));
+    let path = spec_file(&fixture_text_for(
+        &sim,
+        "hostile_input/invalid/before-1970.yaml",
+        &[],
+    ));
     for out in [
         bin().arg("validate").arg(&path).output().unwrap(),
         run(&path, &[]),
@@ -227,7 +227,7 @@ fn a_now_that_no_timestamp_can_carry_is_refused() {
 fn a_project_id_or_region_that_is_not_one_is_refused_before_any_call() {
     let sim = sim();
     let state = tempdir();
-    let spec = fixture("auth/six-series-discovered.yaml", &[("url", &sim.url())]);
+    let spec = fixture_for(&sim, "auth/six-series-discovered.yaml", &[]);
     let run_with = |flags: &[&str], env: &[(&str, &str)]| {
         let mut c = authed();
         for (k, v) in env {

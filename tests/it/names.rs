@@ -14,13 +14,6 @@ use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
-fn mixed(sim: &maas_usage::sim::Simulator) -> std::path::PathBuf {
-    fixture(
-        "names/mixed.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    )
-}
-
 fn run_with(spec: &Path, state: &Path, now: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let mut c = authed();
     for (k, v) in env {
@@ -66,7 +59,7 @@ fn identities(reqs: &[ExportMetricsServiceRequest]) -> BTreeMap<String, BTreeSet
 #[test]
 fn every_otlp_name_has_one_type_and_temporality_in_a_mixed_spec() {
     let sim = sim();
-    let spec = mixed(&sim);
+    let spec = fixture_for(&sim, "names/mixed.yaml", &[]);
     for preference in ["cumulative", "delta", "lowmemory"] {
         let rx = HttpReceiver::start();
         let state = tempdir().join("state");
@@ -113,7 +106,7 @@ fn an_unknown_temporality_preference_warns_and_keeps_cumulative() {
         )
         .env("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
         .args(["run", "--format", "otlp", "--now", NOW, "--spec"])
-        .arg(mixed(&sim))
+        .arg(fixture_for(&sim, "names/mixed.yaml", &[]))
         .arg("--state-dir")
         .arg(&state)
         .output()
@@ -200,7 +193,8 @@ const RESOURCE_LABELS: [&str; 6] = [
 #[test]
 fn the_textfile_is_the_collectors_translation_of_the_otlp_export() {
     let sim = sim();
-    let (_, textfile) = textfile_equals_translation(&mixed(&sim), &[]);
+    let (_, textfile) =
+        textfile_equals_translation(&fixture_for(&sim, "names/mixed.yaml", &[]), &[]);
     // Every kind is in there: gauges, counters, a ratio, seconds, and the resource.
     for name in [
         "maas_usage_total_tokens",
@@ -293,10 +287,7 @@ fn the_translation_rule_does_what_the_collector_documents() {
 #[test]
 fn odd_attribute_keys_become_the_collectors_labels_and_a_tag_and_the_resource_keep_their_own() {
     let sim = sim();
-    let spec = fixture(
-        "names/odd-labels.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "names/odd-labels.yaml", &[]);
     // A leading digit, a dot followed by underscores, a key the spec's tags set too, keys the
     // data points carry, and two keys that make one label.
     let env = [(
@@ -340,10 +331,7 @@ fn odd_attribute_keys_become_the_collectors_labels_and_a_tag_and_the_resource_ke
 #[test]
 fn a_tag_set_by_the_resource_too_is_no_conflict_and_a_shared_label_is_warned_of() {
     let sim = sim();
-    let spec = fixture(
-        "names/odd-labels.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "names/odd-labels.yaml", &[]);
     let run = |attrs: &str| {
         authed()
             .env("OTEL_RESOURCE_ATTRIBUTES", attrs)
@@ -384,10 +372,7 @@ fn a_tag_set_by_the_resource_too_is_no_conflict_and_a_shared_label_is_warned_of(
 #[test]
 fn resource_attributes_the_collector_would_lose_are_refused_before_any_call() {
     let sim = sim();
-    let spec = fixture(
-        "names/odd-labels.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "names/odd-labels.yaml", &[]);
     let state = tempdir().join("state");
     let cases = [
         ("job=x", "`job` makes the Prometheus label `job`, which the collector sets itself"),

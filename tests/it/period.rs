@@ -19,14 +19,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 const H: i64 = 3_600_000;
 
-/// `tests/testdata/period/<name>` pointed at `sim`, with `vars` filled in too.
-fn period_spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
-    let url = sim.url();
-    let mut all = vec![("url", url.as_str()), ("project", PROJECT)];
-    all.extend_from_slice(vars);
-    fixture(&format!("period/{name}"), &all)
-}
-
 /// The `(start, end, value)` of each point of the monotonic Sum `name` in `r`, checked to be
 /// of `temporality` and in time order.
 fn period_points(
@@ -86,8 +78,12 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
     let day = ms("2026-05-20T00:00:00+08:00");
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let otlp_spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
-    let influx_spec = period_spec(&sim, "hourly.yaml", &[]);
+    let otlp_spec = fixture_for(
+        &sim,
+        "period/hourly-otlp.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    );
+    let influx_spec = fixture_for(&sim, "period/hourly.yaml", &[]);
     let (otlp_state, influx_state) = (tempdir().join("otlp"), tempdir().join("influx"));
     let db = start_influxd();
     if let Some(db) = &db {
@@ -219,7 +215,7 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
 #[test]
 fn a_kill_between_output_and_checkpoint_means_one_resend_and_no_gap() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "hourly.yaml", &[]);
+    let spec = fixture_for(&sim, "period/hourly.yaml", &[]);
     let state = tempdir().join("state");
     let t0 = ms("2026-05-21T10:00:00+08:00");
     sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0 + 5 * H).unwrap()));
@@ -258,7 +254,7 @@ fn a_kill_between_output_and_checkpoint_means_one_resend_and_no_gap() {
 #[test]
 fn catching_up_stays_within_the_budget_and_says_so() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "backlog.yaml", &[]);
+    let spec = fixture_for(&sim, "period/backlog.yaml", &[]);
     let state = tempdir().join("state");
     let plan = bin()
         .args(["plan", "--now", NOW, "--state-dir"])
@@ -329,7 +325,7 @@ fn catching_up_stays_within_the_budget_and_says_so() {
 #[test]
 fn period_mode_needs_a_state_directory() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "hourly.yaml", &[]);
+    let spec = fixture_for(&sim, "period/hourly.yaml", &[]);
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("state directory"), "{}", stderr(&out));
@@ -351,7 +347,7 @@ fn sample(text: &str, name: &str) -> u64 {
 #[test]
 fn in_prometheus_period_buckets_are_counters_of_running_totals_across_runs() {
     let sim = start(sim_config());
-    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[])).unwrap();
+    let text = fixture_text_for(&sim, "period/hourly.yaml", &[]);
     let spec = spec_file(&text.replace("format: influx", "format: prometheus"));
     let state = tempdir().join("state");
     let total = |from: i64, to: i64| {
@@ -398,8 +394,7 @@ fn in_prometheus_period_buckets_are_counters_of_running_totals_across_runs() {
 #[test]
 fn a_shared_state_directory_shows_each_spec_only_its_own_counters() {
     let sim = start(sim_config());
-    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
-        .unwrap()
+    let text = fixture_text_for(&sim, "period/hourly.yaml", &[])
         .replace("format: influx", "format: prometheus");
     let a = spec_file(&text);
     let b = spec_file(&text.replace("name: hourly", "name: other"));
@@ -420,8 +415,7 @@ fn a_shared_state_directory_shows_each_spec_only_its_own_counters() {
 #[test]
 fn counters_stay_while_another_run_holds_the_period_lock() {
     let sim = start(sim_config());
-    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
-        .unwrap()
+    let text = fixture_text_for(&sim, "period/hourly.yaml", &[])
         .replace("format: influx", "format: prometheus")
         .replace("timeout: 10s", "timeout: 2s");
     let spec = spec_file(&text);
@@ -456,7 +450,11 @@ fn counters_stay_while_another_run_holds_the_period_lock() {
 fn the_delta_preference_sends_each_bucket_as_its_own_count() {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    let spec = fixture_for(
+        &sim,
+        "period/hourly-otlp.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    );
     let state = tempdir().join("state");
     let delta = [("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")];
     let t0 = ms("2026-05-21T10:00:00+08:00");
@@ -497,7 +495,7 @@ fn the_delta_preference_sends_each_bucket_as_its_own_count() {
 #[test]
 fn a_failed_bucket_holds_back_the_later_ones() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "hourly.yaml", &[])
+    let spec = fixture_for(&sim, "period/hourly.yaml", &[])
         .to_string_lossy()
         .into_owned();
     let spec_text = std::fs::read_to_string(&spec)
@@ -543,7 +541,7 @@ fn overlapping_runs_emit_each_bucket_once_in_total() {
     let mut cfg = sim_config();
     cfg.faults.latency = std::time::Duration::from_millis(700);
     let sim = start(cfg);
-    let spec = period_spec(&sim, "hourly.yaml", &[]);
+    let spec = fixture_for(&sim, "period/hourly.yaml", &[]);
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let spawn = || {
@@ -622,7 +620,11 @@ fn otlp_period() -> (
 ) {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let spec = period_spec(&sim, "hourly-otlp.yaml", &[("otlp_endpoint", &rx.url)]);
+    let spec = fixture_for(
+        &sim,
+        "period/hourly-otlp.yaml",
+        &[("otlp_endpoint", &rx.url)],
+    );
     (sim, rx, spec, tempdir().join("state"))
 }
 
@@ -710,7 +712,7 @@ fn a_clock_stepped_back_sends_no_bucket_twice() {
 #[test]
 fn a_clock_stepped_back_never_inflates_a_prometheus_counter() {
     let sim = start(sim_config());
-    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[])).unwrap();
+    let text = fixture_text_for(&sim, "period/hourly.yaml", &[]);
     let spec = spec_file(&text.replace("format: influx", "format: prometheus"));
     let state = tempdir().join("state");
     let t0 = ms(NOW);
@@ -739,7 +741,7 @@ fn a_clock_stepped_back_never_inflates_a_prometheus_counter() {
 #[test]
 fn a_checkpoint_from_the_future_holds_its_series_until_the_clock_passes_it_or_a_reset() {
     let sim = start(sim_config());
-    let spec = period_spec(&sim, "hourly.yaml", &[]);
+    let spec = fixture_for(&sim, "period/hourly.yaml", &[]);
     let state = tempdir().join("state");
     // A run with a future --now (the real clock is earlier) leaves a checkpoint from the future.
     let future = ms("2027-01-01T10:00:00+08:00");

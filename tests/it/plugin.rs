@@ -168,10 +168,7 @@ fn declared_equals_emitted_in_every_format() {
     // Line protocol: fields and tags.
     let mut lp = parse_lp(&stdout(&run(&spec, &[])));
     // Period mode's field comes from a period run.
-    let period = fixture(
-        "plugin/period.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let period = fixture_for(&sim, "plugin/period.yaml", &[]);
     let state = tempdir().join("state");
     lp.extend(parse_lp(&stdout(&run(
         &period,
@@ -351,14 +348,7 @@ fn declared_model_metrics_equal_emitted() {
         .map(|(n, _)| *n)
         .collect();
     let metrics = available.iter().copied().collect::<Vec<_>>().join(", ");
-    let spec = fixture(
-        "plugin/models.yaml",
-        &[
-            ("url", &sim.url()),
-            ("project", PROJECT),
-            ("metrics", &metrics),
-        ],
-    );
+    let spec = fixture_for(&sim, "plugin/models.yaml", &[("metrics", &metrics)]);
     let declared: Vec<&manifest::ModelMetric> = m
         .model_metrics
         .iter()

@@ -255,10 +255,7 @@ fn unix_ms() -> i64 {
 #[test]
 fn the_collector_line_carries_the_last_success_and_the_failures_since() {
     let sim = sim();
-    let path = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\nlimits:\n  timeout: 5s\n",
-        sim.url()
-    ));
+    let path = spec_for(&sim).limits("timeout: 5s").write();
     let collector = |lines: &[Line]| -> (i64, i64) {
         let c = lines.last().unwrap();
         assert_eq!(c.measurement, "maas_usage_collector");

@@ -354,10 +354,7 @@ fn otlp_secrets_never_come_back_in_the_collectors_words() {
     const HEADER: &str = "OTLPSECRETCANARY";
     const PASSWORD: &str = "OTLPPASSCANARY";
     let sim = sim();
-    let spec = fixture(
-        "secrets/otlp-env.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "secrets/otlp-env.yaml", &[]);
     let cases = [
         (
             Answer::Status(401, "invalid token: Bearer OTLPSECRETCANARY"),

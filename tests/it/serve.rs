@@ -17,10 +17,7 @@ use common::*;
 #[test]
 fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
     let sim = sim();
-    let spec = fixture(
-        "names/mixed.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "names/mixed.yaml", &[]);
     let textfile = stdout(&run(
         &spec,
         &[
@@ -134,10 +131,10 @@ fn data_of(page: &str) -> Vec<prom::Sample> {
 fn no_page_until_success_and_the_last_good_one_stays(queries: &str, published: &str) {
     let sim = sim();
     sim.configure(|c| c.faults.fail_ratio = 1.0);
-    let url = sim.url();
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n{queries}limits:\n  timeout: 5s\n"
-    ));
+    let spec = spec_for(&sim)
+        .queries(queries)
+        .limits("timeout: 5s")
+        .write();
     let mut serve = Serve::start(&spec, &tempdir().join("state"), "1s");
     serve.wait_for_line("W! this collection delivered nothing");
     let m = serve.get("/metrics", None);
@@ -180,10 +177,7 @@ fn a_taken_port_is_exit_1_before_any_call() {
     let sim = sim();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n",
-        sim.url()
-    ));
+    let spec = spec_for(&sim).write();
     let out = authed()
         .args(["serve", "--listen", &addr, "--spec"])
         .arg(&spec)
@@ -224,13 +218,10 @@ fn serve_picks_up_a_rotated_credentials_file_without_a_second_rejection() {
         format!("HW_ACCESS_KEY={AK}\nHW_SECRET_KEY=SKWRONG-rotation\n"),
     )
     .unwrap();
-    let spec = fixture(
+    let spec = fixture_for(
+        &sim,
         "auth/rotated-credentials.yaml",
-        &[
-            ("url", &sim.url()),
-            ("project", PROJECT),
-            ("credentials_file", &creds.display().to_string()),
-        ],
+        &[("credentials_file", &creds.display().to_string())],
     );
     let mut serve = Serve::start_with(&spec, &tempdir().join("state"), "1s", |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
@@ -257,12 +248,10 @@ fn an_untrusted_endpoint_on_the_first_collection_is_exit_2() {
     let pki = common::tls::Pki::new();
     let sim =
         maas_usage::sim::Simulator::start_tls("127.0.0.1:0", sim_config(), pki.server()).unwrap();
-    let spec = fixture(
+    let spec = fixture_at(
+        &format!("https://127.0.0.1:{}", sim.addr().port()),
         "tls/two-queries.yaml",
-        &[
-            ("url", &format!("https://127.0.0.1:{}", sim.addr().port())),
-            ("project", PROJECT),
-        ],
+        &[],
     );
     let mut child = authed()
         .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1s"])
@@ -309,21 +298,10 @@ fn proc_status(serve: &Serve, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in\n{status}"))
 }
 
-/// A spec of one ShowStatistics query: a small page, served soon.
-fn small_spec(sim: &maas_usage::sim::Simulator) -> std::path::PathBuf {
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {}\n  project_id: {PROJECT}\nqueries:\n  - name: a\n",
-        sim.url()
-    ))
-}
-
 #[test]
 fn a_client_that_pipelines_and_never_reads_blocks_no_other_scrape() {
     let sim = sim();
-    let spec = fixture(
-        "names/mixed.yaml",
-        &[("url", &sim.url()), ("project", PROJECT)],
-    );
+    let spec = fixture_for(&sim, "names/mixed.yaml", &[]);
     let serve = Serve::start(&spec, &tempdir().join("state"), "1h");
     let page = serve.wait_for("/metrics", 200);
     // Many requests for a page this size are more than the socket buffers hold.
@@ -349,7 +327,7 @@ fn a_client_that_pipelines_and_never_reads_blocks_no_other_scrape() {
 #[test]
 fn an_oversized_request_head_is_refused_with_bounded_memory() {
     let sim = sim();
-    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    let serve = Serve::start(&spec_for(&sim).write(), &tempdir().join("state"), "1h");
     serve.wait_for("/healthz", 200);
     let mut c = TcpStream::connect(&serve.addr).unwrap();
     c.set_write_timeout(Some(PATIENCE)).unwrap();
@@ -397,7 +375,7 @@ fn an_oversized_request_head_is_refused_with_bounded_memory() {
 #[test]
 fn idle_and_slow_connections_time_out_and_connections_are_bounded() {
     let sim = sim();
-    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    let serve = Serve::start(&spec_for(&sim).write(), &tempdir().join("state"), "1h");
     serve.wait_for("/healthz", 200);
     let idle = TcpStream::connect(&serve.addr).unwrap();
     let mut slow = TcpStream::connect(&serve.addr).unwrap();
@@ -441,7 +419,7 @@ fn idle_and_slow_connections_time_out_and_connections_are_bounded() {
 #[test]
 fn slow_heads_from_many_clients_delay_no_scrape_past_a_few_seconds() {
     let sim = sim();
-    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    let serve = Serve::start(&spec_for(&sim).write(), &tempdir().join("state"), "1h");
     serve.wait_for("/healthz", 200);
     let start = Instant::now();
     // More clients than there are workers (but not more than workers and queue together),
@@ -522,7 +500,7 @@ fn raw(addr: &str, request: &[u8]) -> String {
 #[test]
 fn requests_are_read_as_rfc_9112_and_9110_say() {
     let sim = sim();
-    let serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1h");
+    let serve = Serve::start(&spec_for(&sim).write(), &tempdir().join("state"), "1h");
     serve.wait_for("/metrics", 200);
     let addr = &serve.addr;
     // The absolute form of a target (RFC 9112 3.2.2), as a proxy sends it.
@@ -590,7 +568,7 @@ fn unix_now() -> f64 {
 fn a_stale_page_says_when_its_last_success_was_and_counts_the_failures_since() {
     let sim = sim();
     let started = unix_now();
-    let mut serve = Serve::start(&small_spec(&sim), &tempdir().join("state"), "1s");
+    let mut serve = Serve::start(&spec_for(&sim).write(), &tempdir().join("state"), "1s");
     let good = prom::parse(&serve.wait_for("/metrics", 200).body);
     let last = "maas_collector_last_success_timestamp_seconds";
     let failures = "maas_collector_consecutive_failures";

@@ -11,18 +11,6 @@ use std::time::Duration;
 use common::*;
 use maas_usage::sim::Simulator;
 
-/// `tests/testdata/state/<name>` pointed at `sim`, with its project id pinned unless the
-/// fixture discovers it, and `vars` filled in.
-fn spec(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
-    let url = sim.url();
-    let mut all = vec![("url", url.as_str())];
-    if !name.ends_with("-discovered.yaml") {
-        all.push(("project", PROJECT));
-    }
-    all.extend_from_slice(vars);
-    fixture(&format!("state/{name}"), &all)
-}
-
 /// The simulator's limit and the client's budget: N calls per 2 s window.
 const N: u32 = 8;
 const WINDOW_MS: u64 = 2000;
@@ -42,7 +30,11 @@ fn four_runs(sim: &Simulator, state: Option<&std::path::Path>) -> Vec<std::proce
             c.env("MAAS_USAGE_RATE_WINDOW_MS", WINDOW_MS.to_string())
                 .arg("run")
                 .arg("--spec")
-                .arg(spec(sim, "four-queries.yaml", &[("rpm", &N.to_string())]))
+                .arg(fixture_for(
+                    sim,
+                    "state/four-queries.yaml",
+                    &[("rpm", &N.to_string())],
+                ))
                 .args(["--now", NOW])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -87,7 +79,7 @@ fn without_the_shared_budget_the_same_load_is_throttled() {
 fn the_project_id_is_discovered_once_and_reused() {
     let sim = sim();
     let state = tempdir().join("state");
-    let path = spec(&sim, "one-query-discovered.yaml", &[]);
+    let path = fixture_for(&sim, "state/one-query-discovered.yaml", &[]);
     for _ in 0..3 {
         let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -117,7 +109,7 @@ fn the_project_id_is_discovered_once_and_reused() {
 fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
     let sim = sim();
     let state = tempdir().join("state");
-    let path = spec(&sim, "one-query-discovered.yaml", &[]);
+    let path = fixture_for(&sim, "state/one-query-discovered.yaml", &[]);
     assert!(run(&path, &["--state-dir", state.to_str().unwrap()])
         .status
         .success());
@@ -153,7 +145,7 @@ fn corrupt_or_unusable_state_is_a_warning_not_a_failure() {
 #[test]
 fn a_broken_state_directory_never_removes_the_budget() {
     let sim = sim();
-    let path = spec(&sim, "eight-queries.yaml", &[("rpm", "5")]);
+    let path = fixture_for(&sim, "state/eight-queries.yaml", &[("rpm", "5")]);
     for broken in ["json", "lock"] {
         let state = tempdir().join("state");
         std::fs::create_dir_all(&state).unwrap();
@@ -185,7 +177,7 @@ fn a_broken_state_directory_never_removes_the_budget() {
 #[test]
 fn a_state_directory_others_can_write_is_a_warning() {
     let sim = sim();
-    let path = spec(&sim, "one-query.yaml", &[]);
+    let path = fixture_for(&sim, "state/one-query.yaml", &[]);
     let state = tempdir().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -217,7 +209,7 @@ fn an_agency_is_one_budget_and_one_project_id_whatever_temporary_key_it_hands_ou
     let mut cfg = sim_config();
     cfg.metadata = Some(Duration::from_secs(3600));
     let sim = start(cfg);
-    let path = spec(&sim, "eight-queries-discovered.yaml", &[("rpm", "5")]);
+    let path = fixture_for(&sim, "state/eight-queries-discovered.yaml", &[("rpm", "5")]);
     let state = tempdir().join("state");
     for n in 0..3 {
         let mut agency = bin();
@@ -257,7 +249,7 @@ fn an_agency_is_one_budget_and_one_project_id_whatever_temporary_key_it_hands_ou
 #[test]
 fn state_files_nobody_used_for_a_day_are_removed() {
     let sim = sim();
-    let path = spec(&sim, "one-query.yaml", &[]);
+    let path = fixture_for(&sim, "state/one-query.yaml", &[]);
     let state = tempdir().join("state");
     let first = run(&path, &["--state-dir", state.to_str().unwrap()]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));

@@ -66,10 +66,7 @@ fn an_unknown_ca_fails_once_as_an_input_error() {
 fn run_with_an_untrusted_endpoint_exits_2() {
     let pki = Pki::new();
     let sim = tls_sim(&pki);
-    let spec = fixture(
-        "tls/two-queries.yaml",
-        &[("url", &https(&sim)), ("project", PROJECT)],
-    );
+    let spec = fixture_at(&https(&sim), "tls/two-queries.yaml", &[]);
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
@@ -168,23 +165,15 @@ fn run_trusts_the_spec_s_ca_file() {
     let pki = Pki::new();
     let sim = tls_sim(&pki);
     let url = https(&sim);
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\n  ca_file: {}\nqueries:\n  - name: a\n",
-        pki.ca_pem.display()
-    ));
+    let spec = spec_at(&url)
+        .cloud(&format!("ca_file: {}", pki.ca_pem.display()))
+        .write();
     let out = run(&spec, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(parse_lp(&stdout(&out)).len(), 2);
     // --ca-file on run wins over the spec.
     let out = run(&spec, &["--ca-file", pki.other_ca_pem.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-}
-
-fn otlp_spec(sim: &Simulator, endpoint: &str, protocol: &str) -> std::path::PathBuf {
-    let url = sim.url();
-    spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\noutput:\n  format: otlp\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\nlimits:\n  timeout: 10s\n"
-    ))
 }
 
 fn otlp_run(spec: &std::path::Path, env: &[(&str, &std::path::Path)]) -> std::process::Output {
@@ -207,7 +196,13 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
     let sim = sim();
     // Trusted CA from the standard variable.
     let collector = HttpReceiver::start_tls(pki.server());
-    let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
+    let spec = spec_for(&sim)
+        .output(&format!(
+            "format: otlp, otlp: {{endpoint: {}}}",
+            collector.url
+        ))
+        .limits("timeout: 10s")
+        .write();
     let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
@@ -218,7 +213,13 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
 
     // An unknown CA: one connection, no retry, exit 2, and the message names the option.
     let collector = HttpReceiver::start_tls(pki.server());
-    let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
+    let spec = spec_for(&sim)
+        .output(&format!(
+            "format: otlp, otlp: {{endpoint: {}}}",
+            collector.url
+        ))
+        .limits("timeout: 10s")
+        .write();
     let out = otlp_run(
         &spec,
         &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.other_ca_pem)],
@@ -234,7 +235,13 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
 
     // Mutual TLS: refused without a client certificate, accepted with one.
     let collector = HttpReceiver::start_tls(pki.mutual_server());
-    let spec = otlp_spec(&sim, &collector.url, "http/protobuf");
+    let spec = spec_for(&sim)
+        .output(&format!(
+            "format: otlp, otlp: {{endpoint: {}}}",
+            collector.url
+        ))
+        .limits("timeout: 10s")
+        .write();
     let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
     assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(collector.requests().is_empty());
@@ -264,15 +271,19 @@ fn otlp_grpc_over_tls_and_mutual_tls_from_the_spec() {
     let pki = Pki::new();
     let sim = sim();
     let collector = GrpcReceiver::start_tls(&pki, true);
-    let url = sim.url();
-    let spec = spec_file(&format!(
-        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: a\noutput:\n  format: otlp\n  otlp:\n    endpoint: {}\n    protocol: grpc\n    certificate: {}\n    client_certificate: {}\n    client_key: {}\nlimits:\n  timeout: 10s\n",
-        collector.url,
-        pki.ca_pem.display(),
-        pki.client_cert_pem.display(),
-        pki.client_key_pem.display()
-    ));
-    let out = run(&spec, &[]);
+    // The otlp block with `endpoint` first (`endpoint: URL, `), or none.
+    let spec_with = |endpoint: &str| {
+        spec_for(&sim)
+            .output(&format!(
+                "format: otlp, otlp: {{{endpoint}protocol: grpc, certificate: {}, client_certificate: {}, client_key: {}}}",
+                pki.ca_pem.display(),
+                pki.client_cert_pem.display(),
+                pki.client_key_pem.display()
+            ))
+            .limits("timeout: 10s")
+            .write()
+    };
+    let out = run(&spec_with(&format!("endpoint: {}, ", collector.url)), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         collector.received.lock().unwrap().len(),
@@ -281,16 +292,11 @@ fn otlp_grpc_over_tls_and_mutual_tls_from_the_spec() {
     );
     // gRPC without a scheme means TLS (unless insecure): the same collector, host:port only.
     let bare = collector.url.trim_start_matches("https://").to_string();
-    let text = std::fs::read_to_string(&spec)
-        .unwrap()
-        .replace(&collector.url, &format!("\"{bare}\""));
     let out = authed()
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &bare)
         .arg("run")
         .arg("--spec")
-        .arg(spec_file(
-            &text.replace(&format!("    endpoint: \"{bare}\"\n"), ""),
-        ))
+        .arg(spec_with(""))
         .args(["--now", NOW])
         .output()
         .unwrap();

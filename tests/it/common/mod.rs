@@ -6,7 +6,10 @@ pub mod otlp;
 pub mod prom;
 pub mod proxy;
 pub mod serving;
+pub mod spec;
 pub mod tls;
+
+pub use spec::*;
 
 use std::process::{Command, Output, Stdio};
 
@@ -195,81 +198,6 @@ pub fn remove_stale_roots(base: &std::path::Path, binary: &str) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-}
-
-/// The text of the fixture `tests/testdata/<name>` with each `{{key}}` replaced by its value.
-/// Panics on a placeholder left unfilled and on a value for a placeholder the fixture lacks.
-pub fn fixture_text(name: &str, vars: &[(&str, &str)]) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/testdata")
-        .join(name);
-    let mut text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
-    for (key, value) in vars {
-        let placeholder = format!("{{{{{key}}}}}");
-        assert!(
-            text.contains(&placeholder),
-            "fixture {name} has no {placeholder}"
-        );
-        text = text.replace(&placeholder, value);
-    }
-    let unfilled = unfilled_placeholders(&text);
-    assert!(
-        unfilled.is_empty(),
-        "fixture {name}: no value for {unfilled:?}"
-    );
-    text
-}
-
-/// The `{{key}}` placeholders left in `text`, in order, without duplicates.
-pub fn unfilled_placeholders(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("{{") {
-        rest = &rest[i + 2..];
-        let end = rest.find("}}").unwrap_or(rest.len());
-        let key = format!("{{{{{}}}}}", &rest[..end]);
-        if !found.contains(&key) {
-            found.push(key);
-        }
-    }
-    found
-}
-
-/// The fixture `tests/testdata/<name>`, filled in (see `fixture_text`), as a spec file in a
-/// fresh directory.
-pub fn fixture(name: &str, vars: &[(&str, &str)]) -> std::path::PathBuf {
-    spec_file(&fixture_text(name, vars))
-}
-
-/// The example spec pointed at `sim` (endpoints and a pinned project id), with `extra`
-/// replacing the limits section when given.
-pub fn example_spec_for(sim: &Simulator) -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spec.yaml"))
-        .unwrap();
-    let url = sim.url();
-    let mut out = String::new();
-    for line in text.lines() {
-        out.push_str(line);
-        out.push('\n');
-        if line.starts_with("  region:") {
-            out.push_str(&format!(
-                "  endpoint: {url}\n  iam_endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\n"
-            ));
-        }
-    }
-    assert!(
-        out.contains("endpoint:"),
-        "the example spec has a cloud.region line"
-    );
-    out
-}
-
-/// Writes `text` as a spec file in a fresh directory and returns its path.
-pub fn spec_file(text: &str) -> std::path::PathBuf {
-    let p = tempdir().join("spec.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 /// `run --spec path --now NOW` plus `args`, with the canary credentials.
@@ -548,38 +476,6 @@ pub fn last_success_filters() -> Vec<(&'static str, &'static str)> {
             r#""last_success_ms": "[unix ms]""#,
         ),
     ]
-}
-
-/// The example spec's series: 13 from ShowStatistics, 3 from Cloud Eye (one per simulated
-/// model), and the collector line.
-pub const EXAMPLE_STATISTICS: usize = 13;
-pub const EXAMPLE_MODELS: usize = 3;
-pub const EXAMPLE_LINES: usize = EXAMPLE_STATISTICS + EXAMPLE_MODELS + 1;
-
-/// `text` without its `source: cloud_eye` queries (for tests about ShowStatistics alone).
-pub fn statistics_only(text: &str) -> String {
-    let mut out = Vec::new();
-    let mut item: Vec<&str> = Vec::new();
-    let flush = |item: &mut Vec<&str>, out: &mut Vec<String>| {
-        if !item.iter().any(|l| l.trim() == "source: cloud_eye") {
-            out.extend(item.iter().map(|l| l.to_string()));
-        }
-        item.clear();
-    };
-    for line in text.lines() {
-        let starts_item = line.starts_with("  - ");
-        let leaves_list = !line.starts_with(' ') && !line.is_empty();
-        if starts_item || leaves_list {
-            flush(&mut item, &mut out);
-        }
-        if starts_item || !item.is_empty() {
-            item.push(line);
-        } else {
-            out.push(line.to_string());
-        }
-    }
-    flush(&mut item, &mut out);
-    out.join("\n") + "\n"
 }
 
 /// `maas-usage simulator` as a process, accepting the canary credentials; killed when dropped.
