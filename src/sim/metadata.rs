@@ -64,6 +64,15 @@ impl Issuer {
             .map(|(c, until)| (c.clone(), Utc::now() >= *until))
     }
 
+    /// When the last credentials handed out expire.
+    pub fn last_expiry(&self) -> Option<DateTime<Utc>> {
+        self.issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .map(|(_, until)| *until)
+    }
+
     /// How many distinct credentials were handed out.
     pub fn count(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)

@@ -224,6 +224,12 @@ impl Simulator {
         self.shared.issuer.count()
     }
 
+    /// When the last temporary credentials the metadata service handed out expire (tests wait
+    /// for that moment instead of sleeping through a credential's life).
+    pub fn credentials_expire_at(&self) -> Option<DateTime<Utc>> {
+        self.shared.issuer.last_expiry()
+    }
+
     /// Answers the metadata service gave (the same credentials again count each time).
     pub fn metadata_fetches(&self) -> u64 {
         self.shared.issuer.fetches()

@@ -8,6 +8,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use common::serving::Serve;
 use common::*;
 use maas_usage::sim::Simulator;
 
@@ -341,28 +342,14 @@ fn execd_a_key_accepted_minutes_ago_and_disabled_since_costs_at_most_the_calls_i
 fn serve_a_key_disabled_between_collections_costs_at_most_the_calls_in_flight_then_nothing() {
     let sim = revoked_after(6);
     let spec = six_series(&sim, true);
-    let state = tempdir();
-    let mut child = authed()
-        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1s"])
-        .args(["--now", NOW, "--spec"])
-        .arg(&spec)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The second collection meets the disabled key; two more follow it.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while rejected(&sim) == 0 && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut serve = Serve::start(&spec, &tempdir(), "1s");
+    // The second collection meets the disabled key (it delivers nothing); two more follow it.
+    wait_until(
+        "the collection that meets the disabled key and two more",
+        || serve.lines_with("this collection delivered nothing") >= 3,
+    );
+    let (code, err) = serve.stop();
+    assert_eq!(code, Some(0), "{err}");
     let n = rejected(&sim);
     assert!((1..=4).contains(&n), "{n} rejected");
     assert_eq!(
@@ -529,10 +516,7 @@ fn an_accepted_probe_never_erases_a_rejection_recorded_while_it_was_out() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while iam.arrivals() == 0 && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the discovery probe to arrive", || iam.arrivals() > 0);
     assert_eq!(iam.arrivals(), 1, "the discovery probe is out");
     record_rejection(&state, SK);
     let out = child.wait_with_output().unwrap();

@@ -18,6 +18,17 @@ fn agency(life: Duration) -> Simulator {
     })
 }
 
+/// Returns once the last credentials `sim`'s metadata service handed out have expired (the
+/// time the test needs to pass, judged by the service that hands them out).
+fn wait_until_expired(sim: &Simulator) {
+    let expiry = sim
+        .credentials_expire_at()
+        .expect("credentials were handed out");
+    wait_until("the temporary credentials to expire", || {
+        chrono::Utc::now() >= expiry
+    });
+}
+
 /// What the simulator's agency handed out: any of it in an output is a leak.
 fn assert_no_temporary_secret(o: &std::process::Output) {
     for text in [stdout(o), stderr(o)] {
@@ -119,7 +130,7 @@ fn a_host_without_a_metadata_service_fails_fast_listing_what_was_tried() {
 
 #[test]
 fn execd_fetches_fresh_credentials_before_they_expire() {
-    // Credentials for 4 s: the second batch, 5 s later, needs new ones.
+    // Credentials for 4 s: the second batch, once they have expired, needs new ones.
     let sim = agency(Duration::from_secs(4));
     let spec = fixture_for(&sim, "credentials/metadata.yaml", &[]);
     let mut execd = Execd::start_with(&spec, |c| {
@@ -127,7 +138,7 @@ fn execd_fetches_fresh_credentials_before_they_expire() {
     });
     let first = execd.collect();
     assert_eq!(first.last().unwrap().int("series_ok"), Some(2));
-    std::thread::sleep(Duration::from_secs(5));
+    wait_until_expired(&sim);
     let second = execd.collect();
     assert_eq!(
         second.last().unwrap().int("series_ok"),
@@ -388,8 +399,7 @@ fn temporary_credentials_past_their_expiry_are_never_signed_with() {
     });
     assert_eq!(execd.collect().last().unwrap().int("series_ok"), Some(2));
     let before = signed(&sim);
-    // Whatever was fetched by now expires within `life`.
-    std::thread::sleep(life + Duration::from_millis(500));
+    wait_until_expired(&sim);
     sim.push_script(maas_usage::sim::Scripted::Status {
         status: 500,
         body: "internal error".into(),
@@ -416,14 +426,18 @@ fn the_same_credentials_fetched_again_are_not_new_credentials() {
     let mut execd = Execd::start_with(&spec, |c| {
         c.env_remove("HW_ACCESS_KEY").env_remove("HW_SECRET_KEY");
     });
-    // Batches until a renewal brought the same credentials again.
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while sim.metadata_fetches() <= sim.credentials_issued() && std::time::Instant::now() < until {
+    // A batch each time the credentials in use are due for renewal (a quarter of their life
+    // left), until a renewal brought the same credentials again (the simulator hands them out
+    // again while an eighth of their life is left; a batch that comes later gets fresh ones).
+    wait_until("a renewal that brings the same credentials again", || {
+        let expiry = wait_for("credentials handed out", || sim.credentials_expire_at());
+        wait_until("the credentials to be due for renewal", || {
+            chrono::Utc::now() + chrono::Duration::seconds(1) >= expiry
+        });
         let batch = execd.collect();
         assert_eq!(batch.last().unwrap().int("series_ok"), Some(2));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(sim.metadata_fetches() > sim.credentials_issued());
+        sim.metadata_fetches() > sim.credentials_issued()
+    });
     let (code, err) = execd.finish_with_stderr();
     assert_eq!(code, Some(0), "{err}");
     let announced = err

@@ -390,12 +390,9 @@ fn sigterm_writes_what_was_collected_and_exits_0_without_waiting_for_the_calls()
         .spawn()
         .unwrap();
     // Act once the first call is answered and the second is in flight, however slow the start.
-    let waited = Instant::now();
-    while (sim.requests().is_empty() || sim.arrivals() < 2)
-        && waited.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first call answered and the second in flight", || {
+        !sim.requests().is_empty() && sim.arrivals() >= 2
+    });
     let sent = Instant::now();
     sigterm(child.id());
     let out = child.wait_with_output().unwrap();
@@ -450,10 +447,7 @@ fn sigterm_while_stuck_in_discovery_still_exits_at_once() {
         .spawn()
         .unwrap();
     // Act once the discovery call has arrived (the handler is installed by then).
-    let waited = Instant::now();
-    while sim.arrivals() < 1 && waited.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the discovery call to arrive", || sim.arrivals() >= 1);
     let sent = Instant::now();
     sigterm(child.id());
     let out = child.wait_with_output().unwrap();
@@ -504,14 +498,9 @@ fn sigterm_while_waiting_for_the_period_lock_gives_up_the_wait_and_writes_the_re
         .spawn()
         .unwrap();
     // Act once the run waits for the lock (it has the file open), however slow the start.
-    let waited = Instant::now();
-    while !has_open(child.id(), &lock_path) && waited.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        has_open(child.id(), &lock_path),
-        "the run never opened the lock"
-    );
+    wait_until("the run to open the lock", || {
+        has_open(child.id(), &lock_path)
+    });
     let sent = Instant::now();
     sigterm(child.id());
     let out = child.wait_with_output().unwrap();
@@ -565,10 +554,7 @@ fn sigterm_during_an_otlp_export_lets_the_export_and_its_checkpoint_finish() {
         c
     };
     let child = start(&[]).spawn().unwrap();
-    let waited = Instant::now();
-    while collector.requests().is_empty() && waited.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the export to arrive", || !collector.requests().is_empty());
     assert_eq!(collector.requests().len(), 1, "the export never arrived");
     sigterm(child.id());
     let out = child.wait_with_output().unwrap();
@@ -599,6 +585,9 @@ fn execd_batches_own_their_deadline_from_their_line() {
     let sim = sim();
     let path = small_spec(&sim, 2);
     let mut execd = Execd::start(&path);
+    // sleep allowed: the idle time before the first line is what this test is about, and it
+    // must be longer than the run's 3 s timeout (no clock of the binary can be injected for a
+    // deadline). The assertion is on the batch's own duration, not on this wait.
     std::thread::sleep(Duration::from_millis(4500));
     let batch = execd.collect();
     let c = batch.last().unwrap();

@@ -263,18 +263,8 @@ fn an_untrusted_endpoint_on_the_first_collection_is_exit_2() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Generous: the process must end by itself; a hung serve fails here, not by a margin.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve kept running with an untrusted endpoint");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    // The process must end by itself; a hung serve fails here, not by a margin.
+    let status = wait_exit(&mut child, "serve to end on an untrusted endpoint");
     let mut err = String::new();
     child
         .stderr
@@ -309,8 +299,12 @@ fn a_client_that_pipelines_and_never_reads_blocks_no_other_scrape() {
     let mut hog = TcpStream::connect(&serve.addr).unwrap();
     let one = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", serve.addr);
     hog.write_all(one.repeat(200).as_bytes()).unwrap();
-    // Let the server take up the hog (a pause to set the scene, not a margin asserted).
-    std::thread::sleep(Duration::from_secs(1));
+    // Once the server has taken up the hog, answers are waiting on its connection unread.
+    hog.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert!(
+        hog.peek(&mut [0; 1]).unwrap() > 0,
+        "the server answers the hog"
+    );
 
     // While it holds its connection and reads nothing, other clients are answered (a hang
     // would fail `http` after PATIENCE).
@@ -444,6 +438,7 @@ fn slow_heads_from_many_clients_delay_no_scrape_past_a_few_seconds() {
             if writer.write_all(&[*b]).is_err() {
                 return;
             }
+            // sleep allowed: this client is slow on purpose (a byte every 200 ms).
             std::thread::sleep(Duration::from_millis(200));
         }
     });
@@ -584,15 +579,12 @@ fn a_stale_page_says_when_its_last_success_was_and_counts_the_failures_since() {
     // The cloud dies: the data stay, the self-metrics say the collections fail.
     sim.configure(|c| c.faults.fail_ratio = 1.0);
     serve.wait_for_line("W! this collection delivered nothing");
-    let until = Instant::now() + PATIENCE;
-    let stale = loop {
+    let stale = wait_for("the page to count two failures in a row", || {
         let p = prom::parse(&serve.get("/metrics", None).body);
-        if sample(&p, failures, &[]).is_some_and(|n| n >= 2.0) {
-            break p;
-        }
-        assert!(Instant::now() < until, "the page never counted a failure");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        sample(&p, failures, &[])
+            .is_some_and(|n| n >= 2.0)
+            .then_some(p)
+    });
     assert_eq!(
         sample(&stale, last, &[]),
         Some(success),
@@ -616,16 +608,11 @@ fn a_stale_page_says_when_its_last_success_was_and_counts_the_failures_since() {
 
     // Back: a new success time, no failure in a row.
     sim.configure(|c| c.faults.fail_ratio = 0.0);
-    let until = Instant::now() + PATIENCE;
-    loop {
+    let back = wait_for("the page to recover", || {
         let p = prom::parse(&serve.get("/metrics", None).body);
-        if sample(&p, failures, &[]) == Some(0.0) {
-            assert!(sample(&p, last, &[]) > Some(success));
-            break;
-        }
-        assert!(Instant::now() < until, "the page never recovered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (sample(&p, failures, &[]) == Some(0.0)).then_some(p)
+    });
+    assert!(sample(&back, last, &[]) > Some(success));
     let (code, err) = serve.stop();
     assert_eq!(code, Some(0), "{err}");
 }

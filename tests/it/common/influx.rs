@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -62,16 +61,12 @@ pub fn start_influxd() -> Option<Influxd> {
         child,
         url: format!("http://127.0.0.1:{http}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = ureq::get(&format!("{}/ping", db.url)).call() {
-            if r.status().as_u16() == 204 {
-                return Some(db);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("influxd did not answer /ping within 20 s");
+    super::wait_until("influxd to answer /ping", || {
+        ureq::get(&format!("{}/ping", db.url))
+            .call()
+            .is_ok_and(|r| r.status().as_u16() == 204)
+    });
+    Some(db)
 }
 
 pub fn influxql(db: &Influxd, q: &str) -> Value {

@@ -8,8 +8,10 @@ pub mod proxy;
 pub mod serving;
 pub mod spec;
 pub mod tls;
+pub mod wait;
 
 pub use spec::*;
+pub use wait::{wait_exit, wait_for, wait_until};
 
 use std::process::{Command, Output, Stdio};
 

@@ -156,6 +156,7 @@ fn serve<S: Read + Write>(
                     request,
                 });
                 if let Some(Answer::Slow(pause)) = &other {
+                    // sleep allowed: a slow collector is the behaviour this answer simulates.
                     std::thread::sleep(*pause);
                 }
                 let partial = match other {

@@ -7,10 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{authed, NOW};
-
-/// Generous: these bound waiting for something that happens, they are not margins asserted.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub use super::wait::PATIENCE;
+use super::{authed, wait_exit, wait_for, NOW};
 
 pub struct Serve {
     pub child: Child,
@@ -104,18 +102,16 @@ impl Serve {
 
     /// Polls `path` until it answers `status`.
     pub fn wait_for(&self, path: &str, status: u16) -> Answer {
-        let until = Instant::now() + PATIENCE;
-        loop {
+        wait_for(&format!("{path} to answer {status}"), || {
             let a = self.get(path, None);
-            if a.status == status {
-                return a;
-            }
-            assert!(
-                Instant::now() < until,
-                "{path} never answered {status}: {a:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            (a.status == status).then_some(a)
+        })
+    }
+
+    /// How many stderr lines so far contain `needle` (reading what has come, not waiting).
+    pub fn lines_with(&mut self, needle: &str) -> usize {
+        self.seen.extend(self.stderr.try_iter());
+        self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 
     /// SIGTERM, then the exit status and the rest of stderr.
@@ -125,14 +121,7 @@ impl Serve {
             .args(["-TERM", &pid])
             .status()
             .unwrap();
-        let until = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < until, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut self.child, "serve to stop on SIGTERM");
         while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(l);
         }
