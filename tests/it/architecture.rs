@@ -185,6 +185,168 @@ fn the_layers_are_the_documented_ones() {
     }
 }
 
+/// What would make cargo build an integration-test binary other than `tests/it`: a `.rs` file
+/// at the top of tests/, a directory of tests/ with a `main.rs` other than it/, a `[[test]]`
+/// target in Cargo.toml; and a file of tests/it/ that main.rs does not declare (it would
+/// never run).
+fn test_binaries_besides_it(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let tests = root.join("tests");
+    for e in std::fs::read_dir(&tests).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_file() && name.ends_with(".rs") {
+            found.push(format!("tests/{name} is a test binary of its own"));
+        }
+        if p.is_dir() && name != "it" && p.join("main.rs").exists() {
+            found.push(format!("tests/{name}/main.rs is a test binary of its own"));
+        }
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    if manifest.lines().any(|l| l.trim() == "[[test]]") {
+        found.push("Cargo.toml declares a [[test]] target".into());
+    }
+    let it = tests.join("it");
+    let main = std::fs::read_to_string(it.join("main.rs")).unwrap_or_default();
+    for e in std::fs::read_dir(&it).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let module = if e.path().is_dir() {
+            e.path().join("mod.rs").exists().then(|| name.clone())
+        } else {
+            name.strip_suffix(".rs").map(str::to_string)
+        };
+        match module {
+            Some(m) if m != "main" && !main.lines().any(|l| l.trim() == format!("mod {m};")) => {
+                found.push(format!(
+                    "tests/it/{name} is not a module of tests/it/main.rs"
+                ));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A line without its comment and the contents of its string literals.
+fn code_of(line: &str) -> String {
+    let mut code = String::new();
+    let mut chars = line.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        match (in_string, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (true, '"') => {
+                in_string = false;
+                code.push(c);
+            }
+            (true, _) => {}
+            (false, '"') => {
+                in_string = true;
+                code.push(c);
+            }
+            (false, '/') if chars.peek() == Some(&'/') => break,
+            (false, _) => code.push(c),
+        }
+    }
+    code
+}
+
+/// The lines of `text` that sleep (`sleep(`, in code) without a comment that says why: the
+/// comment lines right above the call, or the call's own line, must say `sleep allowed:`.
+fn unexplained_sleeps(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !code_of(line).contains("sleep(") {
+            continue;
+        }
+        let mut said = line.contains("sleep allowed:");
+        for above in lines[..i].iter().rev() {
+            if !above.trim_start().starts_with("//") {
+                break;
+            }
+            said |= above.contains("sleep allowed:");
+        }
+        if !said {
+            found.push(format!("{}: {}", i + 1, line.trim()));
+        }
+    }
+    found
+}
+
+/// The integration tests are one binary (`tests/it/main.rs` with a module per behaviour):
+/// linked once, its tests run on one pool of threads.
+#[test]
+fn the_integration_tests_are_one_binary() {
+    let found = test_binaries_besides_it(&root());
+    assert!(
+        found.is_empty(),
+        "move integration tests into tests/it/ as a module of main.rs: {found:#?}"
+    );
+}
+
+/// Tests wait for the event (common/wait.rs), not for a length of time; a sleep that is the
+/// behaviour under test says so.
+#[test]
+fn the_tests_sleep_only_where_they_say_why() {
+    let mut files = Vec::new();
+    rust_files(&root().join("tests/it"), &mut files);
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for line in unexplained_sleeps(&text) {
+            found.push(format!("{}:{line}", f.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "wait for the event instead (common::wait_until), or say `// sleep allowed: why`: {found:#?}"
+    );
+}
+
+#[test]
+fn a_second_test_binary_or_an_unexplained_sleep_would_be_found() {
+    // The checks above cannot pass by accident.
+    let dir = crate::common::tempdir();
+    std::fs::create_dir_all(dir.join("tests/it")).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "[package]\n").unwrap();
+    std::fs::write(dir.join("tests/it/main.rs"), "mod common;\nmod a;\n").unwrap();
+    std::fs::write(dir.join("tests/it/a.rs"), "").unwrap();
+    std::fs::create_dir_all(dir.join("tests/it/common")).unwrap();
+    std::fs::write(dir.join("tests/it/common/mod.rs"), "").unwrap();
+    assert_eq!(test_binaries_besides_it(&dir), Vec::<String>::new());
+    std::fs::write(dir.join("tests/it/b.rs"), "").unwrap();
+    std::fs::write(dir.join("tests/old.rs"), "").unwrap();
+    std::fs::create_dir_all(dir.join("tests/other")).unwrap();
+    std::fs::write(dir.join("tests/other/main.rs"), "").unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\n[[test]]\nname = \"x\"\n",
+    )
+    .unwrap();
+    assert_eq!(test_binaries_besides_it(&dir).len(), 4);
+
+    for slept in [
+        "    std::thread::sleep(Duration::from_secs(1));",
+        "    thread::sleep(PAUSE);",
+        "    tokio::time::sleep(d).await;",
+        "    // sleep allowed: a comment further up does not count\n    let x = 1;\n    sleep(d);",
+    ] {
+        assert_eq!(unexplained_sleeps(slept).len(), 1, "{slept}");
+    }
+    for said in [
+        "    // sleep allowed: the client is slow on purpose\n    std::thread::sleep(d);",
+        "    // sleep allowed: the idle time is the subject,\n    // longer than the timeout.\n    sleep(d);",
+        "    sleep(d); // sleep allowed: a slow peer",
+        "    // never sleep(d) for an event",
+        "    assert!(text.contains(\"sleep(\"));",
+    ] {
+        assert!(unexplained_sleeps(said).is_empty(), "{said}");
+    }
+}
+
 /// The files that may read the process's environment: `env` (which defines the reading), the
 /// commands' settings (the one resolution step) and the test hooks (switches of test builds).
 fn may_read_the_environment(src: &Path, file: &Path) -> bool {

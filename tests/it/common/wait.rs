@@ -1,8 +1,9 @@
 //! Waiting for an event, never for a length of time: a test polls for what it waits for (a
 //! request the simulator counted, a file, a port answering, a child's exit) with `wait_until`
 //! or `wait_for`, or blocks on it (a line on stderr, bytes on a socket). `PATIENCE` only bounds
-//! a failure: nothing is asserted about how soon the event came. This module is the only place
-//! of tests/it that sleeps without saying why (`tests/it/architecture.rs` holds the rule).
+//! a failure: nothing is asserted about how soon the event came. Any other sleep in tests/it
+//! says why it is not waiting for an event in a `sleep allowed:` comment right above it
+//! (`the_tests_sleep_only_where_they_say_why` in tests/it/architecture.rs).
 
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         if Instant::now() >= until {
             panic!("waited {PATIENCE:?} for {what}");
         }
+        // sleep allowed: the pause between two looks at the condition.
         std::thread::sleep(POLL);
     }
 }
@@ -45,6 +47,7 @@ pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
             let _ = child.wait();
             panic!("waited {PATIENCE:?} for {what}");
         }
+        // sleep allowed: the pause between two looks at the child.
         std::thread::sleep(POLL);
     }
 }
