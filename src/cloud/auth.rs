@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::credentials::Credentials;
 use super::sign::sha256_hex;
-pub use crate::domain::failure::{Rejection, ACCEPTED_FOR, LOCKOUT};
+pub use crate::domain::failure::{Blocked, Rejection, ACCEPTED_FOR, LOCKOUT};
 use crate::log;
 
 /// Where the gate's records are shared with other processes (the state directory, and the
@@ -51,6 +51,11 @@ pub trait GateStore: Send + Sync {
     /// An exclusive cross-process lock for probing `key`, waited for until `deadline`; `None`
     /// when it cannot be had (the probe is then serialised in this process only).
     fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>>;
+    /// The file that records `key`'s rejection, if one does.
+    fn recorded_in(&self, key: &str) -> Option<String>;
+    /// The exact command that forgets every record these processes read (its directories
+    /// named).
+    fn reset_command(&self) -> String;
 }
 
 /// A short, stable, one-way key for an access key.
@@ -140,7 +145,7 @@ pub struct AuthGate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The credential was rejected less than [`LOCKOUT`] ago.
-    Rejected(Rejection),
+    Rejected(Blocked),
     /// The gate cannot vouch for the call: its records cannot be read, or the outcome could be
     /// recorded nowhere. The text says why and what to do.
     Unguarded(String),
@@ -185,10 +190,10 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 /// The records could not be read: what they held is lost, so every credential counts as
-/// rejected until they are fixed or reset.
-fn unreadable(why: String) -> Refusal {
+/// rejected until they are fixed or reset (with `reset`).
+fn unreadable(why: String, reset: &str) -> Refusal {
     Refusal::Unguarded(format!(
-        "{why}: the credential rejections it held are lost, so every credential counts as rejected and no signed call is made until it is fixed or reset (maas-usage state reset --auth)"
+        "{why}: the credential rejections it held are lost, so every credential counts as rejected and no signed call is made until it is fixed or reset ({reset})"
     ))
 }
 
@@ -236,7 +241,8 @@ impl AuthGate {
         let mut inner = lock(&self.inner);
         loop {
             if let Some(r) = inner.in_force(now_ms()) {
-                return Err(Refusal::Rejected(r));
+                drop(inner);
+                return Err(self.blocked(r));
             }
             if inner.verified.contains(host) {
                 return Ok(self.permit(host, false, None));
@@ -266,7 +272,7 @@ impl AuthGate {
         match self.consult(host) {
             Err(refusal) => {
                 let rejected = match &refusal {
-                    Refusal::Rejected(r) => Some(r.clone()),
+                    Refusal::Rejected(b) => Some(b.rejection.clone()),
                     _ => None,
                 };
                 self.settle(true, rejected, None);
@@ -276,7 +282,7 @@ impl AuthGate {
                 // Accepted minutes ago: no probe; calls to this host go out at once.
                 self.settle(true, None, Some(host.to_string()));
                 match lock(&self.inner).in_force(now_ms()) {
-                    Some(r) => Err(Refusal::Rejected(r)),
+                    Some(r) => Err(self.blocked(r)),
                     None => Ok(self.permit(host, false, None)),
                 }
             }
@@ -294,6 +300,16 @@ impl AuthGate {
         }
     }
 
+    /// A refusal for the rejection `r`, with the file that records it and the command that
+    /// forgets it.
+    fn blocked(&self, r: Rejection) -> Refusal {
+        Refusal::Rejected(Blocked {
+            rejection: r,
+            file: self.store.as_ref().and_then(|s| s.recorded_in(&self.key)),
+            reset: self.store.as_ref().map(|s| s.reset_command()),
+        })
+    }
+
     /// What the store says before a probe: a rejection in force (or records that cannot be
     /// read) refuses; a store that cannot record the outcome refuses; `Ok(true)` when `host`
     /// accepted the credential recently, with no rejection since.
@@ -302,9 +318,11 @@ impl AuthGate {
             return Ok(false);
         };
         let now = now_ms();
-        let rejection = store.rejection(&self.key).map_err(unreadable)?;
+        let rejection = store
+            .rejection(&self.key)
+            .map_err(|why| unreadable(why, &store.reset_command()))?;
         if let Some(r) = rejection.as_ref().filter(|r| r.in_force(now)) {
-            return Err(Refusal::Rejected(r.clone()));
+            return Err(self.blocked(r.clone()));
         }
         store.writable().map_err(unrecordable)?;
         Ok(store.accepted(&self.key, host).is_some_and(|at| {
@@ -460,6 +478,13 @@ mod tests {
                 true => Err("read-only".into()),
                 false => Ok(()),
             }
+        }
+        fn recorded_in(&self, f: &str) -> Option<String> {
+            let held = self.rejections.lock().unwrap().contains_key(f);
+            held.then(|| "memory".to_string())
+        }
+        fn reset_command(&self) -> String {
+            "maas-usage state reset --auth".into()
         }
         fn probe_lock(&self, _: &str, _: Instant) -> Option<Box<dyn Send>> {
             None
