@@ -297,6 +297,49 @@ fn a_key_disabled_mid_collection_costs_at_most_the_calls_in_flight() {
     assert_eq!(rejected(&sim), first, "the next run sends nothing");
 }
 
+/// A key accepted a moment ago and disabled since, met by three runs at once on the same state
+/// directory: each skips the lone probe, but the first to go holds the probe lock until its
+/// first answer, and the others wait for it as for a probe and meet its rejection. At most
+/// the calls in flight of one process (`limits.concurrency`, 4) are rejected, fleet-wide, not
+/// four per process.
+#[test]
+fn runs_that_skip_the_probe_at_once_cost_the_calls_in_flight_of_one_process_not_of_each() {
+    let mut cfg = sim_config();
+    // Answers take a second: every run is started before the first one hears back.
+    cfg.faults.latency = std::time::Duration::from_secs(1);
+    cfg.faults.reject_signatures_after = Some(6);
+    let sim = start(cfg);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let good = run_with(&spec, &state, SK);
+    assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
+    assert_eq!(rejected(&sim), 0);
+    // The key is disabled; three runs start together.
+    let runs: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            let mut c = authed();
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            run_in_state(c, &spec, &state).spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_no_secret(&out);
+    }
+    let n = rejected(&sim);
+    assert!(
+        (1..=4).contains(&n),
+        "{n} rejected signatures for three runs: at most one run's calls in flight"
+    );
+    assert_eq!(
+        sim.requests().len(),
+        6 + n,
+        "nothing after the first rejection"
+    );
+}
+
 #[test]
 fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_call() {
     // The first batch's six calls are accepted; then the key is disabled, and the acceptance
