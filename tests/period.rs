@@ -452,6 +452,70 @@ fn counters_stay_while_another_run_holds_the_period_lock() {
     );
 }
 
+/// A period lock that cannot be taken at all (a directory or a symlink where the lock file
+/// should be) is the operator's to fix: the period series are held back with an `E!` line
+/// naming it, and the run exits 1 (the window query is still delivered). A lock another run
+/// merely holds stays a `W!` line and exit 0.
+#[test]
+fn an_unusable_period_lock_holds_the_period_series_with_an_error_and_exit_1() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
+        .unwrap()
+        .replace("timeout: 10s", "timeout: 2s")
+        .replace("output:", "  - name: today\n    range: today\noutput:");
+    let spec = spec_file(&text);
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    let queries = |o: &std::process::Output| -> BTreeSet<String> {
+        parse_lp(&stdout(o))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .filter_map(|l| l.tag("query").map(str::to_string))
+            .collect()
+    };
+    let today: BTreeSet<String> = ["today".to_string()].into();
+    type Plant = fn(&Path);
+    let unusable: [(&str, Plant); 2] = [
+        ("a directory", |p| std::fs::create_dir(p).unwrap()),
+        ("a symlink", |p| {
+            std::os::unix::fs::symlink(p.with_file_name("elsewhere"), p).unwrap()
+        }),
+    ];
+    for (what, plant) in unusable {
+        let state = tempdir().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let lock = state.join("period-influx-stdout.lock");
+        plant(&lock);
+        for _ in 0..2 {
+            let out = run_at(&spec, &state, t0, &[]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            assert_error_line(
+                &err,
+                &["period-mode lock", &lock.display().to_string(), "remove"],
+            );
+            assert_eq!(queries(&out), today, "{what}: {err}");
+        }
+    }
+    // Merely held by another run: a warning, exit 0, and the window query.
+    let state = tempdir().join("state");
+    run_at(&spec, &state, t0, &[]);
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state.join("period-influx-stdout.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let out = run_at(&spec, &state, t0 + 2 * H, &[]);
+    drop(held);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("W! another run holds the period-mode lock"),
+        "{err}"
+    );
+    assert!(!err.contains("E! "), "{err}");
+    assert_eq!(queries(&out), today, "{err}");
+}
+
 #[test]
 fn the_delta_preference_sends_each_bucket_as_its_own_count() {
     let sim = start(sim_config());

@@ -74,7 +74,8 @@ pub trait CheckpointStore: Send + Sync {
     fn location(&self) -> String;
     /// The destination's lock, held (while the value lives) from reading its checkpoints to
     /// committing them, so that overlapping runs never send a bucket twice to it. `Ok(None)`:
-    /// another run holds it past `deadline`, or `stop` said to give up.
+    /// another run holds it past `deadline`, or `stop` said to give up; an error: it cannot be
+    /// taken at all (only the operator can mend that, and the period series wait for it).
     fn lock(
         &self,
         destination: &str,

@@ -256,7 +256,14 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
         return p;
     };
     let d = &ctx.destination;
-    (p._lock, p.ok) = lock(state, d, started + ctx.spec.limits.timeout / 2);
+    match lock(state, d, started + ctx.spec.limits.timeout / 2) {
+        Ok(Some(taken)) => p._lock = Some(taken),
+        Ok(None) => p.ok = false,
+        Err(()) => (p.ok, p.held) = (false, true),
+    }
+    if p.held {
+        return p;
+    }
     match usable(state, d, &Ours::new(&ctx.spec, &ctx.conn.region)) {
         Ok(file) => {
             p.stored = Ours::new(&ctx.spec, &ctx.conn.region).totals(file.totals.clone());
@@ -278,15 +285,18 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
 }
 
 /// The destination's period lock, waited for until `wait_until` (half the run at most: the
-/// other series still need their time) or a stop signal: `(None, false)` when it could not be
-/// had (then the period series sit this collection out, and another run emits their buckets).
+/// other series still need their time) or a stop signal. `Ok(None)` (a `W!` line) when another
+/// run holds it: the period series sit this collection out, and that run or a later one emits
+/// their buckets. `Err` (an `E!` line) when it cannot be taken at all (a directory or a symlink
+/// where the lock file should be): only the operator can fix that, and until then no run
+/// emits the period series.
 fn lock(
     state: &dyn CheckpointStore,
     d: &Destination,
     wait_until: Instant,
-) -> (Option<Box<dyn Send>>, bool) {
+) -> Result<Option<Box<dyn Send>>, ()> {
     match state.lock(&d.id, wait_until, &signals::stopping) {
-        Ok(Some(lock)) => (Some(lock), true),
+        Ok(Some(lock)) => Ok(Some(lock)),
         Ok(None) => {
             match signals::received() {
                 Some(signal) => log::warn(&format!(
@@ -300,14 +310,14 @@ fn lock(
                     state.location()
                 )),
             }
-            (None, false)
+            Ok(None)
         }
         Err(e) => {
-            log::warn(&format!(
-                "cannot take the period-mode lock in {} ({e}): the period series emit nothing this time",
-                state.location()
+            log::error(&format!(
+                "cannot take the period-mode lock of {} ({e}): the period series emit nothing until it can be taken; remove what is there (the next run makes it a regular file again)",
+                d.id
             ));
-            (None, false)
+            Err(())
         }
     }
 }
