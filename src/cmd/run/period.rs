@@ -224,9 +224,11 @@ pub struct Period {
     base: CheckpointFile,
 }
 
-/// The lock and the checkpoints of a collection, read under the lock. Without the lock the
-/// counters are still read (the file is replaced whole, so a read never sees half of it): a run
-/// that cannot emit buckets still shows its totals.
+/// The lock and the checkpoints of a collection, read under the lock. Without the lock nothing
+/// of them is used, the running totals included: the run holding it may commit newer ones
+/// before this one writes, and a Prometheus counter must never go back. The period series
+/// (buckets and counters) are then absent from this run's output; the next run that holds the
+/// lock shows them again.
 pub fn begin(ctx: &Context, started: Instant) -> Period {
     let mut p = Period {
         _lock: None,
@@ -261,23 +263,18 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
         Ok(None) => p.ok = false,
         Err(()) => (p.ok, p.held) = (false, true),
     }
-    if p.held {
+    if !p.ok {
         return p;
     }
     match usable(state, d, &Ours::new(&ctx.spec, &ctx.conn.region)) {
         Ok(file) => {
             p.stored = Ours::new(&ctx.spec, &ctx.conn.region).totals(file.totals.clone());
-            if p.ok {
-                p.checkpoints = file.series.clone();
-            }
+            p.checkpoints = file.series.clone();
             p.base = file;
         }
         Err(held) => {
-            if p.ok {
-                log::error(&held.message(state, d));
-                p.held = true;
-            }
-            p.ok = false;
+            log::error(&held.message(state, d));
+            (p.ok, p.held) = (false, true);
         }
     }
     p.base.destination = Some(d.clone());
