@@ -470,9 +470,20 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub now: NowArg,
     /// Period-mode checkpoints are read from its state directory (never written): those of the
-    /// spec's own output (output.format to stdout, or its OTLP endpoint).
+    /// destination a `run` with the same --format and --output writes to (by default the
+    /// spec's output.format to stdout, or its OTLP endpoint), or of --destination.
     #[command(flatten)]
     pub state: StateArgs,
+    /// Plan for a run in this format (as `run --format`; the packaged timer's is otlp)
+    /// [default: the spec's output.format].
+    #[arg(long, value_name = "FORMAT", value_parser = formats())]
+    pub format: Option<Format>,
+    /// Plan for a run writing to this file (as `run --output`).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Plan with this destination's checkpoints (an id from `state show`, such as serve's).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["format", "output"])]
+    pub destination: Option<String>,
 }
 
 #[derive(Args, Debug)]

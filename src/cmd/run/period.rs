@@ -66,13 +66,18 @@ fn absolute(p: &Path) -> String {
     .to_string()
 }
 
-/// The destination `plan` reads the checkpoints of: the spec's own output, to stdout (format
-/// otlp: to `otlp_url`).
-pub fn spec_destination(spec: &Spec, otlp_url: Option<&str>) -> Destination {
+/// The destination `plan` reads the checkpoints of: that of a run of `spec` in `format` (else
+/// the spec's) to `path` (else stdout; format otlp: to `otlp_url`), as `run` would name it.
+pub fn spec_destination(
+    spec: &Spec,
+    format: Option<Format>,
+    path: Option<&Path>,
+    otlp_url: Option<&str>,
+) -> Destination {
     destination(
         Output::Run {
-            format: spec.output.format,
-            path: None,
+            format: format.unwrap_or(spec.output.format),
+            path,
             url: otlp_url,
         },
         spec.output.destination.as_deref(),
