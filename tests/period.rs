@@ -433,6 +433,17 @@ fn sample_if_any(text: &str, name: &str) -> Option<u64> {
     any.then(|| sample(text, name))
 }
 
+/// `run_at` of `spec` at `now` while another process (this test) holds the lock file `lock` of
+/// `state`.
+fn run_while_held(spec: &Path, state: &Path, lock: &str, now: i64) -> std::process::Output {
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state.join(lock))
+        .unwrap();
+    held.lock().unwrap();
+    run_at(spec, state, now, &[])
+}
+
 /// A run that cannot take the destination's period lock (another run holds it) emits no
 /// bucket and no counter of the period series: the counters it could read without the lock
 /// may be older than those the other run commits before this one writes.
@@ -445,13 +456,7 @@ fn a_run_without_the_period_lock_writes_no_period_counter() {
     let t0 = ms("2026-05-21T10:00:00+08:00");
     let first = stdout(&run_at(&spec, &state, t0, &[]));
     assert!(sample(&first, "maas_usage_period_tokens_total") > 0);
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(state.join("period-prometheus-stdout.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    let out = run_at(&spec, &state, t0 + 2 * H, &[]);
-    drop(lock);
+    let out = run_while_held(&spec, &state, "period-prometheus-stdout.lock", t0 + 2 * H);
     assert!(
         stderr(&out).contains("W! another run holds the period-mode lock"),
         "{}",
@@ -610,13 +615,7 @@ fn an_unusable_period_lock_holds_the_period_series_with_an_error_and_exit_1() {
     // Merely held by another run: a warning, exit 0, and the window query.
     let state = tempdir().join("state");
     run_at(&spec, &state, t0, &[]);
-    let held = std::fs::OpenOptions::new()
-        .write(true)
-        .open(state.join("period-influx-stdout.lock"))
-        .unwrap();
-    held.lock().unwrap();
-    let out = run_at(&spec, &state, t0 + 2 * H, &[]);
-    drop(held);
+    let out = run_while_held(&spec, &state, "period-influx-stdout.lock", t0 + 2 * H);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
