@@ -1,6 +1,6 @@
 //! maas-usage: Huawei Cloud MaaS usage statistics as metrics.
 //!
-//! Layers, each importing only the ones before it (`tests/architecture.rs` checks it):
+//! Layers, each importing only the ones before it (`tests/it/architecture.rs` checks it):
 //! utilities (`log`, `text`, `files`, `endpoint`, `retry`, `budget`) and the vocabulary
 //! (`domain`) <- `time` <- `spec` <- `plan` <- `collect`; `cloud` (depends on the vocabulary and
 //! utilities only); `emit` (results -> bytes); `deliver` (where bytes go); `state` (what

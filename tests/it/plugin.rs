@@ -206,7 +206,7 @@ fn declared_equals_emitted_in_every_format() {
 
     // OTLP: metric names (window totals from the example, period counters from the period
     // run), data point attributes, resource attributes. The collector's answer to a push
-    // (otlp_only) is not in a file: tests/run_otlp.rs sees it.
+    // (otlp_only) is not in a file: tests/it/run_otlp.rs sees it.
     let otlp_of = |spec: &std::path::Path, extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["--format", "otlp-json"];
         args.extend_from_slice(extra);
@@ -618,6 +618,61 @@ fn every_relative_link_in_the_docs_resolves() {
     }
     assert!(checked > 20, "the scan works: {checked} links");
     assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+}
+
+/// The `tests/...` paths a text names in code spans (`tests/it/auth.rs`,
+/// `tests/it/state.rs::a_test`), without a test's name after `::`; templates (`<name>`, `*`)
+/// left out.
+fn test_paths_named(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| span.starts_with("tests/"))
+        .map(|span| span.split("::").next().unwrap_or(span).to_string())
+        .filter(|path| !path.contains(['<', '*', ' ']))
+        .collect()
+}
+
+/// Every test file or directory the docs, the benchmarks and Cargo.toml name exists: a test
+/// moved (as into tests/it/) or renamed leaves no stale name behind.
+#[test]
+fn every_test_path_the_docs_name_exists() {
+    let mut files: Vec<std::path::PathBuf> = [
+        "README.md",
+        "CONTRIBUTING.md",
+        "BENCHMARKS.md",
+        "Cargo.toml",
+    ]
+    .iter()
+    .map(|f| root().join(f))
+    .collect();
+    let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for path in test_paths_named(&text) {
+            checked += 1;
+            if !root().join(&path).exists() {
+                let name = file.strip_prefix(root()).unwrap().display().to_string();
+                missing.push(format!("{name}: {path}"));
+            }
+        }
+    }
+    assert!(checked > 20, "the scan works: {checked} paths");
+    assert!(missing.is_empty(), "no such test file: {missing:#?}");
+    assert_eq!(
+        test_paths_named(
+            "`tests/auth.rs` (`a_test`), `tests/it/state.rs::b`, `tests/testdata/<file>/`"
+        ),
+        ["tests/auth.rs", "tests/it/state.rs"]
+    );
 }
 
 #[test]

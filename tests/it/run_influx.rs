@@ -148,7 +148,7 @@ fn partial_failure_keeps_the_good_series_and_exits_0() {
     let sim = sim();
     let text = example_spec_for(&sim).replace("  concurrency: 4", "  concurrency: 1");
     let path = spec_file(&text);
-    // (A 401 or 403 would stop every call with the same credentials: tests/auth.rs.)
+    // (A 401 or 403 would stop every call with the same credentials: tests/it/auth.rs.)
     sim.push_script(Scripted::Status {
         status: 400,
         body: r#"{"error_code":"ModelArts.4101","error_msg":"api_keys: too many keys"}"#.into(),

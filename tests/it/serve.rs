@@ -52,7 +52,7 @@ fn serve_publishes_the_textfile_scrapes_make_no_call_and_sigterm_ends_it() {
     );
 
     // The page is the textfile: same names, types, labels and exact values (the textfile's own
-    // values are checked against the simulator in tests/run_otlp.rs and tests/names.rs).
+    // values are checked against the simulator in tests/it/run_otlp.rs and tests/it/names.rs).
     let page = prom::parse(&metrics.body);
     let file = prom::parse(&textfile);
     assert_eq!(page.types, file.types);
