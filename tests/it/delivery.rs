@@ -98,11 +98,7 @@ fn an_otlp_redirect_is_a_failed_export_and_is_not_followed() {
     let elsewhere = HttpReceiver::start();
     let collector = HttpReceiver::start();
     collector.push(Answer::Redirect(format!("{}/v1/metrics", elsewhere.url)));
-    let spec = fixture_for(
-        &sim,
-        "delivery/hourly-otlp-http.yaml",
-        &[("otlp_endpoint", &collector.url)],
-    );
+    let spec = fixture_otlp(&sim, &collector.url, "delivery/hourly-otlp-http.yaml");
     let state = tempdir().join("state");
     let out = cmd(&spec, &state, &[])
         .env(
@@ -139,11 +135,7 @@ fn only_an_ok_grpc_status_is_a_delivery() {
     collector
         .unavailable_first
         .store(100, std::sync::atomic::Ordering::SeqCst);
-    let spec = fixture_for(
-        &sim,
-        "delivery/hourly-otlp-grpc.yaml",
-        &[("otlp_endpoint", &collector.url)],
-    );
+    let spec = fixture_otlp(&sim, &collector.url, "delivery/hourly-otlp-grpc.yaml");
     let state = tempdir().join("state");
     let out = cmd(&spec, &state, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

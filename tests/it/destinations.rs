@@ -90,11 +90,7 @@ fn serve_once(spec: &Path, state: &Path) -> Option<i32> {
 fn serve_and_runs_sharing_a_spec_and_a_state_directory_each_get_every_bucket_once() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let spec = fixture_for(
-        &sim,
-        "destinations/hourly.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let spec = fixture_otlp(&sim, &rx.url, "destinations/hourly.yaml");
     let t0 = ms(NOW);
     // What a line-protocol run gets on a state directory of its own.
     let fresh = run_at(&spec, &tempdir().join("alone"), t0, &[]);
@@ -176,11 +172,7 @@ fn make_old_file(state: &Path) {
 fn an_old_checkpoint_file_holds_the_period_series_back_until_adopted_or_reset() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let spec = fixture_for(
-        &sim,
-        "destinations/hourly.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let spec = fixture_otlp(&sim, &rx.url, "destinations/hourly.yaml");
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let first = run_at(&spec, &state, t0, &[]);
@@ -254,12 +246,7 @@ fn an_old_checkpoint_file_holds_the_period_series_back_until_adopted_or_reset() 
 fn a_named_destination_keeps_its_checkpoints_when_its_target_changes() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let text = fixture_text_for(
-        &sim,
-        "destinations/hourly.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    )
-    .replace(
+    let text = fixture_text_otlp(&sim, &rx.url, "destinations/hourly.yaml").replace(
         "  format: influx\n",
         "  format: influx\n  destination: tsdb\n",
     );
@@ -297,11 +284,7 @@ fn a_named_destination_keeps_its_checkpoints_when_its_target_changes() {
 fn state_show_lists_the_destinations_and_the_gate_s_records_of_both_places() {
     let sim = sim();
     let rx = HttpReceiver::start();
-    let spec = fixture_for(
-        &sim,
-        "destinations/hourly.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let spec = fixture_otlp(&sim, &rx.url, "destinations/hourly.yaml");
     let state = tempdir().join("state");
     let first = run_at(&spec, &state, ms(NOW), &[]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
@@ -377,11 +360,7 @@ fn state_show_lists_the_destinations_and_the_gate_s_records_of_both_places() {
 fn plan_reads_and_names_the_destination_of_the_run_it_plans_for() {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let spec = fixture_for(
-        &sim,
-        "destinations/hourly.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let spec = fixture_otlp(&sim, &rx.url, "destinations/hourly.yaml");
     let state = tempdir().join("state");
     let out = run_at(&spec, &state, ms(NOW), &["--format", "otlp"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -536,11 +536,7 @@ fn sigterm_during_an_otlp_export_lets_the_export_and_its_checkpoint_finish() {
     let collector = HttpReceiver::start();
     // The data export is received, then answered 3 s later: SIGTERM comes in between.
     collector.push(Answer::Slow(Duration::from_secs(3)));
-    let path = fixture_for(
-        &sim,
-        "faults/sigterm-in-export.yaml",
-        &[("otlp_endpoint", &collector.url)],
-    );
+    let path = fixture_otlp(&sim, &collector.url, "faults/sigterm-in-export.yaml");
     let state = tempdir().join("state");
     let start = |args: &[&str]| {
         let mut c = authed();

@@ -78,11 +78,7 @@ fn a_simulated_day_delivers_every_bucket_once_to_otlp_and_at_least_once_to_influ
     let day = ms("2026-05-20T00:00:00+08:00");
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let otlp_spec = fixture_for(
-        &sim,
-        "period/hourly-otlp.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let otlp_spec = fixture_otlp(&sim, &rx.url, "period/hourly-otlp.yaml");
     let influx_spec = fixture_for(&sim, "period/hourly.yaml", &[]);
     let (otlp_state, influx_state) = (tempdir().join("otlp"), tempdir().join("influx"));
     let db = start_influxd();
@@ -623,11 +619,7 @@ fn an_unusable_period_lock_holds_the_period_series_with_an_error_and_exit_1() {
 fn the_delta_preference_sends_each_bucket_as_its_own_count() {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let spec = fixture_for(
-        &sim,
-        "period/hourly-otlp.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let spec = fixture_otlp(&sim, &rx.url, "period/hourly-otlp.yaml");
     let state = tempdir().join("state");
     let delta = [("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")];
     let t0 = ms("2026-05-21T10:00:00+08:00");
@@ -793,11 +785,7 @@ fn otlp_period() -> (
 ) {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
-    let spec = fixture_for(
-        &sim,
-        "period/hourly-otlp.yaml",
-        &[("otlp_endpoint", &rx.url)],
-    );
+    let spec = fixture_otlp(&sim, &rx.url, "period/hourly-otlp.yaml");
     (sim, rx, spec, tempdir().join("state"))
 }
 

@@ -565,17 +565,23 @@ fn the_metrics_doc_is_generated_from_the_manifest() {
     );
 }
 
-/// Every relative Markdown link in README.md, CONTRIBUTING.md and docs/*.md points at a file or
-/// directory that exists (anchors are not checked). Fenced code blocks are skipped.
-#[test]
-fn every_relative_link_in_the_docs_resolves() {
-    let mut files = vec![root().join("README.md"), root().join("CONTRIBUTING.md")];
+/// docs/*.md, in order.
+fn docs_pages() -> Vec<std::path::PathBuf> {
     let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "md"))
         .collect();
     docs.sort();
+    docs
+}
+
+/// Every relative Markdown link in README.md, CONTRIBUTING.md and docs/*.md points at a file or
+/// directory that exists (anchors are not checked). Fenced code blocks are skipped.
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let mut files = vec![root().join("README.md"), root().join("CONTRIBUTING.md")];
+    let docs = docs_pages();
     assert!(!docs.is_empty(), "no docs/*.md");
     files.extend(docs);
     let mut broken = Vec::new();
@@ -646,13 +652,7 @@ fn every_test_path_the_docs_name_exists() {
     .iter()
     .map(|f| root().join(f))
     .collect();
-    let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    docs.sort();
-    files.extend(docs);
+    files.extend(docs_pages());
     let mut missing = Vec::new();
     let mut checked = 0;
     for file in &files {

@@ -194,15 +194,18 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
     use common::otlp::HttpReceiver;
     let pki = Pki::new();
     let sim = sim();
+    let otlp_to = |collector: &HttpReceiver| {
+        spec_for(&sim)
+            .output(&format!(
+                "format: otlp, otlp: {{endpoint: {}}}",
+                collector.url
+            ))
+            .limits("timeout: 10s")
+            .write()
+    };
     // Trusted CA from the standard variable.
     let collector = HttpReceiver::start_tls(pki.server());
-    let spec = spec_for(&sim)
-        .output(&format!(
-            "format: otlp, otlp: {{endpoint: {}}}",
-            collector.url
-        ))
-        .limits("timeout: 10s")
-        .write();
+    let spec = otlp_to(&collector);
     let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
@@ -213,13 +216,7 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
 
     // An unknown CA: one connection, no retry, exit 2, and the message names the option.
     let collector = HttpReceiver::start_tls(pki.server());
-    let spec = spec_for(&sim)
-        .output(&format!(
-            "format: otlp, otlp: {{endpoint: {}}}",
-            collector.url
-        ))
-        .limits("timeout: 10s")
-        .write();
+    let spec = otlp_to(&collector);
     let out = otlp_run(
         &spec,
         &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.other_ca_pem)],
@@ -235,13 +232,7 @@ fn otlp_over_https_with_a_private_ca_and_mutual_tls() {
 
     // Mutual TLS: refused without a client certificate, accepted with one.
     let collector = HttpReceiver::start_tls(pki.mutual_server());
-    let spec = spec_for(&sim)
-        .output(&format!(
-            "format: otlp, otlp: {{endpoint: {}}}",
-            collector.url
-        ))
-        .limits("timeout: 10s")
-        .write();
+    let spec = otlp_to(&collector);
     let out = otlp_run(&spec, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", &pki.ca_pem)]);
     assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(collector.requests().is_empty());

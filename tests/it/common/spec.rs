@@ -114,6 +114,16 @@ pub fn fixture_at(url: &str, name: &str, vars: &[(&str, &str)]) -> PathBuf {
     spec_file(&fixture_text_at(url, name, vars))
 }
 
+/// As `fixture_for`, its `{{otlp_endpoint}}` being `otlp_endpoint` (a receiver's URL).
+pub fn fixture_otlp(sim: &Simulator, otlp_endpoint: &str, name: &str) -> PathBuf {
+    fixture_for(sim, name, &[("otlp_endpoint", otlp_endpoint)])
+}
+
+/// The text of `fixture_otlp`.
+pub fn fixture_text_otlp(sim: &Simulator, otlp_endpoint: &str, name: &str) -> String {
+    fixture_text_for(sim, name, &[("otlp_endpoint", otlp_endpoint)])
+}
+
 /// The text of `fixture_for`.
 pub fn fixture_text_for(sim: &Simulator, name: &str, vars: &[(&str, &str)]) -> String {
     fixture_text_at(&sim.url(), name, vars)
