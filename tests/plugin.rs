@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use maas_usage::domain::ces::CES_METRICS;
+use maas_usage::domain::cloud_eye::METRICS;
 use maas_usage::emit::fields;
 use maas_usage::manifest;
 
@@ -111,8 +111,8 @@ fn the_code_tables_match_the_manifest() {
             (!decl.otlp_only).then_some(f.prometheus)
         );
     }
-    assert_eq!(m.model_metrics.len(), CES_METRICS.len());
-    for (decl, c) in m.model_metrics.iter().zip(CES_METRICS) {
+    assert_eq!(m.model_metrics.len(), METRICS.len());
+    for (decl, c) in m.model_metrics.iter().zip(METRICS) {
         assert_eq!(
             (decl.ces.as_str(), decl.field.as_str(), decl.unit.as_str()),
             (c.ces, c.field, c.unit)

@@ -5,8 +5,8 @@
 
 pub mod api;
 pub mod auth;
-pub mod ces;
 pub mod client;
+pub mod cloud_eye;
 pub mod credentials;
 pub mod metadata;
 pub mod sign;

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub mod models;
+pub mod cloud_eye;
 
 use crate::domain::{ApiError, SeriesKey, Shape, StatsAnswer, Usage, Window};
 use crate::log;
 use crate::plan::Plan;
-use crate::time::period::{Checkpoints, ModelRunning, Running, Totals};
+use crate::time::period::{Checkpoints, CloudEyeRunning, Running, Totals};
 
 /// Something that answers one ShowStatistics body; the cloud client in production, a fake in
 /// unit tests.
@@ -73,7 +73,7 @@ pub struct Collected {
     /// The signal that stopped the run early, if one did.
     pub stopped_by: Option<&'static str>,
     /// The Cloud Eye queries' series and failures.
-    pub models: models::ModelCollected,
+    pub models: cloud_eye::CloudEyeCollected,
 }
 
 /// Tells whether (and by which signal) the run was asked to stop.
@@ -307,7 +307,7 @@ pub fn drop_buckets(collected: &mut Collected) {
 #[derive(Clone, Debug, Default)]
 pub struct Accumulated {
     pub series: Vec<Option<Running>>,
-    pub models: Vec<Option<ModelRunning>>,
+    pub models: Vec<Option<CloudEyeRunning>>,
     pub totals: Totals,
 }
 
@@ -347,26 +347,26 @@ pub fn accumulate(collected: &Collected, stored: &Totals) -> Accumulated {
         };
         let id = s.key.total_id(cp);
         let counts = s.values.iter().filter_map(|(m, f)| match f {
-            models::Figure::Count(c) => Some((m.ces.to_string(), *c)),
-            models::Figure::Millis(_) => None,
+            cloud_eye::Figure::Count(c) => Some((m.ces.to_string(), *c)),
+            cloud_eye::Figure::Millis(_) => None,
         });
         let latest = s
             .values
             .iter()
             .filter_map(|(m, f)| match f {
-                models::Figure::Millis(ms) => Some((m.ces.to_string(), *ms)),
-                models::Figure::Count(_) => None,
+                cloud_eye::Figure::Millis(ms) => Some((m.ces.to_string(), *ms)),
+                cloud_eye::Figure::Count(_) => None,
             })
             .collect();
-        let r = ModelRunning::add(
-            totals.models.get(&id),
+        let r = CloudEyeRunning::add(
+            totals.cloud_eye.get(&id),
             &s.key,
             s.window.start_ms,
             s.window.end_ms,
             counts,
             latest,
         );
-        totals.models.insert(id, r.clone());
+        totals.cloud_eye.insert(id, r.clone());
         models.push(Some(r));
     }
     Accumulated {

@@ -259,7 +259,7 @@ mod tests {
                 c.name
             );
         }
-        for m in crate::domain::ces::CES_METRICS {
+        for m in crate::domain::cloud_eye::METRICS {
             assert_eq!(translate(m.otlp, m.unit, false), m.prometheus, "{}", m.ces);
             // Counts have period counters, latency none.
             assert_eq!(m.otlp_period.is_some(), m.is_count(), "{}", m.ces);

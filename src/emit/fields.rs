@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::collect::models::{Figure, ModelSeries};
+use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
 use crate::collect::{RunStats, Series};
 pub use crate::domain::names::*;
 use crate::domain::Usage;
@@ -18,7 +18,7 @@ pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
 }
 
 /// `query`, `model`, `model_id`, and with the key breakdown `api_key`, `api_key_id`.
-pub fn model_tags(s: &ModelSeries) -> Vec<(&'static str, &str)> {
+pub fn model_tags(s: &CloudEyeSeries) -> Vec<(&'static str, &str)> {
     let mut t = vec![
         (MODEL_TAGS[0], s.key.query.as_str()),
         (MODEL_TAGS[1], s.key.model.name.as_str()),

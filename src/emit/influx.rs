@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
-use crate::collect::models::ModelSeries;
+use crate::collect::cloud_eye::CloudEyeSeries;
 use crate::collect::Series;
 use crate::domain::InferType;
 use crate::domain::Shape;
@@ -133,7 +133,7 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
 
 /// A Cloud Eye series: `maas_model_usage`, its model (and key) tags, counts as integers and
 /// latency in milliseconds as floats, the window (or bucket) end as timestamp.
-fn model_line(out: &mut String, s: &ModelSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+fn model_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let tags = fields::tag_map(
         opts.tags,
         fields::model_tags(s)

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::fields::{self, Value as FieldValue};
 use super::Report;
-use crate::collect::models::{Figure, ModelSeries};
+use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
 use crate::collect::Series;
 use crate::domain::{InferType, Window};
 use crate::time::fmt_rfc3339;
@@ -62,7 +62,7 @@ fn series(s: &Series, report: &Report<'_>) -> Value {
     })
 }
 
-fn model_series(s: &ModelSeries, report: &Report<'_>) -> Value {
+fn model_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
     let tz = &report.zone.tz;
     let mut values = Map::new();
     for (m, f) in &s.values {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::collect::{Collected, RunStats};
 use crate::text::parse_kv_list;
-use crate::time::period::{ModelRunning, Running, Totals};
+use crate::time::period::{CloudEyeRunning, Running, Totals};
 use crate::time::zone::Zone;
 
 /// The name every output gives the program (OTLP's scope and default `service.name`).
@@ -158,7 +158,7 @@ pub struct Report<'a> {
     /// that bucket (index-aligned; `None` for other series).
     pub running: &'a [Option<Running>],
     /// The same for each of `collected.models.series`.
-    pub model_running: &'a [Option<ModelRunning>],
+    pub model_running: &'a [Option<CloudEyeRunning>],
     /// Every period series' running total after this collection (Prometheus counters).
     pub totals: &'a Totals,
 }

@@ -19,9 +19,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::fields::{self, CollectorField, Field, Value, COLLECTOR_FIELDS, EXPORT_REJECTED};
 use super::{Report, ResourceEnv, SCOPE, VERSION};
-use crate::collect::models::{Figure, ModelSeries};
+use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
 use crate::collect::Series;
-use crate::domain::ces::CES_METRICS;
+use crate::domain::cloud_eye::METRICS;
 use crate::domain::{InferType, Shape};
 
 /// How period buckets are summed.
@@ -196,7 +196,7 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
     out
 }
 
-fn model_attributes(s: &ModelSeries, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
+fn model_attributes(s: &CloudEyeSeries, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
     let mut attributes: Vec<KeyValue> = fields::model_tags(s)
         .iter()
         .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
@@ -211,7 +211,7 @@ fn model_attributes(s: &ModelSeries, tags: &BTreeMap<String, String>) -> Vec<Key
 fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
     let series = &r.collected.models.series;
     let mut out = Vec::new();
-    for m in CES_METRICS {
+    for m in METRICS {
         let mut gauges = Vec::new();
         let mut sums = Vec::new();
         for (i, s) in series.iter().enumerate() {

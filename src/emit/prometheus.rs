@@ -12,8 +12,8 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value, COLLECTOR_FIELDS};
 use super::{Report, ResourceEnv};
-use crate::collect::models::Figure;
-use crate::domain::ces::{ModelKey, CES_METRICS};
+use crate::collect::cloud_eye::Figure;
+use crate::domain::cloud_eye::{CloudEyeKey, METRICS};
 use crate::domain::{InferType, SeriesKey, Shape};
 
 pub struct PromOptions<'a> {
@@ -131,7 +131,7 @@ fn carries(key: &SeriesKey, f: &Field) -> bool {
 
 /// The labels of a Cloud Eye series: its model (and key) as `maas_*`, static tags, the source.
 fn model_labels(
-    key: &ModelKey,
+    key: &CloudEyeKey,
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
@@ -160,7 +160,7 @@ fn model_families(
     source: &BTreeMap<String, String>,
 ) -> Vec<Family> {
     let mut out = Vec::new();
-    for m in CES_METRICS {
+    for m in METRICS {
         // Keyed by labels: a later bucket's latency replaces an earlier one's.
         let mut gauge: BTreeMap<BTreeMap<String, String>, String> = BTreeMap::new();
         for s in &r.collected.models.series {
@@ -175,7 +175,7 @@ fn model_families(
             gauge.insert(model_labels(&s.key, opts.tags, source), v);
         }
         // Period series: the latency of their latest bucket, kept with the totals.
-        for t in r.totals.models.values() {
+        for t in r.totals.cloud_eye.values() {
             if let Some(ms) = t.latest.get(m.ces) {
                 gauge.insert(
                     model_labels(&t.key, opts.tags, source),
@@ -188,7 +188,7 @@ fn model_families(
         out.push(g);
         if let Some(name) = m.prometheus_period_name() {
             let mut c = Family::new(name, "counter", m.description);
-            for t in r.totals.models.values() {
+            for t in r.totals.cloud_eye.values() {
                 if let Some(v) = t.counts.get(m.ces) {
                     c.samples
                         .push((model_labels(&t.key, opts.tags, source), v.to_string()));

@@ -6,9 +6,9 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value};
 use super::{thousands, Report};
-use crate::collect::models::{Figure, ModelSeries};
+use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
 use crate::collect::Series;
-use crate::domain::ces::{CesMetric, CES_METRICS};
+use crate::domain::cloud_eye::{CloudEyeMetric, METRICS};
 use crate::domain::InferType;
 use crate::domain::ALL_KEYS;
 use crate::time::fmt_local;
@@ -195,12 +195,12 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
 
 /// The Cloud Eye series of one query and window: a row per model (and key), a column per
 /// metric, counts exact with separators and latency in milliseconds.
-fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: TableStyle) {
+fn models(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, style: TableStyle) {
     let Some(first) = rows.first() else {
         return;
     };
     let by_key = first.key.api_key.is_some();
-    let metrics: Vec<&'static CesMetric> = CES_METRICS
+    let metrics: Vec<&'static CloudEyeMetric> = METRICS
         .iter()
         .filter(|m| {
             rows.iter()
@@ -286,7 +286,7 @@ pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
         one(&mut out, s, report, raw, style);
     }
     // One table per Cloud Eye query and window, in collection order.
-    let mut groups: Vec<Vec<&ModelSeries>> = Vec::new();
+    let mut groups: Vec<Vec<&CloudEyeSeries>> = Vec::new();
     for s in &report.collected.models.series {
         match groups.last_mut() {
             Some(g) if g[0].key.query == s.key.query && g[0].window == s.window => g.push(s),

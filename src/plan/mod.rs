@@ -3,9 +3,9 @@
 //!
 //! Pure: `plan` prints this without credentials or network, and `run` executes exactly it.
 
-pub mod models;
+pub mod cloud_eye;
 
-pub use models::ModelQuery;
+pub use cloud_eye::CloudEyeQueryPlan;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ pub struct Plan {
     pub warnings: Vec<String>,
     pub periods: Vec<PeriodStatus>,
     /// The Cloud Eye queries (their series are found at run time).
-    pub models: Vec<ModelQuery>,
+    pub models: Vec<CloudEyeQueryPlan>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +172,7 @@ pub fn build_with(
     let mut ahead: Vec<(String, i64)> = Vec::new();
     for (qi, q) in spec.queries.iter().enumerate() {
         if let Some(ce) = q.cloud_eye() {
-            let (m, cp) = models::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+            let (m, cp) = cloud_eye::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
             ahead.extend(cp.map(|cp| (format!("query {}", q.name), cp)));
             plan.warnings.extend(m.warnings.iter().cloned());
             plan.models.push(m);
@@ -458,7 +458,7 @@ impl Plan {
         for w in &self.warnings {
             let _ = writeln!(out, "\nwarning: {w}");
         }
-        models::describe(&self.models, &self.zone, &mut out);
+        cloud_eye::describe(&self.models, &self.zone, &mut out);
         out
     }
 }

@@ -13,7 +13,7 @@ use super::schema::{looks_secret, schema_errors, validator};
 use super::yaml::{self, Located, Pos};
 use super::{CloudEyeQuery, CloudSpec, Format, Limits, OutputSpec, QuerySpec, Source};
 use super::{OtlpSettings, Protocol};
-use crate::domain::ces::{self, Names};
+use crate::domain::cloud_eye::{self, Names};
 use crate::domain::names as fields;
 use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
 use crate::domain::{InferType, ServiceType};
@@ -335,12 +335,12 @@ fn source_of(f: &FileSpec, p: &str, q: &RawQuery, errors: &mut Vec<SpecError>) -
         ));
     }
     let metrics = match &q.metrics {
-        None => ces::DEFAULT_METRICS
+        None => cloud_eye::DEFAULT_METRICS
             .iter()
-            .filter_map(|m| ces::metric(m))
+            .filter_map(|m| cloud_eye::metric(m))
             .collect(),
         // The schema lists the names the plugin knows.
-        Some(names) => names.iter().filter_map(|m| ces::metric(m)).collect(),
+        Some(names) => names.iter().filter_map(|m| cloud_eye::metric(m)).collect(),
     };
     Source::CloudEye(CloudEyeQuery {
         by_key,

@@ -12,7 +12,7 @@ pub mod yaml;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::domain::ces::{CesMetric, Names};
+use crate::domain::cloud_eye::{CloudEyeMetric, Names};
 use crate::domain::RangeExpr;
 use crate::domain::{InferType, ServiceType};
 
@@ -67,7 +67,7 @@ pub struct CloudEyeQuery {
     pub models: Option<Vec<String>>,
     /// API keys by name or id (with `by_key`); `None`: all.
     pub api_keys: Option<Vec<String>>,
-    pub metrics: Vec<&'static CesMetric>,
+    pub metrics: Vec<&'static CloudEyeMetric>,
 }
 
 impl QuerySpec {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{now_ms, StateDir};
-use crate::domain::ces::Discovered;
+use crate::domain::cloud_eye::Discovered;
 use crate::files::Durability;
 use crate::log;
 
@@ -65,7 +65,7 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ces::Dims;
+    use crate::domain::cloud_eye::Dims;
 
     fn found(metrics: &[&str]) -> Discovered {
         let mut d = Discovered::default();

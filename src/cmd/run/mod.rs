@@ -417,14 +417,14 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         .state
         .as_ref()
         .map(|s| wiring::discovery_cache(s, &ctx.conn));
-    collected.models = collect::models::collect_models(
+    collected.models = collect::cloud_eye::collect_cloud_eye(
         &plan.models,
         ctx.conn.clone(),
         &ctx.spec.names,
         cache
             .as_ref()
-            .map(|c| c as &dyn collect::models::DiscoveryCache),
-        &collect::models::Limits {
+            .map(|c| c as &dyn collect::cloud_eye::DiscoveryCache),
+        &collect::cloud_eye::Limits {
             max_series: ctx.spec.limits.max_series,
             concurrency: ctx.spec.limits.concurrency,
             discovery_max_age: discovery_max_age(&ctx.spec),

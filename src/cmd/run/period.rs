@@ -133,7 +133,7 @@ impl<'a> Ours<'a> {
     /// The running totals of this spec out of all those `totals` holds.
     fn totals(&self, mut totals: Totals) -> Totals {
         totals.series.retain(|id, _| self.statistics(id));
-        totals.models.retain(|id, _| self.cloud_eye(id));
+        totals.cloud_eye.retain(|id, _| self.cloud_eye(id));
         totals
     }
 }

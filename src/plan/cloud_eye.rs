@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::PlanError;
-use crate::domain::ces::{self, PERIODS};
+use crate::domain::cloud_eye::{self, PERIODS};
 use crate::domain::{RangeExpr, Shape, Window};
 use crate::spec::{CloudEyeQuery, QuerySpec};
 use crate::time::period::{self, Checkpoints};
@@ -15,7 +15,7 @@ use crate::time::{self};
 
 /// One Cloud Eye query, planned.
 #[derive(Clone, Debug)]
-pub struct ModelQuery {
+pub struct CloudEyeQueryPlan {
     /// Its index in the spec.
     pub index: usize,
     pub name: String,
@@ -41,7 +41,7 @@ pub struct Span {
     pub period_s: u32,
 }
 
-impl ModelQuery {
+impl CloudEyeQueryPlan {
     /// The checkpoint of a period-mode Cloud Eye query.
     pub fn checkpoint_id(region: &str, query: &str) -> String {
         format!("{region}/cloud_eye/{query}")
@@ -101,7 +101,7 @@ pub fn align(w: &Window, period_s: u32) -> Option<Window> {
 
 /// `[start, end)` cut into spans one call of `period_s` answers whole.
 pub fn spans(start: i64, end: i64, period_s: u32) -> Vec<Span> {
-    let limit = ces::span_limit_ms(period_s);
+    let limit = cloud_eye::span_limit_ms(period_s);
     let mut out = Vec::new();
     let mut s = start;
     while s < end {
@@ -142,7 +142,7 @@ fn period_for_buckets(every_ms: i64, buckets: &[(i64, i64)]) -> u32 {
 
 /// Consecutive buckets merged into spans within the period's limit.
 fn bucket_spans(buckets: &[(i64, i64)], period_s: u32) -> Vec<Span> {
-    let limit = ces::span_limit_ms(period_s);
+    let limit = cloud_eye::span_limit_ms(period_s);
     let mut out: Vec<Span> = Vec::new();
     for &(s, e) in buckets {
         match out.last_mut() {
@@ -167,8 +167,8 @@ pub fn plan_query(
     zone: &Zone,
     region: &str,
     checkpoints: &Checkpoints,
-) -> Result<(ModelQuery, Option<i64>), PlanError> {
-    let mut m = ModelQuery {
+) -> Result<(CloudEyeQueryPlan, Option<i64>), PlanError> {
+    let mut m = CloudEyeQueryPlan {
         index,
         name: q.name.clone(),
         query: ce.clone(),
@@ -180,7 +180,7 @@ pub fn plan_query(
         warnings: Vec::new(),
     };
     if let RangeExpr::Period(p) = &q.range {
-        let id = ModelQuery::checkpoint_id(region, &q.name);
+        let id = CloudEyeQueryPlan::checkpoint_id(region, &q.name);
         let pending = period::pending(
             p,
             &zone.tz,
@@ -222,7 +222,7 @@ pub fn plan_query(
 }
 
 /// The Cloud Eye part of `plan`'s output.
-pub fn describe(models: &[ModelQuery], zone: &Zone, out: &mut String) {
+pub fn describe(models: &[CloudEyeQueryPlan], zone: &Zone, out: &mut String) {
     use std::fmt::Write;
     if models.is_empty() {
         return;
@@ -393,7 +393,7 @@ mod tests {
                 prop_assert_eq!(s.first().map(|x| x.from), Some(a.start_ms));
                 prop_assert_eq!(s.last().map(|x| x.to), Some(a.end_ms));
                 for (i, x) in s.iter().enumerate() {
-                    prop_assert!(x.to - x.from <= ces::span_limit_ms(x.period_s));
+                    prop_assert!(x.to - x.from <= cloud_eye::span_limit_ms(x.period_s));
                     prop_assert_eq!(x.from % ms(x.period_s), 0);
                     prop_assert_eq!(x.to % ms(x.period_s), 0);
                     if i > 0 {

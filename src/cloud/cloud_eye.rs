@@ -7,8 +7,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::client::{Call, Client};
-use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
-use crate::domain::ces::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
+use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
+use crate::domain::cloud_eye::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
 use crate::text::percent_encode;

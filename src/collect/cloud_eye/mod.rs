@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{pool, Pooled, StopCheck};
-use crate::domain::ces::{
-    Aggregate, BatchAnswer, BatchRequest, CesMetric, Dims, Discovered, MetricPage, ModelKey, Named,
-    Names, MAX_METRICS_PER_CALL,
+use crate::domain::cloud_eye::{
+    Aggregate, BatchAnswer, BatchRequest, CloudEyeKey, CloudEyeMetric, Dims, Discovered,
+    MetricPage, Named, Names, MAX_METRICS_PER_CALL,
 };
 use crate::domain::failure::DecodeError;
 use crate::domain::{ApiError, Shape, Window};
-use crate::plan::ModelQuery;
+use crate::plan::CloudEyeQueryPlan;
 use crate::time::period::Checkpoints;
 use datapoints::{LeftOut, Point, Refused};
 
@@ -58,17 +58,17 @@ pub enum Figure {
 
 /// A collected Cloud Eye series over one window (or period bucket).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ModelSeries {
-    pub key: ModelKey,
+pub struct CloudEyeSeries {
+    pub key: CloudEyeKey,
     pub window: Window,
     /// In catalog order; a metric Cloud Eye has no figure for is absent (a count without
     /// datapoints is 0: no traffic).
-    pub values: Vec<(&'static CesMetric, Figure)>,
+    pub values: Vec<(&'static CloudEyeMetric, Figure)>,
     /// Period mode: the query's checkpoint id.
     pub checkpoint: Option<String>,
 }
 
-impl ModelSeries {
+impl CloudEyeSeries {
     /// Its figure for the Cloud Eye metric `ces`, if it has one.
     pub fn figure(&self, ces: &str) -> Option<Figure> {
         self.values
@@ -87,14 +87,14 @@ impl ModelSeries {
 
 /// A Cloud Eye query (or part of it) that could not be collected.
 #[derive(Clone, Debug)]
-pub struct ModelFailure {
+pub struct CloudEyeFailure {
     pub query: String,
     /// What failed: discovery, the cardinality guard, or a call span.
     pub what: String,
     pub error: ApiError,
 }
 
-impl std::fmt::Display for ModelFailure {
+impl std::fmt::Display for CloudEyeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "query={} source=cloud_eye ({})", self.query, self.what)
     }
@@ -102,9 +102,9 @@ impl std::fmt::Display for ModelFailure {
 
 /// Everything the Cloud Eye part of a collection produced.
 #[derive(Clone, Debug, Default)]
-pub struct ModelCollected {
-    pub series: Vec<ModelSeries>,
-    pub failures: Vec<ModelFailure>,
+pub struct CloudEyeCollected {
+    pub series: Vec<CloudEyeSeries>,
+    pub failures: Vec<CloudEyeFailure>,
     pub warnings: Vec<String>,
     /// Period-mode queries: the end of the last bucket delivered in order.
     pub advance: Checkpoints,
@@ -268,23 +268,23 @@ struct Job {
 /// Per query: its series (dims -> key) and, per window, per series, the figures so far, and
 /// the series whose counts Cloud Eye answered wrong.
 struct Acc {
-    series: BTreeMap<Dims, ModelKey>,
+    series: BTreeMap<Dims, CloudEyeKey>,
     figures: Vec<BTreeMap<Dims, BTreeMap<&'static str, Figure>>>,
     failed: Vec<bool>,
     refused: Vec<BTreeMap<Dims, Refused>>,
 }
 
-pub fn collect_models(
-    plan: &[ModelQuery],
+pub fn collect_cloud_eye(
+    plan: &[CloudEyeQueryPlan],
     ce: Arc<dyn CloudEye>,
     pinned: &Names,
     cache: Option<&dyn DiscoveryCache>,
     limits: &Limits,
     deadline: Instant,
     stop: StopCheck<'_>,
-) -> ModelCollected {
-    let mut out = ModelCollected::default();
-    let active: Vec<&ModelQuery> = plan.iter().filter(|q| !q.windows.is_empty()).collect();
+) -> CloudEyeCollected {
+    let mut out = CloudEyeCollected::default();
+    let active: Vec<&CloudEyeQueryPlan> = plan.iter().filter(|q| !q.windows.is_empty()).collect();
     if active.is_empty() {
         return out;
     }
@@ -299,7 +299,7 @@ pub fn collect_models(
         Ok(d) => d,
         Err(error) => {
             for q in &active {
-                out.failures.push(ModelFailure {
+                out.failures.push(CloudEyeFailure {
                     query: q.name.clone(),
                     what: "discovery with ListMetrics".into(),
                     error: error.clone(),
@@ -343,7 +343,7 @@ pub fn collect_models(
                     .any(|x| x == id || table.get(id).is_some_and(|n| n == x))
             })
         };
-        let series: BTreeMap<Dims, ModelKey> = all
+        let series: BTreeMap<Dims, CloudEyeKey> = all
             .iter()
             .filter(|d| d.key_id.is_some() == q.query.by_key)
             .filter(|d| picks(&q.query.models, &d.model_id, &names.models))
@@ -353,7 +353,7 @@ pub fn collect_models(
                     .is_none_or(|k| picks(&q.query.api_keys, k, &names.keys))
             })
             .map(|d| {
-                let key = ModelKey {
+                let key = CloudEyeKey {
                     query: q.name.clone(),
                     model: named(&d.model_id, &names.models),
                     api_key: d.key_id.as_ref().map(|k| named(k, &names.keys)),
@@ -384,7 +384,7 @@ pub fn collect_models(
             } else {
                 "[model]"
             };
-            out.failures.push(ModelFailure {
+            out.failures.push(CloudEyeFailure {
                 query: q.name.clone(),
                 what: "cardinality guard".into(),
                 error: ApiError::Local(format!(
@@ -416,7 +416,7 @@ pub fn collect_models(
             let periods = ((to - from) / (i64::from(sp.period_s) * 1000)).max(1);
             let per_call = (MAX_POINTS_PER_CALL / periods).clamp(1, MAX_METRICS_PER_CALL as i64);
             for aggregate in [Aggregate::Sum, Aggregate::Max] {
-                let objects: Vec<(&'static CesMetric, Dims)> = acc
+                let objects: Vec<(&'static CloudEyeMetric, Dims)> = acc
                     .series
                     .keys()
                     .flat_map(|d| {
@@ -483,7 +483,7 @@ pub fn collect_models(
                     acc.failed[wi] = true;
                 }
             }
-            out.failures.push(ModelFailure {
+            out.failures.push(CloudEyeFailure {
                 query: q.name.clone(),
                 what: format!("span [{}, {})", job.span.0, job.span.1),
                 error,
@@ -505,10 +505,10 @@ pub fn collect_models(
 /// Eye cannot have; in period mode, only up to the first failed bucket (later ones come again
 /// next time, after it).
 fn settle(
-    q: &ModelQuery,
+    q: &CloudEyeQueryPlan,
     acc: &Acc,
     available: &BTreeMap<&'static str, &BTreeSet<Dims>>,
-    out: &mut ModelCollected,
+    out: &mut CloudEyeCollected,
 ) {
     for (wi, w) in q.windows.iter().enumerate() {
         if acc.failed[wi] {
@@ -525,7 +525,7 @@ fn settle(
         }
         for (d, key) in &acc.series {
             if let Some(r) = refused.get(d) {
-                out.failures.push(ModelFailure {
+                out.failures.push(CloudEyeFailure {
                     query: q.name.clone(),
                     what: series_name(key),
                     error: r.error(r.reason()),
@@ -544,7 +544,7 @@ fn settle(
                     None => None,
                 })
                 .collect();
-            out.series.push(ModelSeries {
+            out.series.push(CloudEyeSeries {
                 key: key.clone(),
                 window: *w,
                 values,
@@ -558,7 +558,7 @@ fn settle(
 }
 
 /// `model=...` and, with the key breakdown, `api_key=...`: a series in a failure line.
-fn series_name(key: &ModelKey) -> String {
+fn series_name(key: &CloudEyeKey) -> String {
     match &key.api_key {
         Some(k) => format!("model={} api_key={}", key.model.name, k.name),
         None => format!("model={}", key.model.name),
@@ -568,11 +568,11 @@ fn series_name(key: &ModelKey) -> String {
 /// A bucket in which some series' counts were refused: it fails whole, as a failed call
 /// would (its other series cannot be sent without moving the query's checkpoint past it).
 fn bucket_refused(
-    q: &ModelQuery,
-    series: &BTreeMap<Dims, ModelKey>,
+    q: &CloudEyeQueryPlan,
+    series: &BTreeMap<Dims, CloudEyeKey>,
     refused: &BTreeMap<Dims, Refused>,
     w: &Window,
-) -> ModelFailure {
+) -> CloudEyeFailure {
     let utc = |ms| crate::time::fmt_rfc3339(ms, &chrono_tz::UTC);
     let (dims, first) = refused.iter().next().expect("called with a refused series");
     let name = series
@@ -583,7 +583,7 @@ fn bucket_refused(
         1 => format!("{name}: {}", first.reason()),
         n => format!("{n} series, the first {name}: {}", first.reason()),
     };
-    ModelFailure {
+    CloudEyeFailure {
         query: q.name.clone(),
         what: format!(
             "bucket {} to {}; it and the later ones wait for Cloud Eye to answer right",
@@ -599,13 +599,13 @@ fn bucket_refused(
 /// A count Cloud Eye cannot have fails its series in that window (never rounded or clamped);
 /// a latency that is not one is left out (and said once per query, metric and cause).
 fn fold(
-    q: &ModelQuery,
+    q: &CloudEyeQueryPlan,
     acc: &mut Acc,
     req: &BatchRequest,
     answer: BatchAnswer,
     left_out: &mut LeftOut,
 ) {
-    let asked: BTreeMap<(&str, &Dims), &'static CesMetric> =
+    let asked: BTreeMap<(&str, &Dims), &'static CloudEyeMetric> =
         req.metrics.iter().map(|(m, d)| ((m.ces, d), *m)).collect();
     let BatchAnswer {
         series,
@@ -675,8 +675,8 @@ fn fold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ces::{metric, MetricPage};
-    use crate::plan::models::Span;
+    use crate::domain::cloud_eye::{metric, MetricPage};
+    use crate::plan::cloud_eye::Span;
     use crate::spec::CloudEyeQuery;
 
     const H: i64 = 3_600_000;
@@ -722,8 +722,8 @@ mod tests {
         }
     }
 
-    fn buckets_query() -> ModelQuery {
-        ModelQuery {
+    fn buckets_query() -> CloudEyeQueryPlan {
+        CloudEyeQueryPlan {
             index: 0,
             name: "q".into(),
             query: CloudEyeQuery {
@@ -758,8 +758,8 @@ mod tests {
         }
     }
 
-    fn collect_with(ce: Loose) -> ModelCollected {
-        collect_models(
+    fn collect_with(ce: Loose) -> CloudEyeCollected {
+        collect_cloud_eye(
             &[buckets_query()],
             Arc::new(ce),
             &Names::default(),
