@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::collect::Collected;
+use crate::collect::Collection;
 use crate::log;
 use crate::time::zone::{self, OsZoneHints, Zone};
 use error::{exit_code, Error, Outcome};
@@ -117,31 +117,21 @@ fn failure_line(what: String, e: &crate::domain::ApiError) -> String {
     line
 }
 
-/// One stderr line per failed series (and failed Cloud Eye query): what failed and why, in the
-/// order the contract gives.
-pub fn log_failures(collected: &Collected) {
-    for f in &collected.failures {
-        log::error(&failure_line(f.key.to_string(), &f.error));
-    }
-    for f in &collected.models.failures {
+/// One stderr line per failure (a series, or a part of a query), in the order the contract
+/// gives.
+pub fn log_failures(collection: &Collection) {
+    for f in &collection.failures {
         log::error(&failure_line(f.to_string(), &f.error));
     }
 }
 
 /// How a collection ended, from what it collected: nothing out of a plan is a failure, and one
 /// whose every failure was on this side is a configuration error.
-pub fn outcome_of(collected: &Collected) -> Outcome {
-    let m = &collected.models;
-    let errors = || {
-        collected
-            .failures
-            .iter()
-            .map(|f| &f.error)
-            .chain(m.failures.iter().map(|f| &f.error))
-    };
-    if !collected.series.is_empty() || !m.series.is_empty() || errors().next().is_none() {
+pub fn outcome_of(collection: &Collection) -> Outcome {
+    let mut errors = collection.failures.iter().map(|f| &f.error);
+    if !collection.series.is_empty() || collection.failures.is_empty() {
         Outcome::Done
-    } else if errors().all(|e| e.is_local()) {
+    } else if errors.all(|e| e.is_local()) {
         Outcome::Misconfigured
     } else {
         Outcome::NothingCollected

@@ -80,24 +80,22 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         Some(wiring::gate_store(state.as_ref())),
     )?;
     let conn = Arc::new(conn);
-    let collected = collect::collect(
-        &plan,
-        conn.clone(),
-        spec.limits.concurrency,
+    let setup = super::run::setup(&conn, &spec, None);
+    let run = collect::Run {
+        concurrency: spec.limits.concurrency,
         deadline,
-        &collect::never_stop,
-    );
-    log_failures(&collected);
+        stop: &collect::never_stop,
+    };
+    let collection = collect::collect(&plan, &setup, &run);
+    log_failures(&collection);
     let report = Report {
-        collected: &collected,
-        stats: wiring::run_stats(&collected, &conn, CallCounts::default(), started),
+        collection: &collection,
+        stats: wiring::run_stats(&collection, &conn, CallCounts::default(), started),
         region: &conn.region,
         project_id: &conn.project_id,
         zone: &plan.zone,
         now: plan.now,
         origin: &wiring::origin("query", conn.account_id.clone()),
-        running: &[],
-        model_running: &[],
         totals: &Default::default(),
     };
     let text = match a.format {
@@ -114,8 +112,8 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     };
     write_stdout(&text)?;
     // A question with several service types is answered only when every one is.
-    Ok(match outcome_of(&collected) {
-        Outcome::Done if !collected.failures.is_empty() => Outcome::NothingCollected,
+    Ok(match outcome_of(&collection) {
+        Outcome::Done if !collection.failures.is_empty() => Outcome::NothingCollected,
         other => other,
     })
 }

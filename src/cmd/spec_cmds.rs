@@ -61,7 +61,7 @@ pub fn validate(a: ValidateArgs) -> Result<Outcome, Error> {
     }
     match (result, a.format) {
         (Ok((spec, plan)), ValidateFormat::Json) => {
-            let doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": plan.series.len(), "calls": plan.calls.len(), "errors": []});
+            let doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": plan.statistics().series.len(), "calls": plan.statistics().calls.len(), "errors": []});
             write_stdout(&format!("{doc}\n"))?;
             Ok(Outcome::Done)
         }
@@ -72,8 +72,8 @@ pub fn validate(a: ValidateArgs) -> Result<Outcome, Error> {
             write_stdout(&format!(
                 "ok: {files} file(s), {}, {}, {} per run\n",
                 n(spec.queries.len(), "query", "queries"),
-                n(plan.series.len(), "series", "series"),
-                n(plan.calls.len(), "call", "calls")
+                n(plan.statistics().series.len(), "series", "series"),
+                n(plan.statistics().calls.len(), "call", "calls")
             ))?;
             Ok(Outcome::Done)
         }

@@ -12,8 +12,7 @@ use crate::budget::{Budget, Limiter};
 use crate::cloud::auth::{principal_id, GateStore, Rejection};
 use crate::cloud::client::CallCounts;
 use crate::cloud::{self, Connection, ProjectCache, ProjectInfo, Renewal, Shared};
-use crate::collect::cloud_eye::{CloudEye, DiscoveryCache};
-use crate::collect::{Collected, Executor, RunStats};
+use crate::collect::{CloudEyeApi, Collection, DiscoveryCache, RunStats, StatisticsApi};
 use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Discovered, MetricPage, Names};
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
@@ -22,13 +21,13 @@ use crate::log;
 use crate::state::{GateFiles, SharedBudget, StateDir};
 use sha2::Digest;
 
-impl Executor for Connection {
+impl StatisticsApi for Connection {
     fn execute(&self, body: &[u8], deadline: Instant) -> Result<StatsAnswer, ApiError> {
         self.statistics(body, deadline)
     }
 }
 
-impl CloudEye for Connection {
+impl CloudEyeApi for Connection {
     fn list_metrics(
         &self,
         metric: &str,
@@ -226,15 +225,15 @@ pub fn origin(identity: &str, account_id: Option<String>) -> Origin {
 /// `baseline` (the start of the process for the first collection, so IAM discovery counts; the
 /// end of the previous one under `--execd`).
 pub fn run_stats(
-    collected: &Collected,
+    collection: &Collection,
     conn: &Connection,
     baseline: CallCounts,
     started: Instant,
 ) -> RunStats {
     let calls = conn.client.counters.snapshot().since(baseline);
     RunStats {
-        series_ok: (collected.series.len() + collected.models.series.len()) as u64,
-        series_failed: (collected.failures.len() + collected.models.failures.len()) as u64,
+        series_ok: collection.series.len() as u64,
+        series_failed: collection.failures.len() as u64,
         api_calls: calls.calls,
         api_retries: calls.retries,
         throttled: calls.throttled,

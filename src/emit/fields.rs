@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
-use crate::collect::{RunStats, Series};
+use crate::collect::{CloudEyeSeries, Figure, RunStats, StatisticsSeries};
 pub use crate::domain::names::*;
 use crate::domain::Usage;
 
 /// `query`, `service_type`, `infer_type`, `key_group` of a series.
-pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
+pub fn key_tags(s: &StatisticsSeries) -> [(&'static str, &str); 4] {
     [
         (BUILTIN_TAGS[0], s.key.query.as_str()),
         (BUILTIN_TAGS[1], s.key.service_type.name()),
@@ -18,7 +17,7 @@ pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
 }
 
 /// `query`, `model`, `model_id`, and with the key breakdown `api_key`, `api_key_id`.
-pub fn model_tags(s: &CloudEyeSeries) -> Vec<(&'static str, &str)> {
+pub fn cloud_eye_tags(s: &CloudEyeSeries) -> Vec<(&'static str, &str)> {
     let mut t = vec![
         (MODEL_TAGS[0], s.key.query.as_str()),
         (MODEL_TAGS[1], s.key.model.name.as_str()),

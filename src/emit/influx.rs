@@ -9,8 +9,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
-use crate::collect::cloud_eye::CloudEyeSeries;
-use crate::collect::Series;
+use crate::collect::{CloudEyeSeries, Series, StatisticsSeries};
 use crate::domain::InferType;
 use crate::domain::Shape;
 
@@ -71,7 +70,12 @@ fn ns(ms: i64) -> i128 {
     i128::from(ms) * 1_000_000
 }
 
-fn series_line(out: &mut String, s: &Series, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+fn statistics_line(
+    out: &mut String,
+    s: &StatisticsSeries,
+    r: &Report<'_>,
+    opts: &InfluxOptions<'_>,
+) {
     let tags = fields::tag_map(
         opts.tags,
         fields::key_tags(s)
@@ -133,10 +137,10 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
 
 /// A Cloud Eye series: `maas_model_usage`, its model (and key) tags, counts as integers and
 /// latency in milliseconds as floats, the window (or bucket) end as timestamp.
-fn model_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::model_tags(s)
+        fields::cloud_eye_tags(s)
             .into_iter()
             .chain(fields::source_tags(r.project_id, r.region)),
     );
@@ -163,11 +167,11 @@ fn model_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &Influ
 
 pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
     let mut out = String::new();
-    for s in &r.collected.series {
-        series_line(&mut out, s, r, opts);
-    }
-    for s in &r.collected.models.series {
-        model_line(&mut out, s, r, opts);
+    for s in &r.collection.series {
+        match s {
+            Series::Statistics(s) => statistics_line(&mut out, s, r, opts),
+            Series::CloudEye(s) => cloud_eye_line(&mut out, s, r, opts),
+        }
     }
     collector_line(&mut out, r, opts);
     out

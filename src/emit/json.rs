@@ -5,8 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::fields::{self, Value as FieldValue};
 use super::Report;
-use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
-use crate::collect::Series;
+use crate::collect::{CloudEyeSeries, Failure, Figure, SourceId, StatisticsSeries as Series, What};
 use crate::domain::{InferType, Window};
 use crate::time::fmt_rfc3339;
 
@@ -62,7 +61,7 @@ fn series(s: &Series, report: &Report<'_>) -> Value {
     })
 }
 
-fn model_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
+fn cloud_eye_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
     let tz = &report.zone.tz;
     let mut values = Map::new();
     for (m, f) in &s.values {
@@ -85,42 +84,38 @@ fn model_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
     })
 }
 
+/// A failure: a ShowStatistics series by its tags, any other by its source and what failed.
+fn failure(f: &Failure) -> Value {
+    let mut m = Map::new();
+    m.insert("query".into(), json!(f.query));
+    match (f.source, &f.what) {
+        (SourceId::Statistics, What::Series(tags)) => {
+            for (k, v) in tags {
+                m.insert(k.to_string(), json!(v));
+            }
+        }
+        (source, what) => {
+            m.insert("source".into(), json!(source.name()));
+            m.insert("what".into(), json!(what.to_string()));
+        }
+    }
+    m.insert("status".into(), json!(f.error.status()));
+    m.insert("code".into(), json!(f.error.code()));
+    m.insert("request_id".into(), json!(f.error.request_id()));
+    m.insert("error".into(), json!(f.error.to_string()));
+    Value::Object(m)
+}
+
 pub fn render(report: &Report<'_>) -> String {
-    let failures: Vec<Value> = report
-        .collected
-        .failures
-        .iter()
-        .map(|f| {
-            json!({
-                "query": f.key.query,
-                "service_type": f.key.service_type.name(),
-                "infer_type": f.key.infer_type.name(),
-                "key_group": f.key.key_group,
-                "status": f.error.status(),
-                "code": f.error.code(),
-                "request_id": f.error.request_id(),
-                "error": f.error.to_string(),
-            })
-        })
-        .chain(report.collected.models.failures.iter().map(|f| {
-            json!({
-                "query": f.query,
-                "source": "cloud_eye",
-                "what": f.what,
-                "status": f.error.status(),
-                "code": f.error.code(),
-                "request_id": f.error.request_id(),
-                "error": f.error.to_string(),
-            })
-        }))
-        .collect();
+    let c = report.collection;
+    let failures: Vec<Value> = c.failures.iter().map(failure).collect();
     let doc = json!({
         "region": report.region,
         "project_id": report.project_id,
         "timezone": report.zone.name,
         "generated_at": fmt_rfc3339(report.now.timestamp_millis(), &report.zone.tz),
-        "series": report.collected.series.iter().map(|s| series(s, report)).collect::<Vec<_>>(),
-        "models": report.collected.models.series.iter().map(|s| model_series(s, report)).collect::<Vec<_>>(),
+        "series": c.statistics().map(|s| series(s, report)).collect::<Vec<_>>(),
+        "models": c.cloud_eye().map(|s| cloud_eye_series(s, report)).collect::<Vec<_>>(),
         "failures": failures,
         "collector": report.stats,
     });

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::collect::{Collected, RunStats};
+use crate::collect::{Collection, RunStats};
 use crate::text::parse_kv_list;
-use crate::time::period::{CloudEyeRunning, Running, Totals};
+use crate::time::period::Totals;
 use crate::time::zone::Zone;
 
 /// The name every output gives the program (OTLP's scope and default `service.name`).
@@ -147,18 +147,15 @@ impl ResourceEnv {
 
 /// Everything an emitter may print.
 pub struct Report<'a> {
-    pub collected: &'a Collected,
+    /// What was collected, of every source; a period bucket carries its series' running total
+    /// as of that bucket.
+    pub collection: &'a Collection,
     pub stats: RunStats,
     pub region: &'a str,
     pub project_id: &'a str,
     pub zone: &'a Zone,
     pub now: DateTime<Utc>,
     pub origin: &'a Origin,
-    /// For each of `collected.series` that is a period bucket, its series' running total as of
-    /// that bucket (index-aligned; `None` for other series).
-    pub running: &'a [Option<Running>],
-    /// The same for each of `collected.models.series`.
-    pub model_running: &'a [Option<CloudEyeRunning>],
     /// Every period series' running total after this collection (Prometheus counters).
     pub totals: &'a Totals,
 }

@@ -19,8 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::fields::{self, CollectorField, Field, Value, COLLECTOR_FIELDS, EXPORT_REJECTED};
 use super::{Report, ResourceEnv, SCOPE, VERSION};
-use crate::collect::cloud_eye::{CloudEyeSeries, Figure};
-use crate::collect::Series;
+use crate::collect::{CloudEyeSeries, Figure, StatisticsSeries as Series};
 use crate::domain::cloud_eye::METRICS;
 use crate::domain::{InferType, Shape};
 
@@ -133,12 +132,13 @@ fn carries(s: &Series, f: &Field) -> bool {
 /// The data: window totals as Gauges, period buckets as monotonic Sums, points in series (and
 /// so in time) order.
 pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
-    let series = &r.collected.series;
+    let series: Vec<&Series> = r.collection.statistics().collect();
     let is_bucket = |s: &Series| s.window.shape == Shape::Bucket;
     let mut out = Vec::new();
     for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
         let points: Vec<NumberDataPoint> = series
             .iter()
+            .copied()
             .filter(|s| !is_bucket(s) && carries(s, f))
             .map(|s| {
                 let v = if f.name == fields::WINDOW_SECONDS {
@@ -162,11 +162,11 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
         };
         let points: Vec<NumberDataPoint> = series
             .iter()
-            .enumerate()
-            .filter(|(_, s)| is_bucket(s) && carries(s, f))
-            .map(|(i, s)| {
+            .copied()
+            .filter(|s| is_bucket(s) && carries(s, f))
+            .map(|s| {
                 let attrs = series_attributes(s, opts.tags);
-                match (opts.temporality, r.running.get(i).and_then(Option::as_ref)) {
+                match (opts.temporality, s.running.as_ref()) {
                     (Temporality::Cumulative, Some(total)) => point(
                         attrs,
                         total.start_ms,
@@ -192,12 +192,12 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
             ));
         }
     }
-    out.extend(model_metrics(r, opts));
+    out.extend(cloud_eye_metrics(r, opts));
     out
 }
 
-fn model_attributes(s: &CloudEyeSeries, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
-    let mut attributes: Vec<KeyValue> = fields::model_tags(s)
+fn cloud_eye_attributes(s: &CloudEyeSeries, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
+    let mut attributes: Vec<KeyValue> = fields::cloud_eye_tags(s)
         .iter()
         .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
         .collect();
@@ -208,17 +208,17 @@ fn model_attributes(s: &CloudEyeSeries, tags: &BTreeMap<String, String>) -> Vec<
 /// The Cloud Eye series: every figure of a window, and the latency of a bucket, as Gauges
 /// (`maas.model.*`, latency in seconds); the counts of period buckets as monotonic Sums
 /// (`maas.model.period.*`).
-fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
-    let series = &r.collected.models.series;
+fn cloud_eye_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
+    let series: Vec<&CloudEyeSeries> = r.collection.cloud_eye().collect();
     let mut out = Vec::new();
     for m in METRICS {
         let mut gauges = Vec::new();
         let mut sums = Vec::new();
-        for (i, s) in series.iter().enumerate() {
+        for s in &series {
             let Some(f) = s.figure(m.ces) else {
                 continue;
             };
-            let attrs = model_attributes(s, opts.tags);
+            let attrs = cloud_eye_attributes(s, opts.tags);
             let (start, end) = (s.window.start_ms, s.window.end_ms);
             match f {
                 Figure::Millis(ms) => {
@@ -227,18 +227,15 @@ fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
                 Figure::Count(c) if s.window.shape != Shape::Bucket => {
                     gauges.push(point(attrs, start, end, Value::Int(c)))
                 }
-                Figure::Count(c) => {
-                    let running = r.model_running.get(i).and_then(Option::as_ref);
-                    sums.push(match (opts.temporality, running) {
-                        (Temporality::Cumulative, Some(t)) => point(
-                            attrs,
-                            t.start_ms,
-                            end,
-                            Value::Int(t.counts.get(m.ces).copied().unwrap_or(c)),
-                        ),
-                        _ => point(attrs, start, end, Value::Int(c)),
-                    })
-                }
+                Figure::Count(c) => sums.push(match (opts.temporality, s.running.as_ref()) {
+                    (Temporality::Cumulative, Some(t)) => point(
+                        attrs,
+                        t.start_ms,
+                        end,
+                        Value::Int(t.counts.get(m.ces).copied().unwrap_or(c)),
+                    ),
+                    _ => point(attrs, start, end, Value::Int(c)),
+                }),
             }
         }
         if !gauges.is_empty() {

@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value, COLLECTOR_FIELDS};
 use super::{Report, ResourceEnv};
-use crate::collect::cloud_eye::Figure;
+use crate::collect::Figure;
 use crate::domain::cloud_eye::{CloudEyeKey, METRICS};
 use crate::domain::{InferType, SeriesKey, Shape};
 
@@ -130,7 +130,7 @@ fn carries(key: &SeriesKey, f: &Field) -> bool {
 }
 
 /// The labels of a Cloud Eye series: its model (and key) as `maas_*`, static tags, the source.
-fn model_labels(
+fn cloud_eye_labels(
     key: &CloudEyeKey,
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
@@ -154,7 +154,7 @@ fn model_labels(
 
 /// Cloud Eye series: every figure of a window as a gauge (latency in seconds); a period
 /// series' counts as counters of running totals, and its latency as of its latest bucket.
-fn model_families(
+fn cloud_eye_families(
     r: &Report<'_>,
     opts: &PromOptions<'_>,
     source: &BTreeMap<String, String>,
@@ -163,7 +163,7 @@ fn model_families(
     for m in METRICS {
         // Keyed by labels: a later bucket's latency replaces an earlier one's.
         let mut gauge: BTreeMap<BTreeMap<String, String>, String> = BTreeMap::new();
-        for s in &r.collected.models.series {
+        for s in r.collection.cloud_eye() {
             let Some(f) = s.figure(m.ces) else {
                 continue;
             };
@@ -172,13 +172,13 @@ fn model_families(
                 Figure::Millis(ms) => format!("{}", ms / 1000.0),
                 Figure::Count(c) => c.to_string(),
             };
-            gauge.insert(model_labels(&s.key, opts.tags, source), v);
+            gauge.insert(cloud_eye_labels(&s.key, opts.tags, source), v);
         }
         // Period series: the latency of their latest bucket, kept with the totals.
         for t in r.totals.cloud_eye.values() {
             if let Some(ms) = t.latest.get(m.ces) {
                 gauge.insert(
-                    model_labels(&t.key, opts.tags, source),
+                    cloud_eye_labels(&t.key, opts.tags, source),
                     format!("{}", ms / 1000.0),
                 );
             }
@@ -191,7 +191,7 @@ fn model_families(
             for t in r.totals.cloud_eye.values() {
                 if let Some(v) = t.counts.get(m.ces) {
                     c.samples
-                        .push((model_labels(&t.key, opts.tags, source), v.to_string()));
+                        .push((cloud_eye_labels(&t.key, opts.tags, source), v.to_string()));
                 }
             }
             out.push(c);
@@ -224,7 +224,7 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
     let mut families = Vec::new();
     for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
         let mut g = Family::new(f.prometheus, "gauge", f.description);
-        for s in &r.collected.series {
+        for s in r.collection.statistics() {
             if s.window.shape == Shape::Bucket || !carries(&s.key, f) {
                 continue;
             }
@@ -250,7 +250,7 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
             families.push(c);
         }
     }
-    families.extend(model_families(r, opts, &source));
+    families.extend(cloud_eye_families(r, opts, &source));
     let write = |families: &[Family]| {
         let mut out = String::new();
         for g in families {

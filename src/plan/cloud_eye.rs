@@ -13,9 +13,15 @@ use crate::time::period::{self, Checkpoints};
 use crate::time::zone::Zone;
 use crate::time::{self};
 
+/// The Cloud Eye part of a plan: its queries (their series are found at run time).
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub queries: Vec<QueryPlan>,
+}
+
 /// One Cloud Eye query, planned.
 #[derive(Clone, Debug)]
-pub struct CloudEyeQueryPlan {
+pub struct QueryPlan {
     /// Its index in the spec.
     pub index: usize,
     pub name: String,
@@ -41,7 +47,7 @@ pub struct Span {
     pub period_s: u32,
 }
 
-impl CloudEyeQueryPlan {
+impl QueryPlan {
     /// The checkpoint of a period-mode Cloud Eye query.
     pub fn checkpoint_id(region: &str, query: &str) -> String {
         format!("{region}/cloud_eye/{query}")
@@ -167,8 +173,8 @@ pub fn plan_query(
     zone: &Zone,
     region: &str,
     checkpoints: &Checkpoints,
-) -> Result<(CloudEyeQueryPlan, Option<i64>), PlanError> {
-    let mut m = CloudEyeQueryPlan {
+) -> Result<(QueryPlan, Option<i64>), PlanError> {
+    let mut m = QueryPlan {
         index,
         name: q.name.clone(),
         query: ce.clone(),
@@ -180,7 +186,7 @@ pub fn plan_query(
         warnings: Vec::new(),
     };
     if let RangeExpr::Period(p) = &q.range {
-        let id = CloudEyeQueryPlan::checkpoint_id(region, &q.name);
+        let id = QueryPlan::checkpoint_id(region, &q.name);
         let pending = period::pending(
             p,
             &zone.tz,
@@ -222,9 +228,9 @@ pub fn plan_query(
 }
 
 /// The Cloud Eye part of `plan`'s output.
-pub fn describe(models: &[CloudEyeQueryPlan], zone: &Zone, out: &mut String) {
+pub fn describe(queries: &[QueryPlan], zone: &Zone, out: &mut String) {
     use std::fmt::Write;
-    if models.is_empty() {
+    if queries.is_empty() {
         return;
     }
     let tz = &zone.tz;
@@ -232,7 +238,7 @@ pub fn describe(models: &[CloudEyeQueryPlan], zone: &Zone, out: &mut String) {
         out,
         "\nCloud Eye queries (SYS.MaaS; models and keys are found at run time with ListMetrics):"
     );
-    for m in models {
+    for m in queries {
         let breakdown = if m.query.by_key {
             "model, api_key"
         } else {

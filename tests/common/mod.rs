@@ -323,7 +323,8 @@ pub fn expected_series(
     let zone = maas_usage::time::zone::resolve(spec.timezone.as_deref(), &Default::default())
         .unwrap()
         .0;
-    let plan = maas_usage::plan::build(&spec, now(), &zone).unwrap();
+    let built = maas_usage::plan::build(&spec, now(), &zone).unwrap();
+    let plan = built.statistics();
     plan.series
         .iter()
         .map(|s| {

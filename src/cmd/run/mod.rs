@@ -26,7 +26,7 @@ use super::{log_failures, outcome_of, wiring};
 use crate::cli::{CloudArgs, NowArg, RunArgs, ServeArgs, StateArgs};
 use crate::cloud::client::CallCounts;
 use crate::cloud::{Connection, Renewal};
-use crate::collect::{self, Collected};
+use crate::collect::{self, Collection};
 use crate::deliver::otlp::{self, ExportConfig};
 use crate::deliver::scrape::{Published, Server};
 use crate::deliver::sink::Sink;
@@ -41,6 +41,7 @@ use crate::plan;
 use crate::spec::{self, Format, Spec};
 use crate::state::checkpoints::{Destination, PreparedCheckpoints};
 use crate::state::StateDir;
+use crate::time::period::Totals;
 use std::io::IsTerminal;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
@@ -316,30 +317,20 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
 /// The first stderr line when nothing was collected: the most useful one. That is what the
 /// server answered, when it answered: with calls in flight, the probe that met a rejection need
 /// not be the first series, and the others only say the gate closed.
-fn log_nothing_collected(planned: usize, collected: &Collected) {
-    let failures = collected
-        .failures
+fn log_nothing_collected(planned: usize, collection: &Collection) {
+    let failures = &collection.failures;
+    let Some(first) = failures
         .iter()
-        .map(|f| (f.key.to_string(), &f.error))
-        .chain(
-            collected
-                .models
-                .failures
-                .iter()
-                .map(|f| (f.to_string(), &f.error)),
-        );
-    let first = failures
-        .clone()
-        .find(|(_, e)| !about_the_credentials(e))
-        .or_else(|| failures.clone().next());
-    let Some((what, error)) = first else {
+        .find(|f| !about_the_credentials(&f.error))
+        .or_else(|| failures.first())
+    else {
         return;
     };
-    match error {
+    match &first.error {
         // Said once, as it is: it is about the credentials, not the series.
         e if about_the_credentials(e) => log::error(&e.to_string()),
         e => log::error(&format!(
-            "no series collected (0 of {planned}): {what}: {e}"
+            "no series collected (0 of {planned}): {first}: {e}"
         )),
     }
 }
@@ -367,6 +358,25 @@ fn discovery_max_age(spec: &Spec) -> std::time::Duration {
             std::time::Duration::from_secs(3600),
             std::time::Duration::min,
         )
+}
+
+/// What the sources call (the connection) and keep between runs (Cloud Eye's discovery, in
+/// `cache`), with the spec's names and limits.
+pub(crate) fn setup<'a>(
+    conn: &Arc<Connection>,
+    spec: &'a Spec,
+    cache: Option<&'a dyn collect::DiscoveryCache>,
+) -> collect::Setup<'a> {
+    collect::Setup {
+        statistics: conn.clone(),
+        cloud_eye: collect::CloudEyeSetup {
+            api: conn.clone(),
+            cache,
+            pinned: &spec.names,
+            max_series: spec.limits.max_series,
+            discovery_max_age: discovery_max_age(spec),
+        },
+    }
 }
 
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
@@ -406,45 +416,32 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         &period.checkpoints,
         affordable,
     )?;
-    let mut collected = collect::collect(
-        &plan,
-        ctx.conn.clone(),
-        ctx.spec.limits.concurrency,
-        deadline,
-        &signals::received,
-    );
     let cache = ctx
         .state
         .as_ref()
         .map(|s| wiring::discovery_cache(s, &ctx.conn));
-    collected.models = collect::cloud_eye::collect_cloud_eye(
-        &plan.models,
-        ctx.conn.clone(),
-        &ctx.spec.names,
-        cache
-            .as_ref()
-            .map(|c| c as &dyn collect::cloud_eye::DiscoveryCache),
-        &collect::cloud_eye::Limits {
-            max_series: ctx.spec.limits.max_series,
-            concurrency: ctx.spec.limits.concurrency,
-            discovery_max_age: discovery_max_age(&ctx.spec),
-        },
-        deadline,
-        &signals::received,
+    let setup = setup(
+        &ctx.conn,
+        &ctx.spec,
+        cache.as_ref().map(|c| c as &dyn collect::DiscoveryCache),
     );
+    let run = collect::Run {
+        concurrency: ctx.spec.limits.concurrency,
+        deadline,
+        stop: &signals::received,
+    };
+    let mut collection = collect::collect(&plan, &setup, &run);
     // From here the run only settles, writes or pushes, and commits: a stop signal lets that
     // finish (until the delivery's deadline), so what the collector has is what is recorded.
     let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
-    collected.cut_short |= collected.models.cut_short;
-    collected.stopped_by = collected.stopped_by.or(collected.models.stopped_by);
-    for w in &collected.models.warnings {
+    for w in &collection.warnings {
         log::warn(w);
     }
-    let (acc, prepared) = settle(ctx, &plan, &mut collected, &mut period);
-    let collected = &collected;
-    log_collection(ctx, &plan, collected);
-    let nothing = collected.series.is_empty() && collected.models.series.is_empty();
-    let outcome = match outcome_of(collected) {
+    let (totals, prepared) = settle(ctx, &mut collection, &mut period);
+    let collection = &collection;
+    log_collection(ctx, &plan, collection);
+    let nothing = collection.series.is_empty();
+    let outcome = match outcome_of(collection) {
         // Period series held back until the operator acts: said in an E! line, and exit 1.
         Outcome::Done if period.held => Outcome::PeriodHeld,
         // A period lock another run kept, when nothing else was delivered, is nothing
@@ -455,23 +452,21 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     // For the page and the self-metrics, a collection succeeded when it delivered fresh data
     // (period series held back while the others came count: their E! says why).
     let ok = outcome == Outcome::Done || (outcome == Outcome::PeriodHeld && !nothing);
-    let mut stats = wiring::run_stats(collected, &ctx.conn, baseline, started);
+    let mut stats = wiring::run_stats(collection, &ctx.conn, baseline, started);
     (stats.last_success_ms, stats.consecutive_failures) = ctx
         .health
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .record(ok, started);
     let report = Report {
-        collected,
+        collection,
         stats,
         region: &ctx.conn.region,
         project_id: &ctx.conn.project_id,
         zone: &ctx.settings.zone,
         now: plan.now,
         origin: &ctx.origin,
-        running: &acc.series,
-        model_running: &acc.models,
-        totals: &acc.totals,
+        totals: &totals,
     };
     *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
         ctx.conn.client.counters.snapshot();
@@ -482,12 +477,12 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
 
 /// What stderr says of a collection: why nothing was collected (the most useful line first),
 /// each failure, calls cut short, the plan's warnings.
-fn log_collection(ctx: &Context, plan: &plan::Plan, collected: &Collected) {
-    if collected.series.is_empty() && collected.models.series.is_empty() {
-        log_nothing_collected(plan.series.len() + plan.models.len(), collected);
+fn log_collection(ctx: &Context, plan: &plan::Plan, collection: &Collection) {
+    if collection.series.is_empty() {
+        log_nothing_collected(plan.planned(), collection);
     }
-    log_failures(collected);
-    match (collected.cut_short, collected.stopped_by) {
+    log_failures(collection);
+    match (collection.cut_short, collection.stopped_by) {
         (true, Some(signal)) => log::warn(&format!(
             "stopped by {signal} with calls outstanding; what was collected is written"
         )),
@@ -502,23 +497,20 @@ fn log_collection(ctx: &Context, plan: &plan::Plan, collected: &Collected) {
     }
 }
 
-/// Settles the period buckets and writes their commit before anything goes out; when it
-/// cannot be written, the buckets are held back (dropped from `collected`: sent, they would be
-/// sent again at every run) and the running totals stay as recorded.
+/// Adds the period buckets to their running totals and writes their commit before anything
+/// goes out; when it cannot be written, the buckets are held back (dropped from `collection`:
+/// sent, they would be sent again at every run) and the running totals stay as recorded.
 fn settle(
     ctx: &Context,
-    plan: &plan::Plan,
-    collected: &mut Collected,
+    collection: &mut Collection,
     period: &mut period::Period,
-) -> (collect::Accumulated, Option<PreparedCheckpoints>) {
-    let mut advance = collect::settle(plan, collected);
-    advance.extend(collected.models.advance.clone());
-    let acc = collect::accumulate(collected, &period.stored);
-    match period.prepare(ctx, &advance, &acc.totals) {
-        Ok(prepared) => (acc, prepared),
+) -> (Totals, Option<PreparedCheckpoints>) {
+    let totals = collection.accumulate(&period.stored);
+    match period.prepare(ctx, &collection.advance, &totals) {
+        Ok(prepared) => (totals, prepared),
         Err(()) => {
-            collect::drop_buckets(collected);
-            (collect::accumulate(collected, &period.stored), None)
+            collection.drop_buckets();
+            (collection.accumulate(&period.stored), None)
         }
     }
 }

@@ -1,29 +1,30 @@
-//! Cloud Eye queries, executed: discovery (ListMetrics, paged, once per metric asked for),
-//! names (pinned in the spec, else the MaaS monitor, else the ids), the cardinality guard, then
-//! batch-query-metric-data calls of at most 500 metric objects on the worker pool, and the
-//! datapoints folded into each window: counts summed as exact integers, latency as the
+//! The Cloud Eye source: discovery (ListMetrics and names, [`discovery`]), the cardinality
+//! guard, then batch-query-metric-data calls of at most 500 metric objects on the worker pool,
+//! and the datapoints folded into each window: counts summed as exact integers, latency as the
 //! window's highest period (each datapoint judged by [`datapoints`]).
 
 mod datapoints;
+mod discovery;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{pool, Pooled, StopCheck};
+use super::pool::{pool, Pooled};
+use super::{Collection, Failure, Run, Source, SourceId};
 use crate::domain::cloud_eye::{
     Aggregate, BatchAnswer, BatchRequest, CloudEyeKey, CloudEyeMetric, Dims, Discovered,
-    MetricPage, Named, Names, MAX_METRICS_PER_CALL,
+    MetricPage, Names, MAX_METRICS_PER_CALL,
 };
-use crate::domain::failure::DecodeError;
 use crate::domain::{ApiError, Shape, Window};
-use crate::plan::CloudEyeQueryPlan;
-use crate::time::period::Checkpoints;
+use crate::plan::cloud_eye::{Plan, QueryPlan};
+use crate::time::period::{CloudEyeRunning, Totals};
 use datapoints::{LeftOut, Point, Refused};
+use discovery::Known;
 
 /// What the collection needs from Cloud Eye; the cloud client in production, a fake in unit
 /// tests.
-pub trait CloudEye: Send + Sync {
+pub trait Api: Send + Sync {
     fn list_metrics(
         &self,
         metric: &str,
@@ -43,8 +44,21 @@ pub trait CloudEye: Send + Sync {
 /// Where a discovery is kept between runs (the state directory); `None`: every run discovers.
 pub trait DiscoveryCache: Send + Sync {
     /// A discovery younger than `max_age`.
-    fn load(&self, max_age: std::time::Duration) -> Option<Discovered>;
+    fn load(&self, max_age: Duration) -> Option<Discovered>;
     fn store(&self, found: &Discovered);
+}
+
+/// What the Cloud Eye source calls and keeps, and its limits.
+pub struct Setup<'a> {
+    pub api: Arc<dyn Api>,
+    pub cache: Option<&'a dyn DiscoveryCache>,
+    /// The names the spec pins (they win over the monitor's).
+    pub pinned: &'a Names,
+    /// The most series a run may have (`limits.max_series`).
+    pub max_series: usize,
+    /// How old a cached discovery may be: an hour, less when a period query settles its
+    /// buckets sooner (a new model's first bucket must not settle before it is known).
+    pub discovery_max_age: Duration,
 }
 
 /// A value of one metric over a window.
@@ -58,7 +72,7 @@ pub enum Figure {
 
 /// A collected Cloud Eye series over one window (or period bucket).
 #[derive(Clone, Debug, PartialEq)]
-pub struct CloudEyeSeries {
+pub struct Series {
     pub key: CloudEyeKey,
     pub window: Window,
     /// In catalog order; a metric Cloud Eye has no figure for is absent (a count without
@@ -66,9 +80,11 @@ pub struct CloudEyeSeries {
     pub values: Vec<(&'static CloudEyeMetric, Figure)>,
     /// Period mode: the query's checkpoint id.
     pub checkpoint: Option<String>,
+    /// For a delivered period bucket, its series' running totals as of this bucket.
+    pub running: Option<CloudEyeRunning>,
 }
 
-impl CloudEyeSeries {
+impl Series {
     /// Its figure for the Cloud Eye metric `ces`, if it has one.
     pub fn figure(&self, ces: &str) -> Option<Figure> {
         self.values
@@ -83,180 +99,72 @@ impl CloudEyeSeries {
             _ => None,
         })
     }
-}
 
-/// A Cloud Eye query (or part of it) that could not be collected.
-#[derive(Clone, Debug)]
-pub struct CloudEyeFailure {
-    pub query: String,
-    /// What failed: discovery, the cardinality guard, or a call span.
-    pub what: String,
-    pub error: ApiError,
-}
-
-impl std::fmt::Display for CloudEyeFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "query={} source=cloud_eye ({})", self.query, self.what)
+    /// Adds this period bucket to its series' running totals: its counts summed, its latency
+    /// as of the latest bucket.
+    pub(super) fn accumulate(&mut self, totals: &mut Totals) {
+        let Some(cp) = self.checkpoint.as_deref() else {
+            return;
+        };
+        let id = self.key.total_id(cp);
+        let counts = self.values.iter().filter_map(|(m, f)| match f {
+            Figure::Count(c) => Some((m.ces.to_string(), *c)),
+            Figure::Millis(_) => None,
+        });
+        let latest = self
+            .values
+            .iter()
+            .filter_map(|(m, f)| match f {
+                Figure::Millis(ms) => Some((m.ces.to_string(), *ms)),
+                Figure::Count(_) => None,
+            })
+            .collect();
+        let r = CloudEyeRunning::add(
+            totals.cloud_eye.get(&id),
+            &self.key,
+            self.window.start_ms,
+            self.window.end_ms,
+            counts,
+            latest,
+        );
+        totals.cloud_eye.insert(id, r.clone());
+        self.running = Some(r);
     }
 }
 
-/// Everything the Cloud Eye part of a collection produced.
-#[derive(Clone, Debug, Default)]
-pub struct CloudEyeCollected {
-    pub series: Vec<CloudEyeSeries>,
-    pub failures: Vec<CloudEyeFailure>,
-    pub warnings: Vec<String>,
-    /// Period-mode queries: the end of the last bucket delivered in order.
-    pub advance: Checkpoints,
-    pub cut_short: bool,
-    pub stopped_by: Option<&'static str>,
+/// The Cloud Eye part of a run.
+pub struct CloudEye<'a> {
+    plan: &'a Plan,
+    setup: &'a Setup<'a>,
+    done: bool,
 }
 
-/// Settings of the Cloud Eye collection.
-pub struct Limits {
-    pub max_series: usize,
-    pub concurrency: usize,
-    /// How old a cached discovery may be: an hour, less when a period query settles its
-    /// buckets sooner (a new model's first bucket must not settle before it is known).
-    pub discovery_max_age: std::time::Duration,
+impl<'a> CloudEye<'a> {
+    pub fn new(plan: &'a Plan, setup: &'a Setup<'a>) -> Self {
+        CloudEye {
+            plan,
+            setup,
+            done: false,
+        }
+    }
+}
+
+impl Source for CloudEye<'_> {
+    fn id(&self) -> SourceId {
+        SourceId::CloudEye
+    }
+
+    fn next_round(&mut self, run: &Run<'_>) -> Option<Collection> {
+        if std::mem::replace(&mut self.done, true) {
+            return None;
+        }
+        Some(collect(&self.plan.queries, self.setup, run))
+    }
 }
 
 /// At most this many datapoints per answer: 500 objects over a long span would not fit the
 /// answer size the client accepts.
 const MAX_POINTS_PER_CALL: i64 = 100_000;
-/// A ListMetrics paging that never ends (fresh markers, fresh entries forever) stops here.
-const MAX_PAGES: usize = 1000;
-/// The most the names of a run may take.
-const NAMES_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What discovery did: whether it learnt anything, and which metrics' paging broke off (their
-/// series are partial: used for this run, never cached).
-#[derive(Default)]
-struct Discovery {
-    changed: bool,
-    partial: BTreeSet<&'static str>,
-}
-
-/// Which (metric, series) pairs exist, for each metric asked for and not already `known`.
-/// Paging stops at the end (an empty page or marker, the total reached, the marker sent coming
-/// back) and also when it loops: a page that brings nothing new, or a marker seen before (A, B,
-/// A...). A loop is one warning, and the metric's series are what was found (a failure when
-/// that is nothing): never the whole Cloud Eye budget spent on the same pages.
-fn discover(
-    ce: &dyn CloudEye,
-    metrics: &BTreeSet<&'static str>,
-    known: &mut Discovered,
-    deadline: Instant,
-    warnings: &mut Vec<String>,
-) -> Result<Discovery, ApiError> {
-    let mut out = Discovery::default();
-    for &metric in metrics {
-        if known.metrics.contains_key(metric) {
-            continue;
-        }
-        let mut found = BTreeSet::new();
-        let mut marker = String::new();
-        let mut sent = BTreeSet::new();
-        for _ in 0..MAX_PAGES {
-            let page = ce.list_metrics(metric, &marker, deadline)?;
-            let (n, before) = (page.entries.len(), found.len());
-            found.extend(
-                page.entries
-                    .into_iter()
-                    .filter(|(m, _)| m == metric)
-                    .map(|(_, d)| d),
-            );
-            let done = n == 0
-                || page.marker.is_empty()
-                || page.total.is_some_and(|t| found.len() >= t)
-                || (page.marker == marker && found.len() > before);
-            if done {
-                break;
-            }
-            if found.len() == before || !sent.insert(page.marker.clone()) {
-                let why = if found.len() == before {
-                    "a page with nothing new"
-                } else {
-                    "a marker it had given before"
-                };
-                if found.is_empty() {
-                    return Err(ApiError::Decode {
-                        endpoint: page.endpoint,
-                        error: DecodeError::Shape(format!(
-                            "ListMetrics for `{metric}` answered {why} before any series: its paging loops"
-                        )),
-                        request_id: page.request_id,
-                    });
-                }
-                let of = page
-                    .total
-                    .map(|t| format!(" of the {t} it counts"))
-                    .unwrap_or_default();
-                warnings.push(format!(
-                    "ListMetrics for `{metric}` answered {why} (its paging loops): discovery stops at {} series{of}, so models or keys may be missing from this run; it is not cached, the next run asks again",
-                    found.len()
-                ));
-                out.partial.insert(metric);
-                break;
-            }
-            marker = page.marker;
-        }
-        known.metrics.insert(metric.to_string(), found);
-        out.changed = true;
-    }
-    Ok(out)
-}
-
-/// Names from the monitor, unless `known` has them already; a failure is one warning. Returns
-/// whether it asked (and learnt something worth keeping).
-fn names(
-    ce: &dyn CloudEye,
-    pinned: &Names,
-    known: &mut Discovered,
-    deadline: Instant,
-    warnings: &mut Vec<String>,
-) -> bool {
-    let ids: BTreeSet<&Dims> = known.metrics.values().flatten().collect();
-    let unnamed = ids.iter().any(|d| {
-        !pinned.models.contains_key(&d.model_id)
-            || d.key_id
-                .as_ref()
-                .is_some_and(|k| !pinned.keys.contains_key(k))
-    });
-    if !unnamed || known.named {
-        return false;
-    }
-    // Names are a nicety: they get a few seconds, never the data's time.
-    let deadline = deadline.min(Instant::now() + NAMES_TIME);
-    let mut found = Names::default();
-    let mut start = 0;
-    for _ in 0..MAX_PAGES {
-        let before = found.models.len() + found.keys.len();
-        match ce.instances(start, &mut found, deadline) {
-            Ok(n) if n > 0 && found.models.len() + found.keys.len() > before => start += n,
-            // The end (or a server that keeps answering the same page).
-            Ok(_) => break,
-            Err(e) => {
-                warnings.push(format!(
-                    "cannot read model and API key names from the MaaS monitor ({e}); ids stand in for the names the spec's `names:` does not pin, for the next hour"
-                ));
-                found = Names::default();
-                break;
-            }
-        }
-    }
-    // Kept either way: a monitor that cannot answer is not asked again until the cache expires.
-    known.names = found;
-    known.named = true;
-    true
-}
-
-fn named(id: &str, names: &std::collections::BTreeMap<String, String>) -> Named {
-    Named {
-        id: id.to_string(),
-        name: names.get(id).cloned().unwrap_or_else(|| id.to_string()),
-    }
-}
 
 /// One batch call to make: which query, which span, which objects.
 struct Job {
@@ -274,17 +182,15 @@ struct Acc {
     refused: Vec<BTreeMap<Dims, Refused>>,
 }
 
-pub fn collect_cloud_eye(
-    plan: &[CloudEyeQueryPlan],
-    ce: Arc<dyn CloudEye>,
-    pinned: &Names,
-    cache: Option<&dyn DiscoveryCache>,
-    limits: &Limits,
-    deadline: Instant,
-    stop: StopCheck<'_>,
-) -> CloudEyeCollected {
-    let mut out = CloudEyeCollected::default();
-    let active: Vec<&CloudEyeQueryPlan> = plan.iter().filter(|q| !q.windows.is_empty()).collect();
+fn failure(q: &QueryPlan, what: String, error: ApiError) -> Failure {
+    Failure::part(SourceId::CloudEye, &q.name, what, error)
+}
+
+/// Every query of `plan` with something to report: discovery, the series of each, the calls,
+/// and the figures of each window.
+fn collect(plan: &[QueryPlan], setup: &Setup<'_>, run: &Run<'_>) -> Collection {
+    let mut out = Collection::default();
+    let active: Vec<&QueryPlan> = plan.iter().filter(|q| !q.windows.is_empty()).collect();
     if active.is_empty() {
         return out;
     }
@@ -292,51 +198,80 @@ pub fn collect_cloud_eye(
         .iter()
         .flat_map(|q| q.query.metrics.iter().map(|m| m.ces))
         .collect();
-    let mut known = cache
-        .and_then(|c| c.load(limits.discovery_max_age))
-        .unwrap_or_default();
-    let discovered = match discover(&*ce, &asked, &mut known, deadline, &mut out.warnings) {
-        Ok(d) => d,
+    let known = match discovery::known(setup, &asked, run.deadline, &mut out.warnings) {
+        Ok(k) => k,
         Err(error) => {
             for q in &active {
-                out.failures.push(CloudEyeFailure {
-                    query: q.name.clone(),
-                    what: "discovery with ListMetrics".into(),
-                    error: error.clone(),
-                });
+                out.failures.push(failure(
+                    q,
+                    "discovery with ListMetrics".into(),
+                    error.clone(),
+                ));
             }
             return out;
         }
     };
-    let learnt_names = names(&*ce, pinned, &mut known, deadline, &mut out.warnings);
-    if let (Some(c), true) = (cache, discovered.changed || learnt_names) {
-        let mut whole = known.clone();
-        whole
-            .metrics
-            .retain(|m, _| !discovered.partial.contains(m.as_str()));
-        c.store(&whole);
+    let mut accs = select(&active, &known, setup.max_series, &mut out);
+    let jobs = Arc::new(jobs(&active, &accs, &known));
+    let api = setup.api.clone();
+    let Pooled {
+        results,
+        cut_short,
+        stopped_by,
+    } = pool(
+        jobs.clone(),
+        Arc::new(move |j: &Job, deadline| api.batch(&j.req, deadline)),
+        run.concurrency,
+        run.deadline,
+        run.stop,
+    );
+    out.cut_short = cut_short;
+    out.stopped_by = stopped_by;
+    let mut left_out = LeftOut::default();
+    for (job, result) in jobs.iter().zip(results) {
+        let q = active[job.query];
+        let Some(acc) = accs[job.query].as_mut() else {
+            continue;
+        };
+        let error = match result {
+            Some(Ok(answer)) => {
+                fold(q, acc, &job.req, answer, &mut left_out);
+                continue;
+            }
+            Some(Err(e)) => e,
+            None => run.unfinished(stopped_by),
+        };
+        let touched = |w: &Window| w.start_ms < job.span.1 && job.span.0 < w.end_ms;
+        for (wi, w) in q.windows.iter().enumerate() {
+            if touched(w) {
+                acc.failed[wi] = true;
+            }
+        }
+        let what = format!("span [{}, {})", job.span.0, job.span.1);
+        out.failures.push(failure(q, what, error));
     }
-    let available: BTreeMap<&'static str, &BTreeSet<Dims>> = asked
-        .iter()
-        .filter_map(|m| known.metrics.get(*m).map(|s| (*m, s)))
-        .collect();
-    for (m, found) in &available {
-        if found.is_empty() {
-            out.warnings.push(format!(
-                "Cloud Eye reports no `{m}` in SYS.MaaS for this project; it is left out"
-            ));
+    out.warnings.extend(left_out.warnings());
+    for (q, acc) in active.iter().zip(&accs) {
+        if let Some(acc) = acc {
+            settle(q, acc, &known.available, &mut out);
         }
     }
-    let all: BTreeSet<Dims> = available.values().copied().flatten().cloned().collect();
-    // The spec's names win over the monitor's.
-    let mut names = known.names.clone();
-    names.models.extend(pinned.models.clone());
-    names.keys.extend(pinned.keys.clone());
+    out
+}
 
-    // Each query's series, within the cardinality guard.
+/// Each query's series (`None` for a query past the cardinality guard, with its failure), and a
+/// warning for each filter that matches nothing.
+fn select(
+    active: &[&QueryPlan],
+    known: &Known,
+    max_series: usize,
+    out: &mut Collection,
+) -> Vec<Option<Acc>> {
+    let all: BTreeSet<&Dims> = known.available.values().flatten().collect();
+    let names = &known.names;
     let mut emitted = 0usize;
-    let mut accs: Vec<Option<Acc>> = Vec::new();
-    for q in &active {
+    let mut accs = Vec::new();
+    for q in active {
         let picks = |filter: &Option<Vec<String>>, id: &str, table: &BTreeMap<String, String>| {
             filter.as_ref().is_none_or(|f| {
                 f.iter()
@@ -355,44 +290,27 @@ pub fn collect_cloud_eye(
             .map(|d| {
                 let key = CloudEyeKey {
                     query: q.name.clone(),
-                    model: named(&d.model_id, &names.models),
-                    api_key: d.key_id.as_ref().map(|k| named(k, &names.keys)),
+                    model: discovery::named(&d.model_id, &names.models),
+                    api_key: d.key_id.as_ref().map(|k| discovery::named(k, &names.keys)),
                 };
-                (d.clone(), key)
+                ((*d).clone(), key)
             })
             .collect();
-        for (what, filter) in [("models", &q.query.models), ("api_keys", &q.query.api_keys)] {
-            for f in filter.iter().flatten() {
-                let matched = series.values().any(|k| match what {
-                    "models" => k.model.id == *f || k.model.name == *f,
-                    _ => k
-                        .api_key
-                        .as_ref()
-                        .is_some_and(|a| a.id == *f || a.name == *f),
-                });
-                if !matched {
-                    out.warnings.push(format!(
-                        "query {}: {what} `{f}` matches nothing Cloud Eye reports",
-                        q.name
-                    ));
-                }
-            }
-        }
-        if emitted + series.len() > limits.max_series {
+        unmatched_filters(q, &series, &mut out.warnings);
+        if emitted + series.len() > max_series {
             let breakdown = if q.query.by_key {
                 "[model, api_key]"
             } else {
                 "[model]"
             };
-            out.failures.push(CloudEyeFailure {
-                query: q.name.clone(),
-                what: "cardinality guard".into(),
-                error: ApiError::Local(format!(
-                    "breakdown {breakdown} gives {} series, and with the {emitted} before it that is more than limits.max_series ({}); filter it with models: or api_keys:, or raise the limit",
+            out.failures.push(failure(
+                q,
+                "cardinality guard".into(),
+                ApiError::Local(format!(
+                    "breakdown {breakdown} gives {} series, and with the {emitted} before it that is more than limits.max_series ({max_series}); filter it with models: or api_keys:, or raise the limit",
                     series.len(),
-                    limits.max_series
                 )),
-            });
+            ));
             accs.push(None);
             continue;
         }
@@ -404,8 +322,36 @@ pub fn collect_cloud_eye(
             refused: vec![BTreeMap::new(); q.windows.len()],
         }));
     }
+    accs
+}
 
-    // The calls: per query, span and filter, objects in chunks an answer can carry.
+/// A warning for each `models:` or `api_keys:` entry of `q` that matches none of its series.
+fn unmatched_filters(
+    q: &QueryPlan,
+    series: &BTreeMap<Dims, CloudEyeKey>,
+    warnings: &mut Vec<String>,
+) {
+    for (what, filter) in [("models", &q.query.models), ("api_keys", &q.query.api_keys)] {
+        for f in filter.iter().flatten() {
+            let matched = series.values().any(|k| match what {
+                "models" => k.model.id == *f || k.model.name == *f,
+                _ => k
+                    .api_key
+                    .as_ref()
+                    .is_some_and(|a| a.id == *f || a.name == *f),
+            });
+            if !matched {
+                warnings.push(format!(
+                    "query {}: {what} `{f}` matches nothing Cloud Eye reports",
+                    q.name
+                ));
+            }
+        }
+    }
+}
+
+/// The calls: per query, span and filter, objects in chunks an answer can carry.
+fn jobs(active: &[&QueryPlan], accs: &[Option<Acc>], known: &Known) -> Vec<Job> {
     let mut jobs = Vec::new();
     for (qi, q) in active.iter().enumerate() {
         let Some(acc) = &accs[qi] else {
@@ -424,7 +370,7 @@ pub fn collect_cloud_eye(
                             .metrics
                             .iter()
                             .filter(|m| m.aggregate == aggregate)
-                            .filter(|m| available.get(m.ces).is_some_and(|s| s.contains(d)))
+                            .filter(|m| known.available.get(m.ces).is_some_and(|s| s.contains(d)))
                             .map(move |m| (*m, d.clone()))
                     })
                     .collect();
@@ -444,71 +390,17 @@ pub fn collect_cloud_eye(
             }
         }
     }
-    let jobs = Arc::new(jobs);
-    let Pooled {
-        results,
-        cut_short,
-        stopped_by,
-    } = pool(
-        jobs.clone(),
-        Arc::new(move |j: &Job, deadline| ce.batch(&j.req, deadline)),
-        limits.concurrency,
-        deadline,
-        stop,
-    );
-    out.cut_short = cut_short;
-    out.stopped_by = stopped_by;
-
-    let mut left_out = LeftOut::default();
-    for (job, result) in jobs.iter().zip(results) {
-        let q = active[job.query];
-        let Some(acc) = accs[job.query].as_mut() else {
-            continue;
-        };
-        let touched = |w: &Window| w.start_ms < job.span.1 && job.span.0 < w.end_ms;
-        let failure = match result {
-            Some(Ok(answer)) => {
-                fold(q, acc, &job.req, answer, &mut left_out);
-                None
-            }
-            Some(Err(e)) => Some(e),
-            None => Some(match stopped_by {
-                Some(signal) => ApiError::Stopped { signal },
-                None => ApiError::Deadline { last: None },
-            }),
-        };
-        if let Some(error) = failure {
-            for (wi, w) in q.windows.iter().enumerate() {
-                if touched(w) {
-                    acc.failed[wi] = true;
-                }
-            }
-            out.failures.push(CloudEyeFailure {
-                query: q.name.clone(),
-                what: format!("span [{}, {})", job.span.0, job.span.1),
-                error,
-            });
-        }
-    }
-
-    out.warnings.extend(left_out.warnings());
-
-    for (q, acc) in active.iter().zip(&accs) {
-        if let Some(acc) = acc {
-            settle(q, acc, &available, &mut out);
-        }
-    }
-    out
+    jobs
 }
 
 /// The series of every window of `q` whose calls all came back, less those with a count Cloud
 /// Eye cannot have; in period mode, only up to the first failed bucket (later ones come again
 /// next time, after it).
 fn settle(
-    q: &CloudEyeQueryPlan,
+    q: &QueryPlan,
     acc: &Acc,
-    available: &BTreeMap<&'static str, &BTreeSet<Dims>>,
-    out: &mut CloudEyeCollected,
+    available: &BTreeMap<&'static str, BTreeSet<Dims>>,
+    out: &mut Collection,
 ) {
     for (wi, w) in q.windows.iter().enumerate() {
         if acc.failed[wi] {
@@ -525,11 +417,12 @@ fn settle(
         }
         for (d, key) in &acc.series {
             if let Some(r) = refused.get(d) {
-                out.failures.push(CloudEyeFailure {
-                    query: q.name.clone(),
-                    what: series_name(key),
-                    error: r.error(r.reason()),
-                });
+                out.failures.push(Failure::series(
+                    SourceId::CloudEye,
+                    &q.name,
+                    subject(key),
+                    r.error(r.reason()),
+                ));
                 continue;
             }
             let got = acc.figures[wi].get(d);
@@ -544,12 +437,13 @@ fn settle(
                     None => None,
                 })
                 .collect();
-            out.series.push(CloudEyeSeries {
+            out.series.push(super::Series::CloudEye(Series {
                 key: key.clone(),
                 window: *w,
                 values,
                 checkpoint: q.checkpoint.clone(),
-            });
+                running: None,
+            }));
         }
         if let Some(cp) = &q.checkpoint {
             out.advance.insert(cp.clone(), w.end_ms);
@@ -558,40 +452,38 @@ fn settle(
 }
 
 /// `model=...` and, with the key breakdown, `api_key=...`: a series in a failure line.
-fn series_name(key: &CloudEyeKey) -> String {
-    match &key.api_key {
-        Some(k) => format!("model={} api_key={}", key.model.name, k.name),
-        None => format!("model={}", key.model.name),
+fn subject(key: &CloudEyeKey) -> Vec<(&'static str, String)> {
+    let mut tags = vec![("model", key.model.name.clone())];
+    if let Some(k) = &key.api_key {
+        tags.push(("api_key", k.name.clone()));
     }
+    tags
 }
 
 /// A bucket in which some series' counts were refused: it fails whole, as a failed call
 /// would (its other series cannot be sent without moving the query's checkpoint past it).
 fn bucket_refused(
-    q: &CloudEyeQueryPlan,
+    q: &QueryPlan,
     series: &BTreeMap<Dims, CloudEyeKey>,
     refused: &BTreeMap<Dims, Refused>,
     w: &Window,
-) -> CloudEyeFailure {
+) -> Failure {
     let utc = |ms| crate::time::fmt_rfc3339(ms, &chrono_tz::UTC);
     let (dims, first) = refused.iter().next().expect("called with a refused series");
     let name = series
         .get(dims)
-        .map(series_name)
+        .map(|k| super::What::Series(subject(k)).to_string())
         .unwrap_or_else(|| dims.to_string());
     let reason = match refused.len() {
         1 => format!("{name}: {}", first.reason()),
         n => format!("{n} series, the first {name}: {}", first.reason()),
     };
-    CloudEyeFailure {
-        query: q.name.clone(),
-        what: format!(
-            "bucket {} to {}; it and the later ones wait for Cloud Eye to answer right",
-            utc(w.start_ms),
-            utc(w.end_ms)
-        ),
-        error: first.error(reason),
-    }
+    let what = format!(
+        "bucket {} to {}; it and the later ones wait for Cloud Eye to answer right",
+        utc(w.start_ms),
+        utc(w.end_ms)
+    );
+    failure(q, what, first.error(reason))
 }
 
 /// Adds one answer's datapoints to the windows they fall in: only those of the call's own
@@ -599,7 +491,7 @@ fn bucket_refused(
 /// A count Cloud Eye cannot have fails its series in that window (never rounded or clamped);
 /// a latency that is not one is left out (and said once per query, metric and cause).
 fn fold(
-    q: &CloudEyeQueryPlan,
+    q: &QueryPlan,
     acc: &mut Acc,
     req: &BatchRequest,
     answer: BatchAnswer,
@@ -675,7 +567,7 @@ fn fold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::cloud_eye::{metric, MetricPage};
+    use crate::domain::cloud_eye::metric;
     use crate::plan::cloud_eye::Span;
     use crate::spec::CloudEyeQuery;
 
@@ -694,7 +586,7 @@ mod tests {
         }
     }
 
-    impl CloudEye for Loose {
+    impl Api for Loose {
         fn list_metrics(&self, metric: &str, _: &str, _: Instant) -> Result<MetricPage, ApiError> {
             Ok(MetricPage {
                 entries: vec![(metric.to_string(), dims())],
@@ -722,8 +614,8 @@ mod tests {
         }
     }
 
-    fn buckets_query() -> CloudEyeQueryPlan {
-        CloudEyeQueryPlan {
+    fn buckets_query() -> QueryPlan {
+        QueryPlan {
             index: 0,
             name: "q".into(),
             query: CloudEyeQuery {
@@ -758,20 +650,28 @@ mod tests {
         }
     }
 
-    fn collect_with(ce: Loose) -> CloudEyeCollected {
-        collect_cloud_eye(
-            &[buckets_query()],
-            Arc::new(ce),
-            &Names::default(),
-            None,
-            &Limits {
-                max_series: 10,
-                concurrency: 1,
-                discovery_max_age: std::time::Duration::from_secs(3600),
-            },
-            Instant::now() + std::time::Duration::from_secs(10),
-            &crate::collect::never_stop,
-        )
+    fn collect_with(ce: Loose) -> Collection {
+        let pinned = Names::default();
+        let setup = Setup {
+            api: Arc::new(ce),
+            cache: None,
+            pinned: &pinned,
+            max_series: 10,
+            discovery_max_age: Duration::from_secs(3600),
+        };
+        let run = Run {
+            concurrency: 1,
+            deadline: Instant::now() + Duration::from_secs(10),
+            stop: &crate::collect::never_stop,
+        };
+        collect(&[buckets_query()], &setup, &run)
+    }
+
+    fn count(s: &crate::collect::Series, ces: &str) -> u64 {
+        match s {
+            crate::collect::Series::CloudEye(s) => s.count(ces).unwrap(),
+            other => panic!("not a Cloud Eye series: {other:?}"),
+        }
     }
 
     #[test]
@@ -780,7 +680,7 @@ mod tests {
         let counts: Vec<u64> = out
             .series
             .iter()
-            .map(|s| s.count("total_tokens").unwrap())
+            .map(|s| count(s, "total_tokens"))
             .collect();
         assert_eq!(counts, vec![1, 1, 1]);
         assert_eq!(out.advance.get("r/cloud_eye/q"), Some(&(3 * H)));
@@ -801,6 +701,7 @@ mod tests {
             let f = &out.failures[0];
             assert!(f
                 .what
+                .to_string()
                 .starts_with("bucket 1970-01-01T00:00:00Z to 1970-01-01T01:00:00Z"));
             let e = f.error.to_string();
             assert!(
@@ -810,89 +711,5 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    /// ListMetrics as a looping server answers it: page `i` after the marker `markers[i - 1]`,
-    /// with the entries `entries(i)` and the marker `markers[i]`.
-    struct Looping {
-        markers: Vec<&'static str>,
-        entries: fn(usize) -> Vec<(String, Dims)>,
-        calls: std::sync::Mutex<usize>,
-    }
-
-    impl CloudEye for Looping {
-        fn list_metrics(&self, _: &str, marker: &str, _: Instant) -> Result<MetricPage, ApiError> {
-            let mut calls = self.calls.lock().unwrap();
-            *calls += 1;
-            let i = *calls - 1;
-            assert!(i < 10, "the loop was not stopped (sent {marker:?})");
-            Ok(MetricPage {
-                entries: (self.entries)(i),
-                marker: self.markers[i % self.markers.len()].to_string(),
-                total: None,
-                ..MetricPage::default()
-            })
-        }
-        fn batch(&self, _: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
-            unreachable!()
-        }
-        fn instances(&self, _: usize, _: &mut Names, _: Instant) -> Result<usize, ApiError> {
-            Ok(0)
-        }
-    }
-
-    fn discovered(l: &Looping) -> (Result<Discovery, ApiError>, Vec<String>, Discovered) {
-        let (mut known, mut warnings) = (Discovered::default(), Vec::new());
-        let asked = BTreeSet::from(["total_tokens"]);
-        let d = discover(l, &asked, &mut known, Instant::now(), &mut warnings);
-        (d, warnings, known)
-    }
-
-    #[test]
-    fn discovery_stops_at_a_marker_given_before_or_a_page_with_nothing_new() {
-        let fresh = |i: usize| {
-            vec![(
-                "total_tokens".to_string(),
-                Dims {
-                    model_id: format!("m{i}"),
-                    key_id: None,
-                },
-            )]
-        };
-        // Fresh entries on every page, markers A, B, A: stopped when A comes back.
-        let l = Looping {
-            markers: vec!["A", "B"],
-            entries: fresh,
-            calls: Default::default(),
-        };
-        let (d, warnings, known) = discovered(&l);
-        assert_eq!(*l.calls.lock().unwrap(), 3);
-        assert!(d.unwrap().partial.contains("total_tokens"));
-        assert_eq!(
-            known.metrics["total_tokens"].len(),
-            3,
-            "what was found is kept"
-        );
-        assert!(
-            warnings[0].contains("a marker it had given before"),
-            "{warnings:?}"
-        );
-        // Nothing of the metric asked, ever: a failure, not "Cloud Eye reports none".
-        let l = Looping {
-            markers: vec!["A", "B", "C"],
-            entries: |_| {
-                vec![(
-                    "other".to_string(),
-                    Dims {
-                        model_id: "x".into(),
-                        key_id: None,
-                    },
-                )]
-            },
-            calls: Default::default(),
-        };
-        let (d, _, _) = discovered(&l);
-        assert_eq!(*l.calls.lock().unwrap(), 1);
-        assert!(d.is_err_and(|e| e.to_string().contains("its paging loops")));
     }
 }
