@@ -129,7 +129,7 @@ pub fn log_failures(collection: &Collection) {
 /// whose every failure was on this side is a configuration error.
 pub fn outcome_of(collection: &Collection) -> Outcome {
     let mut errors = collection.failures.iter().map(|f| &f.error);
-    if !collection.series.is_empty() || collection.failures.is_empty() {
+    if !collection.nothing_collected() || collection.failures.is_empty() {
         Outcome::Done
     } else if errors.all(|e| e.is_local()) {
         Outcome::Misconfigured

@@ -188,6 +188,12 @@ impl Collection {
         self.stopped_by = self.stopped_by.or(other.stopped_by);
     }
 
+    /// Not one series collected, of any source: what "nothing collected" (exit 1), the
+    /// stderr line that says why, and a stale `serve` page are about.
+    pub fn nothing_collected(&self) -> bool {
+        self.series.is_empty()
+    }
+
     /// The ShowStatistics series, in collection order.
     pub fn statistics(&self) -> impl Iterator<Item = &StatisticsSeries> + '_ {
         self.series.iter().filter_map(|s| match s {

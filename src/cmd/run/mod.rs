@@ -440,7 +440,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     let (totals, prepared) = settle(ctx, &mut collection, &mut period);
     let collection = &collection;
     log_collection(ctx, &plan, collection);
-    let nothing = collection.series.is_empty();
+    let nothing = collection.nothing_collected();
     let outcome = match outcome_of(collection) {
         // Period series held back until the operator acts: said in an E! line, and exit 1.
         Outcome::Done if period.held => Outcome::PeriodHeld,
@@ -478,7 +478,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
 /// What stderr says of a collection: why nothing was collected (the most useful line first),
 /// each failure, calls cut short, the plan's warnings.
 fn log_collection(ctx: &Context, plan: &plan::Plan, collection: &Collection) {
-    if collection.series.is_empty() {
+    if collection.nothing_collected() {
         log_nothing_collected(plan.planned(), collection);
     }
     log_failures(collection);
