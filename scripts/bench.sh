@@ -2,12 +2,14 @@
 # End-to-end benchmarks against the simulator with 50 ms added latency, one command:
 #   scripts/bench.sh            (prints a Markdown report on stdout; BENCHMARKS.md holds one)
 #   scripts/bench.sh serve      (the serve benchmark alone)
+#   scripts/bench.sh cloud-eye  (Cloud Eye at an organisation's scale alone, about 6 minutes)
 # Needs: a Rust toolchain, GNU time (/usr/bin/time) for peak RSS, python3 for the arithmetic.
 # The peak RSS column is the largest of the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
+CE_RUNS=${CE_RUNS:-3}
 LATENCY_MS=50
 cargo build --release --locked -q
 BIN=$PWD/target/release/maas-usage
@@ -30,6 +32,202 @@ head() {  # $1 rpm, $2 concurrency
 { head 200 4; for i in $(seq 1 20); do printf '  - name: q%s\n    range: last_%sd\n' "$i" "$i"; done; } >"$WORK/twenty.yaml"
 # 3. 120 series: 40 queries x 3 service types, 600 calls a minute (10/s), 8 in flight.
 { head 600 8; for i in $(seq 1 40); do printf '  - name: q%s\n    range: last_%sh\n    service_types: [preset, my_service, custom_endpoint]\n' "$i" "$i"; done; } >"$WORK/big.yaml"
+
+# Cloud Eye at an organisation's scale: `source: cloud_eye` per model and API key against
+# `simulator --models N --keys K` (4 client IPs per model, so nearly every model-and-key series
+# has traffic in every hour; 50 ms per answer), each run with a fresh state directory (a cold
+# discovery) unless said otherwise. Calls by kind and answer sizes come from the simulator's
+# --log, wall time from the clock around the run, CPU time and peak RSS from GNU time.
+cloud_eye() {
+  python3 - "$BIN" "$WORK" "$CE_RUNS" "$LATENCY_MS" <<'PY'
+import json, math, os, re, statistics, subprocess, sys, time
+
+BIN, WORK, RUNS, LATENCY_MS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+NOW = "2026-05-21T10:00:00+08:00"
+PROJECT = "0123456789abcdef0123456789abcdef"
+CONCURRENCY = 4                                # limits.concurrency's default
+MAX_OBJECTS, MAX_POINTS = 500, 100_000         # per batch call: the API's cap, the client's
+ENV = dict(os.environ, HW_ACCESS_KEY="DEMOACCESSKEY0000001",
+           HW_SECRET_KEY="demo-secret-key-for-the-built-in-simulator")
+# The default limits are 25 s and 60 Cloud Eye calls a minute; raised so that every size can
+# complete at all before the refactor (limits.max_series stays at its default, 2,000).
+RAISED = "limits:\n  timeout: 600s\n  ces_requests_per_minute: 6000\n"
+DAY = "last_24h"
+MONTH_HOURLY = "{every: 1h, delay: 2h, backfill: 30d}"
+
+class Sim:
+    def __init__(self, models, keys):
+        self.log = f"{WORK}/ces-{models}x{keys}.jsonl"
+        self.p = subprocess.Popen(
+            [BIN, "simulator", "--listen", "127.0.0.1:0", "--latency", f"{LATENCY_MS}ms",
+             "--models", str(models), "--keys", str(keys), "--ips", str(4 * models),
+             "--now", NOW, "--log", self.log],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV)
+        self.url = self.p.stdout.readline().decode().strip()
+        assert self.url.startswith("http://"), "the simulator did not start"
+        self.models, self.keys = models, keys
+
+    def spec(self, name, rng, limits):
+        path = f"{WORK}/{name}.yaml"
+        with open(path, "w") as f:
+            f.write(f"apiVersion: maas-usage/v1\ncloud:\n  endpoint: {self.url}\n"
+                    f"  ces_endpoint: {self.url}\n  project_id: {PROJECT}\n"
+                    f"timezone: Asia/Shanghai\n{limits}queries:\n  - name: keys\n"
+                    f"    source: cloud_eye\n    range: {rng}\n    breakdown: [model, api_key]\n")
+        return path
+
+    def cpu(self):
+        """The simulator's CPU seconds so far (user + system)."""
+        fields = open(f"/proc/{self.p.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def run(self, spec, state):
+        """One run: its figures, and the calls the simulator saw meanwhile."""
+        open(self.log, "w").close()
+        sim_cpu = self.cpu()
+        out, timing = f"{WORK}/ce.out", f"{WORK}/ce.time"
+        start = time.monotonic()
+        with open(out, "wb") as o, open(f"{WORK}/ce.err", "wb") as e:
+            rc = subprocess.run(["/usr/bin/time", "-v", "-o", timing, BIN, "run", "--spec", spec,
+                                 "--now", NOW, "--state-dir", state], stdout=o, stderr=e,
+                                env=ENV).returncode
+        wall = time.monotonic() - start
+        sim_cpu = self.cpu() - sim_cpu
+        t = dict(l.strip().rsplit(": ", 1) for l in open(timing) if ": " in l)
+        r = dict(rc=rc, wall=wall, sim_cpu=sim_cpu, rss=int(t["Maximum resident set size (kbytes)"]),
+                 cpu=float(t["User time (seconds)"]) + float(t["System time (seconds)"]),
+                 out_bytes=os.path.getsize(out), lines=0, series=set(), stamps=set(),
+                 calls={"list": 0, "batch": 0, "names": 0}, failed=0, biggest=0, objects={})
+        for line in open(out):
+            if line.startswith("maas_model_usage,"):
+                tags, _, stamp = line.rstrip("\n").rpartition(" ")
+                r["lines"] += 1
+                r["series"].add(re.sub(r" .*", "", tags))
+                r["stamps"].add(stamp)
+        for line in open(self.log):
+            c = json.loads(line)
+            kind = ("batch" if c["path"].endswith("/batch-query-metric-data") else
+                    "names" if c["path"].endswith("/maas/monitor/instances") else
+                    "list" if c["path"].endswith("/metrics") else c["path"])
+            r["calls"][kind] = r["calls"].get(kind, 0) + 1
+            r["failed"] += c["status"] != 200
+            if kind == "batch":
+                r["biggest"] = max(r["biggest"], c["bytes"])
+                body = json.loads(c["body"])
+                for m in body["metrics"]:
+                    r["objects"].setdefault(body["filter"], set()).add(m["metric_name"])
+        errors = [l.strip() for l in open(f"{WORK}/ce.err") if l.startswith("E! ")]
+        # The reason of the first failed call: what follows its span.
+        r["why"] = next((e.split(")): ", 1)[-1] for e in errors if ")): " in e), "")
+        return r
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+def fresh():
+    fresh.n += 1
+    return f"{WORK}/state-ce-{fresh.n}"
+fresh.n = 0
+
+def fewest(models, keys, metrics, buckets, span_limit):
+    """The fewest calls the API allows: one metric listed (every SYS.MaaS series has every
+    metric), the names in pages of 100, and per filter its objects in batches of 500 where the
+    points cap allows, over spans of at most `span_limit` points (the server's limit for the
+    coarsest period that keeps the window exact: hours), the cheapest cut found by search."""
+    listed = models * (keys + 1)
+    batches = 0
+    for names in metrics.values():
+        objects = models * keys * len(names)
+        cost = [0] + [math.inf] * buckets          # cost[b]: the fewest calls for b points
+        for b in range(1, buckets + 1):
+            for span in range(1, min(span_limit, b) + 1):
+                per_call = min(MAX_OBJECTS, MAX_POINTS // span)
+                cost[b] = min(cost[b], cost[b - span] + math.ceil(objects / per_call))
+        batches += cost[buckets]
+    return dict(list=math.ceil(listed / 1000), batch=batches, names=math.ceil(listed / 100))
+
+def calls(c):
+    return f"{c['list']} / {c['batch']} / {c['names']} ({sum(c.values())})"
+
+def mib(kib):
+    return f"{kib / 1024:.0f} MiB"
+
+def bound(n):
+    return math.ceil(n / CONCURRENCY) * LATENCY_MS / 1000
+
+print(f"Per key, last 24 h, limits raised (timeout 600 s, 6,000 Cloud Eye calls a minute); "
+      f"wall and CPU: median of {RUNS}, peak RSS: the largest.\n")
+print("| models x keys | series | calls: list / batch / names (all) | fewest: list / batch / names (all) | largest answer | wall | ceil(calls / 4) x 50 ms | CPU | simulator CPU | peak RSS | exit |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+def row(label, runs, few):
+    r = runs[-1]
+    made = sum(r["calls"].values())
+    print(f"| {label} | {len(r['series'])} | {calls(r['calls'])} | {calls(few)} | "
+          f"{r['biggest'] / 1e6:.1f} MB | {statistics.median(x['wall'] for x in runs):.2f} s | "
+          f"{bound(made):.2f} s | {statistics.median(x['cpu'] for x in runs):.2f} s | "
+          f"{statistics.median(x['sim_cpu'] for x in runs):.2f} s | {mib(max(x['rss'] for x in runs))} | "
+          f"{', '.join(sorted({str(x['rc']) for x in runs}))} |")
+
+for models, keys in [(3, 4), (25, 10), (100, 20)]:
+    sim = Sim(models, keys)
+    try:
+        spec = sim.spec(f"ce-{models}x{keys}", DAY, RAISED)
+        runs = [sim.run(spec, fresh()) for _ in range(RUNS)]
+        few = fewest(models, keys, runs[-1]["objects"], 24, 240)
+        row(f"{models} x {keys}", runs, few)
+        if (models, keys) == (100, 20):
+            # Discovery cached: every run on one state directory, after one that fills it.
+            state = fresh()
+            sim.run(spec, state)
+            runs = [sim.run(spec, state) for _ in range(RUNS)]
+            row(f"{models} x {keys}, discovery cached", runs, dict(few, list=0, names=0))
+    finally:
+        sim.close()
+
+print("\nThe same with the default limits (25 s, 60 Cloud Eye calls a minute), cold; at 100 x 20 "
+      "a second run a minute after the first started, on the same state directory (discovery "
+      "cached), as an agent runs it.\n")
+print("| models x keys | run | series | calls: list / batch / names | wall | exit | why a call failed |")
+print("|---|---|---|---|---|---|---|")
+for models, keys in [(3, 4), (25, 10), (100, 20)]:
+    sim = Sim(models, keys)
+    try:
+        spec = sim.spec(f"ce-default-{models}x{keys}", DAY, "")
+        state = fresh()
+        started = time.monotonic()
+        runs = [sim.run(spec, state)]
+        if (models, keys) == (100, 20):
+            time.sleep(max(0.0, 61 - (time.monotonic() - started)))
+            runs.append(sim.run(spec, state))
+    finally:
+        sim.close()
+    for i, r in enumerate(runs):
+        why = r["why"][:140] + ("..." if len(r["why"]) > 140 else "")
+        print(f"| {models} x {keys} | {'cold' if i == 0 else 'a minute later'} | {len(r['series'])} | "
+              f"{calls(r['calls'])} | {r['wall']:.1f} s | {r['rc']} | {why.replace('|', '/')} |")
+
+models, keys = 50, 20
+sim = Sim(models, keys)
+try:
+    r = sim.run(sim.spec("ce-period", MONTH_HOURLY, RAISED), fresh())
+finally:
+    sim.close()
+buckets = len(r["stamps"])
+few = fewest(models, keys, r["objects"], buckets, 240)
+print(f"\nPeriod mode, {MONTH_HOURLY} per key at {models} x {keys}, limits raised, one run:\n")
+print("| lines (series x buckets) | calls: list / batch / names (all) | fewest | wall | CPU | simulator CPU | peak RSS | output | per line | exit |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+print(f"| {r['lines']:,} ({len(r['series'])} x {buckets}) | {calls(r['calls'])} | {calls(few)} | "
+      f"{r['wall']:.1f} s | {r['cpu']:.1f} s | {r['sim_cpu']:.1f} s | {mib(r['rss'])} | {r['out_bytes'] / 1e6:.0f} MB | "
+      f"{r['out_bytes'] / max(r['lines'], 1):.0f} B | {r['rc']} |")
+PY
+}
+
+if [ "${1:-}" = cloud-eye ]; then
+  cloud_eye
+  exit 0
+fi
 
 if [ "${1:-}" != serve ]; then
 echo "| scenario | series | calls planned | calls made | wall time (median of $RUNS) | ceil(calls/conc) x latency | calls / rate | wall / max(both) | wall / latency term | peak RSS |"
@@ -155,3 +353,10 @@ PY
 }
 serve_bench "$WORK/big.yaml" load
 serve_bench "$WORK/huge.yaml" alone
+
+if [ -z "${1:-}" ]; then
+  echo
+  echo "### Cloud Eye at an organisation's scale"
+  echo
+  cloud_eye
+fi

@@ -116,7 +116,8 @@ pub enum Command {
     /// Ask once: usage totals for a time range, as a table or JSON.
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
-    /// Try it without a cloud account: examples/spec.yaml against the built-in simulator.
+    /// Try it without a cloud account: examples/spec.yaml against the built-in simulator
+    /// (--serve: as a Prometheus pull endpoint).
     Demo(DemoArgs),
     /// Inspect or rewind period-mode checkpoints in the state directory.
     #[command(subcommand)]
@@ -177,12 +178,15 @@ const VALIDATE_HELP: &str = "Examples:
 const SIMULATOR_EXAMPLES: &str = "Examples:
   maas-usage simulator --listen 127.0.0.1:8080
   maas-usage simulator --latency 50ms --rate-limit 200 --fail-ratio 0.1
+  maas-usage simulator --models 100 --keys 20 --ips 400   # an organisation's Cloud Eye
+  maas-usage simulator --listen 127.0.0.1:8080 --print-spec > sim.yaml
 
-Then point a command at it:
-  maas-usage query --endpoint http://127.0.0.1:8080 --iam-endpoint http://127.0.0.1:8080
+Then point a command at it (--simulator: every endpoint, and only the credentials its metadata
+service hands out):
+  maas-usage query --simulator http://127.0.0.1:8080
+  maas-usage run --spec sim.yaml --simulator http://127.0.0.1:8080
 
-Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it accepts the built-in demo pair,
-which `maas-usage demo` uses.";
+Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it also accepts the built-in demo pair.";
 
 /// Where and how to reach the cloud; shared by every command that calls it. Flags win over the
 /// spec's `cloud` section, which wins over the environment.
@@ -208,6 +212,18 @@ pub struct CloudArgs {
     /// PEM bundle of a private CA to trust (TLS is always verified).
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// A testing aid: send every call (MaaS, IAM, Cloud Eye, the MaaS monitor, the metadata
+    /// service) to the simulator at URL (`maas-usage simulator`), signed with the temporary
+    /// credentials its metadata service hands out. Nothing of a real account is used: no
+    /// credentials are read from the environment or a file, the project id comes from the
+    /// simulator's IAM (unless --project-id), the state directory is --state-dir's only, and
+    /// the credential gate's records stay in the process.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["endpoint", "iam_endpoint", "credentials_file"]
+    )]
+    pub simulator: Option<String>,
 }
 
 /// The state directory; shared by the commands that keep or read state.
@@ -304,6 +320,20 @@ pub struct SimulatorArgs {
     /// Seed of the synthetic traffic.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Model services in Cloud Eye (SYS.MaaS): the demo's three first, then generated ones with
+    /// real-looking ids and names, one in three a My Service [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub models: Option<u16>,
+    /// Named API keys, each with a Cloud Eye series per model: the demo's four first, then
+    /// generated ones [default: 4]. The online-experience page's share comes on top, in the
+    /// models' totals only.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub keys: Option<u16>,
+    /// Client IPs the traffic comes from [default: 3]. Each hour of a key and IP goes to one
+    /// model of its service type: with N models, 4 x N IPs give nearly every model-and-key
+    /// series traffic in every hour.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub ips: Option<u16>,
     /// Added before every answer, e.g. 50ms.
     #[arg(long, value_name = "DURATION")]
     pub latency: Option<String>,
@@ -340,6 +370,10 @@ pub struct SimulatorArgs {
     /// Credentials file the simulator accepts (else the environment, else the demo pair).
     #[arg(long, value_name = "PATH")]
     pub credentials_file: Option<PathBuf>,
+    /// Print a spec for this simulator on stdout (examples/spec.yaml with every endpoint at
+    /// it) instead of its URL; run it with `maas-usage run --spec FILE --simulator URL`.
+    #[arg(long)]
+    pub print_spec: bool,
 }
 
 #[derive(Args, Debug)]
@@ -453,6 +487,21 @@ pub struct DemoArgs {
     /// IANA time zone for calendar ranges and display [default: the OS zone].
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
+    /// Show the pull endpoint instead: collect every --interval and serve the last collection
+    /// on /metrics and /healthz, as `serve` does, until Ctrl-C (its URL is on stderr).
+    #[arg(long, conflicts_with = "format")]
+    pub serve: bool,
+    /// With --serve: where to listen [default: a free port on 127.0.0.1].
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:0",
+        requires = "serve"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// With --serve: time between the starts of two collections (1s to 1d).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval, requires = "serve")]
+    pub interval: std::time::Duration,
 }
 
 #[derive(Args, Debug)]

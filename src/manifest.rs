@@ -113,30 +113,41 @@ pub fn markdown(m: &Manifest) -> String {
             })
             .collect(),
     );
+    label_tables(m, &mut out);
+    out
+}
+
+/// The tags, attributes and labels of docs/metrics.md: the data points', then the resource's.
+fn label_tables(m: &Manifest, out: &mut String) {
     table(
-        &mut out,
-        "\nTags (line protocol), attributes (OTLP) and labels (Prometheus), plus the spec's `output.tags` on every series:",
+        out,
+        "\nTags (line protocol), data point attributes (OTLP) and labels (Prometheus), plus the spec's `output.tags` on every series:",
         &["tag", "OTLP", "Prometheus label", "description"],
         m.attributes
             .iter()
             .map(|a| {
-                let otlp = match (&a.otlp, &a.otlp_resource) {
-                    (Some(o), _) => format!("{} (data point)", code(o)),
-                    (None, Some(r)) => format!("{} (resource)", code(r)),
-                    (None, None) => String::new(),
-                };
-                vec![code(&a.tag), otlp, code(&a.prometheus), a.description.clone()]
+                vec![
+                    code(&a.tag),
+                    code(&a.otlp),
+                    code(&a.prometheus),
+                    a.description.clone(),
+                ]
             })
             .collect(),
     );
     table(
-        &mut out,
-        "\nOther resource attributes (OTLP), which the Prometheus outputs carry as labels like the collector's Prometheus exporter with `resource_to_telemetry_conversion`:",
+        out,
+        "\nResource attributes (OTLP). Prometheus carries them on one `target_info` series (gauge, value 1), never on the data series, as the collector's Prometheus exporter does by default; it makes `job` and `instance` of two of them (a scrape of the textfile or `serve` gets those from its target). Join them in PromQL: `maas_usage_total_tokens * on(job, instance) group_left(host_name) target_info`.",
         &["OTLP resource attribute", "Prometheus label", "description"],
         m.resource
             .iter()
-            .map(|r| vec![code(&r.otlp), code(&r.prometheus), r.description.clone()])
+            .map(|r| {
+                let label = match r.prometheus.as_str() {
+                    own @ ("job" | "instance") => format!("`{own}` (not on `target_info`)"),
+                    l => format!("`{l}` on `target_info`"),
+                };
+                vec![code(&r.otlp), label, r.description.clone()]
+            })
             .collect(),
     );
-    out
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use common::*;
 use maas_usage::sim::model::{key_id, Selection, DEFAULT_MODELS};
 use maas_usage::sim::Simulator;
+use maas_usage::sim::{Dataset, Size};
 
 const H: i64 = 3_600_000;
 
@@ -622,4 +623,67 @@ fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() 
     let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), 2 * 2);
+}
+
+#[test]
+fn a_sized_simulator_serves_every_model_and_key_with_exact_sums() {
+    // `simulator --models 7 --keys 3`: 7 x 3 per-key series, each exact, named by the monitor.
+    let size = Size {
+        models: 7,
+        keys: 3,
+        ips: 14,
+    };
+    let sim = SimProcess::start(&["--models", "7", "--keys", "3", "--ips", "14", "--now", NOW]);
+    let data = Dataset::sized(size);
+    let url = &sim.url;
+    let path = spec_file(&format!(
+        "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n  project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count]\n  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n"
+    ));
+    let out = run(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let (start, end) = (
+        ms("2026-05-20T00:00:00+08:00"),
+        ms("2026-05-21T00:00:00+08:00"),
+    );
+    let now = ms(NOW);
+    let lines = model_lines(&out);
+    let keys: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.tag("query") == Some("keys"))
+        .collect();
+    let mut pairs = BTreeMap::new();
+    for l in &keys {
+        let (model_id, key) = (l.tag("model_id").unwrap(), l.tag("api_key").unwrap());
+        let model = data.models.iter().find(|m| m.id == model_id).unwrap();
+        assert_eq!(
+            l.tag("model"),
+            Some(model.name.as_str()),
+            "named by the monitor"
+        );
+        assert_eq!(l.tag("api_key_id"), Some(key_id(key).as_str()));
+        let want = data.model_usage(model_id, Some(key), start, end, now);
+        let got = (l.int("total_tokens"), l.int("requests"));
+        let exact = (want.total_tokens as i64, want.requests as i64);
+        assert_eq!(got, (Some(exact.0), Some(exact.1)), "{model_id} {key}");
+        pairs.insert((model_id, key), want.requests);
+    }
+    assert_eq!(keys.len(), 7 * 3);
+    assert_eq!(pairs.len(), 7 * 3, "each model and key once");
+    assert!(
+        pairs.values().filter(|r| **r > 0).count() >= 7 * 3 * 3 / 4,
+        "most series have traffic: {pairs:?}"
+    );
+    let models: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.tag("query") == Some("models"))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> =
+        models.iter().map(|l| l.tag("model_id").unwrap()).collect();
+    assert_eq!(ids, data.models.iter().map(|m| m.id.as_str()).collect());
+    for l in &models {
+        let want = data.model_usage(l.tag("model_id").unwrap(), None, start, end, now);
+        assert_eq!(l.int("total_tokens"), Some(want.total_tokens as i64));
+        assert!(want.total_tokens > 0);
+    }
 }

@@ -8,18 +8,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use common::otlp::HttpReceiver;
+use common::serving::Serve;
 use common::*;
 use maas_usage::sim::Simulator;
-
-/// Generous: these bound waiting for something that happens, they are not margins asserted.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 const H: i64 = 3_600_000;
 
@@ -98,52 +93,9 @@ fn destinations(state: &Path) -> Vec<String> {
 /// `serve` on `spec` and `state` until its first collection is published (`/healthz` answers
 /// 200), then SIGTERM; its exit status.
 fn serve_once(spec: &Path, state: &Path) -> Option<i32> {
-    let mut child = authed()
-        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1h"])
-        .args(["--now", NOW, "--spec"])
-        .arg(spec)
-        .arg("--state-dir")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let until = Instant::now() + PATIENCE;
-    let addr = loop {
-        let line = lines
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-            .expect("serve says where it listens");
-        if let Some(a) = line.split("listening on http://").nth(1) {
-            break a.trim().to_string();
-        }
-    };
-    while healthz(&addr) != Some(200) {
-        assert!(Instant::now() < until, "serve never published a collection");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap().code()
-}
-
-/// The status `GET /healthz` answers, if any.
-fn healthz(addr: &str) -> Option<u16> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(PATIENCE)).ok()?;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    answer.split(' ').nth(1)?.parse().ok()
+    let serve = Serve::start(spec, state, "1h");
+    serve.wait_for("/healthz", 200);
+    serve.stop().0
 }
 
 #[test]

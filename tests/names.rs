@@ -1,6 +1,7 @@
 //! One vocabulary: every OTLP metric name has one type, temporality and unit whatever the mix
 //! of windows in the spec, and the Prometheus names and labels of the textfile are exactly the
-//! collector's translation of the OTLP export.
+//! collector's translation of the OTLP export (its prometheus exporter with default settings:
+//! the resource on one `target_info` series, never on the data series).
 
 mod common;
 
@@ -156,24 +157,23 @@ fn comparable(e: &Exposition) -> (BTreeMap<String, String>, BTreeMap<String, f64
     (e.types.clone(), samples)
 }
 
-#[test]
-fn the_textfile_is_the_collectors_translation_of_the_otlp_export() {
-    let sim = sim();
-    let spec = mixed(&sim);
+/// The textfile of `spec` (with `env`) equals the collector's translation of its OTLP export;
+/// returns the textfile.
+fn textfile_equals_translation(spec: &Path, env: &[(&str, &str)]) -> (String, Exposition) {
     let otlp = run_with(
-        &spec,
+        spec,
         &tempdir().join("a"),
         NOW,
-        &[],
+        env,
         &["--format", "otlp-json"],
     );
     let req: ExportMetricsServiceRequest = serde_json::from_str(otlp.trim()).unwrap();
     let translated = prom::translate(&[req]);
     let text = run_with(
-        &spec,
+        spec,
         &tempdir().join("b"),
         NOW,
-        &[],
+        env,
         &["--format", "prometheus"],
     );
     let textfile = prom::parse(&text);
@@ -184,7 +184,24 @@ fn the_textfile_is_the_collectors_translation_of_the_otlp_export() {
     let f_keys: BTreeSet<&String> = f_samples.keys().collect();
     assert_eq!(f_keys, t_keys, "names and labels");
     assert_eq!(f_samples, t_samples, "values");
-    // Every kind is in there: gauges, counters, a ratio and seconds.
+    (text, textfile)
+}
+
+/// The resource's labels (`target_info`'s), which no data series may carry.
+const RESOURCE_LABELS: [&str; 6] = [
+    "service_name",
+    "service_version",
+    "service_instance_id",
+    "host_name",
+    "cloud_provider",
+    "cloud_account_id",
+];
+
+#[test]
+fn the_textfile_is_the_collectors_translation_of_the_otlp_export() {
+    let sim = sim();
+    let (_, textfile) = textfile_equals_translation(&mixed(&sim), &[]);
+    // Every kind is in there: gauges, counters, a ratio, seconds, and the resource.
     for name in [
         "maas_usage_total_tokens",
         "maas_usage_period_tokens_total",
@@ -193,8 +210,36 @@ fn the_textfile_is_the_collectors_translation_of_the_otlp_export() {
         "maas_collector_duration_seconds",
         "maas_collector_last_success_timestamp_seconds",
         "maas_collector_consecutive_failures",
+        "target_info",
     ] {
-        assert!(f_types.contains_key(name), "{name}");
+        assert!(textfile.types.contains_key(name), "{name}");
+    }
+    // One target_info of value 1 carries the resource; the data series carry their own
+    // labels (and the source's region and project), nothing of the process that made them.
+    let info: Vec<_> = textfile
+        .samples
+        .iter()
+        .filter(|s| s.name == "target_info")
+        .collect();
+    assert_eq!(info.len(), 1, "{info:?}");
+    assert_eq!(info[0].value, 1.0);
+    let l = &info[0].labels;
+    assert_eq!(l["service_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(l["cloud_provider"], "huawei_cloud");
+    assert_eq!(l["cloud_region"], "cn-southwest-2");
+    assert!(l.contains_key("host_name"), "{l:?}");
+    for own in ["job", "instance", "service_name", "service_instance_id"] {
+        assert!(!l.contains_key(own), "{own}: {l:?}");
+    }
+    for s in textfile.samples.iter().filter(|s| s.name != "target_info") {
+        for label in RESOURCE_LABELS {
+            assert!(!s.labels.contains_key(label), "{label} on {s:?}");
+        }
+        if !s.name.starts_with("maas_collector_") {
+            assert_eq!(s.labels["cloud_region"], "cn-southwest-2", "{s:?}");
+            assert_eq!(s.labels["huaweicloud_project_id"], PROJECT, "{s:?}");
+            assert_eq!(s.labels["env"], "demo", "{s:?}");
+        }
     }
 }
 
@@ -246,52 +291,98 @@ fn the_translation_rule_does_what_the_collector_documents() {
 }
 
 #[test]
-fn odd_attribute_keys_become_the_collectors_labels_and_the_resource_wins_over_a_tag() {
+fn odd_attribute_keys_become_the_collectors_labels_and_a_tag_and_the_resource_keep_their_own() {
     let sim = sim();
     let spec = fixture(
         "names/odd-labels.yaml",
         &[("url", &sim.url()), ("project", PROJECT)],
     );
-    // A leading digit, a dot followed by underscores, and a key the spec's tags set too.
-    let env = [("OTEL_RESOURCE_ATTRIBUTES", "9lives=a,x.__y=b,env=prod")];
-    let otlp = run_with(
-        &spec,
-        &tempdir().join("a"),
-        NOW,
-        &env,
-        &["--format", "otlp-json"],
+    // A leading digit, a dot followed by underscores, a key the spec's tags set too, keys the
+    // data points carry, and two keys that make one label.
+    let env = [(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "9lives=a,x.__y=b,env=prod,maas.query=r,otel_scope_name=s,c.d=1,c_d=2",
+    )];
+    let (text, textfile) = textfile_equals_translation(&spec, &env);
+    assert!(
+        textfile.types.contains_key("maas_model_total_tokens"),
+        "{text}"
     );
-    let req: ExportMetricsServiceRequest = serde_json::from_str(otlp.trim()).unwrap();
-    let translated = prom::translate(&[req]);
-    let text = run_with(
-        &spec,
-        &tempdir().join("b"),
-        NOW,
-        &env,
-        &["--format", "prometheus"],
-    );
-    let textfile = prom::parse(&text);
-    let (t_types, t_samples) = comparable(&translated);
-    let (f_types, f_samples) = comparable(&textfile);
-    assert_eq!(f_types, t_types, "names and types");
-    let t_keys: BTreeSet<&String> = t_samples.keys().collect();
-    let f_keys: BTreeSet<&String> = f_samples.keys().collect();
-    assert_eq!(f_keys, t_keys, "names and labels");
-    assert_eq!(f_samples, t_samples, "values");
-    assert!(f_types.contains_key("maas_model_total_tokens"), "{text}");
     for s in &textfile.samples {
         let l = &s.labels;
-        assert_eq!(l.get("key_9lives").map(String::as_str), Some("a"), "{s:?}");
-        assert_eq!(l.get("x_y").map(String::as_str), Some("b"), "{s:?}");
-        assert_eq!(l.get("a_b").map(String::as_str), Some("x"), "{s:?}");
-        // The resource's env replaces the tag's, as resource_to_telemetry_conversion does.
-        assert_eq!(l.get("env").map(String::as_str), Some("prod"), "{s:?}");
+        let get = |k: &str| l.get(k).map(String::as_str);
+        if s.name == "target_info" {
+            assert_eq!(get("key_9lives"), Some("a"), "{s:?}");
+            assert_eq!(get("x_y"), Some("b"), "{s:?}");
+            assert_eq!(get("env"), Some("prod"), "{s:?}");
+            assert_eq!(get("maas_query"), Some("r"), "{s:?}");
+            assert_eq!(get("otel_scope_name"), Some("s"), "{s:?}");
+            // Joined in key order, as the collector does.
+            assert_eq!(get("c_d"), Some("1;2"), "{s:?}");
+            assert_eq!(get("a_b"), None, "{s:?}");
+            continue;
+        }
+        assert_eq!(get("a_b"), Some("x"), "{s:?}");
+        // The data series keep the spec's tag: the resource is not on them.
+        assert_eq!(get("env"), Some("demo"), "{s:?}");
+        for resource in ["key_9lives", "x_y", "c_d"] {
+            assert_eq!(get(resource), None, "{s:?}");
+        }
+        if s.name.starts_with("maas_collector_") {
+            assert_eq!(get("maas_query"), None, "{s:?}");
+        } else {
+            assert_ne!(get("maas_query"), Some("r"), "{s:?}");
+        }
     }
     promtool_check(&text);
 }
 
 #[test]
-fn resource_attributes_the_collector_would_drop_metrics_for_are_refused_before_any_call() {
+fn a_tag_set_by_the_resource_too_is_no_conflict_and_a_shared_label_is_warned_of() {
+    let sim = sim();
+    let spec = fixture(
+        "names/odd-labels.yaml",
+        &[("url", &sim.url()), ("project", PROJECT)],
+    );
+    let run = |attrs: &str| {
+        authed()
+            .env("OTEL_RESOURCE_ATTRIBUTES", attrs)
+            .args(["run", "--format", "prometheus", "--now", NOW, "--spec"])
+            .arg(&spec)
+            .arg("--state-dir")
+            .arg(tempdir().join("state"))
+            .output()
+            .unwrap()
+    };
+    // `env` is the spec's tag too: each keeps its own value, nothing to warn of.
+    let out = run("env=prod");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("W!"), "{}", stderr(&out));
+    // Two keys of one label: the collector joins them, and the run says so.
+    let out = run("c.d=1,c_d=2");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "W! OTEL_RESOURCE_ATTRIBUTES: `c.d` and `c_d` make one target_info label `c_d`: its value is theirs joined with `;`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = run("cloud_region=x");
+    assert!(
+        stderr(&out).contains("`cloud.region` and `cloud_region` make one target_info label"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(r#"cloud_region="cn-southwest-2;x""#),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn resource_attributes_the_collector_would_lose_are_refused_before_any_call() {
     let sim = sim();
     let spec = fixture(
         "names/odd-labels.yaml",
@@ -299,12 +390,10 @@ fn resource_attributes_the_collector_would_drop_metrics_for_are_refused_before_a
     );
     let state = tempdir().join("state");
     let cases = [
-        ("c.d=1,c_d=2", "`c_d` makes the Prometheus label `c_d`, which `c.d` (also in OTEL_RESOURCE_ATTRIBUTES) makes too"),
-        ("maas.query=x", "`maas.query` makes the Prometheus label `maas_query`, which the point attribute `maas.query` makes too"),
-        ("cloud_region=x", "which the resource attribute `cloud.region` makes too"),
-        ("job=x", "which the collector itself (`job`) makes too"),
-        ("a.b=x", "`a.b` makes the Prometheus label `a_b`, which the spec's tag `a__b` makes too"),
-        ("____=x", "`____` makes the Prometheus label `____`, which the collector's prometheus exporter refuses"),
+        ("job=x", "`job` makes the Prometheus label `job`, which the collector sets itself"),
+        ("a.instance=1,instance=x", "`instance` makes the Prometheus label `instance`, which the collector sets itself"),
+        ("____=x", "`____` makes the Prometheus label `____`, which the collector's prometheus exporter refuses (dropping target_info)"),
+        ("__x.y__=x", "`__x.y__` makes the Prometheus label `__x_y__`, which the collector's prometheus exporter refuses"),
     ];
     for (attrs, says) in cases {
         for command in [
@@ -341,7 +430,7 @@ fn resource_attributes_the_collector_would_drop_metrics_for_are_refused_before_a
         &spec,
         &state,
         NOW,
-        &[("OTEL_RESOURCE_ATTRIBUTES", "c.d=1,c_d=2")],
+        &[("OTEL_RESOURCE_ATTRIBUTES", "job=x")],
         &["--format", "otlp-json"],
     );
 }

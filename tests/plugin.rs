@@ -141,22 +141,19 @@ fn the_code_tables_match_the_manifest() {
     let builtin: BTreeSet<&str> = fields::BUILTIN_TAGS.iter().copied().collect();
     assert_eq!(tags, builtin);
     for a in &m.attributes {
-        let otlp = a.otlp.clone().or(a.otlp_resource.clone()).unwrap();
-        assert_eq!(a.prometheus, fields::prometheus_label(&otlp), "{}", a.tag);
+        assert_eq!(a.otlp, fields::otlp_attribute(&a.tag), "{}", a.tag);
+        assert_eq!(a.prometheus, fields::prometheus_label(&a.otlp), "{}", a.tag);
     }
     for r in &m.resource {
-        assert_eq!(r.prometheus, fields::prometheus_label(&r.otlp));
+        // service.name and service.instance.id make the collector's job and instance.
+        let label = match r.otlp.as_str() {
+            "service.name" => "job".to_string(),
+            "service.instance.id" => "instance".to_string(),
+            other => fields::prometheus_label(other),
+        };
+        assert_eq!(r.prometheus, label, "{}", r.otlp);
     }
-    let declared_resource: BTreeSet<&str> = m
-        .resource
-        .iter()
-        .map(|r| r.otlp.as_str())
-        .chain(
-            m.attributes
-                .iter()
-                .filter_map(|a| a.otlp_resource.as_deref()),
-        )
-        .collect();
+    let declared_resource: BTreeSet<&str> = m.resource.iter().map(|r| r.otlp.as_str()).collect();
     let code_resource: BTreeSet<&str> = fields::RESOURCE_ATTRIBUTES.iter().copied().collect();
     assert_eq!(declared_resource, code_resource);
 }
@@ -264,8 +261,7 @@ fn declared_equals_emitted_in_every_format() {
         }
     }
     emitted_attrs.retain(|a| !static_tags.contains(&a.as_str()));
-    let declared_attrs: BTreeSet<String> =
-        m.attributes.iter().filter_map(|a| a.otlp.clone()).collect();
+    let declared_attrs: BTreeSet<String> = m.attributes.iter().map(|a| a.otlp.clone()).collect();
     assert_eq!(emitted_attrs, declared_attrs);
     let resource: BTreeSet<String> = rm["resource"]["attributes"]
         .as_array()
@@ -273,15 +269,7 @@ fn declared_equals_emitted_in_every_format() {
         .iter()
         .map(|a| a["key"].as_str().unwrap().to_string())
         .collect();
-    for a in m.attributes.iter().filter_map(|a| a.otlp_resource.clone()) {
-        assert!(resource.contains(&a), "{a} not on the resource");
-    }
-    let declared_resource: BTreeSet<String> = m
-        .resource
-        .iter()
-        .map(|r| r.otlp.clone())
-        .chain(m.attributes.iter().filter_map(|a| a.otlp_resource.clone()))
-        .collect();
+    let declared_resource: BTreeSet<String> = m.resource.iter().map(|r| r.otlp.clone()).collect();
     assert!(
         resource.is_subset(&declared_resource),
         "undeclared resource attributes: {:?}",
@@ -316,8 +304,40 @@ fn declared_equals_emitted_in_every_format() {
                 .iter()
                 .filter_map(|x| x.prometheus.clone()),
         )
+        .chain(["target_info".to_string()])
         .collect();
     assert_eq!(emitted_prom, declared_prom);
+    // Labels: the data series carry the declared attributes (and the spec's tags and the
+    // self-metrics' outcome), target_info the declared resource's, less job and instance.
+    let parsed = common::prom::parse(&prom);
+    let label_set = |pick: &dyn Fn(&str) -> bool| -> BTreeSet<String> {
+        parsed
+            .samples
+            .iter()
+            .filter(|x| pick(&x.name))
+            .flat_map(|x| x.labels.keys().cloned())
+            .collect()
+    };
+    let data = label_set(&|n| n.starts_with("maas_usage_"));
+    let declared_labels: BTreeSet<String> = m
+        .attributes
+        .iter()
+        .map(|a| a.prometheus.clone())
+        .chain(static_tags.iter().map(|t| t.to_string()))
+        .collect();
+    assert_eq!(data, declared_labels);
+    let target = label_set(&|n| n == "target_info");
+    let declared_target: BTreeSet<String> = m
+        .resource
+        .iter()
+        .map(|r| r.prometheus.clone())
+        .filter(|l| l != "job" && l != "instance")
+        .collect();
+    assert!(
+        !target.is_empty() && target.is_subset(&declared_target),
+        "undeclared target_info labels: {:?}",
+        target.difference(&declared_target).collect::<Vec<_>>()
+    );
 }
 
 /// Every Cloud Eye metric the simulator has, in every format: emitted == declared, restricted
@@ -430,8 +450,18 @@ fn declared_model_metrics_equal_emitted() {
         .collect();
     assert_eq!(names, declared_otlp);
     attrs.remove("env");
-    let declared_attrs: BTreeSet<String> =
-        m.model_attributes.iter().map(|a| a.otlp.clone()).collect();
+    // Plus the source's project and region, as on every data point.
+    let declared_attrs: BTreeSet<String> = m
+        .model_attributes
+        .iter()
+        .map(|a| a.otlp.clone())
+        .chain(
+            m.attributes
+                .iter()
+                .filter(|a| ["project_id", "region"].contains(&a.tag.as_str()))
+                .map(|a| a.otlp.clone()),
+        )
+        .collect();
     assert_eq!(attrs, declared_attrs);
 
     // Prometheus: gauges and counters, and the labels.
@@ -618,40 +648,4 @@ fn completions_and_man_page() {
     );
     let out = bin().arg("describe").output().unwrap();
     assert_eq!(stdout(&out), manifest::PLUGIN_YAML);
-}
-
-/// The README's demo excerpt is what `demo --now 2026-05-21T10:00:00+08:00` prints: every line
-/// shown (project id abridged, `duration_ms` and `last_success_ms` aside) is a line of the real
-/// output.
-#[test]
-fn the_readme_demo_excerpt_is_what_demo_prints() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let block = readme
-        .split("```\n")
-        .find(|b| b.starts_with("maas_usage,env=demo"))
-        .expect("README has the demo excerpt");
-    let out = bin()
-        .args(["demo", "--now", "2026-05-21T10:00:00+08:00"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let duration = |l: &str| {
-        let mut l = l.replace("0123456789abcdef0123456789abcdef", "0123...cdef");
-        for field in ["duration_ms=", "last_success_ms="] {
-            if let Some(at) = l.find(field).map(|at| at + field.len()) {
-                let end = l[at..].find('i').map_or(l.len(), |e| at + e);
-                l.replace_range(at..end, "");
-            }
-        }
-        l
-    };
-    let printed: BTreeSet<String> = stdout(&out).lines().map(duration).collect();
-    let shown: Vec<&str> = block.lines().filter(|l| *l != "...").collect();
-    assert!(shown.len() >= 3, "{shown:?}");
-    for line in shown {
-        assert!(
-            printed.contains(&duration(line)),
-            "README shows a line demo does not print:\n{line}"
-        );
-    }
 }

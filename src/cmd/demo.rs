@@ -43,11 +43,26 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         "demo: examples/spec.yaml against the built-in simulator on {}, with temporary credentials from its metadata service; no cloud account is used",
         sim.url()
     ));
+    let mode = match a.serve {
+        true => {
+            // SIGTERM or Ctrl-C ends it as it ends `serve`: exit 0.
+            super::run::signals::install();
+            log::info("demo: serving its collections on the pull endpoint below (GET /metrics, /healthz) until Ctrl-C");
+            Mode::Serve {
+                listen: a.listen,
+                interval: a.interval,
+            }
+        }
+        false => Mode::Once,
+    };
     let opts = RunOptions {
-        format: Some(a.format.unwrap_or(Format::Influx)),
+        format: Some(match a.serve {
+            true => Format::Prometheus,
+            false => a.format.unwrap_or(Format::Influx),
+        }),
         output: None,
         identity: "demo".into(),
-        mode: Mode::Once,
+        mode,
         ascii: false,
         // No environment: the demo's credentials come from the simulated agency.
         env: &|_| None,

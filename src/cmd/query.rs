@@ -65,6 +65,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         timezone: a.timezone.as_deref(),
     };
     let settings = Settings::resolve(&spec, flags, &env::process)?;
+    wiring::say_simulator(&settings);
     let plan = plan::build(&spec, settings.now(), &settings.zone)?;
     for w in &plan.warnings {
         log::warn(w);
@@ -75,9 +76,11 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         &settings,
         spec.limits.requests_per_minute,
         deadline,
-        &env::process,
+        settings.credential_env(),
         state.as_ref(),
-        Some(wiring::gate_store(state.as_ref())),
+        settings
+            .shares_gate()
+            .then(|| wiring::gate_store(state.as_ref())),
     )?;
     let conn = Arc::new(conn);
     let setup = super::run::setup(&conn, &spec, None);

@@ -36,6 +36,9 @@ pub struct Settings {
     /// A pinned "now" (`--now`); `None` reads the clock at each collection.
     pub now: Option<DateTime<Utc>>,
     pub zone: Zone,
+    /// `--simulator URL`: every endpoint is the simulator's, and no credentials are read but
+    /// those its metadata service hands out.
+    pub simulator: Option<String>,
 }
 
 impl Settings {
@@ -43,7 +46,7 @@ impl Settings {
         let none = CloudArgs::default();
         let f = flags.cloud.unwrap_or(&none);
         let s = &spec.cloud;
-        let connect = ConnectOptions {
+        let mut connect = ConnectOptions {
             region: f
                 .region
                 .clone()
@@ -68,10 +71,30 @@ impl Settings {
             ces_requests_per_minute: spec.limits.ces_requests_per_minute,
             call_timeout: CALL_TIMEOUT,
         };
-        let state_dir = flags
-            .state
-            .and_then(|a| a.state_dir.clone())
-            .or_else(|| state::default_dir(env));
+        let simulator = f.simulator.clone();
+        if let Some(url) = &simulator {
+            // Every endpoint, the metadata service included: the only credentials sent to the
+            // simulator are those it issued. The spec's project is a real account's.
+            for e in [
+                &mut connect.endpoint,
+                &mut connect.iam_endpoint,
+                &mut connect.ces_endpoint,
+                &mut connect.maas_monitor_endpoint,
+                &mut connect.metadata_endpoint,
+            ] {
+                *e = Some(url.clone());
+            }
+            connect.credentials_file = None;
+            connect.project_id = f.project_id.clone();
+        }
+        // The default state directory keeps the real runs' budget, rejections and checkpoints:
+        // a simulated run does not touch it.
+        let state_dir = flags.state.and_then(|a| a.state_dir.clone()).or_else(|| {
+            simulator
+                .is_none()
+                .then(|| state::default_dir(env))
+                .flatten()
+        });
         let now = flags
             .now
             .and_then(|n| n.now.as_deref())
@@ -83,7 +106,25 @@ impl Settings {
             state_dir,
             now,
             zone,
+            simulator,
         })
+    }
+
+    /// The environment the credential chain reads: none at all under `--simulator`, so that
+    /// real credentials (and a pinned project id) never go to it.
+    pub fn credential_env(&self) -> Lookup<'static> {
+        match self.simulator {
+            Some(_) => &|_| None,
+            None => &env::process,
+        }
+    }
+
+    /// Whether the credential gate's records are shared with other processes (the state
+    /// directory, with the per-user runtime directory behind it). Not under `--simulator`: the
+    /// runtime directory holds the real runs' rejections, which a simulated run neither reads
+    /// nor adds to; its gate stays in the process, as the demo's does.
+    pub fn shares_gate(&self) -> bool {
+        self.simulator.is_none()
     }
 
     /// The pinned instant, or the clock.

@@ -10,7 +10,9 @@ use crate::deliver::sink::write_stdout;
 use crate::domain::range::parse_duration;
 use crate::env;
 use crate::log;
-use crate::sim::{SimConfig, SimCredential, Simulator, DEMO_PROJECT_ID, DEMO_REGION};
+use crate::sim::{
+    Dataset, SimConfig, SimCredential, Simulator, Size, DEMO_PROJECT_ID, DEMO_REGION,
+};
 
 pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     let mut cfg = SimConfig::default();
@@ -45,6 +47,12 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     if let Some(now) = &a.now {
         cfg.now = Some(parse_now(Some(now))?);
     }
+    let size = Size::default();
+    cfg.dataset = Dataset::sized(Size {
+        models: a.models.map_or(size.models, usize::from),
+        keys: a.keys.map_or(size.keys, usize::from),
+        ips: a.ips.map_or(size.ips, usize::from),
+    });
     if let Some(seed) = a.seed {
         cfg.dataset.seed = seed;
     }
@@ -69,15 +77,91 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     f.clock_skew = chrono::Duration::seconds(a.clock_skew);
     f.reject_signatures_after = a.reject_signatures_after;
     cfg.log_file = a.log.clone();
+    // Its metadata service hands out the credentials `--simulator` signs with.
+    cfg.metadata = Some(Duration::from_secs(3600));
     let sim = Simulator::start(&a.listen, cfg)
         .map_err(|e| Error::System(format!("cannot listen on {}: {e}", a.listen)))?;
-    write_stdout(&format!("{}\n", sim.url()))?;
+    write_stdout(&match a.print_spec {
+        true => spec_for(&sim.url(), &region, &project_id),
+        false => format!("{}\n", sim.url()),
+    })?;
     log::info(&format!(
-        "simulator: MaaS, IAM and Cloud Eye (SYS.MaaS) on {url} (region {region}, project {project_id}): \
-         point cloud.endpoint, cloud.iam_endpoint, cloud.ces_endpoint and cloud.maas_monitor_endpoint at it; stop with Ctrl-C",
+        "simulator: MaaS, IAM, Cloud Eye (SYS.MaaS) and a metadata service on {url} (region {region}, project {project_id}): \
+         run a command with --simulator {url}; stop with Ctrl-C",
         url = sim.url(),
     ));
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// `examples/spec.yaml` with its `cloud` block pointing every endpoint at the simulator on
+/// `url` (`--print-spec`).
+pub fn spec_for(url: &str, region: &str, project_id: &str) -> String {
+    let example = super::demo::EXAMPLE_SPEC;
+    // Values as YAML double-quoted scalars: a project id of digits stays a string.
+    let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let mut out = format!(
+        "# A spec for the maas-usage simulator on {url} (`maas-usage simulator --print-spec`):\n\
+         # examples/spec.yaml with every endpoint at the simulator. Run it with\n\
+         #   maas-usage run --spec FILE --simulator {url}\n\
+         # which signs with the temporary credentials the simulator's metadata service hands out\n\
+         # and reads none from the environment or a file.\n"
+    );
+    let body = example
+        .find("apiVersion:")
+        .map_or(example, |at| &example[at..]);
+    let (before, rest) = body.split_once("\ncloud:\n").unwrap_or((body, ""));
+    let after = rest.find("\n\n").map_or("", |end| &rest[end..]);
+    out.push_str(before);
+    out.push_str("\ncloud:\n");
+    for (key, value) in [
+        ("region", region),
+        ("project_id", project_id),
+        ("endpoint", url),
+        ("iam_endpoint", url),
+        ("ces_endpoint", url),
+        ("maas_monitor_endpoint", url),
+        ("metadata_endpoint", url),
+    ] {
+        out.push_str(&format!("  {key}: {}\n", q(value)));
+    }
+    out.push_str(after.strip_prefix('\n').unwrap_or(after));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::load::load_str;
+
+    #[test]
+    fn the_printed_spec_is_the_example_with_every_endpoint_at_the_simulator() {
+        let url = "http://127.0.0.1:8080";
+        let text = super::spec_for(url, "ap-southeast-1", "12345678901234567890123456789012");
+        let spec = load_str("sim.yaml", &text).unwrap();
+        let example = load_str("examples/spec.yaml", super::super::demo::EXAMPLE_SPEC).unwrap();
+        let c = &spec.cloud;
+        for e in [
+            &c.endpoint,
+            &c.iam_endpoint,
+            &c.ces_endpoint,
+            &c.maas_monitor_endpoint,
+            &c.metadata_endpoint,
+        ] {
+            assert_eq!(e.as_deref(), Some(url), "{text}");
+        }
+        assert_eq!(c.region.as_deref(), Some("ap-southeast-1"));
+        assert_eq!(
+            c.project_id.as_deref(),
+            Some("12345678901234567890123456789012")
+        );
+        // Everything but the cloud block is the example's.
+        let names = |s: &crate::spec::Spec| -> Vec<String> {
+            s.queries.iter().map(|q| q.name.clone()).collect()
+        };
+        assert_eq!(names(&spec), names(&example));
+        assert_eq!(spec.output.tags, example.output.tags);
+        assert_eq!(spec.timezone, example.timezone);
+        assert!(text.contains("\n\n# Calendar ranges"), "{text}");
     }
 }

@@ -124,6 +124,20 @@ pub fn open_state(dir: Option<&Path>) -> Option<StateDir> {
     }
 }
 
+/// Says where `--simulator` sends the calls, and that nothing of a real account goes there.
+pub fn say_simulator(settings: &Settings) {
+    if let Some(url) = &settings.simulator {
+        log::info(&format!(
+            "--simulator: every call goes to {url} (MaaS, IAM, Cloud Eye, the MaaS monitor, metadata), signed with the credentials its metadata service hands out; no credentials are read from the environment or a file, the credential gate's records stay in this process{state}",
+            state = match &settings.state_dir {
+                Some(d) => format!(", and the state directory is {}", d.display()),
+                None => ", and no state directory is used".into(),
+            },
+            url = crate::endpoint::redact_url(url),
+        ));
+    }
+}
+
 /// Where the credential gate keeps its records for other processes: `state`, with the per-user
 /// runtime directory (`XDG_RUNTIME_DIR`, else the temporary directory) behind it.
 pub fn gate_store(state: Option<&StateDir>) -> Arc<dyn GateStore> {

@@ -27,7 +27,8 @@ pub const MODEL_MEASUREMENT: &str = "maas_model_usage";
 /// breakdown), plus `project_id` and `region`.
 pub const MODEL_TAGS: [&str; 5] = ["query", "model", "model_id", "api_key", "api_key_id"];
 
-/// The resource attributes the outputs set themselves (Prometheus carries them as labels).
+/// The resource attributes the outputs set themselves (Prometheus carries them on
+/// `target_info`; `project_id` and `region` are on every data point too).
 pub const RESOURCE_ATTRIBUTES: [&str; 8] = [
     "service.name",
     "service.version",
@@ -61,22 +62,33 @@ pub fn reserved_names() -> Vec<String> {
     out
 }
 
-/// The OTLP data point attribute of a key tag (`query` -> `maas.query`, `model_id` ->
-/// `maas.model.id`).
+/// The OTLP data point attribute of a tag (`query` -> `maas.query`, `model_id` ->
+/// `maas.model.id`; the source's `project_id` and `region` keep the resource's semantic names,
+/// `huaweicloud.project.id` and `cloud.region`, so their Prometheus labels stay
+/// `huaweicloud_project_id` and `cloud_region`).
 pub fn otlp_attribute(tag: &str) -> String {
-    match tag.strip_suffix("_id") {
-        Some(base) if tag != "project_id" => format!("maas.{base}.id"),
-        _ => format!("maas.{tag}"),
+    match tag {
+        "project_id" => "huaweicloud.project.id".into(),
+        "region" => "cloud.region".into(),
+        _ => match tag.strip_suffix("_id") {
+            Some(base) => format!("maas.{base}.id"),
+            None => format!("maas.{tag}"),
+        },
     }
 }
 
-/// The OTLP resource attribute of a source tag.
-pub fn otlp_resource_attribute(tag: &str) -> &'static str {
-    match tag {
-        "project_id" => "huaweicloud.project.id",
-        _ => "cloud.region",
-    }
-}
+/// The series the collector's Prometheus exporter makes of a resource (the OpenTelemetry
+/// compatibility spec's "target info"): a gauge of value 1 whose labels are the resource's
+/// attributes, less those that make `job` and `instance` (`TARGET_ATTRIBUTES`).
+pub const TARGET_INFO: &str = "target_info";
+
+/// Its help text, as the exporter writes it.
+pub const TARGET_INFO_HELP: &str = "Target metadata";
+
+/// The resource attributes the collector turns into `job` (`service.namespace`/`service.name`)
+/// and `instance` (`service.instance.id`) instead of `target_info` labels.
+pub const TARGET_ATTRIBUTES: [&str; 3] =
+    ["service.name", "service.namespace", "service.instance.id"];
 
 /// The labels the collector's Prometheus exporter adds to every series itself: the
 /// instrumentation scope, and `job` and `instance` (from `service.name` and

@@ -50,98 +50,70 @@ impl ResourceEnv {
     }
 }
 
-/// `OTEL_RESOURCE_ATTRIBUTES` the Prometheus outputs cannot carry as the collector's
-/// prometheus exporter would: it would drop every metric.
+/// `OTEL_RESOURCE_ATTRIBUTES` the Prometheus outputs cannot carry on `target_info` as the
+/// collector's prometheus exporter would.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelError {
-    #[error("OTEL_RESOURCE_ATTRIBUTES: `{key}` makes the Prometheus label `{label}`, which the collector's prometheus exporter refuses (dropping every metric); rename it")]
+    #[error("OTEL_RESOURCE_ATTRIBUTES: `{key}` makes the Prometheus label `{label}`, which the collector's prometheus exporter refuses (dropping target_info); rename it")]
     Refused { key: String, label: String },
-    #[error("OTEL_RESOURCE_ATTRIBUTES: `{key}` makes the Prometheus label `{label}`, which {other} makes too: the collector's prometheus exporter would refuse the duplicate (dropping every metric); rename it")]
-    Taken {
-        key: String,
-        label: String,
-        other: String,
-    },
+    #[error("OTEL_RESOURCE_ATTRIBUTES: `{key}` makes the Prometheus label `{label}`, which the collector sets itself (from service.name and service.instance.id; a scrape, from its target), so its value would be lost; rename it")]
+    Collector { key: String, label: String },
 }
 
-/// Who makes a Prometheus label, for `ResourceEnv::check_labels`.
-enum Owner {
-    /// A resource attribute the run sets itself (its value wins over the environment's).
-    Run(String),
-    /// A point attribute the outputs set.
-    Point(String),
-    /// The collector's own label.
-    Collector,
-    /// A static tag of the spec.
-    Tag(String),
-    /// An earlier key of `OTEL_RESOURCE_ATTRIBUTES`.
-    Env(String),
-}
-
-impl Owner {
-    fn describe(&self, label: &str) -> String {
-        match self {
-            Owner::Run(k) => format!("the resource attribute `{k}`"),
-            Owner::Point(k) => format!("the point attribute `{k}`"),
-            Owner::Collector => format!("the collector itself (`{label}`)"),
-            Owner::Tag(k) => format!("the spec's tag `{k}`"),
-            Owner::Env(k) => format!("`{k}` (also in OTEL_RESOURCE_ATTRIBUTES)"),
-        }
-    }
+/// Two or more resource attributes that make one `target_info` label: the collector joins their
+/// values with `;`, in the order of their keys, and so do the Prometheus outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merged {
+    pub label: String,
+    pub keys: Vec<String>,
 }
 
 impl ResourceEnv {
-    /// For the Prometheus outputs: every attribute of `OTEL_RESOURCE_ATTRIBUTES` must make a
-    /// label the collector accepts and that nothing else makes from another key, or the
-    /// collector's translation of the OTLP export (which drops such metrics) and the textfile
-    /// could not agree. The same key as a static tag is allowed: the resource's value wins, as
-    /// with `resource_to_telemetry_conversion`; those tags are returned.
-    pub fn check_labels(&self, tags: &BTreeMap<String, String>) -> Result<Vec<String>, LabelError> {
-        use fields::{label_refused, otlp_attribute, prometheus_label};
-        let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
-        for a in fields::RESOURCE_ATTRIBUTES {
-            owners.insert(prometheus_label(a), Owner::Run(a.into()));
-        }
-        let points = fields::BUILTIN_TAGS[..4]
-            .iter()
-            .chain(fields::MODEL_TAGS.iter())
-            .map(|t| otlp_attribute(t))
-            .chain([fields::OUTCOME_ATTRIBUTE.to_string()]);
-        for a in points {
-            owners.insert(prometheus_label(&a), Owner::Point(a));
-        }
-        for l in fields::COLLECTOR_LABELS {
-            owners.insert(l.into(), Owner::Collector);
-        }
-        for k in tags.keys() {
-            owners
-                .entry(prometheus_label(k))
-                .or_insert_with(|| Owner::Tag(k.clone()));
-        }
-        let mut overridden = Vec::new();
-        for (key, _) in self
+    /// For the Prometheus outputs, where the resource is one `target_info` series and never on
+    /// the data series (so a spec tag or a data point attribute of the same name does not
+    /// meet it): every attribute of `OTEL_RESOURCE_ATTRIBUTES` must make a label the collector
+    /// accepts, other than its own `job` and `instance`, or the collector's translation of
+    /// the OTLP export and the textfile could not agree. Keys that share a label are allowed
+    /// (their values are joined, as the collector does) and returned, for a warning.
+    pub fn check_labels(&self) -> Result<Vec<Merged>, LabelError> {
+        use fields::{label_refused, prometheus_label};
+        let env: Vec<String> = self
             .attributes
             .as_deref()
             .map(parse_kv_list)
             .unwrap_or_default()
-        {
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let keys = fields::RESOURCE_ATTRIBUTES
+            .iter()
+            .map(|k| (k.to_string(), false))
+            .chain(env.into_iter().map(|k| (k, true)));
+        for (key, from_env) in keys {
+            if fields::TARGET_ATTRIBUTES.contains(&key.as_str()) {
+                continue;
+            }
             let label = prometheus_label(&key);
-            if label_refused(&label) {
+            if from_env && label_refused(&label) {
                 return Err(LabelError::Refused { key, label });
             }
-            match owners.get(&label) {
-                None => {
-                    owners.insert(label, Owner::Env(key));
-                }
-                Some(Owner::Run(k) | Owner::Env(k)) if *k == key => {}
-                Some(Owner::Tag(k)) if *k == key => overridden.push(key),
-                Some(other) => {
-                    let other = other.describe(&label);
-                    return Err(LabelError::Taken { key, label, other });
-                }
+            if from_env && fields::COLLECTOR_LABELS[..2].contains(&label.as_str()) {
+                return Err(LabelError::Collector { key, label });
+            }
+            let keys = by_label.entry(label).or_default();
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
-        Ok(overridden)
+        Ok(by_label
+            .into_iter()
+            .filter(|(_, keys)| keys.len() > 1)
+            .map(|(label, mut keys)| {
+                keys.sort();
+                Merged { label, keys }
+            })
+            .collect())
     }
 }
 
@@ -161,8 +133,8 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// The resource attributes (OTLP) or source labels (Prometheus), the same in both: the
-    /// environment's attributes, then the facts of this run, which win.
+    /// The resource attributes (OTLP) or `target_info`'s labels (Prometheus), the same in both:
+    /// the environment's attributes, then the facts of this run, which win.
     pub fn resource(&self, env: &ResourceEnv) -> BTreeMap<String, String> {
         let mut attrs: BTreeMap<String, String> = BTreeMap::new();
         attrs.insert("service.name".into(), SCOPE.into());

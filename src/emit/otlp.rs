@@ -71,13 +71,26 @@ fn number(v: Value) -> number_data_point::Value {
     }
 }
 
-fn series_attributes(s: &Series, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
-    let mut attributes: Vec<KeyValue> = fields::key_tags(s)
-        .iter()
+/// A data point's attributes: its key's tags as `maas.*`, its source (`huaweicloud.project.id`,
+/// `cloud.region`: on the resource too, but on the point so that a Prometheus series keeps them
+/// with the collector's default settings), the spec's static tags.
+fn attributes<'a>(
+    key: impl IntoIterator<Item = (&'static str, &'a str)>,
+    r: &Report<'_>,
+    tags: &BTreeMap<String, String>,
+) -> Vec<KeyValue> {
+    let source = fields::source_tags(r.project_id, r.region);
+    let mut attributes: Vec<KeyValue> = key
+        .into_iter()
         .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
+        .chain(source.map(|(k, v)| kv_str(&fields::otlp_attribute(k), v)))
         .collect();
     attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
     attributes
+}
+
+fn series_attributes(s: &Series, r: &Report<'_>, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
+    attributes(fields::key_tags(s), r, tags)
 }
 
 fn point(attributes: Vec<KeyValue>, start_ms: i64, end_ms: i64, v: Value) -> NumberDataPoint {
@@ -147,7 +160,7 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
                     fields::value(&s.usage, f)
                 };
                 point(
-                    series_attributes(s, opts.tags),
+                    series_attributes(s, r, opts.tags),
                     s.window.start_ms,
                     s.window.end_ms,
                     v,
@@ -165,7 +178,7 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
             .copied()
             .filter(|s| is_bucket(s) && carries(s, f))
             .map(|s| {
-                let attrs = series_attributes(s, opts.tags);
+                let attrs = series_attributes(s, r, opts.tags);
                 match (opts.temporality, s.running.as_ref()) {
                     (Temporality::Cumulative, Some(total)) => point(
                         attrs,
@@ -196,13 +209,12 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
     out
 }
 
-fn cloud_eye_attributes(s: &CloudEyeSeries, tags: &BTreeMap<String, String>) -> Vec<KeyValue> {
-    let mut attributes: Vec<KeyValue> = fields::cloud_eye_tags(s)
-        .iter()
-        .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
-        .collect();
-    attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
-    attributes
+fn cloud_eye_attributes(
+    s: &CloudEyeSeries,
+    r: &Report<'_>,
+    tags: &BTreeMap<String, String>,
+) -> Vec<KeyValue> {
+    attributes(fields::cloud_eye_tags(s), r, tags)
 }
 
 /// The Cloud Eye series: every figure of a window, and the latency of a bucket, as Gauges
@@ -218,7 +230,7 @@ fn cloud_eye_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
             let Some(f) = s.figure(m.ces) else {
                 continue;
             };
-            let attrs = cloud_eye_attributes(s, opts.tags);
+            let attrs = cloud_eye_attributes(s, r, opts.tags);
             let (start, end) = (s.window.start_ms, s.window.end_ms);
             match f {
                 Figure::Millis(ms) => {

@@ -1,8 +1,11 @@
 //! Prometheus text exposition, for node_exporter's textfile collector and `serve`'s
 //! `/metrics`: the names and labels the OpenTelemetry Collector's Prometheus exporter gives the
-//! OTLP metrics (resource attributes as labels, over point attributes of the same key, as
-//! `resource_to_telemetry_conversion` does), less the labels it adds itself (`job`, `instance`,
-//! `otel_scope_*`), so one dashboard reads all three paths. No timestamps (the textfile collector refuses them).
+//! OTLP metrics with its default settings, less the labels it adds itself (`job`, `instance`,
+//! `otel_scope_*`), so one dashboard reads all three paths. The data series carry their own
+//! labels only (the point attributes: query, service type, key group, model, project, region,
+//! the spec's tags); the resource is one `target_info` gauge of value 1, as the
+//! OpenTelemetry/Prometheus compatibility spec has it, so an upgrade or another host changes
+//! no series' identity. No timestamps (the textfile collector refuses them).
 //!
 //! Window totals are gauges (a rolling window moves, a calendar period starts over). Period
 //! series are counters: their running total since the series' first bucket, which only grows.
@@ -35,7 +38,11 @@ fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
+/// `{k="v",...}`, or nothing for a series without labels (as client_golang writes it).
 fn labels(pairs: &BTreeMap<String, String>) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
     let inner = pairs
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
@@ -86,31 +93,28 @@ impl Family {
     }
 }
 
-/// The spec's static tags as labels (the collector's names for them), then the source's labels
-/// over all: `resource_to_telemetry_conversion` copies the resource onto each point and a
-/// resource attribute replaces a point attribute of the same key. (Two different keys that make
-/// one label are refused before a run: the collector would drop the metric.)
-fn with_source(
+/// The spec's static tags as labels (the collector's names for them). (Two different keys that
+/// make one label are refused with the spec: the collector would drop the metric.)
+fn with_tags(
     mut point: BTreeMap<String, String>,
     tags: &BTreeMap<String, String>,
-    source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     for (k, v) in tags {
         point
             .entry(fields::prometheus_label(k))
             .or_insert_with(|| v.clone());
     }
-    point.extend(source.iter().map(|(k, v)| (k.clone(), v.clone())));
     point
 }
 
-/// The labels of a series: its key as `maas_*`, the spec's static tags, the source.
+/// The labels of a series: its key and source as the collector names the OTLP attributes, and
+/// the spec's static tags.
 fn series_labels(
     key: &SeriesKey,
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::new();
+    let mut l = source.clone();
     for (tag, v) in [
         ("query", key.query.as_str()),
         ("service_type", key.service_type.name()),
@@ -122,20 +126,55 @@ fn series_labels(
             v.into(),
         );
     }
-    with_source(l, tags, source)
+    with_tags(l, tags)
+}
+
+/// `target_info`'s labels, as the collector's exporter makes them of the resource: every
+/// attribute but those that make `job` and `instance`, by the label rule, the values of keys
+/// that share a label joined with `;` in key order. `None` where the collector makes no
+/// `target_info` (no `service.name` or `service.instance.id`: no target to name) or refuses a
+/// label (then it drops the series; `ResourceEnv::check_labels` refuses such a run first).
+fn target_info(resource: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    let present = |k: &str| resource.get(k).is_some_and(|v| !v.is_empty());
+    if !present("service.name") || !present("service.instance.id") {
+        return None;
+    }
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in resource {
+        if fields::TARGET_ATTRIBUTES.contains(&k.as_str()) {
+            continue;
+        }
+        let label = fields::prometheus_label(k);
+        if fields::label_refused(&label) {
+            return None;
+        }
+        labels
+            .entry(label)
+            .and_modify(|before| {
+                before.push(';');
+                before.push_str(v);
+            })
+            .or_insert_with(|| v.clone());
+    }
+    // The collector sets these from service.name and service.instance.id; a scrape of the
+    // textfile or `serve`, from its target.
+    for own in &fields::COLLECTOR_LABELS[..2] {
+        labels.remove(*own);
+    }
+    Some(labels)
 }
 
 fn carries(key: &SeriesKey, f: &Field) -> bool {
     !f.batch_only || key.infer_type == InferType::Batch
 }
 
-/// The labels of a Cloud Eye series: its model (and key) as `maas_*`, static tags, the source.
+/// The labels of a Cloud Eye series: its model (and key) as `maas_*`, its source, static tags.
 fn cloud_eye_labels(
     key: &CloudEyeKey,
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::new();
+    let mut l = source.clone();
     let mut put = |tag: &str, v: &str| {
         l.insert(
             fields::prometheus_label(&fields::otlp_attribute(tag)),
@@ -149,7 +188,7 @@ fn cloud_eye_labels(
         put(fields::MODEL_TAGS[3], &k.name);
         put(fields::MODEL_TAGS[4], &k.id);
     }
-    with_source(l, tags, source)
+    with_tags(l, tags)
 }
 
 /// Cloud Eye series: every figure of a window as a gauge (latency in seconds); a period
@@ -216,12 +255,22 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
 }
 
 pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
-    let source: BTreeMap<String, String> = r
-        .resource(opts.resource)
+    // The source's labels on every data series: the point attributes `cloud.region` and
+    // `huaweicloud.project.id`.
+    let source: BTreeMap<String, String> = fields::source_tags(r.project_id, r.region)
         .into_iter()
-        .map(|(k, v)| (fields::prometheus_label(&k), v))
+        .map(|(tag, v)| {
+            (
+                fields::prometheus_label(&fields::otlp_attribute(tag)),
+                v.to_string(),
+            )
+        })
         .collect();
-    let mut families = Vec::new();
+    let mut target = Family::new(fields::TARGET_INFO, "gauge", fields::TARGET_INFO_HELP);
+    target
+        .samples
+        .extend(target_info(&r.resource(opts.resource)).map(|labels| (labels, "1".to_string())));
+    let mut families = vec![target];
     for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
         let mut g = Family::new(f.prometheus, "gauge", f.description);
         for s in r.collection.statistics() {
@@ -258,7 +307,7 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
         }
         out
     };
-    let mut own = write(&collector_families(r, opts, &source));
+    let mut own = write(&collector_families(r, opts));
     if opts.openmetrics {
         own.push_str("# EOF\n");
     }
@@ -269,11 +318,7 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
 }
 
 /// The collection's self-metrics, as gauges (milliseconds become seconds).
-fn collector_families(
-    r: &Report<'_>,
-    opts: &PromOptions<'_>,
-    source: &BTreeMap<String, String>,
-) -> Vec<Family> {
+fn collector_families(r: &Report<'_>, opts: &PromOptions<'_>) -> Vec<Family> {
     let mut families: Vec<Family> = Vec::new();
     for (f, v) in COLLECTOR_FIELDS
         .iter()
@@ -286,7 +331,7 @@ fn collector_families(
                 outcome.into(),
             );
         }
-        let l = with_source(l, opts.tags, source);
+        let l = with_tags(l, opts.tags);
         // Base units: milliseconds become seconds.
         let value = if f.otlp_unit == "s" {
             format!("{}", v as f64 / 1000.0)
@@ -307,8 +352,41 @@ fn collector_families(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     #[test]
     fn label_escaping() {
         assert_eq!(super::escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn target_info_is_the_resource_less_job_and_instance() {
+        let resource = map(&[
+            ("service.name", "maas-usage"),
+            ("service.namespace", "finops"),
+            ("service.instance.id", "abc"),
+            ("host.name", "h"),
+            ("c.d", "1"),
+            ("c_d", "2"),
+            ("job", "x"),
+        ]);
+        assert_eq!(
+            super::target_info(&resource),
+            Some(map(&[("host_name", "h"), ("c_d", "1;2")]))
+        );
+        // No target to name, or a label the collector refuses: no target_info at all.
+        let mut anonymous = resource.clone();
+        anonymous.insert("service.instance.id".into(), String::new());
+        assert_eq!(super::target_info(&anonymous), None);
+        let mut refused = resource.clone();
+        refused.insert("____".into(), "x".into());
+        assert_eq!(super::target_info(&refused), None);
     }
 }

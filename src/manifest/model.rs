@@ -96,8 +96,7 @@ pub struct NetEndpoint {
 #[derive(Debug, Deserialize)]
 pub struct Attribute {
     pub tag: String,
-    pub otlp: Option<String>,
-    pub otlp_resource: Option<String>,
+    pub otlp: String,
     pub prometheus: String,
     pub description: String,
 }

@@ -8,6 +8,7 @@ pub mod faults;
 pub mod http;
 pub mod metadata;
 pub mod model;
+pub mod scale;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,6 +28,7 @@ use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
 pub use model::Dataset;
+pub use scale::Size;
 
 /// The credentials the demo and the simulator accept by default. Not a secret: they only open
 /// the simulator.
@@ -321,7 +323,7 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         );
         let script = lock(&shared.config).faults.script.pop_front();
         if script == Some(Scripted::Reset) {
-            log_request(shared, &req, 0, arrived);
+            log_request(shared, &req, 0, arrived, 0);
             // Dropping with the body unread makes the kernel answer with RST.
             return;
         }
@@ -336,14 +338,15 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             Some(s) => scripted(s),
             None => handle(&req, shared, &rid),
         };
-        log_request(shared, &req, reply.status, arrived);
+        log_request(shared, &req, reply.status, arrived, reply.body.len());
         if !send(reader.get_mut(), reply, &rid) {
             return;
         }
     }
 }
 
-fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant) {
+/// Keeps `req` in the log, with the status and the size of its answer's body (`bytes`).
+fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant, bytes: usize) {
     let entry = Logged {
         arrived,
         method: req.method.clone(),
@@ -360,7 +363,7 @@ fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant) {
         let mut line = serde_json::json!({
             "time": Utc::now().to_rfc3339(),
             "method": entry.method, "path": entry.path, "query": entry.query,
-            "body": entry.body, "status": status,
+            "body": entry.body, "status": status, "bytes": bytes,
         })
         .to_string();
         line.push('\n');
@@ -686,6 +689,7 @@ mod tests {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 std::thread::spawn(move || {
+                    let mut sizes = Vec::new();
                     for i in 0..each {
                         let body = format!("{t}-{i}:{}", "\"\\\n".repeat(4000));
                         let mut c = TcpStream::connect(addr).unwrap();
@@ -699,12 +703,16 @@ mod tests {
                         c.shutdown(std::net::Shutdown::Write).unwrap();
                         let mut answer = Vec::new();
                         let _ = c.read_to_end(&mut answer);
+                        let body = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        sizes.push(answer.len() - body);
                     }
+                    sizes
                 })
             })
             .collect();
+        let mut sizes = Vec::new();
         for w in workers {
-            w.join().unwrap();
+            sizes.extend(w.join().unwrap());
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -713,6 +721,14 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(l)
                 .unwrap_or_else(|e| panic!("a broken line ({e}): {}", &l[..l.len().min(200)]));
             assert!(v["path"].as_str().unwrap().starts_with("/log-"));
+            // The size of the answer's body, which is the same for every one of these 404s.
+            assert_eq!(
+                v["bytes"].as_u64(),
+                Some(sizes[0] as u64),
+                "{}",
+                &l[..l.len().min(200)]
+            );
         }
+        assert!(sizes[0] > 0 && sizes.iter().all(|s| *s == sizes[0]));
     }
 }

@@ -200,17 +200,17 @@ impl Dataset {
         if !(1..=2).contains(&service_type) {
             return None;
         }
-        let of_type = || {
-            self.models
-                .iter()
-                .filter(|m| m.service_type == service_type)
-        };
-        let n = of_type().count() as u64;
-        if n == 0 {
-            return None;
-        }
-        let r = mix(self.seed ^ fnv(key) ^ mix(fnv(ip) ^ hour as u64));
-        of_type().nth((r % n) as usize)
+        let of_type = self.models_of(service_type);
+        of_type
+            .get(self.owner(of_type.len(), fnv(key), fnv(ip), hour)?)
+            .copied()
+    }
+
+    /// Which of `n` models of a service type (in their configured order) a real-time bucket
+    /// belongs to, from the hashes of its key and IP; `None` when there are none.
+    fn owner(&self, n: usize, key_hash: u64, ip_hash: u64, hour: i64) -> Option<usize> {
+        let r = mix(self.seed ^ key_hash ^ mix(ip_hash ^ hour as u64));
+        (n > 0).then(|| (r % n as u64) as usize)
     }
 
     /// The model with this id, when it is in Cloud Eye (service type 1 or 2).
@@ -230,29 +230,51 @@ impl Dataset {
         hour: i64,
         now_ms: i64,
     ) -> Vec<Usage> {
+        self.model_hours(model_id, key, hour..hour.saturating_add(1), now_ms)
+            .pop()
+            .map(|(_, parts)| parts)
+            .unwrap_or_default()
+    }
+
+    /// [`Dataset::model_hour`] for each hour of `hours` with data: (hour, its buckets), in
+    /// order, leaving out the hours without any.
+    pub fn model_hours(
+        &self,
+        model_id: &str,
+        key: Option<&str>,
+        hours: std::ops::Range<i64>,
+        now_ms: i64,
+    ) -> Vec<(i64, Vec<Usage>)> {
         let Some(model) = self.ces_model(model_id) else {
             return Vec::new();
         };
-        if !Self::hour_has_data(hour, now_ms) {
-            return Vec::new();
-        }
         let st = model.service_type;
-        let mut parts = Vec::new();
-        for k in self
-            .keys
-            .iter()
+        // The model's place among those of its type: a bucket is its own when `owner` says so
+        // (the rule of `model_of`, without looking the model up for every bucket).
+        let of_type = self.models_of(st);
+        let Some(place) = of_type.iter().position(|m| m.id == model.id) else {
+            return Vec::new();
+        };
+        let keys: Vec<(&str, u64)> = (self.keys.iter())
             .filter(|k| key.is_none_or(|want| want == *k))
-        {
-            for ip in &self.ips {
-                if self
-                    .model_of(st, k, ip, hour)
-                    .is_some_and(|m| m.id == model.id)
-                {
-                    parts.push(self.bucket(st, false, k, ip, hour));
+            .map(|k| (k.as_str(), fnv(k)))
+            .collect();
+        let ips: Vec<(&str, u64)> = self.ips.iter().map(|ip| (ip.as_str(), fnv(ip))).collect();
+        let mut out = Vec::new();
+        for hour in hours.filter(|h| Self::hour_has_data(*h, now_ms)) {
+            let mut parts = Vec::new();
+            for &(k, kh) in &keys {
+                for &(ip, iph) in &ips {
+                    if self.owner(of_type.len(), kh, iph, hour) == Some(place) {
+                        parts.push(self.bucket(st, false, k, ip, hour));
+                    }
                 }
             }
+            if !parts.is_empty() {
+                out.push((hour, parts));
+            }
         }
-        parts
+        out
     }
 
     /// The exact usage of a model (`key` None) or of one API key NAME under it, summed over the
@@ -266,11 +288,12 @@ impl Dataset {
         now_ms: i64,
     ) -> Usage {
         let mut total = Usage::default();
-        for hour in hours_with_data(start_ms, end_ms, now_ms) {
-            let parts = self.model_hour(model_id, key, hour, now_ms);
-            if parts.is_empty() {
-                continue;
-            }
+        for (hour, parts) in self.model_hours(
+            model_id,
+            key,
+            hours_with_data(start_ms, end_ms, now_ms),
+            now_ms,
+        ) {
             let h_start = hour * HOUR_MS;
             if start_ms <= h_start && h_start + HOUR_MS <= end_ms {
                 parts.iter().for_each(|p| total += *p);
@@ -415,6 +438,30 @@ mod tests {
         assert!(a.total_tokens > 0 && b.total_tokens > 0);
         // Custom endpoints are in no model.
         assert!(d.model_of(4, "key-a1", "10.0.0.1", 5).is_none());
+    }
+
+    #[test]
+    fn a_sized_account_reconciles_like_the_demo() {
+        let d = Dataset::sized(crate::sim::Size {
+            models: 7,
+            keys: 3,
+            ips: 5,
+        });
+        let (start, end) = (NOW - DAY_MS - 2 * HOUR_MS, NOW - 2 * HOUR_MS);
+        for st in [1u8, 2] {
+            let mut sum = Usage::default();
+            for m in d.models_of(st) {
+                let whole = d.model_usage(&m.id, None, start, end, NOW);
+                assert!(whole.requests > 0, "{} has traffic", m.name);
+                let mut parts = Usage::default();
+                for k in &d.keys {
+                    parts += d.model_usage(&m.id, Some(k), start, end, NOW);
+                }
+                assert_eq!(whole, parts, "{}: its keys add up", m.name);
+                sum += whole;
+            }
+            assert_eq!(sum, d.answer(&rt(st, start, end), NOW), "service type {st}");
+        }
     }
 
     #[test]

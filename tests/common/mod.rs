@@ -5,6 +5,7 @@ pub mod influx;
 pub mod otlp;
 pub mod prom;
 pub mod proxy;
+pub mod serving;
 pub mod tls;
 
 use std::process::{Command, Output, Stdio};
@@ -513,10 +514,6 @@ pub fn origin_filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r#"host_name="[^"]*""#, r#"host_name="[host]""#),
         (
-            r#"service_instance_id="[0-9a-f]+""#,
-            r#"service_instance_id="[instance]""#,
-        ),
-        (
             r#"("key":"host.name","value":\{"stringValue":")[^"]*""#,
             r#"${1}[host]""#,
         ),
@@ -584,4 +581,41 @@ pub fn statistics_only(text: &str) -> String {
     }
     flush(&mut item, &mut out);
     out.join("\n") + "\n"
+}
+
+/// `maas-usage simulator` as a process, accepting the canary credentials; killed when dropped.
+pub struct SimProcess {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl SimProcess {
+    /// Starts it with `args` and waits for the URL it prints on stdout.
+    pub fn start(args: &[&str]) -> SimProcess {
+        use std::io::BufRead;
+        let mut child = authed()
+            .args(["simulator", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the simulator starts");
+        let mut line = String::new();
+        let read = std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line);
+        let url = line.trim().to_string();
+        let mut sim = SimProcess { child, url };
+        if read.is_err() || !sim.url.starts_with("http://127.0.0.1:") {
+            let status = sim.child.wait();
+            panic!("the simulator printed {line:?} and ended: {status:?}");
+        }
+        sim
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,8 +1,9 @@
-//! The OpenTelemetry Collector's Prometheus translation (prometheus exporter, default settings,
-//! `resource_to_telemetry_conversion` on), written from its source (otlptranslator's
-//! `LabelNamer` as `configureLabelNamer` sets it up, `pkg/resourcetotelemetry`, the exporter's
-//! `getMetricMetadata`), and a parser for the text format: what lets the tests say the textfile,
-//! `serve` and translated OTLP agree.
+//! The OpenTelemetry Collector's Prometheus translation (prometheus exporter, default settings:
+//! `resource_to_telemetry_conversion` off), written from its source (otlptranslator's
+//! `LabelNamer` as `configureLabelNamer` sets it up, the exporter's `getMetricMetadata` for the
+//! data series and `createTargetInfoMetrics` for the resource) and from the
+//! OpenTelemetry/Prometheus compatibility spec ("Resource Attributes"), and a parser for the
+//! text format: what lets the tests say the textfile, `serve` and translated OTLP agree.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -147,12 +148,65 @@ fn put(labels: &mut BTreeMap<String, String>, name: String, value: String, metri
     }
 }
 
+/// `target_info` of one resource, as `createTargetInfoMetrics` makes it: `None` without a
+/// `job` or an `instance` to name the target (`resourceSignature`) or when a key makes no valid
+/// label (the exporter then fails the whole `target_info`); else every attribute but
+/// `service.name`, `service.namespace` and `service.instance.id` as a label, the values of keys
+/// that make one label joined with `;` in the resource's order, then `job` and `instance`
+/// (replacing any attribute that made them).
+fn target_info(
+    resource: &[(String, String)],
+    job: Option<&String>,
+    instance: Option<&String>,
+) -> Option<BTreeMap<String, String>> {
+    let (job, instance) = (job?, instance?);
+    if job.is_empty() || instance.is_empty() {
+        return None;
+    }
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in resource {
+        if ["service.name", "service.namespace", "service.instance.id"].contains(&k.as_str()) {
+            continue;
+        }
+        let label = label_name(k).ok()?;
+        match labels.get_mut(&label) {
+            Some(before) => *before = format!("{before};{v}"),
+            None => {
+                labels.insert(label, v.clone());
+            }
+        }
+    }
+    labels.insert("job".into(), job.clone());
+    labels.insert("instance".into(), instance.clone());
+    Some(labels)
+}
+
 /// What the collector's Prometheus exporter would serve for `reqs` (the last point of each
-/// series wins, as it keeps the latest), without `target_info` and without the labels it adds
-/// itself (`COLLECTOR_OWN_LABELS`).
+/// series wins, as it keeps the latest), without the labels it adds itself
+/// (`COLLECTOR_OWN_LABELS`): the data series with their point attributes only, and one
+/// `target_info` (gauge, value 1) per target.
 pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
     let mut out = Exposition::default();
     let mut latest: BTreeMap<(String, Vec<(String, String)>), f64> = BTreeMap::new();
+    let mut keep = |name: &str, mut labels: BTreeMap<String, String>, value: f64| {
+        // Stripped: the collector's own labels, which the textfile and `serve` do not carry
+        // (a scrape of them gets job and instance from its target; they have no
+        // instrumentation scope). The rest must be equal. `target_info` has no scope: an
+        // `otel_scope_*` label there is a resource attribute's.
+        let own = if name == "target_info" {
+            &COLLECTOR_OWN_LABELS[3..]
+        } else {
+            &COLLECTOR_OWN_LABELS[..]
+        };
+        for k in own {
+            labels.remove(*k);
+        }
+        assert!(
+            name == "target_info" || !labels.keys().any(|k| k.starts_with("otel_scope_")),
+            "{name}: a scope attribute: {labels:?}"
+        );
+        latest.insert((name.to_string(), labels.into_iter().collect()), value);
+    };
     for req in reqs {
         for rm in &req.resource_metrics {
             let resource: Vec<(String, String)> = rm
@@ -168,6 +222,12 @@ pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
                 None => name.clone(),
             });
             let instance = get("service.instance.id").cloned();
+            if let Some(labels) = target_info(&resource, job.as_ref(), instance.as_ref()) {
+                if let Some(before) = out.types.insert("target_info".into(), "gauge".into()) {
+                    assert_eq!(before, "gauge", "target_info: two types");
+                }
+                keep("target_info", labels, 1.0);
+            }
             for sm in &rm.scope_metrics {
                 let scope = sm.scope.clone().unwrap_or_default();
                 for m in &sm.metrics {
@@ -182,20 +242,13 @@ pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
                         assert_eq!(before, kind, "{name}: two types");
                     }
                     for p in points {
-                        // resource_to_telemetry_conversion (pkg/resourcetotelemetry,
-                        // joinAttributeMaps): each resource attribute is copied onto the point
-                        // with PutEmpty, so it replaces a point attribute of the same key.
-                        let mut attributes: BTreeMap<String, String> = p
-                            .attributes
-                            .iter()
-                            .map(|kv| (kv.key.clone(), string_value(kv)))
-                            .collect();
-                        attributes.extend(resource.iter().cloned());
+                        // The point's own attributes only: the resource is not copied onto
+                        // it (resource_to_telemetry_conversion is off by default).
                         let mut labels = BTreeMap::new();
-                        for (k, v) in attributes {
-                            let label = label_name(&k)
+                        for kv in &p.attributes {
+                            let label = label_name(&kv.key)
                                 .unwrap_or_else(|e| panic!("{name}: {e}: the collector drops it"));
-                            put(&mut labels, label, v, &name);
+                            put(&mut labels, label, string_value(kv), &name);
                         }
                         for kv in &scope.attributes {
                             let label = label_name(&format!("otel_scope_{}", kv.key))
@@ -214,17 +267,7 @@ pub fn translate(reqs: &[ExportMetricsServiceRequest]) -> Exposition {
                                 put(&mut labels, k.to_string(), v, &name);
                             }
                         }
-                        // Stripped: the collector's own labels, which the textfile and `serve`
-                        // do not carry (a scrape of them gets job and instance from its target;
-                        // they have no instrumentation scope). The rest must be equal.
-                        for k in COLLECTOR_OWN_LABELS {
-                            labels.remove(k);
-                        }
-                        assert!(
-                            !labels.keys().any(|k| k.starts_with("otel_scope_")),
-                            "{name}: a scope attribute: {labels:?}"
-                        );
-                        latest.insert((name.clone(), labels.into_iter().collect()), number(p));
+                        keep(&name, labels, number(p));
                     }
                 }
             }

@@ -145,10 +145,10 @@ pub fn run(a: RunArgs) -> Result<Outcome, Error> {
         output: a.output,
         identity: identity(&a.spec),
         mode: if a.execd { Mode::Execd } else { Mode::Once },
-        env: &env::process,
+        env: settings.credential_env(),
         ascii: a.ascii,
         state,
-        share_gate: true,
+        share_gate: settings.shares_gate(),
     };
     run_spec(spec, settings, opts)
 }
@@ -164,10 +164,10 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
             listen: a.listen,
             interval: a.interval,
         },
-        env: &env::process,
+        env: settings.credential_env(),
         ascii: false,
         state,
-        share_gate: true,
+        share_gate: settings.shares_gate(),
     };
     run_spec(spec, settings, opts)
 }
@@ -190,6 +190,7 @@ fn begin(
         timezone: None,
     };
     let settings = Settings::resolve(&spec, flags, &env::process)?;
+    wiring::say_simulator(&settings);
     let state = wiring::open_state(settings.state_dir.as_deref());
     Ok((spec, settings, state))
 }
@@ -234,9 +235,11 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
     let format = o.format.unwrap_or(spec.output.format);
     let resource = ResourceEnv::from_env(&env::process);
     if format == Format::Prometheus || matches!(o.mode, Mode::Serve { .. }) {
-        for tag in resource.check_labels(&spec.output.tags)? {
+        for m in resource.check_labels()? {
             log::warn(&format!(
-                "OTEL_RESOURCE_ATTRIBUTES sets `{tag}`, a tag of the spec too: the Prometheus label carries the resource's value, as the collector's prometheus exporter does"
+                "OTEL_RESOURCE_ATTRIBUTES: {} make one target_info label `{}`: its value is theirs joined with `;`, as the collector's prometheus exporter does; rename one",
+                m.keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and "),
+                m.label
             ));
         }
     }
@@ -250,9 +253,11 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         _ => None,
     };
     if period::has_period(&spec) && o.state.is_none() && settings.state_dir.is_none() {
-        return Err(Error::Usage(
-            "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
-        ));
+        return Err(Error::Usage(match settings.simulator {
+            // The default one holds the real runs' checkpoints.
+            Some(_) => "period mode keeps its checkpoints in the state directory: with --simulator, name one with --state-dir".into(),
+            None => "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
+        }));
     }
     let (conn, renewal) = wiring::connect(
         &settings,
