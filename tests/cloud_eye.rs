@@ -160,7 +160,7 @@ fn discovery_pages_through_list_metrics_and_finds_the_same_series() {
     let whole = sim();
     let a = run(&spec(&whole, queries, ""), &[]);
     let paged = sim();
-    paged.configure(|c| c.ces.page_cap = Some(4));
+    paged.configure(|c| c.cloud_eye.page_cap = Some(4));
     let b = run(&spec(&paged, queries, ""), &[]);
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
     assert_eq!(model_lines(&a), model_lines(&b));
@@ -221,7 +221,7 @@ fn long_windows_are_split_within_the_servers_limit_and_stay_exact() {
 #[test]
 fn names_fall_back_to_ids_with_one_warning_and_the_spec_can_pin_them() {
     let sim = sim();
-    sim.configure(|c| c.ces.instances_status = Some(404));
+    sim.configure(|c| c.cloud_eye.instances_status = Some(404));
     let (id, _, _) = DEFAULT_MODELS[1];
     let path = spec(
         &sim,
@@ -520,7 +520,7 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rejected"), "{}", stderr(&out));
     // The same for a refusal of the names (best effort): a warning, and the key is fine.
-    sim.configure(|c| c.ces.instances_status = Some(403));
+    sim.configure(|c| c.cloud_eye.instances_status = Some(403));
     let out = with_state(&models);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(with_state(&statistics).status.code(), Some(0));
@@ -591,8 +591,8 @@ fn a_month_in_a_half_hour_zone_costs_a_few_calls_and_stays_exact() {
 #[test]
 fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() {
     let mut cfg = sim_config();
-    cfg.ces.looping_markers = true;
-    cfg.ces.page_cap = Some(2);
+    cfg.cloud_eye.looping_markers = true;
+    cfg.cloud_eye.page_cap = Some(2);
     let sim = start(cfg);
     let path = spec(
         &sim,

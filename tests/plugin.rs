@@ -346,7 +346,7 @@ fn declared_equals_emitted_in_every_format() {
 fn declared_model_metrics_equal_emitted() {
     let m = manifest::load().unwrap();
     let sim = sim();
-    let available: BTreeSet<&str> = maas_usage::sim::ces::METRICS
+    let available: BTreeSet<&str> = maas_usage::sim::cloud_eye::METRICS
         .iter()
         .map(|(n, _)| *n)
         .collect();

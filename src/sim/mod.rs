@@ -3,7 +3,7 @@
 //!
 //! Use it in-process (`Simulator::start`) from tests, or as `maas-usage simulator`.
 
-pub mod ces;
+pub mod cloud_eye;
 pub mod faults;
 pub mod http;
 pub mod metadata;
@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::budget::WindowLog;
 use crate::cloud::sign;
 use crate::text::percent_decode;
-pub use ces::{CesSim, Forged};
+pub use cloud_eye::{CloudEyeSim, Forged};
 use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
@@ -63,7 +63,7 @@ pub struct SimConfig {
     pub metadata_reuse: bool,
     /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap and looping markers, forged
     /// datapoints, the instance names' status.
-    pub ces: CesSim,
+    pub cloud_eye: CloudEyeSim,
 }
 
 impl Default for SimConfig {
@@ -81,7 +81,7 @@ impl Default for SimConfig {
             log_file: None,
             metadata: None,
             metadata_reuse: false,
-            ces: CesSim::default(),
+            cloud_eye: CloudEyeSim::default(),
         }
     }
 }
@@ -582,18 +582,18 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             })
         }
         ("GET", ["V1.0", project, "metrics"]) => in_project(project, shared, &cfg, rid, || {
-            ces::list_metrics(&req.query, &cfg.dataset, &cfg.ces, rid)
+            cloud_eye::list_metrics(&req.query, &cfg.dataset, &cfg.cloud_eye, rid)
         }),
         ("POST", ["V1.0", project, "batch-query-metric-data"]) => {
             in_project(project, shared, &cfg, rid, || {
-                ces::batch_query(&req.body, &cfg.dataset, &cfg.ces, data_now(&cfg), rid)
+                cloud_eye::batch_query(&req.body, &cfg.dataset, &cfg.cloud_eye, data_now(&cfg), rid)
             })
         }
         ("POST", ["v1", project, "maas", "monitor", "instances"]) => {
-            match ces::forced_instances_status(&cfg.ces, rid) {
+            match cloud_eye::forced_instances_status(&cfg.cloud_eye, rid) {
                 Some(reply) => reply,
                 None => in_project(project, shared, &cfg, rid, || {
-                    ces::instances(&req.body, &cfg.dataset, rid)
+                    cloud_eye::instances(&req.body, &cfg.dataset, rid)
                 }),
             }
         }

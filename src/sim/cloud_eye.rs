@@ -56,7 +56,7 @@ pub const MAX_INSTANCES: usize = 100;
 
 /// The simulator's Cloud Eye switches.
 #[derive(Clone, Debug, Default)]
-pub struct CesSim {
+pub struct CloudEyeSim {
     /// A ListMetrics page never holds more entries than this, whatever `limit` says.
     pub page_cap: Option<usize>,
     /// When set (and not 200), the instance-names path answers this status.
@@ -69,7 +69,7 @@ pub struct CesSim {
     pub forged: Option<Forged>,
 }
 
-/// A value BatchListMetricData answers instead of the real one ([`CesSim::forged`]).
+/// A value BatchListMetricData answers instead of the real one ([`CloudEyeSim::forged`]).
 #[derive(Clone, Debug)]
 pub struct Forged {
     /// The model (`maas_api_id`) whose series (service level and keys) answer it.
@@ -289,7 +289,7 @@ struct Point<'a> {
     value: Datum<'a>,
 }
 
-/// A datapoint's value: the bucket's, or the one [`CesSim::forged`] says to answer.
+/// A datapoint's value: the bucket's, or the one [`CloudEyeSim::forged`] says to answer.
 enum Datum<'a> {
     Computed(Number),
     Forged(&'a Value),
@@ -369,9 +369,9 @@ impl Simulator {
     }
 }
 
-/// The answer `CesSim::instances_status` forces on the instance names, if any (404 is the
+/// The answer `CloudEyeSim::instances_status` forces on the instance names, if any (404 is the
 /// gateway's "no such API").
-pub(super) fn forced_instances_status(ces: &CesSim, rid: &str) -> Option<Reply> {
+pub(super) fn forced_instances_status(ces: &CloudEyeSim, rid: &str) -> Option<Reply> {
     match ces.instances_status.filter(|s| *s != 200)? {
         404 => Some(not_published(rid)),
         status => Some(Reply::error(
@@ -383,7 +383,7 @@ pub(super) fn forced_instances_status(ces: &CesSim, rid: &str) -> Option<Reply> 
     }
 }
 
-/// The two markers of [`CesSim::looping_markers`].
+/// The two markers of [`CloudEyeSim::looping_markers`].
 const LOOP_A: &str = "SYS.MaaS.loop.a";
 const LOOP_B: &str = "SYS.MaaS.loop.b";
 
@@ -392,7 +392,7 @@ fn bad(msg: &str, rid: &str) -> Reply {
 }
 
 /// ListMetrics: `GET /V1.0/{project_id}/metrics`.
-pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CesSim, rid: &str) -> Reply {
+pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CloudEyeSim, rid: &str) -> Reply {
     let pairs = query_pairs(query);
     let param = |name: &str| {
         pairs
@@ -510,7 +510,7 @@ struct Dimension {
 pub(super) fn batch_query(
     body: &[u8],
     data: &Dataset,
-    ces: &CesSim,
+    ces: &CloudEyeSim,
     now_ms: i64,
     rid: &str,
 ) -> Reply {
@@ -666,10 +666,10 @@ mod tests {
     const NOW: i64 = 1_779_321_600_000; // 2026-05-21T00:00:00Z
     const DS: &str = "6f1c2a9e4b7d4c0e9a1f3b5d7e9c1a2b";
 
-    fn sim(ces: CesSim) -> Simulator {
+    fn sim(cloud_eye: CloudEyeSim) -> Simulator {
         let cfg = SimConfig {
             now: chrono::DateTime::from_timestamp_millis(NOW),
-            ces,
+            cloud_eye,
             ..SimConfig::default()
         };
         Simulator::start("127.0.0.1:0", cfg).unwrap()
@@ -833,9 +833,9 @@ mod tests {
 
     #[test]
     fn list_metrics_pages_every_entry_once_in_order() {
-        let sim = sim(CesSim {
+        let sim = sim(CloudEyeSim {
             page_cap: Some(7),
-            ..CesSim::default()
+            ..CloudEyeSim::default()
         });
         let mut seen: Vec<String> = Vec::new();
         let mut marker = String::new();
@@ -921,7 +921,7 @@ mod tests {
 
     #[test]
     fn list_metrics_filters_by_name_and_dimension() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let total = |q: &[(&str, &str)]| {
             let mut q = q.to_vec();
             q.push(("namespace", NAMESPACE));
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn batch_sums_over_hours_are_the_model_usage() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let (from, to) = (NOW - 12 * HOUR_MS, NOW - 2 * HOUR_MS);
         let metrics = vec![
             metric("total_tokens", DS, None),
@@ -987,7 +987,7 @@ mod tests {
 
     #[test]
     fn an_unaligned_window_gets_whole_buckets() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let base = NOW - 10 * HOUR_MS;
         let (from, to) = (base + 20 * MINUTE_MS, base + 3 * HOUR_MS + 10 * MINUTE_MS);
         let (_, v) = batch(
@@ -1039,7 +1039,7 @@ mod tests {
 
     #[test]
     fn long_windows_are_shortened_to_the_period_limit() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let to = NOW - HOUR_MS;
         let (_, v) = batch(
             &sim,
@@ -1065,7 +1065,7 @@ mod tests {
 
     #[test]
     fn bad_batch_queries_are_400() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let one = || vec![metric("req_count", DS, None)];
         let many: Vec<Value> = (0..501).map(|_| metric("req_count", DS, None)).collect();
         for (why, body) in [
@@ -1093,7 +1093,7 @@ mod tests {
 
     #[test]
     fn instances_name_every_series_in_pages() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let path = format!("/v1/{DEMO_PROJECT_ID}/maas/monitor/instances");
         let page = |start: usize, limit: usize| {
             let body = json!({"namespace": NAMESPACE, "start": start, "limit": limit,
@@ -1130,7 +1130,7 @@ mod tests {
         );
         assert_eq!(page(0, 0).0, 400);
         assert_eq!(page(0, 101).0, 400);
-        sim.configure(|c| c.ces.instances_status = Some(404));
+        sim.configure(|c| c.cloud_eye.instances_status = Some(404));
         let (status, v) = page(0, 100);
         assert_eq!(
             (status, v["error_code"].as_str()),
