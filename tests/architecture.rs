@@ -1,7 +1,8 @@
 //! The shape of the code, checked: top-level modules of src/ import one another one way only
 //! (no cycle, directly or through others), the simulator stays at the edge, no production file
-//! grows past 700 lines, every module says in its first doc line what it owns, the README
-//! stays an introduction (under 20 KB), and sources are peers: each lives in its own module of
+//! grows past 700 lines, every module says in its first doc line what it owns, the process's
+//! environment is read only by the settings' one resolution step, the README stays an
+//! introduction (under 20 KB), and sources are peers: each lives in its own module of
 //! `collect`, implements `collect::Source` and is known by nothing outside `collect`, and no
 //! shape of the pipeline keeps a source of its own on the side (`.models`).
 
@@ -184,6 +185,76 @@ fn the_layers_are_the_documented_ones() {
             assert!(!d.contains("cli") || m == "cmd", "{m} imports cli");
         }
     }
+}
+
+/// The files that may read the process's environment: `env` (which defines the reading), the
+/// commands' settings (the one resolution step) and the test hooks (switches of test builds).
+fn may_read_the_environment(src: &Path, file: &Path) -> bool {
+    let rel = file.strip_prefix(src).unwrap_or(file);
+    rel == Path::new("env.rs")
+        || rel.starts_with("cmd/settings")
+        || rel == Path::new("cmd/settings.rs")
+        || rel == Path::new("cmd/hooks.rs")
+}
+
+/// The places in `text` that read the process's environment: `env::process` (the crate's one
+/// reader) or the standard library's `env::var`, `env::vars`, `env::var_os`.
+fn environment_reads(text: &str) -> Vec<String> {
+    production(text)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let code = l.split("//").next().unwrap_or("");
+            code.contains("env::process") || code.contains("env::var")
+        })
+        .map(|(i, l)| format!("{}: {}", i + 1, l.trim()))
+        .collect()
+}
+
+#[test]
+fn only_the_settings_read_the_environment() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut readers = Vec::new();
+    for f in files.iter().filter(|f| !may_read_the_environment(&src, f)) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for line in environment_reads(&text) {
+            readers.push(format!("{}:{line}", f.display()));
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "read the environment behind the settings' back (resolve it in cmd::settings and hand the value down): {readers:#?}"
+    );
+    // The layers that connect, plan and collect do not even see how it is read.
+    let g = graph();
+    for m in ["cloud", "collect", "plan", "spec", "time", "domain"] {
+        assert!(
+            !g.get(m).is_some_and(|d| d.contains("env")),
+            "{m} imports env"
+        );
+    }
+}
+
+#[test]
+fn an_environment_read_would_be_found() {
+    // The check above cannot pass by accident: it sees each form of a read, and not a comment.
+    for read in [
+        "let tz = std::env::var(\"TZ\");",
+        "crate::env::process(\"HW_PROJECT_ID\")",
+        "for (k, v) in std::env::vars() {}",
+        "let v = env::var_os(\"X\");",
+    ] {
+        assert_eq!(environment_reads(read).len(), 1, "{read}");
+    }
+    assert!(environment_reads("// env::process is read in settings").is_empty());
+    let src = root().join("src");
+    assert!(!may_read_the_environment(&src, &src.join("cloud/mod.rs")));
+    assert!(may_read_the_environment(
+        &src,
+        &src.join("cmd/settings/cloud.rs")
+    ));
 }
 
 #[test]

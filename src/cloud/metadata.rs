@@ -1,13 +1,14 @@
 //! Temporary credentials of an ECS/CCE instance's agency, from the instance metadata service
 //! (`GET {endpoint}/openstack/latest/securitykey`): the recommended set-up, with no long-lived
-//! key on the host. They are kept in memory only and fetched again before they expire.
+//! key on the host. The last provider of the credential chain: its credentials are kept in
+//! memory only and fetched again before they expire.
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use super::credentials::{Credentials, Secret};
+use super::credentials::{CredentialProvider, Credentials, CredentialsError, Loaded, Secret};
 use crate::endpoint::redact_url;
 use crate::text::{sanitize_remote, REMOTE_TEXT_MAX};
 
@@ -176,6 +177,61 @@ pub fn fetch(endpoint: &str) -> Result<Credentials, MetadataError> {
     })
 }
 
+/// The metadata service as a credential provider. Its credentials name the agency by the
+/// service's URL (`agency`), so that every temporary key it hands out is one identity.
+pub struct MetadataProvider {
+    endpoint: String,
+    /// When the credentials in use were fetched, and when they expire.
+    fetched: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl MetadataProvider {
+    /// The service at `endpoint` (its base URL).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        MetadataProvider {
+            endpoint: endpoint.into(),
+            fetched: None,
+        }
+    }
+}
+
+impl CredentialProvider for MetadataProvider {
+    fn name(&self) -> String {
+        format!("the metadata service {}", redact_url(&self.endpoint))
+    }
+
+    /// A host without the service (nothing answers, or something else does) has no
+    /// credentials here; a service that is there and failing is an error (the cloud's).
+    fn load(&mut self) -> Result<Loaded, CredentialsError> {
+        let fetched_at = Utc::now();
+        match fetch(&self.endpoint) {
+            Ok(credentials) => {
+                self.fetched = Some((fetched_at, credentials.expires_at.unwrap_or(fetched_at)));
+                Ok(Loaded::Found {
+                    credentials,
+                    warnings: Vec::new(),
+                })
+            }
+            Err(e) if e.is_outage() => Err(CredentialsError::Metadata(e)),
+            Err(e) => Ok(Loaded::Absent(format!("the metadata service: {e}"))),
+        }
+    }
+
+    /// Fetched again once [`due`]; until then, `None`.
+    fn renew(&mut self) -> Result<Option<Credentials>, CredentialsError> {
+        let Some((fetched_at, expires_at)) = self.fetched else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        if !due(fetched_at, expires_at, now) {
+            return Ok(None);
+        }
+        let creds = fetch(&self.endpoint).map_err(CredentialsError::Metadata)?;
+        self.fetched = Some((now, creds.expires_at.unwrap_or(now)));
+        Ok(Some(creds))
+    }
+}
+
 /// Whether credentials that expire at `expires_at` (fetched at `fetched_at`) should be fetched
 /// again at `now`: once less than a quarter of their life, or five minutes, is left.
 pub fn due(fetched_at: DateTime<Utc>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
@@ -246,5 +302,15 @@ mod tests {
         let e = fetch(&format!("http://127.0.0.1:{port}")).unwrap_err();
         assert!(matches!(e, MetadataError::Unreachable { .. }), "{e}");
         assert!(e.to_string().contains(&port.to_string()));
+        // As a provider: none here, said in its line of the chain's error; nothing to renew.
+        let mut p = MetadataProvider::new(format!("http://127.0.0.1:{port}"));
+        let Ok(Loaded::Absent(line)) = p.load() else {
+            panic!("credentials from nowhere");
+        };
+        assert!(
+            line.starts_with("the metadata service: http://127.0.0.1:"),
+            "{line}"
+        );
+        assert!(p.renew().unwrap().is_none());
     }
 }

@@ -3,7 +3,7 @@
 
 use super::error::{Error, Outcome};
 use super::run::{run_spec, Mode, RunOptions};
-use super::settings::{Flags, Settings};
+use super::settings::{Flags, OutputFlags, Settings};
 use crate::cli::DemoArgs;
 use crate::log;
 use crate::sim::{SimConfig, Simulator};
@@ -17,10 +17,15 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     let flags = Flags {
         now: Some(&a.now),
         timezone: a.timezone.as_deref(),
+        output: Some(OutputFlags {
+            format: Some(match a.serve {
+                true => Format::Prometheus,
+                false => a.format.unwrap_or(Format::Influx),
+            }),
+        }),
         ..Flags::default()
     };
-    // The demo's own world: no environment (credentials, project id) and no state directory.
-    let mut settings = Settings::resolve(&spec, flags, &|_| None)?;
+    let mut settings = Settings::from_process(&spec, flags)?;
     // Its metadata service hands out temporary credentials, as an ECS instance's agency does.
     let sim = Simulator::start(
         "127.0.0.1:0",
@@ -32,13 +37,8 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     )
     .map_err(|e| Error::System(format!("cannot start the simulator on loopback: {e}")))?;
     spec.cloud.credentials_file = None;
-    settings.connect.endpoint = Some(sim.url());
-    settings.connect.iam_endpoint = Some(sim.url());
-    settings.connect.ces_endpoint = Some(sim.url());
-    settings.connect.maas_monitor_endpoint = Some(sim.url());
-    settings.connect.project_id = None;
-    settings.connect.credentials_file = None;
-    settings.connect.metadata_endpoint = Some(sim.url());
+    // The demo's own world: no credentials, project id or state directory of the environment.
+    settings.demo(&sim.url());
     log::info(&format!(
         "demo: examples/spec.yaml against the built-in simulator on {}, with temporary credentials from its metadata service; no cloud account is used",
         sim.url()
@@ -56,20 +56,13 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         false => Mode::Once,
     };
     let opts = RunOptions {
-        format: Some(match a.serve {
-            true => Format::Prometheus,
-            false => a.format.unwrap_or(Format::Influx),
-        }),
         output: None,
         identity: "demo".into(),
         mode,
         ascii: false,
-        // No environment: the demo's credentials come from the simulated agency.
-        env: &|_| None,
         // The demo leaves the user's state directory alone, and its simulated agency's
         // records stay in the process.
-        state: None,
-        share_gate: false,
+        store: super::wiring::open_store(&settings.state),
     };
     run_spec(spec, settings, opts)
 }

@@ -22,7 +22,6 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::collect::Collection;
 use crate::log;
-use crate::time::zone::{self, OsZoneHints, Zone};
 use error::{exit_code, Error, Outcome};
 
 /// Runs the command line.
@@ -90,15 +89,6 @@ pub fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, Error> {
         )));
     }
     Ok(t)
-}
-
-/// The zone calendar ranges are computed in; an unusable `TZ` is a warning.
-pub fn resolve_zone(explicit: Option<&str>) -> Result<Zone, Error> {
-    let (zone, warnings) = zone::resolve(explicit, &OsZoneHints::read())?;
-    for w in warnings {
-        log::warn(&w);
-    }
-    Ok(zone)
 }
 
 /// `what status=.. code=.. request_id=..: error`, the contract's failure line.

@@ -14,11 +14,9 @@ use crate::deliver::sink::write_stdout;
 use crate::domain::{Bound, RangeExpr};
 use crate::emit::table::TableStyle;
 use crate::emit::{self, Report};
-use crate::env;
 use crate::log;
 use crate::plan;
 use crate::spec::{QuerySpec, Spec};
-use std::io::IsTerminal;
 
 pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     let started = Instant::now();
@@ -63,25 +61,17 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         state: Some(&a.state),
         now: Some(&a.now),
         timezone: a.timezone.as_deref(),
+        output: None,
     };
-    let settings = Settings::resolve(&spec, flags, &env::process)?;
+    let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
     let plan = plan::build(&spec, settings.now(), &settings.zone)?;
     for w in &plan.warnings {
         log::warn(w);
     }
 
-    let state = wiring::open_state(settings.state_dir.as_deref());
-    let (conn, _renewal) = wiring::connect(
-        &settings,
-        spec.limits.requests_per_minute,
-        deadline,
-        settings.credential_env(),
-        state.as_ref(),
-        settings
-            .shares_gate()
-            .then(|| wiring::gate_store(state.as_ref())),
-    )?;
+    let store = wiring::open_store(&settings.state);
+    let conn = wiring::connect(settings.cloud(), deadline, &*store)?;
     let conn = Arc::new(conn);
     let setup = super::run::setup(&conn, &spec, None);
     let run = collect::Run {
@@ -98,15 +88,13 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         project_id: &conn.project_id,
         zone: &plan.zone,
         now: plan.now,
-        origin: &wiring::origin("query", conn.account_id.clone()),
+        origin: &wiring::origin(&settings.host_name, "query", conn.account_id.clone()),
         totals: &Default::default(),
     };
     let text = match a.format {
         QueryFormat::Table => {
-            let unicode =
-                TableStyle::detect(std::io::stdout().is_terminal(), &env::process, a.ascii);
             let style = TableStyle {
-                unicode,
+                unicode: settings.utf8_terminal && !a.ascii,
                 name_query: false,
             };
             emit::table::render(&report, a.raw, style)

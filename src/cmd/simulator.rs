@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use super::error::{Error, Outcome};
 use super::parse_now;
+use super::settings::simulator_credentials;
 use crate::cli::SimulatorArgs;
-use crate::cloud;
 use crate::deliver::sink::write_stdout;
 use crate::domain::range::parse_duration;
-use crate::env;
 use crate::log;
 use crate::sim::{
     Dataset, SimConfig, SimCredential, Simulator, Size, DEMO_PROJECT_ID, DEMO_REGION,
@@ -16,13 +15,7 @@ use crate::sim::{
 
 pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     let mut cfg = SimConfig::default();
-    if env::process("HW_ACCESS_KEY").is_some()
-        || env::process("HUAWEICLOUD_SDK_AK").is_some()
-        || a.credentials_file.is_some()
-    {
-        let (creds, warnings) =
-            cloud::credentials::load(&env::process, a.credentials_file.as_deref())
-                .map_err(cloud::ConnectError::from)?;
+    if let Some((creds, warnings)) = simulator_credentials(a.credentials_file.clone())? {
         for w in warnings {
             log::warn(&w);
         }

@@ -5,11 +5,9 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::error::{Error, Outcome};
-use super::resolve_zone;
-use super::settings::{Flags, Settings};
+use super::settings::{resolve_zone, Flags, Settings};
 use crate::cli::{PlanArgs, ValidateArgs, ValidateFormat};
 use crate::deliver::sink::write_stdout;
-use crate::env;
 use crate::plan;
 use crate::spec::load::{self, SpecError, SpecErrors};
 use crate::state::StateDir;
@@ -115,12 +113,12 @@ pub fn plan(a: PlanArgs) -> Result<Outcome, Error> {
         now: Some(&a.now),
         ..Flags::default()
     };
-    let settings = Settings::resolve(&spec, flags, &env::process)?;
+    let settings = Settings::from_process(&spec, flags)?;
     // Read-only: a plan never creates the state directory.
-    let checkpoints = match settings.state_dir.as_deref().and_then(StateDir::existing) {
+    let checkpoints = match settings.state.dir.as_deref().and_then(StateDir::existing) {
         Some(d) => {
-            let destination = super::run::spec_destination(&spec, &env::process)?;
-            super::run::planned(&d, &spec, &destination, &settings.connect.region)
+            let destination = super::run::spec_destination(&spec, settings.otlp_url.as_deref());
+            super::run::planned(&d, &spec, &destination, &settings.cloud().region)
         }
         None => Default::default(),
     };

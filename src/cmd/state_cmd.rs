@@ -4,19 +4,18 @@
 use chrono::{TimeZone, Utc};
 
 use super::error::{Error, Outcome};
-use super::wiring;
+use super::settings::StateSettings;
 use crate::cli::{StateAction, StateArgs};
 use crate::deliver::sink::write_stdout;
-use crate::env;
 use crate::state::checkpoints::{CheckpointError, OLD_FILE};
-use crate::state::{self, StateDir};
+use crate::state::{GateFiles, StateDir};
 use crate::time::period::Checkpoints;
 
-fn dir(flag: &StateArgs) -> Result<StateDir, Error> {
-    let path = flag
-        .state_dir
-        .clone()
-        .or_else(|| state::default_dir(&env::process))
+/// The state directory, and the credential gate's records in it and in the runtime directory.
+fn dir(flag: &StateArgs) -> Result<(StateDir, GateFiles), Error> {
+    let settings = StateSettings::from_process(flag);
+    let path = settings
+        .dir
         .ok_or_else(|| Error::Usage("no state directory: pass --state-dir (or set HOME)".into()))?;
     if !path.is_dir() {
         return Err(Error::Usage(format!(
@@ -24,7 +23,9 @@ fn dir(flag: &StateArgs) -> Result<StateDir, Error> {
             path.display()
         )));
     }
-    Ok(StateDir::open(&path)?)
+    let dir = StateDir::open(&path)?;
+    let gate = GateFiles::new(Some(dir.clone()), settings.runtime);
+    Ok((dir, gate))
 }
 
 fn io(d: &StateDir) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -114,10 +115,10 @@ fn checkpoint_error(d: &StateDir, e: CheckpointError) -> Error {
 pub fn state(a: StateAction) -> Result<Outcome, Error> {
     match a {
         StateAction::Show { state } => {
-            let d = dir(&state)?;
+            let (d, gate) = dir(&state)?;
             let mut out = show(&d);
             // With the runtime directory's records: those made while this one could not.
-            match wiring::gate_store_files(&d).rejections() {
+            match gate.rejections() {
                 Ok(rejected) => {
                     for (key, r) in rejected {
                         out.push_str(&format!(
@@ -138,8 +139,8 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
         StateAction::Reset {
             auth: true, state, ..
         } => {
-            let d = dir(&state)?;
-            let n = wiring::gate_store_files(&d).reset().map_err(io(&d))?;
+            let (d, gate) = dir(&state)?;
+            let n = gate.reset().map_err(io(&d))?;
             write_stdout(&format!(
                 "forgot {n} credential rejection(s); the next run tries its credentials again\n"
             ))?;
@@ -151,7 +152,7 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             auth: false,
             state,
         } => {
-            let d = dir(&state)?;
+            let (d, _) = dir(&state)?;
             let done = d
                 .reset_checkpoints(destination.as_deref(), series.as_deref())
                 .map_err(|e| checkpoint_error(&d, e))?;
@@ -168,7 +169,7 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             Ok(Outcome::Done)
         }
         StateAction::Adopt { destination, state } => {
-            let d = dir(&state)?;
+            let (d, _) = dir(&state)?;
             let n = d
                 .adopt_old_checkpoints(&destination)
                 .map_err(|e| checkpoint_error(&d, e))?;

@@ -27,26 +27,13 @@ pub use super::load::API_VERSION;
 pub(super) struct RawFile {
     #[serde(rename = "apiVersion")]
     pub(super) _api_version: Option<String>,
-    pub(super) cloud: Option<RawCloud>,
+    pub(super) cloud: Option<CloudSpec>,
     pub(super) timezone: Option<String>,
     pub(super) key_groups: Option<BTreeMap<String, Vec<String>>>,
     pub(super) names: Option<RawNames>,
     pub(super) queries: Option<Vec<RawQuery>>,
     pub(super) output: Option<RawOutput>,
     pub(super) limits: Option<RawLimits>,
-}
-
-#[derive(Deserialize, Default, Clone, PartialEq)]
-pub(super) struct RawCloud {
-    pub(super) region: Option<String>,
-    pub(super) project_id: Option<String>,
-    pub(super) endpoint: Option<String>,
-    pub(super) iam_endpoint: Option<String>,
-    pub(super) credentials_file: Option<String>,
-    pub(super) metadata_endpoint: Option<String>,
-    pub(super) ca_file: Option<String>,
-    pub(super) ces_endpoint: Option<String>,
-    pub(super) maas_monitor_endpoint: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -358,7 +345,8 @@ pub(super) fn names_of(n: &RawNames) -> Names {
     }
 }
 
-pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) -> CloudSpec {
+/// `cloud:` of one file, its endpoints checked.
+pub(super) fn cloud_of(f: &FileSpec, c: &CloudSpec, errors: &mut Vec<SpecError>) -> CloudSpec {
     for (key, url) in [
         ("endpoint", &c.endpoint),
         ("iam_endpoint", &c.iam_endpoint),
@@ -372,17 +360,7 @@ pub(super) fn cloud_of(f: &FileSpec, c: &RawCloud, errors: &mut Vec<SpecError>) 
             }
         }
     }
-    CloudSpec {
-        region: c.region.clone(),
-        project_id: c.project_id.clone(),
-        endpoint: c.endpoint.clone(),
-        iam_endpoint: c.iam_endpoint.clone(),
-        credentials_file: c.credentials_file.as_ref().map(PathBuf::from),
-        metadata_endpoint: c.metadata_endpoint.clone(),
-        ca_file: c.ca_file.as_ref().map(PathBuf::from),
-        ces_endpoint: c.ces_endpoint.clone(),
-        maas_monitor_endpoint: c.maas_monitor_endpoint.clone(),
-    }
+    c.clone()
 }
 
 pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> OutputSpec {

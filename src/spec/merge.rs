@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::convert::{cloud_of, limits_of, names_of, output_of, queries_of, FileSpec};
+use super::convert::{cloud_of, limits_of, names_of, output_of, queries_of, FileSpec, RawNames};
 use super::errors::{SpecError, SpecErrors};
 use super::yaml;
-use super::Spec;
+use super::{CloudSpec, Limits, OutputSpec, Spec};
 
 /// A section that may be set in one file only (or identically in several).
 struct Single<T> {
@@ -27,104 +27,163 @@ impl<T: PartialEq> Single<T> {
     }
 }
 
+/// The sections set once (or identically) across files.
+struct Singles {
+    cloud: Single<CloudSpec>,
+    output: Single<OutputSpec>,
+    limits: Single<Limits>,
+    timezone: Single<String>,
+}
+
+/// What the files so far defined, and where, for the checks that span files.
+#[derive(Default)]
+struct Seen {
+    /// Key group -> where it was first defined.
+    group_at: HashMap<String, String>,
+    /// Query name -> where it was first used.
+    query_at: HashMap<String, String>,
+    /// (file, query, pointer) of each query, for the key group references checked last.
+    query_refs: Vec<(usize, usize, String)>,
+}
+
 /// Merges validated files into one spec, checking what spans files.
 pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     let mut errors = Vec::new();
     let mut spec = Spec::default();
-    let mut cloud = Single { value: None };
-    let mut output = Single { value: None };
-    let mut limits = Single { value: None };
-    let mut timezone = Single { value: None };
-    let mut group_at: HashMap<String, String> = HashMap::new();
-    let mut query_at: HashMap<String, String> = HashMap::new();
-    let mut query_refs: Vec<(usize, usize, String)> = Vec::new();
-
+    let mut singles = Singles {
+        cloud: Single { value: None },
+        output: Single { value: None },
+        limits: Single { value: None },
+        timezone: Single { value: None },
+    };
+    let mut seen = Seen::default();
     for (fi, f) in files.iter().enumerate() {
+        singles.take(f, &mut errors);
+        if let Some(n) = &f.raw.names {
+            merge_names(f, n, &mut spec, &mut errors);
+        }
+        merge_key_groups(f, &mut spec, &mut seen, &mut errors);
+        merge_queries(fi, f, &mut spec, &mut seen, &mut errors);
+    }
+    // Key groups may be defined in any file, so references are checked after all are read.
+    check_key_group_refs(files, &spec, &seen, &mut errors);
+    if spec.queries.is_empty() && errors.is_empty() {
+        let file = files.first().map(|f| f.file.clone()).unwrap_or_default();
+        errors.push(SpecError {
+            file,
+            line: 1,
+            column: 1,
+            path: "queries".into(),
+            message: "no queries: a spec needs at least one".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(in_file_order(files, errors));
+    }
+    spec.cloud = singles.cloud.value.map(|v| v.0).unwrap_or_default();
+    spec.output = singles.output.value.map(|v| v.0).unwrap_or_default();
+    spec.limits = singles.limits.value.map(|v| v.0).unwrap_or_default();
+    spec.timezone = singles.timezone.value.map(|v| v.0);
+    Ok(spec)
+}
+
+impl Singles {
+    /// The sections of `f` that may be set once.
+    fn take(&mut self, f: &FileSpec, errors: &mut Vec<SpecError>) {
         if let Some(c) = &f.raw.cloud {
-            cloud.set(
-                f,
-                "/cloud",
-                cloud_of(f, c, &mut errors),
-                "cloud",
-                &mut errors,
-            );
+            let c = cloud_of(f, c, errors);
+            self.cloud.set(f, "/cloud", c, "cloud", errors);
         }
         if let Some(o) = &f.raw.output {
-            output.set(
-                f,
-                "/output",
-                output_of(f, o, &mut errors),
-                "output",
-                &mut errors,
-            );
+            let o = output_of(f, o, errors);
+            self.output.set(f, "/output", o, "output", errors);
         }
         if let Some(l) = &f.raw.limits {
-            limits.set(
-                f,
-                "/limits",
-                limits_of(f, l, &mut errors),
-                "limits",
-                &mut errors,
-            );
+            let l = limits_of(f, l, errors);
+            self.limits.set(f, "/limits", l, "limits", errors);
         }
         if let Some(tz) = &f.raw.timezone {
             match crate::time::parse_zone(tz) {
-                Ok(_) => timezone.set(f, "/timezone", tz.clone(), "timezone", &mut errors),
+                Ok(_) => self
+                    .timezone
+                    .set(f, "/timezone", tz.clone(), "timezone", errors),
                 Err(e) => errors.push(f.err("/timezone", e.to_string())),
             }
         }
-        if let Some(n) = &f.raw.names {
-            let n = names_of(n);
-            for (kind, ours, theirs) in [
-                ("models", &n.models, &mut spec.names.models),
-                ("api_keys", &n.keys, &mut spec.names.keys),
-            ] {
-                for (id, name) in ours {
-                    let p = format!("/names/{kind}/{}", yaml::escape_segment(id));
-                    match theirs.get(id) {
-                        Some(prev) if prev != name => errors.push(
-                            f.key_err(&p, format!("`{id}` is named `{prev}` in another file")),
-                        ),
-                        _ => {
-                            theirs.insert(id.clone(), name.clone());
-                        }
-                    }
+    }
+}
+
+/// `names:` of one file: an id named the same way wherever it is named.
+fn merge_names(f: &FileSpec, n: &RawNames, spec: &mut Spec, errors: &mut Vec<SpecError>) {
+    let n = names_of(n);
+    for (kind, ours, theirs) in [
+        ("models", &n.models, &mut spec.names.models),
+        ("api_keys", &n.keys, &mut spec.names.keys),
+    ] {
+        for (id, name) in ours {
+            let p = format!("/names/{kind}/{}", yaml::escape_segment(id));
+            match theirs.get(id) {
+                Some(prev) if prev != name => {
+                    errors.push(f.key_err(&p, format!("`{id}` is named `{prev}` in another file")))
+                }
+                _ => {
+                    theirs.insert(id.clone(), name.clone());
                 }
             }
-        }
-        for (name, keys) in f.raw.key_groups.iter().flatten() {
-            let p = format!("/key_groups/{}", yaml::escape_segment(name));
-            match spec.key_groups.get(name) {
-                Some(prev) if prev != keys => errors.push(f.key_err(
-                    &p,
-                    format!(
-                        "key group `{name}` is also defined in {} with other keys",
-                        group_at.get(name).map(String::as_str).unwrap_or("another file")
-                    ),
-                )),
-                Some(_) => {}
-                None => {
-                    spec.key_groups.insert(name.clone(), keys.clone());
-                    group_at.insert(name.clone(), f.here(&p));
-                }
-            }
-        }
-        for (q, p) in queries_of(f, &mut errors) {
-            let name_ptr = format!("{p}/name");
-            if let Some(first) = query_at.get(&q.name) {
-                errors.push(f.err(&name_ptr, format!("query name `{}` is already used at {first}; names must be unique across all spec files", q.name)));
-                continue;
-            }
-            query_at.insert(
-                q.name.clone(),
-                format!("{}:{}", f.file, f.doc.pos(&name_ptr)),
-            );
-            query_refs.push((fi, spec.queries.len(), p));
-            spec.queries.push(q);
         }
     }
-    // Key groups may be defined in any file, so references are checked after all are read.
-    for (fi, qi, p) in &query_refs {
+}
+
+/// `key_groups:` of one file: a group defined again must have the same keys.
+fn merge_key_groups(f: &FileSpec, spec: &mut Spec, seen: &mut Seen, errors: &mut Vec<SpecError>) {
+    for (name, keys) in f.raw.key_groups.iter().flatten() {
+        let p = format!("/key_groups/{}", yaml::escape_segment(name));
+        match spec.key_groups.get(name) {
+            Some(prev) if prev != keys => errors.push(f.key_err(
+                &p,
+                format!(
+                    "key group `{name}` is also defined in {} with other keys",
+                    seen.group_at
+                        .get(name)
+                        .map(String::as_str)
+                        .unwrap_or("another file")
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                spec.key_groups.insert(name.clone(), keys.clone());
+                seen.group_at.insert(name.clone(), f.here(&p));
+            }
+        }
+    }
+}
+
+/// The queries of file `fi`: names unique across all files.
+fn merge_queries(
+    fi: usize,
+    f: &FileSpec,
+    spec: &mut Spec,
+    seen: &mut Seen,
+    errors: &mut Vec<SpecError>,
+) {
+    for (q, p) in queries_of(f, errors) {
+        let name_ptr = format!("{p}/name");
+        if let Some(first) = seen.query_at.get(&q.name) {
+            errors.push(f.err(&name_ptr, format!("query name `{}` is already used at {first}; names must be unique across all spec files", q.name)));
+            continue;
+        }
+        seen.query_at.insert(
+            q.name.clone(),
+            format!("{}:{}", f.file, f.doc.pos(&name_ptr)),
+        );
+        seen.query_refs.push((fi, spec.queries.len(), p));
+        spec.queries.push(q);
+    }
+}
+
+/// Every key group a query names is defined in some file.
+fn check_key_group_refs(files: &[FileSpec], spec: &Spec, seen: &Seen, errors: &mut Vec<SpecError>) {
+    for (fi, qi, p) in &seen.query_refs {
         let f = &files[*fi];
         for (j, g) in spec.queries[*qi].key_groups.iter().flatten().enumerate() {
             if !spec.key_groups.contains_key(g) {
@@ -146,34 +205,21 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
             }
         }
     }
-    if spec.queries.is_empty() && errors.is_empty() {
-        let file = files.first().map(|f| f.file.clone()).unwrap_or_default();
-        errors.push(SpecError {
-            file,
-            line: 1,
-            column: 1,
-            path: "queries".into(),
-            message: "no queries: a spec needs at least one".into(),
-        });
-    }
-    if !errors.is_empty() {
-        let order: HashMap<&str, usize> = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.file.as_str(), i))
-            .collect();
-        errors.sort_by_key(|e| {
-            (
-                order.get(e.file.as_str()).copied().unwrap_or(0),
-                e.line,
-                e.column,
-            )
-        });
-        return Err(SpecErrors(errors));
-    }
-    spec.cloud = cloud.value.map(|v| v.0).unwrap_or_default();
-    spec.output = output.value.map(|v| v.0).unwrap_or_default();
-    spec.limits = limits.value.map(|v| v.0).unwrap_or_default();
-    spec.timezone = timezone.value.map(|v| v.0);
-    Ok(spec)
+}
+
+/// The errors in the order of the files as given, then of lines and columns.
+fn in_file_order(files: &[FileSpec], mut errors: Vec<SpecError>) -> SpecErrors {
+    let order: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.file.as_str(), i))
+        .collect();
+    errors.sort_by_key(|e| {
+        (
+            order.get(e.file.as_str()).copied().unwrap_or(0),
+            e.line,
+            e.column,
+        )
+    });
+    SpecErrors(errors)
 }

@@ -18,7 +18,9 @@ use crate::domain::{InferType, ServiceType};
 
 pub const DEFAULT_REGION: &str = "cn-southwest-2";
 
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The spec's `cloud` block, as written (read straight from the file once the schema passed):
+/// the flags and the environment complete it into the `cloud` layer's settings.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 pub struct CloudSpec {
     pub region: Option<String>,
     pub project_id: Option<String>,

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::runtime::RuntimeDir;
 use super::{now_ms, StateDir, StateFileError};
 use crate::domain::failure::{Rejection, ACCEPTED_FOR};
-use crate::env::Lookup;
 use crate::files::Durability;
 use crate::log;
 
@@ -135,12 +134,12 @@ pub struct GateFiles {
 }
 
 impl GateFiles {
-    /// The records of `state` (when there is one), with the runtime directory that `env`
-    /// (`XDG_RUNTIME_DIR`, `TMPDIR`) names behind it.
-    pub fn new(state: Option<StateDir>, env: Lookup<'_>) -> GateFiles {
+    /// The records of `state` (when there is one), with the runtime directory `runtime_dir`
+    /// behind it.
+    pub fn new(state: Option<StateDir>, runtime_dir: RuntimeDir) -> GateFiles {
         GateFiles {
             state,
-            runtime_dir: RuntimeDir::from_env(env),
+            runtime_dir,
             runtime: OnceLock::new(),
             warned: AtomicBool::new(false),
         }
@@ -267,6 +266,27 @@ impl GateFiles {
     }
 }
 
+impl crate::cloud::auth::GateStore for GateFiles {
+    fn rejection(&self, key: &str) -> Result<Option<Rejection>, String> {
+        GateFiles::rejection(self, key)
+    }
+    fn accepted(&self, key: &str, host: &str) -> Option<u64> {
+        GateFiles::accepted(self, key, host)
+    }
+    fn record_rejection(&self, key: &str, rejection: &Rejection) -> Result<(), String> {
+        GateFiles::record_rejection(self, key, rejection)
+    }
+    fn record_acceptance(&self, key: &str, host: &str, sent_ms: u64) {
+        GateFiles::record_acceptance(self, key, host, sent_ms)
+    }
+    fn writable(&self) -> Result<(), String> {
+        GateFiles::writable(self)
+    }
+    fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>> {
+        GateFiles::probe_lock(self, key, deadline).map(|f| Box::new(f) as Box<dyn Send>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +298,7 @@ mod tests {
         fs::create_dir_all(&runtime).unwrap();
         let state = StateDir::open(&t.join("state")).unwrap();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| runtime.display().to_string());
-        GateFiles::new(Some(state), &env)
+        GateFiles::new(Some(state), RuntimeDir::from_env(&env))
     }
 
     /// Fresh records, in a temporary directory removed on drop.
@@ -349,7 +369,10 @@ mod tests {
         assert!(t.path().join("run/maas-usage").join(AUTH_FILE).is_file());
         assert_eq!(g.rejection("f1").unwrap(), Some(r));
         // Nowhere at all: an error that names both.
-        let nowhere = GateFiles::new(g.state.clone(), &|_| Some("/dev/null/x".into()));
+        let nowhere = GateFiles::new(
+            g.state.clone(),
+            RuntimeDir::from_env(&|_| Some("/dev/null/x".into())),
+        );
         let e = nowhere.writable().unwrap_err();
         assert!(
             e.contains("state directory") && e.contains(AUTH_LOCK),

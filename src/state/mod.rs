@@ -1,4 +1,6 @@
-//! The state directory: what several processes sharing one access key must agree on.
+//! The state directory: what several processes sharing one access key must agree on, and
+//! the state interface it implements first (`store`: [`StateStore`], which collection, the
+//! cloud and the runs see instead of the directory).
 //!
 //! - the request budget per IAM user or agency (keyed by a one-way id: `cloud::auth::
 //!   principal_id`, never the AK), a sliding window of call times kept under a file lock so N
@@ -22,8 +24,11 @@ mod discovery;
 mod gate;
 mod housekeeping;
 mod runtime;
+pub mod store;
 
 pub use gate::GateFiles;
+pub use runtime::RuntimeDir;
+pub use store::{DirectoryStore, StateStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};

@@ -18,7 +18,7 @@ pub struct RuntimeDir {
 }
 
 impl RuntimeDir {
-    /// From `XDG_RUNTIME_DIR` and `TMPDIR` (each only when absolute).
+    /// From `XDG_RUNTIME_DIR` and `TMPDIR` (each only when absolute), as `env` gives them.
     pub fn from_env(env: Lookup<'_>) -> RuntimeDir {
         let absolute = |name| {
             env::get(env, name)

@@ -27,24 +27,13 @@ impl Zone {
     }
 }
 
-/// What the operating system says, gathered once so the choice itself is a pure function.
+/// What the operating system says (`TZ`, `/etc/localtime`, `/etc/timezone`), gathered by the
+/// commands' settings so that the choice itself is a pure function.
 #[derive(Clone, Debug, Default)]
 pub struct OsZoneHints {
     pub tz_env: Option<String>,
     pub localtime_link: Option<String>,
     pub etc_timezone: Option<String>,
-}
-
-impl OsZoneHints {
-    pub fn read() -> Self {
-        OsZoneHints {
-            tz_env: std::env::var("TZ").ok(),
-            localtime_link: std::fs::read_link("/etc/localtime")
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned()),
-            etc_timezone: std::fs::read_to_string("/etc/timezone").ok(),
-        }
-    }
 }
 
 /// `/usr/share/zoneinfo/Asia/Shanghai` -> `Asia/Shanghai`.

@@ -14,7 +14,7 @@ use crate::emit::prometheus::PromOptions;
 use crate::emit::{self, Report};
 use crate::log;
 use crate::spec::Format;
-use crate::state::checkpoints::PreparedCheckpoints;
+use crate::state::store::PreparedCommit;
 
 /// Writes or pushes the report in the run's format; under `serve`, publishes it for scrapes
 /// when the collection succeeded (`ok`), else only its self-metrics, after the last good data.
@@ -108,7 +108,7 @@ pub fn deliver(
 
 /// Puts the period checkpoints prepared before the delivery in place, after it: a run that
 /// failed to deliver never gets here, so the next run sends the same buckets again.
-pub fn commit(ctx: &Context, prepared: Option<PreparedCheckpoints>) {
+pub fn commit(ctx: &Context, prepared: Option<Box<dyn PreparedCommit>>) {
     let Some(prepared) = prepared else {
         return;
     };
@@ -117,10 +117,7 @@ pub fn commit(ctx: &Context, prepared: Option<PreparedCheckpoints>) {
         // Delivered but not recorded: the next run sends these buckets again.
         log::error(&format!(
             "the output was delivered but the checkpoints could not be recorded in {} ({e}); the next run sends the same buckets again",
-            ctx.state
-                .as_ref()
-                .map(|s| s.path().display().to_string())
-                .unwrap_or_default()
+            ctx.store.location().unwrap_or_default()
         ));
     }
 }

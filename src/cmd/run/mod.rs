@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::error::{Error, Outcome};
-use super::settings::{Flags, Settings};
+use super::settings::{Flags, OutputFlags, Settings};
 use super::{log_failures, outcome_of, wiring};
 use crate::cli::{CloudArgs, NowArg, RunArgs, ServeArgs, StateArgs};
 use crate::cloud::client::CallCounts;
-use crate::cloud::{Connection, Renewal};
+use crate::cloud::Connection;
 use crate::collect::{self, Collection};
-use crate::deliver::otlp::{self, ExportConfig};
+use crate::deliver::otlp::ExportConfig;
 use crate::deliver::scrape::{Published, Server};
 use crate::deliver::sink::Sink;
 use crate::domain::{ApiError, RangeExpr};
@@ -35,14 +35,13 @@ use crate::emit::otlp::Temporality;
 use crate::emit::table::TableStyle;
 use crate::emit::Report;
 use crate::emit::{Origin, ResourceEnv};
-use crate::env::{self, Lookup};
 use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
-use crate::state::checkpoints::{Destination, PreparedCheckpoints};
-use crate::state::StateDir;
+use crate::state::checkpoints::Destination;
+use crate::state::store::PreparedCommit;
+use crate::state::StateStore;
 use crate::time::period::Totals;
-use std::io::IsTerminal;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
     Ok(spec::load::load(paths)?)
@@ -64,15 +63,13 @@ pub(crate) struct Context {
     temporality: Temporality,
     /// Who reports (resource attributes, Prometheus labels).
     origin: Origin,
-    /// Required by period mode (checkpoints).
-    state: Option<StateDir>,
+    /// What is shared with other processes: budgets, the credential gate's records, caches,
+    /// and the checkpoints period mode requires.
+    store: Arc<dyn StateStore>,
     /// Where the period buckets go: whose checkpoints and running totals they are.
     destination: Destination,
     /// Call counters at the end of the previous collection (execd reports each on its own).
     calls_before: Mutex<CallCounts>,
-    /// How fresh credentials are had before a collection (execd): a changed credentials file,
-    /// an agency's credentials about to expire.
-    renewal: Mutex<Renewal>,
     /// `serve`: where a successful collection is published for scrapes (instead of `format`).
     published: Option<Arc<Published>>,
     /// The last success and the failures since, across this process's collections.
@@ -109,8 +106,7 @@ impl Context {
     /// re-read, an agency's temporary credentials are fetched again before they expire. New
     /// credentials are tried at once, even if the old ones were rejected.
     fn renew_credentials(&self) {
-        let mut renewal = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
-        match renewal.renew(&crate::env::process) {
+        match self.settings.cloud().credentials.renew() {
             Ok(Some(creds)) => {
                 let source = creds.source.clone();
                 if self.conn.client.set_credentials(creds) {
@@ -139,47 +135,46 @@ pub enum Mode {
 }
 
 pub fn run(a: RunArgs) -> Result<Outcome, Error> {
-    let (spec, settings, state) = begin(&a.spec, &a.cloud, &a.state, &a.now)?;
+    let output = OutputFlags { format: a.format };
+    let (spec, settings, store) = begin(&a.spec, &a.cloud, &a.state, &a.now, output)?;
     let opts = RunOptions {
-        format: a.format,
         output: a.output,
         identity: identity(&a.spec),
         mode: if a.execd { Mode::Execd } else { Mode::Once },
-        env: settings.credential_env(),
         ascii: a.ascii,
-        state,
-        share_gate: settings.shares_gate(),
+        store,
     };
     run_spec(spec, settings, opts)
 }
 
 /// `maas-usage serve`: a `run` on a schedule, published to scrapes.
 pub fn serve(a: ServeArgs) -> Result<Outcome, Error> {
-    let (spec, settings, state) = begin(&a.spec, &a.cloud, &a.state, &a.now)?;
-    let opts = RunOptions {
+    let output = OutputFlags {
         format: Some(Format::Prometheus),
+    };
+    let (spec, settings, store) = begin(&a.spec, &a.cloud, &a.state, &a.now, output)?;
+    let opts = RunOptions {
         output: None,
         identity: identity(&a.spec),
         mode: Mode::Serve {
             listen: a.listen,
             interval: a.interval,
         },
-        env: settings.credential_env(),
         ascii: false,
-        state,
-        share_gate: settings.shares_gate(),
+        store,
     };
     run_spec(spec, settings, opts)
 }
 
 /// What `run` and `serve` do first: Telegraf's log prefixes, the stop signals, the spec, its
-/// settings and the state directory.
+/// settings and the state store they chose.
 fn begin(
     paths: &[PathBuf],
     cloud: &CloudArgs,
     state: &StateArgs,
     now: &NowArg,
-) -> Result<(Spec, Settings, Option<StateDir>), Error> {
+    output: OutputFlags,
+) -> Result<(Spec, Settings, Arc<dyn StateStore>), Error> {
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
@@ -188,11 +183,12 @@ fn begin(
         state: Some(state),
         now: Some(now),
         timezone: None,
+        output: Some(output),
     };
-    let settings = Settings::resolve(&spec, flags, &env::process)?;
+    let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
-    let state = wiring::open_state(settings.state_dir.as_deref());
-    Ok((spec, settings, state))
+    let store = wiring::open_store(&settings.state);
+    Ok((spec, settings, store))
 }
 
 /// The spec is named by its files: the instance id stays while they do.
@@ -211,67 +207,48 @@ fn identity(paths: &[PathBuf]) -> String {
 
 /// How to run a loaded spec, beyond the spec and its settings.
 pub struct RunOptions {
-    pub format: Option<Format>,
     pub output: Option<PathBuf>,
     /// What names this spec for `service.instance.id` (its files, or the command).
     pub identity: String,
     pub mode: Mode,
-    /// The environment the credential chain reads (the demo gives it an empty one).
-    pub env: Lookup<'static>,
     /// `--ascii`: no box-drawing in a table.
     pub ascii: bool,
-    pub state: Option<StateDir>,
-    /// The credential gate's records are shared with other processes (the state directory,
-    /// else the per-user runtime directory); the demo keeps them in the process.
-    pub share_gate: bool,
+    /// The state store the settings chose (`wiring::open_store`).
+    pub store: Arc<dyn StateStore>,
 }
 
 /// Runs a loaded spec once, once per stdin line under `--execd`, or on `serve`'s schedule.
-pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome, Error> {
+pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Outcome, Error> {
     let started = Instant::now();
     // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
     // and must not cost a call.
     plan::build(&spec, settings.now(), &settings.zone)?;
-    let format = o.format.unwrap_or(spec.output.format);
-    let resource = ResourceEnv::from_env(&env::process);
-    if format == Format::Prometheus || matches!(o.mode, Mode::Serve { .. }) {
-        for m in resource.check_labels()? {
-            log::warn(&format!(
-                "OTEL_RESOURCE_ATTRIBUTES: {} make one target_info label `{}`: its value is theirs joined with `;`, as the collector's prometheus exporter does; rename one",
-                m.keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and "),
-                m.label
-            ));
-        }
-    }
-    let export = match format {
-        Format::Otlp => Some(otlp::resolve(&spec.output.otlp, &env::process)?),
-        _ => None,
+    let Some(output) = settings.output.take() else {
+        return Err(Error::System(
+            "internal error: the output settings were not resolved".into(),
+        ));
     };
+    let (format, export) = (output.format, output.export);
     // Listen before any call: a taken port must not cost the account anything.
     let server = match &o.mode {
         Mode::Serve { listen, .. } => Some(Server::bind(*listen)?),
         _ => None,
     };
-    if period::has_period(&spec) && o.state.is_none() && settings.state_dir.is_none() {
+    let store = o.store;
+    if period::has_period(&spec) && store.checkpoints().is_none() && settings.state.dir.is_none() {
         return Err(Error::Usage(match settings.simulator {
             // The default one holds the real runs' checkpoints.
             Some(_) => "period mode keeps its checkpoints in the state directory: with --simulator, name one with --state-dir".into(),
             None => "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
         }));
     }
-    let (conn, renewal) = wiring::connect(
-        &settings,
-        spec.limits.requests_per_minute,
-        started + spec.limits.timeout,
-        o.env,
-        o.state.as_ref(),
-        o.share_gate.then(|| wiring::gate_store(o.state.as_ref())),
-    )?;
-    let origin = wiring::origin(&o.identity, conn.account_id.clone());
+    let conn = wiring::connect(settings.cloud(), started + spec.limits.timeout, &*store)?;
+    let origin = wiring::origin(&settings.host_name, &o.identity, conn.account_id.clone());
     let conn = Arc::new(conn);
     let table = TableStyle {
         unicode: o.output.as_ref().is_none_or(|p| p.as_os_str() == "-")
-            && TableStyle::detect(std::io::stdout().is_terminal(), &env::process, o.ascii),
+            && settings.utf8_terminal
+            && !o.ascii,
         name_query: true,
     };
     let destination = period::destination(
@@ -294,12 +271,11 @@ pub fn run_spec(spec: Spec, settings: Settings, o: RunOptions) -> Result<Outcome
         settings,
         conn,
         sink: Sink::new(o.output),
-        resource,
-        temporality: otlp::temporality(&env::process),
+        resource: output.resource,
+        temporality: output.temporality,
         origin,
-        state: o.state,
+        store,
         calls_before: Mutex::new(CallCounts::default()),
-        renewal: Mutex::new(renewal),
         published: server.as_ref().map(|_| Arc::new(Published::default())),
         health: Mutex::new(Health::default()),
     };
@@ -421,10 +397,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         &period.checkpoints,
         affordable,
     )?;
-    let cache = ctx
-        .state
-        .as_ref()
-        .map(|s| wiring::discovery_cache(s, &ctx.conn));
+    let cache = wiring::discovery_cache(&ctx.store, &ctx.conn);
     let setup = setup(
         &ctx.conn,
         &ctx.spec,
@@ -509,7 +482,7 @@ fn settle(
     ctx: &Context,
     collection: &mut Collection,
     period: &mut period::Period,
-) -> (Totals, Option<PreparedCheckpoints>) {
+) -> (Totals, Option<Box<dyn PreparedCommit>>) {
     let totals = collection.accumulate(&period.stored);
     match period.prepare(ctx, &collection.advance, &totals) {
         Ok(prepared) => (totals, prepared),

@@ -3,20 +3,16 @@
 //! goes out and put in place after it was delivered; and the reasons the period series are
 //! held back, each said once with how to resolve it.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::Instant;
 
 use super::{signals, Context};
-use crate::deliver::otlp;
 use crate::domain::RangeExpr;
-use crate::env::Lookup;
 use crate::log;
 use crate::spec::{Format, Spec};
-use crate::state::checkpoints::{
-    CheckpointFile, Destination, PreparedCheckpoints, OLD_FILE, STDOUT,
-};
-use crate::state::{StateDir, StateFileError};
+use crate::state::checkpoints::{CheckpointFile, Destination, OLD_FILE, STDOUT};
+use crate::state::store::{file_in, CheckpointStore, PreparedCommit};
+use crate::state::StateFileError;
 use crate::time::period::{Checkpoints, Totals};
 
 /// What a run writes to, as the checkpoints know it.
@@ -70,20 +66,17 @@ fn absolute(p: &Path) -> String {
     .to_string()
 }
 
-/// The destination `plan` reads the checkpoints of: the spec's own output, to stdout.
-pub fn spec_destination(spec: &Spec, env: Lookup<'_>) -> Result<Destination, otlp::ConfigError> {
-    let url = match spec.output.format {
-        Format::Otlp => Some(otlp::endpoint(&spec.output.otlp, env)?.1),
-        _ => None,
-    };
-    Ok(destination(
+/// The destination `plan` reads the checkpoints of: the spec's own output, to stdout (format
+/// otlp: to `otlp_url`).
+pub fn spec_destination(spec: &Spec, otlp_url: Option<&str>) -> Destination {
+    destination(
         Output::Run {
             format: spec.output.format,
             path: None,
-            url: url.as_deref(),
+            url: otlp_url,
         },
         spec.output.destination.as_deref(),
-    ))
+    )
 }
 
 pub fn has_period(spec: &Spec) -> bool {
@@ -153,12 +146,8 @@ pub enum Held {
 
 impl Held {
     /// The `E!` line: what is held back, why, and exactly how to go on.
-    pub fn message(&self, state: &StateDir, d: &Destination) -> String {
-        let flag = format!(
-            "--destination {} --state-dir {}",
-            d.id,
-            state.path().display()
-        );
+    pub fn message(&self, state: &dyn CheckpointStore, d: &Destination) -> String {
+        let flag = format!("--destination {} --state-dir {}", d.id, state.location());
         match self {
             Held::Unreadable(e) => format!(
                 "{e}: the period series emit nothing rather than send delivered buckets again; fix or replace the file, or start this destination over with `maas-usage state reset {flag}` (which sends its whole backfill again)"
@@ -169,7 +158,7 @@ impl Held {
             ),
             Held::Old => format!(
                 "{} holds period checkpoints from an earlier version, which did not record the output they were for, and this destination ({}) has not taken them over: its period series emit nothing rather than send a bucket twice or skip one. If that version sent its buckets here, `maas-usage state adopt {flag}` goes on from them; to start from the backfill instead (sending those buckets again), `maas-usage state reset {flag}`",
-                state.path().join(OLD_FILE).display(),
+                file_in(&state.location(), OLD_FILE),
                 d.describe
             ),
         }
@@ -179,13 +168,17 @@ impl Held {
 /// The destination's checkpoint file as a run may use it: its own, and `checkpoints.json` of
 /// an earlier version only once adopted or reset, unless it holds none of this spec's series
 /// that the destination lacks.
-fn usable(state: &StateDir, d: &Destination, ours: &Ours<'_>) -> Result<CheckpointFile, Held> {
-    let own = state.checkpoints_of(&d.id).map_err(Held::Unreadable)?;
+fn usable(
+    state: &dyn CheckpointStore,
+    d: &Destination,
+    ours: &Ours<'_>,
+) -> Result<CheckpointFile, Held> {
+    let own = state.read(&d.id).map_err(Held::Unreadable)?;
     let own = own.unwrap_or_default();
     if own.old_file_settled {
         return Ok(own);
     }
-    match state.old_checkpoints() {
+    match state.read_old() {
         Err(e) => Err(Held::OldUnreadable(e)),
         Ok(Some(old))
             if old.series.keys().any(|id| {
@@ -200,7 +193,12 @@ fn usable(state: &StateDir, d: &Destination, ours: &Ours<'_>) -> Result<Checkpoi
 
 /// The checkpoints `plan` plans with: the destination's as a run would read them, or none
 /// (with a warning saying why a run would hold them back).
-pub fn planned(state: &StateDir, spec: &Spec, d: &Destination, region: &str) -> Checkpoints {
+pub fn planned(
+    state: &dyn CheckpointStore,
+    spec: &Spec,
+    d: &Destination,
+    region: &str,
+) -> Checkpoints {
     match usable(state, d, &Ours::new(spec, region)) {
         Ok(file) => file.series,
         Err(held) => {
@@ -213,7 +211,7 @@ pub fn planned(state: &StateDir, spec: &Spec, d: &Destination, region: &str) -> 
 /// The period side of one collection.
 pub struct Period {
     /// The destination's lock, from reading its checkpoints to committing them.
-    _lock: Option<File>,
+    _lock: Option<Box<dyn Send>>,
     /// The period series take part in this collection.
     pub ok: bool,
     /// They were held back for a reason only the operator can resolve (an `E!` line said
@@ -241,13 +239,14 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
     if !has_period(&ctx.spec) {
         return p;
     }
-    let Some(state) = &ctx.state else {
+    let Some(state) = ctx.store.checkpoints() else {
         // Only when the state directory given could not be opened (run_spec refuses a spec
         // with a period query and no state directory at all); the reason was said above.
         log::error(&format!(
             "the state directory {} cannot be used (see above): the period series emit nothing, since their checkpoints could not be recorded and every run would send them again; make it writable by this user",
             ctx.settings
-                .state_dir
+                .state
+                .dir
                 .as_deref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
@@ -281,20 +280,24 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
 /// The destination's period lock, waited for until `wait_until` (half the run at most: the
 /// other series still need their time) or a stop signal: `(None, false)` when it could not be
 /// had (then the period series sit this collection out, and another run emits their buckets).
-fn lock(state: &StateDir, d: &Destination, wait_until: Instant) -> (Option<File>, bool) {
-    match state.period_lock(&d.id, wait_until, &signals::stopping) {
+fn lock(
+    state: &dyn CheckpointStore,
+    d: &Destination,
+    wait_until: Instant,
+) -> (Option<Box<dyn Send>>, bool) {
+    match state.lock(&d.id, wait_until, &signals::stopping) {
         Ok(Some(lock)) => (Some(lock), true),
         Ok(None) => {
             match signals::received() {
                 Some(signal) => log::warn(&format!(
                     "stopped by {signal} while waiting for the period-mode lock of {} in {}: the period series emit nothing this time",
                     d.id,
-                    state.path().display()
+                    state.location()
                 )),
                 None => log::warn(&format!(
                     "another run holds the period-mode lock of {} in {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
                     d.id,
-                    state.path().display()
+                    state.location()
                 )),
             }
             (None, false)
@@ -302,7 +305,7 @@ fn lock(state: &StateDir, d: &Destination, wait_until: Instant) -> (Option<File>
         Err(e) => {
             log::warn(&format!(
                 "cannot take the period-mode lock in {} ({e}): the period series emit nothing this time",
-                state.path().display()
+                state.location()
             ));
             (None, false)
         }
@@ -319,17 +322,17 @@ impl Period {
         ctx: &Context,
         advance: &Checkpoints,
         totals: &Totals,
-    ) -> Result<Option<PreparedCheckpoints>, ()> {
-        let Some(state) = ctx.state.as_ref().filter(|_| !advance.is_empty()) else {
+    ) -> Result<Option<Box<dyn PreparedCommit>>, ()> {
+        let Some(state) = ctx.store.checkpoints().filter(|_| !advance.is_empty()) else {
             return Ok(None);
         };
         let next = self.base.advanced(advance, totals);
-        match state.prepare_checkpoints(&ctx.destination.id, &next) {
+        match state.prepare(&ctx.destination.id, &next) {
             Ok(prepared) => Ok(Some(prepared)),
             Err(e) => {
                 log::error(&format!(
                     "cannot record the period checkpoints in {} ({e}): the period series emit nothing, since every run would send their buckets again; free space in the state directory, or make it writable by this user",
-                    state.path().display()
+                    state.location()
                 ));
                 self.held = true;
                 Err(())

@@ -1,5 +1,9 @@
 //! Pushing OTLP metrics to a collector: configuration by the exporter conventions, OTLP/HTTP
 //! through ureq, OTLP/gRPC through tonic (feature `grpc`), retries per the OTLP specification.
+//!
+//! The configuration functions (`resolve`, `endpoint`, `temporality`) are pure: they read the
+//! `OTEL_*` variables through the [`Lookup`] they are given, and only the commands' settings
+//! (the one resolution step) call them with the process's environment.
 
 #[cfg(feature = "grpc")]
 mod grpc;
@@ -226,10 +230,24 @@ pub fn endpoint(spec: &OtlpSettings, env: Lookup<'_>) -> Result<(Protocol, Strin
 
 /// Spec first, then the signal-specific variable, then the generic one, then the default.
 pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, ConfigError> {
-    let get = |k: &str| env::get(env, k);
-    let pick = |signal: &str, generic: &str| pick(env, signal, generic);
     let (protocol, url) = endpoint(spec, env)?;
+    Ok(ExportConfig {
+        url,
+        protocol,
+        headers: headers(spec, protocol, env)?,
+        timeout: timeout(spec, env),
+        gzip: gzip(spec, env),
+        tls: tls_files(spec, env).load()?,
+    })
+}
 
+/// The headers: the generic variable's, then the signal's, then the spec's (a later one of
+/// the same name wins), each checked that `protocol`'s transport can carry it.
+fn headers(
+    spec: &OtlpSettings,
+    protocol: Protocol,
+    env: Lookup<'_>,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut add = |origin: &str, k: &str, v: &str| {
         let name = k.to_ascii_lowercase();
@@ -246,52 +264,68 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
     ] {
-        for (k, v) in get(var).as_deref().map(parse_kv_list).unwrap_or_default() {
+        let list = env::get(env, var);
+        for (k, v) in list.as_deref().map(parse_kv_list).unwrap_or_default() {
             add(var, &k, &v)?;
         }
     }
     for (k, v) in &spec.headers {
         add("output.otlp.headers", k, v)?;
     }
+    Ok(headers.into_iter().collect())
+}
 
-    let timeout = match spec.timeout {
-        Some(t) => t,
-        None => match pick(
-            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ) {
-            // As the SDKs do: a bad value is a warning, and the default holds. Zero would
-            // end every attempt before it began.
-            Some((name, v)) => env_ms(&v, &name)
-                .and_then(|t| {
-                    if t.is_zero() {
-                        Err(bad(&name, &v, "zero would end every attempt at once"))
-                    } else {
-                        Ok(t)
-                    }
-                })
-                .unwrap_or_else(|e| {
-                    log::warn(&format!("{e}; the default, 10 s, is used"));
-                    DEFAULT_TIMEOUT
-                }),
-            None => DEFAULT_TIMEOUT,
-        },
+/// An export attempt's limit. As the SDKs do: a bad value is a warning, and the default
+/// holds; zero would end every attempt before it began.
+fn timeout(spec: &OtlpSettings, env: Lookup<'_>) -> Duration {
+    if let Some(t) = spec.timeout {
+        return t;
+    }
+    let picked = pick(
+        env,
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    );
+    let Some((name, v)) = picked else {
+        return DEFAULT_TIMEOUT;
     };
-    let gzip = match spec.gzip {
-        Some(g) => g,
-        None => match pick(
-            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        ) {
-            Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => true,
-            Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => false,
-            Some((name, v)) => {
-                ignored(&name, &v, "use gzip or none", "none");
-                false
+    env_ms(&v, &name)
+        .and_then(|t| {
+            if t.is_zero() {
+                Err(bad(&name, &v, "zero would end every attempt at once"))
+            } else {
+                Ok(t)
             }
-            None => false,
-        },
-    };
+        })
+        .unwrap_or_else(|e| {
+            log::warn(&format!("{e}; the default, 10 s, is used"));
+            DEFAULT_TIMEOUT
+        })
+}
+
+/// Whether requests are compressed: `gzip` or `none` (anything else warns, and is none).
+fn gzip(spec: &OtlpSettings, env: Lookup<'_>) -> bool {
+    if let Some(g) = spec.gzip {
+        return g;
+    }
+    match pick(
+        env,
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ) {
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => true,
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => false,
+        Some((name, v)) => {
+            ignored(&name, &v, "use gzip or none", "none");
+            false
+        }
+        None => false,
+    }
+}
+
+/// The collector's CA and this side's certificate and key: each the spec's path, else the
+/// signal's variable, else the generic one, named for the errors by where it was set.
+fn tls_files(spec: &OtlpSettings, env: Lookup<'_>) -> TlsFiles {
     let file = |spec_path: &Option<std::path::PathBuf>, key: &str, var: &str| {
         let (signal, generic) = (
             format!("OTEL_EXPORTER_OTLP_METRICS_{var}"),
@@ -299,12 +333,11 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
         );
         match spec_path {
             Some(p) => Some(tls::named(&format!("output.otlp.{key}"), p)),
-            None => {
-                pick(&signal, &generic).map(|(name, v)| tls::named(&name, std::path::Path::new(&v)))
-            }
+            None => pick(env, &signal, &generic)
+                .map(|(name, v)| tls::named(&name, std::path::Path::new(&v))),
         }
     };
-    let tls = TlsFiles {
+    TlsFiles {
         ca: file(&spec.certificate, "certificate", "CERTIFICATE"),
         client_cert: file(
             &spec.client_certificate,
@@ -313,15 +346,6 @@ pub fn resolve(spec: &OtlpSettings, env: Lookup<'_>) -> Result<ExportConfig, Con
         ),
         client_key: file(&spec.client_key, "client_key", "CLIENT_KEY"),
     }
-    .load()?;
-    Ok(ExportConfig {
-        url,
-        protocol,
-        headers: headers.into_iter().collect(),
-        timeout,
-        gzip,
-        tls,
-    })
 }
 
 /// `base` with the signal's path, `v1/metrics`, appended to its path (query and fragment kept

@@ -1,168 +1,92 @@
-//! Where AK/SK (and a security token) come from, and a type that keeps them out of output.
-//!
-//! Credentials are read from the environment or a credentials file only: never from the spec or
-//! the command line, where they would end up in git, shell history or `ps`.
+//! A credentials file as a provider: AK and SK on two lines, one `AK,SK` line, `KEY=VALUE`
+//! lines, or the console's `credentials.csv` download (one of its forms, decided strictly from
+//! every line). Re-read when it changed (a rotated key), so a long-running process picks up new
+//! keys without a restart.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroize;
 
+use super::{CredentialProvider, Credentials, CredentialsError, Loaded, Secret};
 use crate::files::ReadFileError;
 
-/// A secret string: prints as `***` in `Debug` and `Display`, and its memory is zeroed on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The only way to the value, named so that every use is easy to audit.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// The credentials file given (`--credentials-file` or `cloud.credentials_file`), if any.
+#[derive(Debug)]
+pub struct CredentialsFile {
+    path: Option<PathBuf>,
+    /// The file as it was when its credentials were read.
+    stamp: Option<FileStamp>,
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
+impl CredentialsFile {
+    pub fn new(path: Option<PathBuf>) -> Self {
+        CredentialsFile { path, stamp: None }
     }
 }
 
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    pub ak: Secret,
-    pub sk: Secret,
-    pub token: Option<Secret>,
-    /// Where they came from, for messages ("HW_ACCESS_KEY/HW_SECRET_KEY", "credentials file ...").
-    pub source: String,
-    /// When temporary credentials (an agency's, from the metadata service) stop working.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The metadata service (its URL, redacted) whose agency these temporary credentials are:
-    /// the API counts the agency, whatever temporary AK it hands out (see `auth::principal_id`).
-    pub agency: Option<String>,
-}
-
-impl Credentials {
-    /// Replaces every occurrence of the AK, SK or token in `text` with `***`. Applied to anything
-    /// that came back from the server, because the gateway echoes the canonical request (with
-    /// the token, a signed header) in its 401 answers.
-    pub fn redact(&self, text: &str) -> String {
-        let mut secrets: Vec<&str> = vec![self.ak.expose(), self.sk.expose()];
-        if let Some(t) = &self.token {
-            secrets.push(t.expose());
-        }
-        crate::text::redact(text, &secrets)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
-    #[error("no credentials: set HW_ACCESS_KEY and HW_SECRET_KEY (or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK), or use a credentials file (--credentials-file or cloud.credentials_file)")]
-    Missing,
-    /// Every source of the chain was tried; `tried` says what each one gave.
-    #[error("no credentials found; tried {}. Set HW_ACCESS_KEY and HW_SECRET_KEY, use a credentials file (--credentials-file or cloud.credentials_file), or run on an ECS/CCE node whose agency grants modelarts:monitoring:get", tried.join("; "))]
-    NoneFound { tried: Vec<String> },
-    #[error("{set} is set but {unset} is not: set both (or neither)")]
-    HalfSet {
-        set: &'static str,
-        unset: &'static str,
-    },
-    #[error("cannot read credentials file {} (--credentials-file or cloud.credentials_file): {reason}", path.display())]
-    Unreadable { path: PathBuf, reason: String },
-    /// `line` 0: the file as a whole (a key is missing).
-    #[error("credentials file {}: {reason}", located(path, *line))]
-    Malformed {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
-}
-
-fn located(path: &Path, line: usize) -> String {
-    if line == 0 {
-        path.display().to_string()
-    } else {
-        format!("{}:{line}", path.display())
-    }
-}
-
-/// The environment pairs, in order of precedence.
-const ENV_SETS: [(&str, &str, &str); 2] = [
-    ("HW_ACCESS_KEY", "HW_SECRET_KEY", "HW_SECURITY_TOKEN"),
-    (
-        "HUAWEICLOUD_SDK_AK",
-        "HUAWEICLOUD_SDK_SK",
-        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-    ),
-];
-
-/// Loads credentials: the first complete environment pair wins, then the file.
-/// Returns warnings (such as a file readable by others) for the caller to log.
-pub fn load(
-    env: &dyn Fn(&str) -> Option<String>,
-    file: Option<&Path>,
-) -> Result<(Credentials, Vec<String>), CredentialsError> {
-    let get = |k: &str| {
-        env(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    for (ak_var, sk_var, token_var) in ENV_SETS {
-        match (get(ak_var), get(sk_var)) {
-            (Some(ak), Some(sk)) => {
-                let creds = Credentials {
-                    ak: Secret::new(ak),
-                    sk: Secret::new(sk),
-                    token: get(token_var).map(Secret::new),
-                    source: format!("{ak_var}/{sk_var}"),
-                    expires_at: None,
-                    agency: None,
-                };
-                // A file given explicitly but not used is worth saying: rotating it would
-                // change nothing.
-                let warnings = file
-                    .map(|p| {
-                        vec![format!(
-                            "{ak_var}/{sk_var} in the environment win over the credentials file {}, which is not read; unset them to use the file",
-                            p.display()
-                        )]
-                    })
-                    .unwrap_or_default();
-                return Ok((creds, warnings));
-            }
-            (Some(_), None) => {
-                return Err(CredentialsError::HalfSet {
-                    set: ak_var,
-                    unset: sk_var,
-                })
-            }
-            (None, Some(_)) => {
-                return Err(CredentialsError::HalfSet {
-                    set: sk_var,
-                    unset: ak_var,
-                })
-            }
-            (None, None) => {}
+impl CredentialProvider for CredentialsFile {
+    fn name(&self) -> String {
+        match &self.path {
+            Some(p) => format!("the credentials file {}", p.display()),
+            None => "a credentials file".into(),
         }
     }
-    match file {
-        Some(path) => load_file(path),
-        None => Err(CredentialsError::Missing),
+
+    fn load(&mut self) -> Result<Loaded, CredentialsError> {
+        let Some(path) = &self.path else {
+            return Ok(Loaded::Absent("a credentials file (none given)".into()));
+        };
+        let (credentials, warnings) = load_file(path)?;
+        self.stamp = stamp_of(path);
+        Ok(Loaded::Found {
+            credentials,
+            warnings,
+        })
     }
+
+    /// The file's credentials again when it changed (modification time, size or inode) since
+    /// the last look.
+    fn renew(&mut self) -> Result<Option<Credentials>, CredentialsError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let now = stamp_of(path);
+        if now == self.stamp {
+            return Ok(None);
+        }
+        self.stamp = now;
+        // Its warnings were said when it was first read.
+        Ok(Some(load_file(path)?.0))
+    }
+
+    fn shadowed(&self, winner: &str) -> Option<String> {
+        self.path.as_ref().map(|p| {
+            format!(
+                "{winner} in the environment win over the credentials file {}, which is not read; unset them to use the file",
+                p.display()
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(FileStamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode,
+    })
 }
 
 /// Cap on a credentials file: a real one is a few hundred bytes.
@@ -447,114 +371,9 @@ fn parse_csv(
     }
 }
 
-/// A credentials file watched for rotation: re-read when it changed (modification time, size
-/// or inode), so a long-running process (execd) picks up new keys without a restart.
-#[derive(Debug)]
-pub struct FileWatch {
-    path: PathBuf,
-    stamp: Option<FileStamp>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<std::time::SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp_of(path: &Path) -> Option<FileStamp> {
-    let m = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&m);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some(FileStamp {
-        modified: m.modified().ok(),
-        len: m.len(),
-        inode,
-    })
-}
-
-impl FileWatch {
-    /// Watches `path` as it is now (the credentials in use were read from it).
-    pub fn new(path: &Path) -> Self {
-        FileWatch {
-            path: path.to_path_buf(),
-            stamp: stamp_of(path),
-        }
-    }
-
-    /// The credentials to use from now on when the file changed since the last look, `None`
-    /// when it did not (or the environment's credentials win over it anyway).
-    pub fn reload_if_changed(
-        &mut self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Credentials>, CredentialsError> {
-        let now = stamp_of(&self.path);
-        if now == self.stamp {
-            return Ok(None);
-        }
-        self.stamp = now;
-        let (creds, _already_warned) = load(env, Some(&self.path))?;
-        Ok(creds
-            .source
-            .starts_with("credentials file")
-            .then_some(creds))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::env_of;
-
-    #[test]
-    fn secret_never_prints() {
-        let s = Secret::new("canary-sk");
-        assert_eq!(format!("{s} {s:?}"), "*** ***");
-        let c = Credentials {
-            ak: Secret::new("AKX"),
-            sk: s,
-            token: None,
-            source: "x".into(),
-            expires_at: None,
-            agency: None,
-        };
-        assert!(!format!("{c:?}").contains("canary"));
-    }
-
-    #[test]
-    fn hw_variables_win_over_sdk_ones() {
-        let env = env_of(&[
-            ("HW_ACCESS_KEY", "ak1"),
-            ("HW_SECRET_KEY", "sk1"),
-            ("HUAWEICLOUD_SDK_AK", "ak2"),
-            ("HUAWEICLOUD_SDK_SK", "sk2"),
-        ]);
-        let (c, _) = load(&env, None).unwrap();
-        assert_eq!(c.ak.expose(), "ak1");
-        let env = env_of(&[
-            ("HUAWEICLOUD_SDK_AK", "ak2"),
-            ("HUAWEICLOUD_SDK_SK", "sk2"),
-            ("HUAWEICLOUD_SDK_SECURITY_TOKEN", "t"),
-        ]);
-        let (c, _) = load(&env, None).unwrap();
-        assert_eq!(c.sk.expose(), "sk2");
-        assert_eq!(c.token.as_ref().map(Secret::expose), Some("t"));
-    }
-
-    #[test]
-    fn half_set_pair_names_both_variables() {
-        let e = load(&env_of(&[("HW_ACCESS_KEY", "ak")]), None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("HW_ACCESS_KEY is set but HW_SECRET_KEY is not"),
-            "{e}"
-        );
-        let e = load(&env_of(&[]), None).unwrap_err();
-        assert!(matches!(e, CredentialsError::Missing));
-    }
 
     #[test]
     fn the_consoles_credentials_csv() {
@@ -578,19 +397,6 @@ mod tests {
             assert!(msg.contains(&format!(":{line}:")), "{msg}");
             assert!(!msg.contains("secretvalue") && !msg.contains("AK1"), "{msg}");
         }
-    }
-
-    #[test]
-    fn an_unused_credentials_file_is_worth_a_warning() {
-        let env = env_of(&[("HW_ACCESS_KEY", "ak"), ("HW_SECRET_KEY", "sk")]);
-        let (_, w) = load(&env, Some(Path::new("/etc/maas-usage/aksk"))).unwrap();
-        assert_eq!(w.len(), 1);
-        assert!(
-            w[0].contains("win over the credentials file /etc/maas-usage/aksk"),
-            "{w:?}"
-        );
-        let (_, w) = load(&env, None).unwrap();
-        assert!(w.is_empty());
     }
 
     #[test]
@@ -668,16 +474,28 @@ mod tests {
     }
 
     #[test]
-    fn redact_replaces_every_secret() {
-        let c = Credentials {
-            ak: Secret::new("AKCANARY"),
-            sk: Secret::new("SKCANARY"),
-            token: Some(Secret::new("TOKENCANARY")),
-            source: "x".into(),
-            expires_at: None,
-            agency: None,
+    fn a_rotated_file_is_read_again_and_an_unchanged_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aksk");
+        std::fs::write(&path, "AK1\nSK1\n").unwrap();
+        let mut file = CredentialsFile::new(Some(path.clone()));
+        let Loaded::Found { credentials, .. } = file.load().unwrap() else {
+            panic!("no credentials");
         };
-        let r = c.redact("Access=AKCANARY x-security-token:TOKENCANARY|SKCANARY");
-        assert_eq!(r, "Access=*** x-security-token:***|***");
+        assert_eq!(credentials.ak.expose(), "AK1");
+        assert_eq!(
+            credentials.source,
+            format!("credentials file {}", path.display())
+        );
+        assert!(file.renew().unwrap().is_none(), "unchanged");
+        std::fs::write(&path, "AK2,SK2-rotated\n").unwrap();
+        let renewed = file.renew().unwrap().expect("read again");
+        assert_eq!(renewed.ak.expose(), "AK2");
+        assert!(file.renew().unwrap().is_none(), "once per change");
+        let mut none = CredentialsFile::new(None);
+        assert!(
+            matches!(none.load().unwrap(), Loaded::Absent(line) if line == "a credentials file (none given)")
+        );
+        assert!(none.renew().unwrap().is_none() && none.shadowed("X/Y").is_none());
     }
 }
