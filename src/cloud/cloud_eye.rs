@@ -2,32 +2,70 @@
 //! dimension pairs exist), batch-query-metric-data (their datapoints) and the names of ids,
 //! signed and retried like every other call, within Cloud Eye's own request budget.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 
 use super::client::{Call, Client};
-use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
-use crate::domain::cloud_eye::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
+use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, Instance, InstancePage};
+use crate::domain::cloud_eye::{MetricPage, DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
 use crate::text::percent_encode;
 
-/// A batch answer may be large (500 metric objects by hundreds of periods).
+/// The most a Cloud Eye answer may weigh: a batch answer holds at most 3,000 datapoints, a
+/// ListMetrics page 1,000 entries, far under this.
 pub const MAX_CES_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Instances per page of the monitor's API.
 pub const INSTANCES_LIMIT: usize = 100;
 
-/// `[{"name":..,"value":..}]` -> the series' dimensions; `None` for a series of other
+/// A field read as `T` when it is one, and as nothing usable otherwise (a dimension that is
+/// not text, a value that is not a number), so one odd field never fails a whole answer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Loose<T> {
+    Is(T),
+    Other(IgnoredAny),
+}
+
+impl<T> Loose<T> {
+    fn get(self) -> Option<T> {
+        match self {
+            Loose::Is(t) => Some(t),
+            Loose::Other(_) => None,
+        }
+    }
+}
+
+/// `Option<Loose<T>>` as a `T`, if it is one.
+fn loose<T>(v: Option<Loose<T>>) -> Option<T> {
+    v.and_then(Loose::get)
+}
+
+/// `body` read into `T`: text that is not JSON is said as such, JSON of another shape as that.
+fn parse<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, DecodeError> {
+    serde_json::from_str(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => DecodeError::Shape(e.to_string()),
+        _ => DecodeError::NotJson(e.to_string()),
+    })
+}
+
+#[derive(Deserialize)]
+struct WireDim {
+    name: Option<Loose<String>>,
+    value: Option<Loose<String>>,
+}
+
+/// The dimensions of a series as the API writes them; `None` for a series of other
 /// dimensions (not a model or key of SYS.MaaS).
-fn dims_of(v: &Value) -> Option<Dims> {
+fn dims_of(dims: Option<Loose<Vec<WireDim>>>) -> Option<Dims> {
     let mut model = None;
     let mut key = None;
-    for d in v.as_array()? {
-        let name = d.get("name")?.as_str()?;
-        let value = d.get("value")?.as_str()?.to_string();
-        match name {
+    for d in loose(dims)? {
+        let (name, value) = (loose(d.name)?, loose(d.value)?);
+        match name.as_str() {
             DIM_MODEL => model = Some(value),
             DIM_KEY => key = Some(value),
             _ => return None,
@@ -39,107 +77,175 @@ fn dims_of(v: &Value) -> Option<Dims> {
     })
 }
 
-fn json(body: &str) -> Result<Value, DecodeError> {
-    serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))
+#[derive(Deserialize)]
+struct WireEntry {
+    metric_name: Option<Loose<String>>,
+    dimensions: Option<Loose<Vec<WireDim>>>,
+}
+
+#[derive(Deserialize)]
+struct WireMeta {
+    marker: Option<Loose<String>>,
+    total: Option<Loose<u64>>,
+}
+
+#[derive(Deserialize)]
+struct WirePage {
+    metrics: Option<Vec<WireEntry>>,
+    meta_data: Option<Loose<WireMeta>>,
 }
 
 /// A ListMetrics answer.
 pub fn parse_metric_page(body: &str) -> Result<MetricPage, DecodeError> {
-    let v = json(body)?;
-    let metrics = v
-        .get("metrics")
-        .and_then(Value::as_array)
+    let page: WirePage = parse(body)?;
+    let metrics = page
+        .metrics
         .ok_or_else(|| DecodeError::Shape("no `metrics` list".into()))?;
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(metrics.len());
     for m in metrics {
-        let name = m
-            .get("metric_name")
-            .and_then(Value::as_str)
+        let name = loose(m.metric_name)
             .ok_or_else(|| DecodeError::Shape("a metric without `metric_name`".into()))?;
-        if let Some(d) = m.get("dimensions").and_then(dims_of) {
-            entries.push((name.to_string(), d));
+        if let Some(d) = dims_of(m.dimensions) {
+            entries.push((name, d));
         }
     }
-    let meta = v.get("meta_data");
-    let marker = meta
-        .and_then(|m| m.get("marker"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let total = meta
-        .and_then(|m| m.get("total"))
-        .and_then(Value::as_u64)
-        .map(|t| t as usize);
+    let meta = loose(page.meta_data);
+    let (marker, total) = match meta {
+        Some(m) => (loose(m.marker), loose(m.total)),
+        None => (None, None),
+    };
     Ok(MetricPage {
         entries,
-        marker,
-        total,
-        ..MetricPage::default()
+        marker: marker.unwrap_or_default(),
+        total: total.map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
+        endpoint: String::new(),
+        request_id: None,
     })
 }
 
-/// A batch-query-metric-data answer: each metric object's datapoints, the value under the
-/// request's filter.
+/// A datapoint of a batch answer: its timestamp, and the value of every filter it may carry
+/// (absent or `null`: nothing to say; not a number: `NaN`, which the collection refuses).
+#[derive(Deserialize)]
+struct WirePoint {
+    timestamp: Option<Loose<i64>>,
+    sum: Option<Loose<f64>>,
+    max: Option<Loose<f64>>,
+    average: Option<Loose<f64>>,
+    min: Option<Loose<f64>>,
+    variance: Option<Loose<f64>>,
+}
+
+impl WirePoint {
+    fn value(&mut self, filter: &str) -> Option<f64> {
+        let v = match filter {
+            "sum" => self.sum.take(),
+            "max" => self.max.take(),
+            "average" => self.average.take(),
+            "min" => self.min.take(),
+            _ => self.variance.take(),
+        };
+        v.map(|v| v.get().unwrap_or(f64::NAN))
+    }
+}
+
+#[derive(Deserialize)]
+struct WireMetric {
+    metric_name: Option<Loose<String>>,
+    dimensions: Option<Loose<Vec<WireDim>>>,
+    datapoints: Option<Vec<WirePoint>>,
+}
+
+#[derive(Deserialize)]
+struct WireBatch {
+    metrics: Option<Vec<WireMetric>>,
+}
+
+/// A batch-query-metric-data answer, read straight into typed values (no JSON tree): each
+/// metric object's datapoints, the value under the request's filter.
 pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError> {
-    let v = json(body)?;
-    let metrics = v
-        .get("metrics")
-        .and_then(Value::as_array)
+    let wire: WireBatch = parse(body)?;
+    let metrics = wire
+        .metrics
         .ok_or_else(|| DecodeError::Shape("no `metrics` list".into()))?;
     let mut out = BatchAnswer::default();
+    out.series.reserve(metrics.len());
     for m in metrics {
-        let name = m
-            .get("metric_name")
-            .and_then(Value::as_str)
+        let name = loose(m.metric_name)
             .ok_or_else(|| DecodeError::Shape("a metric without `metric_name`".into()))?;
-        let Some(dims) = m.get("dimensions").and_then(dims_of) else {
+        let Some(dims) = dims_of(m.dimensions) else {
             continue;
         };
-        let mut points = Vec::new();
-        for p in m
-            .get("datapoints")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let ts = p.get("timestamp").and_then(Value::as_i64).ok_or_else(|| {
+        let wire_points = m.datapoints.unwrap_or_default();
+        let mut points = Vec::with_capacity(wire_points.len());
+        for mut p in wire_points {
+            let ts = loose(p.timestamp.take()).ok_or_else(|| {
                 DecodeError::Shape(format!("{name}: a datapoint without a timestamp"))
             })?;
             // A datapoint without the filter's value has nothing to say; one whose value is not
             // a number says something wrong, which the collection judges (NaN).
-            let value = match p.get(filter) {
-                None | Some(Value::Null) => continue,
-                Some(v) => v.as_f64().unwrap_or(f64::NAN),
-            };
-            points.push((ts, value));
+            if let Some(v) = p.value(filter) {
+                points.push((ts, v));
+            }
         }
-        out.series.push(((name.to_string(), dims), points));
+        out.series.push(((name, dims), points));
     }
     Ok(out)
 }
 
-/// One page of the monitor's instances: names by id, and how many instances it held.
-pub fn parse_instances(body: &str, into: &mut Names) -> Result<usize, DecodeError> {
-    let v = json(body)?;
-    let list = v
-        .get("instances")
-        .and_then(Value::as_array)
-        .ok_or_else(|| DecodeError::Shape("no `instances` list".into()))?;
-    let pair = |o: Option<&Value>| -> Option<(String, String)> {
-        let o = o?;
-        let id = o.get("id")?.as_str()?.to_string();
-        let name = o.get("name")?.as_str()?.trim().to_string();
-        (!name.is_empty()).then_some((id, name))
-    };
-    for i in list {
-        if let Some((id, name)) = pair(i.get(DIM_MODEL)) {
-            into.models.insert(id, name);
-        }
-        if let Some((id, name)) = pair(i.get(DIM_KEY)) {
-            into.keys.insert(id, name);
-        }
+#[derive(Deserialize)]
+struct WireNamed {
+    id: Option<Loose<String>>,
+    name: Option<Loose<String>>,
+}
+
+impl WireNamed {
+    /// The id and its name (trimmed; empty when there is none).
+    fn pair(self) -> Option<(String, String)> {
+        let id = loose(self.id)?;
+        let name = loose(self.name).unwrap_or_default().trim().to_string();
+        Some((id, name))
     }
-    Ok(list.len())
+}
+
+#[derive(Deserialize)]
+struct WireInstance {
+    maas_api_id: Option<Loose<WireNamed>>,
+    maas_key_id: Option<Loose<WireNamed>>,
+}
+
+#[derive(Deserialize)]
+struct WireInstances {
+    instances: Option<Vec<Loose<WireInstance>>>,
+    total: Option<Loose<u64>>,
+}
+
+/// One page of the monitor's instances: each model (or key under a model) with its names.
+pub fn parse_instances(body: &str) -> Result<InstancePage, DecodeError> {
+    let wire: WireInstances = parse(body)?;
+    let list = wire
+        .instances
+        .ok_or_else(|| DecodeError::Shape("no `instances` list".into()))?;
+    let mut page = InstancePage {
+        instances: Vec::with_capacity(list.len()),
+        listed: list.len(),
+        total: loose(wire.total).map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
+    };
+    for i in list.into_iter().filter_map(Loose::get) {
+        let Some((model_id, model_name)) = loose(i.maas_api_id).and_then(WireNamed::pair) else {
+            continue;
+        };
+        let key = loose(i.maas_key_id).and_then(WireNamed::pair);
+        let (key_id, key_name) = match key {
+            Some((id, name)) => (Some(id), name),
+            None => (None, String::new()),
+        };
+        page.instances.push(Instance {
+            dims: Dims { model_id, key_id },
+            model_name,
+            key_name,
+        });
+    }
+    Ok(page)
 }
 
 impl Client {
@@ -149,6 +255,12 @@ impl Client {
         call.api = Api::CloudEye;
         call.forbidden_is_permission = true;
         call
+    }
+
+    /// Cloud Eye calls its budget still allows within `within` (a run plans its batches
+    /// against it before the first one).
+    pub fn available_ces_calls(&self, within: Duration) -> usize {
+        self.ces_budget.available(within)
     }
 
     /// One ListMetrics page of `SYS.MaaS` for `metric` after `marker`.
@@ -199,20 +311,26 @@ impl Client {
         Ok(answer)
     }
 
-    /// One page of the MaaS monitor's instances (names of ids), from `start`; how many it held.
+    /// One page of the MaaS monitor's instances from `start`: the models, or with `keys` the API
+    /// keys under them, and their names.
     pub fn monitor_instances(
         &self,
         project_id: &str,
         start: usize,
-        into: &mut Names,
+        keys: bool,
         deadline: Instant,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<InstancePage, ApiError> {
         let path = format!("/v1/{}/maas/monitor/instances", percent_encode(project_id));
+        let query = if keys {
+            serde_json::json!([{"dim_name": DIM_MODEL}, {"dim_name": DIM_KEY}])
+        } else {
+            serde_json::json!([{"dim_name": DIM_MODEL}])
+        };
         let body = serde_json::json!({
             "namespace": NAMESPACE,
             "start": start,
             "limit": INSTANCES_LIMIT,
-            "query": [{"dim_name": DIM_MODEL}, {"dim_name": DIM_KEY}],
+            "query": query,
         })
         .to_string();
         let ep = &self.opts.monitor;
@@ -220,7 +338,7 @@ impl Client {
         // Names are best effort: a 403 there is that API's permission, not the key's.
         call.forbidden_is_permission = true;
         let a = self.call(&call, deadline)?;
-        parse_instances(&a.body, into).map_err(|e| self.decode_failure(ep, e, a.request_id))
+        parse_instances(&a.body).map_err(|e| self.decode_failure(ep, e, a.request_id))
     }
 }
 
@@ -256,11 +374,42 @@ mod tests {
 
     #[test]
     fn instances_name_models_and_keys() {
-        let mut n = Names::default();
-        let body = r#"{"instances":[{"maas_api_id":{"id":"m1","name":"DeepSeek-V3"},"maas_key_id":{"id":"k1","name":"team-a"}},{"maas_api_id":{"id":"m2","name":" "}}],"total":2}"#;
-        assert_eq!(parse_instances(body, &mut n).unwrap(), 2);
-        assert_eq!(n.models.get("m1").map(String::as_str), Some("DeepSeek-V3"));
-        assert_eq!(n.keys.get("k1").map(String::as_str), Some("team-a"));
-        assert!(!n.models.contains_key("m2"), "a blank name is no name");
+        let body = r#"{"instances":[{"maas_api_id":{"id":"m1","name":"DeepSeek-V3"},"maas_key_id":{"id":"k1","name":"team-a"}},{"maas_api_id":{"id":"m2","name":" "}},{"other":1},7],"total":4}"#;
+        let p = parse_instances(body).unwrap();
+        assert_eq!((p.listed, p.total), (4, Some(4)));
+        assert_eq!(p.instances.len(), 2, "{:?}", p.instances);
+        assert_eq!(p.instances[0].model_name, "DeepSeek-V3");
+        assert_eq!(p.instances[0].dims.key_id.as_deref(), Some("k1"));
+        assert_eq!(p.instances[0].key_name, "team-a");
+        assert_eq!(p.instances[1].model_name, "", "a blank name is no name");
+        assert!(parse_instances(r#"{"total":1}"#).is_err());
+    }
+
+    #[test]
+    fn odd_fields_are_nothing_usable_and_wrong_shapes_are_said_as_such() {
+        // A value that is not a number is NaN (refused later); a null or absent one is nothing.
+        let body = r#"{"metrics":[{"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":"m1"}],
+            "datapoints":[{"timestamp":1,"sum":"NaN"},{"timestamp":2,"sum":null},{"timestamp":3}]},
+            {"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":7}],"datapoints":[]}]}"#;
+        let a = parse_batch(body, "sum").unwrap();
+        assert_eq!(
+            a.series.len(),
+            1,
+            "a dimension that is not text is not ours"
+        );
+        assert_eq!(a.series[0].1.len(), 1);
+        assert!(a.series[0].1[0].1.is_nan());
+        assert!(matches!(
+            parse_batch("[]", "sum"),
+            Err(DecodeError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_batch("{", "sum"),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_batch(r#"{"metrics":{}}"#, "sum"),
+            Err(DecodeError::Shape(_))
+        ));
     }
 }

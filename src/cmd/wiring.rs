@@ -12,7 +12,9 @@ use crate::cloud::auth::principal_id;
 use crate::cloud::client::CallCounts;
 use crate::cloud::{CloudSettings, Connection, Shared};
 use crate::collect::{CloudEyeApi, Collection, DiscoveryCache, RunStats, StatisticsApi};
-use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Discovered, MetricPage, Names};
+use crate::domain::cloud_eye::{
+    BatchAnswer, BatchRequest, Dims, Discovered, InstancePage, MetricPage,
+};
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::log;
@@ -42,11 +44,14 @@ impl CloudEyeApi for Connection {
     fn instances(
         &self,
         start: usize,
-        into: &mut Names,
+        keys: bool,
         deadline: Instant,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<InstancePage, ApiError> {
         self.client
-            .monitor_instances(&self.project_id, start, into, deadline)
+            .monitor_instances(&self.project_id, start, keys, deadline)
+    }
+    fn affordable(&self, within: Duration) -> usize {
+        self.client.available_ces_calls(within)
     }
 }
 
@@ -72,6 +77,17 @@ impl DiscoveryCache for Discoveries {
     fn store(&self, found: &Discovered) {
         if let Some(d) = self.store.discovery() {
             d.store_discovery(&self.key, found)
+        }
+    }
+    fn owed(&self, query: &str) -> Vec<Dims> {
+        self.store
+            .discovery()
+            .map(|d| d.owed(&format!("{}/{query}", self.key)))
+            .unwrap_or_default()
+    }
+    fn store_owed(&self, query: &str, owed: &[Dims]) {
+        if let Some(d) = self.store.discovery() {
+            d.store_owed(&format!("{}/{query}", self.key), owed)
         }
     }
 }

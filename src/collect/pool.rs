@@ -19,26 +19,59 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// What a pool of calls came back with: each job's result (`None`: not back by the deadline or
-/// the stop signal), and whether (and by which signal) it was cut short.
-pub struct Pooled<R> {
+/// What a pool of calls came back with: which jobs answered (the others were not back by the
+/// deadline or the stop signal), and whether (and by which signal) it was cut short.
+pub struct Pooled {
+    pub answered: Vec<bool>,
+    pub cut_short: bool,
+    pub stopped_by: Option<&'static str>,
+}
+
+/// Every job's result (`None`: not back by the deadline or the stop signal), and how the pool
+/// ended: for sources whose answers are small.
+pub struct Collected<R> {
     pub results: Vec<Option<Result<R, ApiError>>>,
     pub cut_short: bool,
     pub stopped_by: Option<&'static str>,
+}
+
+/// [`pool`], keeping every result.
+pub fn pool_all<J, R>(
+    jobs: Arc<Vec<J>>,
+    call: PoolCall<J, R>,
+    concurrency: usize,
+    deadline: Instant,
+    stop: StopCheck<'_>,
+) -> Collected<R>
+where
+    J: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let mut results: Vec<Option<Result<R, ApiError>>> = (0..jobs.len()).map(|_| None).collect();
+    let p = pool(jobs, call, concurrency, deadline, stop, &mut |i, r| {
+        results[i] = Some(r)
+    });
+    Collected {
+        results,
+        cut_short: p.cut_short,
+        stopped_by: p.stopped_by,
+    }
 }
 
 /// One call of the pool: a job, and the run's deadline.
 pub type PoolCall<J, R> = Arc<dyn Fn(&J, Instant) -> Result<R, ApiError> + Send + Sync>;
 
 /// Runs `call` on every job on `concurrency` worker threads until the deadline or a stop
-/// signal, with whatever has arrived by then.
+/// signal, handing each result to `arrived` as it comes (on this thread), so nothing is kept
+/// longer than it takes to fold it.
 pub fn pool<J, R>(
     jobs: Arc<Vec<J>>,
     call: PoolCall<J, R>,
     concurrency: usize,
     deadline: Instant,
     stop: StopCheck<'_>,
-) -> Pooled<R>
+    arrived: &mut dyn FnMut(usize, Result<R, ApiError>),
+) -> Pooled
 where
     J: Send + Sync + 'static,
     R: Send + 'static,
@@ -70,7 +103,7 @@ where
     }
     drop(tx);
 
-    let mut results: Vec<Option<Result<R, ApiError>>> = (0..n).map(|_| None).collect();
+    let mut answered = vec![false; n];
     let mut received = 0;
     let mut stopped_by = None;
     while received < n {
@@ -85,15 +118,16 @@ where
         // Short waits so a stop signal is noticed within a fraction of a second.
         match rx.recv_timeout((deadline - now).min(Duration::from_millis(50))) {
             Ok((i, r)) => {
-                results[i] = Some(r);
+                answered[i] = true;
                 received += 1;
+                arrived(i, r);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     Pooled {
-        results,
+        answered,
         cut_short: received < n,
         stopped_by,
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::pool::{pool, Pooled};
+use super::pool::{pool_all, Collected};
 use super::{Collection, Failure, Run, Source, SourceId};
 use crate::domain::{ApiError, SeriesKey, StatsAnswer, Usage, Window};
 use crate::log;
@@ -107,11 +107,11 @@ impl Source for Statistics<'_> {
 /// failed are held back (sent, the next run would skip the failed bucket or send them twice).
 fn collect(plan: &Plan, api: Arc<dyn Api>, run: &Run<'_>) -> Collection {
     let bodies: Arc<Vec<Arc<[u8]>>> = Arc::new(plan.calls.iter().map(|c| c.body.clone()).collect());
-    let Pooled {
+    let Collected {
         results,
         cut_short,
         stopped_by,
-    } = pool(
+    } = pool_all(
         bodies,
         Arc::new(move |body: &Arc<[u8]>, deadline| api.execute(body, deadline)),
         run.concurrency,

@@ -13,6 +13,11 @@ pub const DIM_MODEL: &str = "maas_api_id";
 pub const DIM_KEY: &str = "maas_key_id";
 /// Metric objects one batch-query-metric-data call may carry.
 pub const MAX_METRICS_PER_CALL: usize = 500;
+/// Datapoints one batch-query-metric-data answer may hold: objects x (to - from) / period must
+/// stay within it, or the server moves `from` forward until it does, silently (the API
+/// reference, "Querying Monitoring Data in Batches"; older copies of it gave only the limits of
+/// [`PERIODS`], which still hold). A call that keeps to it gets every bucket it asked for.
+pub const MAX_POINTS_PER_ANSWER: usize = 3000;
 /// Entries one ListMetrics page may carry.
 pub const LIST_LIMIT: usize = 1000;
 
@@ -241,11 +246,39 @@ pub struct Names {
     pub keys: std::collections::BTreeMap<String, String>,
 }
 
-/// What discovery found: for each metric asked for, the series Cloud Eye has, and the names of
-/// their ids. Cached in the state directory for an hour (new models and keys show up within it).
+/// The metric discovery lists to find the series: every `SYS.MaaS` series that had a request
+/// has it, and Cloud Eye lists every metric of a series alike, so one listing finds them all
+/// (a listing per metric asked for would cost as many pages again for each).
+pub const DISCOVERY_METRIC: &str = "req_count";
+
+/// One page of the MaaS monitor's instances: models, or API keys under their model, with the
+/// names it gives (empty when it gives none).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstancePage {
+    pub instances: Vec<Instance>,
+    /// How many entries the page held, those that are not a model or key included.
+    pub listed: usize,
+    /// How many instances the query has in all pages, when the server says.
+    pub total: Option<usize>,
+}
+
+/// A model, or an API key under a model, as the monitor lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub dims: Dims,
+    pub model_name: String,
+    pub key_name: String,
+}
+
+/// What discovery found: the series Cloud Eye has, and the names of their ids. Cached in the
+/// state directory for an hour (new models and keys show up within it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discovered {
-    pub metrics: std::collections::BTreeMap<String, std::collections::BTreeSet<Dims>>,
+    /// The models and, when `keys`, the API keys under them.
+    pub series: std::collections::BTreeSet<Dims>,
+    /// Whether the API keys were listed too (ListMetrics lists both; the monitor's list of
+    /// models, which a `[model]` breakdown is content with, has none).
+    pub keys: bool,
     pub names: Names,
     /// Whether the MaaS monitor answered (else names are asked again next time).
     #[serde(default)]

@@ -163,6 +163,11 @@ pub enum ApiError {
     /// had. The text says when and from where.
     #[error("{0}")]
     Expired(String),
+    /// Not asked: the run's request budget could not afford every call of it before the
+    /// deadline, and a call that cannot produce output is never made. The text says what the
+    /// budget afforded; what was left out is first in line next run.
+    #[error("{0}")]
+    Deferred(String),
     /// Not finished: a stop signal ended the run first.
     #[error("stopped by {signal} before this call could finish")]
     Stopped { signal: &'static str },

@@ -36,7 +36,8 @@ pub const METRICS: &[(&str, &str)] = &[
     ("ttft_p99", "ms"),
 ];
 /// BatchListMetricData's periods (seconds) and the longest window each keeps (ms): a longer
-/// one is shortened to end at `to`.
+/// one is shortened to end at `to` (the rule of the API reference before 2024, still in some
+/// regions' copies; the simulator keeps it on top of [`MAX_POINTS`]).
 pub const PERIODS: &[(&str, i64)] = &[
     ("1", 4 * HOUR_MS),
     ("60", 4 * HOUR_MS),
@@ -49,6 +50,10 @@ pub const PERIODS: &[(&str, i64)] = &[
 pub const FILTERS: &[&str] = &["average", "max", "min", "sum", "variance"];
 /// Most metric objects in one BatchListMetricData request.
 pub const MAX_BATCH: usize = 500;
+/// Most datapoints one BatchListMetricData answer holds: objects x (to - from) / period must not
+/// exceed it, else `from` moves to `to - 3000 / objects` periods (the current API reference,
+/// "Querying Monitoring Data in Batches", ces_03_0034).
+pub const MAX_POINTS: i64 = 3000;
 /// Most entries in one ListMetrics page, and the default.
 pub const MAX_LIST: usize = 1000;
 /// Most instances in one page of the instance names, and the default.
@@ -546,6 +551,9 @@ pub(super) fn batch_query(
     // Whole buckets: from the one holding `from` to the one holding the last instant before `to`.
     let start = from.div_euclid(period_ms).saturating_mul(period_ms);
     let end = ((to - 1).div_euclid(period_ms) * period_ms).saturating_add(period_ms);
+    // The answer's 3,000 datapoints shared by its objects: the oldest buckets go, silently.
+    let allowed = MAX_POINTS / b.metrics.len() as i64;
+    let start = start.max(end.saturating_sub(allowed.saturating_mul(period_ms)));
     // Each series' minutes are computed once, whatever the number of its metrics asked.
     let mut traffic: HashMap<(&str, Option<&str>), Minutes> = HashMap::new();
     let answers: Vec<MetricAnswer<'_>> = b
@@ -1061,6 +1069,35 @@ mod tests {
             sim.model_usage(DS, None, to - DAY_MS, to).total_tokens
         );
         assert!(s.len() > 100, "5-minute buckets");
+    }
+
+    #[test]
+    fn an_answer_holds_at_most_3000_datapoints_and_from_moves_to_keep_it() {
+        let sim = sim(CloudEyeSim::default());
+        let to = NOW - HOUR_MS;
+        // 300 objects at one minute: 10 minutes fit (the API reference's example).
+        let many: Vec<Value> = (0..300).map(|_| metric("req_count", DS, None)).collect();
+        let (_, v) = batch(&sim, &query(many, to - HOUR_MS, to, "60", "sum"));
+        let stamps: Vec<i64> = (0..300)
+            .flat_map(|i| points(&v, i))
+            .map(|p| p["timestamp"].as_i64().unwrap())
+            .collect();
+        assert!(
+            stamps.iter().all(|t| *t >= to - 10 * 60_000),
+            "the last 10 minutes"
+        );
+        assert!(stamps.iter().any(|t| *t == to - 10 * 60_000));
+        // 125 objects x 24 hours: exactly 3,000, nothing moves.
+        let day: Vec<Value> = (0..125).map(|_| metric("total_tokens", DS, None)).collect();
+        let (_, v) = batch(&sim, &query(day, to - DAY_MS, to, "3600", "sum"));
+        assert_eq!(
+            sums(&v, 124).iter().map(|(_, x)| x).sum::<u64>(),
+            sim.model_usage(DS, None, to - DAY_MS, to).total_tokens
+        );
+        // One more object and the first hour is gone.
+        let over: Vec<Value> = (0..126).map(|_| metric("total_tokens", DS, None)).collect();
+        let (_, v) = batch(&sim, &query(over, to - DAY_MS, to, "3600", "sum"));
+        assert!(sums(&v, 0).iter().all(|(t, _)| *t > to - DAY_MS));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::{GateFiles, RuntimeDir, SharedBudget, StateDir, StateFileError};
 use crate::budget::{Budget, Limiter};
 pub use crate::cloud::auth::GateStore;
 use crate::cloud::{ProjectCache, ProjectInfo};
-use crate::domain::cloud_eye::Discovered;
+use crate::domain::cloud_eye::{Dims, Discovered};
 
 /// Where the processes that share credentials and destinations keep what they agree on.
 pub trait StateStore: Send + Sync {
@@ -65,6 +65,11 @@ pub trait DiscoveryStore: Send + Sync {
     fn cached_discovery(&self, key: &str, max_age: Duration) -> Option<Discovered>;
     /// Keeps `found` under `key`; what is added to a discovery still standing keeps its age.
     fn store_discovery(&self, key: &str, found: &Discovered);
+    /// The series of `key` (a region, project and query) that the last run left out, in
+    /// line: the next run reads them first.
+    fn owed(&self, key: &str) -> Vec<Dims>;
+    /// Keeps them (none: forgets them).
+    fn store_owed(&self, key: &str, owed: &[Dims]);
 }
 
 /// Period-mode checkpoints and running totals per destination (see the module's contract:
@@ -167,6 +172,12 @@ impl DiscoveryStore for StateDir {
     }
     fn store_discovery(&self, key: &str, found: &Discovered) {
         StateDir::store_discovery(self, key, found)
+    }
+    fn owed(&self, key: &str) -> Vec<Dims> {
+        StateDir::owed(self, key)
+    }
+    fn store_owed(&self, key: &str, owed: &[Dims]) {
+        StateDir::store_owed(self, key, owed)
     }
 }
 
@@ -322,6 +333,13 @@ pub(crate) mod contract {
             discovery.cached_discovery("region/project", Duration::ZERO),
             None
         );
+        let owed = vec![Dims {
+            model_id: "m".into(),
+            key_id: Some("k".into()),
+        }];
+        discovery.store_owed("region/project/q", &owed);
+        assert_eq!(discovery.owed("region/project/q"), owed);
+        assert!(discovery.owed("region/project/other").is_empty());
     }
 }
 
