@@ -165,8 +165,12 @@ fn discovery_pages_through_list_metrics_and_finds_the_same_series() {
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
     assert_eq!(model_lines(&a), model_lines(&b));
     assert_eq!(model_lines(&b).len(), 3 * 4, "3 models x 4 named keys");
+    // One metric listed (every series has every metric): 3 models and 12 keys, 4 a page.
     let pages = cloud_eye_calls(&paged, "/metrics");
-    assert!(pages.len() > 4, "paged: {} ListMetrics calls", pages.len());
+    assert_eq!(pages.len(), 4, "paged: {} ListMetrics calls", pages.len());
+    assert!(pages
+        .iter()
+        .all(|r| r.query.contains("metric_name=req_count")));
     assert!(
         pages.iter().any(|r| r.query.contains("start=")),
         "later pages start at the marker"
@@ -291,7 +295,7 @@ fn a_metric_cloud_eye_does_not_report_is_a_warning_not_a_failure() {
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("W! Cloud Eye reports no `ttft_p80`"),
+        stderr(&out).contains("Cloud Eye reports no `ttft_p80`"),
         "{}",
         stderr(&out)
     );
@@ -418,46 +422,57 @@ fn every_output_format_carries_the_per_model_series() {
 #[test]
 fn discovery_is_cached_in_the_state_directory_for_an_hour() {
     let sim = sim();
-    let path = spec(
+    let models = spec(
         &sim,
         "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n",
         "",
     );
     let state = tempdir().join("state");
-    let with_state = || {
-        let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    let with_state = |path: &std::path::Path| {
+        let out = run(path, &["--state-dir", state.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         model_lines(&out)
     };
-    let first = with_state();
-    let listed = cloud_eye_calls(&sim, "/metrics").len();
-    let named = cloud_eye_calls(&sim, "/maas/monitor/instances").len();
-    assert_eq!(listed, 2, "one ListMetrics per metric asked for");
-    assert!(named >= 1);
-    let second = with_state();
-    assert_eq!(first, second);
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed, "cached");
+    let calls = |path: &str| cloud_eye_calls(&sim, path).len();
+    // A [model] breakdown: the monitor's models, with their names, in one page.
+    let first = with_state(&models);
     assert_eq!(
-        cloud_eye_calls(&sim, "/maas/monitor/instances").len(),
-        named,
-        "names cached too"
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (0, 1)
     );
-    // A metric not asked for before is discovered (alone); a full reset forgets everything.
-    let more = spec(
+    let second = with_state(&models);
+    assert_eq!(first, second);
+    assert_eq!(
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (0, 1),
+        "cached"
+    );
+    // Keys are not in that discovery: a key breakdown lists one metric (one page) and names
+    // the keys (one page), then is cached too; the [model] breakdown is content with it.
+    let keys = spec(
         &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count, ttft_p99]\n",
+        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens]\n",
         "",
     );
-    let out = run(&more, &["--state-dir", state.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 1);
+    assert_eq!(with_state(&keys).len(), 3 * 4);
+    assert_eq!(
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (1, 2)
+    );
+    with_state(&keys);
+    assert_eq!(with_state(&models), first);
+    assert_eq!(
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (1, 2)
+    );
+    // A full reset forgets everything.
     let reset = bin()
         .args(["state", "reset", "--state-dir", state.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(stdout(&reset).contains("reset the Cloud Eye discovery cache"));
-    with_state();
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 3);
+    with_state(&models);
+    assert_eq!(calls("/maas/monitor/instances"), 3);
 }
 
 #[test]
@@ -502,12 +517,12 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
         body: r#"{"error_code":"ces.0003","error_msg":"Forbidden"}"#.into(),
         retry_after: None,
     });
-    let models = spec(
+    let keys = spec(
         &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n",
+        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n",
         "",
     );
-    let out = with_state(&models);
+    let out = with_state(&keys);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("CES ReadOnlyAccess"),
@@ -519,8 +534,14 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
     let out = with_state(&statistics);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rejected"), "{}", stderr(&out));
-    // The same for a refusal of the names (best effort): a warning, and the key is fine.
+    // The same for a refusal of the monitor (best effort): a warning, the models are listed
+    // with ListMetrics instead, and the key is fine.
     sim.configure(|c| c.cloud_eye.instances_status = Some(403));
+    let models = spec(
+        &sim,
+        "  - name: models\n    source: cloud_eye\n    range: yesterday\n",
+        "",
+    );
     let out = with_state(&models);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(with_state(&statistics).status.code(), Some(0));
@@ -596,20 +617,20 @@ fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() 
     let sim = start(cfg);
     let path = spec(
         &sim,
-        "  - name: models\n    source: cloud_eye\n    range: yesterday\n    metrics: [total_tokens, req_count]\n",
+        "  - name: keys\n    source: cloud_eye\n    range: yesterday\n    breakdown: [model, api_key]\n    metrics: [total_tokens, req_count]\n",
         "limits:\n  timeout: 10s\n",
     );
     let state = tempdir().join("state");
     let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
     let err = stderr(&out);
     let pages = cloud_eye_calls(&sim, "/metrics").len();
-    assert_eq!(pages, 2 * 2, "two pages per metric, not the budget: {err}");
+    assert_eq!(pages, 2, "two pages, not the budget: {err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
     let warned: Vec<&str> = err
         .lines()
         .filter(|l| l.starts_with("W! ") && l.contains("ListMetrics"))
         .collect();
-    assert_eq!(warned.len(), 2, "one line per metric: {err}");
+    assert_eq!(warned.len(), 1, "one line: {err}");
     for w in &warned {
         assert!(
             w.contains("nothing new") && w.contains("may be missing"),
@@ -622,7 +643,7 @@ fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() 
     sim.clear_log();
     let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), 2 * 2);
+    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), 2);
 }
 
 #[test]

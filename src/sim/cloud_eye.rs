@@ -621,6 +621,14 @@ struct InstancesBody {
     namespace: Option<String>,
     start: Option<i64>,
     limit: Option<i64>,
+    /// The dimensions listed: `maas_api_id` alone lists the models, with `maas_key_id` the
+    /// keys under them too.
+    query: Option<Vec<DimName>>,
+}
+
+#[derive(Deserialize)]
+struct DimName {
+    dim_name: String,
 }
 
 /// The MaaS monitor's instance names: `POST /v1/{project_id}/maas/monitor/instances`.
@@ -641,9 +649,14 @@ pub(super) fn instances(body: &[u8], data: &Dataset, rid: &str) -> Reply {
         Some(l @ 1..=100) => l as usize,
         Some(_) => return bad("limit must be from 1 to 100"),
     };
+    let keys = b
+        .query
+        .as_ref()
+        .is_none_or(|q| q.iter().any(|d| d.dim_name == "maas_key_id"));
     let all: Vec<Value> = if b.namespace.as_deref() == Some(NAMESPACE) {
         data.ces_series()
             .iter()
+            .filter(|s| keys || s.key.is_none())
             .map(|s| {
                 let api = json!({"id": s.model.id, "name": s.model.name});
                 match s.key {
@@ -1167,6 +1180,16 @@ mod tests {
         );
         assert_eq!(page(0, 0).0, 400);
         assert_eq!(page(0, 101).0, 400);
+        // Asked for the models alone: the models, no key.
+        let body = json!({"namespace": NAMESPACE, "start": 0, "limit": 100,
+            "query": [{"dim_name": "maas_api_id"}]});
+        let (status, v) = call(&sim, "POST", &path, &[], &body.to_string());
+        assert_eq!((status, v["total"].as_u64()), (200, Some(3)), "{v}");
+        assert!(v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("maas_key_id").is_none()));
         sim.configure(|c| c.cloud_eye.instances_status = Some(404));
         let (status, v) = page(0, 100);
         assert_eq!(

@@ -39,6 +39,8 @@ pub(super) struct Query<'a> {
     pub stopped: bool,
     /// The series the last run left out (to know whether to store them again).
     pub owed_before: Vec<Dims>,
+    /// A metric without any datapoint was said.
+    pub warned_unreported: bool,
 }
 
 impl Query<'_> {
@@ -206,6 +208,7 @@ fn in_line<'a>(
         served: 0,
         stopped: false,
         owed_before,
+        warned_unreported: false,
     }
 }
 

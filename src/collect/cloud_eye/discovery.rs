@@ -38,12 +38,16 @@ pub(super) fn known(
     let cached = cache
         .and_then(|c| c.load(setup.discovery_max_age))
         .filter(|d| d.keys || !keys);
-    let (mut found, mut keep) = match cached {
-        Some(found) => (found, false),
-        None => discover(&*setup.api, keys, deadline, warnings)?,
+    // (the discovery, whether it is new, whether it may be cached: its paging ended properly)
+    let (mut found, fresh, whole) = match cached {
+        Some(found) => (found, false, true),
+        None => {
+            let (found, whole) = discover(&*setup.api, keys, deadline, warnings)?;
+            (found, true, whole)
+        }
     };
-    keep |= names(&*setup.api, setup.pinned, &mut found, deadline, warnings);
-    if let (Some(c), true) = (cache, keep) {
+    let learnt = names(&*setup.api, setup.pinned, &mut found, deadline, warnings);
+    if let (Some(c), true) = (cache, whole && (fresh || learnt)) {
         c.store(&found);
     }
     if found.series.is_empty() {

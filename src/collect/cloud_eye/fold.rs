@@ -30,6 +30,8 @@ struct Acc {
     failed_windows: Vec<Option<ApiError>>,
     /// The series whose counts Cloud Eye answered wrong, per (window, series).
     refused: BTreeMap<(usize, usize), Refused>,
+    /// Per metric, whether any datapoint of it came.
+    seen: Vec<bool>,
 }
 
 impl Acc {
@@ -43,6 +45,7 @@ impl Acc {
             failed_series: vec![None; if q.is_period() { 0 } else { series }],
             failed_windows: vec![None; windows],
             refused: BTreeMap::new(),
+            seen: vec![false; metrics],
         }
     }
 
@@ -132,6 +135,7 @@ pub(super) fn run_round(
     out.warnings.extend(left_out.warnings());
     for (part, acc) in round.parts.iter().zip(accs) {
         let q = &mut queries[part.query];
+        unreported(q, &acc, &mut out.warnings);
         if q.is_period() {
             settle_buckets(q, part, acc, &mut out);
         } else {
@@ -215,6 +219,7 @@ fn fold(
             let Some(w) = window_of(&q.index, part, ts) else {
                 continue;
             };
+            acc.seen[m as usize] = true;
             let point = |why| Point {
                 metric: metric.ces,
                 at_ms: ts,
@@ -256,6 +261,26 @@ fn fold(
                     Err(why) => left_out.add(&q.plan.name, &dims, point(why)),
                 },
             }
+        }
+    }
+}
+
+/// A warning (once per query and run) for each latency metric of which no datapoint came for
+/// any series: Cloud Eye does not publish it here (a count without datapoints is 0, no traffic).
+fn unreported(q: &mut Query<'_>, acc: &Acc, warnings: &mut Vec<String>) {
+    if q.warned_unreported || acc.figures.is_empty() {
+        return;
+    }
+    let plan = q.plan;
+    for (m, metric) in plan.query.metrics.iter().enumerate() {
+        if !metric.is_count() && !acc.seen[m] {
+            q.warned_unreported = true;
+            warnings.push(format!(
+                "query {}: Cloud Eye reports no `{}` datapoint for any of its {} series in SYS.MaaS; it is left out (drop it from `metrics:` if this project never has it)",
+                plan.name,
+                metric.ces,
+                q.dims.len()
+            ));
         }
     }
 }
