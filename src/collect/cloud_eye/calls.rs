@@ -75,6 +75,9 @@ pub(super) struct Job {
     /// The round's flags it is for: it is not made once they are all down (what it would
     /// read can no longer produce output).
     pub needs: Vec<u32>,
+    /// The flags its failure puts down: its own, and in period mode those of the later spans
+    /// (their buckets wait behind the failed one).
+    pub dooms: Range<u32>,
 }
 
 impl Job {
@@ -477,6 +480,7 @@ fn window_jobs(qi: usize, q: &Query<'_>, spans: &[Span], round: &mut Round) {
                     aggregate,
                     objects: chunk.to_vec(),
                     needs,
+                    dooms: 0..0,
                 });
             }
         }
@@ -563,6 +567,7 @@ fn period_round(qi: usize, q: &Query<'_>, spans: &[Span]) -> Round {
                     aggregate: *aggregate,
                     objects: chunk.to_vec(),
                     needs: vec![i as u32],
+                    dooms: i as u32..spans.len() as u32,
                 });
             }
         }

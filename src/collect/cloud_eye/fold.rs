@@ -54,6 +54,9 @@ impl Acc {
     }
 }
 
+/// What a worker needs to make a job's request: its query's series and metrics.
+type Table = (Arc<Vec<Dims>>, Vec<&'static CloudEyeMetric>);
+
 /// Makes the calls of `round` and settles what they read.
 pub(super) fn run_round(
     queries: &mut [Query<'_>],
@@ -77,7 +80,7 @@ pub(super) fn run_round(
             }
         }
     }
-    let tables: Arc<Vec<(Arc<Vec<Dims>>, Vec<&'static CloudEyeMetric>)>> = Arc::new(
+    let tables: Arc<Vec<Table>> = Arc::new(
         queries
             .iter()
             .map(|q| (q.dims.clone(), q.metrics().to_vec()))
@@ -97,7 +100,14 @@ pub(super) fn run_round(
                 return Ok(None);
             }
             let (dims, metrics) = &tables[j.query];
-            api.batch(&j.request(dims, metrics), deadline).map(Some)
+            let answer = api.batch(&j.request(dims, metrics), deadline);
+            if answer.is_err() {
+                // At once, so the next job on this thread already knows.
+                for f in j.needs.iter().copied().chain(j.dooms.clone()) {
+                    flags[f as usize].store(true, Ordering::Relaxed);
+                }
+            }
+            answer.map(Some)
         }),
         run.concurrency,
         run.deadline,
@@ -312,8 +322,7 @@ fn values(q: &Query<'_>, acc: &Acc, w: usize, s: usize) -> Vec<(&'static CloudEy
 fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collection) {
     let window = q.plan.windows[0];
     let mut emitted = vec![false; q.dims.len()];
-    for s in 0..q.served {
-        let key = &q.keys[s];
+    for (s, key) in q.keys.iter().enumerate().take(q.served) {
         let error = match (&acc.failed_series[s], acc.refused.get(&(0, s))) {
             (Some(e), _) => e.clone(),
             (None, Some(r)) => r.error(r.reason()),

@@ -114,6 +114,11 @@ fn cut(from: i64, to: i64, period_s: u32, run: i64) -> Vec<Span> {
     out
 }
 
+/// What a cut of a window costs: calls, then datapoints.
+type Cost = (usize, i64);
+/// What a cut of buckets costs: calls, then spans (the more, the finer a budget takes them).
+type BucketCost = (usize, std::cmp::Reverse<usize>);
+
 /// The cheapest cut of `[from, to)` (both on periods of `period_s`) into spans at that period:
 /// the fewest calls, then the fewest datapoints, then the fewest spans.
 fn cheapest_cut(from: i64, to: i64, period_s: u32, load: Load) -> (usize, Vec<Span>) {
@@ -157,7 +162,7 @@ pub fn window_spans(start: i64, end: i64, fine: u32, load: Load) -> Vec<Span> {
     at.sort_unstable();
     at.dedup();
     // best[j]: the cheapest way to read [start, at[j]): (calls, datapoints), and its spans.
-    let mut best: Vec<Option<((usize, i64), Vec<Span>)>> = vec![None; at.len()];
+    let mut best: Vec<Option<(Cost, Vec<Span>)>> = vec![None; at.len()];
     best[0] = Some(((0, 0), Vec::new()));
     for j in 1..at.len() {
         for i in 0..j {
@@ -190,7 +195,7 @@ pub fn window_spans(start: i64, end: i64, fine: u32, load: Load) -> Vec<Span> {
 pub fn bucket_spans(buckets: &[(i64, i64)], period_s: u32, load: Load) -> Vec<Span> {
     let p = ms(period_s);
     let most = longest(period_s);
-    let mut best: Option<((usize, std::cmp::Reverse<usize>), Vec<Span>)> = None;
+    let mut best: Option<(BucketCost, Vec<Span>)> = None;
     for run in run_lengths(most) {
         let mut spans: Vec<Span> = Vec::new();
         for &(s, e) in buckets {
