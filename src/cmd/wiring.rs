@@ -202,7 +202,7 @@ pub fn run_stats(
 ) -> RunStats {
     let calls = conn.client.counters.snapshot().since(baseline);
     RunStats {
-        series_ok: collection.series.len() as u64,
+        series_ok: collection.series_ok() as u64,
         series_failed: collection.failures.len() as u64,
         api_calls: calls.calls,
         api_retries: calls.retries,

@@ -172,6 +172,9 @@ pub struct Collection {
     pub cut_short: bool,
     /// The signal that stopped the run early, if one did.
     pub stopped_by: Option<&'static str>,
+    /// Series already delivered as they came (output written as it is produced) and no
+    /// longer held here.
+    pub delivered: usize,
 }
 
 impl Collection {
@@ -186,12 +189,18 @@ impl Collection {
         }
         self.cut_short |= other.cut_short;
         self.stopped_by = self.stopped_by.or(other.stopped_by);
+        self.delivered += other.delivered;
+    }
+
+    /// Its series, collected or already delivered.
+    pub fn series_ok(&self) -> usize {
+        self.series.len() + self.delivered
     }
 
     /// Not one series collected, of any source: what "nothing collected" (exit 1), the
     /// stderr line that says why, and a stale `serve` page are about.
     pub fn nothing_collected(&self) -> bool {
-        self.series.is_empty()
+        self.series_ok() == 0
     }
 
     /// The ShowStatistics series, in collection order.
@@ -304,10 +313,27 @@ fn sources<'a>(plan: &'a Plan, setup: &'a Setup<'a>) -> Vec<Box<dyn Source + 'a>
 /// Runs every source of `plan` to the end and returns everything they collected.
 pub fn collect(plan: &Plan, setup: &Setup<'_>, run: &Run<'_>) -> Collection {
     let mut out = Collection::default();
+    collect_each(plan, setup, run, &mut |round| {
+        out.absorb(round);
+        true
+    });
+    out
+}
+
+/// Runs every source of `plan`, handing each round to `each` as it comes (a source's series, a
+/// run of period buckets, oldest first), so that nothing need be kept longer than it takes to
+/// write it; `each` returns false to end the collection there (no more calls are made).
+pub fn collect_each(
+    plan: &Plan,
+    setup: &Setup<'_>,
+    run: &Run<'_>,
+    each: &mut dyn FnMut(Collection) -> bool,
+) {
     for mut source in sources(plan, setup) {
         while let Some(round) = source.next_round(run) {
-            out.absorb(round);
+            if !each(round) {
+                return;
+            }
         }
     }
-    out
 }

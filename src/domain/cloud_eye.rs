@@ -121,13 +121,44 @@ pub struct Dims {
 
 impl Dims {
     /// As the API writes them: `[{"name":"maas_api_id","value":..}, ...]`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut v = vec![serde_json::json!({"name": DIM_MODEL, "value": self.model_id})];
+    fn wire(&self) -> Vec<WireDim<'_>> {
+        let mut v = vec![WireDim {
+            name: DIM_MODEL,
+            value: &self.model_id,
+        }];
         if let Some(k) = &self.key_id {
-            v.push(serde_json::json!({"name": DIM_KEY, "value": k}));
+            v.push(WireDim {
+                name: DIM_KEY,
+                value: k,
+            });
         }
-        serde_json::Value::Array(v)
+        v
     }
+}
+
+/// One dimension of a request, as the API writes it.
+#[derive(Serialize)]
+struct WireDim<'a> {
+    name: &'static str,
+    value: &'a str,
+}
+
+/// One metric object of a request.
+#[derive(Serialize)]
+struct WireObject<'a> {
+    namespace: &'static str,
+    metric_name: &'static str,
+    dimensions: Vec<WireDim<'a>>,
+}
+
+/// A batch-query-metric-data request body, written straight from the request (no JSON tree).
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    metrics: Vec<WireObject<'a>>,
+    from: i64,
+    to: i64,
+    period: String,
+    filter: &'static str,
 }
 
 impl fmt::Display for Dims {
@@ -202,22 +233,23 @@ pub struct BatchRequest {
 impl BatchRequest {
     /// The JSON body, signed and sent as is.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let metrics: Vec<serde_json::Value> = self
-            .metrics
-            .iter()
-            .map(|(m, d)| {
-                serde_json::json!({"namespace": NAMESPACE, "metric_name": m.ces, "dimensions": d.to_json()})
-            })
-            .collect();
-        serde_json::json!({
-            "metrics": metrics,
-            "from": self.from_ms,
-            "to": self.to_ms,
-            "period": self.period_s.to_string(),
-            "filter": self.aggregate.filter(),
-        })
-        .to_string()
-        .into_bytes()
+        let body = WireRequest {
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(m, d)| WireObject {
+                    namespace: NAMESPACE,
+                    metric_name: m.ces,
+                    dimensions: d.wire(),
+                })
+                .collect(),
+            from: self.from_ms,
+            to: self.to_ms,
+            period: self.period_s.to_string(),
+            filter: self.aggregate.filter(),
+        };
+        // Strings and integers only: it cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
     }
 }
 

@@ -166,6 +166,14 @@ fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &I
 }
 
 pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
+    let mut out = render_series(r, opts);
+    collector_line(&mut out, r, opts);
+    out
+}
+
+/// The lines of the collected series alone (output written as it is produced: a round at a
+/// time, the collector's line once at the end).
+pub fn render_series(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
     let mut out = String::new();
     for s in &r.collection.series {
         match s {
@@ -173,7 +181,6 @@ pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
             Series::CloudEye(s) => cloud_eye_line(&mut out, s, r, opts),
         }
     }
-    collector_line(&mut out, r, opts);
     out
 }
 

@@ -13,6 +13,7 @@ mod execd;
 mod period;
 mod serve;
 pub mod signals;
+mod stream;
 
 pub use period::{planned, spec_destination};
 
@@ -360,6 +361,37 @@ pub(crate) fn setup<'a>(
     }
 }
 
+/// The plan at `now`: without the period queries when their lock or checkpoints cannot be
+/// had, ShowStatistics' period buckets within what its budget still allows by `deadline`.
+fn plan_now(
+    ctx: &Context,
+    now: chrono::DateTime<chrono::Utc>,
+    deadline: Instant,
+    period: &period::Period,
+) -> Result<plan::Plan, Error> {
+    let affordable = ctx
+        .conn
+        .client
+        .available_calls(deadline.saturating_duration_since(Instant::now()));
+    let without_period;
+    let spec = if period.ok {
+        &ctx.spec
+    } else {
+        let mut s = ctx.spec.clone();
+        s.queries
+            .retain(|q| !matches!(q.range, RangeExpr::Period(_)));
+        without_period = s;
+        &without_period
+    };
+    Ok(plan::build_with(
+        spec,
+        now,
+        &ctx.settings.zone,
+        &period.checkpoints,
+        affordable,
+    )?)
+}
+
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     // What the hosts said in the last collection proves nothing now: the key may have been
@@ -376,27 +408,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         } else {
             timeout
         };
-    let affordable = ctx
-        .conn
-        .client
-        .available_calls(deadline.saturating_duration_since(Instant::now()));
-    let without_period;
-    let spec = if period.ok {
-        &ctx.spec
-    } else {
-        let mut s = ctx.spec.clone();
-        s.queries
-            .retain(|q| !matches!(q.range, RangeExpr::Period(_)));
-        without_period = s;
-        &without_period
-    };
-    let plan = plan::build_with(
-        spec,
-        now,
-        &ctx.settings.zone,
-        &period.checkpoints,
-        affordable,
-    )?;
+    let plan = plan_now(ctx, now, deadline, &period)?;
     let cache = wiring::discovery_cache(&ctx.store, &ctx.conn);
     let setup = setup(
         &ctx.conn,
@@ -408,14 +420,25 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         deadline,
         stop: &signals::received,
     };
-    let mut collection = collect::collect(&plan, &setup, &run);
+    // Line protocol on stdout goes out as it is produced, each round settled on its own.
+    let (mut streamed, mut collection) = (None, Collection::default());
+    match stream::streams(ctx) {
+        true => streamed = Some(stream::collect(ctx, &plan, &setup, &run, &mut period)?),
+        false => collection = collect::collect(&plan, &setup, &run),
+    }
     // From here the run only settles, writes or pushes, and commits: a stop signal lets that
     // finish (until the delivery's deadline), so what the collector has is what is recorded.
     let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
+    let (collection, totals, prepared) = match streamed {
+        Some(s) => (s.collection, s.totals, s.prepared),
+        None => {
+            let (totals, prepared) = settle(ctx, &mut collection, &mut period);
+            (collection, totals, prepared)
+        }
+    };
     for w in &collection.warnings {
         log::warn(w);
     }
-    let (totals, prepared) = settle(ctx, &mut collection, &mut period);
     let collection = &collection;
     log_collection(ctx, &plan, collection);
     let nothing = collection.nothing_collected();
