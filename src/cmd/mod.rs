@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::collect::Collection;
+use crate::collect::{Collection, SourceId, What};
 use crate::log;
 use error::{exit_code, Error, Outcome};
 
@@ -108,10 +108,35 @@ fn failure_line(what: String, e: &crate::domain::ApiError) -> String {
 }
 
 /// One stderr line per failure (a series, or a part of a query), in the order the contract
-/// gives.
+/// gives; a run of more than three Cloud Eye series of one query failing for the same reason
+/// (a budget that reads 700 of 2,000) is its first line and one for the others.
 pub fn log_failures(collection: &Collection) {
-    for f in &collection.failures {
+    let failures = &collection.failures;
+    let mut i = 0;
+    while i < failures.len() {
+        let f = &failures[i];
         log::error(&failure_line(f.to_string(), &f.error));
+        let same = failures[i + 1..]
+            .iter()
+            .take_while(|g| {
+                f.source == SourceId::CloudEye
+                    && matches!(f.what, What::Series(_))
+                    && (g.source, &g.query) == (f.source, &f.query)
+                    && matches!(g.what, What::Series(_))
+                    && g.error.to_string() == f.error.to_string()
+            })
+            .count();
+        if same > 2 {
+            let more = format!(
+                "query={} source={} ({same} more series, the last {})",
+                f.query,
+                f.source.name(),
+                failures[i + same].what
+            );
+            log::error(&failure_line(more, &f.error));
+            i += same;
+        }
+        i += 1;
     }
 }
 

@@ -275,21 +275,25 @@ fn take(q: &Query<'_>, share: usize) -> Take {
             need,
         };
     }
-    // Fewer series may be cut into cheaper spans: take the most whose own cut fits.
-    let mut k = spans::series_within(&all, each, n, share);
-    let mut spans = q.plan.spans(each.times(k));
-    loop {
-        let more = spans::series_within(&spans, each, n, share);
-        let cut = q.plan.spans(each.times(more));
-        if more <= k || spans::total(&cut, each.times(more)) > share {
-            break;
+    // The most series whose own cheapest cut fits (fewer series may be cut differently: one
+    // span of hours where many take three); what that cut costs only grows with the series.
+    let cost = |k: usize| {
+        let spans = q.plan.spans(each.times(k));
+        (spans::total(&spans, each.times(k)), spans)
+    };
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if cost(mid).0 <= share {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
-        (k, spans) = (more, cut);
     }
-    let calls = spans::total(&spans, each.times(k));
+    let (calls, spans) = cost(lo);
     Take {
         spans,
-        series: k,
+        series: lo,
         calls,
         need,
     }

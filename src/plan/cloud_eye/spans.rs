@@ -84,6 +84,21 @@ fn longest(period_s: u32) -> i64 {
     (cloud_eye::span_limit_ms(period_s) / ms(period_s)).min(MAX_POINTS_PER_ANSWER as i64)
 }
 
+/// [`run_lengths`] of the longest span of `period_s`, worked out once per period.
+fn runs_of(period_s: u32) -> &'static [i64] {
+    static RUNS: std::sync::OnceLock<Vec<(u32, Vec<i64>)>> = std::sync::OnceLock::new();
+    let all = RUNS.get_or_init(|| {
+        PERIODS
+            .iter()
+            .map(|&(p, _)| (p, run_lengths(longest(p))))
+            .collect()
+    });
+    match all.iter().find(|(p, _)| *p == period_s) {
+        Some((_, runs)) => runs,
+        None => &[],
+    }
+}
+
 /// The runs of periods worth trying as a span's length: those at which a call's objects change
 /// (3,000 / k), and the longest a span may be.
 fn run_lengths(most: i64) -> Vec<i64> {
@@ -124,7 +139,7 @@ type BucketCost = (usize, std::cmp::Reverse<usize>);
 fn cheapest_cut(from: i64, to: i64, period_s: u32, load: Load) -> (usize, Vec<Span>) {
     let periods = (to - from) / ms(period_s);
     let mut best: Option<((usize, i64), i64)> = None;
-    for run in run_lengths(longest(period_s)) {
+    for &run in runs_of(period_s) {
         // `full` spans of `run` periods, and the rest in one more.
         let (full, rest) = (periods / run, periods % run);
         let calls = cost(run, load)
@@ -194,9 +209,8 @@ pub fn window_spans(start: i64, end: i64, fine: u32, load: Load) -> Vec<Span> {
 /// exactly one span, so a span's buckets are complete when its calls are.
 pub fn bucket_spans(buckets: &[(i64, i64)], period_s: u32, load: Load) -> Vec<Span> {
     let p = ms(period_s);
-    let most = longest(period_s);
     let mut best: Option<(BucketCost, Vec<Span>)> = None;
-    for run in run_lengths(most) {
+    for &run in runs_of(period_s) {
         let mut spans: Vec<Span> = Vec::new();
         for &(s, e) in buckets {
             match spans.last_mut() {
@@ -216,26 +230,6 @@ pub fn bucket_spans(buckets: &[(i64, i64)], period_s: u32, load: Load) -> Vec<Sp
         }
     }
     best.map(|(_, s)| s).unwrap_or_default()
-}
-
-/// How many of `series` series (each with `each` objects) the calls of `spans` can read within
-/// `budget` calls: all of them, or the most whose calls fit.
-pub fn series_within(spans: &[Span], each: Load, series: usize, budget: usize) -> usize {
-    let fits = |n: usize| total(spans, each.times(n)) <= budget;
-    if fits(series) {
-        return series;
-    }
-    // The cost only grows with the series: the last that fits.
-    let (mut lo, mut hi) = (0, series);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo
 }
 
 /// How many of `spans`, oldest first, `budget` calls can read for `load`.
@@ -309,19 +303,17 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_takes_the_series_or_spans_whose_calls_all_fit() {
-        let spans = window_spans(2 * H, 26 * H, 3600, load(16_000, 10_000));
-        let each = load(8, 5);
-        assert_eq!(series_within(&spans, each, 2000, 1000), 2000);
-        let n = series_within(&spans, each, 2000, 60);
-        assert!(total(&spans, each.times(n)) <= 60);
-        assert!(total(&spans, each.times(n + 1)) > 60);
-        assert_eq!(series_within(&spans, each, 2000, 0), 0);
+    fn a_budget_takes_the_spans_whose_calls_all_fit() {
         let buckets: Vec<(i64, i64)> = (0..24).map(|i| (i * H, (i + 1) * H)).collect();
         let big = load(8000, 5000);
         let s = bucket_spans(&buckets, 3600, big);
         assert_eq!(spans_within(&s, big, 60), 2, "26 calls a span");
         assert_eq!(spans_within(&s, big, 25), 0);
+        // Three series of a day fit two calls (one span of hours); two thousand need 156.
+        let small = window_spans(2 * H, 26 * H, 3600, load(24, 15));
+        assert_eq!(total(&small, load(24, 15)), 2);
+        let all = window_spans(2 * H, 26 * H, 3600, load(16_000, 10_000));
+        assert_eq!(total(&all, load(16_000, 10_000)), 156);
     }
 
     proptest! {
@@ -352,6 +344,19 @@ mod tests {
             }
             let (fine_read, _) = cheapest_cut(start, end, fine, l);
             prop_assert!(total(&s, l) <= fine_read);
+        }
+
+        /// The cheapest cut of a window costs no less for more objects: the budget's search
+        /// for the most series it affords relies on it.
+        #[test]
+        fn the_cheapest_cut_costs_more_for_more_objects(
+            start_h in 0i64..1000, len_h in 1i64..24 * 40,
+            sum in 0usize..3000, max in 0usize..2000, more in 1usize..500,
+        ) {
+            let (start, end) = (start_h * H, (start_h + len_h) * H);
+            let (a, b) = (load(sum, max), load(sum + more, max + more / 2));
+            let cost = |l: Load| total(&window_spans(start, end, 3600, l), l);
+            prop_assert!(cost(a) <= cost(b), "{} > {}", cost(a), cost(b));
         }
 
         /// Each bucket lies in exactly one span, and every span keeps to the limits.

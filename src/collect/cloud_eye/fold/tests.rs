@@ -163,6 +163,15 @@ fn day() -> QueryPlan {
 }
 
 fn collect(q: QueryPlan, api: &Arc<Fake>, cache: Option<&dyn DiscoveryCache>) -> Collection {
+    collect_by(q, api, cache, Instant::now() + Duration::from_secs(10))
+}
+
+fn collect_by(
+    q: QueryPlan,
+    api: &Arc<Fake>,
+    cache: Option<&dyn DiscoveryCache>,
+    deadline: Instant,
+) -> Collection {
     let plan = Plan { queries: vec![q] };
     let pinned = Names::default();
     let setup = Setup {
@@ -174,7 +183,7 @@ fn collect(q: QueryPlan, api: &Arc<Fake>, cache: Option<&dyn DiscoveryCache>) ->
     };
     let run = Run {
         concurrency: 1,
-        deadline: Instant::now() + Duration::from_secs(10),
+        deadline,
         stop: &crate::collect::never_stop,
     };
     let mut source = CloudEye::new(&plan, &setup);
@@ -329,4 +338,27 @@ fn period_buckets_the_budget_cannot_afford_wait_for_the_next_run() {
     let out = collect(buckets(30), &api, None);
     assert_eq!(api.calls(), 0);
     assert!(matches!(out.failures[0].error, ApiError::Deferred(_)));
+}
+
+#[test]
+fn series_the_deadline_cut_off_fail_by_name_and_come_first_next_run() {
+    let owed = Owed::default();
+    let api = Arc::new(Fake::new(3));
+    // The deadline has passed: no call goes out, every series says why and is owed.
+    let out = collect_by(day(), &api, Some(&owed), Instant::now());
+    assert_eq!(api.calls(), 0);
+    assert_eq!(
+        failed_series(&out),
+        vec!["model=m0", "model=m1", "model=m2"]
+    );
+    assert!(out
+        .failures
+        .iter()
+        .all(|f| matches!(f.error, ApiError::Deadline { .. })));
+    assert!(out.cut_short);
+    assert_eq!(owed.owed("q"), vec![model(0), model(1), model(2)]);
+    // Collected in full, nothing is owed any more.
+    let out = collect(day(), &api, Some(&owed));
+    assert_eq!(counts(&out), vec![24; 3]);
+    assert!(owed.owed("q").is_empty());
 }
