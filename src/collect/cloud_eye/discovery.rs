@@ -78,6 +78,8 @@ fn discover(
     if !keys {
         match models(api, deadline) {
             Ok(found) => return Ok((found, true)),
+            // ListMetrics would meet the same: credentials refused, the run over.
+            Err(e) if ends_the_run(&e, deadline) => return Err(e),
             Err(e) => warnings.push(format!(
                 "cannot list the models from the MaaS monitor ({e}); listing them with ListMetrics instead (which lists every API key too), and ids stand in for the names the spec's `names:` does not pin, for the next hour"
             )),
@@ -88,6 +90,17 @@ fn discover(
         return Ok((found, whole));
     }
     list_metrics(api, deadline, warnings)
+}
+
+/// A failure any other call of the run would meet too: the credentials refused (or their
+/// gate closed), a signal, or the run's deadline (not the few seconds the monitor gets).
+fn ends_the_run(e: &ApiError, deadline: Instant) -> bool {
+    match e {
+        ApiError::AuthBlocked(_) | ApiError::Unguarded(_) | ApiError::Expired(_) => true,
+        ApiError::Stopped { .. } => true,
+        ApiError::Deadline { .. } => Instant::now() >= deadline,
+        e => e.status() == Some(401),
+    }
 }
 
 /// The models as the monitor lists them, with their names.
