@@ -125,6 +125,18 @@ pub enum Command {
     /// Serve the MaaS + IAM + Cloud Eye simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
+    /// Print Prometheus alert rules for a spec: collector health, model error ratio and TTFT,
+    /// budgets.
+    #[command(after_help = RULES_HELP)]
+    Rules(RulesArgs),
+    /// Print a Grafana dashboard (JSON) for a spec: spend, budgets, tokens, requests and
+    /// errors, latency, collector health.
+    #[command(after_help = DASHBOARD_HELP)]
+    Dashboard(DashboardArgs),
+    /// Write a month's spend report: one self-contained HTML file (inline SVG and CSS) from
+    /// Cloud Eye, priced with the spec's prices.
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
     Describe(DescribeArgs),
     /// Print a shell completion script.
@@ -502,6 +514,69 @@ pub struct DemoArgs {
     /// With --serve: time between the starts of two collections (1s to 1d).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval, requires = "serve")]
     pub interval: std::time::Duration,
+}
+
+const RULES_HELP: &str = "The thresholds come from the spec's alerts: section (error_ratio 0.05,
+ttft_p99 10s, budget_warning 0.8, for 10m by default). Every metric name is the one the outputs
+write (plugin.yaml), so the rules work on serve, the textfile and OTLP through the collector.
+
+Examples:
+  maas-usage rules --spec /etc/maas-usage/spec.yaml > /etc/prometheus/rules/maas-usage.yml
+  promtool check rules /etc/prometheus/rules/maas-usage.yml
+Prometheus (prometheus.yml):
+  rule_files: [rules/maas-usage.yml]";
+
+const DASHBOARD_HELP: &str =
+    "Import the JSON in Grafana (Dashboards > New > Import); pick the Prometheus
+data source that scrapes maas-usage (serve, the textfile, or the collector's exporter).
+
+Example:
+  maas-usage dashboard --spec /etc/maas-usage/spec.yaml > maas-usage.json";
+
+const REPORT_HELP: &str =
+    "Cloud Eye keeps 30 days of hourly and daily data: a month reported in its
+last days, or just after, is whole; an older one is partial and the report says so. Costs are
+estimates from the spec's prices, not the bill.
+
+Examples:
+  maas-usage report --spec spec.yaml --month 2026-11 --output report-2026-11.html
+  maas-usage report --spec spec.yaml --simulator http://127.0.0.1:8080 --month 2026-05";
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// The time between collections (serve's --interval, Telegraf's interval): a collector is
+    /// stale after two.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval)]
+    pub interval: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Spec file or directory; repeatable (its prices, budgets, key groups and timezone).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// The month, YYYY-MM, in the spec's timezone [default: the current month].
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Write the HTML to FILE (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 #[derive(Args, Debug)]

@@ -113,8 +113,83 @@ pub fn markdown(m: &Manifest) -> String {
             })
             .collect(),
     );
+    spend_tables(m, &mut out);
     label_tables(m, &mut out);
     out
+}
+
+/// The spend measurements (`maas_model_cost`, `maas_budget`): fields, then tags.
+fn spend_tables(m: &Manifest, out: &mut String) {
+    let or = |x: &Option<String>, none: &str| x.as_deref().map(code).unwrap_or_else(|| none.into());
+    for s in &m.spend_metrics {
+        table(
+            out,
+            &format!(
+                "\n`{}` (with `prices`/`budgets` in the spec): {}",
+                s.measurement, s.description
+            ),
+            &[
+                "line protocol field",
+                "title",
+                "unit",
+                "value",
+                "OTLP Gauge",
+                "Prometheus gauge",
+                "OTLP Sum (period)",
+                "Prometheus counter (period)",
+                "description",
+            ],
+            s.fields
+                .iter()
+                .map(|x| {
+                    vec![
+                        code(&x.field),
+                        x.title.clone(),
+                        code(&x.unit),
+                        x.value.clone(),
+                        code(&x.otlp),
+                        code(&x.prometheus),
+                        or(&x.otlp_period, "-"),
+                        or(&x.prometheus_period, "-"),
+                        x.description.clone(),
+                    ]
+                })
+                .collect(),
+        );
+        table(
+            out,
+            &format!("\nTags of `{}`:", s.measurement),
+            &[
+                "tag",
+                "OTLP (data point)",
+                "Prometheus label",
+                "description",
+            ],
+            s.attributes
+                .iter()
+                .map(|a| {
+                    vec![
+                        code(&a.tag),
+                        code(&a.otlp),
+                        code(&a.prometheus),
+                        a.description.clone(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+}
+
+impl Manifest {
+    /// The field `field` of the spend measurement `measurement`.
+    pub fn spend_field(&self, measurement: &str, field: &str) -> Option<&SpendField> {
+        self.spend_metrics
+            .iter()
+            .find(|s| s.measurement == measurement)?
+            .fields
+            .iter()
+            .find(|f| f.field == field)
+    }
 }
 
 /// The tags, attributes and labels of docs/metrics.md: the data points', then the resource's.

@@ -34,6 +34,9 @@ pub(super) struct RawFile {
     pub(super) queries: Option<Vec<RawQuery>>,
     pub(super) output: Option<RawOutput>,
     pub(super) limits: Option<RawLimits>,
+    pub(super) prices: Option<super::spend::RawPrices>,
+    pub(super) budgets: Option<Vec<super::spend::RawBudget>>,
+    pub(super) alerts: Option<super::spend::RawAlerts>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -308,13 +311,14 @@ fn source_of(f: &FileSpec, p: &str, q: &RawQuery, errors: &mut Vec<SpecError>) -
         }
     }
     let breakdown = q.breakdown.clone().unwrap_or_else(|| vec!["model".into()]);
-    if breakdown.first().map(String::as_str) != Some("model") {
+    if super::spend::grouping(&breakdown).is_err() {
         errors.push(f.err(
             &format!("{p}/breakdown"),
-            "a breakdown starts with model: [model] or [model, api_key] (Cloud Eye keeps API keys under their model)",
+            "a breakdown is [model], [model, api_key], [model, key_group] or [key_group] (Cloud Eye keeps API keys under their model; key groups sum them)",
         ));
     }
-    let by_key = breakdown.iter().any(|b| b == "api_key");
+    // Key groups are sums of the per-key series.
+    let by_key = breakdown.iter().any(|b| b == "api_key" || b == "key_group");
     if q.api_keys.is_some() && !by_key {
         errors.push(f.key_err(
             &format!("{p}/api_keys"),

@@ -1,13 +1,15 @@
 //! Several spec files into one: query names unique across files, key groups defined anywhere
-//! (the same name meaning the same keys), `cloud`, `timezone`, `output` and `limits` set once
-//! or identically.
+//! (the same name meaning the same keys), `cloud`, `timezone`, `output`, `limits`, `prices` and
+//! `alerts` set once or identically, budget names unique.
 
 use std::collections::HashMap;
 
 use super::convert::{cloud_of, limits_of, names_of, output_of, queries_of, FileSpec, RawNames};
 use super::errors::{SpecError, SpecErrors};
+use super::spend::{alerts_of, budgets_of, check_budgets, grouping, prices_of};
 use super::yaml;
-use super::{CloudSpec, Limits, OutputSpec, Spec};
+use super::{Alerts, CloudSpec, Limits, OutputSpec, Spec};
+use crate::spend::{Budget, PriceTable};
 
 /// A section that may be set in one file only (or identically in several).
 struct Single<T> {
@@ -33,6 +35,8 @@ struct Singles {
     output: Single<OutputSpec>,
     limits: Single<Limits>,
     timezone: Single<String>,
+    prices: Single<PriceTable>,
+    alerts: Single<Alerts>,
 }
 
 /// What the files so far defined, and where, for the checks that span files.
@@ -44,6 +48,8 @@ struct Seen {
     query_at: HashMap<String, String>,
     /// (file, query, pointer) of each query, for the key group references checked last.
     query_refs: Vec<(usize, usize, String)>,
+    /// (file, budget, pointer) of each budget, checked once every file is read.
+    budgets: Vec<(usize, Budget, String)>,
 }
 
 /// Merges validated files into one spec, checking what spans files.
@@ -55,6 +61,8 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
         output: Single { value: None },
         limits: Single { value: None },
         timezone: Single { value: None },
+        prices: Single { value: None },
+        alerts: Single { value: None },
     };
     let mut seen = Seen::default();
     for (fi, f) in files.iter().enumerate() {
@@ -64,9 +72,14 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
         }
         merge_key_groups(f, &mut spec, &mut seen, &mut errors);
         merge_queries(fi, f, &mut spec, &mut seen, &mut errors);
+        for (b, p) in budgets_of(f, f.raw.budgets.as_deref().unwrap_or_default(), &mut errors) {
+            seen.budgets.push((fi, b, p));
+        }
     }
     // Key groups may be defined in any file, so references are checked after all are read.
     check_key_group_refs(files, &spec, &seen, &mut errors);
+    spec.prices = singles.prices.value.take().map(|v| v.0);
+    check_budgets(files, &seen.budgets, &spec, &mut errors);
     if spec.queries.is_empty() && errors.is_empty() {
         let file = files.first().map(|f| f.file.clone()).unwrap_or_default();
         errors.push(SpecError {
@@ -84,6 +97,8 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     spec.output = singles.output.value.map(|v| v.0).unwrap_or_default();
     spec.limits = singles.limits.value.map(|v| v.0).unwrap_or_default();
     spec.timezone = singles.timezone.value.map(|v| v.0);
+    spec.alerts = singles.alerts.value.map(|v| v.0).unwrap_or_default();
+    spec.budgets = seen.budgets.into_iter().map(|(_, b, _)| b).collect();
     Ok(spec)
 }
 
@@ -101,6 +116,14 @@ impl Singles {
         if let Some(l) = &f.raw.limits {
             let l = limits_of(f, l, errors);
             self.limits.set(f, "/limits", l, "limits", errors);
+        }
+        if let Some(p) = &f.raw.prices {
+            let p = prices_of(f, p, errors);
+            self.prices.set(f, "/prices", p, "prices", errors);
+        }
+        if let Some(a) = &f.raw.alerts {
+            let a = alerts_of(f, a, errors);
+            self.alerts.set(f, "/alerts", a, "alerts", errors);
         }
         if let Some(tz) = &f.raw.timezone {
             match crate::time::parse_zone(tz) {
@@ -177,6 +200,10 @@ fn merge_queries(
             format!("{}:{}", f.file, f.doc.pos(&name_ptr)),
         );
         seen.query_refs.push((fi, spec.queries.len(), p));
+        let raw = f.raw.queries.iter().flatten().find(|r| r.name == q.name);
+        if let Some(Ok(Some(g))) = raw.and_then(|r| r.breakdown.as_deref()).map(grouping) {
+            spec.grouped.insert(q.name.clone(), g);
+        }
         spec.queries.push(q);
     }
 }

@@ -1,0 +1,1 @@
+//! `maas-usage report`: the monthly spend report as one self-contained HTML file.
