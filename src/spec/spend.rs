@@ -305,3 +305,143 @@ pub(super) fn check_budgets(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::load::load_str;
+    use crate::spend::{Limit, Scope};
+
+    const HEAD: &str = "apiVersion: maas-usage/v1\nkey_groups:\n  team-a: [key-a1]\nqueries:\n  - name: m\n    source: cloud_eye\n";
+
+    fn errs(tail: &str) -> Vec<String> {
+        match load_str("spec.yaml", &format!("{HEAD}{tail}")) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const PRICES: &str = "prices:\n  currency: CNY\n  models:\n    - model: DeepSeek-V3\n      input: 2.0\n      output: 8\n    - model: DeepSeek-V3\n      since: 2026-12-01\n      input: \"0.1\"\n      output: 4\n";
+
+    #[test]
+    fn prices_and_budgets_are_read_exactly() {
+        let spec = load_str(
+            "spec.yaml",
+            &format!("{HEAD}{PRICES}budgets:\n  - name: team-a-monthly\n    key_group: team-a\n    amount: 5000.5\n    period: month\n  - name: all-daily\n    tokens: 2000000000\n    period: day\nalerts:\n  error_ratio: 0.1\n  for: 5m\n"),
+        )
+        .unwrap();
+        let p = spec.prices.unwrap();
+        assert_eq!(p.currency.code, "CNY");
+        assert_eq!(p.models[1].input.nanos, 100_000_000, "0.1 exactly");
+        assert_eq!(p.models[0].output.nanos, 8_000_000_000);
+        assert_eq!(spec.budgets[0].scope, Scope::KeyGroup("team-a".into()));
+        assert!(
+            matches!(spec.budgets[0].limit, Limit::Amount(c) if c.to_decimal_string() == "5000.5")
+        );
+        assert_eq!(spec.budgets[1].scope, Scope::Project);
+        assert_eq!(spec.budgets[1].limit, Limit::Tokens(2_000_000_000));
+        assert_eq!(spec.alerts.error_ratio, 0.1);
+        assert_eq!(spec.alerts.hold, std::time::Duration::from_secs(300));
+        assert_eq!(spec.alerts.budget_warning, 0.8, "the default");
+    }
+
+    #[test]
+    fn price_errors_are_located() {
+        let e =
+            errs("prices:\n  currency: USD\n  models:\n    - {model: a, input: -1, output: 1}\n");
+        assert_eq!(
+            e,
+            ["spec.yaml:10:25: prices.models[0].input: -1 is below the minimum 0"]
+        );
+        let e = errs("prices:\n  currency: RMB\n  models:\n    - model: a\n      input: 1\n      output: 0.0000000001\n    - model: b\n      since: 2026-12-01\n      input: 1\n      output: 1\n    - model: b\n      since: 2026-12-01\n      input: 1\n      output: 1\n    - model: b\n      since: 2026-11-01\n      input: 1\n      output: 1\n    - model: c\n      since: 2026-02-30\n      input: 1\n      output: 1\n");
+        assert!(
+            e.iter().any(|m| m.starts_with(
+                "spec.yaml:8:13: prices.currency: `RMB` is not an ISO 4217 currency code"
+            )),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|m| m.starts_with("spec.yaml:12:15: prices.models[0].output: `0.0000000001` has more than 9 decimals") || m.starts_with("spec.yaml:12:15: prices.models[0].output: `0.0000000001`")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("spec.yaml:18:14: prices.models[2].since: `b` has two entries since 2026-12-01 (the other at spec.yaml:14:14)")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("spec.yaml:22:14: prices.models[3].since: `b`: this entry (since 2026-11-01) comes after the one since 2026-12-01")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.starts_with(
+                "spec.yaml:26:14: prices.models[4].since: `2026-02-30` is not a date"
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn two_entries_without_since_are_one_too_many() {
+        let e = errs("prices:\n  currency: USD\n  models:\n    - {model: a, input: 1, output: 1}\n    - {model: a, input: 2, output: 2}\n");
+        assert!(
+            e.iter().any(|m| m.starts_with(
+                "spec.yaml:11:15: prices.models[1].model: `a` has two entries without since"
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn budget_errors_are_located() {
+        let e = errs("budgets:\n  - {name: a, key_group: ghost, tokens: 5, period: day}\n  - {name: a, model: nowhere, tokens: 5, period: day}\n  - {name: c, amount: 5, period: month}\n  - {name: d, amount: 5, tokens: 5, period: month}\n  - {name: e, period: month}\n  - {name: f, key_group: team-a, model: x, tokens: 1, period: day}\n");
+        let want = [
+            "spec.yaml:8:26: budgets[0].key_group: unknown key group `ghost`; defined: team-a",
+            "spec.yaml:9:12: budgets[1].name: budget name `a` is already used at spec.yaml:8:6",
+            "spec.yaml:9:22: budgets[1].model: unknown model `nowhere`",
+            "spec.yaml:10:15: budgets[2].amount: an amount is money in prices.currency, and the spec has no prices",
+            "spec.yaml:11:26: budgets[3].tokens: a budget limits money (amount) or tokens, not both",
+            "spec.yaml:12:5: budgets[4]: a budget needs a limit",
+            "spec.yaml:13:34: budgets[5].model: a budget covers a key group or a model",
+        ];
+        for w in want {
+            assert!(e.iter().any(|m| m.starts_with(w)), "{w}\n{e:?}");
+        }
+    }
+
+    #[test]
+    fn key_group_breakdowns_are_accepted_and_others_refused() {
+        for (b, per_model) in [("[model, key_group]", true), ("[key_group]", false)] {
+            let spec = load_str(
+                "spec.yaml",
+                &format!("{HEAD}    breakdown: {b}\n    api_keys: [key-a1]\n"),
+            )
+            .unwrap();
+            assert_eq!(
+                spec.grouped.get("m").map(|g| g.per_model),
+                Some(per_model),
+                "{b}"
+            );
+            assert!(
+                spec.queries[0].cloud_eye().unwrap().by_key,
+                "grouping sums the per-key series"
+            );
+        }
+        let spec = load_str("spec.yaml", HEAD).unwrap();
+        assert!(spec.grouped.is_empty());
+        for b in ["[api_key]", "[key_group, model]", "[api_key, key_group]"] {
+            let e = errs(&format!("    breakdown: {b}\n"));
+            assert!(e.iter().any(|m| m.contains("queries[0].breakdown: a breakdown is [model], [model, api_key], [model, key_group] or [key_group]")), "{b}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn prices_set_in_two_files_must_agree() {
+        let a = crate::spec::convert::parse_file("a.yaml", &format!("{HEAD}{PRICES}"))
+            .ok()
+            .unwrap();
+        let b = crate::spec::convert::parse_file(
+            "b.yaml",
+            &format!(
+                "apiVersion: maas-usage/v1\n{}",
+                PRICES.replace("CNY", "USD")
+            ),
+        )
+        .ok()
+        .unwrap();
+        let e = crate::spec::merge::merge(&[a, b]).unwrap_err();
+        assert!(
+            e.0[0].to_string().contains("prices is also set in a.yaml"),
+            "{e:?}"
+        );
+    }
+}

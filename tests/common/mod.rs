@@ -4,6 +4,7 @@
 pub mod influx;
 pub mod otlp;
 pub mod prom;
+pub mod prometheus;
 pub mod proxy;
 pub mod serving;
 pub mod tls;

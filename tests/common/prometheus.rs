@@ -1,0 +1,121 @@
+//! A real Prometheus server (Debian's `prometheus`) on loopback, scraping a target every
+//! second, and its HTTP query API. Skipped without the binary unless MAAS_USAGE_REQUIRE_PROMTOOL
+//! is set (CI installs promtool and the server from one package).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use super::serving::{http, PATIENCE};
+use super::tempdir;
+
+pub struct Prometheus {
+    child: Child,
+    /// `127.0.0.1:port` of its web API.
+    pub addr: String,
+}
+
+/// Percent-encodes a query parameter.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Prometheus {
+    /// Starts it scraping `target` (`host:port`, path /metrics) every second, and waits until
+    /// it is ready. `None` when it is not installed and not required.
+    pub fn start(target: &str) -> Option<Prometheus> {
+        let dir = tempdir();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: maas-usage\n    static_configs: [{{targets: [\"{target}\"]}}]\n"
+            ),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(_) => {
+                assert!(
+                    std::env::var("MAAS_USAGE_REQUIRE_PROMTOOL").is_err(),
+                    "prometheus is required but not on PATH"
+                );
+                eprintln!("skipped: prometheus not on PATH");
+                return None;
+            }
+        };
+        let mut p = Prometheus { child, addr };
+        let until = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = p.child.try_wait().unwrap() {
+                panic!("prometheus ended: {status}");
+            }
+            if std::net::TcpStream::connect(&p.addr).is_ok()
+                && http(&p.addr, "GET", "/-/ready", None).status == 200
+            {
+                return Some(p);
+            }
+            assert!(Instant::now() < until, "prometheus never became ready");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// An instant query: the whole answer (`status`, `data.result`, or `error`).
+    pub fn query(&self, expr: &str) -> serde_json::Value {
+        let a = http(
+            &self.addr,
+            "GET",
+            &format!("/api/v1/query?query={}", encode(expr)),
+            None,
+        );
+        serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}: {}", a.body))
+    }
+
+    /// Waits until `expr` has a result (the first scrapes have landed).
+    pub fn wait_for(&self, expr: &str) {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let v = self.query(expr);
+            if v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                return;
+            }
+            assert!(Instant::now() < until, "{expr} never had data: {v}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
