@@ -7,6 +7,7 @@ pub mod error;
 pub mod hooks;
 pub mod packaging;
 pub mod query;
+pub mod report;
 pub mod run;
 pub mod settings;
 pub mod simulator;
@@ -65,7 +66,7 @@ fn dispatch(command: Command) -> Result<Outcome, Error> {
         Command::State(a) => state_cmd::state(a),
         Command::Rules(a) => spend_cmds::rules(a),
         Command::Dashboard(a) => spend_cmds::dashboard(a),
-        Command::Report(a) => spend_cmds::report(a),
+        Command::Report(a) => report::report(a),
         Command::Describe(a) => packaging::describe(a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(a),

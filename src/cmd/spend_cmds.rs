@@ -3,9 +3,10 @@
 
 use super::error::{Error, Outcome};
 use super::run::load_spec;
-use crate::cli::{DashboardArgs, ReportArgs, RulesArgs};
+use crate::cli::{DashboardArgs, RulesArgs};
 use crate::deliver::sink::write_stdout;
 use crate::generate::{self, rules};
+use crate::log::{self, Style};
 use crate::manifest;
 
 fn manifest() -> Result<manifest::Manifest, Error> {
@@ -13,6 +14,7 @@ fn manifest() -> Result<manifest::Manifest, Error> {
 }
 
 pub fn rules(a: RulesArgs) -> Result<Outcome, Error> {
+    log::set_style(Style::Telegraf);
     let spec = load_spec(&a.spec)?;
     let groups =
         rules::groups(&spec, &manifest()?, a.interval).map_err(|e| Error::System(e.to_string()))?;
@@ -21,13 +23,9 @@ pub fn rules(a: RulesArgs) -> Result<Outcome, Error> {
 }
 
 pub fn dashboard(a: DashboardArgs) -> Result<Outcome, Error> {
+    log::set_style(Style::Telegraf);
     let spec = load_spec(&a.spec)?;
     let names = generate::names(&manifest()?).map_err(|e| Error::System(e.to_string()))?;
     write_stdout(&generate::dashboard::render(&spec, &names))?;
     Ok(Outcome::Done)
-}
-
-pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
-    let _ = a;
-    Err(Error::Usage("report: not yet".into()))
 }

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod groups;
+pub mod ledger;
 pub mod money;
 pub mod prices;
 

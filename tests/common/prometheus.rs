@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use super::serving::{http, PATIENCE};
+use super::serving::PATIENCE;
 use super::tempdir;
 
 pub struct Prometheus {
@@ -24,6 +24,23 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// GET over HTTP/1.0 (Prometheus answers 1.1 requests chunked): the status and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
 }
 
 fn free_port() -> u16 {
@@ -75,9 +92,7 @@ impl Prometheus {
             if let Some(status) = p.child.try_wait().unwrap() {
                 panic!("prometheus ended: {status}");
             }
-            if std::net::TcpStream::connect(&p.addr).is_ok()
-                && http(&p.addr, "GET", "/-/ready", None).status == 200
-            {
+            if std::net::TcpStream::connect(&p.addr).is_ok() && get(&p.addr, "/-/ready").0 == 200 {
                 return Some(p);
             }
             assert!(Instant::now() < until, "prometheus never became ready");
@@ -87,13 +102,8 @@ impl Prometheus {
 
     /// An instant query: the whole answer (`status`, `data.result`, or `error`).
     pub fn query(&self, expr: &str) -> serde_json::Value {
-        let a = http(
-            &self.addr,
-            "GET",
-            &format!("/api/v1/query?query={}", encode(expr)),
-            None,
-        );
-        serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}: {}", a.body))
+        let (_, body) = get(&self.addr, &format!("/api/v1/query?query={}", encode(expr)));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 
     /// Waits until `expr` has a result (the first scrapes have landed).
