@@ -177,6 +177,7 @@ fn begin(
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
+    super::spend_cmds::refuse_grouped(&spec)?;
     let flags = Flags {
         cloud: Some(cloud),
         state: Some(state),
