@@ -62,7 +62,7 @@ fn every_panel_is_valid_promql_and_returns_data_from_a_real_prometheus() {
         .collect();
     assert_eq!(vars, ["datasource", "query", "model", "key_group"]);
     let state = tempdir().join("state");
-    let mut serve = Serve::start(&spec, &state, "60s");
+    let serve = Serve::start(&spec, &state, "60s");
     serve.wait_for("/healthz", 200);
     let Some(prom) = Prometheus::start(&serve.addr) else {
         serve.stop();

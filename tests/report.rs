@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use maas_usage::emit::thousands;
 use maas_usage::sim::model::DEFAULT_MODELS;
 
 fn report_spec(sim: &maas_usage::sim::Simulator) -> std::path::PathBuf {
@@ -114,18 +115,6 @@ fn the_month_is_exact_against_the_simulator_and_reconciled() {
         .count();
     assert!(ces_calls <= 12, "{ces_calls} Cloud Eye calls");
     insta::assert_snapshot!("report", html.split("<footer>").next().unwrap());
-}
-
-fn thousands(n: u64) -> String {
-    let d = n.to_string();
-    let mut out = String::new();
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Headless Chromium on the file with the network closed: it renders (a screenshot of some

@@ -174,9 +174,9 @@ pub fn render(p: &Page) -> String {
         proj = esc(p.project),
         zone = esc(p.zone)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<div class=\"cards\"><div class=\"card\">spend<b id=\"total-cost\">{}</b></div><div class=\"card\">input tokens<b>{}</b></div><div class=\"card\">output tokens<b>{}</b></div><div class=\"card\">requests<b>{}</b></div><div class=\"card\">errors<b>{}</b></div></div>\n",
+        "<div class=\"cards\"><div class=\"card\">spend<b id=\"total-cost\">{}</b></div><div class=\"card\">input tokens<b>{}</b></div><div class=\"card\">output tokens<b>{}</b></div><div class=\"card\">requests<b>{}</b></div><div class=\"card\">errors<b>{}</b></div></div>",
         money(s.total.cost, cur),
         grouped(s.total.usage.input),
         grouped(s.total.usage.output),
