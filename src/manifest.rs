@@ -67,17 +67,15 @@ pub fn markdown(m: &Manifest) -> String {
         m.model_metrics
             .iter()
             .map(|x| {
-                vec![
-                    code(&x.ces),
-                    code(&x.field),
-                    code(&x.unit),
-                    x.value.clone(),
-                    code(&x.otlp),
-                    code(&x.prometheus),
-                    or(&x.otlp_period, "-"),
-                    or(&x.prometheus_period, "-"),
-                    x.description.clone(),
-                ]
+                let mut row = vec![code(&x.ces), code(&x.field), code(&x.unit), x.value.clone()];
+                row.extend(output_names(
+                    &x.otlp,
+                    &x.prometheus,
+                    &x.otlp_period,
+                    &x.prometheus_period,
+                ));
+                row.push(x.description.clone());
+                row
             })
             .collect(),
     );
@@ -118,9 +116,24 @@ pub fn markdown(m: &Manifest) -> String {
     out
 }
 
+/// The OTLP Gauge, Prometheus gauge, OTLP Sum and Prometheus counter cells of a metric.
+fn output_names(
+    otlp: &str,
+    prometheus: &str,
+    otlp_period: &Option<String>,
+    prometheus_period: &Option<String>,
+) -> [String; 4] {
+    let or = |x: &Option<String>| x.as_deref().map(code).unwrap_or_else(|| "-".into());
+    [
+        code(otlp),
+        code(prometheus),
+        or(otlp_period),
+        or(prometheus_period),
+    ]
+}
+
 /// The spend measurements (`maas_model_cost`, `maas_budget`): fields, then tags.
 fn spend_tables(m: &Manifest, out: &mut String) {
-    let or = |x: &Option<String>, none: &str| x.as_deref().map(code).unwrap_or_else(|| none.into());
     for s in &m.spend_metrics {
         table(
             out,
@@ -142,17 +155,20 @@ fn spend_tables(m: &Manifest, out: &mut String) {
             s.fields
                 .iter()
                 .map(|x| {
-                    vec![
+                    let mut row = vec![
                         code(&x.field),
                         x.title.clone(),
                         code(&x.unit),
                         x.value.clone(),
-                        code(&x.otlp),
-                        code(&x.prometheus),
-                        or(&x.otlp_period, "-"),
-                        or(&x.prometheus_period, "-"),
-                        x.description.clone(),
-                    ]
+                    ];
+                    row.extend(output_names(
+                        &x.otlp,
+                        &x.prometheus,
+                        &x.otlp_period,
+                        &x.prometheus_period,
+                    ));
+                    row.push(x.description.clone());
+                    row
                 })
                 .collect(),
         );

@@ -18,6 +18,22 @@ fn report_spec(sim: &maas_usage::sim::Simulator) -> std::path::PathBuf {
     )
 }
 
+/// The report of May 2026 written into `dir`: the command's output and the page.
+fn may_report(spec: &Path, dir: &Path) -> (std::process::Output, std::path::PathBuf) {
+    let html_path = dir.join("report.html");
+    let out = report(
+        spec,
+        &[
+            "--month",
+            "2026-05",
+            "--output",
+            html_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    (out, html_path)
+}
+
 fn report(spec: &Path, extra: &[&str]) -> std::process::Output {
     authed()
         .arg("report")
@@ -53,17 +69,7 @@ fn cents(femto: u128) -> String {
 fn the_month_is_exact_against_the_simulator_and_reconciled() {
     let sim = sim();
     let spec = report_spec(&sim);
-    let html_path = tempdir().join("report.html");
-    let out = report(
-        &spec,
-        &[
-            "--month",
-            "2026-05",
-            "--output",
-            html_path.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (out, html_path) = may_report(&spec, &tempdir());
     assert!(stdout(&out).is_empty(), "the page went to the file");
     assert_no_secret(&out);
     let html = std::fs::read_to_string(&html_path).unwrap();
@@ -125,17 +131,7 @@ fn the_report_renders_in_headless_chromium() {
     let sim = sim();
     let spec = report_spec(&sim);
     let dir = tempdir();
-    let html_path = dir.join("report.html");
-    let out = report(
-        &spec,
-        &[
-            "--month",
-            "2026-05",
-            "--output",
-            html_path.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (_, html_path) = may_report(&spec, &dir);
     let shot = dir.join("shot.png");
     let url = format!("file://{}", html_path.display());
     let chromium = |extra: &[&str]| {

@@ -29,6 +29,13 @@ pub fn panels(n: &Names) -> Vec<Panel> {
     );
     let g = format!("{}=~\"$key_group\"", n.key_group_label);
     let legend = |l: &str| format!("{{{{{l}}}}}");
+    // A metric summed per model, its legend the model and `what`.
+    let per_model = |metric: &str, what: &str| {
+        (
+            format!("sum by ({}) ({metric}{{{m}}})", n.model_label),
+            format!("{{{{{}}}}} {what}", n.model_label),
+        )
+    };
     let mut out = vec![
         Panel {
             title: "Spend per model",
@@ -82,14 +89,8 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             kind: "timeseries",
             unit: "short",
             targets: vec![
-                (
-                    format!("sum by ({}) ({}{{{m}}})", n.model_label, n.model_input_tokens),
-                    format!("{} in", legend(&n.model_label)),
-                ),
-                (
-                    format!("sum by ({}) ({}{{{m}}})", n.model_label, n.model_output_tokens),
-                    format!("{} out", legend(&n.model_label)),
-                ),
+                per_model(&n.model_input_tokens, "in"),
+                per_model(&n.model_output_tokens, "out"),
             ],
             description: "Input and output tokens of each model over its query's window (Cloud Eye).",
         },
@@ -116,14 +117,8 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             kind: "timeseries",
             unit: "short",
             targets: vec![
-                (
-                    format!("sum by ({}) ({}{{{m}}})", n.model_label, n.model_requests),
-                    format!("{} requests", legend(&n.model_label)),
-                ),
-                (
-                    format!("sum by ({}) ({}{{{m}}})", n.model_label, n.model_errors),
-                    format!("{} errors", legend(&n.model_label)),
-                ),
+                per_model(&n.model_requests, "requests"),
+                per_model(&n.model_errors, "errors"),
             ],
             description: "Requests and failed requests of each model over its query's window.",
         },
