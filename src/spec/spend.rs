@@ -360,7 +360,7 @@ mod tests {
             "{e:?}"
         );
         assert!(e.iter().any(|m| m.starts_with("spec.yaml:12:15: prices.models[0].output: `0.0000000001` has more than 9 decimals") || m.starts_with("spec.yaml:12:15: prices.models[0].output: `0.0000000001`")), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("spec.yaml:18:14: prices.models[2].since: `b` has two entries since 2026-12-01 (the other at spec.yaml:14:14)")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("spec.yaml:18:14: prices.models[2].since: `b` has two entries since 2026-12-01 (the other at spec.yaml:14:7)")), "{e:?}");
         assert!(e.iter().any(|m| m.starts_with("spec.yaml:22:14: prices.models[3].since: `b`: this entry (since 2026-11-01) comes after the one since 2026-12-01")), "{e:?}");
         assert!(
             e.iter().any(|m| m.starts_with(
