@@ -309,6 +309,13 @@ mod tests {
         assert_eq!(Decimal::from_f64(0.1), Decimal::parse("0.1"));
         assert_eq!(Decimal::from_f64(2.0), Decimal::parse("2"));
         assert!(Decimal::from_f64(0.1 + 0.2).is_err(), "17 digits: refused");
+        // 9 decimals, but 18 digits: no double holds it, so its text is not what was written.
+        #[allow(clippy::excessive_precision)]
+        let long = 123456789.123456789_f64;
+        assert!(
+            Decimal::from_f64(long).is_err(),
+            "{long}: refused, not rounded"
+        );
         assert!(Decimal::from_f64(f64::NAN).is_err());
     }
 
