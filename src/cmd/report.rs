@@ -247,12 +247,10 @@ pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
     let mut notes = Vec::new();
     let horizon = now.timestamp_millis() - RETENTION_MS;
     if start_ms < horizon {
+        let since = chrono::DateTime::from_timestamp_millis(horizon).unwrap_or_default();
         notes.push(format!(
-            "Cloud Eye keeps 30 days: the days before {} are gone, so this month is partial.",
-            chrono::DateTime::from_timestamp_millis(horizon)
-                .unwrap_or_default()
-                .with_timezone(&tz)
-                .date_naive()
+            "Cloud Eye keeps 30 days: what came before {} is gone, and the report starts at the next local midnight, so this month is partial (ShowStatistics is asked from the same horizon).",
+            since.with_timezone(&tz).format("%Y-%m-%d %H:%M")
         ));
     }
     if current {
