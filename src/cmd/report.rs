@@ -146,6 +146,53 @@ pub fn rows_of(
     (models, keys)
 }
 
+/// The report's queries, planned (the daily buckets from the month's start) and collected; and
+/// the project they are of.
+fn collect_month(
+    spec: &Spec,
+    settings: &Settings,
+    rspec: &Spec,
+    start_ms: i64,
+    started: Instant,
+) -> Result<(collect::Collected, String), Error> {
+    let now = settings.now();
+    let store = wiring::open_store(&settings.state);
+    let deadline = started + spec.limits.timeout.max(std::time::Duration::from_secs(60));
+    let conn = Arc::new(wiring::connect(settings.cloud(), deadline, &*store)?);
+    let checkpoints: BTreeMap<String, i64> = [MODELS, KEYS]
+        .iter()
+        .map(|q| (ModelQuery::checkpoint_id(&conn.region, q), start_ms))
+        .collect();
+    let affordable = conn
+        .client
+        .available_calls(deadline.saturating_duration_since(Instant::now()));
+    let plan = plan::build_with(rspec, now, &settings.zone, &checkpoints, affordable)?;
+    let mut collected = collect::collect(
+        &plan,
+        conn.clone(),
+        spec.limits.concurrency,
+        deadline,
+        &collect::never_stop,
+    );
+    let cache = wiring::discovery_cache(&store, &conn);
+    collected.models = collect::models::collect_models(
+        &plan.models,
+        conn.clone(),
+        &spec.names,
+        cache
+            .as_ref()
+            .map(|c| c as &dyn collect::models::DiscoveryCache),
+        &collect::models::Limits {
+            max_series: spec.limits.max_series,
+            concurrency: spec.limits.concurrency,
+            discovery_max_age: std::time::Duration::from_secs(3600),
+        },
+        deadline,
+        &collect::never_stop,
+    );
+    Ok((collected, conn.project_id.clone()))
+}
+
 pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
     log::set_style(Style::Telegraf);
     let started = Instant::now();
@@ -181,40 +228,7 @@ pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
             .date_naive(),
     };
     let rspec = report_spec(&spec, first, last, current);
-    let store = wiring::open_store(&settings.state);
-    let deadline = started + spec.limits.timeout.max(std::time::Duration::from_secs(60));
-    let conn = Arc::new(wiring::connect(settings.cloud(), deadline, &*store)?);
-    let checkpoints: BTreeMap<String, i64> = [MODELS, KEYS]
-        .iter()
-        .map(|q| (ModelQuery::checkpoint_id(&conn.region, q), start_ms))
-        .collect();
-    let affordable = conn
-        .client
-        .available_calls(deadline.saturating_duration_since(Instant::now()));
-    let plan = plan::build_with(&rspec, now, &settings.zone, &checkpoints, affordable)?;
-    let mut collected = collect::collect(
-        &plan,
-        conn.clone(),
-        spec.limits.concurrency,
-        deadline,
-        &collect::never_stop,
-    );
-    let cache = wiring::discovery_cache(&store, &conn);
-    collected.models = collect::models::collect_models(
-        &plan.models,
-        conn.clone(),
-        &spec.names,
-        cache
-            .as_ref()
-            .map(|c| c as &dyn collect::models::DiscoveryCache),
-        &collect::models::Limits {
-            max_series: spec.limits.max_series,
-            concurrency: spec.limits.concurrency,
-            discovery_max_age: std::time::Duration::from_secs(3600),
-        },
-        deadline,
-        &collect::never_stop,
-    );
+    let (collected, project) = collect_month(&spec, &settings, &rspec, start_ms, started)?;
     for w in &collected.models.warnings {
         log::warn(w);
     }
@@ -262,7 +276,7 @@ pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
     let page = Page {
         month: &first.format("%Y-%m").to_string(),
         zone: &settings.zone.name,
-        project: &conn.project_id,
+        project: &project,
         currency: spec.prices.as_ref().map(|p| p.currency),
         summary: &summary,
         statistics_tokens,

@@ -23,27 +23,59 @@ pub const VARIABLES: [&str; 3] = ["query", "model", "key_group"];
 
 /// The panels of the dashboard, in order (two to a row).
 pub fn panels(n: &Names) -> Vec<Panel> {
-    let m = format!(
-        "{}=~\"$query\",{}=~\"$model\"",
-        n.query_label, n.model_label
-    );
-    let g = format!("{}=~\"$key_group\"", n.key_group_label);
-    let legend = |l: &str| format!("{{{{{l}}}}}");
-    // A metric summed per model, its legend the model and `what`.
-    let per_model = |metric: &str, what: &str| {
+    let s = Sel::new(n);
+    let mut out = spend_panels(&s);
+    out.extend(usage_panels(&s));
+    out.extend(health_panels(&s));
+    out
+}
+
+/// The selections and legends the panels share.
+struct Sel<'a> {
+    n: &'a Names,
+    /// The query and model variables.
+    m: String,
+    /// The key group variable.
+    g: String,
+}
+
+impl<'a> Sel<'a> {
+    fn new(n: &'a Names) -> Self {
+        Sel {
+            n,
+            m: format!(
+                "{}=~\"$query\",{}=~\"$model\"",
+                n.query_label, n.model_label
+            ),
+            g: format!("{}=~\"$key_group\"", n.key_group_label),
+        }
+    }
+
+    /// A legend of one label's value.
+    fn legend(&self, l: &str) -> String {
+        format!("{{{{{l}}}}}")
+    }
+
+    /// A metric summed per model, its legend the model and `what`.
+    fn per_model(&self, metric: &str, what: &str) -> (String, String) {
         (
-            format!("sum by ({}) ({metric}{{{m}}})", n.model_label),
-            format!("{{{{{}}}}} {what}", n.model_label),
+            format!("sum by ({}) ({metric}{{{}}})", self.n.model_label, self.m),
+            format!("{{{{{}}}}} {what}", self.n.model_label),
         )
-    };
-    let mut out = vec![
+    }
+}
+
+/// Spend per model and team, budgets.
+fn spend_panels(s: &Sel) -> Vec<Panel> {
+    let (n, m, g) = (s.n, &s.m, &s.g);
+    vec![
         Panel {
             title: "Spend per model",
             kind: "timeseries",
             unit: "none",
             targets: vec![(
                 format!("sum by ({}, {}) ({}{{{m}}})", n.model_label, n.currency_label, n.cost),
-                format!("{} {}", legend(&n.model_label), legend(&n.currency_label)),
+                format!("{} {}", s.legend(&n.model_label), s.legend(&n.currency_label)),
             )],
             description: "Estimated cost of each model's window (query), from the spec's prices.",
         },
@@ -56,7 +88,7 @@ pub fn panels(n: &Names) -> Vec<Panel> {
                     "sum by ({}, {}) ({}{{{m},{g}}})",
                     n.key_group_label, n.currency_label, n.cost
                 ),
-                format!("{} {}", legend(&n.key_group_label), legend(&n.currency_label)),
+                format!("{} {}", s.legend(&n.key_group_label), s.legend(&n.currency_label)),
             )],
             description: "Estimated cost per key group (queries with breakdown [model, key_group] or [key_group]).",
         },
@@ -66,7 +98,7 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             unit: "percentunit",
             targets: vec![(
                 format!("{}{{{g}}}", n.used_ratio),
-                legend(&n.budget_label),
+                s.legend(&n.budget_label),
             )],
             description: "Each budget's period-to-date use over its limit.",
         },
@@ -75,22 +107,29 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             kind: "timeseries",
             unit: "none",
             targets: vec![
-                (format!("{}{{{g}}}", n.used), format!("{} used", legend(&n.budget_label))),
+                (format!("{}{{{g}}}", n.used), format!("{} used", s.legend(&n.budget_label))),
                 (
                     format!("{}{{{g}}}", n.forecast),
-                    format!("{} forecast", legend(&n.budget_label)),
+                    format!("{} forecast", s.legend(&n.budget_label)),
                 ),
-                (format!("{}{{{g}}}", n.limit), format!("{} limit", legend(&n.budget_label))),
+                (format!("{}{{{g}}}", n.limit), format!("{} limit", s.legend(&n.budget_label))),
             ],
             description: "The period's projected total at the average rate so far, against the limit.",
         },
+    ]
+}
+
+/// Tokens, requests, errors, the error ratio and latency per model.
+fn usage_panels(s: &Sel) -> Vec<Panel> {
+    let (n, m) = (s.n, &s.m);
+    let mut out = vec![
         Panel {
             title: "Tokens in and out per model",
             kind: "timeseries",
             unit: "short",
             targets: vec![
-                per_model(&n.model_input_tokens, "in"),
-                per_model(&n.model_output_tokens, "out"),
+                s.per_model(&n.model_input_tokens, "in"),
+                s.per_model(&n.model_output_tokens, "out"),
             ],
             description: "Input and output tokens of each model over its query's window (Cloud Eye).",
         },
@@ -108,7 +147,7 @@ pub fn panels(n: &Names) -> Vec<Panel> {
                     n.model_output_tokens,
                     n.api_key_label
                 ),
-                legend(&n.api_key_label),
+                s.legend(&n.api_key_label),
             )],
             description: "Input plus output tokens per API key (queries with breakdown [model, api_key]).",
         },
@@ -117,8 +156,8 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             kind: "timeseries",
             unit: "short",
             targets: vec![
-                per_model(&n.model_requests, "requests"),
-                per_model(&n.model_errors, "errors"),
+                s.per_model(&n.model_requests, "requests"),
+                s.per_model(&n.model_errors, "errors"),
             ],
             description: "Requests and failed requests of each model over its query's window.",
         },
@@ -133,7 +172,7 @@ pub fn panels(n: &Names) -> Vec<Panel> {
                     e = n.model_errors,
                     r = n.model_requests
                 ),
-                legend(&n.model_label),
+                s.legend(&n.model_label),
             )],
             description: "Errors over requests (the rule MaasModelErrorRatioHigh fires above the spec's alerts.error_ratio).",
         },
@@ -145,17 +184,23 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             unit: "s",
             targets: vec![(
                 format!("max by ({}) ({ttft}{{{m}}})", n.model_label),
-                legend(&n.model_label),
+                s.legend(&n.model_label),
             )],
             description: "The highest minute of each model's TTFT p99 over its query's window.",
         });
     }
-    out.extend([
+    out
+}
+
+/// The collector's health.
+fn health_panels(s: &Sel) -> Vec<Panel> {
+    let n = s.n;
+    vec![
         Panel {
             title: "Since the last successful collection",
             kind: "stat",
             unit: "s",
-            targets: vec![(format!("time() - {}", n.last_success), legend("instance"))],
+            targets: vec![(format!("time() - {}", n.last_success), s.legend("instance"))],
             description: "Above two collection intervals the rule MaasCollectorStale fires.",
         },
         Panel {
@@ -164,7 +209,7 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             unit: "short",
             targets: vec![(
                 format!("sum by ({}) ({})", n.outcome_label, n.series),
-                legend(&n.outcome_label),
+                s.legend(&n.outcome_label),
             )],
             description: "Series per collection, ok and failed (each failure is an E! line on the plugin's stderr).",
         },
@@ -179,8 +224,7 @@ pub fn panels(n: &Names) -> Vec<Panel> {
             ],
             description: "Calls of the last collection, those answered 429, and its duration.",
         },
-    ]);
-    out
+    ]
 }
 
 fn variable(name: &str, label: &str, query: String) -> Value {

@@ -164,6 +164,40 @@ fn table(title: &str, first: &str, rows: &[(String, Line)], cur: Option<Currency
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:60rem;color:#222;padding:0 1rem}h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;min-width:10rem}.card b{display:block;font-size:1.4rem}table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}th,td{border-bottom:1px solid #eee;padding:.3rem .5rem;text-align:left}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1rem 0}figcaption{font-weight:600}svg{width:100%;height:auto}.axis{font-size:10px;fill:#666}.legend span{margin-right:1rem;font-size:.85rem}.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}.bar{background:#eee;border-radius:3px;height:.8rem;width:12rem;display:inline-block;vertical-align:middle}.bar i{display:block;height:100%;border-radius:3px}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4rem .8rem;margin:.4rem 0}footer{color:#666;font-size:.85rem;margin-top:2rem}";
 
+/// Each budget against its limit, with a bar; nothing without budgets.
+fn budgets_table(s: &Summary, cur: Option<Currency>) -> String {
+    let mut h = String::new();
+    if s.budgets.is_empty() {
+        return h;
+    }
+    h.push_str("<h2>Budgets</h2><table><thead><tr><th>budget</th><th>period</th><th class=\"n\">used</th><th class=\"n\">limit</th><th>used</th></tr></thead><tbody>");
+    for b in &s.budgets {
+        let pct = (b.ratio * 100.0).min(100.0);
+        let colour = if b.ratio >= 1.0 {
+            "#dc3912"
+        } else if b.ratio >= 0.8 {
+            "#f0b400"
+        } else {
+            "#109618"
+        };
+        let what = match b.budget.period {
+            crate::spend::Period::Month => "month".to_string(),
+            crate::spend::Period::Day => format!("day (highest; {} over)", b.days_over),
+        };
+        let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td><span class=\"bar\"><i style=\"width:{pct:.0}%;background:{colour}\"></i></span> {:.0}%</td></tr>",
+                esc(&b.budget.name),
+                esc(&what),
+                amount(b.used, cur),
+                amount(b.limit, cur),
+                b.ratio * 100.0
+            );
+    }
+    h.push_str("</tbody></table>\n");
+    h
+}
+
 /// The whole HTML page.
 pub fn render(p: &Page) -> String {
     let s = p.summary;
@@ -214,33 +248,7 @@ pub fn render(p: &Page) -> String {
     let teams: Vec<(String, Line)> = s.teams.iter().map(|(k, v)| (k.clone(), *v)).collect();
     h.push_str(&table("Per team (key group)", "key group", &teams, cur));
     h.push_str(&table("Top keys", "API key", &s.top_keys, cur));
-    if !s.budgets.is_empty() {
-        h.push_str("<h2>Budgets</h2><table><thead><tr><th>budget</th><th>period</th><th class=\"n\">used</th><th class=\"n\">limit</th><th>used</th></tr></thead><tbody>");
-        for b in &s.budgets {
-            let pct = (b.ratio * 100.0).min(100.0);
-            let colour = if b.ratio >= 1.0 {
-                "#dc3912"
-            } else if b.ratio >= 0.8 {
-                "#f0b400"
-            } else {
-                "#109618"
-            };
-            let what = match b.budget.period {
-                crate::spend::Period::Month => "month".to_string(),
-                crate::spend::Period::Day => format!("day (highest; {} over)", b.days_over),
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td><span class=\"bar\"><i style=\"width:{pct:.0}%;background:{colour}\"></i></span> {:.0}%</td></tr>",
-                esc(&b.budget.name),
-                esc(&what),
-                amount(b.used, cur),
-                amount(b.limit, cur),
-                b.ratio * 100.0
-            );
-        }
-        h.push_str("</tbody></table>\n");
-    }
+    h.push_str(&budgets_table(s, cur));
     h.push_str("<h2>Reconciliation</h2>");
     let ce = s.total.usage.total;
     match p.statistics_tokens {
