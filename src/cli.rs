@@ -470,9 +470,20 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub now: NowArg,
     /// Period-mode checkpoints are read from its state directory (never written): those of the
-    /// spec's own output (output.format to stdout, or its OTLP endpoint).
+    /// destination a `run` with the same --format and --output writes to (by default the
+    /// spec's output.format to stdout, or its OTLP endpoint), or of --destination.
     #[command(flatten)]
     pub state: StateArgs,
+    /// Plan for a run in this format (as `run --format`; the packaged timer's is otlp)
+    /// [default: the spec's output.format].
+    #[arg(long, value_name = "FORMAT", value_parser = formats())]
+    pub format: Option<Format>,
+    /// Plan for a run writing to this file (as `run --output`).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Plan with this destination's checkpoints (an id from `state show`, such as serve's).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["format", "output"])]
+    pub destination: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -533,7 +544,9 @@ Examples:
   maas-usage state reset --series hourly   # the query hourly, in every destination
   maas-usage state reset --destination influx-stdout --series hourly
   maas-usage state reset                   # everything, and Cloud Eye's discovery cache
-  maas-usage state reset --auth            # credential rejections, after fixing the key";
+  maas-usage state reset --auth            # credential rejections, after fixing the key
+  maas-usage state reset --auth --state-dir /var/lib/maas-usage --runtime-dir /run/maas-usage/maas-usage
+                                           # the packaged units' (run it as their user)";
 
 const STATE_ADOPT_HELP: &str =
     "Versions up to 0.1 kept one checkpoints.json for every output. While it holds
@@ -547,6 +560,8 @@ checkpoints.json can be deleted when every one has.
 Example:
   maas-usage state adopt --destination otlp-1a2b3c4d5e6f --state-dir /var/lib/maas-usage";
 
+const RUNTIME_DIR_HELP: &str = "The runtime directory whose credential rejections to read or forget (those recorded while the state directory could not take them), as a blocked run's E! line and `state show` name it: the packaged units' is /run/maas-usage/maas-usage [default: $XDG_RUNTIME_DIR/maas-usage, else maas-usage-<uid> in $TMPDIR]";
+
 #[derive(Subcommand, Debug)]
 pub enum StateAction {
     /// List every period-mode destination with its checkpoints (the end of the last bucket
@@ -554,6 +569,8 @@ pub enum StateAction {
     Show {
         #[command(flatten)]
         state: StateArgs,
+        #[arg(long, value_name = "DIR", help = RUNTIME_DIR_HELP)]
+        runtime_dir: Option<PathBuf>,
     },
     /// Forget checkpoints so their buckets are emitted again (from `backfill` back), or with
     /// --auth the credential rejections that keep runs from calling for five minutes.
@@ -573,6 +590,8 @@ pub enum StateAction {
         auth: bool,
         #[command(flatten)]
         state: StateArgs,
+        #[arg(long, value_name = "DIR", requires = "auth", help = RUNTIME_DIR_HELP)]
+        runtime_dir: Option<PathBuf>,
     },
     /// Let a destination go on from the checkpoints of an earlier version (checkpoints.json),
     /// which did not record the output they were for.

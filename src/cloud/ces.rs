@@ -4,10 +4,12 @@
 
 use std::time::Instant;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client::{Call, Client};
-use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names};
+use crate::domain::ces::{BatchAnswer, BatchRequest, Dims, MetricPage, Names, Reading};
 use crate::domain::ces::{DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
@@ -78,40 +80,84 @@ pub fn parse_metric_page(body: &str) -> Result<MetricPage, DecodeError> {
     })
 }
 
+/// A batch-query-metric-data answer as written, its datapoints' values kept as text: a count
+/// is judged on what was written, which a double may round (`1e-400` reads as 0).
+#[derive(Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    metrics: Option<Vec<MetricBody<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct MetricBody<'a> {
+    metric_name: Option<Value>,
+    dimensions: Option<Value>,
+    #[serde(borrow)]
+    datapoints: Option<Vec<PointBody<'a>>>,
+}
+
+/// One datapoint: its time, and its value under each filter Cloud Eye has.
+#[derive(Deserialize)]
+struct PointBody<'a> {
+    timestamp: Option<Value>,
+    #[serde(borrow)]
+    sum: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max: Option<&'a RawValue>,
+    #[serde(borrow)]
+    min: Option<&'a RawValue>,
+    #[serde(borrow)]
+    average: Option<&'a RawValue>,
+    #[serde(borrow)]
+    variance: Option<&'a RawValue>,
+}
+
+impl<'a> PointBody<'a> {
+    fn under(&self, filter: &str) -> Option<&'a RawValue> {
+        match filter {
+            "sum" => self.sum,
+            "max" => self.max,
+            "min" => self.min,
+            "average" => self.average,
+            "variance" => self.variance,
+            _ => None,
+        }
+    }
+}
+
 /// A batch-query-metric-data answer: each metric object's datapoints, the value under the
-/// request's filter.
+/// request's filter as written.
 pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError> {
-    let v = json(body)?;
+    let v: BatchBody<'_> =
+        serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let metrics = v
-        .get("metrics")
-        .and_then(Value::as_array)
+        .metrics
         .ok_or_else(|| DecodeError::Shape("no `metrics` list".into()))?;
     let mut out = BatchAnswer::default();
     for m in metrics {
         let name = m
-            .get("metric_name")
+            .metric_name
+            .as_ref()
             .and_then(Value::as_str)
             .ok_or_else(|| DecodeError::Shape("a metric without `metric_name`".into()))?;
-        let Some(dims) = m.get("dimensions").and_then(dims_of) else {
+        let Some(dims) = m.dimensions.as_ref().and_then(dims_of) else {
             continue;
         };
         let mut points = Vec::new();
-        for p in m
-            .get("datapoints")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let ts = p.get("timestamp").and_then(Value::as_i64).ok_or_else(|| {
-                DecodeError::Shape(format!("{name}: a datapoint without a timestamp"))
-            })?;
-            // A datapoint without the filter's value has nothing to say; one whose value is not
-            // a number says something wrong, which the collection judges (NaN).
-            let value = match p.get(filter) {
-                None | Some(Value::Null) => continue,
-                Some(v) => v.as_f64().unwrap_or(f64::NAN),
+        for p in m.datapoints.unwrap_or_default() {
+            let ts = p
+                .timestamp
+                .as_ref()
+                .and_then(Value::as_i64)
+                .ok_or_else(|| {
+                    DecodeError::Shape(format!("{name}: a datapoint without a timestamp"))
+                })?;
+            // A datapoint without the filter's value has nothing to say (`null` is none); one
+            // whose value is not a number says something wrong, which the collection judges.
+            let Some(value) = p.under(filter) else {
+                continue;
             };
-            points.push((ts, value));
+            points.push((ts, Reading::of_json(value.get())));
         }
         out.series.push(((name.to_string(), dims), points));
     }
@@ -250,8 +296,30 @@ mod tests {
             "dimensions":[{"name":"maas_api_id","value":"m1"}],
             "datapoints":[{"timestamp":3600000,"sum":12},{"timestamp":7200000,"sum":3.0},{"timestamp":10800000,"max":9}]}]}"#;
         let a = parse_batch(body, "sum").unwrap();
-        assert_eq!(a.series[0].1, vec![(3_600_000, 12.0), (7_200_000, 3.0)]);
+        let exact = |v: f64| Reading {
+            value: v,
+            whole: true,
+        };
+        assert_eq!(
+            a.series[0].1,
+            vec![(3_600_000, exact(12.0)), (7_200_000, exact(3.0))]
+        );
         assert!(parse_batch(r#"{"metrics":[{"metric_name":"x","dimensions":[{"name":"maas_api_id","value":"m"}],"datapoints":[{"sum":1}]}]}"#, "sum").is_err());
+        // Values as written: one a double rounds to a whole number is not one, one beyond a
+        // double is a number (too large), not a broken answer; `null` is no value.
+        let body = r#"{"metrics":[{"metric_name":"x","dimensions":[{"name":"maas_api_id","value":"m"}],
+            "datapoints":[{"timestamp":1,"sum":1e-400},{"timestamp":2,"sum":1e400},{"timestamp":3,"sum":null},{"timestamp":4,"sum":"7"}]}]}"#;
+        let points = &parse_batch(body, "sum").unwrap().series[0].1;
+        assert_eq!(points.len(), 3);
+        assert_eq!(
+            points[0].1,
+            Reading {
+                value: 0.0,
+                whole: false
+            }
+        );
+        assert!(points[1].1.value.is_infinite() && points[1].1.whole);
+        assert!(points[2].1.value.is_nan());
     }
 
     #[test]

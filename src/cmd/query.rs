@@ -62,6 +62,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         now: Some(&a.now),
         timezone: a.timezone.as_deref(),
         output: None,
+        plan_format: None,
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);

@@ -82,8 +82,15 @@ impl DiscoveryCache for Discoveries {
 /// in the process); without one (there is none, or it cannot be used: said in a note) the
 /// budget is per process.
 pub fn open_store(settings: &StateSettings) -> Arc<dyn StateStore> {
+    let dir = open_state(settings.dir.as_deref());
+    // A state directory that cannot take a write is still read: the rejections it holds count,
+    // and records there that cannot be read let no call out.
+    let gate_dir = dir
+        .clone()
+        .or_else(|| settings.dir.as_deref().and_then(StateDir::existing));
     Arc::new(DirectoryStore::new(
-        open_state(settings.dir.as_deref()),
+        dir,
+        gate_dir,
         settings.share_gate.then(|| settings.runtime.clone()),
     ))
 }
@@ -99,7 +106,7 @@ fn open_state(dir: Option<&Path>) -> Option<StateDir> {
         Ok(d) => Some(d),
         Err(e) => {
             log::warn(&format!(
-                "{e}; the request budget is per process this time, and credential rejections are recorded in the per-user runtime directory"
+                "{e}; the request budget is per process this time, and credential rejections are recorded in the per-user runtime directory (those it holds still count)"
             ));
             None
         }

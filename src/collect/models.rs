@@ -632,7 +632,7 @@ fn fold(
             let point = |why| Point {
                 metric: metric.ces,
                 at_ms: ts,
-                value: v,
+                value: v.value,
                 why,
             };
             let slot = acc.figures[wi]
@@ -658,7 +658,7 @@ fn fold(
                         }
                     }
                 }
-                Aggregate::Max => match datapoints::latency(v) {
+                Aggregate::Max => match datapoints::latency(v.value) {
                     Ok(v) => {
                         let f = slot.or_insert(Figure::Millis(v));
                         if let Figure::Millis(m) = f {
@@ -675,7 +675,7 @@ fn fold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ces::{metric, MetricPage};
+    use crate::domain::ces::{metric, MetricPage, Reading};
     use crate::plan::models::Span;
     use crate::spec::CloudEyeQuery;
 
@@ -704,8 +704,8 @@ mod tests {
         }
         fn batch(&self, req: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
             let p = i64::from(req.period_s) * 1000;
-            let points: Vec<(i64, f64)> = (req.from_ms / p..=req.to_ms / p)
-                .map(|b| (b * p, self.value))
+            let points: Vec<(i64, Reading)> = (req.from_ms / p..=req.to_ms / p)
+                .map(|b| (b * p, Reading::exact(self.value)))
                 .collect();
             Ok(BatchAnswer {
                 series: req

@@ -74,7 +74,8 @@ pub trait CheckpointStore: Send + Sync {
     fn location(&self) -> String;
     /// The destination's lock, held (while the value lives) from reading its checkpoints to
     /// committing them, so that overlapping runs never send a bucket twice to it. `Ok(None)`:
-    /// another run holds it past `deadline`, or `stop` said to give up.
+    /// another run holds it past `deadline`, or `stop` said to give up; an error: it cannot be
+    /// taken at all (only the operator can mend that, and the period series wait for it).
     fn lock(
         &self,
         destination: &str,
@@ -112,11 +113,17 @@ pub struct DirectoryStore {
 
 impl DirectoryStore {
     /// `dir` (`None`: there is none, or it cannot be used: budgets are then per process and no
-    /// cache or checkpoint is kept), with the gate's records there and in the runtime directory
-    /// `runtime` (`None`: they stay in the process, as the demo's and a simulated run's do).
-    pub fn new(dir: Option<StateDir>, runtime: Option<RuntimeDir>) -> DirectoryStore {
+    /// cache or checkpoint is kept), with the gate's records in `gate_dir` (`dir`, or a state
+    /// directory that could not be opened because it cannot take a write: it is still read, so
+    /// the rejections it holds count) and in the runtime directory `runtime` (`None`: they stay
+    /// in the process, as the demo's and a simulated run's do).
+    pub fn new(
+        dir: Option<StateDir>,
+        gate_dir: Option<StateDir>,
+        runtime: Option<RuntimeDir>,
+    ) -> DirectoryStore {
         DirectoryStore {
-            gate: runtime.map(|r| Arc::new(GateFiles::new(dir.clone(), r))),
+            gate: runtime.map(|r| Arc::new(GateFiles::new(gate_dir, r))),
             dir,
         }
     }
@@ -336,7 +343,11 @@ mod tests {
         fs::create_dir_all(&run).unwrap();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| run.display().to_string());
         let dir = StateDir::open(&t.join("state")).unwrap();
-        DirectoryStore::new(Some(dir), Some(RuntimeDir::from_env(&env)))
+        DirectoryStore::new(
+            Some(dir.clone()),
+            Some(dir),
+            Some(RuntimeDir::from_env(&env)),
+        )
     }
 
     #[test]
@@ -362,8 +373,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let run = t.path().to_path_buf();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| run.display().to_string());
-        let none = DirectoryStore::new(None, Some(RuntimeDir::from_env(&env)));
-        let demo = DirectoryStore::new(None, None);
+        let none = DirectoryStore::new(None, None, Some(RuntimeDir::from_env(&env)));
+        let demo = DirectoryStore::new(None, None, None);
         for store in [&none as &dyn StateStore, &demo] {
             assert!(store.location().is_none() && store.projects().is_none());
             assert!(store.discovery().is_none() && store.checkpoints().is_none());

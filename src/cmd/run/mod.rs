@@ -14,7 +14,7 @@ mod period;
 mod serve;
 pub mod signals;
 
-pub use period::{planned, spec_destination};
+pub use period::{has_period, planned, spec_destination};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -183,6 +183,7 @@ fn begin(
         now: Some(now),
         timezone: None,
         output: Some(output),
+        plan_format: None,
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);

@@ -41,6 +41,9 @@ pub struct Flags<'a> {
     pub timezone: Option<&'a str>,
     /// A command that delivers a collection (`run`, `serve`, `demo`): its output is resolved.
     pub output: Option<OutputFlags>,
+    /// `plan --format`: the format of the run whose period checkpoints it reads (it delivers
+    /// nothing, so only the OTLP URL is resolved); `None`: the spec's.
+    pub plan_format: Option<Format>,
 }
 
 /// What a command runs with.
@@ -55,8 +58,8 @@ pub struct Settings {
     /// The commands that deliver: their output.
     pub output: Option<OutputSettings>,
     /// Format otlp: the URL the metrics go to, which names the period checkpoints'
-    /// destination. `plan` looks for it only when it has checkpoints to read (its state
-    /// directory exists): it needs nothing else of the exporter.
+    /// destination. `plan` looks for it (for the format it plans for) only when it has
+    /// checkpoints to read (its state directory exists): it needs nothing else of the exporter.
     pub otlp_url: Option<String>,
     /// stdout is a terminal whose locale is UTF-8: a table may be drawn with box-drawing
     /// characters (unless `--ascii`, or written to a file).
@@ -120,7 +123,7 @@ impl Settings {
             .transpose()?;
         let otlp_url = match &output {
             Some(o) => o.export.as_ref().map(|e| e.url.clone()),
-            None if spec.output.format == Format::Otlp
+            None if flags.plan_format.unwrap_or(spec.output.format) == Format::Otlp
                 && state.dir.as_deref().is_some_and(Path::is_dir) =>
             {
                 Some(otlp::endpoint(&spec.output.otlp, env)?.1)
@@ -351,6 +354,16 @@ mod tests {
             ..Default::default()
         };
         let s = Settings::resolve(&spec, flags, &env).unwrap();
+        assert_eq!(s.otlp_url.as_deref(), Some(url));
+        // ... for the format of the run it plans for.
+        spec.output.format = Format::Influx;
+        let s = Settings::resolve(&spec, flags, &env).unwrap();
+        assert!(s.otlp_url.is_none());
+        let otlp_run = Flags {
+            plan_format: Some(Format::Otlp),
+            ..flags
+        };
+        let s = Settings::resolve(&spec, otlp_run, &env).unwrap();
         assert_eq!(s.otlp_url.as_deref(), Some(url));
     }
 
