@@ -1,7 +1,7 @@
 //! maas-usage: Huawei Cloud MaaS usage statistics as metrics.
 //!
 //! Layers, each importing only the ones before it (`tests/architecture.rs` checks it):
-//! utilities (`log`, `text`, `files`, `endpoint`, `retry`, `budget`, `http`) and the vocabulary
+//! utilities (`log`, `text`, `files`, `endpoint`, `retry`, `budget`) and the vocabulary
 //! (`domain`) <- `time` <- `spec` <- `plan` <- `collect`; `cloud` (depends on the vocabulary and
 //! utilities only); `emit` (results -> bytes); `deliver` (where bytes go); `state` (what
 //! processes share); `sim` (the simulator, at the edge); `cli` and `cmd` wire them together.

@@ -562,7 +562,7 @@ fn the_environment_variables_the_code_reads_are_declared() {
 }
 
 /// How to rewrite the generated parts of files from plugin.yaml (see `generated`).
-const REGENERATE: &str = "UPDATE_GENERATED=1 cargo test --locked --test plugin";
+const REGENERATE: &str = "UPDATE_GENERATED=1 cargo test --locked generated_from_the_manifest";
 
 /// `path` (relative to the crate) must read `want`, the file with its generated parts made
 /// from plugin.yaml now. When it does not, the test fails with the diff and how to regenerate;
@@ -611,7 +611,7 @@ fn the_metrics_doc_is_generated_from_the_manifest() {
 /// The spec's schema names the Cloud Eye metrics a query may ask for (`metrics:`): exactly the
 /// manifest's `model_metrics`, in its order, as mdatagen generates them from metadata.yaml.
 #[test]
-fn the_schemas_cloud_eye_metrics_are_the_manifests() {
+fn the_schemas_cloud_eye_metrics_are_generated_from_the_manifest() {
     const SCHEMA: &str = "schemas/maas-usage.schema.json";
     let m = manifest::load().unwrap();
     let names: Vec<String> = m
