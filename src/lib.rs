@@ -22,6 +22,7 @@ mod endpoint;
 mod env;
 mod files;
 pub mod generate;
+mod http;
 mod log;
 pub mod manifest;
 pub mod plan;
