@@ -85,7 +85,7 @@ pub fn markdown(m: &Manifest) -> String {
         &["tag", "OTLP (data point)", "Prometheus label", "description"],
         m.model_attributes
             .iter()
-            .map(|a| vec![code(&a.tag), code(&a.otlp), code(&a.prometheus), a.description.clone()])
+            .map(|a| tag_row(&a.tag, &a.otlp, &a.prometheus, &a.description))
             .collect(),
     );
     table(
@@ -114,6 +114,16 @@ pub fn markdown(m: &Manifest) -> String {
     spend_tables(m, &mut out);
     label_tables(m, &mut out);
     out
+}
+
+/// A tag's row: its line-protocol, OTLP and Prometheus names, and what it is.
+fn tag_row(tag: &str, otlp: &str, prometheus: &str, description: &str) -> Vec<String> {
+    vec![
+        code(tag),
+        code(otlp),
+        code(prometheus),
+        description.to_string(),
+    ]
 }
 
 /// The OTLP Gauge, Prometheus gauge, OTLP Sum and Prometheus counter cells of a metric.
@@ -183,14 +193,7 @@ fn spend_tables(m: &Manifest, out: &mut String) {
             ],
             s.attributes
                 .iter()
-                .map(|a| {
-                    vec![
-                        code(&a.tag),
-                        code(&a.otlp),
-                        code(&a.prometheus),
-                        a.description.clone(),
-                    ]
-                })
+                .map(|a| tag_row(&a.tag, &a.otlp, &a.prometheus, &a.description))
                 .collect(),
         );
     }
@@ -217,12 +220,7 @@ fn label_tables(m: &Manifest, out: &mut String) {
         m.attributes
             .iter()
             .map(|a| {
-                vec![
-                    code(&a.tag),
-                    code(&a.otlp),
-                    code(&a.prometheus),
-                    a.description.clone(),
-                ]
+                tag_row(&a.tag, &a.otlp, &a.prometheus, &a.description)
             })
             .collect(),
     );
