@@ -1,0 +1,349 @@
+//! The state store of a fleet: a Redis server shared by processes on many hosts (issue 20).
+//! Budgets are sliding windows in sorted sets, checked and taken in one Lua script on the
+//! server's clock; the credential gate's records and probe lock are one per credential for the
+//! fleet; period checkpoints move only through a fenced commit (a lease whose token only
+//! grows). Caches stay in the state directory of each host, which also remembers the engine's
+//! generation: a Redis that lost its data (restarted without persistence, `FLUSHALL`, a
+//! failover to a lagging replica) is told apart from a new one, and period series are held
+//! back until `state reset --engine`.
+//!
+//! Key names are made of hashes of identities (`maas-usage:budget:<hash>`), never of
+//! credentials; the password comes from the settings (the environment), never the URL.
+
+mod budget;
+mod checkpoints;
+mod gate;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionLike, IntoConnectionInfo};
+
+use super::store::{CheckpointStore, DirectoryStore, DiscoveryStore, StateStore};
+use crate::budget::Budget;
+use crate::cloud::auth::GateStore;
+use crate::cloud::ProjectCache;
+use crate::log;
+
+pub use budget::RedisBudget;
+
+/// How long one exchange with Redis may take (connecting, or a command's answer).
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+/// The prefix of every key.
+const PREFIX: &str = "maas-usage";
+/// The generation marker's key.
+const GENERATION_KEY: &str = "maas-usage:generation";
+
+/// Where the engine is and how to reach it (the settings' choice, without their types).
+#[derive(Clone)]
+pub struct RedisTarget {
+    /// As messages name it: the URL without a password.
+    pub url: String,
+    /// The password, when the environment gave one.
+    pub password: Option<String>,
+    pub group: String,
+    pub lease: Duration,
+}
+
+/// Why the engine cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the coordination engine redis at {url} cannot be reached: {why}")]
+    Unreachable { url: String, why: String },
+    #[error("the coordination engine redis at {url} lost its state (its generation marker is {found}, this host last saw {seen}): period series are held back until `maas-usage state reset --engine --spec SPEC` is run")]
+    Lost {
+        url: String,
+        found: String,
+        seen: String,
+    },
+}
+
+/// One blocking connection, made again after an error.
+pub(crate) struct Engine {
+    target: RedisTarget,
+    client: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+}
+
+impl Engine {
+    /// A client for `target` (no connection yet); an error when its URL cannot be used.
+    pub(crate) fn new(target: RedisTarget) -> Result<Engine, EngineError> {
+        let unusable = |why: String| EngineError::Unreachable {
+            url: target.url.clone(),
+            why,
+        };
+        let mut info = target
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| unusable(e.to_string()))?;
+        if let Some(p) = &target.password {
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(|e| unusable(e.to_string()))?;
+        Ok(Engine {
+            target,
+            client,
+            conn: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.target.url
+    }
+
+    fn connection(&self) -> redis::RedisResult<MutexGuard<'_, Option<redis::Connection>>> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|c| !c.is_open()) {
+            let c = self
+                .client
+                .get_connection_with_timeout(ROUND_TRIP_TIMEOUT)?;
+            c.set_read_timeout(Some(ROUND_TRIP_TIMEOUT))?;
+            c.set_write_timeout(Some(ROUND_TRIP_TIMEOUT))?;
+            *guard = Some(c);
+        }
+        Ok(guard)
+    }
+
+    /// Runs `f` on the connection; after an error the connection is dropped (the next use
+    /// connects again) and the error returned.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        let mut guard = self.connection().map_err(|e| e.to_string())?;
+        let Some(conn) = guard.as_mut() else {
+            return Err("not connected".into());
+        };
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    *guard = None;
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Answers a PING, or why not.
+    pub(crate) fn ping(&self) -> Result<(), EngineError> {
+        self.with(|c| {
+            c.check_connection()
+                .then_some(())
+                .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no answer to PING")))
+        })
+        .map_err(|why| EngineError::Unreachable {
+            url: self.target.url.clone(),
+            why,
+        })
+    }
+
+    /// A key of the fleet: `maas-usage:<kind>:<hash of name>`.
+    pub(crate) fn key(&self, kind: &str, name: &str) -> String {
+        format!("{PREFIX}:{kind}:{}", hash(name))
+    }
+
+    /// A key of this group: `maas-usage:<group>:<kind>:<hash of name>`.
+    pub(crate) fn group_key(&self, kind: &str, name: &str) -> String {
+        format!("{PREFIX}:{}:{kind}:{}", self.target.group, hash(name))
+    }
+}
+
+/// A short one-way name for an identity.
+fn hash(name: &str) -> String {
+    crate::cloud::sign::sha256_hex(name.as_bytes())[..16].to_string()
+}
+
+/// A token unique to this process and call: its id, a counter and the clock.
+pub(crate) fn unique_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{n}-{nanos}", std::process::id())
+}
+
+/// The generation marker: set once on an empty engine, kept in the state directory of each host
+/// that used it. `Ok(marker)` when the engine holds the generation this host saw last (or
+/// this host saw none); an error when the engine forgot it (or holds another that no reset
+/// made).
+pub(crate) fn check_generation(
+    engine: &Engine,
+    seen: Option<String>,
+) -> Result<String, EngineError> {
+    let fresh = format!("gen-{}", unique_token());
+    let found: String = engine
+        .with(|c| {
+            redis::cmd("SET")
+                .arg(GENERATION_KEY)
+                .arg(&fresh)
+                .arg("NX")
+                .arg("GET")
+                .query::<Option<String>>(c)
+                .map(|old| old.unwrap_or_else(|| fresh.clone()))
+        })
+        .map_err(|why| EngineError::Unreachable {
+            url: engine.url().to_string(),
+            why,
+        })?;
+    match seen {
+        Some(seen) if seen != found && !found.starts_with("reset-") => Err(EngineError::Lost {
+            url: engine.url().to_string(),
+            found,
+            seen,
+        }),
+        _ => Ok(found),
+    }
+}
+
+/// `state reset --engine`: a new generation that every host accepts (its name says a reset
+/// made it); what the engine still holds is kept.
+pub(crate) fn reset_generation(engine: &Engine) -> Result<String, EngineError> {
+    let marker = format!("reset-{}", unique_token());
+    engine
+        .with(|c| {
+            redis::cmd("SET")
+                .arg(GENERATION_KEY)
+                .arg(&marker)
+                .query::<()>(c)
+        })
+        .map_err(|why| EngineError::Unreachable {
+            url: engine.url().to_string(),
+            why,
+        })?;
+    Ok(marker)
+}
+
+/// Redis for budgets, the gate and checkpoints; the state directory of this host for caches.
+pub struct RedisStore {
+    engine: Arc<Engine>,
+    local: DirectoryStore,
+    /// `None`: the generation check failed; the checkpoints are then an error (held back).
+    lost: Option<String>,
+    gate: Arc<gate::RedisGate>,
+    checkpoints: checkpoints::RedisCheckpoints,
+}
+
+impl RedisStore {
+    /// Connects to `target` (a PING answered), and checks its generation against `seen` (what
+    /// this host's state directory remembers). `Err` when it cannot be reached; a lost
+    /// generation is no error here: the store then holds period series back.
+    pub fn open(
+        target: RedisTarget,
+        local: DirectoryStore,
+        seen: Option<String>,
+    ) -> Result<(RedisStore, Option<String>), EngineError> {
+        let lease = target.lease;
+        let engine = Arc::new(Engine::new(target)?);
+        engine.ping()?;
+        let (generation, lost) = match check_generation(&engine, seen) {
+            Ok(g) => (Some(g), None),
+            Err(e @ EngineError::Lost { .. }) => (None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        Ok((
+            RedisStore {
+                gate: Arc::new(gate::RedisGate::new(engine.clone())),
+                checkpoints: checkpoints::RedisCheckpoints::new(
+                    engine.clone(),
+                    lease,
+                    lost.clone(),
+                ),
+                engine,
+                local,
+                lost,
+            },
+            generation,
+        ))
+    }
+
+    /// Why period series are held back, if they are.
+    pub fn lost(&self) -> Option<&str> {
+        self.lost.as_deref()
+    }
+
+    /// A budget taken from several windows at once in one script: each `(name, limit)` is
+    /// a window of its own (an identity's, its account's).
+    pub fn windows(&self, windows: &[(&str, u32)], window: Duration) -> Arc<dyn Budget> {
+        let keys = windows
+            .iter()
+            .map(|(n, l)| (self.engine.key("budget", n), *l))
+            .collect();
+        Arc::new(RedisBudget::new(self.engine.clone(), keys, window))
+    }
+}
+
+impl StateStore for RedisStore {
+    fn location(&self) -> Option<String> {
+        Some(format!("redis {}", self.engine.url()))
+    }
+    fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget> {
+        self.windows(&[(name, limit)], window)
+    }
+    fn budget_of(&self, windows: &[(&str, u32)], window: Duration) -> Arc<dyn Budget> {
+        self.windows(windows, window)
+    }
+    fn gate(&self) -> Option<Arc<dyn GateStore>> {
+        Some(self.gate.clone() as Arc<dyn GateStore>)
+    }
+    fn projects(&self) -> Option<&dyn ProjectCache> {
+        self.local.projects()
+    }
+    fn discovery(&self) -> Option<&dyn DiscoveryStore> {
+        self.local.discovery()
+    }
+    fn checkpoints(&self) -> Option<&dyn CheckpointStore> {
+        Some(&self.checkpoints)
+    }
+    fn tidy(&self) {
+        self.local.tidy()
+    }
+}
+
+/// Logs a failure of the engine once per process (an `E!`: the engine is what keeps the fleet
+/// within its limits).
+pub(crate) fn say_failed(url: &str, why: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        log::error(&format!(
+            "the coordination engine redis at {url} failed ({why}): no call is made without it"
+        ));
+    }
+}
+
+/// Waits for `deadline` in short steps, as long as `stop` is false: `false` when it passed.
+pub(crate) fn pause(deadline: Instant, stop: &dyn Fn() -> bool) -> bool {
+    let now = Instant::now();
+    if now >= deadline || stop() {
+        return false;
+    }
+    std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    true
+}
+
+/// The generation of the engine at `url` this host saw last, as its state directory remembers.
+pub fn seen_generation(dir: &crate::state::StateDir, url: &str) -> Option<String> {
+    dir.read_json::<String>(&generation_file(url))
+}
+
+/// Remembers `generation` as the one this host saw last of the engine at `url`.
+pub fn remember_generation(dir: &crate::state::StateDir, url: &str, generation: &str) {
+    if let Err(e) = dir.write_json(
+        &generation_file(url),
+        &generation,
+        crate::files::Durability::Synced,
+    ) {
+        log::warn(&format!(
+            "cannot remember the coordination engine's generation in the state directory ({e}): a loss of its state would go unnoticed on this host"
+        ));
+    }
+}
+
+fn generation_file(url: &str) -> String {
+    format!("engine-{}.json", hash(url))
+}
