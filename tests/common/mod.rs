@@ -5,6 +5,7 @@ pub mod influx;
 pub mod otlp;
 pub mod prom;
 pub mod proxy;
+pub mod redis_server;
 pub mod serving;
 pub mod tls;
 

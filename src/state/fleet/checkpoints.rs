@@ -128,7 +128,7 @@ impl CheckpointStore for RedisCheckpoints {
             .map_err(std::io::Error::other)?;
         Ok(held.map(|held| {
             let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            t.insert(destination.to_string(), token);
+            t.insert(destination.to_string(), held.token.clone());
             Box::new(Lease {
                 _held: held,
                 destination: destination.to_string(),

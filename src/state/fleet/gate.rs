@@ -72,8 +72,11 @@ impl Drop for Held {
     }
 }
 
-/// Takes the lock `key` for `lease` with a new token, waiting until `deadline` (or `stop`);
-/// `Ok(None)` when another holds it then; an error when the engine cannot answer.
+/// Takes the lock `key` for `lease`, waiting until `deadline` (or `stop`); `Ok(None)` when
+/// another holds it then; an error when the engine cannot answer. Its value is the holder's
+/// connection id and `token`: a lock whose holder's connection is gone (the process died, as
+/// a file lock goes with its process) is taken at once rather than waited out; a holder that
+/// is alive but paused keeps it until its lease ends.
 pub(crate) fn take_lock(
     engine: &Arc<Engine>,
     key: &str,
@@ -83,26 +86,55 @@ pub(crate) fn take_lock(
     stop: &dyn Fn() -> bool,
 ) -> Result<Option<Held>, String> {
     loop {
-        let got: Option<String> = engine.with(|c| {
-            redis::cmd("SET")
+        let (got, value) = engine.with_id(|c, id| {
+            let value = format!("{id}:{token}");
+            let got: Option<String> = redis::cmd("SET")
                 .arg(key)
-                .arg(token)
+                .arg(&value)
                 .arg("NX")
                 .arg("PX")
                 .arg(lease.as_millis() as u64)
-                .query(c)
+                .query(c)?;
+            if got.is_none() {
+                release_if_gone(c, key)?;
+            }
+            Ok((got.is_some(), value))
         })?;
-        if got.is_some() {
+        if got {
             return Ok(Some(Held {
                 engine: engine.clone(),
                 key: key.to_string(),
-                token: token.to_string(),
+                token: value,
             }));
         }
         if !pause(deadline, stop) {
             return Ok(None);
         }
     }
+}
+
+/// Deletes the lock `key` when the connection of its holder is gone. Conservative: a lock
+/// whose holder cannot be told (no right to `CLIENT LIST`, a value of another form) stays.
+fn release_if_gone(c: &mut redis::Connection, key: &str) -> redis::RedisResult<()> {
+    let Some(value) = redis::cmd("GET").arg(key).query::<Option<String>>(c)? else {
+        return Ok(());
+    };
+    let Some(id) = value.split(':').next().and_then(|i| i.parse::<i64>().ok()) else {
+        return Ok(());
+    };
+    let alive = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("ID")
+        .arg(id)
+        .query::<String>(c)
+        .map_or(true, |list| !list.trim().is_empty());
+    if !alive {
+        redis::Script::new(RELEASE)
+            .key(key)
+            .arg(&value)
+            .invoke::<i64>(c)?;
+    }
+    Ok(())
 }
 
 impl GateStore for RedisGate {

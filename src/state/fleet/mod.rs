@@ -62,7 +62,9 @@ pub enum EngineError {
 pub(crate) struct Engine {
     target: RedisTarget,
     client: redis::Client,
-    conn: Mutex<Option<redis::Connection>>,
+    /// The connection, with its id on the server (`CLIENT ID`), which names this process in
+    /// the locks it holds.
+    conn: Mutex<Option<(redis::Connection, i64)>>,
 }
 
 impl Engine {
@@ -93,30 +95,31 @@ impl Engine {
         &self.target.url
     }
 
-    fn connection(&self) -> redis::RedisResult<MutexGuard<'_, Option<redis::Connection>>> {
+    fn connection(&self) -> redis::RedisResult<MutexGuard<'_, Option<(redis::Connection, i64)>>> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(|c| !c.is_open()) {
-            let c = self
+        if guard.as_ref().is_none_or(|(c, _)| !c.is_open()) {
+            let mut c = self
                 .client
                 .get_connection_with_timeout(ROUND_TRIP_TIMEOUT)?;
             c.set_read_timeout(Some(ROUND_TRIP_TIMEOUT))?;
             c.set_write_timeout(Some(ROUND_TRIP_TIMEOUT))?;
-            *guard = Some(c);
+            let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut c)?;
+            *guard = Some((c, id));
         }
         Ok(guard)
     }
 
-    /// Runs `f` on the connection; after an error the connection is dropped (the next use
-    /// connects again) and the error returned.
-    pub(crate) fn with<T>(
+    /// Runs `f` on the connection (with its client id); after an error the connection is
+    /// dropped (the next use connects again) and the error returned.
+    pub(crate) fn with_id<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut redis::Connection, i64) -> redis::RedisResult<T>,
     ) -> Result<T, String> {
         let mut guard = self.connection().map_err(|e| e.to_string())?;
-        let Some(conn) = guard.as_mut() else {
+        let Some((conn, id)) = guard.as_mut() else {
             return Err("not connected".into());
         };
-        match f(conn) {
+        match f(conn, *id) {
             Ok(v) => Ok(v),
             Err(e) => {
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
@@ -125,6 +128,15 @@ impl Engine {
                 Err(e.to_string())
             }
         }
+    }
+
+    /// Runs `f` on the connection; after an error the connection is dropped (the next use
+    /// connects again) and the error returned.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        self.with_id(|c, _| f(c))
     }
 
     /// Answers a PING, or why not.
