@@ -291,9 +291,14 @@ pub(crate) mod contract {
         assert!(cps.read("broken").is_err());
     }
 
-    /// Prepared checkpoints are in force once committed, and never when dropped.
+    /// Prepared checkpoints are in force once committed, and never when dropped (under the
+    /// destination's lock, as runs take it).
     pub fn a_prepared_commit_is_in_force_only_once_committed(store: &dyn StateStore) {
         let cps = store.checkpoints().expect("a checkpoint store");
+        let _held = cps
+            .lock("d", Instant::now(), &never)
+            .unwrap()
+            .expect("free");
         let next = CheckpointFile::default()
             .advanced(&Checkpoints::from([("s".into(), 1)]), &Totals::default());
         drop(cps.prepare("d", &next).unwrap());

@@ -359,3 +359,146 @@ pub fn remember_generation(dir: &crate::state::StateDir, url: &str, generation: 
 fn generation_file(url: &str) -> String {
     format!("engine-{}.json", hash(url))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::checkpoints::CheckpointFile;
+    use crate::state::store::contract;
+    use crate::state::{RuntimeDir, StateDir};
+    use std::process::{Child, Command, Stdio};
+
+    /// A redis-server on a free loopback port (killed when dropped); `None` when it is not
+    /// installed (tests/fleet.rs makes it required in CI).
+    struct Server(Child, String);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    fn server(dir: &std::path::Path) -> Option<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let s = Server(child, format!("redis://127.0.0.1:{port}/0"));
+        let engine = Engine::new(target(&s.1)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while engine.ping().is_err() {
+            assert!(Instant::now() < deadline, "redis-server answers PING");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(s)
+    }
+    fn target(url: &str) -> RedisTarget {
+        RedisTarget {
+            url: url.into(),
+            password: None,
+            group: "g".into(),
+            lease: Duration::from_secs(60),
+        }
+    }
+    fn store(url: &str, t: &std::path::Path) -> RedisStore {
+        let dir = StateDir::open(&t.join("state")).unwrap();
+        let local = DirectoryStore::new(Some(dir), None, None::<RuntimeDir>);
+        RedisStore::open(target(url), local, None).unwrap().0
+    }
+
+    #[test]
+    fn redis_keeps_the_contract_of_a_state_store() {
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            eprintln!("skipped: redis-server is not on PATH");
+            return;
+        };
+        let (a, b) = (store(&s.1, t.path()), store(&s.1, t.path()));
+        assert_eq!(a.location(), Some(format!("redis {}", s.1)));
+        contract::budgets_are_shared(&a, &b);
+        contract::checkpoints_fail_closed(&a, &|d| {
+            let key = a.engine.group_key("checkpoints", d);
+            a.engine
+                .with(|c| redis::cmd("SET").arg(&key).arg("{not json").query::<()>(c))
+                .unwrap();
+        });
+        contract::a_prepared_commit_is_in_force_only_once_committed(&a);
+        contract::a_destination_lock_is_exclusive(&a);
+        contract::caches_keep_what_they_are_given(&a);
+        // Last: the records are broken by taking the engine away.
+        let s = Mutex::new(s);
+        contract::the_gate_fails_closed(&a, &b, &|| {
+            let mut s = s.lock().unwrap();
+            let _ = s.0.kill();
+            let _ = s.0.wait();
+        });
+    }
+
+    #[test]
+    fn an_ex_leader_cannot_commit_once_its_lease_is_taken() {
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            return;
+        };
+        let mut short = target(&s.1);
+        short.lease = Duration::from_millis(300);
+        let dir = |n: &str| StateDir::open(&t.path().join(n)).unwrap();
+        let open = |n: &str| {
+            let local = DirectoryStore::new(Some(dir(n)), None, None::<RuntimeDir>);
+            RedisStore::open(short.clone(), local, None).unwrap().0
+        };
+        let (old, new) = (open("a"), open("b"));
+        let never = || false;
+        let (a, b) = (old.checkpoints().unwrap(), new.checkpoints().unwrap());
+        let _held = a.lock("d", Instant::now(), &never).unwrap().unwrap();
+        let next = CheckpointFile::default();
+        let prepared = a.prepare("d", &next).unwrap();
+        // Paused past its lease: another process takes it (a greater token) and commits.
+        let far = Instant::now() + Duration::from_secs(10);
+        let _taken = b.lock("d", far, &never).unwrap().expect("the lease ended");
+        b.prepare("d", &next).unwrap().commit().unwrap();
+        let refused = prepared.commit().unwrap_err().to_string();
+        assert!(
+            refused.contains("taken over by another process"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_lost_generation_holds_the_checkpoints_back() {
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            return;
+        };
+        let engine = Engine::new(target(&s.1)).unwrap();
+        let first = check_generation(&engine, None).unwrap();
+        assert_eq!(
+            check_generation(&engine, Some(first.clone())).unwrap(),
+            first
+        );
+        engine
+            .with(|c| redis::cmd("FLUSHALL").query::<()>(c))
+            .unwrap();
+        let lost = check_generation(&engine, Some(first.clone())).unwrap_err();
+        assert!(lost.to_string().contains("state reset --engine"), "{lost}");
+        // Still lost the next time (the marker it made since is not the one seen).
+        assert!(check_generation(&engine, Some(first.clone())).is_err());
+        let reset = reset_generation(&engine).unwrap();
+        assert_eq!(check_generation(&engine, Some(first)).unwrap(), reset);
+    }
+}
