@@ -10,10 +10,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::otlp::HttpReceiver;
 use common::redis_server::RedisServer;
 use common::*;
 use maas_usage::sim::Simulator;
@@ -314,4 +316,178 @@ fn the_redis_password_comes_from_the_environment_and_is_never_printed() {
     for o in [&without, &out] {
         assert!(!stderr(o).contains(password) && !stdout(o).contains(password));
     }
+}
+
+const H: i64 = 3_600_000;
+
+/// A simulator (slow answers, so that hosts overlap), an OTLP receiver, and the hourly period
+/// spec pushing to it through `redis`.
+fn period_fleet(redis: &str) -> (Simulator, HttpReceiver, PathBuf) {
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_millis(300);
+    cfg.now = chrono::DateTime::from_timestamp_millis(ms(NOW) + 5 * H);
+    let sim = start(cfg);
+    let rx = HttpReceiver::start();
+    let url = sim.url();
+    let spec = fixture(
+        "fleet/hourly-otlp.yaml",
+        &[
+            ("url", &url),
+            ("project", PROJECT),
+            ("otlp_endpoint", &rx.url),
+            ("redis", redis),
+        ],
+    );
+    (sim, rx, spec)
+}
+
+/// A period run at `now_ms` on the host whose state directory is `state`.
+fn period_run(spec: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> Child {
+    let mut c = authed();
+    c.arg("run")
+        .arg("--spec")
+        .arg(spec)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--now", &rfc(now_ms)]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Every point of the period series the receiver has: bucket end -> the values sent for it.
+fn received_buckets(rx: &HttpReceiver) -> BTreeMap<i64, Vec<i64>> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    let mut out: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for r in rx.requests() {
+        for rm in &r.request.resource_metrics {
+            for sm in &rm.scope_metrics {
+                for m in sm
+                    .metrics
+                    .iter()
+                    .filter(|m| m.name == "maas.usage.period.total_tokens")
+                {
+                    let Some(Data::Sum(sum)) = &m.data else {
+                        continue;
+                    };
+                    for p in &sum.data_points {
+                        if let Some(Value::AsInt(v)) = p.value {
+                            out.entry((p.time_unix_nano / 1_000_000) as i64)
+                                .or_default()
+                                .push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn three_hosts_send_each_period_bucket_once_and_a_crash_resends_it_identically() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (_sim, rx, spec) = period_fleet(&redis.url);
+    let hosts: Vec<PathBuf> = (0..3).map(|_| tempdir().join("state")).collect();
+    let t0 = ms(NOW);
+    let round = |now: i64| {
+        let children: Vec<Child> = hosts
+            .iter()
+            .map(|h| period_run(&spec, h, now, &[]))
+            .collect();
+        for out in outputs(children) {
+            assert!(
+                out.status.code() == Some(0) || stderr(&out).contains("period-mode lock"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    };
+    round(t0);
+    round(t0 + H);
+    // A cumulative Sum carries the running total: one point per run, at the last bucket.
+    let once: BTreeMap<i64, usize> = [t0 - 2 * H, t0 - H].into_iter().map(|e| (e, 1)).collect();
+    let counts = |b: &BTreeMap<i64, Vec<i64>>| -> BTreeMap<i64, usize> {
+        b.iter().map(|(e, v)| (*e, v.len())).collect()
+    };
+    assert_eq!(
+        counts(&received_buckets(&rx)),
+        once,
+        "each bucket once, across the fleet"
+    );
+
+    // One host is killed between delivery and commit: the bucket it sent goes again, once,
+    // identically (the remaining window, exported but not committed), and nothing is skipped.
+    let crashed = period_run(
+        &spec,
+        &hosts[0],
+        t0 + 2 * H,
+        &[("MAAS_USAGE_TEST_CRASH_BEFORE_CHECKPOINT", "1")],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(!crashed.status.success(), "the hook kills it");
+    round(t0 + 2 * H);
+    let got = received_buckets(&rx);
+    let mut expected = once.clone();
+    expected.insert(t0, 2);
+    assert_eq!(counts(&got), expected, "{}", stderr(&crashed));
+    assert_eq!(got[&t0][0], got[&t0][1], "the resend is identical");
+    // Running totals (cumulative) never go back.
+    let totals: Vec<i64> = got.values().map(|v| v[0]).collect();
+    assert!(totals.windows(2).all(|w| w[1] >= w[0]), "{totals:?}");
+}
+
+#[test]
+fn period_series_are_held_back_when_redis_lost_its_state_until_state_reset_engine() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (_sim, rx, spec) = period_fleet(&redis.url);
+    let host = tempdir().join("state");
+    let t0 = ms(NOW);
+    let first = period_run(&spec, &host, t0, &[])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(received_buckets(&rx).len(), 1);
+
+    // Redis forgets everything (a restart without persistence, FLUSHALL, a lagging replica).
+    let _: () = redis.cmd(&["FLUSHALL"]);
+    for _ in 0..2 {
+        let held = period_run(&spec, &host, t0 + H, &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(held.status.code(), Some(1), "{}", stderr(&held));
+        assert_error_line(
+            &stderr(&held),
+            &["lost its state", &redis.url, "state reset --engine"],
+        );
+        assert_eq!(received_buckets(&rx).len(), 1, "no bucket while held back");
+    }
+
+    let reset = bin()
+        .args(["state", "reset", "--engine", "--spec"])
+        .arg(&spec)
+        .arg("--state-dir")
+        .arg(&host)
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    assert!(
+        stdout(&reset).contains("a new generation"),
+        "{}",
+        stdout(&reset)
+    );
+    let after = period_run(&spec, &host, t0 + H, &[])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(after.status.code(), Some(0), "{}", stderr(&after));
+    assert!(received_buckets(&rx).contains_key(&(t0 - H)));
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::Error;
+use super::settings::coordination::RedisSettings;
 use super::settings::{Settings, StateSettings};
 use crate::cloud::auth::principal_id;
 use crate::cloud::client::CallCounts;
@@ -99,12 +100,7 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
     let Some(redis) = &settings.redis else {
         return Ok(Arc::new(local));
     };
-    let target = RedisTarget {
-        url: redis.url.clone(),
-        password: redis.password.as_ref().map(|p| p.expose().to_string()),
-        group: redis.group.clone(),
-        lease: redis.lease,
-    };
+    let target = redis_target(redis);
     let seen = dir
         .as_ref()
         .and_then(|d| fleet::seen_generation(d, &redis.url));
@@ -132,6 +128,16 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
             Ok(Arc::new(local_again()))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the engine is, as the state store takes it.
+pub fn redis_target(redis: &RedisSettings) -> RedisTarget {
+    RedisTarget {
+        url: redis.url.clone(),
+        password: redis.password.as_ref().map(|p| p.expose().to_string()),
+        group: redis.group.clone(),
+        lease: redis.lease,
     }
 }
 

@@ -185,7 +185,7 @@ impl GateStore for RedisGate {
         // A replica answers reads but refuses writes: prove a write goes through.
         self.engine.with(|c| {
             redis::cmd("SET")
-                .arg(self.engine.key("gate", "writable"))
+                .arg(self.engine.key("writable", "gate"))
                 .arg(1)
                 .arg("PX")
                 .arg(60_000)

@@ -152,6 +152,13 @@ impl Engine {
         })
     }
 
+    fn unreachable(&self, why: String) -> EngineError {
+        EngineError::Unreachable {
+            url: self.target.url.clone(),
+            why,
+        }
+    }
+
     /// A key of the fleet: `maas-usage:<kind>:<hash of name>`.
     pub(crate) fn key(&self, kind: &str, name: &str) -> String {
         format!("{PREFIX}:{kind}:{}", hash(name))
@@ -214,7 +221,8 @@ pub(crate) fn check_generation(
 
 /// `state reset --engine`: a new generation that every host accepts (its name says a reset
 /// made it); what the engine still holds is kept.
-pub(crate) fn reset_generation(engine: &Engine) -> Result<String, EngineError> {
+pub fn reset_generation(target: &RedisTarget) -> Result<String, EngineError> {
+    let engine = Engine::new(target.clone())?;
     let marker = format!("reset-{}", unique_token());
     engine
         .with(|c| {
@@ -223,11 +231,35 @@ pub(crate) fn reset_generation(engine: &Engine) -> Result<String, EngineError> {
                 .arg(&marker)
                 .query::<()>(c)
         })
-        .map_err(|why| EngineError::Unreachable {
-            url: engine.url().to_string(),
-            why,
-        })?;
+        .map_err(|why| engine.unreachable(why))?;
     Ok(marker)
+}
+
+/// `state reset --auth --spec`: forgets the credential gate's records of every credential;
+/// how many there were.
+pub fn forget_rejections(target: &RedisTarget) -> Result<usize, EngineError> {
+    let engine = Engine::new(target.clone())?;
+    engine
+        .with(|c| {
+            let (mut cursor, mut n) = (0u64, 0);
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{PREFIX}:gate:*"))
+                    .arg("COUNT")
+                    .arg(500)
+                    .query(c)?;
+                for k in &keys {
+                    n += redis::cmd("DEL").arg(k).query::<usize>(c)?;
+                }
+                if next == 0 {
+                    return Ok(n);
+                }
+                cursor = next;
+            }
+        })
+        .map_err(|why| engine.unreachable(why))
 }
 
 /// Redis for budgets, the gate and checkpoints; the state directory of this host for caches.
@@ -498,7 +530,7 @@ mod tests {
         assert!(lost.to_string().contains("state reset --engine"), "{lost}");
         // Still lost the next time (the marker it made since is not the one seen).
         assert!(check_generation(&engine, Some(first.clone())).is_err());
-        let reset = reset_generation(&engine).unwrap();
+        let reset = reset_generation(&target(&s.1)).unwrap();
         assert_eq!(check_generation(&engine, Some(first)).unwrap(), reset);
     }
 }
