@@ -25,10 +25,7 @@ const N: u32 = 8;
 const WINDOW_MS: u64 = 2000;
 
 fn throttling_sim() -> Simulator {
-    let mut cfg = sim_config();
-    cfg.faults.rate_limit = Some(N);
-    cfg.faults.rate_window = Duration::from_millis(WINDOW_MS);
-    start(cfg)
+    common::throttling_sim(N, WINDOW_MS)
 }
 
 fn four_queries(sim: &Simulator, redis: &str) -> PathBuf {
@@ -490,4 +487,21 @@ fn period_series_are_held_back_when_redis_lost_its_state_until_state_reset_engin
         .unwrap();
     assert_eq!(after.status.code(), Some(0), "{}", stderr(&after));
     assert!(received_buckets(&rx).contains_key(&(t0 - H)));
+}
+
+#[test]
+fn the_kubernetes_example_spec_validates_without_redis() {
+    // `validate` needs no Redis: the ConfigMap's spec names one that is not there.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/configmap.yaml");
+    let cm: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let spec = spec_file(cm["data"]["spec.yaml"].as_str().unwrap());
+    let out = bin().arg("validate").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = bin()
+        .args(["plan", "--now", NOW, "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
 }

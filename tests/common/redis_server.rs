@@ -24,29 +24,10 @@ impl Drop for RedisServer {
     }
 }
 
-/// redis-server is on PATH; else `false` and a note, or a failure when
-/// `MAAS_USAGE_REQUIRE_REDIS` is set (as in CI).
-pub fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("MAAS_USAGE_REQUIRE_REDIS").is_err(),
-            "redis-server is required (MAAS_USAGE_REQUIRE_REDIS is set) but not on PATH"
-        );
-        eprintln!("skipped: redis-server is not on PATH");
-    }
-    found
-}
-
 impl RedisServer {
     /// A fresh server, or `None` when redis-server is missing (and not required).
     pub fn start() -> Option<RedisServer> {
-        if !have_redis() {
+        if !super::peer_on_path("redis-server", "--version", "MAAS_USAGE_REQUIRE_REDIS") {
             return None;
         }
         let port = free_port();
