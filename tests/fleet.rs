@@ -505,3 +505,81 @@ fn the_kubernetes_example_spec_validates_without_redis() {
         .unwrap();
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
 }
+
+#[test]
+fn an_acl_user_limited_to_the_maas_usage_keys_is_enough() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The ACL docs/operations.md gives: its keys only, no dangerous command but CLIENT LIST.
+    let password = "PWCANARY-acl-1b2c3d";
+    let _: () = redis.cmd(&[
+        "ACL",
+        "SETUSER",
+        "maas",
+        "on",
+        &format!(">{password}"),
+        "~maas-usage:*",
+        "+@all",
+        "-@dangerous",
+        "+client|list",
+    ]);
+    let url = redis.url.replace("redis://", "redis://maas@");
+    let sim = sim();
+    let spec = six_series(&sim, &url, "stop");
+    let with_password = |sk: &str| {
+        let mut c = bin();
+        c.env("HW_ACCESS_KEY", AK)
+            .env("HW_SECRET_KEY", sk)
+            .env("MAAS_USAGE_REDIS_PASSWORD", password);
+        run_in_state(c, &spec, &tempdir().join("state"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wrong = "SKWRONGzx9cv8bn7m6l5k4j3h2g1f0d9s8a7p6o";
+    for out in outputs(vec![with_password(wrong), with_password(wrong)]) {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(!stderr(&out).contains(password));
+    }
+    assert_eq!(sim.requests().iter().filter(|r| r.status == 401).count(), 1);
+    let reset = bin()
+        .args(["state", "reset", "--auth", "--spec"])
+        .arg(&spec)
+        .env("MAAS_USAGE_REDIS_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    let out = with_password(SK).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(parse_lp(&stdout(&out)).len(), 7);
+    let denied: Vec<redis::Value> = redis.cmd(&["ACL", "LOG"]);
+    assert!(denied.is_empty(), "nothing denied to the user: {denied:?}");
+}
+
+#[test]
+fn redis_gone_in_the_middle_of_an_execd_process_means_no_call_until_it_is_back() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = sim();
+    let spec = six_series(&sim, &redis.url, "stop");
+    let state = tempdir().join("state");
+    let mut execd = Execd::start_with(&spec, |c| {
+        c.arg("--state-dir").arg(&state);
+    });
+    let first = execd.collect();
+    assert_eq!(first.last().unwrap().int("series_ok"), Some(6));
+    let calls = sim.requests().len();
+    // Redis killed (-9): the next batch makes no call (no budget slot, no gate record).
+    redis.kill();
+    let down = execd.collect();
+    assert_eq!(down.last().unwrap().int("series_ok"), Some(0));
+    assert_eq!(sim.requests().len(), calls, "no call while Redis is down");
+    // Back: the same process goes on.
+    redis.start_again();
+    let back = execd.collect();
+    assert_eq!(back.last().unwrap().int("series_ok"), Some(6));
+    assert_eq!(execd.finish(), Some(0));
+}
