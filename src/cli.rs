@@ -620,6 +620,8 @@ Examples:
   maas-usage state reset --destination influx-stdout --series hourly
   maas-usage state reset                   # everything, and Cloud Eye's discovery cache
   maas-usage state reset --auth            # credential rejections, after fixing the key
+  maas-usage state reset --auth --spec spec.yaml     # those Redis holds for the fleet
+  maas-usage state reset --engine --spec spec.yaml   # Redis lost its state: go on from here
   maas-usage state reset --auth --state-dir /var/lib/maas-usage --runtime-dir /run/maas-usage/maas-usage
                                            # the packaged units' (run it as their user)";
 
@@ -663,6 +665,16 @@ pub enum StateAction {
         /// the five minutes. Also forgets records that cannot be read, which block every call.
         #[arg(long, conflicts_with_all = ["series", "destination"])]
         auth: bool,
+        /// Accept the coordination engine (Redis) as it is after it lost its state (restarted
+        /// without persistence, FLUSHALL, a failover to a lagging replica): its period series
+        /// are held back until then. Buckets the engine forgot are sent again from the
+        /// backfill. Needs --spec.
+        #[arg(long, requires = "spec", conflicts_with_all = ["series", "destination", "auth"])]
+        engine: bool,
+        /// The spec whose `coordination:` names the engine (with --engine, or with --auth to
+        /// forget the rejections Redis holds for the fleet).
+        #[arg(long, value_name = "FILE")]
+        spec: Vec<PathBuf>,
         #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_name = "DIR", requires = "auth", help = RUNTIME_DIR_HELP)]

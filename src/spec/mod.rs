@@ -151,6 +151,8 @@ pub struct Limits {
     pub max_series: usize,
     /// Cloud Eye's own budget per 60 s.
     pub ces_requests_per_minute: u32,
+    /// MaaS calls per 60 s for the whole account, every user of it; `None`: no such budget.
+    pub account_requests_per_minute: Option<u32>,
 }
 
 impl Default for Limits {
@@ -161,6 +163,7 @@ impl Default for Limits {
             concurrency: 4,
             max_series: 2000,
             ces_requests_per_minute: 60,
+            account_requests_per_minute: None,
         }
     }
 }
@@ -183,6 +186,7 @@ pub struct Spec {
     /// summed into `key_groups` (`spend::groups`). Kept beside the queries until the Cloud Eye
     /// collection carries it in `CloudEyeQuery`.
     pub grouped: BTreeMap<String, Grouped>,
+    pub coordination: Coordination,
 }
 
 /// `breakdown: [model, key_group]` (`per_model`) or `[key_group]`.
@@ -213,6 +217,25 @@ impl Default for Alerts {
             hold: Duration::from_secs(600),
         }
     }
+}
+
+/// Where processes sharing a key or a destination agree (`coordination:`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Coordination {
+    /// `None`: the state directory (engine `state`).
+    pub redis: Option<RedisSpec>,
+}
+
+/// `coordination:` with `engine: redis`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisSpec {
+    /// `redis://` or `rediss://`, without a password.
+    pub url: String,
+    pub group: Option<String>,
+    /// `None`: twice `limits.timeout`.
+    pub lease: Option<Duration>,
+    /// Fall back to the state directory when Redis cannot be reached (else: stop).
+    pub local_fallback: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -188,7 +188,7 @@ fn begin(
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     Ok((spec, settings, store))
 }
 
