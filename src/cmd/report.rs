@@ -156,7 +156,7 @@ fn collect_month(
     started: Instant,
 ) -> Result<(collect::Collected, String), Error> {
     let now = settings.now();
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     let deadline = started + spec.limits.timeout.max(std::time::Duration::from_secs(60));
     let conn = Arc::new(wiring::connect(settings.cloud(), deadline, &*store)?);
     let checkpoints: BTreeMap<String, i64> = [MODELS, KEYS]
