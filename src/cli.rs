@@ -125,6 +125,18 @@ pub enum Command {
     /// Serve the MaaS + IAM + Cloud Eye simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
+    /// Print Prometheus alert rules for a spec: collector health, model error ratio and TTFT,
+    /// budgets.
+    #[command(after_help = RULES_HELP)]
+    Rules(RulesArgs),
+    /// Print a Grafana dashboard (JSON) for a spec: spend, budgets, tokens, requests and
+    /// errors, latency, collector health.
+    #[command(after_help = DASHBOARD_HELP)]
+    Dashboard(DashboardArgs),
+    /// Write a month's spend report: one self-contained HTML file (inline SVG and CSS) from
+    /// Cloud Eye, priced with the spec's prices.
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
     Describe(DescribeArgs),
     /// Print a shell completion script.
@@ -470,9 +482,20 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub now: NowArg,
     /// Period-mode checkpoints are read from its state directory (never written): those of the
-    /// spec's own output (output.format to stdout, or its OTLP endpoint).
+    /// destination a `run` with the same --format and --output writes to (by default the
+    /// spec's output.format to stdout, or its OTLP endpoint), or of --destination.
     #[command(flatten)]
     pub state: StateArgs,
+    /// Plan for a run in this format (as `run --format`; the packaged timer's is otlp)
+    /// [default: the spec's output.format].
+    #[arg(long, value_name = "FORMAT", value_parser = formats())]
+    pub format: Option<Format>,
+    /// Plan for a run writing to this file (as `run --output`).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Plan with this destination's checkpoints (an id from `state show`, such as serve's).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["format", "output"])]
+    pub destination: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -504,6 +527,69 @@ pub struct DemoArgs {
     pub interval: std::time::Duration,
 }
 
+const RULES_HELP: &str = "The thresholds come from the spec's alerts: section (error_ratio 0.05,
+ttft_p99 10s, budget_warning 0.8, for 10m by default). Every metric name is the one the outputs
+write (plugin.yaml), so the rules work on serve, the textfile and OTLP through the collector.
+
+Examples:
+  maas-usage rules --spec /etc/maas-usage/spec.yaml > /etc/prometheus/rules/maas-usage.yml
+  promtool check rules /etc/prometheus/rules/maas-usage.yml
+Prometheus (prometheus.yml):
+  rule_files: [rules/maas-usage.yml]";
+
+const DASHBOARD_HELP: &str =
+    "Import the JSON in Grafana (Dashboards > New > Import); pick the Prometheus
+data source that scrapes maas-usage (serve, the textfile, or the collector's exporter).
+
+Example:
+  maas-usage dashboard --spec /etc/maas-usage/spec.yaml > maas-usage.json";
+
+const REPORT_HELP: &str =
+    "Cloud Eye keeps 30 days of hourly and daily data: a month reported in its
+last days, or just after, is whole; an older one is partial and the report says so. Costs are
+estimates from the spec's prices, not the bill.
+
+Examples:
+  maas-usage report --spec spec.yaml --month 2026-11 --output report-2026-11.html
+  maas-usage report --spec spec.yaml --simulator http://127.0.0.1:8080 --month 2026-05";
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// The time between collections (serve's --interval, Telegraf's interval): a collector is
+    /// stale after two.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval)]
+    pub interval: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Spec file or directory; repeatable (its prices, budgets, key groups and timezone).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// The month, YYYY-MM, in the spec's timezone [default: the current month].
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Write the HTML to FILE (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
     /// The metric, self-metric and tag tables (docs/metrics.md) as Markdown instead of the YAML.
@@ -533,7 +619,11 @@ Examples:
   maas-usage state reset --series hourly   # the query hourly, in every destination
   maas-usage state reset --destination influx-stdout --series hourly
   maas-usage state reset                   # everything, and Cloud Eye's discovery cache
-  maas-usage state reset --auth            # credential rejections, after fixing the key";
+  maas-usage state reset --auth            # credential rejections, after fixing the key
+  maas-usage state reset --auth --spec spec.yaml     # those Redis holds for the fleet
+  maas-usage state reset --engine --spec spec.yaml   # Redis lost its state: go on from here
+  maas-usage state reset --auth --state-dir /var/lib/maas-usage --runtime-dir /run/maas-usage/maas-usage
+                                           # the packaged units' (run it as their user)";
 
 const STATE_ADOPT_HELP: &str =
     "Versions up to 0.1 kept one checkpoints.json for every output. While it holds
@@ -547,6 +637,8 @@ checkpoints.json can be deleted when every one has.
 Example:
   maas-usage state adopt --destination otlp-1a2b3c4d5e6f --state-dir /var/lib/maas-usage";
 
+const RUNTIME_DIR_HELP: &str = "The runtime directory whose credential rejections to read or forget (those recorded while the state directory could not take them), as a blocked run's E! line and `state show` name it: the packaged units' is /run/maas-usage/maas-usage [default: $XDG_RUNTIME_DIR/maas-usage, else maas-usage-<uid> in $TMPDIR]";
+
 #[derive(Subcommand, Debug)]
 pub enum StateAction {
     /// List every period-mode destination with its checkpoints (the end of the last bucket
@@ -554,6 +646,8 @@ pub enum StateAction {
     Show {
         #[command(flatten)]
         state: StateArgs,
+        #[arg(long, value_name = "DIR", help = RUNTIME_DIR_HELP)]
+        runtime_dir: Option<PathBuf>,
     },
     /// Forget checkpoints so their buckets are emitted again (from `backfill` back), or with
     /// --auth the credential rejections that keep runs from calling for five minutes.
@@ -571,8 +665,20 @@ pub enum StateAction {
         /// the five minutes. Also forgets records that cannot be read, which block every call.
         #[arg(long, conflicts_with_all = ["series", "destination"])]
         auth: bool,
+        /// Accept the coordination engine (Redis) as it is after it lost its state (restarted
+        /// without persistence, FLUSHALL, a failover to a lagging replica): its period series
+        /// are held back until then. Buckets the engine forgot are sent again from the
+        /// backfill. Needs --spec.
+        #[arg(long, requires = "spec", conflicts_with_all = ["series", "destination", "auth"])]
+        engine: bool,
+        /// The spec whose `coordination:` names the engine (with --engine, or with --auth to
+        /// forget the rejections Redis holds for the fleet).
+        #[arg(long, value_name = "FILE")]
+        spec: Vec<PathBuf>,
         #[command(flatten)]
         state: StateArgs,
+        #[arg(long, value_name = "DIR", requires = "auth", help = RUNTIME_DIR_HELP)]
+        runtime_dir: Option<PathBuf>,
     },
     /// Let a destination go on from the checkpoints of an earlier version (checkpoints.json),
     /// which did not record the output they were for.

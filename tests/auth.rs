@@ -91,9 +91,11 @@ fn three_runs_with_a_wrong_key_make_one_rejected_call() {
         assert!(
             line.starts_with("E! credentials were rejected at ")
                 && line.contains("; not retrying until ")
-                && line.contains(
-                    "to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth')"
-                ),
+                && line.contains(&format!(
+                    "to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth --state-dir {} --runtime-dir ",
+                    state.display()
+                ))
+                && line.contains(&format!("recorded in {}", state.join("auth.json").display())),
             "{}",
             stderr(&again)
         );
@@ -295,6 +297,49 @@ fn a_key_disabled_mid_collection_costs_at_most_the_calls_in_flight() {
     assert_eq!(rejected(&sim), first, "the next run sends nothing");
 }
 
+/// A key accepted a moment ago and disabled since, met by three runs at once on the same state
+/// directory: each skips the lone probe, but the first to go holds the probe lock until its
+/// first answer, and the others wait for it as for a probe and meet its rejection. At most
+/// the calls in flight of one process (`limits.concurrency`, 4) are rejected, fleet-wide, not
+/// four per process.
+#[test]
+fn runs_that_skip_the_probe_at_once_cost_the_calls_in_flight_of_one_process_not_of_each() {
+    let mut cfg = sim_config();
+    // Answers take a second: every run is started before the first one hears back.
+    cfg.faults.latency = std::time::Duration::from_secs(1);
+    cfg.faults.reject_signatures_after = Some(6);
+    let sim = start(cfg);
+    let spec = six_series(&sim, true);
+    let state = tempdir();
+    let good = run_with(&spec, &state, SK);
+    assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
+    assert_eq!(rejected(&sim), 0);
+    // The key is disabled; three runs start together.
+    let runs: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            let mut c = authed();
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            run_in_state(c, &spec, &state).spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_no_secret(&out);
+    }
+    let n = rejected(&sim);
+    assert!(
+        (1..=4).contains(&n),
+        "{n} rejected signatures for three runs: at most one run's calls in flight"
+    );
+    assert_eq!(
+        sim.requests().len(),
+        6 + n,
+        "nothing after the first rejection"
+    );
+}
+
 #[test]
 fn execd_probes_again_in_each_batch_so_a_key_disabled_between_batches_costs_one_call() {
     // The first batch's six calls are accepted; then the key is disabled, and the acceptance
@@ -420,6 +465,140 @@ fn a_state_directory_that_cannot_record_rejections_leaves_them_to_the_runtime_di
         }
         assert_eq!(rejected(&sim), 1, "{}: three runs", state.display());
     }
+}
+
+/// `c` as a user that file permissions bind: as is when the tests run as one, else (root, as in
+/// CI) as `nobody`, to whom `dirs` are given.
+fn unprivileged(c: &mut std::process::Command, dirs: &[&Path]) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    for d in dirs {
+        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    c.uid(NOBODY).gid(NOBODY);
+}
+
+/// A state directory that holds a rejection and then becomes read-only (or unreadable) is
+/// still read: the next run, with another runtime directory, sends nothing (or, records it
+/// cannot read, nothing at all), instead of trying the rejected key again.
+#[test]
+fn a_state_directory_that_became_read_only_still_holds_its_rejections() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = sim();
+    let spec = six_series(&sim, true);
+    let state = tempdir().join("st2");
+    std::fs::create_dir(&state).unwrap();
+    let mode = |m: u32| std::fs::set_permissions(&state, std::fs::Permissions::from_mode(m));
+    let wrong = "SKWRONG-read-only";
+    let run_as_user = || {
+        let runtime = runtime_dir();
+        let mut c = bin();
+        c.env("HW_ACCESS_KEY", AK)
+            .env("HW_SECRET_KEY", wrong)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("TMPDIR", &runtime);
+        unprivileged(&mut c, &[&state, &runtime]);
+        run_in_state(c, &spec, &state).output().unwrap()
+    };
+    let first = run_as_user();
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    assert_eq!(rejected(&sim), 1);
+    assert!(state.join("auth.json").is_file());
+
+    mode(0o500).unwrap();
+    let read_only = run_as_user();
+    let err = stderr(&read_only);
+    assert_eq!(read_only.status.code(), Some(1), "{err}");
+    assert_eq!(rejected(&sim), 1, "the rejection it holds counts: {err}");
+    let recorded = format!("recorded in {}", state.join("auth.json").display());
+    assert_error_line(&err, &["E! credentials were rejected at ", &recorded]);
+
+    mode(0o000).unwrap();
+    let unreadable = run_as_user();
+    let err = stderr(&unreadable);
+    mode(0o700).unwrap();
+    assert_eq!(unreadable.status.code(), Some(1), "{err}");
+    assert_error_line(&err, &["auth.json", "maas-usage state reset --auth"]);
+    assert_eq!(sim.requests().len(), 1, "fail closed: {err}");
+}
+
+/// The command a blocked run's `E!` line gives (between `run '` and `'`), as arguments.
+fn reset_command_of(err: &str) -> Vec<String> {
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("E! credentials were rejected at "))
+        .unwrap_or_else(|| panic!("no blocked line: {err}"));
+    let command = line
+        .split_once("run '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .unwrap_or_else(|| panic!("no command: {line}"))
+        .0;
+    command.split(' ').map(str::to_string).collect()
+}
+
+/// Rejections recorded in the units' runtime directory (`XDG_RUNTIME_DIR=/run/maas-usage` in
+/// the packaged units) while the state directory could not take them: a blocked run names the
+/// file and the exact command that forgets them, which works from an operator's shell with
+/// another `XDG_RUNTIME_DIR`; `state show` says which runtime directory it read, and reads the
+/// units' with `--runtime-dir`.
+#[test]
+fn the_blocked_line_names_the_file_and_a_reset_that_reaches_the_units_runtime_directory() {
+    let sim = sim();
+    let spec = six_series(&sim, true);
+    let state = tempdir().join("state");
+    std::fs::create_dir_all(state.join("auth.lock")).unwrap();
+    let units = runtime_dir();
+    let wrong = "SKWRONG-units";
+    let unit_run = || run_sharing(&spec, &state, wrong, &units, &[]);
+    unit_run();
+    let blocked = unit_run();
+    let err = stderr(&blocked);
+    let records = units.join("maas-usage/auth.json");
+    assert_error_line(&err, &[&format!("recorded in {}", records.display())]);
+    assert_eq!(rejected(&sim), 1);
+    // The operator fixed the state directory and the key.
+    std::fs::remove_dir(state.join("auth.lock")).unwrap();
+    let show = |extra: &[&str]| {
+        let out = bin()
+            .args(["state", "show", "--state-dir"])
+            .arg(&state)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let units_dir = units.join("maas-usage");
+    let mine = show(&[]);
+    assert!(
+        mine.contains("runtime directory ") && !mine.contains(&units_dir.display().to_string()),
+        "{mine}"
+    );
+    assert!(!mine.contains("rejected (HTTP 401)"), "{mine}");
+    let theirs = show(&["--runtime-dir", units_dir.to_str().unwrap()]);
+    assert!(
+        theirs.contains(&format!("runtime directory {} ", units_dir.display()))
+            && theirs.contains("rejected (HTTP 401)")
+            && theirs.contains(&records.display().to_string()),
+        "{theirs}"
+    );
+    // The command of the E! line, from a shell whose XDG_RUNTIME_DIR is another.
+    let command = reset_command_of(&err);
+    assert_eq!(command[..4], ["maas-usage", "state", "reset", "--auth"]);
+    let reset = bin().args(&command[1..]).output().unwrap();
+    assert_eq!(reset.status.code(), Some(0), "{}", stderr(&reset));
+    assert!(
+        stdout(&reset).contains("forgot 1 credential rejection(s)"),
+        "{}",
+        stdout(&reset)
+    );
+    assert!(!show(&["--runtime-dir", units_dir.to_str().unwrap()]).contains("rejected (HTTP"));
+    unit_run();
+    assert_eq!(rejected(&sim), 2, "the units try the key again");
 }
 
 /// A period spec on a state directory that cannot be opened: its period series are held back

@@ -364,3 +364,52 @@ fn state_show_lists_the_destinations_and_the_gate_s_records_of_both_places() {
     }
     assert!(listed(&show(&runtime)));
 }
+
+/// `plan` plans with the checkpoints of the destination that a run with the same `--format`
+/// and `--output` writes to (the packaged timer runs `--format otlp`), or of `--destination`,
+/// and names the destination it read.
+#[test]
+fn plan_reads_and_names_the_destination_of_the_run_it_plans_for() {
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let spec = spec(&sim, &rx);
+    let state = tempdir().join("state");
+    let out = run_at(&spec, &state, ms(NOW), &["--format", "otlp"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(otlp_buckets(&rx), 3);
+    let plan = |args: &[&str]| {
+        let out = bin()
+            .args(["plan", "--now", NOW, "--state-dir"])
+            .arg(&state)
+            .arg("--spec")
+            .arg(&spec)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let pending = |n: usize| format!("/hourly/preset/real_time/all: {n} settled buckets pending");
+    let otlp = destinations(&state)
+        .into_iter()
+        .find(|d| d.starts_with("otlp-"))
+        .unwrap();
+    for args in [&["--format", "otlp"][..], &["--destination", &otlp]] {
+        let text = plan(args);
+        assert!(text.contains(&pending(0)), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "Period checkpoints: destination {otlp} (otlp {}",
+                rx.url
+            )),
+            "{args:?}: {text}"
+        );
+    }
+    // The spec's own output (line protocol to stdout) has had nothing yet.
+    let text = plan(&[]);
+    assert!(text.contains(&pending(3)), "{text}");
+    assert!(
+        text.contains("Period checkpoints: destination influx-stdout"),
+        "{text}"
+    );
+}

@@ -453,6 +453,101 @@ fn hostile_names_and_bad_datapoints_can_neither_forge_nor_flood_stderr() {
     );
 }
 
+/// Whether `v` holds the string `s` anywhere.
+fn holds(v: &serde_json::Value, s: &str) -> bool {
+    match v {
+        serde_json::Value::String(t) => t == s,
+        serde_json::Value::Array(a) => a.iter().any(|x| holds(x, s)),
+        serde_json::Value::Object(o) => o.values().any(|x| holds(x, s)),
+        _ => false,
+    }
+}
+
+/// A model named with a screen clear, a window title (OSC), a bell, CR/LF and a bidi override
+/// by the MaaS monitor, in every output format: the table shows it escaped through the one
+/// sanitizer stderr uses; JSON and OTLP/JSON carry it exactly (JSON escapes it); line protocol
+/// and the Prometheus text cannot be broken by it (no line of its own, parsed back by their
+/// readers; Prometheus label values keep every other character, as the format allows).
+#[test]
+fn hostile_server_text_reaches_no_output_raw() {
+    let evil = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}\r\nE! forged\u{202e}";
+    let mut cfg = sim_config();
+    cfg.dataset.models[0].name = evil.into();
+    let sim = start(cfg);
+    let path = models_spec(&sim, "total_tokens");
+    let out_in = |format: &str| {
+        let out = run(&path, &["--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+        out
+    };
+    let no_line_of_its_own = |format: &str, text: &str| {
+        assert!(
+            text.lines().all(|l| !l.starts_with("E! forged")),
+            "{format}: {text}"
+        );
+    };
+
+    let table = out_in("table");
+    for byte in [0x1b, b'\r', 0x07] {
+        assert!(
+            !table.stdout.contains(&byte),
+            "table: no byte {byte:#x}: {:?}",
+            stdout(&table)
+        );
+    }
+    let text = stdout(&table);
+    assert!(!text.contains('\u{202e}'), "{text:?}");
+    assert!(
+        text.contains("evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{d}\\u{a}E! forged\\u{202e}"),
+        "escaped where it stands: {text}"
+    );
+    no_line_of_its_own("table", &text);
+
+    let json = json(&out_in("json"));
+    assert!(holds(&json, evil), "json carries it exactly: {json}");
+
+    let text = stdout(&out_in("otlp-json"));
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(docs.iter().any(|d| holds(d, evil)), "{text}");
+
+    let text = stdout(&out_in("influx"));
+    no_line_of_its_own("influx", &text);
+    let models: Vec<Line> = parse_lp(&text)
+        .into_iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect();
+    assert_eq!(models.len(), DEFAULT_MODELS.len(), "{text}");
+
+    let text = stdout(&out_in("prometheus"));
+    no_line_of_its_own("prometheus", &text);
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with('#') || l.starts_with("maas_") || l.starts_with("target_info{")),
+        "{text:?}"
+    );
+    promtool_check(&text);
+
+    // `query --raw` shows the answers as received: each of their lines escaped the same way
+    // (a bidi override in a string, a carriage return between tokens).
+    let sim = common::sim();
+    let answer = answer_with("", None, false);
+    sim.push_script(Scripted::Body(format!(
+        "{{\"note\":\"\u{202e}gnp.exe\",\r\n{}",
+        &answer[1..]
+    )));
+    let out = query(&sim, &["--raw", "--project-id", PROJECT]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(text.contains("\\u{202e}gnp.exe"), "{text}");
+    assert!(
+        !text.contains('\u{202e}') && !text.contains('\r'),
+        "{text:?}"
+    );
+}
+
 /// Thousands of latency datapoints that are not latencies (negative) are left out, said on one
 /// `W!` line per metric with how many there were: the series keeps its counts, not the figure.
 #[test]

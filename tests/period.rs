@@ -417,39 +417,213 @@ fn a_shared_state_directory_shows_each_spec_only_its_own_counters() {
     );
 }
 
-#[test]
-fn counters_stay_while_another_run_holds_the_period_lock() {
-    let sim = start(sim_config());
-    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
+/// `hourly.yaml` as Prometheus text, with `extra` queries (YAML list items) after `hourly`.
+fn hourly_prometheus(sim: &Simulator, extra: &str) -> String {
+    std::fs::read_to_string(period_spec(sim, "hourly.yaml", &[]))
         .unwrap()
         .replace("format: influx", "format: prometheus")
-        .replace("timeout: 10s", "timeout: 2s");
+        .replace("output:", &format!("{extra}output:"))
+}
+
+/// The value of `name{...maas_query="hourly"...}` in an exposition, if it is there.
+fn sample_if_any(text: &str, name: &str) -> Option<u64> {
+    let any = text
+        .lines()
+        .any(|l| l.starts_with(&format!("{name}{{")) && l.contains("maas_query=\"hourly\""));
+    any.then(|| sample(text, name))
+}
+
+/// `run_at` of `spec` at `now` while another process (this test) holds the lock file `lock` of
+/// `state`.
+fn run_while_held(spec: &Path, state: &Path, lock: &str, now: i64) -> std::process::Output {
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state.join(lock))
+        .unwrap();
+    held.lock().unwrap();
+    run_at(spec, state, now, &[])
+}
+
+/// A run that cannot take the destination's period lock (another run holds it) emits no
+/// bucket and no counter of the period series: the counters it could read without the lock
+/// may be older than those the other run commits before this one writes.
+#[test]
+fn a_run_without_the_period_lock_writes_no_period_counter() {
+    let sim = start(sim_config());
+    let text = hourly_prometheus(&sim, "").replace("timeout: 10s", "timeout: 2s");
     let spec = spec_file(&text);
     let state = tempdir().join("state");
     let t0 = ms("2026-05-21T10:00:00+08:00");
     let first = stdout(&run_at(&spec, &state, t0, &[]));
-    let before = sample(&first, "maas_usage_period_tokens_total");
-    assert!(before > 0);
-    // Another run holds the destination's lock: no bucket is emitted, but the counter is still
-    // shown.
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(state.join("period-prometheus-stdout.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    let out = run_at(&spec, &state, t0 + 2 * H, &[]);
-    drop(lock);
+    assert!(sample(&first, "maas_usage_period_tokens_total") > 0);
+    let out = run_while_held(&spec, &state, "period-prometheus-stdout.lock", t0 + 2 * H);
     assert!(
-        stderr(&out).contains("holds the period-mode lock"),
+        stderr(&out).contains("W! another run holds the period-mode lock"),
         "{}",
         stderr(&out)
     );
     assert_eq!(
-        sample(&stdout(&out), "maas_usage_period_tokens_total"),
-        before,
+        sample_if_any(&stdout(&out), "maas_usage_period_tokens_total"),
+        None,
         "{}",
         stdout(&out)
     );
+}
+
+/// Two specs with the same period query write one textfile on one state directory; B (with a
+/// window query too, on a slow simulator) cannot get the period lock, and while its window
+/// call is out, A commits newer counters and writes them. What B writes after must not take
+/// the counter back: it leaves the period counters out. The test holds the lock until B says
+/// it gave up, then lets A run: events, not sleeps.
+#[test]
+fn overlapping_runs_never_take_a_prometheus_counter_back() {
+    let fast = start(sim_config());
+    // B signs with a key of its own: its calls to the slow simulator never hold A's up (one
+    // probe per credential at a time, across processes).
+    let (b_ak, b_sk) = (
+        "AKSECONDRUN000000001",
+        "SKSECONDRUNxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    );
+    let mut cfg = sim_config();
+    cfg.faults.latency = std::time::Duration::from_secs(2);
+    cfg.credentials = vec![maas_usage::sim::SimCredential {
+        ak: b_ak.into(),
+        sk: b_sk.into(),
+        token: None,
+    }];
+    let slow = start(cfg);
+    let a = spec_file(&hourly_prometheus(&fast, "").replace("timeout: 10s", "timeout: 20s"));
+    let b = spec_file(
+        &hourly_prometheus(&slow, "  - name: today\n    range: today\n")
+            .replace("timeout: 10s", "timeout: 6s"),
+    );
+    let dir = tempdir();
+    let (state, textfile) = (dir.join("state"), dir.join("tf.prom"));
+    let to_textfile = |mut c: std::process::Command| {
+        c.args(["--output", textfile.to_str().unwrap()]);
+        c
+    };
+    let counter = || {
+        let text = std::fs::read_to_string(&textfile).unwrap();
+        sample_if_any(&text, "maas_usage_period_tokens_total")
+    };
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    let out = to_textfile(run_command(&a, &state, t0)).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let c0 = counter().unwrap();
+
+    // Another run holds the destination's lock while B starts.
+    let lock_file = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("period-prometheus-")
+        })
+        .unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_file)
+        .unwrap();
+    lock.lock().unwrap();
+    let mut run_b = to_textfile(run_command(&b, &state, t0 + 2 * H))
+        .env("HW_ACCESS_KEY", b_ak)
+        .env("HW_SECRET_KEY", b_sk)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b_err = std::io::BufReader::new(run_b.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("holds the period-mode lock") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut b_err, &mut line).unwrap();
+        assert!(n > 0, "B ended without waiting for the lock: {said}");
+        said.push_str(&line);
+    }
+    // B gave the period series up and its window call is out: A runs, later, and commits.
+    drop(lock);
+    let out = to_textfile(run_command(&a, &state, t0 + 2 * H))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let c1 = counter().unwrap();
+    assert!(c1 > c0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut b_err, &mut rest).unwrap();
+    let status = run_b.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{said}{rest}");
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    assert!(
+        text.contains("maas_query=\"today\""),
+        "B wrote last: {said}{rest}{text}"
+    );
+    let after = counter();
+    assert!(
+        after.is_none_or(|c| c >= c1),
+        "the counter went back from {c1} to {after:?}: {text}"
+    );
+}
+
+/// A period lock that cannot be taken at all (a directory or a symlink where the lock file
+/// should be) is the operator's to fix: the period series are held back with an `E!` line
+/// naming it, and the run exits 1 (the window query is still delivered). A lock another run
+/// merely holds stays a `W!` line and exit 0.
+#[test]
+fn an_unusable_period_lock_holds_the_period_series_with_an_error_and_exit_1() {
+    let sim = start(sim_config());
+    let text = std::fs::read_to_string(period_spec(&sim, "hourly.yaml", &[]))
+        .unwrap()
+        .replace("timeout: 10s", "timeout: 2s")
+        .replace("output:", "  - name: today\n    range: today\noutput:");
+    let spec = spec_file(&text);
+    let t0 = ms("2026-05-21T10:00:00+08:00");
+    let queries = |o: &std::process::Output| -> BTreeSet<String> {
+        parse_lp(&stdout(o))
+            .iter()
+            .filter(|l| l.measurement == "maas_usage")
+            .filter_map(|l| l.tag("query").map(str::to_string))
+            .collect()
+    };
+    let today: BTreeSet<String> = ["today".to_string()].into();
+    type Plant = fn(&Path);
+    let unusable: [(&str, Plant); 2] = [
+        ("a directory", |p| std::fs::create_dir(p).unwrap()),
+        ("a symlink", |p| {
+            std::os::unix::fs::symlink(p.with_file_name("elsewhere"), p).unwrap()
+        }),
+    ];
+    for (what, plant) in unusable {
+        let state = tempdir().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let lock = state.join("period-influx-stdout.lock");
+        plant(&lock);
+        for _ in 0..2 {
+            let out = run_at(&spec, &state, t0, &[]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            assert_error_line(
+                &err,
+                &["period-mode lock", &lock.display().to_string(), "remove"],
+            );
+            assert_eq!(queries(&out), today, "{what}: {err}");
+        }
+    }
+    // Merely held by another run: a warning, exit 0, and the window query.
+    let state = tempdir().join("state");
+    run_at(&spec, &state, t0, &[]);
+    let out = run_while_held(&spec, &state, "period-influx-stdout.lock", t0 + 2 * H);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("W! another run holds the period-mode lock"),
+        "{err}"
+    );
+    assert!(!err.contains("E! "), "{err}");
+    assert_eq!(queries(&out), today, "{err}");
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! The wire format of ShowStatistics and IAM project listing: request bodies, answers, error
 //! bodies, and the exact conversion of token figures (thousands, 3 decimals) to integers.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::domain::cloud_eye::Reading;
 use crate::domain::failure::DecodeError;
 use crate::domain::Usage;
 use crate::text::percent_encode;
@@ -63,9 +67,18 @@ pub fn thousands_to_tokens(v: f64) -> Result<u64, TokenError> {
     Ok(int * 1000 + thousandths)
 }
 
-/// A count: a whole, non-negative number up to 2^53, whatever JSON number form it takes.
-fn count(v: &Value, field: &'static str) -> Result<u64, DecodeError> {
+/// A count: a whole, non-negative number up to 2^53, whatever JSON number form it takes;
+/// judged on the number `written` too, where a double may round it (`1e-400` reads as 0).
+fn count(v: &Value, written: Option<&RawValue>, field: &'static str) -> Result<u64, DecodeError> {
     let bad = |reason: String| DecodeError::BadField { field, reason };
+    if let Some(text) = written.map(RawValue::get) {
+        let r = Reading::of_json(text);
+        if !r.whole && r.value.fract() == 0.0 && r.value.is_finite() && r.value >= 0.0 {
+            return Err(bad(format!(
+                "{text} is not a whole number, though a double rounds it to one"
+            )));
+        }
+    }
     match v {
         Value::Null => Err(DecodeError::Missing { field }),
         Value::Number(n) => {
@@ -130,19 +143,22 @@ pub fn parse_statistics(body: &str, batch: bool) -> Result<Usage, DecodeError> {
         return Err(DecodeError::NotStatistics);
     }
     let f = |k: &str| obj.get(k).unwrap_or(&Value::Null);
+    // The numbers as written, for the counts.
+    let written: BTreeMap<String, Box<RawValue>> = serde_json::from_str(body).unwrap_or_default();
+    let count = |k: &'static str| count(f(k), written.get(k).map(|r| &**r), k);
     let usage = Usage {
         total_tokens: tokens(f("total_token"), "total_token")?,
         prompt_tokens: tokens(f("total_prompt_token"), "total_prompt_token")?,
         completion_tokens: tokens(f("total_completion_token"), "total_completion_token")?,
-        requests: count(f("total_request_count"), "total_request_count")?,
-        errors: count(f("total_error_count"), "total_error_count")?,
+        requests: count("total_request_count")?,
+        errors: count("total_error_count")?,
         completed_tasks: if batch {
-            count(f("total_completion_tasks"), "total_completion_tasks")?
+            count("total_completion_tasks")?
         } else {
             0
         },
         infer_count: if batch {
-            count(f("total_infer_count"), "total_infer_count")?
+            count("total_infer_count")?
         } else {
             0
         },
@@ -300,6 +316,8 @@ mod tests {
         for (field, value) in [
             ("total_request_count", "-1"),
             ("total_request_count", "1.5"),
+            ("total_request_count", "1e-400"),
+            ("total_error_count", "7.00000000000000001"),
             ("total_error_count", "-3"),
             ("total_token", "1e300"),
             ("total_token", "-0.5"),

@@ -10,7 +10,9 @@
 //!   not one per call in flight;
 //! - the probe is skipped when the store says the same host accepted the same credential less
 //!   than [`ACCEPTED_FOR`] ago, and no rejection came after: a key disabled since then meets at
-//!   most the calls in flight, as a key disabled in the middle of a collection does;
+//!   most the calls in flight, as a key disabled in the middle of a collection does. That round
+//!   still holds the store's lock until its first answer, so the other processes wait for that
+//!   answer as they wait for a probe: the calls in flight of one process, not of each;
 //! - after a 401 or 403, no signed call is made with the same credential for [`LOCKOUT`], here
 //!   and (through the store) in every other process using the same state directory; a changed
 //!   credential (another key) is tried at once. An acceptance never erases a rejection recorded
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::credentials::Credentials;
 use super::sign::sha256_hex;
-pub use crate::domain::failure::{Rejection, ACCEPTED_FOR, LOCKOUT};
+pub use crate::domain::failure::{Blocked, Rejection, ACCEPTED_FOR, LOCKOUT};
 use crate::log;
 
 /// Where the gate's records are shared with other processes (the state directory, and the
@@ -51,6 +53,11 @@ pub trait GateStore: Send + Sync {
     /// An exclusive cross-process lock for probing `key`, waited for until `deadline`; `None`
     /// when it cannot be had (the probe is then serialised in this process only).
     fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>>;
+    /// The file that records `key`'s rejection, if one does.
+    fn recorded_in(&self, key: &str) -> Option<String>;
+    /// The exact command that forgets every record these processes read (its directories
+    /// named).
+    fn reset_command(&self) -> String;
 }
 
 /// A short, stable, one-way key for an access key.
@@ -110,8 +117,24 @@ struct Inner {
     verified: HashSet<String>,
     /// The hosts whose acceptance was recorded in this collection (once each is enough).
     recorded: HashSet<String>,
-    /// A probe is in flight in this process (to whichever host).
+    /// A probe is in flight in this process (to whichever host), or a round that skipped it
+    /// has not had its first answer.
     probing: bool,
+    /// The round that skipped the probe, until its first answer.
+    skipping: Option<Skip>,
+    /// Numbers the rounds that skipped the probe (a permit knows its own).
+    skips: u64,
+}
+
+/// A round of calls sent without a probe, on the store's word that the host accepted the
+/// credential minutes ago. Until its first answer it holds what a probe holds: the
+/// cross-process lock, and this process's turn (other hosts wait).
+struct Skip {
+    id: u64,
+    host: String,
+    /// Its calls out and not yet answered.
+    out: usize,
+    _cross_process: Option<Box<dyn Send>>,
 }
 
 impl Inner {
@@ -140,7 +163,7 @@ pub struct AuthGate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The credential was rejected less than [`LOCKOUT`] ago.
-    Rejected(Rejection),
+    Rejected(Blocked),
     /// The gate cannot vouch for the call: its records cannot be read, or the outcome could be
     /// recorded nowhere. The text says why and what to do.
     Unguarded(String),
@@ -156,6 +179,9 @@ pub struct Permit<'a> {
     probe: bool,
     /// When the gate let it through (ms since the epoch): no later than it was sent.
     sent_ms: u64,
+    /// The round that skipped the probe this call belongs to, while it waits for its first
+    /// answer.
+    unproven: Option<u64>,
     _cross_process: Option<Box<dyn Send>>,
 }
 
@@ -185,10 +211,10 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 /// The records could not be read: what they held is lost, so every credential counts as
-/// rejected until they are fixed or reset.
-fn unreadable(why: String) -> Refusal {
+/// rejected until they are fixed or reset (with `reset`).
+fn unreadable(why: String, reset: &str) -> Refusal {
     Refusal::Unguarded(format!(
-        "{why}: the credential rejections it held are lost, so every credential counts as rejected and no signed call is made until it is fixed or reset (maas-usage state reset --auth)"
+        "{why}: the credential rejections it held are lost, so every credential counts as rejected and no signed call is made until it is fixed or reset ({reset})"
     ))
 }
 
@@ -209,6 +235,8 @@ impl AuthGate {
                 verified: HashSet::new(),
                 recorded: HashSet::new(),
                 probing: false,
+                skipping: None,
+                skips: 0,
             }),
             changed: Condvar::new(),
             store,
@@ -236,10 +264,21 @@ impl AuthGate {
         let mut inner = lock(&self.inner);
         loop {
             if let Some(r) = inner.in_force(now_ms()) {
-                return Err(Refusal::Rejected(r));
+                drop(inner);
+                return Err(self.blocked(r));
             }
             if inner.verified.contains(host) {
-                return Ok(self.permit(host, false, None));
+                // A call of the round that skipped the probe is unproven until its first answer.
+                let unproven = match inner.skipping.as_mut() {
+                    Some(skip) if skip.host == host => {
+                        skip.out += 1;
+                        Some(skip.id)
+                    }
+                    _ => None,
+                };
+                let mut permit = self.permit(host, false, None);
+                permit.unproven = unproven;
+                return Ok(permit);
             }
             if !inner.probing {
                 break;
@@ -263,22 +302,46 @@ impl AuthGate {
             .store
             .as_ref()
             .and_then(|s| s.probe_lock(&self.key, deadline));
+        if Instant::now() >= deadline {
+            // Waited for another process's probe until the end: it decides, not this call.
+            self.settle(true, None, None);
+            return Err(Refusal::Deadline);
+        }
         match self.consult(host) {
             Err(refusal) => {
                 let rejected = match &refusal {
-                    Refusal::Rejected(r) => Some(r.clone()),
+                    Refusal::Rejected(b) => Some(b.rejection.clone()),
                     _ => None,
                 };
                 self.settle(true, rejected, None);
                 Err(refusal)
             }
             Ok(true) => {
-                // Accepted minutes ago: no probe; calls to this host go out at once.
-                self.settle(true, None, Some(host.to_string()));
-                match lock(&self.inner).in_force(now_ms()) {
-                    Some(r) => Err(Refusal::Rejected(r)),
-                    None => Ok(self.permit(host, false, None)),
+                // Accepted minutes ago: no probe, calls to this host go out at once; but until
+                // the first answer this round keeps the probe's place (the cross-process lock,
+                // this process's turn), so other processes wait for that answer and meet its
+                // rejection rather than send their own calls in flight.
+                let mut inner = lock(&self.inner);
+                if let Some(r) = inner.in_force(now_ms()) {
+                    inner.probing = false;
+                    drop(inner);
+                    self.changed.notify_all();
+                    return Err(self.blocked(r));
                 }
+                inner.skips += 1;
+                let id = inner.skips;
+                inner.skipping = Some(Skip {
+                    id,
+                    host: host.to_string(),
+                    out: 1,
+                    _cross_process: cross,
+                });
+                inner.verified.insert(host.to_string());
+                drop(inner);
+                self.changed.notify_all();
+                let mut permit = self.permit(host, false, None);
+                permit.unproven = Some(id);
+                Ok(permit)
             }
             Ok(false) => Ok(self.permit(host, true, cross)),
         }
@@ -290,8 +353,42 @@ impl AuthGate {
             host: host.to_string(),
             probe,
             sent_ms: now_ms(),
+            unproven: None,
             _cross_process: cross,
         }
+    }
+
+    /// A call of the round `id` that skipped the probe has its answer: `decided` (accepted or
+    /// rejected, and recorded) ends the round's hold; an answer that proves nothing ends it
+    /// only with the round's last call out, and the host must then be proven again.
+    fn unproven_answered(&self, id: u64, decided: bool) {
+        let mut inner = lock(&self.inner);
+        let Some(skip) = inner.skipping.as_mut().filter(|s| s.id == id) else {
+            return;
+        };
+        if !decided {
+            skip.out = skip.out.saturating_sub(1);
+            if skip.out > 0 {
+                return;
+            }
+            let host = skip.host.clone();
+            inner.verified.remove(&host);
+        }
+        // Releases the cross-process lock, after the answer was recorded.
+        inner.skipping = None;
+        inner.probing = false;
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// A refusal for the rejection `r`, with the file that records it and the command that
+    /// forgets it.
+    fn blocked(&self, r: Rejection) -> Refusal {
+        Refusal::Rejected(Blocked {
+            rejection: r,
+            file: self.store.as_ref().and_then(|s| s.recorded_in(&self.key)),
+            reset: self.store.as_ref().map(|s| s.reset_command()),
+        })
     }
 
     /// What the store says before a probe: a rejection in force (or records that cannot be
@@ -302,9 +399,11 @@ impl AuthGate {
             return Ok(false);
         };
         let now = now_ms();
-        let rejection = store.rejection(&self.key).map_err(unreadable)?;
+        let rejection = store
+            .rejection(&self.key)
+            .map_err(|why| unreadable(why, &store.reset_command()))?;
         if let Some(r) = rejection.as_ref().filter(|r| r.in_force(now)) {
-            return Err(Refusal::Rejected(r.clone()));
+            return Err(self.blocked(r.clone()));
         }
         store.writable().map_err(unrecordable)?;
         Ok(store.accepted(&self.key, host).is_some_and(|at| {
@@ -339,6 +438,17 @@ impl Permit<'_> {
     pub fn finish(mut self, code: Option<&str>, verdict: Verdict) -> Option<Rejection> {
         let gate = self.gate;
         let probe = std::mem::take(&mut self.probe);
+        let unproven = self.unproven.take();
+        let decided = !matches!(verdict, Verdict::Unknown);
+        let rejection = self.record(probe, code, verdict);
+        if let Some(id) = unproven {
+            gate.unproven_answered(id, decided);
+        }
+        rejection
+    }
+
+    fn record(&self, probe: bool, code: Option<&str>, verdict: Verdict) -> Option<Rejection> {
+        let gate = self.gate;
         match verdict {
             Verdict::Rejected { status } => {
                 let r = Rejection {
@@ -383,6 +493,9 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         // A probe that ends without a verdict (a panic, an early return) frees the way.
+        if let Some(id) = self.unproven.take() {
+            self.gate.unproven_answered(id, false);
+        }
         if self.probe {
             let mut inner = lock(&self.gate.inner);
             if inner.probing {
@@ -424,6 +537,18 @@ mod tests {
         unreadable: bool,
         /// `writable` and `record_rejection` fail (nowhere to record).
         unwritable: bool,
+        /// The cross-process probe lock: held or not.
+        probe_lock: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    /// The probe lock of a [`MemStore`], released on drop.
+    struct Held(Arc<(Mutex<bool>, Condvar)>);
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            *self.0 .0.lock().unwrap() = false;
+            self.0 .1.notify_all();
+        }
     }
 
     impl GateStore for MemStore {
@@ -461,8 +586,22 @@ mod tests {
                 false => Ok(()),
             }
         }
-        fn probe_lock(&self, _: &str, _: Instant) -> Option<Box<dyn Send>> {
-            None
+        fn recorded_in(&self, f: &str) -> Option<String> {
+            let held = self.rejections.lock().unwrap().contains_key(f);
+            held.then(|| "memory".to_string())
+        }
+        fn reset_command(&self) -> String {
+            "maas-usage state reset --auth".into()
+        }
+        fn probe_lock(&self, _: &str, deadline: Instant) -> Option<Box<dyn Send>> {
+            let (held, released) = &*self.probe_lock;
+            let mut held = held.lock().unwrap();
+            while *held {
+                let left = deadline.checked_duration_since(Instant::now())?;
+                held = released.wait_timeout(held, left).unwrap().0;
+            }
+            *held = true;
+            Some(Box::new(Held(self.probe_lock.clone())))
         }
     }
 
@@ -625,6 +764,69 @@ mod tests {
                 .enter(H, soon())
                 .unwrap()
                 .probe
+        );
+    }
+
+    /// Two processes sharing a store, the host having accepted the credential minutes ago: the
+    /// first skips the probe and sends its calls at once, but holds the probe lock until its
+    /// first answer; the second waits for it, and meets its rejection instead of sending calls
+    /// of its own.
+    #[test]
+    fn a_round_that_skips_the_probe_holds_the_other_processes_until_its_first_answer() {
+        let store = Arc::new(MemStore::default());
+        let earlier = gate("x", Some(store.clone()));
+        earlier
+            .enter(H, soon())
+            .unwrap()
+            .finish(None, Verdict::Accepted);
+        let first = gate("x", Some(store.clone()));
+        let calls: Vec<Permit<'_>> = (0..4).map(|_| first.enter(H, soon()).unwrap()).collect();
+        assert!(calls.iter().all(|p| !p.probe), "four calls at once");
+        let second = Arc::new(gate("x", Some(store.clone())));
+        let short = Instant::now() + Duration::from_millis(50);
+        assert!(
+            matches!(second.enter(H, short), Err(Refusal::Deadline)),
+            "the second process waits for the first answer"
+        );
+        // Another host of the first process waits too, as for a probe.
+        let other = "https://iam.example";
+        let short = Instant::now() + Duration::from_millis(50);
+        assert!(matches!(first.enter(other, short), Err(Refusal::Deadline)));
+        let waiting = {
+            let second = second.clone();
+            std::thread::spawn(move || second.enter(H, soon()).map(|p| p.probe).err())
+        };
+        let mut calls = calls.into_iter();
+        assert!(rejected(calls.next().unwrap()).is_some());
+        assert!(matches!(
+            waiting.join().unwrap(),
+            Some(Refusal::Rejected(_))
+        ));
+        // The calls already in flight meet the rejection too: that is all it costs.
+        calls.for_each(|p| drop(rejected(p)));
+        assert!(matches!(first.enter(H, soon()), Err(Refusal::Rejected(_))));
+    }
+
+    /// The first answer of a round that skipped the probe, when it proves nothing, holds the
+    /// others until the round's last call is answered; then the host is proven again.
+    #[test]
+    fn a_skipped_probe_whose_answers_prove_nothing_is_proven_again() {
+        let store = Arc::new(MemStore::default());
+        gate("x", Some(store.clone()))
+            .enter(H, soon())
+            .unwrap()
+            .finish(None, Verdict::Accepted);
+        let g = gate("x", Some(store.clone()));
+        let (a, b) = (g.enter(H, soon()).unwrap(), g.enter(H, soon()).unwrap());
+        a.finish(None, Verdict::Unknown);
+        let short = Instant::now() + Duration::from_millis(50);
+        let other = gate("x", Some(store.clone()));
+        assert!(matches!(other.enter(H, short), Err(Refusal::Deadline)));
+        drop(b);
+        assert!(lock(&g.inner).skipping.is_none() && !lock(&g.inner).verified.contains(H));
+        assert!(
+            !other.enter(H, soon()).unwrap().probe,
+            "the store's word again"
         );
     }
 

@@ -440,7 +440,7 @@ impl Client {
         }
         let permit = match id.gate.enter(&host, deadline) {
             Ok(p) => p,
-            Err(Refusal::Rejected(r)) => return Step::Fatal(ApiError::AuthBlocked(r)),
+            Err(Refusal::Rejected(b)) => return Step::Fatal(ApiError::AuthBlocked(b)),
             Err(Refusal::Unguarded(why)) => return Step::Fatal(ApiError::Unguarded(why)),
             Err(Refusal::Deadline) => return Step::Fatal(ApiError::Deadline { last: None }),
         };

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::client::{Call, Client};
-use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, Instance, InstancePage};
+use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, Instance, InstancePage, Reading};
 use crate::domain::cloud_eye::{MetricPage, DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
 use crate::domain::ApiError;
@@ -124,46 +125,55 @@ pub fn parse_metric_page(body: &str) -> Result<MetricPage, DecodeError> {
 }
 
 /// A datapoint of a batch answer: its timestamp, and the value of every filter it may carry
-/// (absent or `null`: nothing to say; not a number: `NaN`, which the collection refuses).
+/// as written (a count is judged on what was written, which a double may round: `1e-400`
+/// reads as 0).
 #[derive(Deserialize)]
-struct WirePoint {
+struct WirePoint<'a> {
     timestamp: Option<Loose<i64>>,
-    sum: Option<Loose<f64>>,
-    max: Option<Loose<f64>>,
-    average: Option<Loose<f64>>,
-    min: Option<Loose<f64>>,
-    variance: Option<Loose<f64>>,
+    #[serde(borrow)]
+    sum: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max: Option<&'a RawValue>,
+    #[serde(borrow)]
+    average: Option<&'a RawValue>,
+    #[serde(borrow)]
+    min: Option<&'a RawValue>,
+    #[serde(borrow)]
+    variance: Option<&'a RawValue>,
 }
 
-impl WirePoint {
-    fn value(&mut self, filter: &str) -> Option<f64> {
+impl<'a> WirePoint<'a> {
+    /// The value under `filter` as written; absent or `null`, none (nothing to say).
+    fn under(&self, filter: &str) -> Option<&'a RawValue> {
         let v = match filter {
-            "sum" => self.sum.take(),
-            "max" => self.max.take(),
-            "average" => self.average.take(),
-            "min" => self.min.take(),
-            _ => self.variance.take(),
+            "sum" => self.sum,
+            "max" => self.max,
+            "average" => self.average,
+            "min" => self.min,
+            _ => self.variance,
         };
-        v.map(|v| v.get().unwrap_or(f64::NAN))
+        v.filter(|v| v.get() != "null")
     }
 }
 
 #[derive(Deserialize)]
-struct WireMetric {
+struct WireMetric<'a> {
     metric_name: Option<Loose<String>>,
     dimensions: Option<Loose<Vec<WireDim>>>,
-    datapoints: Option<Vec<WirePoint>>,
+    #[serde(borrow)]
+    datapoints: Option<Vec<WirePoint<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct WireBatch {
-    metrics: Option<Vec<WireMetric>>,
+struct WireBatch<'a> {
+    #[serde(borrow)]
+    metrics: Option<Vec<WireMetric<'a>>>,
 }
 
 /// A batch-query-metric-data answer, read straight into typed values (no JSON tree): each
 /// metric object's datapoints, the value under the request's filter.
 pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError> {
-    let wire: WireBatch = parse(body)?;
+    let wire: WireBatch<'_> = parse(body)?;
     let metrics = wire
         .metrics
         .ok_or_else(|| DecodeError::Shape("no `metrics` list".into()))?;
@@ -182,9 +192,9 @@ pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError>
                 DecodeError::Shape(format!("{name}: a datapoint without a timestamp"))
             })?;
             // A datapoint without the filter's value has nothing to say; one whose value is not
-            // a number says something wrong, which the collection judges (NaN).
-            if let Some(v) = p.value(filter) {
-                points.push((ts, v));
+            // a number says something wrong, which the collection judges.
+            if let Some(v) = p.under(filter) {
+                points.push((ts, Reading::of_json(v.get())));
             }
         }
         out.series.push(((name, dims), points));
@@ -368,8 +378,30 @@ mod tests {
             "dimensions":[{"name":"maas_api_id","value":"m1"}],
             "datapoints":[{"timestamp":3600000,"sum":12},{"timestamp":7200000,"sum":3.0},{"timestamp":10800000,"max":9}]}]}"#;
         let a = parse_batch(body, "sum").unwrap();
-        assert_eq!(a.series[0].1, vec![(3_600_000, 12.0), (7_200_000, 3.0)]);
+        let exact = |v: f64| Reading {
+            value: v,
+            whole: true,
+        };
+        assert_eq!(
+            a.series[0].1,
+            vec![(3_600_000, exact(12.0)), (7_200_000, exact(3.0))]
+        );
         assert!(parse_batch(r#"{"metrics":[{"metric_name":"x","dimensions":[{"name":"maas_api_id","value":"m"}],"datapoints":[{"sum":1}]}]}"#, "sum").is_err());
+        // Values as written: one a double rounds to a whole number is not one, one beyond a
+        // double is a number (too large), not a broken answer; `null` is no value.
+        let body = r#"{"metrics":[{"metric_name":"x","dimensions":[{"name":"maas_api_id","value":"m"}],
+            "datapoints":[{"timestamp":1,"sum":1e-400},{"timestamp":2,"sum":1e400},{"timestamp":3,"sum":null},{"timestamp":4,"sum":"7"}]}]}"#;
+        let points = &parse_batch(body, "sum").unwrap().series[0].1;
+        assert_eq!(points.len(), 3);
+        assert_eq!(
+            points[0].1,
+            Reading {
+                value: 0.0,
+                whole: false
+            }
+        );
+        assert!(points[1].1.value.is_infinite() && points[1].1.whole);
+        assert!(points[2].1.value.is_nan());
     }
 
     #[test]
@@ -398,7 +430,7 @@ mod tests {
             "a dimension that is not text is not ours"
         );
         assert_eq!(a.series[0].1.len(), 1);
-        assert!(a.series[0].1[0].1.is_nan());
+        assert!(a.series[0].1[0].1.value.is_nan());
         assert!(matches!(
             parse_batch("[]", "sum"),
             Err(DecodeError::Shape(_))

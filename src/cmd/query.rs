@@ -62,6 +62,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         now: Some(&a.now),
         timezone: a.timezone.as_deref(),
         output: None,
+        plan_format: None,
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
@@ -70,7 +71,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         log::warn(w);
     }
 
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     let conn = wiring::connect(settings.cloud(), deadline, &*store)?;
     let conn = Arc::new(conn);
     let setup = super::run::setup(&conn, &spec, None);

@@ -10,7 +10,9 @@ use crate::cli::{PlanArgs, ValidateArgs, ValidateFormat};
 use crate::deliver::sink::write_stdout;
 use crate::plan;
 use crate::spec::load::{self, SpecError, SpecErrors};
+use crate::state::checkpoints::Destination;
 use crate::state::StateDir;
+use std::path::Path;
 
 pub fn schema() -> Result<Outcome, Error> {
     write_stdout(load::SCHEMA)?;
@@ -111,15 +113,31 @@ pub fn plan(a: PlanArgs) -> Result<Outcome, Error> {
     let flags = Flags {
         state: Some(&a.state),
         now: Some(&a.now),
+        plan_format: a.format,
         ..Flags::default()
     };
     let settings = Settings::from_process(&spec, flags)?;
-    // Read-only: a plan never creates the state directory.
-    let checkpoints = match settings.state.dir.as_deref().and_then(StateDir::existing) {
-        Some(d) => {
-            let destination = super::run::spec_destination(&spec, settings.otlp_url.as_deref());
-            super::run::planned(&d, &spec, &destination, &settings.cloud().region)
+    let destination = match &a.destination {
+        Some(id) if !Destination::valid_id(id) => {
+            return Err(Error::Usage(format!(
+                "--destination {id}: not a destination id (see `maas-usage state show`)"
+            )))
         }
+        Some(id) => Destination {
+            id: id.clone(),
+            describe: String::new(),
+        },
+        None => super::run::spec_destination(
+            &spec,
+            a.format,
+            a.output.as_deref(),
+            settings.otlp_url.as_deref(),
+        ),
+    };
+    // Read-only: a plan never creates the state directory.
+    let state = settings.state.dir.as_deref().and_then(StateDir::existing);
+    let checkpoints = match &state {
+        Some(d) => super::run::planned(d, &spec, &destination, &settings.cloud().region),
         None => Default::default(),
     };
     let plan = plan::build_with(
@@ -129,6 +147,36 @@ pub fn plan(a: PlanArgs) -> Result<Outcome, Error> {
         &checkpoints,
         spec.limits.requests_per_minute as usize,
     )?;
-    write_stdout(&plan.describe())?;
+    let mut out = plan.describe();
+    if super::run::has_period(&spec) {
+        out.push_str(&read_from(&destination, state.as_ref(), &settings));
+    }
+    write_stdout(&out)?;
     Ok(Outcome::Done)
+}
+
+/// Which destination's checkpoints the plan read, and where.
+fn read_from(d: &Destination, state: Option<&StateDir>, settings: &Settings) -> String {
+    // Without a state directory the OTLP endpoint was not looked for: no id to name.
+    let Some(state) = state else {
+        let dir = settings.state.dir.as_deref().unwrap_or(Path::new("-"));
+        return format!(
+            "\nPeriod checkpoints: none (no state directory at {}): the period series would start from their backfill\n",
+            dir.display()
+        );
+    };
+    let describe = match state.checkpoints_of(&d.id) {
+        Ok(Some(file)) => file.destination.map(|d| d.describe).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let describe = [describe.as_str(), d.describe.as_str()]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    format!(
+        "\nPeriod checkpoints: destination {}{describe} in {} (another output: --format, --output or --destination)\n",
+        d.id,
+        state.path().display()
+    )
 }

@@ -8,11 +8,13 @@ use super::settings::StateSettings;
 use crate::cli::{StateAction, StateArgs};
 use crate::deliver::sink::write_stdout;
 use crate::state::checkpoints::{CheckpointError, OLD_FILE};
-use crate::state::{GateFiles, StateDir};
+use crate::state::fleet;
+use crate::state::{GateFiles, RuntimeDir, StateDir};
 use crate::time::period::Checkpoints;
+use std::path::Path;
 
-/// The state directory, and the credential gate's records in it and in the runtime directory.
-fn dir(flag: &StateArgs) -> Result<(StateDir, GateFiles), Error> {
+/// The state directory.
+fn dir(flag: &StateArgs) -> Result<StateDir, Error> {
     let settings = StateSettings::from_process(flag);
     let path = settings
         .dir
@@ -23,9 +25,41 @@ fn dir(flag: &StateArgs) -> Result<(StateDir, GateFiles), Error> {
             path.display()
         )));
     }
-    let dir = StateDir::open(&path)?;
-    let gate = GateFiles::new(Some(dir.clone()), settings.runtime);
-    Ok((dir, gate))
+    Ok(StateDir::open(&path)?)
+}
+
+/// The credential gate's records that `state show|reset --auth` read: those of the state
+/// directory (none needed when `--runtime-dir` alone is given and the default one does not
+/// exist) and of the runtime directory (`--runtime-dir`, which must exist, else the
+/// environment's).
+fn gate_files(state: &StateArgs, runtime: Option<&Path>) -> Result<GateFiles, Error> {
+    if let Some(r) = runtime.filter(|r| !r.is_dir()) {
+        return Err(Error::Usage(format!(
+            "--runtime-dir {}: not a directory",
+            r.display()
+        )));
+    }
+    let d = match dir(state) {
+        Ok(d) => Some(d),
+        Err(_) if runtime.is_some() && state.state_dir.is_none() => None,
+        Err(e) => return Err(e),
+    };
+    let runtime = match runtime {
+        Some(r) => RuntimeDir::at(r),
+        None => StateSettings::from_process(state).runtime,
+    };
+    Ok(GateFiles::new(d, runtime))
+}
+
+/// Which runtime directory the records were read from, for `state show`.
+fn runtime_line(gate: &GateFiles) -> String {
+    match gate.runtime_path() {
+        Ok(p) => format!(
+            "runtime directory {} (credential rejections recorded while the state directory could not take them)\n",
+            p.display()
+        ),
+        Err(e) => format!("no usable runtime directory ({e})\n"),
+    }
 }
 
 fn io(d: &StateDir) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -114,35 +148,57 @@ fn checkpoint_error(d: &StateDir, e: CheckpointError) -> Error {
 
 pub fn state(a: StateAction) -> Result<Outcome, Error> {
     match a {
-        StateAction::Show { state } => {
-            let (d, gate) = dir(&state)?;
+        StateAction::Show { state, runtime_dir } => {
+            let d = dir(&state)?;
             let mut out = show(&d);
             // With the runtime directory's records: those made while this one could not.
+            let gate = gate_files(&state, runtime_dir.as_deref())?;
+            out.push_str(&runtime_line(&gate));
+            let reset = gate.reset_command();
             match gate.rejections() {
                 Ok(rejected) => {
                     for (key, r) in rejected {
                         out.push_str(&format!(
-                            "credentials {key} rejected (HTTP {}) at {}; no call with them until {} (maas-usage state reset --auth)\n",
+                            "credentials {key} rejected (HTTP {}) at {}; no call with them until {} (recorded in {}; {reset})\n",
                             r.status,
                             when(r.at_ms as i64),
-                            when(r.until_ms() as i64)
+                            when(r.until_ms() as i64),
+                            gate.recorded_in(&key).unwrap_or_default(),
                         ));
                     }
                 }
                 Err(e) => out.push_str(&format!(
-                    "{e}\nno signed call is made with any credentials until it is fixed or reset (maas-usage state reset --auth)\n"
+                    "{e}\nno signed call is made with any credentials until it is fixed or reset ({reset})\n"
                 )),
             }
             write_stdout(&out)?;
             Ok(Outcome::Done)
         }
         StateAction::Reset {
-            auth: true, state, ..
+            engine,
+            auth,
+            spec,
+            state,
+            ..
+        } if engine || (auth && !spec.is_empty()) => reset_engine(&spec, &state, engine),
+        StateAction::Reset {
+            auth: true,
+            state,
+            runtime_dir,
+            ..
         } => {
-            let (d, gate) = dir(&state)?;
-            let n = gate.reset().map_err(io(&d))?;
+            let gate = gate_files(&state, runtime_dir.as_deref())?;
+            let n = gate.reset().map_err(|e| {
+                Error::System(format!("cannot forget the credential rejections in {e}"))
+            })?;
+            let places: Vec<String> = [gate.state_path(), gate.runtime_path().ok()]
+                .into_iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect();
             write_stdout(&format!(
-                "forgot {n} credential rejection(s); the next run tries its credentials again\n"
+                "forgot {n} credential rejection(s) in {}; the next run tries its credentials again\n",
+                places.join(" and ")
             ))?;
             Ok(Outcome::Done)
         }
@@ -151,8 +207,9 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             series,
             auth: false,
             state,
+            ..
         } => {
-            let (d, _) = dir(&state)?;
+            let d = dir(&state)?;
             let done = d
                 .reset_checkpoints(destination.as_deref(), series.as_deref())
                 .map_err(|e| checkpoint_error(&d, e))?;
@@ -169,7 +226,7 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             Ok(Outcome::Done)
         }
         StateAction::Adopt { destination, state } => {
-            let (d, _) = dir(&state)?;
+            let d = dir(&state)?;
             let n = d
                 .adopt_old_checkpoints(&destination)
                 .map_err(|e| checkpoint_error(&d, e))?;
@@ -179,4 +236,49 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             Ok(Outcome::Done)
         }
     }
+}
+
+/// `state reset --engine|--auth --spec FILE`: in the Redis the spec names, a new generation
+/// every host accepts (remembered in this host's state directory), or the fleet's credential
+/// rejections forgotten.
+fn reset_engine(
+    spec: &[std::path::PathBuf],
+    state: &StateArgs,
+    generation: bool,
+) -> Result<Outcome, Error> {
+    let spec = super::run::load_spec(spec)?;
+    let flags = super::settings::Flags {
+        state: Some(state),
+        ..Default::default()
+    };
+    let settings = super::settings::Settings::from_process(&spec, flags)?;
+    let Some(redis) = &settings.state.redis else {
+        return Err(Error::Usage(
+            "the spec sets no `coordination: {engine: redis}`: there is no engine to reset".into(),
+        ));
+    };
+    let target = super::wiring::redis_target(redis);
+    let out = if generation {
+        let marker = fleet::reset_generation(&target)?;
+        if let Some(d) = settings
+            .state
+            .dir
+            .as_deref()
+            .and_then(|p| StateDir::open(p).ok())
+        {
+            fleet::remember_generation(&d, &redis.url, &marker);
+        }
+        format!(
+            "redis {}: a new generation ({marker}); period series go on from what it holds (buckets it forgot are sent again from the backfill)\n",
+            redis.url
+        )
+    } else {
+        let n = fleet::forget_rejections(&target)?;
+        format!(
+            "forgot the records of {n} credential(s) in redis {}; the next run tries its credentials again\n",
+            redis.url
+        )
+    };
+    write_stdout(&out)?;
+    Ok(Outcome::Done)
 }

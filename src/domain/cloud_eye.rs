@@ -253,9 +253,71 @@ impl BatchRequest {
     }
 }
 
-/// The datapoints of one metric object: `(bucket start ms, value)`; `NaN` for a value that is
-/// not a number at all (a string, `true`...).
-pub type Datapoints = Vec<(i64, f64)>;
+/// The datapoints of one metric object: `(bucket start ms, value)`.
+pub type Datapoints = Vec<(i64, Reading)>;
+
+/// A datapoint's value as the answer wrote it: the number it reads as (`NaN` for a value that
+/// is not a number at all: a string, `true`...) and whether the number written is a whole one.
+/// A count is judged on both: `1e-400` reads as 0 and `12.00000000000000001` as 12, and
+/// neither is a whole number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    pub value: f64,
+    pub whole: bool,
+}
+
+impl Reading {
+    /// A number that is exactly `value` (a whole one when it has no fraction).
+    pub fn exact(value: f64) -> Reading {
+        Reading {
+            value,
+            whole: value.fract() == 0.0,
+        }
+    }
+
+    /// The reading of a JSON value's text: a number literal, or anything else (not a number).
+    pub fn of_json(text: &str) -> Reading {
+        match text.parse::<f64>() {
+            Ok(value) if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => Reading {
+                value,
+                whole: is_whole(text),
+            },
+            _ => Reading {
+                value: f64::NAN,
+                whole: false,
+            },
+        }
+    }
+}
+
+/// Whether the number literal `text` (JSON's syntax) is a whole number, decided on its digits:
+/// no fraction is left once the exponent is applied, however small or large the exponent.
+fn is_whole(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() && int.bytes().all(|b| b == b'0') {
+        return true;
+    }
+    let (negative, digits) = match exponent.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, exponent.strip_prefix('+').unwrap_or(exponent)),
+    };
+    // Saturating: an exponent of a million digits is as far from whole as one of ten.
+    let magnitude = digits.bytes().fold(0i64, |n, d| {
+        n.saturating_mul(10)
+            .saturating_add(i64::from(d.wrapping_sub(b'0')))
+    });
+    let exponent = if negative { -magnitude } else { magnitude };
+    // The digits after the point must all be moved before it: trailing zeros of a whole
+    // mantissa count for the exponent.
+    let zeros = match frac.is_empty() {
+        true => (int.len() - int.trim_end_matches('0').len()) as i64,
+        false => 0,
+    };
+    exponent.saturating_add(zeros) >= frac.len() as i64
+}
 
 /// The largest count (tokens, requests) believed: 10^15. No account has that many tokens in a
 /// window; beyond it lie figures that wrap in line protocol, lose digits in a double or clamp

@@ -38,6 +38,15 @@ impl Rejection {
     }
 }
 
+/// A call kept back by a rejection in force: the rejection, the file that records it and the
+/// command that forgets it (`None`: known to this process only, or the default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub rejection: Rejection,
+    pub file: Option<String>,
+    pub reset: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +163,7 @@ pub enum ApiError {
     Setup(String),
     /// Not sent: the credential was rejected less than five minutes ago.
     #[error("{}", fmt_blocked(.0))]
-    AuthBlocked(Rejection),
+    AuthBlocked(Blocked),
     /// Not sent: the credential gate cannot vouch for the call (its records cannot be read,
     /// or an outcome could not be recorded anywhere). The text says why and what to do.
     #[error("{0}")]
@@ -180,7 +189,8 @@ pub enum ApiError {
 }
 
 /// `credentials were rejected at T; not retrying until T+5min ...`, then what the server said.
-fn fmt_blocked(r: &Rejection) -> String {
+fn fmt_blocked(b: &Blocked) -> String {
+    let r = &b.rejection;
     let at = |ms: u64| {
         chrono::DateTime::<Utc>::from_timestamp_millis(ms as i64)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -194,9 +204,14 @@ fn fmt_blocked(r: &Rejection) -> String {
         api: Api::Maas,
     };
     let mut s = format!(
-        "credentials were rejected at {}; not retrying until {} to avoid locking the key (fix the credentials or run 'maas-usage state reset --auth'); the server answered HTTP {}",
+        "credentials were rejected at {}; not retrying until {} to avoid locking the key (fix the credentials or run '{}'){}; the server answered HTTP {}",
         at(r.at_ms),
         at(r.until_ms()),
+        b.reset.as_deref().unwrap_or("maas-usage state reset --auth"),
+        b.file
+            .as_ref()
+            .map(|f| format!("; recorded in {f}"))
+            .unwrap_or_default(),
         r.status
     );
     if let Some(code) = &r.code {

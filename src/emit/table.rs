@@ -10,8 +10,19 @@ use crate::collect::{CloudEyeSeries, Figure, StatisticsSeries as Series};
 use crate::domain::cloud_eye::{CloudEyeMetric, METRICS};
 use crate::domain::InferType;
 use crate::domain::ALL_KEYS;
+use crate::text;
 use crate::time::fmt_local;
 use crate::time::zone::Zone;
+
+/// The most of a server-supplied name a cell shows.
+const NAME_MAX: usize = 200;
+
+/// Server text (a model or API key name, a request id) as one visible line, through the one
+/// sanitizer stderr uses: an escape sequence, a carriage return or a bidi override in a name
+/// can neither rewrite the terminal nor break the table.
+fn remote(s: &str) -> String {
+    text::one_line(s, NAME_MAX)
+}
 
 /// `2,482.08 M tokens`, `24.87 K tokens`, `512 tokens`; rounded half up from exact integers.
 pub fn human_tokens(t: u64) -> String {
@@ -185,9 +196,12 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
                 fmt_local(seg.end_ms, tz),
                 seg.start_ms,
                 seg.end_ms,
-                seg.request_id.as_deref().unwrap_or("-")
+                remote(seg.request_id.as_deref().unwrap_or("-"))
             );
-            let _ = writeln!(out, "{}", seg.raw.trim());
+            // The answer as received, each of its lines escaped (its line breaks kept).
+            for line in seg.raw.trim().lines() {
+                let _ = writeln!(out, "{}", text::one_line(line, usize::MAX));
+            }
         }
     }
 }
@@ -214,9 +228,9 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut row = vec![r.key.model.name.clone()];
+            let mut row = vec![remote(&r.key.model.name)];
             if let Some(k) = &r.key.api_key {
-                row.push(k.name.clone());
+                row.push(remote(&k.name));
             }
             for m in &metrics {
                 row.push(match r.figure(m.ces) {

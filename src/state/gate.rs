@@ -145,6 +145,41 @@ impl GateFiles {
         }
     }
 
+    /// The state directory whose records are read, if any.
+    pub fn state_path(&self) -> Option<&std::path::Path> {
+        self.state.as_ref().map(StateDir::path)
+    }
+
+    /// The runtime directory in use, or why there is none.
+    pub fn runtime_path(&self) -> Result<&std::path::Path, &str> {
+        self.runtime().map(StateDir::path)
+    }
+
+    /// The file whose record of `key`'s rejection is the newest, if any records one.
+    pub fn recorded_in(&self, key: &str) -> Option<String> {
+        self.places()
+            .filter_map(|dir| Some((dir.gate_records().ok()?.rejections.remove(key)?, dir)))
+            .max_by_key(|(r, _)| r.at_ms)
+            .map(|(_, dir)| dir.path().join(AUTH_FILE).display().to_string())
+    }
+
+    /// The command that forgets the records of both places: `state reset --auth` with this
+    /// state directory and this runtime directory named, whoever runs it and whatever their
+    /// environment.
+    pub fn reset_command(&self) -> String {
+        let mut command = "maas-usage state reset --auth".to_string();
+        let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or(p.to_path_buf());
+        if let Some(dir) = &self.state {
+            command.push_str(" --state-dir ");
+            command.push_str(&shell_word(&absolute(dir.path()).display().to_string()));
+        }
+        if let Ok(dir) = self.runtime() {
+            command.push_str(" --runtime-dir ");
+            command.push_str(&shell_word(&dir.path().display().to_string()));
+        }
+        command
+    }
+
     fn runtime(&self) -> Result<&StateDir, &str> {
         self.runtime
             .get_or_init(|| self.runtime_dir.open())
@@ -248,13 +283,25 @@ impl GateFiles {
             .find_map(|dir| dir.probe_lock(key, deadline).ok().flatten())
     }
 
-    /// Forgets every record in both places; how many rejections were in force.
-    pub fn reset(&self) -> std::io::Result<usize> {
+    /// Forgets every record in both places, each that can be whatever the other does; how many
+    /// rejections were in force, or every place that could not be reset (a runtime directory
+    /// that cannot be used is one: it may hold records).
+    pub fn reset(&self) -> Result<usize, String> {
         let mut n = 0;
+        let mut failed = Vec::new();
         for dir in self.places() {
-            n += dir.reset_gate()?;
+            match dir.reset_gate() {
+                Ok(k) => n += k,
+                Err(e) => failed.push(format!("{}: {e}", dir.path().display())),
+            }
         }
-        Ok(n)
+        if let Err(e) = self.runtime() {
+            failed.push(format!("the runtime directory: {e}"));
+        }
+        match failed.is_empty() {
+            true => Ok(n),
+            false => Err(failed.join("; ")),
+        }
     }
 
     /// The rejections in force, per key, or why the records cannot be read.
@@ -284,6 +331,23 @@ impl crate::cloud::auth::GateStore for GateFiles {
     }
     fn probe_lock(&self, key: &str, deadline: Instant) -> Option<Box<dyn Send>> {
         GateFiles::probe_lock(self, key, deadline).map(|f| Box::new(f) as Box<dyn Send>)
+    }
+    fn recorded_in(&self, key: &str) -> Option<String> {
+        GateFiles::recorded_in(self, key)
+    }
+    fn reset_command(&self) -> String {
+        GateFiles::reset_command(self)
+    }
+}
+
+/// `s` as one word of a shell command: as it is when it holds nothing the shell reads, else
+/// single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -378,6 +442,37 @@ mod tests {
             e.contains("state directory") && e.contains(AUTH_LOCK),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_rejection_names_its_file_and_the_command_that_forgets_both_places() {
+        let (t, g) = tmp();
+        assert_eq!(g.recorded_in("f1"), None);
+        fs::create_dir(t.path().join("state").join(AUTH_LOCK)).unwrap();
+        g.record_rejection("f1", &rejection(now_ms())).unwrap();
+        let runtime = t.path().join("run/maas-usage");
+        assert_eq!(
+            g.recorded_in("f1"),
+            Some(runtime.join(AUTH_FILE).display().to_string())
+        );
+        let state = t.path().join("state");
+        assert_eq!(
+            g.reset_command(),
+            format!(
+                "maas-usage state reset --auth --state-dir {} --runtime-dir {}",
+                state.display(),
+                runtime.display()
+            )
+        );
+        // Another user's shell: this very runtime directory, whatever the environment says.
+        let theirs = GateFiles::new(None, RuntimeDir::at(&runtime));
+        assert!(theirs.rejection("f1").unwrap().is_some());
+        assert_eq!(theirs.reset().unwrap(), 1);
+        assert_eq!(g.rejection("f1").unwrap(), None);
+        let missing = GateFiles::new(None, RuntimeDir::at(&t.path().join("x")));
+        assert!(missing.reset().unwrap_err().contains("not a directory"));
+        assert_eq!(shell_word("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(shell_word("/var/lib/maas-usage"), "/var/lib/maas-usage");
     }
 
     #[test]

@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 use super::StateDir;
 use crate::env::{self, Lookup};
 
-/// Where the runtime directory is, as the environment says.
+/// Where the runtime directory is, as the environment says (or as `state show|reset
+/// --runtime-dir` names it).
 #[derive(Clone, Debug)]
 pub struct RuntimeDir {
     xdg: Option<PathBuf>,
     tmp: PathBuf,
+    /// This very directory (it must exist), whatever the environment says.
+    exact: Option<PathBuf>,
 }
 
 impl RuntimeDir {
@@ -28,11 +31,28 @@ impl RuntimeDir {
         RuntimeDir {
             xdg: absolute("XDG_RUNTIME_DIR"),
             tmp: absolute("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp")),
+            exact: None,
+        }
+    }
+
+    /// The directory `path` itself (another user's runtime directory, such as the packaged
+    /// units' `/run/maas-usage/maas-usage`), which must exist.
+    pub fn at(path: &Path) -> RuntimeDir {
+        RuntimeDir {
+            xdg: None,
+            tmp: PathBuf::new(),
+            exact: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
         }
     }
 
     /// The directory, made ready for use, or why none could be.
     pub fn open(&self) -> Result<StateDir, String> {
+        if let Some(exact) = &self.exact {
+            if !exact.is_dir() {
+                return Err(format!("{}: not a directory", exact.display()));
+            }
+            return private_dir(exact);
+        }
         let mut tried = Vec::new();
         if let Some(xdg) = &self.xdg {
             match private_dir(&xdg.join("maas-usage")) {

@@ -38,6 +38,21 @@ pub trait StateStore: Send + Sync {
     /// Cloud Eye's `ces-<id>`): at most `limit` calls in any `window`, across every process
     /// using this store. Never none: when the store fails, the process keeps its own.
     fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget>;
+    /// A budget counted in several windows at once, each `(name, limit)` as [`Self::budget`]
+    /// has it (an identity's, its account's): a call takes a slot in every one. This default
+    /// takes them one after another (a slot taken in one is spent even when another is full);
+    /// a store that can take them at once does.
+    fn budget_of(&self, windows: &[(&str, u32)], window: Duration) -> Arc<dyn Budget> {
+        match windows {
+            [(name, limit)] => self.budget(name, *limit, window),
+            _ => Arc::new(crate::budget::AllOf(
+                windows
+                    .iter()
+                    .map(|(n, l)| self.budget(n, *l, window))
+                    .collect(),
+            )),
+        }
+    }
     /// The credential gate's records, shared with other processes; `None`: this process's
     /// gate keeps them itself.
     fn gate(&self) -> Option<Arc<dyn GateStore>>;
@@ -79,7 +94,8 @@ pub trait CheckpointStore: Send + Sync {
     fn location(&self) -> String;
     /// The destination's lock, held (while the value lives) from reading its checkpoints to
     /// committing them, so that overlapping runs never send a bucket twice to it. `Ok(None)`:
-    /// another run holds it past `deadline`, or `stop` said to give up.
+    /// another run holds it past `deadline`, or `stop` said to give up; an error: it cannot be
+    /// taken at all (only the operator can mend that, and the period series wait for it).
     fn lock(
         &self,
         destination: &str,
@@ -117,11 +133,17 @@ pub struct DirectoryStore {
 
 impl DirectoryStore {
     /// `dir` (`None`: there is none, or it cannot be used: budgets are then per process and no
-    /// cache or checkpoint is kept), with the gate's records there and in the runtime directory
-    /// `runtime` (`None`: they stay in the process, as the demo's and a simulated run's do).
-    pub fn new(dir: Option<StateDir>, runtime: Option<RuntimeDir>) -> DirectoryStore {
+    /// cache or checkpoint is kept), with the gate's records in `gate_dir` (`dir`, or a state
+    /// directory that could not be opened because it cannot take a write: it is still read, so
+    /// the rejections it holds count) and in the runtime directory `runtime` (`None`: they stay
+    /// in the process, as the demo's and a simulated run's do).
+    pub fn new(
+        dir: Option<StateDir>,
+        gate_dir: Option<StateDir>,
+        runtime: Option<RuntimeDir>,
+    ) -> DirectoryStore {
         DirectoryStore {
-            gate: runtime.map(|r| Arc::new(GateFiles::new(dir.clone(), r))),
+            gate: runtime.map(|r| Arc::new(GateFiles::new(gate_dir, r))),
             dir,
         }
     }
@@ -280,9 +302,14 @@ pub(crate) mod contract {
         assert!(cps.read("broken").is_err());
     }
 
-    /// Prepared checkpoints are in force once committed, and never when dropped.
+    /// Prepared checkpoints are in force once committed, and never when dropped (under the
+    /// destination's lock, as runs take it).
     pub fn a_prepared_commit_is_in_force_only_once_committed(store: &dyn StateStore) {
         let cps = store.checkpoints().expect("a checkpoint store");
+        let _held = cps
+            .lock("d", Instant::now(), &never)
+            .unwrap()
+            .expect("free");
         let next = CheckpointFile::default()
             .advanced(&Checkpoints::from([("s".into(), 1)]), &Totals::default());
         drop(cps.prepare("d", &next).unwrap());
@@ -354,7 +381,11 @@ mod tests {
         fs::create_dir_all(&run).unwrap();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| run.display().to_string());
         let dir = StateDir::open(&t.join("state")).unwrap();
-        DirectoryStore::new(Some(dir), Some(RuntimeDir::from_env(&env)))
+        DirectoryStore::new(
+            Some(dir.clone()),
+            Some(dir),
+            Some(RuntimeDir::from_env(&env)),
+        )
     }
 
     #[test]
@@ -380,8 +411,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let run = t.path().to_path_buf();
         let env = move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| run.display().to_string());
-        let none = DirectoryStore::new(None, Some(RuntimeDir::from_env(&env)));
-        let demo = DirectoryStore::new(None, None);
+        let none = DirectoryStore::new(None, None, Some(RuntimeDir::from_env(&env)));
+        let demo = DirectoryStore::new(None, None, None);
         for store in [&none as &dyn StateStore, &demo] {
             assert!(store.location().is_none() && store.projects().is_none());
             assert!(store.discovery().is_none() && store.checkpoints().is_none());

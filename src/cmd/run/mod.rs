@@ -15,7 +15,7 @@ mod serve;
 pub mod signals;
 mod stream;
 
-pub use period::{planned, spec_destination};
+pub use period::{has_period, planned, spec_destination};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -179,16 +179,18 @@ fn begin(
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
+    super::spend_cmds::refuse_grouped(&spec)?;
     let flags = Flags {
         cloud: Some(cloud),
         state: Some(state),
         now: Some(now),
         timezone: None,
         output: Some(output),
+        plan_format: None,
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     Ok((spec, settings, store))
 }
 

@@ -66,13 +66,18 @@ fn absolute(p: &Path) -> String {
     .to_string()
 }
 
-/// The destination `plan` reads the checkpoints of: the spec's own output, to stdout (format
-/// otlp: to `otlp_url`).
-pub fn spec_destination(spec: &Spec, otlp_url: Option<&str>) -> Destination {
+/// The destination `plan` reads the checkpoints of: that of a run of `spec` in `format` (else
+/// the spec's) to `path` (else stdout; format otlp: to `otlp_url`), as `run` would name it.
+pub fn spec_destination(
+    spec: &Spec,
+    format: Option<Format>,
+    path: Option<&Path>,
+    otlp_url: Option<&str>,
+) -> Destination {
     destination(
         Output::Run {
-            format: spec.output.format,
-            path: None,
+            format: format.unwrap_or(spec.output.format),
+            path,
             url: otlp_url,
         },
         spec.output.destination.as_deref(),
@@ -224,9 +229,11 @@ pub struct Period {
     base: CheckpointFile,
 }
 
-/// The lock and the checkpoints of a collection, read under the lock. Without the lock the
-/// counters are still read (the file is replaced whole, so a read never sees half of it): a run
-/// that cannot emit buckets still shows its totals.
+/// The lock and the checkpoints of a collection, read under the lock. Without the lock nothing
+/// of them is used, the running totals included: the run holding it may commit newer ones
+/// before this one writes, and a Prometheus counter must never go back. The period series
+/// (buckets and counters) are then absent from this run's output; the next run that holds the
+/// lock shows them again.
 pub fn begin(ctx: &Context, started: Instant) -> Period {
     let mut p = Period {
         _lock: None,
@@ -256,21 +263,23 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
         return p;
     };
     let d = &ctx.destination;
-    (p._lock, p.ok) = lock(state, d, started + ctx.spec.limits.timeout / 2);
+    match lock(state, d, started + ctx.spec.limits.timeout / 2) {
+        Ok(Some(taken)) => p._lock = Some(taken),
+        Ok(None) => p.ok = false,
+        Err(()) => (p.ok, p.held) = (false, true),
+    }
+    if !p.ok {
+        return p;
+    }
     match usable(state, d, &Ours::new(&ctx.spec, &ctx.conn.region)) {
         Ok(file) => {
             p.stored = Ours::new(&ctx.spec, &ctx.conn.region).totals(file.totals.clone());
-            if p.ok {
-                p.checkpoints = file.series.clone();
-            }
+            p.checkpoints = file.series.clone();
             p.base = file;
         }
         Err(held) => {
-            if p.ok {
-                log::error(&held.message(state, d));
-                p.held = true;
-            }
-            p.ok = false;
+            log::error(&held.message(state, d));
+            (p.ok, p.held) = (false, true);
         }
     }
     p.base.destination = Some(d.clone());
@@ -278,15 +287,18 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
 }
 
 /// The destination's period lock, waited for until `wait_until` (half the run at most: the
-/// other series still need their time) or a stop signal: `(None, false)` when it could not be
-/// had (then the period series sit this collection out, and another run emits their buckets).
+/// other series still need their time) or a stop signal. `Ok(None)` (a `W!` line) when another
+/// run holds it: the period series sit this collection out, and that run or a later one emits
+/// their buckets. `Err` (an `E!` line) when it cannot be taken at all (a directory or a symlink
+/// where the lock file should be): only the operator can fix that, and until then no run
+/// emits the period series.
 fn lock(
     state: &dyn CheckpointStore,
     d: &Destination,
     wait_until: Instant,
-) -> (Option<Box<dyn Send>>, bool) {
+) -> Result<Option<Box<dyn Send>>, ()> {
     match state.lock(&d.id, wait_until, &signals::stopping) {
-        Ok(Some(lock)) => (Some(lock), true),
+        Ok(Some(lock)) => Ok(Some(lock)),
         Ok(None) => {
             match signals::received() {
                 Some(signal) => log::warn(&format!(
@@ -300,14 +312,14 @@ fn lock(
                     state.location()
                 )),
             }
-            (None, false)
+            Ok(None)
         }
         Err(e) => {
-            log::warn(&format!(
-                "cannot take the period-mode lock in {} ({e}): the period series emit nothing this time",
-                state.location()
+            log::error(&format!(
+                "cannot take the period-mode lock of {} ({e}): the period series emit nothing until it can be taken; remove what is there (the next run makes it a regular file again)",
+                d.id
             ));
-            (None, false)
+            Err(())
         }
     }
 }

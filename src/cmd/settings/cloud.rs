@@ -70,6 +70,7 @@ pub(super) fn resolve(spec: &Spec, flags: Option<&CloudArgs>, env: Lookup<'_>) -
         limits: CloudLimits {
             requests_per_minute: spec.limits.requests_per_minute,
             ces_requests_per_minute: spec.limits.ces_requests_per_minute,
+            account_requests_per_minute: spec.limits.account_requests_per_minute,
             call_timeout: CALL_TIMEOUT,
         },
     }

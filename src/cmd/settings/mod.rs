@@ -8,6 +8,7 @@
 //! `output` (format, OTLP exporter, resource attributes).
 
 mod cloud;
+pub mod coordination;
 mod output;
 
 pub use cloud::simulator_credentials;
@@ -41,6 +42,9 @@ pub struct Flags<'a> {
     pub timezone: Option<&'a str>,
     /// A command that delivers a collection (`run`, `serve`, `demo`): its output is resolved.
     pub output: Option<OutputFlags>,
+    /// `plan --format`: the format of the run whose period checkpoints it reads (it delivers
+    /// nothing, so only the OTLP URL is resolved); `None`: the spec's.
+    pub plan_format: Option<Format>,
 }
 
 /// What a command runs with.
@@ -55,8 +59,8 @@ pub struct Settings {
     /// The commands that deliver: their output.
     pub output: Option<OutputSettings>,
     /// Format otlp: the URL the metrics go to, which names the period checkpoints'
-    /// destination. `plan` looks for it only when it has checkpoints to read (its state
-    /// directory exists): it needs nothing else of the exporter.
+    /// destination. `plan` looks for it (for the format it plans for) only when it has
+    /// checkpoints to read (its state directory exists): it needs nothing else of the exporter.
     pub otlp_url: Option<String>,
     /// stdout is a terminal whose locale is UTF-8: a table may be drawn with box-drawing
     /// characters (unless `--ascii`, or written to a file).
@@ -83,6 +87,9 @@ pub struct StateSettings {
     /// directory holds the real runs' rejections, which a simulated run neither reads nor adds
     /// to; its gate keeps them in the process.
     pub share_gate: bool,
+    /// `coordination: {engine: redis}`: Redis instead of the state directory (which stays the
+    /// fallback of `on_unavailable: local`, and remembers the engine's generation).
+    pub redis: Option<coordination::RedisSettings>,
 }
 
 impl StateSettings {
@@ -95,6 +102,7 @@ impl StateSettings {
                 .or_else(|| real.then(|| state::default_dir(env)).flatten()),
             runtime: RuntimeDir::from_env(env),
             share_gate: real,
+            redis: None,
         }
     }
 
@@ -107,7 +115,8 @@ impl StateSettings {
 impl Settings {
     pub fn resolve(spec: &Spec, flags: Flags<'_>, env: Lookup<'_>) -> Result<Settings, Error> {
         let simulator = flags.cloud.and_then(|c| c.simulator.clone());
-        let state = StateSettings::resolve(flags.state, simulator.is_none(), env);
+        let mut state = StateSettings::resolve(flags.state, simulator.is_none(), env);
+        state.redis = coordination::resolve(spec, env);
         let now = flags
             .now
             .and_then(|n| n.now.as_deref())
@@ -120,7 +129,7 @@ impl Settings {
             .transpose()?;
         let otlp_url = match &output {
             Some(o) => o.export.as_ref().map(|e| e.url.clone()),
-            None if spec.output.format == Format::Otlp
+            None if flags.plan_format.unwrap_or(spec.output.format) == Format::Otlp
                 && state.dir.as_deref().is_some_and(Path::is_dir) =>
             {
                 Some(otlp::endpoint(&spec.output.otlp, env)?.1)
@@ -169,6 +178,7 @@ impl Settings {
         }
         self.state.dir = None;
         self.state.share_gate = false;
+        self.state.redis = None;
     }
 }
 
@@ -351,6 +361,16 @@ mod tests {
             ..Default::default()
         };
         let s = Settings::resolve(&spec, flags, &env).unwrap();
+        assert_eq!(s.otlp_url.as_deref(), Some(url));
+        // ... for the format of the run it plans for.
+        spec.output.format = Format::Influx;
+        let s = Settings::resolve(&spec, flags, &env).unwrap();
+        assert!(s.otlp_url.is_none());
+        let otlp_run = Flags {
+            plan_format: Some(Format::Otlp),
+            ..flags
+        };
+        let s = Settings::resolve(&spec, otlp_run, &env).unwrap();
         assert_eq!(s.otlp_url.as_deref(), Some(url));
     }
 

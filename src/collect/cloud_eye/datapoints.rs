@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::cloud_eye::{Dims, MAX_COUNT};
+use crate::domain::cloud_eye::{Dims, Reading, MAX_COUNT};
 use crate::domain::failure::DecodeError;
 use crate::domain::ApiError;
 
@@ -18,6 +18,9 @@ pub enum Odd {
     Negative,
     /// A count with a fraction.
     NotWhole,
+    /// A count written with a fraction that a double cannot hold (`1e-400`,
+    /// `12.00000000000000001`): it reads as a whole number, and is not one.
+    Rounded,
     /// A count over 10^15 (no account has that many tokens; beyond, i64 and f64 stop being
     /// safe).
     TooLarge,
@@ -31,22 +34,27 @@ impl fmt::Display for Odd {
             Odd::NotANumber => "not a number",
             Odd::Negative => "negative",
             Odd::NotWhole => "not a whole number",
+            Odd::Rounded => "not a whole number, though a double rounds it to one",
             Odd::TooLarge => "over 10^15",
             Odd::SumTooLarge => "bringing the window's sum over 10^15",
         })
     }
 }
 
-/// A count as Cloud Eye sent it (`NaN`: not a number at all), if it is one.
-pub fn count(v: f64) -> Result<u64, Odd> {
+/// A count as Cloud Eye wrote it, if it is one: judged on the number written, not only on the
+/// double it reads as.
+pub fn count(r: Reading) -> Result<u64, Odd> {
+    let v = r.value;
     if v.is_nan() {
         Err(Odd::NotANumber)
     } else if v < 0.0 {
         Err(Odd::Negative)
-    } else if v.fract() != 0.0 {
-        Err(Odd::NotWhole)
     } else if v > MAX_COUNT as f64 {
         Err(Odd::TooLarge)
+    } else if v.fract() != 0.0 {
+        Err(Odd::NotWhole)
+    } else if !r.whole {
+        Err(Odd::Rounded)
     } else {
         Ok(v as u64)
     }
@@ -84,6 +92,11 @@ impl fmt::Display for Point {
         let at = crate::time::fmt_rfc3339(self.at_ms, &chrono_tz::UTC);
         match self.why {
             Odd::NotANumber => write!(f, "{} at {at} is not a number", self.metric),
+            Odd::Rounded => write!(
+                f,
+                "{} at {at} is not a whole number, though a double rounds it to {}",
+                self.metric, self.value
+            ),
             why => write!(f, "{} at {at} is {}, {why}", self.metric, self.value),
         }
     }
@@ -149,8 +162,56 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The count of a number that is exactly `v`.
+    fn count_of(v: f64) -> Result<u64, Odd> {
+        count(Reading::exact(v))
+    }
+
+    /// The count of a datapoint's value written as `text`.
+    fn written(text: &str) -> Result<u64, Odd> {
+        count(Reading::of_json(text))
+    }
+
+    #[test]
+    fn a_count_is_judged_on_the_number_written_not_the_double_it_reads_as() {
+        assert_eq!(written("1e-400"), Err(Odd::Rounded));
+        assert_eq!(written("12.00000000000000001"), Err(Odd::Rounded));
+        assert_eq!(written("1000000000000000.0000000001"), Err(Odd::Rounded));
+        assert_eq!(written("5e-324"), Err(Odd::NotWhole));
+        assert_eq!(written("2.5"), Err(Odd::NotWhole));
+        assert_eq!(written("1e400"), Err(Odd::TooLarge));
+        assert_eq!(written("-1e-400"), Err(Odd::Rounded));
+        assert_eq!(written("\"12\""), Err(Odd::NotANumber));
+        assert_eq!(written("true"), Err(Odd::NotANumber));
+        for (text, n) in [
+            ("0", 0),
+            ("0e-400", 0),
+            ("0.000e5", 0),
+            ("-0", 0),
+            ("12", 12),
+            ("12.0", 12),
+            ("1.2e1", 12),
+            ("1200E-2", 12),
+            ("0.12e+2", 12),
+            ("1e15", MAX_COUNT),
+        ] {
+            assert_eq!(written(text), Ok(n), "{text}");
+        }
+        let p = Point {
+            metric: "total_tokens",
+            at_ms: 0,
+            value: 0.0,
+            why: Odd::Rounded,
+        };
+        assert_eq!(
+            p.to_string(),
+            "total_tokens at 1970-01-01T00:00:00Z is not a whole number, though a double rounds it to 0"
+        );
+    }
+
     #[test]
     fn counts_are_whole_numbers_from_zero_to_ten_to_the_fifteen() {
+        let count = count_of;
         assert_eq!(count(0.0), Ok(0));
         assert_eq!(count(12.0), Ok(12));
         assert_eq!(count(1e15), Ok(MAX_COUNT));
@@ -205,12 +266,37 @@ mod tests {
         /// read without rounding.
         #[test]
         fn a_count_is_accepted_exactly_when_it_is_one(v in prop::num::f64::ANY) {
-            match count(v) {
+            match count_of(v) {
                 Ok(n) => prop_assert!(n as f64 == v && n <= MAX_COUNT),
                 Err(_) => prop_assert!(
                     v.is_nan() || v < 0.0 || v.fract() != 0.0 || v > MAX_COUNT as f64
                 ),
             }
+        }
+
+        /// However a whole number is written (a fraction of zeros, an exponent that moves its
+        /// digits), it is read exactly; with a non-zero digit anywhere after the point once the
+        /// exponent is applied, it is refused, whether or not a double can tell.
+        #[test]
+        fn a_written_count_is_accepted_exactly_when_its_digits_make_a_whole_number(
+            n in 0u64..=MAX_COUNT,
+            zeros in 0usize..30,
+            shift in 0u32..20,
+            fraction in "[0-9]{0,25}[1-9]",
+            exponent in -500i32..500,
+        ) {
+            let z = "0".repeat(zeros);
+            prop_assert_eq!(written(&format!("{n}.{z}")), Ok(n));
+            prop_assert_eq!(written(&format!("{n}{z}e-{zeros}")), Ok(n));
+            // n / 10^shift, written with the point moved back by the exponent.
+            let digits = format!("{n:0>width$}", width = shift as usize + 1);
+            let (int, frac) = digits.split_at(digits.len() - shift as usize);
+            prop_assert_eq!(written(&format!("{int}.{frac}e{shift}")), Ok(n));
+            // A fraction that survives its exponent is never a count.
+            let places = fraction.len() as i32;
+            let kept = exponent.min(places - 1);
+            let r = written(&format!("{n}.{fraction}e{kept}"));
+            prop_assert!(r.is_err(), "{n}.{fraction}e{kept}: {r:?}");
         }
     }
 }

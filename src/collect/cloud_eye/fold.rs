@@ -233,7 +233,7 @@ fn fold(
             let point = |why| Point {
                 metric: metric.ces,
                 at_ms: ts,
-                value: v,
+                value: v.value,
                 why,
             };
             let (s, m) = (s as usize, m as usize);
@@ -259,7 +259,7 @@ fn fold(
                         }
                     }
                 }
-                Aggregate::Max => match datapoints::latency(v) {
+                Aggregate::Max => match datapoints::latency(v.value) {
                     Ok(v) => {
                         let slot = acc.slot(w, s, m);
                         let high = match *slot {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::super::{Api, CloudEye, DiscoveryCache, Setup};
 use crate::collect::{Collection, Run, Source};
 use crate::domain::cloud_eye::{
-    metric, BatchAnswer, BatchRequest, Dims, Discovered, InstancePage, MetricPage, Names,
+    metric, BatchAnswer, BatchRequest, Dims, Discovered, InstancePage, MetricPage, Names, Reading,
 };
 use crate::domain::{ApiError, Shape, Window};
 use crate::plan::cloud_eye::{Plan, QueryPlan};
@@ -68,8 +68,8 @@ impl Api for Fake {
         // Each hour worth `value`, whatever the period.
         let p = i64::from(req.period_s) * 1000;
         let value = self.value * p as f64 / H as f64;
-        let points: Vec<(i64, f64)> = (req.from_ms / p..=req.to_ms / p)
-            .map(|b| (b * p, value))
+        let points: Vec<(i64, Reading)> = (req.from_ms / p..=req.to_ms / p)
+            .map(|b| (b * p, Reading::exact(value)))
             .collect();
         Ok(BatchAnswer {
             series: req
