@@ -471,22 +471,43 @@ fn window_jobs(qi: usize, q: &Query<'_>, spans: &[Span], round: &mut Round) {
         spans: Vec::new(),
     });
     round.flags += q.served;
+    let all = objects(q, q.served);
     for &span in spans {
-        for (aggregate, objects) in objects(q, q.served) {
-            let per_call = spans::per_call(span.points()).clamp(1, MAX_METRICS_PER_CALL);
-            for chunk in objects.chunks(per_call) {
-                let mut needs: Vec<u32> = chunk.iter().map(|o| flags + o.0).collect();
-                needs.dedup();
-                round.jobs.push(Job {
-                    query: qi,
-                    part,
-                    span,
-                    aggregate,
-                    objects: chunk.to_vec(),
-                    needs,
-                    dooms: 0..0,
-                });
-            }
+        // A job is for its series: once they have all failed, it is not made.
+        let needs = |chunk: &[(u32, u16)]| {
+            let mut needs: Vec<u32> = chunk.iter().map(|o| flags + o.0).collect();
+            needs.dedup();
+            (needs, 0..0)
+        };
+        span_jobs((qi, part), span, &all, &needs, &mut round.jobs);
+    }
+}
+
+/// A job's flags from its objects: those it is for, and those its failure puts down.
+type FlagsOf<'a> = dyn Fn(&[(u32, u16)]) -> (Vec<u32>, Range<u32>) + 'a;
+
+/// The calls of one span: per filter, `objects` in chunks one answer carries whole, each with
+/// the flags it is for and those its failure puts down (`flags`).
+fn span_jobs(
+    (query, part): (usize, usize),
+    span: Span,
+    objects: &[(Aggregate, Vec<(u32, u16)>)],
+    flags: &FlagsOf<'_>,
+    jobs: &mut Vec<Job>,
+) {
+    let per_call = spans::per_call(span.points()).clamp(1, MAX_METRICS_PER_CALL);
+    for (aggregate, objects) in objects {
+        for chunk in objects.chunks(per_call) {
+            let (needs, dooms) = flags(chunk);
+            jobs.push(Job {
+                query,
+                part,
+                span,
+                aggregate: *aggregate,
+                objects: chunk.to_vec(),
+                needs,
+                dooms,
+            });
         }
     }
 }
@@ -512,20 +533,13 @@ fn objects(q: &Query<'_>, series: usize) -> Vec<(Aggregate, Vec<(u32, u16)>)> {
 /// A period query's spans in rounds, oldest first, each within [`ROUND_FIGURES`].
 fn period_rounds(qi: usize, q: &Query<'_>, spans: &[Span]) -> Vec<Round> {
     let per_bucket = (q.dims.len() * q.metrics().len()).max(1);
+    let figures = |s: &Span| buckets(q, s.from, s.to).len() * per_bucket;
     let mut rounds = Vec::new();
     let mut at = 0;
     while at < spans.len() {
-        let mut end = at + 1;
-        let buckets = |s: &Span| {
-            q.plan
-                .windows
-                .iter()
-                .filter(|w| w.start_ms >= s.from && w.end_ms <= s.to)
-                .count()
-        };
-        let mut figures = buckets(&spans[at]) * per_bucket;
-        while end < spans.len() && figures + buckets(&spans[end]) * per_bucket <= ROUND_FIGURES {
-            figures += buckets(&spans[end]) * per_bucket;
+        let (mut end, mut held) = (at + 1, figures(&spans[at]));
+        while end < spans.len() && held + figures(&spans[end]) <= ROUND_FIGURES {
+            held += figures(&spans[end]);
             end += 1;
         }
         rounds.push(period_round(qi, q, &spans[at..end]));
@@ -534,26 +548,22 @@ fn period_rounds(qi: usize, q: &Query<'_>, spans: &[Span]) -> Vec<Round> {
     rounds
 }
 
+/// The buckets of `q` within `[from, to)` (spans hold whole buckets), by their index.
+fn buckets(q: &Query<'_>, from: i64, to: i64) -> Range<usize> {
+    match (q.index.find(from), q.index.find(to - 1)) {
+        (Some(first), Some(last)) if first <= last => first..last + 1,
+        _ => 0..0,
+    }
+}
+
 /// One round of a period query: the calls of `spans` and the buckets they hold.
 fn period_round(qi: usize, q: &Query<'_>, spans: &[Span]) -> Round {
     let (from, to) = (spans[0].from, spans[spans.len() - 1].to);
-    let first = q
-        .plan
-        .windows
-        .iter()
-        .position(|w| w.start_ms >= from)
-        .unwrap_or(q.plan.windows.len());
-    let last = q
-        .plan
-        .windows
-        .iter()
-        .rposition(|w| w.end_ms <= to)
-        .map_or(first, |i| i + 1);
     let mut round = Round {
         jobs: Vec::new(),
         parts: vec![Part {
             query: qi,
-            windows: first..last.max(first),
+            windows: buckets(q, from, to),
             flags: 0,
             spans: spans.iter().map(|s| s.from).collect(),
         }],
@@ -561,20 +571,9 @@ fn period_round(qi: usize, q: &Query<'_>, spans: &[Span]) -> Round {
     };
     let all = objects(q, q.dims.len());
     for (i, &span) in spans.iter().enumerate() {
-        for (aggregate, objects) in &all {
-            let per_call = spans::per_call(span.points()).clamp(1, MAX_METRICS_PER_CALL);
-            for chunk in objects.chunks(per_call) {
-                round.jobs.push(Job {
-                    query: qi,
-                    part: 0,
-                    span,
-                    aggregate: *aggregate,
-                    objects: chunk.to_vec(),
-                    needs: vec![i as u32],
-                    dooms: i as u32..spans.len() as u32,
-                });
-            }
-        }
+        // A job is for its span's buckets; its failure holds them and the later ones back.
+        let flags = |_: &[(u32, u16)]| (vec![i as u32], i as u32..spans.len() as u32);
+        span_jobs((qi, 0), span, &all, &flags, &mut round.jobs);
     }
     round
 }
