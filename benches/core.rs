@@ -105,6 +105,7 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
     let running = vec![None; N];
     let totals = Totals::default();
     let report = Report {
+        cloud: None,
         collected: &collected,
         stats: RunStats::default(),
         region: "cn-southwest-2",

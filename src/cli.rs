@@ -364,6 +364,10 @@ pub struct SimulatorArgs {
     /// (a key disabled while in use).
     #[arg(long, value_name = "N")]
     pub reject_signatures_after: Option<u64>,
+    /// An agency its STS lets the accepted credentials assume (`assume_agency.agency_urn`,
+    /// e.g. iam::0a1b:agency:maas-readonly); repeat for several. Others are refused (403).
+    #[arg(long, value_name = "URN")]
+    pub agency: Vec<String>,
     /// Append one JSON line per request to this file (no header values).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,

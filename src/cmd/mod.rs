@@ -110,11 +110,22 @@ fn failure_line(what: String, e: &crate::domain::ApiError) -> String {
 /// One stderr line per failed series (and failed Cloud Eye query): what failed and why, in the
 /// order the contract gives.
 pub fn log_failures(collected: &Collected) {
+    log_failures_of("", collected)
+}
+
+/// [`log_failures`], each line after `prefix` (`cloud=NAME: ` with `clouds`).
+pub fn log_failures_of(prefix: &str, collected: &Collected) {
     for f in &collected.failures {
-        log::error(&failure_line(f.key.to_string(), &f.error));
+        log::error(&format!(
+            "{prefix}{}",
+            failure_line(f.key.to_string(), &f.error)
+        ));
     }
     for f in &collected.models.failures {
-        log::error(&failure_line(f.to_string(), &f.error));
+        log::error(&format!(
+            "{prefix}{}",
+            failure_line(f.to_string(), &f.error)
+        ));
     }
 }
 

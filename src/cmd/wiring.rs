@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::settings::{Settings, StateSettings};
+use crate::budget::Budget;
 use crate::cloud::auth::principal_id;
 use crate::cloud::client::CallCounts;
+use crate::cloud::credentials::{Budgets, Services};
 use crate::cloud::{CloudSettings, Connection, Shared};
 use crate::collect::models::{CloudEye, DiscoveryCache};
 use crate::collect::{Collected, Executor, RunStats};
@@ -57,12 +59,22 @@ pub struct Discoveries {
     key: String,
 }
 
-/// The discovery cache of `conn`'s region and project, when the store keeps one.
-pub fn discovery_cache(store: &Arc<dyn StateStore>, conn: &Connection) -> Option<Discoveries> {
+/// The discovery cache of `conn`'s region and project (with `clouds`, of the cloud `cloud`
+/// too), when the store keeps one.
+pub fn discovery_cache(
+    store: &Arc<dyn StateStore>,
+    conn: &Connection,
+    cloud: Option<&str>,
+) -> Option<Discoveries> {
     store.discovery()?;
+    let mut key = format!("{}/{}", conn.region, conn.project_id);
+    if let Some(name) = cloud {
+        key.push('@');
+        key.push_str(name);
+    }
     Some(Discoveries {
         store: store.clone(),
-        key: format!("{}/{}", conn.region, conn.project_id),
+        key,
     })
 }
 
@@ -142,8 +154,16 @@ pub fn rate_window() -> Duration {
 pub fn connect(
     cloud: &CloudSettings,
     deadline: Instant,
-    store: &dyn StateStore,
+    store: &Arc<dyn StateStore>,
 ) -> Result<Connection, Error> {
+    // A provider that calls a service itself (STS) takes from the same budgets and gate.
+    cloud.credentials.share(&Services {
+        budgets: Arc::new(StoreBudgets {
+            store: store.clone(),
+            limit: cloud.limits.requests_per_minute,
+        }),
+        gate: store.gate(),
+    });
     let creds = crate::cloud::load_credentials(&cloud.credentials)?;
     store.tidy();
     // Keyed by who the API counts: an agency's budget stays one whatever temporary key it
@@ -170,6 +190,18 @@ pub fn connect(
     )?)
 }
 
+/// The request budgets of the store, for the identities a credential provider signs for.
+struct StoreBudgets {
+    store: Arc<dyn StateStore>,
+    limit: u32,
+}
+
+impl Budgets for StoreBudgets {
+    fn budget(&self, principal: &str) -> Arc<dyn Budget> {
+        self.store.budget(principal, self.limit, rate_window())
+    }
+}
+
 /// Who reports: the host `host_name`, an instance id stable per host and spec (`identity`
 /// names the spec: its files, or the command), the account when discovery told it.
 pub fn origin(host_name: &str, identity: &str, account_id: Option<String>) -> Origin {
@@ -188,11 +220,13 @@ pub fn origin(host_name: &str, identity: &str, account_id: Option<String>) -> Or
 /// end of the previous one under `--execd`).
 pub fn run_stats(
     collected: &Collected,
-    conn: &Connection,
+    conn: Option<&Connection>,
     baseline: CallCounts,
     started: Instant,
 ) -> RunStats {
-    let calls = conn.client.counters.snapshot().since(baseline);
+    let calls = conn
+        .map_or(baseline, |c| c.client.counters.snapshot())
+        .since(baseline);
     RunStats {
         series_ok: (collected.series.len() + collected.models.series.len()) as u64,
         series_failed: (collected.failures.len() + collected.models.failures.len()) as u64,

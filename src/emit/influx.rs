@@ -74,9 +74,7 @@ fn ns(ms: i64) -> i128 {
 fn series_line(out: &mut String, s: &Series, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::key_tags(s)
-            .into_iter()
-            .chain(fields::source_tags(r.project_id, r.region)),
+        fields::key_tags(s).into_iter().chain(r.source_tags()),
     );
     let _ = write!(
         out,
@@ -115,7 +113,7 @@ fn fmt_value(v: Value) -> String {
 }
 
 fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
-    let tags = fields::tag_map(opts.tags, fields::source_tags(r.project_id, r.region));
+    let tags = fields::tag_map(opts.tags, r.source_tags());
     let fields = fields::COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
@@ -136,9 +134,7 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
 fn model_line(out: &mut String, s: &ModelSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::model_tags(s)
-            .into_iter()
-            .chain(fields::source_tags(r.project_id, r.region)),
+        fields::model_tags(s).into_iter().chain(r.source_tags()),
     );
     let mut set: Vec<String> = s
         .values
@@ -171,6 +167,11 @@ pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
     }
     collector_line(&mut out, r, opts);
     out
+}
+
+/// The reports of several clouds, one after the other (each with its self-metrics line).
+pub fn render_all(reports: &[Report<'_>], opts: &InfluxOptions<'_>) -> String {
+    reports.iter().map(|r| render(r, opts)).collect()
 }
 
 #[cfg(test)]

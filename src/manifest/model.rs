@@ -98,6 +98,9 @@ pub struct Attribute {
     pub tag: String,
     pub otlp: String,
     pub prometheus: String,
+    /// Only a spec with `clouds:` sets it.
+    #[serde(default)]
+    pub clouds_only: bool,
     pub description: String,
 }
 

@@ -161,11 +161,8 @@ pub fn build_with(
         periods: Vec::new(),
         models: Vec::new(),
     };
-    let region = spec
-        .cloud
-        .region
-        .as_deref()
-        .unwrap_or(crate::spec::DEFAULT_REGION);
+    let scope = spec.checkpoint_scope();
+    let region = scope.as_str();
     let mut by_body: HashMap<Arc<[u8]>, usize> = HashMap::new();
     let mut periodic: Vec<(Pre, String, Pending)> = Vec::new();
     // Series whose checkpoint is later than now: what, and the checkpoint.
@@ -474,6 +471,7 @@ mod tests {
     fn query(name: &str, range: RangeExpr, groups: Option<Vec<&str>>) -> QuerySpec {
         QuerySpec {
             name: name.into(),
+            clouds: None,
             range,
             service_types: vec![ServiceType::Preset],
             infer_type: InferType::RealTime,

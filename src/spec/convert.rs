@@ -11,13 +11,12 @@ use serde_json::Value;
 use super::errors::{display_path, SpecError};
 use super::schema::{looks_secret, schema_errors, validator};
 use super::yaml::{self, Located, Pos};
-use super::{CloudEyeQuery, CloudSpec, Format, Limits, OutputSpec, QuerySpec, Source};
+use super::{CloudEyeQuery, CloudSpec, Format, Limits, NamedCloud, OutputSpec, QuerySpec, Source};
 use super::{OtlpSettings, Protocol};
 use crate::domain::ces::{self, Names};
 use crate::domain::names as fields;
 use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
 use crate::domain::{InferType, ServiceType};
-use crate::endpoint::Endpoint;
 
 pub use super::load::API_VERSION;
 
@@ -28,6 +27,7 @@ pub(super) struct RawFile {
     #[serde(rename = "apiVersion")]
     pub(super) _api_version: Option<String>,
     pub(super) cloud: Option<CloudSpec>,
+    pub(super) clouds: Option<Vec<NamedCloud>>,
     pub(super) timezone: Option<String>,
     pub(super) key_groups: Option<BTreeMap<String, Vec<String>>>,
     pub(super) names: Option<RawNames>,
@@ -45,6 +45,7 @@ pub(super) struct RawNames {
 #[derive(Deserialize)]
 pub(super) struct RawQuery {
     pub(super) name: String,
+    pub(super) clouds: Option<Vec<String>>,
     pub(super) range: Option<Value>,
     pub(super) service_types: Option<Vec<Value>>,
     pub(super) infer_type: Option<String>,
@@ -260,6 +261,7 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
         out.push((
             QuerySpec {
                 name: q.name.clone(),
+                clouds: q.clouds.clone(),
                 range,
                 service_types,
                 infer_type,
@@ -343,24 +345,6 @@ pub(super) fn names_of(n: &RawNames) -> Names {
         models: n.models.clone().unwrap_or_default(),
         keys: n.api_keys.clone().unwrap_or_default(),
     }
-}
-
-/// `cloud:` of one file, its endpoints checked.
-pub(super) fn cloud_of(f: &FileSpec, c: &CloudSpec, errors: &mut Vec<SpecError>) -> CloudSpec {
-    for (key, url) in [
-        ("endpoint", &c.endpoint),
-        ("iam_endpoint", &c.iam_endpoint),
-        ("metadata_endpoint", &c.metadata_endpoint),
-        ("ces_endpoint", &c.ces_endpoint),
-        ("maas_monitor_endpoint", &c.maas_monitor_endpoint),
-    ] {
-        if let Some(u) = url {
-            if let Err(e) = Endpoint::parse(u) {
-                errors.push(f.err(&format!("/cloud/{key}"), e.to_string()));
-            }
-        }
-    }
-    c.clone()
 }
 
 pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> OutputSpec {

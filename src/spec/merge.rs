@@ -1,13 +1,14 @@
 //! Several spec files into one: query names unique across files, key groups defined anywhere
-//! (the same name meaning the same keys), `cloud`, `timezone`, `output` and `limits` set once
-//! or identically.
+//! (the same name meaning the same keys), `cloud` or `clouds`, `timezone`, `output` and
+//! `limits` set once or identically.
 
 use std::collections::HashMap;
 
-use super::convert::{cloud_of, limits_of, names_of, output_of, queries_of, FileSpec, RawNames};
+use super::clouds::{both_set, check_refs, check_tags, cloud_of, clouds_of};
+use super::convert::{limits_of, names_of, output_of, queries_of, FileSpec, RawNames};
 use super::errors::{SpecError, SpecErrors};
 use super::yaml;
-use super::{CloudSpec, Limits, OutputSpec, Spec};
+use super::{CloudSpec, Limits, NamedCloud, OutputSpec, Spec};
 
 /// A section that may be set in one file only (or identically in several).
 struct Single<T> {
@@ -30,6 +31,7 @@ impl<T: PartialEq> Single<T> {
 /// The sections set once (or identically) across files.
 struct Singles {
     cloud: Single<CloudSpec>,
+    clouds: Single<Vec<NamedCloud>>,
     output: Single<OutputSpec>,
     limits: Single<Limits>,
     timezone: Single<String>,
@@ -44,6 +46,10 @@ struct Seen {
     query_at: HashMap<String, String>,
     /// (file, query, pointer) of each query, for the key group references checked last.
     query_refs: Vec<(usize, usize, String)>,
+    /// The file that set `clouds`, for the checks of its names against the queries.
+    clouds_file: Option<usize>,
+    /// The file that set `output`, for the check of its tags against `clouds`.
+    output_file: Option<usize>,
 }
 
 /// Merges validated files into one spec, checking what spans files.
@@ -52,13 +58,19 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     let mut spec = Spec::default();
     let mut singles = Singles {
         cloud: Single { value: None },
+        clouds: Single { value: None },
         output: Single { value: None },
         limits: Single { value: None },
         timezone: Single { value: None },
     };
     let mut seen = Seen::default();
     for (fi, f) in files.iter().enumerate() {
-        singles.take(f, &mut errors);
+        if singles.take(f, &mut errors) {
+            seen.clouds_file.get_or_insert(fi);
+        }
+        if f.raw.output.is_some() {
+            seen.output_file.get_or_insert(fi);
+        }
         if let Some(n) = &f.raw.names {
             merge_names(f, n, &mut spec, &mut errors);
         }
@@ -67,6 +79,25 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     }
     // Key groups may be defined in any file, so references are checked after all are read.
     check_key_group_refs(files, &spec, &seen, &mut errors);
+    spec.clouds = singles
+        .clouds
+        .value
+        .clone()
+        .map(|v| v.0)
+        .unwrap_or_default();
+    let queries: Vec<(usize, String)> = seen
+        .query_refs
+        .iter()
+        .map(|(fi, _, p)| (*fi, p.clone()))
+        .collect();
+    check_refs(files, &spec, &queries, seen.clouds_file, &mut errors);
+    spec.output = singles
+        .output
+        .value
+        .clone()
+        .map(|v| v.0)
+        .unwrap_or_default();
+    check_tags(files, &spec, seen.output_file, &mut errors);
     if spec.queries.is_empty() && errors.is_empty() {
         let file = files.first().map(|f| f.file.clone()).unwrap_or_default();
         errors.push(SpecError {
@@ -88,11 +119,21 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
 }
 
 impl Singles {
-    /// The sections of `f` that may be set once.
-    fn take(&mut self, f: &FileSpec, errors: &mut Vec<SpecError>) {
+    /// The sections of `f` that may be set once; `true` when it sets `clouds`.
+    fn take(&mut self, f: &FileSpec, errors: &mut Vec<SpecError>) -> bool {
         if let Some(c) = &f.raw.cloud {
-            let c = cloud_of(f, c, errors);
+            if let Some((_, at)) = &self.clouds.value {
+                errors.push(both_set(f, "cloud", at));
+            }
+            let c = cloud_of(f, "/cloud", c, errors);
             self.cloud.set(f, "/cloud", c, "cloud", errors);
+        }
+        if let Some(list) = &f.raw.clouds {
+            if let Some((_, at)) = &self.cloud.value {
+                errors.push(both_set(f, "clouds", at));
+            }
+            let list = clouds_of(f, list, errors);
+            self.clouds.set(f, "/clouds", list, "clouds", errors);
         }
         if let Some(o) = &f.raw.output {
             let o = output_of(f, o, errors);
@@ -110,6 +151,7 @@ impl Singles {
                 Err(e) => errors.push(f.err("/timezone", e.to_string())),
             }
         }
+        f.raw.clouds.is_some()
     }
 }
 

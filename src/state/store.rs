@@ -109,6 +109,9 @@ pub trait CollectionStore: Send + Sync {}
 pub struct DirectoryStore {
     dir: Option<StateDir>,
     gate: Option<Arc<GateFiles>>,
+    /// The budgets handed out, one per name: clouds of one process that share an identity
+    /// share its budget, with a state directory or without.
+    budgets: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Budget>>>,
 }
 
 impl DirectoryStore {
@@ -125,6 +128,7 @@ impl DirectoryStore {
         DirectoryStore {
             gate: runtime.map(|r| Arc::new(GateFiles::new(gate_dir, r))),
             dir,
+            budgets: Default::default(),
         }
     }
 }
@@ -134,10 +138,14 @@ impl StateStore for DirectoryStore {
         self.dir.as_ref().map(|d| d.path().display().to_string())
     }
     fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget> {
-        match &self.dir {
-            Some(dir) => Arc::new(SharedBudget::new(dir.clone(), name, limit, window)),
-            None => Arc::new(Limiter::new(limit, window)),
-        }
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let made = || -> Arc<dyn Budget> {
+            match &self.dir {
+                Some(dir) => Arc::new(SharedBudget::new(dir.clone(), name, limit, window)),
+                None => Arc::new(Limiter::new(limit, window)),
+            }
+        };
+        budgets.entry(name.to_string()).or_insert_with(made).clone()
     }
     fn gate(&self) -> Option<Arc<dyn GateStore>> {
         self.gate.clone().map(|g| g as Arc<dyn GateStore>)

@@ -48,8 +48,8 @@ pub struct Flags<'a> {
 
 /// What a command runs with.
 pub struct Settings {
-    /// The clouds to collect from, each with its own endpoints, credentials and limits: one
-    /// today (the spec's `cloud` block and the flags); never none.
+    /// The clouds to collect from, each with its own endpoints, credentials and limits: the
+    /// spec's `cloud` block and the flags, or each entry of its `clouds`; never none.
     pub clouds: Vec<CloudSettings>,
     pub state: StateSettings,
     /// A pinned "now" (`--now`); `None` reads the clock at each collection.
@@ -130,8 +130,13 @@ impl Settings {
             }
             None => None,
         };
+        let clouds = cloud::resolve_all(spec, flags.cloud, env).map_err(|flag| {
+            Error::Usage(format!(
+                "{flag} sets one cloud's setting, and this spec has several (`clouds`): set it in each entry instead"
+            ))
+        })?;
         Ok(Settings {
-            clouds: vec![cloud::resolve(spec, flags.cloud, env)],
+            clouds,
             state,
             now,
             zone,
@@ -157,7 +162,7 @@ impl Settings {
         self.now.unwrap_or_else(Utc::now)
     }
 
-    /// The first cloud (the only one, today).
+    /// The first cloud (the only one with `cloud:`).
     pub fn cloud(&self) -> &CloudSettings {
         &self.clouds[0]
     }
