@@ -149,6 +149,12 @@ const RUN_HELP: &str = "Exit codes: 0 when at least one series was collected (fa
 one stderr line each); 1 when nothing was collected; 2 for an invalid spec or missing credentials.
 stderr lines carry Telegraf's level prefixes (E!, W!, I!, D!).
 
+Several accounts and regions: `clouds:` in the spec (each entry named, with every key of `cloud`,
+`assume_agency` for an agency of another account through STS). Their series carry the tag
+cloud=NAME; one cloud's failure fails its own series (E! cloud=NAME: ...), exit 0 when another
+cloud delivered. The flags of one cloud (--region, --project-id, --endpoint, --iam-endpoint,
+--credentials-file) are refused with `clouds:`; --ca-file and --simulator apply to every cloud.
+
 Telegraf inputs.exec:
   commands = [[\"/usr/bin/maas-usage\", \"run\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]]
   data_format = \"influx\"   timeout = \"30s\" (above limits.timeout)
@@ -189,7 +195,8 @@ service hands out):
 Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it also accepts the built-in demo pair.";
 
 /// Where and how to reach the cloud; shared by every command that calls it. Flags win over the
-/// spec's `cloud` section, which wins over the environment.
+/// spec's `cloud` section, which wins over the environment. With `clouds` (several), only
+/// `--ca-file` and `--simulator` may be given, for every cloud.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CloudArgs {
     /// Huawei Cloud region [default: cloud.region, else cn-southwest-2].

@@ -47,8 +47,8 @@ fn two_clouds(a: &Simulator, b: &Simulator) -> (PathBuf, String) {
     let text = fixture_text(
         "clouds/two-clouds.yaml",
         &[
-            ("url_a", &url_a),
-            ("project_a", PROJECT),
+            ("url", &url_a),
+            ("project", PROJECT),
             ("url_b", &url_b),
             ("agency", AGENCY),
         ],
@@ -61,7 +61,6 @@ type Key = (String, String, String, String, String);
 /// The exact values of every ShowStatistics series of `text` at NOW, by cloud (its simulator
 /// in `sims`), query, service type, inference type and key group.
 fn expected(text: &str, sims: &[(&str, &Simulator)]) -> BTreeMap<Key, Usage> {
-    use maas_usage::sim::model::Selection;
     let spec = maas_usage::spec::load::load_str("spec.yaml", text).unwrap();
     let zone = maas_usage::time::zone::resolve(spec.timezone.as_deref(), &Default::default())
         .unwrap()
@@ -72,18 +71,7 @@ fn expected(text: &str, sims: &[(&str, &Simulator)]) -> BTreeMap<Key, Usage> {
         let sim = sims.iter().find(|(n, _)| *n == name).unwrap().1;
         let plan = maas_usage::plan::build(&s, now(), &zone).unwrap();
         for series in &plan.series {
-            let mut total = Usage::default();
-            for &c in &series.calls {
-                let req = &plan.calls[c].request;
-                total += sim.expected(&Selection {
-                    service_type: req.service_type,
-                    batch: req.infer_type == "batch",
-                    start_ms: req.start_time,
-                    end_ms: req.end_time,
-                    api_keys: req.api_keys.as_deref(),
-                    ips: req.ips.as_deref(),
-                });
-            }
+            let total = expected_usage(sim, &plan, series);
             let k = &series.key;
             let key = (
                 name.to_string(),
@@ -262,6 +250,41 @@ fn plan_validate_the_table_json_and_prometheus_name_the_clouds() {
         otlp.contains(r#""key":"maas.cloud","value":{"stringValue":"intl"}"#),
         "{otlp}"
     );
+}
+
+/// plugin.yaml's tag of `clouds` is the one each format emits: the line-protocol tag, the OTLP
+/// attribute and the Prometheus label it declares, on the data and on the self-metrics.
+#[test]
+fn the_declared_cloud_tag_is_on_every_series_in_every_format() {
+    let m = maas_usage::manifest::load().unwrap();
+    let declared = m.attributes.iter().find(|a| a.clouds_only).unwrap();
+    let a = sim();
+    let b = intl(|_| {});
+    let (spec, _) = two_clouds(&a, &b);
+    for l in parse_lp(&stdout(&run(&spec, &[]))) {
+        assert!(l.tag(&declared.tag).is_some(), "{l:?}");
+    }
+    let prom = common::prom::parse(&stdout(&run(&spec, &["--format", "prometheus"])));
+    for s in prom.samples.iter().filter(|s| s.name != "target_info") {
+        assert!(s.labels.contains_key(&declared.prometheus), "{s:?}");
+    }
+    let otlp: serde_json::Value =
+        serde_json::from_str(stdout(&run(&spec, &["--format", "otlp-json"])).trim()).unwrap();
+    for metric in otlp["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+        .as_array()
+        .unwrap()
+    {
+        let data = metric.get("gauge").or_else(|| metric.get("sum")).unwrap();
+        for p in data["dataPoints"].as_array().unwrap() {
+            let keys: Vec<&str> = p["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["key"].as_str().unwrap())
+                .collect();
+            assert!(keys.contains(&declared.otlp.as_str()), "{metric}");
+        }
+    }
 }
 
 /// A credentials file (mode 600) with `ak` and `sk` on two lines.

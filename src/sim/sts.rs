@@ -115,3 +115,107 @@ pub(super) fn assume(req: &Request, sts: &StsSim, issuer: &Issuer, rid: &str) ->
         .to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: serde_json::Value, token: bool) -> Request {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if token {
+            headers.push(("x-security-token".into(), "t".into()));
+        }
+        Request {
+            method: "POST".into(),
+            path: crate::cloud::sts::PATH.into(),
+            query: String::new(),
+            headers,
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    fn sts() -> StsSim {
+        StsSim {
+            agencies: vec![
+                SimAgency::new("iam::1:agency:open"),
+                SimAgency {
+                    urn: "iam::1:agency:guarded".into(),
+                    external_id: Some("ext-1".into()),
+                    lifetime: None,
+                },
+            ],
+            callers: Vec::new(),
+        }
+    }
+
+    fn answer(body: serde_json::Value, token: bool) -> (u16, serde_json::Value) {
+        let issuer = Issuer::with_prefix("STS");
+        let r = assume(&request(body, token), &sts(), &issuer, "rid");
+        (r.status, serde_json::from_str(&r.body).unwrap())
+    }
+
+    #[test]
+    fn a_known_agency_hands_out_credentials_its_gateway_then_accepts() {
+        let issuer = Issuer::with_prefix("STS");
+        let body = serde_json::json!({"agency_urn": "iam::1:agency:open", "agency_session_name": "maas-usage", "duration_seconds": 900});
+        let r = assume(&request(body, false), &sts(), &issuer, "rid");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let a: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let ak = a["credentials"]["access_key_id"].as_str().unwrap();
+        let (cred, expired) = issuer.find(ak).unwrap();
+        assert!(!expired);
+        assert_eq!(
+            a["credentials"]["security_token"],
+            cred.token.unwrap().as_str()
+        );
+        assert_eq!(a["credentials"]["secret_access_key"], cred.sk.as_str());
+        assert!(a["credentials"]["expiration"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'));
+        assert_eq!(
+            a["assumed_agency"]["urn"],
+            "sts::1:assumed-agency:open/maas-usage"
+        );
+    }
+
+    #[test]
+    fn an_unknown_agency_a_wrong_external_id_and_a_long_chain_are_refused_in_sts_s_shape() {
+        let open = |extra: serde_json::Value| {
+            let mut b = serde_json::json!({"agency_urn": "iam::1:agency:open", "agency_session_name": "s1"});
+            for (k, v) in extra.as_object().unwrap() {
+                b[k] = v.clone();
+            }
+            b
+        };
+        let (status, e) = answer(
+            open(serde_json::json!({"agency_urn": "iam::1:agency:nope"})),
+            false,
+        );
+        assert_eq!((status, e["error_code"].as_str()), (403, Some("STS5.1106")));
+        assert_eq!(
+            e["error_msg"],
+            "the agency 'iam::1:agency:nope' cannot be found"
+        );
+        assert_eq!(e["request_id"], "rid");
+        let guarded = serde_json::json!({"agency_urn": "iam::1:agency:guarded", "agency_session_name": "s1", "external_id": "other"});
+        assert_eq!(answer(guarded, false).0, 403);
+        // With a security token (an agency chain), at most an hour.
+        assert_eq!(
+            answer(open(serde_json::json!({"duration_seconds": 7200})), true).0,
+            400
+        );
+        assert_eq!(
+            answer(open(serde_json::json!({"duration_seconds": 7200})), false).0,
+            200
+        );
+        assert_eq!(
+            answer(open(serde_json::json!({"duration_seconds": 600})), false).0,
+            400
+        );
+        assert_eq!(
+            answer(open(serde_json::json!({"agency_session_name": "x"})), false).0,
+            400
+        );
+    }
+}

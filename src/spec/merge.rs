@@ -79,24 +79,18 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     }
     // Key groups may be defined in any file, so references are checked after all are read.
     check_key_group_refs(files, &spec, &seen, &mut errors);
-    spec.clouds = singles
-        .clouds
-        .value
-        .clone()
-        .map(|v| v.0)
-        .unwrap_or_default();
+    spec.cloud = singles.cloud.value.map(|v| v.0).unwrap_or_default();
+    spec.clouds = singles.clouds.value.map(|v| v.0).unwrap_or_default();
+    spec.output = singles.output.value.map(|v| v.0).unwrap_or_default();
+    spec.limits = singles.limits.value.map(|v| v.0).unwrap_or_default();
+    spec.timezone = singles.timezone.value.map(|v| v.0);
+    // The clouds' names and the cloud tag, against the queries and tags of every file.
     let queries: Vec<(usize, String)> = seen
         .query_refs
         .iter()
         .map(|(fi, _, p)| (*fi, p.clone()))
         .collect();
     check_refs(files, &spec, &queries, seen.clouds_file, &mut errors);
-    spec.output = singles
-        .output
-        .value
-        .clone()
-        .map(|v| v.0)
-        .unwrap_or_default();
     check_tags(files, &spec, seen.output_file, &mut errors);
     if spec.queries.is_empty() && errors.is_empty() {
         let file = files.first().map(|f| f.file.clone()).unwrap_or_default();
@@ -111,10 +105,6 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     if !errors.is_empty() {
         return Err(in_file_order(files, errors));
     }
-    spec.cloud = singles.cloud.value.map(|v| v.0).unwrap_or_default();
-    spec.output = singles.output.value.map(|v| v.0).unwrap_or_default();
-    spec.limits = singles.limits.value.map(|v| v.0).unwrap_or_default();
-    spec.timezone = singles.timezone.value.map(|v| v.0);
     Ok(spec)
 }
 

@@ -321,4 +321,93 @@ mod tests {
         }
         assert_eq!(Format::parse("nope"), None);
     }
+
+    fn query(name: &str, clouds: Option<&[&str]>) -> QuerySpec {
+        QuerySpec {
+            name: name.into(),
+            clouds: clouds.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            range: RangeExpr::LastDays(7),
+            service_types: vec![ServiceType::Preset],
+            infer_type: InferType::RealTime,
+            key_groups: None,
+            ips: None,
+            source: Source::Statistics,
+        }
+    }
+
+    fn named(name: &str, region: &str) -> NamedCloud {
+        NamedCloud {
+            name: name.into(),
+            cloud: CloudSpec {
+                region: Some(region.into()),
+                ..CloudSpec::default()
+            },
+        }
+    }
+
+    #[test]
+    fn each_cloud_gets_its_block_its_queries_and_a_scope_of_its_own() {
+        let single = Spec {
+            queries: vec![query("a", None)],
+            ..Spec::default()
+        };
+        let per = single.per_cloud();
+        assert_eq!(per.len(), 1);
+        assert_eq!(
+            (per[0].0, per[0].1.checkpoint_scope()),
+            (None, DEFAULT_REGION.to_string())
+        );
+        let spec = Spec {
+            clouds: vec![
+                named("cn", "cn-southwest-2"),
+                named("intl", "cn-southwest-2"),
+            ],
+            queries: vec![query("a", None), query("b", Some(&["intl"]))],
+            ..Spec::default()
+        };
+        let per: Vec<(Option<&str>, Vec<String>, String, Option<String>)> = spec
+            .per_cloud()
+            .into_iter()
+            .map(|(n, s)| {
+                let names = s.queries.iter().map(|q| q.name.clone()).collect();
+                (n, names, s.checkpoint_scope(), s.cloud.region.clone())
+            })
+            .collect();
+        let region = Some("cn-southwest-2".to_string());
+        assert_eq!(
+            per,
+            [
+                (
+                    Some("cn"),
+                    vec!["a".into()],
+                    "cn@cn-southwest-2".into(),
+                    region.clone()
+                ),
+                (
+                    Some("intl"),
+                    vec!["a".into(), "b".into()],
+                    "intl@cn-southwest-2".into(),
+                    region
+                ),
+            ],
+            "two clouds of one region keep their checkpoints apart"
+        );
+    }
+
+    #[test]
+    fn an_agency_s_duration_is_what_sts_grants() {
+        let a = |d: Option<&str>| AgencySpec {
+            agency_urn: "iam::1:agency:x".into(),
+            session_name: None,
+            duration: d.map(String::from),
+            external_id: None,
+        };
+        assert_eq!(a(None).duration(), Ok(Duration::from_secs(3600)));
+        assert_eq!(a(Some("15m")).duration(), Ok(Duration::from_secs(900)));
+        assert_eq!(a(Some("12h")).duration(), Ok(Duration::from_secs(43200)));
+        for bad in ["14m", "899s", "13h", "1d", "soon"] {
+            assert!(a(Some(bad)).duration().is_err(), "{bad}");
+        }
+        assert_eq!(a(None).session_name(), "maas-usage");
+    }
 }

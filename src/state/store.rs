@@ -387,12 +387,18 @@ mod tests {
             assert!(store.location().is_none() && store.projects().is_none());
             assert!(store.discovery().is_none() && store.checkpoints().is_none());
             assert!(store.collections().is_none());
-            // A budget per process: two of one name do not share their calls.
+            // A budget per process and name: the clouds of one process that share an identity
+            // share its calls; another process (another store) has its own.
             let soon = Instant::now();
             let minute = Duration::from_secs(60);
             assert!(store.budget("k", 1, minute).acquire(soon).is_ok());
-            assert!(store.budget("k", 1, minute).acquire(soon).is_ok());
+            assert!(store.budget("k", 1, minute).acquire(soon).is_err());
+            assert!(store.budget("other", 1, minute).acquire(soon).is_ok());
         }
+        let another = DirectoryStore::new(None, None, None);
+        let soon = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(another.budget("k", 1, minute).acquire(soon).is_ok());
         // The gate's records go to the runtime directory; the demo keeps them in the process.
         let gate = none.gate().expect("the runtime directory");
         gate.writable().unwrap();

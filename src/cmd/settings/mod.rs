@@ -324,6 +324,94 @@ mod tests {
     }
 
     #[test]
+    fn each_entry_of_clouds_is_a_cloud_and_the_flags_of_one_are_refused() {
+        use crate::spec::{AgencySpec, NamedCloud};
+        let entry = |name: &str, agency: bool| NamedCloud {
+            name: name.into(),
+            cloud: CloudSpec {
+                region: Some("ap-southeast-1".into()),
+                sts_endpoint: agency.then(|| "https://sts.example".into()),
+                assume_agency: agency.then(|| AgencySpec {
+                    agency_urn: "iam::1:agency:x".into(),
+                    session_name: None,
+                    duration: None,
+                    external_id: None,
+                }),
+                ..Default::default()
+            },
+        };
+        let spec = Spec {
+            clouds: vec![entry("a", false), entry("b", true)],
+            ..Default::default()
+        };
+        let env = env_of(&[("HW_PROJECT_ID", "hw-project"), ("HW_ACCESS_KEY", "AK")]);
+        let s = Settings::resolve(&spec, Flags::default(), &env).unwrap();
+        let names: Vec<Option<&str>> = s.clouds.iter().map(|c| c.name.as_deref()).collect();
+        assert_eq!(names, [Some("a"), Some("b")]);
+        // Each account has its own project: the environment's is for `cloud:` only.
+        assert!(s.clouds.iter().all(|c| c.project_id.is_none()));
+        assert_eq!(
+            s.clouds[1].endpoints.sts, "https://sts.example",
+            "the entry's STS"
+        );
+        assert_eq!(
+            s.clouds[0].endpoints.sts,
+            "https://sts.ap-southeast-1.myhuaweicloud.com"
+        );
+        let agency = s.clouds[1].credentials.names();
+        assert_eq!(agency.len(), 1);
+        assert!(
+            agency[0].starts_with("the agency iam::1:agency:x through STS https://sts.example (with HW_ACCESS_KEY/HW_SECRET_KEY, "),
+            "{agency:?}"
+        );
+        for (flag, args) in [
+            (
+                "--region",
+                CloudArgs {
+                    region: Some("x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--project-id",
+                CloudArgs {
+                    project_id: Some("x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--credentials-file",
+                CloudArgs {
+                    credentials_file: Some("/x".into()),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let flags = Flags {
+                cloud: Some(&args),
+                ..Default::default()
+            };
+            let Err(Error::Usage(e)) = Settings::resolve(&spec, flags, &env) else {
+                panic!("{flag} accepted");
+            };
+            assert!(e.starts_with(flag), "{e}");
+        }
+        let ca = CloudArgs {
+            ca_file: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        let flags = Flags {
+            cloud: Some(&ca),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&spec, flags, &env).unwrap();
+        assert!(s
+            .clouds
+            .iter()
+            .all(|c| c.ca_file.as_deref() == Some(std::path::Path::new("/ca.pem"))));
+    }
+
+    #[test]
     fn the_output_is_resolved_for_the_commands_that_deliver_it() {
         let env = env_of(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
