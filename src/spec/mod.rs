@@ -365,30 +365,21 @@ mod tests {
             queries: vec![query("a", None), query("b", Some(&["intl"]))],
             ..Spec::default()
         };
-        let per: Vec<(Option<&str>, Vec<String>, String, Option<String>)> = spec
+        // Each cloud: its name, its queries, its scope, its region, as one line.
+        let per: Vec<String> = spec
             .per_cloud()
             .into_iter()
             .map(|(n, s)| {
-                let names = s.queries.iter().map(|q| q.name.clone()).collect();
-                (n, names, s.checkpoint_scope(), s.cloud.region.clone())
+                let names: Vec<&str> = s.queries.iter().map(|q| q.name.as_str()).collect();
+                let region = s.cloud.region.as_deref().unwrap_or("-");
+                format!("{n:?} {names:?} {} {region}", s.checkpoint_scope())
             })
             .collect();
-        let region = Some("cn-southwest-2".to_string());
         assert_eq!(
             per,
             [
-                (
-                    Some("cn"),
-                    vec!["a".into()],
-                    "cn@cn-southwest-2".into(),
-                    region.clone()
-                ),
-                (
-                    Some("intl"),
-                    vec!["a".into(), "b".into()],
-                    "intl@cn-southwest-2".into(),
-                    region
-                ),
+                r#"Some("cn") ["a"] cn@cn-southwest-2 cn-southwest-2"#,
+                r#"Some("intl") ["a", "b"] intl@cn-southwest-2 cn-southwest-2"#,
             ],
             "two clouds of one region keep their checkpoints apart"
         );
