@@ -21,6 +21,7 @@ pub mod emit;
 mod endpoint;
 mod env;
 mod files;
+mod http;
 mod log;
 pub mod manifest;
 pub mod plan;

@@ -145,7 +145,9 @@ fn the_layers_are_the_documented_ones() {
     // The vocabulary depends on nothing; the cloud only on the vocabulary and utilities; a
     // utility only on the vocabulary, files and text (the log writes through its sanitizer).
     assert!(deps("domain").is_empty(), "domain -> {:?}", deps("domain"));
-    for lower in ["log", "text", "env", "endpoint", "retry", "files", "tls"] {
+    for lower in [
+        "log", "text", "env", "endpoint", "retry", "files", "tls", "http",
+    ] {
         assert!(
             deps(lower).is_subset(
                 &[

@@ -573,18 +573,82 @@ fn the_environment_variables_the_code_reads_are_declared() {
     );
 }
 
+/// How to rewrite the generated parts of files from plugin.yaml (see `generated`).
+const REGENERATE: &str = "UPDATE_GENERATED=1 cargo test --locked generated_from_the_manifest";
+
+/// `path` (relative to the crate) must read `want`, the file with its generated parts made
+/// from plugin.yaml now. When it does not, the test fails with the diff and how to regenerate;
+/// with `UPDATE_GENERATED=1` the file is rewritten instead (review the diff, then commit it).
+fn generated(path: &str, want: &str) {
+    let have = std::fs::read_to_string(root().join(path)).unwrap();
+    if have == want {
+        return;
+    }
+    if std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1") {
+        std::fs::write(root().join(path), want).unwrap();
+        eprintln!("rewrote {path} from plugin.yaml");
+        return;
+    }
+    let diff = similar::TextDiff::from_lines(have.as_str(), want)
+        .unified_diff()
+        .context_radius(1)
+        .header(path, "generated from plugin.yaml")
+        .to_string();
+    panic!("{path} drifted from plugin.yaml; regenerate it with `{REGENERATE}`:\n{diff}");
+}
+
+/// `text` with what lies between `begin` and the first `end` after it replaced by `with`.
+fn between(text: &str, begin: &str, end: &str, with: &str) -> String {
+    assert_eq!(text.matches(begin).count(), 1, "one `{begin}`");
+    let start = text.find(begin).unwrap() + begin.len();
+    let stop = start + text[start..].find(end).expect(end);
+    format!("{}{with}{}", &text[..start], &text[stop..])
+}
+
 #[test]
 fn the_metrics_doc_is_generated_from_the_manifest() {
     let doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
-    let start = doc.find("<!-- metrics:begin -->\n").expect("begin marker")
-        + "<!-- metrics:begin -->\n".len();
-    let end = doc.find("<!-- metrics:end -->").expect("end marker");
     let out = bin().args(["describe", "--markdown"]).output().unwrap();
-    assert_eq!(
-        &doc[start..end],
-        stdout(&out),
-        "docs/metrics.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tables = stdout(&out);
+    let want = between(
+        &doc,
+        "<!-- metrics:begin -->\n",
+        "<!-- metrics:end -->",
+        &tables,
     );
+    generated("docs/metrics.md", &want);
+}
+
+/// The spec's schema names the Cloud Eye metrics a query may ask for (`metrics:`): exactly the
+/// manifest's `model_metrics`, in its order, as mdatagen generates them from metadata.yaml.
+#[test]
+fn the_schemas_cloud_eye_metrics_are_generated_from_the_manifest() {
+    const SCHEMA: &str = "schemas/maas-usage.schema.json";
+    let m = manifest::load().unwrap();
+    let names: Vec<String> = m
+        .model_metrics
+        .iter()
+        .map(|x| format!("{:?}", x.ces))
+        .collect();
+    let text = std::fs::read_to_string(root().join(SCHEMA)).unwrap();
+    let want = between(
+        &text,
+        "\"description\": \"A SYS.MaaS metric name.\", \"enum\": [",
+        "]",
+        &names.join(", "),
+    );
+    // The text replaced is the enum of the query's `metrics` (and the schema stays JSON).
+    let schema: serde_json::Value = serde_json::from_str(&want).unwrap();
+    let listed = &schema["$defs"]["query"]["properties"]["metrics"]["items"]["enum"];
+    let listed: Vec<String> = listed
+        .as_array()
+        .expect("$defs.query.properties.metrics.items.enum")
+        .iter()
+        .map(|v| format!("{v}"))
+        .collect();
+    assert_eq!(listed, names);
+    generated(SCHEMA, &want);
 }
 
 /// Every relative Markdown link in README.md, CONTRIBUTING.md and docs/*.md points at a file or

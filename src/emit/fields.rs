@@ -98,3 +98,36 @@ pub fn values(u: &Usage, batch: bool) -> impl Iterator<Item = (&'static Field, V
         .filter(move |f| batch || !f.batch_only)
         .map(move |f| (f, value(u, f)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_field_reads_a_figure_of_its_own() {
+        // Each figure a different value: a field that plugin.yaml declares and `value` does not
+        // know falls through to the error ratio, and is caught here.
+        let u = Usage {
+            total_tokens: 2,
+            prompt_tokens: 3,
+            completion_tokens: 5,
+            requests: 7,
+            errors: 1,
+            completed_tasks: 11,
+            infer_count: 13,
+        };
+        let mut counts = Vec::new();
+        for f in FIELDS {
+            match (f.kind, value(&u, f)) {
+                (Kind::Count, Value::Int(n)) => counts.push(n),
+                (Kind::Ratio, Value::Float(_)) => {}
+                (kind, v) => panic!(
+                    "`{}` ({kind:?}) reads {v:?}: add it to emit::fields::value and its figure to domain::Usage",
+                    f.name
+                ),
+            }
+        }
+        let distinct: std::collections::BTreeSet<u64> = counts.iter().copied().collect();
+        assert_eq!(distinct.len(), counts.len(), "two fields read one figure");
+    }
+}

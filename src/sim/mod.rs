@@ -315,12 +315,12 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         let mut req = match http::read_head(&mut reader) {
             Ok(ReadOutcome::Request(r)) => r,
             Ok(ReadOutcome::Closed) | Err(_) => return,
-            Ok(ReadOutcome::Bad(why)) => {
+            Ok(ReadOutcome::Bad(status, why)) => {
                 let body = format!("{{\"error_code\":\"APIGW.0100\",\"error_msg\":\"{why}\"}}");
                 let _ = http::write_all(
                     reader.get_mut(),
                     &[
-                        http::head(400, "-", body.len(), &[], true),
+                        http::head(status, "-", body.len(), &[], true),
                         body.into_bytes(),
                     ]
                     .concat(),
