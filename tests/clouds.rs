@@ -583,3 +583,59 @@ fn five_clouds_each_stay_within_their_own_budget_and_the_run_s_time() {
         assert!(calls.iter().all(|r| r.status == 200), "{calls:?}");
     }
 }
+
+/// The period buckets of each cloud's series, in line protocol: cloud -> bucket ends.
+fn buckets(out: &std::process::Output) -> BTreeMap<String, Vec<i64>> {
+    let mut by_cloud: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for l in parse_lp(&stdout(out)) {
+        if l.measurement == "maas_usage" && l.int("period_seconds").is_some() {
+            by_cloud
+                .entry(l.tag("cloud").unwrap().to_string())
+                .or_default()
+                .push(l.timestamp.unwrap());
+        }
+    }
+    by_cloud
+}
+
+/// Two clouds of one region keep their own period checkpoints: a bucket one delivered does not
+/// count as delivered for the other, whose series failed meanwhile.
+#[test]
+fn the_period_series_of_two_clouds_in_one_region_keep_their_own_checkpoints() {
+    let a = sim();
+    let b = start(sim_config());
+    b.configure(|c| c.faults.fail_ratio = 1.0);
+    let text = format!(
+        "apiVersion: maas-usage/v1\nclouds:\n  - name: one\n    region: cn-southwest-2\n    endpoint: {}\n    project_id: {PROJECT}\n  - name: two\n    region: cn-southwest-2\n    endpoint: {}\n    project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: hourly\n    range: {{every: 1h, delay: 1h, backfill: 4h}}\nlimits:\n  timeout: 8s\n",
+        a.url(),
+        b.url()
+    );
+    let spec = spec_file(&text);
+    let state = tempdir().join("state");
+    let first = run_in_state(authed(), &spec, &state).output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let delivered = buckets(&first);
+    assert_eq!(
+        delivered.keys().collect::<Vec<_>>(),
+        ["one"],
+        "{delivered:?}"
+    );
+    assert!(!delivered["one"].is_empty());
+    // Cloud two's account is back: its buckets all come, cloud one's none again.
+    b.configure(|c| c.faults.fail_ratio = 0.0);
+    let second = run_in_state(authed(), &spec, &state).output().unwrap();
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(
+        buckets(&second),
+        BTreeMap::from([("two".to_string(), delivered["one"].clone())])
+    );
+    let show = bin()
+        .args(["state", "show", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let show = stdout(&show);
+    for id in ["one@cn-southwest-2/hourly/", "two@cn-southwest-2/hourly/"] {
+        assert!(show.contains(id), "{id} in\n{show}");
+    }
+}
