@@ -298,15 +298,18 @@ fn key_file(ak: &str, sk: &str) -> PathBuf {
 
 #[test]
 fn a_cloud_whose_key_is_refused_fails_its_series_only_at_the_cost_of_one_rejected_signature() {
+    // Four clouds: one collects; one's key is refused; one's region is down (nothing listens);
+    // one has no credentials (its file is missing).
     let good = sim();
     let bad = intl(|_| {});
     let text = format!(
-        "apiVersion: maas-usage/v1\nclouds:\n  - name: good\n    region: cn-southwest-2\n    endpoint: {}\n    project_id: {PROJECT}\n    credentials_file: {}\n  - name: bad\n    region: ap-southeast-1\n    endpoint: {}\n    project_id: {PROJECT_B}\n    credentials_file: {}\n  - name: down\n    region: cn-north-4\n    endpoint: http://127.0.0.1:9\n    project_id: {PROJECT}\n    credentials_file: {}\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\n  - name: b\n    range: today\n  - name: c\n    range: yesterday\nlimits:\n  timeout: 6s\n",
+        "apiVersion: maas-usage/v1\nclouds:\n  - name: good\n    region: cn-southwest-2\n    endpoint: {}\n    project_id: {PROJECT}\n    credentials_file: {}\n  - name: bad\n    region: ap-southeast-1\n    endpoint: {}\n    project_id: {PROJECT_B}\n    credentials_file: {}\n  - name: down\n    region: cn-north-4\n    endpoint: http://127.0.0.1:9\n    project_id: {PROJECT}\n    credentials_file: {}\n  - name: keyless\n    region: cn-north-4\n    endpoint: {}\n    project_id: {PROJECT}\n    credentials_file: /nonexistent/aksk\ntimezone: Asia/Shanghai\nqueries:\n  - name: a\n  - name: b\n    range: today\n  - name: c\n    range: yesterday\nlimits:\n  timeout: 6s\n",
         good.url(),
         key_file(AK, SK).display(),
         bad.url(),
         key_file("INTLOWNACCESSKEY0001", "not-the-secret-of-this-key").display(),
         key_file(AK, SK).display(),
+        good.url(),
     );
     let spec = spec_file(&text);
     let state = tempdir().join("state");
@@ -323,6 +326,7 @@ fn a_cloud_whose_key_is_refused_fails_its_series_only_at_the_cost_of_one_rejecte
         assert_eq!(clouds, ["good"; 3], "round {round}: {err}");
         assert_error_line(&err, &["cloud=bad: "]);
         assert_error_line(&err, &["cloud=down: "]);
+        assert_error_line(&err, &["cloud=keyless: ", "/nonexistent/aksk"]);
         let failed: BTreeMap<&str, i64> = lines
             .iter()
             .filter(|l| l.measurement == "maas_usage_collector")
@@ -330,7 +334,7 @@ fn a_cloud_whose_key_is_refused_fails_its_series_only_at_the_cost_of_one_rejecte
             .collect();
         assert_eq!(
             failed,
-            BTreeMap::from([("bad", 3), ("down", 3), ("good", 0)])
+            BTreeMap::from([("bad", 3), ("down", 3), ("good", 0), ("keyless", 3)])
         );
     }
     // Two runs with three series each: one rejected signature, and nothing else sent.
