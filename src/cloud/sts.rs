@@ -392,6 +392,28 @@ mod tests {
         }
     }
 
+    fn creds(ak: &str) -> Credentials {
+        Credentials {
+            ak: Secret::new(ak),
+            sk: Secret::new("SKCANARY-of-the-base-key"),
+            token: None,
+            source: "test".into(),
+            expires_at: None,
+            agency: None,
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_kept_per_base_key_and_agency_by_a_one_way_id() {
+        let (a, b) = (creds("AKCANARY1"), creds("AKCANARY2"));
+        let k = refusal_key(&a, "iam::1:agency:x");
+        assert_eq!(k, refusal_key(&a, "iam::1:agency:x"), "stable");
+        assert_ne!(k, refusal_key(&a, "iam::1:agency:y"), "per agency");
+        assert_ne!(k, refusal_key(&b, "iam::1:agency:x"), "per base key");
+        assert_ne!(k, auth::gate_key(&a), "not the key's own record");
+        assert!(k.len() == 16 && !k.contains("CANARY"));
+    }
+
     #[test]
     fn the_body_is_what_the_sdk_sends_and_a_chain_asks_for_an_hour_at_most() {
         let a = agency(Duration::from_secs(7200), Some("ext-1"));
