@@ -643,3 +643,35 @@ fn the_period_series_of_two_clouds_in_one_region_keep_their_own_checkpoints() {
         assert!(show.contains(id), "{id} in\n{show}");
     }
 }
+
+/// `report` reads one cloud: with `clouds`, the one `--cloud` names (through its agency here),
+/// and none of the others.
+#[test]
+fn report_reads_the_one_cloud_it_is_told() {
+    let a = sim();
+    let b = intl(|_| {});
+    let (spec, _) = two_clouds(&a, &b);
+    let report = |extra: &[&str]| {
+        authed()
+            .args(["report", "--now", NOW, "--spec"])
+            .arg(&spec)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = report(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("name the one to report on with --cloud (cn-prod, intl)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = report(&["--cloud", "intl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(PROJECT_B),
+        "the intl account's report"
+    );
+    assert!(a.requests().is_empty(), "nothing asked of cn-prod");
+    assert_eq!(b.requests()[0].path, STS);
+}

@@ -410,6 +410,8 @@ fn every_test_fixture_is_valid_unless_meant_to_be_invalid() {
     let creds = creds.display().to_string();
     let samples: &[(&str, &str)] = &[
         ("url", "http://127.0.0.1:9"),
+        ("redis", "redis://127.0.0.1:9/0"),
+        ("on_unavailable", "stop"),
         ("project", PROJECT),
         ("timeout", "3s"),
         ("concurrency", "2"),

@@ -94,6 +94,8 @@ pub struct CloudLimits {
     pub requests_per_minute: u32,
     /// Cloud Eye's own budget per minute.
     pub ces_requests_per_minute: u32,
+    /// MaaS and IAM calls per minute for the whole account; `None`: not limited.
+    pub account_requests_per_minute: Option<u32>,
     /// The longest a single HTTP exchange may take; the run's deadline shortens it further.
     pub call_timeout: Duration,
 }

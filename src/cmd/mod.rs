@@ -7,10 +7,12 @@ pub mod error;
 pub mod hooks;
 pub mod packaging;
 pub mod query;
+pub mod report;
 pub mod run;
 pub mod settings;
 pub mod simulator;
 pub mod spec_cmds;
+pub mod spend_cmds;
 pub mod state_cmd;
 pub mod wiring;
 
@@ -62,6 +64,9 @@ fn dispatch(command: Command) -> Result<Outcome, Error> {
         Command::Plan(a) => spec_cmds::plan(a),
         Command::Schema => spec_cmds::schema(),
         Command::State(a) => state_cmd::state(a),
+        Command::Rules(a) => spend_cmds::rules(a),
+        Command::Dashboard(a) => spend_cmds::dashboard(a),
+        Command::Report(a) => report::report(a),
         Command::Describe(a) => packaging::describe(a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(a),

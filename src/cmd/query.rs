@@ -72,7 +72,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         log::warn(w);
     }
 
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     let conn = wiring::connect(settings.cloud(), deadline, &store)?;
     let conn = Arc::new(conn);
     let collected = collect::collect(

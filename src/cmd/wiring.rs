@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::Error;
+use super::settings::coordination::RedisSettings;
 use super::settings::{Settings, StateSettings};
 use crate::budget::Budget;
 use crate::cloud::auth::principal_id;
@@ -19,6 +20,7 @@ use crate::domain::ces::{BatchAnswer, BatchRequest, Discovered, MetricPage, Name
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::log;
+use crate::state::fleet::{self, RedisStore, RedisTarget};
 use crate::state::{DirectoryStore, StateDir, StateStore};
 use sha2::Digest;
 
@@ -92,19 +94,63 @@ impl DiscoveryCache for Discoveries {
 /// The state store the settings chose: the state directory (created if needed), with the
 /// runtime directory behind it for the credential gate's records (unless the gate keeps them
 /// in the process); without one (there is none, or it cannot be used: said in a note) the
-/// budget is per process.
-pub fn open_store(settings: &StateSettings) -> Arc<dyn StateStore> {
+/// budget is per process. With `coordination: {engine: redis}`, Redis (the state directory
+/// keeps the caches and remembers Redis's generation); when Redis cannot be reached, an error
+/// (`on_unavailable: stop`: no signed call) or the state directory with one `W!` (`local`).
+pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error> {
     let dir = open_state(settings.dir.as_deref());
     // A state directory that cannot take a write is still read: the rejections it holds count,
     // and records there that cannot be read let no call out.
     let gate_dir = dir
         .clone()
         .or_else(|| settings.dir.as_deref().and_then(StateDir::existing));
-    Arc::new(DirectoryStore::new(
-        dir,
+    let local = DirectoryStore::new(
+        dir.clone(),
         gate_dir,
         settings.share_gate.then(|| settings.runtime.clone()),
-    ))
+    );
+    let Some(redis) = &settings.redis else {
+        return Ok(Arc::new(local));
+    };
+    let target = redis_target(redis);
+    let seen = dir
+        .as_ref()
+        .and_then(|d| fleet::seen_generation(d, &redis.url));
+    let local_again = || {
+        DirectoryStore::new(
+            dir.clone(),
+            dir.clone(),
+            settings.share_gate.then(|| settings.runtime.clone()),
+        )
+    };
+    match RedisStore::open(target, local, seen) {
+        Ok((store, generation)) => {
+            if let Some(lost) = store.lost() {
+                log::error(lost);
+            }
+            if let (Some(d), Some(g)) = (&dir, generation) {
+                fleet::remember_generation(d, &redis.url, &g);
+            }
+            Ok(Arc::new(store))
+        }
+        Err(e) if redis.local_fallback => {
+            log::warn(&format!(
+                "{e}; on_unavailable: local, so this host's state directory keeps the budgets, the credential gate's records and the checkpoints this time (shared with no other host)"
+            ));
+            Ok(Arc::new(local_again()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the engine is, as the state store takes it.
+pub fn redis_target(redis: &RedisSettings) -> RedisTarget {
+    RedisTarget {
+        url: redis.url.clone(),
+        password: redis.password.as_ref().map(|p| p.expose().to_string()),
+        group: redis.group.clone(),
+        lease: redis.lease,
+    }
 }
 
 /// The state directory, created if needed; `None` (with a note) when there is none or it
@@ -170,7 +216,12 @@ pub fn connect(
     // hands out. Cloud Eye has its own limits: its calls take from a budget of their own,
     // shared the same way under another name.
     let principal = principal_id(&creds);
-    let budget = store.budget(&principal, cloud.limits.requests_per_minute, rate_window());
+    let account = account_window(cloud, &**store, &principal);
+    let mut windows = vec![(principal.as_str(), cloud.limits.requests_per_minute)];
+    if let Some((name, limit)) = &account {
+        windows.push((name.as_str(), *limit));
+    }
+    let budget = store.budget_of(&windows, rate_window());
     let ces_budget = store.budget(
         &format!("ces-{principal}"),
         cloud.limits.ces_requests_per_minute,
@@ -200,6 +251,30 @@ impl Budgets for StoreBudgets {
     fn budget(&self, principal: &str) -> Arc<dyn Budget> {
         self.store.budget(principal, self.limit, rate_window())
     }
+}
+
+/// The account's window, when `limits.account_requests_per_minute` asks for one: the account
+/// IAM discovery told (cached per identity and region), else the pinned project standing for
+/// it; `None` (said at debug) while neither is known, before the first discovery.
+fn account_window(
+    cloud: &CloudSettings,
+    store: &dyn StateStore,
+    principal: &str,
+) -> Option<(String, u32)> {
+    let limit = cloud.limits.account_requests_per_minute?;
+    let discovered = store
+        .projects()
+        .and_then(|p| p.cached_project(principal, &cloud.region))
+        .and_then(|p| p.domain_id);
+    let account = match (discovered, &cloud.project_id) {
+        (Some(domain), _) => format!("account-{domain}"),
+        (None, Some(p)) => format!("account-project-{}", p.id),
+        (None, None) => {
+            log::debug("the account is not known before IAM discovery: this run keeps to the identity's budget only");
+            return None;
+        }
+    };
+    Some((account, limit))
 }
 
 /// Who reports: the host `host_name`, an instance id stable per host and spec (`identity`

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod load;
 pub mod merge;
 pub mod schema;
+mod spend;
 pub mod yaml;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use crate::domain::ces::{CesMetric, Names};
 use crate::domain::RangeExpr;
 use crate::domain::{InferType, ServiceType};
+use crate::spend::{Budget, PriceTable};
 
 pub const DEFAULT_REGION: &str = "cn-southwest-2";
 
@@ -205,6 +207,8 @@ pub struct Limits {
     pub max_series: usize,
     /// Cloud Eye's own budget per 60 s.
     pub ces_requests_per_minute: u32,
+    /// MaaS calls per 60 s for the whole account, every user of it; `None`: no such budget.
+    pub account_requests_per_minute: Option<u32>,
 }
 
 impl Default for Limits {
@@ -215,6 +219,7 @@ impl Default for Limits {
             concurrency: 4,
             max_series: 2000,
             ces_requests_per_minute: 60,
+            account_requests_per_minute: None,
         }
     }
 }
@@ -233,6 +238,64 @@ pub struct Spec {
     pub queries: Vec<QuerySpec>,
     pub output: OutputSpec,
     pub limits: Limits,
+    /// `prices`: what Cloud Eye's tokens cost (the cost series and money budgets need it).
+    pub prices: Option<PriceTable>,
+    pub budgets: Vec<Budget>,
+    pub alerts: Alerts,
+    /// The Cloud Eye queries with a key group breakdown, by name: their per-key series are
+    /// summed into `key_groups` (`spend::groups`). Kept beside the queries until the Cloud Eye
+    /// collection carries it in `CloudEyeQuery`.
+    pub grouped: BTreeMap<String, Grouped>,
+    pub coordination: Coordination,
+}
+
+/// `breakdown: [model, key_group]` (`per_model`) or `[key_group]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grouped {
+    pub per_model: bool,
+}
+
+/// `alerts`: the thresholds of the rules `maas-usage rules` prints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alerts {
+    /// A model's errors over its requests above this.
+    pub error_ratio: f64,
+    /// A model's TTFT p99 above this.
+    pub ttft_p99: Duration,
+    /// A budget's used ratio at or above this warns (1 is critical).
+    pub budget_warning: f64,
+    /// How long a condition holds before its alert fires.
+    pub hold: Duration,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            error_ratio: 0.05,
+            ttft_p99: Duration::from_secs(10),
+            budget_warning: 0.8,
+            hold: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where processes sharing a key or a destination agree (`coordination:`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Coordination {
+    /// `None`: the state directory (engine `state`).
+    pub redis: Option<RedisSpec>,
+}
+
+/// `coordination:` with `engine: redis`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisSpec {
+    /// `redis://` or `rediss://`, without a password.
+    pub url: String,
+    pub group: Option<String>,
+    /// `None`: twice `limits.timeout`.
+    pub lease: Option<Duration>,
+    /// Fall back to the state directory when Redis cannot be reached (else: stop).
+    pub local_fallback: bool,
 }
 
 impl Spec {

@@ -174,6 +174,10 @@ pub(super) fn pattern_message(pointer: &str, value: &Value) -> String {
             "`{}` is not an http(s) URL (no query, no user information)",
             short(&Value::String(redact_url(&value_text(value))))
         ),
+        ("/coordination/url", _) => format!(
+            "`{}` is not a Redis URL; use redis://HOST:PORT/DB, or rediss:// for TLS",
+            short(&Value::String(redact_url(&value_text(value))))
+        ),
         ("/limits/timeout", _) => {
             format!("`{v}` is not a duration; use a number with ms, s or m, e.g. 25s")
         }

@@ -38,6 +38,21 @@ pub trait StateStore: Send + Sync {
     /// Cloud Eye's `ces-<id>`): at most `limit` calls in any `window`, across every process
     /// using this store. Never none: when the store fails, the process keeps its own.
     fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget>;
+    /// A budget counted in several windows at once, each `(name, limit)` as [`Self::budget`]
+    /// has it (an identity's, its account's): a call takes a slot in every one. This default
+    /// takes them one after another (a slot taken in one is spent even when another is full);
+    /// a store that can take them at once does.
+    fn budget_of(&self, windows: &[(&str, u32)], window: Duration) -> Arc<dyn Budget> {
+        match windows {
+            [(name, limit)] => self.budget(name, *limit, window),
+            _ => Arc::new(crate::budget::AllOf(
+                windows
+                    .iter()
+                    .map(|(n, l)| self.budget(n, *l, window))
+                    .collect(),
+            )),
+        }
+    }
     /// The credential gate's records, shared with other processes; `None`: this process's
     /// gate keeps them itself.
     fn gate(&self) -> Option<Arc<dyn GateStore>>;
@@ -284,9 +299,14 @@ pub(crate) mod contract {
         assert!(cps.read("broken").is_err());
     }
 
-    /// Prepared checkpoints are in force once committed, and never when dropped.
+    /// Prepared checkpoints are in force once committed, and never when dropped (under the
+    /// destination's lock, as runs take it).
     pub fn a_prepared_commit_is_in_force_only_once_committed(store: &dyn StateStore) {
         let cps = store.checkpoints().expect("a checkpoint store");
+        let _held = cps
+            .lock("d", Instant::now(), &never)
+            .unwrap()
+            .expect("free");
         let next = CheckpointFile::default()
             .advanced(&Checkpoints::from([("s".into(), 1)]), &Totals::default());
         drop(cps.prepare("d", &next).unwrap());

@@ -4,7 +4,9 @@
 pub mod influx;
 pub mod otlp;
 pub mod prom;
+pub mod prometheus;
 pub mod proxy;
+pub mod redis_server;
 pub mod serving;
 pub mod tls;
 
@@ -476,6 +478,33 @@ impl Execd {
         }
         (self.child.wait().unwrap().code(), err)
     }
+}
+
+/// `program` (a real peer: influxd, redis-server) answers `version_arg`; else `false` and a
+/// note, or a failure when `require` (`MAAS_USAGE_REQUIRE_*`) is set, as in CI.
+pub fn peer_on_path(program: &str, version_arg: &str, require: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(version_arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var(require).is_err(),
+            "{program} is required ({require} is set) but not on PATH"
+        );
+        eprintln!("skipped: {program} is not on PATH");
+    }
+    found
+}
+
+/// The simulator answering 429 past `limit` calls in any `window_ms`.
+pub fn throttling_sim(limit: u32, window_ms: u64) -> Simulator {
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(limit);
+    cfg.faults.rate_window = std::time::Duration::from_millis(window_ms);
+    start(cfg)
 }
 
 /// `promtool check metrics` accepts `text` (skipped without promtool unless

@@ -163,6 +163,7 @@ fn begin(
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
+    super::spend_cmds::refuse_grouped(&spec)?;
     let flags = Flags {
         cloud: Some(cloud),
         state: Some(state),
@@ -173,7 +174,7 @@ fn begin(
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     Ok((spec, settings, store))
 }
 

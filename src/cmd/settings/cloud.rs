@@ -104,6 +104,7 @@ fn resolve(
         limits: CloudLimits {
             requests_per_minute: spec.limits.requests_per_minute,
             ces_requests_per_minute: spec.limits.ces_requests_per_minute,
+            account_requests_per_minute: spec.limits.account_requests_per_minute,
             call_timeout: CALL_TIMEOUT,
         },
     }

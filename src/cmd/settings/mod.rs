@@ -8,6 +8,7 @@
 //! `output` (format, OTLP exporter, resource attributes).
 
 mod cloud;
+pub mod coordination;
 mod output;
 
 pub use cloud::simulator_credentials;
@@ -86,6 +87,9 @@ pub struct StateSettings {
     /// directory holds the real runs' rejections, which a simulated run neither reads nor adds
     /// to; its gate keeps them in the process.
     pub share_gate: bool,
+    /// `coordination: {engine: redis}`: Redis instead of the state directory (which stays the
+    /// fallback of `on_unavailable: local`, and remembers the engine's generation).
+    pub redis: Option<coordination::RedisSettings>,
 }
 
 impl StateSettings {
@@ -98,6 +102,7 @@ impl StateSettings {
                 .or_else(|| real.then(|| state::default_dir(env)).flatten()),
             runtime: RuntimeDir::from_env(env),
             share_gate: real,
+            redis: None,
         }
     }
 
@@ -110,7 +115,8 @@ impl StateSettings {
 impl Settings {
     pub fn resolve(spec: &Spec, flags: Flags<'_>, env: Lookup<'_>) -> Result<Settings, Error> {
         let simulator = flags.cloud.and_then(|c| c.simulator.clone());
-        let state = StateSettings::resolve(flags.state, simulator.is_none(), env);
+        let mut state = StateSettings::resolve(flags.state, simulator.is_none(), env);
+        state.redis = coordination::resolve(spec, env);
         let now = flags
             .now
             .and_then(|n| n.now.as_deref())
@@ -177,6 +183,7 @@ impl Settings {
         }
         self.state.dir = None;
         self.state.share_gate = false;
+        self.state.redis = None;
     }
 }
 
