@@ -104,6 +104,7 @@ fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
     let origin = Origin::default();
     let totals = Totals::default();
     let report = Report {
+        cloud: None,
         collection: &collection,
         stats: RunStats::default(),
         region: "cn-southwest-2",

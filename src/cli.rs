@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::domain::{InferType, ServiceType};
 use crate::spec::Format;
 
+mod help;
+use help::{RUN_HELP, SERVE_HELP};
+
 /// Parses a value with the domain's own `FromStr` (and its messages, such as "use 4 for Custom
 /// Endpoint" for 3), while help and completions list the accepted names.
 #[derive(Clone)]
@@ -157,32 +160,6 @@ const QUERY_EXAMPLES: &str = "Examples:
   maas-usage query --api-keys key1 key2              # only these API keys
   maas-usage query --api-keys ''                     # only the online-experience page";
 
-const RUN_HELP: &str = "Exit codes: 0 when at least one series was collected (failed series are
-one stderr line each); 1 when nothing was collected; 2 for an invalid spec or missing credentials.
-stderr lines carry Telegraf's level prefixes (E!, W!, I!, D!).
-
-Telegraf inputs.exec:
-  commands = [[\"/usr/bin/maas-usage\", \"run\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]]
-  data_format = \"influx\"   timeout = \"30s\" (above limits.timeout)
-Telegraf inputs.execd (signal = \"STDIN\"):
-  command = [\"/usr/bin/maas-usage\", \"run\", \"--execd\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]";
-
-const SERVE_HELP: &str =
-    "Collects at start, then every --interval (period buckets as they settle), with the same
-request budget and state directory as `run`; its period checkpoints are its own, so a `run` on
-the same state directory still gets every bucket. A scrape never calls the cloud.
-GET /metrics: the last successful collection (Prometheus text; OpenMetrics when Accept asks).
-GET /healthz: 200 while that collection is younger than two intervals, else 503.
-SIGTERM or SIGINT stops it; exit 0. stderr lines carry Telegraf's level prefixes.
-
-Prometheus:
-  scrape_configs:
-    - job_name: maas-usage
-      scrape_interval: 60s
-      static_configs: [{targets: [\"127.0.0.1:9464\"]}]
-OpenTelemetry Collector (receivers: prometheus), the same scrape_configs under
-  prometheus: {config: {scrape_configs: [...]}}";
-
 const VALIDATE_HELP: &str = "Examples:
   maas-usage validate specs/                 # every *.yaml / *.yml in name order
   maas-usage validate a.yaml b.yaml --format github";
@@ -201,7 +178,7 @@ service hands out):
 Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it also accepts the built-in demo pair.";
 
 /// Where and how to reach the cloud; shared by every command that calls it. Flags win over the
-/// spec's `cloud` section, which wins over the environment.
+/// spec's `cloud` section, which wins over the environment (`clouds`: see `run --help`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct CloudArgs {
     /// Huawei Cloud region [default: cloud.region, else cn-southwest-2].
@@ -376,6 +353,9 @@ pub struct SimulatorArgs {
     /// (a key disabled while in use).
     #[arg(long, value_name = "N")]
     pub reject_signatures_after: Option<u64>,
+    /// An agency its STS lets the accepted credentials assume (repeatable; others get 403).
+    #[arg(long, value_name = "URN")]
+    pub agency: Vec<String>,
     /// Append one JSON line per request to this file (no header values).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
@@ -582,6 +562,9 @@ pub struct ReportArgs {
     /// Write the HTML to FILE (replaced atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// With `clouds:` in the spec: the one to report on, by name.
+    #[arg(long = "cloud", value_name = "NAME")]
+    pub cloud_name: Option<String>,
     #[command(flatten)]
     pub now: NowArg,
     #[command(flatten)]

@@ -12,6 +12,7 @@ mod connect;
 pub mod credentials;
 pub mod metadata;
 pub mod sign;
+pub mod sts;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -116,11 +116,19 @@ fn failure_line(what: String, e: &crate::domain::ApiError) -> String {
 /// gives; a run of more than three Cloud Eye series of one query failing for the same reason
 /// (a budget that reads 700 of 2,000) is its first line and one for the others.
 pub fn log_failures(collection: &Collection) {
+    log_failures_of("", collection)
+}
+
+/// [`log_failures`], each line after `prefix` (`cloud=NAME: ` with `clouds`).
+pub fn log_failures_of(prefix: &str, collection: &Collection) {
     let failures = &collection.failures;
     let mut i = 0;
     while i < failures.len() {
         let f = &failures[i];
-        log::error(&failure_line(f.to_string(), &f.error));
+        log::error(&format!(
+            "{prefix}{}",
+            failure_line(f.to_string(), &f.error)
+        ));
         let same = failures[i + 1..]
             .iter()
             .take_while(|g| {
@@ -138,7 +146,7 @@ pub fn log_failures(collection: &Collection) {
                 f.source.name(),
                 failures[i + same].what
             );
-            log::error(&failure_line(more, &f.error));
+            log::error(&format!("{prefix}{}", failure_line(more, &f.error)));
             i += same;
         }
         i += 1;

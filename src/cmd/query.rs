@@ -48,6 +48,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     });
     spec.queries.push(QuerySpec {
         name: "query".into(),
+        clouds: None,
         range,
         service_types,
         infer_type: a.infer_type,
@@ -72,7 +73,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     }
 
     let store = wiring::open_store(&settings.state)?;
-    let conn = wiring::connect(settings.cloud(), deadline, &*store)?;
+    let conn = wiring::connect(settings.cloud(), deadline, &store)?;
     let conn = Arc::new(conn);
     let setup = super::run::setup(&conn, &spec, None);
     let run = collect::Run {
@@ -83,8 +84,9 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     let collection = collect::collect(&plan, &setup, &run);
     log_failures(&collection);
     let report = Report {
+        cloud: None,
         collection: &collection,
-        stats: wiring::run_stats(&collection, &conn, CallCounts::default(), started),
+        stats: wiring::run_stats(&collection, Some(&conn), CallCounts::default(), started),
         region: &conn.region,
         project_id: &conn.project_id,
         zone: &plan.zone,

@@ -15,6 +15,7 @@ use super::run::load_spec;
 use super::settings::{Flags, Settings};
 use super::{log_failures, outcome_of, wiring};
 use crate::cli::ReportArgs;
+use crate::cloud::CloudSettings;
 use crate::collect::{self, CloudEyeSeries, Collection};
 use crate::deliver::sink::Sink;
 use crate::domain::cloud_eye;
@@ -54,6 +55,7 @@ fn parse_month(s: &str) -> Result<NaiveDate, Error> {
 fn cloud_eye(name: &str, range: RangeExpr, by_key: bool) -> QuerySpec {
     QuerySpec {
         name: name.into(),
+        clouds: None,
         range,
         service_types: Vec::new(),
         infer_type: InferType::default(),
@@ -90,6 +92,7 @@ fn report_spec(spec: &Spec, first: NaiveDate, last: NaiveDate, today: bool) -> S
     }
     queries.push(QuerySpec {
         name: STATISTICS.into(),
+        clouds: None,
         range: RangeExpr::Between {
             from: Bound::Date(first),
             to: Some(Bound::Date(last)),
@@ -153,6 +156,7 @@ pub fn rows_of<'a>(
 /// the project they are of.
 fn collect_month(
     spec: &Spec,
+    cloud: &CloudSettings,
     settings: &Settings,
     rspec: &Spec,
     start_ms: i64,
@@ -161,16 +165,18 @@ fn collect_month(
     let now = settings.now();
     let store = wiring::open_store(&settings.state)?;
     let deadline = started + spec.limits.timeout.max(std::time::Duration::from_secs(60));
-    let conn = Arc::new(wiring::connect(settings.cloud(), deadline, &*store)?);
+    let conn = Arc::new(wiring::connect(cloud, deadline, &store)?);
+    // The report's own checkpoints, as its plan names them.
+    let scope = rspec.checkpoint_scope();
     let checkpoints: BTreeMap<String, i64> = [MODELS, KEYS]
         .iter()
-        .map(|q| (QueryPlan::checkpoint_id(&conn.region, q), start_ms))
+        .map(|q| (QueryPlan::checkpoint_id(&scope, q), start_ms))
         .collect();
     let affordable = conn
         .client
         .available_calls(deadline.saturating_duration_since(Instant::now()));
     let plan = plan::build_with(rspec, now, &settings.zone, &checkpoints, affordable)?;
-    let cache = wiring::discovery_cache(&store, &conn);
+    let cache = wiring::discovery_cache(&store, &conn, cloud.name.as_deref());
     let setup = collect::Setup {
         statistics: conn.clone(),
         cloud_eye: collect::CloudEyeSetup {
@@ -188,6 +194,27 @@ fn collect_month(
     };
     let collected = collect::collect(&plan, &setup, &run);
     Ok((collected, conn.project_id.clone()))
+}
+
+/// The cloud a report is of: the spec's one (`cloud:`), or with `clouds` the one `name` names;
+/// its index among the settings' clouds, and its spec.
+fn one_cloud(spec: &Spec, name: Option<&str>) -> Result<(usize, Spec), Error> {
+    let clouds = spec.per_cloud();
+    let names: Vec<&str> = clouds.iter().filter_map(|(n, _)| *n).collect();
+    let found = clouds
+        .iter()
+        .position(|(n, _)| *n == name)
+        .or_else(|| (name.is_none() && names.is_empty()).then_some(0));
+    match found {
+        Some(i) => Ok((i, clouds[i].1.clone())),
+        None if names.is_empty() => Err(Error::Usage(
+            "--cloud names an entry of `clouds`, and this spec has one `cloud`".into(),
+        )),
+        None => Err(Error::Usage(format!(
+            "this spec has several clouds: name the one to report on with --cloud ({})",
+            names.join(", ")
+        ))),
+    }
 }
 
 pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
@@ -224,8 +251,10 @@ pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
             .with_timezone(&tz)
             .date_naive(),
     };
-    let rspec = report_spec(&spec, first, last, current);
-    let (collected, project) = collect_month(&spec, &settings, &rspec, start_ms, started)?;
+    let (index, base) = one_cloud(&spec, a.cloud_name.as_deref())?;
+    let rspec = report_spec(&base, first, last, current);
+    let cloud = &settings.clouds[index];
+    let (collected, project) = collect_month(&spec, cloud, &settings, &rspec, start_ms, started)?;
     for w in &collected.warnings {
         log::warn(w);
     }

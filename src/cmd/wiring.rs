@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use super::error::Error;
 use super::settings::coordination::RedisSettings;
 use super::settings::{Settings, StateSettings};
+use crate::budget::Budget;
 use crate::cloud::auth::principal_id;
 use crate::cloud::client::CallCounts;
+use crate::cloud::credentials::{Budgets, Services};
 use crate::cloud::{CloudSettings, Connection, Shared};
 use crate::collect::{CloudEyeApi, Collection, DiscoveryCache, RunStats, StatisticsApi};
 use crate::domain::cloud_eye::{
@@ -63,12 +65,22 @@ pub struct Discoveries {
     key: String,
 }
 
-/// The discovery cache of `conn`'s region and project, when the store keeps one.
-pub fn discovery_cache(store: &Arc<dyn StateStore>, conn: &Connection) -> Option<Discoveries> {
+/// The discovery cache of `conn`'s region and project (with `clouds`, of the cloud `cloud`
+/// too), when the store keeps one.
+pub fn discovery_cache(
+    store: &Arc<dyn StateStore>,
+    conn: &Connection,
+    cloud: Option<&str>,
+) -> Option<Discoveries> {
     store.discovery()?;
+    let mut key = format!("{}/{}", conn.region, conn.project_id);
+    if let Some(name) = cloud {
+        key.push('@');
+        key.push_str(name);
+    }
     Some(Discoveries {
         store: store.clone(),
-        key: format!("{}/{}", conn.region, conn.project_id),
+        key,
     })
 }
 
@@ -203,15 +215,23 @@ pub fn rate_window() -> Duration {
 pub fn connect(
     cloud: &CloudSettings,
     deadline: Instant,
-    store: &dyn StateStore,
+    store: &Arc<dyn StateStore>,
 ) -> Result<Connection, Error> {
+    // A provider that calls a service itself (STS) takes from the same budgets and gate.
+    cloud.credentials.share(&Services {
+        budgets: Arc::new(StoreBudgets {
+            store: store.clone(),
+            limit: cloud.limits.requests_per_minute,
+        }),
+        gate: store.gate(),
+    });
     let creds = crate::cloud::load_credentials(&cloud.credentials)?;
     store.tidy();
     // Keyed by who the API counts: an agency's budget stays one whatever temporary key it
     // hands out. Cloud Eye has its own limits: its calls take from a budget of their own,
     // shared the same way under another name.
     let principal = principal_id(&creds);
-    let account = account_window(cloud, store, &principal);
+    let account = account_window(cloud, &**store, &principal);
     let mut windows = vec![(principal.as_str(), cloud.limits.requests_per_minute)];
     if let Some((name, limit)) = &account {
         windows.push((name.as_str(), *limit));
@@ -234,6 +254,18 @@ pub fn connect(
         deadline,
         shared,
     )?)
+}
+
+/// The request budgets of the store, for the identities a credential provider signs for.
+struct StoreBudgets {
+    store: Arc<dyn StateStore>,
+    limit: u32,
+}
+
+impl Budgets for StoreBudgets {
+    fn budget(&self, principal: &str) -> Arc<dyn Budget> {
+        self.store.budget(principal, self.limit, rate_window())
+    }
 }
 
 /// The account's window, when `limits.account_requests_per_minute` asks for one: the account
@@ -278,11 +310,13 @@ pub fn origin(host_name: &str, identity: &str, account_id: Option<String>) -> Or
 /// end of the previous one under `--execd`).
 pub fn run_stats(
     collection: &Collection,
-    conn: &Connection,
+    conn: Option<&Connection>,
     baseline: CallCounts,
     started: Instant,
 ) -> RunStats {
-    let calls = conn.client.counters.snapshot().since(baseline);
+    let calls = conn
+        .map_or(baseline, |c| c.client.counters.snapshot())
+        .since(baseline);
     RunStats {
         series_ok: collection.series_ok() as u64,
         series_failed: collection.failures.len() as u64,

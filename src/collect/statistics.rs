@@ -249,6 +249,7 @@ mod tests {
         let spec = Spec {
             queries: vec![QuerySpec {
                 name: "q".into(),
+                clouds: None,
                 range: RangeExpr::LastDays(days),
                 service_types: vec![ServiceType::Preset, ServiceType::MyService],
                 infer_type: InferType::RealTime,

@@ -20,6 +20,11 @@ pub const BUILTIN_TAGS: [&str; 6] = [
     "region",
 ];
 
+/// The tag naming a series' cloud: an entry of `clouds`. Only a spec with `clouds` sets it (on
+/// every series and self-metric, with the other source tags), so the series of a `cloud` block
+/// stay as they were; `output.tags` may use it then.
+pub const CLOUD_TAG: &str = "cloud";
+
 /// The line-protocol measurement of Cloud Eye (per-model) series.
 pub const MODEL_MEASUREMENT: &str = "maas_model_usage";
 

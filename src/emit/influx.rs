@@ -78,9 +78,7 @@ fn statistics_line(
 ) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::key_tags(s)
-            .into_iter()
-            .chain(fields::source_tags(r.project_id, r.region)),
+        fields::key_tags(s).into_iter().chain(r.source_tags()),
     );
     let _ = write!(
         out,
@@ -119,7 +117,7 @@ fn fmt_value(v: Value) -> String {
 }
 
 fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
-    let tags = fields::tag_map(opts.tags, fields::source_tags(r.project_id, r.region));
+    let tags = fields::tag_map(opts.tags, r.source_tags());
     let fields = fields::COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
@@ -140,9 +138,7 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
 fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::cloud_eye_tags(s)
-            .into_iter()
-            .chain(fields::source_tags(r.project_id, r.region)),
+        fields::cloud_eye_tags(s).into_iter().chain(r.source_tags()),
     );
     let mut set: Vec<String> = s
         .values
@@ -182,6 +178,11 @@ pub fn render_series(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
         }
     }
     out
+}
+
+/// The reports of several clouds, one after the other (each with its self-metrics line).
+pub fn render_all(reports: &[Report<'_>], opts: &InfluxOptions<'_>) -> String {
+    reports.iter().map(|r| render(r, opts)).collect()
 }
 
 #[cfg(test)]

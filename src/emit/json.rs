@@ -106,9 +106,19 @@ fn failure(f: &Failure) -> Value {
     Value::Object(m)
 }
 
+/// The failures of a report, each with what failed and why.
+fn failures(report: &Report<'_>) -> Vec<Value> {
+    report.collection.failures.iter().map(failure).collect()
+}
+
+fn pretty(doc: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 pub fn render(report: &Report<'_>) -> String {
     let c = report.collection;
-    let failures: Vec<Value> = c.failures.iter().map(failure).collect();
     let doc = json!({
         "region": report.region,
         "project_id": report.project_id,
@@ -116,10 +126,56 @@ pub fn render(report: &Report<'_>) -> String {
         "generated_at": fmt_rfc3339(report.now.timestamp_millis(), &report.zone.tz),
         "series": c.statistics().map(|s| series(s, report)).collect::<Vec<_>>(),
         "models": c.cloud_eye().map(|s| cloud_eye_series(s, report)).collect::<Vec<_>>(),
-        "failures": failures,
+        "failures": failures(report),
         "collector": report.stats,
     });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    s.push('\n');
-    s
+    pretty(&doc)
+}
+
+/// [`render`] for the reports of several clouds (`clouds`): the clouds listed, and every
+/// series, failure and self-metric with its cloud, region and project. One report of `cloud:`
+/// is [`render`]'s document.
+pub fn render_all(reports: &[Report<'_>]) -> String {
+    let Some(first) = reports.first() else {
+        return String::new();
+    };
+    if let [one] = reports {
+        if one.cloud.is_none() {
+            return render(one);
+        }
+    }
+    let mut all: [Vec<Value>; 4] = Default::default();
+    for r in reports {
+        let source = json!({"cloud": r.cloud, "region": r.region, "project_id": r.project_id});
+        let with = |mut v: Value| {
+            if let (Value::Object(m), Value::Object(src)) = (&mut v, &source) {
+                for (k, x) in src {
+                    m.insert(k.clone(), x.clone());
+                }
+            }
+            v
+        };
+        all[0].extend(r.collection.statistics().map(|s| with(series(s, r))));
+        all[1].extend(
+            r.collection
+                .cloud_eye()
+                .map(|s| with(cloud_eye_series(s, r))),
+        );
+        all[2].extend(failures(r).into_iter().map(with));
+        all[3].push(with(json!(r.stats)));
+    }
+    let [series, models, failures, collector] = all;
+    let clouds: Vec<Value> = reports
+        .iter()
+        .map(|r| json!({"name": r.cloud, "region": r.region, "project_id": r.project_id}))
+        .collect();
+    pretty(&json!({
+        "clouds": clouds,
+        "timezone": first.zone.name,
+        "generated_at": fmt_rfc3339(first.now.timestamp_millis(), &first.zone.tz),
+        "series": series,
+        "models": models,
+        "failures": failures,
+        "collector": collector,
+    }))
 }

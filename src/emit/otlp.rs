@@ -79,11 +79,15 @@ fn attributes<'a>(
     r: &Report<'_>,
     tags: &BTreeMap<String, String>,
 ) -> Vec<KeyValue> {
-    let source = fields::source_tags(r.project_id, r.region);
+    let source = r.source_tags();
     let mut attributes: Vec<KeyValue> = key
         .into_iter()
         .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
-        .chain(source.map(|(k, v)| kv_str(&fields::otlp_attribute(k), v)))
+        .chain(
+            source
+                .into_iter()
+                .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v)),
+        )
         .collect();
     attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
     attributes
@@ -268,8 +272,16 @@ pub fn collector_metrics(
     rejected: Option<i64>,
 ) -> Vec<Metric> {
     let t = r.now.timestamp_millis();
-    let static_attrs =
-        || -> Vec<KeyValue> { opts.tags.iter().map(|(k, v)| kv_str(k, v)).collect() };
+    let static_attrs = || -> Vec<KeyValue> {
+        let cloud = r
+            .cloud
+            .map(|c| kv_str(&fields::otlp_attribute(fields::CLOUD_TAG), c));
+        opts.tags
+            .iter()
+            .map(|(k, v)| kv_str(k, v))
+            .chain(cloud)
+            .collect()
+    };
     let mut by_name: Vec<(&CollectorField, Vec<NumberDataPoint>)> = Vec::new();
     for (f, v) in COLLECTOR_FIELDS
         .iter()
@@ -329,6 +341,49 @@ pub fn build(r: &Report<'_>, opts: &OtlpOptions<'_>) -> ExportMetricsServiceRequ
     let mut metrics = data_metrics(r, opts);
     metrics.extend(collector_metrics(r, opts, None));
     request(r, opts, metrics)
+}
+
+/// The metrics of several clouds' reports as one list: the points of a metric every report
+/// has are the points of one metric (its first report's, in order), as a collector would
+/// merge them.
+pub fn merge(each: impl IntoIterator<Item = Vec<Metric>>) -> Vec<Metric> {
+    let mut out: Vec<Metric> = Vec::new();
+    for m in each.into_iter().flatten() {
+        let Some(into) = out.iter_mut().find(|o| o.name == m.name) else {
+            out.push(m);
+            continue;
+        };
+        match (&mut into.data, m.data) {
+            (Some(metric::Data::Gauge(a)), Some(metric::Data::Gauge(b))) => {
+                a.data_points.extend(b.data_points)
+            }
+            (Some(metric::Data::Sum(a)), Some(metric::Data::Sum(b))) => {
+                a.data_points.extend(b.data_points)
+            }
+            // One name, one type (`domain::names`): never met.
+            _ => {}
+        }
+    }
+    out
+}
+
+/// [`build`] for the reports of several clouds: one request, their metrics merged.
+pub fn build_all(reports: &[Report<'_>], opts: &OtlpOptions<'_>) -> ExportMetricsServiceRequest {
+    let data = merge(reports.iter().map(|r| data_metrics(r, opts)));
+    let own = merge(reports.iter().map(|r| collector_metrics(r, opts, None)));
+    request_all(reports, opts, data.into_iter().chain(own).collect())
+}
+
+/// [`request`] for the reports of several clouds, which share one resource.
+pub fn request_all(
+    reports: &[Report<'_>],
+    opts: &OtlpOptions<'_>,
+    metrics: Vec<Metric>,
+) -> ExportMetricsServiceRequest {
+    match reports.first() {
+        Some(r) => request(r, opts, metrics),
+        None => ExportMetricsServiceRequest::default(),
+    }
 }
 
 /// OTLP/JSON, one request per line (what the collector's `otlpjsonfile` receiver reads).

@@ -255,9 +255,64 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
 }
 
 pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
+    render_parts_all(std::slice::from_ref(r), opts)
+}
+
+/// [`render`] for the reports of several clouds: one page, each family once.
+pub fn render_all(reports: &[Report<'_>], opts: &PromOptions<'_>) -> String {
+    let Parts { mut data, own } = render_parts_all(reports, opts);
+    data.push_str(&own);
+    data
+}
+
+/// [`render_parts`] for the reports of several clouds: each family once, with the samples of
+/// every cloud (a sample every report has, `target_info`'s, once).
+pub fn render_parts_all(reports: &[Report<'_>], opts: &PromOptions<'_>) -> Parts {
+    let (mut data, mut own): (Vec<Family>, Vec<Family>) = (Vec::new(), Vec::new());
+    for r in reports {
+        let (d, o) = families(r, opts);
+        merge(&mut data, d);
+        merge(&mut own, o);
+    }
+    let write = |families: &[Family]| {
+        let mut out = String::new();
+        for g in families {
+            g.write(&mut out, opts.openmetrics);
+        }
+        out
+    };
+    let mut own = write(&own);
+    if opts.openmetrics {
+        own.push_str("# EOF\n");
+    }
+    Parts {
+        data: write(&data),
+        own,
+    }
+}
+
+/// Adds `more` to `into`: a family already there takes the samples it lacks.
+fn merge(into: &mut Vec<Family>, more: Vec<Family>) {
+    for f in more {
+        match into.iter_mut().find(|g| g.name == f.name) {
+            Some(g) => {
+                for s in f.samples {
+                    if !g.samples.iter().any(|(l, _)| *l == s.0) {
+                        g.samples.push(s);
+                    }
+                }
+            }
+            None => into.push(f),
+        }
+    }
+}
+
+/// One report's families: the data (`target_info` first), and the self-metrics.
+fn families(r: &Report<'_>, opts: &PromOptions<'_>) -> (Vec<Family>, Vec<Family>) {
     // The source's labels on every data series: the point attributes `cloud.region` and
-    // `huaweicloud.project.id`.
-    let source: BTreeMap<String, String> = fields::source_tags(r.project_id, r.region)
+    // `huaweicloud.project.id` (and with `clouds`, `maas.cloud`).
+    let source: BTreeMap<String, String> = r
+        .source_tags()
         .into_iter()
         .map(|(tag, v)| {
             (
@@ -300,21 +355,7 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
         }
     }
     families.extend(cloud_eye_families(r, opts, &source));
-    let write = |families: &[Family]| {
-        let mut out = String::new();
-        for g in families {
-            g.write(&mut out, opts.openmetrics);
-        }
-        out
-    };
-    let mut own = write(&collector_families(r, opts));
-    if opts.openmetrics {
-        own.push_str("# EOF\n");
-    }
-    Parts {
-        data: write(&families),
-        own,
-    }
+    (families, collector_families(r, opts))
 }
 
 /// The collection's self-metrics, as gauges (milliseconds become seconds).
@@ -325,6 +366,12 @@ fn collector_families(r: &Report<'_>, opts: &PromOptions<'_>) -> Vec<Family> {
         .zip(fields::collector_values(&r.stats))
     {
         let mut l = BTreeMap::new();
+        if let Some(c) = r.cloud {
+            l.insert(
+                fields::prometheus_label(&fields::otlp_attribute(fields::CLOUD_TAG)),
+                c.to_string(),
+            );
+        }
         if let Some(outcome) = f.outcome {
             l.insert(
                 fields::prometheus_label(fields::OUTCOME_ATTRIBUTE),

@@ -171,7 +171,7 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
             c.to_string().repeat(w1 + 2)
         )
     };
-    let _ = writeln!(out, "{}", title(s, report.region, style));
+    let _ = writeln!(out, "{}", title(s, &report.place(), style));
     let _ = writeln!(out, "{}", rule(thin));
     let _ = writeln!(out, "| {:<w0$} | {:<w1$} |", "Metric", "Value");
     let _ = writeln!(out, "{}", rule(thick));
@@ -274,7 +274,7 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
         "MaaS usage per model{} (Cloud Eye, query {}) - Region: {}",
         if by_key { " and API key" } else { "" },
         first.key.query,
-        report.region
+        report.place()
     );
     let _ = writeln!(out, "{}", rule(thin));
     let _ = writeln!(out, "{}", line(&header));
@@ -313,6 +313,16 @@ pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
         cloud_eye(&mut out, &g, report, style);
     }
     out
+}
+
+/// The tables of several clouds' reports, one after the other (their titles name the cloud).
+pub fn render_all(reports: &[Report<'_>], raw: bool, style: TableStyle) -> String {
+    let parts: Vec<String> = reports
+        .iter()
+        .map(|r| render(r, raw, style))
+        .filter(|t| !t.is_empty())
+        .collect();
+    parts.join("\n")
 }
 
 #[cfg(test)]
@@ -373,6 +383,7 @@ mod tests {
             name: "Asia/Shanghai".into(),
         };
         let report = Report {
+            cloud: None,
             collection: &collection,
             stats: RunStats::default(),
             region: "cn-southwest-2",

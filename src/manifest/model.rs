@@ -99,6 +99,9 @@ pub struct Attribute {
     pub tag: String,
     pub otlp: String,
     pub prometheus: String,
+    /// Only a spec with `clouds:` sets it.
+    #[serde(default)]
+    pub clouds_only: bool,
     pub description: String,
 }
 

@@ -87,11 +87,8 @@ pub fn build_with(
 ) -> Result<Plan, PlanError> {
     // The API's resolution is the millisecond; truncating here keeps every window stable.
     let now = DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
-    let region = spec
-        .cloud
-        .region
-        .as_deref()
-        .unwrap_or(crate::spec::DEFAULT_REGION);
+    let scope = spec.checkpoint_scope();
+    let region = scope.as_str();
     let mut warnings = Vec::new();
     let mut periods = Vec::new();
     // Series whose checkpoint is later than now: what, and the checkpoint.
@@ -213,6 +210,7 @@ mod tests {
     fn query(name: &str, range: RangeExpr, groups: Option<Vec<&str>>) -> QuerySpec {
         QuerySpec {
             name: name.into(),
+            clouds: None,
             range,
             service_types: vec![ServiceType::Preset],
             infer_type: InferType::RealTime,

@@ -9,6 +9,7 @@ pub mod http;
 pub mod metadata;
 pub mod model;
 pub mod scale;
+pub mod sts;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,6 +30,7 @@ pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
 pub use model::Dataset;
 pub use scale::Size;
+pub use sts::{SimAgency, StsSim};
 
 /// The credentials the demo and the simulator accept by default. Not a secret: they only open
 /// the simulator.
@@ -64,6 +66,8 @@ pub struct SimConfig {
     /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap and looping markers, forged
     /// datapoints, the instance names' status.
     pub cloud_eye: CloudEyeSim,
+    /// STS AssumeAgency: the agencies, and the other accounts' keys it accepts.
+    pub sts: StsSim,
 }
 
 impl Default for SimConfig {
@@ -82,6 +86,7 @@ impl Default for SimConfig {
             metadata: None,
             metadata_reuse: false,
             cloud_eye: CloudEyeSim::default(),
+            sts: StsSim::default(),
         }
     }
 }
@@ -115,6 +120,8 @@ struct Shared {
     signed: AtomicU64,
     /// The metadata service's temporary credentials.
     issuer: metadata::Issuer,
+    /// STS's temporary credentials.
+    sts_issuer: metadata::Issuer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,6 +168,7 @@ impl Simulator {
             connections: AtomicU64::new(0),
             signed: AtomicU64::new(0),
             issuer: metadata::Issuer::default(),
+            sts_issuer: metadata::Issuer::with_prefix("STS"),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
@@ -227,6 +235,11 @@ impl Simulator {
     /// Answers the metadata service gave (the same credentials again count each time).
     pub fn metadata_fetches(&self) -> u64 {
         self.shared.issuer.fetches()
+    }
+
+    /// Temporary credentials STS handed out (one per assumption granted).
+    pub fn agencies_assumed(&self) -> u64 {
+        self.shared.sts_issuer.count()
     }
 
     /// Connections accepted, whether or not a request came through them.
@@ -402,11 +415,14 @@ fn query_pairs(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Checks the signature like the API gateway; returns the 401 reply on failure.
+/// Checks the signature like the API gateway, with the keys of `cfg.credentials`, of `callers`
+/// (other accounts' keys, which STS alone accepts) and those `issuers` handed out; returns the
+/// 401 reply on failure.
 fn authenticate(
     req: &Request,
     cfg: &SimConfig,
-    issuer: &metadata::Issuer,
+    callers: &[SimCredential],
+    issuers: [&metadata::Issuer; 2],
     rid: &str,
 ) -> Result<(), Reply> {
     let deny = |code: &str, msg: String| Err(Reply::error(401, code, &msg, rid));
@@ -443,9 +459,10 @@ fn authenticate(
             "Incorrect IAM authentication information: host and x-sdk-date must be signed".into(),
         );
     }
-    let cred = match cfg.credentials.iter().find(|c| c.ak == auth.access) {
+    let known = cfg.credentials.iter().chain(callers);
+    let cred = match known.into_iter().find(|c| c.ak == auth.access) {
         Some(c) => c.clone(),
-        None => match issuer.find(&auth.access) {
+        None => match issuers.iter().find_map(|i| i.find(&auth.access)) {
             Some((_, true)) => {
                 return deny(
                     "APIGW.0301",
@@ -522,7 +539,10 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             None => Reply::error(404, "NotFound", "no metadata service here", rid),
         };
     }
-    if let Err(reply) = authenticate(req, &cfg, &shared.issuer, rid) {
+    let sts = req.method == "POST" && req.path == crate::cloud::sts::PATH;
+    let callers: &[SimCredential] = if sts { &cfg.sts.callers } else { &[] };
+    let issuers = [&shared.issuer, &shared.sts_issuer];
+    if let Err(reply) = authenticate(req, &cfg, callers, issuers, rid) {
         return reply;
     }
     if let Some(n) = cfg.faults.reject_signatures_after {
@@ -556,6 +576,9 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             "The service is temporarily unavailable",
             rid,
         );
+    }
+    if sts {
+        return sts::assume(req, &cfg.sts, &shared.sts_issuer, rid);
     }
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match (req.method.as_str(), segments.as_slice()) {

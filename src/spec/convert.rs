@@ -11,14 +11,14 @@ use serde_json::Value;
 use super::errors::{display_path, SpecError};
 use super::schema::{looks_secret, schema_errors, validator};
 use super::yaml::{self, Located, Pos};
-use super::{CloudEyeQuery, CloudSpec, Coordination, Format, Limits, OutputSpec, QuerySpec};
+use super::QuerySpec;
+use super::{CloudEyeQuery, CloudSpec, Coordination, Format, Limits, NamedCloud, OutputSpec};
 use super::{OtlpSettings, Protocol};
 use super::{RedisSpec, Source};
 use crate::domain::cloud_eye::{self, Names};
 use crate::domain::names as fields;
 use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
 use crate::domain::{InferType, ServiceType};
-use crate::endpoint::Endpoint;
 
 pub use super::load::API_VERSION;
 
@@ -29,6 +29,7 @@ pub(super) struct RawFile {
     #[serde(rename = "apiVersion")]
     pub(super) _api_version: Option<String>,
     pub(super) cloud: Option<CloudSpec>,
+    pub(super) clouds: Option<Vec<NamedCloud>>,
     pub(super) timezone: Option<String>,
     pub(super) key_groups: Option<BTreeMap<String, Vec<String>>>,
     pub(super) names: Option<RawNames>,
@@ -50,6 +51,7 @@ pub(super) struct RawNames {
 #[derive(Deserialize)]
 pub(super) struct RawQuery {
     pub(super) name: String,
+    pub(super) clouds: Option<Vec<String>>,
     pub(super) range: Option<Value>,
     pub(super) service_types: Option<Vec<Value>>,
     pub(super) infer_type: Option<String>,
@@ -275,6 +277,7 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
         out.push((
             QuerySpec {
                 name: q.name.clone(),
+                clouds: q.clouds.clone(),
                 range,
                 service_types,
                 infer_type,
@@ -359,24 +362,6 @@ pub(super) fn names_of(n: &RawNames) -> Names {
         models: n.models.clone().unwrap_or_default(),
         keys: n.api_keys.clone().unwrap_or_default(),
     }
-}
-
-/// `cloud:` of one file, its endpoints checked.
-pub(super) fn cloud_of(f: &FileSpec, c: &CloudSpec, errors: &mut Vec<SpecError>) -> CloudSpec {
-    for (key, url) in [
-        ("endpoint", &c.endpoint),
-        ("iam_endpoint", &c.iam_endpoint),
-        ("metadata_endpoint", &c.metadata_endpoint),
-        ("ces_endpoint", &c.ces_endpoint),
-        ("maas_monitor_endpoint", &c.maas_monitor_endpoint),
-    ] {
-        if let Some(u) = url {
-            if let Err(e) = Endpoint::parse(u) {
-                errors.push(f.err(&format!("/cloud/{key}"), e.to_string()));
-            }
-        }
-    }
-    c.clone()
 }
 
 pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> OutputSpec {

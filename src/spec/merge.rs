@@ -1,15 +1,16 @@
 //! Several spec files into one: query names unique across files, key groups defined anywhere
-//! (the same name meaning the same keys), `cloud`, `timezone`, `output`, `limits`, `coordination`, `prices` and
-//! `alerts` set once or identically, budget names unique.
+//! (the same name meaning the same keys), `cloud` or `clouds`, `timezone`, `output`, `limits`,
+//! `coordination`, `prices` and `alerts` set once or identically, budget names unique.
 
 use std::collections::HashMap;
 
-use super::convert::{cloud_of, coordination_of, limits_of, names_of, output_of, queries_of};
+use super::clouds::{both_set, check_refs, check_tags, cloud_of, clouds_of};
+use super::convert::{coordination_of, limits_of, names_of, output_of, queries_of};
 use super::convert::{FileSpec, RawNames};
 use super::errors::{SpecError, SpecErrors};
 use super::spend::{alerts_of, budgets_of, check_budgets, grouping, prices_of};
 use super::yaml;
-use super::{Alerts, CloudSpec, Coordination, Limits, OutputSpec, Spec};
+use super::{Alerts, CloudSpec, Coordination, Limits, NamedCloud, OutputSpec, Spec};
 use crate::spend::{Budget, PriceTable};
 
 /// A section that may be set in one file only (or identically in several).
@@ -33,6 +34,7 @@ impl<T: PartialEq> Single<T> {
 /// The sections set once (or identically) across files.
 struct Singles {
     cloud: Single<CloudSpec>,
+    clouds: Single<Vec<NamedCloud>>,
     output: Single<OutputSpec>,
     limits: Single<Limits>,
     coordination: Single<Coordination>,
@@ -50,6 +52,10 @@ struct Seen {
     query_at: HashMap<String, String>,
     /// (file, query, pointer) of each query, for the key group references checked last.
     query_refs: Vec<(usize, usize, String)>,
+    /// The file that set `clouds`, for the checks of its names against the queries.
+    clouds_file: Option<usize>,
+    /// The file that set `output`, for the check of its tags against `clouds`.
+    output_file: Option<usize>,
     /// (file, budget, pointer) of each budget, checked once every file is read.
     budgets: Vec<(usize, Budget, String)>,
 }
@@ -60,6 +66,7 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     let mut spec = Spec::default();
     let mut singles = Singles {
         cloud: Single { value: None },
+        clouds: Single { value: None },
         output: Single { value: None },
         limits: Single { value: None },
         coordination: Single { value: None },
@@ -69,7 +76,12 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     };
     let mut seen = Seen::default();
     for (fi, f) in files.iter().enumerate() {
-        singles.take(f, &mut errors);
+        if singles.take(f, &mut errors) {
+            seen.clouds_file.get_or_insert(fi);
+        }
+        if f.raw.output.is_some() {
+            seen.output_file.get_or_insert(fi);
+        }
         if let Some(n) = &f.raw.names {
             merge_names(f, n, &mut spec, &mut errors);
         }
@@ -84,6 +96,16 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
     spec.prices = singles.prices.value.take().map(|v| v.0);
     check_budgets(files, &seen.budgets, &spec, &mut errors);
     check_lease(files, &singles, &mut errors);
+    // The clouds' names and the cloud tag, against the queries and tags of every file.
+    spec.clouds = singles.clouds.value.take().map(|v| v.0).unwrap_or_default();
+    spec.output = singles.output.value.take().map(|v| v.0).unwrap_or_default();
+    let queries: Vec<(usize, String)> = seen
+        .query_refs
+        .iter()
+        .map(|(fi, _, p)| (*fi, p.clone()))
+        .collect();
+    check_refs(files, &spec, &queries, seen.clouds_file, &mut errors);
+    check_tags(files, &spec, seen.output_file, &mut errors);
     if spec.queries.is_empty() && errors.is_empty() {
         let file = files.first().map(|f| f.file.clone()).unwrap_or_default();
         errors.push(SpecError {
@@ -98,7 +120,6 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
         return Err(in_file_order(files, errors));
     }
     spec.cloud = singles.cloud.value.map(|v| v.0).unwrap_or_default();
-    spec.output = singles.output.value.map(|v| v.0).unwrap_or_default();
     spec.limits = singles.limits.value.map(|v| v.0).unwrap_or_default();
     spec.coordination = singles.coordination.value.map(|v| v.0).unwrap_or_default();
     spec.timezone = singles.timezone.value.map(|v| v.0);
@@ -108,11 +129,21 @@ pub fn merge(files: &[FileSpec]) -> Result<Spec, SpecErrors> {
 }
 
 impl Singles {
-    /// The sections of `f` that may be set once.
-    fn take(&mut self, f: &FileSpec, errors: &mut Vec<SpecError>) {
+    /// The sections of `f` that may be set once; `true` when it sets `clouds`.
+    fn take(&mut self, f: &FileSpec, errors: &mut Vec<SpecError>) -> bool {
         if let Some(c) = &f.raw.cloud {
-            let c = cloud_of(f, c, errors);
+            if let Some((_, at)) = &self.clouds.value {
+                errors.push(both_set(f, "cloud", at));
+            }
+            let c = cloud_of(f, "/cloud", c, errors);
             self.cloud.set(f, "/cloud", c, "cloud", errors);
+        }
+        if let Some(list) = &f.raw.clouds {
+            if let Some((_, at)) = &self.cloud.value {
+                errors.push(both_set(f, "clouds", at));
+            }
+            let list = clouds_of(f, list, errors);
+            self.clouds.set(f, "/clouds", list, "clouds", errors);
         }
         if let Some(o) = &f.raw.output {
             let o = output_of(f, o, errors);
@@ -143,6 +174,7 @@ impl Singles {
                 Err(e) => errors.push(f.err("/timezone", e.to_string())),
             }
         }
+        f.raw.clouds.is_some()
     }
 }
 

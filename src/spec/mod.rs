@@ -2,6 +2,7 @@
 //! the submodules; everything downstream sees only these types.
 
 use std::collections::BTreeMap;
+pub mod clouds;
 pub mod convert;
 pub mod errors;
 pub mod load;
@@ -37,11 +38,66 @@ pub struct CloudSpec {
     pub ces_endpoint: Option<String>,
     /// The host of the MaaS monitor's instances API (names of ids), when not the MaaS endpoint.
     pub maas_monitor_endpoint: Option<String>,
+    /// STS (for `assume_agency`), when not the region's default.
+    pub sts_endpoint: Option<String>,
+    /// Collect with an agency's temporary credentials, assumed through STS.
+    pub assume_agency: Option<AgencySpec>,
+}
+
+/// `assume_agency:` of a cloud: the agency (usually of another account) whose temporary
+/// credentials STS AssumeAgency hands out to the cloud's base credentials.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct AgencySpec {
+    pub agency_urn: String,
+    pub session_name: Option<String>,
+    /// `15m` to `12h`, checked when the file is read ([`AgencySpec::duration`]).
+    pub duration: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl AgencySpec {
+    /// The session's name when the spec gives none.
+    pub const DEFAULT_SESSION: &'static str = "maas-usage";
+    /// The credentials' life when the spec gives none (STS's own default).
+    pub const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
+    /// The shortest and longest life STS grants.
+    pub const DURATIONS: [Duration; 2] = [Duration::from_secs(900), Duration::from_secs(43200)];
+
+    pub fn session_name(&self) -> &str {
+        self.session_name
+            .as_deref()
+            .unwrap_or(Self::DEFAULT_SESSION)
+    }
+
+    /// How long the assumed credentials last; `Err` (why) when it is not a duration STS grants.
+    pub fn duration(&self) -> Result<Duration, String> {
+        let Some(text) = &self.duration else {
+            return Ok(Self::DEFAULT_DURATION);
+        };
+        let d = crate::domain::range::parse_duration(text).map_err(|e| e.to_string())?;
+        let [min, max] = Self::DURATIONS;
+        if d < min || d > max {
+            return Err(format!(
+                "`{text}` is outside what STS grants: from 15m to 12h (and at most the agency's maximum session duration)"
+            ));
+        }
+        Ok(d)
+    }
+}
+
+/// An entry of `clouds:`: a cloud and the name its series carry as the `cloud` tag.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct NamedCloud {
+    pub name: String,
+    #[serde(flatten)]
+    pub cloud: CloudSpec,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuerySpec {
     pub name: String,
+    /// With `clouds:`, the names of those it runs in; `None`: every cloud.
+    pub clouds: Option<Vec<String>>,
     pub range: RangeExpr,
     pub service_types: Vec<ServiceType>,
     pub infer_type: InferType,
@@ -170,7 +226,11 @@ impl Default for Limits {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Spec {
+    /// `cloud:` (series without a cloud tag); with `clouds:` of one entry (see
+    /// [`Spec::per_cloud`]), that entry's block.
     pub cloud: CloudSpec,
+    /// `clouds:`: several clouds, each named; empty with `cloud:`.
+    pub clouds: Vec<NamedCloud>,
     pub timezone: Option<String>,
     pub key_groups: BTreeMap<String, Vec<String>>,
     /// Names pinned for Cloud Eye's model and key ids.
@@ -238,6 +298,43 @@ pub struct RedisSpec {
     pub local_fallback: bool,
 }
 
+impl Spec {
+    /// The spec of each cloud, with the name its series carry: the spec itself with `cloud:`
+    /// (no name); with `clouds:`, one spec per entry, its `cloud` that entry's block and its
+    /// queries those that run in it.
+    pub fn per_cloud(&self) -> Vec<(Option<&str>, Spec)> {
+        if self.clouds.is_empty() {
+            return vec![(None, self.clone())];
+        }
+        self.clouds
+            .iter()
+            .map(|c| {
+                let mut s = self.clone();
+                s.cloud = c.cloud.clone();
+                s.clouds = vec![c.clone()];
+                s.queries.retain(|q| {
+                    q.clouds
+                        .as_ref()
+                        .is_none_or(|names| names.contains(&c.name))
+                });
+                (Some(c.name.as_str()), s)
+            })
+            .collect()
+    }
+
+    /// The first segment of the ids of this spec's period series (their checkpoints and
+    /// running totals): the region with `cloud:`, as ever; with `clouds:`, the cloud's name
+    /// and region (`cn-prod@cn-southwest-2`), so that two clouds of one region keep their
+    /// own. A spec of several clouds plans one at a time ([`Spec::per_cloud`]): its first's.
+    pub fn checkpoint_scope(&self) -> String {
+        let region = self.cloud.region.as_deref().unwrap_or(DEFAULT_REGION);
+        match self.clouds.first() {
+            Some(c) => format!("{}@{region}", c.name),
+            None => region.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Grpc,
@@ -286,5 +383,85 @@ mod tests {
             assert_eq!(Format::parse(n).map(Format::name), Some(n));
         }
         assert_eq!(Format::parse("nope"), None);
+    }
+
+    fn query(name: &str, clouds: Option<&[&str]>) -> QuerySpec {
+        QuerySpec {
+            name: name.into(),
+            clouds: clouds.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            range: RangeExpr::LastDays(7),
+            service_types: vec![ServiceType::Preset],
+            infer_type: InferType::RealTime,
+            key_groups: None,
+            ips: None,
+            source: Source::Statistics,
+        }
+    }
+
+    fn named(name: &str, region: &str) -> NamedCloud {
+        NamedCloud {
+            name: name.into(),
+            cloud: CloudSpec {
+                region: Some(region.into()),
+                ..CloudSpec::default()
+            },
+        }
+    }
+
+    #[test]
+    fn each_cloud_gets_its_block_its_queries_and_a_scope_of_its_own() {
+        let single = Spec {
+            queries: vec![query("a", None)],
+            ..Spec::default()
+        };
+        let per = single.per_cloud();
+        assert_eq!(per.len(), 1);
+        assert_eq!(
+            (per[0].0, per[0].1.checkpoint_scope()),
+            (None, DEFAULT_REGION.to_string())
+        );
+        let spec = Spec {
+            clouds: vec![
+                named("cn", "cn-southwest-2"),
+                named("intl", "cn-southwest-2"),
+            ],
+            queries: vec![query("a", None), query("b", Some(&["intl"]))],
+            ..Spec::default()
+        };
+        // Each cloud: its name, its queries, its scope, its region, as one line.
+        let per: Vec<String> = spec
+            .per_cloud()
+            .into_iter()
+            .map(|(n, s)| {
+                let names: Vec<&str> = s.queries.iter().map(|q| q.name.as_str()).collect();
+                let region = s.cloud.region.as_deref().unwrap_or("-");
+                format!("{n:?} {names:?} {} {region}", s.checkpoint_scope())
+            })
+            .collect();
+        assert_eq!(
+            per,
+            [
+                r#"Some("cn") ["a"] cn@cn-southwest-2 cn-southwest-2"#,
+                r#"Some("intl") ["a", "b"] intl@cn-southwest-2 cn-southwest-2"#,
+            ],
+            "two clouds of one region keep their checkpoints apart"
+        );
+    }
+
+    #[test]
+    fn an_agency_s_duration_is_what_sts_grants() {
+        let a = |d: Option<&str>| AgencySpec {
+            agency_urn: "iam::1:agency:x".into(),
+            session_name: None,
+            duration: d.map(String::from),
+            external_id: None,
+        };
+        assert_eq!(a(None).duration(), Ok(Duration::from_secs(3600)));
+        assert_eq!(a(Some("15m")).duration(), Ok(Duration::from_secs(900)));
+        assert_eq!(a(Some("12h")).duration(), Ok(Duration::from_secs(43200)));
+        for bad in ["14m", "899s", "13h", "1d", "soon"] {
+            assert!(a(Some(bad)).duration().is_err(), "{bad}");
+        }
+        assert_eq!(a(None).session_name(), "maas-usage");
     }
 }

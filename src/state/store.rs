@@ -129,6 +129,9 @@ pub trait CollectionStore: Send + Sync {}
 pub struct DirectoryStore {
     dir: Option<StateDir>,
     gate: Option<Arc<GateFiles>>,
+    /// The budgets handed out, one per name: clouds of one process that share an identity
+    /// share its budget, with a state directory or without.
+    budgets: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Budget>>>,
 }
 
 impl DirectoryStore {
@@ -145,6 +148,7 @@ impl DirectoryStore {
         DirectoryStore {
             gate: runtime.map(|r| Arc::new(GateFiles::new(gate_dir, r))),
             dir,
+            budgets: Default::default(),
         }
     }
 }
@@ -154,10 +158,14 @@ impl StateStore for DirectoryStore {
         self.dir.as_ref().map(|d| d.path().display().to_string())
     }
     fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget> {
-        match &self.dir {
-            Some(dir) => Arc::new(SharedBudget::new(dir.clone(), name, limit, window)),
-            None => Arc::new(Limiter::new(limit, window)),
-        }
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let made = || -> Arc<dyn Budget> {
+            match &self.dir {
+                Some(dir) => Arc::new(SharedBudget::new(dir.clone(), name, limit, window)),
+                None => Arc::new(Limiter::new(limit, window)),
+            }
+        };
+        budgets.entry(name.to_string()).or_insert_with(made).clone()
     }
     fn gate(&self) -> Option<Arc<dyn GateStore>> {
         self.gate.clone().map(|g| g as Arc<dyn GateStore>)
@@ -417,12 +425,18 @@ mod tests {
             assert!(store.location().is_none() && store.projects().is_none());
             assert!(store.discovery().is_none() && store.checkpoints().is_none());
             assert!(store.collections().is_none());
-            // A budget per process: two of one name do not share their calls.
+            // A budget per process and name: the clouds of one process that share an identity
+            // share its calls; another process (another store) has its own.
             let soon = Instant::now();
             let minute = Duration::from_secs(60);
             assert!(store.budget("k", 1, minute).acquire(soon).is_ok());
-            assert!(store.budget("k", 1, minute).acquire(soon).is_ok());
+            assert!(store.budget("k", 1, minute).acquire(soon).is_err());
+            assert!(store.budget("other", 1, minute).acquire(soon).is_ok());
         }
+        let another = DirectoryStore::new(None, None, None);
+        let soon = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(another.budget("k", 1, minute).acquire(soon).is_ok());
         // The gate's records go to the runtime directory; the demo keeps them in the process.
         let gate = none.gate().expect("the runtime directory");
         gate.writable().unwrap();

@@ -321,7 +321,6 @@ pub fn expected_series(
     sim: &Simulator,
     spec_text: &str,
 ) -> Vec<(maas_usage::domain::SeriesKey, maas_usage::domain::Usage)> {
-    use maas_usage::sim::model::Selection;
     let spec = maas_usage::spec::load::load_str("spec.yaml", spec_text).unwrap();
     let zone = maas_usage::time::zone::resolve(spec.timezone.as_deref(), &Default::default())
         .unwrap()
@@ -330,22 +329,30 @@ pub fn expected_series(
     let plan = built.statistics();
     plan.series
         .iter()
-        .map(|s| {
-            let mut total = maas_usage::domain::Usage::default();
-            for &c in &s.calls {
-                let req = &plan.calls[c].request;
-                total += sim.expected(&Selection {
-                    service_type: req.service_type,
-                    batch: req.infer_type == "batch",
-                    start_ms: req.start_time,
-                    end_ms: req.end_time,
-                    api_keys: req.api_keys.as_deref(),
-                    ips: req.ips.as_deref(),
-                });
-            }
-            (s.key.clone(), total)
-        })
+        .map(|s| (s.key.clone(), expected_usage(sim, plan, s)))
         .collect()
+}
+
+/// The exact values the simulator holds for the planned series `s` of `plan`.
+pub fn expected_usage(
+    sim: &Simulator,
+    plan: &maas_usage::plan::statistics::Plan,
+    s: &maas_usage::plan::statistics::PlannedSeries,
+) -> maas_usage::domain::Usage {
+    use maas_usage::sim::model::Selection;
+    let mut total = maas_usage::domain::Usage::default();
+    for &c in &s.calls {
+        let req = &plan.calls[c].request;
+        total += sim.expected(&Selection {
+            service_type: req.service_type,
+            batch: req.infer_type == "batch",
+            start_ms: req.start_time,
+            end_ms: req.end_time,
+            api_keys: req.api_keys.as_deref(),
+            ips: req.ips.as_deref(),
+        });
+    }
+    total
 }
 
 /// A parsed line-protocol line, owned.

@@ -6,6 +6,7 @@
 //! round, and the commit is put in force only after it, by the caller.
 
 use super::{period, Context};
+use crate::cloud::Connection;
 use crate::cmd::error::Error;
 use crate::collect::{self, Collection, RunStats};
 use crate::deliver::sink::write_stdout;
@@ -16,10 +17,21 @@ use crate::spec::Format;
 use crate::state::store::PreparedCommit;
 use crate::time::period::{Checkpoints, Totals};
 
-/// Whether this run's output goes out as it is produced: line protocol on stdout, not
-/// `serve`'s page.
+/// Whether this run's output goes out as it is produced: line protocol on stdout of one cloud
+/// (several are collected side by side), not `serve`'s page.
 pub fn streams(ctx: &Context) -> bool {
-    ctx.format == Format::Influx && ctx.sink.to_stdout() && ctx.published.is_none()
+    ctx.format == Format::Influx
+        && ctx.sink.to_stdout()
+        && ctx.published.is_none()
+        && ctx.clouds.len() == 1
+}
+
+/// Where a streamed collection's lines come from: its cloud (the `cloud` tag with `clouds`),
+/// its connection (region and project), and its period series' running totals as recorded.
+pub struct Target<'a> {
+    pub cloud: Option<&'a str>,
+    pub conn: &'a Connection,
+    pub stored: Totals,
 }
 
 /// What a streamed collection leaves: its failures, warnings and how it ended (its series
@@ -36,13 +48,13 @@ pub struct Streamed {
 pub fn collect(
     ctx: &Context,
     plan: &Plan,
-    setup: &collect::Setup<'_>,
-    run: &collect::Run<'_>,
+    (setup, run): (&collect::Setup<'_>, &collect::Run<'_>),
+    target: Target<'_>,
     period: &mut period::Period,
 ) -> Result<Streamed, Error> {
     let mut out = Streamed {
         collection: Collection::default(),
-        totals: period.stored.clone(),
+        totals: target.stored.clone(),
         prepared: None,
     };
     let mut advance = Checkpoints::new();
@@ -73,7 +85,7 @@ pub fn collect(
         } else {
             out.totals = totals;
         }
-        if let Err(e) = write_stdout(&render(ctx, plan, &round, &out.totals)) {
+        if let Err(e) = write_stdout(&render(ctx, plan, &target, &round, &out.totals)) {
             failed = Some(e);
             return false;
         }
@@ -90,12 +102,19 @@ pub fn collect(
 }
 
 /// The lines of a round's series.
-fn render(ctx: &Context, plan: &Plan, round: &Collection, totals: &Totals) -> String {
+fn render(
+    ctx: &Context,
+    plan: &Plan,
+    target: &Target<'_>,
+    round: &Collection,
+    totals: &Totals,
+) -> String {
     let report = Report {
         collection: round,
         stats: RunStats::default(),
-        region: &ctx.conn.region,
-        project_id: &ctx.conn.project_id,
+        cloud: target.cloud,
+        region: &target.conn.region,
+        project_id: &target.conn.project_id,
         zone: &ctx.settings.zone,
         now: plan.now,
         origin: &ctx.origin,
