@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use maas_usage::cloud::sign::{self, SignInput};
-use maas_usage::collect::{Collected, RunStats, Series};
+use maas_usage::collect::{Collection, RunStats, Series, StatisticsSeries};
 use maas_usage::domain::range::DAY_MS;
 use maas_usage::domain::SeriesKey;
 use maas_usage::domain::StatsRequest;
@@ -55,37 +55,40 @@ fn sign_show_statistics(bencher: divan::Bencher) {
 fn series(n: usize) -> Vec<Series> {
     let end = 1_779_328_800_000;
     (0..n)
-        .map(|i| Series {
-            key: SeriesKey {
-                query: format!("query-{}", i / 3),
-                service_type: ServiceType::ALL[i % 3],
-                infer_type: if i % 5 == 0 {
-                    InferType::Batch
-                } else {
-                    InferType::RealTime
+        .map(|i| {
+            Series::Statistics(StatisticsSeries {
+                key: SeriesKey {
+                    query: format!("query-{}", i / 3),
+                    service_type: ServiceType::ALL[i % 3],
+                    infer_type: if i % 5 == 0 {
+                        InferType::Batch
+                    } else {
+                        InferType::RealTime
+                    },
+                    key_group: format!("team-{}", i % 7),
                 },
-                key_group: format!("team-{}", i % 7),
-            },
-            window: Window {
-                start_ms: end - 7 * DAY_MS,
-                end_ms: end,
-                shape: if i % 2 == 0 {
-                    Shape::Rolling
-                } else {
-                    Shape::Anchored
+                window: Window {
+                    start_ms: end - 7 * DAY_MS,
+                    end_ms: end,
+                    shape: if i % 2 == 0 {
+                        Shape::Rolling
+                    } else {
+                        Shape::Anchored
+                    },
                 },
-            },
-            usage: Usage {
-                total_tokens: 2_482_084_980 + i as u64,
-                prompt_tokens: 2_456_500_000,
-                completion_tokens: 24_870_000,
-                requests: 67_188,
-                errors: 8_002,
-                completed_tasks: 17,
-                infer_count: 67_188,
-            },
-            segments: Vec::new(),
-            period: None,
+                usage: Usage {
+                    total_tokens: 2_482_084_980 + i as u64,
+                    prompt_tokens: 2_456_500_000,
+                    completion_tokens: 24_870_000,
+                    requests: 67_188,
+                    errors: 8_002,
+                    completed_tasks: 17,
+                    infer_count: 67_188,
+                },
+                segments: Vec::new(),
+                checkpoint: None,
+                running: None,
+            })
         })
         .collect()
 }
@@ -93,27 +96,22 @@ fn series(n: usize) -> Vec<Series> {
 const N: usize = 120;
 
 fn with_report<R>(f: impl FnOnce(&Report<'_>) -> R) -> R {
-    let collected = Collected {
+    let collection = Collection {
         series: series(N),
-        failures: Vec::new(),
-        cut_short: false,
-        stopped_by: None,
-        models: Default::default(),
+        ..Collection::default()
     };
     let zone = Zone::utc();
     let origin = Origin::default();
-    let running = vec![None; N];
     let totals = Totals::default();
     let report = Report {
-        collected: &collected,
+        cloud: None,
+        collection: &collection,
         stats: RunStats::default(),
         region: "cn-southwest-2",
         project_id: "0123456789abcdef0123456789abcdef",
         zone: &zone,
         now: Utc.timestamp_millis_opt(1_779_328_800_000).unwrap(),
         origin: &origin,
-        running: &running,
-        model_running: &[],
         totals: &totals,
     };
     f(&report)

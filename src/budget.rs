@@ -83,6 +83,23 @@ impl Budget for Unlimited {
     }
 }
 
+/// Several budgets at once: a slot from each, in order (one taken from an earlier budget is
+/// spent even when a later one has none).
+pub struct AllOf(pub Vec<std::sync::Arc<dyn Budget>>);
+
+impl Budget for AllOf {
+    fn acquire(&self, deadline: Instant) -> Result<(), BudgetExhausted> {
+        self.0.iter().try_for_each(|b| b.acquire(deadline))
+    }
+    fn available(&self, within: Duration) -> usize {
+        self.0
+            .iter()
+            .map(|b| b.available(within))
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+}
+
 /// An in-process limiter shared by the worker threads of one run.
 pub struct Limiter {
     log: Mutex<WindowLog>,

@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::domain::{InferType, ServiceType};
 use crate::spec::Format;
 
+mod help;
+use help::{RUN_HELP, SERVE_HELP};
+
 /// Parses a value with the domain's own `FromStr` (and its messages, such as "use 4 for Custom
 /// Endpoint" for 3), while help and completions list the accepted names.
 #[derive(Clone)]
@@ -125,6 +128,18 @@ pub enum Command {
     /// Serve the MaaS + IAM + Cloud Eye simulator on loopback (for tests and trials).
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
+    /// Print Prometheus alert rules for a spec: collector health, model error ratio and TTFT,
+    /// budgets.
+    #[command(after_help = RULES_HELP)]
+    Rules(RulesArgs),
+    /// Print a Grafana dashboard (JSON) for a spec: spend, budgets, tokens, requests and
+    /// errors, latency, collector health.
+    #[command(after_help = DASHBOARD_HELP)]
+    Dashboard(DashboardArgs),
+    /// Write a month's spend report: one self-contained HTML file (inline SVG and CSS) from
+    /// Cloud Eye, priced with the spec's prices.
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Print the plugin manifest (plugin.yaml), or its metric tables as Markdown.
     Describe(DescribeArgs),
     /// Print a shell completion script.
@@ -145,32 +160,6 @@ const QUERY_EXAMPLES: &str = "Examples:
   maas-usage query --api-keys key1 key2              # only these API keys
   maas-usage query --api-keys ''                     # only the online-experience page";
 
-const RUN_HELP: &str = "Exit codes: 0 when at least one series was collected (failed series are
-one stderr line each); 1 when nothing was collected; 2 for an invalid spec or missing credentials.
-stderr lines carry Telegraf's level prefixes (E!, W!, I!, D!).
-
-Telegraf inputs.exec:
-  commands = [[\"/usr/bin/maas-usage\", \"run\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]]
-  data_format = \"influx\"   timeout = \"30s\" (above limits.timeout)
-Telegraf inputs.execd (signal = \"STDIN\"):
-  command = [\"/usr/bin/maas-usage\", \"run\", \"--execd\", \"--spec\", \"/etc/maas-usage/spec.yaml\"]";
-
-const SERVE_HELP: &str =
-    "Collects at start, then every --interval (period buckets as they settle), with the same
-request budget and state directory as `run`; its period checkpoints are its own, so a `run` on
-the same state directory still gets every bucket. A scrape never calls the cloud.
-GET /metrics: the last successful collection (Prometheus text; OpenMetrics when Accept asks).
-GET /healthz: 200 while that collection is younger than two intervals, else 503.
-SIGTERM or SIGINT stops it; exit 0. stderr lines carry Telegraf's level prefixes.
-
-Prometheus:
-  scrape_configs:
-    - job_name: maas-usage
-      scrape_interval: 60s
-      static_configs: [{targets: [\"127.0.0.1:9464\"]}]
-OpenTelemetry Collector (receivers: prometheus), the same scrape_configs under
-  prometheus: {config: {scrape_configs: [...]}}";
-
 const VALIDATE_HELP: &str = "Examples:
   maas-usage validate specs/                 # every *.yaml / *.yml in name order
   maas-usage validate a.yaml b.yaml --format github";
@@ -189,7 +178,7 @@ service hands out):
 Without HW_ACCESS_KEY/HW_SECRET_KEY in the environment it also accepts the built-in demo pair.";
 
 /// Where and how to reach the cloud; shared by every command that calls it. Flags win over the
-/// spec's `cloud` section, which wins over the environment.
+/// spec's `cloud` section, which wins over the environment (`clouds`: see `run --help`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct CloudArgs {
     /// Huawei Cloud region [default: cloud.region, else cn-southwest-2].
@@ -364,6 +353,9 @@ pub struct SimulatorArgs {
     /// (a key disabled while in use).
     #[arg(long, value_name = "N")]
     pub reject_signatures_after: Option<u64>,
+    /// An agency its STS lets the accepted credentials assume (repeatable; others get 403).
+    #[arg(long, value_name = "URN")]
+    pub agency: Vec<String>,
     /// Append one JSON line per request to this file (no header values).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
@@ -515,6 +507,72 @@ pub struct DemoArgs {
     pub interval: std::time::Duration,
 }
 
+const RULES_HELP: &str = "The thresholds come from the spec's alerts: section (error_ratio 0.05,
+ttft_p99 10s, budget_warning 0.8, for 10m by default). Every metric name is the one the outputs
+write (plugin.yaml), so the rules work on serve, the textfile and OTLP through the collector.
+
+Examples:
+  maas-usage rules --spec /etc/maas-usage/spec.yaml > /etc/prometheus/rules/maas-usage.yml
+  promtool check rules /etc/prometheus/rules/maas-usage.yml
+Prometheus (prometheus.yml):
+  rule_files: [rules/maas-usage.yml]";
+
+const DASHBOARD_HELP: &str =
+    "Import the JSON in Grafana (Dashboards > New > Import); pick the Prometheus
+data source that scrapes maas-usage (serve, the textfile, or the collector's exporter).
+
+Example:
+  maas-usage dashboard --spec /etc/maas-usage/spec.yaml > maas-usage.json";
+
+const REPORT_HELP: &str =
+    "Cloud Eye keeps 30 days of hourly and daily data: a month reported in its
+last days, or just after, is whole; an older one is partial and the report says so. Costs are
+estimates from the spec's prices, not the bill.
+
+Examples:
+  maas-usage report --spec spec.yaml --month 2026-11 --output report-2026-11.html
+  maas-usage report --spec spec.yaml --simulator http://127.0.0.1:8080 --month 2026-05";
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// The time between collections (serve's --interval, Telegraf's interval): a collector is
+    /// stale after two.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = interval)]
+    pub interval: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// Spec file or directory; repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Spec file or directory; repeatable (its prices, budgets, key groups and timezone).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub spec: Vec<PathBuf>,
+    /// The month, YYYY-MM, in the spec's timezone [default: the current month].
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Write the HTML to FILE (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// With `clouds:` in the spec: the one to report on, by name.
+    #[arg(long = "cloud", value_name = "NAME")]
+    pub cloud_name: Option<String>,
+    #[command(flatten)]
+    pub now: NowArg,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
     /// The metric, self-metric and tag tables (docs/metrics.md) as Markdown instead of the YAML.
@@ -545,6 +603,8 @@ Examples:
   maas-usage state reset --destination influx-stdout --series hourly
   maas-usage state reset                   # everything, and Cloud Eye's discovery cache
   maas-usage state reset --auth            # credential rejections, after fixing the key
+  maas-usage state reset --auth --spec spec.yaml     # those Redis holds for the fleet
+  maas-usage state reset --engine --spec spec.yaml   # Redis lost its state: go on from here
   maas-usage state reset --auth --state-dir /var/lib/maas-usage --runtime-dir /run/maas-usage/maas-usage
                                            # the packaged units' (run it as their user)";
 
@@ -588,6 +648,16 @@ pub enum StateAction {
         /// the five minutes. Also forgets records that cannot be read, which block every call.
         #[arg(long, conflicts_with_all = ["series", "destination"])]
         auth: bool,
+        /// Accept the coordination engine (Redis) as it is after it lost its state (restarted
+        /// without persistence, FLUSHALL, a failover to a lagging replica): its period series
+        /// are held back until then. Buckets the engine forgot are sent again from the
+        /// backfill. Needs --spec.
+        #[arg(long, requires = "spec", conflicts_with_all = ["series", "destination", "auth"])]
+        engine: bool,
+        /// The spec whose `coordination:` names the engine (with --engine, or with --auth to
+        /// forget the rejections Redis holds for the fleet).
+        #[arg(long, value_name = "FILE")]
+        spec: Vec<PathBuf>,
         #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_name = "DIR", requires = "auth", help = RUNTIME_DIR_HELP)]

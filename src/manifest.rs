@@ -67,17 +67,15 @@ pub fn markdown(m: &Manifest) -> String {
         m.model_metrics
             .iter()
             .map(|x| {
-                vec![
-                    code(&x.ces),
-                    code(&x.field),
-                    code(&x.unit),
-                    x.value.clone(),
-                    code(&x.otlp),
-                    code(&x.prometheus),
-                    or(&x.otlp_period, "-"),
-                    or(&x.prometheus_period, "-"),
-                    x.description.clone(),
-                ]
+                let mut row = vec![code(&x.ces), code(&x.field), code(&x.unit), x.value.clone()];
+                row.extend(output_names(
+                    &x.otlp,
+                    &x.prometheus,
+                    &x.otlp_period,
+                    &x.prometheus_period,
+                ));
+                row.push(x.description.clone());
+                row
             })
             .collect(),
     );
@@ -87,7 +85,7 @@ pub fn markdown(m: &Manifest) -> String {
         &["tag", "OTLP (data point)", "Prometheus label", "description"],
         m.model_attributes
             .iter()
-            .map(|a| vec![code(&a.tag), code(&a.otlp), code(&a.prometheus), a.description.clone()])
+            .map(|a| tag_row(&a.tag, &a.otlp, &a.prometheus, &a.description))
             .collect(),
     );
     table(
@@ -113,8 +111,104 @@ pub fn markdown(m: &Manifest) -> String {
             })
             .collect(),
     );
+    spend_tables(m, &mut out);
     label_tables(m, &mut out);
     out
+}
+
+/// A tag's row: its line-protocol, OTLP and Prometheus names, and what it is.
+fn tag_row(tag: &str, otlp: &str, prometheus: &str, description: &str) -> Vec<String> {
+    vec![
+        code(tag),
+        code(otlp),
+        code(prometheus),
+        description.to_string(),
+    ]
+}
+
+/// The OTLP Gauge, Prometheus gauge, OTLP Sum and Prometheus counter cells of a metric.
+fn output_names(
+    otlp: &str,
+    prometheus: &str,
+    otlp_period: &Option<String>,
+    prometheus_period: &Option<String>,
+) -> [String; 4] {
+    let or = |x: &Option<String>| x.as_deref().map(code).unwrap_or_else(|| "-".into());
+    [
+        code(otlp),
+        code(prometheus),
+        or(otlp_period),
+        or(prometheus_period),
+    ]
+}
+
+/// The spend measurements (`maas_model_cost`, `maas_budget`): fields, then tags.
+fn spend_tables(m: &Manifest, out: &mut String) {
+    for s in &m.spend_metrics {
+        table(
+            out,
+            &format!(
+                "\n`{}` (with `prices`/`budgets` in the spec): {}",
+                s.measurement, s.description
+            ),
+            &[
+                "line protocol field",
+                "title",
+                "unit",
+                "value",
+                "OTLP Gauge",
+                "Prometheus gauge",
+                "OTLP Sum (period)",
+                "Prometheus counter (period)",
+                "description",
+            ],
+            s.fields
+                .iter()
+                .map(|x| {
+                    let mut row = vec![
+                        code(&x.field),
+                        x.title.clone(),
+                        code(&x.unit),
+                        x.value.clone(),
+                    ];
+                    row.extend(output_names(
+                        &x.otlp,
+                        &x.prometheus,
+                        &x.otlp_period,
+                        &x.prometheus_period,
+                    ));
+                    row.push(x.description.clone());
+                    row
+                })
+                .collect(),
+        );
+        table(
+            out,
+            &format!("\nTags of `{}`:", s.measurement),
+            &[
+                "tag",
+                "OTLP (data point)",
+                "Prometheus label",
+                "description",
+            ],
+            s.attributes
+                .iter()
+                .map(|a| tag_row(&a.tag, &a.otlp, &a.prometheus, &a.description))
+                .collect(),
+        );
+    }
+}
+
+impl Manifest {
+    /// The field `field` of the spend measurement `measurement`.
+    pub fn spend_field(&self, measurement: &str, field: &str) -> Option<&SpendField> {
+        self.spend_metrics
+            .iter()
+            .find(|s| s.measurement == measurement)?
+            .fields
+            .iter()
+            .find(|f| f.field == field)
+    }
 }
 
 /// The tags, attributes and labels of docs/metrics.md: the data points', then the resource's.
@@ -126,12 +220,7 @@ fn label_tables(m: &Manifest, out: &mut String) {
         m.attributes
             .iter()
             .map(|a| {
-                vec![
-                    code(&a.tag),
-                    code(&a.otlp),
-                    code(&a.prometheus),
-                    a.description.clone(),
-                ]
+                tag_row(&a.tag, &a.otlp, &a.prometheus, &a.description)
             })
             .collect(),
     );

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::domain::ces::Reading;
+use crate::domain::cloud_eye::Reading;
 use crate::domain::failure::DecodeError;
 use crate::domain::Usage;
 use crate::text::percent_encode;

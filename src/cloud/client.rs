@@ -32,6 +32,10 @@ pub fn default_ces_endpoint(region: &str) -> String {
     format!("https://ces.{region}.myhuaweicloud.com")
 }
 
+pub fn default_sts_endpoint(region: &str) -> String {
+    super::sts::default_endpoint(region)
+}
+
 pub fn default_iam_endpoint(region: &str) -> String {
     format!("https://iam.{region}.myhuaweicloud.com")
 }
@@ -82,9 +86,26 @@ pub struct ClientOptions {
     pub ces: Endpoint,
     /// The MaaS monitor's instances API (names of Cloud Eye's ids).
     pub monitor: Endpoint,
+    /// STS (`assume_agency`), called with the base credentials.
+    pub sts: Endpoint,
     /// Upper bound for one HTTP exchange; the run's deadline shortens it.
     pub call_timeout: Duration,
     pub retry: RetryPolicy,
+}
+
+impl ClientOptions {
+    /// A client of one service at `ep` (every endpoint there).
+    pub fn only(ep: Endpoint, call_timeout: Duration, retry: RetryPolicy) -> Self {
+        ClientOptions {
+            maas: ep.clone(),
+            iam: ep.clone(),
+            ces: ep.clone(),
+            monitor: ep.clone(),
+            sts: ep,
+            call_timeout,
+            retry,
+        }
+    }
 }
 
 /// One HTTP exchange's result.
@@ -661,14 +682,7 @@ mod tests {
             expires_at: None,
             agency: None,
         };
-        let opts = ClientOptions {
-            maas: ep.clone(),
-            iam: ep.clone(),
-            ces: ep.clone(),
-            monitor: ep,
-            call_timeout: Duration::from_secs(1),
-            retry: RetryPolicy::default(),
-        };
+        let opts = ClientOptions::only(ep, Duration::from_secs(1), RetryPolicy::default());
         Client::new(creds, opts, TlsMaterial::default())
     }
 

@@ -20,6 +20,8 @@ use crate::tls::{self, TlsFiles};
 /// checked there, before anything is signed.
 #[derive(Debug)]
 pub struct CloudSettings {
+    /// With `clouds`, the entry's name: the `cloud` tag of its series; `None` for `cloud:`.
+    pub name: Option<String>,
     pub region: String,
     /// An explicit project id and where it was set; `None`: a cached one, else IAM discovery.
     pub project_id: Option<ProjectSetting>,
@@ -50,24 +52,25 @@ pub struct Endpoints {
     pub ces: String,
     /// The MaaS monitor's instances API (the names of model and key ids).
     pub monitor: String,
+    /// STS (an agency's temporary credentials).
+    pub sts: String,
 }
 
 impl Endpoints {
-    /// Those given, and the region's defaults for the others: MaaS
-    /// `https://modelarts.{region}.myhuaweicloud.com`, IAM `https://iam.{region}.myhuaweicloud.com`,
-    /// Cloud Eye `https://ces.{region}.myhuaweicloud.com`, the monitor at the MaaS endpoint.
+    /// Those given (`[maas, iam, ces, monitor, sts]`), and the region's defaults for the
+    /// others: MaaS `https://modelarts.{region}.myhuaweicloud.com`, IAM
+    /// `https://iam.{region}.myhuaweicloud.com`, Cloud Eye `https://ces.{region}.myhuaweicloud.com`,
+    /// the monitor at the MaaS endpoint, STS `https://sts.{region}.myhuaweicloud.com`.
     pub fn of_region(
         region: &str,
-        maas: Option<String>,
-        iam: Option<String>,
-        ces: Option<String>,
-        monitor: Option<String>,
+        [maas, iam, ces, monitor, sts]: [Option<String>; 5],
     ) -> Endpoints {
         let maas = maas.unwrap_or_else(|| client::default_maas_endpoint(region));
         Endpoints {
             iam: iam.unwrap_or_else(|| client::default_iam_endpoint(region)),
             ces: ces.unwrap_or_else(|| client::default_ces_endpoint(region)),
             monitor: monitor.unwrap_or_else(|| maas.clone()),
+            sts: sts.unwrap_or_else(|| client::default_sts_endpoint(region)),
             maas,
         }
     }
@@ -79,6 +82,7 @@ impl Endpoints {
             iam: url.to_string(),
             ces: url.to_string(),
             monitor: url.to_string(),
+            sts: url.to_string(),
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct CloudLimits {
     pub requests_per_minute: u32,
     /// Cloud Eye's own budget per minute.
     pub ces_requests_per_minute: u32,
+    /// MaaS and IAM calls per minute for the whole account; `None`: not limited.
+    pub account_requests_per_minute: Option<u32>,
     /// The longest a single HTTP exchange may take; the run's deadline shortens it further.
     pub call_timeout: Duration,
 }
@@ -210,6 +216,7 @@ fn client_options(cloud: &CloudSettings, token: bool) -> Result<ClientOptions, C
         iam: Endpoint::parse(&e.iam)?,
         ces: Endpoint::parse(&e.ces)?,
         monitor: Endpoint::parse(&e.monitor)?,
+        sts: Endpoint::parse(&e.sts)?,
         call_timeout: cloud.limits.call_timeout,
         retry: RetryPolicy::default(),
     };
@@ -271,7 +278,7 @@ fn project(
 
 /// Signed requests over plain `http://` can be read (and a security token reused) by anyone on
 /// the path: one warning, except on loopback (the simulator, a local proxy).
-fn warn_if_plain_http(ep: &Endpoint, token: bool) {
+pub(super) fn warn_if_plain_http(ep: &Endpoint, token: bool) {
     if ep.scheme != "http" {
         return;
     }

@@ -71,7 +71,7 @@ struct Credential {
 }
 
 /// `2026-11-30T05:36:20.123000Z`, with or without fraction or zone (UTC then).
-fn parse_expiry(s: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_expiry(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))

@@ -6,12 +6,13 @@
 
 pub mod api;
 pub mod auth;
-pub mod ces;
 pub mod client;
+pub mod cloud_eye;
 mod connect;
 pub mod credentials;
 pub mod metadata;
 pub mod sign;
+pub mod sts;
 
 use std::sync::Arc;
 use std::time::Instant;

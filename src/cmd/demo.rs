@@ -62,7 +62,7 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
         ascii: false,
         // The demo leaves the user's state directory alone, and its simulated agency's
         // records stay in the process.
-        store: super::wiring::open_store(&settings.state),
+        store: super::wiring::open_store(&settings.state)?,
     };
     run_spec(spec, settings, opts)
 }

@@ -14,6 +14,7 @@ use crate::domain::RangeError;
 use crate::emit::LabelError;
 use crate::plan::PlanError;
 use crate::spec::load::SpecErrors;
+use crate::state::fleet::EngineError;
 use crate::state::StateError;
 
 /// How a command that ran to its end went.
@@ -58,6 +59,9 @@ pub enum Error {
     Write(#[from] WriteError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// The coordination engine cannot be reached (`on_unavailable: stop`).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     /// `serve` cannot listen (the port is taken, or not ours to take).
     #[error(transparent)]
     Bind(#[from] BindError),
@@ -99,6 +103,7 @@ impl Error {
             | Error::Export(_)
             | Error::Write(_)
             | Error::State(_)
+            | Error::Engine(_)
             | Error::Bind(_)
             | Error::System(_)
             | Error::Panicked => 1,

@@ -7,10 +7,12 @@ pub mod error;
 pub mod hooks;
 pub mod packaging;
 pub mod query;
+pub mod report;
 pub mod run;
 pub mod settings;
 pub mod simulator;
 pub mod spec_cmds;
+pub mod spend_cmds;
 pub mod state_cmd;
 pub mod wiring;
 
@@ -20,7 +22,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::collect::Collected;
+use crate::collect::{Collection, SourceId, What};
 use crate::log;
 use error::{exit_code, Error, Outcome};
 
@@ -62,6 +64,9 @@ fn dispatch(command: Command) -> Result<Outcome, Error> {
         Command::Plan(a) => spec_cmds::plan(a),
         Command::Schema => spec_cmds::schema(),
         Command::State(a) => state_cmd::state(a),
+        Command::Rules(a) => spend_cmds::rules(a),
+        Command::Dashboard(a) => spend_cmds::dashboard(a),
+        Command::Report(a) => report::report(a),
         Command::Describe(a) => packaging::describe(a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(a),
@@ -107,31 +112,54 @@ fn failure_line(what: String, e: &crate::domain::ApiError) -> String {
     line
 }
 
-/// One stderr line per failed series (and failed Cloud Eye query): what failed and why, in the
-/// order the contract gives.
-pub fn log_failures(collected: &Collected) {
-    for f in &collected.failures {
-        log::error(&failure_line(f.key.to_string(), &f.error));
-    }
-    for f in &collected.models.failures {
-        log::error(&failure_line(f.to_string(), &f.error));
+/// One stderr line per failure (a series, or a part of a query), in the order the contract
+/// gives; a run of more than three Cloud Eye series of one query failing for the same reason
+/// (a budget that reads 700 of 2,000) is its first line and one for the others.
+pub fn log_failures(collection: &Collection) {
+    log_failures_of("", collection)
+}
+
+/// [`log_failures`], each line after `prefix` (`cloud=NAME: ` with `clouds`).
+pub fn log_failures_of(prefix: &str, collection: &Collection) {
+    let failures = &collection.failures;
+    let mut i = 0;
+    while i < failures.len() {
+        let f = &failures[i];
+        log::error(&format!(
+            "{prefix}{}",
+            failure_line(f.to_string(), &f.error)
+        ));
+        let same = failures[i + 1..]
+            .iter()
+            .take_while(|g| {
+                f.source == SourceId::CloudEye
+                    && matches!(f.what, What::Series(_))
+                    && (g.source, &g.query) == (f.source, &f.query)
+                    && matches!(g.what, What::Series(_))
+                    && g.error.to_string() == f.error.to_string()
+            })
+            .count();
+        if same > 2 {
+            let more = format!(
+                "query={} source={} ({same} more series, the last {})",
+                f.query,
+                f.source.name(),
+                failures[i + same].what
+            );
+            log::error(&format!("{prefix}{}", failure_line(more, &f.error)));
+            i += same;
+        }
+        i += 1;
     }
 }
 
 /// How a collection ended, from what it collected: nothing out of a plan is a failure, and one
 /// whose every failure was on this side is a configuration error.
-pub fn outcome_of(collected: &Collected) -> Outcome {
-    let m = &collected.models;
-    let errors = || {
-        collected
-            .failures
-            .iter()
-            .map(|f| &f.error)
-            .chain(m.failures.iter().map(|f| &f.error))
-    };
-    if !collected.series.is_empty() || !m.series.is_empty() || errors().next().is_none() {
+pub fn outcome_of(collection: &Collection) -> Outcome {
+    let mut errors = collection.failures.iter().map(|f| &f.error);
+    if !collection.nothing_collected() || collection.failures.is_empty() {
         Outcome::Done
-    } else if errors().all(|e| e.is_local()) {
+    } else if errors.all(|e| e.is_local()) {
         Outcome::Misconfigured
     } else {
         Outcome::NothingCollected

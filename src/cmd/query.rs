@@ -48,6 +48,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     });
     spec.queries.push(QuerySpec {
         name: "query".into(),
+        clouds: None,
         range,
         service_types,
         infer_type: a.infer_type,
@@ -71,27 +72,26 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
         log::warn(w);
     }
 
-    let store = wiring::open_store(&settings.state);
-    let conn = wiring::connect(settings.cloud(), deadline, &*store)?;
+    let store = wiring::open_store(&settings.state)?;
+    let conn = wiring::connect(settings.cloud(), deadline, &store)?;
     let conn = Arc::new(conn);
-    let collected = collect::collect(
-        &plan,
-        conn.clone(),
-        spec.limits.concurrency,
+    let setup = super::run::setup(&conn, &spec, None);
+    let run = collect::Run {
+        concurrency: spec.limits.concurrency,
         deadline,
-        &collect::never_stop,
-    );
-    log_failures(&collected);
+        stop: &collect::never_stop,
+    };
+    let collection = collect::collect(&plan, &setup, &run);
+    log_failures(&collection);
     let report = Report {
-        collected: &collected,
-        stats: wiring::run_stats(&collected, &conn, CallCounts::default(), started),
+        cloud: None,
+        collection: &collection,
+        stats: wiring::run_stats(&collection, Some(&conn), CallCounts::default(), started),
         region: &conn.region,
         project_id: &conn.project_id,
         zone: &plan.zone,
         now: plan.now,
         origin: &wiring::origin(&settings.host_name, "query", conn.account_id.clone()),
-        running: &[],
-        model_running: &[],
         totals: &Default::default(),
     };
     let text = match a.format {
@@ -106,8 +106,8 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     };
     write_stdout(&text)?;
     // A question with several service types is answered only when every one is.
-    Ok(match outcome_of(&collected) {
-        Outcome::Done if !collected.failures.is_empty() => Outcome::NothingCollected,
+    Ok(match outcome_of(&collection) {
+        Outcome::Done if !collection.failures.is_empty() => Outcome::NothingCollected,
         other => other,
     })
 }

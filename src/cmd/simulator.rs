@@ -10,7 +10,7 @@ use crate::deliver::sink::write_stdout;
 use crate::domain::range::parse_duration;
 use crate::log;
 use crate::sim::{
-    Dataset, SimConfig, SimCredential, Simulator, Size, DEMO_PROJECT_ID, DEMO_REGION,
+    Dataset, SimAgency, SimConfig, SimCredential, Simulator, Size, DEMO_PROJECT_ID, DEMO_REGION,
 };
 
 pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
@@ -70,6 +70,7 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     f.clock_skew = chrono::Duration::seconds(a.clock_skew);
     f.reject_signatures_after = a.reject_signatures_after;
     cfg.log_file = a.log.clone();
+    cfg.sts.agencies = a.agency.iter().map(|urn| SimAgency::new(urn)).collect();
     // Its metadata service hands out the credentials `--simulator` signs with.
     cfg.metadata = Some(Duration::from_secs(3600));
     let sim = Simulator::start(&a.listen, cfg)

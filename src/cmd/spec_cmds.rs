@@ -51,30 +51,54 @@ pub fn validate(a: ValidateArgs) -> Result<Outcome, Error> {
     let result = load::load(&a.paths).and_then(|spec| {
         let zone =
             resolve_zone(spec.timezone.as_deref()).map_err(|e| one_error(&a, e.to_string()))?;
-        let plan =
-            plan::build(&spec, Utc::now(), &zone).map_err(|e| one_error(&a, e.to_string()))?;
-        Ok((spec, plan))
+        let mut plans = Vec::new();
+        for (name, s) in spec.per_cloud() {
+            let plan =
+                plan::build(&s, Utc::now(), &zone).map_err(|e| one_error(&a, e.to_string()))?;
+            plans.push((name.map(|n| format!("cloud={n}: ")), plan));
+        }
+        Ok((spec, plans))
     });
     // What a run now would be told (such as a window beyond the 30-day retention).
-    for w in result.iter().flat_map(|(_, plan)| &plan.warnings) {
-        crate::log::warn(w);
+    for (prefix, plan) in result.iter().flat_map(|(_, plans)| plans) {
+        for w in &plan.warnings {
+            crate::log::warn(&format!("{}{w}", prefix.as_deref().unwrap_or_default()));
+        }
     }
     match (result, a.format) {
-        (Ok((spec, plan)), ValidateFormat::Json) => {
-            let doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": plan.series.len(), "calls": plan.calls.len(), "errors": []});
-            write_stdout(&format!("{doc}\n"))?;
-            Ok(Outcome::Done)
-        }
-        (Ok((spec, plan)), _) => {
-            let n = |count: usize, one: &str, many: &str| {
-                format!("{count} {}", if count == 1 { one } else { many })
+        (Ok((spec, plans)), format) => {
+            let series: usize = plans.iter().map(|(_, p)| p.statistics().series.len()).sum();
+            let calls: usize = plans.iter().map(|(_, p)| p.statistics().calls.len()).sum();
+            let clouds: Vec<&str> = spec.clouds.iter().map(|c| c.name.as_str()).collect();
+            let text = match format {
+                ValidateFormat::Json => {
+                    let mut doc = json!({"valid": true, "files": files, "queries": spec.queries.len(), "series": series, "calls": calls, "errors": []});
+                    if !clouds.is_empty() {
+                        doc["clouds"] = json!(clouds);
+                    }
+                    format!("{doc}\n")
+                }
+                _ => {
+                    let n = |count: usize, one: &str, many: &str| {
+                        format!("{count} {}", if count == 1 { one } else { many })
+                    };
+                    let clouds = match clouds.as_slice() {
+                        [] => String::new(),
+                        names => format!(
+                            "{} ({}), ",
+                            n(names.len(), "cloud", "clouds"),
+                            names.join(", ")
+                        ),
+                    };
+                    format!(
+                        "ok: {files} file(s), {clouds}{}, {}, {} per run\n",
+                        n(spec.queries.len(), "query", "queries"),
+                        n(series, "series", "series"),
+                        n(calls, "call", "calls")
+                    )
+                }
             };
-            write_stdout(&format!(
-                "ok: {files} file(s), {}, {}, {} per run\n",
-                n(spec.queries.len(), "query", "queries"),
-                n(plan.series.len(), "series", "series"),
-                n(plan.calls.len(), "call", "calls")
-            ))?;
+            write_stdout(&text)?;
             Ok(Outcome::Done)
         }
         (Err(errors), ValidateFormat::Text) => Err(Error::Spec(errors)),
@@ -137,17 +161,35 @@ pub fn plan(a: PlanArgs) -> Result<Outcome, Error> {
     // Read-only: a plan never creates the state directory.
     let state = settings.state.dir.as_deref().and_then(StateDir::existing);
     let checkpoints = match &state {
-        Some(d) => super::run::planned(d, &spec, &destination, &settings.cloud().region),
+        Some(d) => super::run::planned(d, &spec, &destination),
         None => Default::default(),
     };
-    let plan = plan::build_with(
-        &spec,
-        settings.now(),
-        &settings.zone,
-        &checkpoints,
-        spec.limits.requests_per_minute as usize,
-    )?;
-    let mut out = plan.describe();
+    let mut out = String::new();
+    for ((name, s), cloud) in spec.per_cloud().into_iter().zip(&settings.clouds) {
+        let plan = plan::build_with(
+            &s,
+            settings.now(),
+            &settings.zone,
+            &checkpoints,
+            spec.limits.requests_per_minute as usize,
+        )?;
+        if let Some(name) = name {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let through = s
+                .cloud
+                .assume_agency
+                .as_ref()
+                .map(|a| format!(", through the agency {}", a.agency_urn))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "Cloud {name} (region {}{through}):\n",
+                cloud.region
+            ));
+        }
+        out.push_str(&plan.describe());
+    }
     if super::run::has_period(&spec) {
         out.push_str(&read_from(&destination, state.as_ref(), &settings));
     }

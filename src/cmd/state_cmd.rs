@@ -8,6 +8,7 @@ use super::settings::StateSettings;
 use crate::cli::{StateAction, StateArgs};
 use crate::deliver::sink::write_stdout;
 use crate::state::checkpoints::{CheckpointError, OLD_FILE};
+use crate::state::fleet;
 use crate::state::{GateFiles, RuntimeDir, StateDir};
 use crate::time::period::Checkpoints;
 use std::path::Path;
@@ -174,6 +175,13 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             Ok(Outcome::Done)
         }
         StateAction::Reset {
+            engine,
+            auth,
+            spec,
+            state,
+            ..
+        } if engine || (auth && !spec.is_empty()) => reset_engine(&spec, &state, engine),
+        StateAction::Reset {
             auth: true,
             state,
             runtime_dir,
@@ -228,4 +236,49 @@ pub fn state(a: StateAction) -> Result<Outcome, Error> {
             Ok(Outcome::Done)
         }
     }
+}
+
+/// `state reset --engine|--auth --spec FILE`: in the Redis the spec names, a new generation
+/// every host accepts (remembered in this host's state directory), or the fleet's credential
+/// rejections forgotten.
+fn reset_engine(
+    spec: &[std::path::PathBuf],
+    state: &StateArgs,
+    generation: bool,
+) -> Result<Outcome, Error> {
+    let spec = super::run::load_spec(spec)?;
+    let flags = super::settings::Flags {
+        state: Some(state),
+        ..Default::default()
+    };
+    let settings = super::settings::Settings::from_process(&spec, flags)?;
+    let Some(redis) = &settings.state.redis else {
+        return Err(Error::Usage(
+            "the spec sets no `coordination: {engine: redis}`: there is no engine to reset".into(),
+        ));
+    };
+    let target = super::wiring::redis_target(redis);
+    let out = if generation {
+        let marker = fleet::reset_generation(&target)?;
+        if let Some(d) = settings
+            .state
+            .dir
+            .as_deref()
+            .and_then(|p| StateDir::open(p).ok())
+        {
+            fleet::remember_generation(&d, &redis.url, &marker);
+        }
+        format!(
+            "redis {}: a new generation ({marker}); period series go on from what it holds (buckets it forgot are sent again from the backfill)\n",
+            redis.url
+        )
+    } else {
+        let n = fleet::forget_rejections(&target)?;
+        format!(
+            "forgot the records of {n} credential(s) in redis {}; the next run tries its credentials again\n",
+            redis.url
+        )
+    };
+    write_stdout(&out)?;
+    Ok(Outcome::Done)
 }

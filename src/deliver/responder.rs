@@ -8,7 +8,6 @@
 //! `WORKERS` such clients delay no scrape, and more delay one by about `HEAD_TIMEOUT`. No
 //! request makes memory grow past `MAX_HEAD`.
 
-use std::borrow::Cow;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+pub use crate::http::Request;
+use crate::http::{self, HeadBuf, Limits, Progress};
 
 /// Threads answering requests (each serves one connection at a time). Cheap (a small stack
 /// each), and they are what a client with a slow head can hold.
@@ -29,6 +31,10 @@ pub const QUEUE: usize = 32;
 pub const MAX_HEAD: usize = 16 * 1024;
 /// The request line alone, in bytes; more is `414`.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+const LIMITS: Limits = Limits {
+    head: MAX_HEAD,
+    request_line: MAX_REQUEST_LINE,
+};
 /// From accept to the end of the request head; then `408` (or a silent close when nothing came).
 /// A scraper sends its head at once, so this only bounds clients that do not.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,26 +57,6 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// After a failed accept (a connection reset before it was accepted, out of descriptors): a
 /// pause, so that a fault that persists does not spin the thread.
 const ACCEPT_FAULT_PAUSE: Duration = Duration::from_millis(10);
-
-/// One request: what the handler sees.
-#[derive(Debug)]
-pub struct Request<'a> {
-    pub method: &'a str,
-    /// The path and query: as sent, or taken from an absolute-form target
-    /// (`http://host:port/path?query`, RFC 9112 3.2.2).
-    pub target: Cow<'a, str>,
-    headers: Vec<(&'a str, &'a str)>,
-}
-
-impl Request<'_> {
-    /// The values of every header named `name` (case-insensitive).
-    pub fn header<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.headers
-            .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    }
-}
 
 /// An answer: always with a length, never chunked; the body is left out for HEAD.
 pub struct Response {
@@ -204,8 +190,9 @@ fn busy(mut conn: TcpStream) {
     let body = "busy: too many connections\n";
     let _ = write!(
         conn,
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        "{}Content-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        http::status_line(503),
         body.len()
     );
 }
@@ -226,45 +213,24 @@ fn left(deadline: Instant) -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// Where the head ends (just past its empty line), looking from `from`.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    (from..buf.len()).find_map(|i| {
-        if buf[i..].starts_with(b"\r\n\r\n") {
-            Some(i + 4)
-        } else if buf[i..].starts_with(b"\n\n") {
-            Some(i + 2)
-        } else {
-            None
-        }
-    })
-}
-
-/// Reads up to the end of the request head, at most `MAX_HEAD` bytes, by `deadline`. What
-/// follows it (a body, pipelined requests) is not read.
-fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
-    let mut buf = Vec::with_capacity(1024);
+/// Reads up to the end of the request head, within `LIMITS`, by `deadline`. What follows it (a
+/// body, pipelined requests) is not kept.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<HeadBuf, HeadError> {
+    let mut head = HeadBuf::new(LIMITS);
     let mut chunk = [0u8; 2048];
     loop {
         let Some(wait) = left(deadline) else {
-            return Err(HeadError::TimedOut(!buf.is_empty()));
+            return Err(HeadError::TimedOut(!head.is_empty()));
         };
         conn.set_read_timeout(Some(wait))
             .map_err(|_| HeadError::Gone)?;
-        let room = (MAX_HEAD - buf.len()).min(chunk.len());
-        match conn.read(&mut chunk[..room]) {
+        match conn.read(&mut chunk) {
             Ok(0) => return Err(HeadError::Gone),
-            Ok(n) => {
-                let from = buf.len().saturating_sub(3);
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(end) = head_end(&buf, from) {
-                    buf.truncate(end);
-                    return Ok(buf);
-                }
-                let status = too_large(&buf);
-                if buf.len() >= MAX_HEAD || (status == 414 && buf.len() > MAX_REQUEST_LINE) {
-                    return Err(HeadError::TooLarge(status));
-                }
-            }
+            Ok(n) => match head.take(&chunk[..n]).1 {
+                Progress::More => {}
+                Progress::Complete => return Ok(head),
+                Progress::TooLarge(status) => return Err(HeadError::TooLarge(status)),
+            },
             Err(e)
                 if matches!(
                     e.kind(),
@@ -272,101 +238,6 @@ fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadErr
                 ) => {}
             Err(_) => return Err(HeadError::Gone),
         }
-    }
-}
-
-/// The request line and headers, or the status that refuses them.
-fn parse(head: &[u8]) -> Result<Request<'_>, u16> {
-    let text = std::str::from_utf8(head).map_err(|_| 400u16)?;
-    let mut lines = text
-        .trim_start_matches(['\r', '\n'])
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let line = lines.next().ok_or(400u16)?;
-    if line.len() > MAX_REQUEST_LINE {
-        return Err(414);
-    }
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(400);
-    };
-    if method.is_empty() || target.is_empty() {
-        return Err(400);
-    }
-    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
-        return Err(if version.starts_with("HTTP/") {
-            505
-        } else {
-            400
-        });
-    }
-    let mut headers = Vec::new();
-    for l in lines.take_while(|l| !l.is_empty()) {
-        let (name, value) = l.split_once(':').ok_or(400u16)?;
-        if name.is_empty() || name.contains(|c: char| c.is_ascii_whitespace()) {
-            return Err(400);
-        }
-        headers.push((name, value.trim()));
-    }
-    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any with more than one, is 400.
-    let hosts = headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .count();
-    if hosts > 1 || (hosts == 0 && version == "HTTP/1.1") {
-        return Err(400);
-    }
-    Ok(Request {
-        method,
-        target: origin_form(target),
-        headers,
-    })
-}
-
-/// The path and query of an absolute-form target (`http://host:port/path?query`, scheme in any
-/// case); any other target as it is.
-fn origin_form(target: &str) -> Cow<'_, str> {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return Cow::Borrowed(target);
-    };
-    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-        return Cow::Borrowed(target);
-    }
-    match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('/') => Cow::Borrowed(&rest[i..]),
-        Some(i) => Cow::Owned(format!("/{}", &rest[i..])),
-        None => Cow::Borrowed("/"),
-    }
-}
-
-/// The status for a head cut off before its end: `414` while the request line has not ended,
-/// else `431`.
-fn too_large(head: &[u8]) -> u16 {
-    let start = head
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(head.len());
-    if head[start..].contains(&b'\n') {
-        431
-    } else {
-        414
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
     }
 }
 
@@ -389,9 +260,8 @@ fn respond(conn: &mut TcpStream, r: &Response, with_body: bool) -> std::io::Resu
     let deadline = Instant::now() + WRITE_TIMEOUT;
     let body = (*r.body).as_ref();
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-        r.status,
-        reason(r.status),
+        "{}Content-Type: {}\r\nContent-Length: {}\r\n",
+        http::status_line(r.status),
         r.content_type,
         body.len()
     );
@@ -428,6 +298,12 @@ fn linger(conn: &mut TcpStream, how_long: Duration) {
     }
 }
 
+/// Answers a head that is refused with `status` (and why), and says how long to linger.
+fn refuse(conn: &mut TcpStream, status: u16) -> std::io::Result<Duration> {
+    let r = Response::text(status, format!("{}\n", http::refusal(status, LIMITS)));
+    respond(conn, &r, true).map(|()| REFUSAL_LINGER)
+}
+
 fn connection(mut conn: TcpStream, accepted: Instant, handler: &Handler) {
     // Accepted from a non-blocking listener: blocking, with the deadlines below.
     if conn.set_nonblocking(false).is_err() {
@@ -435,117 +311,19 @@ fn connection(mut conn: TcpStream, accepted: Instant, handler: &Handler) {
     }
     let _ = conn.set_nodelay(true);
     let deadline = (accepted + HEAD_TIMEOUT).max(Instant::now() + HEAD_GRACE);
-    let refused = |status: u16, why: &str| Response::text(status, format!("{why}\n"));
     let answered = match read_head(&mut conn, deadline) {
-        Ok(head) => match parse(&head) {
+        Ok(head) => match head.parse() {
             Ok(req) => {
                 let r = handler(&req);
                 respond(&mut conn, &r, req.method != "HEAD").map(|()| LINGER)
             }
-            Err(status) => {
-                respond(&mut conn, &refused(status, reason(status)), true).map(|()| REFUSAL_LINGER)
-            }
+            Err(status) => refuse(&mut conn, status),
         },
-        Err(HeadError::TooLarge(414)) => respond(
-            &mut conn,
-            &refused(414, &format!("request line over {MAX_REQUEST_LINE} bytes")),
-            true,
-        )
-        .map(|()| REFUSAL_LINGER),
-        Err(HeadError::TooLarge(status)) => respond(
-            &mut conn,
-            &refused(status, &format!("request head over {MAX_HEAD} bytes")),
-            true,
-        )
-        .map(|()| REFUSAL_LINGER),
-        Err(HeadError::TimedOut(true)) => {
-            respond(&mut conn, &refused(408, "request head too slow"), true)
-                .map(|()| REFUSAL_LINGER)
-        }
+        Err(HeadError::TooLarge(status)) => refuse(&mut conn, status),
+        Err(HeadError::TimedOut(true)) => refuse(&mut conn, 408),
         Err(HeadError::TimedOut(false)) | Err(HeadError::Gone) => return,
     };
     if let Ok(how_long) = answered {
         linger(&mut conn, how_long);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_are_parsed_and_malformed_ones_refused() {
-        let r = parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\naccept: text/plain\r\n\r\n")
-            .expect("a valid head");
-        assert_eq!((r.method, &*r.target), ("GET", "/metrics?x=1"));
-        assert_eq!(r.header("Accept").collect::<Vec<_>>(), ["text/plain"]);
-        assert!(
-            parse(b"\r\nHEAD / HTTP/1.0\n\n").is_ok(),
-            "bare LF, leading CRLF"
-        );
-        for (bad, status) in [
-            (&b"GET /\r\n\r\n"[..], 400),
-            (b"GET  / HTTP/1.1\r\n\r\n", 400),
-            (b"GET / HTTP/2.0\r\n\r\n", 505),
-            (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n", 400),
-        ] {
-            assert_eq!(parse(bad).map(|_| ()), Err(status), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn an_absolute_form_target_is_read_as_its_path_and_query() {
-        // RFC 9112 3.2.2: a server must accept the absolute form.
-        for (head, target) in [
-            (
-                &b"GET http://127.0.0.1:9464/metrics HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-                "/metrics",
-            ),
-            (
-                b"GET HTTP://h/healthz?a=b HTTP/1.1\r\nHost: h\r\n\r\n",
-                "/healthz?a=b",
-            ),
-            (b"GET https://h:1?x HTTP/1.1\r\nHost: h\r\n\r\n", "/?x"),
-            (b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/"),
-        ] {
-            let got = parse(head).map(|r| r.target.into_owned());
-            assert_eq!(got, Ok(target.to_string()), "{head:?}");
-        }
-    }
-
-    #[test]
-    fn an_http_1_1_request_needs_exactly_one_host() {
-        // RFC 9112 3.2: no Host, or more than one, is 400; HTTP/1.0 may leave it out.
-        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n").map(|_| ()), Err(400));
-        assert_eq!(
-            parse(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n").map(|_| ()),
-            Err(400)
-        );
-        assert!(parse(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").is_ok());
-        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").is_ok());
-    }
-
-    #[test]
-    fn an_over_long_request_line_is_414() {
-        let long = format!(
-            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
-            "a".repeat(MAX_REQUEST_LINE)
-        );
-        assert_eq!(parse(long.as_bytes()).map(|_| ()), Err(414));
-        let fits = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(1000));
-        assert!(parse(fits.as_bytes()).is_ok());
-        // Cut off by the head cap: the line never ended (414), or a header did (431).
-        assert_eq!(too_large(&[b'a'; MAX_HEAD]), 414);
-        assert_eq!(too_large(b"\r\nGET /aaaaaaaa"), 414);
-        assert_eq!(too_large(b"GET / HTTP/1.1\r\nX: aaaaaaaa"), 431);
-    }
-
-    #[test]
-    fn the_end_of_a_head_is_found_across_reads() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest", 0), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\n\n", 13), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n", 0), None);
     }
 }

@@ -53,6 +53,11 @@ impl Sink {
         }
     }
 
+    /// Whether it writes to stdout (where output can go as it is produced).
+    pub fn to_stdout(&self) -> bool {
+        self.path.is_none()
+    }
+
     /// Replaces the file whole (synced, readable by others: node_exporter reads it).
     pub fn write(&self, text: &str) -> Result<(), WriteError> {
         match &self.path {

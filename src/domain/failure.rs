@@ -138,6 +138,8 @@ pub enum Api {
     Maas,
     /// Cloud Eye (`source: cloud_eye`).
     CloudEye,
+    /// STS (`assume_agency`), called with the base credentials.
+    Sts,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -172,6 +174,11 @@ pub enum ApiError {
     /// had. The text says when and from where.
     #[error("{0}")]
     Expired(String),
+    /// Not asked: the run's request budget could not afford every call of it before the
+    /// deadline, and a call that cannot produce output is never made. The text says what the
+    /// budget afforded; what was left out is first in line next run.
+    #[error("{0}")]
+    Deferred(String),
     /// Not finished: a stop signal ended the run first.
     #[error("stopped by {signal} before this call could finish")]
     Stopped { signal: &'static str },
@@ -252,6 +259,7 @@ fn hint(f: &HttpFailure) -> Option<&'static str> {
         (_, Some("APIGW.0303")) => Some("check the system clock: X-Sdk-Date must be within 15 minutes of the server's time (enable NTP)"),
         (401, _) => Some("the signature was rejected: check the AK/SK pair (and the security token for temporary credentials)"),
         (403, _) if f.api == Api::CloudEye => Some("Cloud Eye refused: the IAM user (or agency) needs the CES ReadOnlyAccess policy for source: cloud_eye queries; the other series are not affected"),
+        (403, _) if f.api == Api::Sts => Some("STS refused to hand out the agency's credentials: the base identity needs sts:agencies:assume on the agency, whose trust policy must name the base account (and ask for the external_id given, if any); the base credentials are held back as after a rejected signature"),
         (403, _) => Some("the IAM user needs the permission modelarts:monitoring:get (and iam:projects:get for project discovery)"),
         (429, _) => Some("throttled: the API allows 200 calls a minute per user; lower limits.requests_per_minute or run less often"),
         (404, _) => Some("check the region, the endpoint and the project id"),

@@ -3,7 +3,7 @@
 //! names of tags and fields.
 
 pub mod call;
-pub mod ces;
+pub mod cloud_eye;
 pub mod failure;
 pub mod names;
 pub mod range;

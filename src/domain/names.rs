@@ -20,6 +20,11 @@ pub const BUILTIN_TAGS: [&str; 6] = [
     "region",
 ];
 
+/// The tag naming a series' cloud: an entry of `clouds`. Only a spec with `clouds` sets it (on
+/// every series and self-metric, with the other source tags), so the series of a `cloud` block
+/// stay as they were; `output.tags` may use it then.
+pub const CLOUD_TAG: &str = "cloud";
+
 /// The line-protocol measurement of Cloud Eye (per-model) series.
 pub const MODEL_MEASUREMENT: &str = "maas_model_usage";
 
@@ -271,7 +276,7 @@ mod tests {
                 c.name
             );
         }
-        for m in crate::domain::ces::CES_METRICS {
+        for m in crate::domain::cloud_eye::METRICS {
             assert_eq!(translate(m.otlp, m.unit, false), m.prometheus, "{}", m.ces);
             // Counts have period counters, latency none.
             assert_eq!(m.otlp_period.is_some(), m.is_count(), "{}", m.ces);

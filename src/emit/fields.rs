@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::collect::models::{Figure, ModelSeries};
-use crate::collect::{RunStats, Series};
+use crate::collect::{CloudEyeSeries, Figure, RunStats, StatisticsSeries};
 pub use crate::domain::names::*;
 use crate::domain::Usage;
 
 /// `query`, `service_type`, `infer_type`, `key_group` of a series.
-pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
+pub fn key_tags(s: &StatisticsSeries) -> [(&'static str, &str); 4] {
     [
         (BUILTIN_TAGS[0], s.key.query.as_str()),
         (BUILTIN_TAGS[1], s.key.service_type.name()),
@@ -18,7 +17,7 @@ pub fn key_tags(s: &Series) -> [(&'static str, &str); 4] {
 }
 
 /// `query`, `model`, `model_id`, and with the key breakdown `api_key`, `api_key_id`.
-pub fn model_tags(s: &ModelSeries) -> Vec<(&'static str, &str)> {
+pub fn cloud_eye_tags(s: &CloudEyeSeries) -> Vec<(&'static str, &str)> {
     let mut t = vec![
         (MODEL_TAGS[0], s.key.query.as_str()),
         (MODEL_TAGS[1], s.key.model.name.as_str()),
@@ -97,4 +96,37 @@ pub fn values(u: &Usage, batch: bool) -> impl Iterator<Item = (&'static Field, V
         .iter()
         .filter(move |f| batch || !f.batch_only)
         .map(move |f| (f, value(u, f)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_field_reads_a_figure_of_its_own() {
+        // Each figure a different value: a field that plugin.yaml declares and `value` does not
+        // know falls through to the error ratio, and is caught here.
+        let u = Usage {
+            total_tokens: 2,
+            prompt_tokens: 3,
+            completion_tokens: 5,
+            requests: 7,
+            errors: 1,
+            completed_tasks: 11,
+            infer_count: 13,
+        };
+        let mut counts = Vec::new();
+        for f in FIELDS {
+            match (f.kind, value(&u, f)) {
+                (Kind::Count, Value::Int(n)) => counts.push(n),
+                (Kind::Ratio, Value::Float(_)) => {}
+                (kind, v) => panic!(
+                    "`{}` ({kind:?}) reads {v:?}: add it to emit::fields::value and its figure to domain::Usage",
+                    f.name
+                ),
+            }
+        }
+        let distinct: std::collections::BTreeSet<u64> = counts.iter().copied().collect();
+        assert_eq!(distinct.len(), counts.len(), "two fields read one figure");
+    }
 }

@@ -9,8 +9,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
-use crate::collect::models::ModelSeries;
-use crate::collect::Series;
+use crate::collect::{CloudEyeSeries, Series, StatisticsSeries};
 use crate::domain::InferType;
 use crate::domain::Shape;
 
@@ -71,12 +70,15 @@ fn ns(ms: i64) -> i128 {
     i128::from(ms) * 1_000_000
 }
 
-fn series_line(out: &mut String, s: &Series, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+fn statistics_line(
+    out: &mut String,
+    s: &StatisticsSeries,
+    r: &Report<'_>,
+    opts: &InfluxOptions<'_>,
+) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::key_tags(s)
-            .into_iter()
-            .chain(fields::source_tags(r.project_id, r.region)),
+        fields::key_tags(s).into_iter().chain(r.source_tags()),
     );
     let _ = write!(
         out,
@@ -115,7 +117,7 @@ fn fmt_value(v: Value) -> String {
 }
 
 fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
-    let tags = fields::tag_map(opts.tags, fields::source_tags(r.project_id, r.region));
+    let tags = fields::tag_map(opts.tags, r.source_tags());
     let fields = fields::COLLECTOR_FIELDS
         .iter()
         .zip(fields::collector_values(&r.stats))
@@ -133,12 +135,10 @@ fn collector_line(out: &mut String, r: &Report<'_>, opts: &InfluxOptions<'_>) {
 
 /// A Cloud Eye series: `maas_model_usage`, its model (and key) tags, counts as integers and
 /// latency in milliseconds as floats, the window (or bucket) end as timestamp.
-fn model_line(out: &mut String, s: &ModelSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
+fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &InfluxOptions<'_>) {
     let tags = fields::tag_map(
         opts.tags,
-        fields::model_tags(s)
-            .into_iter()
-            .chain(fields::source_tags(r.project_id, r.region)),
+        fields::cloud_eye_tags(s).into_iter().chain(r.source_tags()),
     );
     let mut set: Vec<String> = s
         .values
@@ -162,15 +162,27 @@ fn model_line(out: &mut String, s: &ModelSeries, r: &Report<'_>, opts: &InfluxOp
 }
 
 pub fn render(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
-    let mut out = String::new();
-    for s in &r.collected.series {
-        series_line(&mut out, s, r, opts);
-    }
-    for s in &r.collected.models.series {
-        model_line(&mut out, s, r, opts);
-    }
+    let mut out = render_series(r, opts);
     collector_line(&mut out, r, opts);
     out
+}
+
+/// The lines of the collected series alone (output written as it is produced: a round at a
+/// time, the collector's line once at the end).
+pub fn render_series(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
+    let mut out = String::new();
+    for s in &r.collection.series {
+        match s {
+            Series::Statistics(s) => statistics_line(&mut out, s, r, opts),
+            Series::CloudEye(s) => cloud_eye_line(&mut out, s, r, opts),
+        }
+    }
+    out
+}
+
+/// The reports of several clouds, one after the other (each with its self-metrics line).
+pub fn render_all(reports: &[Report<'_>], opts: &InfluxOptions<'_>) -> String {
+    reports.iter().map(|r| render(r, opts)).collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::fields::{self, Value as FieldValue};
 use super::Report;
-use crate::collect::models::{Figure, ModelSeries};
-use crate::collect::Series;
+use crate::collect::{CloudEyeSeries, Failure, Figure, SourceId, StatisticsSeries as Series, What};
 use crate::domain::{InferType, Window};
 use crate::time::fmt_rfc3339;
 
@@ -62,7 +61,7 @@ fn series(s: &Series, report: &Report<'_>) -> Value {
     })
 }
 
-fn model_series(s: &ModelSeries, report: &Report<'_>) -> Value {
+fn cloud_eye_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
     let tz = &report.zone.tz;
     let mut values = Map::new();
     for (m, f) in &s.values {
@@ -85,46 +84,98 @@ fn model_series(s: &ModelSeries, report: &Report<'_>) -> Value {
     })
 }
 
+/// A failure: a ShowStatistics series by its tags, any other by its source and what failed.
+fn failure(f: &Failure) -> Value {
+    let mut m = Map::new();
+    m.insert("query".into(), json!(f.query));
+    match (f.source, &f.what) {
+        (SourceId::Statistics, What::Series(tags)) => {
+            for (k, v) in tags {
+                m.insert(k.to_string(), json!(v));
+            }
+        }
+        (source, what) => {
+            m.insert("source".into(), json!(source.name()));
+            m.insert("what".into(), json!(what.to_string()));
+        }
+    }
+    m.insert("status".into(), json!(f.error.status()));
+    m.insert("code".into(), json!(f.error.code()));
+    m.insert("request_id".into(), json!(f.error.request_id()));
+    m.insert("error".into(), json!(f.error.to_string()));
+    Value::Object(m)
+}
+
+/// The failures of a report, each with what failed and why.
+fn failures(report: &Report<'_>) -> Vec<Value> {
+    report.collection.failures.iter().map(failure).collect()
+}
+
+fn pretty(doc: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 pub fn render(report: &Report<'_>) -> String {
-    let failures: Vec<Value> = report
-        .collected
-        .failures
-        .iter()
-        .map(|f| {
-            json!({
-                "query": f.key.query,
-                "service_type": f.key.service_type.name(),
-                "infer_type": f.key.infer_type.name(),
-                "key_group": f.key.key_group,
-                "status": f.error.status(),
-                "code": f.error.code(),
-                "request_id": f.error.request_id(),
-                "error": f.error.to_string(),
-            })
-        })
-        .chain(report.collected.models.failures.iter().map(|f| {
-            json!({
-                "query": f.query,
-                "source": "cloud_eye",
-                "what": f.what,
-                "status": f.error.status(),
-                "code": f.error.code(),
-                "request_id": f.error.request_id(),
-                "error": f.error.to_string(),
-            })
-        }))
-        .collect();
+    let c = report.collection;
     let doc = json!({
         "region": report.region,
         "project_id": report.project_id,
         "timezone": report.zone.name,
         "generated_at": fmt_rfc3339(report.now.timestamp_millis(), &report.zone.tz),
-        "series": report.collected.series.iter().map(|s| series(s, report)).collect::<Vec<_>>(),
-        "models": report.collected.models.series.iter().map(|s| model_series(s, report)).collect::<Vec<_>>(),
-        "failures": failures,
+        "series": c.statistics().map(|s| series(s, report)).collect::<Vec<_>>(),
+        "models": c.cloud_eye().map(|s| cloud_eye_series(s, report)).collect::<Vec<_>>(),
+        "failures": failures(report),
         "collector": report.stats,
     });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    s.push('\n');
-    s
+    pretty(&doc)
+}
+
+/// [`render`] for the reports of several clouds (`clouds`): the clouds listed, and every
+/// series, failure and self-metric with its cloud, region and project. One report of `cloud:`
+/// is [`render`]'s document.
+pub fn render_all(reports: &[Report<'_>]) -> String {
+    let Some(first) = reports.first() else {
+        return String::new();
+    };
+    if let [one] = reports {
+        if one.cloud.is_none() {
+            return render(one);
+        }
+    }
+    let mut all: [Vec<Value>; 4] = Default::default();
+    for r in reports {
+        let source = json!({"cloud": r.cloud, "region": r.region, "project_id": r.project_id});
+        let with = |mut v: Value| {
+            if let (Value::Object(m), Value::Object(src)) = (&mut v, &source) {
+                for (k, x) in src {
+                    m.insert(k.clone(), x.clone());
+                }
+            }
+            v
+        };
+        all[0].extend(r.collection.statistics().map(|s| with(series(s, r))));
+        all[1].extend(
+            r.collection
+                .cloud_eye()
+                .map(|s| with(cloud_eye_series(s, r))),
+        );
+        all[2].extend(failures(r).into_iter().map(with));
+        all[3].push(with(json!(r.stats)));
+    }
+    let [series, models, failures, collector] = all;
+    let clouds: Vec<Value> = reports
+        .iter()
+        .map(|r| json!({"name": r.cloud, "region": r.region, "project_id": r.project_id}))
+        .collect();
+    pretty(&json!({
+        "clouds": clouds,
+        "timezone": first.zone.name,
+        "generated_at": fmt_rfc3339(first.now.timestamp_millis(), &first.zone.tz),
+        "series": series,
+        "models": models,
+        "failures": failures,
+        "collector": collector,
+    }))
 }

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::collect::{Collected, RunStats};
+use crate::collect::{Collection, RunStats};
 use crate::text::parse_kv_list;
-use crate::time::period::{ModelRunning, Running, Totals};
+use crate::time::period::Totals;
 use crate::time::zone::Zone;
 
 /// The name every output gives the program (OTLP's scope and default `service.name`).
@@ -119,18 +119,18 @@ impl ResourceEnv {
 
 /// Everything an emitter may print.
 pub struct Report<'a> {
-    pub collected: &'a Collected,
+    /// What was collected, of every source; a period bucket carries its series' running total
+    /// as of that bucket.
+    pub collection: &'a Collection,
     pub stats: RunStats,
+    /// With `clouds`, the cloud's name: the `cloud` tag of every series (the self-metrics'
+    /// too); `None` for `cloud:`, whose series carry no such tag.
+    pub cloud: Option<&'a str>,
     pub region: &'a str,
     pub project_id: &'a str,
     pub zone: &'a Zone,
     pub now: DateTime<Utc>,
     pub origin: &'a Origin,
-    /// For each of `collected.series` that is a period bucket, its series' running total as of
-    /// that bucket (index-aligned; `None` for other series).
-    pub running: &'a [Option<Running>],
-    /// The same for each of `collected.models.series`.
-    pub model_running: &'a [Option<ModelRunning>],
     /// Every period series' running total after this collection (Prometheus counters).
     pub totals: &'a Totals,
 }
@@ -154,8 +154,11 @@ impl Report<'_> {
         }
         attrs.insert("service.version".into(), VERSION.into());
         attrs.insert("cloud.provider".into(), "huawei_cloud".into());
-        attrs.insert("cloud.region".into(), self.region.into());
-        attrs.insert("huaweicloud.project.id".into(), self.project_id.into());
+        // With `clouds` they differ from cloud to cloud: each data point carries its own.
+        if self.cloud.is_none() {
+            attrs.insert("cloud.region".into(), self.region.into());
+            attrs.insert("huaweicloud.project.id".into(), self.project_id.into());
+        }
         if !self.origin.host_name.is_empty() {
             attrs.insert("host.name".into(), self.origin.host_name.clone());
         }
@@ -165,10 +168,31 @@ impl Report<'_> {
                 self.origin.instance_id.clone(),
             );
         }
-        if let Some(a) = &self.origin.account_id {
+        if let Some(a) = self
+            .origin
+            .account_id
+            .as_ref()
+            .filter(|_| self.cloud.is_none())
+        {
             attrs.insert("cloud.account.id".into(), a.clone());
         }
         attrs
+    }
+
+    /// The tags of the series' source: `project_id`, `region`, and with `clouds` the cloud's
+    /// name (`cloud`).
+    pub fn source_tags(&self) -> Vec<(&'static str, &str)> {
+        let mut tags = fields::source_tags(self.project_id, self.region).to_vec();
+        tags.extend(self.cloud.map(|c| (fields::CLOUD_TAG, c)));
+        tags
+    }
+
+    /// Where the series come from, for people: the region, and with `clouds` the cloud's name.
+    pub fn place(&self) -> String {
+        match self.cloud {
+            Some(c) => format!("{}, cloud {c}", self.region),
+            None => self.region.to_string(),
+        }
     }
 }
 

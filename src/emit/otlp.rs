@@ -19,9 +19,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::fields::{self, CollectorField, Field, Value, COLLECTOR_FIELDS, EXPORT_REJECTED};
 use super::{Report, ResourceEnv, SCOPE, VERSION};
-use crate::collect::models::{Figure, ModelSeries};
-use crate::collect::Series;
-use crate::domain::ces::CES_METRICS;
+use crate::collect::{CloudEyeSeries, Figure, StatisticsSeries as Series};
+use crate::domain::cloud_eye::METRICS;
 use crate::domain::{InferType, Shape};
 
 /// How period buckets are summed.
@@ -80,11 +79,15 @@ fn attributes<'a>(
     r: &Report<'_>,
     tags: &BTreeMap<String, String>,
 ) -> Vec<KeyValue> {
-    let source = fields::source_tags(r.project_id, r.region);
+    let source = r.source_tags();
     let mut attributes: Vec<KeyValue> = key
         .into_iter()
         .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v))
-        .chain(source.map(|(k, v)| kv_str(&fields::otlp_attribute(k), v)))
+        .chain(
+            source
+                .into_iter()
+                .map(|(k, v)| kv_str(&fields::otlp_attribute(k), v)),
+        )
         .collect();
     attributes.extend(tags.iter().map(|(k, v)| kv_str(k, v)));
     attributes
@@ -146,12 +149,13 @@ fn carries(s: &Series, f: &Field) -> bool {
 /// The data: window totals as Gauges, period buckets as monotonic Sums, points in series (and
 /// so in time) order.
 pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
-    let series = &r.collected.series;
+    let series: Vec<&Series> = r.collection.statistics().collect();
     let is_bucket = |s: &Series| s.window.shape == Shape::Bucket;
     let mut out = Vec::new();
     for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
         let points: Vec<NumberDataPoint> = series
             .iter()
+            .copied()
             .filter(|s| !is_bucket(s) && carries(s, f))
             .map(|s| {
                 let v = if f.name == fields::WINDOW_SECONDS {
@@ -175,11 +179,11 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
         };
         let points: Vec<NumberDataPoint> = series
             .iter()
-            .enumerate()
-            .filter(|(_, s)| is_bucket(s) && carries(s, f))
-            .map(|(i, s)| {
+            .copied()
+            .filter(|s| is_bucket(s) && carries(s, f))
+            .map(|s| {
                 let attrs = series_attributes(s, r, opts.tags);
-                match (opts.temporality, r.running.get(i).and_then(Option::as_ref)) {
+                match (opts.temporality, s.running.as_ref()) {
                     (Temporality::Cumulative, Some(total)) => point(
                         attrs,
                         total.start_ms,
@@ -205,32 +209,32 @@ pub fn data_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
             ));
         }
     }
-    out.extend(model_metrics(r, opts));
+    out.extend(cloud_eye_metrics(r, opts));
     out
 }
 
-fn model_attributes(
-    s: &ModelSeries,
+fn cloud_eye_attributes(
+    s: &CloudEyeSeries,
     r: &Report<'_>,
     tags: &BTreeMap<String, String>,
 ) -> Vec<KeyValue> {
-    attributes(fields::model_tags(s), r, tags)
+    attributes(fields::cloud_eye_tags(s), r, tags)
 }
 
 /// The Cloud Eye series: every figure of a window, and the latency of a bucket, as Gauges
 /// (`maas.model.*`, latency in seconds); the counts of period buckets as monotonic Sums
 /// (`maas.model.period.*`).
-fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
-    let series = &r.collected.models.series;
+fn cloud_eye_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
+    let series: Vec<&CloudEyeSeries> = r.collection.cloud_eye().collect();
     let mut out = Vec::new();
-    for m in CES_METRICS {
+    for m in METRICS {
         let mut gauges = Vec::new();
         let mut sums = Vec::new();
-        for (i, s) in series.iter().enumerate() {
+        for s in &series {
             let Some(f) = s.figure(m.ces) else {
                 continue;
             };
-            let attrs = model_attributes(s, r, opts.tags);
+            let attrs = cloud_eye_attributes(s, r, opts.tags);
             let (start, end) = (s.window.start_ms, s.window.end_ms);
             match f {
                 Figure::Millis(ms) => {
@@ -239,18 +243,15 @@ fn model_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
                 Figure::Count(c) if s.window.shape != Shape::Bucket => {
                     gauges.push(point(attrs, start, end, Value::Int(c)))
                 }
-                Figure::Count(c) => {
-                    let running = r.model_running.get(i).and_then(Option::as_ref);
-                    sums.push(match (opts.temporality, running) {
-                        (Temporality::Cumulative, Some(t)) => point(
-                            attrs,
-                            t.start_ms,
-                            end,
-                            Value::Int(t.counts.get(m.ces).copied().unwrap_or(c)),
-                        ),
-                        _ => point(attrs, start, end, Value::Int(c)),
-                    })
-                }
+                Figure::Count(c) => sums.push(match (opts.temporality, s.running.as_ref()) {
+                    (Temporality::Cumulative, Some(t)) => point(
+                        attrs,
+                        t.start_ms,
+                        end,
+                        Value::Int(t.counts.get(m.ces).copied().unwrap_or(c)),
+                    ),
+                    _ => point(attrs, start, end, Value::Int(c)),
+                }),
             }
         }
         if !gauges.is_empty() {
@@ -271,8 +272,16 @@ pub fn collector_metrics(
     rejected: Option<i64>,
 ) -> Vec<Metric> {
     let t = r.now.timestamp_millis();
-    let static_attrs =
-        || -> Vec<KeyValue> { opts.tags.iter().map(|(k, v)| kv_str(k, v)).collect() };
+    let static_attrs = || -> Vec<KeyValue> {
+        let cloud = r
+            .cloud
+            .map(|c| kv_str(&fields::otlp_attribute(fields::CLOUD_TAG), c));
+        opts.tags
+            .iter()
+            .map(|(k, v)| kv_str(k, v))
+            .chain(cloud)
+            .collect()
+    };
     let mut by_name: Vec<(&CollectorField, Vec<NumberDataPoint>)> = Vec::new();
     for (f, v) in COLLECTOR_FIELDS
         .iter()
@@ -332,6 +341,49 @@ pub fn build(r: &Report<'_>, opts: &OtlpOptions<'_>) -> ExportMetricsServiceRequ
     let mut metrics = data_metrics(r, opts);
     metrics.extend(collector_metrics(r, opts, None));
     request(r, opts, metrics)
+}
+
+/// The metrics of several clouds' reports as one list: the points of a metric every report
+/// has are the points of one metric (its first report's, in order), as a collector would
+/// merge them.
+pub fn merge(each: impl IntoIterator<Item = Vec<Metric>>) -> Vec<Metric> {
+    let mut out: Vec<Metric> = Vec::new();
+    for m in each.into_iter().flatten() {
+        let Some(into) = out.iter_mut().find(|o| o.name == m.name) else {
+            out.push(m);
+            continue;
+        };
+        match (&mut into.data, m.data) {
+            (Some(metric::Data::Gauge(a)), Some(metric::Data::Gauge(b))) => {
+                a.data_points.extend(b.data_points)
+            }
+            (Some(metric::Data::Sum(a)), Some(metric::Data::Sum(b))) => {
+                a.data_points.extend(b.data_points)
+            }
+            // One name, one type (`domain::names`): never met.
+            _ => {}
+        }
+    }
+    out
+}
+
+/// [`build`] for the reports of several clouds: one request, their metrics merged.
+pub fn build_all(reports: &[Report<'_>], opts: &OtlpOptions<'_>) -> ExportMetricsServiceRequest {
+    let data = merge(reports.iter().map(|r| data_metrics(r, opts)));
+    let own = merge(reports.iter().map(|r| collector_metrics(r, opts, None)));
+    request_all(reports, opts, data.into_iter().chain(own).collect())
+}
+
+/// [`request`] for the reports of several clouds, which share one resource.
+pub fn request_all(
+    reports: &[Report<'_>],
+    opts: &OtlpOptions<'_>,
+    metrics: Vec<Metric>,
+) -> ExportMetricsServiceRequest {
+    match reports.first() {
+        Some(r) => request(r, opts, metrics),
+        None => ExportMetricsServiceRequest::default(),
+    }
 }
 
 /// OTLP/JSON, one request per line (what the collector's `otlpjsonfile` receiver reads).

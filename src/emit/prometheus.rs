@@ -15,8 +15,8 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value, COLLECTOR_FIELDS};
 use super::{Report, ResourceEnv};
-use crate::collect::models::Figure;
-use crate::domain::ces::{ModelKey, CES_METRICS};
+use crate::collect::Figure;
+use crate::domain::cloud_eye::{CloudEyeKey, METRICS};
 use crate::domain::{InferType, SeriesKey, Shape};
 
 pub struct PromOptions<'a> {
@@ -169,8 +169,8 @@ fn carries(key: &SeriesKey, f: &Field) -> bool {
 }
 
 /// The labels of a Cloud Eye series: its model (and key) as `maas_*`, its source, static tags.
-fn model_labels(
-    key: &ModelKey,
+fn cloud_eye_labels(
+    key: &CloudEyeKey,
     tags: &BTreeMap<String, String>,
     source: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
@@ -193,16 +193,16 @@ fn model_labels(
 
 /// Cloud Eye series: every figure of a window as a gauge (latency in seconds); a period
 /// series' counts as counters of running totals, and its latency as of its latest bucket.
-fn model_families(
+fn cloud_eye_families(
     r: &Report<'_>,
     opts: &PromOptions<'_>,
     source: &BTreeMap<String, String>,
 ) -> Vec<Family> {
     let mut out = Vec::new();
-    for m in CES_METRICS {
+    for m in METRICS {
         // Keyed by labels: a later bucket's latency replaces an earlier one's.
         let mut gauge: BTreeMap<BTreeMap<String, String>, String> = BTreeMap::new();
-        for s in &r.collected.models.series {
+        for s in r.collection.cloud_eye() {
             let Some(f) = s.figure(m.ces) else {
                 continue;
             };
@@ -211,13 +211,13 @@ fn model_families(
                 Figure::Millis(ms) => format!("{}", ms / 1000.0),
                 Figure::Count(c) => c.to_string(),
             };
-            gauge.insert(model_labels(&s.key, opts.tags, source), v);
+            gauge.insert(cloud_eye_labels(&s.key, opts.tags, source), v);
         }
         // Period series: the latency of their latest bucket, kept with the totals.
-        for t in r.totals.models.values() {
+        for t in r.totals.cloud_eye.values() {
             if let Some(ms) = t.latest.get(m.ces) {
                 gauge.insert(
-                    model_labels(&t.key, opts.tags, source),
+                    cloud_eye_labels(&t.key, opts.tags, source),
                     format!("{}", ms / 1000.0),
                 );
             }
@@ -227,10 +227,10 @@ fn model_families(
         out.push(g);
         if let Some(name) = m.prometheus_period_name() {
             let mut c = Family::new(name, "counter", m.description);
-            for t in r.totals.models.values() {
+            for t in r.totals.cloud_eye.values() {
                 if let Some(v) = t.counts.get(m.ces) {
                     c.samples
-                        .push((model_labels(&t.key, opts.tags, source), v.to_string()));
+                        .push((cloud_eye_labels(&t.key, opts.tags, source), v.to_string()));
                 }
             }
             out.push(c);
@@ -255,9 +255,64 @@ pub fn render(r: &Report<'_>, opts: &PromOptions<'_>) -> String {
 }
 
 pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
+    render_parts_all(std::slice::from_ref(r), opts)
+}
+
+/// [`render`] for the reports of several clouds: one page, each family once.
+pub fn render_all(reports: &[Report<'_>], opts: &PromOptions<'_>) -> String {
+    let Parts { mut data, own } = render_parts_all(reports, opts);
+    data.push_str(&own);
+    data
+}
+
+/// [`render_parts`] for the reports of several clouds: each family once, with the samples of
+/// every cloud (a sample every report has, `target_info`'s, once).
+pub fn render_parts_all(reports: &[Report<'_>], opts: &PromOptions<'_>) -> Parts {
+    let (mut data, mut own): (Vec<Family>, Vec<Family>) = (Vec::new(), Vec::new());
+    for r in reports {
+        let (d, o) = families(r, opts);
+        merge(&mut data, d);
+        merge(&mut own, o);
+    }
+    let write = |families: &[Family]| {
+        let mut out = String::new();
+        for g in families {
+            g.write(&mut out, opts.openmetrics);
+        }
+        out
+    };
+    let mut own = write(&own);
+    if opts.openmetrics {
+        own.push_str("# EOF\n");
+    }
+    Parts {
+        data: write(&data),
+        own,
+    }
+}
+
+/// Adds `more` to `into`: a family already there takes the samples it lacks.
+fn merge(into: &mut Vec<Family>, more: Vec<Family>) {
+    for f in more {
+        match into.iter_mut().find(|g| g.name == f.name) {
+            Some(g) => {
+                for s in f.samples {
+                    if !g.samples.iter().any(|(l, _)| *l == s.0) {
+                        g.samples.push(s);
+                    }
+                }
+            }
+            None => into.push(f),
+        }
+    }
+}
+
+/// One report's families: the data (`target_info` first), and the self-metrics.
+fn families(r: &Report<'_>, opts: &PromOptions<'_>) -> (Vec<Family>, Vec<Family>) {
     // The source's labels on every data series: the point attributes `cloud.region` and
-    // `huaweicloud.project.id`.
-    let source: BTreeMap<String, String> = fields::source_tags(r.project_id, r.region)
+    // `huaweicloud.project.id` (and with `clouds`, `maas.cloud`).
+    let source: BTreeMap<String, String> = r
+        .source_tags()
         .into_iter()
         .map(|(tag, v)| {
             (
@@ -273,7 +328,7 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
     let mut families = vec![target];
     for f in fields::FIELDS.iter().chain([&fields::WINDOW_FIELD]) {
         let mut g = Family::new(f.prometheus, "gauge", f.description);
-        for s in &r.collected.series {
+        for s in r.collection.statistics() {
             if s.window.shape == Shape::Bucket || !carries(&s.key, f) {
                 continue;
             }
@@ -299,22 +354,8 @@ pub fn render_parts(r: &Report<'_>, opts: &PromOptions<'_>) -> Parts {
             families.push(c);
         }
     }
-    families.extend(model_families(r, opts, &source));
-    let write = |families: &[Family]| {
-        let mut out = String::new();
-        for g in families {
-            g.write(&mut out, opts.openmetrics);
-        }
-        out
-    };
-    let mut own = write(&collector_families(r, opts));
-    if opts.openmetrics {
-        own.push_str("# EOF\n");
-    }
-    Parts {
-        data: write(&families),
-        own,
-    }
+    families.extend(cloud_eye_families(r, opts, &source));
+    (families, collector_families(r, opts))
 }
 
 /// The collection's self-metrics, as gauges (milliseconds become seconds).
@@ -325,6 +366,12 @@ fn collector_families(r: &Report<'_>, opts: &PromOptions<'_>) -> Vec<Family> {
         .zip(fields::collector_values(&r.stats))
     {
         let mut l = BTreeMap::new();
+        if let Some(c) = r.cloud {
+            l.insert(
+                fields::prometheus_label(&fields::otlp_attribute(fields::CLOUD_TAG)),
+                c.to_string(),
+            );
+        }
         if let Some(outcome) = f.outcome {
             l.insert(
                 fields::prometheus_label(fields::OUTCOME_ATTRIBUTE),

@@ -6,9 +6,8 @@ use std::fmt::Write;
 
 use super::fields::{self, Field, Value};
 use super::{thousands, Report};
-use crate::collect::models::{Figure, ModelSeries};
-use crate::collect::Series;
-use crate::domain::ces::{CesMetric, CES_METRICS};
+use crate::collect::{CloudEyeSeries, Figure, StatisticsSeries as Series};
+use crate::domain::cloud_eye::{CloudEyeMetric, METRICS};
 use crate::domain::InferType;
 use crate::domain::ALL_KEYS;
 use crate::text;
@@ -172,7 +171,7 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
             c.to_string().repeat(w1 + 2)
         )
     };
-    let _ = writeln!(out, "{}", title(s, report.region, style));
+    let _ = writeln!(out, "{}", title(s, &report.place(), style));
     let _ = writeln!(out, "{}", rule(thin));
     let _ = writeln!(out, "| {:<w0$} | {:<w1$} |", "Metric", "Value");
     let _ = writeln!(out, "{}", rule(thick));
@@ -209,12 +208,12 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
 
 /// The Cloud Eye series of one query and window: a row per model (and key), a column per
 /// metric, counts exact with separators and latency in milliseconds.
-fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: TableStyle) {
+fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, style: TableStyle) {
     let Some(first) = rows.first() else {
         return;
     };
     let by_key = first.key.api_key.is_some();
-    let metrics: Vec<&'static CesMetric> = CES_METRICS
+    let metrics: Vec<&'static CloudEyeMetric> = METRICS
         .iter()
         .filter(|m| {
             rows.iter()
@@ -275,7 +274,7 @@ fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: T
         "MaaS usage per model{} (Cloud Eye, query {}) - Region: {}",
         if by_key { " and API key" } else { "" },
         first.key.query,
-        report.region
+        report.place()
     );
     let _ = writeln!(out, "{}", rule(thin));
     let _ = writeln!(out, "{}", line(&header));
@@ -293,15 +292,15 @@ fn models(out: &mut String, rows: &[&ModelSeries], report: &Report<'_>, style: T
 
 pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
     let mut out = String::new();
-    for (i, s) in report.collected.series.iter().enumerate() {
+    for (i, s) in report.collection.statistics().enumerate() {
         if i > 0 {
             out.push('\n');
         }
         one(&mut out, s, report, raw, style);
     }
     // One table per Cloud Eye query and window, in collection order.
-    let mut groups: Vec<Vec<&ModelSeries>> = Vec::new();
-    for s in &report.collected.models.series {
+    let mut groups: Vec<Vec<&CloudEyeSeries>> = Vec::new();
+    for s in report.collection.cloud_eye() {
         match groups.last_mut() {
             Some(g) if g[0].key.query == s.key.query && g[0].window == s.window => g.push(s),
             _ => groups.push(vec![s]),
@@ -311,9 +310,19 @@ pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
         if !out.is_empty() {
             out.push('\n');
         }
-        models(&mut out, &g, report, style);
+        cloud_eye(&mut out, &g, report, style);
     }
     out
+}
+
+/// The tables of several clouds' reports, one after the other (their titles name the cloud).
+pub fn render_all(reports: &[Report<'_>], raw: bool, style: TableStyle) -> String {
+    let parts: Vec<String> = reports
+        .iter()
+        .map(|r| render(r, raw, style))
+        .filter(|t| !t.is_empty())
+        .collect();
+    parts.join("\n")
 }
 
 #[cfg(test)]
@@ -335,15 +344,15 @@ mod tests {
         );
         assert_eq!(zone_label(&Zone::utc(), start, end), "UTC");
     }
-    use crate::collect::{Collected, RunStats};
+    use crate::collect::{Collection, RunStats};
     use crate::domain::{InferType, SeriesKey, ServiceType, Shape, Usage, Window};
     use crate::time::zone::Zone;
 
     /// The seeds' example: 2026-05-08 to 2026-05-21 (both days) in Shanghai.
     fn seeds_table(style: TableStyle) -> String {
         let start = 1_778_169_600_000; // 2026-05-08T00:00:00+08:00
-        let collected = Collected {
-            series: vec![Series {
+        let collection = Collection {
+            series: vec![crate::collect::Series::Statistics(Series {
                 key: SeriesKey {
                     query: "seed".into(),
                     service_type: ServiceType::Preset,
@@ -364,27 +373,24 @@ mod tests {
                     ..Default::default()
                 },
                 segments: Vec::new(),
-                period: None,
-            }],
-            failures: Vec::new(),
-            cut_short: false,
-            stopped_by: None,
-            models: Default::default(),
+                checkpoint: None,
+                running: None,
+            })],
+            ..Collection::default()
         };
         let zone = Zone {
             tz: chrono_tz::Asia::Shanghai,
             name: "Asia/Shanghai".into(),
         };
         let report = Report {
-            collected: &collected,
+            cloud: None,
+            collection: &collection,
             stats: RunStats::default(),
             region: "cn-southwest-2",
             project_id: "p",
             zone: &zone,
             now: chrono::DateTime::from_timestamp_millis(start).unwrap(),
             origin: &crate::emit::Origin::default(),
-            running: &[None],
-            model_running: &[],
             totals: &Default::default(),
         };
         render(&report, false, style)

@@ -19,6 +19,7 @@ pub struct Manifest {
     pub model_metrics: Vec<ModelMetric>,
     pub model_attributes: Vec<ModelAttribute>,
     pub collector_metrics: Vec<CollectorMetric>,
+    pub spend_metrics: Vec<SpendMetric>,
 }
 
 /// A Cloud Eye metric (`model_metrics`).
@@ -98,6 +99,9 @@ pub struct Attribute {
     pub tag: String,
     pub otlp: String,
     pub prometheus: String,
+    /// Only a spec with `clouds:` sets it.
+    #[serde(default)]
+    pub clouds_only: bool,
     pub description: String,
 }
 
@@ -133,4 +137,27 @@ pub struct CollectorMetric {
     pub prometheus: Option<String>,
     #[serde(default)]
     pub otlp_only: bool,
+}
+
+/// A measurement of the spec's prices and budgets (`spend_metrics`).
+#[derive(Debug, Deserialize)]
+pub struct SpendMetric {
+    pub measurement: String,
+    pub description: String,
+    pub attributes: Vec<ModelAttribute>,
+    pub fields: Vec<SpendField>,
+}
+
+/// A field of a spend measurement.
+#[derive(Debug, Deserialize)]
+pub struct SpendField {
+    pub field: String,
+    pub title: String,
+    pub unit: String,
+    pub value: String,
+    pub otlp: String,
+    pub prometheus: String,
+    pub otlp_period: Option<String>,
+    pub prometheus_period: Option<String>,
+    pub description: String,
 }

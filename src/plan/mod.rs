@@ -1,32 +1,18 @@
-//! Spec + now -> every series and every call, with identical calls made once; Cloud Eye
-//! queries get their aligned windows and call spans (`models`).
+//! Spec + now -> each source's part of the run: ShowStatistics' series and deduplicated calls
+//! (`statistics`), Cloud Eye's aligned windows and call spans (`cloud_eye`).
 //!
 //! Pure: `plan` prints this without credentials or network, and `run` executes exactly it.
 
-pub mod models;
-
-pub use models::ModelQuery;
-
-use std::collections::HashMap;
-use std::sync::Arc;
+pub mod cloud_eye;
+pub mod statistics;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{RangeError, RangeExpr, SeriesKey, Shape, StatsRequest, Window, ALL_KEYS};
+use crate::domain::RangeError;
 use crate::spec::Spec;
-use crate::time::period::{self, Checkpoints, Pending};
+use crate::time;
+use crate::time::period::Checkpoints;
 use crate::time::zone::Zone;
-use crate::time::{self, Retained};
-
-#[derive(Clone, Debug)]
-pub struct PlannedSeries {
-    pub key: SeriesKey,
-    pub window: Window,
-    /// Indices into `Plan::calls`, one per segment, in time order.
-    pub calls: Vec<usize>,
-    /// For a period-mode bucket, the checkpoint id of its series.
-    pub period: Option<String>,
-}
 
 /// How far behind a period-mode series is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,27 +25,22 @@ pub struct PeriodStatus {
     pub oldest_pending: Option<i64>,
 }
 
+/// One source's part of a plan.
 #[derive(Clone, Debug)]
-pub struct PlannedCall {
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub request: StatsRequest,
-    /// The serialised body: signed and sent as is.
-    pub body: Arc<[u8]>,
-    /// Indices into `Plan::series` that use this call.
-    pub used_by: Vec<usize>,
+pub enum SourcePlan {
+    Statistics(statistics::Plan),
+    CloudEye(cloud_eye::Plan),
 }
 
 #[derive(Clone, Debug)]
 pub struct Plan {
-    pub series: Vec<PlannedSeries>,
-    pub calls: Vec<PlannedCall>,
     pub zone: Zone,
     pub now: DateTime<Utc>,
     pub warnings: Vec<String>,
+    /// The ShowStatistics period series (Cloud Eye's say theirs in their own part).
     pub periods: Vec<PeriodStatus>,
-    /// The Cloud Eye queries (their series are found at run time).
-    pub models: Vec<ModelQuery>,
+    /// Each source's part, in collection order.
+    pub sources: Vec<SourcePlan>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,58 +72,12 @@ pub fn build(spec: &Spec, now: DateTime<Utc>, zone: &Zone) -> Result<Plan, PlanE
 /// What a run, `plan` and `validate` say of a window that ended before the retention horizon.
 pub const BEYOND_RETENTION: &str = "this window lies entirely beyond the 30-day retention: nothing is left to read, so it makes no call and emits nothing (a zero would overwrite what was stored for it)";
 
-/// One series before its calls are planned.
-struct Pre {
-    key: SeriesKey,
-    keys: Option<Vec<String>>,
-    ips: Option<Vec<String>>,
-}
-
-impl Plan {
-    /// Adds a series for `window` with one call per segment of `segments` (none for a window
-    /// beyond the retention: it reads as zero without asking), reusing identical calls.
-    fn add(
-        &mut self,
-        by_body: &mut HashMap<Arc<[u8]>, usize>,
-        pre: &Pre,
-        window: Window,
-        segments: Vec<(i64, i64)>,
-        period: Option<String>,
-    ) {
-        let si = self.series.len();
-        let mut calls = Vec::new();
-        for (s, e) in segments {
-            let mut req = StatsRequest::new(pre.key.service_type, pre.key.infer_type, s, e);
-            req.timezone = Some(self.zone.name.clone());
-            req.api_keys = pre.keys.clone();
-            req.ips = pre.ips.clone();
-            let body: Arc<[u8]> = req.to_bytes().into();
-            let ci = *by_body.entry(body.clone()).or_insert_with(|| {
-                self.calls.push(PlannedCall {
-                    start_ms: s,
-                    end_ms: e,
-                    request: req,
-                    body,
-                    used_by: Vec::new(),
-                });
-                self.calls.len() - 1
-            });
-            self.calls[ci].used_by.push(si);
-            calls.push(ci);
-        }
-        self.series.push(PlannedSeries {
-            key: pre.key.clone(),
-            window,
-            calls,
-            period,
-        });
-    }
-}
-
-/// Plans every series; period-mode series get their settled, unemitted buckets after
-/// `checkpoints`, oldest first, within the run's call budget (`requests_per_minute`, less the
-/// calls of the other series and of `affordable`, what the shared budget still allows), shared
-/// round-robin so no series starves.
+/// Plans every query, each by its source, in spec order; period-mode series get their settled,
+/// unemitted buckets after `checkpoints`, oldest first. ShowStatistics' take no more calls than
+/// the run's budget (`requests_per_minute`, less the calls of the other series and of
+/// `affordable`, what the shared budget still allows), shared round-robin so no series
+/// starves; Cloud Eye's are sized against its own budget at run time, once discovery says how
+/// many series there are.
 pub fn build_with(
     spec: &Spec,
     now: DateTime<Utc>,
@@ -152,172 +87,38 @@ pub fn build_with(
 ) -> Result<Plan, PlanError> {
     // The API's resolution is the millisecond; truncating here keeps every window stable.
     let now = DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
-    let mut plan = Plan {
-        series: Vec::new(),
-        calls: Vec::new(),
-        zone: zone.clone(),
-        now,
-        warnings: Vec::new(),
-        periods: Vec::new(),
-        models: Vec::new(),
-    };
-    let region = spec
-        .cloud
-        .region
-        .as_deref()
-        .unwrap_or(crate::spec::DEFAULT_REGION);
-    let mut by_body: HashMap<Arc<[u8]>, usize> = HashMap::new();
-    let mut periodic: Vec<(Pre, String, Pending)> = Vec::new();
+    let scope = spec.checkpoint_scope();
+    let region = scope.as_str();
+    let mut warnings = Vec::new();
+    let mut periods = Vec::new();
     // Series whose checkpoint is later than now: what, and the checkpoint.
     let mut ahead: Vec<(String, i64)> = Vec::new();
+    let mut stats = statistics::Builder::new(zone, now, region);
+    let mut cloud_eye = cloud_eye::Plan::default();
     for (qi, q) in spec.queries.iter().enumerate() {
-        if let Some(ce) = q.cloud_eye() {
-            let (m, cp) = models::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
-            ahead.extend(cp.map(|cp| (format!("query {}", q.name), cp)));
-            plan.warnings.extend(m.warnings.iter().cloned());
-            plan.models.push(m);
-            continue;
-        }
-        let groups: Vec<(String, Option<Vec<String>>)> = match &q.key_groups {
-            None => vec![(ALL_KEYS.to_string(), None)],
-            Some(names) => names
-                .iter()
-                .map(|g| match spec.key_groups.get(g) {
-                    Some(keys) => Ok((g.clone(), Some(keys.clone()))),
-                    None => Err(PlanError::UnknownKeyGroup {
-                        index: qi,
-                        query: q.name.clone(),
-                        group: g.clone(),
-                    }),
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        // A window is clamped to the retention horizon: older data does not exist, and asking
-        // for it would cost calls (one per 30 days) that can only answer zero.
-        let window = match &q.range {
-            RangeExpr::Period(_) => None,
-            r => {
-                let w = time::resolve(r, now, &zone.tz).map_err(|error| PlanError::Range {
-                    index: qi,
-                    query: q.name.clone(),
-                    error,
-                })?;
-                Some(match time::retain(w, now.timestamp_millis()) {
-                    Retained::Whole(w) => (w, time::segments(w.start_ms, w.end_ms)),
-                    Retained::Clamped {
-                        window,
-                        lost_ms,
-                        horizon_ms,
-                    } => {
-                        plan.warnings.push(format!(
-                            "query {}: the first {} days of this window are older than the 30-day retention and read as zero; it is queried from {}",
-                            q.name,
-                            time::fmt_days(lost_ms),
-                            time::fmt_local(horizon_ms, &zone.tz)
-                        ));
-                        (window, time::segments(window.start_ms, window.end_ms))
-                    }
-                    Retained::Beyond => {
-                        // Nothing is left to read, and a zero stamped with the window's end
-                        // would overwrite what an earlier run stored for the same window.
-                        plan.warnings
-                            .push(format!("query {}: {BEYOND_RETENTION}", q.name));
-                        continue;
-                    }
-                })
+        match q.cloud_eye() {
+            Some(ce) => {
+                let (m, cp) = cloud_eye::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+                ahead.extend(cp.map(|cp| (format!("query {}", q.name), cp)));
+                warnings.extend(m.warnings.iter().cloned());
+                cloud_eye.queries.push(m);
             }
-        };
-        for st in &q.service_types {
-            for (group, keys) in &groups {
-                let pre = Pre {
-                    key: SeriesKey {
-                        query: q.name.clone(),
-                        service_type: *st,
-                        infer_type: q.infer_type,
-                        key_group: group.clone(),
-                    },
-                    keys: keys.clone(),
-                    ips: q.ips.clone(),
-                };
-                match (&q.range, &window) {
-                    (RangeExpr::Period(p), _) => {
-                        let id = pre.key.checkpoint_id(region);
-                        let pending = period::pending(
-                            p,
-                            &zone.tz,
-                            now.timestamp_millis(),
-                            checkpoints.get(&id).copied(),
-                        );
-                        periodic.push((pre, id, pending));
-                    }
-                    (_, Some((w, segments))) => {
-                        plan.add(&mut by_body, &pre, *w, segments.clone(), None)
-                    }
-                    (_, None) => {}
-                }
-            }
+            None => stats.query(qi, q, spec, checkpoints, &mut warnings)?,
         }
     }
-
-    // Round-robin over the period series, oldest bucket first, within the remaining budget.
-    let budget = (spec.limits.requests_per_minute as usize)
-        .min(affordable)
-        .saturating_sub(plan.calls.len());
-    let mut taken = vec![0usize; periodic.len()];
-    let mut left = budget;
-    let mut round = 0;
-    while left > 0 {
-        let mut any = false;
-        for (i, (_, _, pending)) in periodic.iter().enumerate() {
-            if left > 0 && round < pending.buckets.len() {
-                taken[i] += 1;
-                left -= 1;
-                any = true;
-            }
-        }
-        if !any {
-            break;
-        }
-        round += 1;
-    }
-    for ((pre, id, pending), n) in periodic.into_iter().zip(taken) {
-        for &(start_ms, end_ms) in &pending.buckets[..n] {
-            plan.add(
-                &mut by_body,
-                &pre,
-                Window {
-                    start_ms,
-                    end_ms,
-                    shape: Shape::Bucket,
-                },
-                time::segments(start_ms, end_ms),
-                Some(id.clone()),
-            );
-        }
-        if n < pending.buckets.len() {
-            plan.warnings.push(format!(
-                "{}: {} settled buckets pending; this run emits the oldest {n} (the run's call budget is limits.requests_per_minute) and the rest follow in the next runs",
-                pre.key,
-                pending.buckets.len()
-            ));
-        }
-        ahead.extend(pending.ahead.map(|cp| (pre.key.to_string(), cp)));
-        if pending.lost_ms > 0 {
-            plan.warnings.push(format!(
-                "{}: {:.1} hours of buckets were never emitted and are now beyond the 30-day retention: they are lost",
-                pre.key,
-                pending.lost_ms as f64 / 3_600_000.0
-            ));
-        }
-        plan.periods.push(PeriodStatus {
-            id,
-            pending: pending.buckets.len(),
-            planned: n,
-            oldest_pending: pending.buckets.first().map(|b| b.0),
-        });
-    }
-    plan.warnings.extend(ahead_warning(&ahead, now, zone));
-    Ok(plan)
+    let budget = (spec.limits.requests_per_minute as usize).min(affordable);
+    let stats = stats.finish(budget, &mut warnings, &mut periods, &mut ahead);
+    warnings.extend(ahead_warning(&ahead, now, zone));
+    Ok(Plan {
+        zone: zone.clone(),
+        now,
+        warnings,
+        periods,
+        sources: vec![
+            SourcePlan::Statistics(stats),
+            SourcePlan::CloudEye(cloud_eye),
+        ],
+    })
 }
 
 /// One warning for every period series whose checkpoint (`ahead`: what, and the checkpoint) is
@@ -333,132 +134,67 @@ fn ahead_warning(ahead: &[(String, i64)], now: DateTime<Utc>, zone: &Zone) -> Op
 }
 
 impl Plan {
-    /// Calls the series need in total, before deduplication.
-    pub fn calls_before_dedup(&self) -> usize {
-        self.series.iter().map(|s| s.calls.len()).sum()
+    /// The ShowStatistics part (empty when the spec has no such query).
+    pub fn statistics(&self) -> &statistics::Plan {
+        static EMPTY: statistics::Plan = statistics::Plan {
+            series: Vec::new(),
+            calls: Vec::new(),
+        };
+        self.sources
+            .iter()
+            .find_map(|s| match s {
+                SourcePlan::Statistics(p) => Some(p),
+                _ => None,
+            })
+            .unwrap_or(&EMPTY)
     }
 
-    /// The plan for people: every series, every call with its window (local time and epoch
-    /// ms) and body, and which calls serve several series.
+    /// The Cloud Eye part (no query when the spec has none).
+    pub fn cloud_eye(&self) -> &cloud_eye::Plan {
+        static EMPTY: cloud_eye::Plan = cloud_eye::Plan {
+            queries: Vec::new(),
+        };
+        self.sources
+            .iter()
+            .find_map(|s| match s {
+                SourcePlan::CloudEye(p) => Some(p),
+                _ => None,
+            })
+            .unwrap_or(&EMPTY)
+    }
+
+    /// What a run is asked for, in the terms of "0 of N": each ShowStatistics series and each
+    /// Cloud Eye query (its series are found at run time).
+    pub fn planned(&self) -> usize {
+        self.sources
+            .iter()
+            .map(|s| match s {
+                SourcePlan::Statistics(p) => p.series.len(),
+                SourcePlan::CloudEye(p) => p.queries.len(),
+            })
+            .sum()
+    }
+
+    /// The plan for people: every ShowStatistics series and call, the period series, the
+    /// warnings, then the Cloud Eye queries.
     pub fn describe(&self) -> String {
         use std::fmt::Write;
-        let tz = &self.zone.tz;
+        let stats = self.statistics();
         let mut out = String::new();
         let _ = writeln!(
             out,
             "Plan at {} ({}): {} series, {} calls ({} before deduplication)",
-            time::fmt_local(self.now.timestamp_millis(), tz),
+            time::fmt_local(self.now.timestamp_millis(), &self.zone.tz),
             self.zone.name,
-            self.series.len(),
-            self.calls.len(),
-            self.calls_before_dedup()
+            stats.series.len(),
+            stats.calls.len(),
+            stats.calls_before_dedup()
         );
-        let rows: Vec<[String; 6]> = self
-            .series
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                [
-                    format!("{}", i + 1),
-                    s.key.query.clone(),
-                    s.key.service_type.name().to_string(),
-                    s.key.infer_type.name().to_string(),
-                    s.key.key_group.clone(),
-                    format!(
-                        "{} ~ {}  {}",
-                        time::fmt_local(s.window.start_ms, tz),
-                        time::fmt_local(s.window.end_ms, tz),
-                        if s.calls.is_empty() {
-                            "no call (an empty window)".to_string()
-                        } else {
-                            format!(
-                                "calls {}",
-                                s.calls
-                                    .iter()
-                                    .map(|c| (c + 1).to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            )
-                        }
-                    ),
-                ]
-            })
-            .collect();
-        let header = [
-            "#",
-            "query",
-            "service_type",
-            "infer_type",
-            "key_group",
-            "window",
-        ]
-        .map(String::from);
-        let widths: Vec<usize> = (0..6)
-            .map(|c| {
-                rows.iter()
-                    .chain([&header])
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let _ = writeln!(out, "\nSeries:");
-        for r in [&header].into_iter().chain(rows.iter()) {
-            // Padded by hand: `{:<w$}` panics on widths above u16::MAX (a row with thousands
-            // of calls).
-            let mut line = String::new();
-            for c in 0..6 {
-                if c > 0 {
-                    line.push_str("  ");
-                }
-                line.push_str(&r[c]);
-                let pad = widths[c].saturating_sub(r[c].chars().count());
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-            let _ = writeln!(out, "  {}", line.trim_end());
-        }
-        let _ = writeln!(out, "\nCalls:");
-        for (i, c) in self.calls.iter().enumerate() {
-            let users = c
-                .used_by
-                .iter()
-                .map(|s| (s + 1).to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let shared = if c.used_by.len() > 1 {
-                " (one call, shared)"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                "  {:>3}  {} ~ {}  [{}, {})  series {users}{shared}",
-                i + 1,
-                time::fmt_local(c.start_ms, tz),
-                time::fmt_local(c.end_ms, tz),
-                c.start_ms,
-                c.end_ms
-            );
-            let _ = writeln!(out, "       {}", String::from_utf8_lossy(&c.body));
-        }
-        if !self.periods.is_empty() {
-            let _ = writeln!(out, "\nPeriod series:");
-            for p in &self.periods {
-                let oldest = p
-                    .oldest_pending
-                    .map(|ms| format!(", oldest from {}", time::fmt_local(ms, tz)))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  {}: {} settled buckets pending{oldest}; {} planned in this run",
-                    p.id, p.pending, p.planned
-                );
-            }
-        }
+        statistics::describe(stats, &self.periods, &self.zone, &mut out);
         for w in &self.warnings {
             let _ = writeln!(out, "\nwarning: {w}");
         }
-        models::describe(&self.models, &self.zone, &mut out);
+        cloud_eye::describe(&self.cloud_eye().queries, &self.zone, &mut out);
         out
     }
 }
@@ -474,6 +210,7 @@ mod tests {
     fn query(name: &str, range: RangeExpr, groups: Option<Vec<&str>>) -> QuerySpec {
         QuerySpec {
             name: name.into(),
+            clouds: None,
             range,
             service_types: vec![ServiceType::Preset],
             infer_type: InferType::RealTime,
@@ -499,10 +236,10 @@ mod tests {
             ..Default::default()
         };
         let plan = build(&spec, now(), &Zone::utc()).unwrap();
-        assert_eq!(plan.series.len(), 2);
-        assert_eq!(plan.calls.len(), 1);
-        assert_eq!(plan.calls[0].used_by, vec![0, 1]);
-        assert_eq!(plan.calls_before_dedup(), 2);
+        assert_eq!(plan.statistics().series.len(), 2);
+        assert_eq!(plan.statistics().calls.len(), 1);
+        assert_eq!(plan.statistics().calls[0].used_by, vec![0, 1]);
+        assert_eq!(plan.statistics().calls_before_dedup(), 2);
     }
 
     #[test]
@@ -514,14 +251,14 @@ mod tests {
         q.service_types = vec![ServiceType::Preset, ServiceType::CustomEndpoint];
         spec.queries = vec![q];
         let plan = build(&spec, now(), &Zone::utc()).unwrap();
-        assert_eq!(plan.series.len(), 4);
+        assert_eq!(plan.statistics().series.len(), 4);
         assert_eq!(
-            plan.calls.len(),
+            plan.statistics().calls.len(),
             4,
             "one call each, clamped to the retention"
         );
         assert_eq!(plan.warnings.len(), 1, "one warning per query");
-        let body = String::from_utf8(plan.calls[0].body.to_vec()).unwrap();
+        let body = String::from_utf8(plan.statistics().calls[0].body.to_vec()).unwrap();
         assert!(body.contains(r#""api_keys":["k1"]"#), "{body}");
     }
 
@@ -558,12 +295,16 @@ mod tests {
         };
         let plan = build(&spec, now(), &zone).unwrap();
         let horizon = now().timestamp_millis() - crate::domain::range::RETENTION_MS;
-        assert_eq!(plan.calls.len(), 2, "one call per service type, shared");
-        for s in &plan.series {
+        assert_eq!(
+            plan.statistics().calls.len(),
+            2,
+            "one call per service type, shared"
+        );
+        for s in &plan.statistics().series {
             assert_eq!(s.window.start_ms, horizon);
             assert_eq!(s.window.end_ms, now().timestamp_millis());
             assert_eq!(s.calls.len(), 1);
-            assert_eq!(plan.calls[s.calls[0]].start_ms, horizon);
+            assert_eq!(plan.statistics().calls[s.calls[0]].start_ms, horizon);
         }
         assert_eq!(
             plan.warnings,
@@ -585,8 +326,8 @@ mod tests {
             ..Default::default()
         };
         let plan = build(&spec, now(), &Zone::utc()).unwrap();
-        assert!(plan.series.is_empty());
-        assert!(plan.calls.is_empty());
+        assert!(plan.statistics().series.is_empty());
+        assert!(plan.statistics().calls.is_empty());
         assert_eq!(
             plan.warnings,
             vec![
@@ -605,11 +346,14 @@ mod tests {
             ..Default::default()
         };
         let mut plan = build(&spec, now(), &Zone::utc()).unwrap();
+        let SourcePlan::Statistics(stats) = &mut plan.sources[0] else {
+            panic!("ShowStatistics first");
+        };
         // A row wider than the formatter's width limit (u16::MAX) once panicked.
-        plan.series[0].calls = vec![0; 40_000];
-        plan.calls[0].start_ms = i64::MIN;
-        plan.calls[0].end_ms = i64::MAX;
-        plan.series[0].window.start_ms = -62_135_596_800_000; // 0001-01-01
+        stats.series[0].calls = vec![0; 40_000];
+        stats.calls[0].start_ms = i64::MIN;
+        stats.calls[0].end_ms = i64::MAX;
+        stats.series[0].window.start_ms = -62_135_596_800_000; // 0001-01-01
         let text = plan.describe();
         assert!(text.contains("calls 1,1,1"), "{}", &text[..200]);
         assert!(text.contains(&i64::MIN.to_string()));
@@ -624,12 +368,12 @@ mod tests {
             };
             let plan = build(&spec, now(), &Zone::utc()).unwrap();
             let horizon = now().timestamp_millis() - crate::domain::range::RETENTION_MS;
-            for s in &plan.series {
+            for s in &plan.statistics().series {
                 prop_assert!(s.window.start_ms >= horizon, "clamped to the retention");
                 prop_assert_eq!(s.calls.len(), 1);
                 let mut at = s.window.start_ms;
                 for &c in &s.calls {
-                    let call = &plan.calls[c];
+                    let call = &plan.statistics().calls[c];
                     prop_assert_eq!(call.start_ms, at);
                     prop_assert!(call.end_ms - call.start_ms <= 30 * DAY_MS);
                     at = call.end_ms;

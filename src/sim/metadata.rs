@@ -13,6 +13,8 @@ use super::SimCredential;
 /// Credentials issued so far, each with its end.
 #[derive(Default)]
 pub struct Issuer {
+    /// Starts the access keys it hands out (`TEMPAK` by default).
+    prefix: &'static str,
     seq: AtomicU64,
     fetches: AtomicU64,
     issued: Mutex<Vec<(SimCredential, DateTime<Utc>)>>,
@@ -38,20 +40,38 @@ impl Issuer {
     }
 
     fn issue_fresh(&self, lifetime: Duration) -> String {
+        let (cred, expires_at) = self.mint(lifetime);
+        document(&cred, expires_at)
+    }
+
+    /// An issuer whose access keys start with `prefix` (STS's, say).
+    pub fn with_prefix(prefix: &'static str) -> Self {
+        Issuer {
+            prefix,
+            ..Issuer::default()
+        }
+    }
+
+    /// Fresh temporary credentials valid for `lifetime`, accepted from now until they expire.
+    pub fn mint(&self, lifetime: Duration) -> (SimCredential, DateTime<Utc>) {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let prefix = if self.prefix.is_empty() {
+            "TEMP"
+        } else {
+            self.prefix
+        };
         let cred = SimCredential {
-            ak: format!("TEMPAK{n:014}"),
-            sk: format!("temporary-secret-{n:08}-of-the-simulated-agency"),
-            token: Some(format!("temporary-security-token-{n:08}")),
+            ak: format!("{prefix}AK{n:014}"),
+            sk: format!("temporary-secret-{n:08}-of-the-simulated-agency-{prefix}"),
+            token: Some(format!("temporary-security-token-{n:08}-{prefix}")),
         };
         let expires_at =
             Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
-        let body = document(&cred, expires_at);
         self.issued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((cred, expires_at));
-        body
+            .push((cred.clone(), expires_at));
+        (cred, expires_at)
     }
 
     /// The issued credential with this access key, and whether it has expired.

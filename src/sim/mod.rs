@@ -3,12 +3,13 @@
 //!
 //! Use it in-process (`Simulator::start`) from tests, or as `maas-usage simulator`.
 
-pub mod ces;
+pub mod cloud_eye;
 pub mod faults;
 pub mod http;
 pub mod metadata;
 pub mod model;
 pub mod scale;
+pub mod sts;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,12 +24,13 @@ use serde::Deserialize;
 use crate::budget::WindowLog;
 use crate::cloud::sign;
 use crate::text::percent_decode;
-pub use ces::{CesSim, Forged};
+pub use cloud_eye::{CloudEyeSim, Forged};
 use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
 pub use model::Dataset;
 pub use scale::Size;
+pub use sts::{SimAgency, StsSim};
 
 /// The credentials the demo and the simulator accept by default. Not a secret: they only open
 /// the simulator.
@@ -63,7 +65,9 @@ pub struct SimConfig {
     pub metadata_reuse: bool,
     /// Cloud Eye (SYS.MaaS) switches: ListMetrics' page cap and looping markers, forged
     /// datapoints, the instance names' status.
-    pub ces: CesSim,
+    pub cloud_eye: CloudEyeSim,
+    /// STS AssumeAgency: the agencies, and the other accounts' keys it accepts.
+    pub sts: StsSim,
 }
 
 impl Default for SimConfig {
@@ -81,7 +85,8 @@ impl Default for SimConfig {
             log_file: None,
             metadata: None,
             metadata_reuse: false,
-            ces: CesSim::default(),
+            cloud_eye: CloudEyeSim::default(),
+            sts: StsSim::default(),
         }
     }
 }
@@ -115,6 +120,8 @@ struct Shared {
     signed: AtomicU64,
     /// The metadata service's temporary credentials.
     issuer: metadata::Issuer,
+    /// STS's temporary credentials.
+    sts_issuer: metadata::Issuer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,6 +168,7 @@ impl Simulator {
             connections: AtomicU64::new(0),
             signed: AtomicU64::new(0),
             issuer: metadata::Issuer::default(),
+            sts_issuer: metadata::Issuer::with_prefix("STS"),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
@@ -233,6 +241,11 @@ impl Simulator {
     /// Answers the metadata service gave (the same credentials again count each time).
     pub fn metadata_fetches(&self) -> u64 {
         self.shared.issuer.fetches()
+    }
+
+    /// Temporary credentials STS handed out (one per assumption granted).
+    pub fn agencies_assumed(&self) -> u64 {
+        self.shared.sts_issuer.count()
     }
 
     /// Connections accepted, whether or not a request came through them.
@@ -308,12 +321,12 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         let mut req = match http::read_head(&mut reader) {
             Ok(ReadOutcome::Request(r)) => r,
             Ok(ReadOutcome::Closed) | Err(_) => return,
-            Ok(ReadOutcome::Bad(why)) => {
+            Ok(ReadOutcome::Bad(status, why)) => {
                 let body = format!("{{\"error_code\":\"APIGW.0100\",\"error_msg\":\"{why}\"}}");
                 let _ = http::write_all(
                     reader.get_mut(),
                     &[
-                        http::head(400, "-", body.len(), &[], true),
+                        http::head(status, "-", body.len(), &[], true),
                         body.into_bytes(),
                     ]
                     .concat(),
@@ -408,11 +421,14 @@ fn query_pairs(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Checks the signature like the API gateway; returns the 401 reply on failure.
+/// Checks the signature like the API gateway, with the keys of `cfg.credentials`, of `callers`
+/// (other accounts' keys, which STS alone accepts) and those `issuers` handed out; returns the
+/// 401 reply on failure.
 fn authenticate(
     req: &Request,
     cfg: &SimConfig,
-    issuer: &metadata::Issuer,
+    callers: &[SimCredential],
+    issuers: [&metadata::Issuer; 2],
     rid: &str,
 ) -> Result<(), Reply> {
     let deny = |code: &str, msg: String| Err(Reply::error(401, code, &msg, rid));
@@ -449,9 +465,10 @@ fn authenticate(
             "Incorrect IAM authentication information: host and x-sdk-date must be signed".into(),
         );
     }
-    let cred = match cfg.credentials.iter().find(|c| c.ak == auth.access) {
+    let known = cfg.credentials.iter().chain(callers);
+    let cred = match known.into_iter().find(|c| c.ak == auth.access) {
         Some(c) => c.clone(),
-        None => match issuer.find(&auth.access) {
+        None => match issuers.iter().find_map(|i| i.find(&auth.access)) {
             Some((_, true)) => {
                 return deny(
                     "APIGW.0301",
@@ -528,7 +545,10 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             None => Reply::error(404, "NotFound", "no metadata service here", rid),
         };
     }
-    if let Err(reply) = authenticate(req, &cfg, &shared.issuer, rid) {
+    let sts = req.method == "POST" && req.path == crate::cloud::sts::PATH;
+    let callers: &[SimCredential] = if sts { &cfg.sts.callers } else { &[] };
+    let issuers = [&shared.issuer, &shared.sts_issuer];
+    if let Err(reply) = authenticate(req, &cfg, callers, issuers, rid) {
         return reply;
     }
     if let Some(n) = cfg.faults.reject_signatures_after {
@@ -563,6 +583,9 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             rid,
         );
     }
+    if sts {
+        return sts::assume(req, &cfg.sts, &shared.sts_issuer, rid);
+    }
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match (req.method.as_str(), segments.as_slice()) {
         ("GET", ["v3", "projects"]) => {
@@ -588,18 +611,18 @@ fn handle(req: &Request, shared: &Shared, rid: &str) -> Reply {
             })
         }
         ("GET", ["V1.0", project, "metrics"]) => in_project(project, shared, &cfg, rid, || {
-            ces::list_metrics(&req.query, &cfg.dataset, &cfg.ces, rid)
+            cloud_eye::list_metrics(&req.query, &cfg.dataset, &cfg.cloud_eye, rid)
         }),
         ("POST", ["V1.0", project, "batch-query-metric-data"]) => {
             in_project(project, shared, &cfg, rid, || {
-                ces::batch_query(&req.body, &cfg.dataset, &cfg.ces, data_now(&cfg), rid)
+                cloud_eye::batch_query(&req.body, &cfg.dataset, &cfg.cloud_eye, data_now(&cfg), rid)
             })
         }
         ("POST", ["v1", project, "maas", "monitor", "instances"]) => {
-            match ces::forced_instances_status(&cfg.ces, rid) {
+            match cloud_eye::forced_instances_status(&cfg.cloud_eye, rid) {
                 Some(reply) => reply,
                 None => in_project(project, shared, &cfg, rid, || {
-                    ces::instances(&req.body, &cfg.dataset, rid)
+                    cloud_eye::instances(&req.body, &cfg.dataset, rid)
                 }),
             }
         }

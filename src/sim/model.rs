@@ -6,7 +6,7 @@
 //! with zeros, as the real service does.
 //!
 //! Each real-time bucket of service types 1 and 2 belongs wholly to one model of its service
-//! type, so Cloud Eye's per-model figures (`super::ces`) add up exactly to ShowStatistics' totals.
+//! type, so Cloud Eye's per-model figures (`super::cloud_eye`) add up exactly to ShowStatistics' totals.
 
 use crate::domain::range::{HOUR_MS, MAX_SEGMENT_MS, RETENTION_MS};
 use crate::domain::Usage;

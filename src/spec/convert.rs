@@ -11,13 +11,14 @@ use serde_json::Value;
 use super::errors::{display_path, SpecError};
 use super::schema::{looks_secret, schema_errors, validator};
 use super::yaml::{self, Located, Pos};
-use super::{CloudEyeQuery, CloudSpec, Format, Limits, OutputSpec, QuerySpec, Source};
+use super::QuerySpec;
+use super::{CloudEyeQuery, CloudSpec, Coordination, Format, Limits, NamedCloud, OutputSpec};
 use super::{OtlpSettings, Protocol};
-use crate::domain::ces::{self, Names};
+use super::{RedisSpec, Source};
+use crate::domain::cloud_eye::{self, Names};
 use crate::domain::names as fields;
 use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
 use crate::domain::{InferType, ServiceType};
-use crate::endpoint::Endpoint;
 
 pub use super::load::API_VERSION;
 
@@ -28,12 +29,17 @@ pub(super) struct RawFile {
     #[serde(rename = "apiVersion")]
     pub(super) _api_version: Option<String>,
     pub(super) cloud: Option<CloudSpec>,
+    pub(super) clouds: Option<Vec<NamedCloud>>,
     pub(super) timezone: Option<String>,
     pub(super) key_groups: Option<BTreeMap<String, Vec<String>>>,
     pub(super) names: Option<RawNames>,
     pub(super) queries: Option<Vec<RawQuery>>,
     pub(super) output: Option<RawOutput>,
     pub(super) limits: Option<RawLimits>,
+    pub(super) prices: Option<super::spend::RawPrices>,
+    pub(super) budgets: Option<Vec<super::spend::RawBudget>>,
+    pub(super) alerts: Option<super::spend::RawAlerts>,
+    pub(super) coordination: Option<RawCoordination>,
 }
 
 #[derive(Deserialize, Default, Clone, PartialEq)]
@@ -45,6 +51,7 @@ pub(super) struct RawNames {
 #[derive(Deserialize)]
 pub(super) struct RawQuery {
     pub(super) name: String,
+    pub(super) clouds: Option<Vec<String>>,
     pub(super) range: Option<Value>,
     pub(super) service_types: Option<Vec<Value>>,
     pub(super) infer_type: Option<String>,
@@ -86,6 +93,16 @@ pub(super) struct RawLimits {
     pub(super) concurrency: Option<usize>,
     pub(super) max_series: Option<usize>,
     pub(super) ces_requests_per_minute: Option<u32>,
+    pub(super) account_requests_per_minute: Option<u32>,
+}
+
+#[derive(Deserialize, Default, Clone, PartialEq)]
+pub(super) struct RawCoordination {
+    pub(super) engine: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) group: Option<String>,
+    pub(super) lease: Option<String>,
+    pub(super) on_unavailable: Option<String>,
 }
 
 /// One file, validated and typed, with the positions needed for cross-file checks.
@@ -260,6 +277,7 @@ pub(super) fn queries_of(f: &FileSpec, errors: &mut Vec<SpecError>) -> Vec<(Quer
         out.push((
             QuerySpec {
                 name: q.name.clone(),
+                clouds: q.clouds.clone(),
                 range,
                 service_types,
                 infer_type,
@@ -308,13 +326,14 @@ fn source_of(f: &FileSpec, p: &str, q: &RawQuery, errors: &mut Vec<SpecError>) -
         }
     }
     let breakdown = q.breakdown.clone().unwrap_or_else(|| vec!["model".into()]);
-    if breakdown.first().map(String::as_str) != Some("model") {
+    if super::spend::grouping(&breakdown).is_err() {
         errors.push(f.err(
             &format!("{p}/breakdown"),
-            "a breakdown starts with model: [model] or [model, api_key] (Cloud Eye keeps API keys under their model)",
+            "a breakdown is [model], [model, api_key], [model, key_group] or [key_group] (Cloud Eye keeps API keys under their model; key groups sum them)",
         ));
     }
-    let by_key = breakdown.iter().any(|b| b == "api_key");
+    // Key groups are sums of the per-key series.
+    let by_key = breakdown.iter().any(|b| b == "api_key" || b == "key_group");
     if q.api_keys.is_some() && !by_key {
         errors.push(f.key_err(
             &format!("{p}/api_keys"),
@@ -322,12 +341,12 @@ fn source_of(f: &FileSpec, p: &str, q: &RawQuery, errors: &mut Vec<SpecError>) -
         ));
     }
     let metrics = match &q.metrics {
-        None => ces::DEFAULT_METRICS
+        None => cloud_eye::DEFAULT_METRICS
             .iter()
-            .filter_map(|m| ces::metric(m))
+            .filter_map(|m| cloud_eye::metric(m))
             .collect(),
         // The schema lists the names the plugin knows.
-        Some(names) => names.iter().filter_map(|m| ces::metric(m)).collect(),
+        Some(names) => names.iter().filter_map(|m| cloud_eye::metric(m)).collect(),
     };
     Source::CloudEye(CloudEyeQuery {
         by_key,
@@ -343,24 +362,6 @@ pub(super) fn names_of(n: &RawNames) -> Names {
         models: n.models.clone().unwrap_or_default(),
         keys: n.api_keys.clone().unwrap_or_default(),
     }
-}
-
-/// `cloud:` of one file, its endpoints checked.
-pub(super) fn cloud_of(f: &FileSpec, c: &CloudSpec, errors: &mut Vec<SpecError>) -> CloudSpec {
-    for (key, url) in [
-        ("endpoint", &c.endpoint),
-        ("iam_endpoint", &c.iam_endpoint),
-        ("metadata_endpoint", &c.metadata_endpoint),
-        ("ces_endpoint", &c.ces_endpoint),
-        ("maas_monitor_endpoint", &c.maas_monitor_endpoint),
-    ] {
-        if let Some(u) = url {
-            if let Err(e) = Endpoint::parse(u) {
-                errors.push(f.err(&format!("/cloud/{key}"), e.to_string()));
-            }
-        }
-    }
-    c.clone()
 }
 
 pub(super) fn output_of(f: &FileSpec, o: &RawOutput, errors: &mut Vec<SpecError>) -> OutputSpec {
@@ -460,5 +461,75 @@ pub(super) fn limits_of(f: &FileSpec, l: &RawLimits, errors: &mut Vec<SpecError>
     if let Some(r) = l.ces_requests_per_minute {
         out.ces_requests_per_minute = r;
     }
+    out.account_requests_per_minute = l.account_requests_per_minute;
     out
+}
+
+/// `coordination:` of one file: a Redis URL for engine redis only, without a password.
+pub(super) fn coordination_of(
+    f: &FileSpec,
+    c: &RawCoordination,
+    errors: &mut Vec<SpecError>,
+) -> Coordination {
+    let lease = c
+        .lease
+        .as_ref()
+        .and_then(|t| match range::parse_duration(t) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                errors.push(f.err("/coordination/lease", "must be more than zero"));
+                None
+            }
+            Err(e) => {
+                errors.push(f.err("/coordination/lease", e));
+                None
+            }
+        });
+    if c.engine.as_deref() != Some("redis") {
+        for (k, set) in [
+            ("url", c.url.is_some()),
+            ("group", c.group.is_some()),
+            ("lease", c.lease.is_some()),
+            ("on_unavailable", c.on_unavailable.is_some()),
+        ] {
+            if set {
+                errors.push(f.key_err(
+                    &format!("/coordination/{k}"),
+                    format!("`{k}` is for `engine: redis`; the state directory needs none"),
+                ));
+            }
+        }
+        return Coordination::default();
+    }
+    let Some(url) = &c.url else {
+        errors.push(f.key_err(
+            "/coordination",
+            "`engine: redis` needs `url` (redis://HOST:PORT/DB, or rediss:// for TLS)".into(),
+        ));
+        return Coordination::default();
+    };
+    if redis_url_has_password(url) {
+        errors.push(f.err(
+            "/coordination/url",
+            "carries a password; the spec is kept in git, so set it in MAAS_USAGE_REDIS_PASSWORD instead",
+        ));
+    }
+    Coordination {
+        redis: Some(RedisSpec {
+            url: url.clone(),
+            group: c.group.clone(),
+            lease,
+            local_fallback: c.on_unavailable.as_deref() == Some("local"),
+        }),
+    }
+}
+
+/// A Redis URL's authority carries a password (`redis://user:secret@host`, `redis://:secret@`).
+pub fn redis_url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || rest.contains("password=")
 }

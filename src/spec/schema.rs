@@ -51,7 +51,7 @@ pub(super) fn schema_at(pointer: &str) -> Option<&'static Value> {
         if let Some(branches) = s.get("oneOf").and_then(Value::as_array) {
             s = resolve(branches.iter().find(|b| b.get("properties").is_some())?)?;
         }
-        s = if let Some(p) = s.get("properties").and_then(|p| p.get(seg)) {
+        s = if let Some(p) = properties(s).into_iter().find_map(|p| p.get(seg)) {
             p
         } else if let Some(items) = s.get("items") {
             items
@@ -68,12 +68,37 @@ pub(super) fn schema_at(pointer: &str) -> Option<&'static Value> {
     Some(s)
 }
 
+/// The `properties` of a sub-schema: its own, and those of the schemas it extends (`$ref`,
+/// `allOf`, as `clouds` entries extend `cloud`).
+fn properties(s: &'static Value) -> Vec<&'static serde_json::Map<String, Value>> {
+    let root = schema_value();
+    let mut out: Vec<&serde_json::Map<String, Value>> = Vec::new();
+    let mut todo = vec![s];
+    while let Some(s) = todo.pop() {
+        out.extend(s.get("properties").and_then(Value::as_object));
+        todo.extend(
+            s.get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('#'))
+                .and_then(|path| root.pointer(path)),
+        );
+        todo.extend(
+            s.get("allOf")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    }
+    out
+}
+
 pub(super) fn allowed_keys(pointer: &str) -> Vec<String> {
     schema_at(pointer)
-        .and_then(|s| s.get("properties"))
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
+        .map(properties)
         .unwrap_or_default()
+        .into_iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect()
 }
 
 pub(super) fn looks_secret(key: &str) -> bool {
@@ -147,6 +172,10 @@ pub(super) fn pattern_message(pointer: &str, value: &Value) -> String {
         // Every endpoint key; the value is shown without its user information (a password).
         (_, key) if key.ends_with("endpoint") => format!(
             "`{}` is not an http(s) URL (no query, no user information)",
+            short(&Value::String(redact_url(&value_text(value))))
+        ),
+        ("/coordination/url", _) => format!(
+            "`{}` is not a Redis URL; use redis://HOST:PORT/DB, or rediss:// for TLS",
             short(&Value::String(redact_url(&value_text(value))))
         ),
         ("/limits/timeout", _) => {
@@ -255,7 +284,7 @@ pub(super) fn schema_errors(
     };
     let instance: &Value = err.instance();
     let message = match err.kind() {
-        K::AdditionalProperties { unexpected } => {
+        K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
             let allowed = allowed_keys(&pointer).join(", ");
             for key in unexpected {
                 let child = format!("{pointer}/{}", yaml::escape_segment(key));

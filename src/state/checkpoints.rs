@@ -117,9 +117,9 @@ impl CheckpointFile {
                 file.totals.series.insert(id.clone(), t.clone());
             }
         }
-        for (id, t) in &totals.models {
+        for (id, t) in &totals.cloud_eye {
             if updates.keys().any(|cp| under(id, cp)) {
-                file.totals.models.insert(id.clone(), t.clone());
+                file.totals.cloud_eye.insert(id.clone(), t.clone());
             }
         }
         file
@@ -137,7 +137,7 @@ impl CheckpointFile {
         self.series.retain(|id, _| !matches(id));
         self.totals.series.retain(|id, _| !matches(id));
         self.totals
-            .models
+            .cloud_eye
             .retain(|id, _| !removed.iter().any(|r| under(id, r)) && !matches(id));
         removed
     }
@@ -155,8 +155,8 @@ impl CheckpointFile {
             if let Some(t) = old.totals.series.get(*id) {
                 self.totals.series.insert((*id).clone(), t.clone());
             }
-            for (m, t) in old.totals.models.iter().filter(|(m, _)| under(m, id)) {
-                self.totals.models.insert(m.clone(), t.clone());
+            for (m, t) in old.totals.cloud_eye.iter().filter(|(m, _)| under(m, id)) {
+                self.totals.cloud_eye.insert(m.clone(), t.clone());
             }
         }
         self.old_file_settled = true;
@@ -544,12 +544,12 @@ mod tests {
         let mut old = CheckpointFile::default();
         old.series.insert("r/q/a".into(), 10);
         old.series.insert("r/cloud_eye/m".into(), 20);
-        old.totals.models.insert(
+        old.totals.cloud_eye.insert(
             "r/cloud_eye/m/x".into(),
-            crate::time::period::ModelRunning {
-                key: crate::domain::ces::ModelKey {
+            crate::time::period::CloudEyeRunning {
+                key: crate::domain::cloud_eye::CloudEyeKey {
                     query: "m".into(),
-                    model: crate::domain::ces::Named {
+                    model: crate::domain::cloud_eye::Named {
                         id: "x".into(),
                         name: "x".into(),
                     },
@@ -566,12 +566,12 @@ mod tests {
         assert_eq!(own.adopt(&old), 1);
         assert_eq!(own.series["r/q/a"], 30, "its own stays");
         assert_eq!(own.series["r/cloud_eye/m"], 20);
-        assert!(own.totals.models.contains_key("r/cloud_eye/m/x"));
+        assert!(own.totals.cloud_eye.contains_key("r/cloud_eye/m/x"));
         assert!(own.old_file_settled);
         assert_eq!(
             own.remove(|id| series_matches(id, "m")),
             vec!["r/cloud_eye/m"]
         );
-        assert!(own.totals.models.is_empty());
+        assert!(own.totals.cloud_eye.is_empty());
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod checkpoints;
 mod discovery;
+pub mod fleet;
 mod gate;
 mod housekeeping;
 mod runtime;
@@ -90,6 +91,9 @@ pub enum StateFileProblem {
     Read(#[from] ReadFileError),
     #[error("it is not the JSON this program writes ({0})")]
     Corrupt(String),
+    /// The coordination engine could not say (or lost what it held).
+    #[error("{0}")]
+    Engine(String),
 }
 
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ use super::{GateFiles, RuntimeDir, SharedBudget, StateDir, StateFileError};
 use crate::budget::{Budget, Limiter};
 pub use crate::cloud::auth::GateStore;
 use crate::cloud::{ProjectCache, ProjectInfo};
-use crate::domain::ces::Discovered;
+use crate::domain::cloud_eye::{Dims, Discovered};
 
 /// Where the processes that share credentials and destinations keep what they agree on.
 pub trait StateStore: Send + Sync {
@@ -38,6 +38,21 @@ pub trait StateStore: Send + Sync {
     /// Cloud Eye's `ces-<id>`): at most `limit` calls in any `window`, across every process
     /// using this store. Never none: when the store fails, the process keeps its own.
     fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget>;
+    /// A budget counted in several windows at once, each `(name, limit)` as [`Self::budget`]
+    /// has it (an identity's, its account's): a call takes a slot in every one. This default
+    /// takes them one after another (a slot taken in one is spent even when another is full);
+    /// a store that can take them at once does.
+    fn budget_of(&self, windows: &[(&str, u32)], window: Duration) -> Arc<dyn Budget> {
+        match windows {
+            [(name, limit)] => self.budget(name, *limit, window),
+            _ => Arc::new(crate::budget::AllOf(
+                windows
+                    .iter()
+                    .map(|(n, l)| self.budget(n, *l, window))
+                    .collect(),
+            )),
+        }
+    }
     /// The credential gate's records, shared with other processes; `None`: this process's
     /// gate keeps them itself.
     fn gate(&self) -> Option<Arc<dyn GateStore>>;
@@ -65,6 +80,11 @@ pub trait DiscoveryStore: Send + Sync {
     fn cached_discovery(&self, key: &str, max_age: Duration) -> Option<Discovered>;
     /// Keeps `found` under `key`; what is added to a discovery still standing keeps its age.
     fn store_discovery(&self, key: &str, found: &Discovered);
+    /// The series of `key` (a region, project and query) that the last run left out, in
+    /// line: the next run reads them first.
+    fn owed(&self, key: &str) -> Vec<Dims>;
+    /// Keeps them (none: forgets them).
+    fn store_owed(&self, key: &str, owed: &[Dims]);
 }
 
 /// Period-mode checkpoints and running totals per destination (see the module's contract:
@@ -109,6 +129,9 @@ pub trait CollectionStore: Send + Sync {}
 pub struct DirectoryStore {
     dir: Option<StateDir>,
     gate: Option<Arc<GateFiles>>,
+    /// The budgets handed out, one per name: clouds of one process that share an identity
+    /// share its budget, with a state directory or without.
+    budgets: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Budget>>>,
 }
 
 impl DirectoryStore {
@@ -125,6 +148,7 @@ impl DirectoryStore {
         DirectoryStore {
             gate: runtime.map(|r| Arc::new(GateFiles::new(gate_dir, r))),
             dir,
+            budgets: Default::default(),
         }
     }
 }
@@ -134,10 +158,14 @@ impl StateStore for DirectoryStore {
         self.dir.as_ref().map(|d| d.path().display().to_string())
     }
     fn budget(&self, name: &str, limit: u32, window: Duration) -> Arc<dyn Budget> {
-        match &self.dir {
-            Some(dir) => Arc::new(SharedBudget::new(dir.clone(), name, limit, window)),
-            None => Arc::new(Limiter::new(limit, window)),
-        }
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let made = || -> Arc<dyn Budget> {
+            match &self.dir {
+                Some(dir) => Arc::new(SharedBudget::new(dir.clone(), name, limit, window)),
+                None => Arc::new(Limiter::new(limit, window)),
+            }
+        };
+        budgets.entry(name.to_string()).or_insert_with(made).clone()
     }
     fn gate(&self) -> Option<Arc<dyn GateStore>> {
         self.gate.clone().map(|g| g as Arc<dyn GateStore>)
@@ -174,6 +202,12 @@ impl DiscoveryStore for StateDir {
     }
     fn store_discovery(&self, key: &str, found: &Discovered) {
         StateDir::store_discovery(self, key, found)
+    }
+    fn owed(&self, key: &str) -> Vec<Dims> {
+        StateDir::owed(self, key)
+    }
+    fn store_owed(&self, key: &str, owed: &[Dims]) {
+        StateDir::store_owed(self, key, owed)
     }
 }
 
@@ -276,9 +310,14 @@ pub(crate) mod contract {
         assert!(cps.read("broken").is_err());
     }
 
-    /// Prepared checkpoints are in force once committed, and never when dropped.
+    /// Prepared checkpoints are in force once committed, and never when dropped (under the
+    /// destination's lock, as runs take it).
     pub fn a_prepared_commit_is_in_force_only_once_committed(store: &dyn StateStore) {
         let cps = store.checkpoints().expect("a checkpoint store");
+        let _held = cps
+            .lock("d", Instant::now(), &never)
+            .unwrap()
+            .expect("free");
         let next = CheckpointFile::default()
             .advanced(&Checkpoints::from([("s".into(), 1)]), &Totals::default());
         drop(cps.prepare("d", &next).unwrap());
@@ -329,6 +368,13 @@ pub(crate) mod contract {
             discovery.cached_discovery("region/project", Duration::ZERO),
             None
         );
+        let owed = vec![Dims {
+            model_id: "m".into(),
+            key_id: Some("k".into()),
+        }];
+        discovery.store_owed("region/project/q", &owed);
+        assert_eq!(discovery.owed("region/project/q"), owed);
+        assert!(discovery.owed("region/project/other").is_empty());
     }
 }
 
@@ -379,12 +425,18 @@ mod tests {
             assert!(store.location().is_none() && store.projects().is_none());
             assert!(store.discovery().is_none() && store.checkpoints().is_none());
             assert!(store.collections().is_none());
-            // A budget per process: two of one name do not share their calls.
+            // A budget per process and name: the clouds of one process that share an identity
+            // share its calls; another process (another store) has its own.
             let soon = Instant::now();
             let minute = Duration::from_secs(60);
             assert!(store.budget("k", 1, minute).acquire(soon).is_ok());
-            assert!(store.budget("k", 1, minute).acquire(soon).is_ok());
+            assert!(store.budget("k", 1, minute).acquire(soon).is_err());
+            assert!(store.budget("other", 1, minute).acquire(soon).is_ok());
         }
+        let another = DirectoryStore::new(None, None, None);
+        let soon = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(another.budget("k", 1, minute).acquire(soon).is_ok());
         // The gate's records go to the runtime directory; the demo keeps them in the process.
         let gate = none.gate().expect("the runtime directory");
         gate.writable().unwrap();

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ces::ModelKey;
+use crate::domain::cloud_eye::CloudEyeKey;
 use crate::domain::range::{PeriodSpec, DAY_MS, RETENTION_MS};
 use crate::domain::{SeriesKey, Usage};
 
@@ -149,8 +149,8 @@ impl Running {
 /// A Cloud Eye period series' running totals (its counts), as `Running` is for a
 /// ShowStatistics one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelRunning {
-    pub key: ModelKey,
+pub struct CloudEyeRunning {
+    pub key: CloudEyeKey,
     pub start_ms: i64,
     pub through_ms: i64,
     /// Cloud Eye metric name -> its running total.
@@ -160,17 +160,17 @@ pub struct ModelRunning {
     pub latest: BTreeMap<String, f64>,
 }
 
-impl ModelRunning {
+impl CloudEyeRunning {
     /// Adds the bucket `[start_ms, end_ms)`; a bucket that overlaps what is counted is not
     /// counted again.
     pub fn add(
-        previous: Option<&ModelRunning>,
-        key: &ModelKey,
+        previous: Option<&CloudEyeRunning>,
+        key: &CloudEyeKey,
         start_ms: i64,
         end_ms: i64,
         counts: impl IntoIterator<Item = (String, u64)>,
         latest: BTreeMap<String, f64>,
-    ) -> ModelRunning {
+    ) -> CloudEyeRunning {
         let (start, mut total) = match previous {
             Some(r) if start_ms < r.through_ms => return r.clone(),
             Some(r) => (r.start_ms, r.counts.clone()),
@@ -180,7 +180,7 @@ impl ModelRunning {
             let t = total.entry(m).or_insert(0);
             *t = t.saturating_add(c);
         }
-        ModelRunning {
+        CloudEyeRunning {
             key: key.clone(),
             start_ms: start,
             through_ms: end_ms,
@@ -195,13 +195,14 @@ impl ModelRunning {
 pub struct Totals {
     #[serde(default)]
     pub series: BTreeMap<String, Running>,
-    #[serde(default)]
-    pub models: BTreeMap<String, ModelRunning>,
+    /// Stored as `models`, the name state files have always given it.
+    #[serde(default, rename = "models")]
+    pub cloud_eye: BTreeMap<String, CloudEyeRunning>,
 }
 
 impl Totals {
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.models.is_empty()
+        self.series.is_empty() && self.cloud_eye.is_empty()
     }
 }
 

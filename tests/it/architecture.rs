@@ -1,8 +1,10 @@
 //! The shape of the code, checked: top-level modules of src/ import one another one way only
 //! (no cycle, directly or through others), the simulator stays at the edge, no production file
 //! grows past 700 lines, every module says in its first doc line what it owns, the process's
-//! environment is read only by the settings' one resolution step, and the README stays an
-//! introduction (under 20 KB).
+//! environment is read only by the settings' one resolution step, the README stays an
+//! introduction (under 20 KB), and sources are peers: each lives in its own module of
+//! `collect`, implements `collect::Source` and is known by nothing outside `collect`, and no
+//! shape of the pipeline keeps a source of its own on the side (`.models`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -145,7 +147,9 @@ fn the_layers_are_the_documented_ones() {
     // The vocabulary depends on nothing; the cloud only on the vocabulary and utilities; a
     // utility only on the vocabulary, files and text (the log writes through its sanitizer).
     assert!(deps("domain").is_empty(), "domain -> {:?}", deps("domain"));
-    for lower in ["log", "text", "env", "endpoint", "retry", "files", "tls"] {
+    for lower in [
+        "log", "text", "env", "endpoint", "retry", "files", "tls", "http",
+    ] {
         assert!(
             deps(lower).is_subset(
                 &[
@@ -445,4 +449,180 @@ fn no_production_file_is_over_700_lines_and_each_module_says_what_it_owns() {
 fn the_readme_stays_an_introduction() {
     let size = std::fs::metadata(root().join("README.md")).unwrap().len();
     assert!(size < MAX_README, "README.md is {size} bytes");
+}
+
+/// The files of a directory of src/ (recursively), with their text before the unit tests.
+fn production_files(dir: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let dir = root().join("src").join(dir);
+    if dir.is_dir() {
+        rust_files(&dir, &mut files);
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let prod = production(&text).to_string();
+            (f, prod)
+        })
+        .collect()
+}
+
+/// The sources: the modules of src/collect/ other than its machinery (the pool).
+fn source_modules() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root().join("src/collect"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .filter(|n| n != "mod" && n != "pool")
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_source_lives_in_collect_and_implements_the_one_trait() {
+    let sources = source_modules();
+    assert_eq!(sources, ["cloud_eye", "statistics"], "the sources found");
+    for (f, text) in production_files("") {
+        let implementations = text.matches("impl Source for").count();
+        let rel = f.strip_prefix(root().join("src")).unwrap().to_path_buf();
+        let source = rel
+            .strip_prefix("collect")
+            .ok()
+            .and_then(|r| r.components().next())
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            });
+        match source {
+            Some(s) if sources.contains(&s) => {}
+            _ => assert_eq!(
+                implementations,
+                0,
+                "{}: a source outside collect",
+                rel.display()
+            ),
+        }
+    }
+    for s in &sources {
+        let implementations: usize = production_files(&format!("collect/{s}"))
+            .iter()
+            .chain(
+                &production_files("collect")
+                    .into_iter()
+                    .filter(|(f, _)| f.ends_with(format!("{s}.rs")))
+                    .collect::<Vec<_>>(),
+            )
+            .map(|(_, t)| t.matches("impl Source for").count())
+            .sum();
+        assert_eq!(implementations, 1, "source {s}: one `impl Source for`");
+    }
+    // Each has its name: a variant of SourceId.
+    let (_, collect) = production_files("collect")
+        .into_iter()
+        .find(|(f, _)| f.ends_with("collect/mod.rs"))
+        .unwrap();
+    for s in &sources {
+        assert!(
+            collect.contains(&format!("=> \"{s}\"")),
+            "SourceId names {s}"
+        );
+    }
+}
+
+#[test]
+fn nothing_outside_collect_knows_a_source_s_internals() {
+    let sources = source_modules();
+    for (f, text) in production_files("") {
+        if f.starts_with(root().join("src/collect")) {
+            continue;
+        }
+        for s in &sources {
+            assert!(
+                !text.contains(&format!("collect::{s}")),
+                "{} reaches into collect::{s}: use what collect re-exports",
+                f.display()
+            );
+        }
+    }
+}
+
+/// The fields of `pub struct name` in `text`, if it defines it.
+fn struct_fields(text: &str, name: &str) -> Option<Vec<String>> {
+    let at = text.find(&format!("pub struct {name}"))?;
+    let after = &text[at + "pub struct ".len() + name.len()..];
+    if !after.starts_with([' ', '<']) {
+        return None;
+    }
+    let body = &after[after.find('{')?..];
+    let end = body.find("\n}")?;
+    Some(
+        body[..end]
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//") && !l.starts_with('#'))
+            .filter_map(|l| l.trim_start_matches("pub ").split(':').next())
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect(),
+    )
+}
+
+#[test]
+fn no_shape_keeps_a_source_on_the_side() {
+    // One name per concept: Cloud Eye is `cloud_eye` in code, a `model` a MaaS model.
+    let shapes = [
+        ("collect", "Collection"),
+        ("plan", "Plan"),
+        ("emit", "Report"),
+        ("time", "Totals"),
+    ];
+    for (dir, name) in shapes {
+        let fields: Vec<String> = production_files(dir)
+            .iter()
+            .find_map(|(_, t)| struct_fields(t, name))
+            .unwrap_or_else(|| panic!("{name} in src/{dir}"));
+        assert!(!fields.is_empty(), "{name}: {fields:?}");
+        assert!(
+            !fields.iter().any(|f| f == "models" || f.contains("model_")),
+            "{name} keeps a source on the side: {fields:?}"
+        );
+    }
+    for (f, text) in production_files("") {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name != "models.rs" && name != "ces.rs",
+            "{}: Cloud Eye is cloud_eye in code",
+            f.display()
+        );
+        for old in [
+            "ModelSeries",
+            "ModelKey",
+            "ModelFailure",
+            "ModelCollected",
+            "ModelQuery",
+            "ModelRunning",
+            "CesMetric",
+        ] {
+            assert!(!text.contains(old), "{}: {old}", f.display());
+        }
+    }
+}
+
+#[test]
+fn the_struct_reader_sees_fields() {
+    let text = "pub struct Collection {\n    /// doc\n    pub series: Vec<Series>,\n    pub models: M,\n}\n";
+    assert_eq!(
+        struct_fields(text, "Collection").unwrap(),
+        ["series", "models"]
+    );
 }

@@ -149,13 +149,17 @@ fn discovery_pages_through_list_metrics_and_finds_the_same_series() {
     let whole = sim();
     let a = run(&spec_for(&whole).query(keys).write(), &[]);
     let paged = sim();
-    paged.configure(|c| c.ces.page_cap = Some(4));
+    paged.configure(|c| c.cloud_eye.page_cap = Some(4));
     let b = run(&spec_for(&paged).query(keys).write(), &[]);
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
     assert_eq!(model_lines(&a), model_lines(&b));
     assert_eq!(model_lines(&b).len(), 3 * 4, "3 models x 4 named keys");
+    // One metric listed (every series has every metric): 3 models and 12 keys, 4 a page.
     let pages = cloud_eye_calls(&paged, "/metrics");
-    assert!(pages.len() > 4, "paged: {} ListMetrics calls", pages.len());
+    assert_eq!(pages.len(), 4, "paged: {} ListMetrics calls", pages.len());
+    assert!(pages
+        .iter()
+        .all(|r| r.query.contains("metric_name=req_count")));
     assert!(
         pages.iter().any(|r| r.query.contains("start=")),
         "later pages start at the marker"
@@ -208,7 +212,7 @@ fn long_windows_are_split_within_the_servers_limit_and_stay_exact() {
 #[test]
 fn names_fall_back_to_ids_with_one_warning_and_the_spec_can_pin_them() {
     let sim = sim();
-    sim.configure(|c| c.ces.instances_status = Some(404));
+    sim.configure(|c| c.cloud_eye.instances_status = Some(404));
     let (id, _, _) = DEFAULT_MODELS[1];
     let path = spec_for(&sim)
         .query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens]")
@@ -272,7 +276,7 @@ fn a_metric_cloud_eye_does_not_report_is_a_warning_not_a_failure() {
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("W! Cloud Eye reports no `ttft_p80`"),
+        stderr(&out).contains("Cloud Eye reports no `ttft_p80`"),
         "{}",
         stderr(&out)
     );
@@ -388,42 +392,53 @@ fn every_output_format_carries_the_per_model_series() {
 #[test]
 fn discovery_is_cached_in_the_state_directory_for_an_hour() {
     let sim = sim();
-    let path = spec_for(&sim)
+    let models = spec_for(&sim)
         .query(
             "name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count]",
         )
         .write();
     let state = tempdir().join("state");
-    let with_state = || {
-        let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
+    let with_state = |path: &std::path::Path| {
+        let out = run(path, &["--state-dir", state.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         model_lines(&out)
     };
-    let first = with_state();
-    let listed = cloud_eye_calls(&sim, "/metrics").len();
-    let named = cloud_eye_calls(&sim, "/maas/monitor/instances").len();
-    assert_eq!(listed, 2, "one ListMetrics per metric asked for");
-    assert!(named >= 1);
-    let second = with_state();
-    assert_eq!(first, second);
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed, "cached");
+    let calls = |path: &str| cloud_eye_calls(&sim, path).len();
+    // A [model] breakdown: the monitor's models, with their names, in one page.
+    let first = with_state(&models);
     assert_eq!(
-        cloud_eye_calls(&sim, "/maas/monitor/instances").len(),
-        named,
-        "names cached too"
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (0, 1)
     );
-    // A metric not asked for before is discovered (alone); a full reset forgets everything.
-    let more = spec_for(&sim).query("name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count, ttft_p99]").write();
-    let out = run(&more, &["--state-dir", state.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 1);
+    let second = with_state(&models);
+    assert_eq!(first, second);
+    assert_eq!(
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (0, 1),
+        "cached"
+    );
+    // Keys are not in that discovery: a key breakdown lists one metric (one page) and names
+    // the keys (one page), then is cached too; the [model] breakdown is content with it.
+    let keys = spec_for(&sim).query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], metrics: [total_tokens]").write();
+    assert_eq!(with_state(&keys).len(), 3 * 4);
+    assert_eq!(
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (1, 2)
+    );
+    with_state(&keys);
+    assert_eq!(with_state(&models), first);
+    assert_eq!(
+        (calls("/metrics"), calls("/maas/monitor/instances")),
+        (1, 2)
+    );
+    // A full reset forgets everything.
     let reset = bin()
         .args(["state", "reset", "--state-dir", state.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(stdout(&reset).contains("reset the Cloud Eye discovery cache"));
-    with_state();
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), listed + 3);
+    with_state(&models);
+    assert_eq!(calls("/maas/monitor/instances"), 3);
 }
 
 #[test]
@@ -464,10 +479,10 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
         body: r#"{"error_code":"ces.0003","error_msg":"Forbidden"}"#.into(),
         retry_after: None,
     });
-    let models = spec_for(&sim)
-        .query("name: models, source: cloud_eye, range: yesterday")
+    let keys = spec_for(&sim)
+        .query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key]")
         .write();
-    let out = with_state(&models);
+    let out = with_state(&keys);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("CES ReadOnlyAccess"),
@@ -481,8 +496,12 @@ fn a_cloud_eye_permission_refusal_never_locks_the_key() {
     let out = with_state(&statistics);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rejected"), "{}", stderr(&out));
-    // The same for a refusal of the names (best effort): a warning, and the key is fine.
-    sim.configure(|c| c.ces.instances_status = Some(403));
+    // The same for a refusal of the monitor (best effort): a warning, the models are listed
+    // with ListMetrics instead, and the key is fine.
+    sim.configure(|c| c.cloud_eye.instances_status = Some(403));
+    let models = spec_for(&sim)
+        .query("name: models, source: cloud_eye, range: yesterday")
+        .write();
     let out = with_state(&models);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(with_state(&statistics).status.code(), Some(0));
@@ -552,26 +571,21 @@ fn a_month_in_a_half_hour_zone_costs_a_few_calls_and_stays_exact() {
 #[test]
 fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() {
     let mut cfg = sim_config();
-    cfg.ces.looping_markers = true;
-    cfg.ces.page_cap = Some(2);
+    cfg.cloud_eye.looping_markers = true;
+    cfg.cloud_eye.page_cap = Some(2);
     let sim = start(cfg);
-    let path = spec_for(&sim)
-        .query(
-            "name: models, source: cloud_eye, range: yesterday, metrics: [total_tokens, req_count]",
-        )
-        .limits("timeout: 10s")
-        .write();
+    let path = spec_for(&sim).query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], metrics: [total_tokens, req_count]").limits("timeout: 10s").write();
     let state = tempdir().join("state");
     let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
     let err = stderr(&out);
     let pages = cloud_eye_calls(&sim, "/metrics").len();
-    assert_eq!(pages, 2 * 2, "two pages per metric, not the budget: {err}");
+    assert_eq!(pages, 2, "two pages, not the budget: {err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
     let warned: Vec<&str> = err
         .lines()
         .filter(|l| l.starts_with("W! ") && l.contains("ListMetrics"))
         .collect();
-    assert_eq!(warned.len(), 2, "one line per metric: {err}");
+    assert_eq!(warned.len(), 1, "one line: {err}");
     for w in &warned {
         assert!(
             w.contains("nothing new") && w.contains("may be missing"),
@@ -584,7 +598,7 @@ fn looping_list_metrics_markers_stop_discovery_instead_of_spending_the_budget() 
     sim.clear_log();
     let out = run(&path, &["--state-dir", state.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), 2 * 2);
+    assert_eq!(cloud_eye_calls(&sim, "/metrics").len(), 2);
 }
 
 #[test]

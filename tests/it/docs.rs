@@ -285,7 +285,7 @@ fn schema_paths(
     if let Some(items) = node.get("items") {
         schema_paths(schema, items, &format!("{at}[]"), out);
     }
-    for alt in ["oneOf", "anyOf"] {
+    for alt in ["oneOf", "anyOf", "allOf"] {
         for v in node
             .get(alt)
             .and_then(|a| a.as_array())
@@ -322,30 +322,33 @@ fn value_paths(
     }
 }
 
-/// The YAML block under docs/spec.md's "## Every key".
-fn every_key_block() -> String {
+/// The YAML blocks of docs/spec.md's "## Every key" section: one spec with `cloud`, one with
+/// `clouds` (a spec has one or the other).
+fn every_key_blocks() -> Vec<String> {
     let text = std::fs::read_to_string(root().join("docs/spec.md")).unwrap();
     let section = text
         .split_once("## Every key")
         .expect("docs/spec.md has an `Every key` section")
         .1;
-    blocks(section)
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let found: Vec<String> = blocks(section)
         .into_iter()
-        .find(|b| b.lang == "yaml")
-        .expect("with a yaml block")
-        .body
-        .join("\n")
+        .filter(|b| b.lang == "yaml")
+        .map(|b| b.body.join("\n"))
+        .collect();
+    assert!(!found.is_empty(), "with yaml blocks");
+    found
 }
 
-/// The schema's keys the block lacks, and the block's keys the schema does not have.
-fn key_drift(block: &str) -> (Vec<String>, Vec<String>) {
+/// The schema's keys the blocks lack, and the blocks' keys the schema does not have.
+fn key_drift(blocks: &[String]) -> (Vec<String>, Vec<String>) {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("schemas/maas-usage.schema.json")).unwrap(),
     )
     .unwrap();
     let mut wanted = BTreeSet::new();
     schema_paths(&schema, &schema, "", &mut wanted);
-    let doc = maas_usage::spec::yaml::parse(block).unwrap().value;
+
     // Maps whose keys are the user's: key group, tag, header and id names.
     let free: BTreeSet<String> = [
         "key_groups",
@@ -358,7 +361,10 @@ fn key_drift(block: &str) -> (Vec<String>, Vec<String>) {
     .map(str::to_string)
     .collect();
     let mut shown = BTreeSet::new();
-    value_paths(&doc, "", &free, &mut shown);
+    for block in blocks {
+        let doc = maas_usage::spec::yaml::parse(block).unwrap().value;
+        value_paths(&doc, "", &free, &mut shown);
+    }
     (
         wanted.difference(&shown).cloned().collect(),
         shown.difference(&wanted).cloned().collect(),
@@ -367,35 +373,44 @@ fn key_drift(block: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn the_spec_docs_every_key_block_has_every_key_of_the_schema_and_validates() {
-    let block = every_key_block();
-    let (missing, unknown) = key_drift(&block);
+    let blocks = every_key_blocks();
+    let (missing, unknown) = key_drift(&blocks);
     assert!(
         missing.is_empty(),
-        "docs/spec.md's every-key block lacks {missing:?}"
+        "docs/spec.md's every-key blocks lack {missing:?}"
     );
     assert!(unknown.is_empty(), "not in the schema: {unknown:?}");
-    let out = bin()
-        .arg("validate")
-        .arg(spec_file(&block))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for block in &blocks {
+        let out = bin()
+            .arg("validate")
+            .arg(spec_file(block))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}\n{block}", stderr(&out));
+    }
 }
 
 #[test]
 fn the_every_key_drift_check_sees_a_missing_key() {
-    // The check itself: the block without `ces_endpoint` (or a range form) lacks it.
-    let block = every_key_block();
+    // The check itself: the blocks without `ces_endpoint` (or a range form, or an agency's
+    // duration) lack it.
+    let blocks = every_key_blocks();
     for (cut, key) in [
         ("ces_endpoint:", "cloud.ces_endpoint"),
+        ("ces_endpoint:", "clouds[].ces_endpoint"),
         ("range: {every:", "queries[].range.every"),
+        ("duration:", "clouds[].assume_agency.duration"),
     ] {
-        let text: String = block
-            .lines()
-            .filter(|l| !l.trim_start().starts_with(cut))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let (missing, _) = key_drift(&text);
+        let cut: Vec<String> = blocks
+            .iter()
+            .map(|b| {
+                b.lines()
+                    .filter(|l| !l.trim_start().starts_with(cut))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        let (missing, _) = key_drift(&cut);
         assert!(missing.contains(&key.to_string()), "{key}: {missing:?}");
     }
 }

@@ -250,7 +250,7 @@ fn an_answer_that_is_not_utf8_is_unusable_not_a_network_failure() {
 /// A simulator whose Cloud Eye answers `value` for every `filter` datapoint of the first model.
 fn forging(filter: &str, value: serde_json::Value) -> maas_usage::sim::Simulator {
     let mut cfg = sim_config();
-    cfg.ces.forged = Some(maas_usage::sim::Forged {
+    cfg.cloud_eye.forged = Some(maas_usage::sim::Forged {
         model_id: DEFAULT_MODELS[0].0.into(),
         filter: filter.into(),
         value,
@@ -377,7 +377,7 @@ fn a_bad_cloud_eye_count_holds_its_period_buckets_back() {
             && failed[0].contains("is 2.5, not a whole number"),
         "{err}"
     );
-    sim.configure(|c| c.ces.forged = None);
+    sim.configure(|c| c.cloud_eye.forged = None);
     let out = with_state();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let buckets: Vec<Line> = parse_lp(&stdout(&out))
@@ -401,7 +401,7 @@ fn a_bad_cloud_eye_count_holds_its_period_buckets_back() {
 fn hostile_names_and_bad_datapoints_can_neither_forge_nor_flood_stderr() {
     let mut cfg = sim_config();
     cfg.dataset.models[0].name = "evil\u{1b}[2J\u{7}\r\nE! forged line\u{202e}".into();
-    cfg.ces.forged = Some(maas_usage::sim::Forged {
+    cfg.cloud_eye.forged = Some(maas_usage::sim::Forged {
         model_id: DEFAULT_MODELS[0].0.into(),
         filter: "sum".into(),
         value: serde_json::json!(2.5),
@@ -574,7 +574,7 @@ fn bad_latency_datapoints_are_left_out_with_one_warning_per_metric() {
             .and_then(|r| r.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{w}"));
-        assert!(n > 100, "counted, not one line each: {w}");
+        assert!(n > 50, "counted, not one line each: {w}");
         assert!(
             w.starts_with(&format!("W! query keys: Cloud Eye answered {n} `{metric}` datapoint(s) that are negative; they are left out")),
             "{w}"

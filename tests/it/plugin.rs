@@ -7,7 +7,7 @@ use crate::common;
 use std::collections::BTreeSet;
 
 use common::*;
-use maas_usage::domain::ces::CES_METRICS;
+use maas_usage::domain::cloud_eye::METRICS;
 use maas_usage::emit::fields;
 use maas_usage::manifest;
 
@@ -111,8 +111,8 @@ fn the_code_tables_match_the_manifest() {
             (!decl.otlp_only).then_some(f.prometheus)
         );
     }
-    assert_eq!(m.model_metrics.len(), CES_METRICS.len());
-    for (decl, c) in m.model_metrics.iter().zip(CES_METRICS) {
+    assert_eq!(m.model_metrics.len(), METRICS.len());
+    for (decl, c) in m.model_metrics.iter().zip(METRICS) {
         assert_eq!(
             (decl.ces.as_str(), decl.field.as_str(), decl.unit.as_str()),
             (c.ces, c.field, c.unit)
@@ -138,8 +138,19 @@ fn the_code_tables_match_the_manifest() {
         assert_eq!(a.prometheus, fields::prometheus_label(&a.otlp));
     }
     let tags: BTreeSet<&str> = m.attributes.iter().map(|a| a.tag.as_str()).collect();
-    let builtin: BTreeSet<&str> = fields::BUILTIN_TAGS.iter().copied().collect();
+    let builtin: BTreeSet<&str> = fields::BUILTIN_TAGS
+        .iter()
+        .copied()
+        .chain([fields::CLOUD_TAG])
+        .collect();
     assert_eq!(tags, builtin);
+    let clouds_only: Vec<&str> = m
+        .attributes
+        .iter()
+        .filter(|a| a.clouds_only)
+        .map(|a| a.tag.as_str())
+        .collect();
+    assert_eq!(clouds_only, [fields::CLOUD_TAG]);
     for a in &m.attributes {
         assert_eq!(a.otlp, fields::otlp_attribute(&a.tag), "{}", a.tag);
         assert_eq!(a.prometheus, fields::prometheus_label(&a.otlp), "{}", a.tag);
@@ -189,7 +200,10 @@ fn declared_equals_emitted_in_every_format() {
         .flat_map(|l| l.tags.keys().cloned())
         .filter(|t| !static_tags.contains(&t.as_str()))
         .collect();
-    let declared_tags: BTreeSet<String> = m.attributes.iter().map(|a| a.tag.clone()).collect();
+    // The example has one `cloud:` block: its series carry no cloud tag (tests/it/clouds.rs sees
+    // it with `clouds:`).
+    let one_cloud = || m.attributes.iter().filter(|a| !a.clouds_only);
+    let declared_tags: BTreeSet<String> = one_cloud().map(|a| a.tag.clone()).collect();
     assert_eq!(emitted_tags, declared_tags);
     let collector = lp
         .iter()
@@ -258,7 +272,7 @@ fn declared_equals_emitted_in_every_format() {
         }
     }
     emitted_attrs.retain(|a| !static_tags.contains(&a.as_str()));
-    let declared_attrs: BTreeSet<String> = m.attributes.iter().map(|a| a.otlp.clone()).collect();
+    let declared_attrs: BTreeSet<String> = one_cloud().map(|a| a.otlp.clone()).collect();
     assert_eq!(emitted_attrs, declared_attrs);
     let resource: BTreeSet<String> = rm["resource"]["attributes"]
         .as_array()
@@ -316,9 +330,7 @@ fn declared_equals_emitted_in_every_format() {
             .collect()
     };
     let data = label_set(&|n| n.starts_with("maas_usage_"));
-    let declared_labels: BTreeSet<String> = m
-        .attributes
-        .iter()
+    let declared_labels: BTreeSet<String> = one_cloud()
         .map(|a| a.prometheus.clone())
         .chain(static_tags.iter().map(|t| t.to_string()))
         .collect();
@@ -343,7 +355,7 @@ fn declared_equals_emitted_in_every_format() {
 fn declared_model_metrics_equal_emitted() {
     let m = manifest::load().unwrap();
     let sim = sim();
-    let available: BTreeSet<&str> = maas_usage::sim::ces::METRICS
+    let available: BTreeSet<&str> = maas_usage::sim::cloud_eye::METRICS
         .iter()
         .map(|(n, _)| *n)
         .collect();
@@ -551,18 +563,82 @@ fn the_environment_variables_the_code_reads_are_declared() {
     );
 }
 
+/// How to rewrite the generated parts of files from plugin.yaml (see `generated`).
+const REGENERATE: &str = "UPDATE_GENERATED=1 cargo test --locked generated_from_the_manifest";
+
+/// `path` (relative to the crate) must read `want`, the file with its generated parts made
+/// from plugin.yaml now. When it does not, the test fails with the diff and how to regenerate;
+/// with `UPDATE_GENERATED=1` the file is rewritten instead (review the diff, then commit it).
+fn generated(path: &str, want: &str) {
+    let have = std::fs::read_to_string(root().join(path)).unwrap();
+    if have == want {
+        return;
+    }
+    if std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1") {
+        std::fs::write(root().join(path), want).unwrap();
+        eprintln!("rewrote {path} from plugin.yaml");
+        return;
+    }
+    let diff = similar::TextDiff::from_lines(have.as_str(), want)
+        .unified_diff()
+        .context_radius(1)
+        .header(path, "generated from plugin.yaml")
+        .to_string();
+    panic!("{path} drifted from plugin.yaml; regenerate it with `{REGENERATE}`:\n{diff}");
+}
+
+/// `text` with what lies between `begin` and the first `end` after it replaced by `with`.
+fn between(text: &str, begin: &str, end: &str, with: &str) -> String {
+    assert_eq!(text.matches(begin).count(), 1, "one `{begin}`");
+    let start = text.find(begin).unwrap() + begin.len();
+    let stop = start + text[start..].find(end).expect(end);
+    format!("{}{with}{}", &text[..start], &text[stop..])
+}
+
 #[test]
 fn the_metrics_doc_is_generated_from_the_manifest() {
     let doc = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
-    let start = doc.find("<!-- metrics:begin -->\n").expect("begin marker")
-        + "<!-- metrics:begin -->\n".len();
-    let end = doc.find("<!-- metrics:end -->").expect("end marker");
     let out = bin().args(["describe", "--markdown"]).output().unwrap();
-    assert_eq!(
-        &doc[start..end],
-        stdout(&out),
-        "docs/metrics.md drifted from plugin.yaml: paste `maas-usage describe --markdown` between the markers"
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tables = stdout(&out);
+    let want = between(
+        &doc,
+        "<!-- metrics:begin -->\n",
+        "<!-- metrics:end -->",
+        &tables,
     );
+    generated("docs/metrics.md", &want);
+}
+
+/// The spec's schema names the Cloud Eye metrics a query may ask for (`metrics:`): exactly the
+/// manifest's `model_metrics`, in its order, as mdatagen generates them from metadata.yaml.
+#[test]
+fn the_schemas_cloud_eye_metrics_are_generated_from_the_manifest() {
+    const SCHEMA: &str = "schemas/maas-usage.schema.json";
+    let m = manifest::load().unwrap();
+    let names: Vec<String> = m
+        .model_metrics
+        .iter()
+        .map(|x| format!("{:?}", x.ces))
+        .collect();
+    let text = std::fs::read_to_string(root().join(SCHEMA)).unwrap();
+    let want = between(
+        &text,
+        "\"description\": \"A SYS.MaaS metric name.\", \"enum\": [",
+        "]",
+        &names.join(", "),
+    );
+    // The text replaced is the enum of the query's `metrics` (and the schema stays JSON).
+    let schema: serde_json::Value = serde_json::from_str(&want).unwrap();
+    let listed = &schema["$defs"]["query"]["properties"]["metrics"]["items"]["enum"];
+    let listed: Vec<String> = listed
+        .as_array()
+        .expect("$defs.query.properties.metrics.items.enum")
+        .iter()
+        .map(|v| format!("{v}"))
+        .collect();
+    assert_eq!(listed, names);
+    generated(SCHEMA, &want);
 }
 
 /// docs/*.md, in order.

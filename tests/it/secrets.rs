@@ -403,3 +403,64 @@ fn otlp_secrets_never_come_back_in_the_collectors_words() {
         }
     }
 }
+
+/// An agency assumed through STS with temporary base credentials (the canary triple, an agency
+/// chain): neither the base secrets nor those STS hands out reach stdout, stderr or the state
+/// directory, whether STS grants the agency, refuses it or rejects the signature. A `cloud:`
+/// block takes `assume_agency` too, and its series get no cloud tag.
+#[test]
+fn an_agency_s_base_and_temporary_secrets_never_appear() {
+    const AGENCY: &str = "iam::0a1b2c3d4e5f60718293a4b5c6d7e8f9:agency:maas-readonly";
+    let mut cfg = sim_config();
+    cfg.credentials.clear();
+    cfg.sts.callers = vec![SimCredential {
+        ak: AK.into(),
+        sk: SK.into(),
+        token: Some(TOKEN.into()),
+    }];
+    cfg.sts.agencies = vec![maas_usage::sim::SimAgency::new(AGENCY)];
+    let sim = start(cfg);
+    let url = sim.url();
+    let state = tempdir().join("state");
+    let spec = |urn: &str| {
+        spec_file(&format!(
+            "apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  iam_endpoint: {url}\n  sts_endpoint: {url}\n  assume_agency:\n    agency_urn: \"{urn}\"\n    duration: 2h\nqueries:\n  - name: a\n"
+        ))
+    };
+    let temporary = ["STSAK", "temporary-secret-", "temporary-security-token-"];
+    let mut texts = Vec::new();
+    for (urn, code) in [(AGENCY, 0), ("iam::0a1b:agency:nope", 1)] {
+        let o = run_in_state(with_token(authed()), &spec(urn), &state)
+            .arg("-v")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(code), "{urn}: {}", stderr(&o));
+        check(urn, &o);
+        texts.push(stdout(&o) + &stderr(&o));
+    }
+    assert!(
+        texts[0].contains("W! ") && texts[0].contains("at most 1h"),
+        "an agency chain asks for an hour at most: {}",
+        texts[0]
+    );
+    assert!(!texts[0].contains("cloud="), "no cloud tag: {}", texts[0]);
+    // A signature STS rejects (the token left out).
+    let o = run_in_state(authed(), &spec(AGENCY), &tempdir().join("state"))
+        .arg("-v")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    check("rejected", &o);
+    texts.push(stdout(&o) + &stderr(&o));
+    for e in std::fs::read_dir(&state).unwrap().flatten() {
+        if e.path().is_file() {
+            texts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    for text in &texts {
+        canary_free("agency", text);
+        for secret in temporary {
+            assert!(!text.contains(secret), "{secret}:\n{text}");
+        }
+    }
+}

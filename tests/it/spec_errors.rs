@@ -20,7 +20,7 @@ fn refused(text: &str) -> String {
         sim.url(),
         sim.url()
     );
-    let spec_text = if text.contains("\ncloud:") {
+    let spec_text = if text.contains("\ncloud:") || text.contains("\nclouds:") {
         text.to_string()
     } else {
         with_endpoint
@@ -59,7 +59,7 @@ fn schema_violation_and_unknown_key() {
     let e = refused(&format!(
         "{HEAD}queries:\n  - name: q\n    rnage: last_7d\nlimits:\n  concurrency: many\n"
     ));
-    assert!(e.contains("spec.yaml:4:5: queries[0].rnage: unknown key `rnage`; allowed here: name, range, service_types"), "{e}");
+    assert!(e.contains("spec.yaml:4:5: queries[0].rnage: unknown key `rnage`; allowed here: name, clouds, range, service_types"), "{e}");
     assert!(
         e.contains("spec.yaml:6:16: limits.concurrency: expected an integer, found a string"),
         "{e}"
@@ -110,6 +110,99 @@ fn unknown_key_group_and_duplicate_names() {
         e.contains(": queries[1].name: query name `q` is already used at"),
         "{e}"
     );
+}
+
+/// `clouds:` mistakes, each located: a name used twice, a key no cloud has, an entry without
+/// its region, an agency's duration STS does not grant, a query naming a cloud that is not
+/// there, a cloud no query runs in, and the cloud tag taken by a static tag.
+#[test]
+fn clouds_mistakes_are_located() {
+    let sim = sim();
+    let url = sim.url();
+    let e = refused(&format!(
+        "{HEAD}clouds:\n  - name: a\n    region: cn-southwest-2\n    endpoint: {url}\n  - name: a\n    region: ap-southeast-1\n    endpoint: {url}\n    assume_agency:\n      agency_urn: \"iam::1:agency:x\"\n      duration: 13h\n  - name: idle\n    region: cn-north-4\n    endpoint: {url}\nqueries:\n  - name: q\n    clouds: [a, b]\noutput:\n  tags: {{cloud: x}}\n"
+    ));
+    for (at, message) in [
+        (
+            "spec.yaml:6:11: clouds[1].name",
+            "cloud name `a` is already used by clouds[0]",
+        ),
+        (
+            "spec.yaml:11:17: clouds[1].assume_agency.duration",
+            "`13h` is outside what STS grants: from 15m to 12h",
+        ),
+        (
+            "spec.yaml:12:11: clouds[2].name",
+            "no query runs in cloud `idle`",
+        ),
+        (
+            "spec.yaml:17:17: queries[0].clouds[1]",
+            "unknown cloud `b`; defined: a, a, idle",
+        ),
+        (
+            "spec.yaml:19:10: output.tags.cloud",
+            "`cloud` is the tag (or label, `maas_cloud`) every series of a spec with `clouds` carries",
+        ),
+    ] {
+        assert!(e.contains(&format!("error: {at}: {message}")), "{at}: {e}");
+    }
+    // What the schema refuses comes first (the checks above wait for it).
+    let e = refused(&format!(
+        "{HEAD}clouds:\n  - name: a\n    endpoint: {url}\n    regoin: cn-north-4\nqueries:\n  - name: q\n"
+    ));
+    for (at, message) in [
+        ("spec.yaml:3:5: clouds[0]", "missing required key `region`"),
+        (
+            "spec.yaml:5:5: clouds[0].regoin",
+            "unknown key `regoin`; allowed here: name, region, project_id, ",
+        ),
+    ] {
+        assert!(e.contains(&format!("error: {at}: {message}")), "{at}: {e}");
+    }
+    let e = refused(&format!(
+        "{HEAD}cloud:\n  endpoint: {url}\nclouds:\n  - name: a\n    region: cn-north-4\n    endpoint: {url}\nqueries:\n  - name: q\n    clouds: [a]\n"
+    ));
+    assert!(
+        e.contains("error: spec.yaml:4:1: clouds: `clouds` and `cloud` are both set (cloud at "),
+        "{e}"
+    );
+    let e = refused(&format!(
+        "{HEAD}cloud:\n  endpoint: {url}\nqueries:\n  - name: q\n    clouds: [a]\n"
+    ));
+    assert!(
+        e.contains("error: spec.yaml:6:5: queries[0].clouds: `clouds` names entries of the top-level `clouds` list, and this spec has none"),
+        "{e}"
+    );
+}
+
+/// The flags that set one cloud's settings are refused with `clouds` (exit 2, no call); the
+/// static tag `cloud` stays allowed with a `cloud:` block, whose series have no such tag.
+#[test]
+fn one_cloud_flags_are_refused_with_clouds() {
+    let sim = sim();
+    let url = sim.url();
+    let spec = spec_file(&format!(
+        "{HEAD}clouds:\n  - name: a\n    region: cn-southwest-2\n    endpoint: {url}\n    project_id: {PROJECT}\nqueries:\n  - name: q\noutput:\n  tags: {{env: prod}}\n"
+    ));
+    for flag in [["--region", "cn-north-4"], ["--project-id", PROJECT]] {
+        let out = run(&spec, &flag);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "{} sets one cloud's setting, and this spec has several (`clouds`)",
+                flag[0]
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(sim.requests().is_empty());
+    let single = spec_file(&format!(
+        "{HEAD}cloud:\n  endpoint: {url}\n  project_id: {PROJECT}\nqueries:\n  - name: q\noutput:\n  tags: {{cloud: huawei}}\n"
+    ));
+    let out = run(&single, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains(",cloud=huawei,"), "{}", stdout(&out));
 }
 
 #[test]
@@ -317,6 +410,8 @@ fn every_test_fixture_is_valid_unless_meant_to_be_invalid() {
     let creds = creds.display().to_string();
     let samples: &[(&str, &str)] = &[
         ("url", "http://127.0.0.1:9"),
+        ("redis", "redis://127.0.0.1:9/0"),
+        ("on_unavailable", "stop"),
         ("project", PROJECT),
         ("timeout", "3s"),
         ("concurrency", "2"),
@@ -328,6 +423,8 @@ fn every_test_fixture_is_valid_unless_meant_to_be_invalid() {
         ("sk", SK),
         ("token", TOKEN),
         ("metrics", "total_tokens, ttft_p99"),
+        ("url_b", "http://127.0.0.1:9"),
+        ("agency", "iam::0a1b2c3d:agency:maas-readonly"),
     ];
     let mut fixtures = Vec::new();
     let mut stack = vec![root.clone()];

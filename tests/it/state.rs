@@ -16,10 +16,7 @@ const N: u32 = 8;
 const WINDOW_MS: u64 = 2000;
 
 fn throttling_sim() -> Simulator {
-    let mut cfg = sim_config();
-    cfg.faults.rate_limit = Some(N);
-    cfg.faults.rate_window = Duration::from_millis(WINDOW_MS);
-    start(cfg)
+    common::throttling_sim(N, WINDOW_MS)
 }
 
 /// Four runs at once, each needing N/2 calls (four-queries.yaml), sharing `state` when given.

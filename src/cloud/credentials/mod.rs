@@ -1,7 +1,8 @@
 //! Where AK/SK (and a security token) come from: an ordered list of providers, the first with
 //! credentials winning (the environment's `HW_*` pair, the SDK's `HUAWEICLOUD_SDK_*` pair, a
-//! credentials file, the metadata service of an instance's agency), each renewing its own; and
-//! a type that keeps them out of output.
+//! credentials file, the metadata service of an instance's agency), each renewing its own, and
+//! around them an agency assumed through STS (`cloud::sts`); and a type that keeps them out of
+//! output.
 //!
 //! Credentials are read from the environment, a credentials file or the metadata service only:
 //! never from the spec or the command line, where they would end up in git, shell history or
@@ -16,11 +17,14 @@ pub use file::{parse_file, CredentialsFile};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use zeroize::Zeroize;
 
+use super::auth::GateStore;
 use super::metadata::{MetadataError, MetadataProvider};
+use crate::budget::Budget;
+use crate::domain::ApiError;
 
 /// A secret string: prints as `***` in `Debug` and `Display`, and its memory is zeroed on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -106,13 +110,36 @@ pub enum CredentialsError {
     /// cloud's failure, not credentials left unconfigured.
     #[error("the metadata service: {0}")]
     Metadata(MetadataError),
+    /// STS did not hand out the agency's credentials (refused, failing, unreachable), or what
+    /// it handed out cannot be used.
+    #[error("assuming the agency {urn} through STS: {error}")]
+    Assume { urn: String, error: ApiError },
 }
 
 impl CredentialsError {
     /// The user's configuration is wrong (exit 2), as opposed to a service failing (exit 1).
     pub fn is_input(&self) -> bool {
-        !matches!(self, CredentialsError::Metadata(_))
+        match self {
+            CredentialsError::Metadata(_) => false,
+            CredentialsError::Assume { error, .. } => error.is_local(),
+            _ => true,
+        }
     }
+}
+
+/// What a provider that calls a service itself (STS) shares with the run's other calls: the
+/// request budgets of the identities it signs for, and the credential gate's records.
+#[derive(Clone)]
+pub struct Services {
+    pub budgets: Arc<dyn Budgets>,
+    pub gate: Option<Arc<dyn GateStore>>,
+}
+
+/// The request budgets of a run, one per identity.
+pub trait Budgets: Send + Sync {
+    /// The budget of `principal` (an `auth::principal_id`), shared with every call, here or in
+    /// another process, that identity makes.
+    fn budget(&self, principal: &str) -> Arc<dyn Budget>;
 }
 
 fn located(path: &Path, line: usize) -> String {
@@ -160,6 +187,9 @@ pub trait CredentialProvider: Send {
     fn shadowed(&self, _winner: &str) -> Option<String> {
         None
     }
+    /// The run's budgets and gate records, for a provider that calls a service itself;
+    /// handed over before the first `load`.
+    fn share(&mut self, _services: &Services) {}
 }
 
 /// The providers of one cloud, in order of precedence, and which one's credentials are in use.
@@ -204,6 +234,14 @@ impl CredentialChain {
 
     fn chain(&self) -> MutexGuard<'_, Chain> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands the run's budgets and gate records to every provider (see
+    /// [`CredentialProvider::share`]).
+    pub fn share(&self, services: &Services) {
+        for p in &mut self.chain().providers {
+            p.share(services);
+        }
     }
 
     /// Each provider's name, in order.

@@ -20,15 +20,15 @@ use crate::state::store::PreparedCommit;
 /// when the collection succeeded (`ok`), else only its self-metrics, after the last good data.
 pub fn deliver(
     ctx: &Context,
-    report: &Report<'_>,
+    reports: &[Report<'_>],
     ok: bool,
     deadline: Instant,
 ) -> Result<(), Error> {
     let out = &ctx.spec.output;
     if let Some(published) = &ctx.published {
         let render = |openmetrics| {
-            emit::prometheus::render_parts(
-                report,
+            emit::prometheus::render_parts_all(
+                reports,
                 &PromOptions {
                     tags: &out.tags,
                     resource: &ctx.resource,
@@ -59,15 +59,15 @@ pub fn deliver(
         temporality: ctx.temporality,
     };
     match ctx.format {
-        Format::Influx => ctx.sink.write(&emit::influx::render(
-            report,
+        Format::Influx => ctx.sink.write(&emit::influx::render_all(
+            reports,
             &InfluxOptions {
                 measurement: &out.measurement,
                 tags: &out.tags,
             },
         ))?,
-        Format::Prometheus => ctx.sink.write(&emit::prometheus::render(
-            report,
+        Format::Prometheus => ctx.sink.write(&emit::prometheus::render_all(
+            reports,
             &PromOptions {
                 tags: &out.tags,
                 resource: &ctx.resource,
@@ -76,12 +76,12 @@ pub fn deliver(
         ))?,
         Format::Table => ctx
             .sink
-            .write(&emit::table::render(report, false, ctx.table))?,
-        Format::Json => ctx.sink.write(&emit::json::render(report))?,
+            .write(&emit::table::render_all(reports, false, ctx.table))?,
+        Format::Json => ctx.sink.write(&emit::json::render_all(reports))?,
         Format::OtlpJson => ctx
             .sink
-            .append(&emit::otlp::to_json_line(&emit::otlp::build(
-                report,
+            .append(&emit::otlp::to_json_line(&emit::otlp::build_all(
+                reports,
                 &otlp_opts(),
             )))?,
         Format::Otlp => {
@@ -90,13 +90,16 @@ pub fn deliver(
             };
             // The data first; then the self-metrics, with what the collector said of the data.
             let opts = otlp_opts();
-            let data = emit::otlp::request(report, &opts, emit::otlp::data_metrics(report, &opts));
+            let data =
+                emit::otlp::merge(reports.iter().map(|r| emit::otlp::data_metrics(r, &opts)));
+            let data = emit::otlp::request_all(reports, &opts, data);
             let accepted = otlp::export(cfg, &data, deadline)?;
-            let own = emit::otlp::request(
-                report,
-                &opts,
-                emit::otlp::collector_metrics(report, &opts, Some(accepted.rejected)),
+            let own = emit::otlp::merge(
+                reports
+                    .iter()
+                    .map(|r| emit::otlp::collector_metrics(r, &opts, Some(accepted.rejected))),
             );
+            let own = emit::otlp::request_all(reports, &opts, own);
             // The data are delivered: a failure here costs the self-metrics only.
             if let Err(e) = otlp::export(cfg, &own, deadline) {
                 log::warn(&format!("the self-metrics were not delivered: {e}"));

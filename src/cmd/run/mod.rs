@@ -6,13 +6,15 @@
 //! settle the period buckets, report failures on stderr (most useful first), deliver, and only
 //! then commit the checkpoints. Submodules: `signals` (SIGTERM/SIGINT), `execd` (the stdin
 //! loop), `serve` (the schedule and the scrape endpoint), `deliver` (formats, sinks, the
-//! checkpoint commit).
+//! checkpoint commit), `clouds` (each cloud of the run, collected side by side).
 
+mod clouds;
 mod deliver;
 mod execd;
 mod period;
 mod serve;
 pub mod signals;
+mod stream;
 
 pub use period::{has_period, planned, spec_destination};
 
@@ -22,11 +24,9 @@ use std::time::Instant;
 
 use super::error::{Error, Outcome};
 use super::settings::{Flags, OutputFlags, Settings};
-use super::{log_failures, outcome_of, wiring};
+use super::wiring;
 use crate::cli::{CloudArgs, NowArg, RunArgs, ServeArgs, StateArgs};
-use crate::cloud::client::CallCounts;
-use crate::cloud::Connection;
-use crate::collect::{self, Collected};
+use crate::collect::Collection;
 use crate::deliver::otlp::ExportConfig;
 use crate::deliver::scrape::{Published, Server};
 use crate::deliver::sink::Sink;
@@ -39,7 +39,6 @@ use crate::log::{self, Style};
 use crate::plan;
 use crate::spec::{self, Format, Spec};
 use crate::state::checkpoints::Destination;
-use crate::state::store::PreparedCommit;
 use crate::state::StateStore;
 
 pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
@@ -50,7 +49,9 @@ pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, Error> {
 pub(crate) struct Context {
     spec: Spec,
     settings: Settings,
-    conn: Arc<Connection>,
+    /// The clouds collected, each with its connection and health: the one of `cloud:`, or
+    /// each entry of `clouds`.
+    clouds: Vec<clouds::CloudRun>,
     format: Format,
     sink: Sink,
     /// Set for format otlp.
@@ -67,12 +68,8 @@ pub(crate) struct Context {
     store: Arc<dyn StateStore>,
     /// Where the period buckets go: whose checkpoints and running totals they are.
     destination: Destination,
-    /// Call counters at the end of the previous collection (execd reports each on its own).
-    calls_before: Mutex<CallCounts>,
     /// `serve`: where a successful collection is published for scrapes (instead of `format`).
     published: Option<Arc<Published>>,
-    /// The last success and the failures since, across this process's collections.
-    health: Mutex<Health>,
 }
 
 /// What a process remembers of its collections, for the self-metrics: when the last
@@ -101,21 +98,11 @@ impl Health {
 }
 
 impl Context {
-    /// Fresh credentials before a collection (execd, serve): a rotated credentials file is
-    /// re-read, an agency's temporary credentials are fetched again before they expire. New
-    /// credentials are tried at once, even if the old ones were rejected.
+    /// Fresh credentials before a collection (execd, serve), for each cloud (see
+    /// [`clouds::CloudRun::renew_credentials`]).
     fn renew_credentials(&self) {
-        match self.settings.cloud().credentials.renew() {
-            Ok(Some(creds)) => {
-                let source = creds.source.clone();
-                if self.conn.client.set_credentials(creds) {
-                    log::info(&format!("new credentials from {source}"));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => log::error(&format!(
-                "{e}; the credentials in use stay until fresh ones can be had (once expired, they sign nothing)"
-            )),
+        for c in &self.clouds {
+            c.renew_credentials(&self.settings.clouds[c.index]);
         }
     }
 }
@@ -177,6 +164,7 @@ fn begin(
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
+    super::spend_cmds::refuse_grouped(&spec)?;
     let flags = Flags {
         cloud: Some(cloud),
         state: Some(state),
@@ -187,7 +175,7 @@ fn begin(
     };
     let settings = Settings::from_process(&spec, flags)?;
     wiring::say_simulator(&settings);
-    let store = wiring::open_store(&settings.state);
+    let store = wiring::open_store(&settings.state)?;
     Ok((spec, settings, store))
 }
 
@@ -222,7 +210,9 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
     let started = Instant::now();
     // Plan once before connecting: a range that cannot be resolved is the user's error (exit 2)
     // and must not cost a call.
-    plan::build(&spec, settings.now(), &settings.zone)?;
+    for (_, s) in spec.per_cloud() {
+        plan::build(&s, settings.now(), &settings.zone)?;
+    }
     let Some(output) = settings.output.take() else {
         return Err(Error::System(
             "internal error: the output settings were not resolved".into(),
@@ -242,9 +232,9 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
             None => "period mode keeps its checkpoints in the state directory, and there is none: set --state-dir (or HOME)".into(),
         }));
     }
-    let conn = wiring::connect(settings.cloud(), started + spec.limits.timeout, &*store)?;
-    let origin = wiring::origin(&settings.host_name, &o.identity, conn.account_id.clone());
-    let conn = Arc::new(conn);
+    let clouds = cloud_runs(&spec, &settings, started, &store)?;
+    let account = clouds[0].conn().and_then(|c| c.account_id.clone());
+    let origin = wiring::origin(&settings.host_name, &o.identity, account);
     let table = TableStyle {
         unicode: o.output.as_ref().is_none_or(|p| p.as_os_str() == "-")
             && settings.utf8_terminal
@@ -269,15 +259,13 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
         format,
         spec,
         settings,
-        conn,
+        clouds,
         sink: Sink::new(o.output),
         resource: output.resource,
         temporality: output.temporality,
         origin,
         store,
-        calls_before: Mutex::new(CallCounts::default()),
         published: server.as_ref().map(|_| Arc::new(Published::default())),
-        health: Mutex::new(Health::default()),
     };
     match (o.mode, server) {
         (Mode::Execd, _) => return execd::serve(&ctx),
@@ -298,18 +286,11 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
 /// The first stderr line when nothing was collected: the most useful one. That is what the
 /// server answered, when it answered: with calls in flight, the probe that met a rejection need
 /// not be the first series, and the others only say the gate closed.
-fn log_nothing_collected(planned: usize, collected: &Collected) {
-    let failures = collected
+fn log_nothing_collected(prefix: &str, planned: usize, collection: &Collection) {
+    let failures = collection
         .failures
         .iter()
-        .map(|f| (f.key.to_string(), &f.error))
-        .chain(
-            collected
-                .models
-                .failures
-                .iter()
-                .map(|f| (f.to_string(), &f.error)),
-        );
+        .map(|f| (f.to_string(), &f.error));
     let first = failures
         .clone()
         .find(|(_, e)| !about_the_credentials(e))
@@ -319,9 +300,9 @@ fn log_nothing_collected(planned: usize, collected: &Collected) {
     };
     match error {
         // Said once, as it is: it is about the credentials, not the series.
-        e if about_the_credentials(e) => log::error(&e.to_string()),
+        e if about_the_credentials(e) => log::error(&format!("{prefix}{e}")),
         e => log::error(&format!(
-            "no series collected (0 of {planned}): {what}: {e}"
+            "{prefix}no series collected (0 of {planned}): {what}: {e}"
         )),
     }
 }
@@ -351,13 +332,51 @@ fn discovery_max_age(spec: &Spec) -> std::time::Duration {
         )
 }
 
+/// What the sources call (the connection) and keep between runs (Cloud Eye's discovery, in
+/// `cache`), with the spec's names and limits.
+pub(crate) fn setup<'a>(
+    conn: &Arc<crate::cloud::Connection>,
+    spec: &'a Spec,
+    cache: Option<&'a dyn crate::collect::DiscoveryCache>,
+) -> crate::collect::Setup<'a> {
+    crate::collect::Setup {
+        statistics: conn.clone(),
+        cloud_eye: crate::collect::CloudEyeSetup {
+            api: conn.clone(),
+            cache,
+            pinned: &spec.names,
+            max_series: spec.limits.max_series,
+            discovery_max_age: discovery_max_age(spec),
+        },
+    }
+}
+
+/// The clouds of a run. With `cloud:`, its connection is made now: what fails there fails the
+/// run (exit 2 for the input, 1 for the cloud). With `clouds`, each connects in its first
+/// collection, and one that cannot fails its own series only (and tries again at the next).
+fn cloud_runs(
+    spec: &Spec,
+    settings: &Settings,
+    started: Instant,
+    store: &Arc<dyn StateStore>,
+) -> Result<Vec<clouds::CloudRun>, Error> {
+    let mut runs = Vec::new();
+    for (i, (name, s)) in spec.per_cloud().into_iter().enumerate() {
+        let conn = match name {
+            None => Some(Arc::new(wiring::connect(
+                &settings.clouds[i],
+                started + spec.limits.timeout,
+                store,
+            )?)),
+            Some(_) => None,
+        };
+        runs.push(clouds::CloudRun::new(name, s, i, conn));
+    }
+    Ok(runs)
+}
+
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
-    // What the hosts said in the last collection proves nothing now: the key may have been
-    // disabled since, and four calls in flight would be four rejected signatures.
-    ctx.conn.client.begin_collection();
-    let baseline = *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner());
-    let now = ctx.settings.now();
     let mut period = period::begin(ctx, started);
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
@@ -367,106 +386,128 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         } else {
             timeout
         };
-    let affordable = ctx
-        .conn
-        .client
-        .available_calls(deadline.saturating_duration_since(Instant::now()));
-    let without_period;
-    let spec = if period.ok {
-        &ctx.spec
-    } else {
-        let mut s = ctx.spec.clone();
-        s.queries
-            .retain(|q| !matches!(q.range, RangeExpr::Period(_)));
-        without_period = s;
-        &without_period
+    // Line protocol on stdout of one cloud goes out as it is produced, each round settled on
+    // its own; otherwise every cloud is collected, then settled.
+    let streamed = match stream::streams(ctx) {
+        true => Some(clouds::collect_streamed(ctx, &mut period, deadline)),
+        false => None,
     };
-    let plan = plan::build_with(
-        spec,
-        now,
-        &ctx.settings.zone,
-        &period.checkpoints,
-        affordable,
-    )?;
-    let mut collected = collect::collect(
-        &plan,
-        ctx.conn.clone(),
-        ctx.spec.limits.concurrency,
-        deadline,
-        &signals::received,
-    );
-    let cache = wiring::discovery_cache(&ctx.store, &ctx.conn);
-    collected.models = collect::models::collect_models(
-        &plan.models,
-        ctx.conn.clone(),
-        &ctx.spec.names,
-        cache
-            .as_ref()
-            .map(|c| c as &dyn collect::models::DiscoveryCache),
-        &collect::models::Limits {
-            max_series: ctx.spec.limits.max_series,
-            concurrency: ctx.spec.limits.concurrency,
-            discovery_max_age: discovery_max_age(&ctx.spec),
-        },
-        deadline,
-        &signals::received,
-    );
+    let rounds = match streamed.is_none() {
+        true => clouds::collect_all(ctx, &period, deadline),
+        false => Ok(Vec::new()),
+    };
     // From here the run only settles, writes or pushes, and commits: a stop signal lets that
     // finish (until the delivery's deadline), so what the collector has is what is recorded.
     let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
-    collected.cut_short |= collected.models.cut_short;
-    collected.stopped_by = collected.stopped_by.or(collected.models.stopped_by);
-    for w in &collected.models.warnings {
-        log::warn(w);
+    let (rounds, prepared) = match streamed {
+        Some(s) => {
+            let (round, prepared) = s?;
+            (vec![round], prepared)
+        }
+        None => {
+            let mut rounds = rounds?;
+            let prepared = clouds::settle(ctx, &mut rounds, &mut period);
+            (rounds, prepared)
+        }
+    };
+    log_collection(ctx, &rounds);
+    let outcome = held(clouds::outcome_of(&rounds), &period, &rounds);
+    let mut reports_stats = Vec::new();
+    for (cloud, r) in ctx.clouds.iter().zip(&rounds) {
+        // For the page and the self-metrics, a cloud's collection succeeded when it delivered
+        // fresh data (period series held back while the others came count: their E! says why).
+        let own = held(
+            clouds::outcome_of(std::slice::from_ref(r)),
+            &period,
+            std::slice::from_ref(r),
+        );
+        let ok = own == Outcome::Done || (own == Outcome::PeriodHeld && !r.nothing());
+        let mut stats = wiring::run_stats(&r.collection, r.conn.as_deref(), r.baseline, started);
+        stats.series_failed +=
+            u64::try_from(r.failed.as_ref().map_or(0, |_| cloud_planned(ctx, cloud))).unwrap_or(0);
+        (stats.last_success_ms, stats.consecutive_failures) =
+            lock(&cloud.health).record(ok, started);
+        if let Some(conn) = &r.conn {
+            *lock(&cloud.calls_before) = conn.client.counters.snapshot();
+        }
+        reports_stats.push((ok, stats));
     }
-    let (acc, prepared) = settle(ctx, &plan, &mut collected, &mut period);
-    let collected = &collected;
-    log_collection(ctx, &plan, collected);
-    let nothing = collected.series.is_empty() && collected.models.series.is_empty();
-    let outcome = match outcome_of(collected) {
-        // Period series held back until the operator acts: said in an E! line, and exit 1.
-        Outcome::Done if period.held => Outcome::PeriodHeld,
-        // A period lock another run kept, when nothing else was delivered, is nothing
-        // delivered.
-        Outcome::Done if nothing && !period.ok => Outcome::NothingCollected,
-        other => other,
-    };
-    // For the page and the self-metrics, a collection succeeded when it delivered fresh data
-    // (period series held back while the others came count: their E! says why).
-    let ok = outcome == Outcome::Done || (outcome == Outcome::PeriodHeld && !nothing);
-    let mut stats = wiring::run_stats(collected, &ctx.conn, baseline, started);
-    (stats.last_success_ms, stats.consecutive_failures) = ctx
-        .health
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .record(ok, started);
-    let report = Report {
-        collected,
-        stats,
-        region: &ctx.conn.region,
-        project_id: &ctx.conn.project_id,
-        zone: &ctx.settings.zone,
-        now: plan.now,
-        origin: &ctx.origin,
-        running: &acc.series,
-        model_running: &acc.models,
-        totals: &acc.totals,
-    };
-    *ctx.calls_before.lock().unwrap_or_else(|p| p.into_inner()) =
-        ctx.conn.client.counters.snapshot();
-    deliver::deliver(ctx, &report, ok, started + ctx.spec.limits.timeout)?;
+    let zone = &ctx.settings.zone;
+    let now = rounds
+        .iter()
+        .find_map(|r| r.plan.as_ref().map(|p| p.now))
+        .unwrap_or_else(|| ctx.settings.now());
+    let reports: Vec<Report<'_>> = ctx
+        .clouds
+        .iter()
+        .zip(&rounds)
+        .zip(&reports_stats)
+        .map(|((cloud, r), (_, stats))| Report {
+            collection: &r.collection,
+            stats: *stats,
+            cloud: cloud.name.as_deref(),
+            region: r
+                .conn
+                .as_ref()
+                .map_or(&ctx.settings.clouds[cloud.index].region, |c| &c.region),
+            project_id: r.conn.as_ref().map_or("", |c| c.project_id.as_str()),
+            zone,
+            now,
+            origin: &ctx.origin,
+            totals: &r.totals,
+        })
+        .collect();
+    let ok = reports_stats.iter().any(|(ok, _)| *ok);
+    deliver::deliver(ctx, &reports, ok, started + ctx.spec.limits.timeout)?;
     deliver::commit(ctx, prepared);
     Ok(outcome)
 }
 
-/// What stderr says of a collection: why nothing was collected (the most useful line first),
-/// each failure, calls cut short, the plan's warnings.
-fn log_collection(ctx: &Context, plan: &plan::Plan, collected: &Collected) {
-    if collected.series.is_empty() && collected.models.series.is_empty() {
-        log_nothing_collected(plan.series.len() + plan.models.len(), collected);
+/// The lock for a mutex whose holder may have panicked (what it guards stays usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `outcome`, with what the period said: series held back until the operator acts (said in an
+/// E! line) are exit 1; a period lock another run kept, when nothing else was delivered, is
+/// nothing delivered.
+fn held(outcome: Outcome, period: &period::Period, rounds: &[clouds::Round]) -> Outcome {
+    let nothing = rounds.iter().all(clouds::Round::nothing);
+    match outcome {
+        Outcome::Done if period.held => Outcome::PeriodHeld,
+        Outcome::Done if nothing && !period.ok => Outcome::NothingCollected,
+        other => other,
     }
-    log_failures(collected);
-    match (collected.cut_short, collected.stopped_by) {
+}
+
+/// The series a cloud that could not connect would have collected (of Cloud Eye, its
+/// queries), for its self-metrics.
+fn cloud_planned(ctx: &Context, cloud: &clouds::CloudRun) -> usize {
+    plan::build(&cloud.spec, ctx.settings.now(), &ctx.settings.zone).map_or(0, |p| p.planned())
+}
+
+/// What stderr says of a collection: for each cloud, why nothing was collected (the most
+/// useful line first) and each failure; calls cut short; the plans' warnings.
+fn log_collection(ctx: &Context, rounds: &[clouds::Round]) {
+    let mut cut = (false, None);
+    for (cloud, r) in ctx.clouds.iter().zip(rounds) {
+        let prefix = cloud.prefix();
+        if let Some(e) = &r.failed {
+            for line in e.lines() {
+                log::error(&format!(
+                    "{prefix}{line}; this cloud's series are not collected"
+                ));
+            }
+            continue;
+        }
+        if r.nothing() {
+            log_nothing_collected(&prefix, r.planned(), &r.collection);
+        }
+        super::log_failures_of(&prefix, &r.collection);
+        cut.0 |= r.collection.cut_short;
+        cut.1 = cut.1.or(r.collection.stopped_by);
+    }
+    match cut {
         (true, Some(signal)) => log::warn(&format!(
             "stopped by {signal} with calls outstanding; what was collected is written"
         )),
@@ -476,28 +517,9 @@ fn log_collection(ctx: &Context, plan: &plan::Plan, collected: &Collected) {
         )),
         _ => {}
     }
-    for w in &plan.warnings {
-        log::warn(w);
-    }
-}
-
-/// Settles the period buckets and writes their commit before anything goes out; when it
-/// cannot be written, the buckets are held back (dropped from `collected`: sent, they would be
-/// sent again at every run) and the running totals stay as recorded.
-fn settle(
-    ctx: &Context,
-    plan: &plan::Plan,
-    collected: &mut Collected,
-    period: &mut period::Period,
-) -> (collect::Accumulated, Option<Box<dyn PreparedCommit>>) {
-    let mut advance = collect::settle(plan, collected);
-    advance.extend(collected.models.advance.clone());
-    let acc = collect::accumulate(collected, &period.stored);
-    match period.prepare(ctx, &advance, &acc.totals) {
-        Ok(prepared) => (acc, prepared),
-        Err(()) => {
-            collect::drop_buckets(collected);
-            (collect::accumulate(collected, &period.stored), None)
+    for (cloud, r) in ctx.clouds.iter().zip(rounds) {
+        for w in r.plan.iter().flat_map(|p| &p.warnings) {
+            log::warn(&format!("{}{w}", cloud.prefix()));
         }
     }
 }

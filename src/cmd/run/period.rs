@@ -90,48 +90,55 @@ pub fn has_period(spec: &Spec) -> bool {
         .any(|q| matches!(q.range, RangeExpr::Period(_)))
 }
 
-/// Which series ids of a shared state directory are this spec's: its period queries in its
-/// region (`<region>/<query>/...` and `<region>/cloud_eye/<query>/...`).
-struct Ours<'a> {
-    region: &'a str,
-    statistics: Vec<&'a str>,
-    cloud_eye: Vec<&'a str>,
+/// Which series ids of a shared state directory are this spec's: its period queries in each
+/// of its clouds (`<scope>/<query>/...` and `<scope>/cloud_eye/<query>/...`, the scope being
+/// the region with `cloud:`, the cloud's name and region with `clouds`).
+struct Ours {
+    /// Per cloud: its scope, its ShowStatistics and its Cloud Eye period queries.
+    clouds: Vec<(String, Vec<String>, Vec<String>)>,
 }
 
-impl<'a> Ours<'a> {
-    fn new(spec: &'a Spec, region: &'a str) -> Self {
-        let period = |cloud_eye: bool| -> Vec<&str> {
-            spec.queries
-                .iter()
-                .filter(|q| matches!(q.range, RangeExpr::Period(_)))
-                .filter(|q| q.cloud_eye().is_some() == cloud_eye)
-                .map(|q| q.name.as_str())
-                .collect()
-        };
-        Ours {
-            region,
-            statistics: period(false),
-            cloud_eye: period(true),
-        }
+impl Ours {
+    fn new(spec: &Spec) -> Self {
+        let clouds = spec
+            .per_cloud()
+            .into_iter()
+            .map(|(_, s)| {
+                let period = |cloud_eye: bool| -> Vec<String> {
+                    s.queries
+                        .iter()
+                        .filter(|q| matches!(q.range, RangeExpr::Period(_)))
+                        .filter(|q| q.cloud_eye().is_some() == cloud_eye)
+                        .map(|q| q.name.clone())
+                        .collect()
+                };
+                (s.checkpoint_scope(), period(false), period(true))
+            })
+            .collect();
+        Ours { clouds }
     }
 
     fn statistics(&self, id: &str) -> bool {
         let mut parts = id.split('/');
-        parts.next() == Some(self.region)
-            && parts.next().is_some_and(|q| self.statistics.contains(&q))
+        let (scope, query) = (parts.next(), parts.next());
+        self.clouds.iter().any(|(s, queries, _)| {
+            scope == Some(s.as_str()) && query.is_some_and(|q| queries.iter().any(|x| x == q))
+        })
     }
 
     fn cloud_eye(&self, id: &str) -> bool {
         let mut parts = id.split('/');
-        parts.next() == Some(self.region)
-            && parts.next() == Some("cloud_eye")
-            && parts.next().is_some_and(|q| self.cloud_eye.contains(&q))
+        let (scope, ce, query) = (parts.next(), parts.next(), parts.next());
+        ce == Some("cloud_eye")
+            && self.clouds.iter().any(|(s, _, queries)| {
+                scope == Some(s.as_str()) && query.is_some_and(|q| queries.iter().any(|x| x == q))
+            })
     }
 
     /// The running totals of this spec out of all those `totals` holds.
     fn totals(&self, mut totals: Totals) -> Totals {
         totals.series.retain(|id, _| self.statistics(id));
-        totals.models.retain(|id, _| self.cloud_eye(id));
+        totals.cloud_eye.retain(|id, _| self.cloud_eye(id));
         totals
     }
 }
@@ -176,7 +183,7 @@ impl Held {
 fn usable(
     state: &dyn CheckpointStore,
     d: &Destination,
-    ours: &Ours<'_>,
+    ours: &Ours,
 ) -> Result<CheckpointFile, Held> {
     let own = state.read(&d.id).map_err(Held::Unreadable)?;
     let own = own.unwrap_or_default();
@@ -198,13 +205,8 @@ fn usable(
 
 /// The checkpoints `plan` plans with: the destination's as a run would read them, or none
 /// (with a warning saying why a run would hold them back).
-pub fn planned(
-    state: &dyn CheckpointStore,
-    spec: &Spec,
-    d: &Destination,
-    region: &str,
-) -> Checkpoints {
-    match usable(state, d, &Ours::new(spec, region)) {
+pub fn planned(state: &dyn CheckpointStore, spec: &Spec, d: &Destination) -> Checkpoints {
+    match usable(state, d, &Ours::new(spec)) {
         Ok(file) => file.series,
         Err(held) => {
             log::warn(&held.message(state, d));
@@ -271,9 +273,10 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
     if !p.ok {
         return p;
     }
-    match usable(state, d, &Ours::new(&ctx.spec, &ctx.conn.region)) {
+    let ours = Ours::new(&ctx.spec);
+    match usable(state, d, &ours) {
         Ok(file) => {
-            p.stored = Ours::new(&ctx.spec, &ctx.conn.region).totals(file.totals.clone());
+            p.stored = ours.totals(file.totals.clone());
             p.checkpoints = file.series.clone();
             p.base = file;
         }

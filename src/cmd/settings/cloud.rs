@@ -1,51 +1,80 @@
-//! A cloud's settings: the flags, then the spec's `cloud` block, then the environment
-//! (`HW_PROJECT_ID`, `HUAWEICLOUD_SDK_PROJECT_ID`, `HUAWEICLOUD_SDK_IAM_ENDPOINT`,
-//! `MAAS_USAGE_METADATA_ENDPOINT`, the key pairs of the credential chain), then defaults.
+//! Each cloud's settings: the flags, then the spec's `cloud` block (or each entry of
+//! `clouds`), then the environment (`HW_PROJECT_ID`, `HUAWEICLOUD_SDK_PROJECT_ID`,
+//! `HUAWEICLOUD_SDK_IAM_ENDPOINT`, `MAAS_USAGE_METADATA_ENDPOINT`, the key pairs of the
+//! credential chain), then defaults; an `assume_agency` wraps the chain in STS.
 
 use crate::cli::CloudArgs;
-use crate::cloud::credentials::{CredentialChain, Credentials};
+use crate::cloud::credentials::{CredentialChain, CredentialProvider, Credentials};
+use crate::cloud::sts::{Agency, AgencyProvider, StsSettings};
 use crate::cloud::{metadata, CloudLimits, CloudSettings, ConnectError, Endpoints, ProjectSetting};
 use crate::env::{self, Lookup};
-use crate::spec::{Spec, DEFAULT_REGION};
+use crate::spec::{AgencySpec, CloudSpec, Spec, DEFAULT_REGION};
 
 use super::CALL_TIMEOUT;
 
-/// The one cloud of today: `cloud:` of the spec and the flags (`--simulator`: the simulator's).
-pub(super) fn resolve(spec: &Spec, flags: Option<&CloudArgs>, env: Lookup<'_>) -> CloudSettings {
+/// The clouds of `spec`: its `cloud` block and the flags, or each entry of `clouds` (whose
+/// settings the flags of one cloud cannot override: `Err`, the flag that was given).
+pub(super) fn resolve_all(
+    spec: &Spec,
+    flags: Option<&CloudArgs>,
+    env: Lookup<'_>,
+) -> Result<Vec<CloudSettings>, &'static str> {
+    if spec.clouds.is_empty() {
+        return Ok(vec![resolve(spec, &spec.cloud, None, flags, env)]);
+    }
     let none = CloudArgs::default();
     let f = flags.unwrap_or(&none);
-    let s = &spec.cloud;
+    let one_cloud = [
+        ("--region", f.region.is_some()),
+        ("--project-id", f.project_id.is_some()),
+        ("--endpoint", f.endpoint.is_some()),
+        ("--iam-endpoint", f.iam_endpoint.is_some()),
+        ("--credentials-file", f.credentials_file.is_some()),
+    ];
+    if let Some((flag, _)) = one_cloud.iter().find(|(_, given)| *given) {
+        return Err(flag);
+    }
+    Ok(spec
+        .clouds
+        .iter()
+        .map(|c| resolve(spec, &c.cloud, Some(&c.name), flags, env))
+        .collect())
+}
+
+/// One cloud: `s` (the spec's `cloud` block, or an entry of `clouds` named `name`), the flags
+/// (`--simulator`: the simulator's) and the environment.
+fn resolve(
+    spec: &Spec,
+    s: &CloudSpec,
+    name: Option<&str>,
+    flags: Option<&CloudArgs>,
+    env: Lookup<'_>,
+) -> CloudSettings {
+    let none = CloudArgs::default();
+    let f = flags.unwrap_or(&none);
     let region = f
         .region
         .clone()
         .or_else(|| s.region.clone())
         .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let ca_file = f.ca_file.clone().or_else(|| s.ca_file.clone());
     let (project_id, endpoints, credentials) = match &f.simulator {
         // The spec's project is a real account's: the flag's is the only one.
         Some(url) => simulated(url, f.project_id.clone()),
         None => (
-            [
-                (
-                    PROJECT_FLAG,
-                    f.project_id.clone().or_else(|| s.project_id.clone()),
-                ),
-                ("HW_PROJECT_ID", env::get(env, "HW_PROJECT_ID")),
-                (
-                    "HUAWEICLOUD_SDK_PROJECT_ID",
-                    env::get(env, "HUAWEICLOUD_SDK_PROJECT_ID"),
-                ),
-            ]
-            .into_iter()
-            .find_map(|(from, id)| id.map(|id| ProjectSetting { from, id })),
+            project_of(f, s, name.is_none(), env),
             Endpoints::of_region(
                 &region,
-                f.endpoint.clone().or_else(|| s.endpoint.clone()),
-                f.iam_endpoint
-                    .clone()
-                    .or_else(|| s.iam_endpoint.clone())
-                    .or_else(|| env::get(env, "HUAWEICLOUD_SDK_IAM_ENDPOINT")),
-                s.ces_endpoint.clone(),
-                s.maas_monitor_endpoint.clone(),
+                [
+                    f.endpoint.clone().or_else(|| s.endpoint.clone()),
+                    f.iam_endpoint
+                        .clone()
+                        .or_else(|| s.iam_endpoint.clone())
+                        .or_else(|| env::get(env, "HUAWEICLOUD_SDK_IAM_ENDPOINT")),
+                    s.ces_endpoint.clone(),
+                    s.maas_monitor_endpoint.clone(),
+                    s.sts_endpoint.clone(),
+                ],
             ),
             CredentialChain::standard(
                 |name| env::get(env, name),
@@ -61,18 +90,73 @@ pub(super) fn resolve(spec: &Spec, flags: Option<&CloudArgs>, env: Lookup<'_>) -
             ),
         ),
     };
+    let credentials = match &s.assume_agency {
+        Some(a) => through_agency(credentials, a, &endpoints.sts, ca_file.clone()),
+        None => credentials,
+    };
     CloudSettings {
+        name: name.map(str::to_string),
         region,
         project_id,
         endpoints,
-        ca_file: f.ca_file.clone().or_else(|| s.ca_file.clone()),
+        ca_file,
         credentials,
         limits: CloudLimits {
             requests_per_minute: spec.limits.requests_per_minute,
             ces_requests_per_minute: spec.limits.ces_requests_per_minute,
+            account_requests_per_minute: spec.limits.account_requests_per_minute,
             call_timeout: CALL_TIMEOUT,
         },
     }
+}
+
+/// The project: the flag, then the block's, then (for the one cloud of `cloud:` only: with
+/// `clouds`, each is its own account's) the environment's.
+fn project_of(
+    f: &CloudArgs,
+    s: &CloudSpec,
+    from_env: bool,
+    env: Lookup<'_>,
+) -> Option<ProjectSetting> {
+    let env_of = |name| from_env.then(|| env::get(env, name)).flatten();
+    [
+        (
+            PROJECT_FLAG,
+            f.project_id.clone().or_else(|| s.project_id.clone()),
+        ),
+        ("HW_PROJECT_ID", env_of("HW_PROJECT_ID")),
+        (
+            "HUAWEICLOUD_SDK_PROJECT_ID",
+            env_of("HUAWEICLOUD_SDK_PROJECT_ID"),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(from, id)| id.map(|id| ProjectSetting { from, id }))
+}
+
+/// `base` wrapped in STS AssumeAgency of `a` at `sts`: the chain's credentials sign the STS
+/// call only.
+fn through_agency(
+    base: CredentialChain,
+    a: &AgencySpec,
+    sts: &str,
+    ca_file: Option<std::path::PathBuf>,
+) -> CredentialChain {
+    let agency = Agency {
+        urn: a.agency_urn.clone(),
+        session_name: a.session_name().to_string(),
+        // Checked when the spec was read.
+        duration: a.duration().unwrap_or(AgencySpec::DEFAULT_DURATION),
+        external_id: a.external_id.clone(),
+    };
+    let settings = StsSettings {
+        endpoint: sts.to_string(),
+        ca_file,
+        call_timeout: CALL_TIMEOUT,
+    };
+    let provider: Box<dyn CredentialProvider> =
+        Box::new(AgencyProvider::new(base, agency, settings));
+    CredentialChain::new(vec![provider])
 }
 
 /// Where an explicit project id was set.

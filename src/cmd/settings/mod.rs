@@ -8,6 +8,7 @@
 //! `output` (format, OTLP exporter, resource attributes).
 
 mod cloud;
+pub mod coordination;
 mod output;
 
 pub use cloud::simulator_credentials;
@@ -48,8 +49,8 @@ pub struct Flags<'a> {
 
 /// What a command runs with.
 pub struct Settings {
-    /// The clouds to collect from, each with its own endpoints, credentials and limits: one
-    /// today (the spec's `cloud` block and the flags); never none.
+    /// The clouds to collect from, each with its own endpoints, credentials and limits: the
+    /// spec's `cloud` block and the flags, or each entry of its `clouds`; never none.
     pub clouds: Vec<CloudSettings>,
     pub state: StateSettings,
     /// A pinned "now" (`--now`); `None` reads the clock at each collection.
@@ -86,6 +87,9 @@ pub struct StateSettings {
     /// directory holds the real runs' rejections, which a simulated run neither reads nor adds
     /// to; its gate keeps them in the process.
     pub share_gate: bool,
+    /// `coordination: {engine: redis}`: Redis instead of the state directory (which stays the
+    /// fallback of `on_unavailable: local`, and remembers the engine's generation).
+    pub redis: Option<coordination::RedisSettings>,
 }
 
 impl StateSettings {
@@ -98,6 +102,7 @@ impl StateSettings {
                 .or_else(|| real.then(|| state::default_dir(env)).flatten()),
             runtime: RuntimeDir::from_env(env),
             share_gate: real,
+            redis: None,
         }
     }
 
@@ -110,7 +115,8 @@ impl StateSettings {
 impl Settings {
     pub fn resolve(spec: &Spec, flags: Flags<'_>, env: Lookup<'_>) -> Result<Settings, Error> {
         let simulator = flags.cloud.and_then(|c| c.simulator.clone());
-        let state = StateSettings::resolve(flags.state, simulator.is_none(), env);
+        let mut state = StateSettings::resolve(flags.state, simulator.is_none(), env);
+        state.redis = coordination::resolve(spec, env);
         let now = flags
             .now
             .and_then(|n| n.now.as_deref())
@@ -130,8 +136,13 @@ impl Settings {
             }
             None => None,
         };
+        let clouds = cloud::resolve_all(spec, flags.cloud, env).map_err(|flag| {
+            Error::Usage(format!(
+                "{flag} sets one cloud's setting, and this spec has several (`clouds`): set it in each entry instead"
+            ))
+        })?;
         Ok(Settings {
-            clouds: vec![cloud::resolve(spec, flags.cloud, env)],
+            clouds,
             state,
             now,
             zone,
@@ -157,7 +168,7 @@ impl Settings {
         self.now.unwrap_or_else(Utc::now)
     }
 
-    /// The first cloud (the only one, today).
+    /// The first cloud (the only one with `cloud:`).
     pub fn cloud(&self) -> &CloudSettings {
         &self.clouds[0]
     }
@@ -172,6 +183,7 @@ impl Settings {
         }
         self.state.dir = None;
         self.state.share_gate = false;
+        self.state.redis = None;
     }
 }
 
@@ -316,6 +328,94 @@ mod tests {
                 "the metadata service http://metadata.spec"
             ]
         );
+    }
+
+    #[test]
+    fn each_entry_of_clouds_is_a_cloud_and_the_flags_of_one_are_refused() {
+        use crate::spec::{AgencySpec, NamedCloud};
+        let entry = |name: &str, agency: bool| NamedCloud {
+            name: name.into(),
+            cloud: CloudSpec {
+                region: Some("ap-southeast-1".into()),
+                sts_endpoint: agency.then(|| "https://sts.example".into()),
+                assume_agency: agency.then(|| AgencySpec {
+                    agency_urn: "iam::1:agency:x".into(),
+                    session_name: None,
+                    duration: None,
+                    external_id: None,
+                }),
+                ..Default::default()
+            },
+        };
+        let spec = Spec {
+            clouds: vec![entry("a", false), entry("b", true)],
+            ..Default::default()
+        };
+        let env = env_of(&[("HW_PROJECT_ID", "hw-project"), ("HW_ACCESS_KEY", "AK")]);
+        let s = Settings::resolve(&spec, Flags::default(), &env).unwrap();
+        let names: Vec<Option<&str>> = s.clouds.iter().map(|c| c.name.as_deref()).collect();
+        assert_eq!(names, [Some("a"), Some("b")]);
+        // Each account has its own project: the environment's is for `cloud:` only.
+        assert!(s.clouds.iter().all(|c| c.project_id.is_none()));
+        assert_eq!(
+            s.clouds[1].endpoints.sts, "https://sts.example",
+            "the entry's STS"
+        );
+        assert_eq!(
+            s.clouds[0].endpoints.sts,
+            "https://sts.ap-southeast-1.myhuaweicloud.com"
+        );
+        let agency = s.clouds[1].credentials.names();
+        assert_eq!(agency.len(), 1);
+        assert!(
+            agency[0].starts_with("the agency iam::1:agency:x through STS https://sts.example (with HW_ACCESS_KEY/HW_SECRET_KEY, "),
+            "{agency:?}"
+        );
+        for (flag, args) in [
+            (
+                "--region",
+                CloudArgs {
+                    region: Some("x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--project-id",
+                CloudArgs {
+                    project_id: Some("x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--credentials-file",
+                CloudArgs {
+                    credentials_file: Some("/x".into()),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let flags = Flags {
+                cloud: Some(&args),
+                ..Default::default()
+            };
+            let Err(Error::Usage(e)) = Settings::resolve(&spec, flags, &env) else {
+                panic!("{flag} accepted");
+            };
+            assert!(e.starts_with(flag), "{e}");
+        }
+        let ca = CloudArgs {
+            ca_file: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        let flags = Flags {
+            cloud: Some(&ca),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&spec, flags, &env).unwrap();
+        assert!(s
+            .clouds
+            .iter()
+            .all(|c| c.ca_file.as_deref() == Some(std::path::Path::new("/ca.pem"))));
     }
 
     #[test]

@@ -84,6 +84,17 @@ pub fn export(
         req.encode_to_vec()
     };
     let body = if cfg.gzip { gzip(&raw) } else { raw };
+    let resp = send(cfg, &body, json, timeout)?;
+    answer(cfg, resp)
+}
+
+/// POSTs `body` to the collector, or says why it could not be sent.
+fn send(
+    cfg: &ExportConfig,
+    body: &[u8],
+    json: bool,
+    timeout: Duration,
+) -> Result<ureq::http::Response<ureq::Body>, AttemptError> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // Only a 2xx from the configured endpoint is a delivery: a redirect would turn the POST
@@ -108,33 +119,32 @@ pub fn export(
     for (k, v) in &cfg.headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
-    let mut resp = match rb.send(&body[..]) {
-        Ok(r) => r,
-        // An untrusted certificate will not be trusted on the next attempt either.
-        Err(e) => match crate::tls::untrusted_certificate(&e) {
-            Some(why) => {
-                return Err(AttemptError {
-                    local: true,
-                    ..AttemptError::remote(false, cfg.tls.untrusted_message(&why, CA_OPTION))
-                })
-            }
+    rb.send(body)
+        .map_err(|e| match crate::tls::untrusted_certificate(&e) {
+            // An untrusted certificate will not be trusted on the next attempt either.
+            Some(why) => AttemptError {
+                local: true,
+                ..AttemptError::remote(false, cfg.tls.untrusted_message(&why, CA_OPTION))
+            },
             None if transient(&e) => {
-                return Err(AttemptError::remote(
-                    true,
-                    cfg.scrub(&format!("cannot reach the collector: {e}")),
-                ))
+                AttemptError::remote(true, cfg.scrub(&format!("cannot reach the collector: {e}")))
             }
-            None => {
-                return Err(AttemptError {
-                    local: true,
-                    ..AttemptError::remote(
-                        false,
-                        cfg.scrub(&format!("cannot send to the collector: {e}")),
-                    )
-                })
-            }
-        },
-    };
+            None => AttemptError {
+                local: true,
+                ..AttemptError::remote(
+                    false,
+                    cfg.scrub(&format!("cannot send to the collector: {e}")),
+                )
+            },
+        })
+}
+
+/// What the collector's answer says: accepted (with the points it rejected, a partial
+/// success), or why not and whether to try again.
+fn answer(
+    cfg: &ExportConfig,
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> Result<Accepted, AttemptError> {
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()

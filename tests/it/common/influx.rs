@@ -28,18 +28,7 @@ impl Drop for Influxd {
 }
 
 pub fn start_influxd() -> Option<Influxd> {
-    let found = Command::new("influxd")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("MAAS_USAGE_REQUIRE_INFLUXD").is_err(),
-            "influxd is required (MAAS_USAGE_REQUIRE_INFLUXD is set) but not on PATH"
-        );
-        eprintln!("skipped: influxd is not on PATH");
+    if !super::peer_on_path("influxd", "version", "MAAS_USAGE_REQUIRE_INFLUXD") {
         return None;
     }
     let dir = tempdir();

@@ -4,7 +4,9 @@
 pub mod influx;
 pub mod otlp;
 pub mod prom;
+pub mod prometheus;
 pub mod proxy;
+pub mod redis_server;
 pub mod serving;
 pub mod spec;
 pub mod tls;
@@ -249,30 +251,38 @@ pub fn expected_series(
     sim: &Simulator,
     spec_text: &str,
 ) -> Vec<(maas_usage::domain::SeriesKey, maas_usage::domain::Usage)> {
-    use maas_usage::sim::model::Selection;
     let spec = maas_usage::spec::load::load_str("spec.yaml", spec_text).unwrap();
     let zone = maas_usage::time::zone::resolve(spec.timezone.as_deref(), &Default::default())
         .unwrap()
         .0;
-    let plan = maas_usage::plan::build(&spec, now(), &zone).unwrap();
+    let built = maas_usage::plan::build(&spec, now(), &zone).unwrap();
+    let plan = built.statistics();
     plan.series
         .iter()
-        .map(|s| {
-            let mut total = maas_usage::domain::Usage::default();
-            for &c in &s.calls {
-                let req = &plan.calls[c].request;
-                total += sim.expected(&Selection {
-                    service_type: req.service_type,
-                    batch: req.infer_type == "batch",
-                    start_ms: req.start_time,
-                    end_ms: req.end_time,
-                    api_keys: req.api_keys.as_deref(),
-                    ips: req.ips.as_deref(),
-                });
-            }
-            (s.key.clone(), total)
-        })
+        .map(|s| (s.key.clone(), expected_usage(sim, plan, s)))
         .collect()
+}
+
+/// The exact values the simulator holds for the planned series `s` of `plan`.
+pub fn expected_usage(
+    sim: &Simulator,
+    plan: &maas_usage::plan::statistics::Plan,
+    s: &maas_usage::plan::statistics::PlannedSeries,
+) -> maas_usage::domain::Usage {
+    use maas_usage::sim::model::Selection;
+    let mut total = maas_usage::domain::Usage::default();
+    for &c in &s.calls {
+        let req = &plan.calls[c].request;
+        total += sim.expected(&Selection {
+            service_type: req.service_type,
+            batch: req.infer_type == "batch",
+            start_ms: req.start_time,
+            end_ms: req.end_time,
+            api_keys: req.api_keys.as_deref(),
+            ips: req.ips.as_deref(),
+        });
+    }
+    total
 }
 
 /// A parsed line-protocol line, owned.
@@ -399,6 +409,33 @@ impl Execd {
         }
         (self.child.wait().unwrap().code(), err)
     }
+}
+
+/// `program` (a real peer: influxd, redis-server) answers `version_arg`; else `false` and a
+/// note, or a failure when `require` (`MAAS_USAGE_REQUIRE_*`) is set, as in CI.
+pub fn peer_on_path(program: &str, version_arg: &str, require: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(version_arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var(require).is_err(),
+            "{program} is required ({require} is set) but not on PATH"
+        );
+        eprintln!("skipped: {program} is not on PATH");
+    }
+    found
+}
+
+/// The simulator answering 429 past `limit` calls in any `window_ms`.
+pub fn throttling_sim(limit: u32, window_ms: u64) -> Simulator {
+    let mut cfg = sim_config();
+    cfg.faults.rate_limit = Some(limit);
+    cfg.faults.rate_window = std::time::Duration::from_millis(window_ms);
+    start(cfg)
 }
 
 /// `promtool check metrics` accepts `text` (skipped without promtool unless

@@ -36,7 +36,8 @@ pub const METRICS: &[(&str, &str)] = &[
     ("ttft_p99", "ms"),
 ];
 /// BatchListMetricData's periods (seconds) and the longest window each keeps (ms): a longer
-/// one is shortened to end at `to`.
+/// one is shortened to end at `to` (the rule of the API reference before 2024, still in some
+/// regions' copies; the simulator keeps it on top of [`MAX_POINTS`]).
 pub const PERIODS: &[(&str, i64)] = &[
     ("1", 4 * HOUR_MS),
     ("60", 4 * HOUR_MS),
@@ -49,6 +50,10 @@ pub const PERIODS: &[(&str, i64)] = &[
 pub const FILTERS: &[&str] = &["average", "max", "min", "sum", "variance"];
 /// Most metric objects in one BatchListMetricData request.
 pub const MAX_BATCH: usize = 500;
+/// Most datapoints one BatchListMetricData answer holds: objects x (to - from) / period must not
+/// exceed it, else `from` moves to `to - 3000 / objects` periods (the current API reference,
+/// "Querying Monitoring Data in Batches", ces_03_0034).
+pub const MAX_POINTS: i64 = 3000;
 /// Most entries in one ListMetrics page, and the default.
 pub const MAX_LIST: usize = 1000;
 /// Most instances in one page of the instance names, and the default.
@@ -56,7 +61,7 @@ pub const MAX_INSTANCES: usize = 100;
 
 /// The simulator's Cloud Eye switches.
 #[derive(Clone, Debug, Default)]
-pub struct CesSim {
+pub struct CloudEyeSim {
     /// A ListMetrics page never holds more entries than this, whatever `limit` says.
     pub page_cap: Option<usize>,
     /// When set (and not 200), the instance-names path answers this status.
@@ -69,7 +74,7 @@ pub struct CesSim {
     pub forged: Option<Forged>,
 }
 
-/// A value BatchListMetricData answers instead of the real one ([`CesSim::forged`]).
+/// A value BatchListMetricData answers instead of the real one ([`CloudEyeSim::forged`]).
 #[derive(Clone, Debug)]
 pub struct Forged {
     /// The model (`maas_api_id`) whose series (service level and keys) answer it.
@@ -289,7 +294,7 @@ struct Point<'a> {
     value: Datum<'a>,
 }
 
-/// A datapoint's value: the bucket's, or the one [`CesSim::forged`] says to answer.
+/// A datapoint's value: the bucket's, or the one [`CloudEyeSim::forged`] says to answer.
 enum Datum<'a> {
     Computed(Number),
     Forged(&'a Value),
@@ -369,9 +374,9 @@ impl Simulator {
     }
 }
 
-/// The answer `CesSim::instances_status` forces on the instance names, if any (404 is the
+/// The answer `CloudEyeSim::instances_status` forces on the instance names, if any (404 is the
 /// gateway's "no such API").
-pub(super) fn forced_instances_status(ces: &CesSim, rid: &str) -> Option<Reply> {
+pub(super) fn forced_instances_status(ces: &CloudEyeSim, rid: &str) -> Option<Reply> {
     match ces.instances_status.filter(|s| *s != 200)? {
         404 => Some(not_published(rid)),
         status => Some(Reply::error(
@@ -383,7 +388,7 @@ pub(super) fn forced_instances_status(ces: &CesSim, rid: &str) -> Option<Reply> 
     }
 }
 
-/// The two markers of [`CesSim::looping_markers`].
+/// The two markers of [`CloudEyeSim::looping_markers`].
 const LOOP_A: &str = "SYS.MaaS.loop.a";
 const LOOP_B: &str = "SYS.MaaS.loop.b";
 
@@ -392,7 +397,7 @@ fn bad(msg: &str, rid: &str) -> Reply {
 }
 
 /// ListMetrics: `GET /V1.0/{project_id}/metrics`.
-pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CesSim, rid: &str) -> Reply {
+pub(super) fn list_metrics(query: &str, data: &Dataset, ces: &CloudEyeSim, rid: &str) -> Reply {
     let pairs = query_pairs(query);
     let param = |name: &str| {
         pairs
@@ -510,7 +515,7 @@ struct Dimension {
 pub(super) fn batch_query(
     body: &[u8],
     data: &Dataset,
-    ces: &CesSim,
+    ces: &CloudEyeSim,
     now_ms: i64,
     rid: &str,
 ) -> Reply {
@@ -546,6 +551,9 @@ pub(super) fn batch_query(
     // Whole buckets: from the one holding `from` to the one holding the last instant before `to`.
     let start = from.div_euclid(period_ms).saturating_mul(period_ms);
     let end = ((to - 1).div_euclid(period_ms) * period_ms).saturating_add(period_ms);
+    // The answer's 3,000 datapoints shared by its objects: the oldest buckets go, silently.
+    let allowed = MAX_POINTS / b.metrics.len() as i64;
+    let start = start.max(end.saturating_sub(allowed.saturating_mul(period_ms)));
     // Each series' minutes are computed once, whatever the number of its metrics asked.
     let mut traffic: HashMap<(&str, Option<&str>), Minutes> = HashMap::new();
     let answers: Vec<MetricAnswer<'_>> = b
@@ -613,6 +621,14 @@ struct InstancesBody {
     namespace: Option<String>,
     start: Option<i64>,
     limit: Option<i64>,
+    /// The dimensions listed: `maas_api_id` alone lists the models, with `maas_key_id` the
+    /// keys under them too.
+    query: Option<Vec<DimName>>,
+}
+
+#[derive(Deserialize)]
+struct DimName {
+    dim_name: String,
 }
 
 /// The MaaS monitor's instance names: `POST /v1/{project_id}/maas/monitor/instances`.
@@ -633,9 +649,14 @@ pub(super) fn instances(body: &[u8], data: &Dataset, rid: &str) -> Reply {
         Some(l @ 1..=100) => l as usize,
         Some(_) => return bad("limit must be from 1 to 100"),
     };
+    let keys = b
+        .query
+        .as_ref()
+        .is_none_or(|q| q.iter().any(|d| d.dim_name == "maas_key_id"));
     let all: Vec<Value> = if b.namespace.as_deref() == Some(NAMESPACE) {
         data.ces_series()
             .iter()
+            .filter(|s| keys || s.key.is_none())
             .map(|s| {
                 let api = json!({"id": s.model.id, "name": s.model.name});
                 match s.key {
@@ -666,10 +687,10 @@ mod tests {
     const NOW: i64 = 1_779_321_600_000; // 2026-05-21T00:00:00Z
     const DS: &str = "6f1c2a9e4b7d4c0e9a1f3b5d7e9c1a2b";
 
-    fn sim(ces: CesSim) -> Simulator {
+    fn sim(cloud_eye: CloudEyeSim) -> Simulator {
         let cfg = SimConfig {
             now: chrono::DateTime::from_timestamp_millis(NOW),
-            ces,
+            cloud_eye,
             ..SimConfig::default()
         };
         Simulator::start("127.0.0.1:0", cfg).unwrap()
@@ -833,9 +854,9 @@ mod tests {
 
     #[test]
     fn list_metrics_pages_every_entry_once_in_order() {
-        let sim = sim(CesSim {
+        let sim = sim(CloudEyeSim {
             page_cap: Some(7),
-            ..CesSim::default()
+            ..CloudEyeSim::default()
         });
         let mut seen: Vec<String> = Vec::new();
         let mut marker = String::new();
@@ -921,7 +942,7 @@ mod tests {
 
     #[test]
     fn list_metrics_filters_by_name_and_dimension() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let total = |q: &[(&str, &str)]| {
             let mut q = q.to_vec();
             q.push(("namespace", NAMESPACE));
@@ -948,7 +969,7 @@ mod tests {
 
     #[test]
     fn batch_sums_over_hours_are_the_model_usage() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let (from, to) = (NOW - 12 * HOUR_MS, NOW - 2 * HOUR_MS);
         let metrics = vec![
             metric("total_tokens", DS, None),
@@ -987,7 +1008,7 @@ mod tests {
 
     #[test]
     fn an_unaligned_window_gets_whole_buckets() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let base = NOW - 10 * HOUR_MS;
         let (from, to) = (base + 20 * MINUTE_MS, base + 3 * HOUR_MS + 10 * MINUTE_MS);
         let (_, v) = batch(
@@ -1039,7 +1060,7 @@ mod tests {
 
     #[test]
     fn long_windows_are_shortened_to_the_period_limit() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let to = NOW - HOUR_MS;
         let (_, v) = batch(
             &sim,
@@ -1064,8 +1085,37 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_holds_at_most_3000_datapoints_and_from_moves_to_keep_it() {
+        let sim = sim(CloudEyeSim::default());
+        let to = NOW - HOUR_MS;
+        // 300 objects at one minute: 10 minutes fit (the API reference's example).
+        let many: Vec<Value> = (0..300).map(|_| metric("req_count", DS, None)).collect();
+        let (_, v) = batch(&sim, &query(many, to - HOUR_MS, to, "60", "sum"));
+        let stamps: Vec<i64> = (0..300)
+            .flat_map(|i| points(&v, i))
+            .map(|p| p["timestamp"].as_i64().unwrap())
+            .collect();
+        assert!(
+            stamps.iter().all(|t| *t >= to - 10 * 60_000),
+            "the last 10 minutes"
+        );
+        assert!(stamps.iter().any(|t| *t == to - 10 * 60_000));
+        // 125 objects x 24 hours: exactly 3,000, nothing moves.
+        let day: Vec<Value> = (0..125).map(|_| metric("total_tokens", DS, None)).collect();
+        let (_, v) = batch(&sim, &query(day, to - DAY_MS, to, "3600", "sum"));
+        assert_eq!(
+            sums(&v, 124).iter().map(|(_, x)| x).sum::<u64>(),
+            sim.model_usage(DS, None, to - DAY_MS, to).total_tokens
+        );
+        // One more object and the first hour is gone.
+        let over: Vec<Value> = (0..126).map(|_| metric("total_tokens", DS, None)).collect();
+        let (_, v) = batch(&sim, &query(over, to - DAY_MS, to, "3600", "sum"));
+        assert!(sums(&v, 0).iter().all(|(t, _)| *t > to - DAY_MS));
+    }
+
+    #[test]
     fn bad_batch_queries_are_400() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let one = || vec![metric("req_count", DS, None)];
         let many: Vec<Value> = (0..501).map(|_| metric("req_count", DS, None)).collect();
         for (why, body) in [
@@ -1093,7 +1143,7 @@ mod tests {
 
     #[test]
     fn instances_name_every_series_in_pages() {
-        let sim = sim(CesSim::default());
+        let sim = sim(CloudEyeSim::default());
         let path = format!("/v1/{DEMO_PROJECT_ID}/maas/monitor/instances");
         let page = |start: usize, limit: usize| {
             let body = json!({"namespace": NAMESPACE, "start": start, "limit": limit,
@@ -1130,7 +1180,17 @@ mod tests {
         );
         assert_eq!(page(0, 0).0, 400);
         assert_eq!(page(0, 101).0, 400);
-        sim.configure(|c| c.ces.instances_status = Some(404));
+        // Asked for the models alone: the models, no key.
+        let body = json!({"namespace": NAMESPACE, "start": 0, "limit": 100,
+            "query": [{"dim_name": "maas_api_id"}]});
+        let (status, v) = call(&sim, "POST", &path, &[], &body.to_string());
+        assert_eq!((status, v["total"].as_u64()), (200, Some(3)), "{v}");
+        assert!(v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("maas_key_id").is_none()));
+        sim.configure(|c| c.cloud_eye.instances_status = Some(404));
         let (status, v) = page(0, 100);
         assert_eq!(
             (status, v["error_code"].as_str()),

@@ -1,33 +1,43 @@
-//! Cloud Eye queries: each window aligned to the CES period that fits it, and the call spans
-//! that cover it, each within what the server answers whole (it silently shortens a longer
-//! one). Which models and keys exist is only known at run time (ListMetrics), so the number
-//! of batch calls per span is too.
+//! Cloud Eye queries: each window aligned to the CES period that fits it, or the settled period
+//! buckets; the call spans that read them ([`spans`]) are cut at run time, once discovery says
+//! how many series there are, for the fewest calls the server answers whole (it silently
+//! shortens a longer one).
+
+pub mod index;
+pub mod spans;
 
 use chrono::{DateTime, Utc};
 
+pub use index::WindowIndex;
+pub use spans::Load;
+
 use super::PlanError;
-use crate::domain::ces::{self, PERIODS};
+use crate::domain::cloud_eye::PERIODS;
 use crate::domain::{RangeExpr, Shape, Window};
 use crate::spec::{CloudEyeQuery, QuerySpec};
 use crate::time::period::{self, Checkpoints};
 use crate::time::zone::Zone;
 use crate::time::{self};
 
+/// The Cloud Eye part of a plan: its queries (their series are found at run time).
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub queries: Vec<QueryPlan>,
+}
+
 /// One Cloud Eye query, planned.
 #[derive(Clone, Debug)]
-pub struct ModelQuery {
+pub struct QueryPlan {
     /// Its index in the spec.
     pub index: usize,
     pub name: String,
     pub query: CloudEyeQuery,
-    /// The CES period every call of this query asks for, in seconds.
+    /// The CES period its windows are on, in seconds: the finest its calls ask for.
     pub period_s: u32,
     /// What is reported: one aligned window, or the settled period buckets (oldest first).
     pub windows: Vec<Window>,
     /// The window as the range says it, before alignment (not for period mode).
     pub requested: Option<Window>,
-    /// The calls' spans, covering `windows`, each within its period's limit.
-    pub spans: Vec<Span>,
     /// Period mode: the checkpoint id of the query (all its series move together).
     pub checkpoint: Option<String>,
     pub warnings: Vec<String>,
@@ -41,35 +51,41 @@ pub struct Span {
     pub period_s: u32,
 }
 
-impl ModelQuery {
+impl QueryPlan {
     /// The checkpoint of a period-mode Cloud Eye query.
     pub fn checkpoint_id(region: &str, query: &str) -> String {
         format!("{region}/cloud_eye/{query}")
     }
+
+    /// The spans that read every window (or bucket) of this query with the fewest calls for
+    /// `load`, oldest first; a bucket is never split between two.
+    pub fn spans(&self, load: Load) -> Vec<Span> {
+        match self.windows.as_slice() {
+            [w] if w.shape != Shape::Bucket => {
+                spans::window_spans(w.start_ms, w.end_ms, self.period_s, load)
+            }
+            buckets => {
+                let b: Vec<(i64, i64)> = buckets.iter().map(|w| (w.start_ms, w.end_ms)).collect();
+                spans::bucket_spans(&b, self.period_s, load)
+            }
+        }
+    }
 }
 
-const fn ms(period_s: u32) -> i64 {
-    period_s as i64 * 1000
-}
+use spans::{ceil, floor, ms};
 
-fn floor(t: i64, p: i64) -> i64 {
-    t.div_euclid(p) * p
-}
-
-fn ceil(t: i64, p: i64) -> i64 {
-    -floor(-t, p)
-}
-
-/// The CES period a window is read with: hours for a window longer than a day, five minutes for
-/// a shorter one; for a window with a fixed start, the longest of those (or a minute) its start
-/// (and a fixed end) falls on, so calendar days in a zone with a half-hour offset still align.
+/// The CES period a window is aligned on: a rolling window keeps its length on the longest of
+/// an hour, five minutes or a minute that divides it (Cloud Eye's figures trail by an hour or
+/// two, so the hour in progress costs nothing); a fixed start (and a fixed end) on the longest
+/// it falls on, an hour only for a window longer than a day (a day so far reads up to the last
+/// five minutes), so calendar days in a zone with a half-hour offset still align. Coarser
+/// periods read the middle of a window; this one its edges.
 pub fn period_for(w: &Window) -> u32 {
     let long = w.len_ms() > 86_400_000;
     let candidates: &[u32] = if long { &[3600, 300, 60] } else { &[300, 60] };
     match w.shape {
-        Shape::Rolling => candidates
-            .iter()
-            .copied()
+        Shape::Rolling => [3600, 300, 60]
+            .into_iter()
             .find(|&p| w.len_ms() % ms(p) == 0)
             .unwrap_or(60),
         _ => candidates
@@ -99,38 +115,6 @@ pub fn align(w: &Window, period_s: u32) -> Option<Window> {
     })
 }
 
-/// `[start, end)` cut into spans one call of `period_s` answers whole.
-pub fn spans(start: i64, end: i64, period_s: u32) -> Vec<Span> {
-    let limit = ces::span_limit_ms(period_s);
-    let mut out = Vec::new();
-    let mut s = start;
-    while s < end {
-        let e = (s + limit).min(end);
-        out.push(Span {
-            from: s,
-            to: e,
-            period_s,
-        });
-        s = e;
-    }
-    out
-}
-
-/// The spans of a window read at `fine`: when it is longer than a day and `fine` is shorter
-/// than an hour (a start on a half hour), the whole hours in the middle are read by the hour and
-/// only the edges at `fine`, so a month costs a few calls, not one per day.
-pub fn window_spans(start: i64, end: i64, fine: u32) -> Vec<Span> {
-    let hour = ms(3600);
-    let (a, b) = (ceil(start, hour), floor(end, hour));
-    if fine >= 3600 || end - start <= 86_400_000 || a >= b {
-        return spans(start, end, fine);
-    }
-    let mut out = spans(start, a, fine);
-    out.extend(spans(a, b, 3600));
-    out.extend(spans(b, end, fine));
-    out
-}
-
 /// The longest CES period that divides every bucket (its length and its start).
 fn period_for_buckets(every_ms: i64, buckets: &[(i64, i64)]) -> u32 {
     PERIODS
@@ -138,23 +122,6 @@ fn period_for_buckets(every_ms: i64, buckets: &[(i64, i64)]) -> u32 {
         .map(|(p, _)| *p)
         .find(|&p| every_ms % ms(p) == 0 && buckets.iter().all(|(s, _)| s % ms(p) == 0))
         .unwrap_or(60)
-}
-
-/// Consecutive buckets merged into spans within the period's limit.
-fn bucket_spans(buckets: &[(i64, i64)], period_s: u32) -> Vec<Span> {
-    let limit = ces::span_limit_ms(period_s);
-    let mut out: Vec<Span> = Vec::new();
-    for &(s, e) in buckets {
-        match out.last_mut() {
-            Some(last) if last.to == s && e - last.from <= limit => last.to = e,
-            _ => out.push(Span {
-                from: s,
-                to: e,
-                period_s,
-            }),
-        }
-    }
-    out
 }
 
 /// A Cloud Eye query's plan, and in period mode its checkpoint when it is later than now (the
@@ -167,20 +134,19 @@ pub fn plan_query(
     zone: &Zone,
     region: &str,
     checkpoints: &Checkpoints,
-) -> Result<(ModelQuery, Option<i64>), PlanError> {
-    let mut m = ModelQuery {
+) -> Result<(QueryPlan, Option<i64>), PlanError> {
+    let mut m = QueryPlan {
         index,
         name: q.name.clone(),
         query: ce.clone(),
         period_s: 60,
         windows: Vec::new(),
         requested: None,
-        spans: Vec::new(),
         checkpoint: None,
         warnings: Vec::new(),
     };
     if let RangeExpr::Period(p) = &q.range {
-        let id = ModelQuery::checkpoint_id(region, &q.name);
+        let id = QueryPlan::checkpoint_id(region, &q.name);
         let pending = period::pending(
             p,
             &zone.tz,
@@ -188,7 +154,6 @@ pub fn plan_query(
             checkpoints.get(&id).copied(),
         );
         m.period_s = period_for_buckets(p.every_ms, &pending.buckets);
-        m.spans = bucket_spans(&pending.buckets, m.period_s);
         m.windows = pending
             .buckets
             .iter()
@@ -209,10 +174,7 @@ pub fn plan_query(
     m.requested = Some(w);
     m.period_s = period_for(&w);
     match align(&w, m.period_s) {
-        Some(a) => {
-            m.spans = window_spans(a.start_ms, a.end_ms, m.period_s);
-            m.windows = vec![a];
-        }
+        Some(a) => m.windows = vec![a],
         None => m.warnings.push(format!(
             "query {}: no whole {}-second Cloud Eye period has ended in its window yet; nothing to report",
             q.name, m.period_s
@@ -222,9 +184,9 @@ pub fn plan_query(
 }
 
 /// The Cloud Eye part of `plan`'s output.
-pub fn describe(models: &[ModelQuery], zone: &Zone, out: &mut String) {
+pub fn describe(queries: &[QueryPlan], zone: &Zone, out: &mut String) {
     use std::fmt::Write;
-    if models.is_empty() {
+    if queries.is_empty() {
         return;
     }
     let tz = &zone.tz;
@@ -232,7 +194,7 @@ pub fn describe(models: &[ModelQuery], zone: &Zone, out: &mut String) {
         out,
         "\nCloud Eye queries (SYS.MaaS; models and keys are found at run time with ListMetrics):"
     );
-    for m in models {
+    for m in queries {
         let breakdown = if m.query.by_key {
             "model, api_key"
         } else {
@@ -265,10 +227,15 @@ pub fn describe(models: &[ModelQuery], zone: &Zone, out: &mut String) {
         } else if m.checkpoint.is_some() {
             let _ = writeln!(out, "    {} settled buckets pending", m.windows.len());
         }
-        for (i, sp) in m.spans.iter().enumerate() {
+        // The spans for one series; more series are cut for the fewest calls for their number.
+        let one = Load {
+            sum: m.query.metrics.iter().filter(|x| x.is_count()).count(),
+            max: m.query.metrics.iter().filter(|x| !x.is_count()).count(),
+        };
+        for (i, sp) in m.spans(one).iter().enumerate() {
             let _ = writeln!(
                 out,
-                "    call span {}: {} ~ {}  [{}, {}) at {} s: one batch-query-metric-data call per 500 metric objects and per filter (sum for counts, max for latency)",
+                "    call span {}: {} ~ {}  [{}, {}) at {} s (for one series; more are cut for the fewest calls: at most 500 metric objects and 3,000 datapoints a call, per filter)",
                 i + 1,
                 time::fmt_local(sp.from, tz),
                 time::fmt_local(sp.to, tz),
@@ -302,16 +269,18 @@ mod tests {
 
     #[test]
     fn rolling_windows_keep_their_length_on_whole_periods() {
-        let day = w(NOW - 24 * H, NOW, Shape::Rolling);
-        assert_eq!(period_for(&day), 300);
-        let a = align(&day, 300).unwrap();
-        assert_eq!(a.end_ms, floor(NOW, 300_000));
-        assert_eq!(a.len_ms(), 24 * H);
-        let week = w(NOW - 7 * 24 * H, NOW, Shape::Rolling);
-        assert_eq!(period_for(&week), 3600);
-        let a = align(&week, 3600).unwrap();
-        assert_eq!(a.end_ms % H, 0);
-        assert_eq!(a.len_ms(), 7 * 24 * H);
+        // A day (or a week) on whole hours: its hours in the middle read at four hours.
+        for days in [1, 7] {
+            let asked = w(NOW - days * 24 * H, NOW, Shape::Rolling);
+            assert_eq!(period_for(&asked), 3600);
+            let a = align(&asked, 3600).unwrap();
+            assert_eq!(a.end_ms, floor(NOW, H));
+            assert_eq!(a.len_ms(), days * 24 * H);
+        }
+        // 90 minutes: on five minutes.
+        let short = w(NOW - 90 * 60_000, NOW, Shape::Rolling);
+        assert_eq!(period_for(&short), 300);
+        assert_eq!(align(&short, 300).unwrap().end_ms, floor(NOW, 300_000));
     }
 
     #[test]
@@ -333,28 +302,24 @@ mod tests {
     }
 
     #[test]
-    fn spans_stay_within_the_servers_limit() {
-        let s = spans(0, 25 * 24 * H, 3600);
-        assert_eq!(s.len(), 3);
-        assert!(s.iter().all(|x| x.to - x.from <= 10 * 24 * H));
-        assert_eq!(s.first().unwrap().from, 0);
-        assert_eq!(s.last().unwrap().to, 25 * 24 * H);
-    }
-
-    #[test]
     fn a_month_from_a_half_hour_midnight_reads_hours_in_the_middle() {
-        // Midnight in Kolkata (+05:30), twenty days, read at five minutes.
+        // Midnight in Kolkata (+05:30), twenty days, read at five minutes at the edges only.
         let start = floor(NOW, H) - 20 * 24 * H - 30 * 60_000;
-        let s = window_spans(start, floor(NOW, 300_000), 300);
-        let periods: Vec<u32> = s.iter().map(|x| x.period_s).collect();
-        assert_eq!(periods, vec![300, 3600, 3600, 300]);
+        let one = Load { sum: 8, max: 5 };
+        let s = spans::window_spans(start, floor(NOW, 300_000), 300, one);
+        assert_eq!(s.first().map(|x| x.period_s), Some(300));
+        assert_eq!(s.last().map(|x| x.period_s), Some(300));
+        assert!(
+            s[1..s.len() - 1].iter().all(|x| x.period_s >= 3600),
+            "{s:?}"
+        );
     }
 
     #[test]
     fn buckets_merge_into_spans_and_pick_their_period() {
         let buckets: Vec<(i64, i64)> = (0..30).map(|i| (i * H, (i + 1) * H)).collect();
         assert_eq!(period_for_buckets(H, &buckets), 3600);
-        let s = bucket_spans(&buckets, 3600);
+        let s = spans::bucket_spans(&buckets, 3600, Load { sum: 1, max: 0 });
         assert_eq!(
             s,
             vec![Span {
@@ -389,11 +354,13 @@ mod tests {
                     Shape::Rolling => prop_assert!(a.len_ms() <= asked.len_ms()),
                     _ => prop_assert!(a.start_ms >= asked.start_ms),
                 }
-                let s = window_spans(a.start_ms, a.end_ms, p);
+                let s = spans::window_spans(a.start_ms, a.end_ms, p, Load { sum: 8, max: 5 });
                 prop_assert_eq!(s.first().map(|x| x.from), Some(a.start_ms));
                 prop_assert_eq!(s.last().map(|x| x.to), Some(a.end_ms));
                 for (i, x) in s.iter().enumerate() {
-                    prop_assert!(x.to - x.from <= ces::span_limit_ms(x.period_s));
+                    prop_assert!(
+                        x.to - x.from <= crate::domain::cloud_eye::span_limit_ms(x.period_s)
+                    );
                     prop_assert_eq!(x.from % ms(x.period_s), 0);
                     prop_assert_eq!(x.to % ms(x.period_s), 0);
                     if i > 0 {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::ces::{Dims, Reading, MAX_COUNT};
+use crate::domain::cloud_eye::{Dims, Reading, MAX_COUNT};
 use crate::domain::failure::DecodeError;
 use crate::domain::ApiError;
 
