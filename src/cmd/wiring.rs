@@ -162,7 +162,7 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
 pub fn redis_target(redis: &RedisSettings) -> RedisTarget {
     RedisTarget {
         url: redis.url.clone(),
-        password: redis.password.as_ref().map(|p| p.expose().to_string()),
+        password: redis.password.clone(),
         group: redis.group.clone(),
         lease: redis.lease,
     }

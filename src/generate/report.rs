@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 
+use crate::emit::thousands;
 use crate::spend::budget::Amount;
 use crate::spend::ledger::{Line, Summary};
 use crate::spend::money::{Cost, Currency};
@@ -39,10 +40,6 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn grouped(n: u64) -> String {
-    crate::emit::thousands(n)
-}
-
 fn money(c: Option<Cost>, cur: Option<Currency>) -> String {
     match (c, cur) {
         (Some(c), Some(cur)) => format!("{} {}", cur.code, c.rounded(cur.minor_units)),
@@ -53,7 +50,7 @@ fn money(c: Option<Cost>, cur: Option<Currency>) -> String {
 fn amount(a: Amount, cur: Option<Currency>) -> String {
     match a {
         Amount::Money(c) => money(Some(c), cur),
-        Amount::Tokens(t) => format!("{} tokens", grouped(t)),
+        Amount::Tokens(t) => format!("{} tokens", thousands(t)),
     }
 }
 
@@ -152,10 +149,10 @@ fn table(title: &str, first: &str, rows: &[(String, Line)], cur: Option<Currency
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(if name.is_empty() { "(online experience)" } else { name }),
             money(l.cost, cur),
-            grouped(l.usage.input),
-            grouped(l.usage.output),
-            grouped(l.usage.requests),
-            grouped(l.usage.errors)
+            thousands(l.usage.input),
+            thousands(l.usage.output),
+            thousands(l.usage.requests),
+            thousands(l.usage.errors)
         );
     }
     t.push_str("</tbody></table>\n");
@@ -212,10 +209,10 @@ pub fn render(p: &Page) -> String {
         h,
         "<div class=\"cards\"><div class=\"card\">spend<b id=\"total-cost\">{}</b></div><div class=\"card\">input tokens<b>{}</b></div><div class=\"card\">output tokens<b>{}</b></div><div class=\"card\">requests<b>{}</b></div><div class=\"card\">errors<b>{}</b></div></div>",
         money(s.total.cost, cur),
-        grouped(s.total.usage.input),
-        grouped(s.total.usage.output),
-        grouped(s.total.usage.requests),
-        grouped(s.total.usage.errors)
+        thousands(s.total.usage.input),
+        thousands(s.total.usage.output),
+        thousands(s.total.usage.requests),
+        thousands(s.total.usage.errors)
     );
     for n in &p.notes {
         let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
@@ -253,10 +250,10 @@ pub fn render(p: &Page) -> String {
     let ce = s.total.usage.total;
     match p.statistics_tokens {
         Some(st) if st == ce => {
-            let _ = write!(h, "<p>Cloud Eye's total tokens ({}) equal ShowStatistics' for the month (preset and My Services, real-time inference).</p>", grouped(ce));
+            let _ = write!(h, "<p>Cloud Eye's total tokens ({}) equal ShowStatistics' for the month (preset and My Services, real-time inference).</p>", thousands(ce));
         }
         Some(st) => {
-            let _ = write!(h, "<p class=\"note\">Cloud Eye counts {} total tokens, ShowStatistics {} ({} apart). Cloud Eye holds preset and My Services real-time inference only, counts by the minute a request ended, and keeps its data for a limited time; ShowStatistics is the console's total.</p>", grouped(ce), grouped(st), grouped(st.abs_diff(ce)));
+            let _ = write!(h, "<p class=\"note\">Cloud Eye counts {} total tokens, ShowStatistics {} ({} apart). Cloud Eye holds preset and My Services real-time inference only, counts by the minute a request ended, and keeps its data for a limited time; ShowStatistics is the console's total.</p>", thousands(ce), thousands(st), thousands(st.abs_diff(ce)));
         }
         None => h.push_str("<p class=\"note\">ShowStatistics did not answer: the totals are Cloud Eye's alone.</p>"),
     }

@@ -2,7 +2,7 @@
 //! and where one stands: the period in the spec's zone, the exact period-to-date use, its ratio
 //! to the limit and the period's projected total at the average rate so far.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, Months};
 use chrono_tz::Tz;
 
 use super::money::Cost;
@@ -120,7 +120,10 @@ impl Period {
             Period::Day => (today, today.succ_opt().unwrap_or(today)),
             Period::Month => {
                 let first = today.with_day(1).unwrap_or(today);
-                (first, first_of_next_month(first))
+                (
+                    first,
+                    first.checked_add_months(Months::new(1)).unwrap_or(first),
+                )
             }
         };
         (
@@ -128,14 +131,6 @@ impl Period {
             start_of_day(next, tz).timestamp_millis(),
         )
     }
-}
-
-fn first_of_next_month(first: NaiveDate) -> NaiveDate {
-    let (y, m) = match first.month() {
-        12 => (first.year() + 1, 1),
-        m => (first.year(), m + 1),
-    };
-    NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(first)
 }
 
 /// One entry of the spec's `budgets`.

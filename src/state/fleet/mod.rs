@@ -22,6 +22,7 @@ use redis::{ConnectionLike, IntoConnectionInfo};
 use super::store::{CheckpointStore, DirectoryStore, DiscoveryStore, StateStore};
 use crate::budget::Budget;
 use crate::cloud::auth::GateStore;
+use crate::cloud::credentials::Secret;
 use crate::cloud::ProjectCache;
 use crate::log;
 
@@ -39,8 +40,8 @@ const GENERATION_KEY: &str = "maas-usage:generation";
 pub struct RedisTarget {
     /// As messages name it: the URL without a password.
     pub url: String,
-    /// The password, when the environment gave one.
-    pub password: Option<String>,
+    /// The password, when the environment gave one (a `Secret`: never printed, zeroed on drop).
+    pub password: Option<Secret>,
     pub group: String,
     pub lease: Duration,
 }
@@ -80,7 +81,7 @@ impl Engine {
             .into_connection_info()
             .map_err(|e| unusable(e.to_string()))?;
         if let Some(p) = &target.password {
-            let settings = info.redis_settings().clone().set_password(p);
+            let settings = info.redis_settings().clone().set_password(p.expose());
             info = info.set_redis_settings(settings);
         }
         let client = redis::Client::open(info).map_err(|e| unusable(e.to_string()))?;
