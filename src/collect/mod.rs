@@ -19,6 +19,7 @@ use serde::Serialize;
 
 pub use cloud_eye::{
     Api as CloudEyeApi, DiscoveryCache, Figure, Series as CloudEyeSeries, Setup as CloudEyeSetup,
+    Spent,
 };
 pub use statistics::{Api as StatisticsApi, Segment, Series as StatisticsSeries};
 

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::collect::{CloudEyeSeries, Figure, RunStats, StatisticsSeries};
+use crate::collect::{CloudEyeSeries, Figure, RunStats, Spent, StatisticsSeries};
 pub use crate::domain::names::*;
 use crate::domain::Usage;
+use crate::spend::Cost;
 
 /// `query`, `service_type`, `infer_type`, `key_group` of a series.
 pub fn key_tags(s: &StatisticsSeries) -> [(&'static str, &str); 4] {
@@ -28,6 +29,27 @@ pub fn cloud_eye_tags(s: &CloudEyeSeries) -> Vec<(&'static str, &str)> {
         t.push((MODEL_TAGS[4], k.id.as_str()));
     }
     t
+}
+
+/// The `currency` tag of `maas_model_cost` and `maas_budget`.
+pub const CURRENCY_TAG: &str = "currency";
+
+/// A priced series' cost fields, in `COST`'s order: `cost` (input and output), `input_cost`,
+/// `output_cost`, each exact.
+pub fn cost_values(c: &Spent) -> impl Iterator<Item = (&'static SpendField, Cost)> + '_ {
+    let parts = [c.priced.input.femto, c.priced.output.femto];
+    COST.fields.iter().map(move |f| (f, cost_field(f, parts)))
+}
+
+/// What the cost field `f` reads from input and output costs (femto-units): one of them, or
+/// both (`cost`).
+pub fn cost_field(f: &SpendField, [input, output]: [u128; 2]) -> Cost {
+    let femto = match f.name {
+        "input_cost" => input,
+        "output_cost" => output,
+        _ => input.saturating_add(output),
+    };
+    Cost { femto }
 }
 
 /// A Cloud Eye figure as a value: counts as integers, latency in milliseconds.

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::fields::{self, Value};
 use super::Report;
-use crate::collect::{CloudEyeSeries, Series, StatisticsSeries};
+use crate::collect::{CloudEyeSeries, Series, Spent, StatisticsSeries};
 use crate::domain::InferType;
 use crate::domain::Shape;
 
@@ -155,6 +155,39 @@ fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &I
         out,
         "{}{} {} {}",
         fields::MODEL_MEASUREMENT,
+        tag_set(&tags),
+        set.join(","),
+        ns(s.window.end_ms)
+    );
+    if let Some(c) = &s.cost {
+        cost_line(out, s, c, r, opts);
+    }
+}
+
+/// A priced series' `maas_model_cost`: its tags and `currency`, the exact costs as floats
+/// (written as the exact decimals they are), the same timestamp.
+fn cost_line(
+    out: &mut String,
+    s: &CloudEyeSeries,
+    c: &Spent,
+    r: &Report<'_>,
+    opts: &InfluxOptions<'_>,
+) {
+    let currency = c.currency.to_string();
+    let tags = fields::tag_map(
+        opts.tags,
+        fields::cloud_eye_tags(s)
+            .into_iter()
+            .chain(r.source_tags())
+            .chain([(fields::CURRENCY_TAG, currency.as_str())]),
+    );
+    let set: Vec<String> = fields::cost_values(c)
+        .map(|(f, v)| format!("{}={}", f.name, v.to_decimal_string()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{}{} {} {}",
+        fields::COST.name,
         tag_set(&tags),
         set.join(","),
         ns(s.window.end_ms)

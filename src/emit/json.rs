@@ -5,7 +5,9 @@ use serde_json::{json, Map, Value};
 
 use super::fields::{self, Value as FieldValue};
 use super::Report;
-use crate::collect::{CloudEyeSeries, Failure, Figure, SourceId, StatisticsSeries as Series, What};
+use crate::collect::{
+    CloudEyeSeries, Failure, Figure, SourceId, Spent, StatisticsSeries as Series, What,
+};
 use crate::domain::{InferType, Window};
 use crate::time::fmt_rfc3339;
 
@@ -73,7 +75,7 @@ fn cloud_eye_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
             },
         );
     }
-    json!({
+    let mut out = json!({
         "query": s.key.query,
         "model": s.key.model.name,
         "model_id": s.key.model.id,
@@ -81,7 +83,21 @@ fn cloud_eye_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
         "api_key_id": s.key.api_key.as_ref().map(|k| &k.id),
         "window": window(&s.window, tz),
         "values": values,
-    })
+    });
+    if let (Some(c), Some(m)) = (&s.cost, out.as_object_mut()) {
+        m.insert("cost".into(), cost_object(c));
+    }
+    out
+}
+
+/// `maas_model_cost` of a priced series: `currency`, `cost`, `input_cost`, `output_cost`.
+fn cost_object(c: &Spent) -> Value {
+    let mut m = Map::new();
+    m.insert(fields::CURRENCY_TAG.into(), json!(c.currency.to_string()));
+    for (f, v) in fields::cost_values(c) {
+        m.insert(f.name.into(), json!(v.to_f64()));
+    }
+    Value::Object(m)
 }
 
 /// A failure: a ShowStatistics series by its tags, any other by its source and what failed.

@@ -261,6 +261,52 @@ fn cloud_eye_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
             out.push(counter(name, m.unit, m.description, opts.temporality, sums));
         }
     }
+    out.extend(cost_metrics(&series, r, opts));
+    out
+}
+
+/// `maas_model_cost` of the priced series: a window's as Gauges (`maas.model.cost`...), a
+/// bucket's as monotonic Sums (`maas.model.period.cost`...), with `maas.currency`.
+fn cost_metrics(series: &[&CloudEyeSeries], r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
+    let mut out = Vec::new();
+    for (i, f) in fields::COST.fields.iter().enumerate() {
+        let mut gauges = Vec::new();
+        let mut sums = Vec::new();
+        for s in series {
+            let Some(c) = &s.cost else {
+                continue;
+            };
+            let mut attrs = cloud_eye_attributes(s, r, opts.tags);
+            if let Some(t) = fields::COST.tag(fields::CURRENCY_TAG) {
+                attrs.push(kv_str(t.otlp, &c.currency.to_string()));
+            }
+            let (start, end) = (s.window.start_ms, s.window.end_ms);
+            let Some((_, v)) = fields::cost_values(c).nth(i) else {
+                continue;
+            };
+            if s.window.shape != Shape::Bucket {
+                gauges.push(point(attrs, start, end, Value::Float(v.to_f64())));
+                continue;
+            }
+            let running = s
+                .running
+                .as_ref()
+                .and_then(|t| Some((t.start_ms, t.cost.clone()?.1)));
+            sums.push(match (opts.temporality, running) {
+                (Temporality::Cumulative, Some((from, parts))) => {
+                    let total = fields::cost_field(f, parts);
+                    point(attrs, from, end, Value::Float(total.to_f64()))
+                }
+                _ => point(attrs, start, end, Value::Float(v.to_f64())),
+            });
+        }
+        if !gauges.is_empty() {
+            out.push(gauge(f.otlp, f.unit, f.description, gauges));
+        }
+        if let (Some(name), false) = (f.otlp_period, sums.is_empty()) {
+            out.push(counter(name, f.unit, f.description, opts.temporality, sums));
+        }
+    }
     out
 }
 

@@ -236,6 +236,53 @@ fn cloud_eye_families(
             out.push(c);
         }
     }
+    out.extend(cost_families(r, opts, source));
+    out
+}
+
+/// `maas_model_cost` of the priced series: a window's as gauges, a period series' running
+/// cost as counters, each with `maas_currency`.
+fn cost_families(
+    r: &Report<'_>,
+    opts: &PromOptions<'_>,
+    source: &BTreeMap<String, String>,
+) -> Vec<Family> {
+    let currency_label = fields::COST
+        .tag(fields::CURRENCY_TAG)
+        .map_or("maas_currency", |t| t.prometheus);
+    let labels = |key: &CloudEyeKey, currency: String| {
+        let mut l = cloud_eye_labels(key, opts.tags, source);
+        l.insert(currency_label.to_string(), currency);
+        l
+    };
+    let mut out = Vec::new();
+    for (i, f) in fields::COST.fields.iter().enumerate() {
+        let mut g = Family::new(f.prometheus, "gauge", f.description);
+        for s in r.collection.cloud_eye() {
+            let Some(c) = s.cost.as_ref().filter(|_| s.window.shape != Shape::Bucket) else {
+                continue;
+            };
+            if let Some((_, v)) = fields::cost_values(c).nth(i) {
+                g.samples.push((
+                    labels(&s.key, c.currency.to_string()),
+                    v.to_decimal_string(),
+                ));
+            }
+        }
+        out.push(g);
+        let Some(name) = f.prometheus_period else {
+            continue;
+        };
+        let mut c = Family::new(name, "counter", f.description);
+        for t in r.totals.cloud_eye.values() {
+            let Some((currency, parts)) = t.cost.clone() else {
+                continue;
+            };
+            let v = fields::cost_field(f, parts).to_decimal_string();
+            c.samples.push((labels(&t.key, currency), v));
+        }
+        out.push(c);
+    }
     out
 }
 

@@ -225,6 +225,9 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
         header.push("API key".into());
     }
     header.extend(metrics.iter().map(|m| m.title.to_string()));
+    // The estimated cost, in the currency's minor units, when a model of the table is priced.
+    let currency = rows.iter().find_map(|r| r.cost.map(|c| c.currency));
+    header.extend(currency.map(|c| format!("Cost ({c}, estimate)")));
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -238,6 +241,12 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
                     Some(Figure::Millis(ms)) => format!("{ms:.1} ms"),
                     None => "-".into(),
                 });
+            }
+            if currency.is_some() {
+                row.push(r.cost.map_or_else(
+                    || "-".into(),
+                    |c| c.priced.total().rounded(c.currency.minor_units),
+                ));
             }
             row
         })

@@ -8,6 +8,8 @@ pub mod statistics;
 
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
 use crate::domain::RangeError;
 use crate::spec::Spec;
 use crate::time;
@@ -95,10 +97,15 @@ pub fn build_with(
     let mut ahead: Vec<(String, i64)> = Vec::new();
     let mut stats = statistics::Builder::new(zone, now, region);
     let mut cloud_eye = cloud_eye::Plan::default();
+    let schedule = spec
+        .prices
+        .as_ref()
+        .map(|p| Arc::new(p.schedule(|d| time::start_of_day(d, &zone.tz).timestamp_millis())));
     for (qi, q) in spec.queries.iter().enumerate() {
         match q.cloud_eye() {
             Some(ce) => {
-                let (m, cp) = cloud_eye::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+                let (mut m, cp) = cloud_eye::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
+                m.schedule = schedule.clone();
                 ahead.extend(cp.map(|cp| (format!("query {}", q.name), cp)));
                 warnings.extend(m.warnings.iter().cloned());
                 cloud_eye.queries.push(m);

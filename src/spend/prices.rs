@@ -187,6 +187,21 @@ impl Schedule {
             .collect()
     }
 
+    /// The instants inside `(start_ms, end_ms)` where any model's price changes, in order:
+    /// where a window is cut before its models are known.
+    pub fn all_changes(&self, start_ms: i64, end_ms: i64) -> Vec<i64> {
+        let mut out: Vec<i64> = self
+            .by_model
+            .values()
+            .flatten()
+            .map(|(from, _)| *from)
+            .filter(|&t| t > start_ms && t < end_ms)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// The exact cost of a model's datapoints, each at the rate in force at its start. `None`
     /// when the table does not price the model.
     pub fn cost(&self, names: &[&str], points: &[Point]) -> Result<Option<Priced>, PriceError> {

@@ -559,6 +559,7 @@ mod tests {
                 through_ms: 20,
                 counts: Default::default(),
                 latest: Default::default(),
+                cost: None,
             },
         );
         let mut own = CheckpointFile::default();

@@ -158,6 +158,10 @@ pub struct CloudEyeRunning {
     /// Latency (ms) of the latest bucket, which a scrape shows between buckets.
     #[serde(default)]
     pub latest: BTreeMap<String, f64>,
+    /// A priced model's running cost: the currency, and input and output in its femto-units
+    /// (`spend::Cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<(String, [u128; 2])>,
 }
 
 impl CloudEyeRunning {
@@ -170,11 +174,18 @@ impl CloudEyeRunning {
         end_ms: i64,
         counts: impl IntoIterator<Item = (String, u64)>,
         latest: BTreeMap<String, f64>,
+        cost: Option<(String, [u128; 2])>,
     ) -> CloudEyeRunning {
-        let (start, mut total) = match previous {
+        let (start, mut total, before) = match previous {
             Some(r) if start_ms < r.through_ms => return r.clone(),
-            Some(r) => (r.start_ms, r.counts.clone()),
-            None => (start_ms, BTreeMap::new()),
+            Some(r) => (r.start_ms, r.counts.clone(), r.cost.clone()),
+            None => (start_ms, BTreeMap::new(), None),
+        };
+        let cost = match (before, cost) {
+            (Some((_, [i, o])), Some((currency, [di, d_o]))) => {
+                Some((currency, [i.saturating_add(di), o.saturating_add(d_o)]))
+            }
+            (b, c) => c.or(b),
         };
         for (m, c) in counts {
             let t = total.entry(m).or_insert(0);
@@ -186,6 +197,7 @@ impl CloudEyeRunning {
             through_ms: end_ms,
             counts: total,
             latest,
+            cost,
         }
     }
 }

@@ -6,6 +6,8 @@
 use crate::common;
 
 use common::*;
+use maas_usage::sim::model::DEFAULT_MODELS;
+use maas_usage::sim::Simulator;
 
 const HEAD: &str = "apiVersion: maas-usage/v1\nkey_groups:\n  team-a: [key-a1]\nqueries:\n  - name: m\n    source: cloud_eye\n";
 
@@ -54,4 +56,290 @@ fn key_group_breakdowns_validate_but_are_not_collected_yet() {
         assert!(stdout(&out).is_empty());
     }
     assert!(sim.requests().is_empty(), "refused before any call");
+}
+
+/// DeepSeek-V3 at 2/8 per 1M tokens, 1/4 from 2026-05-20 (Shanghai midnight, inside the last
+/// 48 hours at NOW); Qwen3-32B at 0.5/2; my-glm-4-9b unpriced.
+const PRICES: &str = "currency: CNY, per: 1M, models: [{model: DeepSeek-V3, input: 2.0, output: 8.0}, {model: DeepSeek-V3, since: 2026-05-20, input: 1.0, output: 4.0}, {model: Qwen3-32B, input: \"0.5\", output: \"2\"}]";
+
+/// The femto-units of one token at each side's price, for a model at an instant.
+fn rates(model: &str, at_ms: i64) -> Option<(u128, u128)> {
+    const F: u128 = 1_000_000_000; // femto-units per token at 1 per 1M
+    match model {
+        "DeepSeek-V3" if at_ms < ms("2026-05-20T00:00:00+08:00") => Some((2 * F, 8 * F)),
+        "DeepSeek-V3" => Some((F, 4 * F)),
+        "Qwen3-32B" => Some((F / 2, 2 * F)),
+        _ => None,
+    }
+}
+
+/// The exact cost, as the line protocol writes it, of a model's (or key's) usage over
+/// `[start, end)`, priced by hand: each side of the price change at its own price.
+fn hand_cost(
+    sim: &Simulator,
+    model: &str,
+    key: Option<&str>,
+    start: i64,
+    end: i64,
+) -> Option<[String; 3]> {
+    let (id, _, _) = DEFAULT_MODELS.iter().find(|(_, n, _)| *n == model)?;
+    let change = ms("2026-05-20T00:00:00+08:00");
+    let (mut input, mut output) = (0u128, 0u128);
+    for (s, e) in [
+        (start, change.clamp(start, end)),
+        (change.clamp(start, end), end),
+    ] {
+        let (i, o) = rates(model, s)?;
+        let u = sim.model_usage(id, key, s, e);
+        input += u128::from(u.prompt_tokens) * i;
+        output += u128::from(u.completion_tokens) * o;
+    }
+    let dec = |femto| maas_usage::spend::Cost { femto }.to_decimal_string();
+    Some([dec(input + output), dec(input), dec(output)])
+}
+
+/// The `maas_model_cost` lines of line protocol `text`: (tags, [cost, input_cost,
+/// output_cost] exactly as written), and the usage lines' windows by their tags.
+fn cost_lines(text: &str) -> Vec<(Line, [String; 3])> {
+    let parsed = parse_lp(text);
+    text.lines()
+        .zip(parsed)
+        .filter(|(_, l)| l.measurement == "maas_model_cost")
+        .map(|(raw, l)| {
+            let field = |name: &str| {
+                raw.split([' ', ','])
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .unwrap_or_else(|| panic!("no {name} in {raw}"))
+                    .to_string()
+            };
+            let exact = [field("cost"), field("input_cost"), field("output_cost")];
+            (l, exact)
+        })
+        .collect()
+}
+
+/// The window `[start, end)` of the usage line with the same series tags as `cost`.
+fn window_of(usage: &[Line], cost: &Line) -> (i64, i64) {
+    let u = usage
+        .iter()
+        .find(|u| {
+            u.measurement == "maas_model_usage"
+                && ["query", "model", "model_id", "api_key", "api_key_id"]
+                    .iter()
+                    .all(|t| u.tag(t) == cost.tag(t))
+        })
+        .unwrap_or_else(|| panic!("no usage line for {cost:?}"));
+    let end = u.timestamp.unwrap() / 1_000_000;
+    (end - u.int("window_seconds").unwrap() * 1000, end)
+}
+
+fn run_priced(sim: &Simulator, query: &str) -> std::process::Output {
+    let spec = spec_for(sim).section("prices", PRICES).query(query).write();
+    let out = authed()
+        .arg("run")
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out
+}
+
+#[test]
+fn cost_per_model_is_exact_across_a_price_change_inside_the_window() {
+    let sim = sim();
+    let out = run_priced(&sim, "name: m, source: cloud_eye, range: last_7d");
+    let text = stdout(&out);
+    let usage = parse_lp(&text);
+    let costs = cost_lines(&text);
+    let mut models: Vec<&str> = costs.iter().map(|(l, _)| l.tag("model").unwrap()).collect();
+    models.sort_unstable();
+    assert_eq!(
+        models,
+        ["DeepSeek-V3", "Qwen3-32B"],
+        "priced models only:\n{text}"
+    );
+    for (line, exact) in &costs {
+        let (start, end) = window_of(&usage, line);
+        assert!(start < ms("2026-05-20T00:00:00+08:00") && ms("2026-05-20T00:00:00+08:00") < end);
+        let model = line.tag("model").unwrap();
+        assert_eq!(line.tag("currency"), Some("CNY"));
+        assert_eq!(
+            Some(exact.clone()),
+            hand_cost(&sim, model, None, start, end),
+            "{model}"
+        );
+    }
+    let err = stderr(&out);
+    let unpriced: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("W! no price for"))
+        .collect();
+    assert_eq!(unpriced, ["W! no price for 1 model(s): my-glm-4-9b; they get no cost (add them to `prices.models` with your contract's prices)"]);
+}
+
+#[test]
+fn cost_per_key_is_exact_across_a_price_change_inside_the_window() {
+    let sim = sim();
+    let out = run_priced(
+        &sim,
+        "name: k, source: cloud_eye, range: last_7d, breakdown: [model, api_key]",
+    );
+    let text = stdout(&out);
+    let usage = parse_lp(&text);
+    let costs = cost_lines(&text);
+    assert!(costs.len() >= 4, "{text}");
+    for (line, exact) in &costs {
+        let (start, end) = window_of(&usage, line);
+        let (model, key) = (line.tag("model").unwrap(), line.tag("api_key").unwrap());
+        assert_eq!(
+            Some(exact.clone()),
+            hand_cost(&sim, model, Some(key), start, end),
+            "{model} {key}"
+        );
+    }
+}
+
+#[test]
+fn a_price_change_inside_a_datapoint_fails_the_cost_never_averages_it() {
+    // Kolkata's midnight is 18:30 UTC: inside an hour of the window's hourly datapoints.
+    let sim = sim();
+    let spec = spec_for(&sim)
+        .timezone("Asia/Kolkata")
+        .section("prices", PRICES)
+        .query("name: m, source: cloud_eye, range: last_7d")
+        .write();
+    let out = authed()
+        .arg("run")
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--now", NOW])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let priced: Vec<String> = cost_lines(&text)
+        .iter()
+        .map(|(l, _)| l.tag("model").unwrap().to_string())
+        .collect();
+    assert_eq!(priced, ["Qwen3-32B"], "{text}");
+    assert_eq!(
+        text.matches("maas_model_usage,").count(),
+        3,
+        "usage still emitted"
+    );
+    assert_error_line(
+        &stderr(&out),
+        &[
+            "query=m source=cloud_eye (model=DeepSeek-V3)",
+            "its cost is left out",
+            "spans the price change",
+        ],
+    );
+}
+
+/// The sample of `family` for `model` on a Prometheus page, as written.
+fn prom_sample<'a>(page: &'a str, family: &str, model: &str) -> Option<&'a str> {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .find(|l| l.contains(&format!("maas_model=\"{model}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+}
+
+#[test]
+fn period_cost_settles_with_its_buckets_once_and_counts_up_exactly() {
+    let sim = sim();
+    let spec = spec_for(&sim)
+        .section("prices", PRICES)
+        .query("name: hourly, source: cloud_eye, range: {every: 1h, delay: 2h, backfill: 4h}, models: [DeepSeek-V3]")
+        .write();
+    let state = tempdir().join("state");
+    let at = |now: &str, format: &str| {
+        sim.configure(|c| c.now = Some(chrono::DateTime::parse_from_rfc3339(now).unwrap().into()));
+        let out = authed()
+            .args(["run", "--now", now, "--format", format, "--spec"])
+            .arg(&spec)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let first = at("2026-05-21T10:00:00+08:00", "influx");
+    let costs = cost_lines(&first);
+    assert_eq!(costs.len(), 2, "one cost per bucket:\n{first}");
+    let usage = parse_lp(&first);
+    for (line, exact) in &costs {
+        let end = line.timestamp.unwrap() / 1_000_000;
+        let bucket = usage
+            .iter()
+            .find(|u| u.measurement == "maas_model_usage" && u.timestamp == line.timestamp)
+            .unwrap();
+        assert_eq!(bucket.int("period_seconds"), Some(3600));
+        let want = hand_cost(&sim, "DeepSeek-V3", None, end - 3_600_000, end);
+        assert_eq!(Some(exact.clone()), want);
+    }
+    let again = at("2026-05-21T10:00:00+08:00", "influx");
+    assert!(cost_lines(&again).is_empty(), "settled once:\n{again}");
+    // The Prometheus page (its own checkpoints): counters of the exact cost from the first
+    // bucket, the same when nothing new settled, and two buckets more two hours later.
+    let hand = |to: &str| {
+        let from = ms("2026-05-21T06:00:00+08:00");
+        hand_cost(&sim, "DeepSeek-V3", None, from, ms(to)).unwrap()
+    };
+    for (now, through) in [
+        ("2026-05-21T10:00:00+08:00", "2026-05-21T08:00:00+08:00"),
+        ("2026-05-21T10:00:00+08:00", "2026-05-21T08:00:00+08:00"),
+        ("2026-05-21T12:00:00+08:00", "2026-05-21T10:00:00+08:00"),
+    ] {
+        let page = at(now, "prometheus");
+        let want = hand(through);
+        for (family, exact) in [
+            ("maas_model_period_cost_total", &want[0]),
+            ("maas_model_period_input_cost_total", &want[1]),
+            ("maas_model_period_output_cost_total", &want[2]),
+        ] {
+            assert_eq!(
+                prom_sample(&page, family, "DeepSeek-V3"),
+                Some(exact.as_str()),
+                "{now} {family}\n{page}"
+            );
+        }
+        assert!(
+            prom_sample(&page, "maas_model_cost", "DeepSeek-V3").is_none(),
+            "no window gauge for buckets"
+        );
+    }
+}
+
+#[test]
+fn every_output_format_carries_the_cost() {
+    let sim = sim();
+    let path = spec_for(&sim)
+        .section("prices", PRICES)
+        .query("name: m, source: cloud_eye, range: yesterday, metrics: [prompt_tokens, completion_tokens]")
+        .output("tags: {env: demo}")
+        .write();
+    let render = |format: &str| {
+        let out = run(&path, &["--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let filters = origin_filters()
+        .into_iter()
+        .chain([
+            (r"duration_ms=\d+i", "duration_ms=[ms]i"),
+            (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
+        ])
+        .chain(last_success_filters())
+        .collect::<Vec<_>>();
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("cost_influx", render("influx"));
+        insta::assert_snapshot!("cost_json", render("json"));
+        insta::assert_snapshot!("cost_table", render("table"));
+        insta::assert_snapshot!("cost_prometheus", render("prometheus"));
+        insta::assert_snapshot!("cost_otlp_json", render("otlp-json"));
+    });
 }

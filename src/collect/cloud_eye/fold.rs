@@ -11,12 +11,39 @@ use std::sync::Arc;
 
 use super::calls::{remember_owed, Job, Part, Query, Round};
 use super::datapoints::{self, LeftOut, Point, Refused};
-use super::{failure, subject, Figure, Series, Setup};
+use super::{failure, subject, Figure, Series, Setup, Spent};
 use crate::collect::pool::pool;
 use crate::collect::{Collection, Failure, Run, SourceId, What};
 use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims};
 use crate::domain::ApiError;
 use crate::plan::cloud_eye::WindowIndex;
+use crate::spend::prices::{self, PriceError, Priced};
+
+/// The Cloud Eye counts a cost is made of: input and output tokens.
+const PROMPT: &str = "prompt_tokens";
+const COMPLETION: &str = "completion_tokens";
+
+/// One token datapoint to price: its period and count.
+#[derive(Clone, Copy)]
+struct TokenPoint {
+    start_ms: i64,
+    end_ms: i64,
+    n: u64,
+}
+
+/// Per series of `q`, whether it is priced: the table prices its model (by name or id) and the
+/// query reads both token counts.
+fn priced(q: &Query<'_>) -> Vec<bool> {
+    let reads = |ces| q.metrics().iter().any(|m| m.ces == ces);
+    match &q.plan.schedule {
+        Some(s) if reads(PROMPT) && reads(COMPLETION) => q
+            .keys
+            .iter()
+            .map(|k| s.prices(&[&k.model.name, &k.model.id]))
+            .collect(),
+        _ => vec![false; q.keys.len()],
+    }
+}
 
 /// What a round has of one part so far.
 struct Acc {
@@ -32,6 +59,11 @@ struct Acc {
     refused: BTreeMap<(usize, usize), Refused>,
     /// Per metric, whether any datapoint of it came.
     seen: Vec<bool>,
+    /// Per (window, series) of a priced model, its cost so far (the first datapoint that
+    /// could not be priced exactly, once one could not).
+    costs: Vec<Option<Result<Priced, PriceError>>>,
+    /// Per series, whether its model is priced (and the query reads both token counts).
+    priced: Vec<bool>,
 }
 
 impl Acc {
@@ -46,7 +78,55 @@ impl Acc {
             failed_windows: vec![None; windows],
             refused: BTreeMap::new(),
             seen: vec![false; metrics],
+            costs: vec![None; windows * series],
+            priced: priced(q),
         }
+    }
+
+    /// Adds the cost of one token datapoint `[start_ms, end_ms)` of series `s` in window `w`:
+    /// at the price in force then, refused when a price change falls inside it.
+    fn price(&mut self, q: &Query<'_>, (w, s): (usize, usize), point: TokenPoint, ces: &str) {
+        let (Some(schedule), true) = (&q.plan.schedule, self.priced[s]) else {
+            return;
+        };
+        let (input, output) = match ces {
+            PROMPT => (point.n, 0),
+            COMPLETION => (0, point.n),
+            _ => return,
+        };
+        let slot = &mut self.costs[w * self.series + s];
+        if let Some(Err(_)) = slot {
+            return;
+        }
+        let key = &q.keys[s];
+        let one = prices::Point {
+            start_ms: point.start_ms,
+            end_ms: point.end_ms,
+            input,
+            output,
+        };
+        let cost = schedule
+            .cost(&[&key.model.name, &key.model.id], &[one])
+            .map(Option::unwrap_or_default);
+        let sum = match (slot.take(), cost) {
+            (Some(Ok(before)), Ok(c)) => before.checked_add(c).map_err(PriceError::from),
+            (_, c) => c,
+        };
+        *slot = Some(sum);
+    }
+
+    /// The cost of series `s` in window `w`, when its model is priced: zero without traffic.
+    fn cost(&self, q: &Query<'_>, w: usize, s: usize) -> Option<Result<Spent, PriceError>> {
+        let schedule = q.plan.schedule.as_ref().filter(|_| self.priced[s])?;
+        let priced = match &self.costs[w * self.series + s] {
+            None => Priced::default(),
+            Some(Ok(p)) => *p,
+            Some(Err(e)) => return Some(Err(e.clone())),
+        };
+        Some(Ok(Spent {
+            currency: schedule.currency,
+            priced,
+        }))
     }
 
     fn slot(&mut self, w: usize, s: usize, m: usize) -> &mut Option<Figure> {
@@ -244,8 +324,18 @@ fn fold(
                         Some(Figure::Count(c)) => c,
                         _ => 0,
                     };
-                    match datapoints::count(v).and_then(|n| datapoints::add(sum, n)) {
-                        Ok(sum) => *slot = Some(Figure::Count(sum)),
+                    let counted =
+                        datapoints::count(v).and_then(|n| Ok((n, datapoints::add(sum, n)?)));
+                    match counted {
+                        Ok((n, sum)) => {
+                            *slot = Some(Figure::Count(sum));
+                            let point = TokenPoint {
+                                start_ms: ts,
+                                end_ms: ts + i64::from(job.span.period_s) * 1000,
+                                n,
+                            };
+                            acc.price(q, (w, s), point, metric.ces);
+                        }
                         Err(why) => {
                             acc.refused
                                 .entry((w, s))
@@ -327,12 +417,14 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
             (Some(e), _) => e.clone(),
             (None, Some(r)) => r.error(r.reason()),
             (None, None) => {
+                let cost = cost_of(q, &acc, (0, s), out);
                 out.series.push(crate::collect::Series::CloudEye(Series {
                     key: key.clone(),
                     window,
                     values: values(q, &acc, 0, s),
                     checkpoint: None,
                     running: None,
+                    cost,
                 }));
                 emitted[s] = true;
                 continue;
@@ -346,6 +438,30 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
         ));
     }
     remember_owed(q, setup.cache, |s| emitted[s]);
+}
+
+/// The cost of series `s` in window `w`; one that cannot be exact is left out, with a failure
+/// line (never an averaged price).
+fn cost_of(
+    q: &Query<'_>,
+    acc: &Acc,
+    (w, s): (usize, usize),
+    out: &mut Collection,
+) -> Option<Spent> {
+    match acc.cost(q, w, s)? {
+        Ok(c) => Some(c),
+        Err(e) => {
+            out.failures.push(Failure::series(
+                SourceId::CloudEye,
+                &q.plan.name,
+                subject(&q.keys[s]),
+                ApiError::Local(format!(
+                    "its cost is left out (the usage is emitted): {e}; a price's `since` must fall on a boundary of the query's Cloud Eye period"
+                )),
+            ));
+            None
+        }
+    }
 }
 
 /// A period query's buckets of the round, in order, up to the first that failed or holds a
@@ -378,12 +494,14 @@ fn settle_buckets(q: &mut Query<'_>, part: &Part, acc: Acc, out: &mut Collection
             return;
         }
         for (s, key) in q.keys.iter().enumerate() {
+            let cost = cost_of(q, &acc, (w, s), out);
             out.series.push(crate::collect::Series::CloudEye(Series {
                 key: key.clone(),
                 window: *window,
                 values: values(q, &acc, w, s),
                 checkpoint: q.plan.checkpoint.clone(),
                 running: None,
+                cost,
             }));
         }
         if let Some(cp) = &q.plan.checkpoint {

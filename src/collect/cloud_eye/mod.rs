@@ -21,6 +21,8 @@ use crate::domain::cloud_eye::{
 };
 use crate::domain::{ApiError, Window};
 use crate::plan::cloud_eye::{Plan, QueryPlan};
+use crate::spend::prices::Priced;
+use crate::spend::Currency;
 use crate::time::period::{CloudEyeRunning, Totals};
 
 /// What the collection needs from Cloud Eye; the cloud client in production, a fake in unit
@@ -92,6 +94,15 @@ pub struct Series {
     pub checkpoint: Option<String>,
     /// For a delivered period bucket, its series' running totals as of this bucket.
     pub running: Option<CloudEyeRunning>,
+    /// A priced model's cost over the window: its datapoints priced one by one, exact.
+    pub cost: Option<Spent>,
+}
+
+/// The estimated cost of a series, in the price table's currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spent {
+    pub currency: Currency,
+    pub priced: Priced,
 }
 
 impl Series {
@@ -136,6 +147,12 @@ impl Series {
             self.window.end_ms,
             counts,
             latest,
+            self.cost.map(|c| {
+                (
+                    c.currency.to_string(),
+                    [c.priced.input.femto, c.priced.output.femto],
+                )
+            }),
         );
         totals.cloud_eye.insert(id, r.clone());
         self.running = Some(r);
@@ -240,11 +257,36 @@ fn begin<'a>(
         }
     };
     let mut queries = calls::select(&active, &known, setup, out);
+    out.warnings.extend(unpriced(&queries));
     let budget = setup
         .api
         .affordable(run.deadline.saturating_duration_since(Instant::now()));
     let rounds = calls::plan(&mut queries, budget, setup.cache, out);
     Some((queries, rounds))
+}
+
+/// One warning naming the models of this run the price table does not price (they get no
+/// cost, never a guessed one).
+fn unpriced(queries: &[calls::Query<'_>]) -> Option<String> {
+    let mut names: Vec<&str> = queries
+        .iter()
+        .filter_map(|q| q.plan.schedule.as_ref().map(|s| (q, s)))
+        .flat_map(|(q, s)| {
+            q.keys
+                .iter()
+                .filter(|k| !s.prices(&[&k.model.name, &k.model.id]))
+                .map(|k| k.model.name.as_str())
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    (!names.is_empty()).then(|| {
+        format!(
+            "no price for {} model(s): {}; they get no cost (add them to `prices.models` with your contract's prices)",
+            names.len(),
+            names.join(", ")
+        )
+    })
 }
 
 fn failure(q: &QueryPlan, what: String, error: ApiError) -> Failure {

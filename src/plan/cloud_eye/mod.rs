@@ -6,6 +6,8 @@
 pub mod index;
 pub mod spans;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 pub use index::WindowIndex;
@@ -15,6 +17,7 @@ use super::PlanError;
 use crate::domain::cloud_eye::PERIODS;
 use crate::domain::{RangeExpr, Shape, Window};
 use crate::spec::{CloudEyeQuery, QuerySpec};
+use crate::spend::Schedule;
 use crate::time::period::{self, Checkpoints};
 use crate::time::zone::Zone;
 use crate::time::{self};
@@ -41,6 +44,9 @@ pub struct QueryPlan {
     /// Period mode: the checkpoint id of the query (all its series move together).
     pub checkpoint: Option<String>,
     pub warnings: Vec<String>,
+    /// The spec's prices in instants: its series are priced datapoint by datapoint, and a
+    /// window is read in spans cut where a price changes.
+    pub schedule: Option<Arc<Schedule>>,
 }
 
 /// One call span: `[from, to)` read at `period_s`.
@@ -62,7 +68,13 @@ impl QueryPlan {
     pub fn spans(&self, load: Load) -> Vec<Span> {
         match self.windows.as_slice() {
             [w] if w.shape != Shape::Bucket => {
-                spans::window_spans(w.start_ms, w.end_ms, self.period_s, load)
+                let changes: Vec<i64> = self
+                    .schedule
+                    .iter()
+                    .flat_map(|s| s.all_changes(w.start_ms, w.end_ms))
+                    .filter(|t| t % ms(self.period_s) == 0)
+                    .collect();
+                priced_spans(w.start_ms, w.end_ms, self.period_s, load, &changes)
             }
             buckets => {
                 let b: Vec<(i64, i64)> = buckets.iter().map(|w| (w.start_ms, w.end_ms)).collect();
@@ -73,6 +85,28 @@ impl QueryPlan {
 }
 
 use spans::{ceil, floor, ms};
+
+/// The spans of the window `[start, end)` at `fine` and coarser periods, none of whose
+/// datapoints spans a price change in `changes` (each on a period of `fine`): a span read at a
+/// period a change does not fall on is cut there and each side read again, so a change costs
+/// calls only when the cheapest reading would have averaged across it.
+fn priced_spans(start: i64, end: i64, fine: u32, load: Load, changes: &[i64]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for span in spans::window_spans(start, end, fine, load) {
+        let across = changes
+            .iter()
+            .copied()
+            .find(|&c| span.from < c && c < span.to && (c - span.from) % ms(span.period_s) != 0);
+        match across {
+            Some(c) => {
+                out.extend(priced_spans(span.from, c, fine, load, changes));
+                out.extend(priced_spans(c, span.to, fine, load, changes));
+            }
+            None => out.push(span),
+        }
+    }
+    out
+}
 
 /// The CES period a window is aligned on: a rolling window keeps its length on the longest of
 /// an hour, five minutes or a minute that divides it (Cloud Eye's figures trail by an hour or
@@ -144,6 +178,7 @@ pub fn plan_query(
         requested: None,
         checkpoint: None,
         warnings: Vec::new(),
+        schedule: None,
     };
     if let RangeExpr::Period(p) = &q.range {
         let id = QueryPlan::checkpoint_id(region, &q.name);
@@ -265,6 +300,43 @@ mod tests {
             end_ms,
             shape,
         }
+    }
+
+    /// A datapoint of `s` spans `c`: the change is inside the span, not on one of its periods.
+    fn straddles(s: &Span, c: i64) -> bool {
+        s.from < c && c < s.to && (c - s.from) % ms(s.period_s) != 0
+    }
+
+    proptest! {
+        /// For any load and any Shanghai midnight in a 30-day window, the spans tile the window
+        /// and none of their datapoints spans the price change.
+        #[test]
+        fn spans_are_cut_where_a_price_changes(sum in 1usize..20_000, day in 1i64..29) {
+            let end = floor(NOW, 86_400_000) + 16 * H;
+            let start = end - 30 * 24 * H;
+            let change = start + day * 24 * H;
+            let load = Load { sum, max: 0 };
+            let spans = priced_spans(start, end, 3600, load, &[change]);
+            prop_assert_eq!(spans.first().map(|s| s.from), Some(start));
+            prop_assert!(spans.windows(2).all(|p| p[0].to == p[1].from));
+            prop_assert_eq!(spans.last().map(|s| s.to), Some(end));
+            prop_assert!(!spans.iter().any(|s| straddles(s, change)), "{spans:?}");
+        }
+    }
+
+    #[test]
+    fn a_daily_reading_across_a_change_is_cut_there() {
+        // Thirty days of many series read in days (UTC) in the middle: a Shanghai midnight
+        // (16:00 UTC) falls inside one of them, unless the window is cut there.
+        let end = floor(NOW, 86_400_000) + 16 * H;
+        let start = end - 30 * 24 * H;
+        let change = start + 10 * 24 * H;
+        let load = Load { sum: 5_000, max: 0 };
+        let plain = spans::window_spans(start, end, 3600, load);
+        assert!(plain.iter().any(|s| straddles(s, change)), "{plain:?}");
+        let cut = priced_spans(start, end, 3600, load, &[change]);
+        assert!(!cut.iter().any(|s| straddles(s, change)), "{cut:?}");
+        assert!(cut.iter().any(|s| s.to == change));
     }
 
     #[test]

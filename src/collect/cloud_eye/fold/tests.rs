@@ -138,6 +138,7 @@ fn query(windows: Vec<Window>, checkpoint: Option<&str>) -> QueryPlan {
         requested: None,
         checkpoint: checkpoint.map(String::from),
         warnings: Vec::new(),
+        schedule: None,
     }
 }
 
