@@ -8,7 +8,6 @@ use crate::deliver::sink::write_stdout;
 use crate::generate::{self, rules};
 use crate::log::{self, Style};
 use crate::manifest;
-use crate::spec::Spec;
 
 fn manifest() -> Result<manifest::Manifest, Error> {
     manifest::load().map_err(|e| Error::System(e.to_string()))
@@ -29,16 +28,4 @@ pub fn dashboard(a: DashboardArgs) -> Result<Outcome, Error> {
     let names = generate::names(&manifest()?).map_err(|e| Error::System(e.to_string()))?;
     write_stdout(&generate::dashboard::render(&spec, &names))?;
     Ok(Outcome::Done)
-}
-
-/// Cloud Eye queries with a key group breakdown: the spec accepts them, the collection does not
-/// sum keys into key groups yet, so `run` and `serve` refuse them rather than emit per-key series
-/// under a breakdown that promised teams.
-pub fn refuse_grouped(spec: &Spec) -> Result<(), Error> {
-    match spec.grouped.keys().next() {
-        Some(name) => Err(Error::Usage(format!(
-            "query {name}: breakdown [model, key_group] and [key_group] are not collected yet (the Cloud Eye collection does not sum keys into key groups); use [model, api_key] for now, or `maas-usage report`, which sums keys into teams"
-        ))),
-        None => Ok(()),
-    }
 }

@@ -172,7 +172,7 @@ impl fmt::Display for Dims {
 }
 
 /// A model, or an API key under it: the id Cloud Eye knows and the name people do.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Named {
     pub id: String,
     pub name: String,
@@ -182,25 +182,41 @@ pub struct Named {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CloudEyeKey {
     pub query: String,
+    /// With `breakdown: [key_group]`, empty: every model.
     pub model: Named,
     pub api_key: Option<Named>,
+    /// `breakdown: [model, key_group]` or `[key_group]`: the key group its keys are summed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_group: Option<String>,
 }
 
 impl CloudEyeKey {
     /// The id its running totals are kept under (period mode).
     pub fn total_id(&self, checkpoint: &str) -> String {
-        match &self.api_key {
-            Some(k) => format!("{checkpoint}/{}/{}", self.model.id, k.id),
-            None => format!("{checkpoint}/{}", self.model.id),
+        match (&self.api_key, &self.key_group) {
+            (Some(k), _) => format!("{checkpoint}/{}/{}", self.model.id, k.id),
+            (None, Some(g)) => format!("{checkpoint}/{}/group:{g}", self.model.id),
+            (None, None) => format!("{checkpoint}/{}", self.model.id),
         }
+    }
+
+    /// Whether it names a model (all but the series of `breakdown: [key_group]`).
+    pub fn has_model(&self) -> bool {
+        !self.model.id.is_empty()
     }
 }
 
 impl std::fmt::Display for CloudEyeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "query={} model={}", self.query, self.model.name)?;
+        write!(f, "query={}", self.query)?;
+        if self.has_model() {
+            write!(f, " model={}", self.model.name)?;
+        }
         if let Some(k) = &self.api_key {
             write!(f, " api_key={}", k.name)?;
+        }
+        if let Some(g) = &self.key_group {
+            write!(f, " key_group={g}")?;
         }
         Ok(())
     }

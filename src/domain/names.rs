@@ -28,9 +28,17 @@ pub const CLOUD_TAG: &str = "cloud";
 /// The line-protocol measurement of Cloud Eye (per-model) series.
 pub const MODEL_MEASUREMENT: &str = "maas_model_usage";
 
-/// The tags of a Cloud Eye series in line protocol (the last two only with the API key
-/// breakdown), plus `project_id` and `region`.
-pub const MODEL_TAGS: [&str; 5] = ["query", "model", "model_id", "api_key", "api_key_id"];
+/// The tags of a Cloud Eye series in line protocol (`api_key` and `api_key_id` only with the
+/// API key breakdown, `key_group` only with a key group one, which has no model tags with
+/// `breakdown: [key_group]`), plus `project_id` and `region`.
+pub const MODEL_TAGS: [&str; 6] = [
+    "query",
+    "model",
+    "model_id",
+    "api_key",
+    "api_key_id",
+    "key_group",
+];
 
 /// The resource attributes the outputs set themselves (Prometheus carries them on
 /// `target_info`; `project_id` and `region` are on every data point too).

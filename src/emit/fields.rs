@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::collect::{CloudEyeSeries, Figure, RunStats, Spent, StatisticsSeries};
+use crate::domain::cloud_eye::CloudEyeKey;
 pub use crate::domain::names::*;
 use crate::domain::Usage;
 use crate::spend::Cost;
@@ -19,14 +20,22 @@ pub fn key_tags(s: &StatisticsSeries) -> [(&'static str, &str); 4] {
 
 /// `query`, `model`, `model_id`, and with the key breakdown `api_key`, `api_key_id`.
 pub fn cloud_eye_tags(s: &CloudEyeSeries) -> Vec<(&'static str, &str)> {
-    let mut t = vec![
-        (MODEL_TAGS[0], s.key.query.as_str()),
-        (MODEL_TAGS[1], s.key.model.name.as_str()),
-        (MODEL_TAGS[2], s.key.model.id.as_str()),
-    ];
-    if let Some(k) = &s.key.api_key {
+    cloud_eye_key_tags(&s.key)
+}
+
+/// The tags of a Cloud Eye series' key: `query`, its model's, its key's or its key group.
+pub fn cloud_eye_key_tags(key: &CloudEyeKey) -> Vec<(&'static str, &str)> {
+    let mut t = vec![(MODEL_TAGS[0], key.query.as_str())];
+    if key.has_model() {
+        t.push((MODEL_TAGS[1], key.model.name.as_str()));
+        t.push((MODEL_TAGS[2], key.model.id.as_str()));
+    }
+    if let Some(k) = &key.api_key {
         t.push((MODEL_TAGS[3], k.name.as_str()));
         t.push((MODEL_TAGS[4], k.id.as_str()));
+    }
+    if let Some(g) = &key.key_group {
+        t.push((MODEL_TAGS[5], g.as_str()));
     }
     t
 }

@@ -84,8 +84,13 @@ fn cloud_eye_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
         "window": window(&s.window, tz),
         "values": values,
     });
-    if let (Some(c), Some(m)) = (&s.cost, out.as_object_mut()) {
-        m.insert("cost".into(), cost_object(c));
+    if let Some(m) = out.as_object_mut() {
+        if let Some(g) = &s.key.key_group {
+            m.insert("key_group".into(), json!(g));
+        }
+        if let Some(c) = &s.cost {
+            m.insert("cost".into(), cost_object(c));
+        }
     }
     out
 }

@@ -181,12 +181,8 @@ fn cloud_eye_labels(
             v.to_string(),
         );
     };
-    put(fields::MODEL_TAGS[0], &key.query);
-    put(fields::MODEL_TAGS[1], &key.model.name);
-    put(fields::MODEL_TAGS[2], &key.model.id);
-    if let Some(k) = &key.api_key {
-        put(fields::MODEL_TAGS[3], &k.name);
-        put(fields::MODEL_TAGS[4], &k.id);
+    for (tag, v) in fields::cloud_eye_key_tags(key) {
+        put(tag, v);
     }
     with_tags(l, tags)
 }

@@ -220,20 +220,35 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
                 .any(|r| r.values.iter().any(|(x, _)| x.ces == m.ces))
         })
         .collect();
-    let mut header: Vec<String> = vec!["Model".into()];
+    let (by_model, group) = (first.key.has_model(), first.key.key_group.is_some());
+    let mut header: Vec<String> = Vec::new();
+    if by_model {
+        header.push("Model".into());
+    }
     if by_key {
         header.push("API key".into());
     }
+    if group {
+        header.push("Key group".into());
+    }
     header.extend(metrics.iter().map(|m| m.title.to_string()));
     // The estimated cost, in the currency's minor units, when a model of the table is priced.
-    let currency = rows.iter().find_map(|r| r.cost.map(|c| c.currency));
+    let currency = rows
+        .iter()
+        .find_map(|r| r.cost.as_ref().map(|c| c.currency));
     header.extend(currency.map(|c| format!("Cost ({c}, estimate)")));
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut row = vec![remote(&r.key.model.name)];
+            let mut row = Vec::new();
+            if by_model {
+                row.push(remote(&r.key.model.name));
+            }
             if let Some(k) = &r.key.api_key {
                 row.push(remote(&k.name));
+            }
+            if let Some(g) = &r.key.key_group {
+                row.push(remote(g));
             }
             for m in &metrics {
                 row.push(match r.figure(m.ces) {
@@ -243,7 +258,7 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
                 });
             }
             if currency.is_some() {
-                row.push(r.cost.map_or_else(
+                row.push(r.cost.as_ref().map_or_else(
                     || "-".into(),
                     |c| c.priced.total().rounded(c.currency.minor_units),
                 ));
@@ -280,8 +295,13 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
     };
     let _ = writeln!(
         out,
-        "MaaS usage per model{} (Cloud Eye, query {}) - Region: {}",
-        if by_key { " and API key" } else { "" },
+        "MaaS usage per {} (Cloud Eye, query {}) - Region: {}",
+        match (by_model, by_key, group) {
+            (_, true, _) => "model and API key",
+            (true, _, true) => "model and key group",
+            (false, _, true) => "key group",
+            _ => "model",
+        },
         first.key.query,
         report.place()
     );

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::domain::RangeError;
 use crate::spec::Spec;
+use crate::spend::groups::Groups;
 use crate::time;
 use crate::time::period::Checkpoints;
 use crate::time::zone::Zone;
@@ -106,6 +107,10 @@ pub fn build_with(
             Some(ce) => {
                 let (mut m, cp) = cloud_eye::plan_query(qi, q, ce, now, zone, region, checkpoints)?;
                 m.schedule = schedule.clone();
+                m.grouping = spec.grouped.get(&q.name).map(|g| cloud_eye::Grouping {
+                    per_model: g.per_model,
+                    groups: Arc::new(Groups::new(&spec.key_groups)),
+                });
                 ahead.extend(cp.map(|cp| (format!("query {}", q.name), cp)));
                 warnings.extend(m.warnings.iter().cloned());
                 cloud_eye.queries.push(m);

@@ -554,6 +554,7 @@ mod tests {
                         name: "x".into(),
                     },
                     api_key: None,
+                    key_group: None,
                 },
                 start_ms: 0,
                 through_ms: 20,

@@ -412,14 +412,60 @@ fn declared_model_metrics_equal_emitted() {
     let declared_tags: BTreeSet<String> =
         m.model_attributes.iter().map(|a| a.tag.clone()).collect();
     assert_eq!(tags, declared_tags);
+    // maas_model_cost: the declared fields (doubles), the usage tags plus its own.
+    let cost = m
+        .spend_metrics
+        .iter()
+        .find(|s| s.measurement == "maas_model_cost")
+        .unwrap();
+    let cost_lines: Vec<_> = lp
+        .iter()
+        .filter(|l| l.measurement == cost.measurement)
+        .collect();
+    assert!(!cost_lines.is_empty());
+    for l in &cost_lines {
+        let fields: BTreeSet<&String> = l.floats.keys().collect();
+        assert!(l.ints.is_empty(), "{l:?}");
+        assert_eq!(fields, cost.fields.iter().map(|f| &f.field).collect());
+        let own: BTreeSet<&str> = cost.attributes.iter().map(|a| a.tag.as_str()).collect();
+        for t in l.tags.keys() {
+            assert!(
+                own.contains(t.as_str())
+                    || declared_tags.contains(t)
+                    || ["env", "project_id", "region"].contains(&t.as_str()),
+                "{t}"
+            );
+        }
+        assert!(own.iter().all(|t| l.tags.contains_key(*t)));
+    }
 
     // OTLP: Gauges for every metric, Sums for the counts of buckets; attributes.
     let json: serde_json::Value = serde_json::from_str(run_as("otlp-json").trim()).unwrap();
     let otlp = &json["resourceMetrics"][0]["scopeMetrics"][0]["metrics"];
     let mut names = BTreeSet::new();
     let mut attrs = BTreeSet::new();
+    let mut cost_names = BTreeSet::new();
     for x in otlp.as_array().unwrap() {
         let name = x["name"].as_str().unwrap();
+        if let Some(f) = cost
+            .fields
+            .iter()
+            .find(|f| f.otlp == name || f.otlp_period.as_deref() == Some(name))
+        {
+            assert_eq!(x["unit"], f.unit.as_str(), "{name}");
+            let kind = if f.otlp == name { "gauge" } else { "sum" };
+            for p in x[kind]["dataPoints"].as_array().unwrap() {
+                let keys: Vec<&str> = p["attributes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["key"].as_str().unwrap())
+                    .collect();
+                assert!(keys.contains(&cost.attributes[0].otlp.as_str()), "{name}");
+            }
+            cost_names.insert(name.to_string());
+            continue;
+        }
         if !name.starts_with("maas.model.") {
             continue;
         }
@@ -465,6 +511,13 @@ fn declared_model_metrics_equal_emitted() {
         )
         .collect();
     assert_eq!(attrs, declared_attrs);
+    let declared_cost: BTreeSet<String> = cost
+        .fields
+        .iter()
+        .flat_map(|f| [Some(f.otlp.clone()), f.otlp_period.clone()])
+        .flatten()
+        .collect();
+    assert_eq!(cost_names, declared_cost);
 
     // Prometheus: gauges and counters, and the labels.
     let text = run_as("prometheus");
@@ -478,6 +531,26 @@ fn declared_model_metrics_equal_emitted() {
             (n.to_string(), k.to_string())
         })
         .collect();
+    let declared_cost_types: BTreeSet<(String, String)> = cost
+        .fields
+        .iter()
+        .flat_map(|f| {
+            [
+                Some((f.prometheus.clone(), "gauge".to_string())),
+                f.prometheus_period
+                    .clone()
+                    .map(|p| (p, "counter".to_string())),
+            ]
+        })
+        .flatten()
+        .collect();
+    assert!(
+        declared_cost_types.is_subset(&types),
+        "{declared_cost_types:?}"
+    );
+    let types: BTreeSet<(String, String)> =
+        types.difference(&declared_cost_types).cloned().collect();
+    assert!(text.contains(&format!("{}=\"", cost.attributes[0].prometheus)));
     let declared_types: BTreeSet<(String, String)> = declared
         .iter()
         .flat_map(|d| {

@@ -1,7 +1,8 @@
-//! The spec's spend sections through the binary: `validate` accepts prices, budgets, alerts and
-//! the key-group breakdowns and locates every error in them (exit 2); `run` and `serve` refuse a
-//! key-group breakdown (exit 2, before any call) until the Cloud Eye collection sums keys into
-//! teams.
+//! The spec's spend through the binary: `validate` locates every error in prices, budgets and
+//! alerts (exit 2); `run` emits `maas_model_cost` for every usage point of a priced model, exact
+//! against the simulator per model, key and key group (a price change inside the window
+//! included) in every format, settles period costs with their buckets once, and sums per-key
+//! series into key groups (`breakdown: [model, key_group]` and `[key_group]`) exactly.
 
 use crate::common;
 
@@ -28,34 +29,155 @@ fn validate_locates_every_spend_error() {
     }
 }
 
+/// The teams of the grouped tests: key-ci and the keys of no group are `ungrouped`.
+const TEAMS: &str = "team-a: [key-a1, key-a2], team-b: [key-b1]";
+
+/// The keys of a group, as the simulator has them.
+fn keys_of(group: &str) -> Vec<&'static str> {
+    match group {
+        "team-a" => vec!["key-a1", "key-a2"],
+        "team-b" => vec!["key-b1"],
+        _ => vec!["key-ci"],
+    }
+}
+
+/// A grouped run of the last 7 days (a price change inside): its usage and cost lines.
+fn grouped_run(sim: &Simulator, breakdown: &str, format: &str) -> std::process::Output {
+    let spec = spec_for(sim)
+        .section("key_groups", TEAMS)
+        .section("prices", PRICES)
+        .query(&format!(
+            "name: teams, source: cloud_eye, range: last_7d, breakdown: {breakdown}"
+        ))
+        .write();
+    let out = authed()
+        .args(["run", "--now", NOW, "--format", format, "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out
+}
+
 #[test]
-fn key_group_breakdowns_validate_but_are_not_collected_yet() {
+fn tokens_and_cost_per_model_and_key_group_are_exact_sums_of_the_keys() {
     let sim = sim();
+    let out = grouped_run(&sim, "[model, key_group]", "influx");
+    let text = stdout(&out);
+    let lines = parse_lp(&text);
+    let usage: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect();
+    assert!(
+        usage.iter().all(|l| l.tag("api_key").is_none()),
+        "no per-key series:\n{text}"
+    );
+    let mut seen: Vec<(String, String)> = usage
+        .iter()
+        .map(|l| {
+            (
+                l.tag("model").unwrap().to_string(),
+                l.tag("key_group").unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want: Vec<(String, String)> = DEFAULT_MODELS
+        .iter()
+        .flat_map(|(_, m, _)| {
+            ["team-a", "team-b", "ungrouped"].map(|g| (m.to_string(), g.to_string()))
+        })
+        .collect();
+    want.sort();
+    assert_eq!(seen, want, "a series per model and group");
+    for l in &usage {
+        let (model, group) = (l.tag("model").unwrap(), l.tag("key_group").unwrap());
+        let (start, end) = window_of(&lines, l);
+        let (id, _, _) = DEFAULT_MODELS.iter().find(|(_, n, _)| *n == model).unwrap();
+        let tokens: u64 = keys_of(group)
+            .iter()
+            .map(|k| sim.model_usage(id, Some(k), start, end).total_tokens)
+            .sum();
+        assert_eq!(
+            l.int("total_tokens"),
+            Some(tokens as i64),
+            "{model} {group}"
+        );
+    }
+    let costs = cost_lines(&text);
+    assert_eq!(costs.len(), 6, "two priced models, three groups:\n{text}");
+    for (l, exact) in &costs {
+        let (model, group) = (l.tag("model").unwrap(), l.tag("key_group").unwrap());
+        let (start, end) = window_of(&lines, l);
+        let mut femto = [0u128; 3];
+        for k in keys_of(group) {
+            let c = hand_cost(&sim, model, Some(k), start, end).unwrap();
+            for (f, c) in femto.iter_mut().zip(c) {
+                *f += femto_of(&c);
+            }
+        }
+        let dec = |femto| maas_usage::spend::Cost { femto }.to_decimal_string();
+        assert_eq!(exact.clone(), femto.map(dec), "{model} {group}");
+    }
+}
+
+#[test]
+fn tokens_and_cost_per_key_group_sum_every_model() {
+    let sim = sim();
+    let out = grouped_run(&sim, "[key_group]", "influx");
+    let text = stdout(&out);
+    let lines = parse_lp(&text);
+    let usage: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect();
+    let mut groups: Vec<&str> = usage.iter().map(|l| l.tag("key_group").unwrap()).collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["team-a", "team-b", "ungrouped"]);
+    for l in &usage {
+        assert!(
+            l.tag("model").is_none() && l.tag("api_key").is_none(),
+            "{l:?}"
+        );
+        let group = l.tag("key_group").unwrap();
+        let (start, end) = window_of(&lines, l);
+        let tokens: u64 = DEFAULT_MODELS
+            .iter()
+            .flat_map(|(id, _, _)| keys_of(group).into_iter().map(move |k| (id, k)))
+            .map(|(id, k)| sim.model_usage(id, Some(k), start, end).total_tokens)
+            .sum();
+        assert_eq!(l.int("total_tokens"), Some(tokens as i64), "{group}");
+    }
+    for (l, exact) in &cost_lines(&text) {
+        let group = l.tag("key_group").unwrap();
+        let (start, end) = window_of(&lines, l);
+        let total: u128 = DEFAULT_MODELS
+            .iter()
+            .flat_map(|(_, m, _)| keys_of(group).into_iter().map(move |k| (m, k)))
+            .filter_map(|(m, k)| hand_cost(&sim, m, Some(k), start, end))
+            .map(|c| femto_of(&c[0]))
+            .sum();
+        assert_eq!(
+            exact[0],
+            maas_usage::spend::Cost { femto: total }.to_decimal_string(),
+            "{group}"
+        );
+    }
+    // validate and serve accept it too (no more refusal).
     let spec = spec_for(&sim)
-        .section("key_groups", "team-a: [key-a1]")
-        .query("name: teams, source: cloud_eye, breakdown: [model, key_group]")
+        .section("key_groups", TEAMS)
+        .query("name: teams, source: cloud_eye, breakdown: [key_group]")
         .write();
     let ok = bin().arg("validate").arg(&spec).output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
-    for cmd in ["run", "serve"] {
-        let out = authed()
-            .arg(cmd)
-            .arg("--spec")
-            .arg(&spec)
-            .args(["--now", NOW])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
-        assert_error_line(
-            &stderr(&out),
-            &[
-                "query teams: breakdown [model, key_group]",
-                "not collected yet",
-            ],
-        );
-        assert!(stdout(&out).is_empty());
-    }
-    assert!(sim.requests().is_empty(), "refused before any call");
+}
+
+/// A decimal the outputs wrote, back in femto-units.
+fn femto_of(decimal: &str) -> u128 {
+    let (whole, frac) = decimal.split_once('.').unwrap_or((decimal, ""));
+    let frac = format!("{frac:0<15}");
+    whole.parse::<u128>().unwrap() * 1_000_000_000_000_000 + frac.parse::<u128>().unwrap()
 }
 
 /// DeepSeek-V3 at 2/8 per 1M tokens, 1/4 from 2026-05-20 (Shanghai midnight, inside the last

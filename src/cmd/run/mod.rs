@@ -164,7 +164,6 @@ fn begin(
     log::set_style(Style::Telegraf);
     signals::install();
     let spec = load_spec(paths)?;
-    super::spend_cmds::refuse_grouped(&spec)?;
     let flags = Flags {
         cloud: Some(cloud),
         state: Some(state),

@@ -148,6 +148,7 @@ pub(super) fn select<'a>(
                     query: q.name.clone(),
                     model: discovery::named(&d.model_id, &names.models),
                     api_key: d.key_id.as_ref().map(|k| discovery::named(k, &names.keys)),
+                    key_group: None,
                 };
                 (d, key)
             })

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use super::calls::{remember_owed, Job, Part, Query, Round};
 use super::datapoints::{self, LeftOut, Point, Refused};
-use super::{failure, subject, Figure, Series, Setup, Spent};
+use super::{failure, groups, subject, Figure, Series, Setup, Spent};
 use crate::collect::pool::pool;
 use crate::collect::{Collection, Failure, Run, SourceId, What};
+use crate::domain::cloud_eye::CloudEyeKey;
 use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims};
 use crate::domain::ApiError;
 use crate::plan::cloud_eye::WindowIndex;
@@ -412,12 +413,19 @@ fn values(q: &Query<'_>, acc: &Acc, w: usize, s: usize) -> Vec<(&'static CloudEy
 fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collection) {
     let window = q.plan.windows[0];
     let mut emitted = vec![false; q.dims.len()];
+    let first = out.series.len();
+    // Grouped: the keys a group would miss (not collected, or not priced exactly).
+    let mut missing: Vec<(CloudEyeKey, ApiError)> = Vec::new();
     for (s, key) in q.keys.iter().enumerate().take(q.served) {
         let error = match (&acc.failed_series[s], acc.refused.get(&(0, s))) {
             (Some(e), _) => e.clone(),
             (None, Some(r)) => r.error(r.reason()),
             (None, None) => {
+                let failed = out.failures.len();
                 let cost = cost_of(q, &acc, (0, s), out);
+                if let Some(f) = out.failures.get(failed) {
+                    missing.push((key.clone(), f.error.clone()));
+                }
                 out.series.push(crate::collect::Series::CloudEye(Series {
                     key: key.clone(),
                     window,
@@ -430,6 +438,7 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
                 continue;
             }
         };
+        missing.push((key.clone(), error.clone()));
         out.failures.push(Failure::series(
             SourceId::CloudEye,
             &q.plan.name,
@@ -438,6 +447,33 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
         ));
     }
     remember_owed(q, setup.cache, |s| emitted[s]);
+    if q.plan.grouping.is_some() {
+        for key in q.keys.iter().skip(q.served) {
+            let later = "not read this run (the Cloud Eye budget); first in line next run";
+            missing.push((key.clone(), ApiError::Deferred(later.into())));
+        }
+        regroup(q, out, first, &missing);
+    }
+}
+
+/// Grouped queries: the per-key series settled since `first` summed into their groups, a
+/// group that misses a key (`missing`) failed instead.
+fn regroup(q: &Query<'_>, out: &mut Collection, first: usize, missing: &[(CloudEyeKey, ApiError)]) {
+    let Some(g) = &q.plan.grouping else {
+        return;
+    };
+    let per_key: Vec<Series> = out
+        .series
+        .drain(first..)
+        .filter_map(|s| match s {
+            crate::collect::Series::CloudEye(s) => Some(s),
+            crate::collect::Series::Statistics(_) => None,
+        })
+        .collect();
+    let (series, failures) = groups::sum(q.plan, g, per_key, missing);
+    out.series
+        .extend(series.into_iter().map(crate::collect::Series::CloudEye));
+    out.failures.extend(failures);
 }
 
 /// The cost of series `s` in window `w`; one that cannot be exact is left out, with a failure
@@ -447,9 +483,9 @@ fn cost_of(
     acc: &Acc,
     (w, s): (usize, usize),
     out: &mut Collection,
-) -> Option<Spent> {
+) -> Option<Box<Spent>> {
     match acc.cost(q, w, s)? {
-        Ok(c) => Some(c),
+        Ok(c) => Some(Box::new(c)),
         Err(e) => {
             out.failures.push(Failure::series(
                 SourceId::CloudEye,
@@ -493,8 +529,14 @@ fn settle_buckets(q: &mut Query<'_>, part: &Part, acc: Acc, out: &mut Collection
             q.stopped = true;
             return;
         }
+        let first = out.series.len();
+        let mut missing = Vec::new();
         for (s, key) in q.keys.iter().enumerate() {
+            let failed = out.failures.len();
             let cost = cost_of(q, &acc, (w, s), out);
+            if let Some(f) = out.failures.get(failed) {
+                missing.push((key.clone(), f.error.clone()));
+            }
             out.series.push(crate::collect::Series::CloudEye(Series {
                 key: key.clone(),
                 window: *window,
@@ -504,6 +546,7 @@ fn settle_buckets(q: &mut Query<'_>, part: &Part, acc: Acc, out: &mut Collection
                 cost,
             }));
         }
+        regroup(q, out, first, &missing);
         if let Some(cp) = &q.plan.checkpoint {
             out.advance.insert(cp.clone(), window.end_ms);
         }

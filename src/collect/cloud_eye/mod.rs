@@ -9,6 +9,7 @@ mod calls;
 mod datapoints;
 mod discovery;
 mod fold;
+mod groups;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -95,7 +96,8 @@ pub struct Series {
     /// For a delivered period bucket, its series' running totals as of this bucket.
     pub running: Option<CloudEyeRunning>,
     /// A priced model's cost over the window: its datapoints priced one by one, exact.
-    pub cost: Option<Spent>,
+    /// (Boxed: most series have none, and every collected series is as large as this.)
+    pub cost: Option<Box<Spent>>,
 }
 
 /// The estimated cost of a series, in the price table's currency.
@@ -147,7 +149,7 @@ impl Series {
             self.window.end_ms,
             counts,
             latest,
-            self.cost.map(|c| {
+            self.cost.as_deref().map(|c| {
                 (
                     c.currency.to_string(),
                     [c.priced.input.femto, c.priced.output.femto],
@@ -295,9 +297,15 @@ fn failure(q: &QueryPlan, what: String, error: ApiError) -> Failure {
 
 /// `model=...` and, with the key breakdown, `api_key=...`: a series in a failure line.
 fn subject(key: &CloudEyeKey) -> Vec<(&'static str, String)> {
-    let mut tags = vec![("model", key.model.name.clone())];
+    let mut tags = Vec::new();
+    if key.has_model() {
+        tags.push(("model", key.model.name.clone()));
+    }
     if let Some(k) = &key.api_key {
         tags.push(("api_key", k.name.clone()));
+    }
+    if let Some(g) = &key.key_group {
+        tags.push(("key_group", g.clone()));
     }
     tags
 }

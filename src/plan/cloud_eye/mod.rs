@@ -17,6 +17,7 @@ use super::PlanError;
 use crate::domain::cloud_eye::PERIODS;
 use crate::domain::{RangeExpr, Shape, Window};
 use crate::spec::{CloudEyeQuery, QuerySpec};
+use crate::spend::groups::Groups;
 use crate::spend::Schedule;
 use crate::time::period::{self, Checkpoints};
 use crate::time::zone::Zone;
@@ -47,6 +48,17 @@ pub struct QueryPlan {
     /// The spec's prices in instants: its series are priced datapoint by datapoint, and a
     /// window is read in spans cut where a price changes.
     pub schedule: Option<Arc<Schedule>>,
+    /// `breakdown: [model, key_group]` or `[key_group]`: its per-key series are summed into
+    /// the spec's key groups.
+    pub grouping: Option<Grouping>,
+}
+
+/// How a query's per-key series are summed into teams.
+#[derive(Clone, Debug)]
+pub struct Grouping {
+    /// `[model, key_group]`: a series per model and group; `[key_group]`: per group.
+    pub per_model: bool,
+    pub groups: Arc<Groups>,
 }
 
 /// One call span: `[from, to)` read at `period_s`.
@@ -179,6 +191,7 @@ pub fn plan_query(
         checkpoint: None,
         warnings: Vec::new(),
         schedule: None,
+        grouping: None,
     };
     if let RangeExpr::Period(p) = &q.range {
         let id = QueryPlan::checkpoint_id(region, &q.name);

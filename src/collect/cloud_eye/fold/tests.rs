@@ -139,6 +139,7 @@ fn query(windows: Vec<Window>, checkpoint: Option<&str>) -> QueryPlan {
         checkpoint: checkpoint.map(String::from),
         warnings: Vec::new(),
         schedule: None,
+        grouping: None,
     }
 }
 
