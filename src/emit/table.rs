@@ -206,6 +206,36 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
     }
 }
 
+/// A Cloud Eye series' row: its model, key or group, its figures, and its cost when `costs`.
+fn cells(
+    r: &CloudEyeSeries,
+    by_model: bool,
+    metrics: &[&'static CloudEyeMetric],
+    costs: bool,
+) -> Vec<String> {
+    let key = &r.key;
+    let names = [
+        by_model.then_some(key.model.name.as_str()),
+        key.api_key.as_ref().map(|k| k.name.as_str()),
+        key.key_group.as_deref(),
+    ];
+    let mut row: Vec<String> = names.into_iter().flatten().map(remote).collect();
+    for m in metrics {
+        row.push(match r.figure(m.ces) {
+            Some(Figure::Count(c)) => thousands(c),
+            Some(Figure::Millis(ms)) => format!("{ms:.1} ms"),
+            None => "-".into(),
+        });
+    }
+    if costs {
+        row.push(r.cost.as_ref().map_or_else(
+            || "-".into(),
+            |c| c.priced.total().rounded(c.currency.minor_units),
+        ));
+    }
+    row
+}
+
 /// The Cloud Eye series of one query and window: a row per model (and key), a column per
 /// metric, counts exact with separators and latency in milliseconds.
 fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, style: TableStyle) {
@@ -221,16 +251,15 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
         })
         .collect();
     let (by_model, group) = (first.key.has_model(), first.key.key_group.is_some());
-    let mut header: Vec<String> = Vec::new();
-    if by_model {
-        header.push("Model".into());
-    }
-    if by_key {
-        header.push("API key".into());
-    }
-    if group {
-        header.push("Key group".into());
-    }
+    let mut header: Vec<String> = [
+        (by_model, "Model"),
+        (by_key, "API key"),
+        (group, "Key group"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, t)| t.to_string())
+    .collect();
     header.extend(metrics.iter().map(|m| m.title.to_string()));
     // The estimated cost, in the currency's minor units, when a model of the table is priced.
     let currency = rows
@@ -239,32 +268,7 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
     header.extend(currency.map(|c| format!("Cost ({c}, estimate)")));
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            let mut row = Vec::new();
-            if by_model {
-                row.push(remote(&r.key.model.name));
-            }
-            if let Some(k) = &r.key.api_key {
-                row.push(remote(&k.name));
-            }
-            if let Some(g) = &r.key.key_group {
-                row.push(remote(g));
-            }
-            for m in &metrics {
-                row.push(match r.figure(m.ces) {
-                    Some(Figure::Count(c)) => thousands(c),
-                    Some(Figure::Millis(ms)) => format!("{ms:.1} ms"),
-                    None => "-".into(),
-                });
-            }
-            if currency.is_some() {
-                row.push(r.cost.as_ref().map_or_else(
-                    || "-".into(),
-                    |c| c.priced.total().rounded(c.currency.minor_units),
-                ));
-            }
-            row
-        })
+        .map(|r| cells(r, by_model, &metrics, currency.is_some()))
         .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
