@@ -176,6 +176,8 @@ pub struct Collection {
     /// Series already delivered as they came (output written as it is produced) and no
     /// longer held here.
     pub delivered: usize,
+    /// Where the spec's budgets stand (`maas_budget`), from the plan's own Cloud Eye queries.
+    pub budgets: Vec<crate::spend::budget::Point>,
 }
 
 impl Collection {
@@ -191,6 +193,7 @@ impl Collection {
         self.cut_short |= other.cut_short;
         self.stopped_by = self.stopped_by.or(other.stopped_by);
         self.delivered += other.delivered;
+        self.budgets.extend(other.budgets);
     }
 
     /// Its series, collected or already delivered.

@@ -61,6 +61,20 @@ pub fn cost_field(f: &SpendField, [input, output]: [u128; 2]) -> Cost {
     Cost { femto }
 }
 
+/// A budget's fields in `BUDGET`'s order, as text (doubles as exact decimals) with their
+/// manifest entry.
+pub fn budget_values(
+    p: &crate::spend::budget::Point,
+) -> impl Iterator<Item = (&'static SpendField, String)> {
+    let values = p.fields();
+    BUDGET.fields.iter().filter_map(move |f| {
+        values
+            .iter()
+            .find(|(n, _)| *n == f.name)
+            .map(|(_, v)| (f, v.clone()))
+    })
+}
+
 /// A Cloud Eye figure as a value: counts as integers, latency in milliseconds.
 pub fn figure(f: Figure) -> Value {
     match f {

@@ -210,7 +210,37 @@ pub fn render_series(r: &Report<'_>, opts: &InfluxOptions<'_>) -> String {
             Series::CloudEye(s) => cloud_eye_line(&mut out, s, r, opts),
         }
     }
+    for p in &r.collection.budgets {
+        budget_line(&mut out, p, r, opts);
+    }
     out
+}
+
+/// `maas_budget`: a budget's tags and where it stands, at the collection's now.
+fn budget_line(
+    out: &mut String,
+    p: &crate::spend::budget::Point,
+    r: &Report<'_>,
+    opts: &InfluxOptions<'_>,
+) {
+    let own = p.tags();
+    let tags = fields::tag_map(
+        opts.tags,
+        own.iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(r.source_tags()),
+    );
+    let set: Vec<String> = fields::budget_values(p)
+        .map(|(f, v)| format!("{}={v}{}", f.name, if f.int { "i" } else { "" }))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{}{} {} {}",
+        fields::BUDGET.name,
+        tag_set(&tags),
+        set.join(","),
+        ns(r.now.timestamp_millis())
+    );
 }
 
 /// The reports of several clouds, one after the other (each with its self-metrics line).

@@ -95,6 +95,22 @@ fn cloud_eye_series(s: &CloudEyeSeries, report: &Report<'_>) -> Value {
     out
 }
 
+/// `maas_budget`: its tags, then its fields (doubles as numbers, `period_start` an integer).
+fn budget(p: &crate::spend::budget::Point) -> Value {
+    let mut m = Map::new();
+    for (k, v) in p.tags() {
+        m.insert(k.into(), json!(v));
+    }
+    for (f, v) in fields::budget_values(p) {
+        let n = match f.int {
+            true => v.parse::<i64>().ok().map(|i| json!(i)),
+            false => v.parse::<f64>().ok().map(|x| json!(x)),
+        };
+        m.insert(f.name.into(), n.unwrap_or_else(|| json!(v)));
+    }
+    Value::Object(m)
+}
+
 /// `maas_model_cost` of a priced series: `currency`, `cost`, `input_cost`, `output_cost`.
 fn cost_object(c: &Spent) -> Value {
     let mut m = Map::new();
@@ -150,6 +166,10 @@ pub fn render(report: &Report<'_>) -> String {
         "failures": failures(report),
         "collector": report.stats,
     });
+    let mut doc = doc;
+    if let (false, Some(m)) = (c.budgets.is_empty(), doc.as_object_mut()) {
+        m.insert("budgets".into(), c.budgets.iter().map(budget).collect());
+    }
     pretty(&doc)
 }
 

@@ -262,7 +262,35 @@ fn cloud_eye_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
         }
     }
     out.extend(cost_metrics(&series, r, opts));
+    out.extend(budget_metrics(r, opts));
     out
+}
+
+/// `maas_budget` as Gauges (`maas.budget.*`) at the collection's now.
+fn budget_metrics(r: &Report<'_>, opts: &OtlpOptions<'_>) -> Vec<Metric> {
+    let t = r.now.timestamp_millis();
+    fields::BUDGET
+        .fields
+        .iter()
+        .filter_map(|f| {
+            let points: Vec<NumberDataPoint> = r
+                .collection
+                .budgets
+                .iter()
+                .filter_map(|p| {
+                    let (_, v) = fields::budget_values(p).find(|(g, _)| g.name == f.name)?;
+                    let value = match f.int {
+                        true => Value::Int(u64::try_from(v.parse::<i64>().ok()?).ok()?),
+                        false => Value::Float(v.parse().ok()?),
+                    };
+                    let own = p.tags();
+                    let attrs = attributes(own.iter().map(|(k, v)| (*k, v.as_str())), r, opts.tags);
+                    Some(point(attrs, t, t, value))
+                })
+                .collect();
+            (!points.is_empty()).then(|| gauge(f.otlp, f.unit, f.description, points))
+        })
+        .collect()
 }
 
 /// `maas_model_cost` of the priced series: a window's as Gauges (`maas.model.cost`...), a

@@ -233,7 +233,33 @@ fn cloud_eye_families(
         }
     }
     out.extend(cost_families(r, opts, source));
+    out.extend(budget_families(r, opts, source));
     out
+}
+
+/// `maas_budget` as gauges, labelled by the budget's tags (`maas_budget`, `maas_period`...).
+fn budget_families(
+    r: &Report<'_>,
+    opts: &PromOptions<'_>,
+    source: &BTreeMap<String, String>,
+) -> Vec<Family> {
+    fields::BUDGET
+        .fields
+        .iter()
+        .map(|f| {
+            let mut g = Family::new(f.prometheus, "gauge", f.description);
+            for p in &r.collection.budgets {
+                let mut l = source.clone();
+                for (k, v) in p.tags() {
+                    l.insert(fields::prometheus_label(&fields::otlp_attribute(k)), v);
+                }
+                if let Some((_, v)) = fields::budget_values(p).find(|(x, _)| x.name == f.name) {
+                    g.samples.push((with_tags(l, opts.tags), v));
+                }
+            }
+            g
+        })
+        .collect()
 }
 
 /// `maas_model_cost` of the priced series: a window's as gauges, a period series' running

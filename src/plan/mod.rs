@@ -118,6 +118,12 @@ pub fn build_with(
             None => stats.query(qi, q, spec, checkpoints, &mut warnings)?,
         }
     }
+    for m in budget_queries(spec, now, zone, region, checkpoints)? {
+        let mut m = m;
+        m.schedule = schedule.clone();
+        warnings.extend(m.warnings.iter().cloned());
+        cloud_eye.queries.push(m);
+    }
     let budget = (spec.limits.requests_per_minute as usize).min(affordable);
     let stats = stats.finish(budget, &mut warnings, &mut periods, &mut ahead);
     warnings.extend(ahead_warning(&ahead, now, zone));
@@ -131,6 +137,73 @@ pub fn build_with(
             SourcePlan::CloudEye(cloud_eye),
         ],
     })
+}
+
+/// The plan's own Cloud Eye queries for the spec's budgets: for each period (month, day) and
+/// kind of scope (models; key groups, which read keys), one window from the period's start to
+/// now, read like any other (coarse periods for its whole days, fine ones for today, and within
+/// the Cloud Eye budget); its series are summed into the budgets' use, never emitted.
+fn budget_queries(
+    spec: &Spec,
+    now: DateTime<Utc>,
+    zone: &Zone,
+    region: &str,
+    checkpoints: &Checkpoints,
+) -> Result<Vec<cloud_eye::QueryPlan>, PlanError> {
+    use crate::domain::cloud_eye::metric;
+    use crate::spend::budget::{Period, Scope};
+    let groups = Arc::new(Groups::new(&spec.key_groups));
+    let mut out = Vec::new();
+    for period in [Period::Month, Period::Day] {
+        for by_key in [false, true] {
+            let budgets: Vec<_> = spec
+                .budgets
+                .iter()
+                .filter(|b| b.period == period && matches!(b.scope, Scope::KeyGroup(_)) == by_key)
+                .cloned()
+                .collect();
+            if budgets.is_empty() {
+                continue;
+            }
+            let ce = crate::spec::CloudEyeQuery {
+                by_key,
+                models: None,
+                api_keys: None,
+                metrics: ["prompt_tokens", "completion_tokens"]
+                    .iter()
+                    .filter_map(|m| metric(m))
+                    .collect(),
+            };
+            let q = crate::spec::QuerySpec {
+                name: format!(
+                    "budgets:{}:{}",
+                    period.name(),
+                    if by_key { "keys" } else { "models" }
+                ),
+                clouds: None,
+                range: match period {
+                    Period::Month => crate::domain::RangeExpr::ThisMonth,
+                    Period::Day => crate::domain::RangeExpr::Today,
+                },
+                service_types: Vec::new(),
+                infer_type: Default::default(),
+                key_groups: None,
+                ips: None,
+                source: crate::spec::Source::CloudEye(ce.clone()),
+            };
+            let (mut m, _) =
+                cloud_eye::plan_query(usize::MAX, &q, &ce, now, zone, region, checkpoints)?;
+            let now_ms = now.timestamp_millis();
+            m.budgets = Some(cloud_eye::BudgetPlan {
+                budgets,
+                bounds: period.bounds(now_ms, &zone.tz),
+                now_ms,
+                groups: groups.clone(),
+            });
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// One warning for every period series whose checkpoint (`ahead`: what, and the checkpoint) is

@@ -5,7 +5,7 @@
 use chrono::{Datelike, Months};
 use chrono_tz::Tz;
 
-use super::money::Cost;
+use super::money::{Cost, Currency};
 use crate::time::start_of_day;
 
 /// What a budget covers.
@@ -155,6 +155,44 @@ pub struct Status {
     pub forecast: Amount,
     /// The period's first instant, in Unix seconds.
     pub period_start: i64,
+}
+
+/// A budget where it stands, as the outputs carry it (`maas_budget`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub budget: Budget,
+    pub status: Status,
+    /// A money budget's currency (`None`: a token budget, `unit=tokens`).
+    pub currency: Option<Currency>,
+}
+
+impl Point {
+    /// Its tags after `budget`: `currency` or `unit=tokens`, `period`, and the scope's tag.
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        let mut t = vec![("budget", self.budget.name.clone())];
+        match self.currency {
+            Some(c) => t.push(("currency", c.to_string())),
+            None => t.push(("unit", "tokens".to_string())),
+        }
+        t.push(("period", self.budget.period.name().to_string()));
+        if let Some((k, v)) = self.budget.scope.tag() {
+            t.push((k, v.to_string()));
+        }
+        t
+    }
+
+    /// Its fields in `maas_budget`'s order: limit, used, used_ratio, forecast (doubles: exact
+    /// decimals as text) and period_start (an integer).
+    pub fn fields(&self) -> [(&'static str, String); 5] {
+        let s = &self.status;
+        [
+            ("limit", s.limit.to_decimal_string()),
+            ("used", s.used.to_decimal_string()),
+            ("used_ratio", format!("{}", s.used_ratio)),
+            ("forecast", s.forecast.to_decimal_string()),
+            ("period_start", s.period_start.to_string()),
+        ]
+    }
 }
 
 /// A budget's status from its exact use `used` over `[start_ms, now_ms)` of the period

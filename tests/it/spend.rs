@@ -465,3 +465,105 @@ fn every_output_format_carries_the_cost() {
         insta::assert_snapshot!("cost_otlp_json", render("otlp-json"));
     });
 }
+
+/// The `maas_budget` lines of `text`, by budget: (tags, fields as written).
+fn budget_lines(text: &str) -> std::collections::BTreeMap<String, (Line, String)> {
+    text.lines()
+        .zip(parse_lp(text))
+        .filter(|(_, l)| l.measurement == "maas_budget")
+        .map(|(raw, l)| (l.tag("budget").unwrap().to_string(), (l, raw.to_string())))
+        .collect()
+}
+
+/// A field of a raw line, as written.
+fn raw_field(raw: &str, name: &str) -> String {
+    raw.split([' ', ','])
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {raw}"))
+        .to_string()
+}
+
+#[test]
+fn budgets_used_equals_the_period_to_date_sum() {
+    let sim = sim();
+    let spec = spec_for(&sim)
+        .section("key_groups", TEAMS)
+        .section("prices", PRICES)
+        .section("budgets", "")
+        .query("name: m, source: cloud_eye, range: yesterday")
+        .write();
+    // Budgets as a block list: the builder writes sections in flow style.
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "budgets: {}\n",
+        "budgets:\n  - {name: all-monthly, amount: 5000, period: month}\n  - {name: ds-monthly, model: DeepSeek-V3, amount: 1, period: month}\n  - {name: team-a-daily, key_group: team-a, tokens: 100000000, period: day}\n",
+    );
+    std::fs::write(&spec, text).unwrap();
+    let out = authed()
+        .args(["run", "--now", NOW, "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let budgets = budget_lines(&text);
+    assert_eq!(budgets.len(), 3, "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("maas_model_usage"))
+            .all(|l| l.contains("query=m,")),
+        "the budgets' own series are not emitted:\n{text}"
+    );
+    let (month, now) = (ms("2026-05-01T00:00:00+08:00"), ms(NOW));
+    let money = |models: &[&str]| {
+        let femto: u128 = models
+            .iter()
+            .filter_map(|m| hand_cost(&sim, m, None, month, now))
+            .map(|c| femto_of(&c[0]))
+            .sum();
+        femto
+    };
+    let dec = |femto| maas_usage::spend::Cost { femto }.to_decimal_string();
+    let month_len = (ms("2026-06-01T00:00:00+08:00") - month) as u128;
+    let elapsed = (now - month) as u128;
+    for (name, femto) in [
+        (
+            "all-monthly",
+            money(&["DeepSeek-V3", "Qwen3-32B", "my-glm-4-9b"]),
+        ),
+        ("ds-monthly", money(&["DeepSeek-V3"])),
+    ] {
+        let (l, raw) = &budgets[name];
+        assert_eq!(l.tag("currency"), Some("CNY"));
+        assert_eq!(l.tag("period"), Some("month"));
+        assert_eq!(raw_field(raw, "used"), dec(femto), "{name}");
+        assert_eq!(
+            raw_field(raw, "forecast"),
+            dec(femto * month_len / elapsed),
+            "{name}"
+        );
+        assert_eq!(l.int("period_start"), Some(month / 1000));
+    }
+    assert_eq!(budgets["ds-monthly"].0.tag("model"), Some("DeepSeek-V3"));
+    let limit = femto_of(&raw_field(&budgets["ds-monthly"].1, "limit"));
+    let ratio: f64 = raw_field(&budgets["ds-monthly"].1, "used_ratio")
+        .parse()
+        .unwrap();
+    assert_eq!(ratio, money(&["DeepSeek-V3"]) as f64 / limit as f64);
+    // Tokens of team-a's keys over every model since Shanghai's midnight.
+    let today = ms("2026-05-21T00:00:00+08:00");
+    let tokens: u64 = DEFAULT_MODELS
+        .iter()
+        .flat_map(|(id, _, _)| keys_of("team-a").into_iter().map(move |k| (id, k)))
+        .map(|(id, k)| {
+            let u = sim.model_usage(id, Some(k), today, now);
+            u.prompt_tokens + u.completion_tokens
+        })
+        .sum();
+    let (l, raw) = &budgets["team-a-daily"];
+    assert_eq!(
+        (l.tag("unit"), l.tag("key_group"), l.tag("period")),
+        (Some("tokens"), Some("team-a"), Some("day"))
+    );
+    assert_eq!(raw_field(raw, "used"), tokens.to_string());
+    assert!(tokens > 0);
+}

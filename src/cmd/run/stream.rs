@@ -90,6 +90,8 @@ pub fn collect(
             return false;
         }
         round.delivered += std::mem::take(&mut round.series).len();
+        // Written with the round's series: not again with the collector's line.
+        round.budgets.clear();
         round.advance.clear();
         out.collection.absorb(round);
         true

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::calls::{remember_owed, Job, Part, Query, Round};
 use super::datapoints::{self, LeftOut, Point, Refused};
-use super::{failure, groups, subject, Figure, Series, Setup, Spent};
+use super::{budgets, failure, groups, subject, Figure, Series, Setup, Spent};
 use crate::collect::pool::pool;
 use crate::collect::{Collection, Failure, Run, SourceId, What};
 use crate::domain::cloud_eye::CloudEyeKey;
@@ -413,7 +413,7 @@ fn values(q: &Query<'_>, acc: &Acc, w: usize, s: usize) -> Vec<(&'static CloudEy
 fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collection) {
     let window = q.plan.windows[0];
     let mut emitted = vec![false; q.dims.len()];
-    let first = out.series.len();
+    let (first, failures) = (out.series.len(), out.failures.len());
     // Grouped: the keys a group would miss (not collected, or not priced exactly).
     let mut missing: Vec<(CloudEyeKey, ApiError)> = Vec::new();
     for (s, key) in q.keys.iter().enumerate().take(q.served) {
@@ -447,6 +447,14 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
         ));
     }
     remember_owed(q, setup.cache, |s| emitted[s]);
+    if let Some(b) = &q.plan.budgets {
+        for key in q.keys.iter().skip(q.served) {
+            let later = "not read this collection (the Cloud Eye budget)";
+            missing.push((key.clone(), ApiError::Deferred(later.into())));
+        }
+        budgets::settle(q.plan, b, out, (first, failures), &missing);
+        return;
+    }
     if q.plan.grouping.is_some() {
         for key in q.keys.iter().skip(q.served) {
             let later = "not read this run (the Cloud Eye budget); first in line next run";

@@ -5,6 +5,7 @@
 //! period (each datapoint judged by [`datapoints`]). Period buckets come in rounds, oldest
 //! first, so a month of them never sits in memory at once.
 
+mod budgets;
 mod calls;
 mod datapoints;
 mod discovery;

@@ -18,6 +18,7 @@ use crate::domain::cloud_eye::PERIODS;
 use crate::domain::{RangeExpr, Shape, Window};
 use crate::spec::{CloudEyeQuery, QuerySpec};
 use crate::spend::groups::Groups;
+use crate::spend::Budget;
 use crate::spend::Schedule;
 use crate::time::period::{self, Checkpoints};
 use crate::time::zone::Zone;
@@ -51,6 +52,19 @@ pub struct QueryPlan {
     /// `breakdown: [model, key_group]` or `[key_group]`: its per-key series are summed into
     /// the spec's key groups.
     pub grouping: Option<Grouping>,
+    /// A query of the plan's own, for the spec's budgets: its series are not emitted, they
+    /// are summed into each budget's period-to-date use.
+    pub budgets: Option<BudgetPlan>,
+}
+
+/// The budgets of one period (and scope kind) and what their status needs.
+#[derive(Clone, Debug)]
+pub struct BudgetPlan {
+    pub budgets: Vec<Budget>,
+    /// The period holding now, `[start, end)` in ms.
+    pub bounds: (i64, i64),
+    pub now_ms: i64,
+    pub groups: Arc<Groups>,
 }
 
 /// How a query's per-key series are summed into teams.
@@ -192,6 +206,7 @@ pub fn plan_query(
         warnings: Vec::new(),
         schedule: None,
         grouping: None,
+        budgets: None,
     };
     if let RangeExpr::Period(p) = &q.range {
         let id = QueryPlan::checkpoint_id(region, &q.name);

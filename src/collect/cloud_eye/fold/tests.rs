@@ -140,6 +140,7 @@ fn query(windows: Vec<Window>, checkpoint: Option<&str>) -> QueryPlan {
         warnings: Vec::new(),
         schedule: None,
         grouping: None,
+        budgets: None,
     }
 }
 
