@@ -438,6 +438,32 @@ fn declared_model_metrics_equal_emitted() {
         }
         assert!(own.iter().all(|t| l.tags.contains_key(*t)));
     }
+    // maas_budget: the declared fields and kinds; tags among the declared ones.
+    let budget = m
+        .spend_metrics
+        .iter()
+        .find(|s| s.measurement == "maas_budget")
+        .unwrap();
+    let budget_lines: Vec<_> = lp
+        .iter()
+        .filter(|l| l.measurement == budget.measurement)
+        .collect();
+    assert_eq!(budget_lines.len(), 2);
+    for l in &budget_lines {
+        for f in &budget.fields {
+            let is_int = l.ints.contains_key(&f.field);
+            assert!(is_int || l.floats.contains_key(&f.field), "{}", f.field);
+            assert_eq!(is_int, f.value == "int", "{}", f.field);
+        }
+        assert_eq!(l.ints.len() + l.floats.len(), budget.fields.len());
+        for t in l.tags.keys() {
+            assert!(
+                budget.attributes.iter().any(|a| &a.tag == t)
+                    || ["env", "project_id", "region"].contains(&t.as_str()),
+                "{t}"
+            );
+        }
+    }
 
     // OTLP: Gauges for every metric, Sums for the counts of buckets; attributes.
     let json: serde_json::Value = serde_json::from_str(run_as("otlp-json").trim()).unwrap();
@@ -463,6 +489,12 @@ fn declared_model_metrics_equal_emitted() {
                     .collect();
                 assert!(keys.contains(&cost.attributes[0].otlp.as_str()), "{name}");
             }
+            cost_names.insert(name.to_string());
+            continue;
+        }
+        if let Some(f) = budget.fields.iter().find(|f| f.otlp == name) {
+            assert_eq!(x["unit"], f.unit.as_str(), "{name}");
+            assert!(x.get("gauge").is_some(), "{name}");
             cost_names.insert(name.to_string());
             continue;
         }
@@ -516,6 +548,7 @@ fn declared_model_metrics_equal_emitted() {
         .iter()
         .flat_map(|f| [Some(f.otlp.clone()), f.otlp_period.clone()])
         .flatten()
+        .chain(budget.fields.iter().map(|f| f.otlp.clone()))
         .collect();
     assert_eq!(cost_names, declared_cost);
 
@@ -551,6 +584,13 @@ fn declared_model_metrics_equal_emitted() {
     let types: BTreeSet<(String, String)> =
         types.difference(&declared_cost_types).cloned().collect();
     assert!(text.contains(&format!("{}=\"", cost.attributes[0].prometheus)));
+    for f in &budget.fields {
+        assert!(
+            text.contains(&format!("# TYPE {} gauge", f.prometheus)),
+            "{}",
+            f.prometheus
+        );
+    }
     let declared_types: BTreeSet<(String, String)> = declared
         .iter()
         .flat_map(|d| {
