@@ -12,8 +12,28 @@ use crate::spec::Format;
 
 pub const EXAMPLE_SPEC: &str = include_str!("../../examples/spec.yaml");
 
+/// What the demo (and the simulator's printed spec) adds to the example, to show the cost and
+/// budget series: made-up prices, not anyone's (examples/spec.yaml ships none).
+pub const DEMO_SPEND: &str = "
+# The demo's own prices and budget, to show the cost and budget series: made-up numbers, not
+# anyone's prices. Put your contract's prices in your spec (see examples/spec.yaml).
+prices:
+  currency: CNY
+  per: 1M
+  models:
+    - {model: DeepSeek-V3, input: 2.0, output: 8.0}
+    - {model: Qwen3-32B, input: 0.5, output: 2.0}
+budgets:
+  - {name: demo-monthly, amount: 1000, period: month}
+";
+
+/// The demo's spec: the example and [`DEMO_SPEND`].
+pub fn demo_spec_text() -> String {
+    format!("{EXAMPLE_SPEC}{DEMO_SPEND}")
+}
+
 pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
-    let mut spec = load_str("examples/spec.yaml", EXAMPLE_SPEC)?;
+    let mut spec = load_str("examples/spec.yaml", &demo_spec_text())?;
     let flags = Flags {
         now: Some(&a.now),
         timezone: a.timezone.as_deref(),

@@ -121,6 +121,7 @@ pub fn spec_for(url: &str, region: &str, project_id: &str) -> String {
         out.push_str(&format!("  {key}: {}\n", q(value)));
     }
     out.push_str(after.strip_prefix('\n').unwrap_or(after));
+    out.push_str(super::demo::DEMO_SPEND);
     out
 }
 

@@ -223,10 +223,9 @@ fn simulator_flags_that_would_mix_in_a_real_account_are_refused() {
 
 /// The lines of the spec a `simulator --print-spec` child printed: up to the example's last.
 fn printed_spec(sim: &mut Serve) -> String {
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spec.yaml"))
-            .unwrap();
-    let last = example.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    // The example, then the demo's own prices and budget.
+    let demo = maas_usage::cmd::demo::DEMO_SPEND;
+    let last = demo.lines().rfind(|l| !l.trim().is_empty()).unwrap();
     let mut text = String::new();
     let mut out = BufReader::new(sim.child.stdout.take().unwrap());
     loop {

@@ -399,8 +399,11 @@ fn demo_prints_line_protocol_without_any_credentials() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines = parse_lp(&text);
-    assert_eq!(lines.len(), EXAMPLE_LINES);
+    // The example's lines, and the demo's own spend: two priced models' costs and a budget.
+    assert_eq!(lines.len(), EXAMPLE_LINES + 3);
     assert!(lines.iter().all(|l| !l.measurement.is_empty()));
+    let spend = |m: &str| lines.iter().filter(|l| l.measurement == m).count();
+    assert_eq!((spend("maas_model_cost"), spend("maas_budget")), (2, 1));
     // Per model too: at least two models, each with tokens.
     let models: std::collections::BTreeSet<&str> = lines
         .iter()
