@@ -206,6 +206,90 @@ fn one(out: &mut String, s: &Series, report: &Report<'_>, raw: bool, style: Tabl
     }
 }
 
+/// A boxed table: `header`, a thick rule, `rows`.
+fn grid(out: &mut String, header: &[String], rows: &[Vec<String>], style: TableStyle) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let (thin, thick) = if style.unicode {
+        ('─', '═')
+    } else {
+        ('-', '=')
+    };
+    let rule = |c: char| {
+        let parts: Vec<String> = widths.iter().map(|w| c.to_string().repeat(w + 2)).collect();
+        format!("+{}+", parts.join("+"))
+    };
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c}{} ", " ".repeat(w - c.chars().count())))
+            .collect();
+        format!("|{}|", parts.join("|"))
+    };
+    let _ = writeln!(out, "{}", rule(thin));
+    let _ = writeln!(out, "{}", line(header));
+    let _ = writeln!(out, "{}", rule(thick));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    let _ = writeln!(out, "{}", rule(thin));
+}
+
+/// The spec's budgets where they stand (`maas_budget`), one row each.
+fn budgets(out: &mut String, report: &Report<'_>, style: TableStyle) {
+    let points = &report.collection.budgets;
+    if points.is_empty() {
+        return;
+    }
+    let header: Vec<String> = [
+        "Budget", "Scope", "Period", "Used", "Limit", "Used %", "Forecast",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = points
+        .iter()
+        .map(|p| {
+            let scope = p.budget.scope.tag().map_or_else(
+                || "project".to_string(),
+                |(k, v)| format!("{k} {}", remote(v)),
+            );
+            let unit = p
+                .currency
+                .map_or_else(|| "tokens".to_string(), |c| c.to_string());
+            let amount = |a: crate::spend::budget::Amount| match (a, p.currency) {
+                (crate::spend::budget::Amount::Money(c), Some(cur)) => {
+                    format!("{} {unit}", c.rounded(cur.minor_units))
+                }
+                (a, _) => format!("{} {unit}", a.to_decimal_string()),
+            };
+            vec![
+                remote(&p.budget.name),
+                scope,
+                p.budget.period.name().to_string(),
+                amount(p.status.used),
+                amount(p.status.limit),
+                format!("{:.1}%", p.status.used_ratio * 100.0),
+                amount(p.status.forecast),
+            ]
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "Budgets (estimates from the spec's prices) - Region: {}",
+        report.place()
+    );
+    grid(out, &header, &rows, style);
+}
+
 /// A Cloud Eye series' row: its model, key or group, its figures, and its cost when `costs`.
 fn cells(
     r: &CloudEyeSeries,
@@ -270,33 +354,6 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
         .iter()
         .map(|r| cells(r, by_model, &metrics, currency.is_some()))
         .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .chain([header[c].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let (thin, thick) = if style.unicode {
-        ('─', '═')
-    } else {
-        ('-', '=')
-    };
-    let rule = |c: char| {
-        let parts: Vec<String> = widths.iter().map(|w| c.to_string().repeat(w + 2)).collect();
-        format!("+{}+", parts.join("+"))
-    };
-    let line = |cells: &[String]| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!(" {c}{} ", " ".repeat(w - c.chars().count())))
-            .collect();
-        format!("|{}|", parts.join("|"))
-    };
     let _ = writeln!(
         out,
         "MaaS usage per {} (Cloud Eye, query {}) - Region: {}",
@@ -309,13 +366,7 @@ fn cloud_eye(out: &mut String, rows: &[&CloudEyeSeries], report: &Report<'_>, st
         first.key.query,
         report.place()
     );
-    let _ = writeln!(out, "{}", rule(thin));
-    let _ = writeln!(out, "{}", line(&header));
-    let _ = writeln!(out, "{}", rule(thick));
-    for r in &table {
-        let _ = writeln!(out, "{}", line(r));
-    }
-    let _ = writeln!(out, "{}", rule(thin));
+    grid(out, &header, &table, style);
     let _ = writeln!(
         out,
         "{}; latency is the highest period's value in the window",
@@ -345,6 +396,10 @@ pub fn render(report: &Report<'_>, raw: bool, style: TableStyle) -> String {
         }
         cloud_eye(&mut out, &g, report, style);
     }
+    if !report.collection.budgets.is_empty() && !out.is_empty() {
+        out.push('\n');
+    }
+    budgets(&mut out, report, style);
     out
 }
 

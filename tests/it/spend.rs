@@ -437,13 +437,16 @@ fn period_cost_settles_with_its_buckets_once_and_counts_up_exactly() {
 }
 
 #[test]
-fn every_output_format_carries_the_cost() {
+fn every_output_format_carries_the_cost_and_the_budgets() {
     let sim = sim();
-    let path = spec_for(&sim)
-        .section("prices", PRICES)
-        .query("name: m, source: cloud_eye, range: yesterday, metrics: [prompt_tokens, completion_tokens]")
-        .output("tags: {env: demo}")
-        .write();
+    let path = with_budgets(
+        spec_for(&sim)
+            .section("key_groups", TEAMS)
+            .section("prices", PRICES)
+            .query("name: m, source: cloud_eye, range: yesterday, metrics: [prompt_tokens, completion_tokens]")
+            .output("tags: {env: demo}")
+            .write(),
+    );
     let render = |format: &str| {
         let out = run(&path, &["--format", format]);
         assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
@@ -466,6 +469,15 @@ fn every_output_format_carries_the_cost() {
     });
 }
 
+/// `spec` with three budgets: the project's money per month, DeepSeek-V3's money per month
+/// (over its limit), team-a's tokens per day.
+fn with_budgets(spec: std::path::PathBuf) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let budgets = "budgets:\n  - {name: all-monthly, amount: 5000, period: month}\n  - {name: ds-monthly, model: DeepSeek-V3, amount: 1, period: month}\n  - {name: team-a-daily, key_group: team-a, tokens: 100000000, period: day}\n";
+    std::fs::write(&spec, format!("{text}{budgets}")).unwrap();
+    spec
+}
+
 /// The `maas_budget` lines of `text`, by budget: (tags, fields as written).
 fn budget_lines(text: &str) -> std::collections::BTreeMap<String, (Line, String)> {
     text.lines()
@@ -486,18 +498,13 @@ fn raw_field(raw: &str, name: &str) -> String {
 #[test]
 fn budgets_used_equals_the_period_to_date_sum() {
     let sim = sim();
-    let spec = spec_for(&sim)
-        .section("key_groups", TEAMS)
-        .section("prices", PRICES)
-        .section("budgets", "")
-        .query("name: m, source: cloud_eye, range: yesterday")
-        .write();
-    // Budgets as a block list: the builder writes sections in flow style.
-    let text = std::fs::read_to_string(&spec).unwrap().replace(
-        "budgets: {}\n",
-        "budgets:\n  - {name: all-monthly, amount: 5000, period: month}\n  - {name: ds-monthly, model: DeepSeek-V3, amount: 1, period: month}\n  - {name: team-a-daily, key_group: team-a, tokens: 100000000, period: day}\n",
+    let spec = with_budgets(
+        spec_for(&sim)
+            .section("key_groups", TEAMS)
+            .section("prices", PRICES)
+            .query("name: m, source: cloud_eye, range: yesterday")
+            .write(),
     );
-    std::fs::write(&spec, text).unwrap();
     let out = authed()
         .args(["run", "--now", NOW, "--spec"])
         .arg(&spec)
