@@ -367,20 +367,8 @@ fn spec_errors_for_cloud_eye_queries_are_located() {
 fn every_output_format_carries_the_per_model_series() {
     let sim = sim();
     let path = spec_for(&sim).query("name: keys, source: cloud_eye, range: yesterday, breakdown: [model, api_key], models: [DeepSeek-V3], api_keys: [key-a1, key-b1], metrics: [total_tokens, req_count, req_count_429, ttft_p99]").output("tags: {env: demo}").write();
-    let render = |format: &str| {
-        let out = run(&path, &["--format", format]);
-        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let filters = origin_filters()
-        .into_iter()
-        .chain([
-            (r"duration_ms=\d+i", "duration_ms=[ms]i"),
-            (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
-        ])
-        .chain(last_success_filters())
-        .collect::<Vec<_>>();
-    insta::with_settings!({filters => filters}, {
+    let render = |format: &str| render_ok(&path, format);
+    insta::with_settings!({filters => run_filters()}, {
         insta::assert_snapshot!("influx", render("influx"));
         insta::assert_snapshot!("json", render("json"));
         insta::assert_snapshot!("table", render("table"));

@@ -50,13 +50,7 @@ fn grouped_run(sim: &Simulator, breakdown: &str, format: &str) -> std::process::
             "name: teams, source: cloud_eye, range: last_7d, breakdown: {breakdown}"
         ))
         .write();
-    let out = authed()
-        .args(["run", "--now", NOW, "--format", format, "--spec"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    out
+    run_ok(&spec, &["--format", format])
 }
 
 #[test]
@@ -65,10 +59,7 @@ fn tokens_and_cost_per_model_and_key_group_are_exact_sums_of_the_keys() {
     let out = grouped_run(&sim, "[model, key_group]", "influx");
     let text = stdout(&out);
     let lines = parse_lp(&text);
-    let usage: Vec<&Line> = lines
-        .iter()
-        .filter(|l| l.measurement == "maas_model_usage")
-        .collect();
+    let usage = usage_of(&lines);
     assert!(
         usage.iter().all(|l| l.tag("api_key").is_none()),
         "no per-key series:\n{text}"
@@ -128,10 +119,7 @@ fn tokens_and_cost_per_key_group_sum_every_model() {
     let out = grouped_run(&sim, "[key_group]", "influx");
     let text = stdout(&out);
     let lines = parse_lp(&text);
-    let usage: Vec<&Line> = lines
-        .iter()
-        .filter(|l| l.measurement == "maas_model_usage")
-        .collect();
+    let usage = usage_of(&lines);
     let mut groups: Vec<&str> = usage.iter().map(|l| l.tag("key_group").unwrap()).collect();
     groups.sort_unstable();
     assert_eq!(groups, ["team-a", "team-b", "ungrouped"]);
@@ -240,6 +228,14 @@ fn cost_lines(text: &str) -> Vec<(Line, [String; 3])> {
         .collect()
 }
 
+/// The `maas_model_usage` lines of `lines`.
+fn usage_of(lines: &[Line]) -> Vec<&Line> {
+    lines
+        .iter()
+        .filter(|l| l.measurement == "maas_model_usage")
+        .collect()
+}
+
 /// The window `[start, end)` of the usage line with the same series tags as `cost`.
 fn window_of(usage: &[Line], cost: &Line) -> (i64, i64) {
     let u = usage
@@ -256,14 +252,15 @@ fn window_of(usage: &[Line], cost: &Line) -> (i64, i64) {
 }
 
 fn run_priced(sim: &Simulator, query: &str) -> std::process::Output {
-    let spec = spec_for(sim).section("prices", PRICES).query(query).write();
-    let out = authed()
-        .arg("run")
-        .arg("--spec")
-        .arg(&spec)
-        .args(["--now", NOW])
-        .output()
-        .unwrap();
+    run_ok(
+        &spec_for(sim).section("prices", PRICES).query(query).write(),
+        &[],
+    )
+}
+
+/// `run` of `spec` with `args`, which must succeed.
+fn run_ok(spec: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = run(spec, args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     out
 }
@@ -332,14 +329,7 @@ fn a_price_change_inside_a_datapoint_fails_the_cost_never_averages_it() {
         .section("prices", PRICES)
         .query("name: m, source: cloud_eye, range: last_7d")
         .write();
-    let out = authed()
-        .arg("run")
-        .arg("--spec")
-        .arg(&spec)
-        .args(["--now", NOW])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run_ok(&spec, &[]);
     let text = stdout(&out);
     let priced: Vec<String> = cost_lines(&text)
         .iter()
@@ -447,20 +437,8 @@ fn every_output_format_carries_the_cost_and_the_budgets() {
             .output("tags: {env: demo}")
             .write(),
     );
-    let render = |format: &str| {
-        let out = run(&path, &["--format", format]);
-        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let filters = origin_filters()
-        .into_iter()
-        .chain([
-            (r"duration_ms=\d+i", "duration_ms=[ms]i"),
-            (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
-        ])
-        .chain(last_success_filters())
-        .collect::<Vec<_>>();
-    insta::with_settings!({filters => filters}, {
+    let render = |format: &str| render_ok(&path, format);
+    insta::with_settings!({filters => run_filters()}, {
         insta::assert_snapshot!("cost_influx", render("influx"));
         insta::assert_snapshot!("cost_json", render("json"));
         insta::assert_snapshot!("cost_table", render("table"));
@@ -505,12 +483,7 @@ fn budgets_used_equals_the_period_to_date_sum() {
             .query("name: m, source: cloud_eye, range: yesterday")
             .write(),
     );
-    let out = authed()
-        .args(["run", "--now", NOW, "--spec"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run_ok(&spec, &[]);
     let text = stdout(&out);
     let budgets = budget_lines(&text);
     assert_eq!(budgets.len(), 3, "{text}");

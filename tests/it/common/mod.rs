@@ -517,6 +517,26 @@ pub fn last_success_filters() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// What changes from run to run in every format's output: the host, the instance, the
+/// duration and the last success.
+pub fn run_filters() -> Vec<(&'static str, &'static str)> {
+    origin_filters()
+        .into_iter()
+        .chain([
+            (r"duration_ms=\d+i", "duration_ms=[ms]i"),
+            (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
+        ])
+        .chain(last_success_filters())
+        .collect()
+}
+
+/// `run --spec path --now NOW --format format`'s stdout; the run must succeed.
+pub fn render_ok(path: &std::path::Path, format: &str) -> String {
+    let out = run(path, &["--format", format]);
+    assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+    stdout(&out)
+}
+
 /// `maas-usage simulator` as a process, accepting the canary credentials; killed when dropped.
 pub struct SimProcess {
     child: std::process::Child,
