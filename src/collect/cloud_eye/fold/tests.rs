@@ -365,3 +365,86 @@ fn series_the_deadline_cut_off_fail_by_name_and_come_first_next_run() {
     assert_eq!(counts(&out), vec![24; 3]);
     assert!(owed.owed("q").is_empty());
 }
+
+/// Keys k1, k2 (team-a) and k3 (no group) of model m, each with a count and a latency.
+fn per_key() -> Vec<super::super::Series> {
+    use crate::domain::cloud_eye::{CloudEyeKey, Named};
+    let named = |id: &str| Named {
+        id: id.into(),
+        name: id.into(),
+    };
+    [("k1", 1, 5.0), ("k2", 2, 7.0), ("k3", 4, 1.0)]
+        .into_iter()
+        .map(|(k, n, ms)| super::super::Series {
+            key: CloudEyeKey {
+                query: "q".into(),
+                model: named("m"),
+                api_key: Some(named(k)),
+                key_group: None,
+            },
+            window: Window {
+                start_ms: 0,
+                end_ms: H,
+                shape: Shape::Closed,
+            },
+            values: vec![
+                (
+                    metric("total_tokens").unwrap(),
+                    super::super::Figure::Count(n),
+                ),
+                (
+                    metric("ttft_p99").unwrap(),
+                    super::super::Figure::Millis(ms),
+                ),
+            ],
+            checkpoint: None,
+            running: None,
+            cost: None,
+        })
+        .collect()
+}
+
+#[test]
+fn keys_sum_into_their_groups_and_a_group_missing_a_key_fails_by_name() {
+    use super::super::{groups, Figure};
+    use crate::plan::cloud_eye::Grouping;
+    use crate::spend::groups::Groups;
+    let g = Grouping {
+        per_model: true,
+        groups: Arc::new(Groups::new(&BTreeMap::from([(
+            "team-a".to_string(),
+            vec!["k1".to_string(), "k2".to_string()],
+        )]))),
+    };
+    let q = query(vec![], None);
+    let (series, failures) = groups::sum(&q, &g, per_key(), &[]);
+    let got: Vec<(String, Vec<Figure>)> = series
+        .iter()
+        .map(|s| {
+            let figures = s.values.iter().map(|(_, f)| *f).collect();
+            (s.key.key_group.clone().unwrap(), figures)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("team-a".into(), vec![Figure::Count(3), Figure::Millis(7.0)]),
+            (
+                "ungrouped".into(),
+                vec![Figure::Count(4), Figure::Millis(1.0)]
+            ),
+        ]
+    );
+    assert!(failures.is_empty());
+    assert!(series
+        .iter()
+        .all(|s| s.key.api_key.is_none() && s.key.model.id == "m"));
+    // k2 was not read: team-a is not emitted (a part is not the whole), ungrouped is.
+    let mut keys = per_key();
+    let k2 = keys.remove(1).key;
+    let (series, failures) = groups::sum(&q, &g, keys, &[(k2, ApiError::Deferred("later".into()))]);
+    let groups: Vec<_> = series.iter().map(|s| s.key.key_group.clone()).collect();
+    assert_eq!(groups, [Some("ungrouped".to_string())]);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].what.to_string(), "model=m key_group=team-a");
+}
