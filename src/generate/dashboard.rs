@@ -84,9 +84,12 @@ fn spend_panels(s: &Sel) -> Vec<Panel> {
             kind: "bargauge",
             unit: "none",
             targets: vec![(
+                // Only the series of a key group breakdown: a model's own has no team.
                 format!(
-                    "sum by ({}, {}) ({}{{{m},{g}}})",
-                    n.key_group_label, n.currency_label, n.cost
+                    "sum by ({kg}, {}) ({}{{{m},{g},{kg}!=\"\"}})",
+                    n.currency_label,
+                    n.cost,
+                    kg = n.key_group_label,
                 ),
                 format!("{} {}", s.legend(&n.key_group_label), s.legend(&n.currency_label)),
             )],
