@@ -547,3 +547,37 @@ fn budgets_used_equals_the_period_to_date_sum() {
     assert_eq!(raw_field(raw, "used"), tokens.to_string());
     assert!(tokens > 0);
 }
+
+#[test]
+fn a_budget_the_cloud_eye_budget_cannot_afford_is_skipped_with_a_warning_not_guessed() {
+    let sim = sim();
+    let spec = with_budgets(
+        spec_for(&sim)
+            .section("key_groups", TEAMS)
+            .section("prices", PRICES)
+            .query("name: m, source: cloud_eye, range: yesterday")
+            .limits("ces_requests_per_minute: 5")
+            .write(),
+    );
+    let out = run_ok(&spec, &[]);
+    let text = stdout(&out);
+    let err = stderr(&out);
+    assert!(
+        text.contains("maas_model_usage,"),
+        "the spec's own query first:\n{text}\n{err}"
+    );
+    // The month's window does not fit in what is left of the Cloud Eye budget: its budgets are
+    // skipped with one W!, neither guessed nor failed lines of the spec's series.
+    let budgets = budget_lines(&text);
+    assert!(
+        !budgets.contains_key("all-monthly") && !budgets.contains_key("ds-monthly"),
+        "{text}"
+    );
+    let skipped: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("W! budget(s) all-monthly, ds-monthly skipped this collection"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("E! ")), "{err}");
+    assert!(text.contains("series_failed=0i"), "{text}");
+}

@@ -6,10 +6,10 @@
 //! first).
 
 use super::Series;
-use crate::collect::{Collection, Series as Any};
+use crate::collect::{Collection, Failure, Series as Any};
 use crate::domain::cloud_eye::CloudEyeKey;
 use crate::domain::ApiError;
-use crate::plan::cloud_eye::{BudgetPlan, QueryPlan};
+use crate::plan::cloud_eye::{BudgetPlan, Plan, QueryPlan};
 use crate::spend::budget::{self, Amount, Budget, Limit, Point, Scope};
 
 /// Takes the series (since `first`) and failures (since `failures`) this budget query settled
@@ -51,6 +51,28 @@ pub(super) fn settle(
             status: budget::status(budget.limit, used, b.bounds, b.now_ms),
             currency,
         });
+    }
+}
+
+/// The failures of the budgets' own queries (their calls not afforded, their discovery failed)
+/// as one warning per query: a budget is skipped, never a failed series of the spec's.
+pub(super) fn failures_to_warnings(plan: &Plan, out: &mut Collection) {
+    for q in plan.queries.iter().filter(|q| q.budgets.is_some()) {
+        let (theirs, rest): (Vec<Failure>, Vec<Failure>) = std::mem::take(&mut out.failures)
+            .into_iter()
+            .partition(|f| f.query == q.name);
+        out.failures = rest;
+        let (Some(first), Some(b)) = (theirs.first(), &q.budgets) else {
+            continue;
+        };
+        let names: Vec<&str> = b.budgets.iter().map(|b| b.name.as_str()).collect();
+        out.warnings.push(format!(
+            "budget(s) {} skipped this collection: {} series or parts of their period were not read ({}: {})",
+            names.join(", "),
+            theirs.len(),
+            first.what,
+            first.error
+        ));
     }
 }
 

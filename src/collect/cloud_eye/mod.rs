@@ -195,13 +195,21 @@ impl Source for CloudEye<'_> {
     }
 
     fn next_round(&mut self, run: &Run<'_>) -> Option<Collection> {
+        let mut out = self.round(run)?;
+        budgets::failures_to_warnings(self.plan, &mut out);
+        Some(out)
+    }
+}
+
+impl CloudEye<'_> {
+    fn round(&mut self, run: &Run<'_>) -> Option<Collection> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Done => None,
             State::Start => {
                 let mut out = Collection::default();
                 if let Some((queries, rounds)) = begin(self.plan, self.setup, run, &mut out) {
                     self.state = State::Rounds { queries, rounds };
-                    if let Some(more) = self.next_round(run) {
+                    if let Some(more) = self.round(run) {
                         out.absorb(more);
                     }
                 }
