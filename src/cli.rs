@@ -323,7 +323,8 @@ pub struct SimulatorArgs {
     /// series traffic in every hour.
     #[arg(long, value_name = "M", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub ips: Option<u16>,
-    /// Added before every answer, e.g. 50ms.
+    /// Every answer leaves no earlier than this after its request arrived, its computation
+    /// included (a server's latency), e.g. 50ms.
     #[arg(long, value_name = "DURATION")]
     pub latency: Option<String>,
     /// Admit at most N requests per --rate-window; more get 429.

@@ -89,15 +89,30 @@ pub fn lines<'a>(level: Level, msgs: impl IntoIterator<Item = &'a str>) {
     }
 }
 
-pub fn error(msg: &str) {
-    emit(Level::Error, msg)
+/// `log::error!("..", args)`: one line at [`Level::Error`], formatted as `format!` does.
+macro_rules! error_line {
+    ($($arg:tt)*) => {
+        $crate::log::emit($crate::log::Level::Error, &format!($($arg)*))
+    };
 }
-pub fn warn(msg: &str) {
-    emit(Level::Warn, msg)
+/// `log::warn!("..", args)`: one line at [`Level::Warn`].
+macro_rules! warn_line {
+    ($($arg:tt)*) => {
+        $crate::log::emit($crate::log::Level::Warn, &format!($($arg)*))
+    };
 }
-pub fn info(msg: &str) {
-    emit(Level::Info, msg)
+/// `log::info!("..", args)`: one line at [`Level::Info`].
+macro_rules! info_line {
+    ($($arg:tt)*) => {
+        $crate::log::emit($crate::log::Level::Info, &format!($($arg)*))
+    };
 }
-pub fn debug(msg: &str) {
-    emit(Level::Debug, msg)
+/// `log::debug!("..", args)`: one line at [`Level::Debug`], formatted only under `--verbose`.
+macro_rules! debug_line {
+    ($($arg:tt)*) => {
+        if $crate::log::verbose() {
+            $crate::log::emit($crate::log::Level::Debug, &format!($($arg)*))
+        }
+    };
 }
+pub(crate) use {debug_line as debug, error_line as error, info_line as info, warn_line as warn};

@@ -462,9 +462,9 @@ impl Permit<'_> {
                     .map(|s| s.record_rejection(&gate.key, &r))
                 {
                     // This process keeps it; the next run would not know.
-                    log::error(&format!(
+                    log::error!(
                         "the credential rejection could be recorded nowhere ({why}): the next run may try the same credentials once more; fix the state directory"
-                    ));
+                    );
                 }
                 gate.settle(probe, Some(r.clone()), None);
                 Some(r)

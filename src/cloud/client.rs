@@ -374,10 +374,10 @@ impl Client {
                 // A header is server text too: one short, visible token at most.
                 let request_id = header("x-request-id").map(|id| sanitize_remote(&id, 64));
                 let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
-                log::debug(&format!(
+                log::debug!(
                     "{method} {url} -> {status} (request id {}) in {elapsed} ms",
                     request_id.as_deref().unwrap_or("-")
-                ));
+                );
                 // Bytes first: an answer that is not UTF-8 is the server's, not a failure
                 // of the network (reading it as a string would say so, and be retried).
                 let read = resp.body_mut().with_config().limit(max_body).read_to_vec();
@@ -402,10 +402,10 @@ impl Client {
                 }
             }
             Err(e) => {
-                log::debug(&format!(
+                log::debug!(
                     "{method} {url} -> transport error after {elapsed} ms: {}",
                     describe(&e)
-                ));
+                );
                 match local_failure(&e, &self.tls) {
                     Some(why) => Attempt::Local(why),
                     None => Attempt::Transport(describe(&e)),
@@ -424,12 +424,7 @@ impl Client {
             &self.opts.retry,
             deadline,
             |n| self.attempt(n, req, deadline),
-            |n, wait, err| {
-                log::debug(&format!(
-                    "retry {n} in {} ms after: {err}",
-                    wait.as_millis()
-                ))
-            },
+            |n, wait, err| log::debug!("retry {n} in {} ms after: {err}", wait.as_millis()),
         )
         .map_err(|gave_up| match gave_up {
             GaveUp::Fatal(e) | GaveUp::Attempts(e) => e,
@@ -582,10 +577,10 @@ impl Client {
             None => (message.as_str(), None),
         };
         if let Some(echo) = echo {
-            log::debug(&format!(
+            log::debug!(
                 "the gateway's canonical request (| = newline): {}",
                 sanitize_remote(echo, 4 * REMOTE_TEXT_MAX)
-            ));
+            );
         }
         // Whatever the server wrote is one capped line with its control characters escaped: it
         // can neither flood stderr nor forge a line of its own.

@@ -105,10 +105,10 @@ pub struct CloudLimits {
 pub fn load_credentials(chain: &CredentialChain) -> Result<Credentials, ConnectError> {
     let (creds, warnings) = chain.load()?;
     for w in warnings {
-        log::warn(&w);
+        log::warn!("{}", w);
     }
     check_sendable(&creds)?;
-    log::debug(&format!("credentials from {}", creds.source));
+    log::debug!("credentials from {}", creds.source);
     Ok(creds)
 }
 
@@ -252,10 +252,7 @@ fn project(
     if let Some(p) = explicit.or_else(cached) {
         return Ok(p);
     }
-    log::debug(&format!(
-        "discovering the project id of {} through IAM",
-        cloud.region
-    ));
+    log::debug!("discovering the project id of {} through IAM", cloud.region);
     let p = client
         .discover_project(&cloud.region, deadline)
         .map_err(|e| match e {
@@ -288,9 +285,9 @@ pub(super) fn warn_if_plain_http(ep: &Endpoint, token: bool) {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     if !loopback {
-        log::warn(&format!(
+        log::warn!(
             "{ep} is plain http: signed requests{} travel unencrypted; use https",
             if token { " and the security token" } else { "" }
-        ));
+        );
     }
 }

@@ -230,10 +230,10 @@ impl AgencyProvider {
             && self.agency.duration > CHAINED_MAX
             && !std::mem::replace(&mut self.capped_said, true)
         {
-            log::warn(&format!(
+            log::warn!(
                 "{}: the base credentials ({}) are temporary, and STS grants an agency chain at most 1h: the agency's credentials last 1h, not the duration asked",
                 self.agency.urn, base.source
-            ));
+            );
         }
         let urn = self.agency.urn.clone();
         let fail = |error| CredentialsError::Assume {
@@ -265,7 +265,7 @@ impl AgencyProvider {
                 };
                 if let Some(Err(why)) = store.as_ref().map(|s| s.record_rejection(&key, &rejection))
                 {
-                    log::error(&format!("the refusal of {urn} could not be recorded ({why}): the next run asks again"));
+                    log::error!("the refusal of {urn} could not be recorded ({why}): the next run asks again");
                 }
                 self.refused = Some((key, rejection));
                 Err(fail(ApiError::Http(f)))

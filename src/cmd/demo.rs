@@ -59,15 +59,15 @@ pub fn demo(a: DemoArgs) -> Result<Outcome, Error> {
     spec.cloud.credentials_file = None;
     // The demo's own world: no credentials, project id or state directory of the environment.
     settings.demo(&sim.url());
-    log::info(&format!(
+    log::info!(
         "demo: examples/spec.yaml against the built-in simulator on {}, with temporary credentials from its metadata service; no cloud account is used",
         sim.url()
-    ));
+    );
     let mode = match a.serve {
         true => {
             // SIGTERM or Ctrl-C ends it as it ends `serve`: exit 0.
             super::run::signals::install();
-            log::info("demo: serving its collections on the pull endpoint below (GET /metrics, /healthz) until Ctrl-C");
+            log::info!("demo: serving its collections on the pull endpoint below (GET /metrics, /healthz) until Ctrl-C");
             Mode::Serve {
                 listen: a.listen,
                 interval: a.interval,

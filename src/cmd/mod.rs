@@ -42,9 +42,7 @@ pub fn main() -> ExitCode {
     };
     log::set_verbose(cli.verbose);
     std::panic::set_hook(Box::new(|info| {
-        log::error(&format!(
-            "internal error ({info}); please report it with the command that caused it"
-        ))
+        log::error!("internal error ({info}); please report it with the command that caused it")
     }));
     let result = error::guarded(|| dispatch(cli.command));
     if let Err(e) = &result {
@@ -125,10 +123,7 @@ pub fn log_failures_of(prefix: &str, collection: &Collection) {
     let mut i = 0;
     while i < failures.len() {
         let f = &failures[i];
-        log::error(&format!(
-            "{prefix}{}",
-            failure_line(f.to_string(), &f.error)
-        ));
+        log::error!("{prefix}{}", failure_line(f.to_string(), &f.error));
         let same = failures[i + 1..]
             .iter()
             .take_while(|g| {
@@ -146,7 +141,7 @@ pub fn log_failures_of(prefix: &str, collection: &Collection) {
                 f.source.name(),
                 failures[i + same].what
             );
-            log::error(&format!("{prefix}{}", failure_line(more, &f.error)));
+            log::error!("{prefix}{}", failure_line(more, &f.error));
             i += same;
         }
         i += 1;

@@ -69,7 +69,7 @@ pub fn query(a: QueryArgs) -> Result<Outcome, Error> {
     wiring::say_simulator(&settings);
     let plan = plan::build(&spec, settings.now(), &settings.zone)?;
     for w in &plan.warnings {
-        log::warn(w);
+        log::warn!("{}", w);
     }
 
     let store = wiring::open_store(&settings.state)?;

@@ -256,7 +256,7 @@ pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
     let cloud = &settings.clouds[index];
     let (collected, project) = collect_month(&spec, cloud, &settings, &rspec, start_ms, started)?;
     for w in &collected.warnings {
-        log::warn(w);
+        log::warn!("{}", w);
     }
     log_failures(&collected);
     let outcome = outcome_of(&collected);
@@ -309,10 +309,10 @@ pub fn report(a: ReportArgs) -> Result<Outcome, Error> {
         generated: Utc::now().with_timezone(&tz).to_rfc3339(),
     };
     if !summary.unpriced.is_empty() && spec.prices.is_some() {
-        log::warn(&format!(
+        log::warn!(
             "no price for {}: no cost for them",
             summary.unpriced.join(", ")
-        ));
+        );
     }
     Sink::new(a.output).write(&render(&page))?;
     Ok(outcome)

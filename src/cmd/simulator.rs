@@ -17,19 +17,16 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
     let mut cfg = SimConfig::default();
     if let Some((creds, warnings)) = simulator_credentials(a.credentials_file.clone())? {
         for w in warnings {
-            log::warn(&w);
+            log::warn!("{}", w);
         }
         cfg.credentials = vec![SimCredential {
             ak: creds.ak.expose().to_string(),
             sk: creds.sk.expose().to_string(),
             token: creds.token.as_ref().map(|t| t.expose().to_string()),
         }];
-        log::info(&format!(
-            "simulator: accepting the credentials from {}",
-            creds.source
-        ));
+        log::info!("simulator: accepting the credentials from {}", creds.source);
     } else {
-        log::info("simulator: accepting the built-in demo credentials");
+        log::info!("simulator: accepting the built-in demo credentials");
     }
     let region = a.region.clone().unwrap_or_else(|| DEMO_REGION.to_string());
     let project_id = a
@@ -79,11 +76,11 @@ pub fn simulator(a: SimulatorArgs) -> Result<Outcome, Error> {
         true => spec_for(&sim.url(), &region, &project_id),
         false => format!("{}\n", sim.url()),
     })?;
-    log::info(&format!(
+    log::info!(
         "simulator: MaaS, IAM, Cloud Eye (SYS.MaaS) and a metadata service on {url} (region {region}, project {project_id}): \
          run a command with --simulator {url}; stop with Ctrl-C",
         url = sim.url(),
-    ));
+    );
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }

@@ -62,7 +62,7 @@ pub fn validate(a: ValidateArgs) -> Result<Outcome, Error> {
     // What a run now would be told (such as a window beyond the 30-day retention).
     for (prefix, plan) in result.iter().flat_map(|(_, plans)| plans) {
         for w in &plan.warnings {
-            crate::log::warn(&format!("{}{w}", prefix.as_deref().unwrap_or_default()));
+            crate::log::warn!("{}{w}", prefix.as_deref().unwrap_or_default());
         }
     }
     match (result, a.format) {

@@ -141,7 +141,7 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
     match RedisStore::open(target, local, seen) {
         Ok((store, generation)) => {
             if let Some(lost) = store.lost() {
-                log::error(lost);
+                log::error!("{}", lost);
             }
             if let (Some(d), Some(g)) = (&dir, generation) {
                 fleet::remember_generation(d, &redis.url, &g);
@@ -149,9 +149,9 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
             Ok(Arc::new(store))
         }
         Err(e) if redis.local_fallback => {
-            log::warn(&format!(
+            log::warn!(
                 "{e}; on_unavailable: local, so this host's state directory keeps the budgets, the credential gate's records and the checkpoints this time (shared with no other host)"
-            ));
+            );
             Ok(Arc::new(local_again()))
         }
         Err(e) => Err(e.into()),
@@ -172,15 +172,15 @@ pub fn redis_target(redis: &RedisSettings) -> RedisTarget {
 /// cannot be used.
 fn open_state(dir: Option<&Path>) -> Option<StateDir> {
     let Some(p) = dir else {
-        log::debug("no state directory (neither --state-dir, XDG_STATE_HOME nor HOME): the request budget is per process");
+        log::debug!("no state directory (neither --state-dir, XDG_STATE_HOME nor HOME): the request budget is per process");
         return None;
     };
     match StateDir::open(p) {
         Ok(d) => Some(d),
         Err(e) => {
-            log::warn(&format!(
+            log::warn!(
                 "{e}; the request budget is per process this time, and credential rejections are recorded in the per-user runtime directory (those it holds still count)"
-            ));
+            );
             None
         }
     }
@@ -189,14 +189,14 @@ fn open_state(dir: Option<&Path>) -> Option<StateDir> {
 /// Says where `--simulator` sends the calls, and that nothing of a real account goes there.
 pub fn say_simulator(settings: &Settings) {
     if let Some(url) = &settings.simulator {
-        log::info(&format!(
+        log::info!(
             "--simulator: every call goes to {url} (MaaS, IAM, Cloud Eye, the MaaS monitor, metadata), signed with the credentials its metadata service hands out; no credentials are read from the environment or a file, the credential gate's records stay in this process{state}",
             state = match &settings.state.dir {
                 Some(d) => format!(", and the state directory is {}", d.display()),
                 None => ", and no state directory is used".into(),
             },
             url = crate::endpoint::redact_url(url),
-        ));
+        );
     }
 }
 
@@ -285,7 +285,7 @@ fn account_window(
         (Some(domain), _) => format!("account-{domain}"),
         (None, Some(p)) => format!("account-project-{}", p.id),
         (None, None) => {
-            log::debug("the account is not known before IAM discovery: this run keeps to the identity's budget only");
+            log::debug!("the account is not known before IAM discovery: this run keeps to the identity's budget only");
             return None;
         }
     };

@@ -181,9 +181,7 @@ fn collect(plan: &Plan, api: Arc<dyn Api>, run: &Run<'_>) -> Collection {
         }
     }
     if held > 0 {
-        log::debug(&format!(
-            "{held} bucket(s) held back behind a failed one; they come again next run"
-        ));
+        log::debug!("{held} bucket(s) held back behind a failed one; they come again next run");
     }
     out
 }

@@ -38,7 +38,7 @@ pub enum Scripted {
 
 #[derive(Clone, Debug)]
 pub struct Faults {
-    /// Added before every answer.
+    /// How long after its arrival a request is answered at the earliest.
     pub latency: Duration,
     /// At most this many admitted requests per `rate_window`; more get 429.
     pub rate_limit: Option<u32>,

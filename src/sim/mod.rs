@@ -349,14 +349,17 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         if http::read_body(&mut reader, &mut req).is_err() {
             return;
         }
-        let latency = lock(&shared.config).faults.latency;
-        if !latency.is_zero() {
-            std::thread::sleep(latency);
-        }
         let reply = match script {
             Some(s) => scripted(s),
             None => handle(&req, shared, &rid),
         };
+        // The latency is the server's, counted from the request's arrival: an answer that took
+        // longer to compute is not delayed further, so a benchmark's bound of calls x latency
+        // is what a client waits, not latency plus the simulator's own work.
+        let latency = lock(&shared.config).faults.latency;
+        if let Some(rest) = latency.checked_sub(arrived.elapsed()) {
+            std::thread::sleep(rest);
+        }
         log_request(shared, &req, reply.status, arrived, reply.body.len());
         if !send(reader.get_mut(), reply, &rid) {
             return;

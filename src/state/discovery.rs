@@ -53,9 +53,7 @@ impl StateDir {
             },
         );
         if let Err(e) = self.write_json(FILE, &all, Durability::Cheap) {
-            log::warn(&format!(
-                "cannot cache Cloud Eye's discovery in the state directory: {e}"
-            ));
+            log::warn!("cannot cache Cloud Eye's discovery in the state directory: {e}");
         }
     }
 
@@ -75,9 +73,9 @@ impl StateDir {
             false => all.insert(key.to_string(), owed.to_vec()),
         };
         if let Err(e) = self.write_json(OWED, &all, Durability::Cheap) {
-            log::warn(&format!(
+            log::warn!(
                 "cannot keep in the state directory which Cloud Eye series wait for the next run: {e}"
-            ));
+            );
         }
     }
 

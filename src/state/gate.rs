@@ -228,10 +228,10 @@ impl GateFiles {
             .update_gate(durability, &f)
             .map_err(|e| format!("{state_failed}; {}: {e}", runtime.path().display()))?;
         if self.state.is_some() && !self.warned.swap(true, Ordering::Relaxed) {
-            log::warn(&format!(
+            log::warn!(
                 "credential rejections cannot be recorded in {state_failed}; they are recorded in {} instead",
                 runtime.path().display()
-            ));
+            );
         }
         Ok(())
     }
@@ -267,9 +267,7 @@ impl GateFiles {
             hosts.insert(host.to_string(), sent_ms);
         });
         if let Err(e) = result {
-            log::debug(&format!(
-                "the credential's acceptance is not recorded ({e})"
-            ));
+            log::debug!("the credential's acceptance is not recorded ({e})");
         }
     }
 

@@ -65,10 +65,10 @@ impl StateDir {
             }
         }
         if removed > 0 {
-            log::debug(&format!(
+            log::debug!(
                 "removed {removed} budget and lock file(s) of {} unused for a day",
                 self.path().display()
-            ));
+            );
         }
     }
 }

@@ -129,18 +129,18 @@ impl StateDir {
             }
             if let (Ok(me), Ok(dir)) = (probe.as_file().metadata(), fs::metadata(path)) {
                 if dir.uid() != me.uid() {
-                    log::warn(&format!(
+                    log::warn!(
                         "the state directory {} belongs to another user (uid {}); it should belong to the user maas-usage runs as",
                         path.display(),
                         dir.uid()
-                    ));
+                    );
                 } else if dir.permissions().mode() & 0o022 != 0 {
-                    log::warn(&format!(
+                    log::warn!(
                         "the state directory {} can be written by group or others (mode {:o}); run chmod 700 {}",
                         path.display(),
                         dir.permissions().mode() & 0o777,
                         path.display()
-                    ));
+                    );
                 }
             }
         }
@@ -197,10 +197,10 @@ impl StateDir {
                 path,
                 source: StateFileProblem::Corrupt(e),
             }) => {
-                log::warn(&format!(
+                log::warn!(
                     "ignoring corrupt state file {} ({e}); it will be rewritten",
                     path.display()
-                ));
+                );
                 Ok(None)
             }
             other => other,
@@ -217,7 +217,7 @@ impl StateDir {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name.to_string());
             if first {
-                log::warn(&format!("{e}; it is ignored"));
+                log::warn!("{e}; it is ignored");
             }
             None
         })
@@ -329,9 +329,7 @@ impl StateDir {
             },
         );
         if let Err(e) = self.write_json(PROJECTS_FILE, &projects, Durability::Cheap) {
-            log::warn(&format!(
-                "cannot cache the project id in the state directory: {e}"
-            ));
+            log::warn!("cannot cache the project id in the state directory: {e}");
         }
     }
 }
@@ -419,12 +417,12 @@ impl SharedBudget {
                 Ok(Err(wait)) => return Err(wait),
                 Err(e) => {
                     self.degraded.store(true, Ordering::Relaxed);
-                    log::warn(&format!(
+                    log::warn!(
                         "the state directory {} cannot hold the request budget ({e}); this process keeps its own budget of {} calls per {} s",
                         self.dir.path().display(),
                         self.limit,
                         self.window.as_secs()
-                    ));
+                    );
                 }
             }
         }

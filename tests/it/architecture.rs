@@ -626,3 +626,48 @@ fn the_struct_reader_sees_fields() {
         ["series", "models"]
     );
 }
+
+/// The 100-line rule for production functions is clippy's, not a convention: clippy.toml sets
+/// the threshold and Cargo.toml makes the lint an error, so `cargo clippy -- -D warnings` (CI)
+/// fails on a longer function. Only the integration tests (tests/it/main.rs) allow it.
+#[test]
+fn production_functions_are_at_most_100_lines_by_clippy() {
+    let root = root();
+    let clippy = std::fs::read_to_string(root.join("clippy.toml")).unwrap();
+    let threshold: Vec<&str> = clippy
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter(|l| l.contains("too-many-lines-threshold"))
+        .collect();
+    assert_eq!(threshold.len(), 1, "clippy.toml: {clippy}");
+    assert_eq!(
+        threshold[0].split('=').nth(1).map(str::trim),
+        Some("100"),
+        "clippy.toml: {clippy}"
+    );
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let lints = manifest
+        .split("[lints.clippy]")
+        .nth(1)
+        .expect("Cargo.toml has a [lints.clippy] table");
+    let table = lints.split("\n[").next().unwrap_or_default();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.replace(' ', "") == "too_many_lines=\"deny\""),
+        "[lints.clippy] must deny too_many_lines: {table}"
+    );
+    let allowed: Vec<PathBuf> = {
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        files
+            .into_iter()
+            .filter(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .contains("allow(clippy::too_many_lines)")
+            })
+            .collect()
+    };
+    assert!(allowed.is_empty(), "production code opts out: {allowed:?}");
+}

@@ -97,14 +97,14 @@ impl CloudRun {
             Ok(Some(creds)) => {
                 let source = creds.source.clone();
                 if conn.client.set_credentials(creds) {
-                    log::info(&format!("{}new credentials from {source}", self.prefix()));
+                    log::info!("{}new credentials from {source}", self.prefix());
                 }
             }
             Ok(None) => {}
-            Err(e) => log::error(&format!(
+            Err(e) => log::error!(
                 "{}{e}; the credentials in use stay until fresh ones can be had (once expired, they sign nothing)",
                 self.prefix()
-            )),
+            ),
         }
     }
 }
@@ -195,7 +195,7 @@ fn collect_cloud(
         &run(ctx, deadline),
     );
     for w in &collection.warnings {
-        log::warn(&format!("{}{w}", cloud.prefix()));
+        log::warn!("{}{w}", cloud.prefix());
     }
     Ok(Round {
         conn: Some(conn),
@@ -278,7 +278,7 @@ pub(crate) fn collect_streamed(
         period,
     )?;
     for w in &s.collection.warnings {
-        log::warn(&format!("{}{w}", cloud.prefix()));
+        log::warn!("{}{w}", cloud.prefix());
     }
     let round = Round {
         conn: Some(conn.clone()),

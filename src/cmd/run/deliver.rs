@@ -102,7 +102,7 @@ pub fn deliver(
             let own = emit::otlp::request_all(reports, &opts, own);
             // The data are delivered: a failure here costs the self-metrics only.
             if let Err(e) = otlp::export(cfg, &own, deadline) {
-                log::warn(&format!("the self-metrics were not delivered: {e}"));
+                log::warn!("the self-metrics were not delivered: {e}");
             }
         }
     }
@@ -118,9 +118,9 @@ pub fn commit(ctx: &Context, prepared: Option<Box<dyn PreparedCommit>>) {
     hooks::crash_before_checkpoint();
     if let Err(e) = prepared.commit() {
         // Delivered but not recorded: the next run sends these buckets again.
-        log::error(&format!(
+        log::error!(
             "the output was delivered but the checkpoints could not be recorded in {} ({e}); the next run sends the same buckets again",
             ctx.store.location().unwrap_or_default()
-        ));
+        );
     }
 }

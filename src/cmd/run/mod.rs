@@ -299,10 +299,8 @@ fn log_nothing_collected(prefix: &str, planned: usize, collection: &Collection) 
     };
     match error {
         // Said once, as it is: it is about the credentials, not the series.
-        e if about_the_credentials(e) => log::error(&format!("{prefix}{e}")),
-        e => log::error(&format!(
-            "{prefix}no series collected (0 of {planned}): {what}: {e}"
-        )),
+        e if about_the_credentials(e) => log::error!("{prefix}{e}"),
+        e => log::error!("{prefix}no series collected (0 of {planned}): {what}: {e}"),
     }
 }
 
@@ -493,9 +491,7 @@ fn log_collection(ctx: &Context, rounds: &[clouds::Round]) {
         let prefix = cloud.prefix();
         if let Some(e) = &r.failed {
             for line in e.lines() {
-                log::error(&format!(
-                    "{prefix}{line}; this cloud's series are not collected"
-                ));
+                log::error!("{prefix}{line}; this cloud's series are not collected");
             }
             continue;
         }
@@ -507,18 +503,18 @@ fn log_collection(ctx: &Context, rounds: &[clouds::Round]) {
         cut.1 = cut.1.or(r.collection.stopped_by);
     }
     match cut {
-        (true, Some(signal)) => log::warn(&format!(
+        (true, Some(signal)) => log::warn!(
             "stopped by {signal} with calls outstanding; what was collected is written"
-        )),
-        (true, None) => log::warn(&format!(
+        ),
+        (true, None) => log::warn!(
             "the run reached limits.timeout ({} s) with calls outstanding; raise it (and the agent's timeout) or lower the number of series",
             ctx.spec.limits.timeout.as_secs()
-        )),
+        ),
         _ => {}
     }
     for (cloud, r) in ctx.clouds.iter().zip(rounds) {
         for w in r.plan.iter().flat_map(|p| &p.warnings) {
-            log::warn(&format!("{}{w}", cloud.prefix()));
+            log::warn!("{}{w}", cloud.prefix());
         }
     }
 }

@@ -209,7 +209,7 @@ pub fn planned(state: &dyn CheckpointStore, spec: &Spec, d: &Destination) -> Che
     match usable(state, d, &Ours::new(spec)) {
         Ok(file) => file.series,
         Err(held) => {
-            log::warn(&held.message(state, d));
+            log::warn!("{}", held.message(state, d));
             Checkpoints::default()
         }
     }
@@ -251,7 +251,7 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
     let Some(state) = ctx.store.checkpoints() else {
         // Only when the state directory given could not be opened (run_spec refuses a spec
         // with a period query and no state directory at all); the reason was said above.
-        log::error(&format!(
+        log::error!(
             "the state directory {} cannot be used (see above): the period series emit nothing, since their checkpoints could not be recorded and every run would send them again; make it writable by this user",
             ctx.settings
                 .state
@@ -259,7 +259,7 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
                 .as_deref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
-        ));
+        );
         p.ok = false;
         p.held = true;
         return p;
@@ -281,7 +281,7 @@ pub fn begin(ctx: &Context, started: Instant) -> Period {
             p.base = file;
         }
         Err(held) => {
-            log::error(&held.message(state, d));
+            log::error!("{}", held.message(state, d));
             (p.ok, p.held) = (false, true);
         }
     }
@@ -304,24 +304,24 @@ fn lock(
         Ok(Some(lock)) => Ok(Some(lock)),
         Ok(None) => {
             match signals::received() {
-                Some(signal) => log::warn(&format!(
+                Some(signal) => log::warn!(
                     "stopped by {signal} while waiting for the period-mode lock of {} in {}: the period series emit nothing this time",
                     d.id,
                     state.location()
-                )),
-                None => log::warn(&format!(
+                ),
+                None => log::warn!(
                     "another run holds the period-mode lock of {} in {} (a slow or overlapping run): the period series emit nothing this time, and their buckets follow in a later run",
                     d.id,
                     state.location()
-                )),
+                ),
             }
             Ok(None)
         }
         Err(e) => {
-            log::error(&format!(
+            log::error!(
                 "cannot take the period-mode lock of {} ({e}): the period series emit nothing until it can be taken; remove what is there (the next run makes it a regular file again)",
                 d.id
-            ));
+            );
             Err(())
         }
     }
@@ -345,10 +345,10 @@ impl Period {
         match state.prepare(&ctx.destination.id, &next) {
             Ok(prepared) => Ok(Some(prepared)),
             Err(e) => {
-                log::error(&format!(
+                log::error!(
                     "cannot record the period checkpoints in {} ({e}): the period series emit nothing, since every run would send their buckets again; free space in the state directory, or make it writable by this user",
                     state.location()
-                ));
+                );
                 self.held = true;
                 Err(())
             }

@@ -15,7 +15,7 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
     let Some(published) = ctx.published.clone() else {
         return Err(Error::System("serve without a page to publish".into()));
     };
-    log::info(&format!("listening on http://{}", server.addr));
+    log::info!("listening on http://{}", server.addr);
     let stopped = || signals::received().is_some();
     // The endpoint could not go on (its workers would not start): no point collecting.
     let broken: Mutex<Option<String>> = Mutex::new(None);
@@ -67,7 +67,7 @@ pub fn serve(ctx: &Context, server: &Server, interval: Duration) -> Result<Outco
         return Err(Error::System(why));
     }
     if let Some(signal) = signals::received() {
-        log::info(&format!("stopped by {signal}"));
+        log::info!("stopped by {signal}");
     }
     ending
 }
@@ -78,7 +78,7 @@ fn report(outcome: Result<Outcome, Error>) {
         // Held period series were said in an E! line; the rest was published.
         Ok(Outcome::Done | Outcome::PeriodHeld) => {}
         Ok(_) => {
-            log::warn("this collection delivered nothing: scrapes keep the last successful one")
+            log::warn!("this collection delivered nothing: scrapes keep the last successful one")
         }
         Err(e) => log::lines(log::Level::Error, e.lines().iter().map(String::as_str)),
     }

@@ -73,7 +73,7 @@ fn keep_waiting(now: Instant, signalled: Instant) -> bool {
 pub fn install() {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if signal_hook::flag::register_usize(sig, STOP.clone(), sig as usize).is_err() {
-            log::debug("cannot install the SIGTERM handler");
+            log::debug!("cannot install the SIGTERM handler");
         }
     }
     let _ = std::thread::Builder::new()
@@ -87,10 +87,10 @@ pub fn install() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _out = std::io::stdout().lock();
-            log::warn(&format!(
+            log::warn!(
                 "stopped by {} before the run could finish writing; exiting",
                 received().unwrap_or("a signal")
-            ));
+            );
             // What a stopped run exits with (see `run_spec`).
             std::process::exit(i32::from(error::status(&Ok(Outcome::Done))));
         });

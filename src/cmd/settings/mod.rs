@@ -199,7 +199,7 @@ fn zone_of(explicit: Option<&str>, env: Lookup<'_>) -> Result<Zone, Error> {
     };
     let (zone, warnings) = zone::resolve(explicit, &hints)?;
     for w in warnings {
-        log::warn(&w);
+        log::warn!("{}", w);
     }
     Ok(zone)
 }

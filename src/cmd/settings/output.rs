@@ -38,11 +38,11 @@ pub(super) fn resolve(
     let resource = ResourceEnv::from_env(env);
     if format == Format::Prometheus {
         for m in resource.check_labels()? {
-            log::warn(&format!(
+            log::warn!(
                 "OTEL_RESOURCE_ATTRIBUTES: {} make one target_info label `{}`: its value is theirs joined with `;`, as the collector's prometheus exporter does; rename one",
                 m.keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and "),
                 m.label
-            ));
+            );
         }
     }
     let export = match format {

@@ -119,10 +119,10 @@ pub enum ConfigError {
 /// A variable's value it does not know: as the OpenTelemetry specification has it, a warning,
 /// and the setting is ignored (`default` is used).
 fn ignored(var: &str, value: &str, expected: &str, default: &str) {
-    log::warn(&format!(
+    log::warn!(
         "{var}={}: {expected}; it is ignored and {default} is used",
         crate::text::sanitize_remote(value, 100)
-    ));
+    );
 }
 
 fn bad(var: &str, value: &str, expected: &'static str) -> ConfigError {
@@ -298,7 +298,7 @@ fn timeout(spec: &OtlpSettings, env: Lookup<'_>) -> Duration {
             }
         })
         .unwrap_or_else(|e| {
-            log::warn(&format!("{e}; the default, 10 s, is used"));
+            log::warn!("{e}; the default, 10 s, is used");
             DEFAULT_TIMEOUT
         })
 }
@@ -544,11 +544,11 @@ pub fn export(
             }
         },
         |_, wait, e| {
-            log::debug(&format!(
+            log::debug!(
                 "OTLP export retry in {} ms after: {}",
                 wait.as_millis(),
                 cfg.scrub(&e.message)
-            ))
+            )
         },
     );
     let fail = |e: AttemptError, suffix: &str| ExportError {
@@ -569,7 +569,7 @@ pub fn export(
         ),
     })?;
     if accepted.rejected > 0 {
-        log::warn(&format!(
+        log::warn!(
             "the collector rejected {} data point(s): {}",
             accepted.rejected,
             if accepted.message.is_empty() {
@@ -577,7 +577,7 @@ pub fn export(
             } else {
                 sanitize_remote(&cfg.scrub(&accepted.message), REMOTE_TEXT_MAX)
             }
-        ));
+        );
     }
     Ok(accepted)
 }

@@ -355,9 +355,9 @@ pub(crate) fn say_failed(url: &str, why: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        log::error(&format!(
+        log::error!(
             "the coordination engine redis at {url} failed ({why}): no call is made without it"
-        ));
+        );
     }
 }
 
@@ -383,9 +383,9 @@ pub fn remember_generation(dir: &crate::state::StateDir, url: &str, generation: 
         &generation,
         crate::files::Durability::Synced,
     ) {
-        log::warn(&format!(
+        log::warn!(
             "cannot remember the coordination engine's generation in the state directory ({e}): a loss of its state would go unnoticed on this host"
-        ));
+        );
     }
 }
 
