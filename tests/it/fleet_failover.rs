@@ -9,7 +9,7 @@ use crate::fleet::{period_fleet, period_run, received_buckets, H};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Output};
 
 use common::otlp::HttpReceiver;
 use common::redis_server::RedisServer;
@@ -23,6 +23,19 @@ fn short_lease(redis: &str) -> (Simulator, HttpReceiver, PathBuf) {
     assert!(text.contains("  timeout: 10s\n"));
     let short = spec_file(&text.replacen("  timeout: 10s\n", "  timeout: 2s\n", 1));
     (sim, rx, short)
+}
+
+/// A child that may be left stopped: killed (SIGKILL ends a stopped process too) if the test
+/// fails before it is waited for.
+struct Stopped(Option<Child>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// The process is stopped (SIGSTOP): its state in /proc is `T`.
@@ -59,13 +72,13 @@ fn a_leader_frozen_past_its_lease_is_fenced_on_waking_and_no_bucket_goes_twice()
 
     // The leader stops itself once it has collected, before it prepares its commit (the hook
     // of a long GC pause or a frozen VM), holding the destination's lease.
-    let frozen = period_run(
+    let mut frozen = Stopped(Some(period_run(
         &spec,
         &a,
         t0,
         &[("MAAS_USAGE_TEST_STOP_BEFORE_PREPARE", "1")],
-    );
-    let pid = frozen.id();
+    )));
+    let pid = frozen.0.as_ref().unwrap().id();
     wait_until("the leader to stop itself", || stopped(pid));
     assert_eq!(
         lease_keys(&redis).len(),
@@ -87,7 +100,7 @@ fn a_leader_frozen_past_its_lease_is_fenced_on_waking_and_no_bucket_goes_twice()
         .status()
         .unwrap();
     assert!(cont.success());
-    let woke = frozen.wait_with_output().unwrap();
+    let woke = frozen.0.take().unwrap().wait_with_output().unwrap();
     assert_eq!(woke.status.code(), Some(1), "{}", stderr(&woke));
     assert_error_line(
         &stderr(&woke),
