@@ -120,7 +120,12 @@ fn another_ca_is_refused_and_mutual_tls_needs_the_client_certificate() {
     // The right CA, but no client certificate: the server ends the handshake.
     let without = tls_spec(&sim, &url, "stop", &[ca(&pki.ca_pem)]);
     let out = run(&without).wait_with_output().unwrap();
-    refused(&sim, &out, &url, &[]);
+    refused(
+        &sim,
+        &out,
+        &url,
+        &["asks for a client certificate", "coordination.client_key"],
+    );
 
     let with = tls_spec(
         &sim,

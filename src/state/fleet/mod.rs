@@ -191,6 +191,9 @@ impl Engine {
             Some(why) => format!(
                 "the server's TLS certificate is not trusted ({why}); if it is signed by a private CA, point coordination.ca_file at that CA's PEM bundle"
             ),
+            None if asked_for_a_client_certificate(e) => format!(
+                "{e}: the server asks for a client certificate; give it in coordination.client_certificate and coordination.client_key"
+            ),
             None => e.to_string(),
         }
     }
@@ -219,6 +222,23 @@ fn untrusted_certificate(e: &redis::RedisError) -> Option<String> {
     use std::error::Error;
     let inner = e.source()?.downcast_ref::<Arc<dyn Error + Send + Sync>>()?;
     crate::tls::untrusted_certificate(&**inner)
+}
+
+/// The server ended the handshake for want of a client certificate (mutual TLS).
+fn asked_for_a_client_certificate(e: &redis::RedisError) -> bool {
+    use std::error::Error;
+    let rustls = e
+        .source()
+        .and_then(|s| s.downcast_ref::<Arc<dyn Error + Send + Sync>>())
+        .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.get_ref())
+        .and_then(|r| r.downcast_ref::<rustls::Error>());
+    matches!(
+        rustls,
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+        ))
+    )
 }
 
 /// A short one-way name for an identity.
