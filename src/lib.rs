@@ -35,6 +35,50 @@ mod text;
 pub mod time;
 mod tls;
 
+/// For `benches/fleet.rs` only (builds with the `test-hooks` feature, as the benchmarks and
+/// tests have it): the fleet's request budget as a run takes it.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod bench_support {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use crate::state::fleet::{RedisStore, RedisTarget};
+    use crate::state::{DirectoryStore, RuntimeDir, StateStore};
+
+    /// One call slot per call of the closure, taken in two windows (an identity's and an
+    /// account's, `window` long, with a limit never reached) at `url`, trusting the CA in
+    /// `ca_file` when given; an error when the engine cannot be reached.
+    pub fn redis_budget(
+        url: &str,
+        ca_file: Option<&Path>,
+        window: Duration,
+    ) -> Result<impl Fn(), String> {
+        let files = crate::tls::TlsFiles {
+            ca: ca_file.map(|p| crate::tls::named("coordination.ca_file", p)),
+            ..Default::default()
+        };
+        let target = RedisTarget {
+            url: url.to_string(),
+            password: None,
+            group: "bench".into(),
+            lease: Duration::from_secs(60),
+            tls: files.load().map_err(|e| e.to_string())?,
+        };
+        let local = DirectoryStore::new(None, None, None::<RuntimeDir>);
+        let (store, _) = RedisStore::open(target, local, None).map_err(|e| e.to_string())?;
+        let budget: Arc<dyn crate::budget::Budget> =
+            store.budget_of(&[("identity", 1_000_000), ("account", 1_000_000)], window);
+        let far = Instant::now() + Duration::from_secs(24 * 3600);
+        Ok(move || {
+            if let Err(e) = budget.acquire(far) {
+                panic!("no slot: {e}");
+            }
+        })
+    }
+}
+
 /// Helpers for the unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {

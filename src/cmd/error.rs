@@ -99,6 +99,7 @@ impl Error {
             | Error::Flags => 2,
             Error::Connect(e) if e.is_input() => 2,
             Error::Export(e) if e.local => 2,
+            Error::Engine(e) if e.is_input() => 2,
             Error::Connect(_)
             | Error::Export(_)
             | Error::Write(_)

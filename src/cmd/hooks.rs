@@ -25,3 +25,14 @@ pub fn crash_before_checkpoint() {
         std::process::abort();
     }
 }
+
+/// `MAAS_USAGE_TEST_STOP_BEFORE_PREPARE`: stop (SIGSTOP to itself) once collected, before the
+/// period checkpoints are prepared, as a long GC pause or a frozen VM would; the test sends
+/// SIGCONT when it wants the process back.
+pub fn stop_before_prepare() {
+    if cfg!(feature = "test-hooks")
+        && crate::env::process("MAAS_USAGE_TEST_STOP_BEFORE_PREPARE").is_some()
+    {
+        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
+    }
+}

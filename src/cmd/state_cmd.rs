@@ -257,7 +257,7 @@ fn reset_engine(
             "the spec sets no `coordination: {engine: redis}`: there is no engine to reset".into(),
         ));
     };
-    let target = super::wiring::redis_target(redis);
+    let target = super::wiring::redis_target(redis)?;
     let out = if generation {
         let marker = fleet::reset_generation(&target)?;
         if let Some(d) = settings

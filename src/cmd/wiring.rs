@@ -21,7 +21,7 @@ use crate::domain::cloud_eye::{
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::log;
-use crate::state::fleet::{self, RedisStore, RedisTarget};
+use crate::state::fleet::{self, EngineError, RedisStore, RedisTarget};
 use crate::state::{DirectoryStore, StateDir, StateStore};
 use sha2::Digest;
 
@@ -127,7 +127,7 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
     let Some(redis) = &settings.redis else {
         return Ok(Arc::new(local));
     };
-    let target = redis_target(redis);
+    let target = redis_target(redis)?;
     let seen = dir
         .as_ref()
         .and_then(|d| fleet::seen_generation(d, &redis.url));
@@ -158,14 +158,20 @@ pub fn open_store(settings: &StateSettings) -> Result<Arc<dyn StateStore>, Error
     }
 }
 
-/// Where the engine is, as the state store takes it.
-pub fn redis_target(redis: &RedisSettings) -> RedisTarget {
-    RedisTarget {
+/// Where the engine is, as the state store takes it, with its TLS files read (an error, the
+/// input's, when one cannot be used: no fallback to the state directory then).
+pub fn redis_target(redis: &RedisSettings) -> Result<RedisTarget, EngineError> {
+    let tls = redis.tls.load().map_err(|tls| EngineError::Tls {
+        url: redis.url.clone(),
+        tls,
+    })?;
+    Ok(RedisTarget {
         url: redis.url.clone(),
         password: redis.password.clone(),
         group: redis.group.clone(),
         lease: redis.lease,
-    }
+        tls,
+    })
 }
 
 /// The state directory, created if needed; `None` (with a note) when there is none or it

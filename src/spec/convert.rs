@@ -14,7 +14,7 @@ use super::yaml::{self, Located, Pos};
 use super::QuerySpec;
 use super::{CloudEyeQuery, CloudSpec, Coordination, Format, Limits, NamedCloud, OutputSpec};
 use super::{OtlpSettings, Protocol};
-use super::{RedisSpec, Source};
+use super::{RedisSpec, Source, SpecPath};
 use crate::domain::cloud_eye::{self, Names};
 use crate::domain::names as fields;
 use crate::domain::range::{self, Bound, PeriodSpec, RangeExpr};
@@ -103,6 +103,9 @@ pub(super) struct RawCoordination {
     pub(super) group: Option<String>,
     pub(super) lease: Option<String>,
     pub(super) on_unavailable: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) client_certificate: Option<String>,
+    pub(super) client_key: Option<String>,
 }
 
 /// One file, validated and typed, with the positions needed for cross-file checks.
@@ -491,6 +494,9 @@ pub(super) fn coordination_of(
             ("group", c.group.is_some()),
             ("lease", c.lease.is_some()),
             ("on_unavailable", c.on_unavailable.is_some()),
+            ("ca_file", c.ca_file.is_some()),
+            ("client_certificate", c.client_certificate.is_some()),
+            ("client_key", c.client_key.is_some()),
         ] {
             if set {
                 errors.push(f.key_err(
@@ -514,14 +520,64 @@ pub(super) fn coordination_of(
             "carries a password; the spec is kept in git, so set it in MAAS_USAGE_REDIS_PASSWORD instead",
         ));
     }
+    let (ca_file, client_certificate, client_key) = redis_tls_of(f, c, url, errors);
     Coordination {
         redis: Some(RedisSpec {
             url: url.clone(),
             group: c.group.clone(),
             lease,
             local_fallback: c.on_unavailable.as_deref() == Some("local"),
+            ca_file,
+            client_certificate,
+            client_key,
         }),
     }
+}
+
+/// The TLS files of `coordination:` (`rediss://` only; the client's certificate and key
+/// together), each with where the spec names it; read when a run connects, not here.
+fn redis_tls_of(
+    f: &FileSpec,
+    c: &RawCoordination,
+    url: &str,
+    errors: &mut Vec<SpecError>,
+) -> (Option<SpecPath>, Option<SpecPath>, Option<SpecPath>) {
+    let tls = url.starts_with("rediss://");
+    if tls && url.contains("#insecure") {
+        errors.push(f.err(
+            "/coordination/url",
+            "`#insecure` turns certificate checks off, and TLS is always verified here; give the server's CA in `coordination.ca_file` instead",
+        ));
+    }
+    let mut path = |key: &str, value: &Option<String>| {
+        let v = value.as_ref()?;
+        let pointer = format!("/coordination/{key}");
+        if !tls {
+            errors.push(f.key_err(
+                &pointer,
+                format!("`{key}` is for TLS: the url must be rediss://"),
+            ));
+        }
+        Some(SpecPath {
+            path: PathBuf::from(v),
+            at: format!("{}:{}: coordination.{key}", f.file, f.doc.pos(&pointer)),
+        })
+    };
+    let ca = path("ca_file", &c.ca_file);
+    let cert = path("client_certificate", &c.client_certificate);
+    let key = path("client_key", &c.client_key);
+    match (&cert, &key) {
+        (Some(_), None) => errors.push(f.key_err(
+            "/coordination/client_certificate",
+            "a client certificate needs its key too (`client_key`)".into(),
+        )),
+        (None, Some(_)) => errors.push(f.key_err(
+            "/coordination/client_key",
+            "a client key needs its certificate too (`client_certificate`)".into(),
+        )),
+        _ => {}
+    }
+    (ca, cert, key)
 }
 
 /// A Redis URL's authority carries a password (`redis://user:secret@host`, `redis://:secret@`).

@@ -401,4 +401,37 @@ mod tests {
         let e = errs("coordination:\n  engine: etcd\n");
         assert!(e[0].contains("coordination.engine"), "{e:?}");
     }
+
+    #[test]
+    fn coordination_tls_files_are_for_rediss_only_in_pairs_and_located() {
+        let ok = load_str(
+            "spec.yaml",
+            &format!("{HEAD}coordination:\n  engine: redis\n  url: rediss://h:6380/0\n  ca_file: /no/such/ca.pem\n"),
+        )
+        .unwrap();
+        let ca = ok.coordination.redis.unwrap().ca_file.unwrap();
+        assert_eq!(ca.path, std::path::Path::new("/no/such/ca.pem"));
+        assert_eq!(
+            ca.at, "spec.yaml:7:12: coordination.ca_file",
+            "where a read error points"
+        );
+        let e = errs("coordination:\n  engine: redis\n  url: redis://h/0\n  ca_file: ca.pem\n");
+        assert!(
+            e[0].starts_with("spec.yaml:7:3: coordination.ca_file: `ca_file` is for TLS: the url must be rediss://"),
+            "{e:?}"
+        );
+        let e = errs(
+            "coordination:\n  engine: redis\n  url: rediss://h/0\n  client_certificate: c.pem\n",
+        );
+        assert!(e[0].contains("needs its key too"), "{e:?}");
+        let e = errs("coordination:\n  engine: redis\n  url: rediss://h/0\n  client_key: c.key\n");
+        assert!(e[0].contains("needs its certificate too"), "{e:?}");
+        let e = errs("coordination:\n  engine: redis\n  url: rediss://h/0#insecure\n");
+        assert!(
+            e[0].starts_with("spec.yaml:6:8: coordination.url: `#insecure`"),
+            "{e:?}"
+        );
+        let e = errs("coordination:\n  engine: state\n  ca_file: ca.pem\n");
+        assert!(e[0].contains("`ca_file` is for `engine: redis`"), "{e:?}");
+    }
 }

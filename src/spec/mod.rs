@@ -296,6 +296,26 @@ pub struct RedisSpec {
     pub lease: Option<Duration>,
     /// Fall back to the state directory when Redis cannot be reached (else: stop).
     pub local_fallback: bool,
+    /// `rediss://` only: a private CA's PEM bundle to trust (else the Mozilla roots).
+    pub ca_file: Option<SpecPath>,
+    /// `rediss://` only: this side's certificate and key (mutual TLS), both or neither.
+    pub client_certificate: Option<SpecPath>,
+    pub client_key: Option<SpecPath>,
+}
+
+/// A file the spec names, read when it is used (not by `validate`, which runs where the file
+/// may not be), with where the spec names it for the errors of that read: `at` is
+/// `spec.yaml:9:12: coordination.ca_file`. Equal when the paths are.
+#[derive(Clone, Debug)]
+pub struct SpecPath {
+    pub path: PathBuf,
+    pub at: String,
+}
+
+impl PartialEq for SpecPath {
+    fn eq(&self, other: &SpecPath) -> bool {
+        self.path == other.path
+    }
 }
 
 impl Spec {

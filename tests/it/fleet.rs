@@ -53,7 +53,7 @@ fn three_hosts(spec: &Path) -> Vec<Child> {
     (0..3).map(|_| host_run(spec, SK)).collect()
 }
 
-fn outputs(children: Vec<Child>) -> Vec<Output> {
+pub(crate) fn outputs(children: Vec<Child>) -> Vec<Output> {
     children
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
@@ -185,7 +185,7 @@ fn two_keys_of_one_account_keep_to_the_account_budget() {
     assert_eq!(stats_calls(&sim).len(), 16);
 }
 
-fn six_series(sim: &Simulator, redis: &str, on_unavailable: &str) -> PathBuf {
+pub(crate) fn six_series(sim: &Simulator, redis: &str, on_unavailable: &str) -> PathBuf {
     fixture_for(
         sim,
         "fleet/six-series.yaml",
@@ -298,11 +298,11 @@ fn the_redis_password_comes_from_the_environment_and_is_never_printed() {
     }
 }
 
-const H: i64 = 3_600_000;
+pub(crate) const H: i64 = 3_600_000;
 
 /// A simulator (slow answers, so that hosts overlap), an OTLP receiver, and the hourly period
 /// spec pushing to it through `redis`.
-fn period_fleet(redis: &str) -> (Simulator, HttpReceiver, PathBuf) {
+pub(crate) fn period_fleet(redis: &str) -> (Simulator, HttpReceiver, PathBuf) {
     let mut cfg = sim_config();
     cfg.faults.latency = Duration::from_millis(300);
     cfg.now = chrono::DateTime::from_timestamp_millis(ms(NOW) + 5 * H);
@@ -317,7 +317,7 @@ fn period_fleet(redis: &str) -> (Simulator, HttpReceiver, PathBuf) {
 }
 
 /// A period run at `now_ms` on the host whose state directory is `state`.
-fn period_run(spec: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> Child {
+pub(crate) fn period_run(spec: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> Child {
     let mut c = authed();
     c.arg("run")
         .arg("--spec")
@@ -335,7 +335,7 @@ fn period_run(spec: &Path, state: &Path, now_ms: i64, env: &[(&str, &str)]) -> C
 }
 
 /// Every point of the period series the receiver has: bucket end -> the values sent for it.
-fn received_buckets(rx: &HttpReceiver) -> BTreeMap<i64, Vec<i64>> {
+pub(crate) fn received_buckets(rx: &HttpReceiver) -> BTreeMap<i64, Vec<i64>> {
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
     let mut out: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for r in rx.requests() {
@@ -489,7 +489,8 @@ fn an_acl_user_limited_to_the_maas_usage_keys_is_enough() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    // The ACL docs/operations.md gives: its keys only, no dangerous command but CLIENT LIST.
+    // The shorter ACL docs/operations.md mentions: its keys only, no dangerous command but
+    // CLIENT LIST (fleet_tls.rs runs the least one, the line docs/operations.md gives).
     let password = "PWCANARY-acl-1b2c3d";
     let _: () = redis.cmd(&[
         "ACL",

@@ -21,6 +21,8 @@ mod docs;
 mod faults;
 mod first_run;
 mod fleet;
+mod fleet_failover;
+mod fleet_tls;
 mod hostile_answers;
 mod hostile_files;
 mod hostile_input;

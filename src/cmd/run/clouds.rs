@@ -12,7 +12,7 @@ use super::{period, signals, stream, Context, Health};
 use crate::cloud::client::CallCounts;
 use crate::cloud::{CloudSettings, Connection};
 use crate::cmd::error::{Error, Outcome};
-use crate::cmd::wiring;
+use crate::cmd::{hooks, wiring};
 use crate::collect::{self, Collection};
 use crate::domain::RangeExpr;
 use crate::log;
@@ -316,6 +316,7 @@ pub(crate) fn settle(
         totals.series.extend(r.totals.series.clone());
         totals.cloud_eye.extend(r.totals.cloud_eye.clone());
     }
+    hooks::stop_before_prepare();
     match period.prepare(ctx, &advance, &totals) {
         Ok(prepared) => prepared,
         Err(()) => {

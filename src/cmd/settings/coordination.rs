@@ -8,7 +8,8 @@ use sha2::Digest;
 
 use crate::cloud::credentials::Secret;
 use crate::env::{self, Lookup};
-use crate::spec::Spec;
+use crate::spec::{Spec, SpecPath};
+use crate::tls::{self, TlsFiles};
 
 /// The variable that holds the Redis password (or the ACL user's).
 pub const PASSWORD_VAR: &str = "MAAS_USAGE_REDIS_PASSWORD";
@@ -26,6 +27,9 @@ pub struct RedisSettings {
     pub lease: Duration,
     /// `on_unavailable: local`: the state directory when Redis cannot be reached.
     pub local_fallback: bool,
+    /// `rediss://`: the spec's CA and client identity, named by where the spec gives them (read
+    /// when the engine is opened).
+    pub tls: TlsFiles,
 }
 
 /// The Redis settings of `spec`, if it chose `engine: redis`.
@@ -37,7 +41,16 @@ pub fn resolve(spec: &Spec, env: Lookup<'_>) -> Option<RedisSettings> {
         group: r.group.clone().unwrap_or_else(|| derived_group(spec)),
         lease: r.lease.unwrap_or(spec.limits.timeout * 2),
         local_fallback: r.local_fallback,
+        tls: TlsFiles {
+            ca: r.ca_file.as_ref().map(named),
+            client_cert: r.client_certificate.as_ref().map(named),
+            client_key: r.client_key.as_ref().map(named),
+        },
     })
+}
+
+fn named(p: &SpecPath) -> tls::Named {
+    tls::named(&p.at, &p.path)
 }
 
 /// A group for processes running the same spec: the same region, project and query names.
@@ -72,6 +85,9 @@ mod tests {
                     group: group.map(String::from),
                     lease: lease.map(Duration::from_secs),
                     local_fallback: false,
+                    ca_file: None,
+                    client_certificate: None,
+                    client_key: None,
                 }),
             },
             ..Default::default()

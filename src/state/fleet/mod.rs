@@ -25,6 +25,7 @@ use crate::cloud::auth::GateStore;
 use crate::cloud::credentials::Secret;
 use crate::cloud::ProjectCache;
 use crate::log;
+use crate::tls::{TlsError, TlsMaterial};
 
 pub use budget::RedisBudget;
 
@@ -44,6 +45,8 @@ pub struct RedisTarget {
     pub password: Option<Secret>,
     pub group: String,
     pub lease: Duration,
+    /// `rediss://`: a private CA to trust (else the Mozilla roots) and a client identity.
+    pub tls: TlsMaterial,
 }
 
 /// Why the engine cannot be used.
@@ -57,6 +60,16 @@ pub enum EngineError {
         found: String,
         seen: String,
     },
+    /// The spec's CA or client certificate cannot be used (the input's fault: exit 2).
+    #[error("{tls}; the coordination engine redis at {url} is not used without it")]
+    Tls { url: String, tls: TlsError },
+}
+
+impl EngineError {
+    /// The configuration is wrong (trying again will not help).
+    pub fn is_input(&self) -> bool {
+        matches!(self, EngineError::Tls { .. })
+    }
 }
 
 /// One blocking connection, made again after an error.
@@ -80,11 +93,27 @@ impl Engine {
             .as_str()
             .into_connection_info()
             .map_err(|e| unusable(e.to_string()))?;
+        // No `CLIENT SETINFO` on connecting: an ACL user needs one command less (and Redis
+        // before 7.2 has none).
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(p) = &target.password {
-            let settings = info.redis_settings().clone().set_password(p.expose());
-            info = info.set_redis_settings(settings);
+            settings = settings.set_password(p.expose());
         }
-        let client = redis::Client::open(info).map_err(|e| unusable(e.to_string()))?;
+        info = info.set_redis_settings(settings);
+        let tls = &target.tls;
+        let client = if tls.ca_pem.is_some() || tls.identity.is_some() {
+            let certs = redis::TlsCertificates {
+                client_tls: tls.identity.as_ref().map(|i| redis::ClientTlsConfig {
+                    client_cert: i.cert_pem.to_vec(),
+                    client_key: i.key_pem.to_vec(),
+                }),
+                root_cert: tls.ca_pem.as_ref().map(|p| p.to_vec()),
+            };
+            redis::Client::build_with_tls(info, certs)
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| unusable(e.to_string()))?;
         Ok(Engine {
             target,
             client,
@@ -116,7 +145,7 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut redis::Connection, i64) -> redis::RedisResult<T>,
     ) -> Result<T, String> {
-        let mut guard = self.connection().map_err(|e| e.to_string())?;
+        let mut guard = self.connection().map_err(|e| self.why(&e))?;
         let Some((conn, id)) = guard.as_mut() else {
             return Err("not connected".into());
         };
@@ -153,6 +182,22 @@ impl Engine {
         })
     }
 
+    /// Why a connection failed; a certificate the CA does not vouch for says what to do.
+    fn why(&self, e: &redis::RedisError) -> String {
+        match untrusted_certificate(e) {
+            Some(why) if self.target.tls.ca_pem.is_some() => format!(
+                "the server's TLS certificate is not trusted by the CA of coordination.ca_file ({why})"
+            ),
+            Some(why) => format!(
+                "the server's TLS certificate is not trusted ({why}); if it is signed by a private CA, point coordination.ca_file at that CA's PEM bundle"
+            ),
+            None if asked_for_a_client_certificate(e) => format!(
+                "{e}: the server asks for a client certificate; give it in coordination.client_certificate and coordination.client_key"
+            ),
+            None => e.to_string(),
+        }
+    }
+
     fn unreachable(&self, why: String) -> EngineError {
         EngineError::Unreachable {
             url: self.target.url.clone(),
@@ -169,6 +214,31 @@ impl Engine {
     pub(crate) fn group_key(&self, kind: &str, name: &str) -> String {
         format!("{PREFIX}:{}:{kind}:{}", self.target.group, hash(name))
     }
+}
+
+/// The certificate problem behind a failed connection, if that is what it was: the redis
+/// crate keeps the I/O error (and the rustls error in it) behind an `Arc`.
+fn untrusted_certificate(e: &redis::RedisError) -> Option<String> {
+    use std::error::Error;
+    let inner = e.source()?.downcast_ref::<Arc<dyn Error + Send + Sync>>()?;
+    crate::tls::untrusted_certificate(&**inner)
+}
+
+/// The server ended the handshake for want of a client certificate (mutual TLS).
+fn asked_for_a_client_certificate(e: &redis::RedisError) -> bool {
+    use std::error::Error;
+    let rustls = e
+        .source()
+        .and_then(|s| s.downcast_ref::<Arc<dyn Error + Send + Sync>>())
+        .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.get_ref())
+        .and_then(|r| r.downcast_ref::<rustls::Error>());
+    matches!(
+        rustls,
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+        ))
+    )
 }
 
 /// A short one-way name for an identity.
@@ -446,6 +516,7 @@ mod tests {
             password: None,
             group: "g".into(),
             lease: Duration::from_secs(60),
+            tls: TlsMaterial::default(),
         }
     }
     fn store(url: &str, t: &std::path::Path) -> RedisStore {
