@@ -115,7 +115,7 @@ pub(crate) fn take_lock(
 
 /// Deletes the lock `key` when the connection of its holder is gone. Conservative: a lock
 /// whose holder cannot be told (no right to `CLIENT LIST`, a value of another form) stays.
-fn release_if_gone(c: &mut redis::Connection, key: &str) -> redis::RedisResult<()> {
+pub(crate) fn release_if_gone(c: &mut redis::Connection, key: &str) -> redis::RedisResult<()> {
     let Some(value) = redis::cmd("GET").arg(key).query::<Option<String>>(c)? else {
         return Ok(());
     };

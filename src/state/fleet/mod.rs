@@ -12,6 +12,7 @@
 
 mod budget;
 mod checkpoints;
+mod collection;
 mod gate;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionLike, IntoConnectionInfo};
 
-use super::store::{CheckpointStore, DirectoryStore, DiscoveryStore, StateStore};
+use super::store::{CheckpointStore, CollectionStore, DirectoryStore, DiscoveryStore, StateStore};
 use crate::budget::Budget;
 use crate::cloud::auth::GateStore;
 use crate::cloud::credentials::Secret;
@@ -66,6 +67,8 @@ pub(crate) struct Engine {
     /// The connection, with its id on the server (`CLIENT ID`), which names this process in
     /// the locks it holds.
     conn: Mutex<Option<(redis::Connection, i64)>>,
+    /// How long the last exchange took, in microseconds (a self-metric).
+    round_trip_us: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -89,7 +92,16 @@ impl Engine {
             target,
             client,
             conn: Mutex::new(None),
+            round_trip_us: Default::default(),
         })
+    }
+
+    /// How long the last exchange took.
+    pub(crate) fn round_trip(&self) -> Duration {
+        Duration::from_micros(
+            self.round_trip_us
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -120,7 +132,13 @@ impl Engine {
         let Some((conn, id)) = guard.as_mut() else {
             return Err("not connected".into());
         };
-        match f(conn, *id) {
+        let began = Instant::now();
+        let done = f(conn, *id);
+        self.round_trip_us.store(
+            began.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match done {
             Ok(v) => Ok(v),
             Err(e) => {
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
@@ -271,6 +289,7 @@ pub struct RedisStore {
     lost: Option<String>,
     gate: Arc<gate::RedisGate>,
     checkpoints: checkpoints::RedisCheckpoints,
+    collections: collection::RedisCollections,
 }
 
 impl RedisStore {
@@ -293,6 +312,7 @@ impl RedisStore {
         Ok((
             RedisStore {
                 gate: Arc::new(gate::RedisGate::new(engine.clone())),
+                collections: collection::RedisCollections::new(engine.clone(), lease),
                 checkpoints: checkpoints::RedisCheckpoints::new(
                     engine.clone(),
                     lease,
@@ -343,6 +363,9 @@ impl StateStore for RedisStore {
     }
     fn checkpoints(&self) -> Option<&dyn CheckpointStore> {
         Some(&self.checkpoints)
+    }
+    fn collections(&self) -> Option<&dyn CollectionStore> {
+        Some(&self.collections)
     }
     fn tidy(&self) {
         self.local.tidy()
@@ -510,6 +533,44 @@ mod tests {
             refused.contains("taken over by another process"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn an_interval_is_collected_once_and_an_unstored_lead_lets_its_lease_go() {
+        use crate::state::store::Claim;
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            return;
+        };
+        let (a, b) = (store(&s.1, t.path()), store(&s.1, t.path()));
+        let (ca, cb) = (a.collections().unwrap(), b.collections().unwrap());
+        let never = || false;
+        let soon = || Instant::now() + Duration::from_millis(300);
+        let Claim::Lead(lead) = ca.claim("i1", soon(), &never).unwrap() else {
+            panic!("the first process leads")
+        };
+        assert!(!lead.took_over);
+        assert!(matches!(
+            cb.claim("i1", soon(), &never).unwrap(),
+            Claim::Waited
+        ));
+        ca.store(&lead, "{\"x\":1}", Duration::from_secs(60))
+            .unwrap();
+        drop(lead);
+        match cb.claim("i1", soon(), &never).unwrap() {
+            Claim::Stored(s) => assert_eq!(s, "{\"x\":1}"),
+            _ => panic!("the second emits what the first stored"),
+        }
+        // A lead dropped without storing (its collection failed): the next process leads.
+        let Claim::Lead(failed) = ca.claim("i2", soon(), &never).unwrap() else {
+            panic!("the first process leads")
+        };
+        drop(failed);
+        assert!(matches!(
+            cb.claim("i2", soon(), &never).unwrap(),
+            Claim::Lead(_)
+        ));
+        assert!(a.collections().unwrap().round_trip() > Duration::ZERO);
     }
 
     #[test]
