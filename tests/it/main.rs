@@ -17,6 +17,7 @@ mod docs;
 mod faults;
 mod first_run;
 mod fleet;
+mod fleet_collections;
 mod hostile_answers;
 mod hostile_files;
 mod hostile_input;
