@@ -574,6 +574,49 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_leader_that_stores_nothing_is_taken_over_when_its_lease_ends() {
+        use crate::state::store::Claim;
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            return;
+        };
+        let mut short = target(&s.1);
+        short.lease = Duration::from_millis(300);
+        let open = |n: &str| {
+            let dir = StateDir::open(&t.path().join(n)).unwrap();
+            let local = DirectoryStore::new(Some(dir), None, None::<RuntimeDir>);
+            RedisStore::open(short.clone(), local, None).unwrap().0
+        };
+        let (paused, follower) = (open("a"), open("b"));
+        let never = || false;
+        let far = || Instant::now() + Duration::from_secs(10);
+        // Its connection stays open: only the end of its lease frees the interval.
+        let Claim::Lead(held) = paused
+            .collections()
+            .unwrap()
+            .claim("i", far(), &never)
+            .unwrap()
+        else {
+            panic!("the first process leads")
+        };
+        let Claim::Lead(taken) = follower
+            .collections()
+            .unwrap()
+            .claim("i", far(), &never)
+            .unwrap()
+        else {
+            panic!("the follower takes the interval over")
+        };
+        assert!(taken.took_over);
+        // Waking, the ex-leader cannot store over the new leader's collection.
+        let refused = paused
+            .collections()
+            .unwrap()
+            .store(&held, "{}", Duration::from_secs(60));
+        assert!(refused.unwrap_err().contains("taken over"));
+    }
+
+    #[test]
     fn a_lost_generation_holds_the_checkpoints_back() {
         let t = tempfile::tempdir().unwrap();
         let Some(s) = server(t.path()) else {
