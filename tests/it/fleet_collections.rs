@@ -74,6 +74,38 @@ fn three_runs_of_one_spec_make_one_set_of_calls_and_emit_identical_values() {
     assert!(ttl > 0, "kept for a few intervals, not for good");
 }
 
+#[test]
+fn a_leader_killed_before_it_stored_is_taken_over_by_a_follower() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_millis(500);
+    let sim = start(cfg);
+    let spec = six_series(&sim, &redis.url, "stop");
+    // The first run leads (its calls have started); two more wait for its collection.
+    let mut leader = host_run(&spec, SK);
+    wait_until("the leader's first call", || sim.arrivals() >= 1);
+    let others: Vec<Child> = (0..2).map(|_| host_run(&spec, SK)).collect();
+    leader.kill().unwrap();
+    assert!(!leader.wait().unwrap().success());
+    let outs = outputs(others);
+    let mut collectors = Vec::new();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        collectors.push(parse_lp(&stdout(out)).pop().unwrap());
+    }
+    // One of them took the interval over (its lease went with the killed one's connection).
+    let took: Vec<_> = collectors
+        .iter()
+        .filter(|c| c.int("leader") == Some(1))
+        .collect();
+    assert_eq!(took.len(), 1, "{collectors:?}");
+    assert_eq!(took[0].int("failovers"), Some(1), "{collectors:?}");
+    assert_eq!(data_lines(&stdout(&outs[0])), data_lines(&stdout(&outs[1])));
+    assert_eq!(data_lines(&stdout(&outs[0])).len(), 6);
+}
+
 /// The value of the sample `name` on a page (its first), if there is one.
 fn sample(body: &str, name: &str) -> Option<f64> {
     body.lines()

@@ -51,13 +51,13 @@ impl Sharing {
     /// coordination engine, for period specs, and for outputs other than line protocol and
     /// Prometheus (each process then collects).
     pub fn of(
-        ctx_has_engine: bool,
+        engine: bool,
         period: bool,
         format: Format,
         serve: Option<Duration>,
         execd: bool,
     ) -> Option<Sharing> {
-        if !ctx_has_engine || period {
+        if !engine || period {
             return None;
         }
         let kind = match (serve, format) {

@@ -16,12 +16,16 @@ use crate::state::store::{Claim, CollectionStore, Lead};
 /// The largest collection stored (a bigger one is not shared: each process collects).
 pub const MAX_STORED: usize = 8 << 20;
 
-/// KEYS: the stored collection, the lease. ARGV: the lease's value, its length (ms). The
-/// stored collection (`{1, it}`), else the lease taken (`{2}`), else `{0}`.
+/// KEYS: the stored collection, the lease, the takeover mark. ARGV: the lease's value, its
+/// length (ms). The stored collection (`{1, it}`), else the lease taken (`{2}`; `{3}` when a
+/// process freed it from a dead holder: a takeover), else `{0}`.
 const CLAIM: &str = r"
 local stored = redis.call('GET', KEYS[1])
 if stored then return {1, stored} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('DEL', KEYS[3]) == 1 then return {3} end
+  return {2}
+end
 return {0}
 ";
 
@@ -43,20 +47,22 @@ impl RedisCollections {
     pub(crate) fn new(engine: Arc<Engine>, lease: Duration) -> Self {
         RedisCollections { engine, lease }
     }
-    fn keys(&self, interval: &str) -> (String, String) {
+    fn keys(&self, interval: &str) -> (String, String, String) {
         (
             self.engine.group_key("collection", interval),
             self.engine.group_key("collecting", interval),
+            self.engine.group_key("takeover", interval),
         )
     }
     /// One attempt: the stored collection, the lease (its value), or neither.
     fn attempt(&self, interval: &str, token: &str) -> Result<Attempt, String> {
-        let (stored, lease) = self.keys(interval);
+        let (stored, lease, takeover) = self.keys(interval);
         self.engine.with_id(|c, id| {
             let value = format!("{id}:{token}");
             let got: Vec<redis::Value> = redis::Script::new(CLAIM)
                 .key(&stored)
                 .key(&lease)
+                .key(&takeover)
                 .arg(&value)
                 .arg(self.lease.as_millis() as u64)
                 .invoke(c)?;
@@ -67,9 +73,18 @@ impl RedisCollections {
             };
             Ok(match got {
                 (1, Some(s)) => Attempt::Stored(s),
-                (2, _) => Attempt::Lease(value),
+                (2, _) => Attempt::Lease(value, false),
+                (3, _) => Attempt::Lease(value, true),
                 _ => {
-                    release_if_gone(c, &lease)?;
+                    // Its holder died: whoever takes the lease next takes the interval over.
+                    if release_if_gone(c, &lease)? {
+                        redis::cmd("SET")
+                            .arg(&takeover)
+                            .arg(1)
+                            .arg("PX")
+                            .arg(self.lease.as_millis() as u64)
+                            .query::<()>(c)?;
+                    }
                     Attempt::Neither
                 }
             })
@@ -79,7 +94,8 @@ impl RedisCollections {
 
 enum Attempt {
     Stored(String),
-    Lease(String),
+    /// The lease's value, and whether it was freed from a dead holder.
+    Lease(String, bool),
     Neither,
 }
 
@@ -96,7 +112,7 @@ impl CollectionStore for RedisCollections {
         loop {
             match self.attempt(interval, &token)? {
                 Attempt::Stored(s) => return Ok(Claim::Stored(s)),
-                Attempt::Lease(value) => {
+                Attempt::Lease(value, freed) => {
                     let held = Held {
                         engine: self.engine.clone(),
                         key: self.keys(interval).1,
@@ -105,7 +121,7 @@ impl CollectionStore for RedisCollections {
                     return Ok(Claim::Lead(Lead {
                         interval: interval.to_string(),
                         token: value,
-                        took_over: waited,
+                        took_over: waited || freed,
                         held: Box::new(held),
                     }));
                 }
@@ -129,7 +145,7 @@ impl CollectionStore for RedisCollections {
                 MAX_STORED
             ));
         }
-        let (stored, lease) = self.keys(&lead.interval);
+        let (stored, lease, _) = self.keys(&lead.interval);
         let done: i64 = self.engine.with(|c| {
             redis::Script::new(STORE)
                 .key(&lease)
