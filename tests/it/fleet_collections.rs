@@ -6,12 +6,14 @@
 
 use crate::common;
 
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::serving::Serve;
 use common::*;
+use maas_usage::sim::Simulator;
 
 use crate::fleet::{host_run, outputs, six_series};
 
@@ -24,27 +26,40 @@ fn data_lines(out: &str) -> Vec<String> {
         .collect()
 }
 
+/// A simulator answering after `latency_ms`, and the six-series spec coordinated by `redis`.
+fn slow_six_series(redis: &RedisServer, latency_ms: u64) -> (Simulator, PathBuf) {
+    let mut cfg = sim_config();
+    cfg.faults.latency = Duration::from_millis(latency_ms);
+    let sim = start(cfg);
+    let spec = six_series(&sim, &redis.url, "stop");
+    (sim, spec)
+}
+
+/// The self-metrics line of each run (which must have exited 0), and those of the leaders.
+fn collectors_and_leaders(outs: &[std::process::Output]) -> (Vec<Line>, Vec<Line>) {
+    let mut collectors = Vec::new();
+    for out in outs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        collectors.push(parse_lp(&stdout(out)).pop().unwrap());
+    }
+    let leaders = collectors
+        .iter()
+        .filter(|c| c.int("leader") == Some(1))
+        .cloned()
+        .collect();
+    (collectors, leaders)
+}
+
 #[test]
 fn three_runs_of_one_spec_make_one_set_of_calls_and_emit_identical_values() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let mut cfg = sim_config();
     // Answers take a while, so that the three runs overlap.
-    cfg.faults.latency = Duration::from_millis(300);
-    let sim = start(cfg);
-    let spec = six_series(&sim, &redis.url, "stop");
+    let (sim, spec) = slow_six_series(&redis, 300);
     let runs: Vec<Child> = (0..3).map(|_| host_run(&spec, SK)).collect();
     let outs = outputs(runs);
-    let mut collectors = Vec::new();
-    for out in &outs {
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
-        collectors.push(parse_lp(&stdout(out)).pop().unwrap());
-    }
-    let leaders: Vec<_> = collectors
-        .iter()
-        .filter(|c| c.int("leader") == Some(1))
-        .collect();
+    let (collectors, leaders) = collectors_and_leaders(&outs);
     assert_eq!(leaders.len(), 1, "one leader: {collectors:?}");
     let calls = leaders[0].int("api_calls").unwrap();
     assert!(calls > 0);
@@ -79,10 +94,7 @@ fn a_leader_killed_before_it_stored_is_taken_over_by_a_follower() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let mut cfg = sim_config();
-    cfg.faults.latency = Duration::from_millis(500);
-    let sim = start(cfg);
-    let spec = six_series(&sim, &redis.url, "stop");
+    let (sim, spec) = slow_six_series(&redis, 500);
     // The first run leads (its calls have started); two more wait for its collection.
     let mut leader = host_run(&spec, SK);
     wait_until("the leader's first call", || sim.arrivals() >= 1);
@@ -90,16 +102,8 @@ fn a_leader_killed_before_it_stored_is_taken_over_by_a_follower() {
     leader.kill().unwrap();
     assert!(!leader.wait().unwrap().success());
     let outs = outputs(others);
-    let mut collectors = Vec::new();
-    for out in &outs {
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
-        collectors.push(parse_lp(&stdout(out)).pop().unwrap());
-    }
     // One of them took the interval over (its lease went with the killed one's connection).
-    let took: Vec<_> = collectors
-        .iter()
-        .filter(|c| c.int("leader") == Some(1))
-        .collect();
+    let (collectors, took) = collectors_and_leaders(&outs);
     assert_eq!(took.len(), 1, "{collectors:?}");
     assert_eq!(took[0].int("failovers"), Some(1), "{collectors:?}");
     assert_eq!(data_lines(&stdout(&outs[0])), data_lines(&stdout(&outs[1])));

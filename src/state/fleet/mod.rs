@@ -477,6 +477,15 @@ mod tests {
         RedisStore::open(target(url), local, None).unwrap().0
     }
 
+    /// A store of its own state directory `name` under `t`, whose leases last 300 ms.
+    fn short_lease_store(url: &str, t: &std::path::Path, name: &str) -> RedisStore {
+        let mut short = target(url);
+        short.lease = Duration::from_millis(300);
+        let dir = StateDir::open(&t.join(name)).unwrap();
+        let local = DirectoryStore::new(Some(dir), None, None::<RuntimeDir>);
+        RedisStore::open(short, local, None).unwrap().0
+    }
+
     #[test]
     fn redis_keeps_the_contract_of_a_state_store() {
         let t = tempfile::tempdir().unwrap();
@@ -511,13 +520,7 @@ mod tests {
         let Some(s) = server(t.path()) else {
             return;
         };
-        let mut short = target(&s.1);
-        short.lease = Duration::from_millis(300);
-        let dir = |n: &str| StateDir::open(&t.path().join(n)).unwrap();
-        let open = |n: &str| {
-            let local = DirectoryStore::new(Some(dir(n)), None, None::<RuntimeDir>);
-            RedisStore::open(short.clone(), local, None).unwrap().0
-        };
+        let open = |n: &str| short_lease_store(&s.1, t.path(), n);
         let (old, new) = (open("a"), open("b"));
         let never = || false;
         let (a, b) = (old.checkpoints().unwrap(), new.checkpoints().unwrap());
@@ -580,13 +583,7 @@ mod tests {
         let Some(s) = server(t.path()) else {
             return;
         };
-        let mut short = target(&s.1);
-        short.lease = Duration::from_millis(300);
-        let open = |n: &str| {
-            let dir = StateDir::open(&t.path().join(n)).unwrap();
-            let local = DirectoryStore::new(Some(dir), None, None::<RuntimeDir>);
-            RedisStore::open(short.clone(), local, None).unwrap().0
-        };
+        let open = |n: &str| short_lease_store(&s.1, t.path(), n);
         let (paused, follower) = (open("a"), open("b"));
         let never = || false;
         let far = || Instant::now() + Duration::from_secs(10);
