@@ -333,5 +333,9 @@ pub fn run_stats(
         // The process's memory of its collections fills these in.
         last_success_ms: 0,
         consecutive_failures: 0,
+        // The coordination group's role and engine (`run::shared`) fill these in.
+        leader: 1,
+        engine_round_trip_us: 0,
+        failovers: 0,
     }
 }

@@ -255,6 +255,13 @@ pub struct RunStats {
     pub last_success_ms: u64,
     /// Failed collections in a row, this one included (0 when it succeeded).
     pub consecutive_failures: u64,
+    /// 1: this process made the calls; 0: it emitted its coordination group's stored
+    /// collection.
+    pub leader: u64,
+    /// The coordination engine's last round trip, in microseconds (0 without one).
+    pub engine_round_trip_us: u64,
+    /// Collections made after a leader died without storing its own (the process's count).
+    pub failovers: u64,
 }
 
 /// Tells whether (and by which signal) the run was asked to stop.

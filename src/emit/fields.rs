@@ -102,7 +102,7 @@ pub fn tag_map<'a>(
 }
 
 /// The collector values in `COLLECTOR_FIELDS` order.
-pub fn collector_values(s: &RunStats) -> [u64; 8] {
+pub fn collector_values(s: &RunStats) -> [u64; 11] {
     [
         s.series_ok,
         s.series_failed,
@@ -112,7 +112,19 @@ pub fn collector_values(s: &RunStats) -> [u64; 8] {
         s.duration_ms,
         s.last_success_ms,
         s.consecutive_failures,
+        s.leader,
+        s.engine_round_trip_us,
+        s.failovers,
     ]
+}
+
+/// A collector value in seconds, when its OTLP and Prometheus unit is the second (the field
+/// counts milliseconds, or microseconds for `us`).
+pub fn in_seconds(f: &CollectorField, v: u64) -> Option<f64> {
+    (f.otlp_unit == "s").then(|| match f.unit {
+        "us" => v as f64 / 1_000_000.0,
+        _ => v as f64 / 1000.0,
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

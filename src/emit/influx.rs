@@ -243,6 +243,21 @@ fn budget_line(
     );
 }
 
+/// The series lines of several clouds' reports, without their self-metrics lines.
+pub fn render_all_series(reports: &[Report<'_>], opts: &InfluxOptions<'_>) -> String {
+    reports.iter().map(|r| render_series(r, opts)).collect()
+}
+
+/// The self-metrics lines of several clouds' reports, alone (a follower of a coordination
+/// group writes them after the group's stored series).
+pub fn render_collectors(reports: &[Report<'_>], opts: &InfluxOptions<'_>) -> String {
+    let mut out = String::new();
+    for r in reports {
+        collector_line(&mut out, r, opts);
+    }
+    out
+}
+
 /// The reports of several clouds, one after the other (each with its self-metrics line).
 pub fn render_all(reports: &[Report<'_>], opts: &InfluxOptions<'_>) -> String {
     reports.iter().map(|r| render(r, opts)).collect()

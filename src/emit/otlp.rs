@@ -365,10 +365,9 @@ pub fn collector_metrics(
         if let Some(outcome) = f.outcome {
             attrs.push(kv_str(fields::OUTCOME_ATTRIBUTE, outcome));
         }
-        let value = if f.otlp_unit == "s" {
-            Value::Float(v as f64 / 1000.0)
-        } else {
-            Value::Int(v)
+        let value = match fields::in_seconds(f, v) {
+            Some(s) => Value::Float(s),
+            None => Value::Int(v),
         };
         let p = point(attrs, t, t, value);
         match by_name.iter_mut().find(|(g, _)| g.otlp == f.otlp) {

@@ -449,10 +449,9 @@ fn collector_families(r: &Report<'_>, opts: &PromOptions<'_>) -> Vec<Family> {
         }
         let l = with_tags(l, opts.tags);
         // Base units: milliseconds become seconds.
-        let value = if f.otlp_unit == "s" {
-            format!("{}", v as f64 / 1000.0)
-        } else {
-            v.to_string()
+        let value = match fields::in_seconds(f, v) {
+            Some(s) => format!("{s}"),
+            None => v.to_string(),
         };
         match families.iter_mut().find(|g| g.name == f.prometheus) {
             Some(g) => g.samples.push((l, value)),

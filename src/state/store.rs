@@ -121,8 +121,46 @@ pub trait PreparedCommit: Send {
 }
 
 /// The collection a group of processes made for one interval, stored so that the others emit
-/// it instead of calling again (issue 20's fleet). A placeholder: no store keeps one yet.
-pub trait CollectionStore: Send + Sync {}
+/// it instead of calling again (issue 20's fleet).
+pub trait CollectionStore: Send + Sync {
+    /// The collection of `interval` (a name of the interval and the output): stored already
+    /// (another process made it), or this process's to make (it holds the interval's lease),
+    /// waiting until `deadline` (or `stop`) while another process holds the lease; an error
+    /// when the engine cannot answer.
+    fn claim(
+        &self,
+        interval: &str,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Claim, String>;
+    /// Stores `collection` (serialised, without a secret) as the one of `lead`'s interval for
+    /// `ttl`, if `lead` still holds its lease; an error otherwise.
+    fn store(&self, lead: &Lead, collection: &str, ttl: Duration) -> Result<(), String>;
+    /// How long the engine's last exchange took.
+    fn round_trip(&self) -> Duration;
+}
+
+/// What [`CollectionStore::claim`] found.
+pub enum Claim {
+    /// This process makes the interval's collection.
+    Lead(Lead),
+    /// Another process made it: here it is.
+    Stored(String),
+    /// Another process held the lease until the deadline, and stored nothing.
+    Waited,
+}
+
+/// The lease of one interval's collection; dropped without storing (the collection failed or
+/// was cut short), it lets the lease go: each process of the group then tries for itself,
+/// through the budget and the credential gate.
+pub struct Lead {
+    pub interval: String,
+    pub token: String,
+    /// The lease was another's, which stored nothing before it ended (that process died).
+    pub took_over: bool,
+    /// Lets the lease go when dropped, if it is still this process's.
+    pub held: Box<dyn Send>,
+}
 
 /// The state directory, when there is one that can be used, with the per-user runtime
 /// directory behind it for the credential gate's records.

@@ -37,7 +37,7 @@ fn four_queries(sim: &Simulator, redis: &str) -> PathBuf {
 }
 
 /// A run on a host of its own (its own state directory), started.
-fn host_run(spec: &Path, sk: &str) -> Child {
+pub(crate) fn host_run(spec: &Path, sk: &str) -> Child {
     let mut c = bin();
     c.env("HW_ACCESS_KEY", AK)
         .env("HW_SECRET_KEY", sk)
@@ -49,8 +49,25 @@ fn host_run(spec: &Path, sk: &str) -> Child {
         .unwrap()
 }
 
+/// Three hosts of three coordination groups (three specs on one key): each makes its own
+/// calls, from the one budget of the key.
 fn three_hosts(spec: &Path) -> Vec<Child> {
-    (0..3).map(|_| host_run(spec, SK)).collect()
+    (0..3).map(|i| host_run(&own_group(spec, i), SK)).collect()
+}
+
+/// `spec` in a coordination group of its own, `host-<n>-<a number new to this process>`
+/// (processes of one group share their collections: of separate groups, each collects).
+fn own_group(spec: &Path, n: usize) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = format!(
+        "{n}-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let text = std::fs::read_to_string(spec).unwrap();
+    spec_file(&text.replace(
+        "  engine: redis\n",
+        &format!("  engine: redis\n  group: host-{n}\n"),
+    ))
 }
 
 pub(crate) fn outputs(children: Vec<Child>) -> Vec<Output> {
@@ -128,6 +145,7 @@ fn without_redis_the_same_three_hosts_are_throttled() {
             .lines()
             .filter(|l| !l.starts_with("coordination:") && !l.starts_with("  engine:"))
             .filter(|l| !l.starts_with("  url: redis") && !l.starts_with("  lease:"))
+            .filter(|l| !l.starts_with("  group:"))
             .collect::<Vec<_>>()
             .join("\n"),
     );
@@ -159,18 +177,21 @@ fn two_keys_of_one_account_keep_to_the_account_budget() {
     // for it): two keys together N, not 2 N.
     let spec = spec_file(&format!("{text}  account_requests_per_minute: {N}\n"));
     let mut children = Vec::new();
-    for (ak, sk) in [
+    for (i, (ak, sk)) in [
         (AK, SK),
         (other_ak, other_sk),
         (AK, SK),
         (other_ak, other_sk),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut c = bin();
         c.env("HW_ACCESS_KEY", ak)
             .env("HW_SECRET_KEY", sk)
             .env("MAAS_USAGE_RATE_WINDOW_MS", WINDOW_MS.to_string());
         children.push(
-            run_in_state(c, &spec, &tempdir().join("state"))
+            run_in_state(c, &own_group(&spec, i), &tempdir().join("state"))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

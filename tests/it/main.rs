@@ -21,6 +21,7 @@ mod docs;
 mod faults;
 mod first_run;
 mod fleet;
+mod fleet_collections;
 mod fleet_failover;
 mod fleet_tls;
 mod hostile_answers;

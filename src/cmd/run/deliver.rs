@@ -18,13 +18,26 @@ use crate::state::store::PreparedCommit;
 
 /// Writes or pushes the report in the run's format; under `serve`, publishes it for scrapes
 /// when the collection succeeded (`ok`), else only its self-metrics, after the last good data.
+/// With a coordination group sharing its collections, the data part written (self-metrics
+/// after it), for the group's other processes.
 pub fn deliver(
     ctx: &Context,
     reports: &[Report<'_>],
     ok: bool,
     deadline: Instant,
-) -> Result<(), Error> {
+) -> Result<Option<Page>, Error> {
     let out = &ctx.spec.output;
+    if ctx.sharing.is_some() && ctx.published.is_none() {
+        let data = Page {
+            text: match ctx.format {
+                Format::Influx => emit::influx::render_all_series(reports, &influx_opts(ctx)),
+                _ => emit::prometheus::render_parts_all(reports, &prom_opts(ctx, false)).data,
+            },
+            openmetrics: String::new(),
+        };
+        deliver_stored(ctx, data.clone(), reports)?;
+        return Ok(Some(data));
+    }
     if let Some(published) = &ctx.published {
         let render = |openmetrics| {
             emit::prometheus::render_parts_all(
@@ -41,17 +54,15 @@ pub fn deliver(
             text: text.own,
             openmetrics: openmetrics.own,
         };
+        let data = Page {
+            text: text.data,
+            openmetrics: openmetrics.data,
+        };
         match ok {
-            true => published.publish(
-                Page {
-                    text: text.data,
-                    openmetrics: openmetrics.data,
-                },
-                own,
-            ),
+            true => published.publish(data.clone(), own),
             false => published.refresh(own),
         }
-        return Ok(());
+        return Ok(Some(data));
     }
     let otlp_opts = || OtlpOptions {
         tags: &out.tags,
@@ -106,6 +117,45 @@ pub fn deliver(
             }
         }
     }
+    Ok(None)
+}
+
+fn influx_opts(ctx: &Context) -> InfluxOptions<'_> {
+    InfluxOptions {
+        measurement: &ctx.spec.output.measurement,
+        tags: &ctx.spec.output.tags,
+    }
+}
+
+fn prom_opts(ctx: &Context, openmetrics: bool) -> PromOptions<'_> {
+    PromOptions {
+        tags: &ctx.spec.output.tags,
+        resource: &ctx.resource,
+        openmetrics,
+    }
+}
+
+/// Writes `data` (a coordination group's collection: line protocol, or a Prometheus page's
+/// data part) followed by the self-metrics of `reports`; under `serve`, publishes them.
+pub fn deliver_stored(ctx: &Context, data: Page, reports: &[Report<'_>]) -> Result<(), Error> {
+    if let Some(published) = &ctx.published {
+        let own = |openmetrics| {
+            emit::prometheus::render_parts_all(reports, &prom_opts(ctx, openmetrics)).own
+        };
+        published.publish(
+            data,
+            Page {
+                text: own(false),
+                openmetrics: own(true),
+            },
+        );
+        return Ok(());
+    }
+    let own = match ctx.format {
+        Format::Influx => emit::influx::render_collectors(reports, &influx_opts(ctx)),
+        _ => emit::prometheus::render_parts_all(reports, &prom_opts(ctx, false)).own,
+    };
+    ctx.sink.write(&format!("{}{own}", data.text))?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod deliver;
 mod execd;
 mod period;
 mod serve;
+mod shared;
 pub mod signals;
 mod stream;
 
@@ -70,6 +71,8 @@ pub(crate) struct Context {
     destination: Destination,
     /// `serve`: where a successful collection is published for scrapes (instead of `format`).
     published: Option<Arc<Published>>,
+    /// With a coordination engine: how this process shares its collections with its group.
+    sharing: Option<shared::Sharing>,
 }
 
 /// What a process remembers of its collections, for the self-metrics: when the last
@@ -251,7 +254,18 @@ pub fn run_spec(spec: Spec, mut settings: Settings, o: RunOptions) -> Result<Out
         },
         spec.output.destination.as_deref(),
     );
+    let sharing = shared::Sharing::of(
+        store.collections().is_some(),
+        period::has_period(&spec),
+        format,
+        match &o.mode {
+            Mode::Serve { interval, .. } => Some(*interval),
+            _ => None,
+        },
+        matches!(o.mode, Mode::Execd),
+    );
     let ctx = Context {
+        sharing,
         destination,
         table,
         export,
@@ -374,6 +388,11 @@ fn cloud_runs(
 
 /// One collection: plan at now, call, write, and tell stderr what failed (most useful first).
 fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
+    let lead = match shared::claim(ctx, started)? {
+        shared::Role::Alone => None,
+        shared::Role::Lead(lead) => Some(lead),
+        shared::Role::Follow(stored) => return shared::follow(ctx, *stored, started),
+    };
     let mut period = period::begin(ctx, started);
     // A push needs time after the collection: it gets the last quarter of the run.
     let timeout = ctx.spec.limits.timeout;
@@ -424,6 +443,7 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
             u64::try_from(r.failed.as_ref().map_or(0, |_| cloud_planned(ctx, cloud))).unwrap_or(0);
         (stats.last_success_ms, stats.consecutive_failures) =
             lock(&cloud.health).record(ok, started);
+        shared::fill(ctx, &mut stats, true);
         if let Some(conn) = &r.conn {
             *lock(&cloud.calls_before) = conn.client.counters.snapshot();
         }
@@ -455,7 +475,10 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         })
         .collect();
     let ok = reports_stats.iter().any(|(ok, _)| *ok);
-    deliver::deliver(ctx, &reports, ok, started + ctx.spec.limits.timeout)?;
+    let data = deliver::deliver(ctx, &reports, ok, started + ctx.spec.limits.timeout)?;
+    if let Some(lead) = lead {
+        shared::store(ctx, lead, data, &reports_stats);
+    }
     deliver::commit(ctx, prepared);
     Ok(outcome)
 }

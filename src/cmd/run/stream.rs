@@ -24,6 +24,8 @@ pub fn streams(ctx: &Context) -> bool {
         && ctx.sink.to_stdout()
         && ctx.published.is_none()
         && ctx.clouds.len() == 1
+        // A collection shared with a coordination group is written whole, to be stored.
+        && ctx.sharing.is_none()
 }
 
 /// Where a streamed collection's lines come from: its cloud (the `cloud` tag with `clouds`),

@@ -113,14 +113,15 @@ pub(crate) fn take_lock(
     }
 }
 
-/// Deletes the lock `key` when the connection of its holder is gone. Conservative: a lock
-/// whose holder cannot be told (no right to `CLIENT LIST`, a value of another form) stays.
-fn release_if_gone(c: &mut redis::Connection, key: &str) -> redis::RedisResult<()> {
+/// Deletes the lock `key` when the connection of its holder is gone (`true` when it did).
+/// Conservative: a lock whose holder cannot be told (no right to `CLIENT LIST`, a value of
+/// another form) stays.
+pub(crate) fn release_if_gone(c: &mut redis::Connection, key: &str) -> redis::RedisResult<bool> {
     let Some(value) = redis::cmd("GET").arg(key).query::<Option<String>>(c)? else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(id) = value.split(':').next().and_then(|i| i.parse::<i64>().ok()) else {
-        return Ok(());
+        return Ok(false);
     };
     let alive = redis::cmd("CLIENT")
         .arg("LIST")
@@ -128,13 +129,11 @@ fn release_if_gone(c: &mut redis::Connection, key: &str) -> redis::RedisResult<(
         .arg(id)
         .query::<String>(c)
         .map_or(true, |list| !list.trim().is_empty());
-    if !alive {
-        redis::Script::new(RELEASE)
-            .key(key)
-            .arg(&value)
-            .invoke::<i64>(c)?;
+    if alive {
+        return Ok(false);
     }
-    Ok(())
+    let released: i64 = redis::Script::new(RELEASE).key(key).arg(&value).invoke(c)?;
+    Ok(released == 1)
 }
 
 impl GateStore for RedisGate {

@@ -12,6 +12,7 @@
 
 mod budget;
 mod checkpoints;
+mod collection;
 mod gate;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionLike, IntoConnectionInfo};
 
-use super::store::{CheckpointStore, DirectoryStore, DiscoveryStore, StateStore};
+use super::store::{CheckpointStore, CollectionStore, DirectoryStore, DiscoveryStore, StateStore};
 use crate::budget::Budget;
 use crate::cloud::auth::GateStore;
 use crate::cloud::credentials::Secret;
@@ -79,6 +80,8 @@ pub(crate) struct Engine {
     /// The connection, with its id on the server (`CLIENT ID`), which names this process in
     /// the locks it holds.
     conn: Mutex<Option<(redis::Connection, i64)>>,
+    /// How long the last exchange took, in microseconds (a self-metric).
+    round_trip_us: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -118,7 +121,16 @@ impl Engine {
             target,
             client,
             conn: Mutex::new(None),
+            round_trip_us: Default::default(),
         })
+    }
+
+    /// How long the last exchange took.
+    pub(crate) fn round_trip(&self) -> Duration {
+        Duration::from_micros(
+            self.round_trip_us
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -149,7 +161,13 @@ impl Engine {
         let Some((conn, id)) = guard.as_mut() else {
             return Err("not connected".into());
         };
-        match f(conn, *id) {
+        let began = Instant::now();
+        let done = f(conn, *id);
+        self.round_trip_us.store(
+            began.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match done {
             Ok(v) => Ok(v),
             Err(e) => {
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
@@ -341,6 +359,7 @@ pub struct RedisStore {
     lost: Option<String>,
     gate: Arc<gate::RedisGate>,
     checkpoints: checkpoints::RedisCheckpoints,
+    collections: collection::RedisCollections,
 }
 
 impl RedisStore {
@@ -363,6 +382,7 @@ impl RedisStore {
         Ok((
             RedisStore {
                 gate: Arc::new(gate::RedisGate::new(engine.clone())),
+                collections: collection::RedisCollections::new(engine.clone(), lease),
                 checkpoints: checkpoints::RedisCheckpoints::new(
                     engine.clone(),
                     lease,
@@ -413,6 +433,9 @@ impl StateStore for RedisStore {
     }
     fn checkpoints(&self) -> Option<&dyn CheckpointStore> {
         Some(&self.checkpoints)
+    }
+    fn collections(&self) -> Option<&dyn CollectionStore> {
+        Some(&self.collections)
     }
     fn tidy(&self) {
         self.local.tidy()
@@ -525,6 +548,15 @@ mod tests {
         RedisStore::open(target(url), local, None).unwrap().0
     }
 
+    /// A store of its own state directory `name` under `t`, whose leases last 300 ms.
+    fn short_lease_store(url: &str, t: &std::path::Path, name: &str) -> RedisStore {
+        let mut short = target(url);
+        short.lease = Duration::from_millis(300);
+        let dir = StateDir::open(&t.join(name)).unwrap();
+        let local = DirectoryStore::new(Some(dir), None, None::<RuntimeDir>);
+        RedisStore::open(short, local, None).unwrap().0
+    }
+
     #[test]
     fn redis_keeps_the_contract_of_a_state_store() {
         let t = tempfile::tempdir().unwrap();
@@ -559,13 +591,7 @@ mod tests {
         let Some(s) = server(t.path()) else {
             return;
         };
-        let mut short = target(&s.1);
-        short.lease = Duration::from_millis(300);
-        let dir = |n: &str| StateDir::open(&t.path().join(n)).unwrap();
-        let open = |n: &str| {
-            let local = DirectoryStore::new(Some(dir(n)), None, None::<RuntimeDir>);
-            RedisStore::open(short.clone(), local, None).unwrap().0
-        };
+        let open = |n: &str| short_lease_store(&s.1, t.path(), n);
         let (old, new) = (open("a"), open("b"));
         let never = || false;
         let (a, b) = (old.checkpoints().unwrap(), new.checkpoints().unwrap());
@@ -581,6 +607,81 @@ mod tests {
             refused.contains("taken over by another process"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn an_interval_is_collected_once_and_an_unstored_lead_lets_its_lease_go() {
+        use crate::state::store::Claim;
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            return;
+        };
+        let (a, b) = (store(&s.1, t.path()), store(&s.1, t.path()));
+        let (ca, cb) = (a.collections().unwrap(), b.collections().unwrap());
+        let never = || false;
+        let soon = || Instant::now() + Duration::from_millis(300);
+        let Claim::Lead(lead) = ca.claim("i1", soon(), &never).unwrap() else {
+            panic!("the first process leads")
+        };
+        assert!(!lead.took_over);
+        assert!(matches!(
+            cb.claim("i1", soon(), &never).unwrap(),
+            Claim::Waited
+        ));
+        ca.store(&lead, "{\"x\":1}", Duration::from_secs(60))
+            .unwrap();
+        drop(lead);
+        match cb.claim("i1", soon(), &never).unwrap() {
+            Claim::Stored(s) => assert_eq!(s, "{\"x\":1}"),
+            _ => panic!("the second emits what the first stored"),
+        }
+        // A lead dropped without storing (its collection failed): the next process leads.
+        let Claim::Lead(failed) = ca.claim("i2", soon(), &never).unwrap() else {
+            panic!("the first process leads")
+        };
+        drop(failed);
+        assert!(matches!(
+            cb.claim("i2", soon(), &never).unwrap(),
+            Claim::Lead(_)
+        ));
+        assert!(a.collections().unwrap().round_trip() > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_paused_leader_that_stores_nothing_is_taken_over_when_its_lease_ends() {
+        use crate::state::store::Claim;
+        let t = tempfile::tempdir().unwrap();
+        let Some(s) = server(t.path()) else {
+            return;
+        };
+        let open = |n: &str| short_lease_store(&s.1, t.path(), n);
+        let (paused, follower) = (open("a"), open("b"));
+        let never = || false;
+        let far = || Instant::now() + Duration::from_secs(10);
+        // Its connection stays open: only the end of its lease frees the interval.
+        let Claim::Lead(held) = paused
+            .collections()
+            .unwrap()
+            .claim("i", far(), &never)
+            .unwrap()
+        else {
+            panic!("the first process leads")
+        };
+        let Claim::Lead(taken) = follower
+            .collections()
+            .unwrap()
+            .claim("i", far(), &never)
+            .unwrap()
+        else {
+            panic!("the follower takes the interval over")
+        };
+        assert!(taken.took_over);
+        // Waking, the ex-leader cannot store over the new leader's collection.
+        let refused = paused
+            .collections()
+            .unwrap()
+            .store(&held, "{}", Duration::from_secs(60));
+        assert!(refused.unwrap_err().contains("taken over"));
     }
 
     #[test]
