@@ -2,7 +2,8 @@
 //! redis-server: `run` processes of one spec in one interval make one set of calls and emit
 //! identical values; two `serve` replicas serve the same page (the leader's), one of them
 //! calling, and the other takes over when the leader is killed; a `serve` whose Redis is gone
-//! turns unhealthy after two intervals, saying which engine.
+//! turns unhealthy after two intervals, saying which engine; pushing OTLP, the group's data
+//! reach the collector once (the leader's export) and each process's self-metrics once.
 
 use crate::common;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
+use common::otlp::HttpReceiver;
 use common::redis_server::RedisServer;
 use common::serving::Serve;
 use common::*;
@@ -203,5 +205,68 @@ fn serve_without_redis_is_unhealthy_after_two_intervals_and_names_the_engine() {
     assert!(
         after - calls <= 6,
         "no call without the engine: {calls} then {after}"
+    );
+}
+
+/// The values of the OTLP gauge or sum `name` the receiver got, over all its requests.
+fn otlp_values(rx: &HttpReceiver, name: &str) -> Vec<i64> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    let mut out = Vec::new();
+    for r in rx.requests() {
+        for rm in &r.request.resource_metrics {
+            for m in rm
+                .scope_metrics
+                .iter()
+                .flat_map(|sm| &sm.metrics)
+                .filter(|m| m.name == name)
+            {
+                let points = match &m.data {
+                    Some(Data::Gauge(g)) => &g.data_points,
+                    Some(Data::Sum(s)) => &s.data_points,
+                    _ => continue,
+                };
+                out.extend(points.iter().filter_map(|p| match p.value {
+                    Some(Value::AsInt(v)) => Some(v),
+                    Some(Value::AsDouble(v)) => Some(v as i64),
+                    None => None,
+                }));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn three_otlp_runs_of_one_spec_export_the_data_once_and_each_its_self_metrics() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (sim, spec) = slow_six_series(&redis, 300);
+    let rx = HttpReceiver::start();
+    let text = std::fs::read_to_string(&spec).unwrap()
+        + &format!(
+            "output:\n  format: otlp\n  otlp:\n    endpoint: {}\n",
+            rx.url
+        );
+    let spec = spec_file(&text);
+    let outs = outputs((0..3).map(|_| host_run(&spec, SK)).collect());
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        assert!(stdout(out).is_empty(), "OTLP goes to the collector");
+    }
+    let mut leaders = otlp_values(&rx, "maas.collector.leader");
+    leaders.sort_unstable();
+    assert_eq!(leaders, [0, 0, 1], "one leader, two followers");
+    assert_eq!(
+        otlp_values(&rx, "maas.usage.total_tokens").len(),
+        6,
+        "each of the six series once at the collector, not once per process"
+    );
+    let calls = otlp_values(&rx, "maas.collector.calls");
+    assert_eq!(calls.iter().filter(|c| **c > 0).count(), 1, "{calls:?}");
+    assert_eq!(
+        sim.requests().len() as i64,
+        calls.iter().sum::<i64>(),
+        "the simulator saw the leader's calls only"
     );
 }

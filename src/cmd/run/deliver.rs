@@ -27,7 +27,7 @@ pub fn deliver(
     deadline: Instant,
 ) -> Result<Option<Page>, Error> {
     let out = &ctx.spec.output;
-    if ctx.sharing.is_some() && ctx.published.is_none() {
+    if ctx.sharing.is_some() && ctx.published.is_none() && ctx.format != Format::Otlp {
         let data = Page {
             text: match ctx.format {
                 Format::Influx => emit::influx::render_all_series(reports, &influx_opts(ctx)),
@@ -35,7 +35,7 @@ pub fn deliver(
             },
             openmetrics: String::new(),
         };
-        deliver_stored(ctx, data.clone(), reports)?;
+        deliver_stored(ctx, data.clone(), reports, deadline)?;
         return Ok(Some(data));
     }
     if let Some(published) = &ctx.published {
@@ -115,6 +115,13 @@ pub fn deliver(
             if let Err(e) = otlp::export(cfg, &own, deadline) {
                 log::warn!("the self-metrics were not delivered: {e}");
             }
+            // Shared with a coordination group: what the followers need is that it went out.
+            if ctx.sharing.is_some() {
+                return Ok(Some(Page {
+                    text: String::new(),
+                    openmetrics: String::new(),
+                }));
+            }
         }
     }
     Ok(None)
@@ -136,8 +143,14 @@ fn prom_opts(ctx: &Context, openmetrics: bool) -> PromOptions<'_> {
 }
 
 /// Writes `data` (a coordination group's collection: line protocol, or a Prometheus page's
-/// data part) followed by the self-metrics of `reports`; under `serve`, publishes them.
-pub fn deliver_stored(ctx: &Context, data: Page, reports: &[Report<'_>]) -> Result<(), Error> {
+/// data part) followed by the self-metrics of `reports`; under `serve`, publishes them. Under
+/// OTLP the group's leader exported the data: only the self-metrics go.
+pub fn deliver_stored(
+    ctx: &Context,
+    data: Page,
+    reports: &[Report<'_>],
+    deadline: Instant,
+) -> Result<(), Error> {
     if let Some(published) = &ctx.published {
         let own = |openmetrics| {
             emit::prometheus::render_parts_all(reports, &prom_opts(ctx, openmetrics)).own
@@ -150,6 +163,9 @@ pub fn deliver_stored(ctx: &Context, data: Page, reports: &[Report<'_>]) -> Resu
             },
         );
         return Ok(());
+    }
+    if ctx.format == Format::Otlp {
+        return export_own(ctx, reports, deadline);
     }
     let own = match ctx.format {
         Format::Influx => emit::influx::render_collectors(reports, &influx_opts(ctx)),
@@ -173,4 +189,24 @@ pub fn commit(ctx: &Context, prepared: Option<Box<dyn PreparedCommit>>) {
             ctx.store.location().unwrap_or_default()
         );
     }
+}
+
+/// A follower's OTLP export: its self-metrics alone (the leader exported the group's data).
+fn export_own(ctx: &Context, reports: &[Report<'_>], deadline: Instant) -> Result<(), Error> {
+    let Some(cfg) = &ctx.export else {
+        return Err(Error::System("OTLP export not configured".into()));
+    };
+    let opts = OtlpOptions {
+        tags: &ctx.spec.output.tags,
+        resource: &ctx.resource,
+        temporality: ctx.temporality,
+    };
+    let own = emit::otlp::merge(
+        reports
+            .iter()
+            .map(|r| emit::otlp::collector_metrics(r, &opts, None)),
+    );
+    let own = emit::otlp::request_all(reports, &opts, own);
+    otlp::export(cfg, &own, deadline)?;
+    Ok(())
 }

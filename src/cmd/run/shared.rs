@@ -3,7 +3,8 @@
 //! one set of calls. The first takes the interval's lease and collects; what it delivered (the
 //! data part of its output, already rendered: line protocol or the Prometheus page, no
 //! secret in it) is stored in Redis for a few intervals; the others emit that, followed by
-//! their own self-metrics (`leader` 0). A leader whose collection delivered nothing stores
+//! their own self-metrics (`leader` 0). Under OTLP the leader's export is the group's and is
+//! not repeated: a follower sends only its self-metrics. A leader whose collection delivered nothing stores
 //! nothing: each process then tries for itself, through the fleet's budget and credential
 //! gate. Period specs are not shared this way: their buckets go once per destination through
 //! the fenced checkpoints.
@@ -48,8 +49,8 @@ pub struct Sharing {
 
 impl Sharing {
     /// How `run`, `--execd` or `serve` (`interval`) shares its collections: `None` without a
-    /// coordination engine, for period specs, and for outputs other than line protocol and
-    /// Prometheus (each process then collects).
+    /// coordination engine, for period specs, and for outputs other than line protocol,
+    /// Prometheus and OTLP (each process then collects: JSON and the table are for people).
     pub fn of(
         engine: bool,
         period: bool,
@@ -64,6 +65,9 @@ impl Sharing {
             (Some(_), _) => "serve",
             (None, Format::Influx) => "influx",
             (None, Format::Prometheus) => "prometheus",
+            // A push to a collector: the leader's export is the group's; a follower sends only
+            // its own self-metrics (no series twice at the destination).
+            (None, Format::Otlp) => "otlp",
             _ => return None,
         };
         Some(Sharing {
@@ -237,7 +241,7 @@ pub fn follow(ctx: &Context, stored: Stored, started: Instant) -> Result<Outcome
         text: stored.text,
         openmetrics: stored.openmetrics,
     };
-    deliver::deliver_stored(ctx, data, &reports)?;
+    deliver::deliver_stored(ctx, data, &reports, started + ctx.spec.limits.timeout)?;
     Ok(match any {
         true => Outcome::Done,
         false => Outcome::NothingCollected,
