@@ -194,10 +194,14 @@ fn budget_queries(
             let (mut m, _) =
                 cloud_eye::plan_query(usize::MAX, &q, &ce, now, zone, region, checkpoints)?;
             let now_ms = now.timestamp_millis();
+            let bounds = period.bounds(now_ms, &zone.tz);
+            // The rate so far is the use read over the time it covers: the window's aligned
+            // end, not now (an hour-aligned month read at 10:50 covers up to 10:00).
+            let covered_ms = m.windows.last().map_or(now_ms, |w| w.end_ms);
             m.budgets = Some(cloud_eye::BudgetPlan {
                 budgets,
-                bounds: period.bounds(now_ms, &zone.tz),
-                now_ms,
+                bounds,
+                now_ms: covered_ms.clamp(bounds.0, now_ms),
                 groups: groups.clone(),
             });
             out.push(m);

@@ -581,3 +581,41 @@ fn a_budget_the_cloud_eye_budget_cannot_afford_is_skipped_with_a_warning_not_gue
     assert!(!err.lines().any(|l| l.starts_with("E! ")), "{err}");
     assert!(text.contains("series_failed=0i"), "{text}");
 }
+
+#[test]
+fn a_budget_s_forecast_takes_the_rate_over_the_time_its_use_covers_not_up_to_now() {
+    // At 10:17 the month's use is read up to 10:00 (hour-aligned): the rate so far is that use
+    // over 10:00 - the month's start. Over 10:17 it would forecast too little.
+    let at = "2026-05-21T10:17:00+08:00";
+    let mut cfg = sim_config();
+    cfg.now = chrono::DateTime::from_timestamp_millis(ms(at));
+    let sim = start(cfg);
+    let spec = with_budgets(
+        spec_for(&sim)
+            .section("key_groups", TEAMS)
+            .section("prices", PRICES)
+            .query("name: m, source: cloud_eye, range: yesterday")
+            .write(),
+    );
+    let out = authed()
+        .arg("run")
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--now", at])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let budgets = budget_lines(&text);
+    let (month, covered) = (ms("2026-05-01T00:00:00+08:00"), ms(NOW));
+    let (_, raw) = &budgets["ds-monthly"];
+    let used = femto_of(&raw_field(raw, "used"));
+    assert!(used > 0);
+    let month_len = (ms("2026-06-01T00:00:00+08:00") - month) as u128;
+    let dec = |femto| maas_usage::spend::Cost { femto }.to_decimal_string();
+    assert_eq!(
+        raw_field(raw, "forecast"),
+        dec(used * month_len / (covered - month) as u128),
+        "{text}"
+    );
+}

@@ -63,6 +63,8 @@ pub struct BudgetPlan {
     pub budgets: Vec<Budget>,
     /// The period holding now, `[start, end)` in ms.
     pub bounds: (i64, i64),
+    /// Where the use read ends: the window's aligned end (at most now), over which the
+    /// forecast's rate so far is taken.
     pub now_ms: i64,
     pub groups: Arc<Groups>,
 }
