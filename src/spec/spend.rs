@@ -297,6 +297,22 @@ pub(super) fn check_budgets(
             )),
             _ => {}
         }
+        if let (Scope::Model(m), Limit::Amount(_), Some(prices)) =
+            (&b.scope, &b.limit, &spec.prices)
+        {
+            // Its price, under the model's name or under an id names.models gives that name.
+            let priced = prices.models.iter().any(|e| {
+                e.model == *m
+                    || spec.names.models.get(&e.model) == Some(m)
+                    || spec.names.models.get(m) == Some(&e.model)
+            });
+            if !priced && known_models.contains(m.as_str()) {
+                errors.push(f.err(
+                    &format!("{p}/model"),
+                    format!("a money budget needs its model's price, and no entry of prices.models prices `{m}`: its use would read 0 for ever; add its price, or limit tokens instead"),
+                ));
+            }
+        }
         if matches!(b.limit, Limit::Amount(_)) && spec.prices.is_none() {
             errors.push(f.key_err(
                 &format!("{p}/amount"),
@@ -396,6 +412,21 @@ mod tests {
         for w in want {
             assert!(e.iter().any(|m| m.starts_with(w)), "{w}\n{e:?}");
         }
+    }
+
+    #[test]
+    fn a_money_budget_of_an_unpriced_model_is_refused() {
+        // `b` is known (names.models) but has no price: its money would read 0 for ever.
+        let e = errs("names:\n  models:\n    id-b: b\n    id-a: a\nprices:\n  currency: USD\n  models:\n    - {model: id-a, input: 1, output: 1}\nbudgets:\n  - {name: nb, model: b, amount: 5, period: month}\n  - {name: na, model: a, amount: 5, period: month}\n  - {name: tb, model: b, tokens: 5, period: month}\n");
+        assert!(
+            e.iter().any(|m| m.contains("budgets[0].model: a money budget needs its model's price, and no entry of prices.models prices `b`")),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.iter().filter(|m| m.contains("budgets[")).count(),
+            1,
+            "`a` is priced under its id, and a token budget needs no price: {e:?}"
+        );
     }
 
     #[test]

@@ -154,12 +154,16 @@ pub(super) fn select<'a>(
             })
             .collect();
         unmatched_filters(q, &series, &mut out.warnings);
-        if emitted + series.len() > setup.max_series {
-            out.failures
-                .push(guard(q, series.len(), emitted, setup.max_series));
-            continue;
+        // A budget's own series are summed and dropped, never emitted: they take no part of
+        // limits.max_series (else a large breakdown would skip every key-group budget).
+        if q.budgets.is_none() {
+            if emitted + series.len() > setup.max_series {
+                out.failures
+                    .push(guard(q, series.len(), emitted, setup.max_series));
+                continue;
+            }
+            emitted += series.len();
         }
-        emitted += series.len();
         queries.push(in_line(q, series, setup.cache));
     }
     queries
