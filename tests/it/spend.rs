@@ -619,3 +619,26 @@ fn a_budget_s_forecast_takes_the_rate_over_the_time_its_use_covers_not_up_to_now
         "{text}"
     );
 }
+
+#[test]
+fn a_budget_s_own_series_take_no_part_of_max_series() {
+    // The query emits three model series, max_series allows them; the key-group budget reads
+    // a series per model and key, which are summed and dropped, never emitted.
+    let sim = sim();
+    let spec = with_budgets(
+        spec_for(&sim)
+            .section("key_groups", TEAMS)
+            .section("prices", PRICES)
+            .limits("max_series: 3")
+            .query("name: m, source: cloud_eye, range: yesterday")
+            .write(),
+    );
+    let out = run_ok(&spec, &[]);
+    let text = stdout(&out);
+    assert!(
+        budget_lines(&text).contains_key("team-a-daily"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("max_series"), "{}", stderr(&out));
+}
