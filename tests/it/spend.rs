@@ -137,15 +137,29 @@ fn tokens_and_cost_per_key_group_sum_every_model() {
             .sum();
         assert_eq!(l.int("total_tokens"), Some(tokens as i64), "{group}");
     }
-    for (l, exact) in &cost_lines(&text) {
+    // my-glm-4-9b has no price: a group's cost over every model would be a part passing for
+    // the whole, so none is emitted.
+    assert!(cost_lines(&text).is_empty(), "{text}");
+    // Over the priced models only, each group's cost is the exact sum of its keys'.
+    let spec = spec_for(&sim)
+        .section("key_groups", TEAMS)
+        .section("prices", PRICES)
+        .query("name: teams, source: cloud_eye, range: last_7d, breakdown: [key_group], models: [DeepSeek-V3, Qwen3-32B]")
+        .write();
+    let text = stdout(&run_ok(&spec, &["--format", "influx"]));
+    let lines = parse_lp(&text);
+    let costs = cost_lines(&text);
+    assert_eq!(costs.len(), 3, "team-a, team-b, ungrouped:\n{text}");
+    for (l, exact) in &costs {
         let group = l.tag("key_group").unwrap();
         let (start, end) = window_of(&lines, l);
-        let total: u128 = DEFAULT_MODELS
+        let total: u128 = ["DeepSeek-V3", "Qwen3-32B"]
             .iter()
-            .flat_map(|(_, m, _)| keys_of(group).into_iter().map(move |k| (m, k)))
-            .filter_map(|(m, k)| hand_cost(&sim, m, Some(k), start, end))
+            .flat_map(|m| keys_of(group).into_iter().map(move |k| (m, k)))
+            .map(|(m, k)| hand_cost(&sim, m, Some(k), start, end).unwrap())
             .map(|c| femto_of(&c[0]))
             .sum();
+        assert!(total > 0);
         assert_eq!(
             exact[0],
             maas_usage::spend::Cost { femto: total }.to_decimal_string(),
@@ -348,6 +362,52 @@ fn a_price_change_inside_a_datapoint_fails_the_cost_never_averages_it() {
             "its cost is left out",
             "spans the price change",
         ],
+    );
+}
+
+#[test]
+fn a_cost_that_cannot_be_exact_leaves_a_team_s_tokens_in_and_its_cost_out() {
+    // The same change inside a datapoint, per model and key group: DeepSeek-V3's groups keep
+    // their token series (no team loses its usage for a price), without a cost.
+    let sim = sim();
+    let spec = spec_for(&sim)
+        .timezone("Asia/Kolkata")
+        .section("key_groups", TEAMS)
+        .section("prices", PRICES)
+        .query("name: teams, source: cloud_eye, range: last_7d, breakdown: [model, key_group]")
+        .write();
+    let out = run_ok(&spec, &[]);
+    let text = stdout(&out);
+    let lines = parse_lp(&text);
+    let ds: Vec<&Line> = usage_of(&lines)
+        .into_iter()
+        .filter(|l| l.tag("model") == Some("DeepSeek-V3"))
+        .collect();
+    assert_eq!(ds.len(), 3, "team-a, team-b, ungrouped:\n{text}");
+    let ds_id = DEFAULT_MODELS
+        .iter()
+        .find(|(_, name, _)| *name == "DeepSeek-V3")
+        .unwrap()
+        .0;
+    for l in ds {
+        let group = l.tag("key_group").unwrap();
+        let (start, end) = window_of(&lines, l);
+        let tokens: u64 = keys_of(group)
+            .into_iter()
+            .map(|k| sim.model_usage(ds_id, Some(k), start, end).total_tokens)
+            .sum();
+        assert_eq!(l.int("total_tokens"), Some(tokens as i64), "{group}");
+    }
+    assert!(
+        cost_lines(&text)
+            .iter()
+            .all(|(l, _)| l.tag("model") == Some("Qwen3-32B")),
+        "{text}"
+    );
+    assert!(
+        !stderr(&out).contains("key_group="),
+        "no group fails: {}",
+        stderr(&out)
     );
 }
 

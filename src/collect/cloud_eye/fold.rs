@@ -414,8 +414,10 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
     let window = q.plan.windows[0];
     let mut emitted = vec![false; q.dims.len()];
     let (first, failures) = (out.series.len(), out.failures.len());
-    // Grouped: the keys a group would miss (not collected, or not priced exactly).
+    // Grouped: the keys a group would miss (not collected). A key whose cost is not exact
+    // only leaves its group's cost out (its tokens count); a budget is skipped for it.
     let mut missing: Vec<(CloudEyeKey, ApiError)> = Vec::new();
+    let mut costless: Vec<(CloudEyeKey, ApiError)> = Vec::new();
     for (s, key) in q.keys.iter().enumerate().take(q.served) {
         let error = match (&acc.failed_series[s], acc.refused.get(&(0, s))) {
             (Some(e), _) => e.clone(),
@@ -424,7 +426,7 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
                 let failed = out.failures.len();
                 let cost = cost_of(q, &acc, (0, s), out);
                 if let Some(f) = out.failures.get(failed) {
-                    missing.push((key.clone(), f.error.clone()));
+                    costless.push((key.clone(), f.error.clone()));
                 }
                 out.series.push(crate::collect::Series::CloudEye(Series {
                     key: key.clone(),
@@ -452,6 +454,7 @@ fn settle_window(q: &Query<'_>, acc: Acc, setup: &Setup<'_>, out: &mut Collectio
             let later = "not read this collection (the Cloud Eye budget)";
             missing.push((key.clone(), ApiError::Deferred(later.into())));
         }
+        missing.extend(costless);
         budgets::settle(q.plan, b, out, (first, failures), &missing);
         return;
     }
@@ -499,9 +502,12 @@ fn cost_of(
                 SourceId::CloudEye,
                 &q.plan.name,
                 subject(&q.keys[s]),
-                ApiError::Local(format!(
-                    "its cost is left out (the usage is emitted): {e}; a price's `since` must fall on a boundary of the query's Cloud Eye period"
-                )),
+                ApiError::Local(match e {
+                    crate::spend::prices::PriceError::Straddles { .. } => format!(
+                        "its cost is left out (the usage is emitted): {e}; a price's `since` must fall on a boundary of the query's Cloud Eye period"
+                    ),
+                    _ => format!("its cost is left out (the usage is emitted): {e}"),
+                }),
             ));
             None
         }
@@ -538,13 +544,10 @@ fn settle_buckets(q: &mut Query<'_>, part: &Part, acc: Acc, out: &mut Collection
             return;
         }
         let first = out.series.len();
-        let mut missing = Vec::new();
         for (s, key) in q.keys.iter().enumerate() {
-            let failed = out.failures.len();
+            // A cost that cannot be exact is left out (a failure line says so), its group's
+            // with it; the tokens count and the bucket settles.
             let cost = cost_of(q, &acc, (w, s), out);
-            if let Some(f) = out.failures.get(failed) {
-                missing.push((key.clone(), f.error.clone()));
-            }
             out.series.push(crate::collect::Series::CloudEye(Series {
                 key: key.clone(),
                 window: *window,
@@ -554,7 +557,7 @@ fn settle_buckets(q: &mut Query<'_>, part: &Part, acc: Acc, out: &mut Collection
                 cost,
             }));
         }
-        regroup(q, out, first, &missing);
+        regroup(q, out, first, &[]);
         if let Some(cp) = &q.plan.checkpoint {
             out.advance.insert(cp.clone(), window.end_ms);
         }

@@ -17,6 +17,9 @@ use crate::plan::cloud_eye::{Grouping, QueryPlan};
 struct Sum {
     values: Vec<(&'static CloudEyeMetric, Figure)>,
     cost: Option<Spent>,
+    /// Some key's cost is not known (its model unpriced, or not priced exactly): the group's
+    /// cost would be a part passing for the whole, so it is left out.
+    costless: bool,
     window: Option<Window>,
     checkpoint: Option<String>,
 }
@@ -26,6 +29,7 @@ impl Sum {
         Sum {
             values: s.values.clone(),
             cost: s.cost.as_deref().copied(),
+            costless: s.cost.is_none(),
             window: Some(s.window),
             checkpoint: s.checkpoint.clone(),
         }
@@ -38,11 +42,18 @@ impl Sum {
                 None => self.values.push((m, *f)),
             }
         }
+        self.costless |= o.costless;
         self.cost = match (self.cost, o.cost) {
-            (Some(a), Some(b)) => Some(Spent {
-                currency: a.currency,
-                priced: a.priced.checked_add(b.priced).unwrap_or(a.priced),
-            }),
+            (Some(a), Some(b)) => match a.priced.checked_add(b.priced) {
+                Ok(priced) => Some(Spent {
+                    currency: a.currency,
+                    priced,
+                }),
+                Err(_) => {
+                    self.costless = true;
+                    None
+                }
+            },
             (a, b) => a.or(b),
         };
         self.window = self.window.or(o.window);
@@ -129,7 +140,7 @@ pub(super) fn sum(
                 values: total.values,
                 checkpoint: total.checkpoint,
                 running: None,
-                cost: total.cost.map(Box::new),
+                cost: total.cost.filter(|_| !total.costless).map(Box::new),
             });
         }
     }
