@@ -335,8 +335,9 @@ fn cost_per_key_is_exact_across_a_price_change_inside_the_window() {
 }
 
 #[test]
-fn a_price_change_inside_a_datapoint_fails_the_cost_never_averages_it() {
-    // Kolkata's midnight is 18:30 UTC: inside an hour of the window's hourly datapoints.
+fn a_price_change_off_the_hour_is_read_at_five_minutes_and_priced_exactly() {
+    // Kolkata's midnight is 18:30 UTC: inside an hour of the window's hourly datapoints. That
+    // hour is read at five minutes, so each side gets its own price, exactly.
     let sim = sim();
     let spec = spec_for(&sim)
         .timezone("Asia/Kolkata")
@@ -345,35 +346,52 @@ fn a_price_change_inside_a_datapoint_fails_the_cost_never_averages_it() {
         .write();
     let out = run_ok(&spec, &[]);
     let text = stdout(&out);
-    let priced: Vec<String> = cost_lines(&text)
+    let lines = parse_lp(&text);
+    let costs = cost_lines(&text);
+    let (l, exact) = costs
         .iter()
-        .map(|(l, _)| l.tag("model").unwrap().to_string())
-        .collect();
-    assert_eq!(priced, ["Qwen3-32B"], "{text}");
+        .find(|(l, _)| l.tag("model") == Some("DeepSeek-V3"))
+        .unwrap_or_else(|| panic!("{text}\n{}", stderr(&out)));
+    let (start, end) = window_of(&lines, l);
+    let change = ms("2026-05-20T00:00:00+05:30");
+    assert!(start < change && change < end && change % 3_600_000 != 0);
+    const F: u128 = 1_000_000_000;
+    let id = DEFAULT_MODELS
+        .iter()
+        .find(|(_, name, _)| *name == "DeepSeek-V3")
+        .unwrap()
+        .0;
+    let (mut input, mut output) = (0u128, 0u128);
+    for ((s, e), (i, o)) in [
+        ((start, change), (2 * F, 8 * F)),
+        ((change, end), (F, 4 * F)),
+    ] {
+        let u = sim.model_usage(id, None, s, e);
+        input += u128::from(u.prompt_tokens) * i;
+        output += u128::from(u.completion_tokens) * o;
+    }
+    let dec = |femto| maas_usage::spend::Cost { femto }.to_decimal_string();
     assert_eq!(
-        text.matches("maas_model_usage,").count(),
-        3,
-        "usage still emitted"
+        exact,
+        &[dec(input + output), dec(input), dec(output)],
+        "{text}"
     );
-    assert_error_line(
-        &stderr(&out),
-        &[
-            "query=m source=cloud_eye (model=DeepSeek-V3)",
-            "its cost is left out",
-            "spans the price change",
-        ],
+    assert!(
+        !stderr(&out).contains("cost is left out"),
+        "{}",
+        stderr(&out)
     );
 }
 
 #[test]
 fn a_cost_that_cannot_be_exact_leaves_a_team_s_tokens_in_and_its_cost_out() {
-    // The same change inside a datapoint, per model and key group: DeepSeek-V3's groups keep
-    // their token series (no team loses its usage for a price), without a cost.
+    // DeepSeek-V3 is priced only from a date inside the window: its cost before it cannot be
+    // known. Per model and key group, its groups keep their token series (no team loses its
+    // usage for a price), without a cost.
     let sim = sim();
     let spec = spec_for(&sim)
-        .timezone("Asia/Kolkata")
         .section("key_groups", TEAMS)
-        .section("prices", PRICES)
+        .section("prices", "currency: CNY, per: 1M, models: [{model: DeepSeek-V3, since: 2026-05-20, input: 1.0, output: 4.0}, {model: Qwen3-32B, input: \"0.5\", output: \"2\"}]")
         .query("name: teams, source: cloud_eye, range: last_7d, breakdown: [model, key_group]")
         .write();
     let out = run_ok(&spec, &[]);

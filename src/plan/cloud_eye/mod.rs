@@ -96,13 +96,14 @@ impl QueryPlan {
     pub fn spans(&self, load: Load) -> Vec<Span> {
         match self.windows.as_slice() {
             [w] if w.shape != Shape::Bucket => {
-                let changes: Vec<i64> = self
+                let mut changes: Vec<i64> = self
                     .schedule
                     .iter()
                     .flat_map(|s| s.all_changes(w.start_ms, w.end_ms))
-                    .filter(|t| t % ms(self.period_s) == 0)
                     .collect();
-                priced_spans(w.start_ms, w.end_ms, self.period_s, load, &changes)
+                changes.sort_unstable();
+                changes.dedup();
+                off_grid_spans(w.start_ms, w.end_ms, self.period_s, load, &changes)
             }
             buckets => {
                 let b: Vec<(i64, i64)> = buckets.iter().map(|w| (w.start_ms, w.end_ms)).collect();
@@ -113,6 +114,44 @@ impl QueryPlan {
 }
 
 use spans::{ceil, floor, ms};
+
+/// The spans of the window `[start, end)` for the price changes `changes`: a change off the
+/// grid of `fine` (midnight in a zone with a half-hour offset) has the `fine` period around it
+/// read at the coarsest of five minutes or a minute that falls on it, so no datapoint spans it;
+/// the rest as [`priced_spans`] cuts them.
+fn off_grid_spans(start: i64, end: i64, fine: u32, load: Load, changes: &[i64]) -> Vec<Span> {
+    let p = ms(fine);
+    let on_grid: Vec<i64> = changes.iter().copied().filter(|c| c % p == 0).collect();
+    let mut out = Vec::new();
+    let mut from = start;
+    for c in changes.iter().copied().filter(|c| c % p != 0) {
+        let lo = floor(c, p);
+        let Some(finer) = [300u32, 60]
+            .into_iter()
+            .find(|&f| f < fine && c % ms(f) == 0 && lo % ms(f) == 0)
+        else {
+            continue;
+        };
+        // Two changes in one `fine` period, or one at the window's edge: left to the fold,
+        // which refuses a datapoint across a change.
+        if lo < from || lo + p > end {
+            continue;
+        }
+        if lo > from {
+            out.extend(priced_spans(from, lo, fine, load, &on_grid));
+        }
+        out.push(Span {
+            from: lo,
+            to: lo + p,
+            period_s: finer,
+        });
+        from = lo + p;
+    }
+    if from < end {
+        out.extend(priced_spans(from, end, fine, load, &on_grid));
+    }
+    out
+}
 
 /// The spans of the window `[start, end)` at `fine` and coarser periods, none of whose
 /// datapoints spans a price change in `changes` (each on a period of `fine`): a span read at a
