@@ -534,6 +534,19 @@ fn with_budgets(spec: std::path::PathBuf) -> std::path::PathBuf {
     spec
 }
 
+/// The budgets' spec: the teams, the prices, one query of yesterday per model, the three
+/// budgets of `with_budgets`, and `limits` when given.
+fn budget_spec(sim: &Simulator, limits: Option<&str>) -> std::path::PathBuf {
+    let mut b = spec_for(sim)
+        .section("key_groups", TEAMS)
+        .section("prices", PRICES)
+        .query("name: m, source: cloud_eye, range: yesterday");
+    if let Some(l) = limits {
+        b = b.limits(l);
+    }
+    with_budgets(b.write())
+}
+
 /// The `maas_budget` lines of `text`, by budget: (tags, fields as written).
 fn budget_lines(text: &str) -> std::collections::BTreeMap<String, (Line, String)> {
     text.lines()
@@ -554,13 +567,7 @@ fn raw_field(raw: &str, name: &str) -> String {
 #[test]
 fn budgets_used_equals_the_period_to_date_sum() {
     let sim = sim();
-    let spec = with_budgets(
-        spec_for(&sim)
-            .section("key_groups", TEAMS)
-            .section("prices", PRICES)
-            .query("name: m, source: cloud_eye, range: yesterday")
-            .write(),
-    );
+    let spec = budget_spec(&sim, None);
     let out = run_ok(&spec, &[]);
     let text = stdout(&out);
     let budgets = budget_lines(&text);
@@ -629,14 +636,7 @@ fn budgets_used_equals_the_period_to_date_sum() {
 #[test]
 fn a_budget_the_cloud_eye_budget_cannot_afford_is_skipped_with_a_warning_not_guessed() {
     let sim = sim();
-    let spec = with_budgets(
-        spec_for(&sim)
-            .section("key_groups", TEAMS)
-            .section("prices", PRICES)
-            .query("name: m, source: cloud_eye, range: yesterday")
-            .limits("ces_requests_per_minute: 5")
-            .write(),
-    );
+    let spec = budget_spec(&sim, Some("ces_requests_per_minute: 5"));
     let out = run_ok(&spec, &[]);
     let text = stdout(&out);
     let err = stderr(&out);
@@ -668,13 +668,7 @@ fn a_budget_s_forecast_takes_the_rate_over_the_time_its_use_covers_not_up_to_now
     let mut cfg = sim_config();
     cfg.now = chrono::DateTime::from_timestamp_millis(ms(at));
     let sim = start(cfg);
-    let spec = with_budgets(
-        spec_for(&sim)
-            .section("key_groups", TEAMS)
-            .section("prices", PRICES)
-            .query("name: m, source: cloud_eye, range: yesterday")
-            .write(),
-    );
+    let spec = budget_spec(&sim, None);
     let out = authed()
         .arg("run")
         .arg("--spec")
@@ -703,14 +697,7 @@ fn a_budget_s_own_series_take_no_part_of_max_series() {
     // The query emits three model series, max_series allows them; the key-group budget reads
     // a series per model and key, which are summed and dropped, never emitted.
     let sim = sim();
-    let spec = with_budgets(
-        spec_for(&sim)
-            .section("key_groups", TEAMS)
-            .section("prices", PRICES)
-            .limits("max_series: 3")
-            .query("name: m, source: cloud_eye, range: yesterday")
-            .write(),
-    );
+    let spec = budget_spec(&sim, Some("max_series: 3"));
     let out = run_ok(&spec, &[]);
     let text = stdout(&out);
     assert!(
