@@ -186,11 +186,15 @@ fn femto_of(decimal: &str) -> u128 {
 /// 48 hours at NOW); Qwen3-32B at 0.5/2; my-glm-4-9b unpriced.
 const PRICES: &str = "currency: CNY, per: 1M, models: [{model: DeepSeek-V3, input: 2.0, output: 8.0}, {model: DeepSeek-V3, since: 2026-05-20, input: 1.0, output: 4.0}, {model: Qwen3-32B, input: \"0.5\", output: \"2\"}]";
 
-/// The femto-units of one token at each side's price, for a model at an instant.
-fn rates(model: &str, at_ms: i64) -> Option<(u128, u128)> {
+/// PRICES' change, 2026-05-20, at Shanghai's midnight (the specs' zone unless they say).
+const CHANGE: &str = "2026-05-20T00:00:00+08:00";
+
+/// The femto-units of one token at each side's price, for a model at an instant, with PRICES'
+/// change at `change` (its midnight in the spec's zone).
+fn rates(model: &str, at_ms: i64, change: i64) -> Option<(u128, u128)> {
     const F: u128 = 1_000_000_000; // femto-units per token at 1 per 1M
     match model {
-        "DeepSeek-V3" if at_ms < ms("2026-05-20T00:00:00+08:00") => Some((2 * F, 8 * F)),
+        "DeepSeek-V3" if at_ms < change => Some((2 * F, 8 * F)),
         "DeepSeek-V3" => Some((F, 4 * F)),
         "Qwen3-32B" => Some((F / 2, 2 * F)),
         _ => None,
@@ -206,14 +210,24 @@ fn hand_cost(
     start: i64,
     end: i64,
 ) -> Option<[String; 3]> {
+    hand_cost_at(sim, model, key, (start, end), ms(CHANGE))
+}
+
+/// [`hand_cost`] with PRICES' change at `change`.
+fn hand_cost_at(
+    sim: &Simulator,
+    model: &str,
+    key: Option<&str>,
+    (start, end): (i64, i64),
+    change: i64,
+) -> Option<[String; 3]> {
     let (id, _, _) = DEFAULT_MODELS.iter().find(|(_, n, _)| *n == model)?;
-    let change = ms("2026-05-20T00:00:00+08:00");
     let (mut input, mut output) = (0u128, 0u128);
     for (s, e) in [
         (start, change.clamp(start, end)),
         (change.clamp(start, end), end),
     ] {
-        let (i, o) = rates(model, s)?;
+        let (i, o) = rates(model, s, change)?;
         let u = sim.model_usage(id, key, s, e);
         input += u128::from(u.prompt_tokens) * i;
         output += u128::from(u.completion_tokens) * o;
@@ -295,7 +309,7 @@ fn cost_per_model_is_exact_across_a_price_change_inside_the_window() {
     );
     for (line, exact) in &costs {
         let (start, end) = window_of(&usage, line);
-        assert!(start < ms("2026-05-20T00:00:00+08:00") && ms("2026-05-20T00:00:00+08:00") < end);
+        assert!(start < ms(CHANGE) && ms(CHANGE) < end);
         let model = line.tag("model").unwrap();
         assert_eq!(line.tag("currency"), Some("CNY"));
         assert_eq!(
@@ -355,25 +369,9 @@ fn a_price_change_off_the_hour_is_read_at_five_minutes_and_priced_exactly() {
     let (start, end) = window_of(&lines, l);
     let change = ms("2026-05-20T00:00:00+05:30");
     assert!(start < change && change < end && change % 3_600_000 != 0);
-    const F: u128 = 1_000_000_000;
-    let id = DEFAULT_MODELS
-        .iter()
-        .find(|(_, name, _)| *name == "DeepSeek-V3")
-        .unwrap()
-        .0;
-    let (mut input, mut output) = (0u128, 0u128);
-    for ((s, e), (i, o)) in [
-        ((start, change), (2 * F, 8 * F)),
-        ((change, end), (F, 4 * F)),
-    ] {
-        let u = sim.model_usage(id, None, s, e);
-        input += u128::from(u.prompt_tokens) * i;
-        output += u128::from(u.completion_tokens) * o;
-    }
-    let dec = |femto| maas_usage::spend::Cost { femto }.to_decimal_string();
     assert_eq!(
-        exact,
-        &[dec(input + output), dec(input), dec(output)],
+        Some(exact.clone()),
+        hand_cost_at(&sim, "DeepSeek-V3", None, (start, end), change),
         "{text}"
     );
     assert!(

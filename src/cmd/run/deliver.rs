@@ -64,11 +64,6 @@ pub fn deliver(
         }
         return Ok(Some(data));
     }
-    let otlp_opts = || OtlpOptions {
-        tags: &out.tags,
-        resource: &ctx.resource,
-        temporality: ctx.temporality,
-    };
     match ctx.format {
         Format::Influx => ctx.sink.write(&emit::influx::render_all(
             reports,
@@ -93,26 +88,20 @@ pub fn deliver(
             .sink
             .append(&emit::otlp::to_json_line(&emit::otlp::build_all(
                 reports,
-                &otlp_opts(),
+                &otlp_opts(ctx),
             )))?,
         Format::Otlp => {
             let Some(cfg) = &ctx.export else {
                 return Err(Error::System("OTLP export not configured".into()));
             };
             // The data first; then the self-metrics, with what the collector said of the data.
-            let opts = otlp_opts();
+            let opts = otlp_opts(ctx);
             let data =
                 emit::otlp::merge(reports.iter().map(|r| emit::otlp::data_metrics(r, &opts)));
             let data = emit::otlp::request_all(reports, &opts, data);
             let accepted = otlp::export(cfg, &data, deadline)?;
-            let own = emit::otlp::merge(
-                reports
-                    .iter()
-                    .map(|r| emit::otlp::collector_metrics(r, &opts, Some(accepted.rejected))),
-            );
-            let own = emit::otlp::request_all(reports, &opts, own);
             // The data are delivered: a failure here costs the self-metrics only.
-            if let Err(e) = otlp::export(cfg, &own, deadline) {
+            if let Err(e) = export_own(ctx, reports, Some(accepted.rejected), deadline) {
                 log::warn!("the self-metrics were not delivered: {e}");
             }
             // Shared with a coordination group: what the followers need is that it went out.
@@ -165,7 +154,7 @@ pub fn deliver_stored(
         return Ok(());
     }
     if ctx.format == Format::Otlp {
-        return export_own(ctx, reports, deadline);
+        return export_own(ctx, reports, None, deadline);
     }
     let own = match ctx.format {
         Format::Influx => emit::influx::render_collectors(reports, &influx_opts(ctx)),
@@ -191,22 +180,32 @@ pub fn commit(ctx: &Context, prepared: Option<Box<dyn PreparedCommit>>) {
     }
 }
 
-/// A follower's OTLP export: its self-metrics alone (the leader exported the group's data).
-fn export_own(ctx: &Context, reports: &[Report<'_>], deadline: Instant) -> Result<(), Error> {
+/// The self-metrics of `reports` pushed to the OTLP destination, with what the collector said
+/// of the data (`rejected`; `None` for a follower, whose group's leader exported them).
+fn export_own(
+    ctx: &Context,
+    reports: &[Report<'_>],
+    rejected: Option<i64>,
+    deadline: Instant,
+) -> Result<(), Error> {
     let Some(cfg) = &ctx.export else {
         return Err(Error::System("OTLP export not configured".into()));
     };
-    let opts = OtlpOptions {
-        tags: &ctx.spec.output.tags,
-        resource: &ctx.resource,
-        temporality: ctx.temporality,
-    };
+    let opts = otlp_opts(ctx);
     let own = emit::otlp::merge(
         reports
             .iter()
-            .map(|r| emit::otlp::collector_metrics(r, &opts, None)),
+            .map(|r| emit::otlp::collector_metrics(r, &opts, rejected)),
     );
     let own = emit::otlp::request_all(reports, &opts, own);
     otlp::export(cfg, &own, deadline)?;
     Ok(())
+}
+
+fn otlp_opts(ctx: &Context) -> OtlpOptions<'_> {
+    OtlpOptions {
+        tags: &ctx.spec.output.tags,
+        resource: &ctx.resource,
+        temporality: ctx.temporality,
+    }
 }
