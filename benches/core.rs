@@ -193,3 +193,73 @@ fn parse_statistics_answer() -> maas_usage::domain::Usage {
     let body = r#"{"total_request_count":67188,"total_error_count":8002,"total_token":2482084.98,"total_prompt_token":2456500.123,"total_completion_token":24870.5}"#;
     maas_usage::cloud::api::parse_statistics(divan::black_box(body), false).unwrap_or_default()
 }
+
+/// A Cloud Eye batch of 500 objects (25 series of two dimensions x 20 metrics), as a run at
+/// 100 x 20 makes them.
+fn cloud_eye_request() -> maas_usage::domain::cloud_eye::BatchRequest {
+    use maas_usage::domain::cloud_eye::{Aggregate, BatchRequest, Dims, METRICS};
+    let metrics: Vec<_> = METRICS
+        .iter()
+        .filter(|m| m.aggregate == Aggregate::Sum)
+        .collect();
+    let mut objects = Vec::new();
+    for s in 0..500 / metrics.len().max(1) {
+        for m in &metrics {
+            let dims = Dims {
+                model_id: format!("{:032x}", s / 20),
+                key_id: Some(format!("{:016x}", s)),
+            };
+            objects.push((*m, dims));
+        }
+    }
+    BatchRequest {
+        metrics: objects,
+        from_ms: 1_779_242_400_000,
+        to_ms: 1_779_328_800_000,
+        period_s: 3600,
+        aggregate: Aggregate::Sum,
+    }
+}
+
+#[divan::bench]
+fn encode_cloud_eye_batch_request(bencher: divan::Bencher) {
+    let req = cloud_eye_request();
+    bencher.bench(|| divan::black_box(&req).to_bytes().len());
+}
+
+/// The answer to [`cloud_eye_request`]: 24 hourly datapoints per object.
+#[divan::bench]
+fn parse_cloud_eye_batch_answer(bencher: divan::Bencher) {
+    let req = cloud_eye_request();
+    let mut body = String::from(r#"{"metrics":["#);
+    for (i, (m, d)) in req.metrics.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"namespace":"SYS.MaaS","metric_name":"{}","unit":"count","dimensions":[{{"name":"maas_api_id","value":"{}"}},{{"name":"maas_key_id","value":"{}"}}],"datapoints":["#,
+            m.ces,
+            d.model_id,
+            d.key_id.as_deref().unwrap_or_default()
+        ));
+        for h in 0..24i64 {
+            if h > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"timestamp":{},"sum":{}}}"#,
+                req.from_ms + h * 3_600_000,
+                (h * 7919 + i as i64) % 100_000
+            ));
+        }
+        body.push_str("]}");
+    }
+    body.push_str("]}");
+    bencher
+        .counter(divan::counter::BytesCount::new(body.len()))
+        .bench(|| {
+            maas_usage::cloud::cloud_eye::parse_batch(divan::black_box(&body), "sum")
+                .map(|a| a.series.len())
+                .unwrap_or_default()
+        });
+}

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::client::{Call, Client};
+use super::loose::{loose, Loose, Shape, Shaped};
 use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, Instance, InstancePage, Reading};
 use crate::domain::cloud_eye::{MetricPage, DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
@@ -21,29 +21,6 @@ pub const MAX_CES_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Instances per page of the monitor's API.
 pub const INSTANCES_LIMIT: usize = 100;
-
-/// A field read as `T` when it is one, and as nothing usable otherwise (a dimension that is
-/// not text, a value that is not a number), so one odd field never fails a whole answer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Loose<T> {
-    Is(T),
-    Other(IgnoredAny),
-}
-
-impl<T> Loose<T> {
-    fn get(self) -> Option<T> {
-        match self {
-            Loose::Is(t) => Some(t),
-            Loose::Other(_) => None,
-        }
-    }
-}
-
-/// `Option<Loose<T>>` as a `T`, if it is one.
-fn loose<T>(v: Option<Loose<T>>) -> Option<T> {
-    v.and_then(Loose::get)
-}
 
 /// `body` read into `T`: text that is not JSON is said as such, JSON of another shape as that.
 fn parse<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, DecodeError> {
@@ -59,12 +36,20 @@ struct WireDim {
     value: Option<Loose<String>>,
 }
 
+impl Shaped for WireDim {
+    const SHAPE: Shape = Shape::Object;
+}
+
+/// A series' dimensions as the API writes them.
+type WireDims = Option<Loose<Vec<Loose<WireDim>>>>;
+
 /// The dimensions of a series as the API writes them; `None` for a series of other
 /// dimensions (not a model or key of SYS.MaaS).
-fn dims_of(dims: Option<Loose<Vec<WireDim>>>) -> Option<Dims> {
+fn dims_of(dims: WireDims) -> Option<Dims> {
     let mut model = None;
     let mut key = None;
     for d in loose(dims)? {
+        let d = d.get()?;
         let (name, value) = (loose(d.name)?, loose(d.value)?);
         match name.as_str() {
             DIM_MODEL => model = Some(value),
@@ -81,13 +66,17 @@ fn dims_of(dims: Option<Loose<Vec<WireDim>>>) -> Option<Dims> {
 #[derive(Deserialize)]
 struct WireEntry {
     metric_name: Option<Loose<String>>,
-    dimensions: Option<Loose<Vec<WireDim>>>,
+    dimensions: WireDims,
 }
 
 #[derive(Deserialize)]
 struct WireMeta {
     marker: Option<Loose<String>>,
     total: Option<Loose<u64>>,
+}
+
+impl Shaped for WireMeta {
+    const SHAPE: Shape = Shape::Object;
 }
 
 #[derive(Deserialize)]
@@ -159,7 +148,7 @@ impl<'a> WirePoint<'a> {
 #[derive(Deserialize)]
 struct WireMetric<'a> {
     metric_name: Option<Loose<String>>,
-    dimensions: Option<Loose<Vec<WireDim>>>,
+    dimensions: WireDims,
     #[serde(borrow)]
     datapoints: Option<Vec<WirePoint<'a>>>,
 }
@@ -208,6 +197,10 @@ struct WireNamed {
     name: Option<Loose<String>>,
 }
 
+impl Shaped for WireNamed {
+    const SHAPE: Shape = Shape::Object;
+}
+
 impl WireNamed {
     /// The id and its name (trimmed; empty when there is none).
     fn pair(self) -> Option<(String, String)> {
@@ -221,6 +214,10 @@ impl WireNamed {
 struct WireInstance {
     maas_api_id: Option<Loose<WireNamed>>,
     maas_key_id: Option<Loose<WireNamed>>,
+}
+
+impl Shaped for WireInstance {
+    const SHAPE: Shape = Shape::Object;
 }
 
 #[derive(Deserialize)]
@@ -402,6 +399,46 @@ mod tests {
         );
         assert!(points[1].1.value.is_infinite() && points[1].1.whole);
         assert!(points[2].1.value.is_nan());
+    }
+
+    #[test]
+    fn a_field_of_another_shape_is_nothing_usable_not_a_broken_answer() {
+        // Each odd field where a text, a number, a list or an object belongs: the answer
+        // still reads, and only what the field decided is left out.
+        let good = r#"{"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":"m1"}],"datapoints":[{"timestamp":1,"sum":2}]}"#;
+        for odd in [
+            r#"{"metric_name":"req_count","dimensions":{"name":"maas_api_id"},"datapoints":[]}"#,
+            r#"{"metric_name":"req_count","dimensions":7,"datapoints":[]}"#,
+            r#"{"metric_name":"req_count","dimensions":[7],"datapoints":[]}"#,
+            r#"{"metric_name":"req_count","dimensions":[[{"name":"maas_api_id","value":"m2"}]],"datapoints":[]}"#,
+            r#"{"metric_name":"req_count","dimensions":[{"name":{"a":[1,{"b":2}]},"value":"m2"}],"datapoints":[]}"#,
+            r#"{"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":[true,null]}],"datapoints":[]}"#,
+            r#"{"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":"m2"},null],"datapoints":[]}"#,
+        ] {
+            let body = format!(r#"{{"metrics":[{odd},{good}]}}"#);
+            let a = parse_batch(&body, "sum").unwrap_or_else(|e| panic!("{odd}: {e:?}"));
+            let ok: Vec<_> = a
+                .series
+                .iter()
+                .filter(|s| !s.1.is_empty())
+                .map(|s| s.0 .1.model_id.as_str())
+                .collect();
+            assert_eq!(ok, ["m1"], "{odd}");
+        }
+        let a = parse_batch(
+            r#"{"metrics":[{"metric_name":["x"],"dimensions":[]}]}"#,
+            "sum",
+        );
+        assert!(matches!(a, Err(DecodeError::Shape(_))), "no name at all");
+        let p = r#"{"metrics":[],"meta_data":[1,2]}"#;
+        assert_eq!(parse_metric_page(p).unwrap().marker, "");
+        let p = r#"{"metrics":[],"meta_data":{"marker":{"x":1},"total":"7"}}"#;
+        let p = parse_metric_page(p).unwrap();
+        assert_eq!((p.marker.as_str(), p.total), ("", None));
+        let i = r#"{"instances":[{"maas_api_id":["m1"]},{"maas_api_id":{"id":"m2","name":5}},[1]],"total":{}}"#;
+        let i = parse_instances(i).unwrap();
+        assert_eq!(i.instances.len(), 1);
+        assert_eq!((i.instances[0].dims.model_id.as_str(), i.listed), ("m2", 3));
     }
 
     #[test]

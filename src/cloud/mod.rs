@@ -10,6 +10,7 @@ pub mod client;
 pub mod cloud_eye;
 mod connect;
 pub mod credentials;
+mod loose;
 pub mod metadata;
 pub mod sign;
 pub mod sts;
