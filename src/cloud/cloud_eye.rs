@@ -2,6 +2,7 @@
 //! dimension pairs exist), batch-query-metric-data (their datapoints) and the names of ids,
 //! signed and retried like every other call, within Cloud Eye's own request budget.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -9,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::client::{Call, Client};
 use super::loose::{loose, Loose, Shape, Shaped};
+use crate::domain::cloud_eye::Unread;
 use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, Instance, InstancePage, Reading};
 use crate::domain::cloud_eye::{MetricPage, DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
 use crate::domain::failure::{Api, DecodeError};
@@ -299,11 +301,11 @@ impl Client {
 
     /// One batch-query-metric-data call.
     pub fn batch_metric_data(
-        &self,
+        self: &Arc<Self>,
         project_id: &str,
         req: &BatchRequest,
         deadline: Instant,
-    ) -> Result<BatchAnswer, ApiError> {
+    ) -> Result<Unread, ApiError> {
         let path = format!(
             "/V1.0/{}/batch-query-metric-data",
             percent_encode(project_id)
@@ -311,11 +313,15 @@ impl Client {
         let body = req.to_bytes();
         let ep = &self.opts.ces;
         let a = self.call(&self.ces_call(Call::post(ep, &path, &body)), deadline)?;
-        let mut answer = parse_batch(&a.body, req.aggregate.filter())
-            .map_err(|e| self.decode_failure(ep, e, a.request_id.clone()))?;
-        answer.request_id = a.request_id;
-        answer.endpoint = ep.to_string();
-        Ok(answer)
+        let (client, filter) = (self.clone(), req.aggregate.filter());
+        Ok(Unread::new(move || {
+            let ep = &client.opts.ces;
+            let mut answer = parse_batch(&a.body, filter)
+                .map_err(|e| client.decode_failure(ep, e, a.request_id.clone()))?;
+            answer.request_id = a.request_id;
+            answer.endpoint = ep.to_string();
+            Ok(answer)
+        }))
     }
 
     /// One page of the MaaS monitor's instances from `start`: the models, or with `keys` the API

@@ -15,9 +15,7 @@ use crate::cloud::client::CallCounts;
 use crate::cloud::credentials::{Budgets, Services};
 use crate::cloud::{CloudSettings, Connection, Shared};
 use crate::collect::{CloudEyeApi, Collection, DiscoveryCache, RunStats, StatisticsApi};
-use crate::domain::cloud_eye::{
-    BatchAnswer, BatchRequest, Dims, Discovered, InstancePage, MetricPage,
-};
+use crate::domain::cloud_eye::{BatchRequest, Dims, Discovered, InstancePage, MetricPage, Unread};
 use crate::domain::{ApiError, StatsAnswer};
 use crate::emit::Origin;
 use crate::log;
@@ -41,7 +39,7 @@ impl CloudEyeApi for Connection {
         self.client
             .list_metrics(&self.project_id, metric, marker, deadline)
     }
-    fn batch(&self, req: &BatchRequest, deadline: Instant) -> Result<BatchAnswer, ApiError> {
+    fn batch(&self, req: &BatchRequest, deadline: Instant) -> Result<Unread, ApiError> {
         self.client
             .batch_metric_data(&self.project_id, req, deadline)
     }

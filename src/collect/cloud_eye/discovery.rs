@@ -272,7 +272,7 @@ pub(super) fn named(id: &str, names: &BTreeMap<String, String>) -> Named {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, InstancePage, MetricPage};
+    use crate::domain::cloud_eye::{BatchRequest, InstancePage, MetricPage, Unread};
 
     /// ListMetrics as a looping server answers it: page `i` after the marker `markers[i - 1]`,
     /// with the entries `entries(i)` and the marker `markers[i]`.
@@ -295,7 +295,7 @@ mod tests {
                 ..MetricPage::default()
             })
         }
-        fn batch(&self, _: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
+        fn batch(&self, _: &BatchRequest, _: Instant) -> Result<Unread, ApiError> {
             unreachable!()
         }
         fn instances(&self, _: usize, _: bool, _: Instant) -> Result<InstancePage, ApiError> {

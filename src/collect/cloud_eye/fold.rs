@@ -15,7 +15,7 @@ use super::{budgets, failure, groups, subject, Figure, Series, Setup, Spent};
 use crate::collect::pool::pool;
 use crate::collect::{Collection, Failure, Run, SourceId, What};
 use crate::domain::cloud_eye::CloudEyeKey;
-use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims};
+use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims, Unread};
 use crate::domain::ApiError;
 use crate::plan::cloud_eye::WindowIndex;
 use crate::spend::prices::{self, PriceError, Priced};
@@ -200,7 +200,8 @@ pub(super) fn run_round(
                 &mut accs[job.part],
                 &round.parts[job.part],
             );
-            match result {
+            // Read here, not on the call's thread, which is on to its next call.
+            match result.and_then(|r| r.map(Unread::read).transpose()) {
                 Ok(Some(answer)) => fold(q, part, acc, job, answer, &mut left_out),
                 Ok(None) => {}
                 Err(e) => failed(q, part, acc, job, e, &down),

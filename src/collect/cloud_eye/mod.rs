@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use super::{Collection, Failure, Run, Source, SourceId};
 use crate::domain::cloud_eye::{
-    BatchAnswer, BatchRequest, CloudEyeKey, CloudEyeMetric, Dims, Discovered, InstancePage,
-    MetricPage, Names,
+    BatchRequest, CloudEyeKey, CloudEyeMetric, Dims, Discovered, InstancePage, MetricPage, Names,
+    Unread,
 };
 use crate::domain::{ApiError, Window};
 use crate::plan::cloud_eye::{Plan, QueryPlan};
@@ -36,7 +36,8 @@ pub trait Api: Send + Sync {
         marker: &str,
         deadline: Instant,
     ) -> Result<MetricPage, ApiError>;
-    fn batch(&self, req: &BatchRequest, deadline: Instant) -> Result<BatchAnswer, ApiError>;
+    /// One batch call; its answer is read by whoever folds it (not on the call's thread).
+    fn batch(&self, req: &BatchRequest, deadline: Instant) -> Result<Unread, ApiError>;
     /// One page of the monitor's instances from `start`: the models, or with `keys` the API
     /// keys under them, with their names.
     fn instances(

@@ -11,6 +11,7 @@ use super::super::{Api, CloudEye, DiscoveryCache, Setup};
 use crate::collect::{Collection, Run, Source};
 use crate::domain::cloud_eye::{
     metric, BatchAnswer, BatchRequest, Dims, Discovered, InstancePage, MetricPage, Names, Reading,
+    Unread,
 };
 use crate::domain::{ApiError, Shape, Window};
 use crate::plan::cloud_eye::{Plan, QueryPlan};
@@ -20,11 +21,12 @@ const H: i64 = 3_600_000;
 
 /// Cloud Eye as a careless server could be: `models` models (`m0`, `m1`...), every bucket of
 /// `[from, to]` (`to` included) worth `value` an hour; the calls whose number `fails` picks
-/// fail.
+/// fail, and the answers of those `unreadable` picks cannot be read.
 struct Fake {
     models: usize,
     value: f64,
     fails: fn(usize) -> bool,
+    unreadable: fn(usize) -> bool,
     budget: usize,
     batches: Mutex<Vec<BatchRequest>>,
 }
@@ -35,6 +37,7 @@ impl Fake {
             models,
             value: 1.0,
             fails: |_| false,
+            unreadable: |_| false,
             budget: usize::MAX,
             batches: Mutex::new(Vec::new()),
         }
@@ -56,7 +59,7 @@ impl Api for Fake {
     fn list_metrics(&self, _: &str, _: &str, _: Instant) -> Result<MetricPage, ApiError> {
         unreachable!("a [model] breakdown lists no metric")
     }
-    fn batch(&self, req: &BatchRequest, _: Instant) -> Result<BatchAnswer, ApiError> {
+    fn batch(&self, req: &BatchRequest, _: Instant) -> Result<Unread, ApiError> {
         let n = {
             let mut b = self.batches.lock().unwrap();
             b.push(req.clone());
@@ -64,6 +67,15 @@ impl Api for Fake {
         };
         if (self.fails)(n) {
             return Err(ApiError::Internal(format!("call {n} failed")));
+        }
+        if (self.unreadable)(n) {
+            return Ok(Unread::new(move || {
+                Err(ApiError::Decode {
+                    endpoint: "https://ces.test".into(),
+                    error: crate::domain::failure::DecodeError::NotJson(format!("answer {n}")),
+                    request_id: None,
+                })
+            }));
         }
         // Each hour worth `value`, whatever the period.
         let p = i64::from(req.period_s) * 1000;
@@ -79,7 +91,8 @@ impl Api for Fake {
                 .collect(),
             request_id: None,
             endpoint: "https://ces.test".into(),
-        })
+        }
+        .into())
     }
     fn instances(&self, start: usize, keys: bool, _: Instant) -> Result<InstancePage, ApiError> {
         assert!(!keys, "a [model] breakdown names no key");
@@ -314,6 +327,29 @@ fn a_failed_call_spends_no_more_calls_on_its_series() {
         calls, 3,
         "the calls of the spans after the failed one are not made"
     );
+    assert!(out.cloud_eye().next().is_none());
+    assert_eq!(out.advance.get("r/cloud_eye/q"), None);
+}
+
+#[test]
+fn an_answer_that_cannot_be_read_fails_like_a_failed_call_and_stops_its_series_calls() {
+    // Answers are read where they are folded, while the call's thread goes on: the calls
+    // after an unreadable answer stop once it is read, a call or two later at most (one call
+    // thread here, with one result waiting), never the rest of the series' six (or the
+    // period's twenty).
+    let api = Arc::new(Fake {
+        unreadable: |n| n == 0,
+        ..Fake::new(1)
+    });
+    let out = collect(day(), &api, None);
+    assert!(api.calls() <= 3, "{} calls", api.calls());
+    assert_eq!(failed_series(&out), vec!["model=m0"]);
+    let api = Arc::new(Fake {
+        unreadable: |n| n == 2,
+        ..Fake::new(1000)
+    });
+    let out = collect(buckets(30), &api, None);
+    assert!((3..=5).contains(&api.calls()), "{} calls", api.calls());
     assert!(out.cloud_eye().next().is_none());
     assert_eq!(out.advance.get("r/cloud_eye/q"), None);
 }
