@@ -342,7 +342,7 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         );
         let script = lock(&shared.config).faults.script.pop_front();
         if script == Some(Scripted::Reset) {
-            log_request(shared, &req, 0, arrived, 0);
+            log_request(shared, &req, (0, 0), arrived, Instant::now());
             // Dropping with the body unread makes the kernel answer with RST.
             return;
         }
@@ -355,20 +355,28 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         };
         // The latency is the server's, counted from the request's arrival: an answer that took
         // longer to compute is not delayed further, so a benchmark's bound of calls x latency
-        // is what a client waits, not latency plus the simulator's own work.
+        // is what a client waits, not latency plus the simulator's own work. Its log line (the
+        // request's body copied as JSON) is written within that time too, saying when the
+        // answer goes.
         let latency = lock(&shared.config).faults.latency;
-        if let Some(rest) = latency.checked_sub(arrived.elapsed()) {
-            std::thread::sleep(rest);
-        }
-        log_request(shared, &req, reply.status, arrived, reply.body.len());
+        let answer_at = (arrived + latency).max(Instant::now());
+        let sizes = (reply.status, reply.body.len());
+        log_request(shared, &req, sizes, arrived, answer_at);
+        std::thread::sleep(answer_at.saturating_duration_since(Instant::now()));
         if !send(reader.get_mut(), reply, &rid) {
             return;
         }
     }
 }
 
-/// Keeps `req` in the log, with the status and the size of its answer's body (`bytes`).
-fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant, bytes: usize) {
+/// Keeps `req` in the log, with the status and the size of its answer's body, answered `at`.
+fn log_request(
+    shared: &Shared,
+    req: &Request,
+    (status, bytes): (u16, usize),
+    arrived: Instant,
+    at: Instant,
+) {
     let entry = Logged {
         arrived,
         method: req.method.clone(),
@@ -376,14 +384,14 @@ fn log_request(shared: &Shared, req: &Request, status: u16, arrived: Instant, by
         query: req.query.clone(),
         body: String::from_utf8_lossy(&req.body).into_owned(),
         status,
-        at: Instant::now(),
+        at,
     };
     let file = lock(&shared.config).log_file.clone();
     // Each line is formatted whole first, then written in one call under the log's lock:
     // concurrent requests never interleave their lines.
     let line = file.as_ref().map(|_| {
         let mut line = serde_json::json!({
-            "time": Utc::now().to_rfc3339(),
+            "time": (Utc::now() + at.saturating_duration_since(Instant::now())).to_rfc3339(),
             "method": entry.method, "path": entry.path, "query": entry.query,
             "body": entry.body, "status": status, "bytes": bytes,
         })
