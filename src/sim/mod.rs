@@ -6,6 +6,7 @@
 pub mod cloud_eye;
 pub mod faults;
 pub mod http;
+mod log;
 pub mod metadata;
 pub mod model;
 pub mod scale;
@@ -28,6 +29,7 @@ pub use cloud_eye::{CloudEyeSim, Forged};
 use faults::{scripted, send};
 pub use faults::{Faults, Scripted};
 use http::{ReadOutcome, Request};
+pub use log::Logged;
 pub use model::Dataset;
 pub use scale::Size;
 pub use sts::{SimAgency, StsSim};
@@ -89,20 +91,6 @@ impl Default for SimConfig {
             sts: StsSim::default(),
         }
     }
-}
-
-/// One request as the simulator saw it (no header values: they may hold secrets).
-#[derive(Clone, Debug)]
-pub struct Logged {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub body: String,
-    pub status: u16,
-    /// When its head was read.
-    pub arrived: Instant,
-    /// When it was answered.
-    pub at: Instant,
 }
 
 struct Shared {
@@ -369,47 +357,10 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
     }
 }
 
-/// Keeps `req` in the log, with the status and the size of its answer's body, answered `at`.
-fn log_request(
-    shared: &Shared,
-    req: &Request,
-    (status, bytes): (u16, usize),
-    arrived: Instant,
-    at: Instant,
-) {
-    let entry = Logged {
-        arrived,
-        method: req.method.clone(),
-        path: req.path.clone(),
-        query: req.query.clone(),
-        body: String::from_utf8_lossy(&req.body).into_owned(),
-        status,
-        at,
-    };
+/// Keeps `req` in the log (and its file, with `--log`), answered `at`.
+fn log_request(shared: &Shared, req: &Request, sizes: (u16, usize), arrived: Instant, at: Instant) {
     let file = lock(&shared.config).log_file.clone();
-    // Each line is formatted whole first, then written in one call under the log's lock:
-    // concurrent requests never interleave their lines.
-    let line = file.as_ref().map(|_| {
-        let mut line = serde_json::json!({
-            "time": (Utc::now() + at.saturating_duration_since(Instant::now())).to_rfc3339(),
-            "method": entry.method, "path": entry.path, "query": entry.query,
-            "body": entry.body, "status": status, "bytes": bytes,
-        })
-        .to_string();
-        line.push('\n');
-        line
-    });
-    let mut log = lock(&shared.log);
-    if let (Some(path), Some(line)) = (file, line) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
-    log.push(entry);
+    log::record(&shared.log, file.as_deref(), req, sizes, (arrived, at));
 }
 
 fn next_unit(shared: &Shared) -> f64 {
