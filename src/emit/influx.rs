@@ -140,23 +140,20 @@ fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &I
         opts.tags,
         fields::cloud_eye_tags(s).into_iter().chain(r.source_tags()),
     );
-    let mut set: Vec<String> = s
-        .values
-        .iter()
-        .map(|(m, f)| format!("{}={}", escape_key(m.field), fmt_value(fields::figure(*f))))
-        .collect();
     let length = if s.window.shape == Shape::Bucket {
         fields::PERIOD_FIELD.name
     } else {
         fields::WINDOW_SECONDS
     };
-    set.push(format!("{length}={}i", s.window.len_ms() / 1000));
+    // Written straight into the output (thousands of lines a run: no string per field).
+    let _ = write!(out, "{}{} ", fields::MODEL_MEASUREMENT, tag_set(&tags));
+    for (m, f) in &s.values {
+        let _ = write!(out, "{}={},", escape_key(m.field), fmt_value(fields::figure(*f)));
+    }
     let _ = writeln!(
         out,
-        "{}{} {} {}",
-        fields::MODEL_MEASUREMENT,
-        tag_set(&tags),
-        set.join(","),
+        "{length}={}i {}",
+        s.window.len_ms() / 1000,
         ns(s.window.end_ms)
     );
     if let Some(c) = &s.cost {
