@@ -19,6 +19,13 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// `f`'s result, or its panic as an error: a panic costs the call (or the reading of its
+/// answer) it happened in, never the run.
+pub fn guarded<R>(f: impl FnOnce() -> Result<R, ApiError>) -> Result<R, ApiError> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(ApiError::Internal(panic_message(p.as_ref()))))
+}
+
 /// What a pool of calls came back with: which jobs answered (the others were not back by the
 /// deadline or the stop signal), and whether (and by which signal) it was cut short.
 pub struct Pooled {
@@ -94,8 +101,7 @@ where
                     break;
                 }
                 // A panic costs this call's series, reported at once, never the run.
-                let r = catch_unwind(AssertUnwindSafe(|| call(&jobs[i], deadline)))
-                    .unwrap_or_else(|p| Err(ApiError::Internal(panic_message(p.as_ref()))));
+                let r = guarded(|| call(&jobs[i], deadline));
                 if tx.send((i, r)).is_err() {
                     break;
                 }

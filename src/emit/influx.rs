@@ -148,7 +148,12 @@ fn cloud_eye_line(out: &mut String, s: &CloudEyeSeries, r: &Report<'_>, opts: &I
     // Written straight into the output (thousands of lines a run: no string per field).
     let _ = write!(out, "{}{} ", fields::MODEL_MEASUREMENT, tag_set(&tags));
     for (m, f) in &s.values {
-        let _ = write!(out, "{}={},", escape_key(m.field), fmt_value(fields::figure(*f)));
+        let _ = write!(
+            out,
+            "{}={},",
+            escape_key(m.field),
+            fmt_value(fields::figure(*f))
+        );
     }
     let _ = writeln!(
         out,

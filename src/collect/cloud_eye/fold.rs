@@ -12,10 +12,10 @@ use std::sync::Arc;
 use super::calls::{remember_owed, Job, Part, Query, Round};
 use super::datapoints::{self, LeftOut, Point, Refused};
 use super::{budgets, failure, groups, subject, Figure, Series, Setup, Spent};
-use crate::collect::pool::pool;
+use crate::collect::pool::{guarded, pool};
 use crate::collect::{Collection, Failure, Run, SourceId, What};
 use crate::domain::cloud_eye::CloudEyeKey;
-use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims, Unread};
+use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims};
 use crate::domain::ApiError;
 use crate::plan::cloud_eye::WindowIndex;
 use crate::spend::prices::{self, PriceError, Priced};
@@ -201,7 +201,7 @@ pub(super) fn run_round(
                 &round.parts[job.part],
             );
             // Read here, not on the call's thread, which is on to its next call.
-            match result.and_then(|r| r.map(Unread::read).transpose()) {
+            match result.and_then(|r| r.map(|u| guarded(|| u.read())).transpose()) {
                 Ok(Some(answer)) => fold(q, part, acc, job, answer, &mut left_out),
                 Ok(None) => {}
                 Err(e) => failed(q, part, acc, job, e, &down),

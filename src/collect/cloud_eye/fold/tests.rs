@@ -21,12 +21,14 @@ const H: i64 = 3_600_000;
 
 /// Cloud Eye as a careless server could be: `models` models (`m0`, `m1`...), every bucket of
 /// `[from, to]` (`to` included) worth `value` an hour; the calls whose number `fails` picks
-/// fail, and the answers of those `unreadable` picks cannot be read.
+/// fail, the answers of those `unreadable` picks cannot be read, and reading those of
+/// `read_panics` panics.
 struct Fake {
     models: usize,
     value: f64,
     fails: fn(usize) -> bool,
     unreadable: fn(usize) -> bool,
+    read_panics: fn(usize) -> bool,
     budget: usize,
     batches: Mutex<Vec<BatchRequest>>,
 }
@@ -38,6 +40,7 @@ impl Fake {
             value: 1.0,
             fails: |_| false,
             unreadable: |_| false,
+            read_panics: |_| false,
             budget: usize::MAX,
             batches: Mutex::new(Vec::new()),
         }
@@ -67,6 +70,9 @@ impl Api for Fake {
         };
         if (self.fails)(n) {
             return Err(ApiError::Internal(format!("call {n} failed")));
+        }
+        if (self.read_panics)(n) {
+            return Ok(Unread::new(move || panic!("a bug reading answer {n}")));
         }
         if (self.unreadable)(n) {
             return Ok(Unread::new(move || {
@@ -352,6 +358,14 @@ fn an_answer_that_cannot_be_read_fails_like_a_failed_call_and_stops_its_series_c
     assert!((3..=5).contains(&api.calls()), "{} calls", api.calls());
     assert!(out.cloud_eye().next().is_none());
     assert_eq!(out.advance.get("r/cloud_eye/q"), None);
+    // A bug in reading an answer costs that answer's series, as one in a call does, never
+    // the run (the reading is no longer on a call thread, whose panics were always caught).
+    let api = Arc::new(Fake {
+        read_panics: |n| n == 0,
+        ..Fake::new(1)
+    });
+    let out = collect(day(), &api, None);
+    assert_eq!(failed_series(&out), vec!["model=m0"]);
 }
 
 #[test]
