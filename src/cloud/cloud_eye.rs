@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::client::{Call, Client};
-use super::loose::{loose, Loose, Shape, Shaped};
+use super::loose::{lenient, loose, Key, Loose, Shape, Shaped};
 use crate::domain::cloud_eye::Unread;
 use crate::domain::cloud_eye::{BatchAnswer, BatchRequest, Dims, Instance, InstancePage, Reading};
 use crate::domain::cloud_eye::{MetricPage, DIM_KEY, DIM_MODEL, LIST_LIMIT, NAMESPACE};
@@ -32,14 +32,11 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, DecodeError> {
     })
 }
 
-#[derive(Deserialize)]
-struct WireDim {
-    name: Option<Loose<String>>,
-    value: Option<Loose<String>>,
-}
-
-impl Shaped for WireDim {
-    const SHAPE: Shape = Shape::Object;
+lenient! {
+    struct WireDim {
+        name: String,
+        value: String,
+    }
 }
 
 /// A series' dimensions as the API writes them.
@@ -71,14 +68,11 @@ struct WireEntry {
     dimensions: WireDims,
 }
 
-#[derive(Deserialize)]
-struct WireMeta {
-    marker: Option<Loose<String>>,
-    total: Option<Loose<u64>>,
-}
-
-impl Shaped for WireMeta {
-    const SHAPE: Shape = Shape::Object;
+lenient! {
+    struct WireMeta {
+        marker: String,
+        total: u64,
+    }
 }
 
 #[derive(Deserialize)]
@@ -193,14 +187,11 @@ pub fn parse_batch(body: &str, filter: &str) -> Result<BatchAnswer, DecodeError>
     Ok(out)
 }
 
-#[derive(Deserialize)]
-struct WireNamed {
-    id: Option<Loose<String>>,
-    name: Option<Loose<String>>,
-}
-
-impl Shaped for WireNamed {
-    const SHAPE: Shape = Shape::Object;
+lenient! {
+    struct WireNamed {
+        id: String,
+        name: String,
+    }
 }
 
 impl WireNamed {
@@ -212,14 +203,11 @@ impl WireNamed {
     }
 }
 
-#[derive(Deserialize)]
-struct WireInstance {
-    maas_api_id: Option<Loose<WireNamed>>,
-    maas_key_id: Option<Loose<WireNamed>>,
-}
-
-impl Shaped for WireInstance {
-    const SHAPE: Shape = Shape::Object;
+lenient! {
+    struct WireInstance {
+        maas_api_id: WireNamed,
+        maas_key_id: WireNamed,
+    }
 }
 
 #[derive(Deserialize)]
@@ -420,6 +408,8 @@ mod tests {
             r#"{"metric_name":"req_count","dimensions":[{"name":{"a":[1,{"b":2}]},"value":"m2"}],"datapoints":[]}"#,
             r#"{"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":[true,null]}],"datapoints":[]}"#,
             r#"{"metric_name":"req_count","dimensions":[{"name":"maas_api_id","value":"m2"},null],"datapoints":[]}"#,
+            // A key given twice keeps its first value (here naming another dimension).
+            r#"{"metric_name":"req_count","dimensions":[{"name":"other","name":"maas_api_id","value":"m2"}],"datapoints":[]}"#,
         ] {
             let body = format!(r#"{{"metrics":[{odd},{good}]}}"#);
             let a = parse_batch(&body, "sum").unwrap_or_else(|e| panic!("{odd}: {e:?}"));
@@ -441,10 +431,21 @@ mod tests {
         let p = r#"{"metrics":[],"meta_data":{"marker":{"x":1},"total":"7"}}"#;
         let p = parse_metric_page(p).unwrap();
         assert_eq!((p.marker.as_str(), p.total), ("", None));
-        let i = r#"{"instances":[{"maas_api_id":["m1"]},{"maas_api_id":{"id":"m2","name":5}},[1]],"total":{}}"#;
+        let p = r#"{"metrics":[],"meta_data":{"marker":"a","marker":"b","total":1,"total":2}}"#;
+        let p = parse_metric_page(p).unwrap();
+        assert_eq!(
+            (p.marker.as_str(), p.total),
+            ("a", Some(1)),
+            "the first of each"
+        );
+        let i = r#"{"instances":[{"maas_api_id":{"id":"m0","id":"x"},"maas_api_id":{"id":"y"}},{"maas_api_id":["m1"]},{"maas_api_id":{"id":"m2","name":5}},[1]],"total":{}}"#;
         let i = parse_instances(i).unwrap();
-        assert_eq!(i.instances.len(), 1);
-        assert_eq!((i.instances[0].dims.model_id.as_str(), i.listed), ("m2", 3));
+        let ids: Vec<_> = i
+            .instances
+            .iter()
+            .map(|i| i.dims.model_id.as_str())
+            .collect();
+        assert_eq!((ids, i.listed), (vec!["m0", "m2"], 4));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::marker::PhantomData;
 use serde::de::value::{
     BorrowedStrDeserializer, Error as ValueError, MapAccessDeserializer, SeqAccessDeserializer,
 };
-use serde::de::{Deserialize, Deserializer, IgnoredAny, IntoDeserializer, MapAccess};
+use serde::de::MapAccess;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer};
 use serde::de::{SeqAccess, Visitor};
 
 /// `T`, or a value of another shape (skipped).
@@ -129,3 +130,71 @@ impl<'de, T: Deserialize<'de> + Shaped> Visitor<'de> for LooseVisitor<T> {
         Ok(Loose::Other)
     }
 }
+
+/// A key of an object, as the index of the field it names among `fields` (none: not one).
+pub(super) struct Key(pub &'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|n| *n == v))
+    }
+}
+
+/// A struct whose every field is an `Option<Loose<_>>`, read from an object as it streams by:
+/// keys it does not name are skipped and a key given twice keeps its first value (serde's
+/// derive would fail the whole answer on it).
+macro_rules! lenient {
+    (struct $name:ident { $($field:ident: $ty:ty,)* }) => {
+        struct $name {
+            $($field: Option<Loose<$ty>>,)*
+        }
+
+        impl Shaped for $name {
+            const SHAPE: Shape = Shape::Object;
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Fields;
+                impl<'de> serde::de::Visitor<'de> for Fields {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$name, A::Error> {
+                        const NAMES: &[&str] = &[$(stringify!($field)),*];
+                        let mut v = $name { $($field: None,)* };
+                        while let Some(key) = map.next_key_seed(Key(NAMES))? {
+                            let name = key.map_or("", |i| NAMES[i]);
+                            match name {
+                                $(stringify!($field) if v.$field.is_none() => {
+                                    v.$field = map.next_value()?;
+                                })*
+                                _ => {
+                                    map.next_value::<serde::de::IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(v)
+                    }
+                }
+                d.deserialize_map(Fields)
+            }
+        }
+    };
+}
+pub(super) use lenient;
