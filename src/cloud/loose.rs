@@ -1,6 +1,6 @@
 //! A field of an answer read as `T` when it is one and as nothing usable otherwise (a dimension
-//! that is not text, a list where an object belongs), so one odd field never fails a whole
-//! answer. Read as the answer streams by: serde's untagged enums would copy every field into a
+//! that is not text, a list where an object belongs; in an object, a key given twice keeps its
+//! first value), so one odd field never fails a whole answer. Read as the answer streams by: serde's untagged enums would copy every field into a
 //! tree first, which was a third of a Cloud Eye run's CPU.
 
 use std::fmt;

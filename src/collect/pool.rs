@@ -87,7 +87,7 @@ where
     let next = Arc::new(AtomicUsize::new(0));
     // Bounded: at most `concurrency` results wait for the folding thread (each may hold an
     // answer not yet read), so memory stays put and a failure found in reading one stops the
-    // calls that were only for it a call or two later at most.
+    // calls that were only for it within about twice the concurrency in calls.
     let (tx, rx) = mpsc::sync_channel::<(usize, Result<R, ApiError>)>(concurrency.max(1));
     for _ in 0..concurrency.clamp(1, n.max(1)) {
         let (jobs, next, tx, call) = (jobs.clone(), next.clone(), tx.clone(), call.clone());

@@ -21,7 +21,8 @@ pub struct Logged {
     pub status: u16,
     /// When its head was read.
     pub arrived: Instant,
-    /// When it was answered.
+    /// When its answer was due to go: the latency after arrival, or when the answer was ready
+    /// if that was later (recorded before the answer is sent).
     pub at: Instant,
 }
 

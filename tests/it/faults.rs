@@ -389,7 +389,9 @@ fn sigterm_writes_what_was_collected_and_exits_0_without_waiting_for_the_calls()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Act once the first call is answered and the second is in flight, however slow the start.
+    // Act once the first call is answered and the second is in flight, however slow the start
+    // (one call at a time: a second arrival means the first was answered; a request is logged
+    // before its answer goes).
     wait_until("the first call answered and the second in flight", || {
         !sim.requests().is_empty() && sim.arrivals() >= 2
     });
