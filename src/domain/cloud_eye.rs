@@ -12,6 +12,11 @@ pub const NAMESPACE: &str = "SYS.MaaS";
 pub const DIM_MODEL: &str = "maas_api_id";
 /// Level 1: one API key under that service.
 pub const DIM_KEY: &str = "maas_key_id";
+
+/// The Cloud Eye counts spend is made of: input and output tokens (priced apart; a token
+/// budget counts both).
+pub const PROMPT_TOKENS: &str = "prompt_tokens";
+pub const COMPLETION_TOKENS: &str = "completion_tokens";
 /// Metric objects one batch-query-metric-data call may carry.
 pub const MAX_METRICS_PER_CALL: usize = 500;
 /// Datapoints one batch-query-metric-data answer may hold: objects x (to - from) / period must

@@ -150,7 +150,7 @@ fn budget_queries(
     region: &str,
     checkpoints: &Checkpoints,
 ) -> Result<Vec<cloud_eye::QueryPlan>, PlanError> {
-    use crate::domain::cloud_eye::metric;
+    use crate::domain::cloud_eye::{metric, COMPLETION_TOKENS, PROMPT_TOKENS};
     use crate::spend::budget::{Period, Scope};
     let groups = Arc::new(Groups::new(&spec.key_groups));
     let mut out = Vec::new();
@@ -169,7 +169,7 @@ fn budget_queries(
                 by_key,
                 models: None,
                 api_keys: None,
-                metrics: ["prompt_tokens", "completion_tokens"]
+                metrics: [PROMPT_TOKENS, COMPLETION_TOKENS]
                     .iter()
                     .filter_map(|m| metric(m))
                     .collect(),

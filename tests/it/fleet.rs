@@ -357,29 +357,9 @@ pub(crate) fn period_run(spec: &Path, state: &Path, now_ms: i64, env: &[(&str, &
 
 /// Every point of the period series the receiver has: bucket end -> the values sent for it.
 pub(crate) fn received_buckets(rx: &HttpReceiver) -> BTreeMap<i64, Vec<i64>> {
-    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
     let mut out: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for r in rx.requests() {
-        for rm in &r.request.resource_metrics {
-            for sm in &rm.scope_metrics {
-                for m in sm
-                    .metrics
-                    .iter()
-                    .filter(|m| m.name == "maas.usage.period.total_tokens")
-                {
-                    let Some(Data::Sum(sum)) = &m.data else {
-                        continue;
-                    };
-                    for p in &sum.data_points {
-                        if let Some(Value::AsInt(v)) = p.value {
-                            out.entry((p.time_unix_nano / 1_000_000) as i64)
-                                .or_default()
-                                .push(v);
-                        }
-                    }
-                }
-            }
-        }
+    for (at, v) in rx.points("maas.usage.period.total_tokens") {
+        out.entry(at).or_default().push(v);
     }
     out
 }

@@ -210,30 +210,7 @@ fn serve_without_redis_is_unhealthy_after_two_intervals_and_names_the_engine() {
 
 /// The values of the OTLP gauge or sum `name` the receiver got, over all its requests.
 fn otlp_values(rx: &HttpReceiver, name: &str) -> Vec<i64> {
-    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
-    let mut out = Vec::new();
-    for r in rx.requests() {
-        for rm in &r.request.resource_metrics {
-            for m in rm
-                .scope_metrics
-                .iter()
-                .flat_map(|sm| &sm.metrics)
-                .filter(|m| m.name == name)
-            {
-                let points = match &m.data {
-                    Some(Data::Gauge(g)) => &g.data_points,
-                    Some(Data::Sum(s)) => &s.data_points,
-                    _ => continue,
-                };
-                out.extend(points.iter().filter_map(|p| match p.value {
-                    Some(Value::AsInt(v)) => Some(v),
-                    Some(Value::AsDouble(v)) => Some(v as i64),
-                    None => None,
-                }));
-            }
-        }
-    }
-    out
+    rx.points(name).into_iter().map(|(_, v)| v).collect()
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use super::Series;
 use crate::collect::{Collection, Failure, Series as Any};
-use crate::domain::cloud_eye::CloudEyeKey;
+use crate::domain::cloud_eye::{CloudEyeKey, COMPLETION_TOKENS, PROMPT_TOKENS};
 use crate::domain::ApiError;
 use crate::plan::cloud_eye::{BudgetPlan, Plan, QueryPlan};
 use crate::spend::budget::{self, Amount, Budget, Limit, Point, Scope};
@@ -90,7 +90,7 @@ fn used(budget: &Budget, b: &BudgetPlan, series: &[Series]) -> Amount {
     for s in series.iter().filter(in_scope) {
         units = units.saturating_add(match budget.limit {
             Limit::Amount(_) => s.cost.as_ref().map_or(0, |c| c.priced.total().femto),
-            Limit::Tokens(_) => ["prompt_tokens", "completion_tokens"]
+            Limit::Tokens(_) => [PROMPT_TOKENS, COMPLETION_TOKENS]
                 .iter()
                 .map(|m| u128::from(s.count(m).unwrap_or(0)))
                 .sum(),

@@ -16,13 +16,10 @@ use crate::collect::pool::{guarded, pool};
 use crate::collect::{Collection, Failure, Run, SourceId, What};
 use crate::domain::cloud_eye::CloudEyeKey;
 use crate::domain::cloud_eye::{Aggregate, BatchAnswer, CloudEyeMetric, Dims};
+use crate::domain::cloud_eye::{COMPLETION_TOKENS, PROMPT_TOKENS};
 use crate::domain::ApiError;
 use crate::plan::cloud_eye::WindowIndex;
 use crate::spend::prices::{self, PriceError, Priced};
-
-/// The Cloud Eye counts a cost is made of: input and output tokens.
-const PROMPT: &str = "prompt_tokens";
-const COMPLETION: &str = "completion_tokens";
 
 /// One token datapoint to price: its period and count.
 #[derive(Clone, Copy)]
@@ -37,7 +34,7 @@ struct TokenPoint {
 fn priced(q: &Query<'_>) -> Vec<bool> {
     let reads = |ces| q.metrics().iter().any(|m| m.ces == ces);
     match &q.plan.schedule {
-        Some(s) if reads(PROMPT) && reads(COMPLETION) => q
+        Some(s) if reads(PROMPT_TOKENS) && reads(COMPLETION_TOKENS) => q
             .keys
             .iter()
             .map(|k| s.prices(&[&k.model.name, &k.model.id]))
@@ -91,8 +88,8 @@ impl Acc {
             return;
         };
         let (input, output) = match ces {
-            PROMPT => (point.n, 0),
-            COMPLETION => (0, point.n),
+            PROMPT_TOKENS => (point.n, 0),
+            COMPLETION_TOKENS => (0, point.n),
             _ => return,
         };
         let slot = &mut self.costs[w * self.series + s];

@@ -96,6 +96,37 @@ impl HttpReceiver {
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+
+    /// Every data point of the metric `name` received so far, gauge or sum, in order of
+    /// arrival: (its time in ms, its value as a whole number).
+    pub fn points(&self, name: &str) -> Vec<(i64, i64)> {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+        let mut out = Vec::new();
+        for r in self.requests() {
+            for m in r
+                .request
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .filter(|m| m.name == name)
+            {
+                let points = match &m.data {
+                    Some(Data::Gauge(g)) => &g.data_points,
+                    Some(Data::Sum(s)) => &s.data_points,
+                    _ => continue,
+                };
+                out.extend(points.iter().filter_map(|p| {
+                    let v = match p.value? {
+                        Value::AsInt(v) => v,
+                        Value::AsDouble(v) => v as i64,
+                    };
+                    Some(((p.time_unix_nano / 1_000_000) as i64, v))
+                }));
+            }
+        }
+        out
+    }
 }
 
 fn serve<S: Read + Write>(
