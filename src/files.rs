@@ -1,6 +1,6 @@
 //! Files the program reads and writes: small input files read bounded (regular files only,
-//! size-capped: credentials, CA bundles, specs), and the one atomic-write function, so that a
-//! reader never sees half a file.
+//! size-capped: credentials, CA bundles, specs), and the one atomic write (whole, or piece by
+//! piece: [`Replacement`]), so that a reader never sees half a file.
 //!
 //! For a write, a temporary file with a random name is created beside the target with `O_EXCL` (never
 //! through a symlink someone planted), written, optionally synced, and renamed over the target.
@@ -37,37 +37,81 @@ pub fn write_atomically(
     durability: Durability,
     access: Access,
 ) -> std::io::Result<()> {
-    if let Ok(meta) = std::fs::metadata(path) {
-        if !meta.is_file() {
-            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-            f.write_all(bytes)?;
-            return f.flush();
+    let mut r = Replacement::create(path)?;
+    r.write_all(bytes)?;
+    r.finish(durability, access)
+}
+
+/// A file written piece by piece and put in place whole at the end ([`Replacement::finish`]),
+/// as [`write_atomically`] does in one go: an output written as it is produced. Dropped
+/// unfinished, its temporary file is removed and the target left as it was.
+pub struct Replacement {
+    path: std::path::PathBuf,
+    to: To,
+}
+
+enum To {
+    /// Beside the target, renamed over it at the end.
+    Temporary(tempfile::NamedTempFile),
+    /// The target itself: it exists and is not a regular file.
+    InPlace(std::fs::File),
+}
+
+impl Replacement {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        if let Ok(meta) = std::fs::metadata(path) {
+            if !meta.is_file() {
+                let f = std::fs::OpenOptions::new().write(true).open(path)?;
+                return Ok(Replacement {
+                    path: path.to_path_buf(),
+                    to: To::InPlace(f),
+                });
+            }
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::Builder::new()
+            .prefix(".maas-usage-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(Replacement {
+            path: path.to_path_buf(),
+            to: To::Temporary(tmp),
+        })
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.to {
+            To::Temporary(t) => t.write_all(bytes),
+            To::InPlace(f) => f.write_all(bytes),
         }
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".maas-usage-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.flush()?;
-    if durability == Durability::Synced {
-        tmp.as_file().sync_all()?;
+
+    /// Puts the file in place: flushed, synced when `durability` asks, with the mode `access`
+    /// says, renamed over the target.
+    pub fn finish(self, durability: Durability, access: Access) -> std::io::Result<()> {
+        let mut tmp = match self.to {
+            To::InPlace(mut f) => return f.flush(),
+            To::Temporary(t) => t,
+        };
+        tmp.flush()?;
+        if durability == Durability::Synced {
+            tmp.as_file().sync_all()?;
+        }
+        #[cfg(unix)]
+        if access == Access::Shared {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&self.path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0o644);
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        tmp.persist(&self.path).map_err(|e| e.error)?;
+        Ok(())
     }
-    #[cfg(unix)]
-    if access == Access::Shared {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0o644);
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

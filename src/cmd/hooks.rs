@@ -36,3 +36,16 @@ pub fn stop_before_prepare() {
         let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
     }
 }
+
+/// `MAAS_USAGE_TEST_ROUND_FIGURES`: rounds of period buckets of at most this many figures
+/// instead of `figures`, so that a test's small collector takes several.
+pub fn round_figures(figures: usize) -> usize {
+    let hook = cfg!(feature = "test-hooks")
+        .then(|| {
+            crate::env::process("MAAS_USAGE_TEST_ROUND_FIGURES")?
+                .parse()
+                .ok()
+        })
+        .flatten();
+    hook.unwrap_or(figures)
+}

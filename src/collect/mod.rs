@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use cloud_eye::{
     Api as CloudEyeApi, DiscoveryCache, Figure, Series as CloudEyeSeries, Setup as CloudEyeSetup,
-    Spent,
+    Spent, ROUND_FIGURES,
 };
 pub use statistics::{Api as StatisticsApi, Segment, Series as StatisticsSeries};
 
@@ -176,6 +176,10 @@ pub struct Collection {
     /// Series already delivered as they came (output written as it is produced) and no
     /// longer held here.
     pub delivered: usize,
+    /// Period buckets let go of once added to their running totals, which are all an output
+    /// of totals (a Prometheus page) shows of them; counted until their checkpoints are
+    /// dropped.
+    pub folded: usize,
     /// Where the spec's budgets stand (`maas_budget`), from the plan's own Cloud Eye queries.
     pub budgets: Vec<crate::spend::budget::Point>,
 }
@@ -193,12 +197,13 @@ impl Collection {
         self.cut_short |= other.cut_short;
         self.stopped_by = self.stopped_by.or(other.stopped_by);
         self.delivered += other.delivered;
+        self.folded += other.folded;
         self.budgets.extend(other.budgets);
     }
 
-    /// Its series, collected or already delivered.
+    /// Its series, collected, already delivered or folded into their running totals.
     pub fn series_ok(&self) -> usize {
-        self.series.len() + self.delivered
+        self.series.len() + self.delivered + self.folded
     }
 
     /// Not one series collected, of any source: what "nothing collected" (exit 1), the
@@ -228,6 +233,16 @@ impl Collection {
     pub fn drop_buckets(&mut self) {
         self.series.retain(|s| !s.is_bucket());
         self.advance.clear();
+        self.folded = 0;
+    }
+
+    /// Lets go of the period buckets, already added to their running totals
+    /// ([`Collection::accumulate_into`]): an output of totals needs no more of them, and a
+    /// month of buckets need not sit in memory. They still count as collected.
+    pub fn fold_buckets(&mut self) {
+        let before = self.series.len();
+        self.series.retain(|s| !s.is_bucket());
+        self.folded += before - self.series.len();
     }
 
     /// Adds each delivered bucket, in time order, to its series' running total (`stored`, from
@@ -235,10 +250,16 @@ impl Collection {
     /// after this collection.
     pub fn accumulate(&mut self, stored: &Totals) -> Totals {
         let mut totals = stored.clone();
-        for s in self.series.iter_mut().filter(|s| s.is_bucket()) {
-            s.accumulate(&mut totals);
-        }
+        self.accumulate_into(&mut totals);
         totals
+    }
+
+    /// [`Collection::accumulate`] in place: the running totals `totals` go on with this
+    /// collection's buckets (a collection's rounds, one after the other, come to the same).
+    pub fn accumulate_into(&mut self, totals: &mut Totals) {
+        for s in self.series.iter_mut().filter(|s| s.is_bucket()) {
+            s.accumulate(totals);
+        }
     }
 }
 

@@ -41,6 +41,38 @@ impl WriteError {
     }
 }
 
+/// An output being written: see [`Sink::stream`]. Dropped unfinished, a file is left as it was.
+pub struct Stream {
+    file: Option<(files::Replacement, PathBuf)>,
+}
+
+impl Stream {
+    pub fn write(&mut self, text: &str) -> Result<(), WriteError> {
+        match &mut self.file {
+            None => write_stdout(text),
+            Some((f, p)) => f.write_all(text.as_bytes()).map_err(|e| io_error(p, e)),
+        }
+    }
+
+    /// Puts the output in place (a file synced and renamed over the target; stdout: nothing
+    /// more to do).
+    pub fn finish(self) -> Result<(), WriteError> {
+        match self.file {
+            None => Ok(()),
+            Some((f, p)) => f
+                .finish(Durability::Synced, Access::Shared)
+                .map_err(|e| io_error(&p, e)),
+        }
+    }
+}
+
+fn io_error(p: &std::path::Path, source: std::io::Error) -> WriteError {
+    WriteError::Io {
+        target: p.display().to_string(),
+        source,
+    }
+}
+
 /// Where the metrics go: stdout (`None` or `-`), or a file.
 pub struct Sink {
     path: Option<PathBuf>,
@@ -51,11 +83,6 @@ impl Sink {
         Sink {
             path: path.filter(|p| p.as_os_str() != "-"),
         }
-    }
-
-    /// Whether it writes to stdout (where output can go as it is produced).
-    pub fn to_stdout(&self) -> bool {
-        self.path.is_none()
     }
 
     /// Replaces the file whole (synced, readable by others: node_exporter reads it).
@@ -70,6 +97,20 @@ impl Sink {
                     })
             }
         }
+    }
+
+    /// An output written as it is produced ([`Stream::write`]), in place at [`Stream::finish`]:
+    /// stdout as it comes; a file replaced whole at the end, as [`Sink::write`] does.
+    pub fn stream(&self) -> Result<Stream, WriteError> {
+        Ok(Stream {
+            file: match &self.path {
+                None => None,
+                Some(p) => Some((
+                    files::Replacement::create(p).map_err(|e| io_error(p, e))?,
+                    p.clone(),
+                )),
+            },
+        })
     }
 
     /// Appends whole lines (files read line by line, like the collector's otlpjsonfile).

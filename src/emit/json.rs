@@ -1,5 +1,6 @@
 //! One JSON document with every series, its window, exact values and per-segment raw answers,
-//! for scripts.
+//! for scripts: rendered whole ([`render_all`]) or written as it is produced ([`JsonStream`]),
+//! to the same bytes.
 
 use serde_json::{json, Map, Value};
 
@@ -219,4 +220,149 @@ pub fn render_all(reports: &[Report<'_>]) -> String {
         "failures": failures,
         "collector": collector,
     }))
+}
+
+/// The document of [`render_all`] written as it is produced: its head, each round's series as it
+/// comes (a source's, a run of period buckets), then the rest. The ShowStatistics series all come
+/// before the Cloud Eye ones (the sources run in that order); the bytes are those of
+/// [`render_all`] of the whole collection.
+pub struct JsonStream {
+    /// With `clouds`: what each element carries of its cloud (its name, region and project).
+    source: Option<Value>,
+    /// The array being written (`series`, then `models`) and its elements so far.
+    array: Array,
+    written: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Array {
+    Series,
+    Models,
+}
+
+/// `v` pretty-printed as the value of a key (or an element) `depth` levels deep: its lines after
+/// the first indented (a JSON string holds no raw newline).
+fn nested(v: &Value, depth: usize) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    text.replace('\n', &format!("\n{}", "  ".repeat(depth)))
+}
+
+impl JsonStream {
+    /// The stream of `report`'s document (one cloud's; with `clouds`, a document of that one
+    /// cloud, as [`render_all`] writes it), and its head.
+    pub fn begin(report: &Report<'_>) -> (JsonStream, String) {
+        let tz = &report.zone.tz;
+        let generated_at = fmt_rfc3339(report.now.timestamp_millis(), tz);
+        let (head, source) = match report.cloud {
+            None => (
+                json!({
+                    "region": report.region,
+                    "project_id": report.project_id,
+                    "timezone": report.zone.name,
+                    "generated_at": generated_at,
+                }),
+                None,
+            ),
+            Some(cloud) => (
+                json!({
+                    "clouds": [{"name": cloud, "region": report.region, "project_id": report.project_id}],
+                    "timezone": report.zone.name,
+                    "generated_at": generated_at,
+                }),
+                Some(
+                    json!({"cloud": cloud, "region": report.region, "project_id": report.project_id}),
+                ),
+            ),
+        };
+        let head = nested(&head, 0);
+        let head = head.strip_suffix("\n}").unwrap_or(&head);
+        let stream = JsonStream {
+            source,
+            array: Array::Series,
+            written: 0,
+        };
+        (stream, format!("{head},\n  \"series\": ["))
+    }
+
+    /// `v` with its cloud's keys (with `clouds`).
+    fn with_source(&self, mut v: Value) -> Value {
+        if let (Value::Object(m), Some(Value::Object(src))) = (&mut v, &self.source) {
+            for (k, x) in src {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+        v
+    }
+
+    /// Closes the array being written.
+    fn close(&mut self, out: &mut String) {
+        out.push_str(if self.written == 0 { "]" } else { "\n  ]" });
+        self.written = 0;
+    }
+
+    fn element(&mut self, v: Value, out: &mut String) {
+        out.push_str(if self.written == 0 {
+            "\n    "
+        } else {
+            ",\n    "
+        });
+        out.push_str(&nested(&self.with_source(v), 2));
+        self.written += 1;
+    }
+
+    /// The series of `round` (of the document's cloud), as the next elements.
+    pub fn round(&mut self, round: &Report<'_>) -> String {
+        let mut out = String::new();
+        for s in round.collection.statistics() {
+            // A ShowStatistics series after a Cloud Eye one cannot be placed: the sources run
+            // ShowStatistics first (`plan::build_with`).
+            debug_assert!(
+                self.array == Array::Series,
+                "ShowStatistics after Cloud Eye"
+            );
+            if self.array == Array::Series {
+                self.element(series(s, round), &mut out);
+            }
+        }
+        for s in round.collection.cloud_eye() {
+            if self.array == Array::Series {
+                self.close(&mut out);
+                out.push_str(",\n  \"models\": [");
+                self.array = Array::Models;
+            }
+            self.element(cloud_eye_series(s, round), &mut out);
+        }
+        out
+    }
+
+    /// The rest of the document: its arrays closed, then `report`'s failures, self-metrics
+    /// and budgets (its series were written).
+    pub fn end(mut self, report: &Report<'_>) -> String {
+        let mut out = String::new();
+        if self.array == Array::Series {
+            self.close(&mut out);
+            out.push_str(",\n  \"models\": [");
+        }
+        self.close(&mut out);
+        let failures: Vec<Value> = failures(report)
+            .into_iter()
+            .map(|f| self.with_source(f))
+            .collect();
+        let collector = match self.source {
+            None => json!(report.stats),
+            Some(_) => json!([self.with_source(json!(report.stats))]),
+        };
+        out.push_str(&format!(
+            ",\n  \"failures\": {}",
+            nested(&json!(failures), 1)
+        ));
+        out.push_str(&format!(",\n  \"collector\": {}", nested(&collector, 1)));
+        let budgets = &report.collection.budgets;
+        if self.source.is_none() && !budgets.is_empty() {
+            let budgets: Vec<Value> = budgets.iter().map(budget).collect();
+            out.push_str(&format!(",\n  \"budgets\": {}", nested(&json!(budgets), 1)));
+        }
+        out.push_str("\n}\n");
+        out
+    }
 }

@@ -514,6 +514,40 @@ fn a_cloud_block_emits_no_cloud_tag_and_one_entry_of_clouds_only_adds_it() {
         .map(|l| l.replace(",cloud=only", ""))
         .collect();
     assert_eq!(data(&single), tagged, "the tag is the only difference");
+    // JSON, written as it is produced: one entry of `clouds` is the document of several clouds
+    // with that one, each element carrying its cloud.
+    let json = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&stdout(&run(path, &["--format", "json"]))).unwrap()
+    };
+    let (plain, named) = (json(&single), json(&named));
+    assert_eq!(named["clouds"][0]["name"], "only", "{named}");
+    assert_eq!(named["collector"][0]["cloud"], "only", "{named}");
+    for array in ["series", "models", "failures"] {
+        let elements = named[array].as_array().unwrap();
+        assert!(elements.iter().all(|e| e["cloud"] == "only"), "{named}");
+        let stripped: Vec<serde_json::Value> = elements
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                // The segments' request ids are each run's own.
+                for k in ["cloud", "region", "project_id", "segments"] {
+                    e.as_object_mut().unwrap().remove(k);
+                }
+                e
+            })
+            .collect();
+        let plain: Vec<serde_json::Value> = plain[array]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("segments");
+                e
+            })
+            .collect();
+        assert!(stripped == plain, "{array}: {stripped:?}\n{plain:?}");
+    }
 }
 
 #[test]

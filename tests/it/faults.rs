@@ -562,18 +562,23 @@ fn sigterm_during_an_otlp_export_lets_the_export_and_its_checkpoint_finish() {
         !err.contains("before the run could finish writing"),
         "{err}"
     );
-    // The collector has the buckets: the checkpoint moved, and the next run sends none again.
-    let before = collector.requests().len();
+    // The collector has the buckets pushed before the signal, each round's checkpoint moved
+    // with it: the next run sends the rest, and none again. Each of the three buckets is had
+    // as often as the others: once per series.
     let next = start(&[]).output().unwrap();
     assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
-    let again: usize = collector.requests()[before..]
-        .iter()
-        .flat_map(|r| &r.request.resource_metrics)
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .filter(|m| m.name.starts_with("maas.usage.period."))
-        .count();
-    assert_eq!(again, 0, "buckets sent twice: {}", stderr(&next));
+    let mut per_end: std::collections::BTreeMap<i64, usize> = Default::default();
+    for (end, _) in collector.points("maas.usage.period.total_tokens") {
+        *per_end.entry(end).or_default() += 1;
+    }
+    assert_eq!(per_end.len(), 3, "{per_end:?}: {}", stderr(&next));
+    let counts: std::collections::BTreeSet<usize> = per_end.values().copied().collect();
+    assert_eq!(
+        counts.len(),
+        1,
+        "buckets sent twice: {per_end:?}: {}",
+        stderr(&next)
+    );
 }
 
 #[test]

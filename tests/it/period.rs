@@ -375,6 +375,17 @@ fn in_prometheus_period_buckets_are_counters_of_running_totals_across_runs() {
     assert_eq!(c0, total(first_start, ms("2026-05-21T08:00:00+08:00")));
     assert!(c0 > 0);
     promtool_check(&first);
+    // The page shows the buckets through their totals only (they are let go of as they come),
+    // and they count as collected: three buckets of each period series.
+    let counters = first
+        .lines()
+        .filter(|l| l.starts_with("maas_usage_period_tokens_total{"))
+        .count();
+    let collected = first
+        .lines()
+        .find(|l| l.starts_with("maas_collector_series{") && l.contains("outcome=\"ok\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<usize>().ok());
+    assert_eq!(collected, Some(3 * counters), "{first}");
 
     // Two hours later, two more buckets: the counter grows by exactly them.
     let t1 = t0 + 2 * H;
@@ -941,4 +952,52 @@ fn a_checkpoint_from_the_future_holds_its_series_until_the_clock_passes_it_or_a_
         vec![t0 - 4 * H, t0 - 3 * H, t0 - 2 * H]
     );
     assert!(!stderr(&again).contains("clock"), "{}", stderr(&again));
+}
+
+/// An OTLP push goes a round of buckets at a time, each round's checkpoints in force once the
+/// collector accepted it: a later round refused (exit 1) costs none of the accepted buckets
+/// twice, and the next run sends the rest, each once.
+#[test]
+fn a_push_refused_after_accepted_rounds_sends_none_of_them_again() {
+    let sim = start(sim_config());
+    let rx = HttpReceiver::start();
+    let spec = spec_for(&sim)
+        .query("name: hourly, source: cloud_eye, range: {every: 1h, delay: 2h, backfill: 14d}, breakdown: [model, api_key], metrics: [total_tokens]")
+        .output(&format!("format: otlp, otlp: {{endpoint: '{}', compression: gzip}}", rx.url))
+        .limits("timeout: 60s")
+        .write();
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0).unwrap()));
+    let ends = || {
+        let mut per_end: BTreeMap<i64, usize> = BTreeMap::new();
+        for (end, _) in rx.points("maas.model.period.total_tokens") {
+            *per_end.entry(end).or_default() += 1;
+        }
+        per_end
+    };
+    // The first push accepted, the second refused.
+    rx.push(Answer::Slow(std::time::Duration::ZERO));
+    rx.push(Answer::Status(400, "collector refused"));
+    // Rounds of one call each: the 14 days of 12 series take two calls (3,000 datapoints each).
+    let small = [("MAAS_USAGE_TEST_ROUND_FIGURES", "100")];
+    let out = run_at(&spec, &state, t0, &small);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let first = ends();
+    assert!(
+        !first.is_empty(),
+        "the first round was accepted: {}",
+        stderr(&out)
+    );
+    let out = run_at(&spec, &state, t0, &small);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = ends();
+    // 14 days less the 2 h to settle: 334 hourly buckets, each once per series.
+    assert_eq!(all.len(), 334, "{all:?}");
+    assert!(
+        first.values().sum::<usize>() < all.values().sum::<usize>(),
+        "{first:?}"
+    );
+    let counts: BTreeSet<usize> = all.values().copied().collect();
+    assert_eq!(counts.len(), 1, "a bucket sent twice: {all:?}");
 }

@@ -17,7 +17,7 @@ use crate::collect::{self, Collection};
 use crate::domain::RangeExpr;
 use crate::log;
 use crate::plan::{self, Plan};
-use crate::spec::Spec;
+use crate::spec::{Format, Spec};
 use crate::time::period::{Checkpoints, Totals};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -154,7 +154,12 @@ pub(crate) fn collect_all(
     deadline: Instant,
 ) -> Result<Vec<Round>, Error> {
     let now = ctx.settings.now();
-    let period = (period.ok, &period.checkpoints);
+    let period = Begun {
+        ok: period.ok,
+        checkpoints: &period.checkpoints,
+        stored: &period.stored,
+    };
+    let period = &period;
     if let [one] = ctx.clouds.as_slice() {
         return Ok(vec![collect_cloud(ctx, one, now, period, deadline)?]);
     }
@@ -171,28 +176,60 @@ pub(crate) fn collect_all(
     })
 }
 
+/// What a cloud's collection takes of the period as it began: whether its series take part,
+/// their checkpoints and their running totals as recorded.
+struct Begun<'a> {
+    ok: bool,
+    checkpoints: &'a Checkpoints,
+    stored: &'a Totals,
+}
+
+/// Whether the run's output shows period buckets only through their running totals (a
+/// Prometheus page, `serve`'s included): each round's buckets are then let go of once added.
+fn folds_buckets(ctx: &Context) -> bool {
+    ctx.published.is_some() || ctx.format == Format::Prometheus
+}
+
 /// One cloud's collection: connected (when it was not), planned at `now` with the period's
-/// checkpoints (when the period series take part), called.
+/// checkpoints (when the period series take part), called; each round's buckets added to the
+/// running totals as it comes (and, for an output of totals, let go of).
 fn collect_cloud(
     ctx: &Context,
     cloud: &CloudRun,
     now: chrono::DateTime<chrono::Utc>,
-    (period_ok, checkpoints): (bool, &Checkpoints),
+    period: &Begun<'_>,
     deadline: Instant,
 ) -> Result<Round, Error> {
     let settings = &ctx.settings.clouds[cloud.index];
+    let mut totals = totals_of(cloud, period.stored);
     let conn = match cloud.connect(settings, deadline, ctx) {
         Ok(c) => c,
-        Err(e) if ctx.clouds.len() > 1 => return Ok(Round::failed(e)),
+        Err(e) if ctx.clouds.len() > 1 => {
+            return Ok(Round {
+                totals,
+                ..Round::failed(e)
+            })
+        }
         Err(e) => return Err(e),
     };
-    let (plan, baseline) = begin_cloud(ctx, cloud, &conn, now, (period_ok, checkpoints), deadline)?;
+    let checkpoints = (period.ok, period.checkpoints);
+    let (plan, baseline) = begin_cloud(ctx, cloud, &conn, now, checkpoints, deadline)?;
     let cache = wiring::discovery_cache(&ctx.store, &conn, cloud.name.as_deref());
     let cache = cache.as_ref().map(|c| c as &dyn collect::DiscoveryCache);
-    let collection = collect::collect(
+    let fold = folds_buckets(ctx);
+    let mut collection = Collection::default();
+    collect::collect_each(
         &plan,
         &super::setup(&conn, &ctx.spec, cache),
         &run(ctx, deadline),
+        &mut |mut round| {
+            round.accumulate_into(&mut totals);
+            if fold {
+                round.fold_buckets();
+            }
+            collection.absorb(round);
+            true
+        },
     );
     for w in &collection.warnings {
         log::warn!("{}{w}", cloud.prefix());
@@ -203,7 +240,7 @@ fn collect_cloud(
         plan: Some(plan),
         collection,
         baseline,
-        totals: Totals::default(),
+        totals,
     })
 }
 
@@ -252,8 +289,8 @@ fn run(ctx: &Context, deadline: Instant) -> collect::Run<'static> {
 pub(crate) fn collect_streamed(
     ctx: &Context,
     period: &mut period::Period,
-    deadline: Instant,
-) -> Result<(Round, Option<Box<dyn crate::state::store::PreparedCommit>>), Error> {
+    (deadline, delivered_by): (Instant, Instant),
+) -> Result<(Round, Streamed), Error> {
     let cloud = ctx
         .clouds
         .first()
@@ -269,6 +306,7 @@ pub(crate) fn collect_streamed(
         cloud: cloud.name.as_deref(),
         conn: &conn,
         stored: totals_of(cloud, &period.stored),
+        deadline: delivered_by,
     };
     let s = stream::collect(
         ctx,
@@ -288,7 +326,20 @@ pub(crate) fn collect_streamed(
         baseline,
         totals: s.totals,
     };
-    Ok((round, s.prepared))
+    Ok((
+        round,
+        Streamed {
+            prepared: s.prepared,
+            open: s.open,
+        },
+    ))
+}
+
+/// What a streamed collection leaves besides its round: the commit of the buckets written,
+/// and the output, to be finished after the last round.
+pub(crate) struct Streamed {
+    pub prepared: Option<Box<dyn crate::state::store::PreparedCommit>>,
+    pub open: stream::Open,
 }
 
 /// The running totals of `cloud`'s period series, out of every cloud's.
@@ -300,9 +351,10 @@ fn totals_of(cloud: &CloudRun, all: &Totals) -> Totals {
     t
 }
 
-/// Settles every cloud's period buckets and writes their commit before anything goes out;
-/// when it cannot be written, the buckets are held back (dropped: sent, they would be sent
-/// again at every run) and the running totals stay as recorded.
+/// Settles every cloud's period buckets (already in their running totals) and writes their
+/// commit before anything goes out; when it cannot be written, the buckets are held back
+/// (dropped: sent, they would be sent again at every run) and the running totals stay as
+/// recorded.
 pub(crate) fn settle(
     ctx: &Context,
     rounds: &mut [Round],
@@ -310,9 +362,8 @@ pub(crate) fn settle(
 ) -> Option<Box<dyn crate::state::store::PreparedCommit>> {
     let mut advance = Checkpoints::new();
     let mut totals = Totals::default();
-    for (cloud, r) in ctx.clouds.iter().zip(rounds.iter_mut()) {
+    for r in rounds.iter() {
         advance.extend(r.collection.advance.clone());
-        r.totals = r.collection.accumulate(&totals_of(cloud, &period.stored));
         totals.series.extend(r.totals.series.clone());
         totals.cloud_eye.extend(r.totals.cloud_eye.clone());
     }
@@ -322,7 +373,7 @@ pub(crate) fn settle(
         Err(()) => {
             for (cloud, r) in ctx.clouds.iter().zip(rounds.iter_mut()) {
                 r.collection.drop_buckets();
-                r.totals = r.collection.accumulate(&totals_of(cloud, &period.stored));
+                r.totals = totals_of(cloud, &period.stored);
             }
             None
         }

@@ -91,19 +91,9 @@ pub fn deliver(
                 &otlp_opts(ctx),
             )))?,
         Format::Otlp => {
-            let Some(cfg) = &ctx.export else {
-                return Err(Error::System("OTLP export not configured".into()));
-            };
             // The data first; then the self-metrics, with what the collector said of the data.
-            let opts = otlp_opts(ctx);
-            let data =
-                emit::otlp::merge(reports.iter().map(|r| emit::otlp::data_metrics(r, &opts)));
-            let data = emit::otlp::request_all(reports, &opts, data);
-            let accepted = otlp::export(cfg, &data, deadline)?;
-            // The data are delivered: a failure here costs the self-metrics only.
-            if let Err(e) = export_own(ctx, reports, Some(accepted.rejected), deadline) {
-                log::warn!("the self-metrics were not delivered: {e}");
-            }
+            let rejected = export_data(ctx, reports, deadline)?;
+            export_own_after(ctx, reports, rejected, deadline);
             // Shared with a coordination group: what the followers need is that it went out.
             if ctx.sharing.is_some() {
                 return Ok(Some(Page {
@@ -114,6 +104,25 @@ pub fn deliver(
         }
     }
     Ok(None)
+}
+
+/// Pushes the data of `reports` to the OTLP destination; what the collector rejected of them.
+pub fn export_data(ctx: &Context, reports: &[Report<'_>], deadline: Instant) -> Result<i64, Error> {
+    let Some(cfg) = &ctx.export else {
+        return Err(Error::System("OTLP export not configured".into()));
+    };
+    let opts = otlp_opts(ctx);
+    let data = emit::otlp::merge(reports.iter().map(|r| emit::otlp::data_metrics(r, &opts)));
+    let data = emit::otlp::request_all(reports, &opts, data);
+    Ok(otlp::export(cfg, &data, deadline)?.rejected)
+}
+
+/// The self-metrics pushed after the data, with what the collector rejected of them: the data
+/// are delivered, so a failure here costs the self-metrics only.
+pub fn export_own_after(ctx: &Context, reports: &[Report<'_>], rejected: i64, deadline: Instant) {
+    if let Err(e) = export_own(ctx, reports, Some(rejected), deadline) {
+        log::warn!("the self-metrics were not delivered: {e}");
+    }
 }
 
 fn influx_opts(ctx: &Context) -> InfluxOptions<'_> {

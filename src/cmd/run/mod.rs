@@ -358,6 +358,7 @@ pub(crate) fn setup<'a>(
             pinned: &spec.names,
             max_series: spec.limits.max_series,
             discovery_max_age: discovery_max_age(spec),
+            round_figures: super::hooks::round_figures(crate::collect::ROUND_FIGURES),
         },
     }
 }
@@ -405,7 +406,11 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     // Line protocol on stdout of one cloud goes out as it is produced, each round settled on
     // its own; otherwise every cloud is collected, then settled.
     let streamed = match stream::streams(ctx) {
-        true => Some(clouds::collect_streamed(ctx, &mut period, deadline)),
+        true => Some(clouds::collect_streamed(
+            ctx,
+            &mut period,
+            (deadline, started + timeout),
+        )),
         false => None,
     };
     let rounds = match streamed.is_none() {
@@ -415,15 +420,15 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     // From here the run only settles, writes or pushes, and commits: a stop signal lets that
     // finish (until the delivery's deadline), so what the collector has is what is recorded.
     let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
-    let (rounds, prepared) = match streamed {
+    let (rounds, prepared, open) = match streamed {
         Some(s) => {
-            let (round, prepared) = s?;
-            (vec![round], prepared)
+            let (round, s) = s?;
+            (vec![round], s.prepared, Some(s.open))
         }
         None => {
             let mut rounds = rounds?;
             let prepared = clouds::settle(ctx, &mut rounds, &mut period);
-            (rounds, prepared)
+            (rounds, prepared, None)
         }
     };
     log_collection(ctx, &rounds);
@@ -475,7 +480,13 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         })
         .collect();
     let ok = reports_stats.iter().any(|(ok, _)| *ok);
-    let data = deliver::deliver(ctx, &reports, ok, started + ctx.spec.limits.timeout)?;
+    let data = match (open, reports.as_slice()) {
+        (Some(open), [report]) => {
+            open.finish(ctx, report, started + ctx.spec.limits.timeout)?;
+            None
+        }
+        _ => deliver::deliver(ctx, &reports, ok, started + ctx.spec.limits.timeout)?,
+    };
     if let Some(lead) = lead {
         shared::store(ctx, lead, data, &reports_stats);
     }
