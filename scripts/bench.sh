@@ -3,6 +3,7 @@
 #   scripts/bench.sh            (prints a Markdown report on stdout; BENCHMARKS.md holds one)
 #   scripts/bench.sh serve      (the serve benchmark alone)
 #   scripts/bench.sh cloud-eye  (Cloud Eye at an organisation's scale alone, about 15 minutes)
+#   scripts/bench.sh period-formats  (period mode's 30 days at 50 x 20 in each output, about 5 minutes)
 # Needs: a Rust toolchain, GNU time (/usr/bin/time) for peak RSS, python3 for the arithmetic.
 # The peak RSS column is the largest of the runs.
 set -euo pipefail
@@ -264,6 +265,71 @@ print(f"| {r['lines']:,} ({len(r['series'])} x {buckets}) | {calls(r['calls'])} 
       f"{r['out_bytes'] / max(r['lines'], 1):.0f} B | {r['rc']} |")
 PY
 }
+
+# Period mode, 30 days hourly at 50 x 20 per key (limits raised), one run in each output that
+# streams, each with a fresh state directory and its own simulator: peak RSS, CPU, wall,
+# output; for the OTLP push (OTLP/HTTP protobuf to a loopback receiver that accepts
+# everything), the requests and the largest.
+period_formats() {
+  python3 - "$BIN" <<'PY'
+import os, subprocess, sys, tempfile, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BIN = sys.argv[1]
+NOW = "2026-05-21T10:00:00+08:00"
+got = {}
+class Receiver(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(n)
+        got["requests"] += 1
+        got["bytes"] += n
+        got["largest"] = max(got["largest"], n)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+rx = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+threading.Thread(target=rx.serve_forever, daemon=True).start()
+print("| output | peak RSS | CPU | wall | output | exit |")
+print("|---|---|---|---|---|---|")
+for fmt in ["influx", "prometheus", "json", "otlp-json", "otlp"]:
+    got.update(requests=0, bytes=0, largest=0)
+    work = tempfile.mkdtemp()
+    sim = subprocess.Popen([BIN, "simulator", "--listen", "127.0.0.1:0", "--latency", "50ms",
+                            "--models", "50", "--keys", "20", "--ips", "200", "--now", NOW],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    url = sim.stdout.readline().decode().strip()
+    out = f"  format: otlp\n  otlp:\n    endpoint: http://127.0.0.1:{rx.server_address[1]}\n    protocol: http/protobuf\n" if fmt == "otlp" else f"  format: {fmt}\n"
+    spec = f"{work}/spec.yaml"
+    open(spec, "w").write(
+        f"apiVersion: maas-usage/v1\ncloud:\n  endpoint: {url}\n  ces_endpoint: {url}\n"
+        f"  project_id: 0123456789abcdef0123456789abcdef\ntimezone: Asia/Shanghai\n"
+        f"limits:\n  timeout: 900s\n  ces_requests_per_minute: 6000\nqueries:\n  - name: keys\n"
+        f"    source: cloud_eye\n    range: {{every: 1h, delay: 2h, backfill: 30d}}\n"
+        f"    breakdown: [model, api_key]\noutput:\n{out}")
+    started = time.monotonic()
+    with open(f"{work}/out", "wb") as o:
+        rc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", f"{work}/time", BIN, "run",
+                             "--spec", spec, "--now", NOW, "--state-dir", f"{work}/state"],
+                            stdout=o, stderr=subprocess.DEVNULL).returncode
+    wall = time.monotonic() - started
+    kib, user, system = open(f"{work}/time").read().split()[-3:]
+    size = (f"{got['bytes'] / 1e6:,.0f} MB in {got['requests']} requests (largest {got['largest'] / 1e6:.1f} MB)"
+            if fmt == "otlp" else f"{os.path.getsize(f'{work}/out') / 1e6:,.0f} MB")
+    print(f"| {fmt} | {int(kib) / 1024:.0f} MiB | {float(user) + float(system):.1f} s | {wall:.1f} s | {size} | {rc} |")
+    sim.kill()
+    sim.wait()
+    subprocess.run(["rm", "-rf", work])
+PY
+}
+
+if [ "${1:-}" = period-formats ]; then
+  period_formats
+  exit 0
+fi
 
 if [ "${1:-}" = cloud-eye ]; then
   cloud_eye

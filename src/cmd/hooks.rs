@@ -37,12 +37,12 @@ pub fn stop_before_prepare() {
     }
 }
 
-/// `MAAS_USAGE_TEST_ROUND_FIGURES`: rounds of period buckets of at most this many figures
-/// instead of `figures`, so that a test's small collector takes several.
-pub fn round_figures(figures: usize) -> usize {
+/// `MAAS_USAGE_TEST_PUSH_FIGURES`: OTLP pushes of period buckets of at most this many
+/// figures instead of `figures`, so that a test's small collection takes several.
+pub fn push_figures(figures: usize) -> usize {
     let hook = cfg!(feature = "test-hooks")
         .then(|| {
-            crate::env::process("MAAS_USAGE_TEST_ROUND_FIGURES")?
+            crate::env::process("MAAS_USAGE_TEST_PUSH_FIGURES")?
                 .parse()
                 .ok()
         })

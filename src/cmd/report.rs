@@ -185,7 +185,6 @@ fn collect_month(
             pinned: &spec.names,
             max_series: spec.limits.max_series,
             discovery_max_age: std::time::Duration::from_secs(3600),
-            round_figures: collect::ROUND_FIGURES,
         },
     };
     let run = collect::Run {

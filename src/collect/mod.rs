@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use cloud_eye::{
     Api as CloudEyeApi, DiscoveryCache, Figure, Series as CloudEyeSeries, Setup as CloudEyeSetup,
-    Spent, ROUND_FIGURES,
+    Spent,
 };
 pub use statistics::{Api as StatisticsApi, Segment, Series as StatisticsSeries};
 
@@ -72,6 +72,41 @@ impl Series {
     /// A settled period bucket (emitted once, its checkpoint moves past it).
     pub fn is_bucket(&self) -> bool {
         self.window().shape == Shape::Bucket
+    }
+
+    /// A period bucket's checkpoint: the id its end is recorded under (a ShowStatistics
+    /// series', a Cloud Eye query's).
+    pub fn checkpoint(&self) -> Option<&str> {
+        match self {
+            Series::Statistics(s) => s.checkpoint.as_deref(),
+            Series::CloudEye(s) => s.checkpoint.as_deref(),
+        }
+    }
+
+    /// About how many figures it carries (data points of an output).
+    pub fn figures(&self) -> usize {
+        match self {
+            // Tokens (total, input, output), requests, errors, and for batch two more.
+            Series::Statistics(_) => 6,
+            Series::CloudEye(s) => s.values.len() + usize::from(s.cost.is_some()) * 3,
+        }
+    }
+
+    /// Sets its series' running total in `totals` to the one as of this bucket (kept with it
+    /// by [`Collection::accumulate`]).
+    pub fn record_running(&self, totals: &mut Totals) {
+        match self {
+            Series::Statistics(s) => {
+                if let (Some(id), Some(r)) = (&s.checkpoint, &s.running) {
+                    totals.series.insert(id.clone(), r.clone());
+                }
+            }
+            Series::CloudEye(s) => {
+                if let (Some(cp), Some(r)) = (&s.checkpoint, &s.running) {
+                    totals.cloud_eye.insert(s.key.total_id(cp), r.clone());
+                }
+            }
+        }
     }
 
     /// Adds a period bucket to its series' running total in `totals`, and keeps the total as

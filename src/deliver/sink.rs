@@ -66,6 +66,18 @@ impl Stream {
     }
 }
 
+/// Whether `f` is empty or its last byte ends a line.
+fn ends_a_line(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if f.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8];
+    f.seek(SeekFrom::End(-1))?;
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 fn io_error(p: &std::path::Path, source: std::io::Error) -> WriteError {
     WriteError::Io {
         target: p.display().to_string(),
@@ -119,9 +131,15 @@ impl Sink {
             None => write_stdout(text),
             Some(p) => std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(p)
                 .and_then(|mut f| {
+                    // A line cut short by an earlier failed write stays a line of its own:
+                    // this one is not glued to it.
+                    if !ends_a_line(&mut f)? {
+                        f.write_all(b"\n")?;
+                    }
                     f.write_all(text.as_bytes())?;
                     f.sync_data()
                 })
@@ -130,5 +148,27 @@ impl Sink {
                     source,
                 }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_appended_line_is_never_glued_to_one_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let sink = Sink::new(Some(path.clone()));
+        sink.append("{\"a\":1}\n").unwrap();
+        // A write cut short (a full disk): half a line, no line break.
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":").unwrap();
+        sink.append("{\"c\":3}\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\":\n{\"c\":3}\n");
+        sink.append("{\"d\":4}\n").unwrap();
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("{\"c\":3}\n{\"d\":4}\n"));
     }
 }

@@ -162,8 +162,12 @@ fn textfile_equals_translation(spec: &Path, env: &[(&str, &str)]) -> (String, Ex
         env,
         &["--format", "otlp-json"],
     );
-    let req: ExportMetricsServiceRequest = serde_json::from_str(otlp.trim()).unwrap();
-    let translated = prom::translate(&[req]);
+    // In period mode the buckets come a few to a line, the last line with the rest.
+    let reqs: Vec<ExportMetricsServiceRequest> = otlp
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let translated = prom::translate(&reqs);
     let text = run_with(
         spec,
         &tempdir().join("b"),

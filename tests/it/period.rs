@@ -954,11 +954,11 @@ fn a_checkpoint_from_the_future_holds_its_series_until_the_clock_passes_it_or_a_
     assert!(!stderr(&again).contains("clock"), "{}", stderr(&again));
 }
 
-/// An OTLP push goes a round of buckets at a time, each round's checkpoints in force once the
-/// collector accepted it: a later round refused (exit 1) costs none of the accepted buckets
-/// twice, and the next run sends the rest, each once.
+/// An OTLP push goes a request of whole buckets at a time, each request's checkpoints in force
+/// once the collector accepted it: a later request refused (exit 1) costs none of the accepted
+/// buckets twice, and the next run sends the rest, each once.
 #[test]
-fn a_push_refused_after_accepted_rounds_sends_none_of_them_again() {
+fn a_push_refused_after_accepted_requests_sends_none_of_them_again() {
     let sim = start(sim_config());
     let rx = HttpReceiver::start();
     let spec = spec_for(&sim)
@@ -970,23 +970,23 @@ fn a_push_refused_after_accepted_rounds_sends_none_of_them_again() {
     let t0 = ms(NOW);
     sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0).unwrap()));
     let ends = || {
-        let mut per_end: BTreeMap<i64, usize> = BTreeMap::new();
-        for (end, _) in rx.points("maas.model.period.total_tokens") {
-            *per_end.entry(end).or_default() += 1;
-        }
-        per_end
+        let requests = rx.requests();
+        each_once(
+            requests.iter().map(|r| &r.request),
+            "maas.model.period.total_tokens",
+        )
     };
     // The first push accepted, the second refused.
     rx.push(Answer::Slow(std::time::Duration::ZERO));
     rx.push(Answer::Status(400, "collector refused"));
-    // Rounds of one call each: the 14 days of 12 series take two calls (3,000 datapoints each).
-    let small = [("MAAS_USAGE_TEST_ROUND_FIGURES", "100")];
+    // Requests of a few buckets each (12 series of one figure a bucket).
+    let small = [("MAAS_USAGE_TEST_PUSH_FIGURES", "50")];
     let out = run_at(&spec, &state, t0, &small);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let first = ends();
     assert!(
         !first.is_empty(),
-        "the first round was accepted: {}",
+        "the first request was accepted: {}",
         stderr(&out)
     );
     let out = run_at(&spec, &state, t0, &small);
@@ -999,5 +999,82 @@ fn a_push_refused_after_accepted_rounds_sends_none_of_them_again() {
         "{first:?}"
     );
     let counts: BTreeSet<usize> = all.values().copied().collect();
-    assert_eq!(counts.len(), 1, "a bucket sent twice: {all:?}");
+    assert_eq!(counts.len(), 1, "a series missing from a bucket: {all:?}");
+}
+
+/// The series of each bucket end among the points of the Sum `name` in `requests`; a series'
+/// bucket seen twice fails.
+fn each_once<'a>(
+    requests: impl IntoIterator<
+        Item = &'a opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    >,
+    name: &str,
+) -> BTreeMap<i64, usize> {
+    let mut seen = BTreeSet::new();
+    let mut per_end: BTreeMap<i64, usize> = BTreeMap::new();
+    for m in requests
+        .into_iter()
+        .flat_map(|r| &r.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(|m| m.name == name)
+    {
+        let Some(Data::Sum(sum)) = &m.data else {
+            panic!("period points are Sums: {m:?}")
+        };
+        for p in &sum.data_points {
+            let end = (p.time_unix_nano / 1_000_000) as i64;
+            let series = format!("{:?}", p.attributes);
+            assert!(
+                seen.insert((end, series.clone())),
+                "sent twice: {end} {series}"
+            );
+            *per_end.entry(end).or_default() += 1;
+        }
+    }
+    per_end
+}
+
+/// OTLP/JSON lines of a period spec, appended to a file: the buckets in lines of whole buckets
+/// as they come (each line's checkpoints in force once it is written and synced), then a line
+/// with the rest and the self-metrics; over three runs, each bucket once.
+#[test]
+fn otlp_json_lines_carry_the_buckets_a_few_a_line_and_each_once() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    let sim = start(sim_config());
+    let spec = spec_for(&sim)
+        .query("name: hourly, source: cloud_eye, range: {every: 1h, delay: 2h, backfill: 1d}, breakdown: [model, api_key], metrics: [total_tokens]")
+        .write();
+    let state = tempdir().join("state");
+    let file = tempdir().join("metrics.jsonl");
+    let t0 = ms(NOW);
+    for now in [t0, t0, t0 + 2 * H] {
+        sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(now).unwrap()));
+        let out = run_command(&spec, &state, now)
+            .args(["--format", "otlp-json", "--output"])
+            .arg(&file)
+            .env("MAAS_USAGE_TEST_PUSH_FIGURES", "50")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let requests: Vec<ExportMetricsServiceRequest> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines = requests.len();
+    let per_end = each_once(&requests, "maas.model.period.total_tokens");
+    // A day less the 2 h to settle, then two more hours: 24 buckets, each once per series.
+    assert_eq!(per_end.len(), 24, "{per_end:?}");
+    let counts: BTreeSet<usize> = per_end.values().copied().collect();
+    assert_eq!(
+        counts.len(),
+        1,
+        "a series missing from a bucket: {per_end:?}"
+    );
+    assert!(
+        lines > 6,
+        "a few buckets a line, then the rest: {lines} lines"
+    );
 }

@@ -224,7 +224,7 @@ fn declared_equals_emitted_in_every_format() {
     let otlp_of = |spec: &std::path::Path, extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["--format", "otlp-json"];
         args.extend_from_slice(extra);
-        serde_json::from_str(stdout(&run(spec, &args)).trim()).unwrap()
+        common::otlp::merged_lines(&stdout(&run(spec, &args)))
     };
     let json = otlp_of(&spec, &[]);
     let state2 = tempdir().join("state");
@@ -466,7 +466,7 @@ fn declared_model_metrics_equal_emitted() {
     }
 
     // OTLP: Gauges for every metric, Sums for the counts of buckets; attributes.
-    let json: serde_json::Value = serde_json::from_str(run_as("otlp-json").trim()).unwrap();
+    let json = common::otlp::merged_lines(&run_as("otlp-json"));
     let otlp = &json["resourceMetrics"][0]["scopeMetrics"][0]["metrics"];
     let mut names = BTreeSet::new();
     let mut attrs = BTreeSet::new();

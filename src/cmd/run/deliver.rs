@@ -211,7 +211,18 @@ fn export_own(
     Ok(())
 }
 
-fn otlp_opts(ctx: &Context) -> OtlpOptions<'_> {
+/// The data of `report` as one OTLP/JSON line (a request without the self-metrics).
+pub fn otlp_json_data(ctx: &Context, report: &Report<'_>) -> String {
+    let opts = otlp_opts(ctx);
+    let data = emit::otlp::data_metrics(report, &opts);
+    emit::otlp::to_json_line(&emit::otlp::request_all(
+        std::slice::from_ref(report),
+        &opts,
+        data,
+    ))
+}
+
+pub fn otlp_opts(ctx: &Context) -> OtlpOptions<'_> {
     OtlpOptions {
         tags: &ctx.spec.output.tags,
         resource: &ctx.resource,

@@ -12,6 +12,7 @@ mod clouds;
 mod deliver;
 mod execd;
 mod period;
+mod push;
 mod serve;
 mod shared;
 pub mod signals;
@@ -358,7 +359,6 @@ pub(crate) fn setup<'a>(
             pinned: &spec.names,
             max_series: spec.limits.max_series,
             discovery_max_age: discovery_max_age(spec),
-            round_figures: super::hooks::round_figures(crate::collect::ROUND_FIGURES),
         },
     }
 }

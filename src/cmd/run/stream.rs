@@ -1,15 +1,17 @@
-//! Output written as it is produced: line protocol (what Telegraf's exec and execd read) and
-//! JSON take each round of a collection as it comes (a source's series, a run of period
-//! buckets), so a month of buckets never sits in memory. Each round's period buckets are added
-//! to their running totals and their commit is prepared (durably, not yet in force) before
-//! they are written, as for a whole collection; the collector's own line (JSON: the failures,
-//! self-metrics and budgets) follows the last round ([`Open::finish`]), and the commit is put
-//! in force only after it, by the caller. Stdout gets each round as it comes; a file is
-//! replaced whole once finished.
+//! Output written as it is produced: line protocol (what Telegraf's exec and execd read), JSON
+//! and an OTLP push take each round of a collection as it comes (a source's series, a run of
+//! period buckets), so a month of buckets never sits in memory. Line protocol and JSON: each
+//! round's period buckets are added to their running totals and their commit is prepared
+//! (durably, not yet in force) before they are written, as for a whole collection; the
+//! collector's own line (JSON: the failures, self-metrics and budgets) follows the last round
+//! ([`Open::finish`]), and the commit is put in force only after it, by the caller. Stdout gets
+//! each round as it comes; a file is replaced whole once finished. An OTLP push (and OTLP/JSON,
+//! a line per request) sends the buckets in requests of whole buckets, each committed once
+//! accepted ([`push`]), and the other series, budgets and self-metrics at the end.
 
 use std::time::Instant;
 
-use super::{deliver, period, signals, Context};
+use super::{deliver, period, push, Context};
 use crate::cloud::Connection;
 use crate::cmd::error::Error;
 use crate::cmd::hooks;
@@ -17,18 +19,18 @@ use crate::collect::{self, Collection, RunStats};
 use crate::deliver::sink::Stream;
 use crate::emit::influx::{self, InfluxOptions};
 use crate::emit::json::JsonStream;
-use crate::emit::Report;
+use crate::emit::{self, Report};
 use crate::plan::Plan;
 use crate::spec::Format;
 use crate::state::store::PreparedCommit;
 use crate::time::period::{Checkpoints, Totals};
 
-/// Whether this run's output goes out as it is produced: line protocol, JSON or an OTLP push of
-/// one cloud (several are collected side by side), not `serve`'s page nor a collection shared
-/// with a coordination group (written whole, to be stored).
+/// Whether this run's output goes out as it is produced: line protocol, JSON, OTLP/JSON lines or
+/// an OTLP push of one cloud (several are collected side by side), not `serve`'s page nor a
+/// collection shared with a coordination group (written whole, to be stored).
 pub fn streams(ctx: &Context) -> bool {
     let format = match ctx.format {
-        Format::Influx | Format::Json => true,
+        Format::Influx | Format::Json | Format::OtlpJson => true,
         Format::Otlp => ctx.export.is_some(),
         _ => false,
     };
@@ -57,7 +59,8 @@ pub struct Streamed {
 
 /// An output written as it is produced, its series written, its end not yet.
 pub struct Open {
-    stream: Stream,
+    /// What line protocol and JSON are written to (the OTLP formats push or append instead).
+    stream: Option<Stream>,
     format: Written,
 }
 
@@ -70,60 +73,62 @@ enum Written {
     /// OTLP: each round's period buckets pushed (and committed) as they come, the other series
     /// and the budgets at the end, then the self-metrics with what the collector rejected.
     Otlp { rejected: i64, pushed: bool },
+    /// OTLP/JSON lines: as an OTLP push, each request a line appended (and synced), the last
+    /// with the self-metrics.
+    OtlpJson,
 }
 
 impl Open {
     fn new(ctx: &Context, first: &Report<'_>) -> Result<Open, Error> {
-        let mut stream = ctx.sink.stream()?;
-        let format = match ctx.format {
+        // The format, and for the written ones what starts the stream.
+        let (format, head) = match ctx.format {
+            Format::Otlp => (
+                Written::Otlp {
+                    rejected: 0,
+                    pushed: false,
+                },
+                None,
+            ),
+            Format::OtlpJson => (Written::OtlpJson, None),
             Format::Json => {
                 let (json, head) = JsonStream::begin(first);
-                stream.write(&head)?;
-                Written::Json(json)
+                (Written::Json(json), Some(head))
             }
-            Format::Otlp => Written::Otlp {
-                rejected: 0,
-                pushed: false,
-            },
-            _ => Written::Influx,
+            _ => (Written::Influx, Some(String::new())),
+        };
+        let stream = match head {
+            Some(head) => {
+                let mut stream = ctx.sink.stream()?;
+                stream.write(&head)?;
+                Some(stream)
+            }
+            None => None,
         };
         Ok(Open { stream, format })
     }
 
-    /// Moves out of `round` what goes out now: every series (line protocol: its budgets
-    /// too); OTLP: its period buckets.
-    fn now(&self, round: &mut Collection) -> Collection {
-        let series = match self.format {
-            Written::Otlp { .. } => {
-                let (buckets, rest) = std::mem::take(&mut round.series)
-                    .into_iter()
-                    .partition(collect::Series::is_bucket);
-                round.series = rest;
-                buckets
-            }
-            _ => std::mem::take(&mut round.series),
-        };
-        let budgets = match self.format {
-            // Written with the round's series: not again with the collector's line.
-            Written::Influx => std::mem::take(&mut round.budgets),
-            _ => Vec::new(),
-        };
-        Collection {
-            series,
-            budgets,
-            ..Collection::default()
+    /// Writes `text` to the stream (line protocol, JSON).
+    fn write(&mut self, text: &str) -> Result<(), Error> {
+        match &mut self.stream {
+            Some(s) => Ok(s.write(text)?),
+            None => Err(Error::System(
+                "internal error: no stream to write to".into(),
+            )),
         }
     }
 
     /// Writes (or pushes) the series of `r`.
     fn send(&mut self, ctx: &Context, r: &Report<'_>, deadline: Instant) -> Result<(), Error> {
         match &mut self.format {
-            Written::Influx => self
-                .stream
-                .write(&influx::render_series(r, &influx_options(ctx)))?,
+            Written::Influx => self.write(&influx::render_series(r, &influx_options(ctx)))?,
             Written::Json(json) => {
                 let text = json.round(r);
-                self.stream.write(&text)?;
+                self.write(&text)?;
+            }
+            Written::OtlpJson => {
+                if !r.collection.series.is_empty() {
+                    ctx.sink.append(&deliver::otlp_json_data(ctx, r))?;
+                }
             }
             Written::Otlp { rejected, pushed } => {
                 if !r.collection.series.is_empty() {
@@ -144,9 +149,17 @@ impl Open {
         report: &Report<'_>,
         deadline: Instant,
     ) -> Result<(), Error> {
-        let tail = match self.format {
+        let tail = match std::mem::replace(&mut self.format, Written::Influx) {
             Written::Influx => influx::render(report, &influx_options(ctx)),
             Written::Json(json) => json.end(report),
+            Written::OtlpJson => {
+                // The rest of the data with the self-metrics, one line (all of a run's when it
+                // had no buckets).
+                let all =
+                    emit::otlp::build_all(std::slice::from_ref(report), &deliver::otlp_opts(ctx));
+                ctx.sink.append(&emit::otlp::to_json_line(&all))?;
+                return Ok(());
+            }
             Written::Otlp { rejected, pushed } => {
                 let c = report.collection;
                 // A run with nothing to push still asks the collector (as a whole one does).
@@ -163,14 +176,56 @@ impl Open {
                 return Ok(());
             }
         };
-        self.stream.write(&tail)?;
-        Ok(self.stream.finish()?)
+        self.write(&tail)?;
+        match self.stream {
+            Some(s) => Ok(s.finish()?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where the period series of a streamed collection stand: the checkpoints and running totals
+/// prepared (for a push, in force), and whether their buckets are held back.
+pub struct Progress {
+    pub advance: Checkpoints,
+    pub totals: Totals,
+    pub held: bool,
+    /// Whether a commit was prepared yet (the test hook stops before the first).
+    pub prepared_any: bool,
+}
+
+impl Progress {
+    /// The checkpoints with `more`'s ends: a checkpoint only moves forward.
+    pub fn ahead(&self, more: &Checkpoints) -> Checkpoints {
+        let mut next = self.advance.clone();
+        for (id, end) in more {
+            let e = next.entry(id.clone()).or_insert(*end);
+            *e = (*e).max(*end);
+        }
+        next
+    }
+
+    /// The commit of `advance` and `totals`, prepared (`Some(None)`: nothing to record); `None`
+    /// when it cannot be: the buckets are held back from now on (said once by `prepare`).
+    pub fn prepare(
+        &mut self,
+        ctx: &Context,
+        period: &mut period::Period,
+        advance: &Checkpoints,
+        totals: &Totals,
+    ) -> Option<Option<Box<dyn PreparedCommit>>> {
+        if !std::mem::replace(&mut self.prepared_any, true) {
+            hooks::stop_before_prepare();
+        }
+        let prepared = period.prepare(ctx, advance, totals).ok();
+        self.held |= prepared.is_none();
+        prepared
     }
 }
 
 /// Collects `plan`, writing each round's series as it comes. A write that fails ends the
 /// collection there (no more calls) and is the error: nothing is committed (OTLP: but the
-/// rounds the collector accepted before it).
+/// requests the collector accepted before it).
 pub fn collect(
     ctx: &Context,
     plan: &Plan,
@@ -186,61 +241,86 @@ pub fn collect(
         prepared: None,
         open,
     };
-    let mut advance = Checkpoints::new();
-    let mut buckets_held = false;
+    let mut progress = Progress {
+        advance: Checkpoints::new(),
+        totals: target.stored.clone(),
+        held: false,
+        prepared_any: false,
+    };
     let mut failed = None;
     collect::collect_each(plan, setup, run, &mut |mut round| {
-        if buckets_held {
-            round.drop_buckets();
-        }
-        let totals = round.accumulate(&out.totals);
-        let mut next = advance.clone();
-        for (id, end) in &round.advance {
-            let e = next.entry(id.clone()).or_insert(*end);
-            *e = (*e).max(*end);
-        }
-        if !round.advance.is_empty() {
-            if advance.is_empty() {
-                hooks::stop_before_prepare();
-            }
-            match period.prepare(ctx, &next, &totals) {
-                Ok(prepared) => {
-                    out.prepared = prepared.or(out.prepared.take());
-                    (advance, out.totals) = (next, totals);
-                }
-                // Said once by `prepare`: these buckets and the later ones are held back.
-                Err(()) => {
-                    buckets_held = true;
-                    round.drop_buckets();
-                }
-            }
-        } else {
-            out.totals = totals;
-        }
-        let now = out.open.now(&mut round);
-        let r = report(ctx, plan, &target, &now, &out.totals);
-        let pushing = matches!(out.open.format, Written::Otlp { .. });
-        // A push and its commit are let finish by a stop signal (see `signals`).
-        let _delivering = pushing.then(|| signals::delivering(target.deadline));
-        if let Err(e) = out.open.send(ctx, &r, target.deadline) {
+        let open = &mut out.open;
+        let mut send = |c: &Collection, totals: &Totals| {
+            open.send(ctx, &report(ctx, plan, &target, c, totals), target.deadline)
+        };
+        let sent = match ctx.format {
+            Format::Otlp | Format::OtlpJson => push::round(
+                ctx,
+                period,
+                &mut progress,
+                (&mut round, target.deadline),
+                &mut send,
+            ),
+            _ => write_round(ctx, period, &mut progress, &mut round, &mut out.prepared).and_then(
+                |now| {
+                    send(&now, &progress.totals)?;
+                    round.delivered += now.series.len();
+                    Ok(())
+                },
+            ),
+        };
+        if let Err(e) = sent {
             failed = Some(e);
             return false;
-        }
-        round.delivered += now.series.len();
-        if pushing {
-            // Accepted by the collector: in force now, so a later round that fails does not
-            // send these buckets again.
-            deliver::commit(ctx, out.prepared.take());
         }
         round.advance.clear();
         out.collection.absorb(round);
         true
     });
-    out.collection.advance = advance;
+    out.collection.advance = progress.advance;
+    out.totals = progress.totals;
     match failed {
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// A round written whole: its buckets added to the running totals and their commit prepared
+/// (held back when it cannot be), then what goes out now taken out of it: every series, and
+/// for line protocol its budgets.
+fn write_round(
+    ctx: &Context,
+    period: &mut period::Period,
+    progress: &mut Progress,
+    round: &mut Collection,
+    prepared: &mut Option<Box<dyn PreparedCommit>>,
+) -> Result<Collection, Error> {
+    if progress.held {
+        round.drop_buckets();
+    }
+    let totals = round.accumulate(&progress.totals);
+    if round.advance.is_empty() {
+        progress.totals = totals;
+    } else {
+        let next = progress.ahead(&round.advance);
+        match progress.prepare(ctx, period, &next, &totals) {
+            Some(p) => {
+                *prepared = p.or(prepared.take());
+                (progress.advance, progress.totals) = (next, totals);
+            }
+            None => round.drop_buckets(),
+        }
+    }
+    let budgets = match ctx.format {
+        // Written with the round's series: not again with the collector's line.
+        Format::Influx => std::mem::take(&mut round.budgets),
+        _ => Vec::new(),
+    };
+    Ok(Collection {
+        series: std::mem::take(&mut round.series),
+        budgets,
+        ..Collection::default()
+    })
 }
 
 /// The report of a round (or, at the start, of nothing yet) of a streamed collection.

@@ -22,9 +22,8 @@ use crate::domain::{ApiError, Shape};
 use crate::plan::cloud_eye::spans::{self, Load};
 use crate::plan::cloud_eye::{QueryPlan, Span, WindowIndex};
 
-/// The most figures (series x metrics x buckets) one round of period buckets holds
-/// ([`super::Setup::round_figures`]).
-pub const ROUND_FIGURES: usize = 1 << 18;
+/// The most figures (series x metrics x buckets) one round of period buckets holds.
+const ROUND_FIGURES: usize = 1 << 18;
 
 /// One query at run time.
 pub(super) struct Query<'a> {
@@ -356,7 +355,7 @@ fn shares(queries: &[Query<'_>], budget: usize) -> Vec<Take> {
 /// buckets left out are said to wait.
 pub(super) fn plan(
     queries: &mut [Query<'_>],
-    (budget, round_figures): (usize, usize),
+    budget: usize,
     cache: Option<&dyn DiscoveryCache>,
     out: &mut Collection,
 ) -> VecDeque<Round> {
@@ -370,7 +369,7 @@ pub(super) fn plan(
     for (qi, (q, t)) in queries.iter_mut().zip(&takes).enumerate() {
         if q.is_period() {
             deferred_buckets(q, t, out);
-            rounds.extend(period_rounds(qi, q, &t.spans, round_figures));
+            rounds.extend(period_rounds(qi, q, &t.spans));
             continue;
         }
         q.served = t.series;
@@ -536,16 +535,15 @@ fn objects(q: &Query<'_>, series: usize) -> Vec<(Aggregate, Vec<(u32, u16)>)> {
         .collect()
 }
 
-/// A period query's spans in rounds, oldest first, each within `round_figures` (a span alone
-/// may hold more).
-fn period_rounds(qi: usize, q: &Query<'_>, spans: &[Span], round_figures: usize) -> Vec<Round> {
+/// A period query's spans in rounds, oldest first, each within [`ROUND_FIGURES`].
+fn period_rounds(qi: usize, q: &Query<'_>, spans: &[Span]) -> Vec<Round> {
     let per_bucket = (q.dims.len() * q.metrics().len()).max(1);
     let figures = |s: &Span| buckets(q, s.from, s.to).len() * per_bucket;
     let mut rounds = Vec::new();
     let mut at = 0;
     while at < spans.len() {
         let (mut end, mut held) = (at + 1, figures(&spans[at]));
-        while end < spans.len() && held + figures(&spans[end]) <= round_figures {
+        while end < spans.len() && held + figures(&spans[end]) <= ROUND_FIGURES {
             held += figures(&spans[end]);
             end += 1;
         }

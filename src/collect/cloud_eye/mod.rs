@@ -16,8 +16,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use calls::ROUND_FIGURES;
-
 use super::{Collection, Failure, Run, Source, SourceId};
 use crate::domain::cloud_eye::{
     BatchRequest, CloudEyeKey, CloudEyeMetric, Dims, Discovered, InstancePage, MetricPage, Names,
@@ -76,9 +74,6 @@ pub struct Setup<'a> {
     /// How old a cached discovery may be: an hour, less when a period query settles its
     /// buckets sooner (a new model's first bucket must not settle before it is known).
     pub discovery_max_age: Duration,
-    /// The most figures (series x metrics x buckets) a round of period buckets holds:
-    /// [`ROUND_FIGURES`], or less for a test's small collector.
-    pub round_figures: usize,
 }
 
 /// A value of one metric over a window.
@@ -278,12 +273,7 @@ fn begin<'a>(
     let budget = setup
         .api
         .affordable(run.deadline.saturating_duration_since(Instant::now()));
-    let rounds = calls::plan(
-        &mut queries,
-        (budget, setup.round_figures),
-        setup.cache,
-        out,
-    );
+    let rounds = calls::plan(&mut queries, budget, setup.cache, out);
     Some((queries, rounds))
 }
 

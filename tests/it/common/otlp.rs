@@ -344,3 +344,24 @@ pub mod grpc {
         }
     }
 }
+
+/// OTLP/JSON lines (`--format otlp-json`: in period mode the buckets come a few to a line) as
+/// one request: the first line's, with every line's metrics.
+pub fn merged_lines(text: &str) -> serde_json::Value {
+    let mut lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let mut first = lines.next().expect("an OTLP/JSON line");
+    for line in lines {
+        let more = line["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        first["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+            .as_array_mut()
+            .expect("metrics")
+            .extend(more);
+    }
+    first
+}

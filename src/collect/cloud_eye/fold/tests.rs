@@ -202,7 +202,6 @@ fn collect_by(
         pinned: &pinned,
         max_series: 10_000,
         discovery_max_age: Duration::from_secs(3600),
-        round_figures: super::super::ROUND_FIGURES,
     };
     let run = Run {
         concurrency: 1,
