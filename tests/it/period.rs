@@ -1078,3 +1078,59 @@ fn otlp_json_lines_carry_the_buckets_a_few_a_line_and_each_once() {
         "a few buckets a line, then the rest: {lines} lines"
     );
 }
+
+/// Two clouds pushing to one collector: their rounds go one at a time through one output, each
+/// request committed once accepted; a request refused ends both clouds' collections (exit 1),
+/// and the next run sends the rest: every bucket of every series of both clouds once.
+#[test]
+fn two_clouds_push_their_buckets_through_one_output_each_once() {
+    let (a, b) = (start(sim_config()), start(sim_config()));
+    let rx = HttpReceiver::start();
+    let text = format!(
+        "apiVersion: maas-usage/v1\nclouds:\n  - name: one\n    region: cn-southwest-2\n    endpoint: {}\n    project_id: {PROJECT}\n  - name: two\n    region: cn-southwest-2\n    endpoint: {}\n    project_id: {PROJECT}\ntimezone: Asia/Shanghai\nqueries:\n  - name: hourly\n    range: {{every: 1h, delay: 2h, backfill: 2d}}\noutput:\n  format: otlp\n  otlp:\n    endpoint: '{}'\n    compression: gzip\nlimits:\n  timeout: 30s\n",
+        a.url(),
+        b.url(),
+        rx.url
+    );
+    let spec = spec_file(&text);
+    let state = tempdir().join("state");
+    let t0 = ms(NOW);
+    let small = [("MAAS_USAGE_TEST_PUSH_FIGURES", "20")];
+    let points = || {
+        let requests = rx.requests();
+        each_once(
+            requests.iter().map(|r| &r.request),
+            "maas.usage.period.total_tokens",
+        )
+    };
+    rx.push(Answer::Slow(std::time::Duration::ZERO));
+    rx.push(Answer::Slow(std::time::Duration::ZERO));
+    rx.push(Answer::Status(400, "collector refused"));
+    let out = run_at(&spec, &state, t0, &small);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let first = points();
+    assert!(!first.is_empty(), "{}", stderr(&out));
+    let out = run_at(&spec, &state, t0, &small);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = points();
+    // Two days less the 2 h to settle: 46 hourly buckets, each of every series of both clouds.
+    assert_eq!(all.len(), 46, "{all:?}");
+    let counts: BTreeSet<usize> = all.values().copied().collect();
+    assert_eq!(counts.len(), 1, "a series missing from a bucket: {all:?}");
+    let clouds: BTreeSet<String> = rx
+        .requests()
+        .iter()
+        .flat_map(|r| &r.request.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(|m| m.name == "maas.usage.period.total_tokens")
+        .flat_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.clone(),
+            _ => Vec::new(),
+        })
+        .flat_map(|p| p.attributes)
+        .filter(|kv| kv.key == "maas.cloud")
+        .map(|kv| format!("{:?}", kv.value))
+        .collect();
+    assert_eq!(clouds.len(), 2, "{clouds:?}");
+}

@@ -283,63 +283,93 @@ fn run(ctx: &Context, deadline: Instant) -> collect::Run<'static> {
     }
 }
 
-/// The one cloud's collection with its output written as it is produced ([`stream`]): its
-/// round, and the commit of the period buckets written. A cloud that cannot connect, or a
-/// write that fails, is the run's error.
+/// Every cloud's collection with its output written as it is produced ([`stream`]), each
+/// cloud on its own thread (one cloud: on this one), their rounds written one at a time: the
+/// rounds, and the output to finish and the commit of the period buckets written. A write
+/// that fails is the run's error; so is a cloud that cannot connect when it is the only one.
 pub(crate) fn collect_streamed(
     ctx: &Context,
     period: &mut period::Period,
     (deadline, delivered_by): (Instant, Instant),
-) -> Result<(Round, Streamed), Error> {
-    let cloud = ctx
-        .clouds
-        .first()
-        .ok_or_else(|| Error::System("internal error: a run without a cloud".into()))?;
+) -> Result<(Vec<Round>, Streamed), Error> {
     let now = ctx.settings.now();
-    let checkpoints = period.checkpoints.clone();
-    let conn = cloud.connect(&ctx.settings.clouds[cloud.index], deadline, ctx)?;
-    let (plan, baseline) =
-        begin_cloud(ctx, cloud, &conn, now, (period.ok, &checkpoints), deadline)?;
+    let (ok, checkpoints) = (period.ok, period.checkpoints.clone());
+    let shared = Mutex::new(stream::Shared::new(period));
+    let times = (deadline, delivered_by);
+    let rounds: Result<Vec<Round>, Error> = match ctx.clouds.as_slice() {
+        [one] => stream_cloud(ctx, one, (now, ok, &checkpoints), times, &shared).map(|r| vec![r]),
+        clouds => std::thread::scope(|s| {
+            let running: Vec<_> = clouds
+                .iter()
+                .map(|c| {
+                    let (shared, checkpoints) = (&shared, &checkpoints);
+                    s.spawn(move || stream_cloud(ctx, c, (now, ok, checkpoints), times, shared))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Error::Panicked)))
+                .collect()
+        }),
+    };
+    let (open, prepared, totals) = shared
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .end()?;
+    let mut rounds = rounds?;
+    for (cloud, r) in ctx.clouds.iter().zip(rounds.iter_mut()) {
+        r.totals = totals_of(cloud, &totals);
+    }
+    Ok((rounds, Streamed { prepared, open }))
+}
+
+/// One cloud's streamed collection: connected (when it was not), planned, its rounds written
+/// under `shared`'s lock as they come.
+fn stream_cloud(
+    ctx: &Context,
+    cloud: &CloudRun,
+    (now, period_ok, checkpoints): (chrono::DateTime<chrono::Utc>, bool, &Checkpoints),
+    (deadline, delivered_by): (Instant, Instant),
+    shared: &Mutex<stream::Shared<'_>>,
+) -> Result<Round, Error> {
+    let conn = match cloud.connect(&ctx.settings.clouds[cloud.index], deadline, ctx) {
+        Ok(c) => c,
+        Err(e) if ctx.clouds.len() > 1 => return Ok(Round::failed(e)),
+        Err(e) => return Err(e),
+    };
+    let (plan, baseline) = begin_cloud(ctx, cloud, &conn, now, (period_ok, checkpoints), deadline)?;
     let cache = wiring::discovery_cache(&ctx.store, &conn, cloud.name.as_deref());
     let cache = cache.as_ref().map(|c| c as &dyn collect::DiscoveryCache);
     let target = stream::Target {
         cloud: cloud.name.as_deref(),
         conn: &conn,
-        stored: totals_of(cloud, &period.stored),
         deadline: delivered_by,
     };
-    let s = stream::collect(
+    let collection = stream::collect(
         ctx,
         &plan,
         (&super::setup(&conn, &ctx.spec, cache), &run(ctx, deadline)),
         target,
-        period,
-    )?;
-    for w in &s.collection.warnings {
+        shared,
+    );
+    for w in &collection.warnings {
         log::warn!("{}{w}", cloud.prefix());
     }
-    let round = Round {
+    Ok(Round {
         conn: Some(conn.clone()),
         failed: None,
         plan: Some(plan),
-        collection: s.collection,
+        collection,
         baseline,
-        totals: s.totals,
-    };
-    Ok((
-        round,
-        Streamed {
-            prepared: s.prepared,
-            open: s.open,
-        },
-    ))
+        totals: Totals::default(),
+    })
 }
 
-/// What a streamed collection leaves besides its round: the commit of the buckets written,
-/// and the output, to be finished after the last round.
+/// What a streamed collection leaves besides its rounds: the output (opened by the first round
+/// written, if any), to be finished after the last, and the commit of the buckets written.
 pub(crate) struct Streamed {
     pub prepared: Option<Box<dyn crate::state::store::PreparedCommit>>,
-    pub open: stream::Open,
+    pub open: Option<stream::Open>,
 }
 
 /// The running totals of `cloud`'s period series, out of every cloud's.

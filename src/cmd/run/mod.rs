@@ -403,8 +403,8 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         } else {
             timeout
         };
-    // Line protocol on stdout of one cloud goes out as it is produced, each round settled on
-    // its own; otherwise every cloud is collected, then settled.
+    // Line protocol, JSON and OTLP go out as they are produced, each round settled on its own
+    // (stream::streams); otherwise every cloud is collected, then settled.
     let streamed = match stream::streams(ctx) {
         true => Some(clouds::collect_streamed(
             ctx,
@@ -422,8 +422,8 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
     let _delivering = signals::delivering(started + ctx.spec.limits.timeout);
     let (rounds, prepared, open) = match streamed {
         Some(s) => {
-            let (round, s) = s?;
-            (vec![round], s.prepared, Some(s.open))
+            let (rounds, s) = s?;
+            (rounds, s.prepared, Some(s.open))
         }
         None => {
             let mut rounds = rounds?;
@@ -480,12 +480,13 @@ fn collect_once(ctx: &Context, started: Instant) -> Result<Outcome, Error> {
         })
         .collect();
     let ok = reports_stats.iter().any(|(ok, _)| *ok);
-    let data = match (open, reports.as_slice()) {
-        (Some(open), [report]) => {
-            open.finish(ctx, report, started + ctx.spec.limits.timeout)?;
+    let delivered_by = started + ctx.spec.limits.timeout;
+    let data = match open {
+        Some(open) => {
+            stream::finish(ctx, open, &reports, delivered_by)?;
             None
         }
-        _ => deliver::deliver(ctx, &reports, ok, started + ctx.spec.limits.timeout)?,
+        None => deliver::deliver(ctx, &reports, ok, delivered_by)?,
     };
     if let Some(lead) = lead {
         shared::store(ctx, lead, data, &reports_stats);

@@ -9,6 +9,7 @@
 //! a line per request) sends the buckets in requests of whole buckets, each committed once
 //! accepted ([`push`]), and the other series, budgets and self-metrics at the end.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{deliver, period, push, Context};
@@ -25,36 +26,64 @@ use crate::spec::Format;
 use crate::state::store::PreparedCommit;
 use crate::time::period::{Checkpoints, Totals};
 
-/// Whether this run's output goes out as it is produced: line protocol, JSON, OTLP/JSON lines or
-/// an OTLP push of one cloud (several are collected side by side), not `serve`'s page nor a
-/// collection shared with a coordination group (written whole, to be stored).
+/// Whether this run's output goes out as it is produced: line protocol, OTLP/JSON lines or an
+/// OTLP push (of every cloud, each round as it comes from whichever), or JSON of one cloud
+/// (its document lists the series of every cloud before their models); not `serve`'s page nor
+/// a collection shared with a coordination group (written whole, to be stored).
 pub fn streams(ctx: &Context) -> bool {
     let format = match ctx.format {
-        Format::Influx | Format::Json | Format::OtlpJson => true,
+        Format::Influx | Format::OtlpJson => true,
+        Format::Json => ctx.clouds.len() == 1,
         Format::Otlp => ctx.export.is_some(),
         _ => false,
     };
-    format && ctx.published.is_none() && ctx.clouds.len() == 1 && ctx.sharing.is_none()
+    format && ctx.published.is_none() && ctx.sharing.is_none()
 }
 
 /// Where a streamed collection's lines come from: its cloud (the `cloud` tag with `clouds`),
-/// its connection (region and project), its period series' running totals as recorded, and
-/// when its delivery must be done by.
+/// its connection (region and project), and when its delivery must be done by.
 pub struct Target<'a> {
     pub cloud: Option<&'a str>,
     pub conn: &'a Connection,
-    pub stored: Totals,
     pub deadline: Instant,
 }
 
-/// What a streamed collection leaves: its failures, warnings and how it ended (its series
-/// were written and are counted in `delivered`), the running totals after it, the commit
-/// of the buckets written, and the output, to be finished.
-pub struct Streamed {
-    pub collection: Collection,
-    pub totals: Totals,
-    pub prepared: Option<Box<dyn PreparedCommit>>,
-    pub open: Open,
+/// What the clouds of a streamed collection share, under one lock: the output (opened by the
+/// first round), where the period series stand, the commit prepared, the period, and the first
+/// write that failed (which ends every cloud's collection).
+pub struct Shared<'p> {
+    open: Option<Open>,
+    progress: Progress,
+    prepared: Option<Box<dyn PreparedCommit>>,
+    period: &'p mut period::Period,
+    failed: Option<Error>,
+}
+
+impl<'p> Shared<'p> {
+    pub fn new(period: &'p mut period::Period) -> Shared<'p> {
+        Shared {
+            open: None,
+            progress: Progress {
+                advance: Checkpoints::new(),
+                totals: period.stored.clone(),
+                held: false,
+                prepared_any: false,
+            },
+            prepared: None,
+            period,
+            failed: None,
+        }
+    }
+
+    /// What is left once every cloud was collected: the output (to be finished), the commit of
+    /// the buckets written, every period series' running totals; or the write that failed.
+    #[allow(clippy::type_complexity)]
+    pub fn end(self) -> Result<(Option<Open>, Option<Box<dyn PreparedCommit>>, Totals), Error> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok((self.open, self.prepared, self.progress.totals)),
+        }
+    }
 }
 
 /// An output written as it is produced, its series written, its end not yet.
@@ -146,33 +175,36 @@ impl Open {
     pub fn finish(
         mut self,
         ctx: &Context,
-        report: &Report<'_>,
+        reports: &[Report<'_>],
         deadline: Instant,
     ) -> Result<(), Error> {
         let tail = match std::mem::replace(&mut self.format, Written::Influx) {
-            Written::Influx => influx::render(report, &influx_options(ctx)),
-            Written::Json(json) => json.end(report),
+            Written::Influx => influx::render_all(reports, &influx_options(ctx)),
+            Written::Json(json) => match reports {
+                [report] => json.end(report),
+                _ => {
+                    return Err(Error::System(
+                        "internal error: JSON of several clouds streamed".into(),
+                    ))
+                }
+            },
             Written::OtlpJson => {
                 // The rest of the data with the self-metrics, one line (all of a run's when it
                 // had no buckets).
-                let all =
-                    emit::otlp::build_all(std::slice::from_ref(report), &deliver::otlp_opts(ctx));
+                let all = emit::otlp::build_all(reports, &deliver::otlp_opts(ctx));
                 ctx.sink.append(&emit::otlp::to_json_line(&all))?;
                 return Ok(());
             }
             Written::Otlp { rejected, pushed } => {
-                let c = report.collection;
+                let rest = reports
+                    .iter()
+                    .any(|r| !r.collection.series.is_empty() || !r.collection.budgets.is_empty());
                 // A run with nothing to push still asks the collector (as a whole one does).
-                let rest = match pushed && c.series.is_empty() && c.budgets.is_empty() {
+                let more = match pushed && !rest {
                     true => 0,
-                    false => deliver::export_data(ctx, std::slice::from_ref(report), deadline)?,
+                    false => deliver::export_data(ctx, reports, deadline)?,
                 };
-                deliver::export_own_after(
-                    ctx,
-                    std::slice::from_ref(report),
-                    rejected + rest,
-                    deadline,
-                );
+                deliver::export_own_after(ctx, reports, rejected + more, deadline);
                 return Ok(());
             }
         };
@@ -182,6 +214,22 @@ impl Open {
             None => Ok(()),
         }
     }
+}
+
+/// Finishes a streamed output (`open`: opened by its first round; none came: opened now) with
+/// what follows the series of `reports`.
+pub fn finish(
+    ctx: &Context,
+    open: Option<Open>,
+    reports: &[Report<'_>],
+    deadline: Instant,
+) -> Result<(), Error> {
+    let open = match (open, reports.first()) {
+        (Some(open), _) => open,
+        (None, Some(first)) => Open::new(ctx, first)?,
+        (None, None) => return Ok(()),
+    };
+    open.finish(ctx, reports, deadline)
 }
 
 /// Where the period series of a streamed collection stand: the checkpoints and running totals
@@ -223,65 +271,74 @@ impl Progress {
     }
 }
 
-/// Collects `plan`, writing each round's series as it comes. A write that fails ends the
-/// collection there (no more calls) and is the error: nothing is committed (OTLP: but the
-/// requests the collector accepted before it).
+/// Collects `plan` (of one cloud: `target`), writing each round's series as it comes, under
+/// `shared`'s lock; returns what the cloud's collection leaves (its failures, warnings and how
+/// it ended; its series were written and are counted in `delivered`). A write that fails ends
+/// every cloud's collection (no more calls) and is the run's error: nothing is committed (OTLP:
+/// but the requests the collector accepted before it).
 pub fn collect(
     ctx: &Context,
     plan: &Plan,
     (setup, run): (&collect::Setup<'_>, &collect::Run<'_>),
     target: Target<'_>,
-    period: &mut period::Period,
-) -> Result<Streamed, Error> {
-    let none = Collection::default();
-    let open = Open::new(ctx, &report(ctx, plan, &target, &none, &target.stored))?;
-    let mut out = Streamed {
-        collection: Collection::default(),
-        totals: target.stored.clone(),
-        prepared: None,
-        open,
-    };
-    let mut progress = Progress {
-        advance: Checkpoints::new(),
-        totals: target.stored.clone(),
-        held: false,
-        prepared_any: false,
-    };
-    let mut failed = None;
+    shared: &Mutex<Shared<'_>>,
+) -> Collection {
+    let mut out = Collection::default();
     collect::collect_each(plan, setup, run, &mut |mut round| {
-        let open = &mut out.open;
-        let mut send = |c: &Collection, totals: &Totals| {
-            open.send(ctx, &report(ctx, plan, &target, c, totals), target.deadline)
-        };
-        let sent = match ctx.format {
-            Format::Otlp | Format::OtlpJson => push::round(
-                ctx,
-                period,
-                &mut progress,
-                (&mut round, target.deadline),
-                &mut send,
-            ),
-            _ => write_round(ctx, period, &mut progress, &mut round, &mut out.prepared).and_then(
-                |now| {
-                    send(&now, &progress.totals)?;
-                    round.delivered += now.series.len();
-                    Ok(())
-                },
-            ),
-        };
-        if let Err(e) = sent {
-            failed = Some(e);
+        let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &mut *guard;
+        if s.failed.is_some() {
             return false;
         }
-        round.advance.clear();
-        out.collection.absorb(round);
-        true
+        match write(ctx, plan, &target, s, &mut round) {
+            Ok(()) => {
+                round.advance.clear();
+                out.absorb(round);
+                true
+            }
+            Err(e) => {
+                s.failed = Some(e);
+                false
+            }
+        }
     });
-    out.collection.advance = progress.advance;
-    out.totals = progress.totals;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(out),
+    out
+}
+
+/// Writes (or pushes) `round` of the cloud `target` to the shared output, opened now if this is
+/// the first round of any cloud.
+fn write(
+    ctx: &Context,
+    plan: &Plan,
+    target: &Target<'_>,
+    s: &mut Shared<'_>,
+    round: &mut Collection,
+) -> Result<(), Error> {
+    let open = match &mut s.open {
+        Some(open) => open,
+        None => {
+            let none = Collection::default();
+            let first = report(ctx, plan, target, &none, &s.progress.totals);
+            s.open.insert(Open::new(ctx, &first)?)
+        }
+    };
+    let mut send = |c: &Collection, totals: &Totals| {
+        open.send(ctx, &report(ctx, plan, target, c, totals), target.deadline)
+    };
+    match ctx.format {
+        Format::Otlp | Format::OtlpJson => push::round(
+            ctx,
+            s.period,
+            &mut s.progress,
+            (round, target.deadline),
+            &mut send,
+        ),
+        _ => {
+            let now = write_round(ctx, s.period, &mut s.progress, round, &mut s.prepared)?;
+            send(&now, &s.progress.totals)?;
+            round.delivered += now.series.len();
+            Ok(())
+        }
     }
 }
 
