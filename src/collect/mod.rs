@@ -25,7 +25,7 @@ pub use statistics::{Api as StatisticsApi, Segment, Series as StatisticsSeries};
 
 use crate::domain::{ApiError, Shape, Window};
 use crate::plan::{Plan, SourcePlan};
-use crate::time::period::{Checkpoints, Totals};
+use crate::time::period::{move_forward, Checkpoints, Totals};
 
 /// Where a series or a failure comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -225,9 +225,8 @@ impl Collection {
         self.series.extend(other.series);
         self.failures.extend(other.failures);
         self.warnings.extend(other.warnings);
-        for (id, end) in other.advance {
-            let e = self.advance.entry(id).or_insert(end);
-            *e = (*e).max(end);
+        for (id, end) in &other.advance {
+            move_forward(&mut self.advance, id, *end);
         }
         self.cut_short |= other.cut_short;
         self.stopped_by = self.stopped_by.or(other.stopped_by);

@@ -103,10 +103,7 @@ impl Sink {
             None => write_stdout(text),
             Some(p) => {
                 files::write_atomically(p, text.as_bytes(), Durability::Synced, Access::Shared)
-                    .map_err(|source| WriteError::Io {
-                        target: p.display().to_string(),
-                        source,
-                    })
+                    .map_err(|e| io_error(p, e))
             }
         }
     }
@@ -143,10 +140,7 @@ impl Sink {
                     f.write_all(text.as_bytes())?;
                     f.sync_data()
                 })
-                .map_err(|source| WriteError::Io {
-                    target: p.display().to_string(),
-                    source,
-                }),
+                .map_err(|e| io_error(p, e)),
         }
     }
 }

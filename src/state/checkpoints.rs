@@ -18,7 +18,7 @@ use sha2::Digest;
 
 use super::{StateDir, StateFileError};
 use crate::files::Durability;
-use crate::time::period::{Checkpoints, Totals};
+use crate::time::period::{move_forward, Checkpoints, Totals};
 
 /// The target of a destination that writes to standard output.
 pub const STDOUT: &str = "stdout";
@@ -109,8 +109,7 @@ impl CheckpointFile {
     pub fn advanced(&self, updates: &Checkpoints, totals: &Totals) -> CheckpointFile {
         let mut file = self.clone();
         for (id, end) in updates {
-            let e = file.series.entry(id.clone()).or_insert(*end);
-            *e = (*e).max(*end);
+            move_forward(&mut file.series, id, *end);
         }
         for (id, t) in &totals.series {
             if updates.contains_key(id) {

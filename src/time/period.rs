@@ -101,6 +101,16 @@ pub fn pending(p: &PeriodSpec, tz: &Tz, now_ms: i64, done_until: Option<i64>) ->
 /// Checkpoints: series id -> end (ms) of the last bucket delivered.
 pub type Checkpoints = BTreeMap<String, i64>;
 
+/// Moves the checkpoint `id` of `checkpoints` to `end`, never back.
+pub fn move_forward(checkpoints: &mut Checkpoints, id: &str, end: i64) {
+    match checkpoints.get_mut(id) {
+        Some(e) => *e = (*e).max(end),
+        None => {
+            checkpoints.insert(id.to_string(), end);
+        }
+    }
+}
+
 /// A period series' running total since its first delivered bucket: what a cumulative counter
 /// reports (OTLP with cumulative temporality, Prometheus). A bucket is counted once: one that
 /// would overlap what it already counts leaves it as it is.

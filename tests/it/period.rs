@@ -969,13 +969,7 @@ fn a_push_refused_after_accepted_requests_sends_none_of_them_again() {
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     sim.configure(|c| c.now = Some(chrono::DateTime::from_timestamp_millis(t0).unwrap()));
-    let ends = || {
-        let requests = rx.requests();
-        each_once(
-            requests.iter().map(|r| &r.request),
-            "maas.model.period.total_tokens",
-        )
-    };
+    let ends = || received_once(&rx, "maas.model.period.total_tokens");
     // The first push accepted, the second refused.
     rx.push(Answer::Slow(std::time::Duration::ZERO));
     rx.push(Answer::Status(400, "collector refused"));
@@ -1000,6 +994,12 @@ fn a_push_refused_after_accepted_requests_sends_none_of_them_again() {
     );
     let counts: BTreeSet<usize> = all.values().copied().collect();
     assert_eq!(counts.len(), 1, "a series missing from a bucket: {all:?}");
+}
+
+/// [`each_once`] of the requests `rx` received.
+fn received_once(rx: &HttpReceiver, name: &str) -> BTreeMap<i64, usize> {
+    let requests = rx.requests();
+    each_once(requests.iter().map(|r| &r.request), name)
 }
 
 /// The series of each bucket end among the points of the Sum `name` in `requests`; a series'
@@ -1096,13 +1096,7 @@ fn two_clouds_push_their_buckets_through_one_output_each_once() {
     let state = tempdir().join("state");
     let t0 = ms(NOW);
     let small = [("MAAS_USAGE_TEST_PUSH_FIGURES", "20")];
-    let points = || {
-        let requests = rx.requests();
-        each_once(
-            requests.iter().map(|r| &r.request),
-            "maas.usage.period.total_tokens",
-        )
-    };
+    let points = || received_once(&rx, "maas.usage.period.total_tokens");
     rx.push(Answer::Slow(std::time::Duration::ZERO));
     rx.push(Answer::Slow(std::time::Duration::ZERO));
     rx.push(Answer::Status(400, "collector refused"));

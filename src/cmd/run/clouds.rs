@@ -154,20 +154,30 @@ pub(crate) fn collect_all(
     deadline: Instant,
 ) -> Result<Vec<Round>, Error> {
     let now = ctx.settings.now();
-    let period = Begun {
-        ok: period.ok,
-        checkpoints: &period.checkpoints,
+    let (ok, checkpoints) = (period.ok, &period.checkpoints);
+    let kept = Rounds::Kept {
         stored: &period.stored,
     };
-    let period = &period;
+    each_cloud(ctx, |c| {
+        collect_cloud(ctx, c, (now, ok, checkpoints), deadline, &kept)
+    })
+}
+
+/// `collect` of each cloud, each on its own thread (one cloud: on this one); the first error
+/// (a thread that panicked: [`Error::Panicked`]) is the run's.
+fn each_cloud(
+    ctx: &Context,
+    collect: impl Fn(&CloudRun) -> Result<Round, Error> + Sync,
+) -> Result<Vec<Round>, Error> {
     if let [one] = ctx.clouds.as_slice() {
-        return Ok(vec![collect_cloud(ctx, one, now, period, deadline)?]);
+        return Ok(vec![collect(one)?]);
     }
     std::thread::scope(|s| {
+        let collect = &collect;
         let running: Vec<_> = ctx
             .clouds
             .iter()
-            .map(|c| s.spawn(move || collect_cloud(ctx, c, now, period, deadline)))
+            .map(|c| s.spawn(move || collect(c)))
             .collect();
         running
             .into_iter()
@@ -176,33 +186,34 @@ pub(crate) fn collect_all(
     })
 }
 
-/// What a cloud's collection takes of the period as it began: whether its series take part,
-/// their checkpoints and their running totals as recorded.
-struct Begun<'a> {
-    ok: bool,
-    checkpoints: &'a Checkpoints,
-    stored: &'a Totals,
-}
-
-/// Whether the run's output shows period buckets only through their running totals (a
-/// Prometheus page, `serve`'s included): each round's buckets are then let go of once added.
-fn folds_buckets(ctx: &Context) -> bool {
-    ctx.published.is_some() || ctx.format == Format::Prometheus
+/// How a cloud's rounds are taken as they come.
+enum Rounds<'a, 's> {
+    /// Kept for the end, their buckets added to the running totals (from those `stored`) and,
+    /// for an output that shows buckets only through their totals (a Prometheus page,
+    /// `serve`'s included), let go of.
+    Kept { stored: &'a Totals },
+    /// Written to the output every cloud shares ([`stream`]), pushes due by `delivered_by`.
+    Written {
+        shared: &'a Mutex<stream::Shared<'s>>,
+        delivered_by: Instant,
+    },
 }
 
 /// One cloud's collection: connected (when it was not), planned at `now` with the period's
-/// checkpoints (when the period series take part), called; each round's buckets added to the
-/// running totals as it comes (and, for an output of totals, let go of).
+/// checkpoints (when the period series take part), called, its rounds taken as `rounds` says.
+/// With several clouds, one that cannot connect fails its own series only.
 fn collect_cloud(
     ctx: &Context,
     cloud: &CloudRun,
-    now: chrono::DateTime<chrono::Utc>,
-    period: &Begun<'_>,
+    (now, period_ok, checkpoints): (chrono::DateTime<chrono::Utc>, bool, &Checkpoints),
     deadline: Instant,
+    rounds: &Rounds<'_, '_>,
 ) -> Result<Round, Error> {
-    let settings = &ctx.settings.clouds[cloud.index];
-    let mut totals = totals_of(cloud, period.stored);
-    let conn = match cloud.connect(settings, deadline, ctx) {
+    let mut totals = match rounds {
+        Rounds::Kept { stored } => totals_of(cloud, stored),
+        Rounds::Written { .. } => Totals::default(),
+    };
+    let conn = match cloud.connect(&ctx.settings.clouds[cloud.index], deadline, ctx) {
         Ok(c) => c,
         Err(e) if ctx.clouds.len() > 1 => {
             return Ok(Round {
@@ -212,25 +223,36 @@ fn collect_cloud(
         }
         Err(e) => return Err(e),
     };
-    let checkpoints = (period.ok, period.checkpoints);
-    let (plan, baseline) = begin_cloud(ctx, cloud, &conn, now, checkpoints, deadline)?;
+    let (plan, baseline) = begin_cloud(ctx, cloud, &conn, now, (period_ok, checkpoints), deadline)?;
     let cache = wiring::discovery_cache(&ctx.store, &conn, cloud.name.as_deref());
     let cache = cache.as_ref().map(|c| c as &dyn collect::DiscoveryCache);
-    let fold = folds_buckets(ctx);
-    let mut collection = Collection::default();
-    collect::collect_each(
-        &plan,
-        &super::setup(&conn, &ctx.spec, cache),
-        &run(ctx, deadline),
-        &mut |mut round| {
-            round.accumulate_into(&mut totals);
-            if fold {
-                round.fold_buckets();
-            }
-            collection.absorb(round);
-            true
-        },
-    );
+    let (setup, run) = (super::setup(&conn, &ctx.spec, cache), run(ctx, deadline));
+    let collection = match rounds {
+        Rounds::Kept { .. } => {
+            let fold = ctx.published.is_some() || ctx.format == Format::Prometheus;
+            let mut collection = Collection::default();
+            collect::collect_each(&plan, &setup, &run, &mut |mut round| {
+                round.accumulate_into(&mut totals);
+                if fold {
+                    round.fold_buckets();
+                }
+                collection.absorb(round);
+                true
+            });
+            collection
+        }
+        Rounds::Written {
+            shared,
+            delivered_by,
+        } => {
+            let target = stream::Target {
+                cloud: cloud.name.as_deref(),
+                conn: &conn,
+                deadline: *delivered_by,
+            };
+            stream::collect(ctx, &plan, (&setup, &run), target, shared)
+        }
+    };
     for w in &collection.warnings {
         log::warn!("{}{w}", cloud.prefix());
     }
@@ -295,23 +317,13 @@ pub(crate) fn collect_streamed(
     let now = ctx.settings.now();
     let (ok, checkpoints) = (period.ok, period.checkpoints.clone());
     let shared = Mutex::new(stream::Shared::new(period));
-    let times = (deadline, delivered_by);
-    let rounds: Result<Vec<Round>, Error> = match ctx.clouds.as_slice() {
-        [one] => stream_cloud(ctx, one, (now, ok, &checkpoints), times, &shared).map(|r| vec![r]),
-        clouds => std::thread::scope(|s| {
-            let running: Vec<_> = clouds
-                .iter()
-                .map(|c| {
-                    let (shared, checkpoints) = (&shared, &checkpoints);
-                    s.spawn(move || stream_cloud(ctx, c, (now, ok, checkpoints), times, shared))
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|h| h.join().unwrap_or(Err(Error::Panicked)))
-                .collect()
-        }),
+    let written = Rounds::Written {
+        shared: &shared,
+        delivered_by,
     };
+    let rounds = each_cloud(ctx, |c| {
+        collect_cloud(ctx, c, (now, ok, &checkpoints), deadline, &written)
+    });
     let (open, prepared, totals) = shared
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
@@ -321,48 +333,6 @@ pub(crate) fn collect_streamed(
         r.totals = totals_of(cloud, &totals);
     }
     Ok((rounds, Streamed { prepared, open }))
-}
-
-/// One cloud's streamed collection: connected (when it was not), planned, its rounds written
-/// under `shared`'s lock as they come.
-fn stream_cloud(
-    ctx: &Context,
-    cloud: &CloudRun,
-    (now, period_ok, checkpoints): (chrono::DateTime<chrono::Utc>, bool, &Checkpoints),
-    (deadline, delivered_by): (Instant, Instant),
-    shared: &Mutex<stream::Shared<'_>>,
-) -> Result<Round, Error> {
-    let conn = match cloud.connect(&ctx.settings.clouds[cloud.index], deadline, ctx) {
-        Ok(c) => c,
-        Err(e) if ctx.clouds.len() > 1 => return Ok(Round::failed(e)),
-        Err(e) => return Err(e),
-    };
-    let (plan, baseline) = begin_cloud(ctx, cloud, &conn, now, (period_ok, checkpoints), deadline)?;
-    let cache = wiring::discovery_cache(&ctx.store, &conn, cloud.name.as_deref());
-    let cache = cache.as_ref().map(|c| c as &dyn collect::DiscoveryCache);
-    let target = stream::Target {
-        cloud: cloud.name.as_deref(),
-        conn: &conn,
-        deadline: delivered_by,
-    };
-    let collection = stream::collect(
-        ctx,
-        &plan,
-        (&super::setup(&conn, &ctx.spec, cache), &run(ctx, deadline)),
-        target,
-        shared,
-    );
-    for w in &collection.warnings {
-        log::warn!("{}{w}", cloud.prefix());
-    }
-    Ok(Round {
-        conn: Some(conn.clone()),
-        failed: None,
-        plan: Some(plan),
-        collection,
-        baseline,
-        totals: Totals::default(),
-    })
 }
 
 /// What a streamed collection leaves besides its rounds: the output (opened by the first round

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+
 use super::Context;
 use crate::cmd::error::Error;
 use crate::cmd::hooks;
@@ -84,12 +86,7 @@ pub fn deliver(
             .sink
             .write(&emit::table::render_all(reports, false, ctx.table))?,
         Format::Json => ctx.sink.write(&emit::json::render_all(reports))?,
-        Format::OtlpJson => ctx
-            .sink
-            .append(&emit::otlp::to_json_line(&emit::otlp::build_all(
-                reports,
-                &otlp_opts(ctx),
-            )))?,
+        Format::OtlpJson => append_otlp_json(ctx, reports, true)?,
         Format::Otlp => {
             // The data first; then the self-metrics, with what the collector said of the data.
             let rejected = export_data(ctx, reports, deadline)?;
@@ -106,15 +103,28 @@ pub fn deliver(
     Ok(None)
 }
 
+/// The data of `reports` (not their self-metrics) as one OTLP request.
+fn data_request(ctx: &Context, reports: &[Report<'_>]) -> ExportMetricsServiceRequest {
+    let opts = otlp_opts(ctx);
+    let data = emit::otlp::merge(reports.iter().map(|r| emit::otlp::data_metrics(r, &opts)));
+    emit::otlp::request_all(reports, &opts, data)
+}
+
 /// Pushes the data of `reports` to the OTLP destination; what the collector rejected of them.
 pub fn export_data(ctx: &Context, reports: &[Report<'_>], deadline: Instant) -> Result<i64, Error> {
     let Some(cfg) = &ctx.export else {
         return Err(Error::System("OTLP export not configured".into()));
     };
-    let opts = otlp_opts(ctx);
-    let data = emit::otlp::merge(reports.iter().map(|r| emit::otlp::data_metrics(r, &opts)));
-    let data = emit::otlp::request_all(reports, &opts, data);
-    Ok(otlp::export(cfg, &data, deadline)?.rejected)
+    Ok(otlp::export(cfg, &data_request(ctx, reports), deadline)?.rejected)
+}
+
+/// Appends `reports` as one OTLP/JSON line: their data, and with `own` their self-metrics.
+pub fn append_otlp_json(ctx: &Context, reports: &[Report<'_>], own: bool) -> Result<(), Error> {
+    let request = match own {
+        true => emit::otlp::build_all(reports, &otlp_opts(ctx)),
+        false => data_request(ctx, reports),
+    };
+    Ok(ctx.sink.append(&emit::otlp::to_json_line(&request))?)
 }
 
 /// The self-metrics pushed after the data, with what the collector rejected of them: the data
@@ -211,18 +221,7 @@ fn export_own(
     Ok(())
 }
 
-/// The data of `report` as one OTLP/JSON line (a request without the self-metrics).
-pub fn otlp_json_data(ctx: &Context, report: &Report<'_>) -> String {
-    let opts = otlp_opts(ctx);
-    let data = emit::otlp::data_metrics(report, &opts);
-    emit::otlp::to_json_line(&emit::otlp::request_all(
-        std::slice::from_ref(report),
-        &opts,
-        data,
-    ))
-}
-
-pub fn otlp_opts(ctx: &Context) -> OtlpOptions<'_> {
+fn otlp_opts(ctx: &Context) -> OtlpOptions<'_> {
     OtlpOptions {
         tags: &ctx.spec.output.tags,
         resource: &ctx.resource,

@@ -12,7 +12,7 @@ use super::{deliver, period, signals, Context};
 use crate::cmd::error::Error;
 use crate::cmd::hooks;
 use crate::collect::{Collection, Series};
-use crate::time::period::{Checkpoints, Totals};
+use crate::time::period::{move_forward, Totals};
 
 /// The most figures (data points) of period buckets in one request, unless a single bucket
 /// holds more: at about 300 bytes a point, 2.5 MB of protobuf, under a gRPC collector's
@@ -47,16 +47,13 @@ pub fn round(
             round.advance.clear();
             return Ok(());
         }
-        let mut next_totals = progress.totals.clone();
-        let mut ends = Checkpoints::new();
+        let (mut next, mut next_totals) = (progress.advance.clone(), progress.totals.clone());
         for s in &request {
             s.record_running(&mut next_totals);
             if let Some(id) = s.checkpoint() {
-                let e = ends.entry(id.to_string()).or_insert(s.window().end_ms);
-                *e = (*e).max(s.window().end_ms);
+                move_forward(&mut next, id, s.window().end_ms);
             }
         }
-        let next = progress.ahead(&ends);
         let Some(prepared) = progress.prepare(ctx, period, &next, &next_totals) else {
             round.advance.clear();
             return Ok(());

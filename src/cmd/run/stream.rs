@@ -20,11 +20,11 @@ use crate::collect::{self, Collection, RunStats};
 use crate::deliver::sink::Stream;
 use crate::emit::influx::{self, InfluxOptions};
 use crate::emit::json::JsonStream;
-use crate::emit::{self, Report};
+use crate::emit::Report;
 use crate::plan::Plan;
 use crate::spec::Format;
 use crate::state::store::PreparedCommit;
-use crate::time::period::{Checkpoints, Totals};
+use crate::time::period::{move_forward, Checkpoints, Totals};
 
 /// Whether this run's output goes out as it is produced: line protocol, OTLP/JSON lines or an
 /// OTLP push (of every cloud, each round as it comes from whichever), or JSON of one cloud
@@ -87,18 +87,14 @@ impl<'p> Shared<'p> {
 }
 
 /// An output written as it is produced, its series written, its end not yet.
-pub struct Open {
-    /// What line protocol and JSON are written to (the OTLP formats push or append instead).
-    stream: Option<Stream>,
-    format: Written,
-}
+pub struct Open(Written);
 
-/// How the rounds are written.
+/// How the rounds are written, and where.
 enum Written {
     /// Line protocol: each round's lines (its budgets with them).
-    Influx,
+    Influx(Stream),
     /// JSON: the document's elements, the failures, self-metrics and budgets at its end.
-    Json(JsonStream),
+    Json(JsonStream, Stream),
     /// OTLP: each round's period buckets pushed (and committed) as they come, the other series
     /// and the budgets at the end, then the self-metrics with what the collector rejected.
     Otlp { rejected: i64, pushed: bool },
@@ -109,54 +105,32 @@ enum Written {
 
 impl Open {
     fn new(ctx: &Context, first: &Report<'_>) -> Result<Open, Error> {
-        // The format, and for the written ones what starts the stream.
-        let (format, head) = match ctx.format {
-            Format::Otlp => (
-                Written::Otlp {
-                    rejected: 0,
-                    pushed: false,
-                },
-                None,
-            ),
-            Format::OtlpJson => (Written::OtlpJson, None),
+        Ok(Open(match ctx.format {
+            Format::Otlp => Written::Otlp {
+                rejected: 0,
+                pushed: false,
+            },
+            Format::OtlpJson => Written::OtlpJson,
             Format::Json => {
                 let (json, head) = JsonStream::begin(first);
-                (Written::Json(json), Some(head))
-            }
-            _ => (Written::Influx, Some(String::new())),
-        };
-        let stream = match head {
-            Some(head) => {
                 let mut stream = ctx.sink.stream()?;
                 stream.write(&head)?;
-                Some(stream)
+                Written::Json(json, stream)
             }
-            None => None,
-        };
-        Ok(Open { stream, format })
-    }
-
-    /// Writes `text` to the stream (line protocol, JSON).
-    fn write(&mut self, text: &str) -> Result<(), Error> {
-        match &mut self.stream {
-            Some(s) => Ok(s.write(text)?),
-            None => Err(Error::System(
-                "internal error: no stream to write to".into(),
-            )),
-        }
+            _ => Written::Influx(ctx.sink.stream()?),
+        }))
     }
 
     /// Writes (or pushes) the series of `r`.
     fn send(&mut self, ctx: &Context, r: &Report<'_>, deadline: Instant) -> Result<(), Error> {
-        match &mut self.format {
-            Written::Influx => self.write(&influx::render_series(r, &influx_options(ctx)))?,
-            Written::Json(json) => {
-                let text = json.round(r);
-                self.write(&text)?;
+        match &mut self.0 {
+            Written::Influx(stream) => {
+                stream.write(&influx::render_series(r, &influx_options(ctx)))?
             }
+            Written::Json(json, stream) => stream.write(&json.round(r))?,
             Written::OtlpJson => {
                 if !r.collection.series.is_empty() {
-                    ctx.sink.append(&deliver::otlp_json_data(ctx, r))?;
+                    deliver::append_otlp_json(ctx, std::slice::from_ref(r), false)?;
                 }
             }
             Written::Otlp { rejected, pushed } => {
@@ -170,18 +144,18 @@ impl Open {
     }
 
     /// Writes what follows the series (the collector's line; JSON: the rest of the document;
-    /// OTLP: the series and budgets not pushed yet, then the self-metrics) of `report`, and
+    /// OTLP: the series and budgets not pushed yet, then the self-metrics) of `reports`, and
     /// puts the output in place.
     pub fn finish(
-        mut self,
+        self,
         ctx: &Context,
         reports: &[Report<'_>],
         deadline: Instant,
     ) -> Result<(), Error> {
-        let tail = match std::mem::replace(&mut self.format, Written::Influx) {
-            Written::Influx => influx::render_all(reports, &influx_options(ctx)),
-            Written::Json(json) => match reports {
-                [report] => json.end(report),
+        let (mut stream, tail) = match self.0 {
+            Written::Influx(stream) => (stream, influx::render_all(reports, &influx_options(ctx))),
+            Written::Json(json, stream) => match reports {
+                [report] => (stream, json.end(report)),
                 _ => {
                     return Err(Error::System(
                         "internal error: JSON of several clouds streamed".into(),
@@ -191,9 +165,7 @@ impl Open {
             Written::OtlpJson => {
                 // The rest of the data with the self-metrics, one line (all of a run's when it
                 // had no buckets).
-                let all = emit::otlp::build_all(reports, &deliver::otlp_opts(ctx));
-                ctx.sink.append(&emit::otlp::to_json_line(&all))?;
-                return Ok(());
+                return deliver::append_otlp_json(ctx, reports, true);
             }
             Written::Otlp { rejected, pushed } => {
                 let rest = reports
@@ -208,11 +180,8 @@ impl Open {
                 return Ok(());
             }
         };
-        self.write(&tail)?;
-        match self.stream {
-            Some(s) => Ok(s.finish()?),
-            None => Ok(()),
-        }
+        stream.write(&tail)?;
+        Ok(stream.finish()?)
     }
 }
 
@@ -247,8 +216,7 @@ impl Progress {
     pub fn ahead(&self, more: &Checkpoints) -> Checkpoints {
         let mut next = self.advance.clone();
         for (id, end) in more {
-            let e = next.entry(id.clone()).or_insert(*end);
-            *e = (*e).max(*end);
+            move_forward(&mut next, id, *end);
         }
         next
     }
@@ -290,7 +258,7 @@ pub fn collect(
         if s.failed.is_some() {
             return false;
         }
-        match write(ctx, plan, &target, s, &mut round) {
+        match send_round(ctx, plan, &target, s, &mut round) {
             Ok(()) => {
                 round.advance.clear();
                 out.absorb(round);
@@ -307,7 +275,7 @@ pub fn collect(
 
 /// Writes (or pushes) `round` of the cloud `target` to the shared output, opened now if this is
 /// the first round of any cloud.
-fn write(
+fn send_round(
     ctx: &Context,
     plan: &Plan,
     target: &Target<'_>,
